@@ -1,0 +1,30 @@
+"""Starting Ray: embedded and local by default, bound to loopback, no dashboard."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+
+def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start (or join) Ray once per process.
+
+    With no address Ray runs inside this process's session on this machine only: its node
+    address is 127.0.0.1 and its dashboard is off, so no Ray port faces the network."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's start-up banner and worker logs are noise to a CLI user; errors still surface.
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
+                  log_to_driver=False)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+
+
+def stop_ray() -> None:
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,83 @@
+"""ShardActor: one Ray actor process owning whole blocks of hubs as columnar state."""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import psutil
+import ray
+
+from twin.model.config import FleetConfig
+from twin.model.generator import generate
+from twin.model.kernel import slot_bounds, step
+from twin.model.network import NetworkPlan
+from twin.model.query import aggregate_counts, hub_record
+from twin.model.state import HubState
+from twin.model.summary import TickSummary
+
+
+class Shard:
+    """The shard's behaviour without Ray, so it can be tested and profiled in-process."""
+
+    def __init__(self, config: dict[str, Any], first_block: int, n_blocks: int):
+        self.config = FleetConfig.from_dict(config)
+        self.first_block = first_block
+        self.n_blocks = n_blocks
+        self.network = NetworkPlan()
+        self.bounds = slot_bounds(self.config)
+        t = time.perf_counter()
+        self.state: HubState = generate(self.config, first_block, n_blocks)
+        self.build_s = time.perf_counter() - t
+
+    # -- stepping ------------------------------------------------------------------------
+    def step(self, tick: int) -> TickSummary:
+        return step(self.state, tick, self.config, self.network, self.bounds)
+
+    def set_network(self, plan: np.ndarray) -> None:
+        self.network = NetworkPlan.from_array(plan)
+
+    # -- queries -------------------------------------------------------------------------
+    def hub(self, hub: int) -> dict[str, Any]:
+        tick = self.state.last_tick
+        return hub_record(self.state, self.config, self.network.up_by_area(max(tick, 0)), hub, tick)
+
+    def aggregate(self, by: list[str]) -> dict[tuple[int, ...], list[int]]:
+        return aggregate_counts(self.state, self.network.up_by_area(max(self.state.last_tick, 0)), by)
+
+    def digests(self) -> list[bytes]:
+        return self.state.block_digests()
+
+    def export_state(self) -> bytes:
+        return self.state.to_bytes()
+
+    def import_state(self, data: bytes) -> None:
+        self.state = HubState.from_bytes(data)
+
+    def floor_pass(self) -> float:
+        """Seconds for one plain read of every byte of state: the memory-bandwidth floor."""
+        t = time.perf_counter()
+        for arr in self.state.cols.values():
+            np.bitwise_or.reduce(arr.view(np.uint8))
+        return time.perf_counter() - t
+
+    def info(self) -> dict[str, Any]:
+        proc = psutil.Process()
+        return {
+            "first_block": self.first_block,
+            "n_blocks": self.n_blocks,
+            "hubs": self.state.n_hubs,
+            "state_bytes": self.state.nbytes,
+            "rss_bytes": proc.memory_info().rss,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "build_s": self.build_s,
+            "tick": self.state.last_tick,
+            "pid": proc.pid,
+        }
+
+
+@ray.remote
+class ShardActor(Shard):
+    """A shard as a Ray actor. Bulk state never leaves it except through export_state."""

@@ -1,0 +1,310 @@
+"""Names of things: regions and network-operator areas, WAN technologies, hub variants, device
+models with their firmware versions, suppliers, message types. Codes are the small integers stored
+in the columnar state; every table here maps a code to its label and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+
+class Region(IntEnum):
+    """CSP region. Code 0 marks padding rows past the end of the fleet."""
+
+    NONE = 0
+    NORTH = 1
+    CENTRAL = 2
+    SOUTH = 3
+
+
+REGIONS: tuple[Region, ...] = (Region.NORTH, Region.CENTRAL, Region.SOUTH)
+N_REGION_CODES = 4
+
+
+class Csp(IntEnum):
+    """The three Communication Service Provider contracts, indexed 0..2 in summaries."""
+
+    NORTH = 0  # Arqiva (SmartReach)
+    CENTRAL = 1  # Telefonica UK (VMO2)
+    SOUTH = 2  # Telefonica UK (VMO2)
+
+
+CSP_OPERATOR = {Csp.NORTH: "Arqiva", Csp.CENTRAL: "Telefonica UK (VMO2)", Csp.SOUTH: "Telefonica UK (VMO2)"}
+N_CSP = 3
+
+
+@dataclass(frozen=True)
+class Area:
+    """A GB electricity distribution licence area (DNO area), ids as in shared/data."""
+
+    id: int
+    short_code: str
+    name: str
+    dno: str
+    region: Region
+
+
+# Same ids, names and region mapping as data/gb-dno-areas.geojson, so map and model agree.
+AREAS: tuple[Area, ...] = (
+    Area(10, "_A", "East England", "UKPN", Region.CENTRAL),
+    Area(11, "_B", "East Midlands", "NGED", Region.CENTRAL),
+    Area(12, "_C", "London", "UKPN", Region.SOUTH),
+    Area(13, "_D", "North Wales, Merseyside and Cheshire", "SPEN", Region.CENTRAL),
+    Area(14, "_E", "West Midlands", "NGED", Region.CENTRAL),
+    Area(15, "_F", "North East England", "NPg", Region.NORTH),
+    Area(16, "_G", "North West England", "ENWL", Region.NORTH),
+    Area(17, "_P", "North Scotland", "SSEN", Region.NORTH),
+    Area(18, "_N", "South and Central Scotland", "SPEN", Region.NORTH),
+    Area(19, "_J", "South East England", "UKPN", Region.SOUTH),
+    Area(20, "_H", "Southern England", "SSEN", Region.SOUTH),
+    Area(21, "_K", "South Wales", "NGED", Region.CENTRAL),
+    Area(22, "_L", "South West England", "NGED", Region.SOUTH),
+    Area(23, "_M", "Yorkshire", "NPg", Region.NORTH),
+)
+AREA_BY_ID = {a.id: a for a in AREAS}
+N_AREA_CODES = 24  # codes 0..23; 0 is padding, 1..9 unused
+# Lookup table: area code -> region code (padding and unused codes map to Region.NONE).
+AREA_REGION = np.zeros(N_AREA_CODES, dtype=np.uint8)
+for _a in AREAS:
+    AREA_REGION[_a.id] = _a.region
+
+
+class WanTech(IntEnum):
+    NONE = 0  # no WAN coverage at the premises
+    LRR = 1  # Arqiva long-range radio, ~412/422 MHz (North)
+    G2 = 2  # 2G cellular (VMO2)
+    G3 = 3  # 3G cellular (VMO2)
+    G4 = 4  # 4G cellular (Vodafone, 4G Communications Hub)
+    VWAN = 5  # consumer broadband with consent (from 2026)
+
+
+N_WAN = 6
+WAN_LABEL = {
+    WanTech.NONE: "none",
+    WanTech.LRR: "long-range radio",
+    WanTech.G2: "2G",
+    WanTech.G3: "3G",
+    WanTech.G4: "4G",
+    WanTech.VWAN: "VWAN",
+}
+
+
+class Variant(IntEnum):
+    SINGLE_BAND = 0  # SBCH, 2.4 GHz ZigBee HAN
+    DUAL_BAND = 1  # DBCH, 2.4 GHz + 868 MHz HAN
+    FOUR_G = 2  # Toshiba 4G Communications Hub
+    SMETS1_MODULE = 3  # SMETS1 comms module (not a DCC comms hub)
+
+
+N_VARIANT = 4
+
+
+class Smets(IntEnum):
+    SMETS2 = 0
+    SMETS1_ENROLLED = 1  # migrated into the DCC (enrolment and adoption)
+    SMETS1_NOT_ENROLLED = 2  # still on its supplier's own system; not DCC traffic
+
+
+N_SMETS = 3
+
+
+class DeviceType(IntEnum):
+    CH = 0
+    ESME = 1
+    GSME = 2
+    PPMID = 3
+
+
+N_DEVICE_TYPES = 4
+
+
+class MessageType(IntEnum):
+    DAILY_READ = 0  # DCC-scheduled daily read burst (24 h+ of readings in one package)
+    ON_DEMAND_READ = 1
+    PREPAYMENT = 2
+    CONFIGURATION = 3  # tariffs, supply control, settings
+    SECURITY = 4  # credential swaps (CoS), key updates
+    FIRMWARE = 5
+    ALERT = 6  # device alerts, power outage AD1 and restoration among them
+    BACKLOG_READ = 7  # catch-up reads of unread log days after a hub comes back
+
+
+N_MESSAGE_TYPES = 8
+
+
+class AlertKind(IntEnum):
+    POWER_OUTAGE = 0  # AD1, comms hub unpowered > 3 minutes
+    POWER_RESTORED = 1  # 0x8F36 Supply Outage Restored, outage >= 3 minutes
+    LOW_BATTERY = 2  # 0x8F1F Low Battery Capacity (GSME)
+
+
+N_ALERT_KINDS = 3
+
+
+# Bits of the per-hub `flags` column (attributes fixed at install).
+class Flag:
+    HAS_GAS = 1
+    PREPAY = 2
+    SOLAR = 4
+    VWAN_ELIGIBLE = 8  # broadband present and consent given
+    MESH = 16  # reaches the cellular WAN through mesh coverage extension
+    ESME_DAILY = 32  # ESME is on a DCC-scheduled daily read
+    GSME_DAILY = 64
+    ALT_HAN = 128  # standard HAN does not reach; needs Alt HAN equipment
+
+
+# Bits of the per-hub `fault` column: each set bit is a reason the hub cannot be reached.
+# A hub is reachable when fault == 0 and its network (region x technology) is up.
+class Fault:
+    NO_COVERAGE = 1  # premises has no WAN (and is not on VWAN)
+    POWER = 2  # premises unpowered
+    HUB_FAULT = 4  # transient WAN/hub fault
+    HARDWARE = 8  # hub failed; needs a field visit
+    BRICKED = 16  # a firmware activation bricked the hub
+    INCIDENT = 32  # CSP incident or base-station failure covering the hub
+
+
+FAULT_LABEL = {
+    Fault.NO_COVERAGE: "no WAN coverage",
+    Fault.POWER: "power outage",
+    Fault.HUB_FAULT: "transient hub fault",
+    Fault.HARDWARE: "hub hardware failure",
+    Fault.BRICKED: "bricked by firmware",
+    Fault.INCIDENT: "CSP incident",
+}
+
+
+# Bits of the per-hub `status` column (slowly changing device status).
+class Status:
+    LOW_BATTERY = 1  # GSME low-battery alert raised, replacement pending
+    GSME_DEAD = 2  # GSME battery exhausted: no gas reads
+    DUMB = 4  # lost smart function (SMETS1 not enrolled after a switch)
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """One certified device model and the firmware versions seen in the field (oldest first)."""
+
+    device_type: DeviceType
+    manufacturer: str
+    model: str
+    smets: str  # "SMETS2", "SMETS1" or "any"
+    versions: tuple[str, ...]
+    version_shares: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.manufacturer} {self.model}"
+
+
+def _fw(*versions: str) -> tuple[str, ...]:
+    return versions
+
+
+# Version share profile: most devices on the newest release, a tail on older ones. [U]
+_SHARES3 = (0.15, 0.30, 0.55)
+_SHARES2 = (0.35, 0.65)
+
+# Model tables. ESME/GSME manufacturers and models are the approved SMETS2 list and the SMETS1
+# models for DCC adoption (seeds/003). Comms hubs: EDMI in the North [C], Toshiba 4G [C]; Central and
+# South 2G/3G makers Toshiba and WNC are commonly cited but unconfirmed [U]. PPMID makers [U].
+# Firmware version strings are illustrative [U].
+DEVICE_MODELS: tuple[DeviceModel, ...] = (
+    # code 0 in each device column means "no device"; the tables below are 1-based per type.
+    DeviceModel(DeviceType.CH, "EDMI", "LRR CH (SmartReach)", "SMETS2", _fw("3.1.0", "3.2.4", "3.3.1"), _SHARES3),
+    DeviceModel(DeviceType.CH, "Toshiba", "2G/3G CH", "SMETS2", _fw("1.8.2", "1.9.0", "2.0.3"), _SHARES3),
+    DeviceModel(DeviceType.CH, "WNC", "2G/3G CH", "SMETS2", _fw("4.0.7", "4.1.2"), _SHARES2),
+    DeviceModel(DeviceType.CH, "Toshiba", "4G CH", "SMETS2", _fw("1.0.1", "1.1.0"), _SHARES2),
+    DeviceModel(DeviceType.CH, "Honeywell", "SMETS1 comms module", "SMETS1", _fw("S1.4", "S1.5"), _SHARES2),
+    DeviceModel(DeviceType.CH, "Landis & Gyr", "SMETS1 comms module", "SMETS1", _fw("S1.9", "S1.10"), _SHARES2),
+    DeviceModel(DeviceType.CH, "Secure Meters", "SMETS1 comms module", "SMETS1", _fw("S1.2", "S1.3"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Aclara", "SGM1412", "SMETS2", _fw("2.4.0", "2.5.1", "2.6.0"), _SHARES3),
+    DeviceModel(DeviceType.ESME, "Aclara", "SGM1412B", "SMETS2", _fw("2.5.1", "2.6.0"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "EDMI", "ES-10A", "SMETS2", _fw("5.0.2", "5.1.0", "5.2.3"), _SHARES3),
+    DeviceModel(DeviceType.ESME, "Honeywell", "AS302P", "SMETS2", _fw("1.12", "1.14", "1.15"), _SHARES3),
+    DeviceModel(DeviceType.ESME, "Itron", "EM425-UK2", "SMETS2", _fw("7.2.0", "7.3.1"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Kaifa", "MA120", "SMETS2", _fw("1.0.9", "1.1.4", "1.2.0"), _SHARES3),
+    DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470-5394", "SMETS2", _fw("3.0.6", "3.1.2"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470-5424", "SMETS2", _fw("3.1.2", "3.2.0"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Elster", "AS 300P", "SMETS1", _fw("S1-2.1", "S1-2.2"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Itron", "EM425-UK", "SMETS1", _fw("S1-6.4", "S1-6.5"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470", "SMETS1", _fw("S1-1.8", "S1-1.9"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 100", "SMETS1", _fw("S1-4.0", "S1-4.1"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 110", "SMETS1", _fw("S1-4.1", "S1-4.2"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "EDMI", "GS-60A", "SMETS2", _fw("2.2.0", "2.3.1"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "EDMI", "GS-60B", "SMETS2", _fw("2.3.1", "2.4.0"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Flonidan", "G4SZV-1", "SMETS2", _fw("1.3.0", "1.4.2", "1.5.0"), _SHARES3),
+    DeviceModel(DeviceType.GSME, "GWI", "G4-MG-SE-GM-V2", "SMETS2", _fw("6.0.1", "6.1.0"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Honeywell", "BK-G4E", "SMETS2", _fw("4.4", "4.5", "4.6"), _SHARES3),
+    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G470-672", "SMETS2", _fw("2.0.4", "2.1.0"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Elster", "BK-G4E", "SMETS1", _fw("S1-3.0", "S1-3.1"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Itron", "RF1 sV ZB", "SMETS1", _fw("S1-2.0", "S1-2.2"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G370", "SMETS1", _fw("S1-1.4", "S1-1.5"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G470", "SMETS1", _fw("S1-1.6", "S1-1.7"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Secure Meters", "EG4v10", "SMETS1", _fw("S1-5.2", "S1-5.3"), _SHARES2),
+    DeviceModel(DeviceType.PPMID, "Chameleon Technology", "PPMID", "any", _fw("2.1", "2.3"), _SHARES2),
+    DeviceModel(DeviceType.PPMID, "Geo (Green Energy Options)", "PPMID", "any", _fw("5.6", "5.8"), _SHARES2),
+)
+
+
+def models_of(device_type: DeviceType) -> tuple[DeviceModel, ...]:
+    """Models of one device type, in code order: the model stored as code k is element k-1."""
+    return tuple(m for m in DEVICE_MODELS if m.device_type == device_type)
+
+
+def model_code(device_type: DeviceType, manufacturer: str, model: str) -> int:
+    """1-based code of a model within its device type; raises KeyError if unknown."""
+    for code, m in enumerate(models_of(device_type), start=1):
+        if m.manufacturer == manufacturer and m.model == model:
+            return code
+    raise KeyError(f"unknown {device_type.name} model {manufacturer!r} {model!r}")
+
+
+@dataclass(frozen=True)
+class Supplier:
+    name: str
+    market_share: float  # of domestic electricity customers [U]
+    prepay_share: float  # of its customers on prepayment [U]
+
+
+# Ofgem's retail market indicators put the market at roughly these shares in 2025; the figures
+# are rounded and only approximate [U]. The long tail is merged into "Other suppliers".
+SUPPLIERS: tuple[Supplier, ...] = (
+    Supplier("Octopus Energy", 0.240, 0.10),
+    Supplier("British Gas", 0.190, 0.14),
+    Supplier("E.ON Next", 0.140, 0.13),
+    Supplier("OVO Energy", 0.110, 0.12),
+    Supplier("EDF Energy", 0.100, 0.12),
+    Supplier("Scottish Power", 0.080, 0.15),
+    Supplier("Utility Warehouse", 0.030, 0.05),
+    Supplier("Utilita", 0.025, 0.90),
+    Supplier("So Energy", 0.020, 0.05),
+    Supplier("Outfox the Market", 0.012, 0.05),
+    Supplier("Co-op Energy", 0.010, 0.10),
+    Supplier("Good Energy", 0.006, 0.05),
+    Supplier("Ecotricity", 0.006, 0.05),
+    Supplier("Fuse Energy", 0.006, 0.05),
+    Supplier("Rebel Energy", 0.005, 0.05),
+    Supplier("Other suppliers", 0.020, 0.10),
+)
+# Supplier code k (1-based) is SUPPLIERS[k-1]; code 0 means "no supplier" (no gas meter).
+N_SUPPLIER_CODES = 256
+
+
+def supplier_code(name: str) -> int:
+    for code, s in enumerate(SUPPLIERS, start=1):
+        if s.name.lower() == name.lower():
+            return code
+    raise KeyError(f"unknown supplier {name!r}")
+
+
+def region_by_name(name: str) -> Region:
+    """Parse a region name case-insensitively; raises ValueError naming the valid choices."""
+    key = name.strip().upper()
+    for r in REGIONS:
+        if r.name == key:
+            return r
+    choices = ", ".join(r.name.title() for r in REGIONS)
+    raise ValueError(f"unknown region {name!r}; choose from {choices}")

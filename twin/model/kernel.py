@@ -1,0 +1,303 @@
+"""The tick kernel: what the hubs held by one shard do in one half-hour.
+
+Per tick the kernel touches only
+- the hubs whose daily read slot is this half-hour (a contiguous sub-range of every block, so a
+  2-D slice, about 1/48 of the hubs): daily reads, backlog catch-up, data loss, battery;
+- the rare events of this tick (incidents starting and ending, alerts falling due), drawn as
+  "how many, then which" from a fleet-keyed stream, so their cost grows with their number;
+- the group counters, for reachable and dark hubs by CSP.
+Everything else (consumption, registers, network schedules) is a function of time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_REGION,
+    FAULT_LABEL,
+    N_ALERT_KINDS,
+    N_AREA_CODES,
+    N_CSP,
+    AlertKind,
+    Fault,
+    Flag,
+    MessageType,
+    Smets,
+    Status,
+)
+from twin.model.config import FleetConfig
+from twin.model.network import NetworkPlan
+from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.rng import Purpose, fleet_rng, hash_uniform
+from twin.model.state import DARK_AGE_EDGES_DAYS, HubState
+from twin.model.summary import N_DARK_REASONS, TickSummary
+
+LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
+_DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
+# (area code) x (CSP) one-hot, so per-area integer counts sum exactly into per-CSP counts.
+_AREA_CSP = np.zeros((N_AREA_CODES, N_CSP), dtype=np.int64)
+for _area in range(N_AREA_CODES):
+    if AREA_REGION[_area]:
+        _AREA_CSP[_area, AREA_REGION[_area] - 1] = 1
+_FAULT_BITS = tuple(FAULT_LABEL)
+_FAULT_VALUES = np.arange(256)
+
+
+def slot_bounds(config: FleetConfig) -> np.ndarray:
+    """Start of each half-hour's read slot within a block (49 edges)."""
+    w = np.asarray(config.params.traffic.daily_read_profile, dtype=np.float64)
+    if w.shape != (HALF_HOURS_PER_DAY,) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("daily_read_profile must be 48 non-negative weights with a positive sum")
+    edges = np.round(np.concatenate([[0.0], np.cumsum(w)]) / w.sum() * config.block_size).astype(np.int64)
+    edges[-1] = config.block_size
+    return edges
+
+
+@dataclass
+class IncidentDraw:
+    """Incidents starting in one tick, identical for every shard (fleet-keyed)."""
+
+    bit: int
+    hub: np.ndarray
+    start_s: np.ndarray
+    end_s: np.ndarray
+    alert_backoff_s: np.ndarray
+    restore_backoff_s: np.ndarray
+
+
+def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDraw]:
+    """Premises power cuts, transient hub faults and hardware failures starting this tick."""
+    ip = config.params.incidents
+    t0 = tick * TICK_SECONDS
+    out = []
+    kinds = (
+        (Fault.POWER, Purpose.POWER_OUTAGE, ip.power_outages_per_year, ip.power_outage_median_min * 60,
+         ip.power_outage_sigma),
+        (Fault.HUB_FAULT, Purpose.HUB_FAULT, ip.hub_faults_per_year, ip.hub_fault_median_h * 3600,
+         ip.hub_fault_sigma),
+        (Fault.HARDWARE, Purpose.HARDWARE_FAILURE, ip.hardware_failures_per_year,
+         ip.hardware_repair_median_days * 86400, ip.hardware_repair_sigma),
+    )
+    for bit, purpose, per_year, median_s, sigma in kinds:
+        rng = fleet_rng(config.seed, tick, purpose)
+        k = int(rng.poisson(config.hubs * per_year / TICKS_PER_YEAR))
+        hub = rng.integers(0, config.hubs, k)
+        start = t0 + rng.integers(0, TICK_SECONDS, k)
+        dur = np.maximum(1, median_s * np.exp(sigma * rng.standard_normal(k))).astype(np.int64)
+        out.append(IncidentDraw(
+            bit=int(bit), hub=hub, start_s=start, end_s=start + dur,
+            alert_backoff_s=rng.integers(0, ip.outage_alert_backoff_s + 1, k),
+            restore_backoff_s=rng.integers(0, ip.restore_alert_backoff_s + 1, k),
+        ))
+    return out
+
+
+def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) -> int:
+    """Apply one draw to the hubs held here; returns how many hubs it started on.
+
+    A hub already carrying the fault keeps its current incident (the new one is ignored), so each
+    (hub, fault) has at most one incident and its end is unambiguous."""
+    mine = state.holds(draw.hub)
+    if not mine.any():
+        return 0
+    hub = draw.hub[mine]
+    _, first = np.unique(hub, return_index=True)
+    keep = np.flatnonzero(mine)[np.sort(first)]
+    hub = draw.hub[keep]
+    rows = state.local(hub)
+    free = (state.cols["fault"][rows] & draw.bit) == 0
+    keep, hub, rows = keep[free], hub[free], rows[free]
+    state.change(rows, fault_set=draw.bit)
+    state.inc_hub = np.concatenate([state.inc_hub, hub])
+    state.inc_bit = np.concatenate([state.inc_bit, np.full(hub.size, draw.bit, np.uint8)])
+    state.inc_end_s = np.concatenate([state.inc_end_s, draw.end_s[keep]])
+    if draw.bit == Fault.POWER:
+        ip = config.params.incidents
+        dur = draw.end_s[keep] - draw.start_s[keep]
+        dcc = state.cols["smets"][rows] != Smets.SMETS1_NOT_ENROLLED
+        long = dcc & (dur > ip.outage_alert_after_s)
+        times = np.concatenate([
+            draw.start_s[keep][long] + ip.outage_alert_after_s + draw.alert_backoff_s[keep][long],
+            draw.end_s[keep][long] + draw.restore_backoff_s[keep][long],
+        ])
+        kinds = np.concatenate([np.full(long.sum(), AlertKind.POWER_OUTAGE, np.uint8),
+                                np.full(long.sum(), AlertKind.POWER_RESTORED, np.uint8)])
+        queue_alerts(state, np.concatenate([hub[long], hub[long]]), kinds, times)
+    return int(hub.size)
+
+
+def queue_alerts(state: HubState, hub: np.ndarray, kind: np.ndarray, time_s: np.ndarray) -> None:
+    state.alert_hub = np.concatenate([state.alert_hub, hub.astype(np.int64)])
+    state.alert_kind = np.concatenate([state.alert_kind, kind.astype(np.uint8)])
+    state.alert_time_s = np.concatenate([state.alert_time_s, time_s.astype(np.int64)])
+
+
+def end_incidents(state: HubState, now_s: int) -> None:
+    """Clear faults whose incident ended at or before `now_s`."""
+    due = state.inc_end_s <= now_s
+    if not due.any():
+        return
+    for bit in np.unique(state.inc_bit[due]):
+        sel = due & (state.inc_bit == bit)
+        state.change(state.local(state.inc_hub[sel]), fault_clear=int(bit))
+    keep = ~due
+    state.inc_hub, state.inc_bit, state.inc_end_s = state.inc_hub[keep], state.inc_bit[keep], state.inc_end_s[keep]
+
+
+def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray) -> None:
+    """Deliver queued alerts falling due in [t0, t0 + tick): those from hubs whose WAN works."""
+    due = state.alert_time_s < t0 + TICK_SECONDS
+    if not due.any():
+        return
+    rows = state.local(state.alert_hub[due])
+    kind = state.alert_kind[due].astype(np.intp)
+    sec = np.clip(state.alert_time_s[due] - t0, 0, TICK_SECONDS - 1)
+    area = state.cols["area"][rows]
+    # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
+    other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
+    ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
+    _count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok])
+    s.alerts_undelivered += int((~ok).sum())
+    keep = ~due
+    state.alert_hub, state.alert_kind, state.alert_time_s = (
+        state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
+
+
+def _count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray) -> None:
+    if csp.size == 0:
+        return
+    s.alerts += np.bincount(csp * N_ALERT_KINDS + kind, minlength=N_CSP * N_ALERT_KINDS).reshape(N_CSP, -1)
+    s.messages[:, MessageType.ALERT] += np.bincount(csp, minlength=N_CSP)
+    dense = np.bincount(np.concatenate([np.repeat(s.alert_seconds, s.alert_second_counts), sec]),
+                        minlength=TICK_SECONDS)
+    nz = np.flatnonzero(dense)
+    s.alert_seconds, s.alert_second_counts = nz, dense[nz].astype(np.int64)
+
+
+def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray,
+              bounds: np.ndarray) -> None:
+    """The hubs whose daily read falls in this half-hour: reads, catch-up, data loss, battery."""
+    slot = (config.start_tick_of_day + tick) % HALF_HOURS_PER_DAY
+    lo, hi = int(bounds[slot]), int(bounds[slot + 1])
+    if hi <= lo:
+        return
+    bs = state.block_size
+
+    def view(name: str) -> np.ndarray:
+        return state.blocks(name)[:, lo:hi]
+
+    area = view("area")
+    dcc = (area != 0) & (view("smets") != Smets.SMETS1_NOT_ENROLLED)
+    fault = view("fault")
+    reach = dcc & (fault == 0) & up_area[area, view("wan")]
+    dark = dcc & ~reach
+    flags = view("flags")
+    status = view("status")
+    has_gas = (flags & Flag.HAS_GAS) != 0
+    gas_alive = has_gas & ((status & Status.GSME_DEAD) == 0)
+    meters = 1 + gas_alive.astype(np.int64)
+    daily = ((flags & Flag.ESME_DAILY) != 0).astype(np.int64) + ((flags & Flag.GSME_DAILY) != 0) * gas_alive
+    csp = AREA_REGION[area].astype(np.intp) - 1
+    last = view("last_contact")
+    gap = tick - last.astype(np.int64)
+
+    # Daily reads from reachable hubs, and catch-up reads of the days they missed.
+    rc = csp[reach]
+    s.messages[:, MessageType.DAILY_READ] += np.bincount(rc, weights=daily[reach], minlength=N_CSP).astype(np.int64)
+    missed = np.clip(gap[reach] // HALF_HOURS_PER_DAY - 1, 0, LOG_DAYS)
+    if missed.any():
+        s.messages[:, MessageType.BACKLOG_READ] += np.bincount(
+            rc, weights=missed * daily[reach], minlength=N_CSP).astype(np.int64)
+    last[reach] = tick
+
+    # Dark hubs: the meter log holds LOG_DAYS; older unread periods roll off and are lost.
+    g_dark = gap[dark]
+    m_dark = meters[dark]
+    over = np.clip(g_dark - LOG_TICKS, 0, HALF_HOURS_PER_DAY)
+    s.hh_lost += int((over * m_dark).sum())
+    if over.any():
+        lost_days = view("lost_days")
+        bump = np.zeros(dark.shape, dtype=bool)
+        bump[dark] = over > 0
+        lost_days[bump] = np.minimum(lost_days[bump].astype(np.int64) + 1, np.iinfo(np.uint16).max)
+    state.slot_at_risk[slot] = int((np.minimum(g_dark, LOG_TICKS) * m_dark).sum())
+    state.slot_dark_age[slot] = np.bincount(np.searchsorted(_DARK_AGE_EDGES_TICKS, g_dark, side="right"),
+                                            minlength=len(_DARK_AGE_EDGES_TICKS) + 1)
+
+    _battery(state, s, tick, config, view, reach, has_gas, gas_alive, status, csp, lo, bs)
+
+
+def _battery(state: HubState, s: TickSummary, tick: int, config: FleetConfig, view, reach: np.ndarray,
+             has_gas: np.ndarray, gas_alive: np.ndarray, status: np.ndarray, csp: np.ndarray, lo: int,
+             bs: int) -> None:
+    """GSME battery: baseline drain is a function of time; alert when low, dead at zero,
+    replaced by a field visit some days after the alert."""
+    sh = config.params.shares
+    drain_per_day = 10_000 / (sh.gsme_battery_life_years * 365.25)
+    days = (config.start_tick_of_day + tick) / HALF_HOURS_PER_DAY
+    batt = view("gsme_battery")
+    level = batt.astype(np.float64) - drain_per_day * days
+
+    low_flag = (status & Status.LOW_BATTERY) != 0
+    newly_low = gas_alive & reach & ~low_flag & (level < sh.gsme_low_battery_pct * 100)
+    if newly_low.any():
+        status[newly_low] |= np.uint8(Status.LOW_BATTERY)
+        b, j = np.nonzero(newly_low)
+        hubs = state.offset + b * bs + lo + j
+        sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs, tick) * TICK_SECONDS).astype(np.int64)
+        _count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec)
+
+    dying = gas_alive & (level <= 0)
+    if dying.any():
+        b, j = np.nonzero(dying)
+        state.change(b * bs + lo + j, status_set=Status.GSME_DEAD)
+
+    pending = has_gas & ((status & (Status.LOW_BATTERY | Status.GSME_DEAD)) != 0)
+    if pending.any():
+        b, j = np.nonzero(pending)
+        rows = b * bs + lo + j
+        day = (config.start_tick_of_day + tick) // HALF_HOURS_PER_DAY
+        u = hash_uniform(state.seed, Purpose.BATTERY_REPLACEMENT, state.offset + rows, day)
+        done = rows[u < 1.0 / sh.gsme_replacement_days]
+        if done.size:
+            full = min(10_000 + drain_per_day * days, np.iinfo(np.uint16).max)
+            state.change(done, gsme_battery=int(full), status_clear=Status.LOW_BATTERY | Status.GSME_DEAD)
+
+
+def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
+    """Reachable and dark hubs by CSP from the group counters: O(areas x technologies)."""
+    s.dcc_hubs += state.dcc_hubs.sum(axis=1) @ _AREA_CSP
+    s.reachable_hubs += (state.ok_hubs * up_area).sum(axis=1) @ _AREA_CSP
+    s.reachable_meters += (state.ok_meters * up_area).sum(axis=1) @ _AREA_CSP
+    s.off_dcc_hubs += state.off_dcc_hubs @ _AREA_CSP
+    s.meters += state.meters @ _AREA_CSP
+    reasons = np.zeros((N_AREA_CODES, N_DARK_REASONS), dtype=np.int64)
+    for i, bit in enumerate(_FAULT_BITS):
+        reasons[:, i] = state.dcc_fault[:, (_FAULT_VALUES & bit) != 0].sum(axis=1)
+    reasons[:, -1] = (state.ok_hubs * ~up_area).sum(axis=1)
+    s.dark_by_reason += _AREA_CSP.T @ reasons
+    s.hh_at_risk += int(state.slot_at_risk.sum())
+    s.dark_age += state.slot_dark_age.sum(axis=0)
+
+
+def step(state: HubState, tick: int, config: FleetConfig, network: NetworkPlan,
+         bounds: np.ndarray | None = None) -> TickSummary:
+    """Advance the hubs held in `state` through `tick`; returns this shard's summary."""
+    if tick != state.last_tick + 1:
+        raise ValueError(f"ticks must be stepped in order: expected {state.last_tick + 1}, got {tick}")
+    if bounds is None:
+        bounds = slot_bounds(config)
+    s = TickSummary(tick=tick)
+    up_area = network.up_by_area(tick)
+    t0 = tick * TICK_SECONDS
+    end_incidents(state, t0)
+    for draw in draw_background_incidents(config, tick):
+        start_incidents(state, draw, config)
+    send_alerts(state, s, t0, up_area)
+    slot_pass(state, s, tick, config, up_area, bounds)
+    count_hubs(state, s, up_area)
+    state.last_tick = tick
+    return s

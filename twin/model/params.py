@@ -1,0 +1,170 @@
+"""Every share, rate and calibration figure of the model, in one place, each with its source.
+
+Tags follow shared/domain/FACTS.md: [C] confirmed by a cited source, [D] derived from cited numbers,
+[U] an assumption (a parameter with a sensible default, never a constant buried in a kernel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+# Premises per DNO licence area, millions, from the DNOs' published customer numbers (rounded).
+# Used as relative weights only [U]. North totals ~30% of premises; FACTS §1.2 suggests 30-40%.
+AREA_PREMISES_M: dict[int, float] = {
+    10: 3.7, 11: 2.7, 12: 2.4, 13: 1.5, 14: 2.5, 15: 1.6, 16: 2.4,
+    17: 0.8, 18: 2.0, 19: 2.3, 20: 3.1, 21: 1.1, 22: 1.6, 23: 2.3,
+}  # fmt: skip
+
+# Base stations (North, Arqiva) and cellular sites (Central/South) hubs attach to [U].
+NORTH_BASE_STATIONS = 1800
+CELL_SITES_PER_CS_REGION = 6000
+
+HALF_HOURS_PER_DAY = 48
+TICK_SECONDS = 1800
+TICKS_PER_YEAR = 365.25 * HALF_HOURS_PER_DAY
+DAYS_PER_MONTH = 30.44
+LOG_DAYS = 396  # ESME Profile Data Log holds 13 months of HH data [C] (13 x 30.44 d, rounded)
+
+
+@dataclass(frozen=True)
+class FleetShares:
+    """Shares of the generated fleet."""
+
+    # SMETS generation of the premises' metering. Aug 2024: ~20M SMETS2 + ~12M SMETS1 meters on
+    # DCC [C] -> SMETS1 ~37% of enrolled meters [D]; a small remainder not enrolled [U].
+    smets2: float = 0.60
+    smets1_enrolled: float = 0.35
+    smets1_not_enrolled: float = 0.05
+
+    # WAN technology of SMETS2 hubs.
+    north_out_of_region_2g: float = 0.005  # ~46k OOR 2G hubs in the North [C] / ~9M North premises [D]
+    north_no_wan: float = 0.005  # North coverage >= 99.5% [C]
+    cs_no_wan: float = 0.008  # so that national no-WAN is ~0.7% (99.3% coverage) [C]/[D]
+    cs_4g: float = 0.03  # 100,000th 4G hub by Dec 2025 [C], growing since [U]
+    cs_3g_of_cellular: float = 0.70  # SMETS2 CHs "primarily 3G" [C]; exact split [U]
+    no_wan_on_vwan: float = 0.10  # VWAN launched 2026 [C]; take-up among no-WAN premises [U]
+    # SMETS1 comms modules use 2G/3G cellular in every region [U].
+    smets1_3g: float = 0.50
+
+    mesh: float = 0.02  # cellular hubs reaching the WAN through mesh extension [U]
+    dual_band: float = 0.25  # DBCH share of 2G/3G and LRR hubs [U] (no public count, FACTS §2)
+    vwan_eligible: float = 0.30  # broadband present and consent given [U]
+    alt_han: float = 0.05  # ~5% of premises need Alt HAN [C]
+
+    gas: float = 0.65  # ~1.65 meters per premises [D]
+    daily_read: float = 0.552  # per meter; see TrafficParams: 28 x 60% / 30.44 d [D]
+    solar: float = 0.05  # premises with export (solar) [U]
+    dual_fuel_same_supplier: float = 0.85  # gas supplier equals electricity supplier [U]
+    ppmid_given_prepay: float = 0.60  # separate PPMID on prepayment premises [U]
+    # Prepayment share is per supplier (catalog.SUPPLIERS) [U]; ~13% overall, Ofgem ~4M PPM [C].
+    # Relative weight of each device model within its type and SMETS generation, keyed
+    # "Manufacturer Model"; a model not named weighs 1.0 (no public fleet counts per model) [U].
+    model_weights: dict[str, float] = field(default_factory=lambda: {
+        "Toshiba 2G/3G CH": 1.5,
+        "WNC 2G/3G CH": 1.0,
+    })
+    # Of 2G/3G comms hubs in the Central and South regions, the makers are Toshiba and WNC [U].
+    # SMETS2 meters were installed from 2017 [C]; SMETS1 from ~2011 to 2018-19 [C].
+    smets2_age_years: tuple[float, float] = (0.0, 9.0)
+    smets1_age_years: tuple[float, float] = (7.0, 15.0)
+
+    # Consumption [C]: Ofgem typical domestic consumption values, medium: 2,700 kWh elec,
+    # 11,500 kWh gas a year. Spread (lognormal sigma) [U].
+    elec_kwh_median: float = 2700.0
+    elec_kwh_sigma: float = 0.5
+    gas_kwh_median: float = 11500.0
+    gas_kwh_sigma: float = 0.45
+    export_kwh_median: float = 1500.0
+
+    # GSME battery: sealed lithium designed for >10 years [C]; 15-year life assumed [U].
+    gsme_battery_life_years: float = 15.0
+    gsme_low_battery_pct: float = 10.0  # low-battery alert threshold [U]
+    gsme_replacement_days: float = 60.0  # mean time from alert to field replacement [U]
+
+
+@dataclass(frozen=True)
+class TrafficParams:
+    """Calibration of the nominal message mix."""
+
+    # ~28 messages per meter per month, ~60% of them daily read bursts (Oct 2019) [C].
+    messages_per_meter_month: float = 28.0
+    daily_read_share: float = 0.60
+    # Split of the remaining 40% among background message types [U].
+    background_mix: dict[str, float] = field(
+        default_factory=lambda: {
+            "ON_DEMAND_READ": 0.40,
+            "PREPAYMENT": 0.15,
+            "CONFIGURATION": 0.15,
+            "SECURITY": 0.10,
+            "FIRMWARE": 0.05,
+            "ALERT": 0.15,
+        }
+    )
+    # Relative weight of DCC-scheduled daily reads per half-hour of the day: the burst is spread
+    # over the whole day but weighted to the small hours when the network is quiet [U].
+    daily_read_profile: tuple[float, ...] = (
+        (3.0,) * 12  # 00:00-06:00
+        + (1.0,) * 28  # 06:00-20:00
+        + (2.0,) * 8  # 20:00-24:00
+    )
+    # Background (user-driven) traffic per half-hour: a working-day shape [U].
+    background_profile: tuple[float, ...] = (
+        (0.3,) * 12 + (1.0,) * 4 + (1.6,) * 16 + (1.3,) * 8 + (0.8,) * 8
+    )
+
+
+@dataclass(frozen=True)
+class IncidentParams:
+    """Background faults drawn every tick (rare events: how many, then which)."""
+
+    # Premises-level supply interruptions (local faults), per premises per year [U]. GB customer
+    # interruptions run at ~50 per 100 customers a year including area faults.
+    power_outages_per_year: float = 0.25
+    power_outage_median_min: float = 20.0
+    power_outage_sigma: float = 1.5
+    # Power-outage alert: hub unpowered > 3 minutes sends AD1 [C]. Send delay ("dither") after
+    # the 3 minutes, uniform in [0, backoff] [U] (2 minutes, later 5, per seeds/001).
+    outage_alert_after_s: int = 180
+    outage_alert_backoff_s: int = 120
+    restore_alert_backoff_s: int = 120
+    # Transient WAN/hub faults [U].
+    hub_faults_per_year: float = 1.0
+    hub_fault_median_h: float = 4.0
+    hub_fault_sigma: float = 1.0
+    # Hub hardware failures needing a field visit [U].
+    hardware_failures_per_year: float = 0.005
+    hardware_repair_median_days: float = 30.0
+    hardware_repair_sigma: float = 0.8
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    shares: FleetShares = field(default_factory=FleetShares)
+    traffic: TrafficParams = field(default_factory=TrafficParams)
+    incidents: IncidentParams = field(default_factory=IncidentParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _dc_dict(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelParams:
+        """Override defaults from a (possibly partial) nested dict; unknown keys are an error."""
+        base = cls()
+        out = {}
+        for f in fields(cls):
+            sub = getattr(base, f.name)
+            given = d.get(f.name, {})
+            names = {g.name for g in fields(sub)}
+            unknown = set(given) - names
+            if unknown:
+                raise ValueError(f"unknown {f.name} parameter(s): {', '.join(sorted(unknown))}")
+            out[f.name] = replace(sub, **given)
+        extra = set(d) - {f.name for f in fields(cls)}
+        if extra:
+            raise ValueError(f"unknown parameter group(s): {', '.join(sorted(extra))}")
+        return cls(**out)
+
+
+def _dc_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}

@@ -1,0 +1,220 @@
+"""Reading state: one hub as a record, and counts of hubs and meters grouped by attributes.
+
+A hub record is computed from its row plus the shared functions of time (registers, battery),
+so it is exact at any tick. Aggregates are one bincount over the held rows: an explicit query,
+never part of a tick."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_BY_ID,
+    AREA_REGION,
+    FAULT_LABEL,
+    N_WAN,
+    SUPPLIERS,
+    WAN_LABEL,
+    DeviceType,
+    Flag,
+    Region,
+    Smets,
+    Status,
+    Variant,
+    WanTech,
+    models_of,
+)
+from twin.model.config import FleetConfig
+from twin.model.ids import eui64
+from twin.model.metering import kwh_between
+from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.state import HubState
+
+
+def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: int) -> dict[str, Any] | None:
+    if model_code == 0:
+        return None
+    m = models_of(device_type)[model_code - 1]
+    return {
+        "type": device_type.name,
+        "device_id": eui64(hub, seed, device_type),
+        "manufacturer": m.manufacturer,
+        "model": m.model,
+        "firmware": m.versions[fw] if fw < len(m.versions) else f"#{fw}",
+    }
+
+
+def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int) -> dict[str, Any]:
+    """Everything about one hub at `tick` (the tick the fleet has reached)."""
+    if not state.offset <= hub < state.offset + state.n_hubs:
+        raise KeyError(hub)
+    r = hub - state.offset
+    c = {k: int(v[r]) for k, v in state.cols.items()}
+    area = AREA_BY_ID[c["area"]]
+    flags, fault, status = c["flags"], c["fault"], c["status"]
+    dcc = c["smets"] != Smets.SMETS1_NOT_ENROLLED
+    net_up = bool(up_area[c["area"], c["wan"]])
+    reachable = dcc and fault == 0 and net_up
+    sd = config.start
+    doy = sd.timetuple().tm_yday - 1
+    elapsed = max(tick + 1, 0)
+    has_gas = bool(flags & Flag.HAS_GAS)
+    sh = config.params.shares
+    days = (config.start_tick_of_day + elapsed) / HALF_HOURS_PER_DAY
+    battery = c["gsme_battery"] - 10_000 / (sh.gsme_battery_life_years * 365.25) * days
+    reasons = [label for bit, label in FAULT_LABEL.items() if fault & bit]
+    if dcc and fault == 0 and not net_up:
+        reasons.append("network switched off")
+    meters = [_device(DeviceType.ESME, c["esme_model"], c["esme_fw"], hub, config.seed)]
+    if has_gas:
+        meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed))
+    ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed)
+    elec_kwh = c["elec_reg0"] / 10 + float(kwh_between(c["elec_kwh_year"], "elec", doy, config.start_tick_of_day,
+                                                          elapsed))
+    out: dict[str, Any] = {
+        "hub": hub,
+        "device_id": eui64(hub, config.seed),
+        "region": Region(area.region).name.title(),
+        "area": {"id": area.id, "name": area.name, "dno": area.dno},
+        "smets": Smets(c["smets"]).name,
+        "variant": Variant(c["variant"]).name,
+        "wan": WAN_LABEL[WanTech(c["wan"])],
+        "mesh": bool(flags & Flag.MESH),
+        "vwan_eligible": bool(flags & Flag.VWAN_ELIGIBLE),
+        "alt_han": bool(flags & Flag.ALT_HAN),
+        "cell": c["cell"],
+        "dcc_connected": dcc,
+        "reachable": reachable,
+        "dark_reasons": reasons if dcc else [],
+        "last_contact_tick": c["last_contact"],
+        "hh_days_lost": c["lost_days"],
+        "supplier": SUPPLIERS[c["supplier"] - 1].name,
+        "gas_supplier": SUPPLIERS[c["gas_supplier"] - 1].name if c["gas_supplier"] else None,
+        "payment": "prepayment" if flags & Flag.PREPAY else "credit",
+        "solar_export": bool(flags & Flag.SOLAR),
+        "comms_hub": _device(DeviceType.CH, c["ch_model"], c["ch_fw"], hub, config.seed),
+        "meters": meters,
+        "ppmid": ppmid,
+        "registers": {"elec_import_kwh": round(elec_kwh, 1)},
+        "daily_read": {"esme": bool(flags & Flag.ESME_DAILY), "gsme": bool(flags & Flag.GSME_DAILY)},
+        "smart": not (status & Status.DUMB),
+    }
+    if flags & Flag.SOLAR:
+        export = c["export_reg0"] / 10 + c["export_scale"] * 10 * elapsed / (365.25 * HALF_HOURS_PER_DAY)
+        out["registers"]["elec_export_kwh"] = round(export, 1)
+    if has_gas:
+        gas_kwh = c["gas_reg0"] / 10 + float(kwh_between(c["gas_kwh_year"], "gas", doy, config.start_tick_of_day,
+                                                          elapsed))
+        out["registers"]["gas_kwh"] = round(gas_kwh, 1)
+        out["gsme_battery_pct"] = round(max(battery, 0.0) / 100, 2)
+        out["gsme_battery_low"] = bool(status & Status.LOW_BATTERY)
+        out["gsme_dead"] = bool(status & Status.GSME_DEAD)
+    return out
+
+
+def _fw_key(device: DeviceType):
+    def key(st: HubState, sl: slice) -> np.ndarray:
+        name = device.name.lower()
+        return st.cols[f"{name}_model"][sl].astype(np.int64) * 256 + st.cols[f"{name}_fw"][sl]
+
+    def label(k: int) -> str:
+        model, fw = divmod(int(k), 256)
+        if model == 0:
+            return "none"
+        m = models_of(device)[model - 1]
+        return f"{m.label} {m.versions[fw] if fw < len(m.versions) else '#' + str(fw)}"
+
+    return key, label, 256 * (len(models_of(device)) + 1)
+
+
+def _col_key(name: str, labeler, size: int):
+    def key(st: HubState, sl: slice) -> np.ndarray:
+        return st.cols[name][sl].astype(np.int64)
+
+    return key, labeler, size
+
+
+def _reach_key(up_area: np.ndarray):
+    def key(st: HubState, sl: slice) -> np.ndarray:
+        c = st.cols
+        dcc = c["smets"][sl] != Smets.SMETS1_NOT_ENROLLED
+        ok = dcc & (c["fault"][sl] == 0) & up_area[c["area"][sl], c["wan"][sl]]
+        return np.where(dcc, np.where(ok, 0, 1), 2)
+
+    return key, lambda k: ("reachable", "dark", "not on DCC")[k], 3
+
+
+GROUP_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "gas_supplier", "payment",
+              "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware")
+
+
+def _key_fn(name: str, up_area: np.ndarray):
+    if name == "region":
+        def key(st: HubState, sl: slice) -> np.ndarray:
+            return AREA_REGION[st.cols["area"][sl]].astype(np.int64)
+        return key, lambda k: Region(k).name.title(), 4
+    if name == "area":
+        return _col_key("area", lambda k: AREA_BY_ID[k].name, 24)
+    if name == "wan":
+        return _col_key("wan", lambda k: WAN_LABEL[WanTech(k)], N_WAN)
+    if name == "variant":
+        return _col_key("variant", lambda k: Variant(k).name, len(Variant))
+    if name == "smets":
+        return _col_key("smets", lambda k: Smets(k).name, len(Smets))
+    if name in ("supplier", "gas_supplier"):
+        return _col_key(name, lambda k: SUPPLIERS[k - 1].name if k else "none", len(SUPPLIERS) + 1)
+    if name == "payment":
+        def key(st: HubState, sl: slice) -> np.ndarray:
+            return ((st.cols["flags"][sl] & Flag.PREPAY) != 0).astype(np.int64)
+        return key, lambda k: ("credit", "prepayment")[k], 2
+    if name == "reachability":
+        return _reach_key(up_area)
+    if name.endswith("_firmware"):
+        return _fw_key(DeviceType[name.removesuffix("_firmware").upper()])
+    raise ValueError(f"unknown group key {name!r}; choose from {', '.join(GROUP_KEYS)}")
+
+
+def validate_group_keys(by: list[str]) -> None:
+    for name in by:
+        if name not in GROUP_KEYS:
+            raise ValueError(f"unknown group key {name!r}; choose from {', '.join(GROUP_KEYS)}")
+    if len(set(by)) != len(by):
+        raise ValueError("a group key is named twice")
+
+
+def aggregate_counts(state: HubState, up_area: np.ndarray, by: list[str]) -> dict[tuple[int, ...], list[int]]:
+    """{key codes: [hubs, meters]} over the real rows held, grouped by the named keys."""
+    validate_group_keys(by)
+    sl = slice(0, state.n_hubs)
+    fns = [_key_fn(name, up_area) for name in by]
+    combined = np.zeros(state.n_hubs, dtype=np.int64)
+    sizes = []
+    for key, _label, size in fns:
+        combined = combined * size + key(state, sl)
+        sizes.append(size)
+    gas = ((state.cols["flags"][sl] & Flag.HAS_GAS) != 0).astype(np.int64)
+    uniq, inv = np.unique(combined, return_inverse=True)
+    hubs = np.bincount(inv, minlength=uniq.size)
+    meters = hubs + np.bincount(inv, weights=gas, minlength=uniq.size).astype(np.int64)
+    out = {}
+    for code, h, m in zip(uniq.tolist(), hubs.tolist(), meters.tolist(), strict=True):
+        parts = []
+        for size in reversed(sizes):
+            code, rem = divmod(code, size)
+            parts.append(rem)
+        out[tuple(reversed(parts))] = [h, m]
+    return out
+
+
+def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]]) -> list[dict[str, Any]]:
+    """Turn merged key codes into labelled rows, largest group first."""
+    labelers = [_key_fn(name, np.ones((24, N_WAN), bool))[1] for name in by]
+    rows = []
+    for codes, (h, m) in counts.items():
+        row: dict[str, Any] = {name: lab(code) for name, lab, code in zip(by, labelers, codes, strict=True)}
+        row["hubs"], row["meters"] = h, m
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["hubs"], [str(r[n]) for n in by]))
+    return rows

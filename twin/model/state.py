@@ -1,0 +1,239 @@
+"""Columnar hub state: one 1-D array per attribute, one row per hub, its meters included.
+
+A hub is a virtual actor: row `i - offset` of these arrays in the shard that owns hub id `i`.
+Rows are grouped in fixed blocks of `block_size` hubs; a shard holds whole blocks, and the last
+block of the fleet is padded (area code 0) so every block is a full row of the 2-D block view.
+Every change to the columns that decides reachability goes through `HubState.change`, which keeps
+the group counters (hubs and meters reachable per area x technology) exact without a full pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_REGION,
+    N_AREA_CODES,
+    N_WAN,
+    Flag,
+    Smets,
+    Status,
+)
+from twin.model.params import HALF_HOURS_PER_DAY
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str
+    doc: str
+
+    @property
+    def nbytes(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+
+# The state budget is 64 bytes per hub, meters included. This table is the documentation too.
+COLUMNS: tuple[Column, ...] = (
+    Column("area", "u1", "DNO licence area id 10-23 (its CSP region follows); 0 = padding row"),
+    Column("wan", "u1", "WAN technology (WanTech)"),
+    Column("variant", "u1", "hub variant (Variant): single band, dual band, 4G, SMETS1 module"),
+    Column("smets", "u1", "SMETS2 / SMETS1 enrolled / SMETS1 not enrolled (Smets)"),
+    Column("flags", "u1", "install-time bits (Flag): gas, prepay, solar, VWAN consent, mesh, daily reads"),
+    Column("fault", "u1", "reasons the hub is unreachable (Fault bits); 0 = none"),
+    Column("status", "u1", "device status bits (Status): GSME low battery / dead, dumb"),
+    Column("ch_model", "u1", "comms hub model code"),
+    Column("ch_fw", "u1", "comms hub firmware version index"),
+    Column("esme_model", "u1", "electricity meter model code"),
+    Column("esme_fw", "u1", "ESME firmware version index"),
+    Column("gsme_model", "u1", "gas meter model code; 0 = no gas meter"),
+    Column("gsme_fw", "u1", "GSME firmware version index"),
+    Column("ppmid_model", "u1", "prepayment interface model code; 0 = none"),
+    Column("ppmid_fw", "u1", "PPMID firmware version index"),
+    Column("supplier", "u1", "import (electricity) supplier code"),
+    Column("gas_supplier", "u1", "gas supplier code; 0 = no gas"),
+    Column("export_scale", "u1", "annual solar export / 10 kWh; 0 = no export"),
+    Column("cell", "u2", "base station (North) or cell site the hub attaches to"),
+    Column("elec_kwh_year", "u2", "ESME annual import, kWh (scales the shared daily profile)"),
+    Column("gas_kwh_year", "u2", "GSME annual consumption, kWh"),
+    Column("gsme_battery", "u2", "GSME battery at tick 0 less extra drain, 0.01% units"),
+    Column("lost_days", "u2", "days of half-hourly data lost (log overran while unreachable)"),
+    Column("last_contact", "i4", "tick of the last successful daily contact"),
+    Column("elec_reg0", "u4", "ESME import register at tick 0, 0.1 kWh"),
+    Column("gas_reg0", "u4", "GSME register at tick 0, 0.1 kWh"),
+    Column("export_reg0", "u4", "ESME export register at tick 0, 0.1 kWh"),
+)
+COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
+BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)
+assert BYTES_PER_HUB <= 64, BYTES_PER_HUB
+
+DARK_AGE_EDGES_DAYS = (1, 7, 30, 396)  # buckets: <1 d, <1 wk, <1 mo, <13 mo, >=13 mo
+N_DARK_AGE = len(DARK_AGE_EDGES_DAYS) + 1
+
+
+class HubState:
+    """The hubs of a contiguous range of blocks, with the sparse per-hub timers beside them."""
+
+    def __init__(self, *, seed: int, block_size: int, first_block: int, n_blocks: int, n_hubs_fleet: int):
+        self.seed = seed
+        self.block_size = block_size
+        self.first_block = first_block
+        self.n_blocks = n_blocks
+        self.n_hubs_fleet = n_hubs_fleet
+        self.offset = first_block * block_size  # global id of row 0
+        self.n_rows = n_blocks * block_size
+        # Number of real hubs held (the fleet's last block may be partial).
+        self.n_hubs = max(0, min(self.n_rows, n_hubs_fleet - self.offset))
+        self.cols: dict[str, np.ndarray] = {c.name: np.zeros(self.n_rows, dtype=c.dtype) for c in COLUMNS}
+        # Group counters by (area, wan): DCC hubs, reachable-if-network-up hubs and meters.
+        self.dcc_hubs = np.zeros((N_AREA_CODES, N_WAN), dtype=np.int64)
+        self.ok_hubs = np.zeros((N_AREA_CODES, N_WAN), dtype=np.int64)
+        self.ok_meters = np.zeros((N_AREA_CODES, N_WAN), dtype=np.int64)
+        self.off_dcc_hubs = np.zeros(N_AREA_CODES, dtype=np.int64)
+        self.meters = np.zeros(N_AREA_CODES, dtype=np.int64)
+        # DCC hubs by (area, fault byte): dark hubs by reason without a pass over the fleet.
+        self.dcc_fault = np.zeros((N_AREA_CODES, 256), dtype=np.int64)
+        # Sparse timers: incidents (a fault bit held until end_s) and alerts waiting to be sent.
+        self.inc_hub = np.zeros(0, dtype=np.int64)  # global hub id
+        self.inc_bit = np.zeros(0, dtype=np.uint8)
+        self.inc_end_s = np.zeros(0, dtype=np.int64)
+        self.alert_hub = np.zeros(0, dtype=np.int64)
+        self.alert_kind = np.zeros(0, dtype=np.uint8)
+        self.alert_time_s = np.zeros(0, dtype=np.int64)
+        # Refreshed for each hub once a day, at its read slot.
+        self.slot_at_risk = np.zeros(HALF_HOURS_PER_DAY, dtype=np.int64)
+        self.slot_dark_age = np.zeros((HALF_HOURS_PER_DAY, N_DARK_AGE), dtype=np.int64)
+        self.last_tick = -1
+
+    # -- views ---------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> np.ndarray:
+        cols = self.__dict__.get("cols")
+        if cols is not None and name in cols:
+            return cols[name]
+        raise AttributeError(name)
+
+    def blocks(self, name: str) -> np.ndarray:
+        """2-D (block, position) view of a column."""
+        return self.cols[name].reshape(self.n_blocks, self.block_size)
+
+    def local(self, hub_ids: np.ndarray) -> np.ndarray:
+        """Rows of the given global hub ids (which must be held here)."""
+        return np.asarray(hub_ids, dtype=np.int64) - self.offset
+
+    def holds(self, hub_ids: np.ndarray) -> np.ndarray:
+        h = np.asarray(hub_ids, dtype=np.int64)
+        return (h >= self.offset) & (h < self.offset + self.n_hubs)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.cols.values())
+
+    # -- group counters ------------------------------------------------------------------
+    def _count(self, rows: np.ndarray | slice, sign: int) -> None:
+        area = self.cols["area"][rows].astype(np.intp)
+        key = area * N_WAN + self.cols["wan"][rows]
+        smets = self.cols["smets"][rows]
+        real = area != 0
+        dcc = real & (smets != Smets.SMETS1_NOT_ENROLLED)
+        ok = dcc & (self.cols["fault"][rows] == 0)
+        gas = ((self.cols["flags"][rows] & Flag.HAS_GAS) != 0) & ((self.cols["status"][rows] & Status.GSME_DEAD) == 0)
+        size = N_AREA_CODES * N_WAN
+        flat = (self.dcc_hubs.reshape(-1), self.ok_hubs.reshape(-1), self.ok_meters.reshape(-1))
+        flat[0][:] += sign * np.bincount(key[dcc], minlength=size)
+        ok_count = np.bincount(key[ok], minlength=size)
+        flat[1][:] += sign * ok_count
+        flat[2][:] += sign * (ok_count + np.bincount(key[ok & gas], minlength=size))
+        self.dcc_fault.reshape(-1)[:] += sign * np.bincount(
+            (area * 256 + self.cols["fault"][rows])[dcc], minlength=N_AREA_CODES * 256)
+        self.off_dcc_hubs += sign * np.bincount(area[real & ~dcc], minlength=N_AREA_CODES)
+        self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
+                               + np.bincount(area[real & gas], minlength=N_AREA_CODES))
+
+    def recount(self) -> None:
+        for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault):
+            arr[...] = 0
+        self._count(slice(None), +1)
+
+    def change(self, rows: np.ndarray, **updates: Any) -> None:
+        """Apply column updates to `rows` (unique local rows), keeping the counters exact.
+
+        Values are scalars or arrays aligned with `rows`. `fault_set`, `fault_clear`,
+        `status_set` and `status_clear` OR/AND-NOT bits in."""
+        if rows.size == 0:
+            return
+        self._count(rows, -1)
+        for name, value in updates.items():
+            if name == "fault_set":
+                self.cols["fault"][rows] |= np.uint8(value)
+            elif name == "fault_clear":
+                self.cols["fault"][rows] &= np.uint8(~np.uint8(value))
+            elif name == "status_set":
+                self.cols["status"][rows] |= np.uint8(value)
+            elif name == "status_clear":
+                self.cols["status"][rows] &= np.uint8(~np.uint8(value))
+            else:
+                self.cols[name][rows] = value
+        self._count(rows, +1)
+
+    # -- digests and bytes ---------------------------------------------------------------
+    def block_digests(self) -> list[bytes]:
+        """SHA-256 per block over every column (real rows only) and the block's timers."""
+        inc_order = np.lexsort((self.inc_bit, self.inc_hub))
+        inc_hub = self.inc_hub[inc_order]
+        al_order = np.lexsort((self.alert_kind, self.alert_time_s, self.alert_hub))
+        al_hub = self.alert_hub[al_order]
+        out = []
+        bs = self.block_size
+        for b in range(self.n_blocks):
+            lo = b * bs
+            hi = min(lo + bs, self.n_hubs)
+            if hi <= lo:
+                break
+            h = hashlib.sha256()
+            for c in COLUMNS:
+                h.update(self.cols[c.name][lo:hi].tobytes())
+            g_lo, g_hi = self.offset + lo, self.offset + hi
+            i0, i1 = np.searchsorted(inc_hub, [g_lo, g_hi])
+            sel = inc_order[i0:i1]
+            for arr in (self.inc_hub, self.inc_bit, self.inc_end_s):
+                h.update(arr[sel].tobytes())
+            j0, j1 = np.searchsorted(al_hub, [g_lo, g_hi])
+            sel = al_order[j0:j1]
+            for arr in (self.alert_hub, self.alert_kind, self.alert_time_s):
+                h.update(arr[sel].tobytes())
+            out.append(h.digest())
+        return out
+
+    _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
+               "slot_at_risk", "slot_dark_age")
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        meta = np.array([self.seed, self.block_size, self.first_block, self.n_blocks,
+                         self.n_hubs_fleet, self.last_tick], dtype=np.int64)
+        arrays = {f"col_{k}": v for k, v in self.cols.items()}
+        arrays.update({k: getattr(self, k) for k in self._SPARSE})
+        np.savez(buf, meta=meta, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> HubState:
+        with np.load(io.BytesIO(data)) as z:
+            seed, bs, first, nb, fleet, last_tick = (int(x) for x in z["meta"])
+            st = cls(seed=seed, block_size=bs, first_block=first, n_blocks=nb, n_hubs_fleet=fleet)
+            for c in COLUMNS:
+                st.cols[c.name][:] = z[f"col_{c.name}"]
+            for k in cls._SPARSE:
+                setattr(st, k, z[k].copy())
+            st.last_tick = last_tick
+        st.recount()
+        return st
+
+    # -- derived -------------------------------------------------------------------------
+    def region_of(self, rows: np.ndarray | slice) -> np.ndarray:
+        return AREA_REGION[self.cols["area"][rows]]

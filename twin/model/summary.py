@@ -1,0 +1,141 @@
+"""Tick summaries: the small, integer-only record a shard returns for each tick, how summaries of
+several shards merge (sums, so any shard layout gives the same fleet summary), and the fleet-level
+finishing step (background traffic drawn from the merged reachable-meter counts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    FAULT_LABEL,
+    N_ALERT_KINDS,
+    N_CSP,
+    N_MESSAGE_TYPES,
+    AlertKind,
+    Csp,
+    MessageType,
+)
+from twin.model.config import FleetConfig
+from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
+from twin.model.rng import Purpose, fleet_rng
+from twin.model.state import N_DARK_AGE
+
+# Dark hubs by reason: one column per Fault bit, then "network off" (region x technology down).
+DARK_REASONS: tuple[str, ...] = (*FAULT_LABEL.values(), "network switched off")
+N_DARK_REASONS = len(DARK_REASONS)
+
+
+@dataclass
+class TickSummary:
+    """What happened in one tick, per CSP where it matters. All counts are integers."""
+
+    tick: int
+    messages: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_MESSAGE_TYPES), np.int64))
+    alerts: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_ALERT_KINDS), np.int64))
+    alerts_undelivered: int = 0
+    # Alerts sent per second inside the tick, sparse: seconds (0..1799) and counts.
+    alert_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    alert_second_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    reachable_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    reachable_meters: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    off_dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    meters: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    dark_by_reason: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_DARK_REASONS), np.int64))
+    hh_lost: int = 0  # half-hourly periods lost this tick (all meters)
+    hh_at_risk: int = 0  # unread periods on dark hubs' meters (refreshed daily per hub)
+    dark_age: np.ndarray = field(default_factory=lambda: np.zeros(N_DARK_AGE, np.int64))
+    events: dict[str, int] = field(default_factory=dict)  # counts of operator-event effects
+    peak_alerts_per_s: int = 0  # set by finish()
+
+    @property
+    def hubs(self) -> int:
+        return int(self.dcc_hubs.sum() + self.off_dcc_hubs.sum())
+
+    @property
+    def dark_hubs(self) -> np.ndarray:
+        return self.dcc_hubs - self.reachable_hubs
+
+    @property
+    def total_messages(self) -> int:
+        return int(self.messages.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        csps = [c.name.title() for c in Csp]
+        return {
+            "tick": self.tick,
+            "hubs": self.hubs,
+            "meters": int(self.meters.sum()),
+            "messages": {c: {m.name: int(self.messages[i, m]) for m in MessageType} for i, c in enumerate(csps)},
+            "alerts": {c: {k.name: int(self.alerts[i, k]) for k in AlertKind} for i, c in enumerate(csps)},
+            "alerts_undelivered": self.alerts_undelivered,
+            "peak_alerts_per_s": self.peak_alerts_per_s,
+            "dcc_hubs": dict(zip(csps, self.dcc_hubs.tolist(), strict=True)),
+            "reachable_hubs": dict(zip(csps, self.reachable_hubs.tolist(), strict=True)),
+            "dark_hubs": dict(zip(csps, self.dark_hubs.tolist(), strict=True)),
+            "off_dcc_hubs": dict(zip(csps, self.off_dcc_hubs.tolist(), strict=True)),
+            "dark_by_reason": {r: int(self.dark_by_reason[:, i].sum()) for i, r in enumerate(DARK_REASONS)},
+            "hh_lost": self.hh_lost,
+            "hh_at_risk": self.hh_at_risk,
+            "dark_age": self.dark_age.tolist(),
+            "events": dict(self.events),
+        }
+
+
+def merge(parts: list[TickSummary]) -> TickSummary:
+    """Sum shard summaries of the same tick."""
+    ticks = {p.tick for p in parts}
+    if len(ticks) != 1:
+        raise ValueError(f"cannot merge summaries of different ticks: {sorted(ticks)}")
+    out = TickSummary(tick=parts[0].tick)
+    for p in parts:
+        out.messages += p.messages
+        out.alerts += p.alerts
+        out.alerts_undelivered += p.alerts_undelivered
+        out.dcc_hubs += p.dcc_hubs
+        out.reachable_hubs += p.reachable_hubs
+        out.reachable_meters += p.reachable_meters
+        out.off_dcc_hubs += p.off_dcc_hubs
+        out.meters += p.meters
+        out.dark_by_reason += p.dark_by_reason
+        out.hh_lost += p.hh_lost
+        out.hh_at_risk += p.hh_at_risk
+        out.dark_age += p.dark_age
+        for k, v in p.events.items():
+            out.events[k] = out.events.get(k, 0) + v
+    secs = np.concatenate([p.alert_seconds for p in parts])
+    counts = np.concatenate([p.alert_second_counts for p in parts])
+    if secs.size:
+        dense = np.bincount(secs, weights=counts, minlength=1800).astype(np.int64)
+        nz = np.nonzero(dense)[0]
+        out.alert_seconds, out.alert_second_counts = nz, dense[nz]
+    return out
+
+
+def background_rates(config: FleetConfig) -> np.ndarray:
+    """Expected background messages per reachable meter per tick, by message type (mean over day)."""
+    tp = config.params.traffic
+    per_meter_tick = tp.messages_per_meter_month * (1 - tp.daily_read_share) / (DAYS_PER_MONTH * HALF_HOURS_PER_DAY)
+    rates = np.zeros(N_MESSAGE_TYPES)
+    total = sum(tp.background_mix.values())
+    for name, share in tp.background_mix.items():
+        rates[MessageType[name]] = per_meter_tick * share / total
+    return rates
+
+
+def finish(summary: TickSummary, config: FleetConfig) -> TickSummary:
+    """Fleet-level step after merging: draw background traffic, compute the alert peak.
+
+    Background traffic depends only on merged integer counts and a fleet-keyed stream, so it is
+    identical for any shard layout."""
+    tp = config.params.traffic
+    tod = (config.start_tick_of_day + summary.tick) % HALF_HOURS_PER_DAY
+    profile = np.asarray(tp.background_profile, dtype=np.float64)
+    lam = np.outer(summary.reachable_meters, background_rates(config)) * (profile[tod] / profile.mean())
+    rng = fleet_rng(config.seed, summary.tick, Purpose.BACKGROUND_TRAFFIC)
+    summary.messages += rng.poisson(lam)
+    summary.peak_alerts_per_s = int(summary.alert_second_counts.max()) if summary.alert_second_counts.size else 0
+    return summary
