@@ -17,7 +17,7 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> Non
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray's start-up banner and worker logs are noise to a CLI user; errors still surface.
-    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level=logging.WARNING,
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level=logging.ERROR,
                   log_to_driver=False)
     if address:
         ray.init(address=address, **kwargs)

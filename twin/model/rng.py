@@ -14,8 +14,9 @@ from enum import IntEnum
 
 import numpy as np
 
-_FLEET_KEY = np.uint64(0xF1EE7F1EE7F1EE7F)
-_GEN_TICK = 2**63  # counter value used for generation draws (never a real tick)
+_GEN_TICK = (1 << 64) - 1  # "tick" of generation draws (never a real tick)
+_FLEET_BLOCK = (1 << 64) - 2  # "block" of fleet-wide draws (never a real block)
+_MASK64 = (1 << 64) - 1
 
 
 class Purpose(IntEnum):
@@ -30,17 +31,32 @@ class Purpose(IntEnum):
     EVENT = 100
 
 
+def _mix64(*words: int) -> int:
+    """splitmix64 chain over the words: a 64-bit stream identity.
+
+    Philox's counter is a position in one stream, so two draws must differ in their key, not their
+    counter: counters (t, ...) and (t + 1, ...) of one key are overlapping stretches of a stream."""
+    h = 0x243F6A8885A308D3
+    for w in words:
+        h = (h ^ (w & _MASK64)) + 0x9E3779B97F4A7C15 & _MASK64
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9 & _MASK64
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _MASK64
+        h ^= h >> 31
+    return h
+
+
+def _philox(seed: int, *identity: int) -> np.random.Generator:
+    return np.random.Generator(np.random.Philox(key=[seed & _MASK64, _mix64(*identity)]))
+
+
 def block_rng(seed: int, block: int, tick: int | None, purpose: int) -> np.random.Generator:
     """Generator for one hub block; `tick=None` selects the generation stream."""
-    counter = _GEN_TICK if tick is None else tick
-    return np.random.Generator(np.random.Philox(key=[seed, block], counter=[counter, purpose, 0, 0]))
+    return _philox(seed, block, _GEN_TICK if tick is None else tick, purpose)
 
 
 def fleet_rng(seed: int, tick: int, purpose: int, salt: int = 0) -> np.random.Generator:
     """Fleet-wide generator; every shard that asks gets the same stream."""
-    return np.random.Generator(
-        np.random.Philox(key=[seed, int(_FLEET_KEY)], counter=[tick, purpose, salt, 0])
-    )
+    return _philox(seed, _FLEET_BLOCK, tick, purpose, salt)
 
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)

@@ -157,7 +157,10 @@ class HubState:
     def recount(self) -> None:
         for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault):
             arr[...] = 0
-        self._count(slice(None), +1)
+        # In chunks: the counting temporaries are 8 bytes a row, more than the state itself.
+        step = 1 << 20
+        for lo in range(0, self.n_rows, step):
+            self._count(slice(lo, min(lo + step, self.n_rows)), +1)
 
     def change(self, rows: np.ndarray, **updates: Any) -> None:
         """Apply column updates to `rows` (unique local rows), keeping the counters exact.

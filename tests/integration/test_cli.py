@@ -1,0 +1,102 @@
+"""The `twin` command as a user runs it: real processes, real Ray, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from twin.model.config import FleetConfig
+from twin.model.fleet import LocalFleet
+
+TWIN = [sys.executable, "-m", "twin.cli"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def twin(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout, env=ENV, check=False)
+
+
+def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
+    out = tmp_path / "summary.json"
+    p = twin("run", "--hubs", "20000", "--days", "1", "--seed", "4", "--shards", "2", "--json", str(out))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["hubs"] == 20_000 and r["ticks"] == 48 and r["shards"] == 2
+    local = LocalFleet(FleetConfig(hubs=20_000, seed=4))
+    local.run(48)
+    assert r["state_hash"] == local.state_hash()
+    assert r["state_hash"] in p.stdout  # the table prints it too
+    for figure in ("messages", "reachable_hubs", "dark_hubs", "hh_periods_lost", "bytes_per_hub",
+                   "wall_s", "hub_ticks_per_s"):
+        assert figure in r
+    assert 20 < r["messages_per_reachable_meter_month"] < 36
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--hubs", "-5"], "--hubs"),
+        (["run", "--hubs", "0"], "at least 1"),
+        (["run", "--hubs", "abc"], "whole number"),
+        (["run", "--hubs", "900B"], "--hubs"),
+        (["run", "--hubs", "900M"], "GiB"),
+        (["run", "--hubs", "1000", "--days", "0"], "--days"),
+        (["run", "--hubs", "1000", "--days", "-1"], "--days"),
+        (["run", "--hubs", "1000", "--regions", "Atlantis"], "unknown region 'Atlantis'"),
+        (["run", "--hubs", "1000", "--shards", "0"], "--shards"),
+        (["run", "--hubs", "1000", "--start", "yesterday"], "--start"),
+        (["up", "--hubs", "1000", "--speed", "-3"], "--speed"),
+        (["hub", "99999", "--hubs", "1000"], "not in this fleet"),
+        (["hub", "00-DB-12-00-00-00-00-01", "--hubs", "1000"], "not in this fleet"),
+        (["hub", "not-a-hub", "--hubs", "1000"], "EUI-64"),
+        (["bench", "--sizes", "1M,zero"], "whole number"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_exit_code_2(args, needle):
+    p = twin(*args, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+
+
+def test_hub_describes_a_hub_by_index_and_by_device_id():
+    p = twin("hub", "1234", "--hubs", "5000", "--seed", "9")
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["hub"] == 1234
+    again = twin("hub", rec["device_id"], "--hubs", "5000", "--seed", "9")
+    assert json.loads(again.stdout) == rec
+
+
+def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c():
+    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20000", "--speed", "max", "--status-every", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(lines) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "tick" in line:
+                lines.append(line)
+        assert len(lines) >= 2, proc.stderr.read() if proc.poll() is not None else lines
+        ticks = [int(line.split("tick")[1].split()[0]) for line in lines]
+        assert ticks[1] > ticks[0]  # the clock is moving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert "twin is running" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -1,0 +1,292 @@
+"""The `twin` command: run the live twin, run headless, benchmark, look up a hub."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
+from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.state import BYTES_PER_HUB
+
+# Wide enough for the tables when output goes to a file or a pipe.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+# Ray and numpy temporaries on top of the columns; measured peak is ~1.2x state + ~0.6 GiB.
+_MEMORY_OVERHEAD = 1.5
+_MEMORY_BASE = 1.5 * 2**30
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit code 2."""
+
+
+def parse_count(text: str, what: str = "hubs") -> int:
+    """'1000000', '1_000_000', '1M', '250k', '1.5M' -> int."""
+    s = text.strip().replace("_", "").replace(",", "")
+    mult = 1
+    if s[-1:].lower() in ("k", "m", "b"):
+        mult = {"k": 10**3, "m": 10**6, "b": 10**9}[s[-1].lower()]
+        s = s[:-1]
+    try:
+        value = float(s) * mult if "." in s else int(s) * mult
+    except ValueError:
+        raise UsageError(f"--{what}: expected a whole number like 1000000 or 1M, got {text!r}") from None
+    if value != int(value):
+        raise UsageError(f"--{what}: expected a whole number, got {text!r}")
+    return int(value)
+
+
+def _positive_int(text: str, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise UsageError(f"--{what}: expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise UsageError(f"--{what}: must be at least 1, got {v}")
+    return v
+
+
+def _config(args: argparse.Namespace) -> FleetConfig:
+    hubs = parse_count(args.hubs)
+    if hubs < 1:
+        raise UsageError(f"--hubs: must be at least 1, got {hubs:,}")
+    if hubs > MAX_HUBS:
+        raise UsageError(f"--hubs: must be at most {MAX_HUBS:,}, got {hubs:,}")
+    try:
+        seed = int(args.seed)
+    except ValueError:
+        raise UsageError(f"--seed: expected a whole number, got {args.seed!r}") from None
+    start = {}
+    if getattr(args, "start", None):
+        try:
+            when = datetime.fromisoformat(args.start)
+        except ValueError:
+            raise UsageError(f"--start: expected an ISO date like 2026-11-01T00:00+00:00, got {args.start!r}") from None
+        if when.tzinfo is None:
+            raise UsageError("--start: give a time zone, e.g. 2026-11-01T00:00+00:00")
+        start["start"] = when
+    regions = parse_regions(args.regions) if getattr(args, "regions", None) else None
+    kw: dict[str, Any] = {"hubs": hubs, "seed": seed, **start}
+    if regions:
+        kw["regions"] = regions
+    if getattr(args, "block_size", None):
+        kw["block_size"] = _positive_int(args.block_size, "block-size")
+    return FleetConfig(**kw)
+
+
+def _check_memory(hubs: int, address: str | None) -> None:
+    if address:
+        return  # a cluster's memory is the cluster's business
+    need = hubs * BYTES_PER_HUB * _MEMORY_OVERHEAD + _MEMORY_BASE
+    have = psutil.virtual_memory().available
+    if need > have:
+        raise UsageError(
+            f"--hubs: {hubs:,} hubs need about {need / 2**30:.1f} GiB here and this machine has "
+            f"{have / 2**30:.1f} GiB available; use fewer hubs or a cluster (--address)"
+        )
+
+
+def _shards(args: argparse.Namespace) -> int | None:
+    return _positive_int(args.shards, "shards") if args.shards is not None else None
+
+
+def _start(args: argparse.Namespace):
+    from twin.engine.runtime import start_ray
+    from twin.engine.supervisor import FleetSupervisor
+
+    config = _config(args)
+    _check_memory(config.hubs, getattr(args, "address", None))
+    start_ray(address=getattr(args, "address", None), num_cpus=None)
+    with err.status(f"building a fleet of {config.hubs:,} hubs…"):
+        sup = FleetSupervisor(config, shards=_shards(args))
+    err.print(f"[green]fleet of {config.hubs:,} hubs built on {len(sup.shards)} shard(s) in {sup.build_s:.1f} s")
+    return config, sup
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from twin.report import print_summary, run_summary
+
+    days = float(args.days)
+    if not days > 0:
+        raise UsageError(f"--days: must be more than zero, got {args.days}")
+    ticks = round(days * HALF_HOURS_PER_DAY)
+    if ticks < 1:
+        raise UsageError(f"--days: {args.days} is less than one half-hour tick")
+    config, sup = _start(args)
+    summaries = []
+    t = time.perf_counter()
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err,
+                  transient=False) as progress:
+        task = progress.add_task("simulating", total=ticks, rate="")
+
+        def on_tick(s) -> None:
+            summaries.append(s)
+            elapsed = time.perf_counter() - t
+            progress.update(task, advance=1, description=f"{config.time_of(s.tick + 1):%Y-%m-%d %H:%M}",
+                            rate=f"{config.hubs * len(summaries) / max(elapsed, 1e-9) / 1e6:,.1f}M hub-ticks/s")
+
+        sup.run_until(ticks, progress=on_tick)
+    run_s = time.perf_counter() - t
+    infos = sup.info()
+    result = run_summary(config=config.to_dict() | {"days": days}, summaries=summaries, shards=len(sup.shards),
+                         state_bytes=sum(i["state_bytes"] for i in infos), build_s=sup.build_s, run_s=run_s,
+                         state_hash=sup.state_hash())
+    sup.shutdown()
+    print_summary(result, console)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        err.print(f"summary written to {path}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    speed = None if args.speed == "max" else float(args.speed)
+    if speed is not None and not speed > 0:
+        raise UsageError(f"--speed: must be a positive multiple of real time or 'max', got {args.speed}")
+    config, sup = _start(args)
+    stop = {"now": False}
+
+    def on_signal(signum, frame) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sup.start_clock(speed=speed)
+    pace = "as fast as possible" if speed is None else f"{speed:g}x real time ({TICK_SECONDS / speed:.2f} s per tick)"
+    err.print(f"twin is running: simulated clock from {config.start:%Y-%m-%d %H:%M} UTC, {pace}. Ctrl-C stops.")
+    last_print = 0.0
+    last_tick = 0
+    t_last = time.monotonic()
+    while not stop["now"]:
+        time.sleep(0.2)
+        now = time.monotonic()
+        if now - last_print < args.status_every or not sup.history:
+            continue
+        s = sup.history[-1]
+        rate = (sup.tick - last_tick) * config.hubs / max(now - t_last, 1e-9)
+        last_tick, t_last, last_print = sup.tick, now, now
+        # One plain line per status, never wrapped, so logs and pipes can parse it.
+        print(
+            f"{config.time_of(s.tick + 1):%Y-%m-%d %H:%M}  tick {s.tick:>6}  "
+            f"msgs/tick {s.total_messages:>9,}  reachable {int(s.reachable_hubs.sum()):>11,}  "
+            f"dark {int(s.dark_hubs.sum()):>8,}  alerts {int(s.alerts.sum()):>6,}  "
+            f"HH lost {sup.totals['hh_lost']:>10,}  {rate / 1e6:,.1f}M hub-ticks/s",
+            flush=True,
+        )
+    err.print("stopping…")
+    sup.shutdown()
+    return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from twin.model.generator import generate
+    from twin.model.ids import parse_eui64
+    from twin.model.network import NetworkPlan
+    from twin.model.query import hub_record
+
+    config = _config(args)
+    text = args.hub_id.strip()
+    if text.isdigit():
+        hub = int(text)
+    else:
+        try:
+            hub, _ = parse_eui64(text, config.seed)
+        except ValueError as e:
+            raise UsageError(f"hub id: {e}") from None
+    if not 0 <= hub < config.hubs:
+        raise UsageError(f"hub id: {args.hub_id} is not in this fleet ({config.hubs:,} hubs, seed {config.seed})")
+    block = hub // config.block_size
+    state = generate(config, block, 1)  # one block is enough to describe a hub at the start
+    rec = hub_record(state, config, NetworkPlan().up_by_area(0), hub, -1)
+    console.print_json(json.dumps(rec))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from twin.bench import run_bench
+
+    sizes = [parse_count(s) for s in args.sizes.split(",")]
+    for s in sizes:
+        _check_memory(s, None)
+    days = float(args.days)
+    if not days > 0:
+        raise UsageError(f"--days: must be more than zero, got {args.days}")
+    result = run_bench(sizes, days=days, shards=_shards(args), seed=int(args.seed), out=Path(args.out),
+                       console=console)
+    return 0 if result else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="twin", description="Digital twin of the GB smart metering fleet")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def fleet_args(sp: argparse.ArgumentParser, hubs: str) -> None:
+        sp.add_argument("--hubs", default=hubs, help=f"number of hubs, e.g. 1000000 or 1M (default {hubs})")
+        sp.add_argument("--seed", default="1", help="fleet seed (default 1)")
+        sp.add_argument("--regions", help="only these CSP regions, e.g. North,Central (default all)")
+        sp.add_argument("--start", help="simulated start time, ISO 8601 with zone (default 2026-11-01T00:00Z)")
+        sp.add_argument("--block-size", help=argparse.SUPPRESS)
+
+    up = sub.add_parser("up", help="run the live twin (engine on local Ray) until Ctrl-C")
+    fleet_args(up, "1M")
+    up.add_argument("--shards", help="shard actors (default: one per CPU Ray has)")
+    up.add_argument("--speed", default="1800",
+                    help="simulated seconds per wall second, or 'max' (default 1800: one tick a second)")
+    up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    up.set_defaults(fn=cmd_up)
+
+    run = sub.add_parser("run", help="run headless for a number of days and print a summary")
+    fleet_args(run, "1M")
+    run.add_argument("--days", default="1", help="simulated days (default 1)")
+    run.add_argument("--shards", help="shard actors (default: one per CPU Ray has)")
+    run.add_argument("--json", help="also write the summary as JSON to this path")
+    run.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    run.set_defaults(fn=cmd_run)
+
+    bench = sub.add_parser("bench", help="measure build, tick and memory figures at several fleet sizes")
+    bench.add_argument("--sizes", default="1M,3M,10M,30M", help="fleet sizes (default 1M,3M,10M,30M)")
+    bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
+    bench.add_argument("--shards", help="shard actors (default: one per CPU)")
+    bench.add_argument("--seed", default="1")
+    bench.add_argument("--out", default="bench-results/engine.json", help="results file (JSON)")
+    bench.set_defaults(fn=cmd_bench)
+
+    hub = sub.add_parser("hub", help="describe one hub of a fleet at its start")
+    hub.add_argument("hub_id", help="hub index (0..N-1) or comms hub device id (EUI-64)")
+    fleet_args(hub, "1M")
+    hub.set_defaults(fn=cmd_hub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (UsageError, TwinInputError) as e:
+        err.print(f"twin {args.command}: error: {e}", highlight=False, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

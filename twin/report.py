@@ -1,0 +1,104 @@
+"""The end-of-run summary: one dict (written as JSON) and the same figures as terminal tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from twin.model.catalog import AlertKind, Csp, MessageType
+from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
+from twin.model.state import BYTES_PER_HUB, DARK_AGE_EDGES_DAYS
+from twin.model.summary import DARK_REASONS, TickSummary
+
+CSP_NAMES = [c.name.title() for c in Csp]
+
+
+def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards: int, state_bytes: int,
+                build_s: float, run_s: float, state_hash: str) -> dict[str, Any]:
+    """Figures of a finished headless run."""
+    last = summaries[-1]
+    ticks = len(summaries)
+    messages = np.sum([s.messages for s in summaries], axis=0)
+    alerts = np.sum([s.alerts for s in summaries], axis=0)
+    hubs = last.hubs
+    meters = int(last.meters.sum())
+    mean_reach_meters = float(np.mean([s.reachable_meters.sum() for s in summaries]))
+    months = ticks / (HALF_HOURS_PER_DAY * DAYS_PER_MONTH)
+    per_meter_month = float(messages.sum() / mean_reach_meters / months) if mean_reach_meters else 0.0
+    return {
+        "config": config,
+        "shards": shards,
+        "ticks": ticks,
+        "hubs": hubs,
+        "meters": meters,
+        "dcc_hubs": int(last.dcc_hubs.sum()),
+        "off_dcc_hubs": int(last.off_dcc_hubs.sum()),
+        "messages": {
+            c: {m.name: int(messages[i, m]) for m in MessageType} | {"TOTAL": int(messages[i].sum())}
+            for i, c in enumerate(CSP_NAMES)
+        },
+        "messages_total": int(messages.sum()),
+        "messages_per_reachable_meter_month": round(per_meter_month, 2),
+        "daily_read_share": round(float(messages[:, MessageType.DAILY_READ].sum() / max(messages.sum(), 1)), 4),
+        "alerts": {k.name: int(alerts[:, k].sum()) for k in AlertKind},
+        "alerts_undelivered": int(sum(s.alerts_undelivered for s in summaries)),
+        "peak_alerts_per_s": int(max(s.peak_alerts_per_s for s in summaries)),
+        "reachable_hubs": dict(zip(CSP_NAMES, last.reachable_hubs.tolist(), strict=True)),
+        "dark_hubs": dict(zip(CSP_NAMES, last.dark_hubs.tolist(), strict=True)),
+        "dark_by_reason": {r: int(last.dark_by_reason[:, i].sum()) for i, r in enumerate(DARK_REASONS)},
+        "dark_age_days": dict(zip(_age_labels(), last.dark_age.tolist(), strict=True)),
+        "hh_periods_lost": int(sum(s.hh_lost for s in summaries)),
+        "hh_periods_at_risk": last.hh_at_risk,
+        "state_bytes": state_bytes,
+        "bytes_per_hub": round(state_bytes / hubs, 2),
+        "bytes_per_hub_layout": BYTES_PER_HUB,
+        "build_s": round(build_s, 3),
+        "wall_s": round(run_s, 3),
+        "hub_ticks_per_s": round(hubs * ticks / run_s) if run_s > 0 else None,
+        "state_hash": state_hash,
+    }
+
+
+def _age_labels() -> list[str]:
+    edges = DARK_AGE_EDGES_DAYS
+    return [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]}"]
+
+
+def print_summary(r: dict[str, Any], console: Console) -> None:
+    t = Table(title="Run summary", show_header=False, title_justify="left")
+    t.add_column("figure")
+    t.add_column("value", justify="right", overflow="fold")
+    cfg = r["config"]
+    t.add_row("hubs", f"{r['hubs']:,}")
+    t.add_row("meters", f"{r['meters']:,}")
+    t.add_row("hubs on the DCC / not enrolled", f"{r['dcc_hubs']:,} / {r['off_dcc_hubs']:,}")
+    t.add_row("seed / shards / ticks", f"{cfg['seed']} / {r['shards']} / {r['ticks']:,}")
+    t.add_row("messages", f"{r['messages_total']:,}")
+    t.add_row("messages per meter per month", f"{r['messages_per_reachable_meter_month']:.1f}")
+    t.add_row("daily-read share", f"{r['daily_read_share']:.1%}")
+    t.add_row("alerts (outage / restored / low battery)",
+              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind))
+    t.add_row("peak alerts per second", f"{r['peak_alerts_per_s']:,}")
+    t.add_row("reachable hubs", f"{sum(r['reachable_hubs'].values()):,}")
+    t.add_row("dark hubs", f"{sum(r['dark_hubs'].values()):,}")
+    t.add_row("half-hourly periods lost", f"{r['hh_periods_lost']:,}")
+    t.add_row("half-hourly periods at risk", f"{r['hh_periods_at_risk']:,}")
+    t.add_row("state bytes per hub", f"{r['bytes_per_hub']:.1f}")
+    t.add_row("build time", f"{r['build_s']:.2f} s")
+    t.add_row("run wall time", f"{r['wall_s']:.2f} s")
+    t.add_row("hub-ticks per second", f"{r['hub_ticks_per_s']:,}" if r["hub_ticks_per_s"] else "-")
+    t.add_row("state hash", r["state_hash"])
+    console.print(t)
+
+    m = Table(title="Messages by CSP and type", title_justify="left")
+    m.add_column("type")
+    for c in CSP_NAMES:
+        m.add_column(c, justify="right")
+    for name in [*(mt.name for mt in MessageType), "TOTAL"]:
+        m.add_row(name.lower().replace("_", " "), *(f"{r['messages'][c][name]:,}" for c in CSP_NAMES))
+    m.add_row("reachable hubs", *(f"{r['reachable_hubs'][c]:,}" for c in CSP_NAMES))
+    m.add_row("dark hubs", *(f"{r['dark_hubs'][c]:,}" for c in CSP_NAMES))
+    console.print(m)
