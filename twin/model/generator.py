@@ -239,9 +239,13 @@ def generate(config: FleetConfig, first_block: int = 0, n_blocks: int | None = N
     """Build the hubs of blocks [first_block, first_block + n_blocks) of the fleet."""
     if n_blocks is None:
         n_blocks = config.n_blocks - first_block
+    from twin.model.kernel import draw_incidents_in_progress, start_incidents
+
     state = HubState(seed=config.seed, block_size=config.block_size, first_block=first_block,
                      n_blocks=n_blocks, n_hubs_fleet=config.hubs)
     FleetGenerator(config).fill(state)
+    for draw in draw_incidents_in_progress(config):
+        start_incidents(state, draw, config)
     return state
 
 

@@ -68,12 +68,10 @@ class IncidentDraw:
     restore_backoff_s: np.ndarray
 
 
-def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDraw]:
-    """Premises power cuts, transient hub faults and hardware failures starting this tick."""
+def _incident_kinds(config: FleetConfig) -> tuple[tuple[int, int, float, float, float], ...]:
+    """(fault bit, purpose, rate per premises-year, median duration s, lognormal sigma)."""
     ip = config.params.incidents
-    t0 = tick * TICK_SECONDS
-    out = []
-    kinds = (
+    return (
         (Fault.POWER, Purpose.POWER_OUTAGE, ip.power_outages_per_year, ip.power_outage_median_min * 60,
          ip.power_outage_sigma),
         (Fault.HUB_FAULT, Purpose.HUB_FAULT, ip.hub_faults_per_year, ip.hub_fault_median_h * 3600,
@@ -81,7 +79,14 @@ def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDr
         (Fault.HARDWARE, Purpose.HARDWARE_FAILURE, ip.hardware_failures_per_year,
          ip.hardware_repair_median_days * 86400, ip.hardware_repair_sigma),
     )
-    for bit, purpose, per_year, median_s, sigma in kinds:
+
+
+def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDraw]:
+    """Premises power cuts, transient hub faults and hardware failures starting this tick."""
+    ip = config.params.incidents
+    t0 = tick * TICK_SECONDS
+    out = []
+    for bit, purpose, per_year, median_s, sigma in _incident_kinds(config):
         rng = fleet_rng(config.seed, tick, purpose)
         k = int(rng.poisson(config.hubs * per_year / TICKS_PER_YEAR))
         hub = rng.integers(0, config.hubs, k)
@@ -92,6 +97,25 @@ def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDr
             alert_backoff_s=rng.integers(0, ip.outage_alert_backoff_s + 1, k),
             restore_backoff_s=rng.integers(0, ip.restore_alert_backoff_s + 1, k),
         ))
+    return out
+
+
+def draw_incidents_in_progress(config: FleetConfig) -> list[IncidentDraw]:
+    """Incidents already under way at tick 0, from the stationary state of the processes above,
+    so a run starts warm: how many by Little's law (rate x mean duration); each one's full
+    duration from the length-biased lognormal (a longer incident is likelier to be in progress),
+    and the time left uniform within it."""
+    out = []
+    for bit, purpose, per_year, median_s, sigma in _incident_kinds(config):
+        rng = fleet_rng(config.seed, -1 & 0xFFFFFFFF, purpose)
+        mean_s = median_s * np.exp(sigma**2 / 2)
+        k = int(rng.poisson(config.hubs * per_year * mean_s / (TICKS_PER_YEAR * TICK_SECONDS)))
+        hub = rng.integers(0, config.hubs, k)
+        full = np.maximum(1, median_s * np.exp(sigma**2 + sigma * rng.standard_normal(k))).astype(np.int64)
+        left = np.maximum(1, (rng.random(k) * full).astype(np.int64))
+        zeros = np.zeros(k, np.int64)
+        out.append(IncidentDraw(bit=int(bit), hub=hub, start_s=left - full, end_s=left,
+                                alert_backoff_s=zeros, restore_backoff_s=zeros))
     return out
 
 
@@ -125,7 +149,10 @@ def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) ->
         ])
         kinds = np.concatenate([np.full(long.sum(), AlertKind.POWER_OUTAGE, np.uint8),
                                 np.full(long.sum(), AlertKind.POWER_RESTORED, np.uint8)])
-        queue_alerts(state, np.concatenate([hub[long], hub[long]]), kinds, times)
+        hubs = np.concatenate([hub[long], hub[long]])
+        # An alert due before the run began was sent before it began (incidents in progress).
+        future = times >= 0
+        queue_alerts(state, hubs[future], kinds[future], times[future])
     return int(hub.size)
 
 
