@@ -138,9 +138,12 @@ class AlertKind(IntEnum):
     POWER_OUTAGE = 0  # AD1, comms hub unpowered > 3 minutes
     POWER_RESTORED = 1  # 0x8F36 Supply Outage Restored, outage >= 3 minutes
     LOW_BATTERY = 2  # 0x8F1F Low Battery Capacity (GSME)
+    FIRMWARE_TRANSFER_OK = 3  # 0x8F8A firmware transfer succeeded (N60)
+    FIRMWARE_TRANSFER_FAIL = 4  # 0x8F89 firmware transfer failed (N61)
+    FIRMWARE_ACTIVATED = 5  # 0x8F43 change in executing firmware version
 
 
-N_ALERT_KINDS = 3
+N_ALERT_KINDS = 6
 
 
 # Bits of the per-hub `flags` column (attributes fixed at install).
@@ -247,6 +250,42 @@ DEVICE_MODELS: tuple[DeviceModel, ...] = (
     DeviceModel(DeviceType.PPMID, "Chameleon Technology", "PPMID", "any", _fw("2.1", "2.3"), _SHARES2),
     DeviceModel(DeviceType.PPMID, "Geo (Green Energy Options)", "PPMID", "any", _fw("5.6", "5.8"), _SHARES2),
 )
+
+
+class VersionTable:
+    """Firmware versions per (device type, model code): the catalog's, plus versions that rollouts
+    introduce during a run (appended, so a version's index never changes)."""
+
+    def __init__(self) -> None:
+        self.extra: dict[tuple[int, int], list[str]] = {}
+
+    def versions(self, device_type: int, model_code: int) -> tuple[str, ...]:
+        base = models_of(DeviceType(device_type))[model_code - 1].versions
+        return base + tuple(self.extra.get((device_type, model_code), ()))
+
+    def index(self, device_type: int, model_code: int, version: str, *, add: bool = False) -> int:
+        vs = self.versions(device_type, model_code)
+        if version in vs:
+            return vs.index(version)
+        if not add:
+            raise KeyError(version)
+        self.extra.setdefault((device_type, model_code), []).append(version)
+        return len(vs)
+
+    def label(self, device_type: int, model_code: int, index: int) -> str:
+        vs = self.versions(device_type, model_code)
+        return vs[index] if index < len(vs) else f"#{index}"
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {f"{t}:{m}": v for (t, m), v in sorted(self.extra.items())}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[str]]) -> VersionTable:
+        vt = cls()
+        for k, v in d.items():
+            t, m = (int(x) for x in k.split(":"))
+            vt.extra[(t, m)] = list(v)
+        return vt
 
 
 def models_of(device_type: DeviceType) -> tuple[DeviceModel, ...]:

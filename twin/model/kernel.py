@@ -11,7 +11,9 @@ Everything else (consumption, registers, network schedules) is a function of tim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,11 +31,13 @@ from twin.model.catalog import (
     Status,
 )
 from twin.model.config import FleetConfig
-from twin.model.network import NetworkPlan
 from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
 from twin.model.state import DARK_AGE_EDGES_DAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
+
+if TYPE_CHECKING:
+    from twin.model.ops.runtime import Control, ShardOps
 
 LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
 _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
@@ -186,16 +190,18 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray) -
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
     other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
     ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
-    _count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok])
+    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok])
     s.alerts_undelivered += int((~ok).sum())
     keep = ~due
     state.alert_hub, state.alert_kind, state.alert_time_s = (
         state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
 
 
-def _count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray) -> None:
+def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray) -> None:
+    """Count alerts sent in this tick by CSP and kind, and per second for the peak."""
     if csp.size == 0:
         return
+    csp, kind = np.asarray(csp, np.intp), np.asarray(kind, np.intp)
     s.alerts += np.bincount(csp * N_ALERT_KINDS + kind, minlength=N_CSP * N_ALERT_KINDS).reshape(N_CSP, -1)
     s.messages[:, MessageType.ALERT] += np.bincount(csp, minlength=N_CSP)
     dense = np.bincount(np.concatenate([np.repeat(s.alert_seconds, s.alert_second_counts), sec]),
@@ -275,7 +281,7 @@ def _battery(state: HubState, s: TickSummary, tick: int, config: FleetConfig, vi
         b, j = np.nonzero(newly_low)
         hubs = state.offset + b * bs + lo + j
         sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs, tick) * TICK_SECONDS).astype(np.int64)
-        _count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec)
+        count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec)
 
     dying = gas_alive & (level <= 0)
     if dying.any():
@@ -306,25 +312,35 @@ def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
         reasons[:, i] = state.dcc_fault[:, (_FAULT_VALUES & bit) != 0].sum(axis=1)
     reasons[:, -1] = (state.ok_hubs * ~up_area).sum(axis=1)
     s.dark_by_reason += _AREA_CSP.T @ reasons
+    s.hubs_by_wan += _AREA_CSP.T @ state.dcc_hubs
+    n_sup = s.supplier_hubs.size
+    s.supplier_hubs += state.supplier_pairs.sum(axis=1)[:n_sup]
+    s.gas_supplier_hubs += state.supplier_pairs.sum(axis=0)[:n_sup]
     s.hh_at_risk += int(state.slot_at_risk.sum())
     s.dark_age += state.slot_dark_age.sum(axis=0)
 
 
-def step(state: HubState, tick: int, config: FleetConfig, network: NetworkPlan,
+def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOps, controls: Sequence[Control] = (),
          bounds: np.ndarray | None = None) -> TickSummary:
-    """Advance the hubs held in `state` through `tick`; returns this shard's summary."""
+    """Advance the hubs held in `state` through `tick`; returns this shard's summary.
+
+    `controls` are this tick's instructions from the fleet level (operations starting, budgets,
+    state changes); they apply first, so an event "at tick t" shapes tick t."""
     if tick != state.last_tick + 1:
         raise ValueError(f"ticks must be stepped in order: expected {state.last_tick + 1}, got {tick}")
     if bounds is None:
         bounds = slot_bounds(config)
     s = TickSummary(tick=tick)
-    up_area = network.up_by_area(tick)
+    ops.apply(state, tick, list(controls), s)
+    up_area = ops.network.up_by_area(tick)
     t0 = tick * TICK_SECONDS
     end_incidents(state, t0)
     for draw in draw_background_incidents(config, tick):
         start_incidents(state, draw, config)
+    ops.step(state, tick, s, up_area)
     send_alerts(state, s, t0, up_area)
     slot_pass(state, s, tick, config, up_area, bounds)
     count_hubs(state, s, up_area)
+    ops.report(state, tick, s)
     state.last_tick = tick
     return s

@@ -139,10 +139,40 @@ class IncidentParams:
 
 
 @dataclass(frozen=True)
+class EventParams:
+    """Defaults of operator events; a command may override most of them."""
+
+    # Effective firmware transfer rate by WAN technology, kbit/s [U]: long-range radio and 2G are
+    # slow, 4G fast. Images run from tens of kB to ~1 MB [C].
+    transfer_kbps: dict[str, float] = field(default_factory=lambda: {
+        "LRR": 2.4, "G2": 9.6, "G3": 64.0, "G4": 500.0, "VWAN": 1000.0,
+    })
+    image_size_kb: float = 400.0
+    # A GSME takes its image over the HAN in its wake windows: days, not minutes [U] (FACTS §3.6).
+    gsme_han_days: float = 2.0
+    gsme_image_battery_pct: float = 1.5  # battery cost of one image over the HAN [U]
+    transfer_failure: float = 0.005  # image transfer fails (0x8F89) [U]
+    # Activation outcome per model, keyed "Manufacturer Model"; unnamed models use the defaults [U].
+    activation_failure: dict[str, float] = field(default_factory=dict)
+    activation_brick: dict[str, float] = field(default_factory=dict)
+    default_activation_failure: float = 0.01
+    default_activation_brick: float = 0.0005
+    # ESME models whose activation cuts the hub's power for over 3 minutes, raising false AD1
+    # outage alerts (SECMP0102A/B) [C]; which models is not public [U].
+    activation_power_cut_models: tuple[str, ...] = ("Landis & Gyr E470-5394", "Aclara SGM1412")
+    activation_power_cut_s: tuple[int, int] = (200, 420)
+    # Supplier switching: a credential swap (SR 6.23) needs the WAN; give up after this [U]
+    # (switches complete within 5 working days since CSS, 2022 [C]).
+    cos_deadline_days: float = 7.0
+    messages_per_install: int = 6  # commissioning a swapped hub: 8.14.x, joins, reads [U]
+
+
+@dataclass(frozen=True)
 class ModelParams:
     shares: FleetShares = field(default_factory=FleetShares)
     traffic: TrafficParams = field(default_factory=TrafficParams)
     incidents: IncidentParams = field(default_factory=IncidentParams)
+    events: EventParams = field(default_factory=EventParams)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _dc_dict(getattr(self, f.name)) for f in fields(self)}
@@ -159,6 +189,9 @@ class ModelParams:
             unknown = set(given) - names
             if unknown:
                 raise ValueError(f"unknown {f.name} parameter(s): {', '.join(sorted(unknown))}")
+            # JSON has no tuples: restore them where the default is one, so configs compare equal.
+            given = {k: tuple(v) if isinstance(getattr(sub, k), tuple) and isinstance(v, list) else v
+                     for k, v in given.items()}
             out[f.name] = replace(sub, **given)
         extra = set(d) - {f.name for f in fields(cls)}
         if extra:

@@ -98,6 +98,8 @@ class HubState:
         self.meters = np.zeros(N_AREA_CODES, dtype=np.int64)
         # DCC hubs by (area, fault byte): dark hubs by reason without a pass over the fleet.
         self.dcc_fault = np.zeros((N_AREA_CODES, 256), dtype=np.int64)
+        # Premises per (electricity supplier, gas supplier): supplier shares at any tick.
+        self.supplier_pairs = np.zeros((256, 256), dtype=np.int64)
         # Sparse timers: incidents (a fault bit held until end_s) and alerts waiting to be sent.
         self.inc_hub = np.zeros(0, dtype=np.int64)  # global hub id
         self.inc_bit = np.zeros(0, dtype=np.uint8)
@@ -150,12 +152,16 @@ class HubState:
         flat[2][:] += sign * (ok_count + np.bincount(key[ok & gas], minlength=size))
         self.dcc_fault.reshape(-1)[:] += sign * np.bincount(
             (area * 256 + self.cols["fault"][rows])[dcc], minlength=N_AREA_CODES * 256)
+        self.supplier_pairs.reshape(-1)[:] += sign * np.bincount(
+            (self.cols["supplier"][rows].astype(np.intp) * 256 + self.cols["gas_supplier"][rows])[real],
+            minlength=256 * 256)
         self.off_dcc_hubs += sign * np.bincount(area[real & ~dcc], minlength=N_AREA_CODES)
         self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
                                + np.bincount(area[real & gas], minlength=N_AREA_CODES))
 
     def recount(self) -> None:
-        for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault):
+        for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault,
+                    self.supplier_pairs):
             arr[...] = 0
         # In chunks: the counting temporaries are 8 bytes a row, more than the state itself.
         step = 1 << 20

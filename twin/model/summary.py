@@ -14,9 +14,13 @@ from twin.model.catalog import (
     N_ALERT_KINDS,
     N_CSP,
     N_MESSAGE_TYPES,
+    N_WAN,
+    SUPPLIERS,
+    WAN_LABEL,
     AlertKind,
     Csp,
     MessageType,
+    WanTech,
 )
 from twin.model.config import FleetConfig
 from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
@@ -26,6 +30,7 @@ from twin.model.state import N_DARK_AGE
 # Dark hubs by reason: one column per Fault bit, then "network off" (region x technology down).
 DARK_REASONS: tuple[str, ...] = (*FAULT_LABEL.values(), "network switched off")
 N_DARK_REASONS = len(DARK_REASONS)
+N_SUPPLIERS = len(SUPPLIERS)
 
 
 @dataclass
@@ -48,7 +53,12 @@ class TickSummary:
     hh_lost: int = 0  # half-hourly periods lost this tick (all meters)
     hh_at_risk: int = 0  # unread periods on dark hubs' meters (refreshed daily per hub)
     dark_age: np.ndarray = field(default_factory=lambda: np.zeros(N_DARK_AGE, np.int64))
-    events: dict[str, int] = field(default_factory=dict)  # counts of operator-event effects
+    hubs_by_wan: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_WAN), np.int64))
+    supplier_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    gas_supplier_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    # Operation reports by operation name: integer counters, and per-block arrays under keys
+    # starting "block" (a shard reports only its own blocks, so merging concatenates them).
+    ops: dict[str, dict[str, Any]] = field(default_factory=dict)
     peak_alerts_per_s: int = 0  # set by finish()
 
     @property
@@ -81,7 +91,12 @@ class TickSummary:
             "hh_lost": self.hh_lost,
             "hh_at_risk": self.hh_at_risk,
             "dark_age": self.dark_age.tolist(),
-            "events": dict(self.events),
+            "hubs_by_wan": {c: {WAN_LABEL[w]: int(self.hubs_by_wan[i, w]) for w in WanTech}
+                            for i, c in enumerate(csps)},
+            "supplier_hubs": {s.name: int(self.supplier_hubs[k]) for k, s in enumerate(SUPPLIERS, 1)
+                              if self.supplier_hubs[k]},
+            "ops": {name: {k: v for k, v in rep.items() if not k.startswith("block")}
+                    for name, rep in sorted(self.ops.items())},
         }
 
 
@@ -104,8 +119,23 @@ def merge(parts: list[TickSummary]) -> TickSummary:
         out.hh_lost += p.hh_lost
         out.hh_at_risk += p.hh_at_risk
         out.dark_age += p.dark_age
-        for k, v in p.events.items():
-            out.events[k] = out.events.get(k, 0) + v
+        out.hubs_by_wan += p.hubs_by_wan
+        out.supplier_hubs += p.supplier_hubs
+        out.gas_supplier_hubs += p.gas_supplier_hubs
+        for name, rep in p.ops.items():
+            acc = out.ops.setdefault(name, {})
+            for k, v in rep.items():
+                if k.startswith("block"):
+                    acc[k] = v if k not in acc else np.concatenate([acc[k], v])
+                else:
+                    acc[k] = acc.get(k, 0) + v
+    for rep in out.ops.values():
+        # Blocks arrive per shard; sort them by block id so the merge is layout-independent.
+        if "blocks" in rep:
+            order = np.argsort(rep["blocks"], kind="stable")
+            for k in rep:
+                if k.startswith("block"):
+                    rep[k] = rep[k][order]
     secs = np.concatenate([p.alert_seconds for p in parts])
     counts = np.concatenate([p.alert_second_counts for p in parts])
     if secs.size:

@@ -1,0 +1,1 @@
+"""Operator events: typed commands and their effects on the fleet."""

@@ -1,0 +1,458 @@
+"""Operator commands: one frozen dataclass per event type, parsed and validated from plain dicts
+(scenario YAML, API requests). Parsing checks everything that needs no fleet state; checks that do
+(an empty selection, a conflicting rollout, a time in the past) are the planner's."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+from twin.model.catalog import (
+    AREA_BY_ID,
+    AREAS,
+    SUPPLIERS,
+    DeviceType,
+    Region,
+    WanTech,
+    models_of,
+    region_by_name,
+)
+from twin.model.config import FleetConfig, TwinInputError
+from twin.model.params import TICK_SECONDS
+
+_OFFSET_RE = re.compile(r"^\s*\+?\s*((?:\d+(?:\.\d+)?\s*[dhm]\s*)+)$")
+_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhm])")
+
+
+def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to: int, name: str = "at") -> int:
+    """A command time -> tick. Accepts a tick number, an ISO 8601 time with zone, or an offset
+    like '2d', '6h', '1d12h', '+30m' (from `relative_to`). Rejects times before `now_tick`."""
+    if value is None or value == "now":
+        tick = now_tick
+    elif isinstance(value, bool):
+        raise TwinInputError(name, f"expected a time, got {value!r}")
+    elif isinstance(value, int):
+        tick = value
+    elif isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
+        tick = config.tick_at(value)
+    elif isinstance(value, str):
+        m = _OFFSET_RE.match(value)
+        if m:
+            secs = sum(float(n) * {"d": 86400, "h": 3600, "m": 60}[u] for n, u in _OFFSET_PART.findall(m.group(1)))
+            tick = relative_to + int(secs // TICK_SECONDS)
+        else:
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                raise TwinInputError(name, f"expected a tick, an ISO time or an offset like '2d6h', got {value!r}") from None
+            if when.tzinfo is None:
+                raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
+            tick = config.tick_at(when)
+    else:
+        raise TwinInputError(name, f"expected a time, got {value!r}")
+    if tick < now_tick:
+        raise TwinInputError(name, f"{value!r} is in the past (the fleet is at tick {now_tick}, "
+                                   f"{config.time_of(now_tick):%Y-%m-%d %H:%M} UTC)")
+    return tick
+
+
+def _region(value: Any, name: str) -> Region:
+    try:
+        return region_by_name(str(value))
+    except ValueError as e:
+        raise TwinInputError(name, str(e)) from None
+
+
+def _regions(value: Any, name: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(sorted({int(_region(v, name)) for v in items}))
+
+
+def _supplier(value: Any, name: str) -> int:
+    for code, s in enumerate(SUPPLIERS, start=1):
+        if str(value).strip().lower() == s.name.lower():
+            return code
+    raise TwinInputError(name, f"unknown supplier {value!r}; choose from {', '.join(s.name for s in SUPPLIERS)}")
+
+
+def _area(value: Any, name: str) -> int:
+    if isinstance(value, int) and value in AREA_BY_ID:
+        return value
+    for a in AREAS:
+        if str(value).strip().lower() in (a.name.lower(), str(a.id), a.short_code.lower()):
+            return a.id
+    raise TwinInputError(name, f"unknown network-operator area {value!r}; use an id 10-23 or a name "
+                               f"such as {AREAS[0].name!r}")
+
+
+def _number(value: Any, name: str, *, lo: float, hi: float | None = None, integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TwinInputError(name, f"expected a number, got {value!r}")
+    if integer and int(value) != value:
+        raise TwinInputError(name, f"expected a whole number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise TwinInputError(name, f"must be {rng}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _cellular(value: Any, name: str) -> int:
+    v = str(value).strip().upper()
+    if v in ("2G", "G2"):
+        return int(WanTech.G2)
+    if v in ("3G", "G3"):
+        return int(WanTech.G3)
+    raise TwinInputError(name, f"expected 2G or 3G, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base: `kind` names the event type; `at` is the tick it applies at (resolved on parse)."""
+
+    kind: ClassVar[str] = ""
+    spans_ticks: ClassVar[bool] = True  # tracked as a long-running Operation
+    at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["type"] = self.kind
+        return d
+
+
+@dataclass(frozen=True)
+class FirmwareRollout(Command):
+    kind: ClassVar[str] = "firmware_rollout"
+    device_type: int = int(DeviceType.ESME)
+    model_code: int = 1
+    target_version: str = ""
+    from_versions: tuple[str, ...] = ()
+    regions: tuple[int, ...] = ()
+    suppliers: tuple[int, ...] = ()
+    waves: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0)
+    halt_failure_rate: float = 0.05
+    min_wave_sample: int = 200
+    concurrency_per_csp: int = 50_000
+    image_size_kb: float = 400.0
+    failure_prob: float | None = None
+    brick_prob: float | None = None
+    allow_downgrade: bool = False
+    max_days: float = 28.0
+
+    @property
+    def model_label(self) -> str:
+        return models_of(DeviceType(self.device_type))[self.model_code - 1].label
+
+
+@dataclass(frozen=True)
+class SupplierSwitch(Command):
+    kind: ClassVar[str] = "supplier_switch"
+    hub: int = 0
+    fuel: str = "dual"  # electricity | gas | dual
+    to_supplier: int = 1
+
+
+@dataclass(frozen=True)
+class ChurnCampaign(Command):
+    kind: ClassVar[str] = "churn_campaign"
+    switches_per_month: int = 0
+    days: float = 30.0
+
+
+@dataclass(frozen=True)
+class SupplierFailure(Command):
+    kind: ClassVar[str] = "supplier_failure"
+    supplier: int = 1
+    solr: int = 2
+    daily_cap: int = 100_000
+
+
+@dataclass(frozen=True)
+class NetworkSwitchOff(Command):
+    kind: ClassVar[str] = "network_switch_off"
+    spans_ticks: ClassVar[bool] = False
+    region: int = int(Region.CENTRAL)
+    technology: int = int(WanTech.G3)
+
+
+@dataclass(frozen=True)
+class SwapProgramme(Command):
+    """4G comms hub swaps in a region, a daily install capacity, the doomed network first."""
+
+    kind: ClassVar[str] = "swap_programme"
+    region: int = int(Region.CENTRAL)
+    installs_per_day: int = 10_000
+    prioritise: int = int(WanTech.G3)  # WanTech code, or 0 for none
+    days: float = 365.0
+
+
+@dataclass(frozen=True)
+class VwanFallback(Command):
+    """Eligible premises whose WAN is gone (switched off, or never there) move to VWAN."""
+
+    kind: ClassVar[str] = "vwan_fallback"
+    region: int = int(Region.CENTRAL)
+    onboard_per_day: int = 5_000
+    days: float = 365.0
+
+
+@dataclass(frozen=True)
+class PowerOutage(Command):
+    kind: ClassVar[str] = "power_outage"
+    area: int = 10
+    fraction: float = 1.0
+    duration_min: float = 120.0
+    onset_spread_s: int = 60
+    restore_spread_min: float = 0.0
+    alert_backoff_s: int | None = None
+
+
+@dataclass(frozen=True)
+class BaseStationFailure(Command):
+    kind: ClassVar[str] = "base_station_failure"
+    cells: tuple[int, ...] = ()
+    duration_min: float = 240.0
+
+
+@dataclass(frozen=True)
+class CspIncident(Command):
+    kind: ClassVar[str] = "csp_incident"
+    region: int = int(Region.NORTH)
+    duration_min: float = 60.0
+    include_4g: bool = False
+
+
+@dataclass(frozen=True)
+class OperationControl(Command):
+    kind: ClassVar[str] = "operation_control"
+    spans_ticks: ClassVar[bool] = False
+    operation: str = ""
+    action: str = "pause"  # pause | resume | cancel
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.kind: c for c in (FirmwareRollout, SupplierSwitch, ChurnCampaign, SupplierFailure, NetworkSwitchOff,
+                        SwapProgramme, VwanFallback, PowerOutage, BaseStationFailure, CspIncident, OperationControl)
+}
+
+
+def _known(d: dict[str, Any], allowed: set[str], kind: str) -> None:
+    unknown = set(d) - allowed - {"type", "at"}
+    if unknown:
+        raise TwinInputError(sorted(unknown)[0], f"not a field of {kind}; fields are {', '.join(sorted(allowed))}")
+
+
+def _require(d: dict[str, Any], name: str) -> Any:
+    if d.get(name) in (None, "", []):
+        raise TwinInputError(name, "is required")
+    return d[name]
+
+
+def parse_command(d: dict[str, Any], config: FleetConfig, *, now_tick: int, relative_to: int | None = None,
+                  n_hubs: int | None = None) -> Command:
+    """Validate a plain dict into a Command; `at` offsets count from `relative_to` (default now)."""
+    if not isinstance(d, dict):
+        raise TwinInputError("event", f"expected a mapping, got {type(d).__name__}")
+    kind = d.get("type")
+    if kind not in COMMANDS:
+        raise TwinInputError("type", f"unknown event type {kind!r}; choose from {', '.join(sorted(COMMANDS))}")
+    cls = COMMANDS[kind]
+    allowed = {f.name for f in fields(cls)} - {"at"}
+    at = resolve_time(d.get("at"), config, now_tick=now_tick,
+                      relative_to=now_tick if relative_to is None else relative_to)
+    parser = _PARSERS[kind]
+    return parser(d, at, config, allowed, n_hubs if n_hubs is not None else config.hubs)
+
+
+def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
+    _known(d, allowed | {"device", "manufacturer", "model"}, "firmware_rollout")
+    dev = str(_require(d, "device")).upper()
+    if dev not in DeviceType.__members__:
+        raise TwinInputError("device", f"expected one of CH, ESME, GSME, PPMID, got {d['device']!r}")
+    dt = DeviceType[dev]
+    manufacturer, model = str(_require(d, "manufacturer")), str(_require(d, "model"))
+    models = models_of(dt)
+    code = next((i for i, m in enumerate(models, 1) if m.manufacturer.lower() == manufacturer.lower()
+                 and m.model.lower() == model.lower()), None)
+    if code is None:
+        raise TwinInputError("model", f"unknown {dt.name} model {manufacturer} {model}; known: "
+                                      + ", ".join(m.label for m in models))
+    m = models[code - 1]
+    target = str(_require(d, "target_version"))
+    from_versions = tuple(str(v) for v in d.get("from_versions") or ())
+    for v in from_versions:
+        if v not in m.versions:
+            raise TwinInputError("from_versions", f"{m.label} has no version {v!r}; it has {', '.join(m.versions)}")
+    if target in from_versions:
+        raise TwinInputError("target_version", "is one of the versions being replaced")
+    allow_downgrade = bool(d.get("allow_downgrade", False))
+    if target in m.versions and not allow_downgrade:
+        # A new version string is appended as the newest; an existing one must be newer than
+        # every version it replaces (all others when from_versions is not given).
+        t_idx = m.versions.index(target)
+        sources = from_versions or tuple(v for v in m.versions if v != target)
+        newer = [v for v in sources if m.versions.index(v) > t_idx]
+        if newer:
+            raise TwinInputError("target_version", f"{target} is older than {', '.join(newer)}: a downgrade "
+                                                   "(set allow_downgrade to do it on purpose)")
+    waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in d.get("waves", FirmwareRollout.waves))
+    if not waves or any(b <= a for a, b in zip(waves, waves[1:], strict=False)) or waves[-1] != 1.0 or waves[0] <= 0:
+        raise TwinInputError("waves", "must be increasing cumulative shares in (0, 1] ending at 1, e.g. [0.01, 0.1, 1]")
+    ev = config.params.events
+    return FirmwareRollout(
+        at=at, device_type=int(dt), model_code=code, target_version=target, from_versions=from_versions,
+        regions=_regions(d.get("regions"), "regions"),
+        suppliers=tuple(sorted({_supplier(s, "suppliers") for s in d.get("suppliers") or ()})),
+        waves=waves,
+        halt_failure_rate=_number(d.get("halt_failure_rate", 0.05), "halt_failure_rate", lo=0.0, hi=1.0),
+        min_wave_sample=_number(d.get("min_wave_sample", 200), "min_wave_sample", lo=1, integer=True),
+        concurrency_per_csp=_number(d.get("concurrency_per_csp", 50_000), "concurrency_per_csp", lo=1,
+                                    integer=True),
+        image_size_kb=_number(d.get("image_size_kb", ev.image_size_kb), "image_size_kb", lo=1, hi=4096),
+        failure_prob=None if d.get("failure_prob") is None else _number(d["failure_prob"], "failure_prob",
+                                                                          lo=0.0, hi=1.0),
+        brick_prob=None if d.get("brick_prob") is None else _number(d["brick_prob"], "brick_prob", lo=0.0, hi=1.0),
+        allow_downgrade=allow_downgrade,
+        max_days=_number(d.get("max_days", 28.0), "max_days", lo=0.1, hi=3650),
+    )
+
+
+def _hub_index(value: Any, config: FleetConfig, n_hubs: int) -> int:
+    from twin.model.ids import parse_eui64
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        hub = value
+    else:
+        text = str(value).strip()
+        if text.isdigit():
+            hub = int(text)
+        else:
+            try:
+                hub, _ = parse_eui64(text, config.seed)
+            except ValueError as e:
+                raise TwinInputError("hub", str(e)) from None
+    if not 0 <= hub < n_hubs:
+        raise TwinInputError("hub", f"{value!r} is not a hub of this fleet")
+    return hub
+
+
+def _p_switch(d, at, config, allowed, n_hubs) -> SupplierSwitch:
+    _known(d, allowed, "supplier_switch")
+    fuel = str(d.get("fuel", "dual")).lower()
+    if fuel not in ("electricity", "gas", "dual"):
+        raise TwinInputError("fuel", f"expected electricity, gas or dual, got {d.get('fuel')!r}")
+    return SupplierSwitch(at=at, hub=_hub_index(_require(d, "hub"), config, n_hubs), fuel=fuel,
+                          to_supplier=_supplier(_require(d, "to_supplier"), "to_supplier"))
+
+
+def _p_churn(d, at, config, allowed, n_hubs) -> ChurnCampaign:
+    _known(d, allowed, "churn_campaign")
+    return ChurnCampaign(at=at, switches_per_month=_number(_require(d, "switches_per_month"), "switches_per_month",
+                                                           lo=1, integer=True),
+                         days=_number(d.get("days", 30.0), "days", lo=0.1, hi=3650))
+
+
+def _p_failure(d, at, config, allowed, n_hubs) -> SupplierFailure:
+    _known(d, allowed, "supplier_failure")
+    failed = _supplier(_require(d, "supplier"), "supplier")
+    solr = _supplier(_require(d, "solr"), "solr")
+    if failed == solr:
+        raise TwinInputError("solr", "the Supplier of Last Resort must differ from the failed supplier")
+    return SupplierFailure(at=at, supplier=failed, solr=solr,
+                           daily_cap=_number(d.get("daily_cap", 100_000), "daily_cap", lo=1, integer=True))
+
+
+def _p_switch_off(d, at, config, allowed, n_hubs) -> NetworkSwitchOff:
+    _known(d, allowed, "network_switch_off")
+    return NetworkSwitchOff(at=at, region=int(_region(_require(d, "region"), "region")),
+                            technology=_cellular(_require(d, "technology"), "technology"))
+
+
+def _p_swap(d, at, config, allowed, n_hubs) -> SwapProgramme:
+    _known(d, allowed, "swap_programme")
+    region = _region(_require(d, "region"), "region")
+    if region == Region.NORTH:
+        pass  # out-of-region 2G hubs in the North can be swapped too
+    prio = d.get("prioritise")
+    return SwapProgramme(at=at, region=int(region),
+                         installs_per_day=_number(_require(d, "installs_per_day"), "installs_per_day", lo=1,
+                                                  integer=True),
+                         prioritise=0 if prio in (None, "none") else _cellular(prio, "prioritise"),
+                         days=_number(d.get("days", 365.0), "days", lo=0.1, hi=3650))
+
+
+def _p_vwan(d, at, config, allowed, n_hubs) -> VwanFallback:
+    _known(d, allowed, "vwan_fallback")
+    return VwanFallback(at=at, region=int(_region(_require(d, "region"), "region")),
+                        onboard_per_day=_number(d.get("onboard_per_day", 5_000), "onboard_per_day", lo=1,
+                                                integer=True),
+                        days=_number(d.get("days", 365.0), "days", lo=0.1, hi=3650))
+
+
+def _p_outage(d, at, config, allowed, n_hubs) -> PowerOutage:
+    _known(d, allowed, "power_outage")
+    backoff = d.get("alert_backoff_s")
+    return PowerOutage(at=at, area=_area(_require(d, "area"), "area"),
+                       fraction=_number(d.get("fraction", 1.0), "fraction", lo=1e-9, hi=1.0),
+                       duration_min=_number(_require(d, "duration_min"), "duration_min", lo=0.1, hi=60 * 24 * 30),
+                       onset_spread_s=_number(d.get("onset_spread_s", 60), "onset_spread_s", lo=0, hi=3600,
+                                              integer=True),
+                       restore_spread_min=_number(d.get("restore_spread_min", 0.0), "restore_spread_min", lo=0.0,
+                                                  hi=60 * 24),
+                       alert_backoff_s=None if backoff is None else _number(backoff, "alert_backoff_s", lo=0,
+                                                                            hi=3600, integer=True))
+
+
+def _p_base_station(d, at, config, allowed, n_hubs) -> BaseStationFailure:
+    from twin.model.params import NORTH_BASE_STATIONS
+
+    _known(d, allowed, "base_station_failure")
+    cells = d.get("cells")
+    if not cells:
+        raise TwinInputError("cells", "name at least one base station id")
+    out = tuple(sorted({_number(c, "cells", lo=0, hi=NORTH_BASE_STATIONS - 1, integer=True) for c in cells}))
+    return BaseStationFailure(at=at, cells=out,
+                              duration_min=_number(_require(d, "duration_min"), "duration_min", lo=0.1,
+                                                   hi=60 * 24 * 30))
+
+
+def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
+    _known(d, allowed, "csp_incident")
+    return CspIncident(at=at, region=int(_region(_require(d, "region"), "region")),
+                       duration_min=_number(_require(d, "duration_min"), "duration_min", lo=0.1, hi=60 * 24 * 30),
+                       include_4g=bool(d.get("include_4g", False)))
+
+
+def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
+    _known(d, allowed, "operation_control")
+    action = str(_require(d, "action")).lower()
+    if action not in ("pause", "resume", "cancel"):
+        raise TwinInputError("action", f"expected pause, resume or cancel, got {d.get('action')!r}")
+    return OperationControl(at=at, operation=str(_require(d, "operation")), action=action)
+
+
+_PARSERS = {
+    "firmware_rollout": _p_rollout, "supplier_switch": _p_switch, "churn_campaign": _p_churn,
+    "supplier_failure": _p_failure, "network_switch_off": _p_switch_off, "swap_programme": _p_swap,
+    "vwan_fallback": _p_vwan, "power_outage": _p_outage, "base_station_failure": _p_base_station,
+    "csp_incident": _p_incident, "operation_control": _p_control,
+}
+
+
+def command_from_dict(d: dict[str, Any]) -> Command:
+    """Rebuild a validated command from its journal form (to_dict output)."""
+    cls = COMMANDS[d["type"]]
+    kw = {}
+    for f in fields(cls):
+        if f.name in d:
+            v = d[f.name]
+            kw[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kw)
+
+
+__all__ = ["COMMANDS", "Command", "command_from_dict", "field", "parse_command", "resolve_time"]

@@ -1,0 +1,203 @@
+"""Network events: a 2G/3G switch-off, the 4G hub swap programme, VWAN fallback, CSP incidents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_REGION,
+    DeviceType,
+    Fault,
+    Flag,
+    MessageType,
+    N_CSP,
+    Region,
+    Smets,
+    Variant,
+    WanTech,
+    model_code,
+    models_of,
+)
+from twin.model.ops.commands import CspIncident, NetworkSwitchOff, SwapProgramme, VwanFallback
+from twin.model.ops.common import (
+    block_demand,
+    csp_of,
+    days_to_ticks,
+    issue_budget,
+    op_uniform,
+    sort_by_block,
+    take_by_block,
+)
+from twin.model.ops.runtime import Control, FleetOp, ShardOp
+from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+
+CSP_TECHS = {Region.NORTH: (WanTech.LRR,), Region.CENTRAL: (WanTech.G2, WanTech.G3),
+             Region.SOUTH: (WanTech.G2, WanTech.G3)}
+_TOSHIBA_4G = model_code(DeviceType.CH, "Toshiba", "4G CH")
+
+
+class SwitchOffShard(ShardOp):
+    cmd: NetworkSwitchOff
+
+    def start(self, hs, ctx, tick, s) -> None:
+        ctx.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), tick)
+        self.state = "DONE"
+
+
+class InstantFleet(FleetOp):
+    """Applies in one tick: done once the shards have applied it."""
+
+    def observe(self, tick, rep, planner) -> list[Control]:
+        super().observe(tick, rep, planner)
+        if tick >= self.cmd.at and not self.done:
+            self.state = "DONE"
+            return [Control(self.name, "finish")]
+        return []
+
+
+class CspIncidentShard(ShardOp):
+    cmd: CspIncident
+
+    def start(self, hs, ctx, tick, s) -> None:
+        until = tick + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
+        techs = CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
+        for tech in techs:
+            ctx.network.switch_off(Region(self.cmd.region), tech, tick, until=until)
+        self.state = "DONE"
+
+
+class TimedFleet(FleetOp):
+    """Done when its end time has passed (outages, incidents)."""
+
+    def end_tick(self) -> int:
+        return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
+
+    def observe(self, tick, rep, planner) -> list[Control]:
+        super().observe(tick, rep, planner)
+        if tick >= self.end_tick() and not self.done:
+            self.state = "DONE"
+            return [Control(self.name, "finish")]
+        return []
+
+
+class FieldProgrammeShard(ShardOp):
+    """Hubs visited in priority order within a daily capacity: 4G swaps or VWAN onboarding."""
+
+    def start(self, hs, ctx, tick, s) -> None:
+        n = hs.n_hubs
+        c = hs.cols
+        in_region = AREA_REGION[c["area"][:n]] == self.cmd.region
+        dcc = c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED
+        rows, klass = self._candidates(hs, in_region & dcc)
+        order = sort_by_block(hs, rows, op_uniform(hs, self.seq, 0, rows), klass)
+        self.rows, self.klass = rows[order], klass[order]
+        self.done_mask = np.zeros(self.rows.size, bool)
+        self.budget: dict[str, np.ndarray] | None = None
+        self.per_install = ctx.config.params.events.messages_per_install
+        self._up = None
+
+    def control(self, action, data, hs, ctx, tick, s) -> None:
+        if action == "budget":
+            self.budget = data
+        else:
+            super().control(action, data, hs, ctx, tick, s)
+
+    def step(self, hs, ctx, tick, s, up_area) -> None:
+        self._up = up_area
+        if self.state != "RUNNING" or self.budget is None:
+            self.budget = None
+            return
+        eligible = self._eligible(hs, up_area)
+        take = np.zeros(self.rows.size, bool)
+        for k in range(2):
+            take |= take_by_block(hs, self.rows, eligible & (self.klass == k) & ~take, self.budget["blocks"],
+                                  self.budget["budget"][:, k])
+        rows = self.rows[take]
+        self._apply(hs, rows, s)
+        self.done_mask[take] = True
+        self.budget = None
+
+    def report(self, hs, tick) -> dict[str, Any]:
+        eligible = self._eligible(hs, self._up)
+        blocks, demand = block_demand(hs, self.rows, eligible, self.klass.astype(np.intp), 2)
+        return {self.done_key: int(self.done_mask.sum()), "eligible": int(eligible.sum()),
+                "eligible_priority": int((eligible & (self.klass == 0)).sum()),
+                "blocks": blocks, "block_demand": demand}
+
+
+class SwapShard(FieldProgrammeShard):
+    cmd: SwapProgramme
+    done_key = "swapped"
+
+    def _candidates(self, hs, base):
+        c = hs.cols
+        n = hs.n_hubs
+        wan = c["wan"][:n]
+        cellular = base & ((wan == WanTech.G2) | (wan == WanTech.G3))
+        rows = np.flatnonzero(cellular)
+        klass = np.where(c["wan"][rows] == self.cmd.prioritise, 0, 1).astype(np.int8) if self.cmd.prioritise \
+            else np.zeros(rows.size, np.int8)
+        return rows, klass
+
+    def _eligible(self, hs, up_area) -> np.ndarray:
+        wan = hs.cols["wan"][self.rows]
+        return ~self.done_mask & ((wan == WanTech.G2) | (wan == WanTech.G3))
+
+    def _apply(self, hs, rows, s) -> None:
+        latest = len(models_of(DeviceType.CH)[_TOSHIBA_4G - 1].versions) - 1
+        hs.change(rows, wan=WanTech.G4, variant=Variant.FOUR_G, ch_model=_TOSHIBA_4G, ch_fw=latest)
+        s.messages[:, MessageType.CONFIGURATION] += self.per_install * np.bincount(csp_of(hs, rows),
+                                                                                   minlength=N_CSP)
+
+
+class VwanShard(FieldProgrammeShard):
+    cmd: VwanFallback
+    done_key = "onboarded"
+
+    def _candidates(self, hs, base):
+        c = hs.cols
+        n = hs.n_hubs
+        wan = c["wan"][:n]
+        eligible = base & ((c["flags"][:n] & Flag.VWAN_ELIGIBLE) != 0) & (wan != WanTech.VWAN)
+        rows = np.flatnonzero(eligible)
+        # Premises with no WAN at all first, then those the switch-offs left behind.
+        klass = np.where(c["wan"][rows] == WanTech.NONE, 0, 1).astype(np.int8)
+        return rows, klass
+
+    def _eligible(self, hs, up_area) -> np.ndarray:
+        c = hs.cols
+        wan = c["wan"][self.rows]
+        if up_area is None:
+            net_down = np.zeros(self.rows.size, bool)
+        else:
+            net_down = ~up_area[c["area"][self.rows], wan]
+        gone = (wan == WanTech.NONE) | net_down
+        return ~self.done_mask & gone & (wan != WanTech.VWAN)
+
+    def _apply(self, hs, rows, s) -> None:
+        hs.change(rows, wan=WanTech.VWAN, fault_clear=Fault.NO_COVERAGE)
+        s.messages[:, MessageType.CONFIGURATION] += 2 * np.bincount(csp_of(hs, rows), minlength=N_CSP)
+
+
+class FieldProgrammeFleet(FleetOp):
+    """Each day: the capacity across blocks, the priority class first."""
+
+    def capacity(self) -> int:
+        return self.cmd.installs_per_day if isinstance(self.cmd, SwapProgramme) else self.cmd.onboard_per_day
+
+    def observe(self, tick, rep, planner) -> list[Control]:
+        super().observe(tick, rep, planner)
+        if rep is None or self.done:
+            return []
+        if tick >= self.cmd.at + days_to_ticks(self.cmd.days):
+            self.state = "DONE"
+            return [Control(self.name, "finish")]
+        if self.state == "RUNNING" and (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 and rep["eligible"]:
+            demand = rep["block_demand"]
+            cap = self.capacity()
+            first = min(cap, int(demand[:, 0].sum()))
+            budget = issue_budget(rep["blocks"], demand, np.array([first, cap - first]))
+            return [Control(self.name, "budget", budget)]
+        return []

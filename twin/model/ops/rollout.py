@@ -1,0 +1,300 @@
+"""Firmware rollout: distribution (SR 11.1) then signed activation (SR 11.3), in waves, within a
+concurrency limit per CSP, halting itself when a wave fails too often."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_REGION,
+    N_CSP,
+    AlertKind,
+    DeviceType,
+    Fault,
+    MessageType,
+    Status,
+    WanTech,
+    models_of,
+)
+from twin.model.config import FleetConfig
+from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
+from twin.model.ops.commands import FirmwareRollout
+from twin.model.ops.common import (
+    block_demand,
+    csp_of,
+    days_to_ticks,
+    issue_budget,
+    op_uniform,
+    reachable,
+    sort_by_block,
+    take_by_block,
+)
+from twin.model.ops.runtime import LAG, Control, FleetOp, FleetPlanner, ShardOp, ShardOps
+from twin.model.params import TICK_SECONDS
+from twin.model.state import HubState
+from twin.model.summary import TickSummary
+
+WAITING, TRANSFER, ACTIVATE, ACTIVATED, FAILED, BRICKED, CANCELLED = range(7)
+STAGES = ("waiting", "transferring", "activating", "activated", "failed", "bricked", "cancelled")
+CSP_KEYS = ("north", "central", "south")
+
+
+def select_devices(hs: HubState, cmd: FirmwareRollout, target_index: int | None) -> np.ndarray:
+    """Rows of this shard whose device matches the rollout's selector."""
+    n = hs.n_hubs
+    c = hs.cols
+    dev = DeviceType(cmd.device_type).name.lower()
+    model = c[f"{dev}_model"][:n]
+    mask = model == cmd.model_code
+    fw = c[f"{dev}_fw"][:n]
+    if cmd.from_versions:
+        versions = models_of(DeviceType(cmd.device_type))[cmd.model_code - 1].versions
+        mask &= np.isin(fw, [versions.index(v) for v in cmd.from_versions])
+    elif target_index is not None:
+        mask &= fw != target_index
+    if cmd.regions:
+        mask &= np.isin(AREA_REGION[c["area"][:n]], cmd.regions)
+    if cmd.suppliers:
+        col = "gas_supplier" if cmd.device_type == DeviceType.GSME else "supplier"
+        mask &= np.isin(c[col][:n], cmd.suppliers)
+    return np.flatnonzero(mask)
+
+
+def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, float, bool]:
+    ev = config.params.events
+    label = cmd.model_label
+    fail = cmd.failure_prob if cmd.failure_prob is not None else ev.activation_failure.get(
+        label, ev.default_activation_failure)
+    brick = cmd.brick_prob if cmd.brick_prob is not None else ev.activation_brick.get(
+        label, ev.default_activation_brick)
+    cuts_power = cmd.device_type == DeviceType.ESME and label in ev.activation_power_cut_models
+    return fail, brick, cuts_power
+
+
+class RolloutShard(ShardOp):
+    cmd: FirmwareRollout
+
+    def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
+        cmd = self.cmd
+        self.target_index = ctx.versions.index(cmd.device_type, cmd.model_code, cmd.target_version, add=True)
+        rows = select_devices(hs, cmd, self.target_index)
+        u = op_uniform(hs, self.seq, 0, rows)
+        order = sort_by_block(hs, rows, u)
+        self.rows = rows[order]
+        self.wave = np.searchsorted(np.asarray(cmd.waves), u[order], side="right").astype(np.int8)
+        self.wave = np.minimum(self.wave, len(cmd.waves) - 1)
+        self.stage = np.full(self.rows.size, WAITING, np.int8)
+        self.due = np.zeros(self.rows.size, np.int64)
+        self.csp = csp_of(hs, self.rows)
+        self.current_wave = 0
+        self.fail, self.brick, self.cuts_power = _probabilities(cmd, ctx.config)
+        self.budget: dict[str, np.ndarray] | None = None
+
+    def control(self, action, data, hs, ctx, tick, s) -> None:
+        if action == "wave":
+            self.current_wave = int(data["wave"])
+        elif action == "budget":
+            self.budget = data
+        else:
+            super().control(action, data, hs, ctx, tick, s)
+            if action in ("cancel", "finish"):
+                self.stage[(self.stage == WAITING) | (self.stage == TRANSFER)] = CANCELLED
+            if action == "halt":
+                # A halted rollout stops dispatching; images already on devices are not activated.
+                self.stage[(self.stage == WAITING) | (self.stage == ACTIVATE)] = CANCELLED
+
+    @property
+    def active(self) -> bool:
+        # In-flight transfers finish even while paused or halted.
+        return self.state in ("RUNNING", "PAUSED", "HALTED")
+
+    def _transfer_ticks(self, hs: HubState, rows: np.ndarray, ctx: ShardOps) -> np.ndarray:
+        ev = ctx.config.params.events
+        rate = np.zeros(len(WanTech))
+        for name, kbps in ev.transfer_kbps.items():
+            rate[WanTech[name]] = kbps
+        kbps = rate[hs.cols["wan"][rows]]
+        seconds = self.cmd.image_size_kb * 8 / np.maximum(kbps, 1e-9)
+        if self.cmd.device_type == DeviceType.GSME:
+            seconds = seconds + ev.gsme_han_days * 86400
+        return np.maximum(1, np.ceil(seconds / TICK_SECONDS)).astype(np.int64)
+
+    def step(self, hs, ctx, tick, s, up_area) -> None:
+        self._up_area = up_area
+        dt = DeviceType(self.cmd.device_type)
+        t0 = tick * TICK_SECONDS
+        # Transfers falling due: the image arrives (or fails) if the hub can be reached.
+        idx = np.flatnonzero((self.stage == TRANSFER) & (self.due <= tick))
+        if idx.size:
+            rows = self.rows[idx]
+            ok = reachable(hs, rows, up_area)
+            self.due[idx[~ok]] = tick + 1
+            idx, rows = idx[ok], rows[ok]
+            lost = op_uniform(hs, self.seq, 1, rows) < ctx.config.params.events.transfer_failure
+            self.stage[idx[lost]] = FAILED
+            self.stage[idx[~lost]] = ACTIVATE
+            self.due[idx[~lost]] = tick + 1
+            kinds = np.where(lost, AlertKind.FIRMWARE_TRANSFER_FAIL, AlertKind.FIRMWARE_TRANSFER_OK)
+            count_alerts(s, csp_of(hs, rows), kinds, (op_uniform(hs, self.seq, 2, rows, tick) * TICK_SECONDS)
+                         .astype(np.int64))
+            if dt == DeviceType.GSME:
+                cost = int(ctx.config.params.events.gsme_image_battery_pct * 100)
+                batt = hs.cols["gsme_battery"]
+                batt[rows] = np.maximum(batt[rows].astype(np.int64) - cost, 0).astype(np.uint16)
+        # Activations: the signed SR 11.3.
+        if self.state == "RUNNING":
+            idx = np.flatnonzero((self.stage == ACTIVATE) & (self.due <= tick))
+            if idx.size:
+                self._activate(hs, ctx, idx, tick, s, up_area, dt, t0)
+        # New transfers within this tick's budget.
+        if self.state == "RUNNING" and self.budget is not None:
+            waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
+            cand = np.flatnonzero(waiting)
+            ok = reachable(hs, self.rows[cand], up_area)
+            chosen = np.zeros(self.rows.size, bool)
+            for c in range(N_CSP):
+                eligible = np.zeros(self.rows.size, bool)
+                eligible[cand[ok & (self.csp[cand] == c)]] = True
+                chosen |= take_by_block(hs, self.rows, eligible, self.budget["blocks"], self.budget["budget"][:, c])
+            idx = np.flatnonzero(chosen)
+            self.stage[idx] = TRANSFER
+            self.due[idx] = tick + self._transfer_ticks(hs, self.rows[idx], ctx)
+            s.messages[:, MessageType.FIRMWARE] += np.bincount(self.csp[idx], minlength=N_CSP)
+        self.budget = None
+
+    def _activate(self, hs, ctx, idx, tick, s, up_area, dt, t0) -> None:
+        rows = self.rows[idx]
+        ok = reachable(hs, rows, up_area)
+        idx, rows = idx[ok], rows[ok]
+        if not idx.size:
+            return
+        u = op_uniform(hs, self.seq, 3, rows)
+        bricked = u < self.brick
+        failed = ~bricked & (u < self.brick + self.fail)
+        good = ~bricked & ~failed
+        self.stage[idx[bricked]] = BRICKED
+        self.stage[idx[failed]] = FAILED
+        self.stage[idx[good]] = ACTIVATED
+        hs.cols[f"{dt.name.lower()}_fw"][rows[good]] = self.target_index
+        csp = csp_of(hs, rows)
+        s.messages[:, MessageType.FIRMWARE] += 2 * np.bincount(csp, minlength=N_CSP)
+        secs = (op_uniform(hs, self.seq, 4, rows, tick) * TICK_SECONDS).astype(np.int64)
+        count_alerts(s, csp[good], np.full(int(good.sum()), AlertKind.FIRMWARE_ACTIVATED), secs[good])
+        if bricked.any():
+            if dt in (DeviceType.CH, DeviceType.ESME):
+                hs.change(rows[bricked], fault_set=Fault.BRICKED)
+            elif dt == DeviceType.GSME:
+                hs.change(rows[bricked], status_set=Status.GSME_DEAD)
+        if self.cuts_power:
+            # The known side effect: the meter drops the hub's supply for over 3 minutes while it
+            # restarts, and the hub raises a (false) power-outage alert.
+            lo, hi = ctx.config.params.events.activation_power_cut_s
+            k = rows.size
+            start = t0 + secs
+            dur = lo + (op_uniform(hs, self.seq, 5, rows) * (hi - lo)).astype(np.int64)
+            backoff = ctx.config.params.incidents.outage_alert_backoff_s
+            draw = IncidentDraw(bit=int(Fault.POWER), hub=hs.offset + rows, start_s=start, end_s=start + dur,
+                                alert_backoff_s=(op_uniform(hs, self.seq, 6, rows) * backoff).astype(np.int64),
+                                restore_backoff_s=np.zeros(k, np.int64))
+            start_incidents(hs, draw, ctx.config)
+
+    def report(self, hs, tick) -> dict[str, Any]:
+        counts = np.bincount(self.stage, minlength=len(STAGES))
+        rep: dict[str, Any] = {"targeted": int(self.rows.size)}
+        rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
+        finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
+        bad = np.isin(self.stage, (FAILED, BRICKED))
+        for w in range(len(self.cmd.waves)):
+            in_w = self.wave == w
+            rep[f"wave{w}_total"] = int(in_w.sum())
+            rep[f"wave{w}_finished"] = int((in_w & finished).sum())
+            rep[f"wave{w}_failed"] = int((in_w & bad).sum())
+            # Devices whose transfer is over: the fair denominator for a failure rate, since a
+            # transfer failure is known a tick before the activation of its batch-mates.
+            rep[f"wave{w}_passed"] = int((in_w & (finished | (self.stage == ACTIVATE))).sum())
+        flying = (self.stage == TRANSFER) | (self.stage == ACTIVATE)
+        for c, key in enumerate(CSP_KEYS):
+            rep[f"inflight_{key}"] = int((flying & (self.csp == c)).sum())
+        waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
+        # Reachability for the report is judged with the network as of the last step.
+        up_area = getattr(self, "_up_area", None)
+        ok = np.zeros(self.rows.size, bool)
+        if waiting.any():
+            idx = np.flatnonzero(waiting)
+            ok[idx] = reachable(hs, self.rows[idx], up_area if up_area is not None else _all_up())
+        rep["pending_no_wan"] = int((waiting & ~ok).sum())
+        rep["blocks"], rep["block_demand"] = block_demand(hs, self.rows, waiting & ok, self.csp, N_CSP)
+        return rep
+
+
+def _all_up() -> np.ndarray:
+    from twin.model.catalog import N_AREA_CODES, N_WAN
+
+    return np.ones((N_AREA_CODES, N_WAN), bool)
+
+
+class RolloutFleet(FleetOp):
+    cmd: FirmwareRollout
+
+    def __init__(self, name: str, cmd: FirmwareRollout, config: FleetConfig):
+        super().__init__(name, cmd, config)
+        self.current_wave = 0
+        self.wave_live_from = cmd.at  # first tick whose report reflects current_wave
+        self.issued: deque[tuple[int, np.ndarray]] = deque()  # (tick, per-CSP totals)
+        self.limit = np.full(N_CSP, cmd.concurrency_per_csp, np.int64)
+
+    def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
+        super().observe(tick, rep, planner)
+        if rep is None or self.done:
+            return []
+        cmd = self.cmd
+        n_waves = len(cmd.waves)
+        if tick < self.wave_live_from:
+            return []  # the shards have not yet acted on the last wave decision
+        flying = sum(rep[f"inflight_{k}"] for k in CSP_KEYS)
+        ready = int(rep["block_demand"].sum())
+        wave_over = ready == 0 and flying == 0
+        # Auto-halt on a started wave whose failure rate passes the threshold: during the wave
+        # once it has a fair sample, and in any case when the wave is over.
+        for w in range(self.current_wave + 1):
+            passed, bad = rep[f"wave{w}_passed"], rep[f"wave{w}_failed"]
+            if passed and (passed >= cmd.min_wave_sample or wave_over) and bad > cmd.halt_failure_rate * passed:
+                self.state = "HALTED"
+                self.reason = (f"wave {w} failure rate {bad / passed:.1%} passed the {cmd.halt_failure_rate:.1%} "
+                               f"threshold ({bad} of {passed} devices)")
+                return [Control(self.name, "halt")]
+        if self.state != "RUNNING":
+            return []
+        out: list[Control] = []
+        if wave_over:
+            if self.current_wave + 1 < n_waves:
+                self.current_wave += 1
+                self.wave_live_from = tick + LAG
+                return [Control(self.name, "wave", {"wave": self.current_wave})]
+            elif rep["pending_no_wan"] == 0 or tick >= cmd.at + days_to_ticks(cmd.max_days):
+                self.state = "DONE"
+                if rep["pending_no_wan"]:
+                    self.reason = f"{rep['pending_no_wan']} devices still without WAN when the rollout closed"
+                return [Control(self.name, "finish")]
+        # Budgets for tick + LAG: the limit less what is in flight and what is already promised.
+        while self.issued and self.issued[0][0] <= tick:
+            self.issued.popleft()
+        promised = sum((b for _, b in self.issued), np.zeros(N_CSP, np.int64))
+        inflight = np.array([rep[f"inflight_{k}"] for k in CSP_KEYS], np.int64)
+        free = self.limit - inflight - promised
+        if ready:
+            budget = issue_budget(rep["blocks"], rep["block_demand"], free)
+            self.issued.append((tick + LAG, budget["budget"].sum(axis=0)))
+            out.append(Control(self.name, "budget", budget))
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        md = super().metadata()
+        md["wave"] = self.current_wave
+        md["waves"] = list(self.cmd.waves)
+        md["model"] = self.cmd.model_label
+        md["target_version"] = self.cmd.target_version
+        return md

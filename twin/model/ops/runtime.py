@@ -1,0 +1,185 @@
+"""How operations run: a shard half (`ShardOps`, per-hub effects) and a fleet half (`FleetPlanner`,
+decisions from merged tick summaries), talking through controls that take effect LAG ticks later.
+
+Every fleet-level decision (advance a rollout wave, halt it, how many devices each block may start)
+is computed from the merged summary of tick t and delivered with step(t + LAG). The engine keeps at
+most LAG ticks in flight, so the decision is always made in time, and it depends only on summaries,
+never on timing or on how the fleet is split: the run stays a function of seed and journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import VersionTable
+from twin.model.config import FleetConfig
+from twin.model.network import NetworkPlan
+from twin.model.ops.commands import Command, OperationControl
+from twin.model.state import HubState
+from twin.model.summary import TickSummary
+
+LAG = 4  # ticks from a fleet-level decision to its effect (two hours)
+
+
+@dataclass
+class Control:
+    """An instruction for the shards at one tick: start an operation, a budget, a state change."""
+
+    op: str
+    action: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ShardOp:
+    """Per-shard half of an operation. Subclasses hold only rows of this shard's hubs."""
+
+    def __init__(self, name: str, cmd: Command, seq: int):
+        self.name = name
+        self.cmd = cmd
+        self.seq = seq  # keys this operation's random streams
+        self.state = "RUNNING"
+
+    def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
+        """Materialise at the command's tick (find the hubs it touches)."""
+
+    def control(self, action: str, data: dict[str, Any], hs: HubState, ctx: ShardOps, tick: int,
+                s: TickSummary) -> None:
+        if action in ("pause", "resume", "cancel", "halt", "finish"):
+            self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED", "halt": "HALTED",
+                          "finish": "DONE"}[action]
+
+    def step(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
+        """Advance one tick (after controls, before the daily-read slot)."""
+
+    def report(self, hs: HubState, tick: int) -> dict[str, Any]:
+        return {}
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("RUNNING", "PAUSED")
+
+
+class FleetOp:
+    """Fleet half of an operation: metadata for users, decisions for the shards."""
+
+    def __init__(self, name: str, cmd: Command, config: FleetConfig):
+        self.name = name
+        self.cmd = cmd
+        self.config = config
+        self.state = "PENDING"
+        self.reason = ""
+        self.counters: dict[str, int] = {}
+        self.history: list[tuple[int, dict[str, int]]] = []
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("DONE", "CANCELLED", "HALTED", "FAILED")
+
+    def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
+        """Read this tick's merged report; return controls for tick + LAG."""
+        if rep is not None:
+            self.counters = {k: int(v) for k, v in rep.items() if not k.startswith("block")}
+            self.history.append((tick, dict(self.counters)))
+        if self.state == "PENDING" and tick >= self.cmd.at:
+            self.state = "RUNNING"
+        return []
+
+    def on_control(self, action: str) -> list[Control]:
+        """A user's pause / resume / cancel, already validated; returns controls to send."""
+        self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED"}[action]
+        if action == "cancel":
+            self.reason = "cancelled by an operator"
+        return [Control(self.name, action)]
+
+    def allowed_actions(self) -> set[str]:
+        if self.done:
+            return set()
+        return {"pause", "cancel"} if self.state in ("RUNNING", "PENDING") else {"resume", "cancel"}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, **self.counters}
+
+
+class ShardOps:
+    """Everything operations keep inside one shard; stepped by the kernel each tick."""
+
+    def __init__(self, config: FleetConfig):
+        self.config = config
+        self.network = NetworkPlan()
+        self.versions = VersionTable()
+        self.failed_suppliers: set[int] = set()
+        self.ops: dict[str, ShardOp] = {}
+
+    def apply(self, hs: HubState, tick: int, controls: list[Control], s: TickSummary) -> None:
+        from twin.model.ops.registry import make_shard_op
+
+        for c in controls:
+            if c.action == "start":
+                op = make_shard_op(c.op, c.data["command"], c.data["seq"])
+                self.ops[c.op] = op
+                op.start(hs, self, tick, s)
+            elif c.op in self.ops:
+                self.ops[c.op].control(c.action, c.data, hs, self, tick, s)
+
+    def step(self, hs: HubState, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
+        for op in self.ops.values():
+            if op.active:
+                op.step(hs, self, tick, s, up_area)
+
+    def report(self, hs: HubState, tick: int, s: TickSummary) -> None:
+        for name, op in self.ops.items():
+            if op.active or op.state == "HALTED":
+                rep = op.report(hs, tick)
+                if rep:
+                    s.ops[name] = rep
+        # Finished operations keep nothing per hub.
+        for name in [n for n, op in self.ops.items() if op.state in ("DONE", "CANCELLED")]:
+            self.ops[name] = _Finished(self.ops[name])
+
+
+class _Finished(ShardOp):
+    def __init__(self, op: ShardOp):
+        super().__init__(op.name, op.cmd, op.seq)
+        self.state = op.state
+
+
+class FleetPlanner:
+    """The fleet half of all operations: accepts commands, schedules and decides."""
+
+    def __init__(self, config: FleetConfig):
+        from twin.model.ops.registry import make_fleet_op
+
+        self._make = make_fleet_op
+        self.config = config
+        self.ops: dict[str, FleetOp] = {}
+        self.seq = 0
+        self.pending: dict[int, list[Control]] = {}  # tick -> controls
+        self.versions = VersionTable()
+
+    def schedule(self, tick: int, controls: list[Control]) -> None:
+        if controls:
+            self.pending.setdefault(tick, []).extend(controls)
+
+    def accept(self, cmd: Command) -> FleetOp | None:
+        """Register an accepted (validated, journaled) command; returns its operation if any."""
+        if isinstance(cmd, OperationControl):
+            op = self.ops[cmd.operation]
+            self.schedule(cmd.at, op.on_control(cmd.action))
+            return op
+        self.seq += 1
+        name = f"{cmd.kind.replace('_', '-')}-{self.seq}"
+        op = self._make(name, cmd, self.config)
+        self.ops[name] = op
+        self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": self.seq})])
+        return op
+
+    def controls_for(self, tick: int) -> list[Control]:
+        return self.pending.pop(tick, [])
+
+    def observe(self, s: TickSummary) -> None:
+        for name, op in self.ops.items():
+            if op.done and name not in s.ops:
+                continue
+            self.schedule(s.tick + LAG, op.observe(s.tick, s.ops.get(name), self))

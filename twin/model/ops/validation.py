@@ -1,0 +1,41 @@
+"""Checks on a parsed command that need the fleet's state: conflicts, empty selections,
+operations that do not exist. A failed check raises TwinInputError and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twin.model.config import TwinInputError
+from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, SupplierFailure
+from twin.model.ops.runtime import FleetPlanner
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    """Empty means 'all'."""
+    return not a or not b or bool(set(a) & set(b))
+
+
+def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command], int]) -> None:
+    if isinstance(cmd, OperationControl):
+        op = planner.ops.get(cmd.operation)
+        if op is None:
+            raise TwinInputError("operation", f"no operation named {cmd.operation!r}")
+        if cmd.action not in op.allowed_actions():
+            raise TwinInputError("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
+        return
+    if isinstance(cmd, FirmwareRollout):
+        for op in planner.ops.values():
+            other = op.cmd
+            if (isinstance(other, FirmwareRollout) and not op.done and other.device_type == cmd.device_type
+                    and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
+                    and _overlap(other.suppliers, cmd.suppliers)
+                    and _overlap(other.from_versions, cmd.from_versions)):
+                raise TwinInputError("model", f"conflicts with {op.name}, still {op.state.lower()} on "
+                                              f"{cmd.model_label} devices of the same selection")
+        if census(cmd) == 0:
+            raise TwinInputError("selector", f"no {cmd.model_label} devices match this selection")
+    if isinstance(cmd, SupplierFailure):
+        for op in planner.ops.values():
+            if isinstance(op.cmd, SupplierFailure) and not op.done:
+                if op.cmd.supplier in (cmd.supplier, cmd.solr):
+                    raise TwinInputError("supplier", f"supplier already failed in {op.name}")

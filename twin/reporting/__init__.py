@@ -1,0 +1,1 @@
+"""Reports rendered from a run's summary dict."""
