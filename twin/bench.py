@@ -91,7 +91,9 @@ def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str
         start_ray()
         config = FleetConfig(hubs=hubs, seed=seed)
         t = time.perf_counter()
-        sup = FleetSupervisor(config, shards=shards)
+        import tempfile
+
+        sup = FleetSupervisor(config, shards=shards, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-")))
         build_s = time.perf_counter() - t
         floors = [sup.floor_pass() for _ in range(3)]
         sup.step(1)  # warm-up tick, not timed

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,17 @@ def _positive_int(text: str, what: str) -> int:
     return v
 
 
-def _config(args: argparse.Namespace) -> FleetConfig:
-    hubs = parse_count(args.hubs)
+def _hubs(text: str) -> int:
+    hubs = parse_count(text)
     if hubs < 1:
         raise UsageError(f"--hubs: must be at least 1, got {hubs:,}")
     if hubs > MAX_HUBS:
         raise UsageError(f"--hubs: must be at most {MAX_HUBS:,}, got {hubs:,}")
+    return hubs
+
+
+def _config(args: argparse.Namespace) -> FleetConfig:
+    hubs = _hubs(args.hubs)
     try:
         seed = int(args.seed)
     except ValueError:
@@ -103,55 +108,99 @@ def _shards(args: argparse.Namespace) -> int | None:
     return _positive_int(args.shards, "shards") if args.shards is not None else None
 
 
-def _start(args: argparse.Namespace):
+def _run_dir(args: argparse.Namespace, name: str) -> Path:
+    if getattr(args, "run_dir", None):
+        return Path(args.run_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{name}-{stamp}"
+
+
+def _start(args: argparse.Namespace, config: FleetConfig | None = None, name: str = "live"):
     from twin.engine.runtime import start_ray
     from twin.engine.supervisor import FleetSupervisor
 
-    config = _config(args)
+    config = config or _config(args)
     _check_memory(config.hubs, getattr(args, "address", None))
+    shards = _shards(args)
+    run_dir = _run_dir(args, name)
     start_ray(address=getattr(args, "address", None), num_cpus=None)
     with err.status(f"building a fleet of {config.hubs:,} hubs…"):
-        sup = FleetSupervisor(config, shards=_shards(args))
-    err.print(f"[green]fleet of {config.hubs:,} hubs built on {len(sup.shards)} shard(s) in {sup.build_s:.1f} s")
+        sup = FleetSupervisor(config, shards=shards, run_dir=run_dir)
+    err.print(f"[green]fleet of {config.hubs:,} hubs built on {len(sup.shards)} shard(s) in {sup.build_s:.1f} s; "
+              f"run directory {run_dir}")
     return config, sup
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from twin.report import print_summary, run_summary
+def _scenario(args: argparse.Namespace):
+    from twin.scenario import Scenario, load_scenario
 
-    days = float(args.days)
-    if not days > 0:
-        raise UsageError(f"--days: must be more than zero, got {args.days}")
-    ticks = round(days * HALF_HOURS_PER_DAY)
-    if ticks < 1:
-        raise UsageError(f"--days: {args.days} is less than one half-hour tick")
-    config, sup = _start(args)
-    summaries = []
+    hubs = _hubs(args.hubs) if args.hubs is not None else None
+    seed = None
+    if args.seed is not None:
+        try:
+            seed = int(args.seed)
+        except ValueError:
+            raise UsageError(f"--seed: expected a whole number, got {args.seed!r}") from None
+    days = None
+    if args.days is not None:
+        try:
+            days = float(args.days)
+        except ValueError:
+            raise UsageError(f"--days: expected a number, got {args.days!r}") from None
+        if not days > 0:
+            raise UsageError(f"--days: must be more than zero, got {args.days}")
+        if round(days * HALF_HOURS_PER_DAY) < 1:
+            raise UsageError(f"--days: {args.days} is less than one half-hour tick")
+    if args.scenario:
+        return load_scenario(Path(args.scenario), hubs=hubs, seed=seed, days=days)
+    if args.hubs is None:
+        args.hubs = "1M"
+    if args.seed is None:
+        args.seed = "1"
+    config = _config(args)
+    return Scenario(name="baseline", description="The fleet with no operator events.", config=config,
+                    days=days if days is not None else 1.0, events=[])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from twin.engine.runtime import start_ray
+    from twin.report import print_summary
+    from twin.scenario import run_scenario
+
+    sc = _scenario(args)
+    config = sc.config
+    _check_memory(config.hubs, getattr(args, "address", None))
+    shards = _shards(args)
+    run_dir = _run_dir(args, sc.name)
+    start_ray(address=getattr(args, "address", None), num_cpus=None)
+    ticks = sc.ticks
+    err.print(f"scenario {sc.name}: {config.hubs:,} hubs, {sc.days:g} days, {len(sc.commands)} event(s); "
+              f"run directory {run_dir}", highlight=False)
+    done = {"n": 0}
     t = time.perf_counter()
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err,
                   transient=False) as progress:
-        task = progress.add_task("simulating", total=ticks, rate="")
+        task = progress.add_task("building", total=ticks, rate="")
 
         def on_tick(s) -> None:
-            summaries.append(s)
+            done["n"] += 1
             elapsed = time.perf_counter() - t
             progress.update(task, advance=1, description=f"{config.time_of(s.tick + 1):%Y-%m-%d %H:%M}",
-                            rate=f"{config.hubs * len(summaries) / max(elapsed, 1e-9) / 1e6:,.1f}M hub-ticks/s")
+                            rate=f"{config.hubs * done['n'] / max(elapsed, 1e-9) / 1e6:,.1f}M hub-ticks/s")
 
-        sup.run_until(ticks, progress=on_tick)
-    run_s = time.perf_counter() - t
-    infos = sup.info()
-    result = run_summary(config=config.to_dict() | {"days": days}, summaries=summaries, shards=len(sup.shards),
-                         state_bytes=sum(i["state_bytes"] for i in infos), build_s=sup.build_s, run_s=run_s,
-                         state_hash=sup.state_hash())
-    sup.shutdown()
-    print_summary(result, console)
+        report = run_scenario(sc, run_dir=run_dir, shards=shards, progress=on_tick)
+    print_summary(report["summary"], console)
+    for op in report["operations"]:
+        md = op["metadata"]
+        console.print(f"{op['name']}: {md['state']}" + (f" ({md['reason']})" if md.get("reason") else ""),
+                      highlight=False)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(report["summary"], indent=2) + "\n")
         err.print(f"summary written to {path}")
+    console.print(f"report: {run_dir / 'report.html'} and {run_dir / 'report.json'}", highlight=False)
     return 0
 
 
@@ -236,9 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="twin", description="Digital twin of the GB smart metering fleet")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def fleet_args(sp: argparse.ArgumentParser, hubs: str) -> None:
-        sp.add_argument("--hubs", default=hubs, help=f"number of hubs, e.g. 1000000 or 1M (default {hubs})")
-        sp.add_argument("--seed", default="1", help="fleet seed (default 1)")
+    def fleet_args(sp: argparse.ArgumentParser, hubs: str | None) -> None:
+        sp.add_argument("--hubs", default=hubs, help=f"number of hubs, e.g. 1000000 or 1M (default {hubs or '1M'})")
+        sp.add_argument("--seed", default=None if hubs is None else "1", help="fleet seed (default 1)")
         sp.add_argument("--regions", help="only these CSP regions, e.g. North,Central (default all)")
         sp.add_argument("--start", help="simulated start time, ISO 8601 with zone (default 2026-11-01T00:00Z)")
         sp.add_argument("--block-size", help=argparse.SUPPRESS)
@@ -250,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="simulated seconds per wall second, or 'max' (default 1800: one tick a second)")
     up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    up.add_argument("--run-dir", help="where the journal goes (default runs/live-TIME)")
     up.set_defaults(fn=cmd_up)
 
-    run = sub.add_parser("run", help="run headless for a number of days and print a summary")
-    fleet_args(run, "1M")
-    run.add_argument("--days", default="1", help="simulated days (default 1)")
+    run = sub.add_parser("run", help="run a scenario (or the plain fleet) headless and write its report")
+    run.add_argument("scenario", nargs="?", help="scenario file (YAML); its fleet values unless overridden")
+    fleet_args(run, None)
+    run.add_argument("--days", default=None, help="simulated days (default: the scenario's, or 1)")
+    run.add_argument("--run-dir", help="where the journal and report go (default runs/NAME-TIME)")
     run.add_argument("--shards", help="shard actors (default: one per CPU Ray has)")
     run.add_argument("--json", help="also write the summary as JSON to this path")
     run.add_argument("--address", help="join an existing Ray cluster instead of starting one")

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import ray
 
@@ -12,3 +15,8 @@ def ray_session():
     start_ray(num_cpus=2)
     yield
     ray.shutdown()
+
+
+def run_dir(tag: object) -> Path:
+    """A fresh run directory (journal, manifest) for a supervisor under test."""
+    return Path(tempfile.mkdtemp(prefix=f"twin-test-{tag}-"))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.integration.conftest import run_dir
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 @pytest.fixture(scope="module")
 def sup():
-    s = FleetSupervisor(FleetConfig(hubs=5_000, seed=3, block_size=1024), shards=2)
+    s = FleetSupervisor(FleetConfig(hubs=5_000, seed=3, block_size=1024), shards=2, run_dir=run_dir(2))
     yield s
     s.shutdown()
 

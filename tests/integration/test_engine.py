@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import ray
 
+from tests.integration.conftest import run_dir
 from twin.engine.supervisor import FleetSupervisor, partition
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
@@ -25,7 +26,7 @@ def reference():
 @pytest.mark.parametrize("shards", [1, 2, 7])
 def test_1_2_and_7_shards_match_the_in_process_fleet(shards, reference):
     summaries, state_hash, _ = reference
-    sup = FleetSupervisor(CFG, shards=shards)
+    sup = FleetSupervisor(CFG, shards=shards, run_dir=run_dir(shards))
     try:
         assert len(sup.shards) == shards
         got = [s.to_dict() for s in sup.step(TICKS)]
@@ -46,7 +47,7 @@ def test_partition_is_contiguous_and_balanced():
 
 def test_queries_route_to_the_owning_shard(reference):
     _, _, local = reference
-    sup = FleetSupervisor(CFG, shards=3)
+    sup = FleetSupervisor(CFG, shards=3, run_dir=run_dir(3))
     try:
         sup.step(TICKS)
         from twin.model.query import hub_record
@@ -71,7 +72,7 @@ def test_queries_route_to_the_owning_shard(reference):
 
 
 def test_state_exports_and_imports_between_actors():
-    sup = FleetSupervisor(CFG, shards=2)
+    sup = FleetSupervisor(CFG, shards=2, run_dir=run_dir(2))
     try:
         sup.step(10)
         h = sup.state_hash()

@@ -13,7 +13,9 @@ import ray
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
-from twin.model.network import NetworkPlan
+from twin.model.ops.commands import Command, FirmwareRollout
+from twin.model.ops.rollout import select_devices
+from twin.model.ops.runtime import Control, ShardOps
 from twin.model.query import aggregate_counts, hub_record
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
@@ -26,26 +28,31 @@ class Shard:
         self.config = FleetConfig.from_dict(config)
         self.first_block = first_block
         self.n_blocks = n_blocks
-        self.network = NetworkPlan()
+        self.ops = ShardOps(self.config)
         self.bounds = slot_bounds(self.config)
         t = time.perf_counter()
         self.state: HubState = generate(self.config, first_block, n_blocks)
         self.build_s = time.perf_counter() - t
 
     # -- stepping ------------------------------------------------------------------------
-    def step(self, tick: int) -> TickSummary:
-        return step(self.state, tick, self.config, self.network, self.bounds)
+    def step(self, tick: int, controls: list[Control] | None = None) -> TickSummary:
+        return step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
 
-    def set_network(self, plan: np.ndarray) -> None:
-        self.network = NetworkPlan.from_array(plan)
+    def census(self, cmd: Command, target_index: int | None) -> int:
+        """How many devices of this shard a command would touch now."""
+        if isinstance(cmd, FirmwareRollout):
+            return int(select_devices(self.state, cmd, target_index).size)
+        return 0
 
     # -- queries -------------------------------------------------------------------------
     def hub(self, hub: int) -> dict[str, Any]:
         tick = self.state.last_tick
-        return hub_record(self.state, self.config, self.network.up_by_area(max(tick, 0)), hub, tick)
+        return hub_record(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), hub, tick,
+                          versions=self.ops.versions)
 
     def aggregate(self, by: list[str]) -> dict[tuple[int, ...], list[int]]:
-        return aggregate_counts(self.state, self.network.up_by_area(max(self.state.last_tick, 0)), by)
+        return aggregate_counts(self.state, self.ops.network.up_by_area(max(self.state.last_tick, 0)), by,
+                                versions=self.ops.versions)
 
     def digests(self) -> list[bytes]:
         return self.state.block_digests()

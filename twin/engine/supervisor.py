@@ -12,15 +12,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 
+from twin.engine.journal import Journal
+from twin.engine.operations import operation_view
 from twin.engine.shard import ShardActor
-from twin.model.config import FleetConfig
+from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
-from twin.model.network import NetworkPlan
+from twin.model.ops.commands import Command, FirmwareRollout, parse_command
+from twin.model.ops.runtime import LAG, FleetPlanner
+from twin.model.ops.validation import validate
 from twin.model.params import TICK_SECONDS
 from twin.model.query import label_counts, validate_group_keys
 from twin.model.summary import TickSummary, finish, merge
@@ -41,6 +46,26 @@ def partition(n_blocks: int, n_shards: int) -> list[ShardSpan]:
     return [ShardSpan(cuts[i], cuts[i + 1] - cuts[i]) for i in range(n_shards)]
 
 
+def write_manifest(run_dir: Path, config: FleetConfig, shards: int) -> None:
+    """What a run is: config and seed, and the versions that produced it."""
+    import json
+    import platform
+    from datetime import UTC, datetime
+    from importlib.metadata import version
+
+    path = run_dir / "manifest.json"
+    manifest = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "shards": shards,
+        "versions": {"twin": version("twin"), "ray": ray.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
 class ClockState:
     PAUSED = "paused"
     RUNNING = "running"
@@ -50,8 +75,7 @@ class ClockState:
 class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
-    def __init__(self, config: FleetConfig, *, shards: int | None = None, history: int = 48 * 28,
-                 window: int = 8):
+    def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -70,8 +94,16 @@ class FleetSupervisor:
         ]
         self.shard_info: list[dict[str, Any]] = ray.get([a.info.remote() for a in self.shards])
         self.build_s = time.perf_counter() - t
-        self.network = NetworkPlan()
-        self.window = window
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(run_dir / "journal.jsonl")
+        write_manifest(run_dir, config, len(self.spans))
+        self.planner = FleetPlanner(config)
+        # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
+        # ticks may be in flight.
+        self.window = LAG
+        self._plan_lock = threading.Lock()
+        self._next_submit = 0  # next tick not yet sent to the shards
         self.tick = 0  # next tick to run
         self.history: deque[TickSummary] = deque(maxlen=history)
         self.totals = {"messages": np.zeros_like(TickSummary(0).messages), "hh_lost": 0, "alerts": 0}
@@ -110,10 +142,16 @@ class FleetSupervisor:
         next_submit = first
         while len(out) < n:
             while next_submit < first + n and len(pending) < self.window:
-                pending.append((next_submit, [s.step.remote(next_submit) for s in self.shards]))
+                with self._plan_lock:
+                    controls = self.planner.controls_for(next_submit)
+                    self._next_submit = next_submit + 1
+                controls_ref = ray.put(controls) if controls else None
+                pending.append((next_submit, [s.step.remote(next_submit, controls_ref) for s in self.shards]))
                 next_submit += 1
             tick, refs = pending.popleft()
             summary = finish(merge(ray.get(refs)), self.config)
+            with self._plan_lock:
+                self.planner.observe(summary)
             self.tick = tick + 1
             self._record(summary)
             if progress:
@@ -230,10 +268,54 @@ class FleetSupervisor:
         ray.get([s.floor_pass.remote() for s in self.shards])
         return time.perf_counter() - t
 
-    def set_network(self, plan: NetworkPlan) -> None:
-        with self._tick_lock:
-            self.network = plan
-            ray.get([s.set_network.remote(plan.to_array()) for s in self.shards])
+    # -- operator events ------------------------------------------------------------------------
+    def submit(self, event: dict[str, Any], *, relative_to: int | None = None) -> dict[str, Any]:
+        """Validate an operator event, journal it durably, then acknowledge it as an Operation.
+
+        Times are ticks, ISO times or offsets ('2h', '1d') from `relative_to` (default: now).
+        Invalid events raise TwinInputError naming the field; nothing is journaled or changed."""
+        with self._plan_lock:
+            now = self._next_submit
+            cmd = parse_command(event, self.config, now_tick=now, relative_to=relative_to)
+            return self._accept(cmd)
+
+    def submit_command(self, cmd: Command) -> dict[str, Any]:
+        """Accept an already-parsed command (a scenario's), checking it is not in the past."""
+        with self._plan_lock:
+            if cmd.at < self._next_submit:
+                raise TwinInputError("at", f"tick {cmd.at} is in the past (the fleet is at tick {self._next_submit})")
+            return self._accept(cmd)
+
+    def _accept(self, cmd: Command) -> dict[str, Any]:
+        validate(cmd, self.planner, census=self._census)
+        self.journal.append(cmd)
+        op = self.planner.accept(cmd)
+        return operation_view(op, self.config) if op is not None else {}
+
+    def _census(self, cmd: Command) -> int:
+        target = None
+        if isinstance(cmd, FirmwareRollout):
+            try:
+                target = self.planner.versions.index(cmd.device_type, cmd.model_code, cmd.target_version)
+            except KeyError:
+                target = None
+        return sum(ray.get([s.census.remote(cmd, target) for s in self.shards]))
+
+    def operations(self) -> list[dict[str, Any]]:
+        with self._plan_lock:
+            return [operation_view(op, self.config) for op in self.planner.ops.values()]
+
+    def operation(self, name: str) -> dict[str, Any]:
+        key = name.removeprefix("operations/")
+        with self._plan_lock:
+            op = self.planner.ops.get(key)
+            if op is None:
+                raise TwinInputError("name", f"no operation named {name!r}")
+            return operation_view(op, self.config)
+
+    def operation_history(self, name: str) -> list[tuple[int, dict[str, int]]]:
+        with self._plan_lock:
+            return list(self.planner.ops[name.removeprefix("operations/")].history)
 
     # -- shutdown --------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -246,3 +328,4 @@ class FleetSupervisor:
             for s in self.shards:
                 ray.kill(s)
             self.shards = []
+        self.journal.close()

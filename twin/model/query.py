@@ -23,6 +23,7 @@ from twin.model.catalog import (
     Smets,
     Status,
     Variant,
+    VersionTable,
     WanTech,
     models_of,
 )
@@ -33,7 +34,8 @@ from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.state import HubState
 
 
-def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: int) -> dict[str, Any] | None:
+def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: int,
+            versions: VersionTable) -> dict[str, Any] | None:
     if model_code == 0:
         return None
     m = models_of(device_type)[model_code - 1]
@@ -42,12 +44,14 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
         "device_id": eui64(hub, seed, device_type),
         "manufacturer": m.manufacturer,
         "model": m.model,
-        "firmware": m.versions[fw] if fw < len(m.versions) else f"#{fw}",
+        "firmware": versions.label(device_type, model_code, fw),
     }
 
 
-def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int) -> dict[str, Any]:
+def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int,
+               versions: VersionTable | None = None) -> dict[str, Any]:
     """Everything about one hub at `tick` (the tick the fleet has reached)."""
+    versions = versions or VersionTable()
     if not state.offset <= hub < state.offset + state.n_hubs:
         raise KeyError(hub)
     r = hub - state.offset
@@ -67,10 +71,10 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     reasons = [label for bit, label in FAULT_LABEL.items() if fault & bit]
     if dcc and fault == 0 and not net_up:
         reasons.append("network switched off")
-    meters = [_device(DeviceType.ESME, c["esme_model"], c["esme_fw"], hub, config.seed)]
+    meters = [_device(DeviceType.ESME, c["esme_model"], c["esme_fw"], hub, config.seed, versions)]
     if has_gas:
-        meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed))
-    ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed)
+        meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed, versions))
+    ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed, versions)
     elec_kwh = c["elec_reg0"] / 10 + float(kwh_between(c["elec_kwh_year"], "elec", doy, config.start_tick_of_day,
                                                           elapsed))
     out: dict[str, Any] = {
@@ -94,7 +98,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
         "gas_supplier": SUPPLIERS[c["gas_supplier"] - 1].name if c["gas_supplier"] else None,
         "payment": "prepayment" if flags & Flag.PREPAY else "credit",
         "solar_export": bool(flags & Flag.SOLAR),
-        "comms_hub": _device(DeviceType.CH, c["ch_model"], c["ch_fw"], hub, config.seed),
+        "comms_hub": _device(DeviceType.CH, c["ch_model"], c["ch_fw"], hub, config.seed, versions),
         "meters": meters,
         "ppmid": ppmid,
         "registers": {"elec_import_kwh": round(elec_kwh, 1)},
@@ -114,7 +118,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     return out
 
 
-def _fw_key(device: DeviceType):
+def _fw_key(device: DeviceType, versions: VersionTable):
     def key(st: HubState, sl: slice) -> np.ndarray:
         name = device.name.lower()
         return st.cols[f"{name}_model"][sl].astype(np.int64) * 256 + st.cols[f"{name}_fw"][sl]
@@ -123,8 +127,7 @@ def _fw_key(device: DeviceType):
         model, fw = divmod(int(k), 256)
         if model == 0:
             return "none"
-        m = models_of(device)[model - 1]
-        return f"{m.label} {m.versions[fw] if fw < len(m.versions) else '#' + str(fw)}"
+        return f"{models_of(device)[model - 1].label} {versions.label(device, model, fw)}"
 
     return key, label, 256 * (len(models_of(device)) + 1)
 
@@ -150,7 +153,7 @@ GROUP_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "gas_supp
               "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware")
 
 
-def _key_fn(name: str, up_area: np.ndarray):
+def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
     if name == "region":
         def key(st: HubState, sl: slice) -> np.ndarray:
             return AREA_REGION[st.cols["area"][sl]].astype(np.int64)
@@ -172,7 +175,7 @@ def _key_fn(name: str, up_area: np.ndarray):
     if name == "reachability":
         return _reach_key(up_area)
     if name.endswith("_firmware"):
-        return _fw_key(DeviceType[name.removesuffix("_firmware").upper()])
+        return _fw_key(DeviceType[name.removesuffix("_firmware").upper()], versions)
     raise ValueError(f"unknown group key {name!r}; choose from {', '.join(GROUP_KEYS)}")
 
 
@@ -184,11 +187,12 @@ def validate_group_keys(by: list[str]) -> None:
         raise ValueError("a group key is named twice")
 
 
-def aggregate_counts(state: HubState, up_area: np.ndarray, by: list[str]) -> dict[tuple[int, ...], list[int]]:
+def aggregate_counts(state: HubState, up_area: np.ndarray, by: list[str],
+                     versions: VersionTable | None = None) -> dict[tuple[int, ...], list[int]]:
     """{key codes: [hubs, meters]} over the real rows held, grouped by the named keys."""
     validate_group_keys(by)
     sl = slice(0, state.n_hubs)
-    fns = [_key_fn(name, up_area) for name in by]
+    fns = [_key_fn(name, up_area, versions or VersionTable()) for name in by]
     combined = np.zeros(state.n_hubs, dtype=np.int64)
     sizes = []
     for key, _label, size in fns:
@@ -208,9 +212,10 @@ def aggregate_counts(state: HubState, up_area: np.ndarray, by: list[str]) -> dic
     return out
 
 
-def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]]) -> list[dict[str, Any]]:
+def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]],
+                 versions: VersionTable | None = None) -> list[dict[str, Any]]:
     """Turn merged key codes into labelled rows, largest group first."""
-    labelers = [_key_fn(name, np.ones((24, N_WAN), bool))[1] for name in by]
+    labelers = [_key_fn(name, np.ones((24, N_WAN), bool), versions or VersionTable())[1] for name in by]
     rows = []
     for codes, (h, m) in counts.items():
         row: dict[str, Any] = {name: lab(code) for name, lab, code in zip(by, labelers, codes, strict=True)}

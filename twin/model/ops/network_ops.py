@@ -49,6 +49,10 @@ class SwitchOffShard(ShardOp):
 class InstantFleet(FleetOp):
     """Applies in one tick: done once the shards have applied it."""
 
+    def on_accept(self, planner) -> None:
+        if isinstance(self.cmd, NetworkSwitchOff):
+            planner.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if tick >= self.cmd.at and not self.done:
@@ -70,6 +74,12 @@ class CspIncidentShard(ShardOp):
 
 class TimedFleet(FleetOp):
     """Done when its end time has passed (outages, incidents)."""
+
+    def on_accept(self, planner) -> None:
+        if isinstance(self.cmd, CspIncident):
+            until = self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
+            for tech in CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
+                planner.network.switch_off(Region(self.cmd.region), tech, self.cmd.at, until=until)
 
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
@@ -120,11 +130,16 @@ class FieldProgrammeShard(ShardOp):
         self.budget = None
 
     def report(self, hs, tick) -> dict[str, Any]:
-        eligible = self._eligible(hs, self._up)
-        blocks, demand = block_demand(hs, self.rows, eligible, self.klass.astype(np.intp), 2)
-        return {self.done_key: int(self.done_mask.sum()), "eligible": int(eligible.sum()),
-                "eligible_priority": int((eligible & (self.klass == 0)).sum()),
-                "blocks": blocks, "block_demand": demand}
+        # Demand per block is needed only on the ticks the fleet sets the next day's budget;
+        # the rest of the time the counts from that tick stand.
+        if (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 or not hasattr(self, "_counts"):
+            eligible = self._eligible(hs, self._up)
+            blocks, demand = block_demand(hs, self.rows, eligible, self.klass.astype(np.intp), 2)
+            self._counts = {"eligible": int(eligible.sum()),
+                            "eligible_priority": int((eligible & (self.klass == 0)).sum())}
+            return {self.done_key: int(self.done_mask.sum()), **self._counts, "blocks": blocks,
+                    "block_demand": demand}
+        return {self.done_key: int(self.done_mask.sum()), **self._counts}
 
 
 class SwapShard(FieldProgrammeShard):

@@ -246,6 +246,9 @@ class RolloutFleet(FleetOp):
         self.issued: deque[tuple[int, np.ndarray]] = deque()  # (tick, per-CSP totals)
         self.limit = np.full(N_CSP, cmd.concurrency_per_csp, np.int64)
 
+    def on_accept(self, planner: FleetPlanner) -> None:
+        planner.versions.index(self.cmd.device_type, self.cmd.model_code, self.cmd.target_version, add=True)
+
     def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is None or self.done:

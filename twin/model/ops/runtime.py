@@ -86,6 +86,9 @@ class FleetOp:
             self.state = "RUNNING"
         return []
 
+    def on_accept(self, planner: FleetPlanner) -> None:
+        """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
+
     def on_control(self, action: str) -> list[Control]:
         """A user's pause / resume / cancel, already validated; returns controls to send."""
         self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED"}[action]
@@ -156,7 +159,9 @@ class FleetPlanner:
         self.ops: dict[str, FleetOp] = {}
         self.seq = 0
         self.pending: dict[int, list[Control]] = {}  # tick -> controls
+        # Fleet-level copies of what the shards will hold, for queries (labels, network schedule).
         self.versions = VersionTable()
+        self.network = NetworkPlan()
 
     def schedule(self, tick: int, controls: list[Control]) -> None:
         if controls:
@@ -171,6 +176,7 @@ class FleetPlanner:
         self.seq += 1
         name = f"{cmd.kind.replace('_', '-')}-{self.seq}"
         op = self._make(name, cmd, self.config)
+        op.on_accept(self)
         self.ops[name] = op
         self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": self.seq})])
         return op

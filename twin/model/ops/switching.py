@@ -183,10 +183,14 @@ class SolrShard(ShardOp):
         self.budget = None
 
     def report(self, hs, tick) -> dict[str, Any]:
-        remaining = self._still_customer(hs)
-        blocks, demand = block_demand(hs, self.rows, remaining)
-        return {"customers": self.customers, "moved": int(self.moved.sum()), "remaining": int(remaining.sum()),
-                **self.swaps.report(), "blocks": blocks, "block_demand": demand}
+        base = {"customers": self.customers, "moved": int(self.moved.sum()), **self.swaps.report()}
+        # Per-block demand only on the ticks the fleet sets the next day's allowance.
+        if (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 or not hasattr(self, "_remaining"):
+            remaining = self._still_customer(hs)
+            self._remaining = int(remaining.sum())
+            blocks, demand = block_demand(hs, self.rows, remaining)
+            return {**base, "remaining": self._remaining, "blocks": blocks, "block_demand": demand}
+        return {**base, "remaining": self._remaining}
 
 
 class SolrFleet(FleetOp):
