@@ -100,3 +100,41 @@ def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c():
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_run_a_scenario_writes_its_report(tmp_path):
+    out = tmp_path / "run"
+    p = twin("run", "scenarios/storm-outage.yaml", "--hubs", "30000", "--days", "1.5", "--run-dir", str(out))
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["scenario"]["name"] == "storm-outage"
+    assert report["config"]["hubs"] == 30_000
+    assert {o["name"] for o in report["operations"]} == {
+        "operations/power-outage-1", "operations/base-station-failure-2", "operations/csp-incident-3"}
+    assert report["summary"]["peak_alerts_per_s"] > 10
+    assert len(report["series"]["tick"]) == 72
+    html = (out / "report.html").read_text()
+    assert "storm-outage" in html and "<script src=" not in html
+    assert (out / "journal.jsonl").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("name: x\nevents:\n  - {type: power_outage, area: Atlantis, duration_min: 5}\n", "events[0].area"),
+        ("name: x\nevents:\n  - {type: nope}\n", "events[0].type"),
+        ("name: x\nfleet: {hubs: -3}\n", "fleet.hubs"),
+        ("name: x\nfleet: {colour: red}\n", "fleet.colour"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("- just\n- a list\n", "mapping"),
+        ("name: x\nevents:\n  - {type: power_outage, area: 12, duration_min: 5, at: yesterday}\n", "events[0].at"),
+    ],
+)
+def test_malformed_scenario_files_are_rejected_before_anything_runs(tmp_path, content, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    p = twin("run", str(path), "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "run").exists()

@@ -111,6 +111,9 @@ class RolloutShard(ShardOp):
         # In-flight transfers finish even while paused or halted.
         return self.state in ("RUNNING", "PAUSED", "HALTED")
 
+    def settled(self) -> bool:
+        return not (self.stage == TRANSFER).any()
+
     def _transfer_ticks(self, hs: HubState, rows: np.ndarray, ctx: ShardOps) -> np.ndarray:
         ev = ctx.config.params.events
         rate = np.zeros(len(WanTech))

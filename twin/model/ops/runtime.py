@@ -56,6 +56,10 @@ class ShardOp:
     def report(self, hs: HubState, tick: int) -> dict[str, Any]:
         return {}
 
+    def settled(self) -> bool:
+        """Nothing left in flight (a halted operation may still be finishing transfers)."""
+        return True
+
     @property
     def active(self) -> bool:
         return self.state in ("RUNNING", "PAUSED")
@@ -132,14 +136,15 @@ class ShardOps:
                 op.step(hs, self, tick, s, up_area)
 
     def report(self, hs: HubState, tick: int, s: TickSummary) -> None:
-        for name, op in self.ops.items():
-            if op.active or op.state == "HALTED":
-                rep = op.report(hs, tick)
-                if rep:
-                    s.ops[name] = rep
-        # Finished operations keep nothing per hub.
-        for name in [n for n, op in self.ops.items() if op.state in ("DONE", "CANCELLED")]:
-            self.ops[name] = _Finished(self.ops[name])
+        for name, op in list(self.ops.items()):
+            if isinstance(op, _Finished):
+                continue
+            rep = op.report(hs, tick)
+            if rep:
+                s.ops[name] = rep
+            # After its final report a finished operation keeps nothing per hub.
+            if op.state in ("DONE", "CANCELLED") or (op.state == "HALTED" and op.settled()):
+                self.ops[name] = _Finished(op)
 
 
 class _Finished(ShardOp):
