@@ -4,6 +4,7 @@ local Ray) so peak memory belongs to that size alone; figures go to a JSON resul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -37,10 +38,8 @@ class TreeRssSampler:
         me = psutil.Process()
         total = 0
         for p in [me, *me.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += p.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def _run(self) -> None:
@@ -119,6 +118,7 @@ def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str
         "tick_over_floor": round(run_s / ticks / floor_s, 2),
         "state_bytes": state_bytes,
         "bytes_per_hub": round(state_bytes / hubs, 2),
+        "index_bytes_per_hub": round(sum(i["index_bytes"] for i in info) / hubs, 2),
         "shard_peak_rss_bytes": [i["peak_rss_bytes"] for i in info],
         "peak_rss_bytes": rss.peak,
         "peak_rss_per_hub": round(rss.peak / hubs, 1),
@@ -155,6 +155,112 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
     return result
 
 
+def _median_tick_s(sup, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        sup.step(1)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def bench_events(hubs: int, seed: int) -> dict[str, Any]:
+    """Event figures on one fleet: accepting a 10M-meter rollout, and what an event costs in the
+    tick it starts, against a plain tick and one pass over all state."""
+    import tempfile
+
+    from twin.engine.runtime import start_ray
+    from twin.engine.supervisor import FleetSupervisor
+    from twin.model.config import FleetConfig
+    from twin.model.params import ModelParams
+
+    start_ray()
+    # Weight one ESME model so a single-model campaign reaches ~10M meters on a 30M fleet.
+    params = ModelParams.from_dict({"shares": {"model_weights": {"EDMI ES-10A": 40.0}}})
+    config = FleetConfig(hubs=hubs, seed=seed, params=params)
+    sup = FleetSupervisor(config, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-events-")))
+    out: dict[str, Any] = {"hubs": hubs, "shards": len(sup.shards)}
+    try:
+        sup.step(2)
+        floor = min(sup.floor_pass() for _ in range(3))
+        sup.step(4)
+        plain = _median_tick_s(sup, 15)
+        out["floor_pass_s"] = round(floor, 4)
+        out["plain_tick_s"] = round(plain, 4)
+        events = {
+            "outage_1k_hubs": {"type": "power_outage", "area": "North Scotland", "duration_min": 60,
+                               "fraction": 1000 / (hubs * 0.8 / 30.0)},
+            "outage_area_800k_hubs": {"type": "power_outage", "area": "North Scotland", "duration_min": 60},
+        }
+        for name, ev in events.items():
+            t = time.perf_counter()
+            sup.submit(ev)
+            accept = time.perf_counter() - t
+            t = time.perf_counter()
+            sup.step(1)  # the tick the event starts in
+            start_tick = time.perf_counter() - t
+            after = _median_tick_s(sup, 5)
+            ops = sup.operations()
+            out[name] = {"accept_s": round(accept, 4), "start_tick_s": round(start_tick, 4),
+                         "extra_over_plain_tick_s": round(start_tick - plain, 4),
+                         "extra_over_floor_pass": round((start_tick - plain) / floor, 2),
+                         "following_tick_s": round(after, 4),
+                         "touched": ops[-1]["metadata"]["progress"].get("premises_cut")}
+            sup.step(4)
+        ev = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
+              "target_version": "5.3.0", "regions": ["Central", "South"], "concurrency_per_csp": 50_000}
+        t = time.perf_counter()
+        op = sup.submit(ev)
+        accept = time.perf_counter() - t
+        t = time.perf_counter()
+        sup.step(1)
+        materialise = time.perf_counter() - t
+        running = _median_tick_s(sup, 8)
+        progress = sup.operation(op["name"])["metadata"]["progress"]
+        out["rollout"] = {"targeted_meters": progress.get("targeted"), "accept_s": round(accept, 3),
+                          "first_tick_s": round(materialise, 3), "running_tick_s": round(running, 4)}
+    finally:
+        sup.shutdown()
+    return out
+
+
+def run_events_bench(*, hubs: int, scenario_hubs: int, seed: int, out: Path, console: Console) -> dict[str, Any] | None:
+    console.print(f"event costs on {hubs:,} hubs…", highlight=False)
+    proc = subprocess.run([sys.executable, "-m", "twin.bench", "events", str(hubs), str(seed)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        console.print(f"[red]events bench failed:[/red]\n{proc.stderr[-4000:]}")
+        return None
+    events = json.loads(proc.stdout.strip().splitlines()[-1])
+    scenarios = []
+    import tempfile
+
+    for path in sorted(Path("scenarios").glob("*.yaml")):
+        console.print(f"scenario {path.name} on {scenario_hubs:,} hubs…", highlight=False)
+        run_dir = Path(tempfile.mkdtemp(prefix="twin-bench-scenario-"))
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "twin.cli", "run", str(path), "--hubs", str(scenario_hubs),
+                            "--run-dir", str(run_dir)], capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            console.print(f"[red]{path.name} failed:[/red]\n{p.stderr[-3000:]}")
+            return None
+        rep = json.loads((run_dir / "report.json").read_text())
+        scenarios.append({"scenario": path.name, "hubs": scenario_hubs, "days": rep["config"]["days"],
+                          "wall_s_total": round(wall, 1), "simulate_s": rep["summary"]["wall_s"],
+                          "operations": {o["name"]: o["metadata"]["state"] for o in rep["operations"]}})
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "events": events,
+              "scenarios": scenarios}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps(result))
+    console.print(f"results written to {out}")
+    return result
+
+
 if __name__ == "__main__":
-    hubs_, days_, shards_, seed_ = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    print(json.dumps(bench_one(hubs_, days_, shards_ or None, seed_)))
+    if sys.argv[1] == "events":
+        print(json.dumps(bench_events(int(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        hubs_, days_, shards_, seed_ = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(bench_one(hubs_, days_, shards_ or None, seed_)))

@@ -29,6 +29,9 @@ _MEMORY_OVERHEAD = 1.5
 _MEMORY_BASE = 1.5 * 2**30
 
 
+DEFAULT_BENCH_OUT = "bench-results/engine.json"
+
+
 class UsageError(Exception):
     """A bad command line: printed as one line, exit code 2."""
 
@@ -268,7 +271,15 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from twin.bench import run_bench
+    from twin.bench import run_bench, run_events_bench
+
+    if args.suite == "events":
+        hubs = _hubs(args.hubs)
+        _check_memory(hubs, None)
+        out = Path(args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/events.json")
+        res = run_events_bench(hubs=hubs, scenario_hubs=_hubs(args.scenario_hubs), seed=int(args.seed), out=out,
+                               console=console)
+        return 0 if res else 1
 
     sizes = [parse_count(s) for s in args.sizes.split(",")]
     for s in sizes:
@@ -312,12 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="join an existing Ray cluster instead of starting one")
     run.set_defaults(fn=cmd_run)
 
-    bench = sub.add_parser("bench", help="measure build, tick and memory figures at several fleet sizes")
+    bench = sub.add_parser("bench", help="measure build, tick and memory figures, or event costs")
+    bench.add_argument("suite", nargs="?", choices=("engine", "events"), default="engine",
+                       help="engine (default): sizes x build/day/memory; events: event costs and scenarios")
+    bench.add_argument("--hubs", default="30M", help="events suite: fleet size (default 30M)")
+    bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
     bench.add_argument("--sizes", default="1M,3M,10M,30M", help="fleet sizes (default 1M,3M,10M,30M)")
     bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
     bench.add_argument("--shards", help="shard actors (default: one per CPU)")
     bench.add_argument("--seed", default="1")
-    bench.add_argument("--out", default="bench-results/engine.json", help="results file (JSON)")
+    bench.add_argument("--out", default=DEFAULT_BENCH_OUT, help="results file (JSON)")
     bench.set_defaults(fn=cmd_bench)
 
     hub = sub.add_parser("hub", help="describe one hub of a fleet at its start")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
 
 def _age_labels() -> list[str]:
     edges = DARK_AGE_EDGES_DAYS
-    return [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in zip(edges, edges[1:], strict=False)] + [f">={edges[-1]}"]
+    return [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in itertools.pairwise(edges)] + [f">={edges[-1]}"]
 
 
 def print_summary(r: dict[str, Any], console: Console) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import ray
 
@@ -40,7 +42,7 @@ def test_partition_is_contiguous_and_balanced():
     spans = partition(30, 7)
     assert spans[0].first_block == 0
     assert sum(s.n_blocks for s in spans) == 30
-    assert all(a.first_block + a.n_blocks == b.first_block for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.first_block + a.n_blocks == b.first_block for a, b in itertools.pairwise(spans))
     assert max(s.n_blocks for s in spans) - min(s.n_blocks for s in spans) <= 1
     assert len(partition(3, 8)) == 3  # never an empty shard
 

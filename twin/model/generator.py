@@ -125,6 +125,7 @@ class FleetGenerator:
             for arr in state.cols.values():
                 arr[state.n_hubs :] = 0
         state.recount()
+        state.build_index()
 
     def _block(self, state: HubState, block: int, lo: int) -> None:
         sh = self.sh

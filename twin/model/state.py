@@ -111,6 +111,11 @@ class HubState:
         self.slot_at_risk = np.zeros(HALF_HOURS_PER_DAY, dtype=np.int64)
         self.slot_dark_age = np.zeros((HALF_HOURS_PER_DAY, N_DARK_AGE), dtype=np.int64)
         self.last_tick = -1
+        # Derived index (rebuilt, never stored): rows grouped by area, each area's rows in the order
+        # of a static per-hub key, so "a share of an area" is a slice, not a scan.
+        self.area_rows = np.zeros(0, dtype=np.int32)
+        self.area_keys = np.zeros(0, dtype=np.uint16)
+        self.area_start = np.zeros(N_AREA_CODES + 1, dtype=np.int64)
 
     # -- views ---------------------------------------------------------------------------
     def __getattr__(self, name: str) -> np.ndarray:
@@ -158,6 +163,34 @@ class HubState:
         self.off_dcc_hubs += sign * np.bincount(area[real & ~dcc], minlength=N_AREA_CODES)
         self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
                                + np.bincount(area[real & gas], minlength=N_AREA_CODES))
+
+    def build_index(self) -> None:
+        """Group rows by area, ordered by a static 16-bit per-hub key (a hash of the hub id)."""
+        from twin.model.rng import hash_uniform
+
+        n = self.n_hubs
+        area = self.cols["area"][:n].astype(np.uint32)
+        key = (hash_uniform(self.seed, 0xA7EA, np.arange(self.offset, self.offset + n), 0) * 65536).astype(np.uint32)
+        order = np.argsort((area << 16) | key, kind="stable")
+        self.area_rows = order.astype(np.int32)
+        self.area_keys = key[order].astype(np.uint16)
+        self.area_start = np.searchsorted(area[order], np.arange(N_AREA_CODES + 1)).astype(np.int64)
+
+    def area_window(self, area: int, start: float, fraction: float) -> np.ndarray:
+        """Rows of `area` whose static key falls in [start, start + fraction) (cyclic): a random
+        share of the area, the same hubs in any shard layout, found in O(log n + k)."""
+        lo, hi = int(self.area_start[area]), int(self.area_start[area + 1])
+        keys = self.area_keys[lo:hi]
+        if fraction >= 1.0:
+            return self.area_rows[lo:hi].astype(np.int64)
+        a = int(start * 65536) % 65536
+        b = a + max(1, round(fraction * 65536))
+        parts = [(a, min(b, 65536))] + ([(0, b - 65536)] if b > 65536 else [])
+        out = []
+        for x, y in parts:
+            i, j = np.searchsorted(keys, [x, y])
+            out.append(self.area_rows[lo + i : lo + j])
+        return np.sort(np.concatenate(out)).astype(np.int64)
 
     def recount(self) -> None:
         for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault,
@@ -241,6 +274,7 @@ class HubState:
                 setattr(st, k, z[k].copy())
             st.last_tick = last_tick
         st.recount()
+        st.build_index()
         return st
 
     # -- derived -------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -48,7 +49,8 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
             try:
                 when = datetime.fromisoformat(value)
             except ValueError:
-                raise TwinInputError(name, f"expected a tick, an ISO time or an offset like '2d6h', got {value!r}") from None
+                raise TwinInputError(
+                    name, f"expected a tick, an ISO time or an offset like '2d6h', got {value!r}") from None
             if when.tzinfo is None:
                 raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
             tick = config.tick_at(when)
@@ -301,7 +303,7 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
             raise TwinInputError("target_version", f"{target} is older than {', '.join(newer)}: a downgrade "
                                                    "(set allow_downgrade to do it on purpose)")
     waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in d.get("waves", FirmwareRollout.waves))
-    if not waves or any(b <= a for a, b in zip(waves, waves[1:], strict=False)) or waves[-1] != 1.0 or waves[0] <= 0:
+    if not waves or any(b <= a for a, b in itertools.pairwise(waves)) or waves[-1] != 1.0 or waves[0] <= 0:
         raise TwinInputError("waves", "must be increasing cumulative shares in (0, 1] ending at 1, e.g. [0.01, 0.1, 1]")
     ev = config.params.events
     return FirmwareRollout(

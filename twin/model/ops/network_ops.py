@@ -8,11 +8,11 @@ import numpy as np
 
 from twin.model.catalog import (
     AREA_REGION,
+    N_CSP,
     DeviceType,
     Fault,
     Flag,
     MessageType,
-    N_CSP,
     Region,
     Smets,
     Variant,
@@ -184,10 +184,7 @@ class VwanShard(FieldProgrammeShard):
     def _eligible(self, hs, up_area) -> np.ndarray:
         c = hs.cols
         wan = c["wan"][self.rows]
-        if up_area is None:
-            net_down = np.zeros(self.rows.size, bool)
-        else:
-            net_down = ~up_area[c["area"][self.rows], wan]
+        net_down = np.zeros(self.rows.size, bool) if up_area is None else ~up_area[c["area"][self.rows], wan]
         gone = (wan == WanTech.NONE) | net_down
         return ~self.done_mask & gone & (wan != WanTech.VWAN)
 

@@ -19,11 +19,10 @@ from twin.model.ops.common import (
     sort_by_block,
     take_by_block,
 )
-from twin.model.ops.runtime import Control, FleetOp, FleetPlanner, ShardOp, ShardOps
+from twin.model.ops.runtime import Control, FleetOp, ShardOp, ShardOps
 from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import HubState
-from twin.model.summary import TickSummary
 
 
 def _swaps(ctx: ShardOps) -> CredentialSwaps:

@@ -36,6 +36,5 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
             raise TwinInputError("selector", f"no {cmd.model_label} devices match this selection")
     if isinstance(cmd, SupplierFailure):
         for op in planner.ops.values():
-            if isinstance(op.cmd, SupplierFailure) and not op.done:
-                if op.cmd.supplier in (cmd.supplier, cmd.solr):
-                    raise TwinInputError("supplier", f"supplier already failed in {op.name}")
+            if isinstance(op.cmd, SupplierFailure) and not op.done and op.cmd.supplier in (cmd.supplier, cmd.solr):
+                raise TwinInputError("supplier", f"supplier already failed in {op.name}")
