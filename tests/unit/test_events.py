@@ -85,7 +85,7 @@ def _rollout(f: LocalFleet, **kw):
 
 
 def test_a_rollout_never_touches_devices_outside_its_selector():
-    f = quiet_fleet()
+    f = quiet_fleet(transfer_failure=0.0)
     st = f.states[0]
     c, n = st.cols, st.n_hubs
     before = {k: c[k][:n].copy() for k in ("ch_fw", "esme_fw", "gsme_fw", "ppmid_fw")}
@@ -101,6 +101,7 @@ def test_a_rollout_never_touches_devices_outside_its_selector():
     assert changed.sum() > 50
     assert not (changed & ~selected).any()
     assert op.counters["targeted"] == selected.sum()
+    assert op.counters["distributed"] == op.counters["activated"] + op.counters["failed"]  # no transfer failed
     for k in ("ch_fw", "gsme_fw", "ppmid_fw"):
         np.testing.assert_array_equal(c[k][:n], before[k])
 

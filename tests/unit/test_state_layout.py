@@ -8,7 +8,7 @@ from twin.model.state import BYTES_PER_HUB, COLUMNS, HubState
 
 
 def test_layout_fits_the_64_byte_budget_with_meters_included():
-    assert BYTES_PER_HUB == sum(np.dtype(c.dtype).itemsize for c in COLUMNS)
+    assert sum(np.dtype(c.dtype).itemsize for c in COLUMNS) == BYTES_PER_HUB
     assert BYTES_PER_HUB <= 64
     names = [c.name for c in COLUMNS]
     assert len(names) == len(set(names))

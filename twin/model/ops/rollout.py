@@ -88,6 +88,7 @@ class RolloutShard(ShardOp):
         self.wave = np.minimum(self.wave, len(cmd.waves) - 1)
         self.stage = np.full(self.rows.size, WAITING, np.int8)
         self.due = np.zeros(self.rows.size, np.int64)
+        self.delivered = np.zeros(self.rows.size, bool)  # image on the device (SR 11.1 done)
         self.csp = csp_of(hs, self.rows)
         self.current_wave = 0
         self.fail, self.brick, self.cuts_power = _probabilities(cmd, ctx.config)
@@ -139,6 +140,7 @@ class RolloutShard(ShardOp):
             lost = op_uniform(hs, self.seq, 1, rows) < ctx.config.params.events.transfer_failure
             self.stage[idx[lost]] = FAILED
             self.stage[idx[~lost]] = ACTIVATE
+            self.delivered[idx[~lost]] = True
             self.due[idx[~lost]] = tick + 1
             kinds = np.where(lost, AlertKind.FIRMWARE_TRANSFER_FAIL, AlertKind.FIRMWARE_TRANSFER_OK)
             count_alerts(s, csp_of(hs, rows), kinds, (op_uniform(hs, self.seq, 2, rows, tick) * TICK_SECONDS)
@@ -206,7 +208,7 @@ class RolloutShard(ShardOp):
 
     def report(self, hs, tick) -> dict[str, Any]:
         counts = np.bincount(self.stage, minlength=len(STAGES))
-        rep: dict[str, Any] = {"targeted": int(self.rows.size)}
+        rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum())}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
         finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
         bad = np.isin(self.stage, (FAILED, BRICKED))
