@@ -79,7 +79,7 @@ def _draw_version(model: np.ndarray, u: np.ndarray, cdf: np.ndarray) -> np.ndarr
 class FleetGenerator:
     """Precomputes the lookup tables once; `fill(state)` draws every block a state holds."""
 
-    N_UNIFORM = 30
+    N_UNIFORM = 31
     N_NORMAL = 3
 
     def __init__(self, config: FleetConfig):
@@ -232,6 +232,9 @@ class FleetGenerator:
         c["last_contact"][sl] = 0
         c["elec_reg0"][sl] = np.minimum(elec_kwh * age * 10 * (0.9 + 0.2 * u[29]), U32_MAX).astype(np.uint32)
         c["gas_reg0"][sl] = np.where(gas, np.minimum(gas_kwh * age * 10, U32_MAX), 0).astype(np.uint32)
+        lo_c, hi_c = sh.prepay_credit_gbp
+        c["credit_p"][sl] = np.where(prepay, (lo_c + u[30] * (hi_c - lo_c)) * 100, 0).astype(np.int32)
+        c["tariff_dp"][sl] = int(round(sh.tariff_p_per_kwh * 10))
         export_years = np.minimum(age, 6.0)
         c["export_reg0"][sl] = np.where(solar, export_scale * 100 * export_years, 0).astype(np.uint32)
 

@@ -77,6 +77,10 @@ class FleetShares:
     gas_kwh_sigma: float = 0.45
     export_kwh_median: float = 1500.0
 
+    # Import unit rate at the start: the Ofgem price cap was ~24.5 p/kWh in 2025/26 [U].
+    tariff_p_per_kwh: float = 24.5
+    # Prepayment credit on the meter at the start, uniform in this range, pounds [U].
+    prepay_credit_gbp: tuple[float, float] = (5.0, 40.0)
     # GSME battery: sealed lithium designed for >10 years [C]; 15-year life assumed [U].
     gsme_battery_life_years: float = 15.0
     gsme_low_battery_pct: float = 10.0  # low-battery alert threshold [U]

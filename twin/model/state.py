@@ -67,6 +67,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("elec_reg0", "u4", "ESME import register at tick 0, 0.1 kWh"),
     Column("gas_reg0", "u4", "GSME register at tick 0, 0.1 kWh"),
     Column("export_reg0", "u4", "ESME export register at tick 0, 0.1 kWh"),
+    Column("credit_p", "i4", "prepayment credit, pence, before the spend at `tariff_dp` since tick 0"),
+    Column("tariff_dp", "u2", "import unit rate, 0.1 p/kWh (SR 1.1.1 updates it)"),
 )
 COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)

@@ -1,0 +1,1 @@
+"""gRPC services and the DCC policy they enforce."""

@@ -1,0 +1,97 @@
+"""Threshold Anomaly Detection (FACTS §3.4): per-User, per-SR rolling counts, with excess requests quarantined."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class QuarantineFull(Exception):
+    """The quarantine holds max_entries requests already; the new one is refused."""
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    id: str  # "q-000001"
+    user_id: str
+    srv: str
+    request: dict[str, Any]
+    quarantined_at: float  # wall-clock seconds
+    count: int  # requests in the window including this one
+    threshold: int
+
+
+class AnomalyDetector:
+    """Admits up to a threshold of requests per (user, SRV) in any window_s; quarantines the rest.
+
+    Only admitted requests fill the window, so a User gets its threshold's worth through per window
+    however hard it pushes, and each window deque never grows past the threshold.
+    """
+
+    def __init__(self, *, window_s: float = 60.0, default_threshold: int = 1000,
+                 thresholds: dict[str, int] | None = None,
+                 user_thresholds: dict[tuple[str, str], int] | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 max_entries: int = 100_000) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        limits = [default_threshold, *(thresholds or {}).values(), *(user_thresholds or {}).values()]
+        if any(t < 0 for t in limits):
+            raise ValueError("anomaly detection thresholds must not be negative")
+        self.window_s = window_s
+        self.default_threshold = default_threshold
+        self.thresholds = dict(thresholds or {})
+        self.user_thresholds = dict(user_thresholds or {})
+        self.max_entries = max_entries
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._quarantine: dict[str, QuarantineEntry] = {}
+        self._next_id = 1
+
+    def threshold(self, user_id: str, srv: str) -> int:
+        return self.user_thresholds.get((user_id, srv), self.thresholds.get(srv, self.default_threshold))
+
+    def admit(self, user_id: str, srv: str, request: dict[str, Any]) -> QuarantineEntry | None:
+        """None if the request may proceed; otherwise the QuarantineEntry now holding it."""
+        limit = self.threshold(user_id, srv)
+        with self._lock:
+            now = self._clock()
+            window = self._windows.setdefault((user_id, srv), deque())
+            cutoff = now - self.window_s
+            while window and window[0] <= cutoff:
+                window.popleft()
+            count = len(window) + 1
+            if count <= limit:
+                window.append(now)
+                return None
+            if len(self._quarantine) >= self.max_entries:
+                raise QuarantineFull(f"quarantine holds {self.max_entries} requests; refusing {srv} from {user_id}")
+            entry = QuarantineEntry(f"q-{self._next_id:06d}", user_id, srv, request, self._wall_clock(), count, limit)
+            self._next_id += 1
+            self._quarantine[entry.id] = entry
+            return entry
+
+    def list(self, user_id: str | None = None) -> list[QuarantineEntry]:
+        with self._lock:
+            return [e for e in self._quarantine.values() if user_id is None or e.user_id == user_id]
+
+    def release(self, entry_id: str) -> QuarantineEntry:
+        """Take a request out of quarantine so the caller can process it."""
+        return self._pop(entry_id)
+
+    def delete(self, entry_id: str) -> QuarantineEntry:
+        """Take a request out of quarantine and drop it."""
+        return self._pop(entry_id)
+
+    def _pop(self, entry_id: str) -> QuarantineEntry:
+        with self._lock:
+            try:
+                return self._quarantine.pop(entry_id)
+            except KeyError:
+                raise KeyError(f"no quarantined request {entry_id!r}") from None
