@@ -184,6 +184,7 @@ class Status:
     LOW_BATTERY = 1  # GSME low-battery alert raised, replacement pending
     GSME_DEAD = 2  # GSME battery exhausted: no gas reads
     DUMB = 4  # lost smart function (SMETS1 not enrolled after a switch)
+    SUPPLY_OFF = 8  # electricity supply disabled by SR 7.2 (enabled again by SR 7.1)
 
 
 @dataclass(frozen=True)

@@ -190,18 +190,29 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray) -
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
     other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
     ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
-    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok])
+    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok], state, rows[ok])
     s.alerts_undelivered += int((~ok).sum())
     keep = ~due
     state.alert_hub, state.alert_kind, state.alert_time_s = (
         state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
 
 
-def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray) -> None:
-    """Count alerts sent in this tick by CSP and kind, and per second for the peak."""
+def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray,
+                 state: HubState | None = None, rows: np.ndarray | None = None) -> None:
+    """Count alerts sent in this tick by CSP and kind, and per second for the peak; with the
+    hubs' rows, also record each alert for subscribers."""
     if csp.size == 0:
         return
     csp, kind = np.asarray(csp, np.intp), np.asarray(kind, np.intp)
+    if state is not None and rows is not None:
+        c = state.cols
+        new = {"hub": state.offset + rows.astype(np.int64), "kind": kind.astype(np.uint8),
+               "sec": np.asarray(sec, np.int64), "area": c["area"][rows], "supplier": c["supplier"][rows],
+               "gas_supplier": c["gas_supplier"][rows]}
+        if s.alert_events:
+            s.alert_events = {k: np.concatenate([s.alert_events[k], v]) for k, v in new.items()}
+        else:
+            s.alert_events = new
     s.alerts += np.bincount(csp * N_ALERT_KINDS + kind, minlength=N_CSP * N_ALERT_KINDS).reshape(N_CSP, -1)
     s.messages[:, MessageType.ALERT] += np.bincount(csp, minlength=N_CSP)
     dense = np.bincount(np.concatenate([np.repeat(s.alert_seconds, s.alert_second_counts), sec]),
@@ -281,7 +292,8 @@ def _battery(state: HubState, s: TickSummary, tick: int, config: FleetConfig, vi
         b, j = np.nonzero(newly_low)
         hubs = state.offset + b * bs + lo + j
         sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs, tick) * TICK_SECONDS).astype(np.int64)
-        count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec)
+        count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec, state,
+                     hubs - state.offset)
 
     dying = gas_alive & (level <= 0)
     if dying.any():

@@ -59,6 +59,9 @@ class TickSummary:
     # Operation reports by operation name: integer counters, and per-block arrays under keys
     # starting "block" (a shard reports only its own blocks, so merging concatenates them).
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each alert sent (for alert subscriptions): hub id, kind, second, area, suppliers. Not part of
+    # the figures (to_dict); a shard sends only its own hubs' alerts.
+    alert_events: dict[str, np.ndarray] = field(default_factory=dict)
     peak_alerts_per_s: int = 0  # set by finish()
 
     @property
@@ -136,6 +139,9 @@ def merge(parts: list[TickSummary]) -> TickSummary:
             for k in rep:
                 if k.startswith("block"):
                     rep[k] = rep[k][order]
+    events = [p.alert_events for p in parts if p.alert_events]
+    if events:
+        out.alert_events = {k: np.concatenate([e[k] for e in events]) for k in events[0]}
     secs = np.concatenate([p.alert_seconds for p in parts])
     counts = np.concatenate([p.alert_second_counts for p in parts])
     if secs.size:

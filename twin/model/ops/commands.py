@@ -145,6 +145,9 @@ class FirmwareRollout(Command):
     brick_prob: float | None = None
     allow_downgrade: bool = False
     max_days: float = 28.0
+    hubs: tuple[int, ...] = ()  # only these hubs (an SR 11.1 to one device)
+    hold_activation: bool = False  # distribute only; SR 11.3 activates
+
 
     @property
     def model_label(self) -> str:
@@ -230,6 +233,23 @@ class CspIncident(Command):
 
 
 @dataclass(frozen=True)
+class ServiceRequestCommand(Command):
+    """A device-changing DUIS Service Request from a DCC User, applied when the hub is reachable
+    (within `deadline_days`, else it fails). Reads never need one: they change nothing."""
+
+    kind: ClassVar[str] = "service_request"
+    srv: str = ""
+    hub: int = 0
+    user_id: str = ""
+    request_id: str = ""
+    params: tuple[tuple[str, Any], ...] = ()
+    deadline_days: float = 2.0
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return dict(self.params).get(name, default)
+
+
+@dataclass(frozen=True)
 class OperationControl(Command):
     kind: ClassVar[str] = "operation_control"
     spans_ticks: ClassVar[bool] = False
@@ -239,7 +259,8 @@ class OperationControl(Command):
 
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (FirmwareRollout, SupplierSwitch, ChurnCampaign, SupplierFailure, NetworkSwitchOff,
-                        SwapProgramme, VwanFallback, PowerOutage, BaseStationFailure, CspIncident, OperationControl)
+                        SwapProgramme, VwanFallback, PowerOutage, BaseStationFailure, CspIncident, OperationControl,
+                        ServiceRequestCommand)
 }
 
 
@@ -321,6 +342,8 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         brick_prob=None if d.get("brick_prob") is None else _number(d["brick_prob"], "brick_prob", lo=0.0, hi=1.0),
         allow_downgrade=allow_downgrade,
         max_days=_number(d.get("max_days", 28.0), "max_days", lo=0.1, hi=3650),
+        hubs=tuple(sorted({_hub_index(h, config, n_hubs) for h in d.get("hubs") or ()})),
+        hold_activation=bool(d.get("hold_activation", False)),
     )
 
 
@@ -433,8 +456,8 @@ def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
 def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
     _known(d, allowed, "operation_control")
     action = str(_require(d, "action")).lower()
-    if action not in ("pause", "resume", "cancel"):
-        raise TwinInputError("action", f"expected pause, resume or cancel, got {d.get('action')!r}")
+    if action not in ("pause", "resume", "cancel", "activate"):
+        raise TwinInputError("action", f"expected pause, resume, cancel or activate, got {d.get('action')!r}")
     return OperationControl(at=at, operation=str(_require(d, "operation")), action=action)
 
 
@@ -446,6 +469,17 @@ _PARSERS = {
 }
 
 
+def _p_service_request(d, at, config, allowed, n_hubs) -> ServiceRequestCommand:
+    # Built by the DCC service, never typed by users: the service validated it already.
+    return ServiceRequestCommand(at=at, srv=str(d["srv"]), hub=_hub_index(d["hub"], config, n_hubs),
+                                 user_id=str(d.get("user_id", "")), request_id=str(d.get("request_id", "")),
+                                 params=tuple(sorted(dict(d.get("params") or {}).items())),
+                                 deadline_days=float(d.get("deadline_days", 2.0)))
+
+
+_PARSERS["service_request"] = _p_service_request
+
+
 def command_from_dict(d: dict[str, Any]) -> Command:
     """Rebuild a validated command from its journal form (to_dict output)."""
     cls = COMMANDS[d["type"]]
@@ -453,6 +487,8 @@ def command_from_dict(d: dict[str, Any]) -> Command:
     for f in fields(cls):
         if f.name in d:
             v = d[f.name]
+            if f.name == "params":
+                v = tuple(tuple(x) for x in v)
             kw[f.name] = tuple(v) if isinstance(v, list) else v
     return cls(**kw)
 

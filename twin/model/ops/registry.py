@@ -16,6 +16,7 @@ from twin.model.ops.network_ops import (
 from twin.model.ops.outages import BaseStationShard, PowerOutageShard
 from twin.model.ops.rollout import RolloutFleet, RolloutShard
 from twin.model.ops.runtime import FleetOp, ShardOp
+from twin.model.ops.service_requests import ServiceRequestFleet, ServiceRequestShard
 from twin.model.ops.switching import ChurnFleet, ChurnShard, SolrFleet, SolrShard, SwitchingFleet, SwitchShard
 
 IMPLEMENTATIONS: dict[str, tuple[type[ShardOp], type[FleetOp]]] = {
@@ -29,6 +30,7 @@ IMPLEMENTATIONS: dict[str, tuple[type[ShardOp], type[FleetOp]]] = {
     "power_outage": (PowerOutageShard, TimedFleet),
     "base_station_failure": (BaseStationShard, TimedFleet),
     "csp_incident": (CspIncidentShard, TimedFleet),
+    "service_request": (ServiceRequestShard, ServiceRequestFleet),
 }
 
 

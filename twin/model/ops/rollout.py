@@ -60,7 +60,10 @@ def select_devices(hs: HubState, cmd: FirmwareRollout, target_index: int | None)
     if cmd.suppliers:
         col = "gas_supplier" if cmd.device_type == DeviceType.GSME else "supplier"
         mask &= np.isin(c[col][:n], cmd.suppliers)
-    return np.flatnonzero(mask)
+    rows = np.flatnonzero(mask)
+    if cmd.hubs:
+        rows = np.intersect1d(rows, hs.local(np.asarray(cmd.hubs, np.int64)))
+    return rows
 
 
 def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, float, bool]:
@@ -93,9 +96,12 @@ class RolloutShard(ShardOp):
         self.current_wave = 0
         self.fail, self.brick, self.cuts_power = _probabilities(cmd, ctx.config)
         self.budget: dict[str, np.ndarray] | None = None
+        self.may_activate = not cmd.hold_activation
 
     def control(self, action, data, hs, ctx, tick, s) -> None:
-        if action == "wave":
+        if action == "activate":
+            self.may_activate = True
+        elif action == "wave":
             self.current_wave = int(data["wave"])
         elif action == "budget":
             self.budget = data
@@ -144,13 +150,13 @@ class RolloutShard(ShardOp):
             self.due[idx[~lost]] = tick + 1
             kinds = np.where(lost, AlertKind.FIRMWARE_TRANSFER_FAIL, AlertKind.FIRMWARE_TRANSFER_OK)
             count_alerts(s, csp_of(hs, rows), kinds, (op_uniform(hs, self.seq, 2, rows, tick) * TICK_SECONDS)
-                         .astype(np.int64))
+                         .astype(np.int64), hs, rows)
             if dt == DeviceType.GSME:
                 cost = int(ctx.config.params.events.gsme_image_battery_pct * 100)
                 batt = hs.cols["gsme_battery"]
                 batt[rows] = np.maximum(batt[rows].astype(np.int64) - cost, 0).astype(np.uint16)
         # Activations: the signed SR 11.3.
-        if self.state == "RUNNING":
+        if self.state == "RUNNING" and self.may_activate:
             idx = np.flatnonzero((self.stage == ACTIVATE) & (self.due <= tick))
             if idx.size:
                 self._activate(hs, ctx, idx, tick, s, up_area, dt, t0)
@@ -187,7 +193,7 @@ class RolloutShard(ShardOp):
         csp = csp_of(hs, rows)
         s.messages[:, MessageType.FIRMWARE] += 2 * np.bincount(csp, minlength=N_CSP)
         secs = (op_uniform(hs, self.seq, 4, rows, tick) * TICK_SECONDS).astype(np.int64)
-        count_alerts(s, csp[good], np.full(int(good.sum()), AlertKind.FIRMWARE_ACTIVATED), secs[good])
+        count_alerts(s, csp[good], np.full(int(good.sum()), AlertKind.FIRMWARE_ACTIVATED), secs[good], hs, rows[good])
         if bricked.any():
             if dt in (DeviceType.CH, DeviceType.ESME):
                 hs.change(rows[bricked], fault_set=Fault.BRICKED)
@@ -253,6 +259,17 @@ class RolloutFleet(FleetOp):
 
     def on_accept(self, planner: FleetPlanner) -> None:
         planner.versions.index(self.cmd.device_type, self.cmd.model_code, self.cmd.target_version, add=True)
+        self.may_activate = not self.cmd.hold_activation
+
+    def on_control(self, action: str) -> list[Control]:
+        if action == "activate":
+            self.may_activate = True
+            return [Control(self.name, "activate")]
+        return super().on_control(action)
+
+    def allowed_actions(self) -> set[str]:
+        acts = super().allowed_actions()
+        return acts | {"activate"} if acts and not self.may_activate else acts
 
     def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
         super().observe(tick, rep, planner)
@@ -282,6 +299,8 @@ class RolloutFleet(FleetOp):
                 self.current_wave += 1
                 self.wave_live_from = tick + LAG
                 return [Control(self.name, "wave", {"wave": self.current_wave})]
+            elif rep["activating"] and not self.may_activate:
+                return []  # distributed, waiting for the signed activation (SR 11.3)
             elif rep["pending_no_wan"] == 0 or tick >= cmd.at + days_to_ticks(cmd.max_days):
                 self.state = "DONE"
                 if rep["pending_no_wan"]:

@@ -94,7 +94,7 @@ class FleetOp:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
 
     def on_control(self, action: str) -> list[Control]:
-        """A user's pause / resume / cancel, already validated; returns controls to send."""
+        """A user's pause / resume / cancel (or activate), already validated; returns controls."""
         self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED"}[action]
         if action == "cancel":
             self.reason = "cancelled by an operator"

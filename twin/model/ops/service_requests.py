@@ -1,0 +1,92 @@
+"""Device-changing Service Requests applied to one hub: top-up (2.2), tariff (1.1.1), supply
+enable/disable (7.1/7.2) and comms hub status updates from the field (8.14.x)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import N_CSP, Fault, Flag, MessageType, Status, WanTech
+from twin.model.metering import kwh_between
+from twin.model.ops.commands import ServiceRequestCommand
+from twin.model.ops.common import csp_of, days_to_ticks, reachable
+from twin.model.ops.runtime import Control, FleetOp, ShardOp
+
+# Comms hub status updates are sent by the installer on site: they need no WAN.
+ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
+DEVICE_SRVS = {"2.2", "1.1.1", "7.1", "7.2"} | ON_SITE
+
+
+def credit_pence(c: dict[str, np.ndarray], row: int, config, tick: int) -> float:
+    """Prepayment balance at the end of `tick`: stored credit less the spend since tick 0."""
+    doy = config.start.timetuple().tm_yday - 1
+    used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, config.start_tick_of_day, tick + 1))
+    return float(c["credit_p"][row]) - c["tariff_dp"][row] / 10 * used
+
+
+class ServiceRequestShard(ShardOp):
+    cmd: ServiceRequestCommand
+
+    def start(self, hs, ctx, tick, s) -> None:
+        self.mine = bool(hs.holds(np.array([self.cmd.hub]))[0])
+        self.result: dict[str, int] = {"applied": 0, "failed": 0, "pending": int(self.mine)}
+        self.deadline = tick + days_to_ticks(self.cmd.deadline_days)
+
+    def step(self, hs, ctx, tick, s, up_area) -> None:
+        if not self.mine or not self.result["pending"]:
+            return
+        row = hs.local(np.array([self.cmd.hub]))
+        if self.cmd.srv in ON_SITE or reachable(hs, row, up_area)[0]:
+            self.result.update(self._apply(hs, ctx, int(row[0]), tick), pending=0)
+            kind = MessageType.CONFIGURATION if self.cmd.srv not in ("2.2",) else MessageType.PREPAYMENT
+            s.messages[:, kind] += np.bincount(csp_of(hs, row), minlength=N_CSP)
+        elif tick >= self.deadline:
+            self.result.update(failed=1, pending=0)
+
+    def _apply(self, hs, ctx, row: int, tick: int) -> dict[str, int]:
+        c = hs.cols
+        srv = self.cmd.srv
+        rows = np.array([row])
+        if srv == "2.2":
+            if not c["flags"][row] & Flag.PREPAY:
+                return {"failed": 1, "not_prepayment": 1}
+            c["credit_p"][row] += int(self.cmd.param("amount_pence", 0))
+        elif srv == "1.1.1":
+            new = int(round(float(self.cmd.param("unit_rate_pence", 0)) * 10))
+            # Fold the spend so far at the old rate into the stored credit, so a balance stays exact.
+            doy = ctx.config.start.timetuple().tm_yday - 1
+            used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, ctx.config.start_tick_of_day, tick + 1))
+            c["credit_p"][row] += int(round((new - int(c["tariff_dp"][row])) / 10 * used))
+            c["tariff_dp"][row] = new
+        elif srv == "7.1":
+            c["status"][row] &= np.uint8(~Status.SUPPLY_OFF & 0xFF)
+        elif srv == "7.2":
+            c["status"][row] |= np.uint8(Status.SUPPLY_OFF)
+        elif srv in ("8.14.1", "8.14.4"):
+            hs.change(rows, fault_clear=Fault.HARDWARE)
+        elif srv == "8.14.2":
+            hs.change(rows, wan=WanTech.NONE, fault_set=Fault.NO_COVERAGE)
+        elif srv == "8.14.3":
+            hs.change(rows, fault_set=Fault.HARDWARE)
+        out = {"applied": 1}
+        if c["flags"][row] & Flag.PREPAY:
+            out["credit_pence"] = int(round(credit_pence(c, row, ctx.config, tick)))
+        out["tariff_dp"] = int(c["tariff_dp"][row])
+        return out
+
+    def report(self, hs, tick) -> dict[str, Any]:
+        return dict(self.result) if self.mine else {"applied": 0, "failed": 0, "pending": 0}
+
+
+class ServiceRequestFleet(FleetOp):
+    def observe(self, tick, rep, planner) -> list[Control]:
+        super().observe(tick, rep, planner)
+        if rep is not None and not self.done and rep.get("applied", 0) + rep.get("failed", 0) >= 1:
+            self.state = "DONE" if rep.get("applied") else "FAILED"
+            if rep.get("not_prepayment"):
+                self.reason = "the premises is not on prepayment"
+            elif rep.get("failed"):
+                self.reason = "the hub was not reachable before the deadline"
+            return [Control(self.name, "finish")]
+        return []
