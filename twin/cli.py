@@ -207,10 +207,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_api_args(args: argparse.Namespace) -> None:
+    from twin.services.server import is_loopback
+
+    if not 0 <= args.grpc_port <= 65535:
+        raise UsageError(f"--grpc-port: must be 0-65535, got {args.grpc_port}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if not args.tls_cert and not is_loopback(args.grpc_host):
+        raise UsageError(f"--grpc-host: {args.grpc_host} is beyond loopback; serving there needs TLS "
+                         "(--tls-cert/--tls-key; `twin certs` makes development ones)")
+
+
+def _start_api(args: argparse.Namespace, sup):
+    from twin.services.bootstrap import load_or_create_users
+    from twin.services.server import ApiServer
+
+    users, tokens = load_or_create_users(Path(args.home))
+    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
+    api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls)
+    api.start()
+    err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
+              f"development users in {tokens}", highlight=False)
+    return api
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from twin.services.bootstrap import load_or_create_users
+
+    home = Path(args.home)
+    store, tokens = load_or_create_users(home)
+    if args.action == "list":
+        for u in store.users():
+            console.print(f"{u.user_id:20} {u.role:9} party {u.party_id}", highlight=False)
+        return 0
+    if not args.user_id or not args.role:
+        raise UsageError("users add needs USER_ID and --role")
+    try:
+        identity, token, key = store.issue_user(args.user_id, args.role.upper(), int(args.party), keys_dir=home / "keys")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    store.save(home / "users.json")
+    console.print(f"user {identity.user_id} ({identity.role}, party {identity.party_id}); signing key {key}")
+    console.print(f"token (shown once): {token}", highlight=False)
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from twin.services.bootstrap import make_certs
+
+    ca, cert, key = make_certs(Path(args.out), args.hosts.split(","))
+    console.print(f"CA {ca}\nserver certificate {cert}\nserver key {key}", highlight=False)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    speed = None if args.speed == "max" else float(args.speed)
+    try:
+        speed = None if args.speed == "max" else float(args.speed)
+    except ValueError:
+        raise UsageError(f"--speed: a positive number or 'max', got {args.speed!r}") from None
     if speed is not None and not speed > 0:
         raise UsageError(f"--speed: must be a positive multiple of real time or 'max', got {args.speed}")
+    _check_api_args(args)
     config, sup = _start(args)
     stop = {"now": False}
 
@@ -219,6 +277,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    api = _start_api(args, sup)
     sup.start_clock(speed=speed)
     pace = "as fast as possible" if speed is None else f"{speed:g}x real time ({TICK_SECONDS / speed:.2f} s per tick)"
     err.print(f"twin is running: simulated clock from {config.start:%Y-%m-%d %H:%M} UTC, {pace}. Ctrl-C stops.")
@@ -242,6 +301,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
     err.print("stopping…")
+    api.stop(grace_s=5.0)
     sup.shutdown()
     return 0
 
@@ -311,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
     up.add_argument("--run-dir", help="where the journal goes (default runs/live-TIME)")
+    up.add_argument("--grpc-host", default="127.0.0.1", help="API address (default 127.0.0.1; beyond loopback needs TLS)")
+    up.add_argument("--grpc-port", type=int, default=50051, help="API port (default 50051; 0 picks a free one)")
+    up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
+    up.add_argument("--tls-key", help="server key (PEM) for TLS")
+    up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")
     up.set_defaults(fn=cmd_up)
 
     run = sub.add_parser("run", help="run a scenario (or the plain fleet) headless and write its report")
@@ -334,6 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", default="1")
     bench.add_argument("--out", default=DEFAULT_BENCH_OUT, help="results file (JSON)")
     bench.set_defaults(fn=cmd_bench)
+
+    users = sub.add_parser("users", help="list DCC Users, or add one (prints its token once)")
+    users.add_argument("action", choices=("list", "add"))
+    users.add_argument("user_id", nargs="?")
+    users.add_argument("--role", help="IS, ES, GS, ED, GT, RSA, OU or OPERATOR")
+    users.add_argument("--party", default="0", help="supplier code (1-16) or DNO area id (10-23)")
+    users.add_argument("--home", default=".twin")
+    users.set_defaults(fn=cmd_users)
+
+    certs = sub.add_parser("certs", help="make a development CA and server certificate for TLS")
+    certs.add_argument("--out", default=".twin/certs")
+    certs.add_argument("--hosts", default="localhost,127.0.0.1", help="names and addresses the certificate covers")
+    certs.set_defaults(fn=cmd_certs)
 
     hub = sub.add_parser("hub", help="describe one hub of a fleet at its start")
     hub.add_argument("hub_id", help="hub index (0..N-1) or comms hub device id (EUI-64)")

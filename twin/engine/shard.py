@@ -50,6 +50,20 @@ class Shard:
         return hub_record(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), hub, tick,
                           versions=self.ops.versions)
 
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        from twin.model.readings import read
+
+        return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
+
+    def list_hubs(self, filters: dict[str, Any], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Up to `limit` hub records matching `filters` from hub id `start`; and where to resume."""
+        from twin.model.query import match_hubs
+
+        tick = self.state.last_tick
+        up = self.ops.network.up_by_area(max(tick, 0))
+        hubs, next_start = match_hubs(self.state, up, filters, start, limit)
+        return [hub_record(self.state, self.config, up, h, tick, versions=self.ops.versions) for h in hubs], next_start
+
     def aggregate(self, by: list[str]) -> dict[tuple[int, ...], list[int]]:
         return aggregate_counts(self.state, self.ops.network.up_by_area(max(self.state.last_tick, 0)), by,
                                 versions=self.ops.versions)
@@ -86,6 +100,17 @@ class Shard:
         }
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"query": 2})
 class ShardActor(Shard):
-    """A shard as a Ray actor. Bulk state never leaves it except through export_state."""
+    """A shard as a Ray actor. Bulk state never leaves it except through export_state.
+
+    Steps run one at a time in submission order (the default group); hub lookups and reads run
+    in a separate group so a lookup does not wait for a tick to finish."""
+
+    @ray.method(concurrency_group="query")
+    def hub(self, hub: int) -> dict[str, Any]:
+        return Shard.hub(self, hub)
+
+    @ray.method(concurrency_group="query")
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        return Shard.read(self, hub, srv, fuel)

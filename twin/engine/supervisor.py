@@ -244,6 +244,27 @@ class FleetSupervisor:
     def hub(self, hub: int) -> dict[str, Any]:
         return ray.get(self.shards[self.shard_of(hub)].hub.remote(hub))
 
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        return ray.get(self.shards[self.shard_of(hub)].read.remote(hub, srv, fuel))
+
+    def list_hubs(self, filters: dict[str, Any], start: int, limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """Hubs matching `filters` from hub id `start`, at most `limit`; and the next start (None
+        at the end). Shards are asked in hub order, so pages are stable."""
+        out: list[dict[str, Any]] = []
+        start = max(start, 0)
+        while start < self.config.hubs and len(out) < limit:
+            i = self.shard_of(start)
+            recs, nxt = ray.get(self.shards[i].list_hubs.remote(filters, start, limit - len(out)))
+            out.extend(recs)
+            span = self.spans[i]
+            end = min((span.first_block + span.n_blocks) * self.config.block_size, self.config.hubs)
+            start = nxt if len(out) >= limit else end
+        return out, (start if start < self.config.hubs else None)
+
+    def clock(self) -> dict[str, Any]:
+        return {"tick": self.tick, "time": self.config.time_of(self.tick), "state": self.clock_state,
+                "speed": self._speed}
+
     def aggregate(self, by: list[str]) -> list[dict[str, Any]]:
         validate_group_keys(by)
         merged: dict[tuple[int, ...], list[int]] = {}

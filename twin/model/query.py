@@ -150,7 +150,7 @@ def _reach_key(up_area: np.ndarray):
 
 
 GROUP_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "gas_supplier", "payment",
-              "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware")
+              "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware", "cell")
 
 
 def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
@@ -159,7 +159,9 @@ def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
             return AREA_REGION[st.cols["area"][sl]].astype(np.int64)
         return key, lambda k: Region(k).name.title(), 4
     if name == "area":
-        return _col_key("area", lambda k: AREA_BY_ID[k].name, 24)
+        return _col_key("area", lambda k: AREA_BY_ID[k].name if k in AREA_BY_ID else "none", 24)
+    if name == "cell":
+        return _col_key("cell", str, 65536)
     if name == "wan":
         return _col_key("wan", lambda k: WAN_LABEL[WanTech(k)], N_WAN)
     if name == "variant":
@@ -223,3 +225,84 @@ def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]],
         rows.append(row)
     rows.sort(key=lambda r: (-r["hubs"], [str(r[n]) for n in by]))
     return rows
+
+
+FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment")
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    """'region=South AND wan=3G' -> {"region": 3, "wan": 3}; ValueError naming the bad term."""
+    from twin.model.catalog import AREAS, region_by_name, supplier_code
+
+    out: dict[str, Any] = {}
+    text = text.strip()
+    if not text:
+        return out
+    for term in [t.strip() for t in text.replace(" and ", " AND ").split(" AND ")]:
+        if "=" not in term:
+            raise ValueError(f"expected key=value terms joined by AND, got {term!r}")
+        key, value = (x.strip() for x in term.split("=", 1))
+        value = value.strip('"')
+        if key not in FILTER_KEYS:
+            raise ValueError(f"unknown filter key {key!r}; keys are {', '.join(FILTER_KEYS)}")
+        if key == "region":
+            out[key] = int(region_by_name(value))
+        elif key == "area":
+            match = [a.id for a in AREAS if value.lower() in (str(a.id), a.name.lower())]
+            if not match:
+                raise ValueError(f"unknown area {value!r}")
+            out[key] = match[0]
+        elif key == "wan":
+            match = [w for w, label in WAN_LABEL.items() if label.lower() == value.lower() or w.name == value.upper()]
+            if not match:
+                raise ValueError(f"unknown technology {value!r}")
+            out[key] = int(match[0])
+        elif key in ("variant", "smets"):
+            enum = Variant if key == "variant" else Smets
+            try:
+                out[key] = int(enum[value.upper()])
+            except KeyError:
+                raise ValueError(f"unknown {key} {value!r}") from None
+        elif key == "supplier":
+            try:
+                out[key] = supplier_code(value)
+            except KeyError as e:
+                raise ValueError(str(e)) from None
+        elif key == "reachable":
+            if value.lower() not in ("true", "false"):
+                raise ValueError("reachable takes true or false")
+            out[key] = value.lower() == "true"
+        elif key == "payment":
+            if value.lower() not in ("credit", "prepayment"):
+                raise ValueError("payment takes credit or prepayment")
+            out[key] = value.lower() == "prepayment"
+    return out
+
+
+def match_hubs(state: HubState, up_area: np.ndarray, filters: dict[str, Any], start: int,
+               limit: int) -> tuple[list[int], int]:
+    """Hub ids >= start matching `filters`, at most `limit`; scans block-sized chunks so the cost
+    is bounded by how far it has to look, not by the fleet."""
+    c = state.cols
+    lo = max(start - state.offset, 0)
+    out: list[int] = []
+    step = max(state.block_size, 4 * limit)
+    while lo < state.n_hubs and len(out) < limit:
+        hi = min(lo + step, state.n_hubs)
+        sl = slice(lo, hi)
+        m = c["area"][sl] != 0
+        for key, col in (("area", "area"), ("wan", "wan"), ("variant", "variant"), ("smets", "smets"),
+                         ("supplier", "supplier")):
+            if key in filters:
+                m &= c[col][sl] == filters[key]
+        if "region" in filters:
+            m &= AREA_REGION[c["area"][sl]] == filters["region"]
+        if "payment" in filters:
+            m &= ((c["flags"][sl] & Flag.PREPAY) != 0) == filters["payment"]
+        if "reachable" in filters:
+            ok = (c["smets"][sl] != Smets.SMETS1_NOT_ENROLLED) & (c["fault"][sl] == 0) & up_area[c["area"][sl], c["wan"][sl]]
+            m &= ok == filters["reachable"]
+        found = np.flatnonzero(m)[: limit - len(out)]
+        out.extend((found + lo + state.offset).tolist())
+        lo = (found[-1] + lo + 1) if len(out) >= limit else hi
+    return out, state.offset + lo

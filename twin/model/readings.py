@@ -1,0 +1,54 @@
+"""What a meter answers to a read Service Request, computed from its row and the shared
+consumption functions: registers, daily read log, half-hourly profile, daily consumption."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twin.model.catalog import Flag
+from twin.model.config import FleetConfig
+from twin.model.metering import cumulative_factor
+from twin.model.params import HALF_HOURS_PER_DAY, TICKS_PER_YEAR
+from twin.model.state import HubState
+
+
+def _register_kwh(c: dict, row: int, fuel: str, config: FleetConfig, ticks: int) -> float:
+    """Register after `ticks` ticks of the run (0 = at the start)."""
+    doy = config.start.timetuple().tm_yday - 1
+    annual = int(c["elec_kwh_year" if fuel == "elec" else "gas_kwh_year"][row])
+    reg0 = int(c["elec_reg0" if fuel == "elec" else "gas_reg0"][row]) / 10
+    return float(reg0 + annual * cumulative_factor(fuel, doy, config.start_tick_of_day, max(ticks, 0)) / TICKS_PER_YEAR)
+
+
+def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, tick: int) -> dict[str, Any]:
+    """Result of read SRV `srv` for `fuel` ("elec" or "gas") at the end of `tick`."""
+    row = hub - state.offset
+    c = state.cols
+    if fuel == "gas" and not c["flags"][row] & Flag.HAS_GAS:
+        raise ValueError("the premises has no gas meter")
+    now = tick + 1  # ticks completed
+    if srv == "4.1.1":
+        out = {"import_register_kwh": round(_register_kwh(c, row, fuel, config, now), 3)}
+        if fuel == "elec" and c["flags"][row] & Flag.SOLAR:
+            out["export_register_kwh"] = round(int(c["export_reg0"][row]) / 10
+                                               + int(c["export_scale"][row]) * 10 * now / TICKS_PER_YEAR, 3)
+        return out
+    # Midnights (in run ticks) up to now, newest last.
+    first_midnight = (HALF_HOURS_PER_DAY - config.start_tick_of_day) % HALF_HOURS_PER_DAY
+    last_midnight = first_midnight + ((now - first_midnight) // HALF_HOURS_PER_DAY) * HALF_HOURS_PER_DAY
+    if srv == "4.6.1":  # daily read log: the register at each of the last 8 midnights
+        days = [last_midnight - d * HALF_HOURS_PER_DAY for d in range(7, -1, -1)]
+        return {"daily_registers": [{"time": config.time_of(t).isoformat(),
+                                     "register_kwh": round(_register_kwh(c, row, fuel, config, t), 3)}
+                                    for t in days if t >= 0]}
+    if srv == "4.17":  # daily consumption log: the last 7 complete days
+        days = [last_midnight - d * HALF_HOURS_PER_DAY for d in range(7, -1, -1)]
+        regs = [(t, _register_kwh(c, row, fuel, config, t)) for t in days if t >= 0]
+        return {"daily_consumption": [{"day": config.time_of(a).date().isoformat(), "kwh": round(rb - ra, 3)}
+                                      for (a, ra), (_, rb) in zip(regs, regs[1:], strict=False)]}
+    if srv == "4.8.1":  # half-hourly profile: the last 48 periods
+        ticks = list(range(max(now - HALF_HOURS_PER_DAY, 0), now + 1))
+        regs = [_register_kwh(c, row, fuel, config, t) for t in ticks]
+        return {"half_hourly_kwh": [{"start": config.time_of(a).isoformat(), "kwh": round(rb - ra, 4)}
+                                    for a, ra, rb in zip(ticks, regs, regs[1:], strict=False)]}
+    raise ValueError(f"{srv} is not a read")

@@ -1,0 +1,100 @@
+"""Model records to API messages and back: hub records, tick summaries, operations."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.rpc import status_pb2
+
+from twin.fleet.v1 import fleet_pb2
+from twin.model.catalog import WAN_LABEL, AlertKind, Csp, MessageType, WanTech
+from twin.model.ids import parse_eui64
+from twin.model.summary import DARK_REASONS, TickSummary
+from twin.services.errors import invalid, not_found
+
+CSP_NAMES = [c.name.title() for c in Csp]
+
+
+def ts(when: datetime) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromDatetime(when)
+    return t
+
+
+def hub_index(name: str, seed: int, n_hubs: int, field: str = "name") -> int:
+    """'hubs/00-DB-12-...', 'hubs/123', or a bare device id -> hub index (any device behind the hub)."""
+    text = name.strip()
+    if text.startswith("hubs/"):
+        text = text[5:]
+    if not text:
+        raise invalid(field, "name a hub: hubs/{device id}")
+    if text.isdigit():
+        hub = int(text)
+    else:
+        try:
+            hub, _ = parse_eui64(text, seed)
+        except ValueError as e:
+            raise invalid(field, str(e)) from None
+    if not 0 <= hub < n_hubs:
+        raise not_found(field, f"no hub {name!r} in this fleet")
+    return hub
+
+
+def _device(d: dict[str, Any] | None) -> fleet_pb2.Device | None:
+    if not d:
+        return None
+    return fleet_pb2.Device(type=d["type"], device_id=d["device_id"], manufacturer=d["manufacturer"],
+                            model=d["model"], firmware=d["firmware"])
+
+
+def hub_message(r: dict[str, Any]) -> fleet_pb2.Hub:
+    return fleet_pb2.Hub(
+        name=f"hubs/{r['device_id']}", index=r["hub"], region=r["region"], area_id=r["area"]["id"],
+        area_name=r["area"]["name"], smets=r["smets"], variant=r["variant"], wan=r["wan"],
+        dcc_connected=r["dcc_connected"], reachable=r["reachable"], dark_reasons=r["dark_reasons"],
+        supplier=r["supplier"], gas_supplier=r["gas_supplier"] or "", payment=r["payment"],
+        comms_hub=_device(r["comms_hub"]), meters=[_device(m) for m in r["meters"]], ppmid=_device(r["ppmid"]),
+        registers_kwh={k.removesuffix("_kwh"): float(v) for k, v in r["registers"].items()},
+        last_contact_tick=r["last_contact_tick"], hh_days_lost=r["hh_days_lost"],
+        gsme_battery_pct=float(r.get("gsme_battery_pct", 0.0)))
+
+
+def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
+    csps = []
+    for i, name in enumerate(CSP_NAMES):
+        csps.append(fleet_pb2.CspTraffic(
+            csp=name, messages={m.name: int(s.messages[i, m]) for m in MessageType},
+            reachable_hubs=int(s.reachable_hubs[i]), dark_hubs=int(s.dark_hubs[i]),
+            alerts={k.name: int(s.alerts[i, k]) for k in AlertKind},
+            hubs_by_wan={WAN_LABEL[w]: int(s.hubs_by_wan[i, w]) for w in WanTech}))
+    d = s.to_dict()
+    return fleet_pb2.TickSummary(
+        tick=s.tick, time=ts(time), csps=csps, peak_alerts_per_s=s.peak_alerts_per_s, hh_lost=s.hh_lost,
+        hh_at_risk=s.hh_at_risk, dark_by_reason={r: int(s.dark_by_reason[:, i].sum()) for i, r in enumerate(DARK_REASONS)},
+        supplier_hubs=d["supplier_hubs"])
+
+
+def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
+    md = view["metadata"]
+    meta = fleet_pb2.OperationMetadata(
+        kind=md["kind"], state=md["state"], reason=md["reason"], start_tick=md["start_tick"],
+        start_time=ts(datetime.fromisoformat(md["start_time"])),
+        progress={k: int(v) for k, v in md["progress"].items() if isinstance(v, int | float)},
+        command_json=json.dumps(md["command"], default=str))
+    any_md = any_pb2.Any()
+    any_md.Pack(meta)
+    op = operations_pb2.Operation(name=view["name"], metadata=any_md, done=view["done"])
+    if "error" in view:
+        op.error.CopyFrom(status_pb2.Status(code=view["error"]["code"], message=view["error"]["message"]))
+    elif "response" in view:
+        resp = struct_pb2.Struct()
+        resp.update({"progress": {k: v for k, v in view["response"]["progress"].items()
+                                  if isinstance(v, int | float)}, "note": view["response"]["note"]})
+        any_resp = any_pb2.Any()
+        any_resp.Pack(resp)
+        op.response.CopyFrom(any_resp)
+    return op

@@ -1,0 +1,106 @@
+"""CspService: each CSP region's network (hubs per technology, schedule, base stations, load,
+coverage for one hub), as resources regions/north, regions/central, regions/south."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+from twin.csp.v1 import csp_pb2, csp_pb2_grpc
+from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech
+from twin.model.network import NEVER
+from twin.services.convert import hub_index, ts
+from twin.services.errors import invalid, not_found
+
+
+AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
+
+
+def _region(name: str, field: str = "name") -> Region:
+    key = name.strip().removeprefix("regions/").upper()
+    if key not in ("NORTH", "CENTRAL", "SOUTH"):
+        raise not_found(field, f"no region {name!r}; regions are regions/north, regions/central, regions/south")
+    return Region[key]
+
+
+class CspServicer(csp_pb2_grpc.CspServiceServicer):
+    def __init__(self, supervisor):
+        self.sup = supervisor
+
+    async def GetNetworkState(self, request, context):
+        region = _region(request.name)
+        i = region - 1
+        plan = self.sup.planner.network
+        tick = self.sup.tick
+        up = plan.up(tick)
+        last = self.sup.history[-1] if self.sup.history else None
+        techs = []
+        for w in WanTech:
+            off = int(plan.off_from[region, w])
+            t = csp_pb2.TechnologyState(technology=WAN_LABEL[w], up=bool(up[region, w]),
+                                        hubs=int(last.hubs_by_wan[i, w]) if last else 0)
+            if off != NEVER:
+                t.off_from.CopyFrom(ts(self.sup.config.time_of(off)))
+            techs.append(t)
+        return csp_pb2.NetworkState(name=f"regions/{region.name.lower()}", operator=CSP_OPERATOR[Csp(i)],
+                                    technologies=techs, tick=tick,
+                                    reachable_hubs=int(last.reachable_hubs[i]) if last else 0,
+                                    dark_hubs=int(last.dark_hubs[i]) if last else 0)
+
+    async def ListSwitchOffs(self, request, context):
+        region = _region(request.parent, "parent")
+        plan = self.sup.planner.network
+        out = []
+        for w in WanTech:
+            off, on = int(plan.off_from[region, w]), int(plan.on_from[region, w])
+            if off == NEVER:
+                continue
+            so = csp_pb2.SwitchOff(technology=WAN_LABEL[w], off_from=ts(self.sup.config.time_of(off)))
+            if on != NEVER:
+                so.on_from.CopyFrom(ts(self.sup.config.time_of(on)))
+            out.append(so)
+        return csp_pb2.ListSwitchOffsResponse(switch_offs=out)
+
+    async def ListBaseStations(self, request, context):
+        region = _region(request.parent, "parent")
+        if region != Region.NORTH:
+            raise invalid("parent", "base stations belong to the North's long-range radio network (regions/north)")
+        if request.page_size < 0:
+            raise invalid("page_size", "must not be negative")
+        size = min(request.page_size or 100, 2000)
+        try:
+            start = int(base64.urlsafe_b64decode(request.page_token).decode()) if request.page_token else 0
+        except ValueError:
+            raise invalid("page_token", "not a token this service issued") from None
+        rows = await asyncio.to_thread(self.sup.aggregate, ["cell", "area", "wan"])
+        cells: dict[int, tuple[int, int]] = {}
+        for r in rows:
+            if r["wan"] == WAN_LABEL[WanTech.LRR]:
+                hubs, _ = cells.get(int(r["cell"]), (0, 0))
+                cells[int(r["cell"])] = (hubs + r["hubs"], AREA_ID_BY_NAME.get(r["area"], 0))
+        ids = sorted(cells)
+        page = [i for i in ids if i >= start][:size]
+        nxt = base64.urlsafe_b64encode(str(page[-1] + 1).encode()).decode() if page and page[-1] != ids[-1] else ""
+        return csp_pb2.ListBaseStationsResponse(
+            base_stations=[csp_pb2.BaseStation(name=f"regions/north/baseStations/{i}", id=i, hubs=cells[i][0],
+                                               area_id=cells[i][1]) for i in page], next_page_token=nxt)
+
+    async def GetLoad(self, request, context):
+        region = _region(request.name)
+        if request.ticks < 0:
+            raise invalid("ticks", "must not be negative")
+        n = min(request.ticks or 48, 2000)
+        recent = list(self.sup.history)[-n:]
+        i = region - 1
+        return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=[
+            csp_pb2.TickLoad(tick=s.tick, messages={m.name: int(s.messages[i, m]) for m in MessageType},
+                             peak_alerts_per_s=s.peak_alerts_per_s) for s in recent])
+
+    async def GetCoverage(self, request, context):
+        cfg = self.sup.config
+        hub = hub_index(request.hub, cfg.seed, cfg.hubs, field="hub")
+        rec = await asyncio.to_thread(self.sup.hub, hub)
+        available = "network switched off" not in rec["dark_reasons"] and "no WAN coverage" not in rec["dark_reasons"]
+        return csp_pb2.Coverage(hub=f"hubs/{rec['device_id']}", region=f"regions/{rec['region'].lower()}",
+                                technology=rec["wan"], available=available, mesh=rec["mesh"],
+                                vwan_eligible=rec["vwan_eligible"])

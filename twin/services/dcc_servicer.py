@@ -1,0 +1,406 @@
+"""DccService: Service Requests from DCC Users, checked (eligibility, premises, signatures,
+anomaly thresholds), routed to the CSP of the hub's region, answered now or acknowledged and
+answered later on a stream; and device alerts streamed to the users entitled to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format, struct_pb2
+
+from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.model.catalog import AlertKind
+from twin.model.ids import eui64
+from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.services import duis
+from twin.services.anomaly import AnomalyDetector
+from twin.services.convert import hub_index, ts
+from twin.services.errors import ApiError, denied, invalid
+from twin.services.identity import OPERATOR, Identity
+from twin.services.policy import PolicyError, authorise
+from twin.services.server import current_identity
+from twin.services.signing import SignatureChecker, SignatureError
+
+log = logging.getLogger(__name__)
+
+READS = {"4.1.1", "4.6.1", "4.8.1", "4.17"}
+DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"}
+ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
+               AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
+               AlertKind.FIRMWARE_ACTIVATED: "0x8F43"}
+PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
+ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
+
+
+@dataclass
+class _Pending:
+    user_id: str
+    request: dcc_pb2.SubmitServiceRequestRequest
+    hub: int
+    fuel: str
+    csp: str
+    deadline_tick: int
+    operation: str = ""
+
+
+@dataclass
+class _AlertSub:
+    identity: Identity
+    kinds: set[int]
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
+
+
+class DccServicer(dcc_pb2_grpc.DccServiceServicer):
+    def __init__(self, supervisor, server, *, anomaly: AnomalyDetector | None = None,
+                 signatures: SignatureChecker | None = None):
+        self.sup = supervisor
+        self.server = server
+        self.anomaly = anomaly or AnomalyDetector()
+        self.signatures = signatures or SignatureChecker()
+        self.responses: dict[str, set[asyncio.Queue]] = {}
+        self.pending: list[_Pending] = []
+        self.alert_subs: set[_AlertSub] = set()
+        self._tick_busy = False
+
+    # -- the request path ------------------------------------------------------------------
+    async def SubmitServiceRequest(self, request, context):
+        identity = current_identity()
+        if identity.role == OPERATOR:
+            raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
+        srv, hub, fuel, rec = await self._check(identity, request)
+        payload = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
+        entry = self.anomaly.admit(identity.user_id, srv.srv, {
+            "srv": request.srv, "target": request.target, "request_id": request.request_id,
+            "issued_at_ms": request.issued_at_ms, "parameters": payload,
+            "signature": request.signature.hex()})
+        if entry is not None:
+            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"quarantined as {entry.id}: {entry.count} {srv.srv} requests from {identity.user_id} "
+                           f"in the window passed the threshold of {entry.threshold}; an operator may release or "
+                           "delete it", quota=entry.id)
+        resp = await self._process(identity, request, srv, hub, fuel, rec, payload)
+        return dcc_pb2.SubmitServiceRequestResponse(response=resp)
+
+    async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any]]:
+        try:
+            srv = duis.lookup(request.srv)
+        except duis.UnknownSrv as e:
+            raise invalid("srv", str(e)) from None
+        if srv.srv not in duis.IMPLEMENTED and srv.srv not in ("11.2",):
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"the twin does not implement SRV {srv.srv} ({srv.name})",
+                           field="srv")
+        if not request.request_id or len(request.request_id) > 100:
+            raise invalid("request_id", "give a unique id of 1 to 100 characters")
+        cfg = self.sup.config
+        hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
+        rec = await asyncio.to_thread(self.sup.hub, hub)
+        fuel = duis.FUEL.get(srv.srv, "either")
+        params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
+        read_fuel = str(params.get("fuel", "gas" if identity.role == "GS" else "electricity")).lower()
+        if read_fuel not in ("electricity", "gas"):
+            raise invalid("parameters.fuel", "electricity or gas")
+        has_gas = rec["gas_supplier"] is not None
+        supplier_codes = _supplier_codes(rec)
+        try:
+            if srv.srv == "6.23":
+                # The gaining supplier sends the credential swap for premises it does not yet supply.
+                if identity.role not in srv.roles:
+                    raise PolicyError("PERMISSION_DENIED", f"role {identity.role} may not send 6.23", field="srv")
+            else:
+                authorise(identity, srv, fuel=fuel if fuel != "either" else _role_fuel(identity.role, read_fuel),
+                          hub_supplier=supplier_codes[0], hub_gas_supplier=supplier_codes[1],
+                          hub_area=rec["area"]["id"], has_gas=has_gas)
+        except PolicyError as e:
+            if e.code == "PERMISSION_DENIED":
+                raise denied(e.message, e.field) from None
+            raise invalid(e.field or "target", e.message) from None
+        if srv.critical:
+            try:
+                self.signatures.verify(identity, request.signature or None, srv=srv.srv, target=request.target,
+                                       request_id=request.request_id, issued_at_ms=request.issued_at_ms,
+                                       payload=params)
+            except SignatureError as e:
+                if e.reason == "missing signature":
+                    raise invalid("signature", f"SRV {srv.srv} is critical and must be signed") from None
+                raise denied(f"signature rejected: {e.reason}", "signature") from None
+        _check_params(srv.srv, params)
+        return srv, hub, read_fuel, rec
+
+    async def _process(self, identity: Identity, request, srv: duis.Srv, hub: int, fuel: str,
+                       rec: dict[str, Any], params: dict[str, Any]) -> dcc_pb2.ServiceResponse:
+        csp = rec["region"]
+        base = {"request_id": request.request_id, "srv": srv.srv, "target": request.target, "csp": csp}
+        now = self.sup.config.time_of(self.sup.tick)
+        if srv.srv == "12.1":
+            return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
+                "technology": rec["wan"], "available": rec["reachable"] or "network switched off" not in rec["dark_reasons"]
+                and "no WAN coverage" not in rec["dark_reasons"], "mesh": rec["mesh"],
+                "vwan_eligible": rec["vwan_eligible"], "region": csp})
+        if srv.srv in READS or srv.srv == "11.2":
+            if rec["reachable"]:
+                return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now,
+                                 await self._read(srv.srv, hub, fuel, rec))
+            self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp,
+                                         self.sup.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
+            return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
+                             detail="the hub is not reachable now; the response will follow on StreamResponses")
+        event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
+        view = await asyncio.to_thread(self.sup.submit, event)
+        name = view["name"]
+        waited = 0.0
+        while self.sup.clock_state == "running" and waited < ANSWER_WITHIN_S:
+            view = await asyncio.to_thread(self.sup.operation, name)
+            if view["done"]:
+                return _op_response(base, view, self.sup.config.time_of(self.sup.tick))
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
+        return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {}, operation=name,
+                         detail="accepted; it applies when the hub is reached, and the response follows on "
+                                "StreamResponses")
+
+    def _event_for(self, identity: Identity, srv: str, hub: int, rec: dict[str, Any], params: dict[str, Any],
+                   request_id: str) -> dict[str, Any]:
+        if srv in DEVICE_CHANGES:
+            return {"type": "service_request", "srv": srv, "hub": hub, "user_id": identity.user_id,
+                    "request_id": request_id, "params": {k: v for k, v in params.items() if k != "fuel"}}
+        if srv == "6.23":
+            fuel = "gas" if identity.role == "GS" else "electricity"
+            from twin.model.catalog import SUPPLIERS
+
+            return {"type": "supplier_switch", "hub": hub, "fuel": fuel,
+                    "to_supplier": SUPPLIERS[identity.party_id - 1].name}
+        if srv == "11.1":
+            device = str(params.get("device", "ESME")).upper()
+            dev = {"CH": rec["comms_hub"], "ESME": rec["meters"][0],
+                   "GSME": rec["meters"][1] if len(rec["meters"]) > 1 else None, "PPMID": rec["ppmid"]}.get(device)
+            if dev is None:
+                raise invalid("parameters.device", f"the premises has no {device}")
+            return {"type": "firmware_rollout", "device": device, "manufacturer": dev["manufacturer"],
+                    "model": dev["model"], "target_version": params["target_version"], "hubs": [hub],
+                    "waves": [1.0], "hold_activation": True, "allow_downgrade": bool(params.get("allow_downgrade"))}
+        if srv == "11.3":
+            for view in self.sup.operations():
+                cmd = view["metadata"]["command"]
+                if (cmd.get("type") == "firmware_rollout" and list(cmd.get("hubs") or []) == [hub]
+                        and cmd.get("hold_activation") and not view["done"]):
+                    return {"type": "operation_control", "operation": view["name"].split("/")[1], "action": "activate"}
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           "no image distributed to this device is waiting: send SR 11.1 first", field="target")
+        raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"SRV {srv} is not implemented", field="srv")
+
+    async def _read(self, srv: str, hub: int, fuel: str, rec: dict[str, Any]) -> dict[str, Any]:
+        if srv == "11.2":
+            devices = [d for d in [rec["comms_hub"], *rec["meters"], rec["ppmid"]] if d]
+            return {"devices": [{"device_id": d["device_id"], "type": d["type"], "firmware": d["firmware"]}
+                                for d in devices]}
+        try:
+            return await asyncio.to_thread(self.sup.read, hub, srv, "gas" if fuel == "gas" else "elec")
+        except ValueError as e:
+            raise invalid("parameters.fuel", str(e)) from None
+
+    # -- deferred responses -------------------------------------------------------------------
+    def on_tick(self, summary) -> None:
+        """On the server loop after each tick: finish deferred requests, fan out alerts."""
+        if self.alert_subs and summary.alert_events:
+            self._fan_out_alerts(summary)
+        if self.pending and not self._tick_busy:
+            self._tick_busy = True
+            asyncio.get_running_loop().create_task(self._settle(summary.tick))
+
+    async def _settle(self, tick: int) -> None:
+        settled: set[int] = set()
+        try:
+            for p in list(self.pending):
+                if await self._try_settle(p, tick):
+                    settled.add(id(p))
+        except Exception:  # a failed settle must not stop later ones
+            log.exception("settling deferred responses failed")
+        finally:
+            # Requests acknowledged while this ran are kept.
+            self.pending = [p for p in self.pending if id(p) not in settled]
+            self._tick_busy = False
+
+    async def _try_settle(self, p: _Pending, tick: int) -> bool:
+        base = {"request_id": p.request.request_id, "srv": p.request.srv, "target": p.request.target, "csp": p.csp}
+        now = self.sup.config.time_of(tick + 1)
+        if p.operation:
+            view = await asyncio.to_thread(self.sup.operation, p.operation)
+            if not view["done"]:
+                return False
+            self._push(p.user_id, _op_response(base, view, now))
+            return True
+        rec = await asyncio.to_thread(self.sup.hub, p.hub)
+        if rec["reachable"]:
+            result = await self._read(p.request.srv, p.hub, p.fuel, rec)
+            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
+            return True
+        if tick >= p.deadline_tick:
+            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {},
+                                            detail="the hub stayed unreachable"))
+            return True
+        return False
+
+    def _push(self, user_id: str, resp: dcc_pb2.ServiceResponse) -> None:
+        for q in self.responses.get(user_id, ()):
+            q.put_nowait(resp)
+
+    async def StreamResponses(self, request, context):
+        identity = current_identity()
+        q: asyncio.Queue = asyncio.Queue()
+        self.responses.setdefault(identity.user_id, set()).add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self.responses[identity.user_id].discard(q)
+
+    # -- alerts ---------------------------------------------------------------------------------
+    def _fan_out_alerts(self, s) -> None:
+        ev = s.alert_events
+        cfg = self.sup.config
+        t0 = cfg.time_of(s.tick)
+        for sub in list(self.alert_subs):
+            ident = sub.identity
+            mask = np.ones(ev["hub"].size, bool)
+            if ident.role in ("ED", "GT"):
+                mask &= ev["area"] == ident.party_id
+            elif ident.role in ("IS", "ES", "RSA"):
+                mask &= ev["supplier"] == ident.party_id
+            elif ident.role == "GS":
+                mask &= ev["gas_supplier"] == ident.party_id
+            elif ident.role != OPERATOR:
+                mask[:] = False
+            if sub.kinds:
+                mask &= np.isin(ev["kind"], list(sub.kinds))
+            for i in np.flatnonzero(mask):
+                kind = AlertKind(int(ev["kind"][i]))
+                region = _region_of_area(int(ev["area"][i]))
+                msg = dcc_pb2.DeviceAlert(kind=kind.name, hub=f"hubs/{eui64(int(ev['hub'][i]), cfg.seed)}",
+                                          area_id=int(ev["area"][i]), csp=region, code=ALERT_CODES[kind],
+                                          time=ts(t0 + _seconds(int(ev["sec"][i]))))
+                if sub.queue.full():
+                    sub.queue.get_nowait()
+                sub.queue.put_nowait(msg)
+
+    async def StreamAlerts(self, request, context):
+        identity = current_identity()
+        kinds = set()
+        for k in request.kinds:
+            try:
+                kinds.add(int(AlertKind[k]))
+            except KeyError:
+                raise invalid("kinds", f"unknown alert kind {k!r}; kinds are "
+                                       + ", ".join(a.name for a in AlertKind)) from None
+        sub = _AlertSub(identity, kinds)
+        self.alert_subs.add(sub)
+        try:
+            while True:
+                yield await sub.queue.get()
+        finally:
+            self.alert_subs.discard(sub)
+
+    # -- quarantine -------------------------------------------------------------------------------
+    async def ListQuarantinedRequests(self, request, context):
+        identity = current_identity()
+        user = request.user_id or None
+        if identity.role != OPERATOR:
+            if user not in (None, identity.user_id):
+                raise denied("users may list only their own quarantined requests", "user_id")
+            user = identity.user_id
+        return dcc_pb2.ListQuarantinedRequestsResponse(requests=[_quarantined(e) for e in self.anomaly.list(user)])
+
+    async def ReleaseQuarantinedRequest(self, request, context):
+        if current_identity().role != OPERATOR:
+            raise denied("only an operator may release a quarantined request")
+        try:
+            entry = self.anomaly.release(request.id)
+        except KeyError:
+            raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
+        sender = next((u for u in self.server.users.users() if u.user_id == entry.user_id), None)
+        if sender is None:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"user {entry.user_id} no longer exists")
+        req = dcc_pb2.SubmitServiceRequestRequest(srv=entry.request["srv"], target=entry.request["target"],
+                                                  request_id=entry.request["request_id"])
+        if entry.request.get("parameters"):
+            req.parameters.update(entry.request["parameters"])
+        srv = duis.lookup(req.srv)
+        cfg = self.sup.config
+        hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
+        rec = await asyncio.to_thread(self.sup.hub, hub)
+        fuel = str(entry.request.get("parameters", {}).get("fuel", "gas" if sender.role == "GS" else "electricity"))
+        resp = await self._process(sender, req, srv, hub, fuel, rec, entry.request.get("parameters", {}))
+        return dcc_pb2.SubmitServiceRequestResponse(response=resp)
+
+    async def DeleteQuarantinedRequest(self, request, context):
+        if current_identity().role != OPERATOR:
+            raise denied("only an operator may delete a quarantined request")
+        try:
+            return _quarantined(self.anomaly.delete(request.id))
+        except KeyError:
+            raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
+
+
+def _supplier_codes(rec: dict[str, Any]) -> tuple[int, int]:
+    from twin.model.catalog import supplier_code
+
+    return supplier_code(rec["supplier"]), supplier_code(rec["gas_supplier"]) if rec["gas_supplier"] else 0
+
+
+def _role_fuel(role: str, fuel: str) -> str:
+    return {"IS": "electricity", "ES": "electricity", "RSA": "electricity", "GS": "gas"}.get(role, fuel)
+
+
+def _check_params(srv: str, p: dict[str, Any]) -> None:
+    if srv == "2.2":
+        amount = p.get("amount_pence")
+        if not isinstance(amount, int | float) or int(amount) != amount or not 1 <= amount <= 100_000:
+            raise invalid("parameters.amount_pence", "a whole number of pence from 1 to 100000")
+    if srv == "1.1.1":
+        rate = p.get("unit_rate_pence")
+        if not isinstance(rate, int | float) or not 0 < rate < 500:
+            raise invalid("parameters.unit_rate_pence", "a unit rate in pence per kWh, above 0 and below 500")
+    if srv == "11.1" and not isinstance(p.get("target_version"), str):
+        raise invalid("parameters.target_version", "the firmware version to distribute")
+
+
+def _response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
+              operation: str = "") -> dcc_pb2.ServiceResponse:
+    st = struct_pb2.Struct()
+    st.update(json.loads(json.dumps(result, default=float)))
+    return dcc_pb2.ServiceResponse(**base, status=status, time=ts(when), result=st, detail=detail, operation=operation)
+
+
+def _op_response(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
+    md = view["metadata"]
+    ok = md["state"] == "DONE"
+    return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
+                     {k: v for k, v in md["progress"].items() if isinstance(v, int | float)},
+                     detail=md["reason"], operation=view["name"])
+
+
+def _quarantined(e) -> dcc_pb2.QuarantinedRequest:
+    from datetime import UTC, datetime
+
+    return dcc_pb2.QuarantinedRequest(id=e.id, user_id=e.user_id, srv=e.srv, request_json=json.dumps(e.request),
+                                      count=e.count, threshold=e.threshold,
+                                      quarantined_at=ts(datetime.fromtimestamp(e.quarantined_at, UTC)))
+
+
+def _region_of_area(area: int) -> str:
+    from twin.model.catalog import AREA_BY_ID
+
+    return AREA_BY_ID[area].region.name.title() if area in AREA_BY_ID else ""
+
+
+def _seconds(s: int):
+    from datetime import timedelta
+
+    return timedelta(seconds=min(max(s, 0), TICK_SECONDS - 1))
+

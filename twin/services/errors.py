@@ -1,0 +1,65 @@
+"""Leaving a call with a status: the right gRPC code, a clear message, and google.rpc details
+(BadRequest naming the offending field, QuotaFailure for quarantine)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+class ApiError(Exception):
+    """Raised by servicer helpers; the interceptor turns it into the call's status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "", quota: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.quota = quota
+
+    def status(self) -> grpc.Status:
+        details = []
+        if self.field:
+            br = error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.message)])
+            details.append(_pack(br))
+        if self.quota:
+            qf = error_details_pb2.QuotaFailure(violations=[
+                error_details_pb2.QuotaFailure.Violation(subject=self.quota, description=self.message)])
+            details.append(_pack(qf))
+        st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=details)
+        return rpc_status.to_status(st)
+
+
+def _pack(msg) -> any_pb2.Any:
+    a = any_pb2.Any()
+    a.Pack(msg)
+    return a
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field=field)
+
+
+def denied(message: str, field: str = "") -> ApiError:
+    return ApiError(grpc.StatusCode.PERMISSION_DENIED, message, field=field)
+
+
+def not_found(field: str, message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.NOT_FOUND, message, field=field)
+
+
+def bad_request_fields(err: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
+    """Fields named in a call's BadRequest details (for clients and tests)."""
+    st = rpc_status.from_call(err)
+    out = []
+    if st is None:
+        return out
+    for d in st.details:
+        if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            d.Unpack(br)
+            out.extend(v.field for v in br.field_violations)
+    return out

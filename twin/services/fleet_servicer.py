@@ -1,0 +1,208 @@
+"""FleetService (operators): clock, operator events as Operations, aggregates, hubs, tick stream;
+and the standard google.longrunning.Operations service over the same operations."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2, json_format
+
+from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.model.config import TwinInputError
+from twin.model.query import parse_filter
+from twin.services.convert import hub_index, hub_message, operation_message, summary_message, ts
+from twin.services.errors import ApiError, denied, invalid, not_found
+from twin.services.identity import OPERATOR
+from twin.services.server import current_identity
+
+MAX_PAGE = 1000
+WATCH_QUEUE = 64
+
+
+def require_operator() -> None:
+    if current_identity().role != OPERATOR:
+        raise denied("fleet operations need an operator identity")
+
+
+def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
+    which = req.WhichOneof("event")
+    if which is None:
+        raise invalid("event", "set one event (firmware_rollout, power_outage, ...)")
+    body = json_format.MessageToDict(getattr(req, which), preserving_proto_field_name=True)
+    body["type"] = which
+    if req.at:
+        body["at"] = req.at
+    if which == "supplier_switch" and body.get("hub", "").startswith("hubs/"):
+        body["hub"] = body["hub"][5:]
+    return body
+
+
+def _token(n: int) -> str:
+    return base64.urlsafe_b64encode(f"h:{n}".encode()).decode()
+
+
+def _untoken(t: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(t.encode()).decode()
+        if not text.startswith("h:"):
+            raise ValueError
+        return int(text[2:])
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("page_token", "not a token this service issued") from None
+
+
+class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
+    def __init__(self, supervisor, server):
+        self.sup = supervisor
+        self.server = server
+        self.watchers: set[asyncio.Queue] = set()
+
+    def on_tick(self, s) -> None:
+        """On the server loop: hand a tick summary to every WatchFleet stream (dropping the oldest
+        if a watcher falls behind, so one slow client never holds the fleet back)."""
+        msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
+        for q in list(self.watchers):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(msg)
+
+    def _clock(self) -> fleet_pb2.Clock:
+        c = self.sup.clock()
+        state = fleet_pb2.CLOCK_STATE_RUNNING if c["state"] == "running" else fleet_pb2.CLOCK_STATE_PAUSED
+        return fleet_pb2.Clock(tick=c["tick"], time=ts(c["time"]), state=state, speed=c["speed"] or 0.0)
+
+    async def GetClock(self, request, context):
+        require_operator()
+        return self._clock()
+
+    async def UpdateClock(self, request, context):
+        require_operator()
+        if request.speed > 0:
+            self.sup.set_speed(request.speed)
+        elif request.speed == 0 and request.state != fleet_pb2.CLOCK_STATE_UNSPECIFIED:
+            self.sup.set_speed(None)
+        if request.state == fleet_pb2.CLOCK_STATE_RUNNING:
+            self.sup.start_clock(speed=self.sup.speed, running=True)
+        elif request.state == fleet_pb2.CLOCK_STATE_PAUSED:
+            self.sup.pause()
+        return self._clock()
+
+    async def StepClock(self, request, context):
+        require_operator()
+        if not 1 <= request.count <= 10_000:
+            raise invalid("count", f"must be between 1 and 10000, got {request.count}")
+        await asyncio.to_thread(self.sup.step, request.count)
+        return self._clock()
+
+    async def CreateEvent(self, request, context):
+        require_operator()
+        view = await asyncio.to_thread(self.sup.submit, _event_dict(request))
+        return operation_message(view)
+
+    async def _control(self, name: str, action: str):
+        require_operator()
+        op = name.removeprefix("operations/")
+        await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": action})
+        return operation_message(await asyncio.to_thread(self.sup.operation, name))
+
+    async def PauseOperation(self, request, context):
+        return await self._control(request.name, "pause")
+
+    async def ResumeOperation(self, request, context):
+        return await self._control(request.name, "resume")
+
+    async def AggregateFleet(self, request, context):
+        require_operator()
+        try:
+            rows = await asyncio.to_thread(self.sup.aggregate, list(request.group_by))
+        except ValueError as e:
+            raise invalid("group_by", str(e)) from None
+        out = [fleet_pb2.AggregateRow(labels={k: str(v) for k, v in r.items() if k not in ("hubs", "meters")},
+                                      hubs=r["hubs"], meters=r["meters"]) for r in rows]
+        return fleet_pb2.AggregateFleetResponse(rows=out, tick=self.sup.tick)
+
+    async def GetHub(self, request, context):
+        require_operator()
+        hub = hub_index(request.name, self.sup.config.seed, self.sup.config.hubs)
+        return hub_message(await asyncio.to_thread(self.sup.hub, hub))
+
+    async def ListHubs(self, request, context):
+        require_operator()
+        if request.page_size < 0:
+            raise invalid("page_size", f"must not be negative, got {request.page_size}")
+        size = min(request.page_size or 50, MAX_PAGE)
+        try:
+            filters = parse_filter(request.filter)
+        except ValueError as e:
+            raise invalid("filter", str(e)) from None
+        start = _untoken(request.page_token) if request.page_token else 0
+        recs, nxt = await asyncio.to_thread(self.sup.list_hubs, filters, start, size)
+        return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs],
+                                          next_page_token=_token(nxt) if nxt is not None else "")
+
+    async def WatchFleet(self, request, context):
+        require_operator()
+        q: asyncio.Queue = asyncio.Queue(maxsize=WATCH_QUEUE)
+        self.watchers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self.watchers.discard(q)
+
+
+class OperationsServicer(operations_pb2_grpc.OperationsServicer):
+    """google.longrunning.Operations: anyone authenticated may get an operation; listing and
+    cancelling are for operators."""
+
+    def __init__(self, supervisor):
+        self.sup = supervisor
+
+    async def GetOperation(self, request, context):
+        try:
+            return operation_message(await asyncio.to_thread(self.sup.operation, request.name))
+        except TwinInputError as e:
+            raise not_found("name", str(e)) from None
+
+    async def ListOperations(self, request, context):
+        require_operator()
+        if request.page_size < 0:
+            raise invalid("page_size", "must not be negative")
+        views = await asyncio.to_thread(self.sup.operations)
+        if request.filter:
+            key, _, value = request.filter.partition("=")
+            if key.strip() not in ("done", "kind", "state"):
+                raise invalid("filter", "filter on done, kind or state, e.g. done=false")
+            value = value.strip().strip('"')
+            views = [v for v in views if str(v["done"] if key.strip() == "done" else v["metadata"][key.strip()]).lower()
+                     == value.lower()]
+        start = _untoken(request.page_token) if request.page_token else 0
+        size = min(request.page_size or 50, MAX_PAGE)
+        page = views[start : start + size]
+        nxt = _token(start + size) if start + size < len(views) else ""
+        return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
+                                                     next_page_token=nxt)
+
+    async def CancelOperation(self, request, context):
+        require_operator()
+        op = request.name.removeprefix("operations/")
+        await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": "cancel"})
+        return empty_pb2.Empty()
+
+    async def DeleteOperation(self, request, context):
+        raise ApiError(grpc.StatusCode.UNIMPLEMENTED,
+                       "operations are part of the run's record and are never deleted; cancel instead")
+
+    async def WaitOperation(self, request, context):
+        timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 30.0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(max(timeout, 0.0), 600.0)
+        while True:
+            op = await self.GetOperation(operations_pb2.GetOperationRequest(name=request.name), context)
+            if op.done or loop.time() >= end:
+                return op
+            await asyncio.sleep(0.1)

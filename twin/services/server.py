@@ -1,0 +1,217 @@
+"""The API server: grpc.aio on its own thread and event loop beside the engine.
+
+Cross-cutting concerns live in one interceptor: bearer-token authentication (the identity is
+handed to the servicer in a context variable), a cap on calls in flight (overload answers
+RESOURCE_EXHAUSTED instead of queueing without bound), and turning ApiError and bad input into
+statuses so no call ends UNKNOWN. Health checking and reflection are on. Plaintext is allowed on
+loopback only; any other address needs TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from twin.model.config import TwinInputError
+from twin.services.errors import ApiError
+from twin.services.identity import Identity, Unauthenticated, UserStore
+
+log = logging.getLogger(__name__)
+
+IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
+# Calls that need no token: health checks and reflection.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def current_identity() -> Identity:
+    return IDENTITY.get()
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Gate(grpc.aio.ServerInterceptor):
+    def __init__(self, users: UserStore, max_in_flight: int):
+        self.users = users
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(PUBLIC_PREFIXES):
+            return handler
+        token = ""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization" and value.lower().startswith("bearer "):
+                token = value[7:].strip()
+        gate = self
+
+        def wrap_unary(fn):
+            async def call(request, context):
+                identity = await gate._authenticate(token, context)
+                if gate.in_flight >= gate.max_in_flight:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"server busy: {gate.in_flight} calls in flight (limit {gate.max_in_flight})")
+                gate.in_flight += 1
+                IDENTITY.set(identity)
+                try:
+                    return await fn(request, context)
+                except ApiError as e:
+                    await context.abort_with_status(e.status())
+                except TwinInputError as e:
+                    from twin.services.errors import invalid
+
+                    await context.abort_with_status(invalid(e.field, e.reason).status())
+                finally:
+                    gate.in_flight -= 1
+            return call
+
+        def wrap_stream(fn):
+            async def call(request, context):
+                identity = await gate._authenticate(token, context)
+                IDENTITY.set(identity)
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except ApiError as e:
+                    await context.abort_with_status(e.status())
+            return call
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap_unary(handler.unary_unary), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap_stream(handler.unary_stream), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
+
+    async def _authenticate(self, token: str, context) -> Identity:
+        try:
+            return self.users.authenticate(token)
+        except Unauthenticated:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or unknown bearer token (metadata 'authorization: Bearer <token>')")
+            raise  # unreachable: abort raises
+
+
+class ApiServer:
+    """Start with `start()`, stop with `stop()`; `port` is the bound port (0 picks one)."""
+
+    def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
+                 tls: tuple[Path, Path] | None = None, max_in_flight: int = 256, keys_dir: Path | None = None,
+                 anomaly: Any = None):
+        if tls is None and not is_loopback(host):
+            raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
+                             "(twin certs makes development certificates)")
+        self.supervisor = supervisor
+        self.users = users
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.max_in_flight = max_in_flight
+        self.anomaly = anomaly
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.services: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="twin-grpc", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error:
+            raise self._error
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the server's loop (from any thread)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn)
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as e:  # surfaced to start()
+            self._error = e
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        from twin.csp.v1 import csp_pb2, csp_pb2_grpc
+        from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+        from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+        from twin.services.csp_servicer import CspServicer
+        from twin.services.dcc_servicer import DccServicer
+        from twin.services.fleet_servicer import FleetServicer, OperationsServicer
+        from google.longrunning import operations_pb2_grpc
+
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.so_reuseport", 0)]
+        server = grpc.aio.server(interceptors=[_Gate(self.users, self.max_in_flight)], options=options)
+        fleet = FleetServicer(self.supervisor, self)
+        dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
+        csp = CspServicer(self.supervisor)
+        self.services = {"fleet": fleet, "dcc": dcc, "csp": csp}
+        fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.supervisor), server)
+        dcc_pb2_grpc.add_DccServiceServicer_to_server(dcc, server)
+        csp_pb2_grpc.add_CspServiceServicer_to_server(csp, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = [fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+                 dcc_pb2.DESCRIPTOR.services_by_name["DccService"].full_name,
+                 csp_pb2.DESCRIPTOR.services_by_name["CspService"].full_name,
+                 "google.longrunning.Operations", health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, server)
+        addr = f"{self.host}:{self.port}"
+        if self.tls:
+            cert, key = (p.read_bytes() for p in self.tls)
+            self.port = server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            self.port = server.add_insecure_port(addr)
+        await server.start()
+        for name in names[:4] + [""]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self.supervisor.add_listener(lambda s: self.call_soon(lambda: dcc.on_tick(s)))
+        self.supervisor.add_listener(lambda s: self.call_soon(lambda: fleet.on_tick(s)))
+        self._ready.set()
+        await server.wait_for_termination()
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Graceful shutdown: stop accepting, let calls in flight finish within the grace period."""
+        if self._loop is None or self._server is None:
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
+        try:
+            fut.result(timeout=grace_s + 5)
+        finally:
+            if self._thread:
+                self._thread.join(timeout=grace_s + 5)
