@@ -236,7 +236,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     from twin.services.bootstrap import load_or_create_users
 
     home = Path(args.home)
-    store, tokens = load_or_create_users(home)
+    store, _tokens = load_or_create_users(home)
     if args.action == "list":
         for u in store.users():
             console.print(f"{u.user_id:20} {u.role:9} party {u.party_id}", highlight=False)

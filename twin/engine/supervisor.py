@@ -119,6 +119,10 @@ class FleetSupervisor:
     def add_listener(self, fn: TickListener) -> None:
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: TickListener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
     def step(self, n: int = 1) -> list[TickSummary]:
         """Run exactly n ticks now (whatever the clock is doing) and return their summaries."""
         if n < 0:

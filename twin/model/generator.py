@@ -234,7 +234,7 @@ class FleetGenerator:
         c["gas_reg0"][sl] = np.where(gas, np.minimum(gas_kwh * age * 10, U32_MAX), 0).astype(np.uint32)
         lo_c, hi_c = sh.prepay_credit_gbp
         c["credit_p"][sl] = np.where(prepay, (lo_c + u[30] * (hi_c - lo_c)) * 100, 0).astype(np.int32)
-        c["tariff_dp"][sl] = int(round(sh.tariff_p_per_kwh * 10))
+        c["tariff_dp"][sl] = round(sh.tariff_p_per_kwh * 10)
         export_years = np.minimum(age, 6.0)
         c["export_reg0"][sl] = np.where(solar, export_scale * 100 * export_years, 0).astype(np.uint32)
 

@@ -3,6 +3,7 @@ consumption functions: registers, daily read log, half-hourly profile, daily con
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from twin.model.catalog import Flag
@@ -45,7 +46,7 @@ def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, ti
         days = [last_midnight - d * HALF_HOURS_PER_DAY for d in range(7, -1, -1)]
         regs = [(t, _register_kwh(c, row, fuel, config, t)) for t in days if t >= 0]
         return {"daily_consumption": [{"day": config.time_of(a).date().isoformat(), "kwh": round(rb - ra, 3)}
-                                      for (a, ra), (_, rb) in zip(regs, regs[1:], strict=False)]}
+                                      for (a, ra), (_, rb) in itertools.pairwise(regs)]}
     if srv == "4.8.1":  # half-hourly profile: the last 48 periods
         ticks = list(range(max(now - HALF_HOURS_PER_DAY, 0), now + 1))
         regs = [_register_kwh(c, row, fuel, config, t) for t in ticks]

@@ -12,7 +12,6 @@ from twin.model.network import NEVER
 from twin.services.convert import hub_index, ts
 from twin.services.errors import invalid, not_found
 
-
 AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
 
 

@@ -35,10 +35,11 @@ ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36"
                AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
                AlertKind.FIRMWARE_ACTIVATED: "0x8F43"}
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
-ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
+ANSWER_WITHIN_S = 3.0
+MAX_PARAMETERS_BYTES = 64 * 1024  # how long a device-changing request waits for its tick before acknowledging
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     user_id: str
     request: dcc_pb2.SubmitServiceRequestRequest
@@ -49,7 +50,7 @@ class _Pending:
     operation: str = ""
 
 
-@dataclass
+@dataclass(eq=False)
 class _AlertSub:
     identity: Identity
     kinds: set[int]
@@ -97,6 +98,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                            field="srv")
         if not request.request_id or len(request.request_id) > 100:
             raise invalid("request_id", "give a unique id of 1 to 100 characters")
+        if request.parameters.ByteSize() > MAX_PARAMETERS_BYTES:
+            raise invalid("parameters", f"{request.parameters.ByteSize():,} bytes; at most {MAX_PARAMETERS_BYTES:,}")
         cfg = self.sup.config
         hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
         rec = await asyncio.to_thread(self.sup.hub, hub)
@@ -139,8 +142,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         now = self.sup.config.time_of(self.sup.tick)
         if srv.srv == "12.1":
             return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
-                "technology": rec["wan"], "available": rec["reachable"] or "network switched off" not in rec["dark_reasons"]
-                and "no WAN coverage" not in rec["dark_reasons"], "mesh": rec["mesh"],
+                "technology": rec["wan"], "available": rec["reachable"] or ("network switched off" not in rec["dark_reasons"]
+                and "no WAN coverage" not in rec["dark_reasons"]), "mesh": rec["mesh"],
                 "vwan_eligible": rec["vwan_eligible"], "region": csp})
         if srv.srv in READS or srv.srv == "11.2":
             if rec["reachable"]:
@@ -177,7 +180,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return {"type": "supplier_switch", "hub": hub, "fuel": fuel,
                     "to_supplier": SUPPLIERS[identity.party_id - 1].name}
         if srv == "11.1":
-            device = str(params.get("device", "ESME")).upper()
+            device = str(params.get("device", "GSME" if identity.role == "GS" else "ESME")).upper()
             dev = {"CH": rec["comms_hub"], "ESME": rec["meters"][0],
                    "GSME": rec["meters"][1] if len(rec["meters"]) > 1 else None, "PPMID": rec["ppmid"]}.get(device)
             if dev is None:

@@ -32,7 +32,12 @@ def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
     which = req.WhichOneof("event")
     if which is None:
         raise invalid("event", "set one event (firmware_rollout, power_outage, ...)")
-    body = json_format.MessageToDict(getattr(req, which), preserving_proto_field_name=True)
+    msg = getattr(req, which)
+    body = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    # Proto3 JSON writes 64-bit integers as strings; the commands take numbers.
+    for f in msg.DESCRIPTOR.fields:
+        if f.name in body and f.type in (f.TYPE_INT64, f.TYPE_UINT64, f.TYPE_SINT64):
+            body[f.name] = int(body[f.name])
     body["type"] = which
     if req.at:
         body["at"] = req.at

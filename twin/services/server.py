@@ -37,6 +37,22 @@ def current_identity() -> Identity:
     return IDENTITY.get()
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _shared_loop() -> asyncio.AbstractEventLoop:
+    """One event loop thread for every API server in the process: grpc.aio is built for a single
+    loop, and several servers on several loops interfere."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="twin-grpc", daemon=True).start()
+            _LOOP = loop
+        return _LOOP
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
@@ -130,9 +146,6 @@ class ApiServer:
         self.anomaly = anomaly
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
         self.services: dict[str, Any] = {}
 
     @property
@@ -140,36 +153,24 @@ class ApiServer:
         return f"{self.host}:{self.port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="twin-grpc", daemon=True)
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if self._error:
-            raise self._error
+        self._loop = _shared_loop()
+        fut = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
+        fut.result(timeout=30)
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the server's loop (from any thread)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(fn)
 
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        except BaseException as e:  # surfaced to start()
-            self._error = e
-            self._ready.set()
-        finally:
-            self._loop.close()
-
     async def _serve(self) -> None:
+        from google.longrunning import operations_pb2_grpc
+
         from twin.csp.v1 import csp_pb2, csp_pb2_grpc
         from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
         from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
         from twin.services.csp_servicer import CspServicer
         from twin.services.dcc_servicer import DccServicer
         from twin.services.fleet_servicer import FleetServicer, OperationsServicer
-        from google.longrunning import operations_pb2_grpc
 
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -197,21 +198,20 @@ class ApiServer:
         else:
             self.port = server.add_insecure_port(addr)
         await server.start()
-        for name in names[:4] + [""]:
+        for name in [*names[:4], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
-        self.supervisor.add_listener(lambda s: self.call_soon(lambda: dcc.on_tick(s)))
-        self.supervisor.add_listener(lambda s: self.call_soon(lambda: fleet.on_tick(s)))
-        self._ready.set()
-        await server.wait_for_termination()
+        self._listeners = [lambda s: self.call_soon(lambda: dcc.on_tick(s)),
+                           lambda s: self.call_soon(lambda: fleet.on_tick(s))]
+        for fn in self._listeners:
+            self.supervisor.add_listener(fn)
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Graceful shutdown: stop accepting, let calls in flight finish within the grace period."""
         if self._loop is None or self._server is None:
             return
+        for fn in getattr(self, "_listeners", []):
+            self.supervisor.remove_listener(fn)
         fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
-        try:
-            fut.result(timeout=grace_s + 5)
-        finally:
-            if self._thread:
-                self._thread.join(timeout=grace_s + 5)
+        fut.result(timeout=grace_s + 5)
+        self._server = None

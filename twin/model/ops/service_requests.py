@@ -53,11 +53,11 @@ class ServiceRequestShard(ShardOp):
                 return {"failed": 1, "not_prepayment": 1}
             c["credit_p"][row] += int(self.cmd.param("amount_pence", 0))
         elif srv == "1.1.1":
-            new = int(round(float(self.cmd.param("unit_rate_pence", 0)) * 10))
+            new = round(float(self.cmd.param("unit_rate_pence", 0)) * 10)
             # Fold the spend so far at the old rate into the stored credit, so a balance stays exact.
             doy = ctx.config.start.timetuple().tm_yday - 1
             used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, ctx.config.start_tick_of_day, tick + 1))
-            c["credit_p"][row] += int(round((new - int(c["tariff_dp"][row])) / 10 * used))
+            c["credit_p"][row] += round((new - int(c["tariff_dp"][row])) / 10 * used)
             c["tariff_dp"][row] = new
         elif srv == "7.1":
             c["status"][row] &= np.uint8(~Status.SUPPLY_OFF & 0xFF)
@@ -71,7 +71,7 @@ class ServiceRequestShard(ShardOp):
             hs.change(rows, fault_set=Fault.HARDWARE)
         out = {"applied": 1}
         if c["flags"][row] & Flag.PREPAY:
-            out["credit_pence"] = int(round(credit_pence(c, row, ctx.config, tick)))
+            out["credit_pence"] = round(credit_pence(c, row, ctx.config, tick))
         out["tariff_dp"] = int(c["tariff_dp"][row])
         return out
 

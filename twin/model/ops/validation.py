@@ -29,7 +29,7 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
             if (isinstance(other, FirmwareRollout) and not op.done and other.device_type == cmd.device_type
                     and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
                     and _overlap(other.suppliers, cmd.suppliers)
-                    and _overlap(other.from_versions, cmd.from_versions)):
+                    and _overlap(other.from_versions, cmd.from_versions) and _overlap(other.hubs, cmd.hubs)):
                 raise TwinInputError("model", f"conflicts with {op.name}, still {op.state.lower()} on "
                                               f"{cmd.model_label} devices of the same selection")
         if census(cmd) == 0:

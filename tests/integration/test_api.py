@@ -1,0 +1,394 @@
+"""The gRPC API over real sockets on localhost, against a real engine on local Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.conftest import run_dir
+from twin.client import TwinClient
+from twin.dcc.v1 import dcc_pb2
+from twin.engine.supervisor import FleetSupervisor
+from twin.fleet.v1 import fleet_pb2
+from twin.model.catalog import AREA_BY_ID, SUPPLIERS, supplier_code
+from twin.model.config import FleetConfig
+from twin.services import duis
+from twin.services.anomaly import AnomalyDetector
+from twin.services.errors import bad_request_fields
+from twin.services.identity import Identity, UserStore
+from twin.services.server import ApiServer
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+ROOT = Path(__file__).resolve().parents[2]
+MATRIX = json.loads((ROOT / "twin/services/data/duis-request-matrix.json").read_text())
+ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
+
+
+class Api:
+    """A running engine + API with users created for a chosen premises."""
+
+    def __init__(self, tmp: Path, *, threshold: int = 10_000):
+        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024), shards=2,
+                                   run_dir=run_dir("api"))
+        self.sup.step(2)
+        # A premises with gas, reachable, supplied by one supplier for both fuels.
+        recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
+        good = [r for r in recs if r["gas_supplier"] == r["supplier"] and r["smets"] == "SMETS2"]
+        self.hub = good[0]
+        # A second premises of the same supplier and area, for requests that change the hub itself
+        # (8.14.x field updates) so the first stays reachable for the other tests.
+        self.hub2 = next(r for r in good[1:] if r["supplier"] == self.hub["supplier"]
+                         and r["area"]["id"] == self.hub["area"]["id"])
+        sup_code = supplier_code(self.hub["supplier"])
+        area = self.hub["area"]["id"]
+        other_area = next(a for a in AREA_BY_ID if a != area)
+        self.users = UserStore()
+        self.tokens: dict[str, str] = {}
+        self.keys: dict[str, Path] = {}
+        parties = {"IS": sup_code, "ES": sup_code, "GS": sup_code, "ED": area, "GT": area, "RSA": sup_code, "OU": 0}
+        for role, party in parties.items():
+            self._user(tmp, role.lower(), role, party)
+        self._user(tmp, "operator", "OPERATOR", 0)
+        self._user(tmp, "other-is", "IS", 1 if sup_code != 1 else 2)
+        self._user(tmp, "far-ed", "ED", other_area)
+        self.anomaly = AnomalyDetector(default_threshold=threshold)
+        self.server = ApiServer(self.sup, self.users, port=0, anomaly=self.anomaly)
+        self.server.start()
+
+    def _user(self, tmp: Path, user_id: str, role: str, party: int) -> None:
+        _, token, key = self.users.issue_user(user_id, role, party, keys_dir=tmp / "keys")
+        self.tokens[user_id], self.keys[user_id] = token, key
+
+    def client(self, user: str, **kw) -> TwinClient:
+        return TwinClient(self.server.address, token=self.tokens.get(user, user), private_key=self.keys.get(user),
+                          user_id=user, **kw)
+
+    def close(self) -> None:
+        self.server.stop(1.0)
+        self.sup.shutdown()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    a = Api(tmp_path_factory.mktemp("api"))
+    yield a
+    a.close()
+
+
+def params_for(srv: str) -> dict:
+    return {"2.2": {"amount_pence": 500}, "1.1.1": {"unit_rate_pence": 26.1},
+            "11.1": {"target_version": f"9.{uuid.uuid4().hex[:6]}"}}.get(srv, {})
+
+
+def expect(code: grpc.StatusCode, fn, *args, **kw) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as e:
+        fn(*args, **kw)
+    assert e.value.code() == code, (e.value.code(), e.value.details())
+    return e.value
+
+
+@pytest.mark.parametrize("srv", duis.IMPLEMENTED)
+def test_role_eligibility_matrix_from_the_json(api, srv):
+    entry = next(e for e in MATRIX if e["Service Reference Variant"] == srv)
+    eligible = set(entry["Eligible User Roles"])
+    target = f"hubs/{api.hub2['device_id']}"
+    for role in ROLES:
+        with api.client(role.lower()) as c:
+            try:
+                resp = c.submit(srv, target, params_for(srv), sign=entry["Critical"] == "Yes")
+                outcome = ("ok", resp.response.status)
+                if srv == "11.1":  # leave no distribution waiting on this device
+                    api.sup.submit({"type": "operation_control", "action": "cancel",
+                                    "operation": resp.response.operation.split("/")[1]})
+            except grpc.RpcError as e:
+                outcome = (e.code(), bad_request_fields(e))
+        if role not in eligible:
+            assert outcome == (grpc.StatusCode.PERMISSION_DENIED, ["srv"]), (role, srv, outcome)
+        elif srv == "7.2" and role == "GS":
+            assert outcome == (grpc.StatusCode.PERMISSION_DENIED, ["target"])  # 7.2 is the electricity supply
+        elif srv == "11.3":
+            # Activation needs an image distributed first (SR 11.1): eligibility passed.
+            assert outcome[0] in ("ok", grpc.StatusCode.FAILED_PRECONDITION), (role, outcome)
+        else:
+            assert outcome[0] == "ok", (role, srv, outcome)
+
+
+def test_wrong_premises_no_token_and_bad_signatures_change_nothing(api):
+    target = f"hubs/{api.hub['device_id']}"
+    journal = (api.sup.run_dir / "journal.jsonl").read_text()
+    ops = len(api.sup.operations())
+    with api.client("other-is") as c:
+        e = expect(grpc.StatusCode.PERMISSION_DENIED, c.submit, "4.1.1", target)
+        assert bad_request_fields(e) == ["target"]
+    with api.client("far-ed") as c:
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.submit, "4.1.1", target)
+    with TwinClient(api.server.address, token="") as c:
+        expect(grpc.StatusCode.UNAUTHENTICATED, c.submit, "4.1.1", target)
+    with TwinClient(api.server.address, token="not-a-token") as c:
+        expect(grpc.StatusCode.UNAUTHENTICATED, c.get_hub, target)
+    with api.client("is") as c:
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "7.1", target, sign=False)
+        assert bad_request_fields(e) == ["signature"]
+    # Forged: signed with another user's key.
+    with TwinClient(api.server.address, token=api.tokens["is"], private_key=api.keys["other-is"], user_id="is") as c:
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.submit, "7.1", target)
+    # Tampered: a valid signature over other parameters.
+    with api.client("is") as c:
+        from twin.services.signing import sign
+
+        req = dcc_pb2.SubmitServiceRequestRequest(srv="1.1.1", target=target, request_id="tamper-1",
+                                                  issued_at_ms=int(time.time() * 1000))
+        req.parameters.update({"unit_rate_pence": 99.0})
+        req.signature = sign(api.keys["is"].read_bytes(), user_id="is", srv="1.1.1", target=target,
+                             request_id="tamper-1", issued_at_ms=req.issued_at_ms, payload={"unit_rate_pence": 1.0})
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.dcc.SubmitServiceRequest, req, metadata=c.metadata)
+        # Replayed: the same valid signed request twice.
+        c.submit("7.1", target, request_id="replay-1")
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.submit, "7.1", target, request_id="replay-1")
+    lines = (api.sup.run_dir / "journal.jsonl").read_text()
+    assert lines.startswith(journal) and lines.count("\n") == journal.count("\n") + 1  # only the valid 7.1
+    assert len(api.sup.operations()) == ops + 1
+
+
+def test_device_changing_requests_apply_at_a_tick(api):
+    target = f"hubs/{api.hub['device_id']}"
+    with api.client("is") as c:
+        first = c.submit("2.2", target, {"amount_pence": 1234})
+        assert first.response.status == dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED  # the clock is paused
+        op = first.response.operation
+        api.sup.step(2)
+        done = c.wait_operation(op, timeout_s=10)
+        assert done.done and TwinClient.progress(done).state == "DONE"
+        before = TwinClient.progress(done).progress["credit_pence"]
+        again = c.submit("2.2", target, {"amount_pence": 1000})
+        api.sup.step(2)
+        after = TwinClient.progress(c.wait_operation(again.response.operation, timeout_s=10)).progress["credit_pence"]
+        # 1,000p more, less at most an hour's consumption at the tariff.
+        assert 900 <= after - before <= 1000
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "2.2", target, {"amount_pence": -5})
+        assert bad_request_fields(e) == ["parameters.amount_pence"]
+
+
+def test_firmware_by_service_request_distribute_then_signed_activation(api):
+    target = f"hubs/{api.hub['device_id']}"
+    with api.client("is") as c:
+        version = "7.7.7"
+        dist = c.submit("11.1", target, {"target_version": version})
+        # Planned (budget) 4 ticks after it starts, sent, then the image arrives a tick later.
+        api.sup.step(8)
+        assert TwinClient.progress(c.get_operation(dist.response.operation)).progress["activating"] == 1
+        c.submit("11.3", target)
+        api.sup.step(6)
+        op = c.get_operation(dist.response.operation)
+        assert op.done and TwinClient.progress(op).progress["activated"] == 1
+    with api.client("operator") as op_client:
+        hub = op_client.get_hub(target)
+        assert hub.meters[0].firmware == version
+
+
+def test_quarantine_then_release_and_delete(api):
+    # A second server on the same engine with a tight threshold (Ray has no CPUs for a second fleet).
+    srv = ApiServer(api.sup, api.users, port=0, anomaly=AnomalyDetector(default_threshold=3))
+    srv.start()
+
+    def client(user):
+        return TwinClient(srv.address, token=api.tokens[user], private_key=api.keys[user], user_id=user)
+
+    try:
+        target = f"hubs/{api.hub['device_id']}"
+        with client("is") as c:
+            for _ in range(3):
+                c.submit("4.1.1", target)
+            e = expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.submit, "4.1.1", target)
+            assert "q-" in e.details()
+            expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.submit, "4.1.1", target)
+            listed = c.dcc.ListQuarantinedRequests(dcc_pb2.ListQuarantinedRequestsRequest(), metadata=c.metadata)
+            assert len(listed.requests) == 2 and all(r.user_id == "is" for r in listed.requests)
+            expect(grpc.StatusCode.PERMISSION_DENIED, c.dcc.ReleaseQuarantinedRequest,
+                   dcc_pb2.ReleaseQuarantinedRequestRequest(id=listed.requests[0].id), metadata=c.metadata)
+        with client("operator") as op:
+            released = op.dcc.ReleaseQuarantinedRequest(
+                dcc_pb2.ReleaseQuarantinedRequestRequest(id=listed.requests[0].id), metadata=op.metadata)
+            assert released.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
+            assert "import_register_kwh" in released.response.result
+            deleted = op.dcc.DeleteQuarantinedRequest(
+                dcc_pb2.DeleteQuarantinedRequestRequest(id=listed.requests[1].id), metadata=op.metadata)
+            assert deleted.id == listed.requests[1].id
+            left = op.dcc.ListQuarantinedRequests(dcc_pb2.ListQuarantinedRequestsRequest(), metadata=op.metadata)
+            assert len(left.requests) == 0
+            expect(grpc.StatusCode.NOT_FOUND, op.dcc.DeleteQuarantinedRequest,
+                   dcc_pb2.DeleteQuarantinedRequestRequest(id="q-999999"), metadata=op.metadata)
+    finally:
+        srv.stop(1.0)
+
+
+def test_malformed_requests_name_the_field_and_the_server_stays_up(api):
+    target = f"hubs/{api.hub['device_id']}"
+    with api.client("is") as c:
+        for srv, tgt, rid, field in [("", target, "a", "srv"), ("99.9", target, "b", "srv"),
+                                     ("4.1.1", "hubs/NOT-A-HUB", "c", "target"), ("4.1.1", "", "d", "target"),
+                                     ("4.1.1", target, "", "request_id")]:
+            req = dcc_pb2.SubmitServiceRequestRequest(srv=srv, target=tgt, request_id=rid)
+            e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.dcc.SubmitServiceRequest, req, metadata=c.metadata)
+            assert bad_request_fields(e) == [field]
+        big = {"blob": "x" * 100_000}
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "4.1.1", target, big)
+        assert bad_request_fields(e) == ["parameters"]
+        expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.submit, "4.1.1", target, {"blob": "x" * 5_000_000})
+    with api.client("operator") as op:
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.list_hubs, "", -1)
+        assert bad_request_fields(e) == ["page_size"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, "hubs/12-34")
+        assert bad_request_fields(e) == ["name"]
+        expect(grpc.StatusCode.NOT_FOUND, op.get_hub, "hubs/99999999")
+        assert op.get_hub(target).index == api.hub["hub"]  # still serving
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(srv=st.text(max_size=8), target=st.text(max_size=30), rid=st.text(max_size=12),
+       params=st.dictionaries(st.sampled_from(["amount_pence", "unit_rate_pence", "fuel", "target_version", "x"]),
+                              st.one_of(st.integers(-10**9, 10**9), st.floats(allow_nan=False, allow_infinity=False),
+                                        st.text(max_size=10), st.booleans()), max_size=3),
+       signature=st.binary(max_size=70))
+def test_generated_requests_never_end_unknown_or_internal(api, srv, target, rid, params, signature):
+    with api.client("is") as c:
+        req = dcc_pb2.SubmitServiceRequestRequest(srv=srv, target=target, request_id=rid, signature=signature)
+        s = struct_pb2.Struct()
+        s.update(params)
+        req.parameters.CopyFrom(s)
+        try:
+            c.dcc.SubmitServiceRequest(req, metadata=c.metadata, timeout=30)
+        except grpc.RpcError as e:
+            assert e.code() not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), e.details()
+
+
+def test_every_operator_event_end_to_end_through_the_api(api):
+    ev = [
+        {"firmware_rollout": fleet_pb2.FirmwareRollout(device="ESME", manufacturer="Kaifa", model="MA120",
+                                                       target_version="1.3.0", waves=[1.0], concurrency_per_csp=100)},
+        {"supplier_switch": fleet_pb2.SupplierSwitch(hub=f"hubs/{api.hub['device_id']}", fuel="dual",
+                                                     to_supplier="Good Energy")},
+        {"churn_campaign": fleet_pb2.ChurnCampaign(switches_per_month=200_000, days=0.5)},
+        {"supplier_failure": fleet_pb2.SupplierFailure(supplier="Rebel Energy", solr="So Energy", daily_cap=50)},
+        {"network_switch_off": fleet_pb2.NetworkSwitchOff(region="South", technology="2G")},
+        {"swap_programme": fleet_pb2.SwapProgramme(region="South", installs_per_day=100, prioritise="2G", days=1)},
+        {"vwan_fallback": fleet_pb2.VwanFallback(region="South", onboard_per_day=50, days=1)},
+        {"power_outage": fleet_pb2.PowerOutage(area="South West England", fraction=0.2, duration_min=40)},
+        {"base_station_failure": fleet_pb2.BaseStationFailure(cells=[3, 4], duration_min=30)},
+        {"csp_incident": fleet_pb2.CspIncident(region="North", duration_min=30)},
+    ]
+    with api.client("operator") as c:
+        names = [c.create_event(**e).name for e in ev]
+        rollout = names[0]
+        c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=rollout), metadata=c.metadata)
+        c.fleet.ResumeOperation(fleet_pb2.ResumeOperationRequest(name=rollout), metadata=c.metadata)
+        c.step(60)
+        ops = {n: c.get_operation(n) for n in names}
+        states = {n: TwinClient.progress(o).state for n, o in ops.items()}
+        for n in names[1:]:
+            assert states[n] in ("DONE", "RUNNING"), (n, states[n])
+        assert TwinClient.progress(ops[rollout]).progress["activated"] > 0
+        assert states[names[4]] == "DONE" and states[names[7]] == "DONE"
+        c.operations.CancelOperation(__import__("google.longrunning.operations_pb2", fromlist=["x"])
+                                     .CancelOperationRequest(name=rollout), metadata=c.metadata)
+        c.step(6)
+        assert TwinClient.progress(c.get_operation(rollout)).state in ("CANCELLED", "DONE")
+        south = c.network_state("south")
+        assert any(t.technology == "2G" and not t.up for t in south.technologies)
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.create_event,
+                   power_outage=fleet_pb2.PowerOutage(area="Atlantis", duration_min=5))
+        assert bad_request_fields(e) == ["area"]
+    with api.client("is") as c:  # DCC users may not run fleet operations
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.step, 1)
+
+
+def test_alerts_reach_the_network_operator_of_the_area_only(api):
+    area = api.hub["area"]["id"]
+    got: dict[str, list] = {"ed": [], "far-ed": []}
+    import threading
+
+    def listen(user):
+        with api.client(user, timeout_s=60) as c:
+            stream = c.alerts(["POWER_OUTAGE"])
+            try:
+                for a in stream:
+                    got[user].append(a)
+            except grpc.RpcError:
+                pass
+
+    threads = [threading.Thread(target=listen, args=(u,), daemon=True) for u in got]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    with api.client("operator") as c:
+        c.create_event(power_outage=fleet_pb2.PowerOutage(area=str(area), fraction=0.5, duration_min=60))
+        c.step(3)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(got["ed"]) < 50:
+        time.sleep(0.2)
+    assert len(got["ed"]) >= 50
+    assert all(a.area_id == area and a.kind == "POWER_OUTAGE" and a.code == "AD1" for a in got["ed"])
+    assert all(a.area_id != area for a in got["far-ed"])
+
+
+def test_health_reflection_and_csp_services(api):
+    ch = grpc.insecure_channel(api.server.address)
+    resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="twin.dcc.v1.DccService"))
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+    out = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in out[0].list_services_response.service}
+    assert {"twin.fleet.v1.FleetService", "twin.dcc.v1.DccService", "twin.csp.v1.CspService",
+            "google.longrunning.Operations"} <= names
+    ch.close()
+    with api.client("operator") as c:
+        from twin.csp.v1 import csp_pb2
+
+        cov = c.csp.GetCoverage(csp_pb2.GetCoverageRequest(hub=f"hubs/{api.hub['device_id']}"), metadata=c.metadata)
+        assert cov.technology == api.hub["wan"]
+        load = c.csp.GetLoad(csp_pb2.GetLoadRequest(name="regions/central", ticks=5), metadata=c.metadata)
+        assert len(load.ticks) == 5 and sum(t.messages["DAILY_READ"] for t in load.ticks) > 0
+        bs = c.csp.ListBaseStations(csp_pb2.ListBaseStationsRequest(parent="regions/north", page_size=10),
+                                    metadata=c.metadata)
+        assert len(bs.base_stations) == 10 and bs.next_page_token
+        expect(grpc.StatusCode.NOT_FOUND, c.csp.GetNetworkState, csp_pb2.GetNetworkStateRequest(name="regions/mars"),
+               metadata=c.metadata)
+
+
+def test_plaintext_beyond_loopback_is_refused():
+    with pytest.raises(ValueError, match="TLS"):
+        ApiServer(None, UserStore(), host="0.0.0.0", port=0)
+
+
+def test_overload_answers_resource_exhausted(api):
+    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=0)
+    srv.start()
+    try:
+        with TwinClient(srv.address, token=api.tokens["operator"]) as c:
+            expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.get_hub, f"hubs/{api.hub['device_id']}")
+    finally:
+        srv.stop(1.0)
+
+
+def test_protos_compile_and_generated_code_matches():
+    p = subprocess.run([sys.executable, "protos/generate.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_identity_matters_for_suppliers_list():
+    # The development users cover every role with a valid party.
+    assert {s.name for s in SUPPLIERS}
+    assert Identity("x", "IS", 1).role == "IS"
