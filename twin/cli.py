@@ -225,7 +225,10 @@ def _start_api(args: argparse.Namespace, sup):
 
     users, tokens = load_or_create_users(Path(args.home))
     tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
-    api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls)
+    from twin.services.anomaly import AnomalyDetector
+
+    api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls,
+                    anomaly=AnomalyDetector(default_threshold=args.anomaly_threshold))
     api.start()
     err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
               f"development users in {tokens}", highlight=False)
@@ -333,6 +336,12 @@ def cmd_hub(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from twin.bench import run_bench, run_events_bench
 
+    if args.suite == "api":
+        from twin.bench_api import run_api_bench
+
+        res = run_api_bench(hubs=_hubs(args.hubs if args.hubs != "30M" else "1M"), out=Path(
+            args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/api.json"), console=console)
+        return 0 if res else 1
     if args.suite == "events":
         hubs = _hubs(args.hubs)
         _check_memory(hubs, None)
@@ -376,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
     up.add_argument("--tls-key", help="server key (PEM) for TLS")
     up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")
+    up.add_argument("--anomaly-threshold", type=int, default=1000,
+                    help="requests per user and SRV per minute before quarantine (default 1000)")
     up.set_defaults(fn=cmd_up)
 
     run = sub.add_parser("run", help="run a scenario (or the plain fleet) headless and write its report")
@@ -389,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser("bench", help="measure build, tick and memory figures, or event costs")
-    bench.add_argument("suite", nargs="?", choices=("engine", "events"), default="engine",
+    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api"), default="engine",
                        help="engine (default): sizes x build/day/memory; events: event costs and scenarios")
     bench.add_argument("--hubs", default="30M", help="events suite: fleet size (default 30M)")
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")

@@ -55,6 +55,39 @@ class Shard:
 
         return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
 
+    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        """What the DCC needs to decide and answer a request in one call: the premises' parties and
+        reachability, and the reading when the SRV is a read of a reachable hub."""
+        from twin.model.readings import READ_SRVS, read
+
+        rec = self.hub(hub)
+        out: dict[str, Any] = {"hub": rec}
+        if srv in READ_SRVS and rec["reachable"]:
+            try:
+                out["result"] = read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
+            except ValueError as e:
+                out["error"] = str(e)
+        return out
+
+    def hubs(self, calls: list[tuple[int]]) -> list[Any]:
+        """Several hub() calls in one (API batching); a missing hub comes back as its KeyError."""
+        out: list[Any] = []
+        for (hub,) in calls:
+            try:
+                out.append(self.hub(hub))
+            except KeyError as e:
+                out.append(e)
+        return out
+
+    def service_facts_many(self, calls: list[tuple[int, str, str]]) -> list[Any]:
+        out: list[Any] = []
+        for hub, srv, fuel in calls:
+            try:
+                out.append(self.service_facts(hub, srv, fuel))
+            except KeyError as e:
+                out.append(e)
+        return out
+
     def list_hubs(self, filters: dict[str, Any], start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Up to `limit` hub records matching `filters` from hub id `start`; and where to resume."""
         from twin.model.query import match_hubs
@@ -100,7 +133,7 @@ class Shard:
         }
 
 
-@ray.remote(concurrency_groups={"query": 2})
+@ray.remote(concurrency_groups={"query": 4})
 class ShardActor(Shard):
     """A shard as a Ray actor. Bulk state never leaves it except through export_state.
 
@@ -114,3 +147,15 @@ class ShardActor(Shard):
     @ray.method(concurrency_group="query")
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         return Shard.read(self, hub, srv, fuel)
+
+    @ray.method(concurrency_group="query")
+    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        return Shard.service_facts(self, hub, srv, fuel)
+
+    @ray.method(concurrency_group="query")
+    def hubs(self, calls: list[tuple[int]]) -> list[Any]:
+        return Shard.hubs(self, calls)
+
+    @ray.method(concurrency_group="query")
+    def service_facts_many(self, calls: list[tuple[int, str, str]]) -> list[Any]:
+        return Shard.service_facts_many(self, calls)

@@ -12,6 +12,8 @@ from twin.model.metering import cumulative_factor
 from twin.model.params import HALF_HOURS_PER_DAY, TICKS_PER_YEAR
 from twin.model.state import HubState
 
+READ_SRVS = ("4.1.1", "4.6.1", "4.8.1", "4.17")
+
 
 def _register_kwh(c: dict, row: int, fuel: str, config: FleetConfig, ticks: int) -> float:
     """Register after `ticks` ticks of the run (0 = at the start)."""

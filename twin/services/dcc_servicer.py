@@ -20,6 +20,7 @@ from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
+from twin.services.batching import ShardBatcher
 from twin.services.convert import hub_index, ts
 from twin.services.errors import ApiError, denied, invalid
 from twin.services.identity import OPERATOR, Identity
@@ -68,13 +69,14 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         self.pending: list[_Pending] = []
         self.alert_subs: set[_AlertSub] = set()
         self._tick_busy = False
+        self.facts = ShardBatcher(supervisor, "service_facts_many")
 
     # -- the request path ------------------------------------------------------------------
     async def SubmitServiceRequest(self, request, context):
         identity = current_identity()
         if identity.role == OPERATOR:
             raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
-        srv, hub, fuel, rec = await self._check(identity, request)
+        srv, hub, fuel, facts = await self._check(identity, request)
         payload = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
         entry = self.anomaly.admit(identity.user_id, srv.srv, {
             "srv": request.srv, "target": request.target, "request_id": request.request_id,
@@ -85,10 +87,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                            f"quarantined as {entry.id}: {entry.count} {srv.srv} requests from {identity.user_id} "
                            f"in the window passed the threshold of {entry.threshold}; an operator may release or "
                            "delete it", quota=entry.id)
-        resp = await self._process(identity, request, srv, hub, fuel, rec, payload)
+        resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
 
     async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any]]:
+        """Validate and authorise; returns the SRV, hub, fuel and the shard's facts (hub record,
+        and the reading for a read)."""
         try:
             srv = duis.lookup(request.srv)
         except duis.UnknownSrv as e:
@@ -102,12 +106,15 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise invalid("parameters", f"{request.parameters.ByteSize():,} bytes; at most {MAX_PARAMETERS_BYTES:,}")
         cfg = self.sup.config
         hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
-        rec = await asyncio.to_thread(self.sup.hub, hub)
         fuel = duis.FUEL.get(srv.srv, "either")
         params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
         read_fuel = str(params.get("fuel", "gas" if identity.role == "GS" else "electricity")).lower()
         if read_fuel not in ("electricity", "gas"):
             raise invalid("parameters.fuel", "electricity or gas")
+        # One shard call: the premises' facts, and the answer if it is a read (discarded if the
+        # checks below refuse the request).
+        facts = await self.facts.call(hub, srv.srv, "gas" if read_fuel == "gas" else "elec")
+        rec = facts["hub"]
         has_gas = rec["gas_supplier"] is not None
         supplier_codes = _supplier_codes(rec)
         try:
@@ -133,10 +140,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     raise invalid("signature", f"SRV {srv.srv} is critical and must be signed") from None
                 raise denied(f"signature rejected: {e.reason}", "signature") from None
         _check_params(srv.srv, params)
-        return srv, hub, read_fuel, rec
+        if "error" in facts:
+            raise invalid("parameters.fuel", facts["error"])
+        return srv, hub, read_fuel, facts
 
     async def _process(self, identity: Identity, request, srv: duis.Srv, hub: int, fuel: str,
-                       rec: dict[str, Any], params: dict[str, Any]) -> dcc_pb2.ServiceResponse:
+                       rec: dict[str, Any], params: dict[str, Any],
+                       reading: dict[str, Any] | None = None) -> dcc_pb2.ServiceResponse:
         csp = rec["region"]
         base = {"request_id": request.request_id, "srv": srv.srv, "target": request.target, "csp": csp}
         now = self.sup.config.time_of(self.sup.tick)
@@ -147,8 +157,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                 "vwan_eligible": rec["vwan_eligible"], "region": csp})
         if srv.srv in READS or srv.srv == "11.2":
             if rec["reachable"]:
-                return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now,
-                                 await self._read(srv.srv, hub, fuel, rec))
+                result = reading if reading is not None else await self._read(srv.srv, hub, fuel, rec)
+                return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result)
             self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp,
                                          self.sup.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
             return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
@@ -239,7 +249,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                 return False
             self._push(p.user_id, _op_response(base, view, now))
             return True
-        rec = await asyncio.to_thread(self.sup.hub, p.hub)
+        rec = await self.sup.hub_async(p.hub)
         if rec["reachable"]:
             result = await self._read(p.request.srv, p.hub, p.fuel, rec)
             self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
@@ -336,7 +346,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         srv = duis.lookup(req.srv)
         cfg = self.sup.config
         hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
-        rec = await asyncio.to_thread(self.sup.hub, hub)
+        rec = await self.sup.hub_async(hub)
         fuel = str(entry.request.get("parameters", {}).get("fuel", "gas" if sender.role == "GS" else "electricity"))
         resp = await self._process(sender, req, srv, hub, fuel, rec, entry.request.get("parameters", {}))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)

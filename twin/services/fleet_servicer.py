@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2, json_format
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.config import TwinInputError
 from twin.model.query import parse_filter
+from twin.services.batching import ShardBatcher
 from twin.services.convert import hub_index, hub_message, operation_message, summary_message, ts
 from twin.services.errors import ApiError, denied, invalid, not_found
 from twin.services.identity import OPERATOR
@@ -65,6 +66,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.sup = supervisor
         self.server = server
         self.watchers: set[asyncio.Queue] = set()
+        self.hubs = ShardBatcher(supervisor, "hubs")
 
     def on_tick(self, s) -> None:
         """On the server loop: hand a tick summary to every WatchFleet stream (dropping the oldest
@@ -133,7 +135,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     async def GetHub(self, request, context):
         require_operator()
         hub = hub_index(request.name, self.sup.config.seed, self.sup.config.hubs)
-        return hub_message(await asyncio.to_thread(self.sup.hub, hub))
+        return hub_message(await self.hubs.call(hub))
 
     async def ListHubs(self, request, context):
         require_operator()

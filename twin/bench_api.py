@@ -1,0 +1,190 @@
+"""`twin bench api`: the API under load, from a separate process (as a client would be).
+
+Starts `twin up` (1M hubs, clock running), then measures GetHub latency at a fixed 1,000
+requests/s (open loop, so a slow answer cannot slow the offered load), read Service Requests
+answered per second (closed loop, 64 in flight), and the time to deliver the alerts of a ~100k-hub
+power cut to the subscribed network operator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from rich.console import Console
+
+from twin.bench import machine
+from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+
+PORT = 50071
+
+
+def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    added = subprocess.run([sys.executable, "-m", "twin.cli", "users", "add", "ed-east", "--role", "ED", "--party",
+                            "10", "--home", str(home)], check=True, capture_output=True, text=True, env=env)
+    token = next(ln.split("token (shown once):")[1].strip() for ln in added.stdout.splitlines() if "token (shown" in ln)
+    (home / "ed-east.token").write_text(token + "\n")
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--grpc-port", str(PORT),
+                             "--home", str(home), "--run-dir", str(run_dir), "--status-every", "3600",
+                             "--anomaly-threshold", str(10**9)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if "gRPC API on" in line:
+            break
+    return proc
+
+
+async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: float) -> dict[str, Any]:
+    md = (("authorization", f"Bearer {token}"),)
+    lat: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = fleet_pb2_grpc.FleetServiceStub(ch)
+        await stub.GetHub(fleet_pb2.GetHubRequest(name="hubs/0"), metadata=md)  # warm up
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            t = time.perf_counter()
+            try:
+                await stub.GetHub(fleet_pb2.GetHubRequest(name=f"hubs/{random.randrange(hubs)}"), metadata=md,
+                                  timeout=5)
+                lat.append(time.perf_counter() - t)
+            except grpc.RpcError:
+                errors += 1
+
+        tasks = []
+        start = time.perf_counter()
+        n = int(rps * seconds)
+        for i in range(n):
+            delay = start + i / rps - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        achieved = n / (time.perf_counter() - start)
+    ms = np.array(lat) * 1000
+    return {"offered_rps": rps, "achieved_rps": round(achieved), "requests": n, "errors": errors,
+            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "max_ms": round(float(ms.max()), 2)}
+
+
+async def _read_throughput(addr: str, token: str, targets: list[str], seconds: float, inflight: int = 64) -> dict[str, Any]:
+    md = (("authorization", f"Bearer {token}"),)
+    done = 0
+    completed = 0
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = dcc_pb2_grpc.DccServiceStub(ch)
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done, completed
+            while time.perf_counter() < end:
+                req = dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=random.choice(targets),
+                                                          request_id=uuid.uuid4().hex)
+                resp = await stub.SubmitServiceRequest(req, metadata=md, timeout=10)
+                done += 1
+                completed += resp.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(inflight)))
+        wall = time.perf_counter() - t
+    return {"requests": done, "completed": completed, "per_s": round(done / wall), "in_flight": inflight}
+
+
+def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
+    op_md = (("authorization", f"Bearer {tokens['operator']}"),)
+    ch = grpc.insecure_channel(addr)
+    fleet = fleet_pb2_grpc.FleetServiceStub(ch)
+    fleet.UpdateClock(fleet_pb2.UpdateClockRequest(state=fleet_pb2.CLOCK_STATE_PAUSED, speed=-1), metadata=op_md)
+    time.sleep(2)
+    received: list[float] = []
+    started = threading.Event()
+
+    def listen() -> None:
+        ch2 = grpc.insecure_channel(addr)
+        stream = dcc_pb2_grpc.DccServiceStub(ch2).StreamAlerts(
+            dcc_pb2.StreamAlertsRequest(kinds=["POWER_OUTAGE"]), metadata=(("authorization", f"Bearer {tokens['ed-east']}"),))
+        started.set()
+        try:
+            for _ in stream:
+                received.append(time.perf_counter())
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=listen, daemon=True).start()
+    started.wait()
+    time.sleep(1)
+    op = fleet.CreateEvent(fleet_pb2.CreateEventRequest(power_outage=fleet_pb2.PowerOutage(
+        area="East England", fraction=0.81, duration_min=120)), metadata=op_md)
+    t0 = time.perf_counter()
+    fleet.StepClock(fleet_pb2.StepClockRequest(count=1), metadata=op_md)
+    t_tick = time.perf_counter()
+    last = 0
+    while True:
+        time.sleep(1.0)
+        if len(received) == last and last > 0:
+            break
+        last = len(received)
+    opm = fleet_pb2.OperationMetadata()
+    from google.longrunning import operations_pb2, operations_pb2_grpc
+
+    view = operations_pb2_grpc.OperationsStub(ch).GetOperation(operations_pb2.GetOperationRequest(name=op.name),
+                                                               metadata=op_md)
+    view.metadata.Unpack(opm)
+    return {"premises_cut": opm.progress["premises_cut"], "alerts_delivered": len(received),
+            "tick_s": round(t_tick - t0, 3), "last_alert_after_tick_end_s": round(received[-1] - t_tick, 3),
+            "first_alert_after_tick_end_s": round(received[0] - t_tick, 3),
+            "delivery_rate_per_s": round(len(received) / max(received[-1] - t_tick, 1e-3))}
+
+
+def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] | None:
+    home = Path(tempfile.mkdtemp(prefix="twin-bench-api-"))
+    console.print(f"starting twin up with {hubs:,} hubs…", highlight=False)
+    proc = _start_server(hubs, home, home / "run")
+    addr = f"127.0.0.1:{PORT}"
+    try:
+        tokens = json.loads((home / "tokens.json").read_text())
+        result: dict[str, Any] = {"hubs": hubs}
+        console.print("GetHub at 1,000 requests/s for 15 s while the fleet runs…")
+        result["get_hub"] = asyncio.run(_gethub_latency(addr, tokens["operator"], hubs, 1000, 15))
+        ch = grpc.insecure_channel(addr)
+        md = (("authorization", f"Bearer {tokens['operator']}"),)
+        page = fleet_pb2_grpc.FleetServiceStub(ch).ListHubs(fleet_pb2.ListHubsRequest(
+            filter="supplier=Octopus Energy AND reachable=true", page_size=1000), metadata=md)
+        targets = [h.name for h in page.hubs]
+        console.print("4.1.1 reads, 64 in flight, for 10 s…")
+        result["read_requests"] = asyncio.run(_read_throughput(addr, tokens["octopus-is"], targets, 10))
+        tokens["ed-east"] = _ed_token(home)
+        console.print("alerts of a ~100k-hub outage to the area's network operator…")
+        result["alert_stream"] = _alert_delivery(addr, tokens)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    full = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "api": result}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(full, indent=2) + "\n")
+    console.print_json(json.dumps(full))
+    return full
+
+
+def _ed_token(home: Path) -> str:
+    """The bench's own ED user for East England (area 10), added before the server started."""
+    return (home / "ed-east.token").read_text().strip()

@@ -1,0 +1,46 @@
+"""Natural batching of shard queries for the API: one call in flight per shard, and requests that
+arrive meanwhile wait for the next call. Under light load a request goes alone (no added delay);
+under heavy load batches grow, so Ray's per-call cost is shared by many requests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class ShardBatcher:
+    def __init__(self, supervisor: Any, method: str):
+        self.sup = supervisor
+        self.method = method
+        self.waiting: dict[int, list[tuple[Any, asyncio.Future]]] = {}
+        self.busy: set[int] = set()
+
+    async def call(self, hub: int, *args: Any) -> Any:
+        shard = self.sup.shard_of(hub)
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(shard, []).append(((hub, *args), fut))
+        if shard not in self.busy:
+            self.busy.add(shard)
+            asyncio.get_running_loop().create_task(self._drain(shard))
+        return await fut
+
+    async def _drain(self, shard: int) -> None:
+        try:
+            while self.waiting.get(shard):
+                batch, self.waiting[shard] = self.waiting[shard], []
+                try:
+                    results = await getattr(self.sup.shards[shard], self.method).remote([a for a, _ in batch])
+                except Exception as e:  # the error belongs to every request of the batch
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                for (_, f), r in zip(batch, results, strict=True):
+                    if f.done():
+                        continue
+                    if isinstance(r, BaseException):
+                        f.set_exception(r)
+                    else:
+                        f.set_result(r)
+        finally:
+            self.busy.discard(shard)
