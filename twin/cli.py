@@ -235,6 +235,48 @@ def _start_api(args: argparse.Namespace, sup):
     return api
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from twin.cluster import submit
+    from twin.scenario import load_scenario
+
+    path = Path(args.scenario)
+    hubs = _hubs(args.hubs) if args.hubs else None
+    load_scenario(path, hubs=hubs)  # reject a bad file before the cluster sees it
+    run_dir = args.run_dir or str(Path("runs") / f"{path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    res = submit(path, address=args.address, run_dir=run_dir, hubs=hubs,
+                 seed=int(args.seed) if args.seed else None, shards=_shards(args),
+                 days=float(args.days) if args.days else None, wait=not args.no_wait,
+                 log=lambda m: err.print(m, highlight=False), python=args.python)
+    if args.no_wait:
+        console.print(res["job_id"])
+        return 0
+    err.print(res["logs"][-3000:], highlight=False, markup=False)
+    console.print(f"job {res['job_id']}: {res['status']}; report in {res['run_dir']}", highlight=False)
+    return 0 if res["status"] == "SUCCEEDED" else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    from twin.engine.runtime import start_ray
+    from twin.sweep import run_sweep
+
+    values = [yaml.safe_load(v) for v in args.values.split(",") if v.strip()]
+    if len(values) < 2:
+        raise UsageError("--values: give at least two comma-separated values")
+    out = Path(args.run_dir or Path("runs") / f"sweep-{Path(args.scenario).stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    start_ray(address=args.address)
+    res = run_sweep(Path(args.scenario), param=args.param, values=values, out=out,
+                    hubs=_hubs(args.hubs) if args.hubs else None, seed=int(args.seed) if args.seed else None,
+                    shards=_shards(args))
+    for p in res["points"]:
+        console.print(f"{args.param}={p['value']}: peak msgs/s {p['peak_messages_per_s']}, peak alerts/s "
+                      f"{p['peak_alerts_per_s']}, max dark {p['max_dark_hubs']:,}, HH lost {p['hh_periods_lost']:,}",
+                      highlight=False)
+    console.print(f"sweep report: {out / 'sweep.html'} and {out / 'sweep.json'}", highlight=False)
+    return 0
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from twin.services.bootstrap import load_or_create_users
 
@@ -410,6 +452,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", default="1")
     bench.add_argument("--out", default=DEFAULT_BENCH_OUT, help="results file (JSON)")
     bench.set_defaults(fn=cmd_bench)
+
+    sm = sub.add_parser("submit", help="run a scenario on a Ray cluster as a Ray job")
+    sm.add_argument("scenario")
+    sm.add_argument("--address", required=True, help="the cluster's job server, e.g. http://127.0.0.1:8265")
+    sm.add_argument("--hubs")
+    sm.add_argument("--seed")
+    sm.add_argument("--shards")
+    sm.add_argument("--days")
+    sm.add_argument("--run-dir", help="where the head writes the report: a path, file:// or another URI")
+    sm.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    sm.add_argument("--python", default="python", help="the cluster's Python with twin installed (default python)")
+    sm.set_defaults(fn=cmd_submit)
+
+    sw = sub.add_parser("sweep", help="run a scenario at several values of one parameter, in parallel")
+    sw.add_argument("scenario")
+    sw.add_argument("--param", required=True,
+                    help="incidents.outage_alert_backoff_s (a model parameter) or events[1].installs_per_day")
+    sw.add_argument("--values", required=True, help="comma-separated values")
+    sw.add_argument("--hubs")
+    sw.add_argument("--seed")
+    sw.add_argument("--shards", help="shards per point")
+    sw.add_argument("--address", help="a Ray cluster (default: local Ray)")
+    sw.add_argument("--run-dir")
+    sw.set_defaults(fn=cmd_sweep)
 
     users = sub.add_parser("users", help="list DCC Users, or add one (prints its token once)")
     users.add_argument("action", choices=("list", "add"))

@@ -114,13 +114,14 @@ def _parse_event(i: int, event: Any, config: FleetConfig) -> Command:
 
 
 def run_scenario(sc: Scenario, *, run_dir: Path, shards: int | None = None,
-                 progress: Callable[[TickSummary], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[TickSummary], None] | None = None,
+                 cpus_per_shard: float | None = None) -> dict[str, Any]:
     """Run a scenario on the engine (Ray must be started); returns the report and writes it."""
     import time
 
     from twin.engine.supervisor import FleetSupervisor
 
-    sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir)
+    sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir, cpus_per_shard=cpus_per_shard)
     try:
         for i, cmd in enumerate(sc.commands):
             try:

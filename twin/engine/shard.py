@@ -130,6 +130,7 @@ class Shard:
             "build_s": self.build_s,
             "tick": self.state.last_tick,
             "pid": proc.pid,
+            "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
         }
 
 

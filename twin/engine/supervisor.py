@@ -75,7 +75,8 @@ class ClockState:
 class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
-    def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28):
+    def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
+                 cpus_per_shard: float | None = None):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -85,11 +86,14 @@ class FleetSupervisor:
             raise ValueError("shards must be at least 1")
         self.spans = partition(config.n_blocks, shards)
         self._starts = [s.first_block for s in self.spans]
-        cpus = max(0.01, float(ray.cluster_resources().get("CPU", 1)) / len(self.spans))
+        if cpus_per_shard is None:
+            cpus_per_shard = min(1.0, max(0.01, float(ray.cluster_resources().get("CPU", 1)) / len(self.spans)))
         cfg = config.to_dict()
         t = time.perf_counter()
+        # SPREAD: on a cluster the shards go to every node; the supervisor stays with the driver.
         self.shards = [
-            ShardActor.options(num_cpus=min(1.0, cpus)).remote(cfg, s.first_block, s.n_blocks)
+            ShardActor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(cfg, s.first_block,
+                                                                                          s.n_blocks)
             for s in self.spans
         ]
         self.shard_info: list[dict[str, Any]] = ray.get([a.info.remote() for a in self.shards])
