@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+AGENT_WAIT_S = 90.0
 
 
 def job_client(address: str):
@@ -42,11 +43,20 @@ def submit(scenario: Path, *, address: str, run_dir: str, hubs: int | None = Non
     stage = Path(tempfile.mkdtemp(prefix="twin-submit-"))
     shutil.copyfile(scenario, stage / scenario.name)
     local_dir, remote = _split(run_dir)
-    job_id = client.submit_job(
-        entrypoint=entrypoint(scenario.name, run_dir=str(local_dir), hubs=hubs, seed=seed, shards=shards, days=days,
-                              python=python),
-        runtime_env={"working_dir": str(stage), "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
-        metadata={"twin_scenario": scenario.name})
+    kwargs = {"entrypoint": entrypoint(scenario.name, run_dir=str(local_dir), hubs=hubs, seed=seed, shards=shards,
+                                       days=days, python=python),
+              "runtime_env": {"working_dir": str(stage), "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}},
+              "metadata": {"twin_scenario": scenario.name}}
+    # A head that has just started answers before its job agent is up: retry that, nothing else.
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            job_id = client.submit_job(**kwargs)
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
     log(f"submitted job {job_id} to {address}")
     if not wait:
         return {"job_id": job_id, "status": "PENDING"}
