@@ -53,11 +53,18 @@ def _free_port() -> int:
 
 def test_submit_runs_a_scenario_as_a_ray_job_with_the_same_report(tmp_path):
     gcs, dash = _free_port(), _free_port()
+    # Its own agent ports: this test process already runs a local Ray (the shared test session),
+    # whose agents hold Ray's default ports.
+    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
+                   f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}",
+                   f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}",
+                   f"--ray-client-server-port={_free_port()}"]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
     ray_bin = Path(sys.executable).parent / "ray"
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
                              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                             "--disable-usage-stats", f"--temp-dir={tempfile.mkdtemp(prefix='rt', dir='/tmp')}"],
+                             "--disable-usage-stats", f"--temp-dir={tempfile.mkdtemp(prefix='rt', dir='/tmp')}",
+                             *agent_ports],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
