@@ -92,7 +92,8 @@ def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str
         t = time.perf_counter()
         import tempfile
 
-        sup = FleetSupervisor(config, shards=shards, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-")))
+        sup = FleetSupervisor(config, shards=shards, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-")),
+                              checkpoint_every=None)
         build_s = time.perf_counter() - t
         floors = [sup.floor_pass() for _ in range(3)]
         sup.step(1)  # warm-up tick, not timed
@@ -178,7 +179,7 @@ def bench_events(hubs: int, seed: int) -> dict[str, Any]:
     # Weight one ESME model so a single-model campaign reaches ~10M meters on a 30M fleet.
     params = ModelParams.from_dict({"shares": {"model_weights": {"EDMI ES-10A": 40.0}}})
     config = FleetConfig(hubs=hubs, seed=seed, params=params)
-    sup = FleetSupervisor(config, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-events-")))
+    sup = FleetSupervisor(config, run_dir=Path(tempfile.mkdtemp(prefix="twin-bench-events-")), checkpoint_every=None)
     out: dict[str, Any] = {"hubs": hubs, "shards": len(sup.shards)}
     try:
         sup.step(2)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 import ray
 
+from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
@@ -24,19 +27,45 @@ from twin.model.summary import TickSummary
 class Shard:
     """The shard's behaviour without Ray, so it can be tested and profiled in-process."""
 
-    def __init__(self, config: dict[str, Any], first_block: int, n_blocks: int):
+    def __init__(self, config: dict[str, Any], first_block: int, n_blocks: int, *, run_dir: str | None = None,
+                 index: int = 0):
         self.config = FleetConfig.from_dict(config)
         self.first_block = first_block
         self.n_blocks = n_blocks
+        self.index = index
         self.ops = ShardOps(self.config)
         self.bounds = slot_bounds(self.config)
         t = time.perf_counter()
-        self.state: HubState = generate(self.config, first_block, n_blocks)
+        # A restarted actor re-runs this constructor: it resumes from the newest complete checkpoint
+        # (the supervisor then replays the ticks since), so recovery is not a second code path.
+        restored = self._restore(Path(run_dir)) if run_dir else None
+        self.restored_from = restored
+        if restored is None:
+            self.state: HubState = generate(self.config, first_block, n_blocks)
         self.build_s = time.perf_counter() - t
 
+    def _restore(self, run_dir: Path) -> int | None:
+        store = CheckpointStore(run_dir)
+        for tick in store.complete_ticks():
+            payload = read_verified(store.shard_path(tick, self.index))
+            if payload is None:
+                continue
+            data = pickle.loads(payload)
+            self.state = HubState.from_bytes(data["state"])
+            self.ops = data["ops"]
+            return tick
+        return None
+
+    def checkpoint(self, path: str) -> str:
+        payload = pickle.dumps({"state": self.state.to_bytes(), "ops": self.ops}, protocol=5)
+        return write_atomic(Path(path), payload)
+
     # -- stepping ------------------------------------------------------------------------
-    def step(self, tick: int, controls: list[Control] | None = None) -> TickSummary:
-        return step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
+    def step(self, tick: int, controls: list[Control] | None = None, checkpoint: str | None = None) -> TickSummary:
+        summary = step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
+        if checkpoint:
+            self.checkpoint(checkpoint)
+        return summary
 
     def census(self, cmd: Command, target_index: int | None) -> int:
         """How many devices of this shard a command would touch now."""
@@ -134,7 +163,7 @@ class Shard:
         }
 
 
-@ray.remote(concurrency_groups={"query": 4})
+@ray.remote(concurrency_groups={"query": 4}, max_restarts=-1, max_task_retries=0)
 class ShardActor(Shard):
     """A shard as a Ray actor. Bulk state never leaves it except through export_state.
 

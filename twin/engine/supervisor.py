@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from twin.engine.checkpoint import CheckpointStore
 from twin.engine.journal import Journal
 from twin.engine.operations import operation_view
 from twin.engine.shard import ShardActor
@@ -31,6 +32,7 @@ from twin.model.query import label_counts, validate_group_keys
 from twin.model.summary import TickSummary, finish, merge
 
 TickListener = Callable[[TickSummary], None]
+KEEP_CHECKPOINTS = 4
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None):
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -92,14 +94,20 @@ class FleetSupervisor:
         t = time.perf_counter()
         # SPREAD: on a cluster the shards go to every node; the supervisor stays with the driver.
         self.shards = [
-            ShardActor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(cfg, s.first_block,
-                                                                                          s.n_blocks)
-            for s in self.spans
+            ShardActor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(
+                cfg, s.first_block, s.n_blocks, run_dir=str(run_dir), index=i)
+            for i, s in enumerate(self.spans)
         ]
         self.shard_info: list[dict[str, Any]] = ray.get([a.info.remote() for a in self.shards])
         self.build_s = time.perf_counter() - t
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = CheckpointStore(run_dir)
+        self.checkpoint_every = checkpoint_every
+        # Controls sent with each tick since the last complete checkpoint: what a restarted shard
+        # needs to replay to reach the others exactly.
+        self._controls_log: dict[int, list] = {}
+        self.recoveries: list[dict[str, Any]] = []
         self.journal = Journal(run_dir / "journal.jsonl")
         write_manifest(run_dir, config, len(self.spans))
         self.planner = FleetPlanner(config)
@@ -153,19 +161,80 @@ class FleetSupervisor:
                 with self._plan_lock:
                     controls = self.planner.controls_for(next_submit)
                     self._next_submit = next_submit + 1
+                self._controls_log[next_submit] = controls
                 controls_ref = ray.put(controls) if controls else None
-                pending.append((next_submit, [s.step.remote(next_submit, controls_ref) for s in self.shards]))
+                ckpt = self._checkpoint_tick(next_submit)
+                pending.append((next_submit, [
+                    s.step.remote(next_submit, controls_ref,
+                                  str(self.checkpoints.shard_path(next_submit, i)) if ckpt else None)
+                    for i, s in enumerate(self.shards)]))
                 next_submit += 1
             tick, refs = pending.popleft()
-            summary = finish(merge(ray.get(refs)), self.config)
+            parts, recovered = self._gather(tick, refs)
+            for i in recovered:
+                # Its steps already in flight went to the dead process: send them again, in order.
+                for t, later in pending:
+                    later[i] = self._submit_step(i, t)
+            summary = finish(merge(parts), self.config)
             with self._plan_lock:
                 self.planner.observe(summary)
+            if self._checkpoint_tick(tick):
+                self.checkpoints.mark_complete(tick, len(self.shards), {"time": self.config.time_of(tick + 1).isoformat()})
+                self.checkpoints.prune(keep=KEEP_CHECKPOINTS)
+                self._controls_log = {t: c for t, c in self._controls_log.items() if t > tick}
             self.tick = tick + 1
             self._record(summary)
             if progress:
                 progress(summary)
             out.append(summary)
         return out
+
+    def _checkpoint_tick(self, tick: int) -> bool:
+        return bool(self.checkpoint_every) and (tick + 1) % self.checkpoint_every == 0
+
+    def _submit_step(self, i: int, t: int) -> ray.ObjectRef:
+        ckpt = str(self.checkpoints.shard_path(t, i)) if self._checkpoint_tick(t) else None
+        return self.shards[i].step.remote(t, self._controls_log.get(t), ckpt)
+
+    def _gather(self, tick: int, refs: list[ray.ObjectRef]) -> tuple[list[TickSummary], list[int]]:
+        """The shards' summaries of `tick`; a shard that died is restored and brought up to date.
+        Returns the summaries and the shards that had to be recovered."""
+        try:
+            return ray.get(refs), []
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+            pass
+        out, recovered = [], []
+        for i, ref in enumerate(refs):
+            try:
+                out.append(ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+                out.append(self._recover(i, tick))
+                recovered.append(i)
+        return out, recovered
+
+    def _recover(self, i: int, tick: int) -> TickSummary:
+        """Shard i lost its work (its process died; Ray restarted it from the newest checkpoint):
+        replay the ticks since with the controls they had, then run `tick`."""
+        t0 = time.perf_counter()
+        shard = self.shards[i]
+        info = None
+        for _ in range(600):
+            try:
+                info = ray.get(shard.info.remote(), timeout=30)
+                break
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(0.1)
+        if info is None:
+            raise RuntimeError(f"shard {i} did not come back")
+        last = info["tick"]
+        replayed = 0
+        for t in range(last + 1, tick):
+            ray.get(shard.step.remote(t, self._controls_log.get(t)))
+            replayed += 1
+        summary = ray.get(self._submit_step(i, tick))
+        self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
+                                "seconds": round(time.perf_counter() - t0, 3)})
+        return summary
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
