@@ -122,6 +122,8 @@ def _start(args: argparse.Namespace, config: FleetConfig | None = None, name: st
     from twin.engine.runtime import start_ray
     from twin.engine.supervisor import FleetSupervisor
 
+    if getattr(args, "resume", None):
+        return _resume(args)
     config = config or _config(args)
     _check_memory(config.hubs, getattr(args, "address", None))
     shards = _shards(args)
@@ -131,6 +133,24 @@ def _start(args: argparse.Namespace, config: FleetConfig | None = None, name: st
         sup = FleetSupervisor(config, shards=shards, run_dir=run_dir)
     err.print(f"[green]fleet of {config.hubs:,} hubs built on {len(sup.shards)} shard(s) in {sup.build_s:.1f} s; "
               f"run directory {run_dir}")
+    return config, sup
+
+
+def _resume(args: argparse.Namespace):
+    from twin.engine.runtime import start_ray
+    from twin.engine.supervisor import FleetSupervisor
+
+    run_dir = Path(args.resume)
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"--resume: {run_dir} is not a run directory (no readable manifest.json)") from None
+    config = FleetConfig.from_dict(manifest["config"])
+    start_ray(address=getattr(args, "address", None), num_cpus=None)
+    with err.status(f"resuming {run_dir}…"):
+        sup = FleetSupervisor(config, shards=manifest.get("shards"), run_dir=run_dir, resume=True)
+    err.print(f"[green]resumed {run_dir} at tick {sup.tick} ({config.time_of(sup.tick):%Y-%m-%d %H:%M} UTC), "
+              f"{len(sup.operations())} operation(s)")
     return config, sup
 
 
@@ -325,7 +345,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     api = _start_api(args, sup)
     sup.start_clock(speed=speed)
     pace = "as fast as possible" if speed is None else f"{speed:g}x real time ({TICK_SECONDS / speed:.2f} s per tick)"
-    err.print(f"twin is running: simulated clock from {config.start:%Y-%m-%d %H:%M} UTC, {pace}. Ctrl-C stops.")
+    err.print(f"twin is running: simulated clock from {config.time_of(sup.tick):%Y-%m-%d %H:%M} UTC, {pace}. "
+              "Ctrl-C stops.")
     last_print = 0.0
     last_tick = 0
     t_last = time.monotonic()
@@ -422,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
     up.add_argument("--run-dir", help="where the journal goes (default runs/live-TIME)")
+    up.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue a run from its directory: newest complete checkpoint plus the journal")
     up.add_argument("--grpc-host", default="127.0.0.1", help="API address (default 127.0.0.1; beyond loopback needs TLS)")
     up.add_argument("--grpc-port", type=int, default=50051, help="API port (default 50051; 0 picks a free one)")
     up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")

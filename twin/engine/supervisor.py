@@ -7,6 +7,7 @@ delays the fleet but never reorders it."""
 from __future__ import annotations
 
 import bisect
+import pickle
 import threading
 import time
 from collections import deque
@@ -18,13 +19,13 @@ from typing import Any
 import numpy as np
 import ray
 
-from twin.engine.checkpoint import CheckpointStore
+from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.engine.journal import Journal
 from twin.engine.operations import operation_view
 from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
-from twin.model.ops.commands import Command, FirmwareRollout, parse_command
+from twin.model.ops.commands import Command, FirmwareRollout, command_from_dict, parse_command
 from twin.model.ops.runtime import LAG, FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.params import TICK_SECONDS
@@ -78,7 +79,7 @@ class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48):
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -117,6 +118,9 @@ class FleetSupervisor:
         self._plan_lock = threading.Lock()
         self._next_submit = 0  # next tick not yet sent to the shards
         self.tick = 0  # next tick to run
+        self.resumed_from: int | None = None
+        if resume:
+            self._resume()
         self.history: deque[TickSummary] = deque(maxlen=history)
         self.totals = {"messages": np.zeros_like(TickSummary(0).messages), "hh_lost": 0, "alerts": 0}
         self._listeners: list[TickListener] = []
@@ -179,6 +183,12 @@ class FleetSupervisor:
             with self._plan_lock:
                 self.planner.observe(summary)
             if self._checkpoint_tick(tick):
+                with self._plan_lock:
+                    # The fleet half of the run at the end of `tick`: the planner, the controls
+                    # already sent for later ticks, and how much of the journal it has seen.
+                    snapshot = pickle.dumps({"planner": self.planner, "journal_seq": self.journal.seq,
+                                             "controls": {t: c for t, c in self._controls_log.items() if t > tick}})
+                write_atomic(self.checkpoints.tick_dir(tick) / "planner.pkl", snapshot)
                 self.checkpoints.mark_complete(tick, len(self.shards), {"time": self.config.time_of(tick + 1).isoformat()})
                 self.checkpoints.prune(keep=KEEP_CHECKPOINTS)
                 self._controls_log = {t: c for t, c in self._controls_log.items() if t > tick}
@@ -188,6 +198,31 @@ class FleetSupervisor:
                 progress(summary)
             out.append(summary)
         return out
+
+    def _resume(self) -> None:
+        """Continue a run from its directory: shards restored from the newest complete checkpoint
+        (each actor restores itself), the planner from its snapshot, and every journaled command
+        accepted after that snapshot accepted again, so each applies exactly once."""
+        ticks = ray.get([s.info.remote() for s in self.shards])
+        restored = {i["tick"] for i in ticks}
+        if len(restored) != 1:
+            raise RuntimeError(f"shards restored to different ticks {sorted(restored)}")
+        c = restored.pop()
+        seq = 0
+        if c >= 0:
+            raw = read_verified(self.checkpoints.tick_dir(c) / "planner.pkl")
+            if raw is None:
+                raise RuntimeError(f"checkpoint {c} has no readable planner snapshot")
+            snap = pickle.loads(raw)
+            self.planner = snap["planner"]
+            seq = snap["journal_seq"]
+            for t, controls in snap["controls"].items():
+                self.planner.pending[t] = list(controls) + self.planner.pending.get(t, [])
+        for rec in self.journal.records():
+            if rec["seq"] > seq:
+                self.planner.accept(command_from_dict(rec["command"]))
+        self.tick = self._next_submit = c + 1
+        self.resumed_from = c
 
     def _checkpoint_tick(self, tick: int) -> bool:
         return bool(self.checkpoint_every) and (tick + 1) % self.checkpoint_every == 0
