@@ -21,12 +21,12 @@ from twin.client import TwinClient
 from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
 from twin.fleet.v1 import fleet_pb2
-from twin.model.catalog import AREA_BY_ID, SUPPLIERS, supplier_code
+from twin.model.catalog import AREA_BY_ID, supplier_code
 from twin.model.config import FleetConfig
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
 from twin.services.errors import bad_request_fields
-from twin.services.identity import Identity, UserStore
+from twin.services.identity import UserStore
 from twin.services.server import ApiServer
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -387,8 +387,3 @@ def test_protos_compile_and_generated_code_matches():
     p = subprocess.run([sys.executable, "protos/generate.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
-
-def test_identity_matters_for_suppliers_list():
-    # The development users cover every role with a valid party.
-    assert {s.name for s in SUPPLIERS}
-    assert Identity("x", "IS", 1).role == "IS"

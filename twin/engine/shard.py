@@ -179,10 +179,6 @@ class ShardActor(Shard):
         return Shard.read(self, hub, srv, fuel)
 
     @ray.method(concurrency_group="query")
-    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
-        return Shard.service_facts(self, hub, srv, fuel)
-
-    @ray.method(concurrency_group="query")
     def hubs(self, calls: list[tuple[int]]) -> list[Any]:
         return Shard.hubs(self, calls)
 

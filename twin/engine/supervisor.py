@@ -360,9 +360,6 @@ class FleetSupervisor:
         """hub() for asyncio callers: awaits the shard without holding a thread."""
         return await self.shards[self.shard_of(hub)].hub.remote(hub)
 
-    async def service_facts_async(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
-        return await self.shards[self.shard_of(hub)].service_facts.remote(hub, srv, fuel)
-
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         return ray.get(self.shards[self.shard_of(hub)].read.remote(hub, srv, fuel))
 

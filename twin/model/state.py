@@ -120,12 +120,6 @@ class HubState:
         self.area_start = np.zeros(N_AREA_CODES + 1, dtype=np.int64)
 
     # -- views ---------------------------------------------------------------------------
-    def __getattr__(self, name: str) -> np.ndarray:
-        cols = self.__dict__.get("cols")
-        if cols is not None and name in cols:
-            return cols[name]
-        raise AttributeError(name)
-
     def blocks(self, name: str) -> np.ndarray:
         """2-D (block, position) view of a column."""
         return self.cols[name].reshape(self.n_blocks, self.block_size)
