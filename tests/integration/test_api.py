@@ -342,6 +342,37 @@ def test_alerts_reach_the_network_operator_of_the_area_only(api):
     assert all(a.area_id != area for a in got["far-ed"])
 
 
+def test_watch_backlog_area_states_and_hub_events(api):
+    area = api.hub2["area"]["id"]
+    with api.client("operator") as c:
+        c.create_event(power_outage=fleet_pb2.PowerOutage(area=str(area), duration_min=60))
+        c.step(2)
+        stream = c.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(backlog=3), metadata=c.metadata)
+        first = [next(stream) for _ in range(3)]
+        stream.cancel()
+        ticks = [s.tick for s in first]
+        assert ticks == sorted(ticks) and len(set(ticks)) == 3 and ticks[-1] == c.fleet.GetClock(
+            fleet_pb2.GetClockRequest(), metadata=c.metadata).tick - 1
+        last = first[-1]
+        # The areas add up to the fleet, and the whole area is dark in the outage.
+        assert len(last.areas) == 14
+        assert sum(a.hubs for a in last.areas) == last.hubs == 20_000
+        assert sum(a.dark_hubs for a in last.areas) == sum(x.dark_hubs for x in last.csps)
+        hit = next(a for a in last.areas if a.area_id == area)
+        assert hit.reachable_hubs == 0 and hit.dark_hubs == hit.dcc_hubs > 0
+        assert sum(a.alerts for a in first[-2].areas) + sum(a.alerts for a in last.areas) > 0
+        assert last.alerts_total >= sum(sum(x.alerts.values()) for s in first for x in s.csps)
+        events = c.fleet.ListHubEvents(fleet_pb2.ListHubEventsRequest(parent=f"hubs/{api.hub2['device_id']}"),
+                                       metadata=c.metadata).events
+        assert [e.kind for e in events][:1] == ["POWER_OUTAGE"] and events[0].code == "AD1"
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.fleet.ListHubEvents,
+                   fleet_pb2.ListHubEventsRequest(parent="hubs/zz"), metadata=c.metadata)
+        assert bad_request_fields(e) == ["parent"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, lambda: next(c.fleet.WatchFleet(
+            fleet_pb2.WatchFleetRequest(backlog=-1), metadata=c.metadata)))
+        assert bad_request_fields(e) == ["backlog"]
+
+
 def test_health_reflection_and_csp_services(api):
     ch = grpc.insecure_channel(api.server.address)
     resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="twin.dcc.v1.DccService"))

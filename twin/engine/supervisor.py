@@ -276,6 +276,8 @@ class FleetSupervisor:
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())
+        s.totals = {"hh_lost": int(self.totals["hh_lost"]), "alerts": int(self.totals["alerts"]),
+                    "messages": int(self.totals["messages"].sum())}
         for fn in list(self._listeners):
             fn(s)
 
@@ -359,6 +361,21 @@ class FleetSupervisor:
     async def hub_async(self, hub: int) -> dict[str, Any]:
         """hub() for asyncio callers: awaits the shard without holding a thread."""
         return await self.shards[self.shard_of(hub)].hub.remote(hub)
+
+    def hub_events(self, hub: int, limit: int) -> list[dict[str, Any]]:
+        """The hub's alerts in the retained tick history, newest first, at most `limit`. Cost grows
+        with the alerts held in the history (vectorised per tick), not with the fleet."""
+        out: list[dict[str, Any]] = []
+        for s in reversed(list(self.history)):
+            ev = s.alert_events
+            if not ev or ev["hub"].size == 0:
+                continue
+            hit = np.flatnonzero(ev["hub"] == hub)
+            for i in hit[np.argsort(-ev["sec"][hit], kind="stable")]:
+                out.append({"tick": s.tick, "kind": int(ev["kind"][i]), "second": int(ev["sec"][i])})
+                if len(out) >= limit:
+                    return out
+        return out
 
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         return ray.get(self.shards[self.shard_of(hub)].read.remote(hub, srv, fuel))

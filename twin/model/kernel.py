@@ -215,6 +215,8 @@ def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndar
             s.alert_events = new
     s.alerts += np.bincount(csp * N_ALERT_KINDS + kind, minlength=N_CSP * N_ALERT_KINDS).reshape(N_CSP, -1)
     s.messages[:, MessageType.ALERT] += np.bincount(csp, minlength=N_CSP)
+    if state is not None and rows is not None:
+        s.area_alerts += np.bincount(state.cols["area"][rows], minlength=N_AREA_CODES)
     dense = np.bincount(np.concatenate([np.repeat(s.alert_seconds, s.alert_second_counts), sec]),
                         minlength=TICK_SECONDS)
     nz = np.flatnonzero(dense)
@@ -319,6 +321,10 @@ def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
     s.reachable_meters += (state.ok_meters * up_area).sum(axis=1) @ _AREA_CSP
     s.off_dcc_hubs += state.off_dcc_hubs @ _AREA_CSP
     s.meters += state.meters @ _AREA_CSP
+    s.area_dcc_hubs += state.dcc_hubs.sum(axis=1)
+    s.area_off_dcc_hubs += state.off_dcc_hubs
+    s.area_reachable += (state.ok_hubs * up_area).sum(axis=1)
+    s.area_meters += state.meters
     reasons = np.zeros((N_AREA_CODES, N_DARK_REASONS), dtype=np.int64)
     for i, bit in enumerate(_FAULT_BITS):
         reasons[:, i] = state.dcc_fault[:, (_FAULT_VALUES & bit) != 0].sum(axis=1)

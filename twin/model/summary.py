@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
+    AREA_REGION,
+    AREAS,
     FAULT_LABEL,
     N_ALERT_KINDS,
+    N_AREA_CODES,
     N_CSP,
     N_MESSAGE_TYPES,
     N_WAN,
@@ -56,6 +59,12 @@ class TickSummary:
     hubs_by_wan: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_WAN), np.int64))
     supplier_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
     gas_supplier_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    # The same by DNO area (index = area id): what the map shows, 24 numbers each whatever the fleet.
+    area_dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_off_dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_reachable: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_meters: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_alerts: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
     # Operation reports by operation name: integer counters, and per-block arrays under keys
     # starting "block" (a shard reports only its own blocks, so merging concatenates them).
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -63,6 +72,9 @@ class TickSummary:
     # the figures (to_dict); a shard sends only its own hubs' alerts.
     alert_events: dict[str, np.ndarray] = field(default_factory=dict)
     peak_alerts_per_s: int = 0  # set by finish()
+    # Running totals since the run began (hh_lost, alerts), set by whoever records the fleet's
+    # summaries in order; never merged.
+    totals: dict[str, int] = field(default_factory=dict)
 
     @property
     def hubs(self) -> int:
@@ -75,6 +87,14 @@ class TickSummary:
     @property
     def total_messages(self) -> int:
         return int(self.messages.sum())
+
+    def area_rows(self) -> list[dict[str, Any]]:
+        """One row per DNO area: hubs, reachable, dark, meters and alerts."""
+        return [{"area_id": a.id, "area": a.name, "csp": Csp(AREA_REGION[a.id] - 1).name.title(),
+                 "hubs": int(self.area_dcc_hubs[a.id] + self.area_off_dcc_hubs[a.id]),
+                 "dcc_hubs": int(self.area_dcc_hubs[a.id]), "reachable_hubs": int(self.area_reachable[a.id]),
+                 "dark_hubs": int(self.area_dcc_hubs[a.id] - self.area_reachable[a.id]),
+                 "meters": int(self.area_meters[a.id]), "alerts": int(self.area_alerts[a.id])} for a in AREAS]
 
     def to_dict(self) -> dict[str, Any]:
         csps = [c.name.title() for c in Csp]
@@ -98,6 +118,7 @@ class TickSummary:
                             for i, c in enumerate(csps)},
             "supplier_hubs": {s.name: int(self.supplier_hubs[k]) for k, s in enumerate(SUPPLIERS, 1)
                               if self.supplier_hubs[k]},
+            "areas": self.area_rows(),
             "ops": {name: {k: v for k, v in rep.items() if not k.startswith("block")}
                     for name, rep in sorted(self.ops.items())},
         }
@@ -125,6 +146,11 @@ def merge(parts: list[TickSummary]) -> TickSummary:
         out.hubs_by_wan += p.hubs_by_wan
         out.supplier_hubs += p.supplier_hubs
         out.gas_supplier_hubs += p.gas_supplier_hubs
+        out.area_dcc_hubs += p.area_dcc_hubs
+        out.area_off_dcc_hubs += p.area_off_dcc_hubs
+        out.area_reachable += p.area_reachable
+        out.area_meters += p.area_meters
+        out.area_alerts += p.area_alerts
         for name, rep in p.ops.items():
             acc = out.ops.setdefault(name, {})
             for k, v in rep.items():

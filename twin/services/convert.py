@@ -17,6 +17,10 @@ from twin.model.summary import DARK_REASONS, TickSummary
 from twin.services.errors import invalid, not_found
 
 CSP_NAMES = [c.name.title() for c in Csp]
+# GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert).
+ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
+               AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
+               AlertKind.FIRMWARE_ACTIVATED: "0x8F43"}
 
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:
@@ -75,7 +79,11 @@ def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
     return fleet_pb2.TickSummary(
         tick=s.tick, time=ts(time), csps=csps, peak_alerts_per_s=s.peak_alerts_per_s, hh_lost=s.hh_lost,
         hh_at_risk=s.hh_at_risk, dark_by_reason={r: int(s.dark_by_reason[:, i].sum()) for i, r in enumerate(DARK_REASONS)},
-        supplier_hubs=d["supplier_hubs"])
+        supplier_hubs=d["supplier_hubs"], hubs=d["hubs"], meters=d["meters"],
+        areas=[fleet_pb2.AreaState(area_id=a["area_id"], area_name=a["area"], csp=a["csp"], hubs=a["hubs"],
+                                   dcc_hubs=a["dcc_hubs"], reachable_hubs=a["reachable_hubs"], dark_hubs=a["dark_hubs"],
+                                   meters=a["meters"], alerts=a["alerts"]) for a in d["areas"]],
+        hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0))
 
 
 def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:

@@ -21,7 +21,7 @@ from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
 from twin.services.batching import ShardBatcher
-from twin.services.convert import hub_index, ts
+from twin.services.convert import ALERT_CODES, hub_index, ts
 from twin.services.errors import ApiError, denied, invalid
 from twin.services.identity import OPERATOR, Identity
 from twin.services.policy import PolicyError, authorise
@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 
 READS = {"4.1.1", "4.6.1", "4.8.1", "4.17"}
 DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"}
-ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
-               AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
-               AlertKind.FIRMWARE_ACTIVATED: "0x8F43"}
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
 ANSWER_WITHIN_S = 3.0
 MAX_PARAMETERS_BYTES = 64 * 1024  # how long a device-changing request waits for its tick before acknowledging

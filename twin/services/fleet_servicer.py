@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -12,15 +13,18 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2, json_format
 
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
-from twin.services.convert import hub_index, hub_message, operation_message, summary_message, ts
+from twin.services.convert import ALERT_CODES, hub_index, hub_message, operation_message, summary_message, ts
 from twin.services.errors import ApiError, denied, invalid, not_found
 from twin.services.identity import OPERATOR
 from twin.services.server import current_identity
 
 MAX_PAGE = 1000
+MAX_EVENTS_PAGE = 500
+MAX_BACKLOG = 2000
 WATCH_QUEUE = 64
 
 
@@ -151,13 +155,40 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs],
                                           next_page_token=_token(nxt) if nxt is not None else "")
 
+    async def ListHubEvents(self, request, context):
+        require_operator()
+        if request.page_size < 0:
+            raise invalid("page_size", f"must not be negative, got {request.page_size}")
+        hub = hub_index(request.parent, self.sup.config.seed, self.sup.config.hubs, field="parent")
+        size = min(request.page_size or 50, MAX_EVENTS_PAGE)
+        start = _untoken(request.page_token) if request.page_token else 0
+        events = await asyncio.to_thread(self.sup.hub_events, hub, start + size + 1)
+        page = events[start : start + size]
+        tick_time = self.sup.config.time_of
+        out = [fleet_pb2.HubEvent(kind=AlertKind(e["kind"]).name, code=ALERT_CODES[AlertKind(e["kind"])], tick=e["tick"],
+                                  time=ts(tick_time(e["tick"]) + timedelta(seconds=e["second"]))) for e in page]
+        nxt = _token(start + size) if len(events) > start + size else ""
+        return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=nxt)
+
     async def WatchFleet(self, request, context):
         require_operator()
-        q: asyncio.Queue = asyncio.Queue(maxsize=WATCH_QUEUE)
+        if not 0 <= request.backlog <= MAX_BACKLOG:
+            raise invalid("backlog", f"must be between 0 and {MAX_BACKLOG}, got {request.backlog}")
+        q: asyncio.Queue = asyncio.Queue(maxsize=max(WATCH_QUEUE, request.backlog + WATCH_QUEUE))
+        # Register first, then send the backlog, so no tick falls between the two; a tick that
+        # lands in both is sent once (the client sees ticks in order, never twice).
         self.watchers.add(q)
+        last = -1
         try:
+            if request.backlog:
+                for s in list(self.sup.history)[-request.backlog:]:
+                    last = s.tick
+                    yield summary_message(s, self.sup.config.time_of(s.tick + 1))
             while True:
-                yield await q.get()
+                msg = await q.get()
+                if msg.tick <= last:
+                    continue
+                yield msg
         finally:
             self.watchers.discard(q)
 

@@ -359,8 +359,40 @@ class ListHubsResponse(_message.Message):
     def __init__(self, hubs: _Optional[_Iterable[_Union[Hub, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchFleetRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("backlog",)
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    backlog: int
+    def __init__(self, backlog: _Optional[int] = ...) -> None: ...
+
+class ListHubEventsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class HubEvent(_message.Message):
+    __slots__ = ("kind", "code", "tick", "time")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    code: str
+    tick: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, kind: _Optional[str] = ..., code: _Optional[str] = ..., tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListHubEventsResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[HubEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[HubEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CspTraffic(_message.Message):
     __slots__ = ("csp", "messages", "reachable_hubs", "dark_hubs", "alerts", "hubs_by_wan")
@@ -400,7 +432,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -423,6 +455,11 @@ class TickSummary(_message.Message):
     HH_AT_RISK_FIELD_NUMBER: _ClassVar[int]
     DARK_BY_REASON_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_HUBS_FIELD_NUMBER: _ClassVar[int]
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    HUBS_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    HH_LOST_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
     csps: _containers.RepeatedCompositeFieldContainer[CspTraffic]
@@ -431,4 +468,31 @@ class TickSummary(_message.Message):
     hh_at_risk: int
     dark_by_reason: _containers.ScalarMap[str, int]
     supplier_hubs: _containers.ScalarMap[str, int]
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    areas: _containers.RepeatedCompositeFieldContainer[AreaState]
+    hubs: int
+    meters: int
+    hh_lost_total: int
+    alerts_total: int
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ...) -> None: ...
+
+class AreaState(_message.Message):
+    __slots__ = ("area_id", "area_name", "csp", "hubs", "dcc_hubs", "reachable_hubs", "dark_hubs", "meters", "alerts")
+    AREA_ID_FIELD_NUMBER: _ClassVar[int]
+    AREA_NAME_FIELD_NUMBER: _ClassVar[int]
+    CSP_FIELD_NUMBER: _ClassVar[int]
+    HUBS_FIELD_NUMBER: _ClassVar[int]
+    DCC_HUBS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_HUBS_FIELD_NUMBER: _ClassVar[int]
+    DARK_HUBS_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    area_id: int
+    area_name: str
+    csp: str
+    hubs: int
+    dcc_hubs: int
+    reachable_hubs: int
+    dark_hubs: int
+    meters: int
+    alerts: int
+    def __init__(self, area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., csp: _Optional[str] = ..., hubs: _Optional[int] = ..., dcc_hubs: _Optional[int] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., meters: _Optional[int] = ..., alerts: _Optional[int] = ...) -> None: ...

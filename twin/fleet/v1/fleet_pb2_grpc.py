@@ -89,6 +89,11 @@ class FleetServiceStub:
                 request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.WatchFleetRequest.SerializeToString,
                 response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.TickSummary.FromString,
                 _registered_method=True)
+        self.ListHubEvents = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/ListHubEvents',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -167,6 +172,13 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListHubEvents(self, request, context):
+        """A hub's recent events (its alerts in the retained tick history), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +231,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.WatchFleet,
                     request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.WatchFleetRequest.FromString,
                     response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.TickSummary.SerializeToString,
+            ),
+            'ListHubEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHubEvents,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -494,6 +511,33 @@ class FleetService:
             '/twin.fleet.v1.FleetService/WatchFleet',
             twin_dot_fleet_dot_v1_dot_fleet__pb2.WatchFleetRequest.SerializeToString,
             twin_dot_fleet_dot_v1_dot_fleet__pb2.TickSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHubEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/ListHubEvents',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
