@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -237,6 +238,54 @@ def _check_api_args(args: argparse.Namespace) -> None:
     if not args.tls_cert and not is_loopback(args.grpc_host):
         raise UsageError(f"--grpc-host: {args.grpc_host} is beyond loopback; serving there needs TLS "
                          "(--tls-cert/--tls-key; `twin certs` makes development ones)")
+    if getattr(args, "no_dashboard", True):
+        return
+    if not 0 <= args.dash_port <= 65535:
+        raise UsageError(f"--dash-port: must be 0-65535, got {args.dash_port}")
+    if not args.tls_cert and not is_loopback(args.dash_host):
+        raise UsageError(f"--dash-host: {args.dash_host} is beyond localhost; the dashboard serves there only with TLS "
+                         "(--tls-cert/--tls-key) and operator sign-in")
+
+
+def _start_dashboard(args: argparse.Namespace, api, tokens_path: Path):
+    """The dashboard in its own process (its own interpreter lock, so drawing pages never slows the
+    fleet), a client of the API like any other; returns (process, url)."""
+    import socket
+    import ssl
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    port = args.dash_port
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((args.dash_host, 0))
+            port = s.getsockname()[1]
+    token = json.loads(tokens_path.read_text())["operator"]
+    cmd = [sys.executable, "-m", "dashboard", "--api", api.address, "--host", args.dash_host, "--port", str(port),
+           "--exit-with-parent"]
+    if args.tls_cert:
+        cmd += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+        ca = Path(args.tls_cert).with_name("ca.pem")
+        if ca.exists():
+            cmd += ["--api-ca", str(ca)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "TWIN_TOKEN": token})
+    scheme = "https" if args.tls_cert else "http"
+    host = f"[{args.dash_host}]" if ":" in args.dash_host else args.dash_host
+    url = f"{scheme}://{host}:{port}"
+    deadline = time.monotonic() + 60
+    ctx = ssl._create_unverified_context() if args.tls_cert else None  # only asking our own child if it is up
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=2, context=ctx)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers (503 until the first tick arrives)
+        except OSError:
+            time.sleep(0.2)
+    if proc.poll() is not None:
+        raise UsageError(f"the dashboard did not start (exit {proc.returncode}); see its message above")
+    return proc, url
 
 
 def _start_api(args: argparse.Namespace, sup):
@@ -343,6 +392,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     api = _start_api(args, sup)
+    dash = None
+    if not args.no_dashboard:
+        dash, url = _start_dashboard(args, api, Path(args.home) / "tokens.json")
+        err.print(f"dashboard on {url}", highlight=False)
     sup.start_clock(speed=speed)
     pace = "as fast as possible" if speed is None else f"{speed:g}x real time ({TICK_SECONDS / speed:.2f} s per tick)"
     err.print(f"twin is running: simulated clock from {config.time_of(sup.tick):%Y-%m-%d %H:%M} UTC, {pace}. "
@@ -367,6 +420,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
     err.print("stopping…")
+    if dash is not None:
+        dash.terminate()
+        try:
+            dash.wait(timeout=10)
+        except Exception:
+            dash.kill()
     api.stop(grace_s=5.0)
     sup.shutdown()
     return 0
@@ -452,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")
     up.add_argument("--anomaly-threshold", type=int, default=1000,
                     help="requests per user and SRV per minute before quarantine (default 1000)")
+    up.add_argument("--dash-host", default="127.0.0.1",
+                    help="dashboard address (default 127.0.0.1; beyond localhost needs TLS and operator sign-in)")
+    up.add_argument("--dash-port", type=int, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
+    up.add_argument("--no-dashboard", action="store_true", help="run the engine and API only")
     up.set_defaults(fn=cmd_up)
 
     run = sub.add_parser("run", help="run a scenario (or the plain fleet) headless and write its report")

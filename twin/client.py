@@ -25,6 +25,21 @@ from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 
+def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, description) pairs of a failed call's google.rpc.BadRequest details."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)
+    out: list[tuple[str, str]] = []
+    for d in st.details if st is not None else ():
+        if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            d.Unpack(br)
+            out.extend((v.field, v.description) for v in br.field_violations)
+    return out
+
+
 class TwinClient:
     def __init__(self, address: str = "127.0.0.1:50051", *, token: str, ca_cert: Path | None = None,
                  private_key: Path | None = None, user_id: str | None = None, timeout_s: float = 30.0):

@@ -53,13 +53,6 @@ def not_found(field: str, message: str) -> ApiError:
 
 def bad_request_fields(err: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
     """Fields named in a call's BadRequest details (for clients and tests)."""
-    st = rpc_status.from_call(err)
-    out = []
-    if st is None:
-        return out
-    for d in st.details:
-        if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            d.Unpack(br)
-            out.extend(v.field for v in br.field_violations)
-    return out
+    from twin.client import field_violations
+
+    return [f for f, _ in field_violations(err)]

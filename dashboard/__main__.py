@@ -1,0 +1,70 @@
+"""python -m dashboard: serve the dashboard against a running twin API (twin up starts it for you)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def operator_token(home: Path) -> str:
+    """$TWIN_TOKEN, else the development operator's token that `twin up` wrote in HOME/tokens.json."""
+    if os.environ.get("TWIN_TOKEN"):
+        return os.environ["TWIN_TOKEN"]
+    path = home / "tokens.json"
+    try:
+        tokens = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"dashboard: no operator token: set TWIN_TOKEN or run twin up once to create {path}") from None
+    if "operator" not in tokens:
+        raise SystemExit(f"dashboard: {path} has no 'operator' user; set TWIN_TOKEN")
+    return tokens["operator"]
+
+
+def _exit_with_parent(server) -> None:
+    """Started by `twin up`: stop when it is gone, even if it was killed without a word."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        server.server.should_exit = True
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dashboard", description="twin live operations dashboard")
+    p.add_argument("--api", default="127.0.0.1:50051", help="the twin gRPC API (default 127.0.0.1:50051)")
+    p.add_argument("--api-ca", help="CA certificate of the API's TLS (when it is not on loopback)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1; beyond it, TLS and sign-in)")
+    p.add_argument("--port", type=int, default=8050, help="listen port (default 8050)")
+    p.add_argument("--tls-cert", help="TLS certificate (required beyond localhost)")
+    p.add_argument("--tls-key", help="TLS private key")
+    p.add_argument("--home", default=".twin", help="where twin keeps development tokens (default .twin)")
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from dashboard.server import DashboardServer
+
+    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
+    try:
+        server = DashboardServer(api_address=args.api, token=operator_token(Path(args.home)), host=args.host,
+                                 port=args.port, tls=tls, ca_cert=Path(args.api_ca) if args.api_ca else None)
+    except ValueError as e:
+        print(f"dashboard: {e}", file=sys.stderr)
+        return 2
+    if args.exit_with_parent:
+        _exit_with_parent(server)  # and twin up prints the address
+    else:
+        print(f"dashboard on {server.url}", file=sys.stderr, flush=True)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

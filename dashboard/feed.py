@@ -1,0 +1,278 @@
+"""The dashboard's one view of the fleet: a cache of small aggregates fed from the gRPC API.
+
+One feed serves every browser session, so the API's load does not grow with viewers:
+- a WatchFleet stream (with a backlog, so charts fill at once) keeps the recent tick records;
+- a poller refreshes the clock and the Operations every second, and the slower things (network
+  plans per region, firmware version counts, which cost the API a fleet scan) every few seconds.
+Everything kept here is bounded by the number of ticks, areas, regions and operations, never by
+the number of hubs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+
+from twin.client import TwinClient
+from twin.csp.v1 import csp_pb2
+from twin.fleet.v1 import fleet_pb2
+
+log = logging.getLogger("twin.dashboard")
+
+HISTORY = 480  # ticks kept for the live charts (10 simulated days)
+REGIONS = ("North", "Central", "South")
+FIRMWARE_KEYS = ("ch_firmware", "esme_firmware", "gsme_firmware")
+SLOW_EVERY_S = 10.0  # version counts and network plans: a fleet scan each, so not every second
+
+
+def _iso(t) -> str:
+    return t.ToDatetime(tzinfo=UTC).isoformat() if t.seconds or t.nanos else ""
+
+
+def tick_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
+    """The compact, JSON-ready record of one tick: a few dozen numbers whatever the fleet size."""
+    alerts: dict[str, int] = {}
+    for c in s.csps:
+        for k, v in c.alerts.items():
+            alerts[k] = alerts.get(k, 0) + v
+    return {
+        "tick": s.tick,
+        "time": _iso(s.time),
+        "hubs": s.hubs,
+        "meters": s.meters,
+        "reachable": sum(c.reachable_hubs for c in s.csps),
+        "dark": sum(c.dark_hubs for c in s.csps),
+        "hh_at_risk": s.hh_at_risk,
+        "hh_lost": s.hh_lost,
+        "hh_lost_total": s.hh_lost_total,
+        "alerts_total": s.alerts_total,
+        "peak_alerts_per_s": s.peak_alerts_per_s,
+        "messages": {c.csp: sum(c.messages.values()) for c in s.csps},
+        "dark_by_csp": {c.csp: c.dark_hubs for c in s.csps},
+        "alerts": alerts,
+    }
+
+
+def latest_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
+    """What only the newest tick needs: per-area, per-technology and per-supplier breakdowns."""
+    return {
+        "tick": s.tick,
+        "areas": [{"area_id": a.area_id, "area": a.area_name, "csp": a.csp, "hubs": a.hubs, "dcc_hubs": a.dcc_hubs,
+                   "reachable": a.reachable_hubs, "dark": a.dark_hubs, "meters": a.meters, "alerts": a.alerts}
+                  for a in s.areas],
+        "hubs_by_wan": {c.csp: dict(c.hubs_by_wan) for c in s.csps},
+        "supplier_hubs": dict(s.supplier_hubs),
+        "dark_by_reason": dict(s.dark_by_reason),
+        "messages_by_type": {c.csp: dict(c.messages) for c in s.csps},
+    }
+
+
+def operation_record(op: operations_pb2.Operation) -> dict[str, Any]:
+    md = TwinClient.progress(op)
+    return {"name": op.name, "done": op.done, "kind": md.kind, "state": md.state, "reason": md.reason,
+            "start_tick": md.start_tick, "start_time": _iso(md.start_time), "progress": dict(md.progress),
+            "command": json.loads(md.command_json or "{}"),
+            "error": op.error.message if op.HasField("error") else ""}
+
+
+@dataclass
+class FeedStatus:
+    connected: bool = False
+    last_error: str = ""
+    ticks_received: int = 0
+    last_tick_wall: float = 0.0  # time.time() when the newest tick arrived
+    reconnects: int = 0
+    polls: int = 0
+    poll_errors: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class FleetFeed:
+    """Background threads that keep the dashboard's cache fresh. Start with `start()`."""
+
+    def __init__(self, address: str, *, token: str, ca_cert=None, backlog: int = HISTORY):
+        self.address = address
+        self.token = token
+        self.ca_cert = ca_cert
+        self.backlog = backlog
+        self.client = TwinClient(address, token=token, ca_cert=ca_cert, timeout_s=10.0)
+        self.status = FeedStatus()
+        self._lock = threading.Lock()
+        self._ticks: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self._latest: dict[str, Any] = {}
+        self._clock: dict[str, Any] = {}
+        self._operations: list[dict[str, Any]] = []
+        self._network: dict[str, Any] = {}
+        self._versions: dict[str, list[dict[str, Any]]] = {}
+        self._new_tick = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stream = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FleetFeed:
+        for target, name in ((self._watch_loop, "feed-watch"), (self._poll_loop, "feed-poll")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._stream is not None:
+            self._stream.cancel()
+        for t in self._threads:
+            t.join(timeout=5)
+        self.client.channel.close()
+
+    # -- readers (called from Dash callbacks; each returns a copy) --------------------------
+    def ticks_since(self, tick: int, limit: int = 120) -> list[dict[str, Any]]:
+        """Tick records newer than `tick`, oldest first, at most the newest `limit`."""
+        with self._lock:
+            out = [r for r in self._ticks if r["tick"] > tick]
+        return out[-limit:]
+
+    def last_tick(self) -> int:
+        with self._lock:
+            return self._ticks[-1]["tick"] if self._ticks else -1
+
+    def latest(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._latest)
+
+    def current(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._ticks[-1]) if self._ticks else {}
+
+    def clock(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._clock)
+
+    def operations(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._operations)
+
+    def network(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._network)
+
+    def versions(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            return dict(self._versions)
+
+    def wait_for_tick(self, after: int, timeout: float) -> int:
+        """Block until a tick newer than `after` arrives (or the timeout passes); the newest tick."""
+        end = time.monotonic() + timeout
+        with self._new_tick:
+            while (not self._ticks or self._ticks[-1]["tick"] <= after) and not self._stop.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._new_tick.wait(left)
+            return self._ticks[-1]["tick"] if self._ticks else -1
+
+    def refresh(self) -> None:
+        """Poll the clock and operations now (after an action, so the page shows its effect)."""
+        self._poll_fast()
+
+    # -- the threads -------------------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                self._stream = self.client.fleet.WatchFleet(
+                    fleet_pb2.WatchFleetRequest(backlog=self.backlog), metadata=self.client.metadata)
+                for s in self._stream:
+                    self._on_summary(s)
+                    self.status.connected = True
+                    backoff = 0.2
+            except grpc.RpcError as e:
+                if self._stop.is_set():
+                    return
+                self.status.connected = False
+                self.status.last_error = f"WatchFleet: {e.code().name}: {e.details()}"
+                self.status.reconnects += 1
+                log.warning("%s; reconnecting in %.1fs", self.status.last_error, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _on_summary(self, s: fleet_pb2.TickSummary) -> None:
+        rec = tick_record(s)
+        with self._new_tick:
+            if self._ticks and rec["tick"] <= self._ticks[-1]["tick"]:
+                # A rewound or restarted fleet: start the series again rather than mix two runs.
+                if rec["tick"] < self._ticks[-1]["tick"]:
+                    self._ticks.clear()
+                else:
+                    return
+            self._ticks.append(rec)
+            self._latest = latest_record(s)
+            self.status.ticks_received += 1
+            self.status.last_tick_wall = time.time()
+            self._new_tick.notify_all()
+
+    def _poll_loop(self) -> None:
+        last_slow = 0.0
+        while not self._stop.is_set():
+            try:
+                self._poll_fast()
+                if time.monotonic() - last_slow > SLOW_EVERY_S:
+                    self._poll_slow()
+                    last_slow = time.monotonic()
+                self.status.polls += 1
+            except grpc.RpcError as e:
+                self.status.poll_errors += 1
+                self.status.last_error = f"poll: {e.code().name}: {e.details()}"
+            self._stop.wait(1.0)
+
+    def _poll_fast(self) -> None:
+        c = self.client
+        clock = c.fleet.GetClock(fleet_pb2.GetClockRequest(), **c._kw())
+        ops: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(page_size=1000, page_token=token),
+                                               **c._kw())
+            ops.extend(operation_record(o) for o in page.operations)
+            token = page.next_page_token
+            if not token:
+                break
+        with self._lock:
+            self._clock = {"tick": clock.tick, "time": _iso(clock.time),
+                           "state": "running" if clock.state == fleet_pb2.CLOCK_STATE_RUNNING else "paused",
+                           "speed": clock.speed}
+            self._operations = ops
+
+    def _poll_slow(self) -> None:
+        c = self.client
+        network: dict[str, Any] = {}
+        for region in REGIONS:
+            name = f"regions/{region.lower()}"
+            st = c.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=name), **c._kw())
+            offs = c.csp.ListSwitchOffs(csp_pb2.ListSwitchOffsRequest(parent=name), **c._kw())
+            network[region] = {
+                "operator": st.operator,
+                "technologies": [{"technology": t.technology, "hubs": t.hubs, "up": t.up, "off_from": _iso(t.off_from)}
+                                 for t in st.technologies],
+                "switch_offs": [{"technology": o.technology, "off_from": _iso(o.off_from), "on_from": _iso(o.on_from)}
+                                for o in offs.switch_offs],
+            }
+        versions = {}
+        for key in FIRMWARE_KEYS:
+            res = c.fleet.AggregateFleet(fleet_pb2.AggregateFleetRequest(group_by=[key]), **c._kw())
+            versions[key] = [{"version": r.labels[key], "hubs": r.hubs} for r in res.rows]
+        with self._lock:
+            self._network = network
+            self._versions = versions
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,168 @@
+"""Plotly figures built from the feed's small records. Pure functions: records in, figures out, so the
+pages can build a whole figure on load and send only the changed parts afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+from dashboard import geo
+
+CSPS = ("North", "Central", "South")
+CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
+WAN_ORDER = ("long-range radio", "2G", "3G", "4G", "VWAN", "none")
+WAN_COLOURS = {"long-range radio": "#6a3d9a", "2G": "#e31a1c", "3G": "#fb9a99", "4G": "#1f78b4", "VWAN": "#33a02c",
+               "none": "#b2b2b2"}
+# Light for little, dark for much (explicit, so no named scale's direction can surprise).
+MAP_MODES = {
+    "dark": ("Dark hubs, % of DCC hubs", [[0.0, "#fff7bc"], [0.4, "#fe9929"], [1.0, "#99000d"]]),
+    "density": ("Hubs per km²", [[0.0, "#eff3ff"], [0.5, "#6baed6"], [1.0, "#08306b"]]),
+    "alerts": ("Alerts this tick", [[0.0, "#f2f0f7"], [0.5, "#9e9ac8"], [1.0, "#3f007d"]]),
+}
+LIVE_POINTS = 480  # points a live chart keeps (extendData trims to this)
+
+
+def base_layout(title: str = "", height: int = 300, **kw: Any) -> dict[str, Any]:
+    return dict(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=36, b=36),
+                template="plotly_white", legend=dict(orientation="h", y=-0.2), uirevision="keep", **kw)
+
+
+# -- the map ------------------------------------------------------------------------------
+def area_values(areas: list[dict[str, Any]], mode: str) -> dict[int, float]:
+    shapes = {a.id: a for a in geo.areas()}
+    out: dict[int, float] = {}
+    for a in areas:
+        if mode == "dark":
+            out[a["area_id"]] = 100.0 * a["dark"] / a["dcc_hubs"] if a["dcc_hubs"] else 0.0
+        elif mode == "density":
+            out[a["area_id"]] = a["hubs"] / shapes[a["area_id"]].km2 if a["area_id"] in shapes else 0.0
+        else:
+            out[a["area_id"]] = float(a["alerts"])
+    return out
+
+
+def map_scale(values: dict[int, float], mode: str) -> tuple[float, float]:
+    if mode == "dark":
+        return 0.0, max(5.0, max(values.values(), default=0.0))
+    return 0.0, max(1.0, max(values.values(), default=0.0))
+
+
+def map_style(areas: list[dict[str, Any]], mode: str) -> tuple[list[str], list[str], tuple[float, float]]:
+    """Fill colour and hover text of each area (in geo.areas() order), and the colour range."""
+    values = area_values(areas, mode)
+    lo, hi = map_scale(values, mode)
+    scale = MAP_MODES[mode][1]
+    by_id = {a["area_id"]: a for a in areas}
+    colours, texts = [], []
+    for shape in geo.areas():
+        v = values.get(shape.id, 0.0)
+        colours.append(sample_colorscale(scale, [(v - lo) / (hi - lo) if hi > lo else 0.0])[0])
+        a = by_id.get(shape.id)
+        if a is None:
+            texts.append(f"{shape.name} ({shape.id})<br>no hubs")
+            continue
+        texts.append(f"<b>{shape.name}</b> ({shape.id}, {shape.dno}, CSP {shape.csp})<br>hubs {a['hubs']:,}"
+                     f" · meters {a['meters']:,}<br>reachable {a['reachable']:,} · dark {a['dark']:,}"
+                     f" ({values.get(shape.id, 0.0) if mode == 'dark' else 100 * a['dark'] / max(a['dcc_hubs'], 1):.2f}%)"
+                     f"<br>{a['hubs'] / shape.km2:,.1f} hubs/km² · alerts this tick {a['alerts']:,}")
+    return colours, texts, (lo, hi)
+
+
+def gb_map(areas: list[dict[str, Any]], mode: str = "dark", height: int = 560) -> go.Figure:
+    colours, texts, (lo, hi) = map_style(areas, mode)
+    fig = go.Figure()
+    for shape, colour, text in zip(geo.areas(), colours, texts, strict=True):
+        fig.add_trace(go.Scatter(x=shape.lon, y=shape.lat, mode="lines", fill="toself", fillcolor=colour,
+                                 line=dict(color="#555", width=0.6), name=shape.name, text=text, hoveron="fills",
+                                 hoverinfo="text", showlegend=False))
+    olon, olat = geo.outline()
+    fig.add_trace(go.Scatter(x=olon, y=olat, mode="lines", line=dict(color="#222", width=0.5), hoverinfo="skip",
+                             showlegend=False, name="coast"))
+    # A hidden marker carries the colour bar.
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="scale",
+                             marker=dict(colorscale=MAP_MODES[mode][1], cmin=lo, cmax=hi, color=[lo], showscale=True,
+                                         colorbar=dict(title=dict(text=MAP_MODES[mode][0], side="right"),
+                                                       thickness=12, len=0.6))))
+    fig.update_layout(**base_layout("", height), showlegend=False)
+    fig.update_xaxes(visible=False, range=[-8.8, 2.0])
+    fig.update_yaxes(visible=False, range=[49.8, 61.0], scaleanchor="x", scaleratio=geo.ASPECT)
+    fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), plot_bgcolor="#eaf2f8")
+    return fig
+
+
+# -- live series -----------------------------------------------------------------------------
+def series(ticks: list[dict[str, Any]], title: str, lines: dict[str, Any], height: int = 260,
+           y_title: str = "") -> go.Figure:
+    """A live line chart: `lines` maps a trace name to a function of a tick record."""
+    fig = go.Figure()
+    x = [r["time"] for r in ticks]
+    for name, fn in lines.items():
+        fig.add_trace(go.Scatter(x=x, y=[fn(r) for r in ticks], mode="lines", name=name,
+                                 line=dict(color=CSP_COLOURS.get(name))))
+    fig.update_layout(**base_layout(title, height))
+    fig.update_yaxes(title_text=y_title, rangemode="tozero")
+    return fig
+
+
+def extend(ticks: list[dict[str, Any]], lines: dict[str, Any]) -> tuple[dict[str, Any], list[int], int]:
+    """extendData for a series() chart: only the new points travel."""
+    x = [r["time"] for r in ticks]
+    return ({"x": [x] * len(lines), "y": [[fn(r) for r in ticks] for fn in lines.values()]},
+            list(range(len(lines))), LIVE_POINTS)
+
+
+def csp_lines(key: str) -> dict[str, Any]:
+    return {c: (lambda r, c=c: r[key].get(c, 0)) for c in CSPS}
+
+
+# -- bars --------------------------------------------------------------------------------------
+def technology_mix(hubs_by_wan: dict[str, dict[str, int]]) -> go.Figure:
+    fig = go.Figure()
+    for wan in WAN_ORDER:
+        fig.add_trace(go.Bar(x=list(CSPS), y=[hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS], name=wan,
+                             marker_color=WAN_COLOURS[wan]))
+    fig.update_layout(**base_layout("Hubs by WAN technology per CSP region", 320), barmode="stack")
+    return fig
+
+
+def technology_mix_y(hubs_by_wan: dict[str, dict[str, int]]) -> list[list[int]]:
+    return [[hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS] for wan in WAN_ORDER]
+
+
+def hbar(labels: list[str], values: list[float], title: str, colour: str = "#1f77b4", height: int = 320,
+         x_title: str = "") -> go.Figure:
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colour))
+    fig.update_layout(**base_layout(title, height))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text=x_title)
+    return fig
+
+
+def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
+    """One bar per region and technology with a switch-off: from its off time to its on time (or
+    a year on, for permanent), with a line at the simulated now."""
+    from datetime import datetime, timedelta
+
+    fig = go.Figure()
+    rows = []
+    for region, info in network.items():
+        for so in info.get("switch_offs", []):
+            start = datetime.fromisoformat(so["off_from"])
+            end = datetime.fromisoformat(so["on_from"]) if so["on_from"] else start + timedelta(days=365)
+            rows.append((f"{region} {so['technology']}", start, end, "off" if not so["on_from"] else "outage"))
+    for label, start, end, kind in rows:
+        fig.add_trace(go.Scatter(x=[start, end], y=[label, label], mode="lines", line=dict(width=14,
+                      color="#d62728" if kind == "off" else "#ff9896"), name=label, showlegend=False,
+                      hovertext=f"{label}: off from {start:%Y-%m-%d %H:%M}" + (
+                          f" to {end:%Y-%m-%d %H:%M}" if kind == "outage" else " (permanent)"), hoverinfo="text"))
+    layout = base_layout("Switch-offs and network outages", 260)
+    fig.update_layout(**layout)
+    if now_iso:
+        fig.add_vline(x=datetime.fromisoformat(now_iso).timestamp() * 1000, line=dict(color="#333", dash="dot"))
+    if not rows:
+        fig.add_annotation(text="no switch-offs scheduled", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+    return fig

@@ -1,0 +1,6 @@
+"""The dashboard's pages, in navigation order. Each module has PATH, TITLE, layout(feed) and
+register(app, feed, actions)."""
+
+from dashboard.pages import alerts, firmware, hub, network, overview, scenario, switching
+
+PAGES = (overview, network, firmware, switching, alerts, hub, scenario)

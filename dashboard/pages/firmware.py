@@ -1,0 +1,73 @@
+"""Firmware: rollouts with live progress, failure rate per wave, and version distributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from dash import Input, Output, State, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures as F
+from dashboard.components import graph, ops_table, pulse
+
+PATH = "/firmware"
+TITLE = "Firmware"
+KINDS = ("firmware_rollout",)
+DEVICES = {"ch_firmware": "Comms hubs", "esme_firmware": "Electricity meters", "gsme_firmware": "Gas meters"}
+
+
+def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
+    """Failure rate per wave of each rollout: failed / (passed + failed) as waves finish."""
+    fig = go.Figure()
+    for o in ops:
+        if o["kind"] != "firmware_rollout":
+            continue
+        p = o["progress"]
+        waves = sorted({int(k[4:].split("_")[0]) for k in p if k.startswith("wave") and k[4:5].isdigit()})
+        xs, ys = [], []
+        for w in waves:
+            failed, passed = p.get(f"wave{w}_failed", 0), p.get(f"wave{w}_passed", 0)
+            if failed + passed:
+                xs.append(f"wave {w + 1}")
+                ys.append(100.0 * failed / (failed + passed))
+        fig.add_trace(go.Bar(x=xs, y=ys, name=o["name"].removeprefix("operations/")))
+    fig.update_layout(**F.base_layout("Failure rate per wave, %", 300), barmode="group")
+    if not fig.data:
+        fig.add_annotation(text="no rollout has finished a wave yet", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    return fig
+
+
+def versions_figure(versions: dict[str, list[dict[str, Any]]]) -> go.Figure:
+    """Devices by model and version, one bar group per device type (largest first, top 12)."""
+    fig = go.Figure()
+    for key, label in DEVICES.items():
+        rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
+        fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))
+    fig.update_layout(**F.base_layout("Firmware versions in the fleet (devices)", 520))
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    return fig
+
+
+def layout(feed) -> html.Div:
+    ops = feed.operations()
+    return html.Div([
+        *pulse("fw", feed.last_tick()),
+        html.Div(className="panel", children=[html.H3("Rollouts"), html.Div(ops_table(ops, KINDS), id="fw-ops")]),
+        html.Div(className="row", children=[
+            html.Div(className="panel col", children=[graph("fw-waves", wave_failures(ops))]),
+            html.Div(className="panel col", children=[graph("fw-versions", versions_figure(feed.versions()))]),
+        ]),
+    ])
+
+
+def register(app, feed, actions) -> None:
+    @app.callback(Output("fw-ops", "children"), Output("fw-waves", "figure"), Output("fw-versions", "figure"),
+                  Output("fw-seen", "data"), Input("fw-pulse", "n_intervals"), State("fw-seen", "data"))
+    def update(_n, seen):
+        tick = feed.last_tick()
+        if tick == seen:
+            raise PreventUpdate
+        ops = feed.operations()
+        return ops_table(ops, KINDS), wave_failures(ops), versions_figure(feed.versions()), tick

@@ -1,0 +1,88 @@
+"""Network: technology mix per CSP region, the switch-off timeline, 4G swap progress, and the
+countdown for hubs still on a network that is going."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dash import Input, Output, Patch, State, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures as F
+from dashboard.components import graph, num, ops_table, pulse
+
+PATH = "/network"
+TITLE = "Network"
+SWAP_KINDS = ("swap_programme", "vwan_fallback", "network_switch_off")
+
+
+def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div:
+    """Hubs on a technology with a switch-off date, and the time left (or how long it has been off)."""
+    if not now_iso:
+        return html.Div("Waiting for the fleet…", className="muted")
+    now = datetime.fromisoformat(now_iso)
+    rows = []
+    for region, info in network.items():
+        for t in info.get("technologies", []):
+            if not t["off_from"]:
+                continue
+            off = datetime.fromisoformat(t["off_from"])
+            left = off - now
+            hubs = hubs_by_wan.get(region, {}).get(t["technology"], t["hubs"])
+            if left.total_seconds() > 0:
+                d, rem = divmod(int(left.total_seconds()), 86400)
+                when = f"off in {d} d {rem // 3600} h"
+            else:
+                when = "off now"
+            rows.append(html.Tr([html.Td(region), html.Td(t["technology"]), html.Td(f"{off:%Y-%m-%d %H:%M}"),
+                                 html.Td(when, className="countdown"), html.Td(f"{hubs:,}", className="num")],
+                                className="at-risk" if hubs else ""))
+    if not rows:
+        return html.Div("No switch-offs scheduled: no hubs at risk.", className="muted")
+    return html.Table(className="table", children=[
+        html.Thead(html.Tr([html.Th(h) for h in ("Region", "Technology", "Off from", "Countdown", "Hubs still on it")])),
+        html.Tbody(rows)])
+
+
+def layout(feed) -> html.Div:
+    latest, cur, net = feed.latest(), feed.current(), feed.network()
+    return html.Div([
+        *pulse("net", cur.get("tick", -1)),
+        html.Div(className="row", children=[
+            html.Div(className="panel col", children=[graph("net-mix", F.technology_mix(latest.get("hubs_by_wan", {})))]),
+            html.Div(className="panel col", children=[
+                html.H3("At risk: hubs on a network being switched off"),
+                html.Div(countdown(net, latest.get("hubs_by_wan", {}), cur.get("time", "")), id="net-countdown")]),
+        ]),
+        html.Div(className="panel", children=[graph("net-timeline", F.switch_off_timeline(net, cur.get("time", "")))]),
+        html.Div(className="panel", children=[html.H3("4G swap, VWAN and switch-off programmes"),
+                                              html.Div(ops_table(feed.operations(), SWAP_KINDS), id="net-ops")]),
+        html.Div(className="panel", children=[html.H3("Reachable and dark hubs by region"),
+                                              html.Div(region_table(feed.current()), id="net-regions")]),
+    ])
+
+
+def region_table(cur: dict[str, Any]) -> Any:
+    if not cur:
+        return html.Div("Waiting for the fleet…", className="muted")
+    return html.Table(className="table", children=[
+        html.Thead(html.Tr([html.Th(h) for h in ("CSP region", "Messages this tick", "Dark hubs")])),
+        html.Tbody([html.Tr([html.Td(c), html.Td(num(cur["messages"].get(c, 0)), className="num"),
+                             html.Td(f"{cur['dark_by_csp'].get(c, 0):,}", className="num")]) for c in F.CSPS])])
+
+
+def register(app, feed, actions) -> None:
+    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline", "figure"),
+                  Output("net-ops", "children"), Output("net-regions", "children"), Output("net-seen", "data"),
+                  Input("net-pulse", "n_intervals"), State("net-seen", "data"))
+    def update(_n, seen):
+        cur = feed.current()
+        if not cur or cur["tick"] == seen:
+            raise PreventUpdate
+        latest, net = feed.latest(), feed.network()
+        mix = Patch()
+        for i, ys in enumerate(F.technology_mix_y(latest.get("hubs_by_wan", {}))):
+            mix["data"][i]["y"] = ys
+        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), F.switch_off_timeline(net, cur["time"]),
+                ops_table(feed.operations(), SWAP_KINDS), region_table(cur), cur["tick"])

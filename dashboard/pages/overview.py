@@ -1,0 +1,92 @@
+"""Overview: the fleet's headline numbers, messages per CSP, dark hubs, and the map of GB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, Patch, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures as F
+from dashboard import geo
+from dashboard.components import graph, kpi, num, pulse
+
+PATH = "/"
+TITLE = "Overview"
+MSGS = F.csp_lines("messages")
+DARK = F.csp_lines("dark_by_csp")
+
+
+def kpis(cur: dict[str, Any]) -> list[Any]:
+    if not cur:
+        return [kpi("Waiting for the first tick", "…")]
+    hubs = cur["hubs"] or 1
+    return [
+        kpi("Hubs", num(cur["hubs"]), kid="kpi-hubs"),
+        kpi("Meters", num(cur["meters"]), kid="kpi-meters"),
+        kpi("Reachable", num(cur["reachable"]), f"{100 * cur['reachable'] / hubs:.2f}% of hubs", kid="kpi-reachable"),
+        html.Div(kpi("Dark", f"{cur['dark']:,}", f"{100 * cur['dark'] / hubs:.3f}% of hubs"), id="kpi-dark",
+                 **{"data-value": str(cur["dark"])}),
+        kpi("HH data at risk", num(cur["hh_at_risk"]), "unread half-hours on dark hubs", kid="kpi-risk"),
+        kpi("HH data lost", num(cur["hh_lost_total"]), f"+{cur['hh_lost']:,} this tick", kid="kpi-lost"),
+        kpi("Messages", num(sum(cur["messages"].values())), "this tick, all CSPs", kid="kpi-msgs"),
+        kpi("Alerts", num(cur["alerts_total"]), f"peak {cur['peak_alerts_per_s']:,}/s this tick", kid="kpi-alerts"),
+    ]
+
+
+def layout(feed) -> html.Div:
+    cur, latest = feed.current(), feed.latest()
+    ticks = feed.ticks_since(-1, F.LIVE_POINTS)
+    return html.Div([
+        *pulse("ov", cur.get("tick", -1)),
+        html.Div(kpis(cur), id="ov-kpis", className="kpis"),
+        html.Div(className="row", children=[
+            html.Div(className="panel map-panel", children=[
+                html.Div(className="panel-head", children=[
+                    html.H3("Great Britain by DNO area"),
+                    dcc.RadioItems(id="ov-map-mode", value="dark", inline=True, className="radio",
+                                   options=[{"label": " dark share", "value": "dark"},
+                                            {"label": " hub density", "value": "density"},
+                                            {"label": " alerts", "value": "alerts"}])]),
+                graph("ov-map", F.gb_map(latest.get("areas", []), "dark")),
+                html.Div(geo.ATTRIBUTION, className="attribution")]),
+            html.Div(className="panel col", children=[
+                graph("ov-msgs", F.series(ticks, "Messages per tick by CSP", MSGS)),
+                graph("ov-dark", F.series(ticks, "Dark hubs by CSP", DARK)),
+            ]),
+        ]),
+    ])
+
+
+def map_patch(areas: list[dict[str, Any]], mode: str) -> Patch:
+    """Only the areas' colours and hover texts (and the colour bar) change: 14 small strings."""
+    colours, texts, (lo, hi) = F.map_style(areas, mode)
+    p = Patch()
+    for i, (c, t) in enumerate(zip(colours, texts, strict=True)):
+        p["data"][i]["fillcolor"] = c
+        p["data"][i]["text"] = t
+    bar = len(colours) + 1  # after the areas and the coast
+    p["data"][bar]["marker"]["cmin"] = lo
+    p["data"][bar]["marker"]["cmax"] = hi
+    p["data"][bar]["marker"]["color"] = [lo]
+    p["data"][bar]["marker"]["colorscale"] = F.MAP_MODES[mode][1]
+    p["data"][bar]["marker"]["colorbar"]["title"]["text"] = F.MAP_MODES[mode][0]
+    return p
+
+
+def register(app, feed, actions) -> None:
+    @app.callback(
+        Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-msgs", "extendData"),
+        Output("ov-dark", "extendData"), Output("ov-seen", "data"),
+        Input("ov-pulse", "n_intervals"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
+    )
+    def update(_n, mode, seen):
+        new = feed.ticks_since(-1 if seen is None else seen)
+        if not new and ctx.triggered_id != "ov-map-mode":
+            raise PreventUpdate
+        latest = feed.latest()
+        cur = feed.current()
+        map_fig = map_patch(latest.get("areas", []), mode or "dark")
+        if not new:
+            return no_update, map_fig, no_update, no_update, no_update
+        return (kpis(cur), map_fig, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])

@@ -1,0 +1,181 @@
+"""Scenario: clock control, a form for every operator event, and the Operations with their
+progress, pause, resume and cancel. Every action goes through the gRPC API as the signed-in
+operator; what the server rejects is shown with its own error text."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import forms
+from dashboard.components import ops_table, pulse
+from dashboard.errors import error_box
+
+PATH = "/scenario"
+TITLE = "Scenario"
+
+
+def field_input(event: str, spec: forms.FieldSpec) -> html.Div:
+    fid = {"type": "ev-field", "event": event, "name": spec.name}
+    if spec.kind == "bool":
+        control: Any = dcc.Checklist(id=fid, options=[{"label": " yes", "value": "yes"}], value=[])
+    elif spec.choices:
+        labels = forms.AREA_LABELS if spec.name == "area" else {}
+        control = dcc.Dropdown(id=fid, options=[{"label": labels.get(c, c) or "(none)", "value": c} for c in spec.choices],
+                               multi=spec.repeated, clearable=True, placeholder="default" if spec.optional else "choose…")
+    else:
+        control = dcc.Input(id=fid, type="text", debounce=False, className="input",
+                            placeholder=forms.HELP.get(spec.name, "default" if spec.optional else ""),
+                            inputMode="decimal" if spec.kind in ("number", "integer") and not spec.repeated else "text")
+    return html.Div(className="field", children=[html.Label(spec.label, className="label"),
+                                                 control])
+
+
+def event_form(event: str) -> list[Any]:
+    return [field_input(event, spec) for spec in forms.fields(event)]
+
+
+def clock_panel(clock: dict[str, Any]) -> list[Any]:
+    state = clock.get("state", "?")
+    speed = clock.get("speed", 0)
+    return [html.Span(f"tick {clock.get('tick', '?')} · {str(clock.get('time', ''))[:16].replace('T', ' ')} UTC · ",
+                      id="sc-clock-text"),
+            html.Strong(state, id="sc-clock-state", className=f"state state-{state}"),
+            html.Span(f" · {'flat out' if not speed else f'{speed:g}x real time'}")]
+
+
+def layout(feed) -> html.Div:
+    return html.Div([
+        *pulse("sc", feed.last_tick()),
+        dcc.Store(id="sc-ops-sig"),
+        html.Div(className="panel", children=[
+            html.H3("Clock"),
+            html.Div(clock_panel(feed.clock()), id="sc-clock", className="clock-line"),
+            html.Div(className="form-row", children=[
+                html.Button("Pause", id="sc-pause", n_clicks=0, className="btn"),
+                html.Button("Resume", id="sc-resume", n_clicks=0, className="btn"),
+                html.Button("Step 1 tick", id="sc-step1", n_clicks=0, className="btn"),
+                html.Button("Step 1 day", id="sc-step48", n_clicks=0, className="btn"),
+                dcc.Input(id="sc-speed", type="text", placeholder="speed x, 0 = flat out", className="input"),
+                html.Button("Set speed", id="sc-set-speed", n_clicks=0, className="btn")]),
+            html.Div(id="sc-clock-msg")]),
+        html.Div(className="panel", children=[
+            html.H3("Inject an operator event"),
+            html.Div(className="form-row", children=[
+                html.Label("Event", className="label"),
+                dcc.Dropdown(id="ev-type", options=[{"label": e.replace("_", " "), "value": e} for e in forms.EVENTS],
+                             value="power_outage", clearable=False, className="dropdown-wide"),
+                html.Label("At", className="label"),
+                dcc.Input(id="ev-at", type="text", placeholder=forms.HELP["at"], className="input-wide")]),
+            html.Div(event_form("power_outage"), id="ev-form", className="form-grid"),
+            html.Button("Inject", id="ev-submit", n_clicks=0, className="btn btn-primary"),
+            html.Div(id="ev-result")]),
+        html.Div(className="panel", children=[
+            html.H3("Operations"), html.Div(ops_table(feed.operations(), controls=True), id="sc-ops"),
+            html.Div(id="sc-op-msg")]),
+    ])
+
+
+def register(app, feed, actions) -> None:
+    @app.callback(Output("ev-form", "children"), Input("ev-type", "value"), prevent_initial_call=True)
+    def choose(event):
+        return event_form(event)
+
+    @app.callback(Output("ev-result", "children"),
+                  Input("ev-submit", "n_clicks"),
+                  State("ev-type", "value"), State("ev-at", "value"),
+                  State({"type": "ev-field", "event": ALL, "name": ALL}, "value"),
+                  State({"type": "ev-field", "event": ALL, "name": ALL}, "id"),
+                  prevent_initial_call=True)
+    def inject(n, event, at, values, ids):
+        if not n:
+            raise PreventUpdate
+        given = {}
+        for i, v in zip(ids, values, strict=True):
+            if i["event"] == event:
+                given[i["name"]] = v
+        req, errors = forms.build_request(event, given, at or "")
+        if req is None:
+            return error_box("Not sent: fix these fields.", errors)
+        c = actions.client()
+        try:
+            op = c.fleet.CreateEvent(req, **c._kw())
+        except grpc.RpcError as e:
+            return error_box(e)
+        feed.refresh()
+        md = c.progress(op)
+        return html.Div(className="ok", role="status", children=[
+            html.Strong("Accepted: "), html.Span(op.name, className="mono", id="ev-op-name"),
+            html.Span(f" ({md.kind}, {md.state.lower()}, from tick {md.start_tick})")])
+
+    @app.callback(Output("sc-clock-msg", "children"),
+                  Input("sc-pause", "n_clicks"), Input("sc-resume", "n_clicks"), Input("sc-step1", "n_clicks"),
+                  Input("sc-step48", "n_clicks"), Input("sc-set-speed", "n_clicks"), State("sc-speed", "value"),
+                  prevent_initial_call=True)
+    def clock_action(_a, _b, _c, _d, _e, speed):
+        from twin.fleet.v1 import fleet_pb2
+
+        c = actions.client()
+        which = ctx.triggered_id
+        try:
+            if which == "sc-pause":
+                c.fleet.UpdateClock(fleet_pb2.UpdateClockRequest(state=fleet_pb2.CLOCK_STATE_PAUSED), **c._kw())
+            elif which == "sc-resume":
+                c.fleet.UpdateClock(fleet_pb2.UpdateClockRequest(state=fleet_pb2.CLOCK_STATE_RUNNING, speed=-1), **c._kw())
+            elif which in ("sc-step1", "sc-step48"):
+                c.fleet.StepClock(fleet_pb2.StepClockRequest(count=1 if which == "sc-step1" else 48),
+                                  metadata=c.metadata, timeout=120)
+            elif which == "sc-set-speed":
+                try:
+                    value = float((speed or "").strip())
+                except ValueError:
+                    return error_box("Speed: a number of simulated seconds per second (0 = flat out).")
+                if value < 0:
+                    return error_box("Speed: must not be negative.")
+                c.fleet.UpdateClock(fleet_pb2.UpdateClockRequest(
+                    state=fleet_pb2.CLOCK_STATE_UNSPECIFIED if value else fleet_pb2.CLOCK_STATE_RUNNING, speed=value),
+                    **c._kw())
+        except grpc.RpcError as e:
+            return error_box(e)
+        feed.refresh()
+        return None
+
+    @app.callback(Output("sc-op-msg", "children"),
+                  Input({"type": "op-action", "op": ALL, "action": ALL}, "n_clicks"), prevent_initial_call=True)
+    def op_action(clicks):
+        trig = ctx.triggered_id
+        if not trig or not any(clicks) or not ctx.triggered[0]["value"]:
+            raise PreventUpdate  # the buttons were redrawn, not clicked
+        from google.longrunning import operations_pb2
+
+        from twin.fleet.v1 import fleet_pb2
+
+        c = actions.client()
+        try:
+            if trig["action"] == "pause":
+                c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=trig["op"]), **c._kw())
+            elif trig["action"] == "resume":
+                c.fleet.ResumeOperation(fleet_pb2.ResumeOperationRequest(name=trig["op"]), **c._kw())
+            else:
+                c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=trig["op"]), **c._kw())
+        except grpc.RpcError as e:
+            return error_box(e)
+        feed.refresh()
+        return html.Div(f"{trig['action'].title()} sent for {trig['op']}.", className="ok", role="status")
+
+    @app.callback(Output("sc-clock", "children"), Output("sc-ops", "children"), Output("sc-ops-sig", "data"),
+                  Output("sc-seen", "data"), Input("sc-pulse", "n_intervals"), State("sc-ops-sig", "data"),
+                  State("sc-seen", "data"))
+    def refresh(_n, sig, seen):
+        ops = feed.operations()
+        new_sig = json.dumps([[o["name"], o["state"], o["progress"]] for o in ops], sort_keys=True)
+        clock = feed.clock()
+        tick = clock.get("tick", -1)
+        if new_sig == sig and tick == seen:
+            raise PreventUpdate
+        # Redraw the table only when an operation changed, so a button is never swapped mid-click.
+        return (clock_panel(clock), ops_table(ops, controls=True) if new_sig != sig else no_update, new_sig, tick)

@@ -1,0 +1,52 @@
+"""Switching: supplier shares, churn campaigns and single switches, Supplier of Last Resort progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Input, Output, Patch, State, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import figures as F
+from dashboard.components import graph, ops_table, pulse
+
+PATH = "/switching"
+TITLE = "Switching"
+CAMPAIGNS = ("churn_campaign", "supplier_switch")
+SOLR = ("supplier_failure",)
+
+
+def shares(supplier_hubs: dict[str, int]) -> tuple[list[str], list[float]]:
+    total = sum(supplier_hubs.values()) or 1
+    items = sorted(supplier_hubs.items(), key=lambda kv: -kv[1])
+    return [k for k, _ in items], [100.0 * v / total for _, v in items]
+
+
+def layout(feed) -> html.Div:
+    labels, values = shares(feed.latest().get("supplier_hubs", {}))
+    return html.Div([
+        *pulse("sw", feed.last_tick()),
+        html.Div(className="row", children=[
+            html.Div(className="panel col", children=[
+                graph("sw-shares", F.hbar(labels, values, "Supplier shares, % of premises (electricity)", "#9467bd",
+                                          520, "%"))]),
+            html.Div(className="panel col", children=[
+                html.H3("Supplier of Last Resort"), html.Div(ops_table(feed.operations(), SOLR), id="sw-solr"),
+                html.H3("Campaigns and switches"), html.Div(ops_table(feed.operations(), CAMPAIGNS), id="sw-campaigns")]),
+        ]),
+    ])
+
+
+def register(app, feed, actions) -> None:
+    @app.callback(Output("sw-shares", "figure"), Output("sw-solr", "children"), Output("sw-campaigns", "children"),
+                  Output("sw-seen", "data"), Input("sw-pulse", "n_intervals"), State("sw-seen", "data"))
+    def update(_n, seen) -> tuple[Any, ...]:
+        tick = feed.last_tick()
+        if tick == seen:
+            raise PreventUpdate
+        labels, values = shares(feed.latest().get("supplier_hubs", {}))
+        fig = Patch()
+        fig["data"][0]["x"] = values
+        fig["data"][0]["y"] = labels
+        ops = feed.operations()
+        return fig, ops_table(ops, SOLR), ops_table(ops, CAMPAIGNS), tick
