@@ -48,11 +48,18 @@ def _rings(geometry: dict) -> list[list[list[float]]]:
 
 
 def _joined(rings: list[list[list[float]]]) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+    """Rings as Plotly draws them, at 0.001 degrees (about 100 m: finer than the screen shows),
+    dropping points that rounding makes repeat; neighbours share edges, so they still meet."""
     lon: list[float | None] = []
     lat: list[float | None] = []
     for ring in rings:
-        lon.extend(p[0] for p in ring)
-        lat.extend(p[1] for p in ring)
+        last = None
+        for x, y in ring:
+            p = (round(x, 3), round(y, 3))
+            if p != last:
+                lon.append(p[0])
+                lat.append(p[1])
+                last = p
         lon.append(None)
         lat.append(None)
     return tuple(lon), tuple(lat)

@@ -171,7 +171,7 @@ def create_app(feed: FleetFeed, *, api_address: str, token: str, require_login: 
             sid_ok = sessions.token(request.cookies.get(COOKIE)) is not None
             bearer_ok = auth.startswith("Bearer ") and sessions.check_token(auth[7:].strip())
             if not (sid_ok or bearer_ok):
-                if request.method == "GET" and kind == "page":
+                if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
                     return RedirectResponse("/login", status_code=303)
                 return JSONResponse({"error": "sign in with an operator token"}, status_code=401)
         response = await call_next(request)

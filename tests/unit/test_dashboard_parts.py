@@ -1,0 +1,82 @@
+"""Dashboard parts that need no browser: forms from the proto, map geometry, progress, layering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dashboard import forms, geo
+from dashboard.components import progress_fraction
+from dashboard.figures import map_style
+from twin.fleet.v1 import fleet_pb2
+
+
+def test_every_operator_event_has_a_form_built_from_the_proto():
+    oneof = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
+    assert forms.EVENTS == tuple(f.name for f in oneof.fields) and len(forms.EVENTS) == 10
+    for event in forms.EVENTS:
+        specs = forms.fields(event)
+        msg = next(f.message_type for f in oneof.fields if f.name == event)
+        assert [s.name for s in specs] == [f.name for f in msg.fields]
+    rollout = {s.name: s for s in forms.fields("firmware_rollout")}
+    assert rollout["waves"].repeated and rollout["waves"].kind == "number"
+    assert rollout["halt_failure_rate"].optional and not rollout["target_version"].optional
+    assert rollout["allow_downgrade"].kind == "bool" and rollout["concurrency_per_csp"].kind == "integer"
+    with pytest.raises(ValueError):
+        forms.fields("meteor_strike")
+
+
+def test_form_values_become_the_request_or_name_the_bad_fields():
+    req, errors = forms.build_request("firmware_rollout", {
+        "device": "ESME", "manufacturer": "Kaifa", "model": "MA120", "target_version": "9.9.9",
+        "waves": "0.1, 0.5,1", "regions": ["North", "South"], "concurrency_per_csp": "40", "allow_downgrade": ["yes"],
+        "halt_failure_rate": ""}, at="6h")
+    assert errors == {}
+    r = req.firmware_rollout
+    assert req.at == "6h" and list(r.waves) == [0.1, 0.5, 1.0] and list(r.regions) == ["North", "South"]
+    assert r.concurrency_per_csp == 40 and r.allow_downgrade and not r.HasField("halt_failure_rate")
+    req, errors = forms.build_request("power_outage", {"area": "12", "duration_min": "an hour", "fraction": "nan"})
+    assert req is None and set(errors) == {"duration_min", "fraction"}
+    req, errors = forms.build_request("base_station_failure", {"cells": "3, x", "duration_min": "30"})
+    assert req is None and "cells" in errors
+    req, errors = forms.build_request("swap_programme", {"region": "South", "installs_per_day": "1.5"})
+    assert req is None and errors == {"installs_per_day": "must be a whole number, got '1.5'"}
+
+
+def test_map_geometry_ships_with_the_dashboard_and_covers_great_britain():
+    areas = geo.areas()
+    assert [a.id for a in areas] == list(range(10, 24))
+    # GB is about 230,000 km^2 of land; the licence areas also take in estuaries and sea lochs.
+    assert 225_000 < sum(a.km2 for a in areas) < 250_000
+    london = next(a for a in areas if a.id == 12)
+    assert 500 < london.km2 < 900 and london.csp == "South"
+    assert all(-8.7 < x < 1.8 for x in areas[0].lon if x is not None)
+    lon, lat = geo.outline()
+    assert len(lon) == len(lat) > 1000
+
+
+def test_map_colours_follow_the_values():
+    rows = [{"area_id": i, "hubs": 1000, "dcc_hubs": 1000, "reachable": 1000 - d, "dark": d, "meters": 1500,
+             "alerts": 0} for i, d in zip(range(10, 24), [0] * 13 + [400], strict=True)]
+    colours, texts, (lo, hi) = map_style(rows, "dark")
+    assert hi == 40.0 and lo == 0.0
+    assert colours[-1] != colours[0] and len(set(colours[:-1])) == 1
+    assert "dark 400" in texts[-1]
+
+
+def test_operation_progress_from_each_kind_of_counters():
+    assert progress_fraction({"state": "RUNNING", "progress": {"targeted": 200, "activated": 50, "failed": 10}}) == 0.3
+    assert progress_fraction({"state": "RUNNING", "progress": {"customers": 400, "moved": 100}}) == 0.25
+    assert progress_fraction({"state": "RUNNING", "progress": {"swapped": 30, "eligible": 90}}) == 0.25
+    assert progress_fraction({"state": "DONE", "progress": {}}) == 1.0
+    assert progress_fraction({"state": "PENDING", "progress": {}}) == 0.0
+
+
+def test_the_dashboard_is_a_client_of_the_api_and_never_of_ray():
+    code = ("import sys, dashboard.server, dashboard.pages; "
+            "bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'twin.engine', 'twin.services.server'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
