@@ -455,6 +455,9 @@ def cmd_hub(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_SIZES = "1M,3M,10M,30M"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from twin.bench import run_bench, run_events_bench
 
@@ -463,6 +466,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         res = run_api_bench(hubs=_hubs(args.hubs if args.hubs != "30M" else "1M"), out=Path(
             args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/api.json"), console=console)
+        return 0 if res else 1
+    if args.suite == "dashboard":
+        from twin.bench_dashboard import run_dashboard_bench
+
+        sizes = [parse_count(s) for s in (args.sizes if args.sizes != DEFAULT_SIZES else "1M,30M").split(",")]
+        for s in sizes:
+            _check_memory(s, None)
+        res = run_dashboard_bench(sizes, samples=args.samples, out=Path(
+            args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/dashboard.json"), console=console)
         return 0 if res else 1
     if args.suite == "events":
         hubs = _hubs(args.hubs)
@@ -528,11 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser("bench", help="measure build, tick and memory figures, or event costs")
-    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api"), default="engine",
-                       help="engine (default): sizes x build/day/memory; events: event costs and scenarios")
+    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api", "dashboard"), default="engine",
+                       help="engine (default): sizes x build/day/memory; events: event costs and scenarios; api: "
+                            "gRPC latency and throughput; dashboard: tick-to-browser time and update sizes")
     bench.add_argument("--hubs", default="30M", help="events suite: fleet size (default 30M)")
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
-    bench.add_argument("--sizes", default="1M,3M,10M,30M", help="fleet sizes (default 1M,3M,10M,30M)")
+    bench.add_argument("--sizes", default=DEFAULT_SIZES,
+                       help="fleet sizes (default 1M,3M,10M,30M; dashboard suite 1M,30M)")
+    bench.add_argument("--samples", type=int, default=60, help="dashboard suite: ticks timed per size (default 60)")
     bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
     bench.add_argument("--shards", help="shard actors (default: one per CPU)")
     bench.add_argument("--seed", default="1")

@@ -15,7 +15,7 @@ from twin.fleet.v1 import fleet_pb2
 
 def test_every_operator_event_has_a_form_built_from_the_proto():
     oneof = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
-    assert forms.EVENTS == tuple(f.name for f in oneof.fields) and len(forms.EVENTS) == 10
+    assert tuple(f.name for f in oneof.fields) == forms.EVENTS and len(forms.EVENTS) == 10
     for event in forms.EVENTS:
         specs = forms.fields(event)
         msg = next(f.message_type for f in oneof.fields if f.name == event)
