@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
+from twin.timeline_cli import TimelineUsageError
 
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
@@ -517,6 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("hub_id", help="hub index (0..N-1) or comms hub device id (EUI-64)")
     fleet_args(hub, "1M")
     hub.set_defaults(fn=cmd_hub)
+
+    from twin.timeline_cli import add_commands
+
+    add_commands(sub, console)
     return p
 
 
@@ -525,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (UsageError, TwinInputError) as e:
+    except (UsageError, TwinInputError, TimelineUsageError) as e:
         err.print(f"twin {args.command}: error: {e}", highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:

@@ -101,7 +101,8 @@ def test_whole_process_resume_applies_every_acknowledged_command_exactly_once():
     # A crash between the journal write and the acknowledgement: on disk, never acknowledged.
     from twin.model.ops.commands import parse_command
 
-    sup.journal.append(parse_command(dict(torn), CFG, now_tick=sup._next_submit))
+    sup.journal.append(parse_command(dict(torn), CFG, now_tick=sup._next_submit), after_tick=sup.planner.observed,
+                       op_seq=sup.planner.seq + 1)
     sup.shutdown()  # the process dies; nothing after tick 35 is saved but the journal
 
     ref = LocalFleet(CFG)
