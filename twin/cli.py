@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from twin.timeline_cli import add_commands
 
-    add_commands(sub, console)
+    add_commands(sub, console, err)
     return p
 
 

@@ -131,7 +131,7 @@ class FleetSupervisor:
         self._base = -1
         self.recoveries: list[dict[str, Any]] = []
         self.journal = Journal(run_dir / "journal.jsonl")
-        self.manifest = write_manifest(run_dir, config, len(self.spans))
+        self.manifest = write_manifest(run_dir, config, len(self.spans), checkpoint_every=checkpoint_every)
         self.name: str = self.manifest["name"]
         self.planner = FleetPlanner(config)
         # Journal records not yet accepted (after a resume or rewind, or a branch's inherited
