@@ -345,8 +345,22 @@ class FleetSupervisor:
 
     def _recover(self, i: int, tick: int) -> TickSummary:
         """Shard i lost its work (its process died; Ray restarted it from the newest checkpoint):
-        replay the ticks since with the controls they had, then run `tick`."""
+        replay the ticks since with the controls they had, then run `tick`. A shard that dies
+        again while it catches up is caught up again."""
         t0 = time.perf_counter()
+        for _attempt in range(20):
+            try:
+                last, replayed, summary = self._catch_up(i, tick)
+                break
+            except ray.exceptions.RayActorError:
+                continue
+        else:
+            raise RuntimeError(f"shard {i} kept dying while it caught up to tick {tick}")
+        self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
+                                "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3)})
+        return summary
+
+    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary]:
         shard = self.shards[i]
         info = None
         for _ in range(600):
@@ -364,14 +378,9 @@ class FleetSupervisor:
             if not ray.get(shard.restore.remote(self._base)):
                 raise RuntimeError(f"shard {i} cannot read checkpoint {self._base}")
             last = self._base
-        replayed = 0
         for t in range(last + 1, tick):
             ray.get(shard.step.remote(t, self._controls_log.get(t)))
-            replayed += 1
-        summary = ray.get(self._submit_step(i, tick))
-        self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
-                                "seconds": round(time.perf_counter() - t0, 3)})
-        return summary
+        return last, tick - 1 - last, ray.get(self._submit_step(i, tick))
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
