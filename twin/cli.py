@@ -406,6 +406,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         res = run_api_bench(hubs=_hubs(args.hubs if args.hubs != "30M" else "1M"), out=Path(
             args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/api.json"), console=console)
         return 0 if res else 1
+    if args.suite == "reliability":
+        from twin.bench_reliability import run_reliability_bench
+
+        resume_hubs, chaos_hubs = _hubs(args.hubs), _hubs(args.chaos_hubs)
+        _check_memory(resume_hubs, None)
+        out = Path(args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/reliability.json")
+        res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=480, kill_every_s=3.0,
+                                    seed=int(args.seed), out=out, console=console)
+        return 0 if res else 1
     if args.suite == "events":
         hubs = _hubs(args.hubs)
         _check_memory(hubs, None)
@@ -466,9 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser("bench", help="measure build, tick and memory figures, or event costs")
-    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api"), default="engine",
-                       help="engine (default): sizes x build/day/memory; events: event costs and scenarios")
-    bench.add_argument("--hubs", default="30M", help="events suite: fleet size (default 30M)")
+    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api", "reliability"), default="engine",
+                       help="engine (default): sizes x build/day/memory; events: event costs and scenarios; "
+                            "reliability: kills, recovery, checkpoints, resume")
+    bench.add_argument("--hubs", default="30M", help="events suite: fleet size; reliability: resume size (default 30M)")
+    bench.add_argument("--chaos-hubs", default="1M", help="reliability suite: fleet size of the chaos run (default 1M)")
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
     bench.add_argument("--sizes", default="1M,3M,10M,30M", help="fleet sizes (default 1M,3M,10M,30M)")
     bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
