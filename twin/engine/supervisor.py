@@ -357,7 +357,8 @@ class FleetSupervisor:
         else:
             raise RuntimeError(f"shard {i} kept dying while it caught up to tick {tick}")
         self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
-                                "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3)})
+                                "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3),
+                                "done_at": time.monotonic()})
         return summary
 
     def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary]:
