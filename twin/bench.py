@@ -250,8 +250,12 @@ def run_events_bench(*, hubs: int, scenario_hubs: int, seed: int, out: Path, con
         scenarios.append({"scenario": path.name, "hubs": scenario_hubs, "days": rep["config"]["days"],
                           "wall_s_total": round(wall, 1), "simulate_s": rep["summary"]["wall_s"],
                           "operations": {o["name"]: o["metadata"]["state"] for o in rep["operations"]}})
-    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "events": events,
-              "scenarios": scenarios}
+    return write_results({"events": events, "scenarios": scenarios}, out, console)
+
+
+def write_results(figures: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:
+    """Stamp figures with the time and machine, write them as JSON and show them."""
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **figures}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     console.print_json(json.dumps(result))

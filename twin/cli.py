@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
+from twin.timeline_cli import TimelineUsageError
 
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
@@ -476,6 +477,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         res = run_dashboard_bench(sizes, samples=args.samples, out=Path(
             args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/dashboard.json"), console=console)
         return 0 if res else 1
+    if args.suite == "reliability":
+        from twin.bench_reliability import run_reliability_bench
+
+        resume_hubs, chaos_hubs = _hubs(args.hubs), _hubs(args.chaos_hubs)
+        _check_memory(resume_hubs, None)
+        out = Path(args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/reliability.json")
+        res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=480, kill_every_s=3.0,
+                                    seed=int(args.seed), out=out, console=console)
+        return 0 if res else 1
     if args.suite == "events":
         hubs = _hubs(args.hubs)
         _check_memory(hubs, None)
@@ -540,10 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     bench = sub.add_parser("bench", help="measure build, tick and memory figures, or event costs")
-    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api", "dashboard"), default="engine",
+    bench.add_argument("suite", nargs="?", choices=("engine", "events", "api", "dashboard", "reliability"),
+                       default="engine",
                        help="engine (default): sizes x build/day/memory; events: event costs and scenarios; api: "
-                            "gRPC latency and throughput; dashboard: tick-to-browser time and update sizes")
-    bench.add_argument("--hubs", default="30M", help="events suite: fleet size (default 30M)")
+                            "gRPC latency and throughput; dashboard: tick-to-browser time and update sizes; "
+                            "reliability: kills, recovery, checkpoints, resume")
+    bench.add_argument("--hubs", default="30M", help="events suite: fleet size; reliability: resume size (default 30M)")
+    bench.add_argument("--chaos-hubs", default="1M", help="reliability suite: fleet size of the chaos run (default 1M)")
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
     bench.add_argument("--sizes", default=DEFAULT_SIZES,
                        help="fleet sizes (default 1M,3M,10M,30M; dashboard suite 1M,30M)")
@@ -595,6 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("hub_id", help="hub index (0..N-1) or comms hub device id (EUI-64)")
     fleet_args(hub, "1M")
     hub.set_defaults(fn=cmd_hub)
+
+    from twin.timeline_cli import add_commands
+
+    add_commands(sub, console, err)
     return p
 
 
@@ -603,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (UsageError, TwinInputError) as e:
+    except (UsageError, TwinInputError, TimelineUsageError) as e:
         err.print(f"twin {args.command}: error: {e}", highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:

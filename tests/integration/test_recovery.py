@@ -3,16 +3,14 @@ checkpoint and replays the ticks since; the run ends in exactly the fault-free s
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 
 import pytest
-import ray
 
 from tests.integration.conftest import run_dir
+from twin.engine.chaos import ShardKiller
 from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
+from twin.engine.operations import operation_view
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
@@ -25,39 +23,58 @@ ROLLOUT = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "Kaifa"
 TICKS = 72
 
 
+def _chaos_run(config: FleetConfig, *, ticks: int, every_s: float, checkpoint_every: int, pace_s: float = 0.0,
+               max_kills: int | None = None):
+    """A rollout run with a shard process SIGKILLed every `every_s` seconds; returns the supervisor
+    (still up), the kills and the operation's name."""
+    sup = FleetSupervisor(config, shards=2, run_dir=run_dir("chaos"), checkpoint_every=checkpoint_every)
+    op = sup.submit(dict(ROLLOUT))
+    with ShardKiller(sup, every_s=every_s, max_kills=max_kills) as killer:
+        for _ in range(ticks):
+            sup.step(1)
+            time.sleep(pace_s)
+    return sup, killer.kills, op["name"]
+
+
+def _assert_fault_free(sup: FleetSupervisor, ref_hash: str, ref_ops: dict, op_name: str) -> None:
+    assert sup.state_hash() == ref_hash
+    assert sum(i["hubs"] for i in sup.info()) == sup.config.hubs  # no hub lost
+    views = sup.operations()
+    assert [v["name"] for v in views] == [op_name]  # the one command, applied once
+    assert views[0]["metadata"]["progress"] == ref_ops
+
+
 def test_killed_shards_recover_to_the_fault_free_state():
     ref = LocalFleet(CFG)
     ref.submit(dict(ROLLOUT))
     ref.run(TICKS)
-    sup = FleetSupervisor(CFG, shards=2, run_dir=run_dir("chaos"), checkpoint_every=12)
-    kills = []
+    ref_op = next(iter(ref.planner.ops.values()))
+    sup, kills, name = _chaos_run(CFG, ticks=TICKS, every_s=0.7, checkpoint_every=12, pace_s=0.03, max_kills=3)
     try:
-        op = sup.submit(dict(ROLLOUT))
-        stop = threading.Event()
-
-        def chaos():
-            # Kill a shard's process (SIGKILL, as a crash would) every ~0.7 s while the run goes on.
-            while not stop.is_set() and len(kills) < 3:
-                time.sleep(0.7)
-                try:
-                    pid = ray.get(sup.shards[len(kills) % 2].info.remote(), timeout=10)["pid"]
-                    os.kill(pid, signal.SIGKILL)
-                    kills.append(pid)
-                except Exception:
-                    pass
-
-        t = threading.Thread(target=chaos, daemon=True)
-        t.start()
-        for _ in range(TICKS):
-            sup.step(1)
-            time.sleep(0.03)
-        stop.set()
-        t.join()
         assert len(kills) >= 2
         assert len(sup.recoveries) >= 2, sup.recoveries
-        assert sup.state_hash() == ref.state_hash()
-        final = sup.operation(op["name"])["metadata"]["progress"]
-        assert final["activated"] == ref.planner.ops[op["name"].split("/")[1]].counters["activated"]
+        _assert_fault_free(sup, ref.state_hash(), operation_view(ref_op, CFG)["metadata"]["progress"], name)
+    finally:
+        sup.shutdown()
+
+
+@pytest.mark.slow
+def test_chaos_at_a_million_hubs():
+    """The issue's chaos test: a shard killed every few seconds during a 1M-hub firmware rollout."""
+    config = FleetConfig(hubs=1_000_000, seed=29)
+    ticks = 480  # ten simulated days
+    ref = FleetSupervisor(config, shards=2, run_dir=run_dir("chaos-ref"), checkpoint_every=24)
+    try:
+        ref.submit(dict(ROLLOUT))
+        ref.run_until(ticks)
+        ref_hash, ref_ops = ref.state_hash(), ref.operations()[0]["metadata"]["progress"]
+    finally:
+        ref.shutdown()
+    assert ref_ops["activated"] > 0
+    sup, kills, name = _chaos_run(config, ticks=ticks, every_s=3.0, checkpoint_every=24)
+    try:
+        assert len(kills) >= 3 and len(sup.recoveries) >= 3, (kills, sup.recoveries)
+        _assert_fault_free(sup, ref_hash, ref_ops, name)
     finally:
         sup.shutdown()
 
@@ -101,7 +118,8 @@ def test_whole_process_resume_applies_every_acknowledged_command_exactly_once():
     # A crash between the journal write and the acknowledgement: on disk, never acknowledged.
     from twin.model.ops.commands import parse_command
 
-    sup.journal.append(parse_command(dict(torn), CFG, now_tick=sup._next_submit))
+    sup.journal.append(parse_command(dict(torn), CFG, now_tick=sup._next_submit), after_tick=sup.planner.observed,
+                       op_seq=sup.planner.seq + 1)
     sup.shutdown()  # the process dies; nothing after tick 35 is saved but the journal
 
     ref = LocalFleet(CFG)

@@ -59,32 +59,74 @@ class CheckpointStore:
         marker = {"tick": tick, "shards": shards, **extra}
         write_atomic(self.tick_dir(tick) / "COMPLETE", json.dumps(marker).encode())
 
-    def complete_ticks(self) -> list[int]:
-        """Ticks with a complete, verified checkpoint, newest first."""
+    def marked_ticks(self) -> list[int]:
+        """Ticks whose COMPLETE marker verifies, newest first. Cheap (the shard files are not read):
+        a shard checks its own file when it loads it, and falls back to an older checkpoint."""
         if not self.root.exists():
             return []
         out = []
         for d in sorted(self.root.glob("tick-*"), reverse=True):
             raw = read_verified(d / "COMPLETE")
-            if raw is None:
-                continue
-            marker = json.loads(raw)
-            if all(read_verified(self.shard_path(marker["tick"], i)) is not None for i in range(marker["shards"])):
-                out.append(marker["tick"])
+            if raw is not None:
+                out.append(json.loads(raw)["tick"])
         return out
 
-    def prune(self, keep: int) -> None:
-        """Delete all but the newest `keep` complete checkpoints (and anything older than them)."""
+    def complete_ticks(self) -> list[int]:
+        """Ticks with a complete, verified checkpoint (every shard file read and checked), newest first."""
+        out = []
+        for tick in self.marked_ticks():
+            marker = json.loads(read_verified(self.tick_dir(tick) / "COMPLETE") or b"{}")
+            if all(read_verified(self.shard_path(tick, i)) is not None for i in range(marker.get("shards", 0))):
+                out.append(tick)
+        return out
+
+    def prune(self, *, keep: int, now: int, every: int) -> None:
+        """Delete checkpoints that `retained` does not keep, and unfinished ones older than the newest."""
         import shutil
 
-        ticks = self.complete_ticks()
-        if len(ticks) <= keep:
+        marked = self.marked_ticks()
+        if not marked:
             return
-        oldest_kept = ticks[keep - 1]
+        kept = retained(marked, keep=keep, now=now, every=every)
+        newest = marked[0]
         for d in self.root.glob("tick-*"):
-            if int(d.name.split("-")[1]) < oldest_kept:
+            tick = int(d.name.split("-")[1])
+            if tick not in kept and tick < newest:
                 shutil.rmtree(d, ignore_errors=True)
 
     def latest(self) -> int | None:
-        ticks = self.complete_ticks()
+        ticks = self.marked_ticks()
         return ticks[0] if ticks else None
+
+    def link_from(self, other: CheckpointStore, tick: int) -> None:
+        """Give this run checkpoint `tick` of another (a fork's starting point): hard links, since
+        checkpoint files are never written in place; a copy where links are not possible."""
+        import shutil
+
+        src, dst = other.tick_dir(tick), self.tick_dir(tick)
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.name.endswith(".tmp"):
+                continue
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)
+
+
+def retained(ticks: list[int], *, keep: int, now: int, every: int) -> set[int]:
+    """Which checkpoints to keep: every one at or after `now` (after a rewind they are still the
+    run's future), the newest `keep` before it, and a thinning set further back: a checkpoint `age`
+    intervals old is kept only if its index is a multiple of 2^j, j growing with log2(age / keep).
+    The requirement only grows with age, so a checkpoint once dropped is never wanted again, and
+    about keep/2 survive per doubling of age: a rewind far back replays at most about as many
+    ticks as it goes back, and a rewind with none left rebuilds from tick 0 (seed + journal)."""
+    every = max(1, every)
+    before = sorted((t for t in ticks if t < now), reverse=True)
+    out = {t for t in ticks if t >= now} | set(before[:keep])
+    for t in before[keep:]:
+        age = max(0, (now - 1 - t) // every)
+        j = (age // keep).bit_length()
+        if ((t + 1) // every) % (1 << j) == 0:
+            out.add(t)
+    return out

@@ -35,18 +35,26 @@ class Shard:
         self.index = index
         self.ops = ShardOps(self.config)
         self.bounds = slot_bounds(self.config)
+        self.run_dir = Path(run_dir) if run_dir else None
         t = time.perf_counter()
         # A restarted actor re-runs this constructor: it resumes from the newest complete checkpoint
         # (the supervisor then replays the ticks since), so recovery is not a second code path.
-        restored = self._restore(Path(run_dir)) if run_dir else None
+        restored = self._restore(CheckpointStore(self.run_dir).marked_ticks()) if self.run_dir else None
         self.restored_from = restored
         if restored is None:
-            self.state: HubState = generate(self.config, first_block, n_blocks)
+            self._build()
         self.build_s = time.perf_counter() - t
 
-    def _restore(self, run_dir: Path) -> int | None:
-        store = CheckpointStore(run_dir)
-        for tick in store.complete_ticks():
+    def _build(self) -> None:
+        self.state: HubState = generate(self.config, self.first_block, self.n_blocks)
+        self.ops = ShardOps(self.config)
+
+    def _restore(self, ticks: list[int]) -> int | None:
+        """Load the first of `ticks` whose file for this shard verifies; None if none does."""
+        if self.run_dir is None:
+            return None
+        store = CheckpointStore(self.run_dir)
+        for tick in ticks:
             payload = read_verified(store.shard_path(tick, self.index))
             if payload is None:
                 continue
@@ -55,6 +63,20 @@ class Shard:
             self.ops = data["ops"]
             return tick
         return None
+
+    def restore(self, tick: int) -> bool:
+        """Go to the end of checkpoint `tick` (-1: rebuild from the seed, the start of the run).
+        False if this shard's file of that checkpoint is missing or corrupt (nothing changes)."""
+        t = time.perf_counter()
+        if tick < 0:
+            self._build()
+            ok = True
+        else:
+            ok = self._restore([tick]) == tick
+        if ok:
+            self.restored_from = tick
+            self.build_s = time.perf_counter() - t
+        return ok
 
     def checkpoint(self, path: str) -> str:
         payload = pickle.dumps({"state": self.state.to_bytes(), "ops": self.ops}, protocol=5)

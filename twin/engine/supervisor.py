@@ -20,12 +20,13 @@ import numpy as np
 import ray
 
 from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
-from twin.engine.journal import Journal
+from twin.engine.history import HistoryStore
+from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.operations import operation_view
 from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
-from twin.model.ops.commands import Command, FirmwareRollout, command_from_dict, parse_command
+from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
 from twin.model.ops.runtime import LAG, FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.params import TICK_SECONDS
@@ -34,6 +35,10 @@ from twin.model.summary import TickSummary, finish, merge
 
 TickListener = Callable[[TickSummary], None]
 KEEP_CHECKPOINTS = 4
+
+
+class RunStateError(RuntimeError):
+    """The run cannot do this now (for example accept a command while rewound behind its head)."""
 
 
 @dataclass(frozen=True)
@@ -49,24 +54,39 @@ def partition(n_blocks: int, n_shards: int) -> list[ShardSpan]:
     return [ShardSpan(cuts[i], cuts[i + 1] - cuts[i]) for i in range(n_shards)]
 
 
-def write_manifest(run_dir: Path, config: FleetConfig, shards: int) -> None:
-    """What a run is: config and seed, and the versions that produced it."""
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_manifest(run_dir: Path, config: FleetConfig, shards: int, **extra: Any) -> dict[str, Any]:
+    """What a run is: config and seed, and the versions that produced it; a branch also names its
+    parent and fork tick (kept when the run is resumed)."""
     import json
     import platform
     from datetime import UTC, datetime
     from importlib.metadata import version
 
     path = run_dir / "manifest.json"
+    old = read_manifest(run_dir)
     manifest = {
+        "name": run_dir.name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **{k: v for k, v in old.items() if k in ("name", "created_at", "parent")},
         "config": config.to_dict(),
         "shards": shards,
         "versions": {"twin": version("twin"), "ray": ray.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
+        **extra,
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     tmp.replace(path)
+    return manifest
 
 
 class ClockState:
@@ -105,13 +125,23 @@ class FleetSupervisor:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoints = CheckpointStore(run_dir)
         self.checkpoint_every = checkpoint_every
-        # Controls sent with each tick since the last complete checkpoint: what a restarted shard
-        # needs to replay to reach the others exactly.
+        # Controls sent with each tick since checkpoint `_base` (-1: the start of the run): what a
+        # restarted shard needs to replay to reach the others exactly.
         self._controls_log: dict[int, list] = {}
+        self._base = -1
         self.recoveries: list[dict[str, Any]] = []
         self.journal = Journal(run_dir / "journal.jsonl")
-        write_manifest(run_dir, config, len(self.spans))
+        self.manifest = write_manifest(run_dir, config, len(self.spans), checkpoint_every=checkpoint_every)
+        self.name: str = self.manifest["name"]
         self.planner = FleetPlanner(config)
+        # Journal records not yet accepted (after a resume or rewind, or a branch's inherited
+        # future), and the position of the newest one the planner has accepted.
+        self._replay = ReplayQueue()
+        self._last_applied: Position = NOTHING_APPLIED
+        # The furthest tick reached before a rewind: until the run is back there its future is
+        # the recorded one, so new commands are refused (fork a branch to change it).
+        self._head = 0
+        self.history_db = HistoryStore(run_dir, branch=self.name, config=config)
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.
         self.window = LAG
@@ -119,8 +149,6 @@ class FleetSupervisor:
         self._next_submit = 0  # next tick not yet sent to the shards
         self.tick = 0  # next tick to run
         self.resumed_from: int | None = None
-        if resume:
-            self._resume()
         self.history: deque[TickSummary] = deque(maxlen=history)
         self.totals = {"messages": np.zeros_like(TickSummary(0).messages), "hh_lost": 0, "alerts": 0}
         self._listeners: list[TickListener] = []
@@ -130,6 +158,11 @@ class FleetSupervisor:
         self._speed: float | None = 1800.0  # simulated seconds per wall second; None = flat out
         self._target: int | None = None
         self._thread: threading.Thread | None = None
+        if resume:
+            self._resume()
+        elif self.journal.seq or any(i["tick"] != -1 for i in self.shard_info):
+            self.shutdown()
+            raise RunStateError(f"{run_dir} already holds a run: resume it or use a new directory")
 
     # -- stepping --------------------------------------------------------------------------
     def add_listener(self, fn: TickListener) -> None:
@@ -162,6 +195,12 @@ class FleetSupervisor:
         next_submit = first
         while len(out) < n:
             while next_submit < first + n and len(pending) < self.window:
+                if self._replay.blocks(next_submit):
+                    # A journaled command for this tick is accepted only once the planner has
+                    # observed the tick it was accepted after; wait for that summary.
+                    if not pending:
+                        raise RunStateError(f"the journal holds a command for tick {next_submit} accepted after it")
+                    break
                 with self._plan_lock:
                     controls = self.planner.controls_for(next_submit)
                     self._next_submit = next_submit + 1
@@ -182,18 +221,24 @@ class FleetSupervisor:
             summary = finish(merge(parts), self.config)
             with self._plan_lock:
                 self.planner.observe(summary)
+                for rec in self._replay.due(self.planner.observed):
+                    self._apply(rec)
+            self.tick = tick + 1
+            self._record(summary)
             if self._checkpoint_tick(tick):
                 with self._plan_lock:
                     # The fleet half of the run at the end of `tick`: the planner, the controls
-                    # already sent for later ticks, and how much of the journal it has seen.
-                    snapshot = pickle.dumps({"planner": self.planner, "journal_seq": self.journal.seq,
+                    # already sent for later ticks, and how much of the journal it has accepted.
+                    snapshot = pickle.dumps({"planner": self.planner, "applied": self._last_applied,
                                              "controls": {t: c for t, c in self._controls_log.items() if t > tick}})
                 write_atomic(self.checkpoints.tick_dir(tick) / "planner.pkl", snapshot)
+                # Summaries up to the checkpoint are on disk before it counts: a resume from it
+                # summarises only the ticks after it again.
+                self.history_db.flush()
                 self.checkpoints.mark_complete(tick, len(self.shards), {"time": self.config.time_of(tick + 1).isoformat()})
-                self.checkpoints.prune(keep=KEEP_CHECKPOINTS)
+                self.checkpoints.prune(keep=KEEP_CHECKPOINTS, now=tick + 1, every=self.checkpoint_every or 1)
                 self._controls_log = {t: c for t, c in self._controls_log.items() if t > tick}
-            self.tick = tick + 1
-            self._record(summary)
+                self._base = tick
             if progress:
                 progress(summary)
             out.append(summary)
@@ -201,28 +246,79 @@ class FleetSupervisor:
 
     def _resume(self) -> None:
         """Continue a run from its directory: shards restored from the newest complete checkpoint
-        (each actor restores itself), the planner from its snapshot, and every journaled command
-        accepted after that snapshot accepted again, so each applies exactly once."""
-        ticks = ray.get([s.info.remote() for s in self.shards])
-        restored = {i["tick"] for i in ticks}
-        if len(restored) != 1:
-            raise RuntimeError(f"shards restored to different ticks {sorted(restored)}")
-        c = restored.pop()
-        seq = 0
-        if c >= 0:
-            raw = read_verified(self.checkpoints.tick_dir(c) / "planner.pkl")
-            if raw is None:
-                raise RuntimeError(f"checkpoint {c} has no readable planner snapshot")
-            snap = pickle.loads(raw)
-            self.planner = snap["planner"]
-            seq = snap["journal_seq"]
-            for t, controls in snap["controls"].items():
-                self.planner.pending[t] = list(controls) + self.planner.pending.get(t, [])
-        for rec in self.journal.records():
-            if rec["seq"] > seq:
-                self.planner.accept(command_from_dict(rec["command"]))
-        self.tick = self._next_submit = c + 1
+        (each actor restores itself; they are brought to one tick if their files disagree), the
+        planner from its snapshot, and every journaled command the snapshot had not accepted
+        accepted again at its recorded point, so each applies exactly once."""
+        ticks = {i["tick"] for i in ray.get([s.info.remote() for s in self.shards])}
+        c = ticks.pop() if len(ticks) == 1 else self._restore_shards(min(ticks))
+        if c >= 0 and read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") is None:
+            c = self._restore_shards(c - 1)
+        self._load_fleet_half(c)
+        self.totals = self.history_db.totals(upto=c)
         self.resumed_from = c
+
+    def _restore_shards(self, max_tick: int) -> int:
+        """Every shard to the newest complete checkpoint at or before `max_tick` that all of them
+        can read (with a readable planner snapshot), else to the start. Returns its tick (or -1)."""
+        for c in self.checkpoints.marked_ticks():
+            if c > max_tick or read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") is None:
+                continue
+            if all(ray.get([s.restore.remote(c) for s in self.shards])):
+                return c
+        ray.get([s.restore.remote(-1) for s in self.shards])
+        return -1
+
+    def _load_fleet_half(self, c: int) -> None:
+        """The planner, controls and journal queue as they were at the end of checkpoint `c` (-1:
+        the start of the run); the shards are already there."""
+        if c >= 0:
+            snap = pickle.loads(read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") or b"")
+            planner, applied, controls = snap["planner"], tuple(snap["applied"]), snap["controls"]
+        else:
+            planner, applied, controls = FleetPlanner(self.config), NOTHING_APPLIED, {}
+        with self._plan_lock:
+            self.planner = planner
+            for t, cs in controls.items():
+                self.planner.pending[t] = list(cs) + self.planner.pending.get(t, [])
+            self._controls_log = {t: list(cs) for t, cs in controls.items()}
+            self._base = c
+            self._last_applied = applied
+            self._replay.load(self.journal.records(), applied=applied)
+            for rec in self._replay.due(self.planner.observed):
+                self._apply(rec)
+            self.tick = self._next_submit = c + 1
+
+    def _apply(self, rec: dict[str, Any]) -> None:
+        """Accept a journaled command (already validated when it was first accepted)."""
+        self.planner.accept(command_from_dict(rec["command"]), seq=rec.get("op_seq"))
+        self._last_applied = position(rec)
+
+    # -- rewind --------------------------------------------------------------------------------
+    def rewind(self, tick: int) -> dict[str, Any]:
+        """Go back to `tick` (the next tick to run afterwards): every shard restores the nearest
+        complete checkpoint before it (or rebuilds from the seed), the planner its snapshot, and
+        the ticks up to `tick` are replayed with the journal. The journal is kept: running on
+        replays the recorded future exactly; to change it, fork a branch."""
+        if isinstance(tick, bool) or not isinstance(tick, int):
+            raise TwinInputError("tick", f"expected a tick number, got {tick!r}")
+        with self._tick_lock:
+            if not 0 <= tick <= self.tick:
+                raise TwinInputError("tick", f"must be between 0 and the current tick {self.tick}, got {tick}")
+            t0 = time.perf_counter()
+            self._head = max(self._head, self.tick)
+            self.history_db.flush()
+            c = self._restore_shards(tick - 1)
+            self._load_fleet_half(c)
+            self.history = deque((s for s in self.history if s.tick <= c), maxlen=self.history.maxlen)
+            self.totals = self.history_db.totals(upto=c)
+            self.run_until(tick)
+            return {"tick": tick, "from_checkpoint": c, "replayed": tick - 1 - c,
+                    "seconds": round(time.perf_counter() - t0, 3)}
+
+    @property
+    def head(self) -> int:
+        """The furthest tick this run has reached (beyond `tick` after a rewind)."""
+        return max(self._head, self.tick)
 
     def _checkpoint_tick(self, tick: int) -> bool:
         return bool(self.checkpoint_every) and (tick + 1) % self.checkpoint_every == 0
@@ -249,8 +345,23 @@ class FleetSupervisor:
 
     def _recover(self, i: int, tick: int) -> TickSummary:
         """Shard i lost its work (its process died; Ray restarted it from the newest checkpoint):
-        replay the ticks since with the controls they had, then run `tick`."""
+        replay the ticks since with the controls they had, then run `tick`. A shard that dies
+        again while it catches up is caught up again."""
         t0 = time.perf_counter()
+        for _attempt in range(20):
+            try:
+                last, replayed, summary = self._catch_up(i, tick)
+                break
+            except ray.exceptions.RayActorError:
+                continue
+        else:
+            raise RuntimeError(f"shard {i} kept dying while it caught up to tick {tick}")
+        self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
+                                "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3),
+                                "done_at": time.monotonic()})
+        return summary
+
+    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary]:
         shard = self.shards[i]
         info = None
         for _ in range(600):
@@ -262,17 +373,19 @@ class FleetSupervisor:
         if info is None:
             raise RuntimeError(f"shard {i} did not come back")
         last = info["tick"]
-        replayed = 0
+        if last != self._base:
+            # Ray restarted it from the newest checkpoint on disk; the controls logged since
+            # belong to `_base` (after a rewind, or a checkpoint marked while it restarted).
+            if not ray.get(shard.restore.remote(self._base)):
+                raise RuntimeError(f"shard {i} cannot read checkpoint {self._base}")
+            last = self._base
         for t in range(last + 1, tick):
             ray.get(shard.step.remote(t, self._controls_log.get(t)))
-            replayed += 1
-        summary = ray.get(self._submit_step(i, tick))
-        self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
-                                "seconds": round(time.perf_counter() - t0, 3)})
-        return summary
+        return last, tick - 1 - last, ray.get(self._submit_step(i, tick))
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
+        self.history_db.record(s)
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())
@@ -441,9 +554,15 @@ class FleetSupervisor:
             return self._accept(cmd)
 
     def _accept(self, cmd: Command) -> dict[str, Any]:
+        if self.tick < self._head:
+            raise RunStateError(f"the run is rewound to tick {self.tick}, behind its head at tick {self._head}: "
+                                "its future is the recorded one until it gets there; fork a branch to change it")
         validate(cmd, self.planner, census=self._census)
-        self.journal.append(cmd)
-        op = self.planner.accept(cmd)
+        # A new operation never takes a number a journaled, not yet accepted command will use.
+        op_seq = None if isinstance(cmd, OperationControl) else max(self.planner.seq, self.journal.max_op_seq) + 1
+        seq = self.journal.append(cmd, after_tick=self.planner.observed, op_seq=op_seq)
+        op = self.planner.accept(cmd, seq=op_seq)
+        self._last_applied = (self.planner.observed, seq)
         return operation_view(op, self.config) if op is not None else {}
 
     def _census(self, cmd: Command) -> int:
@@ -483,3 +602,4 @@ class FleetSupervisor:
                 ray.kill(s)
             self.shards = []
         self.journal.close()
+        self.history_db.close()

@@ -17,6 +17,7 @@ from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
+from twin.services.branching import OP_PREFIX, Branches
 from twin.services.convert import ALERT_CODES, hub_index, hub_message, operation_message, summary_message, ts
 from twin.services.errors import ApiError, denied, invalid, not_found
 from twin.services.identity import OPERATOR
@@ -71,6 +72,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.server = server
         self.watchers: set[asyncio.Queue] = set()
         self.hubs = ShardBatcher(supervisor, "hubs")
+        self.branches = Branches(supervisor)
 
     def on_tick(self, s) -> None:
         """On the server loop: hand a tick summary to every WatchFleet stream (dropping the oldest
@@ -170,6 +172,39 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         nxt = _token(start + size) if len(events) > start + size else ""
         return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=nxt)
 
+    async def RewindClock(self, request, context):
+        require_operator()
+        await asyncio.to_thread(self.sup.rewind, int(request.tick))
+        return self._clock()
+
+    async def CreateBranch(self, request, context):
+        require_operator()
+        events = []
+        for i, ev in enumerate(request.events):
+            try:
+                events.append(_event_dict(ev))
+            except ApiError as e:
+                raise invalid(f"events[{i}].{e.field}", e.message) from None
+        return await asyncio.to_thread(self.branches.create, request, events)
+
+    async def GetBranch(self, request, context):
+        require_operator()
+        return self.branches.message(self.branches.branch_dir(request.name))
+
+    async def ListBranches(self, request, context):
+        require_operator()
+        if request.page_size < 0:
+            raise invalid("page_size", f"must not be negative, got {request.page_size}")
+        size = min(request.page_size or 50, MAX_PAGE)
+        start = _untoken(request.page_token) if request.page_token else 0
+        all_ = await asyncio.to_thread(self.branches.list)
+        nxt = _token(start + size) if start + size < len(all_) else ""
+        return fleet_pb2.ListBranchesResponse(branches=all_[start:start + size], next_page_token=nxt)
+
+    async def CompareBranches(self, request, context):
+        require_operator()
+        return await asyncio.to_thread(self.branches.compare, request.name, request.other)
+
     async def WatchFleet(self, request, context):
         require_operator()
         if not 0 <= request.backlog <= MAX_BACKLOG:
@@ -197,10 +232,16 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     """google.longrunning.Operations: anyone authenticated may get an operation; listing and
     cancelling are for operators."""
 
-    def __init__(self, supervisor):
+    def __init__(self, supervisor, branches: Branches | None = None):
         self.sup = supervisor
+        self.branches = branches
 
     async def GetOperation(self, request, context):
+        if self.branches is not None and request.name.startswith(OP_PREFIX):
+            op = self.branches.operation(request.name)
+            if op is None:
+                raise not_found("name", f"no operation named {request.name!r}")
+            return op
         try:
             return operation_message(await asyncio.to_thread(self.sup.operation, request.name))
         except TwinInputError as e:

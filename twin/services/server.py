@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
 from twin.services.errors import ApiError
 from twin.services.identity import Identity, Unauthenticated, UserStore
@@ -94,6 +95,8 @@ class _Gate(grpc.aio.ServerInterceptor):
                     from twin.services.errors import invalid
 
                     await context.abort_with_status(invalid(e.field, e.reason).status())
+                except RunStateError as e:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
                 finally:
                     gate.in_flight -= 1
             return call
@@ -181,7 +184,8 @@ class ApiServer:
         csp = CspServicer(self.supervisor)
         self.services = {"fleet": fleet, "dcc": dcc, "csp": csp}
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.supervisor), server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.supervisor, fleet.branches),
+                                                              server)
         dcc_pb2_grpc.add_DccServiceServicer_to_server(dcc, server)
         csp_pb2_grpc.add_CspServiceServicer_to_server(csp, server)
         health_servicer = health.aio.HealthServicer()

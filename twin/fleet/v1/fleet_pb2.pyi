@@ -496,3 +496,119 @@ class AreaState(_message.Message):
     meters: int
     alerts: int
     def __init__(self, area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., csp: _Optional[str] = ..., hubs: _Optional[int] = ..., dcc_hubs: _Optional[int] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., meters: _Optional[int] = ..., alerts: _Optional[int] = ...) -> None: ...
+
+class RewindClockRequest(_message.Message):
+    __slots__ = ("tick",)
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    tick: int
+    def __init__(self, tick: _Optional[int] = ...) -> None: ...
+
+class Branch(_message.Message):
+    __slots__ = ("name", "parent", "fork_tick", "fork_time", "head_tick", "added_events_json", "dropped", "base_checkpoint", "run_dir")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    FORK_TICK_FIELD_NUMBER: _ClassVar[int]
+    FORK_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEAD_TICK_FIELD_NUMBER: _ClassVar[int]
+    ADDED_EVENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    BASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    RUN_DIR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parent: str
+    fork_tick: int
+    fork_time: _timestamp_pb2.Timestamp
+    head_tick: int
+    added_events_json: _containers.RepeatedScalarFieldContainer[str]
+    dropped: _containers.RepeatedScalarFieldContainer[str]
+    base_checkpoint: int
+    run_dir: str
+    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., fork_tick: _Optional[int] = ..., fork_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_tick: _Optional[int] = ..., added_events_json: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., base_checkpoint: _Optional[int] = ..., run_dir: _Optional[str] = ...) -> None: ...
+
+class CreateBranchRequest(_message.Message):
+    __slots__ = ("branch_id", "branch", "events", "until_tick")
+    BRANCH_ID_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_TICK_FIELD_NUMBER: _ClassVar[int]
+    branch_id: str
+    branch: Branch
+    events: _containers.RepeatedCompositeFieldContainer[CreateEventRequest]
+    until_tick: int
+    def __init__(self, branch_id: _Optional[str] = ..., branch: _Optional[_Union[Branch, _Mapping]] = ..., events: _Optional[_Iterable[_Union[CreateEventRequest, _Mapping]]] = ..., until_tick: _Optional[int] = ...) -> None: ...
+
+class BranchOperationMetadata(_message.Message):
+    __slots__ = ("branch", "state", "tick", "until_tick")
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_TICK_FIELD_NUMBER: _ClassVar[int]
+    branch: str
+    state: str
+    tick: int
+    until_tick: int
+    def __init__(self, branch: _Optional[str] = ..., state: _Optional[str] = ..., tick: _Optional[int] = ..., until_tick: _Optional[int] = ...) -> None: ...
+
+class GetBranchRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListBranchesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListBranchesResponse(_message.Message):
+    __slots__ = ("branches", "next_page_token")
+    BRANCHES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    branches: _containers.RepeatedCompositeFieldContainer[Branch]
+    next_page_token: str
+    def __init__(self, branches: _Optional[_Iterable[_Union[Branch, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CompareBranchesRequest(_message.Message):
+    __slots__ = ("name", "other")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    other: str
+    def __init__(self, name: _Optional[str] = ..., other: _Optional[str] = ...) -> None: ...
+
+class BranchFigure(_message.Message):
+    __slots__ = ("figure", "value", "other_value", "difference")
+    FIGURE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    OTHER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    figure: str
+    value: int
+    other_value: int
+    difference: int
+    def __init__(self, figure: _Optional[str] = ..., value: _Optional[int] = ..., other_value: _Optional[int] = ..., difference: _Optional[int] = ...) -> None: ...
+
+class CompareBranchesResponse(_message.Message):
+    __slots__ = ("name", "other", "first_common_tick", "last_common_tick", "identical", "divergence_tick", "changed_at_divergence", "figures", "report_path")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_COMMON_TICK_FIELD_NUMBER: _ClassVar[int]
+    LAST_COMMON_TICK_FIELD_NUMBER: _ClassVar[int]
+    IDENTICAL_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCE_TICK_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_DIVERGENCE_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PATH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    other: str
+    first_common_tick: int
+    last_common_tick: int
+    identical: bool
+    divergence_tick: int
+    changed_at_divergence: _containers.RepeatedScalarFieldContainer[str]
+    figures: _containers.RepeatedCompositeFieldContainer[BranchFigure]
+    report_path: str
+    def __init__(self, name: _Optional[str] = ..., other: _Optional[str] = ..., first_common_tick: _Optional[int] = ..., last_common_tick: _Optional[int] = ..., identical: _Optional[bool] = ..., divergence_tick: _Optional[int] = ..., changed_at_divergence: _Optional[_Iterable[str]] = ..., figures: _Optional[_Iterable[_Union[BranchFigure, _Mapping]]] = ..., report_path: _Optional[str] = ...) -> None: ...

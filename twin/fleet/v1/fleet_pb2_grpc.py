@@ -94,6 +94,31 @@ class FleetServiceStub:
                 request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.SerializeToString,
                 response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.FromString,
                 _registered_method=True)
+        self.RewindClock = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/RewindClock',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.RewindClockRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Clock.FromString,
+                _registered_method=True)
+        self.CreateBranch = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/CreateBranch',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CreateBranchRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetBranch = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/GetBranch',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetBranchRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Branch.FromString,
+                _registered_method=True)
+        self.ListBranches = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/ListBranches',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesResponse.FromString,
+                _registered_method=True)
+        self.CompareBranches = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/CompareBranches',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -179,6 +204,45 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewindClock(self, request, context):
+        """Go back to a past tick: the nearest checkpoint is restored and the ticks up to it replayed.
+        The run's future stays the recorded one (new events are refused until the clock is back at
+        its head); fork a branch to change it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateBranch(self, request, context):
+        """Fork a what-if branch of the served run (or of one of its branches) at a past tick, with
+        events added and/or parent operations left out, and run it to `until_tick`. Returns an
+        Operation (metadata BranchOperationMetadata, response Branch).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBranch(self, request, context):
+        """One branch by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBranches(self, request, context):
+        """The branches of the served run, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareBranches(self, request, context):
+        """Two runs side by side: where their tick summaries first differ and their final figures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +300,31 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.ListHubEvents,
                     request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.FromString,
                     response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.SerializeToString,
+            ),
+            'RewindClock': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewindClock,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.RewindClockRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Clock.SerializeToString,
+            ),
+            'CreateBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBranch,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CreateBranchRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
+            'GetBranch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBranch,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetBranchRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Branch.SerializeToString,
+            ),
+            'ListBranches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBranches,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesResponse.SerializeToString,
+            ),
+            'CompareBranches': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareBranches,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -538,6 +627,141 @@ class FleetService:
             '/twin.fleet.v1.FleetService/ListHubEvents',
             twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsRequest.SerializeToString,
             twin_dot_fleet_dot_v1_dot_fleet__pb2.ListHubEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewindClock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/RewindClock',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.RewindClockRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.Clock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/CreateBranch',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.CreateBranchRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBranch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/GetBranch',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.GetBranchRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.Branch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBranches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/ListBranches',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.ListBranchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareBranches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/CompareBranches',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.FromString,
             options,
             channel_credentials,
             insecure,

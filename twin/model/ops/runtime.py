@@ -164,6 +164,10 @@ class FleetPlanner:
         self.ops: dict[str, FleetOp] = {}
         self.seq = 0
         self.pending: dict[int, list[Control]] = {}  # tick -> controls
+        # The last tick whose summary the planner has observed (-1: none). Where a command is
+        # accepted relative to observations changes decisions, so the journal records it and a
+        # replay accepts each command at the same point.
+        self.observed = -1
         # Fleet-level copies of what the shards will hold, for queries (labels, network schedule).
         self.versions = VersionTable()
         self.network = NetworkPlan()
@@ -172,24 +176,29 @@ class FleetPlanner:
         if controls:
             self.pending.setdefault(tick, []).extend(controls)
 
-    def accept(self, cmd: Command) -> FleetOp | None:
-        """Register an accepted (validated, journaled) command; returns its operation if any."""
+    def accept(self, cmd: Command, *, seq: int | None = None) -> FleetOp | None:
+        """Register an accepted (validated, journaled) command; returns its operation if any.
+
+        `seq` names the operation and keys its random streams; a replay passes the journaled one,
+        so a branch that leaves out an earlier command still gives the others the same streams."""
         if isinstance(cmd, OperationControl):
             op = self.ops[cmd.operation]
             self.schedule(cmd.at, op.on_control(cmd.action))
             return op
-        self.seq += 1
-        name = f"{cmd.kind.replace('_', '-')}-{self.seq}"
+        seq = self.seq + 1 if seq is None else seq
+        self.seq = max(self.seq, seq)
+        name = f"{cmd.kind.replace('_', '-')}-{seq}"
         op = self._make(name, cmd, self.config)
         op.on_accept(self)
         self.ops[name] = op
-        self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": self.seq})])
+        self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": seq})])
         return op
 
     def controls_for(self, tick: int) -> list[Control]:
         return self.pending.pop(tick, [])
 
     def observe(self, s: TickSummary) -> None:
+        self.observed = s.tick
         for name, op in self.ops.items():
             if op.done and name not in s.ops:
                 continue

@@ -1,0 +1,100 @@
+"""Rewind and branches through the gRPC API: CreateBranch as an Operation, Get/List, CompareBranches,
+RewindClock; bad input names the field and changes nothing."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tests.integration.conftest import run_dir
+from twin.client import TwinClient
+from twin.engine.supervisor import FleetSupervisor
+from twin.fleet.v1 import fleet_pb2
+from twin.model.config import FleetConfig
+from twin.services.errors import bad_request_fields
+from twin.services.identity import UserStore
+from twin.services.server import ApiServer
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=41, block_size=1024), shards=2, run_dir=run_dir("branch-api"),
+                          checkpoint_every=12)
+    users = UserStore()
+    _, token, _ = users.issue_user("operator", "OPERATOR", 0, keys_dir=tmp_path_factory.mktemp("keys"))
+    server = ApiServer(sup, users, port=0)
+    server.start()
+    client = TwinClient(server.address, token=token)
+    try:
+        yield sup, client
+    finally:
+        client.channel.close()
+        server.stop(1.0)
+        sup.shutdown()
+
+
+def _fields(call) -> tuple[grpc.StatusCode, list[str]]:
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    return e.value.code(), bad_request_fields(e.value)
+
+
+def test_branches_and_rewind_through_the_api(served):
+    sup, c = served
+    kw = {"metadata": c.metadata, "timeout": 60}
+    c.step(30)
+    outage = fleet_pb2.CreateEventRequest(at="1h", power_outage=fleet_pb2.PowerOutage(area="Yorkshire",
+                                                                                      duration_min=60))
+    req = fleet_pb2.CreateBranchRequest(branch_id="storm", branch=fleet_pb2.Branch(fork_tick=20), events=[outage],
+                                        until_tick=30)
+    op = c.fleet.CreateBranch(req, **kw)
+    assert op.name == "operations/create-branch-storm"
+    done = c.wait_operation(op.name, timeout_s=120)
+    assert done.done and not done.HasField("error"), done.error
+    branch = fleet_pb2.Branch()
+    done.response.Unpack(branch)
+    assert branch.name == "branches/storm" and branch.fork_tick == 20 and branch.head_tick == 30
+    assert branch.parent == "" and len(branch.added_events_json) == 1
+
+    listed = c.fleet.ListBranches(fleet_pb2.ListBranchesRequest(), **kw)
+    assert [b.name for b in listed.branches] == ["branches/storm"]
+    assert c.fleet.GetBranch(fleet_pb2.GetBranchRequest(name="branches/storm"), **kw).fork_tick == 20
+    cmp = c.fleet.CompareBranches(fleet_pb2.CompareBranchesRequest(name="branches/storm"), **kw)
+    assert not cmp.identical and cmp.divergence_tick == 22  # the outage, an hour after the fork
+    assert cmp.first_common_tick == 0 and cmp.last_common_tick == 29
+    alerts = next(f for f in cmp.figures if f.figure == "alerts")
+    assert alerts.difference == alerts.value - alerts.other_value > 0
+
+    # Bad requests name the field and create nothing.
+    bad = [
+        (fleet_pb2.CreateBranchRequest(branch_id="Bad_Id", branch=fleet_pb2.Branch(fork_tick=5), until_tick=9),
+         "branch_id"),
+        (fleet_pb2.CreateBranchRequest(branch_id="late", branch=fleet_pb2.Branch(fork_tick=999), until_tick=999),
+         "branch.fork_tick"),
+        (fleet_pb2.CreateBranchRequest(branch_id="back", branch=fleet_pb2.Branch(fork_tick=10), until_tick=5),
+         "until_tick"),
+        (fleet_pb2.CreateBranchRequest(branch_id="nowhere", branch=fleet_pb2.Branch(fork_tick=10), until_tick=12, events=[
+            fleet_pb2.CreateEventRequest(power_outage=fleet_pb2.PowerOutage(area="Atlantis", duration_min=5))]),
+         "events[0].area"),
+        (fleet_pb2.CreateBranchRequest(branch_id="gone", branch=fleet_pb2.Branch(fork_tick=10, dropped=["x-1"]),
+                                       until_tick=12), "branch.dropped"),
+    ]
+    for request, field in bad:
+        code, fields = _fields(lambda r=request: c.fleet.CreateBranch(r, **kw))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == [field], (field, fields)
+    assert len(c.fleet.ListBranches(fleet_pb2.ListBranchesRequest(), **kw).branches) == 1
+    code, _ = _fields(lambda: c.fleet.GetBranch(fleet_pb2.GetBranchRequest(name="branches/nope"), **kw))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+    before = sup.state_hash()
+    clock = c.fleet.RewindClock(fleet_pb2.RewindClockRequest(tick=10), **kw)
+    assert clock.tick == 10
+    with pytest.raises(grpc.RpcError) as e:
+        c.create_event(power_outage=fleet_pb2.PowerOutage(area="Yorkshire", duration_min=30))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    code, fields = _fields(lambda: c.fleet.RewindClock(fleet_pb2.RewindClockRequest(tick=999), **kw))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["tick"]
+    c.step(20)
+    assert sup.state_hash() == before
