@@ -36,6 +36,7 @@ class Shard:
         self.ops = ShardOps(self.config)
         self.bounds = slot_bounds(self.config)
         self.run_dir = Path(run_dir) if run_dir else None
+        self.shared: Any = None  # SharedColumns once share() is called
         t = time.perf_counter()
         # A restarted actor re-runs this constructor: it resumes from the newest complete checkpoint
         # (the supervisor then replays the ticks since), so recovery is not a second code path.
@@ -48,6 +49,26 @@ class Shard:
     def _build(self) -> None:
         self.state: HubState = generate(self.config, self.first_block, self.n_blocks)
         self.ops = ShardOps(self.config)
+        self._reshare()
+
+    def _reshare(self) -> None:
+        """A new state (built, restored) moves into the shared segment, if there is one."""
+        if getattr(self, "shared", None) is not None:
+            self.shared.adopt(self.state)
+
+    def share(self) -> Any:
+        """Put the columns in shared memory for readers on this node; returns their Descriptor."""
+        from twin.engine.shared_state import SharedColumns
+
+        if self.shared is None:
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+            self.shared = SharedColumns(self.state, node)
+        return self.shared.descriptor()
+
+    def unshare(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
 
     def _restore(self, ticks: list[int]) -> int | None:
         """Load the first of `ticks` whose file for this shard verifies; None if none does."""
@@ -61,6 +82,7 @@ class Shard:
             data = pickle.loads(payload)
             self.state = HubState.from_bytes(data["state"])
             self.ops = data["ops"]
+            self._reshare()
             return tick
         return None
 
@@ -84,7 +106,14 @@ class Shard:
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, tick: int, controls: list[Control] | None = None, checkpoint: str | None = None) -> TickSummary:
-        summary = step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
+        if self.shared is None:
+            summary = step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
+        else:
+            self.shared.begin()  # readers in other processes wait or ask the shard meanwhile
+            try:
+                summary = step(self.state, tick, self.config, self.ops, controls or (), self.bounds)
+            finally:
+                self.shared.end(self.state.last_tick)
         if checkpoint:
             self.checkpoint(checkpoint)
         return summary
@@ -160,6 +189,7 @@ class Shard:
 
     def import_state(self, data: bytes) -> None:
         self.state = HubState.from_bytes(data)
+        self._reshare()
 
     def floor_pass(self) -> float:
         """Seconds for one plain read of every byte of state: the memory-bandwidth floor."""

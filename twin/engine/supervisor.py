@@ -130,6 +130,7 @@ class FleetSupervisor:
         self._controls_log: dict[int, list] = {}
         self._base = -1
         self.recoveries: list[dict[str, Any]] = []
+        self.local_reads: Any = None  # LocalReads, once enable_local_reads() is called
         self.journal = Journal(run_dir / "journal.jsonl")
         self.manifest = write_manifest(run_dir, config, len(self.spans), checkpoint_every=checkpoint_every)
         self.name: str = self.manifest["name"]
@@ -356,6 +357,8 @@ class FleetSupervisor:
                 continue
         else:
             raise RuntimeError(f"shard {i} kept dying while it caught up to tick {tick}")
+        if self.local_reads is not None:
+            self.local_reads.refresh(i)  # the restarted shard has a new shared segment
         self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
                                 "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3),
                                 "done_at": time.monotonic()})
@@ -591,6 +594,16 @@ class FleetSupervisor:
             return list(self.planner.ops[name.removeprefix("operations/")].history)
 
     # -- shutdown --------------------------------------------------------------------------------
+    def enable_local_reads(self) -> Any:
+        """Serve hub lookups and reads from the shards' shared memory (for an API in this process);
+        shards on other nodes are still asked over Ray."""
+        from twin.engine.local_reads import LocalReads
+
+        if self.local_reads is None:
+            with self._tick_lock:
+                self.local_reads = LocalReads(self)
+        return self.local_reads
+
     def shutdown(self) -> None:
         with self._cv:
             self._clock = ClockState.STOPPED
@@ -598,6 +611,9 @@ class FleetSupervisor:
         if self._thread is not None:
             self._thread.join(timeout=30)
         with self._tick_lock:
+            if self.local_reads is not None:
+                self.local_reads.close()
+                self.local_reads = None
             for s in self.shards:
                 ray.kill(s)
             self.shards = []

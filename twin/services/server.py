@@ -136,7 +136,7 @@ class ApiServer:
 
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256, keys_dir: Path | None = None,
-                 anomaly: Any = None):
+                 anomaly: Any = None, local_reads: bool = True):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -147,6 +147,8 @@ class ApiServer:
         self.tls = tls
         self.max_in_flight = max_in_flight
         self.anomaly = anomaly
+        # Hub lookups and reads straight from the shards' shared memory when they are on this node.
+        self.local_reads = local_reads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self.services: dict[str, Any] = {}
@@ -156,6 +158,8 @@ class ApiServer:
         return f"{self.host}:{self.port}"
 
     def start(self) -> None:
+        if self.local_reads and hasattr(self.supervisor, "enable_local_reads"):
+            self.supervisor.enable_local_reads()
         self._loop = _shared_loop()
         fut = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
         fut.result(timeout=30)

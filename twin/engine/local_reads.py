@@ -1,0 +1,98 @@
+"""Hub lookups and reads served from the shards' shared memory, for the API in the driver process.
+
+A lookup needs one hub's row, the tick it describes, the network schedule and the firmware version
+labels; the last two are the planner's fleet-level copies. Anything that cannot be answered here
+(a shard on another node, a shard busy writing past the wait, a shard restarting) returns None and
+the caller asks the shard over Ray as before, so this is only ever a shortcut."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from twin.engine.shared_state import SharedReader, unlink
+from twin.model.query import hub_record
+from twin.model.readings import READ_SRVS, read
+
+log = logging.getLogger("twin.engine")
+
+
+class LocalReads:
+    def __init__(self, supervisor: Any):
+        self.sup = supervisor
+        self.node = ray.get_runtime_context().get_node_id()
+        self.readers: list[SharedReader | None] = [None] * len(supervisor.shards)
+        self.names: set[str] = set()  # every segment handed out, to remove at shutdown
+        self._lock = threading.Lock()
+        for i in range(len(self.readers)):
+            self.refresh(i)
+
+    def refresh(self, i: int) -> None:
+        """(Re)attach to shard i's segment: after it restarted, it has a new one."""
+        try:
+            d = ray.get(self.sup.shards[i].share.remote(), timeout=60)
+        except (ray.exceptions.RayError, TimeoutError) as e:
+            log.warning("shard %d: no shared-memory reads (%s); it is asked over Ray", i, e)
+            d = None
+        with self._lock:
+            old = self.readers[i]
+            self.readers[i] = None
+            if old is not None:
+                old.close()
+                if d is None or d.name != old.descriptor.name:
+                    unlink(old.descriptor.name)  # the dead shard's segment
+            if d is not None and d.node_id == self.node:
+                self.names.add(d.name)
+                self.readers[i] = SharedReader(d)
+
+    def _row(self, hub: int):
+        i = self.sup.shard_of(hub)
+        with self._lock:
+            reader = self.readers[i] if i < len(self.readers) else None
+            return reader.row(hub) if reader is not None else None
+
+    def hub(self, hub: int) -> dict[str, Any] | None:
+        got = self._row(hub)
+        if got is None:
+            return None
+        row, tick = got
+        planner = self.sup.planner
+        return hub_record(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick,
+                          versions=planner.versions)
+
+    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any] | None:
+        got = self._row(hub)
+        if got is None:
+            return None
+        row, tick = got
+        planner = self.sup.planner
+        rec = hub_record(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick,
+                         versions=planner.versions)
+        out: dict[str, Any] = {"hub": rec}
+        if srv in READ_SRVS and rec["reachable"]:
+            try:
+                out["result"] = read(row, self.sup.config, hub, srv, fuel, tick)
+            except ValueError as e:
+                out["error"] = str(e)
+        return out
+
+    def call(self, method: str, hub: int, *args: Any) -> Any:
+        """The shortcut for a ShardBatcher method, or None."""
+        if method == "hubs":
+            return self.hub(hub)
+        if method == "service_facts_many":
+            return self.service_facts(hub, *args)
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for r in self.readers:
+                if r is not None:
+                    r.close()
+            self.readers = [None] * len(self.readers)
+            for name in self.names:
+                unlink(name)
+            self.names.clear()

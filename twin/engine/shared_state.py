@@ -1,0 +1,132 @@
+"""A shard's hub columns in shared memory, so the API on the same node reads a hub without a Ray
+call (a Ray call costs the caller about 0.7 ms of CPU; reading one row here costs microseconds).
+
+The shard owns the segment and stays the only writer: its columns are views of the segment, and a
+sequence counter in the segment's header is odd while a tick (or a restore) is changing them. A
+reader copies one row, then checks that the counter was even and unchanged across the copy (a
+seqlock); otherwise it tries again, and after a short while falls back to asking the shard. Only
+for readers on the shard's own node; elsewhere the Ray path is used."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing import resource_tracker, shared_memory
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+HEADER = 4  # int64 words: sequence, last tick, generation, unused
+ALIGN = 64
+
+
+def _layout(cols: dict[str, np.ndarray]) -> tuple[list[tuple[str, str, int, int]], int]:
+    out, off = [], HEADER * 8
+    for name, arr in cols.items():
+        off = (off + ALIGN - 1) // ALIGN * ALIGN
+        out.append((name, arr.dtype.str, off, arr.size))
+        off += arr.nbytes
+    return out, off
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What a reader needs to attach: the segment's name and where each column lies."""
+
+    name: str
+    columns: tuple[tuple[str, str, int, int], ...]
+    offset: int  # global id of row 0
+    n_hubs: int
+    node_id: str
+
+
+class SharedColumns:
+    """The writer side, inside a shard. `adopt(state)` moves (a copy of) the state's columns into
+    the segment and makes the state use them; call it again whenever the state is replaced."""
+
+    def __init__(self, state: Any, node_id: str):
+        layout, size = _layout(state.cols)
+        self.shm = shared_memory.SharedMemory(create=True, size=size, name=f"twin-{uuid.uuid4().hex[:16]}")
+        self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
+        self.header[:] = 0
+        self.layout = layout
+        self.node_id = node_id
+        self.adopt(state)
+
+    def adopt(self, state: Any) -> None:
+        self.begin()
+        for name, dtype, off, n in self.layout:
+            view = np.ndarray((n,), dtype=np.dtype(dtype), buffer=self.shm.buf, offset=off)
+            view[:] = state.cols[name]
+            state.cols[name] = view
+        self.state = state
+        self.header[2] += 1
+        self.end(state.last_tick)
+
+    def begin(self) -> None:
+        self.header[0] += 1  # odd: rows may be half-written
+
+    def end(self, last_tick: int) -> None:
+        self.header[1] = last_tick
+        self.header[0] += 1
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.shm.name, tuple(self.layout), self.state.offset, self.state.n_hubs, self.node_id)
+
+    def close(self) -> None:
+        """Detach the state (its columns become private copies again) and remove the segment."""
+        for name in list(self.state.cols):
+            self.state.cols[name] = np.array(self.state.cols[name])
+        self.header = None  # type: ignore[assignment]
+        self.shm.close()
+        self.shm.unlink()
+
+
+class SharedReader:
+    """The reader side, in the API's process. `row(hub)` is a consistent copy of one hub's columns
+    and the tick they describe, or None if the shard kept writing (the caller then asks the shard)."""
+
+    def __init__(self, d: Descriptor):
+        self.descriptor = d
+        self.shm = shared_memory.SharedMemory(name=d.name)
+        # Before Python 3.13 attaching registers the segment with this process's resource tracker,
+        # which would remove it when this process exits; the shard owns it, so unregister.
+        resource_tracker.unregister(self.shm._name, "shared_memory")  # type: ignore[attr-defined]
+        self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
+        self.cols = {name: np.ndarray((n,), dtype=np.dtype(dt), buffer=self.shm.buf, offset=off)
+                     for name, dt, off, n in d.columns}
+
+    def holds(self, hub: int) -> bool:
+        return self.descriptor.offset <= hub < self.descriptor.offset + self.descriptor.n_hubs
+
+    def row(self, hub: int, wait_s: float = 0.05) -> tuple[SimpleNamespace, int] | None:
+        r = hub - self.descriptor.offset
+        end = time.monotonic() + wait_s
+        while True:
+            s1 = int(self.header[0])
+            if not s1 & 1:
+                row = {k: v[r : r + 1].copy() for k, v in self.cols.items()}
+                tick = int(self.header[1])
+                if int(self.header[0]) == s1:
+                    return SimpleNamespace(offset=hub, n_hubs=1, cols=row), tick
+            if time.monotonic() > end:
+                return None
+            time.sleep(0.0005)
+
+    def close(self) -> None:
+        self.cols = {}
+        self.header = None  # type: ignore[assignment]
+        self.shm.close()
+
+
+def unlink(name: str) -> None:
+    """Remove a segment whose shard is gone (a killed shard cannot remove its own)."""
+    try:
+        shm = shared_memory.SharedMemory(name=name)
+    except FileNotFoundError:
+        return
+    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    shm.close()
+    shm.unlink()
