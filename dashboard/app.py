@@ -44,7 +44,7 @@ def create_dash(feed, *, actions) -> Dash:
         page = by_path.get(path or "/")
         if page is None:
             return html.Div([html.H2("Not found"), html.P(f"No page at {path}.")], className="panel")
-        return page.layout(feed)
+        return page.layout(feed, actions)
 
     @app.callback(Output("hdr-clock", "children"), Output("hdr-clock", "data-tick"), Input("hdr-pulse", "n_intervals"),
                   State("hdr-clock", "children"))

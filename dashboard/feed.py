@@ -30,7 +30,8 @@ log = logging.getLogger("twin.dashboard")
 HISTORY = 480  # ticks kept for the live charts (10 simulated days)
 REGIONS = ("North", "Central", "South")
 FIRMWARE_KEYS = ("ch_firmware", "esme_firmware", "gsme_firmware")
-SLOW_EVERY_S = 10.0  # version counts and network plans: a fleet scan each, so not every second
+SLOW_EVERY_S = 10.0  # network plans and version counts at most this often
+VERSIONS_WANTED_S = 30.0  # version counts (a fleet scan in the shards) only while someone looks
 
 
 def _iso(t) -> str:
@@ -112,6 +113,7 @@ class FleetFeed:
         self._operations: list[dict[str, Any]] = []
         self._network: dict[str, Any] = {}
         self._versions: dict[str, list[dict[str, Any]]] = {}
+        self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
         self._new_tick = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -165,7 +167,10 @@ class FleetFeed:
             return dict(self._network)
 
     def versions(self) -> dict[str, list[dict[str, Any]]]:
+        """Firmware version counts. Each costs the fleet a scan, so they are fetched only while a
+        page asks for them (and at most every SLOW_EVERY_S)."""
         with self._lock:
+            self._versions_wanted = time.monotonic()
             return dict(self._versions)
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
@@ -220,13 +225,18 @@ class FleetFeed:
             self._new_tick.notify_all()
 
     def _poll_loop(self) -> None:
-        last_slow = 0.0
+        last_slow = last_versions = -1e9
         while not self._stop.is_set():
             try:
                 self._poll_fast()
-                if time.monotonic() - last_slow > SLOW_EVERY_S:
-                    self._poll_slow()
-                    last_slow = time.monotonic()
+                now = time.monotonic()
+                if now - last_slow > SLOW_EVERY_S:
+                    self._poll_network()
+                    last_slow = now
+                wanted = now - self._versions_wanted < VERSIONS_WANTED_S
+                if wanted and (now - last_versions > SLOW_EVERY_S or not self._versions):
+                    self._poll_versions()
+                    last_versions = now
                 self.status.polls += 1
             except grpc.RpcError as e:
                 self.status.poll_errors += 1
@@ -251,7 +261,7 @@ class FleetFeed:
                            "speed": clock.speed}
             self._operations = ops
 
-    def _poll_slow(self) -> None:
+    def _poll_network(self) -> None:
         c = self.client
         network: dict[str, Any] = {}
         for region in REGIONS:
@@ -265,12 +275,16 @@ class FleetFeed:
                 "switch_offs": [{"technology": o.technology, "off_from": _iso(o.off_from), "on_from": _iso(o.on_from)}
                                 for o in offs.switch_offs],
             }
+        with self._lock:
+            self._network = network
+
+    def _poll_versions(self) -> None:
+        c = self.client
         versions = {}
         for key in FIRMWARE_KEYS:
             res = c.fleet.AggregateFleet(fleet_pb2.AggregateFleetRequest(group_by=[key]), **c._kw())
             versions[key] = [{"version": r.labels[key], "hubs": r.hubs} for r in res.rows]
         with self._lock:
-            self._network = network
             self._versions = versions
 
 

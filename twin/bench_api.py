@@ -43,9 +43,12 @@ def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
                              "--home", str(home), "--run-dir", str(run_dir), "--status-every", "3600",
                              "--anomaly-threshold", str(10**9)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    # Measure the running twin as a user meets it: after everything `twin up` starts (the
+    # dashboard too) is up, not while it is still starting.
     for line in proc.stderr:
-        if "gRPC API on" in line:
+        if "twin is running" in line:
             break
+    time.sleep(3.0)
     return proc
 
 

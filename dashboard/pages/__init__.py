@@ -1,4 +1,4 @@
-"""The dashboard's pages, in navigation order. Each module has PATH, TITLE, layout(feed) and
+"""The dashboard's pages, in navigation order. Each module has PATH, TITLE, layout(feed, actions) and
 register(app, feed, actions)."""
 
 from dashboard.pages import alerts, firmware, hub, network, overview, scenario, switching

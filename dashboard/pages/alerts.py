@@ -40,7 +40,7 @@ def reasons_figure(latest: dict[str, Any]):
     return F.hbar([k for k, _ in items], [v for _, v in items], "Dark hubs by reason", "#d62728", 300)
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     ticks = feed.ticks_since(-1, F.LIVE_POINTS)
     latest = feed.latest()
     return html.Div([

@@ -50,7 +50,7 @@ def versions_figure(versions: dict[str, list[dict[str, Any]]]) -> go.Figure:
     return fig
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     ops = feed.operations()
     return html.Div([
         *pulse("fw", feed.last_tick()),

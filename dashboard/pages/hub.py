@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 from dash import Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
 from dashboard.errors import error_box
 from twin.fleet.v1 import fleet_pb2
@@ -52,7 +53,21 @@ def hub_view(hub: fleet_pb2.Hub, events: list[fleet_pb2.HubEvent], now_tick: int
     ])
 
 
-def layout(feed) -> html.Div:
+def examples(actions) -> Any:
+    """A few dark hubs to start from (one small page of the API's hub listing)."""
+    c = actions.client()
+    try:
+        hubs = c.list_hubs("reachable=false AND smets=SMETS2", page_size=6).hubs
+    except grpc.RpcError:
+        return None
+    if not hubs:
+        return None
+    return html.Div(className="small", children=["Dark hubs now: ", *[
+        html.Span([dcc.Link(h.name.removeprefix("hubs/"), href=f"/hub?id={h.name.removeprefix('hubs/')}",
+                            className="mono"), f" ({', '.join(h.dark_reasons)})  "]) for h in hubs]])
+
+
+def layout(feed, actions=None) -> html.Div:
     return html.Div([
         html.Div(className="panel", children=[
             html.H3("Look up a hub"),
@@ -60,12 +75,23 @@ def layout(feed) -> html.Div:
                 dcc.Input(id="hub-id", type="text", placeholder="device id (00-DB-12-…) or hub index", debounce=True,
                           className="input-wide"),
                 html.Button("Look up", id="hub-go", n_clicks=0, className="btn")]),
+            html.Div(examples(actions) if actions is not None else None, id="hub-examples"),
             html.Div(id="hub-error")]),
         dcc.Loading(html.Div(id="hub-view")),
     ])
 
 
 def register(app, feed, actions) -> None:
+    @app.callback(Output("hub-id", "value"), Input("url", "search"))
+    def from_url(search):
+        """/hub?id=... (the links above, or from elsewhere) fills in the box, which looks it up."""
+        from urllib.parse import parse_qs
+
+        value = parse_qs((search or "").lstrip("?")).get("id", [""])[0]
+        if not value:
+            raise PreventUpdate
+        return value
+
     @app.callback(Output("hub-view", "children"), Output("hub-error", "children"),
                   Input("hub-go", "n_clicks"), Input("hub-id", "value"), State("hub-id", "value"),
                   prevent_initial_call=True)

@@ -45,7 +45,7 @@ def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], n
         html.Tbody(rows)])
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     latest, cur, net = feed.latest(), feed.current(), feed.network()
     return html.Div([
         *pulse("net", cur.get("tick", -1)),

@@ -34,7 +34,7 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     ]
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     cur, latest = feed.current(), feed.latest()
     ticks = feed.ticks_since(-1, F.LIVE_POINTS)
     return html.Div([

@@ -48,7 +48,7 @@ def clock_panel(clock: dict[str, Any]) -> list[Any]:
             html.Span(f" · {'flat out' if not speed else f'{speed:g}x real time'}")]
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     return html.Div([
         *pulse("sc", feed.last_tick()),
         dcc.Store(id="sc-ops-sig"),

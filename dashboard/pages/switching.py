@@ -22,7 +22,7 @@ def shares(supplier_hubs: dict[str, int]) -> tuple[list[str], list[float]]:
     return [k for k, _ in items], [100.0 * v / total for _, v in items]
 
 
-def layout(feed) -> html.Div:
+def layout(feed, actions=None) -> html.Div:
     labels, values = shares(feed.latest().get("supplier_hubs", {}))
     return html.Div([
         *pulse("sw", feed.last_tick()),

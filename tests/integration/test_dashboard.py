@@ -228,6 +228,16 @@ def test_hub_page_shows_meters_state_and_recent_events(stack, page):
     text = page.inner_text("#hub-view")
     assert hub.name in text and hub.comms_hub.device_id in text and "Recent events" in text
     assert all(m.device_id in text for m in hub.meters)
+    page.screenshot(path=str(SHOTS / "hub-detail.png"), full_page=True)
+    # The page offers dark hubs to start from; a link opens one.
+    page.goto(stack.url + "/hub")
+    link = page.locator("#hub-examples a").first
+    link.wait_for()
+    name = link.inner_text()
+    link.click()
+    page.wait_for_function(f"document.querySelector('#hub-view') && "
+                           f"document.querySelector('#hub-view').innerText.includes('hubs/{name}')")
+    assert "dark" in page.inner_text("#hub-state")
     page.locator("#hub-id input, input#hub-id").first.fill("00-11-zz")
     page.click("#hub-go")
     page.wait_for_selector("#hub-error .error")

@@ -127,6 +127,5 @@ def unlink(name: str) -> None:
         shm = shared_memory.SharedMemory(name=name)
     except FileNotFoundError:
         return
-    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     shm.close()
-    shm.unlink()
+    shm.unlink()  # also drops the registration that attaching made
