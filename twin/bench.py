@@ -57,6 +57,18 @@ class TreeRssSampler:
         self._thread.join()
 
 
+def stop_process(proc: Any, timeout: float = 60.0) -> None:
+    """Stop a `twin up` started by a benchmark as Ctrl-C would, killing it if it does not go."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
     try:

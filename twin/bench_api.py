@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import grpc
 import numpy as np
 from rich.console import Console
 
-from twin.bench import machine
+from twin.bench import machine, stop_process
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -176,11 +175,7 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         console.print("alerts of a ~100k-hub outage to the area's network operator…")
         result["alert_stream"] = _alert_delivery(addr, tokens)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     full = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "api": result}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(full, indent=2) + "\n")

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from twin.bench import machine
+from twin.bench import machine, stop_process
 
 GRPC_PORT, DASH_PORT = 50081, 8081
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -106,11 +105,7 @@ def measure(hubs: int, samples: int, browser, console: Console) -> dict[str, Any
                              "by_page_max": {k: max(v) for k, v in sizes.items()}},
         }
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

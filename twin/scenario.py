@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from twin.model.catalog import SUPPLIERS, WAN_LABEL, AlertKind, Csp, WanTech
 from twin.model.config import FleetConfig, TwinInputError, parse_regions
@@ -49,14 +48,9 @@ class Scenario:
 def load_scenario(path: Path, *, hubs: int | None = None, seed: int | None = None,
                   days: float | None = None) -> Scenario:
     """Read and fully validate a scenario file; command-line values override the file's."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise TwinInputError("scenario", f"no such file: {path}") from None
-    except yaml.YAMLError as e:
-        raise TwinInputError("scenario", f"{path} is not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise TwinInputError("scenario", f"{path} must be a mapping with name, fleet and events")
+    from twin.yamlfile import load_mapping
+
+    doc = load_mapping(path, "name, fleet and events")
     unknown = set(doc) - TOP_KEYS
     if unknown:
         raise TwinInputError(sorted(unknown)[0], f"not a scenario key; keys are {', '.join(sorted(TOP_KEYS))}")

@@ -234,16 +234,9 @@ def list_branches(run_dir: Path) -> Iterator[dict[str, Any]]:
 def load_what_if(path: Path) -> tuple[list[dict[str, Any]], list[str], str]:
     """A what-if file: `events` (offsets count from the fork tick) and `drop` (the parent's
     operations or journal seqs to leave out); the fleet is always the parent's."""
-    import yaml
+    from twin.yamlfile import load_mapping
 
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise TwinInputError("scenario", f"no such file: {path}") from None
-    except yaml.YAMLError as e:
-        raise TwinInputError("scenario", f"{path} is not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise TwinInputError("scenario", f"{path} must be a mapping with events and/or drop")
+    doc = load_mapping(path, "events and/or drop")
     if "fleet" in doc:
         raise TwinInputError("fleet", "a what-if runs on its parent's fleet; leave `fleet` out")
     unknown = set(doc) - {"name", "description", "events", "drop"}
