@@ -73,6 +73,24 @@ def test_a_hub_already_unpowered_is_not_cut_twice():
     assert f.step().alerts[:, AlertKind.POWER_OUTAGE].sum() == 10
 
 
+def test_a_longer_second_cut_keeps_the_premises_off_until_it_ends():
+    f, hubs = _fleet()
+    t0 = f.tick * TICK_SECONDS
+    first, both = hubs[:10], hubs[:20]
+    _outage(f, first, t0, np.full(10, 2 * TICK_SECONDS))  # ends after two ticks
+    # A second cut on the same and ten more premises, lasting five ticks from half a tick on; a
+    # shorter one changes nothing.
+    assert _outage(f, both, t0 + TICK_SECONDS // 2, np.full(20, 5 * TICK_SECONDS)) == 10
+    assert _outage(f, both, t0 + 60, np.full(20, 60)) == 0
+    ss = f.run(8)
+    dark = [int(s.dark_by_reason[:, 1].sum()) for s in ss]
+    ad1 = [int(s.alerts[:, AlertKind.POWER_OUTAGE].sum()) for s in ss]
+    restored = [int(s.alerts[:, AlertKind.POWER_RESTORED].sum()) for s in ss]
+    assert dark[:5] == [20] * 5 and dark[6:] == [0, 0]  # no premises back at the first cut's end
+    assert ad1 == [20, 0, 0, 0, 0, 0, 0, 0]  # one AD1 per premises
+    assert sum(restored) == 20 and restored[2] == 0 and restored[5] == 20  # one restoration, at the end
+
+
 def test_alerts_from_hubs_with_a_broken_wan_are_not_delivered():
     f, hubs = _fleet()
     st = f.states[0]

@@ -126,8 +126,9 @@ def draw_incidents_in_progress(config: FleetConfig) -> list[IncidentDraw]:
 def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) -> int:
     """Apply one draw to the hubs held here; returns how many hubs it started on.
 
-    A hub already carrying the fault keeps its current incident (the new one is ignored), so each
-    (hub, fault) has at most one incident and its end is unambiguous."""
+    Each (hub, fault) has at most one incident, so its end is unambiguous: on a hub already carrying
+    the fault, a new incident that lasts longer extends the current one (a second power cut that
+    outlasts the first keeps the premises off until it ends, and moves its restoration alert)."""
     mine = state.holds(draw.hub)
     if not mine.any():
         return 0
@@ -137,6 +138,9 @@ def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) ->
     hub = draw.hub[keep]
     rows = state.local(hub)
     free = (state.cols["fault"][rows] & draw.bit) == 0
+    if not free.all():
+        held = keep[~free]
+        extend_incidents(state, draw.bit, hub[~free], draw.end_s[held], draw.restore_backoff_s[held])
     keep, hub, rows = keep[free], hub[free], rows[free]
     state.change(rows, fault_set=draw.bit)
     state.inc_hub = np.concatenate([state.inc_hub, hub])
@@ -158,6 +162,29 @@ def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) ->
         future = times >= 0
         queue_alerts(state, hubs[future], kinds[future], times[future])
     return int(hub.size)
+
+
+def extend_incidents(state: HubState, bit: int, hub: np.ndarray, end_s: np.ndarray, restore_backoff_s: np.ndarray) -> None:
+    """Push the end of the hubs' current `bit` incidents out to `end_s` where that is later; for a
+    power cut, the queued restoration alert moves with it. `hub` holds unique hub ids."""
+    sel = np.flatnonzero(state.inc_bit == bit)
+    if sel.size == 0 or hub.size == 0:
+        return
+    order = sel[np.argsort(state.inc_hub[sel], kind="stable")]
+    pos = np.minimum(np.searchsorted(state.inc_hub[order], hub), order.size - 1)
+    found = state.inc_hub[order[pos]] == hub
+    idx, hub, end_s, back = order[pos[found]], hub[found], end_s[found], restore_backoff_s[found]
+    later = end_s > state.inc_end_s[idx]
+    idx, hub, end_s, back = idx[later], hub[later], end_s[later], back[later]
+    if idx.size == 0:
+        return
+    state.inc_end_s[idx] = end_s
+    if bit == Fault.POWER:
+        q = np.flatnonzero((state.alert_kind == AlertKind.POWER_RESTORED) & np.isin(state.alert_hub, hub))
+        if q.size:
+            by_hub = np.argsort(hub, kind="stable")
+            j = by_hub[np.searchsorted(hub[by_hub], state.alert_hub[q])]
+            state.alert_time_s[q] = end_s[j] + back[j]
 
 
 def queue_alerts(state: HubState, hub: np.ndarray, kind: np.ndarray, time_s: np.ndarray) -> None:
