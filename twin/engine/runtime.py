@@ -22,7 +22,19 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> Non
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+        local_only()
+        ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def local_only() -> None:
+    """Keep an embedded Ray on loopback. Ray turns 127.0.0.1 into the machine's network address
+    for its node (so other nodes could join) and its servers bind that address; its single-machine
+    mode (the one it uses on macOS and Windows) keeps the node at 127.0.0.1. The variable reaches
+    the processes Ray starts; the constant is read by this one, which imported Ray already."""
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def stop_ray() -> None:
