@@ -8,19 +8,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 MAGIC = b"TWINCKPT1\n"
 
 
-def write_atomic(path: Path, payload: bytes) -> str:
-    """Write `payload` with its checksum; returns the hex digest."""
+def write_atomic(path: Path, payload: bytes | Sequence[bytes | memoryview]) -> str:
+    """Write `payload` (one buffer, or several written in turn and never joined) with its
+    checksum; returns the hex digest. The digest goes in front, so it is written last."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(payload).digest()
+    chunks = [payload] if isinstance(payload, bytes | bytearray | memoryview) else payload
+    h = hashlib.sha256()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        fh.write(MAGIC + digest + payload)
+        fh.write(MAGIC + bytes(32))
+        for chunk in chunks:
+            h.update(chunk)
+            fh.write(chunk)
+        fh.seek(len(MAGIC))
+        fh.write(h.digest())
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -29,7 +38,29 @@ def write_atomic(path: Path, payload: bytes) -> str:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return digest.hex()
+    return h.hexdigest()
+
+
+SHARD_MAGIC = b"TWINSHARD2\n"
+
+
+def shard_chunks(state: Any, ops: Any) -> list[bytes | memoryview]:
+    """A shard checkpoint's payload: the (small) pickled operations, then the state's arrays as
+    they lie in memory (see HubState.to_chunks)."""
+    ops_bytes = pickle.dumps(ops, protocol=5)
+    return [SHARD_MAGIC, len(ops_bytes).to_bytes(8, "little"), ops_bytes, *state.to_chunks()]
+
+
+def parse_shard(payload: bytes) -> tuple[memoryview | bytes, Any]:
+    """(state bytes, operations) of a verified shard payload, in either format this code wrote."""
+    if not payload.startswith(SHARD_MAGIC):
+        data = pickle.loads(payload)  # the first format: one pickled dict
+        return data["state"], data["ops"]
+    mv = memoryview(payload)
+    at = len(SHARD_MAGIC)
+    n = int.from_bytes(mv[at : at + 8], "little")
+    ops = pickle.loads(mv[at + 8 : at + 8 + n])
+    return mv[at + 8 + n :], ops
 
 
 def read_verified(path: Path) -> bytes | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import resource
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import psutil
 import ray
 
-from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
+from twin.engine.checkpoint import CheckpointStore, parse_shard, read_verified, shard_chunks, write_atomic
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
@@ -79,9 +78,8 @@ class Shard:
             payload = read_verified(store.shard_path(tick, self.index))
             if payload is None:
                 continue
-            data = pickle.loads(payload)
-            self.state = HubState.from_bytes(data["state"])
-            self.ops = data["ops"]
+            state, self.ops = parse_shard(payload)
+            self.state = HubState.from_bytes(state)
             self._reshare()
             return tick
         return None
@@ -101,8 +99,7 @@ class Shard:
         return ok
 
     def checkpoint(self, path: str) -> str:
-        payload = pickle.dumps({"state": self.state.to_bytes(), "ops": self.ops}, protocol=5)
-        return write_atomic(Path(path), payload)
+        return write_atomic(Path(path), shard_chunks(self.state, self.ops))
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, tick: int, controls: list[Control] | None = None, checkpoint: str | None = None) -> TickSummary:

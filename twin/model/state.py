@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from twin.model.catalog import (
     Status,
 )
 from twin.model.params import HALF_HOURS_PER_DAY
+
+STATE_MAGIC = b"TWINSTATE2\n"
 
 
 @dataclass(frozen=True)
@@ -250,17 +253,48 @@ class HubState:
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
                "slot_at_risk", "slot_dark_age")
 
+    def to_chunks(self) -> list[bytes | memoryview]:
+        """The state as a short header and then each array's own memory, uncopied: a checkpoint
+        hashes and writes these in turn, never building the whole state as one more buffer."""
+        arrays = [(f"col_{k}", v) for k, v in self.cols.items()] + [(k, getattr(self, k)) for k in self._SPARSE]
+        arrays = [(k, np.ascontiguousarray(v)) for k, v in arrays]
+        header = json.dumps({
+            "meta": [self.seed, self.block_size, self.first_block, self.n_blocks, self.n_hubs_fleet, self.last_tick],
+            "arrays": [[k, v.dtype.str, list(v.shape)] for k, v in arrays],
+        }).encode()
+        return [STATE_MAGIC, len(header).to_bytes(8, "little"), header,
+                *(memoryview(v).cast("B") for _, v in arrays)]
+
     def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        meta = np.array([self.seed, self.block_size, self.first_block, self.n_blocks,
-                         self.n_hubs_fleet, self.last_tick], dtype=np.int64)
-        arrays = {f"col_{k}": v for k, v in self.cols.items()}
-        arrays.update({k: getattr(self, k) for k in self._SPARSE})
-        np.savez(buf, meta=meta, **arrays)
-        return buf.getvalue()
+        return b"".join(self.to_chunks())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> HubState:
+    def from_bytes(cls, data: bytes | memoryview) -> HubState:
+        mv = memoryview(data)
+        if bytes(mv[: len(STATE_MAGIC)]) != STATE_MAGIC:
+            return cls._from_npz(bytes(mv))  # written before the chunked format
+        at = len(STATE_MAGIC)
+        n = int.from_bytes(mv[at : at + 8], "little")
+        header = json.loads(bytes(mv[at + 8 : at + 8 + n]))
+        at += 8 + n
+        seed, bs, first, nb, fleet, last_tick = header["meta"]
+        st = cls(seed=seed, block_size=bs, first_block=first, n_blocks=nb, n_hubs_fleet=fleet)
+        for name, dt, shape in header["arrays"]:
+            dtype = np.dtype(dt)
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            arr = np.frombuffer(mv[at : at + size], dtype=dtype).reshape(shape)
+            at += size
+            if name.startswith("col_"):
+                st.cols[name[4:]][:] = arr
+            else:
+                setattr(st, name, arr.copy())
+        st.last_tick = last_tick
+        st.recount()
+        st.build_index()
+        return st
+
+    @classmethod
+    def _from_npz(cls, data: bytes) -> HubState:
         with np.load(io.BytesIO(data)) as z:
             seed, bs, first, nb, fleet, last_tick = (int(x) for x in z["meta"])
             st = cls(seed=seed, block_size=bs, first_block=first, n_blocks=nb, n_hubs_fleet=fleet)
