@@ -186,7 +186,8 @@ def run_reliability_bench(*, chaos_hubs: int, resume_hubs: int, ticks: int, kill
         if proc.returncode != 0:
             console.print(f"[red]{name} failed:[/red]\n{proc.stderr[-4000:]}")
             return None
-        parts[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        # Ray may print its own notices (a killed worker) to stdout too: take the result line.
+        parts[name] = json.loads(next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")))
     return write_results(parts, out, console)
 
 
