@@ -21,6 +21,7 @@ from dashboard.server import DashboardServer, create_app
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
+from twin.fleet.v1 import fleet_pb2
 from twin.model.catalog import WAN_LABEL, Csp, WanTech
 from twin.model.config import FleetConfig
 from twin.services.identity import UserStore
@@ -185,6 +186,31 @@ def test_a_firmware_rollout_from_the_form_advances_its_progress_bar(stack, page)
     second = float(page.get_attribute(bar, "data-value"))
     page.wait_for_function(f"Number(document.querySelector('{bar}').dataset.value) > {second}", timeout=30_000)
     assert 0 <= first < second < float(page.get_attribute(bar, "data-value")) <= 100
+    assert page.console_errors == []
+
+
+def test_clock_and_operation_controls_on_the_scenario_page(stack, page):
+    with stack.client() as c:
+        op = c.create_event(power_outage=fleet_pb2.PowerOutage(area="10", fraction=0.1, duration_min=30),
+                            at="2d").name
+    oid = op.removeprefix("operations/")
+    page.goto(stack.url + "/scenario")
+    page.wait_for_selector(f"#op-row-{oid}")
+    page.click("#sc-pause")
+    page.wait_for_function("document.querySelector('#sc-clock-state').innerText === 'paused'")
+    before = stack.sup.tick
+    page.click("#sc-step1")
+    page.wait_for_function(f"document.querySelector('#sc-clock-text').innerText.includes('tick {before + 1} ')")
+    assert stack.sup.tick == before + 1
+    # Cancel the pending outage from its row: the server's state comes back into the table.
+    page.locator(f"#op-row-{oid} button", has_text="Cancel").click()
+    page.wait_for_selector("#sc-op-msg .ok")
+    page.click("#sc-step1")
+    page.wait_for_function(f"document.querySelector('#op-row-{oid} .state').innerText === 'CANCELLED'", timeout=20_000)
+    with stack.client() as c:
+        assert TwinClient.progress(c.get_operation(op)).state == "CANCELLED"
+    page.click("#sc-resume")
+    page.wait_for_function("document.querySelector('#sc-clock-state').innerText === 'running'")
     assert page.console_errors == []
 
 
