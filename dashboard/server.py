@@ -194,6 +194,10 @@ def create_app(feed: FleetFeed, *, api_address: str, token: str, require_login: 
                                 "tick_age_s": None if age is None else round(age, 3),
                                 "ticks_received": st.ticks_received, "reconnects": st.reconnects,
                                 "last_error": st.last_error}
+        if sessions is not None:
+            # Open to anyone who can reach it (for load balancers), so beyond localhost it says
+            # only whether the dashboard is fed, not where the API is or what went wrong.
+            body = {k: body[k] for k in ("status", "feed_connected", "last_tick", "tick_age_s")}
         return JSONResponse(body, status_code=200 if st.connected else 503)
 
     @api.get("/metrics")

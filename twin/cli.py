@@ -263,7 +263,10 @@ def _start_dashboard(args: argparse.Namespace, api, tokens_path: Path):
             s.bind((args.dash_host, 0))
             port = s.getsockname()[1]
     token = json.loads(tokens_path.read_text())["operator"]
-    cmd = [sys.executable, "-m", "dashboard", "--api", api.address, "--host", args.dash_host, "--port", str(port),
+    # The dashboard reaches the API on this machine: over loopback when the API listens on all addresses.
+    api_host = "127.0.0.1" if api.host in ("0.0.0.0", "::", "") else api.host
+    api_addr = f"[{api_host}]:{api.port}" if ":" in api_host else f"{api_host}:{api.port}"
+    cmd = [sys.executable, "-m", "dashboard", "--api", api_addr, "--host", args.dash_host, "--port", str(port),
            "--exit-with-parent"]
     if args.tls_cert:
         cmd += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
