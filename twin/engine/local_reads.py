@@ -33,7 +33,10 @@ class LocalReads:
     def refresh(self, i: int) -> None:
         """(Re)attach to shard i's segment: after it restarted, it has a new one."""
         try:
-            d = ray.get(self.sup.shards[i].share.remote(), timeout=60)
+            shard = self.sup.shards[i]
+            # Only a shard on this node is worth a segment (a reader elsewhere cannot map it).
+            same_node = ray.get(shard.info.remote(), timeout=60)["node_id"] == self.node
+            d = ray.get(shard.share.remote(), timeout=60) if same_node else None
         except (ray.exceptions.RayError, TimeoutError) as e:
             log.warning("shard %d: no shared-memory reads (%s); it is asked over Ray", i, e)
             d = None

@@ -9,6 +9,7 @@ for readers on the shard's own node; elsewhere the Ray path is used."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ def _layout(cols: dict[str, np.ndarray]) -> tuple[list[tuple[str, str, int, int]
     return out, off
 
 
+def _shm_free_bytes() -> int | None:
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None  # not Linux-style shared memory: let the allocation decide
+    return st.f_bavail * st.f_frsize
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """What a reader needs to attach: the segment's name and where each column lies."""
@@ -48,6 +57,11 @@ class SharedColumns:
 
     def __init__(self, state: Any, node_id: str):
         layout, size = _layout(state.cols)
+        # /dev/shm is a memory file system, sometimes a small one (containers): writing past its
+        # end kills the process with SIGBUS, so refuse up front and let readers ask over Ray.
+        free = _shm_free_bytes()
+        if free is not None and free < size + (64 << 20):
+            raise MemoryError(f"shared memory has {free:,} bytes free; the shard's columns need {size:,}")
         self.shm = shared_memory.SharedMemory(create=True, size=size, name=f"twin-{uuid.uuid4().hex[:16]}")
         self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
         self.header[:] = 0
