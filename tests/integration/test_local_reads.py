@@ -88,3 +88,14 @@ def test_a_reader_never_returns_a_half_written_row():
         reader.close()
         writer.close()
     assert isinstance(state.cols["supplier"], np.ndarray) and state.cols["supplier"][77] == 9
+
+
+def test_no_segment_when_shared_memory_is_short(monkeypatch):
+    import twin.engine.shared_state as shared_state
+
+    state = generate(FleetConfig(hubs=2048, seed=2, block_size=1024), 0, 2)
+    before = state.cols["supplier"]
+    monkeypatch.setattr(shared_state, "_shm_free_bytes", lambda: 1 << 20)
+    with pytest.raises(MemoryError, match="shared memory"):
+        SharedColumns(state, node_id="")
+    assert state.cols["supplier"] is before  # the shard keeps its own arrays
