@@ -174,8 +174,10 @@ def register(app, feed, actions) -> None:
         ops = feed.operations()
         new_sig = json.dumps([[o["name"], o["state"], o["progress"]] for o in ops], sort_keys=True)
         clock = feed.clock()
-        tick = clock.get("tick", -1)
-        if new_sig == sig and tick == seen:
+        # The clock line changes with the tick, and also when it is paused, resumed or sped up.
+        clock_sig = json.dumps([clock.get("tick"), clock.get("state"), clock.get("speed")])
+        if new_sig == sig and clock_sig == seen:
             raise PreventUpdate
         # Redraw the table only when an operation changed, so a button is never swapped mid-click.
-        return (clock_panel(clock), ops_table(ops, controls=True) if new_sig != sig else no_update, new_sig, tick)
+        return (clock_panel(clock) if clock_sig != seen else no_update,
+                ops_table(ops, controls=True) if new_sig != sig else no_update, new_sig, clock_sig)
