@@ -99,3 +99,13 @@ def test_no_segment_when_shared_memory_is_short(monkeypatch):
     with pytest.raises(MemoryError, match="shared memory"):
         SharedColumns(state, node_id="")
     assert state.cols["supplier"] is before  # the shard keeps its own arrays
+
+
+def test_segments_of_dead_runs_are_swept(tmp_path):
+    import twin.engine.shared_state as shared_state
+
+    dead, alive = "twin-999999999-0badc0ffee00", f"twin-{os.getpid()}-0badc0ffee00"
+    for name in (dead, alive, "other-999999999"):
+        (tmp_path / name).write_bytes(b"x")
+    assert shared_state.sweep_stale(str(tmp_path)) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive, "other-999999999"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import ray
 
-from twin.engine.shared_state import SharedReader, unlink
+from twin.engine.shared_state import SharedReader, sweep_stale, unlink
 from twin.model.query import hub_record
 from twin.model.readings import READ_SRVS, read
 
@@ -27,6 +27,10 @@ class LocalReads:
         self.readers: list[SharedReader | None] = [None] * len(supervisor.shards)
         self.names: set[str] = set()  # every segment handed out, to remove at shutdown
         self._lock = threading.Lock()
+        stale = sweep_stale()
+        if stale:
+            log.warning("removed %d shared-memory segment(s) left by a run that was killed: %s", len(stale),
+                        ", ".join(stale))
         for i in range(len(self.readers)):
             self.refresh(i)
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 HEADER = 4  # int64 words: sequence, last tick, generation, unused
+PREFIX = "twin-"  # segment names: twin-{owner pid}-{random}
 ALIGN = 64
 
 
@@ -62,7 +63,8 @@ class SharedColumns:
         free = _shm_free_bytes()
         if free is not None and free < size + (64 << 20):
             raise MemoryError(f"shared memory has {free:,} bytes free; the shard's columns need {size:,}")
-        self.shm = shared_memory.SharedMemory(create=True, size=size, name=f"twin-{uuid.uuid4().hex[:16]}")
+        # The owner's pid in the name lets a later run remove segments a crash left behind.
+        self.shm = shared_memory.SharedMemory(create=True, size=size, name=f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}")
         self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
         self.header[:] = 0
         self.layout = layout
@@ -133,6 +135,28 @@ class SharedReader:
         self.cols = {}
         self.header = None  # type: ignore[assignment]
         self.shm.close()
+
+
+def sweep_stale(root: str = "/dev/shm") -> list[str]:
+    """Remove segments whose shard process is gone. A shard removes its segment when it stops, and
+    its resource tracker when it dies alone; when the whole run is killed at once, nothing does, and
+    the segment would hold its memory until the machine restarts. Returns the names removed."""
+    import psutil
+
+    removed = []
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            try:
+                os.unlink(os.path.join(root, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
 
 
 def unlink(name: str) -> None:
