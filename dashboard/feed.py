@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2
 
+from dashboard.figures import CSPS
 from twin.client import TwinClient
 from twin.csp.v1 import csp_pb2
 from twin.fleet.v1 import fleet_pb2
@@ -28,7 +29,6 @@ from twin.fleet.v1 import fleet_pb2
 log = logging.getLogger("twin.dashboard")
 
 HISTORY = 480  # ticks kept for the live charts (10 simulated days)
-REGIONS = ("North", "Central", "South")
 FIRMWARE_KEYS = ("ch_firmware", "esme_firmware", "gsme_firmware")
 SLOW_EVERY_S = 10.0  # network plans and version counts at most this often
 VERSIONS_WANTED_S = 30.0  # version counts (a fleet scan in the shards) only while someone looks
@@ -72,7 +72,6 @@ def latest_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
         "hubs_by_wan": {c.csp: dict(c.hubs_by_wan) for c in s.csps},
         "supplier_hubs": dict(s.supplier_hubs),
         "dark_by_reason": dict(s.dark_by_reason),
-        "messages_by_type": {c.csp: dict(c.messages) for c in s.csps},
     }
 
 
@@ -91,9 +90,6 @@ class FeedStatus:
     ticks_received: int = 0
     last_tick_wall: float = 0.0  # time.time() when the newest tick arrived
     reconnects: int = 0
-    polls: int = 0
-    poll_errors: int = 0
-    started: float = field(default_factory=time.time)
 
 
 class FleetFeed:
@@ -114,7 +110,6 @@ class FleetFeed:
         self._network: dict[str, Any] = {}
         self._versions: dict[str, list[dict[str, Any]]] = {}
         self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
-        self._new_tick = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stream = None
@@ -173,17 +168,6 @@ class FleetFeed:
             self._versions_wanted = time.monotonic()
             return dict(self._versions)
 
-    def wait_for_tick(self, after: int, timeout: float) -> int:
-        """Block until a tick newer than `after` arrives (or the timeout passes); the newest tick."""
-        end = time.monotonic() + timeout
-        with self._new_tick:
-            while (not self._ticks or self._ticks[-1]["tick"] <= after) and not self._stop.is_set():
-                left = end - time.monotonic()
-                if left <= 0:
-                    break
-                self._new_tick.wait(left)
-            return self._ticks[-1]["tick"] if self._ticks else -1
-
     def refresh(self) -> None:
         """Poll the clock and operations now (after an action, so the page shows its effect)."""
         self._poll_fast()
@@ -211,7 +195,7 @@ class FleetFeed:
 
     def _on_summary(self, s: fleet_pb2.TickSummary) -> None:
         rec = tick_record(s)
-        with self._new_tick:
+        with self._lock:
             if self._ticks and rec["tick"] <= self._ticks[-1]["tick"]:
                 # A rewound or restarted fleet: start the series again rather than mix two runs.
                 if rec["tick"] < self._ticks[-1]["tick"]:
@@ -222,7 +206,6 @@ class FleetFeed:
             self._latest = latest_record(s)
             self.status.ticks_received += 1
             self.status.last_tick_wall = time.time()
-            self._new_tick.notify_all()
 
     def _poll_loop(self) -> None:
         last_slow = last_versions = -1e9
@@ -237,9 +220,7 @@ class FleetFeed:
                 if wanted and (now - last_versions > SLOW_EVERY_S or not self._versions):
                     self._poll_versions()
                     last_versions = now
-                self.status.polls += 1
             except grpc.RpcError as e:
-                self.status.poll_errors += 1
                 self.status.last_error = f"poll: {e.code().name}: {e.details()}"
             self._stop.wait(1.0)
 
@@ -264,7 +245,7 @@ class FleetFeed:
     def _poll_network(self) -> None:
         c = self.client
         network: dict[str, Any] = {}
-        for region in REGIONS:
+        for region in CSPS:
             name = f"regions/{region.lower()}"
             st = c.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=name), **c._kw())
             offs = c.csp.ListSwitchOffs(csp_pb2.ListSwitchOffsRequest(parent=name), **c._kw())
@@ -286,7 +267,3 @@ class FleetFeed:
             versions[key] = [{"version": r.labels[key], "hubs": r.hubs} for r in res.rows]
         with self._lock:
             self._versions = versions
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

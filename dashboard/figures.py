@@ -9,8 +9,9 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from dashboard import geo
+from twin.model.catalog import Csp
 
-CSPS = ("North", "Central", "South")
+CSPS = tuple(c.name.title() for c in Csp)  # the three CSP regions, as the API names them
 CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
 WAN_ORDER = ("long-range radio", "2G", "3G", "4G", "VWAN", "none")
 WAN_COLOURS = {"long-range radio": "#6a3d9a", "2G": "#e31a1c", "3G": "#fb9a99", "4G": "#1f78b4", "VWAN": "#33a02c",
@@ -65,7 +66,7 @@ def map_style(areas: list[dict[str, Any]], mode: str) -> tuple[list[str], list[s
             continue
         texts.append(f"<b>{shape.name}</b> ({shape.id}, {shape.dno}, CSP {shape.csp})<br>hubs {a['hubs']:,}"
                      f" · meters {a['meters']:,}<br>reachable {a['reachable']:,} · dark {a['dark']:,}"
-                     f" ({values.get(shape.id, 0.0) if mode == 'dark' else 100 * a['dark'] / max(a['dcc_hubs'], 1):.2f}%)"
+                     f" ({100 * a['dark'] / max(a['dcc_hubs'], 1):.2f}%)"
                      f"<br>{a['hubs'] / shape.km2:,.1f} hubs/km² · alerts this tick {a['alerts']:,}")
     return colours, texts, (lo, hi)
 

@@ -10,18 +10,18 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from dashboard.figures import CSPS
 from twin.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREAS, DEVICE_MODELS, SUPPLIERS
 
 _EVENT_ONEOF = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
 EVENTS: tuple[str, ...] = tuple(f.name for f in _EVENT_ONEOF.fields)
-REGIONS = ("North", "Central", "South")
 SUPPLIER_NAMES = tuple(s.name for s in SUPPLIERS)
 
 # Choices offered where the API takes a name from a fixed vocabulary.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "region": REGIONS,
-    "regions": REGIONS,
+    "region": CSPS,
+    "regions": CSPS,
     "technology": ("2G", "3G"),
     "prioritise": ("", "2G", "3G"),
     "device": ("CH", "ESME", "GSME", "PPMID"),

@@ -28,8 +28,6 @@ class AreaShape:
     lon: tuple[float | None, ...]  # rings joined by None, as Plotly draws them
     lat: tuple[float | None, ...]
     km2: float
-    label_lon: float
-    label_lat: float
 
 
 def _ring_km2(ring: list[list[float]]) -> float:
@@ -75,11 +73,9 @@ def areas() -> tuple[AreaShape, ...]:
         rings = _rings(f["geometry"])
         # Exterior rings are anticlockwise (positive), holes clockwise (negative): the sum is the area.
         km2 = sum(_ring_km2(r) for r in rings)
-        biggest = max(rings, key=lambda r: abs(_ring_km2(r)))
         lon, lat = _joined(rings)
         out.append(AreaShape(id=int(p["id"]), name=p["name"], dno=p["dno"], csp=p["csp_region"], lon=lon, lat=lat,
-                             km2=km2, label_lon=sum(q[0] for q in biggest) / len(biggest),
-                             label_lat=sum(q[1] for q in biggest) / len(biggest)))
+                             km2=km2))
     return tuple(sorted(out, key=lambda a: a.id))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import html as html_lib
-import ipaddress
 import logging
 import secrets
 import threading
@@ -28,20 +27,12 @@ from dashboard.app import create_dash
 from dashboard.feed import FleetFeed
 from twin.client import TwinClient
 from twin.fleet.v1 import fleet_pb2
+from twin.netaddr import is_loopback
 
 log = logging.getLogger("twin.dashboard")
 COOKIE = "twin_session"
 SESSION_TTL_S = 12 * 3600
 OPEN_PATHS = ("/healthz", "/login")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Sessions:

@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _check_api_args(args: argparse.Namespace) -> None:
-    from twin.services.server import is_loopback
+    from twin.netaddr import is_loopback
 
     if not 0 <= args.grpc_port <= 65535:
         raise UsageError(f"--grpc-port: must be 0-65535, got {args.grpc_port}")

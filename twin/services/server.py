@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
+from twin.netaddr import is_loopback
 from twin.services.errors import ApiError
 from twin.services.identity import Identity, Unauthenticated, UserStore
 
@@ -52,15 +52,6 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
             threading.Thread(target=loop.run_forever, name="twin-grpc", daemon=True).start()
             _LOOP = loop
         return _LOOP
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _Gate(grpc.aio.ServerInterceptor):

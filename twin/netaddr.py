@@ -1,0 +1,15 @@
+"""Is an address this machine's loopback? Shared by the API, the dashboard and the CLI (no
+dependencies, so the dashboard can use it without importing the engine)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
