@@ -144,12 +144,10 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
     rows = []
     for hubs in sizes:
         console.print(f"benchmarking {hubs:,} hubs…", highlight=False)
-        cmd = [sys.executable, "-m", "twin.bench", str(hubs), str(days), str(shards or 0), str(seed)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            console.print(f"[red]size {hubs:,} failed:[/red]\n{proc.stderr[-4000:]}")
+        row = child_json(["twin.bench", str(hubs), str(days), str(shards or 0), str(seed)], f"size {hubs:,}", console)
+        if row is None:
             return None
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        rows.append(row)
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "seed": seed,
               "days": days, "sizes": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,12 +237,9 @@ def bench_events(hubs: int, seed: int) -> dict[str, Any]:
 
 def run_events_bench(*, hubs: int, scenario_hubs: int, seed: int, out: Path, console: Console) -> dict[str, Any] | None:
     console.print(f"event costs on {hubs:,} hubs…", highlight=False)
-    proc = subprocess.run([sys.executable, "-m", "twin.bench", "events", str(hubs), str(seed)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        console.print(f"[red]events bench failed:[/red]\n{proc.stderr[-4000:]}")
+    events = child_json(["twin.bench", "events", str(hubs), str(seed)], "events bench", console)
+    if events is None:
         return None
-    events = json.loads(proc.stdout.strip().splitlines()[-1])
     scenarios = []
     import tempfile
 
@@ -263,6 +258,29 @@ def run_events_bench(*, hubs: int, scenario_hubs: int, seed: int, out: Path, con
                           "wall_s_total": round(wall, 1), "simulate_s": rep["summary"]["wall_s"],
                           "operations": {o["name"]: o["metadata"]["state"] for o in rep["operations"]}})
     return write_results({"events": events, "scenarios": scenarios}, out, console)
+
+
+def child_json(argv: list[str], label: str, console: Console) -> dict[str, Any] | None:
+    """Run `python -m ARGV` (a benchmark part in a fresh process) and return the JSON it prints
+    last; None, with its error output shown, if it failed. Ray may print its own notices (a
+    killed worker) to stdout too, so the result is the last line that is a JSON object."""
+    proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        console.print(f"[red]{label} failed:[/red]\n{proc.stderr[-4000:]}")
+        return None
+    return json.loads(next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")))
+
+
+def start_twin_up(hubs: int, home: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
+    """The README's main command as a benchmark's server, returned once it reports it is running."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--home", str(home),
+                             "--run-dir", str(run_dir), "--status-every", "3600", *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stderr:
+        if "twin is running" in line:
+            return proc
+    raise RuntimeError(f"twin up did not start (exit {proc.wait()})")
 
 
 def write_results(figures: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import numpy as np
 import psutil
 from rich.console import Console
 
-from twin.bench import machine, stop_process
+from twin.bench import start_twin_up, stop_process, write_results
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -34,20 +32,13 @@ PORT = 50071
 
 
 def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     added = subprocess.run([sys.executable, "-m", "twin.cli", "users", "add", "ed-east", "--role", "ED", "--party",
-                            "10", "--home", str(home)], check=True, capture_output=True, text=True, env=env)
+                            "10", "--home", str(home)], check=True, capture_output=True, text=True)
     token = next(ln.split("token (shown once):")[1].strip() for ln in added.stdout.splitlines() if "token (shown" in ln)
     (home / "ed-east.token").write_text(token + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--grpc-port", str(PORT),
-                             "--home", str(home), "--run-dir", str(run_dir), "--status-every", "3600",
-                             "--anomaly-threshold", str(10**9)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc = start_twin_up(hubs, home, run_dir, "--grpc-port", str(PORT), "--anomaly-threshold", str(10**9))
     # Measure the running twin as a user meets it: after everything `twin up` starts (the
-    # dashboard too) is up, not while it is still starting.
-    for line in proc.stderr:
-        if "twin is running" in line:
-            break
+    # dashboard too) is up and has settled, not while it is still starting.
     time.sleep(3.0)
     return proc
 
@@ -60,7 +51,7 @@ async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: f
         stub = fleet_pb2_grpc.FleetServiceStub(ch)
         await stub.GetHub(fleet_pb2.GetHubRequest(name="hubs/0"), metadata=md)  # warm up
 
-        async def one(i: int) -> None:
+        async def one() -> None:
             nonlocal errors
             t = time.perf_counter()
             try:
@@ -77,7 +68,7 @@ async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: f
             delay = start + i / rps - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
+            tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
         achieved = n / (time.perf_counter() - start)
     ms = np.array(lat) * 1000
@@ -185,11 +176,7 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         result["alert_stream"] = _alert_delivery(addr, tokens)
     finally:
         stop_process(proc)
-    full = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "api": result}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(full, indent=2) + "\n")
-    console.print_json(json.dumps(full))
-    return full
+    return write_results({"api": result}, out, console)
 
 
 def _ed_token(home: Path) -> str:

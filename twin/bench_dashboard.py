@@ -12,8 +12,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,23 +21,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from twin.bench import machine, stop_process
+from twin.bench import machine, start_twin_up, stop_process
 
 GRPC_PORT, DASH_PORT = 50081, 8081
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-
-
-def _start(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--grpc-port", str(GRPC_PORT),
-                             "--dash-port", str(DASH_PORT), "--home", str(home), "--run-dir", str(run_dir),
-                             "--status-every", "3600"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    for line in proc.stderr:
-        if "twin is running" in line:
-            return proc
-    raise RuntimeError(f"twin up did not start (exit {proc.wait()})")
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -53,7 +39,7 @@ def measure(hubs: int, samples: int, browser, console: Console) -> dict[str, Any
 
     work = Path(tempfile.mkdtemp(prefix="twin-bench-dash-"))
     t0 = time.perf_counter()
-    proc = _start(hubs, work / "home", work / "run")
+    proc = start_twin_up(hubs, work / "home", work / "run", "--grpc-port", str(GRPC_PORT), "--dash-port", str(DASH_PORT))
     started_s = time.perf_counter() - t0
     try:
         token = json.loads((work / "home" / "tokens.json").read_text())["operator"]

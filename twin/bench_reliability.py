@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -175,19 +174,16 @@ def resume(hubs: int, seed: int) -> dict[str, Any]:
 
 def run_reliability_bench(*, chaos_hubs: int, resume_hubs: int, ticks: int, kill_every_s: float, seed: int, out: Path,
                           console: Console) -> dict[str, Any] | None:
-    from twin.bench import write_results
+    from twin.bench import child_json, write_results
 
     parts: dict[str, Any] = {}
     for name, argv in (("chaos", ["chaos", str(chaos_hubs), str(seed), str(ticks), str(kill_every_s)]),
                        ("resume", ["resume", str(resume_hubs), str(seed)])):
         console.print(f"reliability: {name} ({chaos_hubs if name == 'chaos' else resume_hubs:,} hubs)…", highlight=False)
-        proc = subprocess.run([sys.executable, "-m", "twin.bench_reliability", *argv], capture_output=True, text=True,
-                              check=False)
-        if proc.returncode != 0:
-            console.print(f"[red]{name} failed:[/red]\n{proc.stderr[-4000:]}")
+        part = child_json(["twin.bench_reliability", *argv], name, console)
+        if part is None:
             return None
-        # Ray may print its own notices (a killed worker) to stdout too: take the result line.
-        parts[name] = json.loads(next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("{")))
+        parts[name] = part
     return write_results(parts, out, console)
 
 
