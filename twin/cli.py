@@ -120,16 +120,16 @@ def _run_dir(args: argparse.Namespace, name: str) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
-def _start(args: argparse.Namespace, config: FleetConfig | None = None, name: str = "live"):
+def _start(args: argparse.Namespace):
     from twin.engine.runtime import start_ray
     from twin.engine.supervisor import FleetSupervisor
 
     if getattr(args, "resume", None):
         return _resume(args)
-    config = config or _config(args)
+    config = _config(args)
     _check_memory(config.hubs, getattr(args, "address", None))
     shards = _shards(args)
-    run_dir = _run_dir(args, name)
+    run_dir = _run_dir(args, "live")
     start_ray(address=getattr(args, "address", None), num_cpus=None)
     with err.status(f"building a fleet of {config.hubs:,} hubs…"):
         sup = FleetSupervisor(config, shards=shards, run_dir=run_dir)
@@ -140,13 +140,12 @@ def _start(args: argparse.Namespace, config: FleetConfig | None = None, name: st
 
 def _resume(args: argparse.Namespace):
     from twin.engine.runtime import start_ray
-    from twin.engine.supervisor import FleetSupervisor
+    from twin.engine.supervisor import FleetSupervisor, read_manifest
 
     run_dir = Path(args.resume)
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"--resume: {run_dir} is not a run directory (no readable manifest.json)") from None
+    manifest = read_manifest(run_dir)
+    if not manifest:
+        raise UsageError(f"--resume: {run_dir} is not a run directory (no readable manifest.json)")
     config = FleetConfig.from_dict(manifest["config"])
     start_ray(address=getattr(args, "address", None), num_cpus=None)
     with err.status(f"resuming {run_dir}…"):
@@ -239,7 +238,7 @@ def _check_api_args(args: argparse.Namespace) -> None:
     if not args.tls_cert and not is_loopback(args.grpc_host):
         raise UsageError(f"--grpc-host: {args.grpc_host} is beyond loopback; serving there needs TLS "
                          "(--tls-cert/--tls-key; `twin certs` makes development ones)")
-    if getattr(args, "no_dashboard", True):
+    if args.no_dashboard:
         return
     if not 0 <= args.dash_port <= 65535:
         raise UsageError(f"--dash-port: must be 0-65535, got {args.dash_port}")
@@ -315,7 +314,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.scenario)
     hubs = _hubs(args.hubs) if args.hubs else None
     load_scenario(path, hubs=hubs)  # reject a bad file before the cluster sees it
-    run_dir = args.run_dir or str(Path("runs") / f"{path.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    run_dir = str(_run_dir(args, path.stem))
     res = submit(path, address=args.address, run_dir=run_dir, hubs=hubs,
                  seed=int(args.seed) if args.seed else None, shards=_shards(args),
                  days=float(args.days) if args.days else None, wait=not args.no_wait,
@@ -337,7 +336,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     values = [yaml.safe_load(v) for v in args.values.split(",") if v.strip()]
     if len(values) < 2:
         raise UsageError("--values: give at least two comma-separated values")
-    out = Path(args.run_dir or Path("runs") / f"sweep-{Path(args.scenario).stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    out = _run_dir(args, f"sweep-{Path(args.scenario).stem}")
     start_ray(address=args.address)
     res = run_sweep(Path(args.scenario), param=args.param, values=values, out=out,
                     hubs=_hubs(args.hubs) if args.hubs else None, seed=int(args.seed) if args.seed else None,

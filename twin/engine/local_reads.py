@@ -15,7 +15,7 @@ import ray
 
 from twin.engine.shared_state import SharedReader, sweep_stale, unlink
 from twin.model.query import hub_record
-from twin.model.readings import READ_SRVS, read
+from twin.model.readings import service_facts
 
 log = logging.getLogger("twin.engine")
 
@@ -76,15 +76,8 @@ class LocalReads:
             return None
         row, tick = got
         planner = self.sup.planner
-        rec = hub_record(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick,
-                         versions=planner.versions)
-        out: dict[str, Any] = {"hub": rec}
-        if srv in READ_SRVS and rec["reachable"]:
-            try:
-                out["result"] = read(row, self.sup.config, hub, srv, fuel, tick)
-            except ValueError as e:
-                out["error"] = str(e)
-        return out
+        return service_facts(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
+                             versions=planner.versions)
 
     def call(self, method: str, hub: int, *args: Any) -> Any:
         """The shortcut for a ShardBatcher method, or None."""

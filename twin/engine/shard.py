@@ -40,7 +40,6 @@ class Shard:
         # A restarted actor re-runs this constructor: it resumes from the newest complete checkpoint
         # (the supervisor then replays the ticks since), so recovery is not a second code path.
         restored = self._restore(CheckpointStore(self.run_dir).marked_ticks()) if self.run_dir else None
-        self.restored_from = restored
         if restored is None:
             self._build()
         self.build_s = time.perf_counter() - t
@@ -64,10 +63,6 @@ class Shard:
             self.shared = SharedColumns(self.state, node)
         return self.shared.descriptor()
 
-    def unshare(self) -> None:
-        if self.shared is not None:
-            self.shared.close()
-            self.shared = None
 
     def _restore(self, ticks: list[int]) -> int | None:
         """Load the first of `ticks` whose file for this shard verifies; None if none does."""
@@ -94,7 +89,6 @@ class Shard:
         else:
             ok = self._restore([tick]) == tick
         if ok:
-            self.restored_from = tick
             self.build_s = time.perf_counter() - t
         return ok
 
@@ -133,18 +127,11 @@ class Shard:
         return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
 
     def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
-        """What the DCC needs to decide and answer a request in one call: the premises' parties and
-        reachability, and the reading when the SRV is a read of a reachable hub."""
-        from twin.model.readings import READ_SRVS, read
+        from twin.model.readings import service_facts
 
-        rec = self.hub(hub)
-        out: dict[str, Any] = {"hub": rec}
-        if srv in READ_SRVS and rec["reachable"]:
-            try:
-                out["result"] = read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
-            except ValueError as e:
-                out["error"] = str(e)
-        return out
+        tick = self.state.last_tick
+        return service_facts(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
+                             versions=self.ops.versions)
 
     def hubs(self, calls: list[tuple[int]]) -> list[Any]:
         """Several hub() calls in one (API batching); a missing hub comes back as its KeyError."""

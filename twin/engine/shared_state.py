@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-HEADER = 4  # int64 words: sequence, last tick, generation, unused
+HEADER = 4  # int64 words: sequence, last tick, two unused
 PREFIX = "twin-"  # segment names: twin-{owner pid}-{random}
 ALIGN = 64
 
@@ -78,7 +78,6 @@ class SharedColumns:
             view[:] = state.cols[name]
             state.cols[name] = view
         self.state = state
-        self.header[2] += 1
         self.end(state.last_tick)
 
     def begin(self) -> None:
@@ -113,9 +112,6 @@ class SharedReader:
         self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
         self.cols = {name: np.ndarray((n,), dtype=np.dtype(dt), buffer=self.shm.buf, offset=off)
                      for name, dt, off, n in d.columns}
-
-    def holds(self, hub: int) -> bool:
-        return self.descriptor.offset <= hub < self.descriptor.offset + self.descriptor.n_hubs
 
     def row(self, hub: int, wait_s: float = 0.05) -> tuple[SimpleNamespace, int] | None:
         r = hub - self.descriptor.offset

@@ -206,12 +206,10 @@ class FleetSupervisor:
                     controls = self.planner.controls_for(next_submit)
                     self._next_submit = next_submit + 1
                 self._controls_log[next_submit] = controls
+                # One copy of the controls in the object store for all shards.
                 controls_ref = ray.put(controls) if controls else None
-                ckpt = self._checkpoint_tick(next_submit)
-                pending.append((next_submit, [
-                    s.step.remote(next_submit, controls_ref,
-                                  str(self.checkpoints.shard_path(next_submit, i)) if ckpt else None)
-                    for i, s in enumerate(self.shards)]))
+                pending.append((next_submit, [self._submit_step(i, next_submit, controls_ref)
+                                              for i in range(len(self.shards))]))
                 next_submit += 1
             tick, refs = pending.popleft()
             parts, recovered = self._gather(tick, refs)
@@ -324,9 +322,10 @@ class FleetSupervisor:
     def _checkpoint_tick(self, tick: int) -> bool:
         return bool(self.checkpoint_every) and (tick + 1) % self.checkpoint_every == 0
 
-    def _submit_step(self, i: int, t: int) -> ray.ObjectRef:
+    def _submit_step(self, i: int, t: int, controls: Any = None) -> ray.ObjectRef:
+        """Send tick t to shard i, with its logged controls (or `controls`, already in the store)."""
         ckpt = str(self.checkpoints.shard_path(t, i)) if self._checkpoint_tick(t) else None
-        return self.shards[i].step.remote(t, self._controls_log.get(t), ckpt)
+        return self.shards[i].step.remote(t, controls if controls is not None else self._controls_log.get(t), ckpt)
 
     def _gather(self, tick: int, refs: list[ray.ObjectRef]) -> tuple[list[TickSummary], list[int]]:
         """The shards' summaries of `tick`; a shard that died is restored and brought up to date.

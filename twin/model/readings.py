@@ -55,3 +55,20 @@ def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, ti
         return {"half_hourly_kwh": [{"start": config.time_of(a).isoformat(), "kwh": round(rb - ra, 4)}
                                     for a, ra, rb in zip(ticks, regs, regs[1:], strict=False)]}
     raise ValueError(f"{srv} is not a read")
+
+
+def service_facts(state: HubState, config: FleetConfig, up_area: Any, hub: int, tick: int, srv: str, fuel: str,
+                  versions: Any = None) -> dict[str, Any]:
+    """What the DCC needs to decide and answer a request in one call: the premises' record (parties,
+    reachability), and the reading when the SRV is a read of a reachable hub. `up_area` and
+    `versions` are the caller's network schedule and firmware labels."""
+    from twin.model.query import hub_record
+
+    rec = hub_record(state, config, up_area, hub, tick, versions=versions)
+    out: dict[str, Any] = {"hub": rec}
+    if srv in READ_SRVS and rec["reachable"]:
+        try:
+            out["result"] = read(state, config, hub, srv, fuel, tick)
+        except ValueError as e:
+            out["error"] = str(e)
+    return out

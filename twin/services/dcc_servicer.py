@@ -18,8 +18,9 @@ from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.readings import READ_SRVS
 from twin.services import duis
-from twin.services.anomaly import AnomalyDetector
+from twin.services.anomaly import AnomalyDetector, QuarantineFull
 from twin.services.batching import ShardBatcher
 from twin.services.convert import ALERT_CODES, hub_index, ts
 from twin.services.errors import ApiError, denied, invalid
@@ -30,11 +31,11 @@ from twin.services.signing import SignatureChecker, SignatureError
 
 log = logging.getLogger(__name__)
 
-READS = {"4.1.1", "4.6.1", "4.8.1", "4.17"}
+READS = READ_SRVS  # the model's read SRVs
 DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"}
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
-ANSWER_WITHIN_S = 3.0
-MAX_PARAMETERS_BYTES = 64 * 1024  # how long a device-changing request waits for its tick before acknowledging
+ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
+MAX_PARAMETERS_BYTES = 64 * 1024
 
 
 @dataclass(eq=False)
@@ -75,10 +76,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
         srv, hub, fuel, facts = await self._check(identity, request)
         payload = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
-        entry = self.anomaly.admit(identity.user_id, srv.srv, {
-            "srv": request.srv, "target": request.target, "request_id": request.request_id,
-            "issued_at_ms": request.issued_at_ms, "parameters": payload,
-            "signature": request.signature.hex()})
+        try:
+            entry = self.anomaly.admit(identity.user_id, srv.srv, {
+                "srv": request.srv, "target": request.target, "request_id": request.request_id,
+                "issued_at_ms": request.issued_at_ms, "parameters": payload,
+                "signature": request.signature.hex()})
+        except QuarantineFull as e:  # the quarantine itself is full: refuse, never UNKNOWN
+            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), quota="quarantine") from None
         if entry is not None:
             raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                            f"quarantined as {entry.id}: {entry.count} {srv.srv} requests from {identity.user_id} "
@@ -94,7 +98,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             srv = duis.lookup(request.srv)
         except duis.UnknownSrv as e:
             raise invalid("srv", str(e)) from None
-        if srv.srv not in duis.IMPLEMENTED and srv.srv not in ("11.2",):
+        if srv.srv not in duis.IMPLEMENTED:
             raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"the twin does not implement SRV {srv.srv} ({srv.name})",
                            field="srv")
         if not request.request_id or len(request.request_id) > 100:

@@ -77,6 +77,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     def on_tick(self, s) -> None:
         """On the server loop: hand a tick summary to every WatchFleet stream (dropping the oldest
         if a watcher falls behind, so one slow client never holds the fleet back)."""
+        if not self.watchers:
+            return  # nobody watching: no message to build
         msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
         for q in list(self.watchers):
             if q.full():

@@ -126,7 +126,7 @@ class ApiServer:
     """Start with `start()`, stop with `stop()`; `port` is the bound port (0 picks one)."""
 
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
-                 tls: tuple[Path, Path] | None = None, max_in_flight: int = 256, keys_dir: Path | None = None,
+                 tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
@@ -142,7 +142,6 @@ class ApiServer:
         self.local_reads = local_reads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
-        self.services: dict[str, Any] = {}
 
     @property
     def address(self) -> str:
@@ -177,7 +176,6 @@ class ApiServer:
         fleet = FleetServicer(self.supervisor, self)
         dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
         csp = CspServicer(self.supervisor)
-        self.services = {"fleet": fleet, "dcc": dcc, "csp": csp}
         fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
         operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.supervisor, fleet.branches),
                                                               server)
