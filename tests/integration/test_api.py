@@ -402,6 +402,28 @@ def test_health_reflection_and_csp_services(api):
                metadata=c.metadata)
 
 
+def test_channelz_counts_calls_for_operators_only(api):
+    from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
+
+    def served(c: TwinClient) -> tuple[int, int]:
+        stub = channelz_pb2_grpc.ChannelzStub(c.channel)
+        data = [s.data for s in stub.GetServers(channelz_pb2.GetServersRequest(), metadata=c.metadata).server]
+        return sum(d.calls_succeeded for d in data), sum(d.calls_failed for d in data)
+
+    with api.client("operator") as op, api.client("is") as user:
+        ok0, failed0 = served(op)
+        for _ in range(3):
+            op.get_hub(f"hubs/{api.hub['device_id']}")
+        expect(grpc.StatusCode.INVALID_ARGUMENT, user.submit, "4.1.1", "hubs/not-a-hub")
+        ok1, failed1 = served(op)
+        # Three lookups and the first GetServers succeeded; the bad target failed.
+        assert ok1 - ok0 >= 4 and failed1 - failed0 >= 1
+        expect(grpc.StatusCode.PERMISSION_DENIED, channelz_pb2_grpc.ChannelzStub(user.channel).GetServers,
+               channelz_pb2.GetServersRequest(), metadata=user.metadata)
+    expect(grpc.StatusCode.UNAUTHENTICATED, channelz_pb2_grpc.ChannelzStub(grpc.insecure_channel(api.server.address))
+           .GetServers, channelz_pb2.GetServersRequest())
+
+
 def test_plaintext_beyond_loopback_is_refused():
     with pytest.raises(ValueError, match="TLS"):
         ApiServer(None, UserStore(), host="0.0.0.0", port=0)

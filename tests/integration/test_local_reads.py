@@ -32,8 +32,8 @@ def same_answers(sup: FleetSupervisor, hubs: np.ndarray) -> None:
         mine = [int(h) for h in hubs if sup.shard_of(int(h)) == i]
         over_ray = ray.get(sup.shards[i].hubs.remote([(h,) for h in mine]))
         assert [local.hub(h) for h in mine] == over_ray
-        for srv in sorted(READ_SRVS):
-            calls = [(h, srv, fuel) for h in mine[:40] for fuel in ("elec", "gas")]
+        for srv in [*sorted(READ_SRVS), "12.1"]:
+            calls = [(h, srv, fuel, record) for h in mine[:40] for fuel in ("elec", "gas") for record in (False, True)]
             assert [local.service_facts(*c) for c in calls] == ray.get(sup.shards[i].service_facts_many.remote(calls))
 
 

@@ -54,3 +54,24 @@ def test_summaries_are_integers_so_merging_is_exact(small_config):
     s = LocalFleet(small_config).run(2)[-1]
     for arr in (s.messages, s.alerts, s.reachable_hubs, s.dark_by_reason):
         assert np.issubdtype(arr.dtype, np.integer)
+
+
+def test_premises_facts_agree_with_the_hub_record(small_config):
+    from twin.model.catalog import Region, WanTech, supplier_code
+    from twin.model.query import premises
+
+    f = LocalFleet(small_config)
+    f.run(60)  # faults and outages under way
+    plan = NetworkPlan()
+    plan.switch_off(Region.CENTRAL, WanTech.G3, 0)  # some hubs dark because their network is off
+    up = plan.up_by_area(60)
+    seen = set()
+    for hub in range(0, small_config.hubs, 7):
+        state = f.state_for(hub)
+        rec, p = hub_record(state, small_config, up, hub, 60), premises(state, up, hub)
+        assert (p["area_id"], p["region"], p["reachable"], p["dcc_connected"], p["has_gas"]) == (
+            rec["area"]["id"], rec["region"], rec["reachable"], rec["dcc_connected"], rec["gas_supplier"] is not None)
+        assert p["supplier_code"] == supplier_code(rec["supplier"])
+        assert p["gas_supplier_code"] == (supplier_code(rec["gas_supplier"]) if rec["gas_supplier"] else 0)
+        seen.add((p["reachable"], p["has_gas"], "network switched off" in rec["dark_reasons"]))
+    assert {(True, True, False), (False, True, True), (False, False, True)} <= seen  # the cases that matter occur

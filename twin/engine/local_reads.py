@@ -70,14 +70,14 @@ class LocalReads:
         return hub_record(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick,
                           versions=planner.versions)
 
-    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any] | None:
+    def service_facts(self, hub: int, srv: str, fuel: str, record: bool = False) -> dict[str, Any] | None:
         got = self._row(hub)
         if got is None:
             return None
         row, tick = got
         planner = self.sup.planner
         return service_facts(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
-                             versions=planner.versions)
+                             record, versions=planner.versions)
 
     def call(self, method: str, hub: int, *args: Any) -> Any:
         """The shortcut for a ShardBatcher method, or None."""

@@ -126,12 +126,12 @@ class Shard:
 
         return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
 
-    def service_facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+    def service_facts(self, hub: int, srv: str, fuel: str, record: bool = False) -> dict[str, Any]:
         from twin.model.readings import service_facts
 
         tick = self.state.last_tick
         return service_facts(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
-                             versions=self.ops.versions)
+                             record, versions=self.ops.versions)
 
     def hubs(self, calls: list[tuple[int]]) -> list[Any]:
         """Several hub() calls in one (API batching); a missing hub comes back as its KeyError."""
@@ -143,11 +143,11 @@ class Shard:
                 out.append(e)
         return out
 
-    def service_facts_many(self, calls: list[tuple[int, str, str]]) -> list[Any]:
+    def service_facts_many(self, calls: list[tuple[int, str, str, bool]]) -> list[Any]:
         out: list[Any] = []
-        for hub, srv, fuel in calls:
+        for hub, srv, fuel, record in calls:
             try:
-                out.append(self.service_facts(hub, srv, fuel))
+                out.append(self.service_facts(hub, srv, fuel, record))
             except KeyError as e:
                 out.append(e)
         return out
@@ -219,5 +219,5 @@ class ShardActor(Shard):
         return Shard.hubs(self, calls)
 
     @ray.method(concurrency_group="query")
-    def service_facts_many(self, calls: list[tuple[int, str, str]]) -> list[Any]:
+    def service_facts_many(self, calls: list[tuple[int, str, str, bool]]) -> list[Any]:
         return Shard.service_facts_many(self, calls)

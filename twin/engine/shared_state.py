@@ -119,7 +119,9 @@ class SharedReader:
         while True:
             s1 = int(self.header[0])
             if not s1 & 1:
-                row = {k: v[r : r + 1].copy() for k, v in self.cols.items()}
+                # Each value is copied out as a numpy scalar (in a one-item list, so the row reads
+                # like a one-hub HubState's columns): cheaper than a one-item array per column.
+                row = {k: [v[r]] for k, v in self.cols.items()}
                 tick = int(self.header[1])
                 if int(self.header[0]) == s1:
                     return SimpleNamespace(offset=hub, n_hubs=1, cols=row), tick

@@ -28,6 +28,8 @@ _GAS = np.array(
      1.55, 1.40, 1.30, 1.20, 1.10, 1.00, 0.90, 0.75, 0.60, 0.48, 0.40, 0.35]
 )  # fmt: skip
 SHAPES = {"elec": _ELEC / _ELEC.mean(), "gas": _GAS / _GAS.mean()}
+# The shape summed from midnight to each half-hour boundary: [0, s0, s0+s1, ..., total].
+_CUM_SHAPES = {fuel: np.concatenate([[0.0], np.cumsum(shape)]) for fuel, shape in SHAPES.items()}
 # Seasonal swing (amplitude of a yearly cosine peaking mid-January) [U].
 SEASONAL_AMPLITUDE = {"elec": 0.20, "gas": 0.65}
 _PEAK_DAY_OF_YEAR = 15
@@ -47,8 +49,7 @@ def cumulative_factor(fuel: str, first_day_of_year: int, start_tick_of_day: int,
     """Sum of half_hour_factor over `ticks` half-hours from the run's start (closed form per day)."""
     if ticks <= 0:
         return 0.0
-    shape = SHAPES[fuel]
-    cum_shape = np.concatenate([[0.0], np.cumsum(shape)])
+    cum_shape = _CUM_SHAPES[fuel]
     abs_end = start_tick_of_day + ticks
     full_days, end_tod = divmod(abs_end, HALF_HOURS_PER_DAY)
     # Whole days d = 0 .. full_days-1 contribute 48 * season(d); the partial last day, its prefix.

@@ -48,6 +48,24 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
     }
 
 
+_REGION_OF_AREA = {a.id: Region(a.region).name.title() for a in AREA_BY_ID.values()}
+
+
+def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
+    """The few facts that decide who may address a hub and whether it answers now: its parties,
+    area, region and reachability. A Service Request needs only these, so they are read without
+    building the whole record."""
+    if not state.offset <= hub < state.offset + state.n_hubs:
+        raise KeyError(hub)
+    r = hub - state.offset
+    c = state.cols
+    area, fault = int(c["area"][r]), int(c["fault"][r])
+    dcc = int(c["smets"][r]) != Smets.SMETS1_NOT_ENROLLED
+    return {"area_id": area, "region": _REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
+            "gas_supplier_code": int(c["gas_supplier"][r]), "has_gas": bool(int(c["flags"][r]) & Flag.HAS_GAS),
+            "dcc_connected": dcc, "reachable": dcc and fault == 0 and bool(up_area[area, int(c["wan"][r])])}
+
+
 def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int,
                versions: VersionTable | None = None) -> dict[str, Any]:
     """Everything about one hub at `tick` (the tick the fleet has reached)."""
@@ -80,7 +98,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     out: dict[str, Any] = {
         "hub": hub,
         "device_id": eui64(hub, config.seed),
-        "region": Region(area.region).name.title(),
+        "region": _REGION_OF_AREA[area.id],
         "area": {"id": area.id, "name": area.name, "dno": area.dno},
         "smets": Smets(c["smets"]).name,
         "variant": Variant(c["variant"]).name,

@@ -58,15 +58,18 @@ def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, ti
 
 
 def service_facts(state: HubState, config: FleetConfig, up_area: Any, hub: int, tick: int, srv: str, fuel: str,
-                  versions: Any = None) -> dict[str, Any]:
-    """What the DCC needs to decide and answer a request in one call: the premises' record (parties,
-    reachability), and the reading when the SRV is a read of a reachable hub. `up_area` and
-    `versions` are the caller's network schedule and firmware labels."""
-    from twin.model.query import hub_record
+                  record: bool = False, versions: Any = None) -> dict[str, Any]:
+    """What the DCC needs to decide and answer a request in one call: the premises' parties and
+    reachability (`query.premises`), the whole hub record too when `record` (the SRVs that answer
+    from it), and the reading when the SRV is a read of a reachable hub. `up_area` and `versions`
+    are the caller's network schedule and firmware labels."""
+    from twin.model.query import hub_record, premises
 
-    rec = hub_record(state, config, up_area, hub, tick, versions=versions)
-    out: dict[str, Any] = {"hub": rec}
-    if srv in READ_SRVS and rec["reachable"]:
+    facts = premises(state, up_area, hub)
+    if record:
+        facts = {**hub_record(state, config, up_area, hub, tick, versions=versions), **facts}
+    out: dict[str, Any] = {"hub": facts}
+    if srv in READ_SRVS and facts["reachable"]:
         try:
             out["result"] = read(state, config, hub, srv, fuel, tick)
         except ValueError as e:

@@ -57,8 +57,10 @@ class AnomalyDetector:
     def threshold(self, user_id: str, srv: str) -> int:
         return self.user_thresholds.get((user_id, srv), self.thresholds.get(srv, self.default_threshold))
 
-    def admit(self, user_id: str, srv: str, request: dict[str, Any]) -> QuarantineEntry | None:
-        """None if the request may proceed; otherwise the QuarantineEntry now holding it."""
+    def admit(self, user_id: str, srv: str,
+              request: dict[str, Any] | Callable[[], dict[str, Any]]) -> QuarantineEntry | None:
+        """None if the request may proceed; otherwise the QuarantineEntry now holding it. `request`
+        may be a function making the copy to keep, called only when the request is quarantined."""
         limit = self.threshold(user_id, srv)
         with self._lock:
             now = self._clock()
@@ -72,7 +74,8 @@ class AnomalyDetector:
                 return None
             if len(self._quarantine) >= self.max_entries:
                 raise QuarantineFull(f"quarantine holds {self.max_entries} requests; refusing {srv} from {user_id}")
-            entry = QuarantineEntry(f"q-{self._next_id:06d}", user_id, srv, request, self._wall_clock(), count, limit)
+            kept = request() if callable(request) else request
+            entry = QuarantineEntry(f"q-{self._next_id:06d}", user_id, srv, kept, self._wall_clock(), count, limit)
             self._next_id += 1
             self._quarantine[entry.id] = entry
             return entry

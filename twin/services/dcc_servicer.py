@@ -36,6 +36,8 @@ DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
 ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
 MAX_PARAMETERS_BYTES = 64 * 1024
+# SRVs answered from the whole hub record (coverage, devices); the rest need only the premises' facts.
+NEEDS_RECORD = {"12.1", "11.1", "11.2"}
 
 
 @dataclass(eq=False)
@@ -74,10 +76,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         identity = current_identity()
         if identity.role == OPERATOR:
             raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
-        srv, hub, fuel, facts = await self._check(identity, request)
-        payload = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
+        srv, hub, fuel, facts, payload = await self._check(identity, request)
         try:
-            entry = self.anomaly.admit(identity.user_id, srv.srv, {
+            # The request is kept only if it is quarantined, so its copy is made only then.
+            entry = self.anomaly.admit(identity.user_id, srv.srv, lambda: {
                 "srv": request.srv, "target": request.target, "request_id": request.request_id,
                 "issued_at_ms": request.issued_at_ms, "parameters": payload,
                 "signature": request.signature.hex()})
@@ -91,9 +93,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
 
-    async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any]]:
-        """Validate and authorise; returns the SRV, hub, fuel and the shard's facts (hub record,
-        and the reading for a read)."""
+    async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any], dict[str, Any]]:
+        """Validate and authorise; returns the SRV, hub, fuel, the shard's facts (the premises, with
+        the whole hub record for the SRVs that answer from it, and the reading for a read) and the
+        parameters as a dict."""
         try:
             srv = duis.lookup(request.srv)
         except duis.UnknownSrv as e:
@@ -114,10 +117,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise invalid("parameters.fuel", "electricity or gas")
         # One shard call: the premises' facts, and the answer if it is a read (discarded if the
         # checks below refuse the request).
-        facts = await self.facts.call(hub, srv.srv, "gas" if read_fuel == "gas" else "elec")
+        facts = await self.facts.call(hub, srv.srv, "gas" if read_fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
         rec = facts["hub"]
-        has_gas = rec["gas_supplier"] is not None
-        supplier_codes = _supplier_codes(rec)
         try:
             if srv.srv == "6.23":
                 # The gaining supplier sends the credential swap for premises it does not yet supply.
@@ -125,8 +126,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     raise PolicyError("PERMISSION_DENIED", f"role {identity.role} may not send 6.23", field="srv")
             else:
                 authorise(identity, srv, fuel=fuel if fuel != "either" else _role_fuel(identity.role, read_fuel),
-                          hub_supplier=supplier_codes[0], hub_gas_supplier=supplier_codes[1],
-                          hub_area=rec["area"]["id"], has_gas=has_gas)
+                          hub_supplier=rec["supplier_code"], hub_gas_supplier=rec["gas_supplier_code"],
+                          hub_area=rec["area_id"], has_gas=rec["has_gas"])
         except PolicyError as e:
             if e.code == "PERMISSION_DENIED":
                 raise denied(e.message, e.field) from None
@@ -143,7 +144,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         _check_params(srv.srv, params)
         if "error" in facts:
             raise invalid("parameters.fuel", facts["error"])
-        return srv, hub, read_fuel, facts
+        return srv, hub, read_fuel, facts, params
 
     async def _process(self, identity: Identity, request, srv: duis.Srv, hub: int, fuel: str,
                        rec: dict[str, Any], params: dict[str, Any],
@@ -347,9 +348,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         srv = duis.lookup(req.srv)
         cfg = self.sup.config
         hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
-        rec = await self.sup.hub_async(hub)
         fuel = str(entry.request.get("parameters", {}).get("fuel", "gas" if sender.role == "GS" else "electricity"))
-        resp = await self._process(sender, req, srv, hub, fuel, rec, entry.request.get("parameters", {}))
+        facts = await self.facts.call(hub, srv.srv, "gas" if fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
+        resp = await self._process(sender, req, srv, hub, fuel, facts["hub"], entry.request.get("parameters", {}),
+                                   facts.get("result"))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
 
     async def DeleteQuarantinedRequest(self, request, context):
@@ -359,12 +361,6 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return _quarantined(self.anomaly.delete(request.id))
         except KeyError:
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
-
-
-def _supplier_codes(rec: dict[str, Any]) -> tuple[int, int]:
-    from twin.model.catalog import supplier_code
-
-    return supplier_code(rec["supplier"]), supplier_code(rec["gas_supplier"]) if rec["gas_supplier"] else 0
 
 
 def _role_fuel(role: str, fuel: str) -> str:
@@ -387,7 +383,7 @@ def _check_params(srv: str, p: dict[str, Any]) -> None:
 def _response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
               operation: str = "") -> dcc_pb2.ServiceResponse:
     st = struct_pb2.Struct()
-    st.update(json.loads(json.dumps(result, default=float)))
+    st.update(result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
     return dcc_pb2.ServiceResponse(**base, status=status, time=ts(when), result=st, detail=detail, operation=operation)
 
 

@@ -1,15 +1,17 @@
 """The API server: grpc.aio on its own thread and event loop beside the engine.
 
-Cross-cutting concerns live in one interceptor: bearer-token authentication (the identity is
-handed to the servicer in a context variable), a cap on calls in flight (overload answers
-RESOURCE_EXHAUSTED instead of queueing without bound), and turning ApiError and bad input into
-statuses so no call ends UNKNOWN. Health checking and reflection are on. Plaintext is allowed on
-loopback only; any other address needs TLS."""
+Cross-cutting concerns live in one gate wrapped around every RPC method: bearer-token
+authentication (the identity is handed to the servicer in a context variable), a cap on calls in
+flight (overload answers RESOURCE_EXHAUSTED instead of queueing without bound), and turning
+ApiError and bad input into statuses so no call ends UNKNOWN. Health checking and reflection are
+open to all; channelz (the server's own call and socket counters) to operators only. Plaintext is
+allowed on loopback only; any other address needs TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -23,14 +25,12 @@ from grpc_reflection.v1alpha import reflection
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
 from twin.netaddr import is_loopback
-from twin.services.errors import ApiError
-from twin.services.identity import Identity, Unauthenticated, UserStore
+from twin.services.errors import ApiError, invalid
+from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
 
 log = logging.getLogger(__name__)
 
 IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
-# Calls that need no token: health checks and reflection.
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -54,72 +54,77 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
         return _LOOP
 
 
-class _Gate(grpc.aio.ServerInterceptor):
+class _Gate:
+    """Wraps each RPC method of a servicer once, when it is registered (an interceptor would
+    rebuild the handler on every call, a measurable share of a read Service Request's cost)."""
+
     def __init__(self, users: UserStore, max_in_flight: int):
         self.users = users
         self.max_in_flight = max_in_flight
         self.in_flight = 0
 
-    async def intercept_service(self, continuation, details):
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(PUBLIC_PREFIXES):
-            return handler
+    def guard(self, servicer: Any, service: Any, roles: frozenset[str] | None = None) -> Any:
+        """`servicer` with every method of `service` (a ServiceDescriptor) gated; `roles`, if
+        given, are the only roles allowed in."""
+        for method in service.methods:
+            if method.client_streaming:
+                raise ValueError(f"{service.full_name}.{method.name}: client streaming is not gated")
+            fn = getattr(servicer, method.name)
+            wrap = self._stream if method.server_streaming else self._unary
+            setattr(servicer, method.name, wrap(fn, roles))
+        return servicer
+
+    async def _identity(self, context, roles: frozenset[str] | None) -> Identity:
         token = ""
-        for key, value in details.invocation_metadata or ():
-            if key == "authorization" and value.lower().startswith("bearer "):
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and value[:7].lower() == "bearer ":
                 token = value[7:].strip()
-        gate = self
-
-        def wrap_unary(fn):
-            async def call(request, context):
-                identity = await gate._authenticate(token, context)
-                if gate.in_flight >= gate.max_in_flight:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                        f"server busy: {gate.in_flight} calls in flight (limit {gate.max_in_flight})")
-                gate.in_flight += 1
-                IDENTITY.set(identity)
-                try:
-                    return await fn(request, context)
-                except ApiError as e:
-                    await context.abort_with_status(e.status())
-                except TwinInputError as e:
-                    from twin.services.errors import invalid
-
-                    await context.abort_with_status(invalid(e.field, e.reason).status())
-                except RunStateError as e:
-                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-                finally:
-                    gate.in_flight -= 1
-            return call
-
-        def wrap_stream(fn):
-            async def call(request, context):
-                identity = await gate._authenticate(token, context)
-                IDENTITY.set(identity)
-                try:
-                    async for item in fn(request, context):
-                        yield item
-                except ApiError as e:
-                    await context.abort_with_status(e.status())
-            return call
-
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary), request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream), request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
-
-    async def _authenticate(self, token: str, context) -> Identity:
         try:
-            return self.users.authenticate(token)
+            identity = self.users.authenticate(token)
         except Unauthenticated:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or unknown bearer token (metadata 'authorization: Bearer <token>')")
             raise  # unreachable: abort raises
+        if roles is not None and identity.role not in roles:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
+        IDENTITY.set(identity)
+        return identity
+
+    def _unary(self, fn: Callable, roles: frozenset[str] | None) -> Callable:
+        gate = self
+
+        async def call(request, context):
+            await gate._identity(context, roles)
+            if gate.in_flight >= gate.max_in_flight:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"server busy: {gate.in_flight} calls in flight (limit {gate.max_in_flight})")
+            gate.in_flight += 1
+            try:
+                out = fn(request, context)
+                return await out if inspect.isawaitable(out) else out
+            except ApiError as e:
+                await context.abort_with_status(e.status())
+            except TwinInputError as e:
+                await context.abort_with_status(invalid(e.field, e.reason).status())
+            except RunStateError as e:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            except NotImplementedError:  # a method of a generated base class this twin does not serve
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+            finally:
+                gate.in_flight -= 1
+        return call
+
+    def _stream(self, fn: Callable, roles: frozenset[str] | None) -> Callable:
+        gate = self
+
+        async def call(request, context):
+            await gate._identity(context, roles)
+            try:
+                async for item in fn(request, context):
+                    yield item
+            except ApiError as e:
+                await context.abort_with_status(e.status())
+        return call
 
 
 class ApiServer:
@@ -160,7 +165,9 @@ class ApiServer:
             self._loop.call_soon_threadsafe(fn)
 
     async def _serve(self) -> None:
-        from google.longrunning import operations_pb2_grpc
+        from google.longrunning import operations_pb2, operations_pb2_grpc
+        from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
+        from grpc_channelz.v1._async import ChannelzServicer
 
         from twin.csp.v1 import csp_pb2, csp_pb2_grpc
         from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
@@ -172,21 +179,29 @@ class ApiServer:
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.so_reuseport", 0)]
-        server = grpc.aio.server(interceptors=[_Gate(self.users, self.max_in_flight)], options=options)
+        server = grpc.aio.server(options=options)
+        gate = _Gate(self.users, self.max_in_flight)
         fleet = FleetServicer(self.supervisor, self)
         dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
-        csp = CspServicer(self.supervisor)
-        fleet_pb2_grpc.add_FleetServiceServicer_to_server(fleet, server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(self.supervisor, fleet.branches),
-                                                              server)
-        dcc_pb2_grpc.add_DccServiceServicer_to_server(dcc, server)
-        csp_pb2_grpc.add_CspServiceServicer_to_server(csp, server)
+        services = [  # (descriptor, servicer, registration function)
+            (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
+             fleet_pb2_grpc.add_FleetServiceServicer_to_server),
+            (operations_pb2.DESCRIPTOR.services_by_name["Operations"], OperationsServicer(self.supervisor, fleet.branches),
+             operations_pb2_grpc.add_OperationsServicer_to_server),
+            (dcc_pb2.DESCRIPTOR.services_by_name["DccService"], dcc, dcc_pb2_grpc.add_DccServiceServicer_to_server),
+            (csp_pb2.DESCRIPTOR.services_by_name["CspService"], CspServicer(self.supervisor),
+             csp_pb2_grpc.add_CspServiceServicer_to_server),
+        ]
+        for desc, servicer, add in services:
+            add(gate.guard(servicer, desc), server)
+        channelz_pb2_grpc.add_ChannelzServicer_to_server(
+            gate.guard(ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"],
+                       roles=frozenset({OPERATOR})), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        names = [fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
-                 dcc_pb2.DESCRIPTOR.services_by_name["DccService"].full_name,
-                 csp_pb2.DESCRIPTOR.services_by_name["CspService"].full_name,
-                 "google.longrunning.Operations", health.SERVICE_NAME, reflection.SERVICE_NAME]
+        names = [desc.full_name for desc, _, _ in services]
+        names += [channelz_pb2.DESCRIPTOR.services_by_name["Channelz"].full_name, health.SERVICE_NAME,
+                  reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         addr = f"{self.host}:{self.port}"
         if self.tls:
@@ -195,7 +210,7 @@ class ApiServer:
         else:
             self.port = server.add_insecure_port(addr)
         await server.start()
-        for name in [*names[:4], ""]:
+        for name in [*names[:len(services)], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self._listeners = [lambda s: self.call_soon(lambda: dcc.on_tick(s)),
