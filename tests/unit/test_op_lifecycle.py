@@ -162,6 +162,22 @@ def test_an_image_for_one_hub_lives_only_on_its_shard_until_activated():
     assert _held(f) == [0, 0] and f.planner.live == {}
 
 
+def test_an_operation_cancelled_before_its_start_never_runs_and_leaves_nothing():
+    f = quiet_fleet(hubs=HUBS, seed=SEED, splits=2)
+    plain = quiet_fleet(hubs=HUBS, seed=SEED, splits=2)
+    rollout = f.submit({"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
+                        "target_version": "5.9.0", "waves": [1.0], "at": "6h"})
+    f.submit({"type": "operation_control", "operation": rollout.name, "action": "cancel"})
+    f.run(12 + 2 * LAG)
+    plain.run(12 + 2 * LAG)
+    assert rollout.state == "CANCELLED"
+    # The cancel reached the shards with the start: nothing sent, nothing held, nothing changed.
+    assert rollout.counters["cancelled"] == rollout.counters["targeted"] > 0
+    assert rollout.counters["transferring"] == rollout.counters["activated"] == 0
+    assert _held(f) == [0, 0] and f.planner.live == {}
+    assert f.state_hash() == plain.state_hash()
+
+
 def test_checkpoints_from_before_retirement_still_load_and_drop_their_placeholders():
     cfg = FleetConfig(hubs=3_000, seed=4, block_size=1024)
     st = generate(cfg, 0, cfg.n_blocks)

@@ -196,7 +196,11 @@ class FleetPlanner:
         so a branch that leaves out an earlier command still gives the others the same streams."""
         if isinstance(cmd, OperationControl):
             op = self.ops[cmd.operation]
-            self.schedule(cmd.at, op.on_control(cmd.action))
+            # Never before the operation starts: a shard ignores a control for an operation it
+            # does not hold, so a cancel (or pause, or activate) of a pending operation would be
+            # lost, the operation would start anyway and, cancelled, never end on the shards. In
+            # the start tick the control follows the start (it was scheduled later).
+            self.schedule(max(cmd.at, op.cmd.at), op.on_control(cmd.action))
             return op
         seq = self.seq + 1 if seq is None else seq
         self.seq = max(self.seq, seq)
