@@ -64,6 +64,32 @@ def _positive_int(text: str, what: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    """--seed: what FleetConfig takes, checked here so the message names the option."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise UsageError(f"--seed: expected a whole number, got {text!r}") from None
+    if not 0 <= v < 2**63:
+        raise UsageError(f"--seed: must be a whole number in [0, 2^63), got {v}")
+    return v
+
+
+def _days(text: str) -> float:
+    """--days: a positive number of simulated days, at least one half-hour tick."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise UsageError(f"--days: expected a number, got {text!r}") from None
+    if not days > 0:  # also rejects nan
+        raise UsageError(f"--days: must be more than zero, got {text}")
+    if days == float("inf"):
+        raise UsageError(f"--days: must be finite, got {text}")
+    if round(days * HALF_HOURS_PER_DAY) < 1:
+        raise UsageError(f"--days: {text} is less than one half-hour tick")
+    return days
+
+
 def _hubs(text: str) -> int:
     hubs = parse_count(text)
     if hubs < 1:
@@ -75,10 +101,7 @@ def _hubs(text: str) -> int:
 
 def _config(args: argparse.Namespace) -> FleetConfig:
     hubs = _hubs(args.hubs)
-    try:
-        seed = int(args.seed)
-    except ValueError:
-        raise UsageError(f"--seed: expected a whole number, got {args.seed!r}") from None
+    seed = _seed(args.seed)
     start = {}
     if getattr(args, "start", None):
         try:
@@ -159,22 +182,8 @@ def _scenario(args: argparse.Namespace):
     from twin.scenario import Scenario, load_scenario
 
     hubs = _hubs(args.hubs) if args.hubs is not None else None
-    seed = None
-    if args.seed is not None:
-        try:
-            seed = int(args.seed)
-        except ValueError:
-            raise UsageError(f"--seed: expected a whole number, got {args.seed!r}") from None
-    days = None
-    if args.days is not None:
-        try:
-            days = float(args.days)
-        except ValueError:
-            raise UsageError(f"--days: expected a number, got {args.days!r}") from None
-        if not days > 0:
-            raise UsageError(f"--days: must be more than zero, got {args.days}")
-        if round(days * HALF_HOURS_PER_DAY) < 1:
-            raise UsageError(f"--days: {args.days} is less than one half-hour tick")
+    seed = _seed(args.seed) if args.seed is not None else None
+    days = _days(args.days) if args.days is not None else None
     if args.scenario:
         return load_scenario(Path(args.scenario), hubs=hubs, seed=seed, days=days)
     if args.hubs is None:
@@ -312,13 +321,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from twin.scenario import load_scenario
 
     path = Path(args.scenario)
-    hubs = _hubs(args.hubs) if args.hubs else None
-    load_scenario(path, hubs=hubs)  # reject a bad file before the cluster sees it
+    # Every option is checked before the cluster hears of the job.
+    hubs = _hubs(args.hubs) if args.hubs is not None else None
+    seed = _seed(args.seed) if args.seed is not None else None
+    days = _days(args.days) if args.days is not None else None
+    shards = _shards(args)
+    load_scenario(path, hubs=hubs, seed=seed, days=days)  # reject a bad file before the cluster sees it
     run_dir = str(_run_dir(args, path.stem))
-    res = submit(path, address=args.address, run_dir=run_dir, hubs=hubs,
-                 seed=int(args.seed) if args.seed else None, shards=_shards(args),
-                 days=float(args.days) if args.days else None, wait=not args.no_wait,
-                 log=lambda m: err.print(m, highlight=False), python=args.python)
+    res = submit(path, address=args.address, run_dir=run_dir, hubs=hubs, seed=seed, shards=shards, days=days,
+                 wait=not args.no_wait, log=lambda m: err.print(m, highlight=False), python=args.python)
     if args.no_wait:
         console.print(res["job_id"])
         return 0
@@ -336,11 +347,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     values = [yaml.safe_load(v) for v in args.values.split(",") if v.strip()]
     if len(values) < 2:
         raise UsageError("--values: give at least two comma-separated values")
+    # Checked before Ray starts, so a typo costs nothing.
+    hubs = _hubs(args.hubs) if args.hubs is not None else None
+    seed = _seed(args.seed) if args.seed is not None else None
+    shards = _shards(args)
     out = _run_dir(args, f"sweep-{Path(args.scenario).stem}")
     start_ray(address=args.address)
-    res = run_sweep(Path(args.scenario), param=args.param, values=values, out=out,
-                    hubs=_hubs(args.hubs) if args.hubs else None, seed=int(args.seed) if args.seed else None,
-                    shards=_shards(args))
+    res = run_sweep(Path(args.scenario), param=args.param, values=values, out=out, hubs=hubs, seed=seed,
+                    shards=shards)
     for p in res["points"]:
         console.print(f"{args.param}={p['value']}: peak msgs/s {p['peak_messages_per_s']}, peak alerts/s "
                       f"{p['peak_alerts_per_s']}, max dark {p['max_dark_hubs']:,}, HH lost {p['hh_periods_lost']:,}",
@@ -353,15 +367,23 @@ def cmd_users(args: argparse.Namespace) -> int:
     from twin.services.bootstrap import load_or_create_users
 
     home = Path(args.home)
+    party = 0
+    if args.action == "add":
+        # Checked before the user store is read (or created).
+        if not args.user_id or not args.role:
+            raise UsageError("users add needs USER_ID and --role")
+        try:
+            party = int(args.party)
+        except ValueError:
+            raise UsageError(f"--party: expected a supplier code (1-16) or a DNO area id (10-23), "
+                             f"got {args.party!r}") from None
     store, _tokens = load_or_create_users(home)
     if args.action == "list":
         for u in store.users():
             console.print(f"{u.user_id:20} {u.role:9} party {u.party_id}", highlight=False)
         return 0
-    if not args.user_id or not args.role:
-        raise UsageError("users add needs USER_ID and --role")
     try:
-        identity, token, key = store.issue_user(args.user_id, args.role.upper(), int(args.party), keys_dir=home / "keys")
+        identity, token, key = store.issue_user(args.user_id, args.role.upper(), party, keys_dir=home / "keys")
     except ValueError as e:
         raise UsageError(str(e)) from None
     store.save(home / "users.json")
@@ -464,6 +486,7 @@ DEFAULT_SIZES = "1M,3M,10M,30M"
 def cmd_bench(args: argparse.Namespace) -> int:
     from twin.bench import run_bench, run_events_bench
 
+    seed = _seed(args.seed)
     if args.suite == "api":
         from twin.bench_api import run_api_bench
 
@@ -486,23 +509,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _check_memory(resume_hubs, None)
         out = Path(args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/reliability.json")
         res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=480, kill_every_s=3.0,
-                                    seed=int(args.seed), out=out, console=console)
+                                    seed=seed, out=out, console=console)
         return 0 if res else 1
     if args.suite == "events":
         hubs = _hubs(args.hubs)
         _check_memory(hubs, None)
         out = Path(args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/events.json")
-        res = run_events_bench(hubs=hubs, scenario_hubs=_hubs(args.scenario_hubs), seed=int(args.seed), out=out,
+        res = run_events_bench(hubs=hubs, scenario_hubs=_hubs(args.scenario_hubs), seed=seed, out=out,
                                console=console)
         return 0 if res else 1
 
     sizes = [parse_count(s) for s in args.sizes.split(",")]
+    days = _days(args.days)
     for s in sizes:
         _check_memory(s, None)
-    days = float(args.days)
-    if not days > 0:
-        raise UsageError(f"--days: must be more than zero, got {args.days}")
-    result = run_bench(sizes, days=days, shards=_shards(args), seed=int(args.seed), out=Path(args.out),
+    result = run_bench(sizes, days=days, shards=_shards(args), seed=seed, out=Path(args.out),
                        console=console)
     return 0 if result else 1
 

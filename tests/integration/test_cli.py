@@ -57,6 +57,17 @@ def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
         (["hub", "00-DB-12-00-00-00-00-01", "--hubs", "1000"], "not in this fleet"),
         (["hub", "not-a-hub", "--hubs", "1000"], "EUI-64"),
         (["bench", "--sizes", "1M,zero"], "whole number"),
+        # Checked before a cluster or Ray is contacted (the address is never reached).
+        (["submit", "scenarios/storm-outage.yaml", "--address", "http://127.0.0.1:9", "--seed", "abc"], "--seed"),
+        (["submit", "scenarios/storm-outage.yaml", "--address", "http://127.0.0.1:9", "--seed", "-3"], "--seed"),
+        (["submit", "scenarios/storm-outage.yaml", "--address", "http://127.0.0.1:9", "--days", "-1"], "--days"),
+        (["submit", "scenarios/storm-outage.yaml", "--address", "http://127.0.0.1:9", "--days", "soon"], "--days"),
+        (["sweep", "scenarios/storm-outage.yaml", "--param", "incidents.outage_alert_backoff_s", "--values", "10,20",
+          "--seed", "abc"], "--seed"),
+        # A sweep runs each point for its scenario's days: there is no --days to give.
+        (["sweep", "scenarios/storm-outage.yaml", "--param", "incidents.outage_alert_backoff_s", "--values", "10,20",
+          "--days", "-1"], "--days"),
+        (["users", "add", "someone", "--role", "IS", "--party", "one"], "--party"),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_exit_code_2(args, needle):

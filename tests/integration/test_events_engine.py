@@ -4,10 +4,13 @@ layouts and equal to the in-process model."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 
 from tests.integration.conftest import run_dir
+from twin.engine.operations import operation_view
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
@@ -95,3 +98,61 @@ def test_operation_controls_through_the_engine():
             sup.operation("operations/nope")
     finally:
         sup.shutdown()
+
+
+# Device-changing Service Requests as the DCC service builds them: one every two ticks, to hubs
+# over both shards; some hubs are unreachable and fail at the deadline, some 2.2s are refused.
+SRS = [("2.2", {"amount_pence": 700}), ("1.1.1", {"unit_rate_pence": 24.5}), ("7.2", {}), ("7.1", {}),
+       ("8.14.3", {}), ("8.14.1", {})]
+SR_PLAN = [(2 + 2 * i, {"type": "service_request", "srv": SRS[i % len(SRS)][0], "hub": (i * 1543) % CFG.hubs,
+                        "user_id": "test", "request_id": f"r-{i}", "params": SRS[i % len(SRS)][1],
+                        "deadline_days": 0.25}) for i in range(20)]
+SR_END = 64
+
+
+def _views(ops) -> dict:
+    return {f"operations/{op.name}": operation_view(op, CFG) for op in ops}
+
+
+def test_service_requests_retire_and_survive_a_kill_a_rewind_and_a_resume():
+    ref = LocalFleet(CFG)
+    for tick, ev in SR_PLAN:
+        ref.run(tick - ref.tick)
+        ref.submit(dict(ev))
+    ref.run(SR_END - ref.tick)
+    ref_views = _views(ref.planner.ops.values())
+    assert {v["metadata"]["state"] for v in ref_views.values()} == {"DONE", "FAILED"}
+
+    d = run_dir("sr")
+    sup = FleetSupervisor(CFG, shards=2, run_dir=d, checkpoint_every=12)
+    try:
+        for tick, ev in SR_PLAN:
+            sup.step(tick - sup.tick)
+            sup.submit(dict(ev))
+            if tick == 30:  # requests in flight, checkpoint 23 behind: a shard process dies
+                os.kill(sup.info()[0]["pid"], signal.SIGKILL)
+        last = sup.step(SR_END - sup.tick)[-1]
+        assert sup.recoveries and sup.state_hash() == ref.state_hash()
+        assert {v["name"]: v for v in sup.operations()} == ref_views
+        assert sup.operation("operations/service-request-1") == ref_views["operations/service-request-1"]
+        # Every request settled: no shard steps or reports any of them, the planner watches none.
+        assert [i["live_operations"] for i in sup.info()] == [0, 0]
+        assert last.ops == {} and sup.planner.live == {}
+
+        sup.rewind(30)
+        sup.run_until(SR_END)
+        assert sup.state_hash() == ref.state_hash()
+        assert {v["name"]: v for v in sup.operations()} == ref_views
+    finally:
+        sup.shutdown()
+
+    again = FleetSupervisor(CFG, shards=2, run_dir=d, checkpoint_every=12, resume=True)
+    try:
+        assert again.resumed_from == 59
+        again.run_until(SR_END + 8)
+        ref.run(8)
+        assert again.state_hash() == ref.state_hash()
+        assert {v["name"]: v for v in again.operations()} == ref_views
+        assert [i["live_operations"] for i in again.info()] == [0, 0]
+    finally:
+        again.shutdown()

@@ -194,6 +194,8 @@ class Shard:
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "build_s": self.build_s,
             "tick": self.state.last_tick,
+            # Operations this shard steps and reports each tick: the work in flight here.
+            "live_operations": len(self.ops.ops),
             "pid": proc.pid,
             "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
         }

@@ -79,11 +79,19 @@ def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, fl
 
 class RolloutShard(ShardOp):
     cmd: FirmwareRollout
+    holds_target = True  # set by start(); the default covers rollouts checkpointed before it existed
 
     def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
         cmd = self.cmd
+        # Every shard records the version, held hubs or not, so the version tables stay the same.
         self.target_index = ctx.versions.index(cmd.device_type, cmd.model_code, cmd.target_version, add=True)
-        rows = select_devices(hs, cmd, self.target_index)
+        # A rollout to named hubs (an SR 11.1) takes part only where one of them is held; the
+        # other shards retire at once, reporting nothing. The shards that hold them report even
+        # when no device matches, so the fleet half always hears of it.
+        self.holds_target = not cmd.hubs or bool(hs.holds(np.asarray(cmd.hubs, np.int64)).any())
+        if not self.holds_target:
+            self.state = "DONE"
+        rows = select_devices(hs, cmd, self.target_index) if self.holds_target else np.zeros(0, np.int64)
         u = op_uniform(hs, self.seq, 0, rows)
         order = sort_by_block(hs, rows, u)
         self.rows = rows[order]
@@ -213,6 +221,8 @@ class RolloutShard(ShardOp):
             start_incidents(hs, draw, ctx.config)
 
     def report(self, hs, tick) -> dict[str, Any]:
+        if not self.holds_target:
+            return {}
         counts = np.bincount(self.stage, minlength=len(STAGES))
         rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum())}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})

@@ -54,11 +54,20 @@ class ShardOp:
         """Advance one tick (after controls, before the daily-read slot)."""
 
     def report(self, hs: HubState, tick: int) -> dict[str, Any]:
+        """This tick's counters. A live operation reports every tick; one that reports nothing has
+        nothing to do on this shard and is dropped (the planner relies on this, see observe)."""
         return {}
 
     def settled(self) -> bool:
         """Nothing left in flight (a halted operation may still be finishing transfers)."""
         return True
+
+    def finished(self) -> bool:
+        """Nothing left to do or report on this shard: the runtime drops the operation after this
+        tick's report, so its final counters go out once. An operation that ends by itself (one
+        hub's request applied, or a shard that holds none of its hubs) says so here; the others
+        end with the fleet's finish, cancel or halt."""
+        return self.state in ("DONE", "CANCELLED") or (self.state == "HALTED" and self.settled())
 
     @property
     def active(self) -> bool:
@@ -137,20 +146,21 @@ class ShardOps:
 
     def report(self, hs: HubState, tick: int, s: TickSummary) -> None:
         for name, op in list(self.ops.items()):
-            if isinstance(op, _Finished):
-                continue
             rep = op.report(hs, tick)
             if rep:
                 s.ops[name] = rep
-            # After its final report a finished operation keeps nothing per hub.
-            if op.state in ("DONE", "CANCELLED") or (op.state == "HALTED" and op.settled()):
-                self.ops[name] = _Finished(op)
+            # After its final report an operation is dropped, not kept as a placeholder: what a
+            # shard steps and reports each tick is the work in flight, never every operation it
+            # has ever started (one per Service Request, on every shard). A late control for it
+            # finds nothing and is ignored.
+            if not rep or op.finished():
+                del self.ops[name]
 
 
 class _Finished(ShardOp):
-    def __init__(self, op: ShardOp):
-        super().__init__(op.name, op.cmd, op.seq)
-        self.state = op.state
+    """The placeholder for a finished operation that checkpoints written before finished
+    operations were dropped still hold: kept so those checkpoints load. It reports nothing, so the
+    first tick after such a restore drops it."""
 
 
 class FleetPlanner:
@@ -161,7 +171,10 @@ class FleetPlanner:
 
         self._make = make_fleet_op
         self.config = config
-        self.ops: dict[str, FleetOp] = {}
+        self.ops: dict[str, FleetOp] = {}  # every accepted operation, for the views
+        # The operations observe() still visits: all but the done ones whose shard halves have all
+        # retired, so a tick costs what is in flight, not every operation ever accepted.
+        self.live: dict[str, FleetOp] = {}
         self.seq = 0
         self.pending: dict[int, list[Control]] = {}  # tick -> controls
         # The last tick whose summary the planner has observed (-1: none). Where a command is
@@ -183,7 +196,11 @@ class FleetPlanner:
         so a branch that leaves out an earlier command still gives the others the same streams."""
         if isinstance(cmd, OperationControl):
             op = self.ops[cmd.operation]
-            self.schedule(cmd.at, op.on_control(cmd.action))
+            # Never before the operation starts: a shard ignores a control for an operation it
+            # does not hold, so a cancel (or pause, or activate) of a pending operation would be
+            # lost, the operation would start anyway and, cancelled, never end on the shards. In
+            # the start tick the control follows the start (it was scheduled later).
+            self.schedule(max(cmd.at, op.cmd.at), op.on_control(cmd.action))
             return op
         seq = self.seq + 1 if seq is None else seq
         self.seq = max(self.seq, seq)
@@ -191,6 +208,7 @@ class FleetPlanner:
         op = self._make(name, cmd, self.config)
         op.on_accept(self)
         self.ops[name] = op
+        self.live[name] = op
         self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": seq})])
         return op
 
@@ -199,7 +217,19 @@ class FleetPlanner:
 
     def observe(self, s: TickSummary) -> None:
         self.observed = s.tick
-        for name, op in self.ops.items():
-            if op.done and name not in s.ops:
+        for name, op in list(self.live.items()):
+            rep = s.ops.get(name)
+            if op.done and rep is None:
+                if s.tick >= op.cmd.at:
+                    # Started, and no shard reported it: every shard half has retired (a live one
+                    # reports each tick), so nothing about it will come again.
+                    del self.live[name]
                 continue
-            self.schedule(s.tick + LAG, op.observe(s.tick, s.ops.get(name), self))
+            self.schedule(s.tick + LAG, op.observe(s.tick, rep, self))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "live" not in state:
+            # A snapshot from before `live`: visit every operation once more; observe drops
+            # the finished ones on the first tick.
+            self.live = dict(self.ops)

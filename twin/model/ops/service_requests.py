@@ -32,6 +32,10 @@ class ServiceRequestShard(ShardOp):
         self.mine = bool(hs.holds(np.array([self.cmd.hub]))[0])
         self.result: dict[str, int] = {"applied": 0, "failed": 0, "pending": int(self.mine)}
         self.deadline = tick + days_to_ticks(self.cmd.deadline_days)
+        if not self.mine:
+            # Only the shard holding the hub takes part: the others retire in this tick, reporting
+            # nothing, so a request costs them nothing after its start.
+            self.state = "DONE"
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         if not self.mine or not self.result["pending"]:
@@ -76,10 +80,18 @@ class ServiceRequestShard(ShardOp):
         return out
 
     def report(self, hs, tick) -> dict[str, Any]:
-        return dict(self.result) if self.mine else {"applied": 0, "failed": 0, "pending": 0}
+        return dict(self.result) if self.mine else {}
+
+    def finished(self) -> bool:
+        # Applied or failed: this tick's report carries the final result, then the request is
+        # dropped without waiting LAG ticks for the fleet's finish.
+        return not self.result["pending"] or super().finished()
 
 
 class ServiceRequestFleet(FleetOp):
+    """Ends with the one report that carries the result; the shard half has retired by then, so
+    no finish control is sent."""
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is not None and not self.done and rep.get("applied", 0) + rep.get("failed", 0) >= 1:
@@ -88,5 +100,4 @@ class ServiceRequestFleet(FleetOp):
                 self.reason = "the premises is not on prepayment"
             elif rep.get("failed"):
                 self.reason = "the hub was not reachable before the deadline"
-            return [Control(self.name, "finish")]
         return []

@@ -50,6 +50,9 @@ class SwitchShard(ShardOp):
         self.swaps = _swaps(ctx)
         self.mine = bool(hs.holds(np.array([self.cmd.hub]))[0])
         self.pending_start = self.mine
+        if not self.mine:
+            # Only the shard holding the premises takes part; the others retire at once.
+            self.state = "DONE"
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         if self.pending_start:
@@ -61,7 +64,13 @@ class SwitchShard(ShardOp):
             self.swaps.step(hs, tick, s, up_area)
 
     def report(self, hs, tick) -> dict[str, Any]:
-        return {"switches": int(self.mine), **self.swaps.report()} if self.mine else {"switches": 0}
+        # A switch cancelled before its start never happened: it counts as no switch.
+        return {"switches": int(not self.pending_start), **self.swaps.report()} if self.mine else {}
+
+    def finished(self) -> bool:
+        # Switched, and its credential swap settled (smart, dumb or failed): the final counts go
+        # out in this tick's report.
+        return (not self.pending_start and self.swaps.rows.size == 0) or super().finished()
 
 
 class SwitchingFleet(FleetOp):

@@ -23,8 +23,10 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
         if cmd.action not in op.allowed_actions():
             raise TwinInputError("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
         return
+    # Only operations not yet done can conflict, and all of them are live: looking at the live ones
+    # keeps a request (an SR 11.1 is a rollout) from costing every operation ever accepted.
     if isinstance(cmd, FirmwareRollout):
-        for op in planner.ops.values():
+        for op in planner.live.values():
             other = op.cmd
             if (isinstance(other, FirmwareRollout) and not op.done and other.device_type == cmd.device_type
                     and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
@@ -35,6 +37,6 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
         if census(cmd) == 0:
             raise TwinInputError("selector", f"no {cmd.model_label} devices match this selection")
     if isinstance(cmd, SupplierFailure):
-        for op in planner.ops.values():
+        for op in planner.live.values():
             if isinstance(op.cmd, SupplierFailure) and not op.done and op.cmd.supplier in (cmd.supplier, cmd.solr):
                 raise TwinInputError("supplier", f"supplier already failed in {op.name}")
