@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -443,3 +444,37 @@ def test_protos_compile_and_generated_code_matches():
     p = subprocess.run([sys.executable, "protos/generate.py", "--check"], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
+
+
+def test_reads_of_a_dark_hub_are_answered_on_the_stream_once_it_is_back(api, tmp_path):
+    import threading
+
+    hub = api.sup.hub(api.hub["hub"])
+    api._user(tmp_path, "reader-is", "IS", supplier_code(hub["supplier"]))
+    target = f"hubs/{hub['device_id']}"
+    got: list[dcc_pb2.ServiceResponse] = []
+    with api.client("operator") as op, api.client("reader-is") as c:
+        op.create_event(power_outage=fleet_pb2.PowerOutage(area=hub["area"]["name"], fraction=1.0, duration_min=60))
+        api.sup.step(1)
+        assert not api.sup.hub(hub["hub"])["reachable"]
+        stream = c.responses()
+
+        def follow() -> None:
+            with contextlib.suppress(grpc.RpcError):  # cancelled at the end of the test
+                got.extend(stream)
+
+        threading.Thread(target=follow, daemon=True).start()
+        acks = [c.submit(srv, target).response for srv in ("4.1.1", "4.8.1")]
+        assert [a.status for a in acks] == [dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED] * 2
+        for _ in range(6):  # the power is back after two ticks
+            api.sup.step(1)
+            time.sleep(0.3)
+            if len(got) >= 2:
+                break
+        stream.cancel()
+    assert api.sup.hub(hub["hub"])["reachable"]
+    by_id = {r.request_id: r for r in got}
+    assert set(by_id) == {a.request_id for a in acks}
+    assert all(r.status == dcc_pb2.RESPONSE_STATUS_COMPLETED for r in got)
+    assert by_id[acks[0].request_id].result["import_register_kwh"] > 0
+    assert len(by_id[acks[1].request_id].result["half_hourly_kwh"].values) > 0

@@ -48,7 +48,8 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
     }
 
 
-_REGION_OF_AREA = {a.id: Region(a.region).name.title() for a in AREA_BY_ID.values()}
+# The CSP region of each DNO area, as the API names it ("North", "Central", "South").
+REGION_OF_AREA = {a.id: Region(a.region).name.title() for a in AREA_BY_ID.values()}
 
 
 def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
     c = state.cols
     area, fault = int(c["area"][r]), int(c["fault"][r])
     dcc = int(c["smets"][r]) != Smets.SMETS1_NOT_ENROLLED
-    return {"area_id": area, "region": _REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
+    return {"area_id": area, "region": REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
             "gas_supplier_code": int(c["gas_supplier"][r]), "has_gas": bool(int(c["flags"][r]) & Flag.HAS_GAS),
             "dcc_connected": dcc, "reachable": dcc and fault == 0 and bool(up_area[area, int(c["wan"][r])])}
 
@@ -98,7 +99,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     out: dict[str, Any] = {
         "hub": hub,
         "device_id": eui64(hub, config.seed),
-        "region": _REGION_OF_AREA[area.id],
+        "region": REGION_OF_AREA[area.id],
         "area": {"id": area.id, "name": area.name, "dno": area.dno},
         "smets": Smets(c["smets"]).name,
         "variant": Variant(c["variant"]).name,

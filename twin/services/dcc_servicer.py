@@ -18,6 +18,7 @@ from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.query import REGION_OF_AREA
 from twin.model.readings import READ_SRVS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineFull
@@ -230,16 +231,19 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             asyncio.get_running_loop().create_task(self._settle(summary.tick))
 
     async def _settle(self, tick: int) -> None:
-        settled: set[int] = set()
+        """Try every deferred request at once (the reads share the shards' batched calls); one
+        that fails stays deferred for the next tick without holding up the others."""
+        pending = list(self.pending)
         try:
-            for p in list(self.pending):
-                if await self._try_settle(p, tick):
-                    settled.add(id(p))
-        except Exception:  # a failed settle must not stop later ones
-            log.exception("settling deferred responses failed")
-        finally:
+            results = await asyncio.gather(*(self._try_settle(p, tick) for p in pending), return_exceptions=True)
+            settled = {id(p) for p, done in zip(pending, results, strict=True) if done is True}
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                log.warning("%d deferred response(s) could not be settled at tick %d (kept for the next tick): %r",
+                            len(failed), tick, failed[0])
             # Requests acknowledged while this ran are kept.
             self.pending = [p for p in self.pending if id(p) not in settled]
+        finally:
             self._tick_busy = False
 
     async def _try_settle(self, p: _Pending, tick: int) -> bool:
@@ -251,9 +255,14 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                 return False
             self._push(p.user_id, _op_response(base, view, now))
             return True
-        rec = await self.sup.hub_async(p.hub)
+        srv = p.request.srv
+        facts = await self.facts.call(p.hub, srv, "gas" if p.fuel == "gas" else "elec", srv in NEEDS_RECORD)
+        rec = facts["hub"]
         if rec["reachable"]:
-            result = await self._read(p.request.srv, p.hub, p.fuel, rec)
+            if "error" in facts:  # the premises lost its gas meter meanwhile
+                self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {}, detail=facts["error"]))
+                return True
+            result = facts["result"] if "result" in facts else await self._read(srv, p.hub, p.fuel, rec)
             self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
             return True
         if tick >= p.deadline_tick:
@@ -281,25 +290,21 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         ev = s.alert_events
         cfg = self.sup.config
         t0 = cfg.time_of(s.tick)
-        for sub in list(self.alert_subs):
-            ident = sub.identity
-            mask = np.ones(ev["hub"].size, bool)
-            if ident.role in ("ED", "GT"):
-                mask &= ev["area"] == ident.party_id
-            elif ident.role in ("IS", "ES", "RSA"):
-                mask &= ev["supplier"] == ident.party_id
-            elif ident.role == "GS":
-                mask &= ev["gas_supplier"] == ident.party_id
-            elif ident.role != OPERATOR:
-                mask[:] = False
-            if sub.kinds:
-                mask &= np.isin(ev["kind"], list(sub.kinds))
-            for i in np.flatnonzero(mask):
-                kind = AlertKind(int(ev["kind"][i]))
-                region = _region_of_area(int(ev["area"][i]))
-                msg = dcc_pb2.DeviceAlert(kind=kind.name, hub=f"hubs/{eui64(int(ev['hub'][i]), cfg.seed)}",
-                                          area_id=int(ev["area"][i]), csp=region, code=ALERT_CODES[kind],
+        subs = [(sub, _alert_mask(sub, ev)) for sub in list(self.alert_subs)]
+        # Each alert's message is built once however many subscribers see it (a network operator,
+        # its suppliers and the operators all watch the same outage).
+        wanted = np.zeros(ev["hub"].size, bool)
+        for _, mask in subs:
+            wanted |= mask
+        msgs = np.empty(ev["hub"].size, dtype=object)
+        for i in np.flatnonzero(wanted):
+            kind = AlertKind(int(ev["kind"][i]))
+            area = int(ev["area"][i])
+            msgs[i] = dcc_pb2.DeviceAlert(kind=kind.name, hub=f"hubs/{eui64(int(ev['hub'][i]), cfg.seed)}",
+                                          area_id=area, csp=REGION_OF_AREA.get(area, ""), code=ALERT_CODES[kind],
                                           time=ts(t0 + _seconds(int(ev["sec"][i]))))
+        for sub, mask in subs:
+            for msg in msgs[mask]:
                 if sub.queue.full():
                     sub.queue.get_nowait()
                 sub.queue.put_nowait(msg)
@@ -363,6 +368,23 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
 
 
+def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:
+    """The alerts of this tick that the subscriber may see and asked for."""
+    ident = sub.identity
+    mask = np.ones(ev["hub"].size, bool)
+    if ident.role in ("ED", "GT"):
+        mask &= ev["area"] == ident.party_id
+    elif ident.role in ("IS", "ES", "RSA"):
+        mask &= ev["supplier"] == ident.party_id
+    elif ident.role == "GS":
+        mask &= ev["gas_supplier"] == ident.party_id
+    elif ident.role != OPERATOR:
+        mask[:] = False
+    if sub.kinds:
+        mask &= np.isin(ev["kind"], list(sub.kinds))
+    return mask
+
+
 def _role_fuel(role: str, fuel: str) -> str:
     return {"IS": "electricity", "ES": "electricity", "RSA": "electricity", "GS": "gas"}.get(role, fuel)
 
@@ -401,12 +423,6 @@ def _quarantined(e) -> dcc_pb2.QuarantinedRequest:
     return dcc_pb2.QuarantinedRequest(id=e.id, user_id=e.user_id, srv=e.srv, request_json=json.dumps(e.request),
                                       count=e.count, threshold=e.threshold,
                                       quarantined_at=ts(datetime.fromtimestamp(e.quarantined_at, UTC)))
-
-
-def _region_of_area(area: int) -> str:
-    from twin.model.catalog import AREA_BY_ID
-
-    return AREA_BY_ID[area].region.name.title() if area in AREA_BY_ID else ""
 
 
 def _seconds(s: int):
