@@ -230,8 +230,10 @@ class FleetFeed:
         ops: list[dict[str, Any]] = []
         token = ""
         while True:
-            page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(page_size=1000, page_token=token),
-                                               **c._kw())
+            # Every operator event, but not the operation behind each device-changing Service
+            # Request: a run gathers one per request, and no page shows them.
+            page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(
+                filter="kind!=service_request", page_size=1000, page_token=token), **c._kw())
             ops.extend(operation_record(o) for o in page.operations)
             token = page.next_page_token
             if not token:

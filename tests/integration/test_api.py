@@ -478,3 +478,38 @@ def test_reads_of_a_dark_hub_are_answered_on_the_stream_once_it_is_back(api, tmp
     assert all(r.status == dcc_pb2.RESPONSE_STATUS_COMPLETED for r in got)
     assert by_id[acks[0].request_id].result["import_register_kwh"] > 0
     assert len(by_id[acks[1].request_id].result["half_hourly_kwh"].values) > 0
+
+
+def test_list_operations_filters_and_pages(api, tmp_path):
+    from google.longrunning import operations_pb2
+
+    hub = api.sup.hub(api.hub["hub"])
+    api._user(tmp_path, "pager-is", "IS", supplier_code(hub["supplier"]))
+    with api.client("pager-is") as user:
+        for _ in range(2):  # two device-changing requests: two operations of kind service_request
+            user.submit("2.2", f"hubs/{hub['device_id']}", {"amount_pence": 100})
+    with api.client("operator") as c:
+        c.create_event(power_outage=fleet_pb2.PowerOutage(area=hub["area"]["name"], fraction=0.1, duration_min=30))
+
+        def names(flt: str, page_size: int) -> list[str]:
+            out, token = [], ""
+            while True:
+                page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(
+                    filter=flt, page_size=page_size, page_token=token), metadata=c.metadata)
+                out += [o.name for o in page.operations]
+                assert len(page.operations) <= page_size
+                token = page.next_page_token
+                if not token:
+                    return out
+
+        every = [v["name"] for v in api.sup.operations()]
+        requests = [v["name"] for v in api.sup.operations() if v["metadata"]["kind"] == "service_request"]
+        assert len(requests) >= 2 and len(requests) < len(every)
+        assert names("", 3) == every  # pages of three, each once, in order
+        assert names("kind!=service_request", 2) == [n for n in every if n not in requests]
+        assert names("kind=service_request AND done=true", 1000) == [
+            v["name"] for v in api.sup.operations() if v["metadata"]["kind"] == "service_request" and v["done"]]
+        for bad in ("colour=red", "kind~service", "done=false OR kind=x"):
+            e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.operations.ListOperations,
+                       operations_pb2.ListOperationsRequest(filter=bad), metadata=c.metadata)
+            assert bad_request_fields(e) == ["filter"]

@@ -580,6 +580,15 @@ class FleetSupervisor:
         with self._plan_lock:
             return [operation_view(op, self.config) for op in self.planner.ops.values()]
 
+    def operations_page(self, keep: Callable[[Any], bool] | None, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Views of the operations `keep` accepts (all if None), from the `start`-th of them; and
+        where the next page starts (0 at the end). Only the page's views are built: a run can hold
+        an operation per device-changing Service Request ever accepted."""
+        with self._plan_lock:
+            chosen = [op for op in self.planner.ops.values() if keep is None or keep(op)]
+            page = chosen[start : start + limit]
+            return [operation_view(op, self.config) for op in page], (start + limit if start + limit < len(chosen) else 0)
+
     def operation(self, name: str) -> dict[str, Any]:
         key = name.removeprefix("operations/")
         with self._plan_lock:

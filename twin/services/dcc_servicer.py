@@ -202,11 +202,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     "model": dev["model"], "target_version": params["target_version"], "hubs": [hub],
                     "waves": [1.0], "hold_activation": True, "allow_downgrade": bool(params.get("allow_downgrade"))}
         if srv == "11.3":
-            for view in self.sup.operations():
-                cmd = view["metadata"]["command"]
-                if (cmd.get("type") == "firmware_rollout" and list(cmd.get("hubs") or []) == [hub]
-                        and cmd.get("hold_activation") and not view["done"]):
-                    return {"type": "operation_control", "operation": view["name"].split("/")[1], "action": "activate"}
+            # The image an SR 11.1 distributed to this device, still held for activation.
+            waiting, _ = self.sup.operations_page(
+                lambda op: (op.cmd.kind == "firmware_rollout" and tuple(op.cmd.hubs) == (hub,)
+                            and op.cmd.hold_activation and not op.done), 0, 1)
+            if waiting:
+                return {"type": "operation_control", "operation": waiting[0]["name"].split("/")[1], "action": "activate"}
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
                            "no image distributed to this device is waiting: send SR 11.1 first", field="target")
         raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"SRV {srv} is not implemented", field="srv")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -253,20 +255,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         require_operator()
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
-        views = await asyncio.to_thread(self.sup.operations)
-        if request.filter:
-            key, _, value = request.filter.partition("=")
-            if key.strip() not in ("done", "kind", "state"):
-                raise invalid("filter", "filter on done, kind or state, e.g. done=false")
-            value = value.strip().strip('"')
-            views = [v for v in views if str(v["done"] if key.strip() == "done" else v["metadata"][key.strip()]).lower()
-                     == value.lower()]
+        keep = _operation_filter(request.filter)
         start = _untoken(request.page_token) if request.page_token else 0
         size = min(request.page_size or 50, MAX_PAGE)
-        page = views[start : start + size]
-        nxt = _token(start + size) if start + size < len(views) else ""
+        page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, start, size)
         return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
-                                                     next_page_token=nxt)
+                                                     next_page_token=_token(nxt) if nxt else "")
 
     async def CancelOperation(self, request, context):
         require_operator()
@@ -287,3 +281,23 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
             if op.done or loop.time() >= end:
                 return op
             await asyncio.sleep(0.1)
+
+
+_OPERATION_FIELDS = {"done": lambda op: str(op.done).lower(), "kind": lambda op: op.cmd.kind,
+                     "state": lambda op: op.state.lower()}
+
+
+def _operation_filter(text: str) -> Callable[[Any], bool] | None:
+    """An AIP-160 filter of ListOperations: `field=value` or `field!=value` on done, kind or state,
+    several joined by AND (e.g. `done=false AND kind!=service_request`)."""
+    if not text.strip():
+        return None
+    tests = []
+    for term in re.split(r"\s+AND\s+", text.strip()):
+        m = re.fullmatch(r"\s*(\w+)\s*(!=|=)\s*\"?([\w-]+)\"?\s*", term)
+        if m is None or m.group(1) not in _OPERATION_FIELDS:
+            raise invalid("filter", f"cannot read {term!r}: filter on done, kind or state with = or !=, joined by "
+                                    "AND, e.g. done=false AND kind!=service_request")
+        field, negate, value = _OPERATION_FIELDS[m.group(1)], m.group(2) == "!=", m.group(3).lower()
+        tests.append((field, negate, value))
+    return lambda op: all((get(op) == value) != negate for get, negate, value in tests)
