@@ -399,6 +399,13 @@ def test_health_reflection_and_csp_services(api):
         bs = c.csp.ListBaseStations(csp_pb2.ListBaseStationsRequest(parent="regions/north", page_size=10),
                                     metadata=c.metadata)
         assert len(bs.base_stations) == 10 and bs.next_page_token
+        more = c.csp.ListBaseStations(csp_pb2.ListBaseStationsRequest(parent="regions/north", page_size=10,
+                                                                      page_token=bs.next_page_token), metadata=c.metadata)
+        assert min(b.id for b in more.base_stations) > max(b.id for b in bs.base_stations)
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.csp.ListBaseStations,
+                   csp_pb2.ListBaseStationsRequest(parent="regions/north", page_token="bm90LWEtdG9rZW4="),
+                   metadata=c.metadata)
+        assert bad_request_fields(e) == ["page_token"]
         expect(grpc.StatusCode.NOT_FOUND, c.csp.GetNetworkState, csp_pb2.GetNetworkStateRequest(name="regions/mars"),
                metadata=c.metadata)
 

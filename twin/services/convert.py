@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from typing import Any
@@ -106,3 +107,19 @@ def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
         any_resp.Pack(resp)
         op.response.CopyFrom(any_resp)
     return op
+
+
+def page_token(n: int) -> str:
+    """The opaque next_page_token for a list resumed at position `n`."""
+    return base64.urlsafe_b64encode(f"h:{n}".encode()).decode()
+
+
+def page_start(token: str) -> int:
+    """Where a page_token says to resume; INVALID_ARGUMENT naming page_token if it is not one."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if not text.startswith("h:"):
+            raise ValueError
+        return int(text[2:])
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("page_token", "not a token this service issued") from None

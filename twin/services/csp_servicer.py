@@ -4,27 +4,27 @@ coverage for one hub), as resources regions/north, regions/central, regions/sout
 from __future__ import annotations
 
 import asyncio
-import base64
 
 from twin.csp.v1 import csp_pb2, csp_pb2_grpc
-from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech
+from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
 from twin.model.network import NEVER
-from twin.services.convert import hub_index, ts
+from twin.services.convert import hub_index, page_start, page_token, ts
 from twin.services.errors import invalid, not_found
 
 AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
 
 
 def _region(name: str, field: str = "name") -> Region:
-    key = name.strip().removeprefix("regions/").upper()
-    if key not in ("NORTH", "CENTRAL", "SOUTH"):
-        raise not_found(field, f"no region {name!r}; regions are regions/north, regions/central, regions/south")
-    return Region[key]
+    try:
+        return region_by_name(name.strip().removeprefix("regions/"))
+    except ValueError:
+        raise not_found(field, f"no region {name!r}; regions are regions/north, regions/central, regions/south") from None
 
 
 class CspServicer(csp_pb2_grpc.CspServiceServicer):
     def __init__(self, supervisor):
         self.sup = supervisor
+        self._cells: tuple[int, dict[int, tuple[int, int]]] | None = None  # (tick, base stations)
 
     async def GetNetworkState(self, request, context):
         region = _region(request.name)
@@ -67,22 +67,29 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         size = min(request.page_size or 100, 2000)
-        try:
-            start = int(base64.urlsafe_b64decode(request.page_token).decode()) if request.page_token else 0
-        except ValueError:
-            raise invalid("page_token", "not a token this service issued") from None
+        start = page_start(request.page_token) if request.page_token else 0
+        cells = await self._base_stations()
+        ids = sorted(cells)
+        page = [i for i in ids if i >= start][:size]
+        nxt = page_token(page[-1] + 1) if page and page[-1] != ids[-1] else ""
+        return csp_pb2.ListBaseStationsResponse(
+            base_stations=[csp_pb2.BaseStation(name=f"regions/north/baseStations/{i}", id=i, hubs=cells[i][0],
+                                               area_id=cells[i][1]) for i in page], next_page_token=nxt)
+
+    async def _base_stations(self) -> dict[int, tuple[int, int]]:
+        """{cell: (LRR hubs, area id)} as of the current tick: one fleet aggregate per tick however
+        many pages are read (hubs move cell only through events, which take effect at ticks)."""
+        tick = self.sup.tick
+        if self._cells is not None and self._cells[0] == tick:
+            return self._cells[1]
         rows = await asyncio.to_thread(self.sup.aggregate, ["cell", "area", "wan"])
         cells: dict[int, tuple[int, int]] = {}
         for r in rows:
             if r["wan"] == WAN_LABEL[WanTech.LRR]:
                 hubs, _ = cells.get(int(r["cell"]), (0, 0))
                 cells[int(r["cell"])] = (hubs + r["hubs"], AREA_ID_BY_NAME.get(r["area"], 0))
-        ids = sorted(cells)
-        page = [i for i in ids if i >= start][:size]
-        nxt = base64.urlsafe_b64encode(str(page[-1] + 1).encode()).decode() if page and page[-1] != ids[-1] else ""
-        return csp_pb2.ListBaseStationsResponse(
-            base_stations=[csp_pb2.BaseStation(name=f"regions/north/baseStations/{i}", id=i, hubs=cells[i][0],
-                                               area_id=cells[i][1]) for i in page], next_page_token=nxt)
+        self._cells = (tick, cells)
+        return cells
 
     async def GetLoad(self, request, context):
         region = _region(request.name)

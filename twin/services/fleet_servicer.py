@@ -4,7 +4,6 @@ and the standard google.longrunning.Operations service over the same operations.
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,7 +19,16 @@ from twin.model.config import TwinInputError
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
 from twin.services.branching import OP_PREFIX, Branches
-from twin.services.convert import ALERT_CODES, hub_index, hub_message, operation_message, summary_message, ts
+from twin.services.convert import (
+    ALERT_CODES,
+    hub_index,
+    hub_message,
+    operation_message,
+    page_start,
+    page_token,
+    summary_message,
+    ts,
+)
 from twin.services.errors import ApiError, denied, invalid, not_found
 from twin.services.identity import OPERATOR
 from twin.services.server import current_identity
@@ -52,20 +60,6 @@ def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
     if which == "supplier_switch" and body.get("hub", "").startswith("hubs/"):
         body["hub"] = body["hub"][5:]
     return body
-
-
-def _token(n: int) -> str:
-    return base64.urlsafe_b64encode(f"h:{n}".encode()).decode()
-
-
-def _untoken(t: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(t.encode()).decode()
-        if not text.startswith("h:"):
-            raise ValueError
-        return int(text[2:])
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("page_token", "not a token this service issued") from None
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
@@ -156,10 +150,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             filters = parse_filter(request.filter)
         except ValueError as e:
             raise invalid("filter", str(e)) from None
-        start = _untoken(request.page_token) if request.page_token else 0
+        start = page_start(request.page_token) if request.page_token else 0
         recs, nxt = await asyncio.to_thread(self.sup.list_hubs, filters, start, size)
         return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs],
-                                          next_page_token=_token(nxt) if nxt is not None else "")
+                                          next_page_token=page_token(nxt) if nxt is not None else "")
 
     async def ListHubEvents(self, request, context):
         require_operator()
@@ -167,13 +161,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             raise invalid("page_size", f"must not be negative, got {request.page_size}")
         hub = hub_index(request.parent, self.sup.config.seed, self.sup.config.hubs, field="parent")
         size = min(request.page_size or 50, MAX_EVENTS_PAGE)
-        start = _untoken(request.page_token) if request.page_token else 0
+        start = page_start(request.page_token) if request.page_token else 0
         events = await asyncio.to_thread(self.sup.hub_events, hub, start + size + 1)
         page = events[start : start + size]
         tick_time = self.sup.config.time_of
         out = [fleet_pb2.HubEvent(kind=AlertKind(e["kind"]).name, code=ALERT_CODES[AlertKind(e["kind"])], tick=e["tick"],
                                   time=ts(tick_time(e["tick"]) + timedelta(seconds=e["second"]))) for e in page]
-        nxt = _token(start + size) if len(events) > start + size else ""
+        nxt = page_token(start + size) if len(events) > start + size else ""
         return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=nxt)
 
     async def RewindClock(self, request, context):
@@ -200,9 +194,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         if request.page_size < 0:
             raise invalid("page_size", f"must not be negative, got {request.page_size}")
         size = min(request.page_size or 50, MAX_PAGE)
-        start = _untoken(request.page_token) if request.page_token else 0
+        start = page_start(request.page_token) if request.page_token else 0
         all_ = await asyncio.to_thread(self.branches.list)
-        nxt = _token(start + size) if start + size < len(all_) else ""
+        nxt = page_token(start + size) if start + size < len(all_) else ""
         return fleet_pb2.ListBranchesResponse(branches=all_[start:start + size], next_page_token=nxt)
 
     async def CompareBranches(self, request, context):
@@ -256,11 +250,11 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         keep = _operation_filter(request.filter)
-        start = _untoken(request.page_token) if request.page_token else 0
+        start = page_start(request.page_token) if request.page_token else 0
         size = min(request.page_size or 50, MAX_PAGE)
         page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, start, size)
         return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
-                                                     next_page_token=_token(nxt) if nxt else "")
+                                                     next_page_token=page_token(nxt) if nxt else "")
 
     async def CancelOperation(self, request, context):
         require_operator()
