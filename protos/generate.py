@@ -1,6 +1,6 @@
 """Generate the Python code for the API protos (one command, pinned generator).
 
-    python protos/generate.py           # (re)write twin/{fleet,dcc,csp}/v1/*_pb2*.py
+    python protos/generate.py           # (re)write twin/{fleet,dcc,csp,replica}/v1/*_pb2*.py
     python protos/generate.py --check   # fail if the committed code differs from a fresh run
     python protos/generate.py --vendor  # copy the google protos we import into third_party/protos
 
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROTOS = ROOT / "protos"
 THIRD_PARTY = ROOT / "third_party" / "protos"
-FILES = ["twin/fleet/v1/fleet.proto", "twin/dcc/v1/dcc.proto", "twin/csp/v1/csp.proto"]
+FILES = ["twin/fleet/v1/fleet.proto", "twin/dcc/v1/dcc.proto", "twin/csp/v1/csp.proto", "twin/replica/v1/replica.proto"]
 # Vendored from googleapis-common-protos: (path in that package, path to import it by).
 VENDORED = [
     ("google/longrunning/operations_proto.proto", "google/longrunning/operations.proto"),

@@ -277,7 +277,9 @@ def start_twin_up(hubs: int, home: Path, run_dir: Path, *extra: str) -> subproce
     proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--home", str(home),
                              "--run-dir", str(run_dir), "--status-every", "3600", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    proc.startup_lines = []  # type: ignore[attr-defined]  # what it printed while starting
     for line in proc.stderr:
+        proc.startup_lines.append(line)  # type: ignore[attr-defined]
         if "twin is running" in line:
             return proc
     raise RuntimeError(f"twin up did not start (exit {proc.wait()})")

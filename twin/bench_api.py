@@ -143,34 +143,49 @@ def _h2load(addr: str, path: str, token: str, bodies: list[bytes], requests: int
             "in_flight": streams * len(bodies), "client": "h2load"}
 
 
-def _calls(addr: str, token: str) -> tuple[int, int]:
-    """Calls the API has answered OK and not OK so far, from its channelz counters."""
+def _calls(addrs: list[str], token: str) -> tuple[int, int]:
+    """Calls the API's processes (each asked on its own port) have answered OK and not OK so far,
+    from their channelz counters."""
     from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 
-    with grpc.insecure_channel(addr) as ch:
-        servers = channelz_pb2_grpc.ChannelzStub(ch).GetServers(channelz_pb2.GetServersRequest(),
-                                                                metadata=(("authorization", f"Bearer {token}"),))
-    return (sum(s.data.calls_succeeded for s in servers.server), sum(s.data.calls_failed for s in servers.server))
+    ok = failed = 0
+    for addr in addrs:
+        with grpc.insecure_channel(addr) as ch:
+            servers = channelz_pb2_grpc.ChannelzStub(ch).GetServers(channelz_pb2.GetServersRequest(),
+                                                                    metadata=(("authorization", f"Bearer {token}"),))
+        ok += sum(s.data.calls_succeeded for s in servers.server)
+        failed += sum(s.data.calls_failed for s in servers.server)
+    return ok, failed
 
 
 def _reads_h2load(addr: str, tokens: dict[str, str], targets: list[str], requests: int,
-                  server: psutil.Process) -> dict[str, Any]:
-    """Read SRs (4.1.1) from h2load, each of 4 connections reading its own premises; every call's
-    outcome checked through channelz; the API process's CPU per call."""
+                  servers: list[psutil.Process], own: list[str]) -> dict[str, Any]:
+    """Read SRs (4.1.1) from h2load, 8 connections (so the kernel spreads them over the API's
+    processes) each reading its own premises; every call's outcome checked through channelz on
+    each process; the API processes' CPU per call."""
     bodies = [_grpc_body(dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=t, request_id=f"bench-{i}"))
-              for i, t in enumerate(targets[:4])]
-    ok0, failed0 = _calls(addr, tokens["operator"])
-    cpu0, wall0 = sum(server.cpu_times()[:2]), time.perf_counter()
-    out = _h2load(addr, "/twin.dcc.v1.DccService/SubmitServiceRequest", tokens["octopus-is"], bodies, requests)
-    cpu, wall = sum(server.cpu_times()[:2]) - cpu0, time.perf_counter() - wall0
-    ok, failed = _calls(addr, tokens["operator"])
-    # Every call the API answered meanwhile: the reads and the dashboard's polls; less the first
-    # channelz call, counted once it had returned. Any call not answered OK shows here, whatever
-    # h2load counted.
-    out["calls_answered_ok"], out["calls_answered_not_ok"] = ok - ok0 - 1, failed - failed0
-    out["api_process_cpu_ms_per_request"] = round(1000 * cpu / max(out["calls_answered_ok"], 1), 3)
-    out["api_process_cpu_share"] = round(cpu / wall, 2)
+              for i, t in enumerate(targets[:8])]
+    ok0, failed0 = _calls(own, tokens["operator"])
+    cpu0, wall0 = sum(sum(p.cpu_times()[:2]) for p in servers), time.perf_counter()
+    out = _h2load(addr, "/twin.dcc.v1.DccService/SubmitServiceRequest", tokens["octopus-is"], bodies, requests, 8)
+    cpu, wall = sum(sum(p.cpu_times()[:2]) for p in servers) - cpu0, time.perf_counter() - wall0
+    ok, failed = _calls(own, tokens["operator"])
+    # Every call the API answered meanwhile: the reads, the dashboard's polls and the replicas'
+    # refreshes; less the first channelz call of each process, counted once it had returned. Any
+    # call not answered OK shows here, whatever h2load counted.
+    out["api_processes"] = len(servers)
+    out["calls_answered_ok"], out["calls_answered_not_ok"] = ok - ok0 - len(own), failed - failed0
+    out["api_cpu_ms_per_request"] = round(1000 * cpu / max(out["requests"], 1), 3)
+    out["api_cpu_cores"] = round(cpu / wall, 2)
     return out
+
+
+def _own_ports(proc: subprocess.Popen, addr: str) -> list[str]:
+    """Each API process's own loopback address, from what `twin up` printed (one process: the port)."""
+    for line in getattr(proc, "startup_lines", []):
+        if "own ports:" in line:
+            return re.findall(r"127\.0\.0\.1:\d+", line.split("own ports:")[1])
+    return [addr]
 
 
 class _Echo(dcc_pb2_grpc.DccServiceServicer):
@@ -201,11 +216,11 @@ def _grpc_ceiling(targets: list[str], requests: int) -> dict[str, Any]:
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "serving"
         bodies = [_grpc_body(dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=t, request_id=f"bench-{i}"))
-                  for i, t in enumerate(targets[:4])]
+                  for i, t in enumerate(targets[:8])]
         server = psutil.Process(proc.pid)
         cpu0 = sum(server.cpu_times()[:2])
         out = _h2load(f"127.0.0.1:{ECHO_PORT}", "/twin.dcc.v1.DccService/SubmitServiceRequest", "none", bodies,
-                      requests)
+                      requests, 8)
         out["server_cpu_ms_per_request"] = round(1000 * (sum(server.cpu_times()[:2]) - cpu0) / out["requests"], 3)
         return out
     finally:
@@ -278,7 +293,7 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         server = psutil.Process(proc.pid)
         if shutil.which("h2load"):
             console.print("40,000 4.1.1 reads from h2load, 64 in flight…")
-            result["read_requests"] = _reads_h2load(addr, tokens, targets, 40_000, server)
+            result["read_requests"] = _reads_h2load(addr, tokens, targets, 40_000, [server], [addr])
             console.print("the same from h2load against a constant-answer grpc.aio server (the ceiling)…")
             result["grpc_aio_ceiling"] = _grpc_ceiling(targets, 40_000)
             result["read_requests"]["share_of_ceiling"] = round(
@@ -297,7 +312,26 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         result["alert_stream"] = _alert_delivery(addr, tokens)
     finally:
         stop_process(proc)
+    if shutil.which("h2load"):
+        result["read_requests_2_api_processes"] = _reads_with_replicas(hubs, home, targets, console)
     return write_results({"api": result}, out, console)
+
+
+def _reads_with_replicas(hubs: int, home: Path, targets: list[str], console: Console) -> dict[str, Any]:
+    """The same reads against `twin up --api-processes 2`: the primary and one replica process
+    share the port; every process's calls checked on its own port."""
+    console.print("the same reads with two API processes (twin up --api-processes 2)…")
+    proc = start_twin_up(hubs, home, home / "run2", "--grpc-port", str(PORT), "--anomaly-threshold", str(10**9),
+                         "--api-processes", "2")
+    try:
+        time.sleep(3.0)
+        addr = f"127.0.0.1:{PORT}"
+        tokens = json.loads((home / "tokens.json").read_text())
+        servers = [psutil.Process(proc.pid), *(c for c in psutil.Process(proc.pid).children()
+                                               if "twin.services.replica" in " ".join(c.cmdline()))]
+        return _reads_h2load(addr, tokens, targets, 40_000, servers, _own_ports(proc, addr))
+    finally:
+        stop_process(proc)
 
 
 def _ed_token(home: Path) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import secrets
 import signal
 import sys
 import time
@@ -300,7 +302,8 @@ def _start_dashboard(args: argparse.Namespace, api, tokens_path: Path):
     return proc, url
 
 
-def _start_api(args: argparse.Namespace, sup):
+def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
+    """The API in this process, and its replica processes if --api-processes asks for more."""
     from twin.services.bootstrap import load_or_create_users
     from twin.services.server import ApiServer
 
@@ -308,12 +311,62 @@ def _start_api(args: argparse.Namespace, sup):
     tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     from twin.services.anomaly import AnomalyDetector
 
+    replicas = args.api_processes - 1
     api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls,
-                    anomaly=AnomalyDetector(default_threshold=args.anomaly_threshold))
-    api.start()
+                    anomaly=AnomalyDetector(default_threshold=args.anomaly_threshold),
+                    replica_token=secrets.token_urlsafe(32) if replicas else None)
+    try:
+        api.start()
+    except OSError as e:
+        raise UsageError(f"--grpc-port: {e}") from None
+    children = [_start_replica(args, api) for _ in range(replicas)]
     err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
               f"development users in {tokens}", highlight=False)
-    return api
+    if children:
+        # Each process's own loopback port, to ask one of them (its channelz counters) directly.
+        own = ", ".join(f"127.0.0.1:{port}" for _, port in children)
+        err.print(f"{args.api_processes} API processes share {api.address}; own ports: 127.0.0.1:{api.internal_port} "
+                  f"(this one), {own}", highlight=False)
+    return api, [proc for proc, _ in children]
+
+
+def _api_processes(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, got {n}")
+    return n
+
+
+def _start_replica(args: argparse.Namespace, api) -> tuple[Any, int]:
+    """An API replica process on the API's own port: it answers reads from the shards' shared
+    memory and sends everything else to this process (twin/services/replica.py). Returns the
+    process and its own loopback port."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "twin.services.replica", "--primary", f"127.0.0.1:{api.internal_port}",
+           "--listen", api.address, "--home", str(args.home), "--exit-with-parent"]
+    if args.tls_cert:
+        cmd += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+    proc = subprocess.Popen(cmd, env={**os.environ, "TWIN_REPLICA_TOKEN": api.replica_token},
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout is not None else ""
+    own = re.search(r"own port 127\.0\.0\.1:(\d+)", line)
+    if own is None:
+        raise UsageError(f"an API replica did not start (exit {proc.wait()}); see its message above")
+    return proc, int(own.group(1))
+
+
+def _stop_children(procs: list) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -416,7 +469,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    api = _start_api(args, sup)
+    api, replicas = _start_api(args, sup)
     dash = None
     if not args.no_dashboard:
         dash, url = _start_dashboard(args, api, Path(args.home) / "tokens.json")
@@ -445,12 +498,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             flush=True,
         )
     err.print("stopping…")
-    if dash is not None:
-        dash.terminate()
-        try:
-            dash.wait(timeout=10)
-        except Exception:
-            dash.kill()
+    _stop_children([*([dash] if dash is not None else []), *replicas])
     api.stop(grace_s=5.0)
     sup.shutdown()
     return 0
@@ -560,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dashboard address (default 127.0.0.1; beyond localhost needs TLS and operator sign-in)")
     up.add_argument("--dash-port", type=int, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
     up.add_argument("--no-dashboard", action="store_true", help="run the engine and API only")
+    up.add_argument("--api-processes", type=_api_processes, default=1,
+                    help="processes serving the API port (default 1); each more one answers read Service "
+                         "Requests from the shards' shared memory, so reads scale with cores")
     up.set_defaults(fn=cmd_up)
 
     run = sub.add_parser("run", help="run a scenario (or the plain fleet) headless and write its report")

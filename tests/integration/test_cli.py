@@ -53,6 +53,7 @@ def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
         (["run", "--hubs", "1000", "--shards", "0"], "--shards"),
         (["run", "--hubs", "1000", "--start", "yesterday"], "--start"),
         (["up", "--hubs", "1000", "--speed", "-3"], "--speed"),
+        (["up", "--hubs", "1000", "--api-processes", "0"], "--api-processes"),
         (["hub", "99999", "--hubs", "1000"], "not in this fleet"),
         (["hub", "00-DB-12-00-00-00-00-01", "--hubs", "1000"], "not in this fleet"),
         (["hub", "not-a-hub", "--hubs", "1000"], "EUI-64"),

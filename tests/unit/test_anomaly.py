@@ -85,3 +85,32 @@ def test_window_deque_stays_bounded_under_a_flood():
         d.admit("u", "4.17", {})
     assert len(d._windows["u", "4.17"]) == 3
     assert len(d.list()) == 47
+
+
+def test_leases_share_the_window_and_unused_ones_come_back():
+    clock = FakeClock()
+    d = detector(clock, default_threshold=10)
+    assert d.lease("u", "4.1.1", 4) == 4  # another API process answers these four itself
+    assert d.lease("u", "4.1.1", 100) == 6  # never past the threshold
+    assert d.lease("u", "4.1.1", 1) == 0
+    assert d.admit("u", "4.1.1", lambda: {"n": 11}) is not None  # the window is full: quarantined
+    d.unlease("u", "4.1.1", 3)  # three were not used
+    assert [d.admit("u", "4.1.1", {}) for _ in range(3)] == [None, None, None]
+    assert d.admit("u", "4.1.1", {}) is not None
+    assert d.lease("other", "4.1.1", 5) == 5  # per user
+    clock.t += 61.0
+    assert d.lease("u", "4.1.1", 10) == 10  # the window rolled on
+    d.unlease("nobody", "4.1.1", 5)  # nothing to hand back: no error
+
+
+def test_a_quarantine_copy_is_made_only_when_quarantining():
+    made = []
+
+    def copy() -> dict:
+        made.append(1)
+        return {"target": "h"}
+
+    d = detector(FakeClock(), default_threshold=1)
+    assert d.admit("u", "4.1.1", copy) is None and made == []
+    entry = d.admit("u", "4.1.1", copy)
+    assert entry is not None and entry.request == {"target": "h"} and made == [1]

@@ -55,6 +55,11 @@ class LocalReads:
                 self.names.add(d.name)
                 self.readers[i] = SharedReader(d)
 
+    def readers_snapshot(self) -> list[SharedReader | None]:
+        """The attached readers, one per shard (None where there is none), for API replicas."""
+        with self._lock:
+            return list(self.readers)
+
     def _row(self, hub: int):
         i = self.sup.shard_of(hub)
         with self._lock:

@@ -80,6 +80,28 @@ class AnomalyDetector:
             self._quarantine[entry.id] = entry
             return entry
 
+    def lease(self, user_id: str, srv: str, count: int) -> int:
+        """Admit up to `count` requests now on behalf of another API process, which answers them
+        itself; returns how many. None is quarantined here: once the window is full the process
+        sends the request on, and admit() quarantines it."""
+        limit = self.threshold(user_id, srv)
+        with self._lock:
+            now = self._clock()
+            window = self._windows.setdefault((user_id, srv), deque())
+            cutoff = now - self.window_s
+            while window and window[0] <= cutoff:
+                window.popleft()
+            granted = max(0, min(count, limit - len(window)))
+            window.extend([now] * granted)
+            return granted
+
+    def unlease(self, user_id: str, srv: str, count: int) -> None:
+        """Take back `count` leased admissions that were not used (the newest in the window)."""
+        with self._lock:
+            window = self._windows.get((user_id, srv))
+            for _ in range(min(count, len(window or ()))):
+                window.pop()
+
     def list(self, user_id: str | None = None) -> list[QuarantineEntry]:
         with self._lock:
             return [e for e in self._quarantine.values() if user_id is None or e.user_id == user_id]

@@ -151,20 +151,20 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                        rec: dict[str, Any], params: dict[str, Any],
                        reading: dict[str, Any] | None = None) -> dcc_pb2.ServiceResponse:
         csp = rec["region"]
-        base = {"request_id": request.request_id, "srv": srv.srv, "target": request.target, "csp": csp}
+        base = response_base(request, csp)
         now = self.sup.config.time_of(self.sup.tick)
         if srv.srv == "12.1":
-            return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
+            return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
                 "technology": rec["wan"], "available": rec["reachable"] or ("network switched off" not in rec["dark_reasons"]
                 and "no WAN coverage" not in rec["dark_reasons"]), "mesh": rec["mesh"],
                 "vwan_eligible": rec["vwan_eligible"], "region": csp})
         if srv.srv in READS or srv.srv == "11.2":
             if rec["reachable"]:
                 result = reading if reading is not None else await self._read(srv.srv, hub, fuel, rec)
-                return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result)
+                return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result)
             self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp,
                                          self.sup.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
-            return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
+            return response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
                              detail="the hub is not reachable now; the response will follow on StreamResponses")
         event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
         view = await asyncio.to_thread(self.sup.submit, event)
@@ -173,11 +173,11 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         while self.sup.clock_state == "running" and waited < ANSWER_WITHIN_S:
             view = await asyncio.to_thread(self.sup.operation, name)
             if view["done"]:
-                return _op_response(base, view, self.sup.config.time_of(self.sup.tick))
+                return _opresponse(base, view, self.sup.config.time_of(self.sup.tick))
             await asyncio.sleep(0.05)
             waited += 0.05
         self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
-        return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {}, operation=name,
+        return response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {}, operation=name,
                          detail="accepted; it applies when the hub is reached, and the response follows on "
                                 "StreamResponses")
 
@@ -248,26 +248,26 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             self._tick_busy = False
 
     async def _try_settle(self, p: _Pending, tick: int) -> bool:
-        base = {"request_id": p.request.request_id, "srv": p.request.srv, "target": p.request.target, "csp": p.csp}
+        base = response_base(p.request, p.csp)
         now = self.sup.config.time_of(tick + 1)
         if p.operation:
             view = await asyncio.to_thread(self.sup.operation, p.operation)
             if not view["done"]:
                 return False
-            self._push(p.user_id, _op_response(base, view, now))
+            self._push(p.user_id, _opresponse(base, view, now))
             return True
         srv = p.request.srv
         facts = await self.facts.call(p.hub, srv, "gas" if p.fuel == "gas" else "elec", srv in NEEDS_RECORD)
         rec = facts["hub"]
         if rec["reachable"]:
             if "error" in facts:  # the premises lost its gas meter meanwhile
-                self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {}, detail=facts["error"]))
+                self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {}, detail=facts["error"]))
                 return True
             result = facts["result"] if "result" in facts else await self._read(srv, p.hub, p.fuel, rec)
-            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
+            self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
             return True
         if tick >= p.deadline_tick:
-            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {},
+            self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {},
                                             detail="the hub stayed unreachable"))
             return True
         return False
@@ -403,17 +403,22 @@ def _check_params(srv: str, p: dict[str, Any]) -> None:
         raise invalid("parameters.target_version", "the firmware version to distribute")
 
 
-def _response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
+def response_base(request: dcc_pb2.SubmitServiceRequestRequest, csp: str) -> dict[str, Any]:
+    """The fields every response to `request` repeats (the SRV as sent; lookup() accepts only exact ids)."""
+    return {"request_id": request.request_id, "srv": request.srv, "target": request.target, "csp": csp}
+
+
+def response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
               operation: str = "") -> dcc_pb2.ServiceResponse:
     st = struct_pb2.Struct()
     st.update(result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
     return dcc_pb2.ServiceResponse(**base, status=status, time=ts(when), result=st, detail=detail, operation=operation)
 
 
-def _op_response(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
+def _opresponse(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
     md = view["metadata"]
     ok = md["state"] == "DONE"
-    return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
+    return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
                      {k: v for k, v in md["progress"].items() if isinstance(v, int | float)},
                      detail=md["reason"], operation=view["name"])
 

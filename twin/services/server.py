@@ -13,8 +13,9 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,25 @@ def _shared_loop() -> asyncio.AbstractEventLoop:
         return _LOOP
 
 
+class Forward(Exception):
+    """Raised by a servicer of an API replica: this call is for the primary to answer."""
+
+
+Forwarder = Callable[[str, Any, Any], Awaitable[Any]]  # (method path, request, context) -> response
+
+
 class _Gate:
     """Wraps each RPC method of a servicer once, when it is registered (an interceptor would
-    rebuild the handler on every call, a measurable share of a read Service Request's cost)."""
+    rebuild the handler on every call, a measurable share of a read Service Request's cost).
 
-    def __init__(self, users: UserStore, max_in_flight: int):
+    In an API replica, `forward` sends on to the primary what the replica does not answer itself:
+    a call whose token it does not know (the primary may), or one its servicer raises Forward for."""
+
+    def __init__(self, users: UserStore, max_in_flight: int, forward: Forwarder | None = None):
         self.users = users
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.forward = forward
 
     def guard(self, servicer: Any, service: Any, roles: frozenset[str] | None = None) -> Any:
         """`servicer` with every method of `service` (a ServiceDescriptor) gated; `roles`, if
@@ -70,17 +82,21 @@ class _Gate:
             if method.client_streaming:
                 raise ValueError(f"{service.full_name}.{method.name}: client streaming is not gated")
             fn = getattr(servicer, method.name)
-            wrap = self._stream if method.server_streaming else self._unary
-            setattr(servicer, method.name, wrap(fn, roles))
+            if method.server_streaming:
+                setattr(servicer, method.name, self._stream(fn, roles))
+            else:
+                setattr(servicer, method.name, self._unary(fn, roles, f"/{service.full_name}/{method.name}"))
         return servicer
 
-    async def _identity(self, context, roles: frozenset[str] | None) -> Identity:
-        token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and value[:7].lower() == "bearer ":
-                token = value[7:].strip()
+    def _known(self, context) -> Identity | None:
         try:
-            identity = self.users.authenticate(token)
+            return self.users.authenticate(bearer_token(context))
+        except Unauthenticated:
+            return None
+
+    async def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
+        try:
+            identity = identity or self.users.authenticate(bearer_token(context))
         except Unauthenticated:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or unknown bearer token (metadata 'authorization: Bearer <token>')")
@@ -90,11 +106,14 @@ class _Gate:
         IDENTITY.set(identity)
         return identity
 
-    def _unary(self, fn: Callable, roles: frozenset[str] | None) -> Callable:
+    def _unary(self, fn: Callable, roles: frozenset[str] | None, path: str) -> Callable:
         gate = self
 
         async def call(request, context):
-            await gate._identity(context, roles)
+            known = gate._known(context)
+            if known is None and gate.forward is not None:
+                return await gate.forward(path, request, context)
+            await gate._identity(context, roles, known)
             if gate.in_flight >= gate.max_in_flight:
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"server busy: {gate.in_flight} calls in flight (limit {gate.max_in_flight})")
@@ -110,6 +129,8 @@ class _Gate:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             except NotImplementedError:  # a method of a generated base class this twin does not serve
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+            except Forward:
+                return await gate.forward(path, request, context)  # type: ignore[misc]
             finally:
                 gate.in_flight -= 1
         return call
@@ -127,12 +148,33 @@ class _Gate:
         return call
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise OSError if something listens on host:port already (port 0 is always free)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, never past a listener
+        try:
+            probe.bind((host.strip("[]") or "0.0.0.0", port))
+        except OSError as e:
+            raise OSError(f"cannot serve on {host}:{port}: {e.strerror}") from None
+
+
+def bearer_token(context) -> str:
+    """The call's bearer token ('' if it has none)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return ""
+
+
 class ApiServer:
     """Start with `start()`, stop with `stop()`; `port` is the bound port (0 picks one)."""
 
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
-                 anomaly: Any = None, local_reads: bool = True):
+                 anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -145,6 +187,10 @@ class ApiServer:
         self.anomaly = anomaly
         # Hub lookups and reads straight from the shards' shared memory when they are on this node.
         self.local_reads = local_reads
+        # With API replicas (other processes answering reads on the same port): the token they
+        # present, and the loopback port where they reach this process alone.
+        self.replica_token = replica_token
+        self.internal_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
 
@@ -176,9 +222,13 @@ class ApiServer:
         from twin.services.dcc_servicer import DccServicer
         from twin.services.fleet_servicer import FleetServicer, OperationsServicer
 
+        # The port is shared (SO_REUSEPORT) only with API replicas, and only once it is known to
+        # be free, so a second twin on the same port fails instead of silently taking half the calls.
+        if self.replica_token is not None:
+            ensure_port_free(self.host, self.port)
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.so_reuseport", 0)]
+                   ("grpc.so_reuseport", int(self.replica_token is not None))]
         server = grpc.aio.server(options=options)
         gate = _Gate(self.users, self.max_in_flight)
         fleet = FleetServicer(self.supervisor, self)
@@ -197,6 +247,12 @@ class ApiServer:
         channelz_pb2_grpc.add_ChannelzServicer_to_server(
             gate.guard(ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"],
                        roles=frozenset({OPERATOR})), server)
+        if self.replica_token is not None:
+            from twin.replica.v1 import replica_pb2_grpc
+            from twin.services.replica_source import ReplicaServicer
+
+            replica_pb2_grpc.add_ReplicaServiceServicer_to_server(
+                ReplicaServicer(self.supervisor, dcc.anomaly, self.replica_token), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [desc.full_name for desc, _, _ in services]
@@ -209,6 +265,8 @@ class ApiServer:
             self.port = server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
         else:
             self.port = server.add_insecure_port(addr)
+        if self.replica_token is not None:
+            self.internal_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         for name in [*names[:len(services)], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,440 @@
+"""An API replica: another process answering on the API's own port (the kernel spreads connections
+over the processes that share it, SO_REUSEPORT), so reads are not bound by one interpreter.
+
+A replica answers read Service Requests (4.1.1, 4.6.1, 4.8.1, 4.17) of reachable hubs itself,
+from the shards' shared memory, with the same checks as the primary (the servicer is the primary's,
+given this process's view of the fleet). Everything else, and anything it cannot answer exactly
+(a hub that is dark, a shard busy writing or restarting, a token it does not know, a user past its
+admissions), it sends on to the primary unchanged: the caller's metadata, deadline and bytes in;
+the primary's answer, status and details out. So a caller cannot tell which process answered.
+
+What it knows of the fleet it takes from the primary's internal ReplicaService, on its loopback
+port: the last completed tick, the network schedule and which ticks it is final for, and the
+shared segments, every quarter of a second and whenever a row is newer than what it knows.
+Admissions come in leases from the primary's anomaly detector, so the per-user thresholds hold
+across processes; leased admissions not used within a second are handed back.
+
+    python -m twin.services.replica --primary 127.0.0.1:PORT --listen 127.0.0.1:50051 --home .twin
+    (started by `twin up --api-processes N`; the replica token comes in TWIN_REPLICA_TOKEN)"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
+from grpc_channelz.v1._async import ChannelzServicer
+
+from twin.dcc.v1 import dcc_pb2
+from twin.engine.shared_state import Descriptor, SharedReader
+from twin.model.config import FleetConfig
+from twin.model.network import NetworkPlan
+from twin.model.readings import READ_SRVS, service_facts
+from twin.replica.v1 import replica_pb2, replica_pb2_grpc
+from twin.services.dcc_servicer import DccServicer, response, response_base
+from twin.services.identity import OPERATOR, UserStore
+from twin.services.server import MAX_MESSAGE_BYTES, Forward, _Gate, current_identity
+
+log = logging.getLogger("twin.replica")
+
+SUBMIT = "/twin.dcc.v1.DccService/SubmitServiceRequest"
+REFRESH_S = 0.25  # how often the view of the fleet is refreshed
+LEASE_S = 1.0  # leased admissions not used within this long are handed back
+MAX_LEASE = 1024
+_TRANSPORT_HEADERS = {"user-agent", "content-type", "te", "host", "authority"}
+
+
+class FleetView:
+    """The fleet as this replica knows it, refreshed from the primary."""
+
+    def __init__(self, stub: replica_pb2_grpc.ReplicaServiceStub, token: str):
+        self.stub = stub
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.config: FleetConfig | None = None
+        self.last_tick = -1
+        self.final_before = 0
+        self.plan = NetworkPlan()
+        self.first_hub: list[int] = []
+        self.readers: list[SharedReader | None] = []
+        self.returned: dict[tuple[str, str], int] = {}  # leased admissions to hand back
+        self._refreshing: asyncio.Future | None = None
+
+    @property
+    def tick(self) -> int:
+        """The next tick to run, as the supervisor counts (its `tick`)."""
+        return self.last_tick + 1
+
+    async def refresh(self) -> None:
+        """Fetch the primary's state; concurrent callers share one fetch."""
+        if self._refreshing is not None:
+            await asyncio.shield(self._refreshing)
+            return
+        self._refreshing = asyncio.get_running_loop().create_future()
+        try:
+            returned, self.returned = self.returned, {}
+            st = await self.stub.GetReplicaState(replica_pb2.GetReplicaStateRequest(returned=[
+                replica_pb2.Admissions(user_id=u, srv=s, count=n) for (u, s), n in returned.items()]),
+                metadata=self.metadata, timeout=10)
+            self._apply(st)
+            self._refreshing.set_result(None)
+        except BaseException as e:
+            self._refreshing.set_exception(e)
+            self._refreshing.exception()  # retrieved: a waiter may not exist
+            raise
+        finally:
+            self._refreshing = None
+
+    def _apply(self, st: replica_pb2.ReplicaState) -> None:
+        if self.config is None:
+            self.config = FleetConfig.from_dict(json.loads(st.config_json))
+        self.plan = NetworkPlan.from_array(np.array(st.network_plan, np.int64).reshape(tuple(st.network_plan_shape)))
+        readers: list[SharedReader | None] = []
+        for i, seg in enumerate(st.segments):
+            old = self.readers[i] if i < len(self.readers) else None
+            if old is not None and old.descriptor.name == seg.name:
+                readers.append(old)
+                continue
+            if old is not None:
+                old.close()  # the shard restarted: its new segment has a new name (the primary removes the old)
+            readers.append(_attach(seg))
+        for old in self.readers[len(st.segments):]:
+            if old is not None:
+                old.close()
+        self.readers = readers
+        self.first_hub = list(st.shard_first_hub)
+        self.last_tick, self.final_before = st.tick, st.plan_final_before
+
+    async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
+        """The service facts of `hub` from shared memory (the ShardBatcher's contract), or Forward."""
+        if record or self.config is None:
+            raise Forward  # the whole record needs the firmware labels, which the primary holds
+        facts = self._facts(hub, srv, fuel)
+        if facts is None:
+            await self.refresh()  # the row may be a tick newer than the schedule known here
+            facts = self._facts(hub, srv, fuel)
+        if facts is None:
+            raise Forward
+        return facts
+
+    def _facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any] | None:
+        i = bisect.bisect_right(self.first_hub, hub) - 1
+        reader = self.readers[i] if 0 <= i < len(self.readers) else None
+        if reader is None:
+            return None
+        got = reader.row(hub, wait_s=0.0)  # never wait in the event loop: the primary can
+        if got is None:
+            return None
+        row, tick = got
+        # A row of a tick the schedule here is not final for, or older than the tick the fleet has
+        # completed (its shard died and a restarted one writes elsewhere), is not answered here.
+        if tick >= self.final_before or tick < self.last_tick:
+            return None
+        assert self.config is not None
+        return service_facts(row, self.config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
+
+    def close(self) -> None:
+        for r in self.readers:
+            if r is not None:
+                r.close()
+        self.readers = []
+
+
+def _attach(seg: replica_pb2.Segment) -> SharedReader | None:
+    if not seg.name:
+        return None
+    d = Descriptor(name=seg.name, columns=tuple((c.name, c.dtype, c.byte_offset, c.length) for c in seg.columns),
+                   offset=seg.offset, n_hubs=seg.hubs, node_id=seg.node_id)
+    try:
+        return SharedReader(d)
+    except (FileNotFoundError, ValueError):  # on another machine, or gone already
+        return None
+
+
+class Leases:
+    """Admissions leased from the primary's anomaly detector, per (user, SRV). A lease is sized by
+    use: twice the last one if it ran out within its second, what was used of it if it expired."""
+
+    def __init__(self, view: FleetView):
+        self.view = view
+        self.held: dict[tuple[str, str], tuple[int, float, int]] = {}  # key -> (left, expires, size)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def admit(self, user_id: str, srv: str) -> bool:
+        key = (user_id, srv)
+        if self._take(key):
+            return True
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if self._take(key):  # another call fetched a lease meanwhile
+                return True
+            now = time.monotonic()
+            left, expires, size = self.held.pop(key, (0, 0.0, 0))
+            if expires >= now:  # ran out within its second
+                want = min(MAX_LEASE, max(1, 2 * size))
+            else:
+                self._hand_back(key, left)
+                want = max(1, size - left)
+            got = await self.view.stub.LeaseAdmissions(replica_pb2.LeaseAdmissionsRequest(
+                user_id=user_id, srv=srv, count=want), metadata=self.view.metadata, timeout=5)
+            if got.granted < 1:
+                return False
+            self.held[key] = (got.granted - 1, time.monotonic() + LEASE_S, got.granted)
+            return True
+
+    def _take(self, key: tuple[str, str]) -> bool:
+        held = self.held.get(key)
+        if held is None or held[0] < 1 or held[1] < time.monotonic():
+            return False
+        self.held[key] = (held[0] - 1, held[1], held[2])
+        return True
+
+    def _hand_back(self, key: tuple[str, str], count: int) -> None:
+        if count:
+            self.view.returned[key] = self.view.returned.get(key, 0) + count
+
+    def expire(self) -> None:
+        """Hand back what expired unused (sent with the next refresh); remember what was used."""
+        now = time.monotonic()
+        for key, (left, expires, size) in list(self.held.items()):
+            if expires < now and left:
+                self._hand_back(key, left)
+                self.held[key] = (0, expires, size - left)
+
+
+class ReplicaDcc(DccServicer):
+    """The primary's DCC servicer with this process's view of the fleet: reads of reachable hubs
+    answered here, everything else raised as Forward."""
+
+    def __init__(self, view: FleetView, leases: Leases):
+        # Not the primary's __init__: its pending requests, streams and supervisor are not here.
+        from twin.services.signing import SignatureChecker
+
+        self.sup = view
+        self.facts = view
+        self.leases = leases
+        self.signatures = SignatureChecker()
+
+    async def SubmitServiceRequest(self, request, context):
+        if request.srv not in READ_SRVS or current_identity().role == OPERATOR:
+            raise Forward
+        identity = current_identity()
+        srv, _, _, facts, _ = await self._check(identity, request)
+        rec = facts["hub"]
+        if not rec["reachable"] or "result" not in facts:
+            raise Forward  # deferred: the primary keeps it and answers on StreamResponses
+        if not await self.leases.admit(identity.user_id, srv.srv):
+            raise Forward  # past the threshold: the primary quarantines it
+        view = self.sup
+        return dcc_pb2.SubmitServiceRequestResponse(response=response(
+            response_base(request, rec["region"]), dcc_pb2.RESPONSE_STATUS_COMPLETED,
+            view.config.time_of(view.tick), facts["result"]))
+
+
+class Proxy:
+    """Sends a call on to the primary as it came and answers with what the primary answered."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self.channel = channel
+
+    @staticmethod
+    def _metadata(context) -> tuple[tuple[str, Any], ...]:
+        # The caller's own metadata (its token above all); what the transport sets is set again.
+        return tuple((k, v) for k, v in (context.invocation_metadata() or ())
+                     if not k.startswith((":", "grpc-")) and k not in _TRANSPORT_HEADERS)
+
+    async def unary(self, path: str, request: bytes, context) -> bytes:
+        call = self.channel.unary_unary(path)
+        try:
+            return await call(request, metadata=self._metadata(context), timeout=context.time_remaining())
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+            raise  # unreachable: abort raises
+
+    async def message(self, path: str, request: Any, context) -> Any:
+        """Forward a call the local servicer already parsed (the Gate's forward)."""
+        raw = await self.unary(path, request.SerializeToString(), context)
+        return dcc_pb2.SubmitServiceRequestResponse.FromString(raw) if path == SUBMIT else raw
+
+    async def stream(self, path: str, request: Any, context):
+        call = self.channel.unary_stream(path)(request, metadata=self._metadata(context),
+                                               timeout=context.time_remaining())
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+
+    async def bidi(self, path: str, requests, context):
+        call = self.channel.stream_stream(path)(requests, metadata=self._metadata(context),
+                                                timeout=context.time_remaining())
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+
+
+def _public_services() -> list[Any]:
+    from google.longrunning import operations_pb2
+    from grpc_channelz.v1 import channelz_pb2
+    from grpc_health.v1 import health_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    from twin.csp.v1 import csp_pb2
+    from twin.fleet.v1 import fleet_pb2
+
+    return [fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], dcc_pb2.DESCRIPTOR.services_by_name["DccService"],
+            csp_pb2.DESCRIPTOR.services_by_name["CspService"], operations_pb2.DESCRIPTOR.services_by_name["Operations"],
+            health_pb2.DESCRIPTOR.services_by_name["Health"],
+            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
+            channelz_pb2.DESCRIPTOR.services_by_name["Channelz"]]
+
+
+def _handlers(proxy: Proxy, submit: Any) -> list[grpc.GenericRpcHandler]:
+    """Every public method but channelz (this process's own counters): SubmitServiceRequest by
+    `submit`, the rest sent on as bytes."""
+    out = []
+    for service in _public_services():
+        if service.full_name == "grpc.channelz.v1.Channelz":
+            continue
+        methods = {}
+        for m in service.methods:
+            path = f"/{service.full_name}/{m.name}"
+            if path == SUBMIT:
+                methods[m.name] = grpc.unary_unary_rpc_method_handler(
+                    submit, request_deserializer=dcc_pb2.SubmitServiceRequestRequest.FromString,
+                    response_serializer=dcc_pb2.SubmitServiceRequestResponse.SerializeToString)
+            elif m.client_streaming:
+                methods[m.name] = grpc.stream_stream_rpc_method_handler(_relay(proxy.bidi, path))
+            elif m.server_streaming:
+                methods[m.name] = grpc.unary_stream_rpc_method_handler(_relay(proxy.stream, path))
+            else:
+                methods[m.name] = grpc.unary_unary_rpc_method_handler(_relay_unary(proxy, path))
+        out.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+    return out
+
+
+def _relay(fn: Any, path: str) -> Any:
+    # grpc.aio runs a streaming handler as a stream only if it is an async generator function.
+    async def call(request, context):
+        async for item in fn(path, request, context):
+            yield item
+    return call
+
+
+def _relay_unary(proxy: Proxy, path: str) -> Any:
+    async def call(request: bytes, context) -> bytes:
+        return await proxy.unary(path, request, context)
+    return call
+
+
+class Replica:
+    def __init__(self, primary: str, listen: str, home: Path, token: str, *, tls: tuple[Path, Path] | None = None,
+                 max_in_flight: int = 256):
+        self.primary, self.listen, self.home, self.token, self.tls = primary, listen, home, token, tls
+        self.max_in_flight = max_in_flight
+        self.own_port = 0
+
+    async def serve(self, started: asyncio.Future | None = None) -> None:
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        channel = grpc.aio.insecure_channel(self.primary, options=options)
+        view = FleetView(replica_pb2_grpc.ReplicaServiceStub(channel), self.token)
+        await view.refresh()
+        users = UserStore.load(self.home / "users.json")
+        proxy = Proxy(channel)
+        leases = Leases(view)
+        gate = _Gate(users, self.max_in_flight, forward=proxy.message)
+        dcc = gate.guard(ReplicaDcc(view, leases), dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
+        server = grpc.aio.server(options=[*options, ("grpc.so_reuseport", 1)])
+        server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest))
+        channelz_pb2_grpc.add_ChannelzServicer_to_server(gate.guard(
+            ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"], roles=frozenset({OPERATOR})),
+            server)
+        if self.tls:
+            cert, key = (p.read_bytes() for p in self.tls)
+            server.add_secure_port(self.listen, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            server.add_insecure_port(self.listen)
+        # Its own loopback port too, so this process alone can be asked (its channelz counters).
+        self.own_port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        if started is not None:
+            started.set_result(self.own_port)
+        try:
+            while True:
+                await asyncio.sleep(REFRESH_S)
+                leases.expire()
+                try:
+                    await view.refresh()
+                except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.UNAVAILABLE:
+                        log.warning("the primary is gone; stopping")
+                        break
+                    log.warning("refreshing from the primary failed: %s", e.details())
+        finally:
+            await server.stop(2.0)
+            view.close()
+            await channel.close()
+
+
+def _exit_with_parent(loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        loop.call_soon_threadsafe(task.cancel)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m twin.services.replica", description="an API replica process")
+    p.add_argument("--primary", required=True, help="the primary's internal loopback address")
+    p.add_argument("--listen", required=True, help="the public API address to share")
+    p.add_argument("--home", default=".twin", help="where users.json is")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    token = os.environ.get("TWIN_REPLICA_TOKEN", "")
+    if not token:
+        print("replica: TWIN_REPLICA_TOKEN is not set", file=sys.stderr)
+        return 2
+    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
+    replica = Replica(args.primary, args.listen, Path(args.home), token, tls=tls)
+
+    async def run() -> None:
+        started = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(replica.serve(started))
+        if args.exit_with_parent:
+            _exit_with_parent(asyncio.get_running_loop(), task)
+        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        if not started.done():
+            task.result()  # it failed before serving: raise its error
+            return
+        print(f"replica serving on {args.listen} (own port 127.0.0.1:{started.result()})", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
