@@ -72,6 +72,7 @@ def service_facts(state: HubState, config: FleetConfig, up_area: Any, hub: int, 
     if srv in READ_SRVS and facts["reachable"]:
         try:
             out["result"] = read(state, config, hub, srv, fuel, tick)
+            out["tick"] = tick  # the tick the reading describes
         except ValueError as e:
             out["error"] = str(e)
     return out

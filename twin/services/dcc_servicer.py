@@ -91,7 +91,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                            f"quarantined as {entry.id}: {entry.count} {srv.srv} requests from {identity.user_id} "
                            f"in the window passed the threshold of {entry.threshold}; an operator may release or "
                            "delete it", quota=entry.id)
-        resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"))
+        resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"),
+                                   facts.get("tick"))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
 
     async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any], dict[str, Any]]:
@@ -149,10 +150,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     async def _process(self, identity: Identity, request, srv: duis.Srv, hub: int, fuel: str,
                        rec: dict[str, Any], params: dict[str, Any],
-                       reading: dict[str, Any] | None = None) -> dcc_pb2.ServiceResponse:
+                       reading: dict[str, Any] | None = None, reading_tick: int | None = None
+                       ) -> dcc_pb2.ServiceResponse:
         csp = rec["region"]
         base = response_base(request, csp)
-        now = self.sup.config.time_of(self.sup.tick)
+        # A reading is stamped with the end of the tick it describes; the rest with the fleet's now.
+        now = self.sup.config.time_of(self.sup.tick if reading_tick is None else reading_tick + 1)
         if srv.srv == "12.1":
             return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
                 "technology": rec["wan"], "available": rec["reachable"] or ("network switched off" not in rec["dark_reasons"]
@@ -357,7 +360,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         fuel = str(entry.request.get("parameters", {}).get("fuel", "gas" if sender.role == "GS" else "electricity"))
         facts = await self.facts.call(hub, srv.srv, "gas" if fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
         resp = await self._process(sender, req, srv, hub, fuel, facts["hub"], entry.request.get("parameters", {}),
-                                   facts.get("result"))
+                                   facts.get("result"), facts.get("tick"))
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
 
     async def DeleteQuarantinedRequest(self, request, context):

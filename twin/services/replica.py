@@ -121,7 +121,10 @@ class FleetView:
             raise Forward  # the whole record needs the firmware labels, which the primary holds
         facts = self._facts(hub, srv, fuel)
         if facts is None:
-            await self.refresh()  # the row may be a tick newer than the schedule known here
+            try:
+                await self.refresh()  # the row may be a tick newer than the schedule known here
+            except grpc.aio.AioRpcError:
+                raise Forward from None  # the primary answers, or says why it cannot
             facts = self._facts(hub, srv, fuel)
         if facts is None:
             raise Forward
@@ -233,12 +236,15 @@ class ReplicaDcc(DccServicer):
         rec = facts["hub"]
         if not rec["reachable"] or "result" not in facts:
             raise Forward  # deferred: the primary keeps it and answers on StreamResponses
-        if not await self.leases.admit(identity.user_id, srv.srv):
+        try:
+            admitted = await self.leases.admit(identity.user_id, srv.srv)
+        except grpc.aio.AioRpcError:
+            raise Forward from None
+        if not admitted:
             raise Forward  # past the threshold: the primary quarantines it
-        view = self.sup
         return dcc_pb2.SubmitServiceRequestResponse(response=response(
             response_base(request, rec["region"]), dcc_pb2.RESPONSE_STATUS_COMPLETED,
-            view.config.time_of(view.tick), facts["result"]))
+            self.sup.config.time_of(facts["tick"] + 1), facts["result"]))
 
 
 class Proxy:
