@@ -116,12 +116,26 @@ def test_reads_through_a_replica_equal_the_primarys_and_are_answered_there(pair)
 
 
 def test_what_a_replica_does_not_answer_reaches_the_primary(pair):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
     target = f"hubs/{pair.hub['device_id']}"
     with pair.client("operator", "replica") as op:
         hub = op.get_hub(target)  # FleetService, sent on
         assert hub.name == target
         clock = op.fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=op.metadata)
         assert clock.tick == pair.sup.tick
+        # A server stream, relayed: the backlog of tick summaries, then cancelled by the client.
+        stream = op.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(backlog=2), metadata=op.metadata)
+        ticks = [next(stream).tick for _ in range(2)]
+        stream.cancel()
+        assert ticks == [pair.sup.tick - 2, pair.sup.tick - 1]
+        # Health (unary) and reflection (a bidirectional stream), relayed.
+        health = health_pb2_grpc.HealthStub(op.channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        out = list(reflection_pb2_grpc.ServerReflectionStub(op.channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        assert "twin.dcc.v1.DccService" in {x.name for x in out[0].list_services_response.service}
     with pair.client("reader", "replica") as rep:
         # A device-changing request: journaled by the primary as an Operation.
         ops = len(pair.sup.operations())

@@ -90,19 +90,32 @@ def test_window_deque_stays_bounded_under_a_flood():
 def test_leases_share_the_window_and_unused_ones_come_back():
     clock = FakeClock()
     d = detector(clock, default_threshold=10)
-    assert d.lease("u", "4.1.1", 4) == 4  # another API process answers these four itself
-    assert d.lease("u", "4.1.1", 100) == 6  # never past the threshold
-    assert d.lease("u", "4.1.1", 1) == 0
+    assert d.lease("u", "4.1.1", 4, 1.0) == 4  # another API process answers these four itself
+    assert d.lease("u", "4.1.1", 100, 1.0) == 3  # at most half of what is left at once
+    assert [d.admit("u", "4.1.1", {}) for _ in range(3)] == [None] * 3
+    assert d.lease("u", "4.1.1", 1, 1.0) == 0
     assert d.admit("u", "4.1.1", lambda: {"n": 11}) is not None  # the window is full: quarantined
-    d.unlease("u", "4.1.1", 3)  # three were not used
-    assert [d.admit("u", "4.1.1", {}) for _ in range(3)] == [None, None, None]
+    d.unlease("u", "4.1.1", 5)  # five of the seven leased were not used
+    assert [d.admit("u", "4.1.1", {}) for _ in range(5)] == [None] * 5
     assert d.admit("u", "4.1.1", {}) is not None
-    assert d.lease("other", "4.1.1", 5) == 5  # per user
-    clock.t += 61.0
-    assert d.lease("u", "4.1.1", 10) == 10  # the window rolled on
+    assert d.lease("other", "4.1.1", 5, 1.0) == 5  # per user
     d.unlease("nobody", "4.1.1", 5)  # nothing to hand back: no error
 
 
+def test_leased_admissions_never_let_a_user_past_its_threshold_in_a_window():
+    clock = FakeClock()
+    d = detector(clock, default_threshold=8)
+    t0 = clock.t
+    assert d.lease("u", "4.1.1", 4, 1.0) == 4
+    clock.t = t0 + 0.99  # the other process uses all four just before the hold ends
+    answered = [t0 + 0.99] * 4
+    clock.t = t0 + 60.5  # a window after the grant, but not after the last use
+    while d.admit("u", "4.1.1", {}) is None:
+        answered.append(clock.t)
+    # Within the 60 s ending now, the four leased count still: no more than 8 in any window.
+    assert sum(1 for a in answered if a > clock.t - 60.0) <= 8
+    clock.t = t0 + 61.0
+    assert d.admit("u", "4.1.1", {}) is None  # the hold has left the window
 def test_a_quarantine_copy_is_made_only_when_quarantining():
     made = []
 

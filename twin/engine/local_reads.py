@@ -48,9 +48,12 @@ class LocalReads:
             old = self.readers[i]
             self.readers[i] = None
             if old is not None:
-                old.close()
                 if d is None or d.name != old.descriptor.name:
-                    unlink(old.descriptor.name)  # the dead shard's segment
+                    old.retire()  # the dead shard's segment: no replica may read it any more
+                    old.close()
+                    unlink(old.descriptor.name)
+                else:
+                    old.close()
             if d is not None and d.node_id == self.node:
                 self.names.add(d.name)
                 self.readers[i] = SharedReader(d)

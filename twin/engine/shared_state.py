@@ -129,6 +129,11 @@ class SharedReader:
                 return None
             time.sleep(0.0005)
 
+    def retire(self) -> None:
+        """Mark the segment as being written for good (its shard is dead): a reader in another
+        process that still maps it (an API replica) never takes a row from it again."""
+        self.header[0] = int(self.header[0]) | 1
+
     def close(self) -> None:
         self.cols = {}
         self.header = None  # type: ignore[assignment]

@@ -580,6 +580,14 @@ class FleetSupervisor:
         with self._plan_lock:
             return [operation_view(op, self.config) for op in self.planner.ops.values()]
 
+    def schedule_view(self) -> tuple[int, Any, int, list[int]]:
+        """For API replicas: the last completed tick, the network schedule (NetworkPlan.to_array())
+        and the tick before which it is final (a command accepted later applies then or after),
+        and each shard's first hub; read together under the plan lock."""
+        with self._plan_lock:
+            return (self.tick - 1, self.planner.network.to_array(), self._next_submit,
+                    [int(b) * self.config.block_size for b in self._starts])
+
     def operations_page(self, keep: Callable[[Any], bool] | None, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Views of the operations `keep` accepts (all if None), from the `start`-th of them; and
         where the next page starts (0 at the end). Only the page's views are built: a run can hold

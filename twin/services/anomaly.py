@@ -51,6 +51,8 @@ class AnomalyDetector:
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], deque[float]] = {}
+        # Admissions leased to other API processes: (end of the hold, how many) per (user, SRV).
+        self._leases: dict[tuple[str, str], deque[list]] = {}
         self._quarantine: dict[str, QuarantineEntry] = {}
         self._next_id = 1
 
@@ -64,11 +66,8 @@ class AnomalyDetector:
         limit = self.threshold(user_id, srv)
         with self._lock:
             now = self._clock()
-            window = self._windows.setdefault((user_id, srv), deque())
-            cutoff = now - self.window_s
-            while window and window[0] <= cutoff:
-                window.popleft()
-            count = len(window) + 1
+            window = self._window(user_id, srv, now)
+            count = len(window) + self._leased_count(user_id, srv) + 1
             if count <= limit:
                 window.append(now)
                 return None
@@ -80,27 +79,48 @@ class AnomalyDetector:
             self._quarantine[entry.id] = entry
             return entry
 
-    def lease(self, user_id: str, srv: str, count: int) -> int:
-        """Admit up to `count` requests now on behalf of another API process, which answers them
-        itself; returns how many. None is quarantined here: once the window is full the process
-        sends the request on, and admit() quarantines it."""
+    def lease(self, user_id: str, srv: str, count: int, hold_s: float) -> int:
+        """Admit up to `count` requests on behalf of another API process, which answers them itself
+        within `hold_s` and hands back the ones it did not use; returns how many. Leased admissions
+        count as if used at the end of their hold, so they stay in the window at least as long as
+        any of them could have been used: a user never gets more than its threshold answered in a
+        window, whichever processes answered. At most half of what is left is leased at once, so
+        admissions held unused elsewhere leave room for requests answered here. None is
+        quarantined here: the process sends the request on, and admit() decides."""
         limit = self.threshold(user_id, srv)
         with self._lock:
             now = self._clock()
-            window = self._windows.setdefault((user_id, srv), deque())
-            cutoff = now - self.window_s
-            while window and window[0] <= cutoff:
-                window.popleft()
-            granted = max(0, min(count, limit - len(window)))
-            window.extend([now] * granted)
+            window = self._window(user_id, srv, now)
+            left = limit - len(window) - self._leased_count(user_id, srv)
+            granted = max(0, min(count, left if left <= 1 else left // 2))
+            if granted:
+                self._leases.setdefault((user_id, srv), deque()).append([now + hold_s, granted])
             return granted
 
     def unlease(self, user_id: str, srv: str, count: int) -> None:
-        """Take back `count` leased admissions that were not used (the newest in the window)."""
+        """Take back `count` leased admissions that were not used (from the newest leases)."""
         with self._lock:
-            window = self._windows.get((user_id, srv))
-            for _ in range(min(count, len(window or ()))):
-                window.pop()
+            leases = self._leases.get((user_id, srv))
+            while leases and count > 0:
+                back = min(count, leases[-1][1])
+                leases[-1][1] -= back
+                count -= back
+                if leases[-1][1] == 0:
+                    leases.pop()
+
+    def _window(self, user_id: str, srv: str, now: float) -> deque[float]:
+        """The (user, SRV) window with what has left it removed; the lock is held."""
+        cutoff = now - self.window_s
+        window = self._windows.setdefault((user_id, srv), deque())
+        while window and window[0] <= cutoff:
+            window.popleft()
+        leases = self._leases.get((user_id, srv))
+        while leases and leases[0][0] <= cutoff:  # granted in order, so their holds end in order
+            leases.popleft()
+        return window
+
+    def _leased_count(self, user_id: str, srv: str) -> int:
+        return sum(n for _, n in self._leases.get((user_id, srv), ()))
 
     def list(self, user_id: str | None = None) -> list[QuarantineEntry]:
         with self._lock:

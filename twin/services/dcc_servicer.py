@@ -176,7 +176,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         while self.sup.clock_state == "running" and waited < ANSWER_WITHIN_S:
             view = await asyncio.to_thread(self.sup.operation, name)
             if view["done"]:
-                return _opresponse(base, view, self.sup.config.time_of(self.sup.tick))
+                return _op_response(base, view, self.sup.config.time_of(self.sup.tick))
             await asyncio.sleep(0.05)
             waited += 0.05
         self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
@@ -257,7 +257,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             view = await asyncio.to_thread(self.sup.operation, p.operation)
             if not view["done"]:
                 return False
-            self._push(p.user_id, _opresponse(base, view, now))
+            self._push(p.user_id, _op_response(base, view, now))
             return True
         srv = p.request.srv
         facts = await self.facts.call(p.hub, srv, "gas" if p.fuel == "gas" else "elec", srv in NEEDS_RECORD)
@@ -418,7 +418,7 @@ def response(base: dict[str, Any], status: int, when, result: dict[str, Any], *,
     return dcc_pb2.ServiceResponse(**base, status=status, time=ts(when), result=st, detail=detail, operation=operation)
 
 
-def _opresponse(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
+def _op_response(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
     md = view["metadata"]
     ok = md["state"] == "DONE"
     return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,

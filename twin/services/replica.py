@@ -5,8 +5,8 @@ A replica answers read Service Requests (4.1.1, 4.6.1, 4.8.1, 4.17) of reachable
 from the shards' shared memory, with the same checks as the primary (the servicer is the primary's,
 given this process's view of the fleet). Everything else, and anything it cannot answer exactly
 (a hub that is dark, a shard busy writing or restarting, a token it does not know, a user past its
-admissions), it sends on to the primary unchanged: the caller's metadata, deadline and bytes in;
-the primary's answer, status and details out. So a caller cannot tell which process answered.
+admissions), it sends on to the primary: the caller's message, metadata and deadline in; the
+primary's answer, status and details out. So a caller cannot tell which process answered.
 
 What it knows of the fleet it takes from the primary's internal ReplicaService, on its loopback
 port: the last completed tick, the network schedule and which ticks it is final for, and the
@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,17 +42,19 @@ from twin.engine.shared_state import Descriptor, SharedReader
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
+from twin.netaddr import is_loopback
 from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.dcc_servicer import DccServicer, response, response_base
 from twin.services.identity import OPERATOR, UserStore
+from twin.services.replica_source import LEASE_HOLD_S, MAX_LEASE
 from twin.services.server import MAX_MESSAGE_BYTES, Forward, _Gate, current_identity
 
 log = logging.getLogger("twin.replica")
 
 SUBMIT = "/twin.dcc.v1.DccService/SubmitServiceRequest"
 REFRESH_S = 0.25  # how often the view of the fleet is refreshed
-LEASE_S = 1.0  # leased admissions not used within this long are handed back
-MAX_LEASE = 1024
+STALE_S = 1.0  # a view not refreshed for this long answers nothing itself
+GIVE_UP_S = 5.0  # the primary unreachable this long: it is gone, and so is this replica
 _TRANSPORT_HEADERS = {"user-agent", "content-type", "te", "host", "authority"}
 
 
@@ -68,32 +71,28 @@ class FleetView:
         self.first_hub: list[int] = []
         self.readers: list[SharedReader | None] = []
         self.returned: dict[tuple[str, str], int] = {}  # leased admissions to hand back
-        self._refreshing: asyncio.Future | None = None
-
-    @property
-    def tick(self) -> int:
-        """The next tick to run, as the supervisor counts (its `tick`)."""
-        return self.last_tick + 1
+        self.refreshed_at = float("-inf")
+        self._refreshing: asyncio.Task | None = None
 
     async def refresh(self) -> None:
-        """Fetch the primary's state; concurrent callers share one fetch."""
-        if self._refreshing is not None:
-            await asyncio.shield(self._refreshing)
-            return
-        self._refreshing = asyncio.get_running_loop().create_future()
+        """Fetch the primary's state. Concurrent callers share one fetch, in a task of its own, so
+        a caller that is cancelled (its client gave up) cancels nobody else's wait."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch())
+        await asyncio.shield(self._refreshing)
+
+    async def _fetch(self) -> None:
+        returned, self.returned = self.returned, {}
         try:
-            returned, self.returned = self.returned, {}
             st = await self.stub.GetReplicaState(replica_pb2.GetReplicaStateRequest(returned=[
                 replica_pb2.Admissions(user_id=u, srv=s, count=n) for (u, s), n in returned.items()]),
                 metadata=self.metadata, timeout=10)
-            self._apply(st)
-            self._refreshing.set_result(None)
-        except BaseException as e:
-            self._refreshing.set_exception(e)
-            self._refreshing.exception()  # retrieved: a waiter may not exist
+        except BaseException:
+            for key, n in returned.items():  # not handed back: send them with the next fetch
+                self.returned[key] = self.returned.get(key, 0) + n
             raise
-        finally:
-            self._refreshing = None
+        self._apply(st)
+        self.refreshed_at = time.monotonic()
 
     def _apply(self, st: replica_pb2.ReplicaState) -> None:
         if self.config is None:
@@ -117,32 +116,37 @@ class FleetView:
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The service facts of `hub` from shared memory (the ShardBatcher's contract), or Forward."""
-        if record or self.config is None:
-            raise Forward  # the whole record needs the firmware labels, which the primary holds
+        if record or self.config is None or time.monotonic() - self.refreshed_at > STALE_S:
+            # The whole record needs the firmware labels, which the primary holds; and a view not
+            # refreshed lately may be behind a shard restart.
+            raise Forward
         facts = self._facts(hub, srv, fuel)
-        if facts is None:
+        if facts is _BEHIND:
             try:
-                await self.refresh()  # the row may be a tick newer than the schedule known here
-            except grpc.aio.AioRpcError:
+                await self.refresh()  # the row is a tick newer than the view here
+            except Exception:
                 raise Forward from None  # the primary answers, or says why it cannot
             facts = self._facts(hub, srv, fuel)
-        if facts is None:
+        if not isinstance(facts, dict):
             raise Forward
         return facts
 
-    def _facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any] | None:
+    def _facts(self, hub: int, srv: str, fuel: str) -> dict[str, Any] | object | None:
+        """The facts; None where this process cannot answer (no segment, a tick being written:
+        the primary waits for it, an event loop here must not); _BEHIND if the view is older than
+        the row."""
         i = bisect.bisect_right(self.first_hub, hub) - 1
         reader = self.readers[i] if 0 <= i < len(self.readers) else None
         if reader is None:
             return None
-        got = reader.row(hub, wait_s=0.0)  # never wait in the event loop: the primary can
+        got = reader.row(hub, wait_s=0.0)
         if got is None:
             return None
         row, tick = got
-        # A row of a tick the schedule here is not final for, or older than the tick the fleet has
-        # completed (its shard died and a restarted one writes elsewhere), is not answered here.
+        # A row of a tick the schedule here is not final for, or one before the tick the fleet has
+        # completed as known here (the view is behind a rewind or a restart), is not answered here.
         if tick >= self.final_before or tick < self.last_tick:
-            return None
+            return _BEHIND
         assert self.config is not None
         return service_facts(row, self.config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
 
@@ -151,6 +155,9 @@ class FleetView:
             if r is not None:
                 r.close()
         self.readers = []
+
+
+_BEHIND = object()
 
 
 def _attach(seg: replica_pb2.Segment) -> SharedReader | None:
@@ -183,16 +190,19 @@ class Leases:
                 return True
             now = time.monotonic()
             left, expires, size = self.held.pop(key, (0, 0.0, 0))
-            if expires >= now:  # ran out within its second
+            if expires >= now:  # ran out within its hold
                 want = min(MAX_LEASE, max(1, 2 * size))
             else:
                 self._hand_back(key, left)
                 want = max(1, size - left)
-            got = await self.view.stub.LeaseAdmissions(replica_pb2.LeaseAdmissionsRequest(
-                user_id=user_id, srv=srv, count=want), metadata=self.view.metadata, timeout=5)
+            asked = time.monotonic()
+            # Shielded: a caller that gives up must not lose a grant the primary has counted.
+            got = await asyncio.shield(self.view.stub.LeaseAdmissions(replica_pb2.LeaseAdmissionsRequest(
+                user_id=user_id, srv=srv, count=want), metadata=self.view.metadata, timeout=5))
             if got.granted < 1:
                 return False
-            self.held[key] = (got.granted - 1, time.monotonic() + LEASE_S, got.granted)
+            # The hold is counted from the asking, so it ends no later than the primary's.
+            self.held[key] = (got.granted - 1, asked + LEASE_HOLD_S, got.granted)
             return True
 
     def _take(self, key: tuple[str, str]) -> bool:
@@ -220,13 +230,9 @@ class ReplicaDcc(DccServicer):
     answered here, everything else raised as Forward."""
 
     def __init__(self, view: FleetView, leases: Leases):
-        # Not the primary's __init__: its pending requests, streams and supervisor are not here.
-        from twin.services.signing import SignatureChecker
-
-        self.sup = view
-        self.facts = view
+        super().__init__(view, None)
+        self.facts = view  # its call() is the batcher's: facts from shared memory, or Forward
         self.leases = leases
-        self.signatures = SignatureChecker()
 
     async def SubmitServiceRequest(self, request, context):
         if request.srv not in READ_SRVS or current_identity().role == OPERATOR:
@@ -365,7 +371,8 @@ class Replica:
         dcc = gate.guard(ReplicaDcc(view, leases), dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
         server = grpc.aio.server(options=[*options, ("grpc.so_reuseport", 1)])
         server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest))
-        channelz_pb2_grpc.add_ChannelzServicer_to_server(gate.guard(
+        # This process's own counters: for operators it knows, never sent on.
+        channelz_pb2_grpc.add_ChannelzServicer_to_server(_Gate(users, self.max_in_flight).guard(
             ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"], roles=frozenset({OPERATOR})),
             server)
         if self.tls:
@@ -384,11 +391,11 @@ class Replica:
                 leases.expire()
                 try:
                     await view.refresh()
-                except grpc.aio.AioRpcError as e:
-                    if e.code() == grpc.StatusCode.UNAVAILABLE:
-                        log.warning("the primary is gone; stopping")
+                except Exception as e:  # any failure: retried, and reads go to the primary meanwhile
+                    if time.monotonic() - view.refreshed_at > GIVE_UP_S:
+                        log.warning("the primary has not answered for %.0f s; stopping", GIVE_UP_S)
                         break
-                    log.warning("refreshing from the primary failed: %s", e.details())
+                    log.warning("refreshing from the primary failed: %s", e)
         finally:
             await server.stop(2.0)
             view.close()
@@ -408,6 +415,21 @@ def _exit_with_parent(loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> No
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _check_args(args: argparse.Namespace, token: str) -> str:
+    """What is wrong with the arguments ('' if nothing): the same rules as the primary's."""
+    if not token:
+        return "TWIN_REPLICA_TOKEN is not set"
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    listen_host = args.listen.rpartition(":")[0].strip("[]")
+    if not args.tls_cert and not is_loopback(listen_host):
+        return f"refusing to serve plaintext on {listen_host}: beyond loopback the API needs TLS"
+    if not is_loopback(args.primary.rpartition(":")[0].strip("[]")):
+        # Calls go to the primary in plaintext, tokens and all: only ever over loopback.
+        return f"--primary must be on this machine's loopback, got {args.primary}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m twin.services.replica", description="an API replica process")
     p.add_argument("--primary", required=True, help="the primary's internal loopback address")
@@ -418,15 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     token = os.environ.get("TWIN_REPLICA_TOKEN", "")
-    if not token:
-        print("replica: TWIN_REPLICA_TOKEN is not set", file=sys.stderr)
+    problem = _check_args(args, token)
+    if problem:
+        print(f"replica: {problem}", file=sys.stderr)
         return 2
-    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None
+    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
     replica = Replica(args.primary, args.listen, Path(args.home), token, tls=tls)
 
     async def run() -> None:
         started = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(replica.serve(started))
+        # SIGTERM (twin up stopping) stops serving with a grace period, as the primary does.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         if args.exit_with_parent:
             _exit_with_parent(asyncio.get_running_loop(), task)
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)

@@ -6,16 +6,20 @@ Served to the holder of the replica token only, which `twin up` hands to the rep
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Any
 
 import grpc
 
+from twin.netaddr import is_loopback
 from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.anomaly import AnomalyDetector
+from twin.services.server import bearer_token
 
 MAX_LEASE = 1024  # admissions per lease: a replica asks for about a second's worth
+LEASE_HOLD_S = 1.0  # a replica uses leased admissions within this long or hands them back
 
 
 class ReplicaServicer(replica_pb2_grpc.ReplicaServiceServicer):
@@ -25,36 +29,44 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServiceServicer):
         self._token = token.encode()
 
     async def _check(self, context) -> None:
-        given = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and value[:7].lower() == "bearer ":
-                given = value[7:].strip()
-        if not hmac.compare_digest(given.encode(), self._token):
+        # The replicas are on this machine: a call from anywhere else is refused whatever it
+        # carries, and a local one needs the token `twin up` handed them.
+        if not is_loopback(peer_host(context.peer())) or not hmac.compare_digest(
+                bearer_token(context).encode(), self._token):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "the replica service is for the twin's own API processes")
 
     async def GetReplicaState(self, request, context):
         await self._check(context)
         for r in request.returned:
             self.anomaly.unlease(r.user_id, r.srv, max(r.count, 0))
-        return replica_state(self.sup)
+        # The supervisor's plan lock can be held through a census or a checkpoint: never wait for
+        # it on the event loop every call of this process shares.
+        return await asyncio.to_thread(replica_state, self.sup)
 
     async def LeaseAdmissions(self, request, context):
         await self._check(context)
         if not request.user_id or not request.srv or request.count < 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user_id, srv and a positive count are needed")
-        granted = self.anomaly.lease(request.user_id, request.srv, min(request.count, MAX_LEASE))
+        granted = self.anomaly.lease(request.user_id, request.srv, min(request.count, MAX_LEASE), LEASE_HOLD_S)
         return replica_pb2.LeaseAdmissionsResponse(granted=granted)
 
 
+def peer_host(peer: str) -> str:
+    """The host of a grpc peer string ('ipv4:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unix:...')."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return ""
+
+
 def replica_state(sup: Any) -> replica_pb2.ReplicaState:
-    """The supervisor's state as a replica needs it. The network schedule is final for every tick
-    before `plan_final_before`: a command accepted later applies at that tick or after."""
-    with sup._plan_lock:
-        plan = sup.planner.network.to_array()
-        final_before = sup._next_submit
+    """The supervisor's state as a replica needs it (blocking: run it off the event loop)."""
+    tick, plan, final_before, first_hubs = sup.schedule_view()
     segments = []
     local = sup.local_reads
-    for reader in (local.readers_snapshot() if local is not None else [None] * len(sup.shards)):
+    for reader in (local.readers_snapshot() if local is not None else [None] * len(first_hubs)):
         if reader is None:
             segments.append(replica_pb2.Segment())
             continue
@@ -63,7 +75,6 @@ def replica_state(sup: Any) -> replica_pb2.ReplicaState:
             name=d.name, offset=d.offset, hubs=d.n_hubs, node_id=d.node_id,
             columns=[replica_pb2.Column(name=n, dtype=dt, byte_offset=off, length=length)
                      for n, dt, off, length in d.columns]))
-    return replica_pb2.ReplicaState(tick=sup.tick - 1, plan_final_before=final_before,
-                                    network_plan=plan.ravel().tolist(), network_plan_shape=list(plan.shape),
-                                    segments=segments, config_json=json.dumps(sup.config.to_dict()),
-                                    shard_first_hub=[int(b) * sup.config.block_size for b in sup._starts])
+    return replica_pb2.ReplicaState(tick=tick, plan_final_before=final_before, network_plan=plan.ravel().tolist(),
+                                    network_plan_shape=list(plan.shape), segments=segments,
+                                    config_json=json.dumps(sup.config.to_dict()), shard_first_hub=first_hubs)

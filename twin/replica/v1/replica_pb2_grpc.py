@@ -29,8 +29,8 @@ if _version_not_supported:
 class ReplicaServiceStub:
     """Internal, between the API's processes on one machine: what an API replica needs from the
     primary (the process that holds the engine) to answer read Service Requests from the shards'
-    shared memory itself. Served on the primary's internal loopback port only, to the holder of the
-    replica token; never part of the public API.
+    shared memory itself. Answered only to calls from loopback carrying the replica token that
+    `twin up` hands its replicas; never part of the public API.
     """
 
     def __init__(self, channel):
@@ -54,8 +54,8 @@ class ReplicaServiceStub:
 class ReplicaServiceServicer:
     """Internal, between the API's processes on one machine: what an API replica needs from the
     primary (the process that holds the engine) to answer read Service Requests from the shards'
-    shared memory itself. Served on the primary's internal loopback port only, to the holder of the
-    replica token; never part of the public API.
+    shared memory itself. Answered only to calls from loopback carrying the replica token that
+    `twin up` hands its replicas; never part of the public API.
     """
 
     def GetReplicaState(self, request, context):
@@ -99,8 +99,8 @@ def add_ReplicaServiceServicer_to_server(servicer, server):
 class ReplicaService:
     """Internal, between the API's processes on one machine: what an API replica needs from the
     primary (the process that holds the engine) to answer read Service Requests from the shards'
-    shared memory itself. Served on the primary's internal loopback port only, to the holder of the
-    replica token; never part of the public API.
+    shared memory itself. Answered only to calls from loopback carrying the replica token that
+    `twin up` hands its replicas; never part of the public API.
     """
 
     @staticmethod
