@@ -319,7 +319,14 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
         api.start()
     except OSError as e:
         raise UsageError(f"--grpc-port: {e}") from None
-    children = [_start_replica(args, api) for _ in range(replicas)]
+    children: list[tuple[Any, int]] = []
+    try:
+        for _ in range(replicas):
+            children.append(_start_replica(args, api))
+    except BaseException:
+        _stop_children([proc for proc, _ in children])  # none left behind by a failed start
+        api.stop(grace_s=1.0)
+        raise
     err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
               f"development users in {tokens}", highlight=False)
     if children:
@@ -469,7 +476,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    api, replicas = _start_api(args, sup)
+    try:
+        api, replicas = _start_api(args, sup)
+    except BaseException:
+        sup.shutdown()  # the shards' shared segments go with them
+        raise
     dash = None
     if not args.no_dashboard:
         dash, url = _start_dashboard(args, api, Path(args.home) / "tokens.json")

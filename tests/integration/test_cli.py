@@ -78,6 +78,22 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(args, needle):
     assert "Traceback" not in p.stderr + p.stdout
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_up_on_a_port_in_use_says_so_and_leaves_nothing_behind(tmp_path, processes):
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = set(os.listdir("/dev/shm"))
+        p = twin("up", "--hubs", "20000", "--no-dashboard", "--grpc-port", str(port), "--api-processes", processes,
+                 "--home", str(tmp_path / "home"), "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert p.returncode == 2 and "--grpc-port" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("twin-")} == set()  # segments removed
+
+
 def test_hub_describes_a_hub_by_index_and_by_device_id():
     p = twin("hub", "1234", "--hubs", "5000", "--seed", "9")
     assert p.returncode == 0, p.stderr

@@ -260,11 +260,14 @@ class ApiServer:
                   reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         addr = f"{self.host}:{self.port}"
-        if self.tls:
-            cert, key = (p.read_bytes() for p in self.tls)
-            self.port = server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            self.port = server.add_insecure_port(addr)
+        try:
+            if self.tls:
+                cert, key = (p.read_bytes() for p in self.tls)
+                self.port = server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
+            else:
+                self.port = server.add_insecure_port(addr)
+        except RuntimeError:  # grpc's way of saying the bind failed
+            raise OSError(f"cannot serve on {addr}: the address is in use or not available here") from None
         if self.replica_token is not None:
             self.internal_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
