@@ -157,6 +157,21 @@ def test_pause_resume_and_cancel():
         f.submit({"type": "operation_control", "operation": op.name, "action": "resume"})
 
 
+def test_a_paused_churn_campaign_switches_nobody_until_resumed():
+    f = quiet_fleet(hubs=40_000)
+    op = f.submit({"type": "churn_campaign", "switches_per_month": 400_000, "days": 3})
+    f.run(6)
+    f.submit({"type": "operation_control", "operation": op.name, "action": "pause"})
+    f.run(4)  # the pause reaches the shards
+    paused_at = op.counters["switches"]
+    assert paused_at > 0
+    f.run(10)
+    assert op.state == "PAUSED" and op.counters["switches"] == paused_at
+    f.submit({"type": "operation_control", "operation": op.name, "action": "resume"})
+    f.run(10)
+    assert op.counters["switches"] > paused_at
+
+
 def test_swap_programme_respects_capacity_and_priority():
     f = quiet_fleet(hubs=60_000)
     op = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 400, "prioritise": "3G"})

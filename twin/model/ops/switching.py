@@ -101,7 +101,9 @@ class ChurnShard(ShardOp):
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         self.swaps.step(hs, tick, s, up_area)
-        if tick >= self.end:
+        # Paused: credential swaps under way finish, no premises switches. The campaign keeps its
+        # end, so a pause skips those ticks' switches rather than moving them later.
+        if tick >= self.end or self.state != "RUNNING":
             return
         # How many switch this tick, then which premises and to whom: one fleet-wide draw.
         rng = fleet_rng(hs.seed, tick, Purpose.EVENT + 16 * self.seq)
