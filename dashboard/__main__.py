@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         _exit_with_parent(server)  # and twin up prints the address
     else:
         print(f"dashboard on {server.url}", file=sys.stderr, flush=True)
-    server.run()
+    # Ctrl-C on `twin up` reaches its whole process group, this process too: a quiet stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0
 
 

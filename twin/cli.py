@@ -476,6 +476,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # grpc.aio set up from the main thread, and kept up until the process exits: set up on first
+    # use in the server's thread instead, its poller may be shut while that thread still handles
+    # it, and the exit prints a 'Bad file descriptor' traceback (grpc/grpc#22365).
+    from grpc.experimental.aio import init_grpc_aio
+
+    init_grpc_aio()
     try:
         api, replicas = _start_api(args, sup)
     except BaseException:

@@ -172,6 +172,32 @@ def test_a_paused_churn_campaign_switches_nobody_until_resumed():
     assert op.counters["switches"] > paused_at
 
 
+def test_an_operation_cancelled_before_it_starts_never_happens():
+    from twin.model.catalog import AREA_BY_ID
+
+    f = quiet_fleet(hubs=40_000)
+    outage = f.submit({"type": "power_outage", "area": "London", "fraction": 0.5, "duration_min": 60, "at": "3h"})
+    switch_off = f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G", "at": "4h"})
+    kept = f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": "4h"})
+    f.run(2)
+    for op in (outage, switch_off):
+        f.submit({"type": "operation_control", "operation": op.name, "action": "cancel"})
+    central = next(a.id for a in AREA_BY_ID.values() if a.region == Region.CENTRAL)
+    ss = f.run(12)
+    assert outage.state == switch_off.state == "CANCELLED" and outage.reason == "cancelled before it started"
+    assert outage.counters.get("premises_cut", 0) == 0 and sum(int(s.alerts[:, 0].sum()) for s in ss) == 0
+    up = f.planner.network.up(14)
+    assert up[Region.CENTRAL, WanTech.G3] and not up[Region.SOUTH, WanTech.G3]  # only the kept one
+    assert f.planner.network.up_by_area(14)[central, WanTech.G3]
+    assert kept.state == "DONE"
+    # And the shards agree: Central's 3G hubs are reachable, South's are dark.
+    reach = reachable_mask(f)
+    c, n = f.states[0].cols, f.states[0].n_hubs
+    g3 = c["wan"][:n] == WanTech.G3
+    assert reach[g3 & (AREA_REGION[c["area"][:n]] == Region.CENTRAL)].mean() > 0.9
+    assert reach[g3 & (AREA_REGION[c["area"][:n]] == Region.SOUTH)].sum() == 0
+
+
 def test_swap_programme_respects_capacity_and_priority():
     f = quiet_fleet(hubs=60_000)
     op = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 400, "prioritise": "3G"})

@@ -25,6 +25,12 @@ class NetworkPlan:
         self.on_from[region, wan] = NEVER if until is None else until
         self._by_area = None
 
+    def clear(self) -> None:
+        """Every network on for good (the schedule is then entered again)."""
+        self.off_from[...] = NEVER
+        self.on_from[...] = NEVER
+        self._by_area = None
+
     def up(self, tick: int) -> np.ndarray:
         """Boolean (region, wan) table for this tick."""
         return (self.off_from > tick) | (self.on_from <= tick)

@@ -49,9 +49,9 @@ class SwitchOffShard(ShardOp):
 class InstantFleet(FleetOp):
     """Applies in one tick: done once the shards have applied it."""
 
-    def on_accept(self, planner) -> None:
+    def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, NetworkSwitchOff):
-            planner.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
+            plan.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
@@ -75,11 +75,11 @@ class CspIncidentShard(ShardOp):
 class TimedFleet(FleetOp):
     """Done when its end time has passed (outages, incidents)."""
 
-    def on_accept(self, planner) -> None:
+    def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, CspIncident):
             until = self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
             for tech in CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
-                planner.network.switch_off(Region(self.cmd.region), tech, self.cmd.at, until=until)
+                plan.switch_off(Region(self.cmd.region), tech, self.cmd.at, until=until)
 
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1

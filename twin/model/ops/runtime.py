@@ -77,6 +77,8 @@ class ShardOp:
 class FleetOp:
     """Fleet half of an operation: metadata for users, decisions for the shards."""
 
+    never_started = False  # cancelled before its start was sent to the shards
+
     def __init__(self, name: str, cmd: Command, config: FleetConfig):
         self.name = name
         self.cmd = cmd
@@ -101,6 +103,10 @@ class FleetOp:
 
     def on_accept(self, planner: FleetPlanner) -> None:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
+        self.schedule_network(planner.network)
+
+    def schedule_network(self, plan: NetworkPlan) -> None:
+        """Enter in `plan` what the command fixes in the network schedule (nothing by default)."""
 
     def on_control(self, action: str) -> list[Control]:
         """A user's pause / resume / cancel (or activate), already validated; returns controls."""
@@ -196,6 +202,8 @@ class FleetPlanner:
         so a branch that leaves out an earlier command still gives the others the same streams."""
         if isinstance(cmd, OperationControl):
             op = self.ops[cmd.operation]
+            if cmd.action == "cancel" and self._cancel_before_start(op):
+                return op
             # Never before the operation starts: a shard ignores a control for an operation it
             # does not hold, so a cancel (or pause, or activate) of a pending operation would be
             # lost, the operation would start anyway and, cancelled, never end on the shards. In
@@ -211,6 +219,23 @@ class FleetPlanner:
         self.live[name] = op
         self.schedule(cmd.at, [Control(name, "start", {"command": cmd, "seq": seq})])
         return op
+
+    def _cancel_before_start(self, op: FleetOp) -> bool:
+        """Cancel an operation whose start is still to be sent: it never starts, so nothing of it
+        happens on the shards (no power cut and restoration, no switch-off), and what it fixed in
+        the network schedule is taken out. False if it has started (the shards cancel it)."""
+        waiting = self.pending.get(op.cmd.at, [])
+        if not any(c.op == op.name and c.action == "start" for c in waiting):
+            return False
+        self.pending[op.cmd.at] = [c for c in waiting if c.op != op.name]
+        op.on_control("cancel")
+        op.reason = "cancelled before it started"
+        op.never_started = True
+        self.network.clear()
+        for other in self.ops.values():
+            if not other.never_started:
+                other.schedule_network(self.network)
+        return True
 
     def controls_for(self, tick: int) -> list[Control]:
         return self.pending.pop(tick, [])
