@@ -47,6 +47,7 @@ class Pair:
                                   ("operator", "OPERATOR", 0)):
             _, self.tokens[user], _ = self.users.issue_user(user, role, party, keys_dir=tmp / "keys")
         self.users.save(tmp / "users.json")
+        self.home = tmp
         self.anomaly = AnomalyDetector(default_threshold=100_000, user_thresholds={("burst", "4.1.1"): 30})
         token = secrets.token_urlsafe(24)
         self.api = ApiServer(self.sup, self.users, port=0, anomaly=self.anomaly, replica_token=token)
@@ -219,3 +220,38 @@ def ray_pid(actor) -> int:
     import ray
 
     return ray.get(actor.info.remote())["pid"]
+
+
+def test_a_replica_serves_tls_where_the_primary_does(pair, tmp_path):
+    from twin.services.bootstrap import make_certs
+
+    ca, cert, key = make_certs(tmp_path / "certs", ["127.0.0.1", "localhost"])
+    token = secrets.token_urlsafe(24)
+    primary = ApiServer(pair.sup, pair.users, port=0, tls=(cert, key), anomaly=pair.anomaly, replica_token=token)
+    primary.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin.services.replica", "--primary", f"127.0.0.1:{primary.internal_port}",
+         "--listen", "127.0.0.1:0", "--home", str(pair.home), "--tls-cert", str(cert), "--tls-key", str(key)],
+        env={**os.environ, "TWIN_REPLICA_TOKEN": token}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"serving on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        assert m, f"the replica did not start (exit {proc.poll()})"
+        target = f"hubs/{pair.hubs[1]['device_id']}"
+        for address in (f"127.0.0.1:{m.group(1)}", primary.address):
+            with TwinClient(address, token=pair.tokens["reader"], ca_cert=ca) as c:
+                r = c.submit("4.1.1", target)
+            assert r.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
+            with TwinClient(address, token=pair.tokens["reader"]) as plain, pytest.raises(grpc.RpcError) as e:
+                plain.submit("4.1.1", target)  # plaintext to a TLS port
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        primary.stop(1.0)
+    # The replica refuses plaintext beyond loopback, and a primary that is not on loopback.
+    bad = subprocess.run([sys.executable, "-m", "twin.services.replica", "--primary", "10.1.2.3:5000",
+                          "--listen", "0.0.0.0:0", "--home", str(pair.home)],
+                         env={**os.environ, "TWIN_REPLICA_TOKEN": token}, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "plaintext" in bad.stderr

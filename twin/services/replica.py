@@ -359,6 +359,7 @@ class Replica:
         self.own_port = 0
 
     async def serve(self, started: asyncio.Future | None = None) -> None:
+        """Serve until cancelled; `started` gets (public port, own port) once it serves."""
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         channel = grpc.aio.insecure_channel(self.primary, options=options)
@@ -377,14 +378,14 @@ class Replica:
             server)
         if self.tls:
             cert, key = (p.read_bytes() for p in self.tls)
-            server.add_secure_port(self.listen, grpc.ssl_server_credentials([(key, cert)]))
+            public_port = server.add_secure_port(self.listen, grpc.ssl_server_credentials([(key, cert)]))
         else:
-            server.add_insecure_port(self.listen)
+            public_port = server.add_insecure_port(self.listen)
         # Its own loopback port too, so this process alone can be asked (its channelz counters).
         self.own_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         if started is not None:
-            started.set_result(self.own_port)
+            started.set_result((public_port, self.own_port))
         try:
             while True:
                 await asyncio.sleep(REFRESH_S)
@@ -458,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
         if not started.done():
             task.result()  # it failed before serving: raise its error
             return
-        print(f"replica serving on {args.listen} (own port 127.0.0.1:{started.result()})", flush=True)
+        public_port, own_port = started.result()
+        host = args.listen.rpartition(":")[0]
+        print(f"replica serving on {host}:{public_port} (own port 127.0.0.1:{own_port})", flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
