@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from twin.parent import on_parent_exit
+
 
 def operator_token(home: Path) -> str:
     """$TWIN_TOKEN, else the development operator's token that `twin up` wrote in HOME/tokens.json."""
@@ -22,21 +24,6 @@ def operator_token(home: Path) -> str:
     if "operator" not in tokens:
         raise SystemExit(f"dashboard: {path} has no 'operator' user; set TWIN_TOKEN")
     return tokens["operator"]
-
-
-def _exit_with_parent(server) -> None:
-    """Started by `twin up`: stop when it is gone, even if it was killed without a word."""
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        server.server.should_exit = True
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard: {e}", file=sys.stderr)
         return 2
     if args.exit_with_parent:
-        _exit_with_parent(server)  # and twin up prints the address
+        # Started by `twin up`, which prints the address.
+        on_parent_exit(lambda: setattr(server.server, "should_exit", True))
     else:
         print(f"dashboard on {server.url}", file=sys.stderr, flush=True)
     # Ctrl-C on `twin up` reaches its whole process group, this process too: a quiet stop.

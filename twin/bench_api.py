@@ -36,6 +36,7 @@ from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 PORT = 50071
 ECHO_PORT = 50072
+SUBMIT = "/twin.dcc.v1.DccService/SubmitServiceRequest"
 
 
 def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
@@ -113,7 +114,18 @@ def _grpc_body(message: Any) -> bytes:
     return b"\x00" + struct.pack(">I", len(raw)) + raw
 
 
-def _h2load(addr: str, path: str, token: str, bodies: list[bytes], requests: int, streams: int = 16) -> dict[str, Any]:
+def _read_bodies(targets: list[str]) -> list[bytes]:
+    """One 4.1.1 read per h2load connection (8), each of its own premises."""
+    return [_grpc_body(dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=t, request_id=f"bench-{i}"))
+            for i, t in enumerate(targets[:8])]
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) the processes have used so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def _h2load(addr: str, path: str, token: str, bodies: list[bytes], requests: int, streams: int = 8) -> dict[str, Any]:
     """Drive one gRPC method with h2load (nghttp2's C load generator): one process per body, each
     one connection with `streams` calls in flight, `requests` calls in all. A C client costs the
     machine about a tenth of what a Python one does per call, so on a small machine the figure is
@@ -163,12 +175,10 @@ def _reads_h2load(addr: str, tokens: dict[str, str], targets: list[str], request
     """Read SRs (4.1.1) from h2load, 8 connections (so the kernel spreads them over the API's
     processes) each reading its own premises; every call's outcome checked through channelz on
     each process; the API processes' CPU per call."""
-    bodies = [_grpc_body(dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=t, request_id=f"bench-{i}"))
-              for i, t in enumerate(targets[:8])]
     ok0, failed0 = _calls(own, tokens["operator"])
-    cpu0, wall0 = sum(sum(p.cpu_times()[:2]) for p in servers), time.perf_counter()
-    out = _h2load(addr, "/twin.dcc.v1.DccService/SubmitServiceRequest", tokens["octopus-is"], bodies, requests, 8)
-    cpu, wall = sum(sum(p.cpu_times()[:2]) for p in servers) - cpu0, time.perf_counter() - wall0
+    cpu0, wall0 = _cpu(servers), time.perf_counter()
+    out = _h2load(addr, SUBMIT, tokens["octopus-is"], _read_bodies(targets), requests)
+    cpu, wall = _cpu(servers) - cpu0, time.perf_counter() - wall0
     ok, failed = _calls(own, tokens["operator"])
     # Every call the API answered meanwhile: the reads, the dashboard's polls and the replicas'
     # refreshes; less the first channelz call of each process, counted once it had returned. Any
@@ -215,13 +225,10 @@ def _grpc_ceiling(targets: list[str], requests: int) -> dict[str, Any]:
                             text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "serving"
-        bodies = [_grpc_body(dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=t, request_id=f"bench-{i}"))
-                  for i, t in enumerate(targets[:8])]
-        server = psutil.Process(proc.pid)
-        cpu0 = sum(server.cpu_times()[:2])
-        out = _h2load(f"127.0.0.1:{ECHO_PORT}", "/twin.dcc.v1.DccService/SubmitServiceRequest", "none", bodies,
-                      requests, 8)
-        out["server_cpu_ms_per_request"] = round(1000 * (sum(server.cpu_times()[:2]) - cpu0) / out["requests"], 3)
+        server = [psutil.Process(proc.pid)]
+        cpu0 = _cpu(server)
+        out = _h2load(f"127.0.0.1:{ECHO_PORT}", SUBMIT, "none", _read_bodies(targets), requests)
+        out["server_cpu_ms_per_request"] = round(1000 * (_cpu(server) - cpu0) / out["requests"], 3)
         return out
     finally:
         stop_process(proc)
@@ -301,10 +308,10 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         else:
             console.print("h2load not found (Debian package nghttp2-client): reads from the Python client only")
         console.print("4.1.1 reads from a Python grpc.aio client, 64 in flight, for 10 s…")
-        cpu0, wall0 = sum(server.cpu_times()[:2]), time.perf_counter()
+        cpu0, wall0 = _cpu([server]), time.perf_counter()
         rr = result["read_requests_python_client"] = asyncio.run(
             _read_throughput(addr, tokens["octopus-is"], targets, 10))
-        cpu = sum(server.cpu_times()[:2]) - cpu0
+        cpu = _cpu([server]) - cpu0
         rr["api_process_cpu_ms_per_request"] = round(1000 * cpu / max(rr["requests"], 1), 3)
         rr["api_process_cpu_share"] = round(cpu / (time.perf_counter() - wall0), 2)
         tokens["ed-east"] = _ed_token(home)

@@ -32,7 +32,6 @@ from twin.services.signing import SignatureChecker, SignatureError
 
 log = logging.getLogger(__name__)
 
-READS = READ_SRVS  # the model's read SRVs
 DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"}
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
 ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
@@ -153,21 +152,21 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                        reading: dict[str, Any] | None = None, reading_tick: int | None = None
                        ) -> dcc_pb2.ServiceResponse:
         csp = rec["region"]
-        base = response_base(request, csp)
+        base = _response_base(request, csp)
         # A reading is stamped with the end of the tick it describes; the rest with the fleet's now.
         now = self.sup.config.time_of(self.sup.tick if reading_tick is None else reading_tick + 1)
         if srv.srv == "12.1":
-            return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
+            return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, {
                 "technology": rec["wan"], "available": rec["reachable"] or ("network switched off" not in rec["dark_reasons"]
                 and "no WAN coverage" not in rec["dark_reasons"]), "mesh": rec["mesh"],
                 "vwan_eligible": rec["vwan_eligible"], "region": csp})
-        if srv.srv in READS or srv.srv == "11.2":
+        if srv.srv in READ_SRVS or srv.srv == "11.2":
             if rec["reachable"]:
                 result = reading if reading is not None else await self._read(srv.srv, hub, fuel, rec)
-                return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result)
+                return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result)
             self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp,
                                          self.sup.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
-            return response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
+            return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
                              detail="the hub is not reachable now; the response will follow on StreamResponses")
         event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
         view = await asyncio.to_thread(self.sup.submit, event)
@@ -180,7 +179,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             await asyncio.sleep(0.05)
             waited += 0.05
         self.pending.append(_Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
-        return response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {}, operation=name,
+        return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {}, operation=name,
                          detail="accepted; it applies when the hub is reached, and the response follows on "
                                 "StreamResponses")
 
@@ -243,7 +242,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             settled = {id(p) for p, done in zip(pending, results, strict=True) if done is True}
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
-                log.warning("%d deferred response(s) could not be settled at tick %d (kept for the next tick): %r",
+                log.warning("%d deferred _response(s) could not be settled at tick %d (kept for the next tick): %r",
                             len(failed), tick, failed[0])
             # Requests acknowledged while this ran are kept.
             self.pending = [p for p in self.pending if id(p) not in settled]
@@ -251,7 +250,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             self._tick_busy = False
 
     async def _try_settle(self, p: _Pending, tick: int) -> bool:
-        base = response_base(p.request, p.csp)
+        base = _response_base(p.request, p.csp)
         now = self.sup.config.time_of(tick + 1)
         if p.operation:
             view = await asyncio.to_thread(self.sup.operation, p.operation)
@@ -264,13 +263,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         rec = facts["hub"]
         if rec["reachable"]:
             if "error" in facts:  # the premises lost its gas meter meanwhile
-                self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {}, detail=facts["error"]))
+                self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {}, detail=facts["error"]))
                 return True
             result = facts["result"] if "result" in facts else await self._read(srv, p.hub, p.fuel, rec)
-            self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
+            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED, now, result))
             return True
         if tick >= p.deadline_tick:
-            self._push(p.user_id, response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {},
+            self._push(p.user_id, _response(base, dcc_pb2.RESPONSE_STATUS_FAILED, now, {},
                                             detail="the hub stayed unreachable"))
             return True
         return False
@@ -406,12 +405,12 @@ def _check_params(srv: str, p: dict[str, Any]) -> None:
         raise invalid("parameters.target_version", "the firmware version to distribute")
 
 
-def response_base(request: dcc_pb2.SubmitServiceRequestRequest, csp: str) -> dict[str, Any]:
+def _response_base(request: dcc_pb2.SubmitServiceRequestRequest, csp: str) -> dict[str, Any]:
     """The fields every response to `request` repeats (the SRV as sent; lookup() accepts only exact ids)."""
     return {"request_id": request.request_id, "srv": request.srv, "target": request.target, "csp": csp}
 
 
-def response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
+def _response(base: dict[str, Any], status: int, when, result: dict[str, Any], *, detail: str = "",
               operation: str = "") -> dcc_pb2.ServiceResponse:
     st = struct_pb2.Struct()
     st.update(result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
@@ -421,7 +420,7 @@ def response(base: dict[str, Any], status: int, when, result: dict[str, Any], *,
 def _op_response(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
     md = view["metadata"]
     ok = md["state"] == "DONE"
-    return response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
+    return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
                      {k: v for k, v in md["progress"].items() if isinstance(v, int | float)},
                      detail=md["reason"], operation=view["name"])
 

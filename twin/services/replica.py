@@ -34,20 +34,19 @@ from typing import Any
 
 import grpc
 import numpy as np
-from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
-from grpc_channelz.v1._async import ChannelzServicer
 
 from twin.dcc.v1 import dcc_pb2
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
-from twin.netaddr import is_loopback
+from twin.netaddr import host_of, is_loopback
+from twin.parent import on_parent_exit
 from twin.replica.v1 import replica_pb2, replica_pb2_grpc
-from twin.services.dcc_servicer import DccServicer, response, response_base
+from twin.services.dcc_servicer import DccServicer
 from twin.services.identity import OPERATOR, UserStore
 from twin.services.replica_source import LEASE_HOLD_S, MAX_LEASE
-from twin.services.server import MAX_MESSAGE_BYTES, Forward, _Gate, current_identity
+from twin.services.server import MESSAGE_OPTIONS, Forward, _Gate, add_channelz, add_port, current_identity
 
 log = logging.getLogger("twin.replica")
 
@@ -235,10 +234,10 @@ class ReplicaDcc(DccServicer):
         self.leases = leases
 
     async def SubmitServiceRequest(self, request, context):
-        if request.srv not in READ_SRVS or current_identity().role == OPERATOR:
-            raise Forward
         identity = current_identity()
-        srv, _, _, facts, _ = await self._check(identity, request)
+        if request.srv not in READ_SRVS or identity.role == OPERATOR:
+            raise Forward
+        srv, hub, fuel, facts, params = await self._check(identity, request)
         rec = facts["hub"]
         if not rec["reachable"] or "result" not in facts:
             raise Forward  # deferred: the primary keeps it and answers on StreamResponses
@@ -248,9 +247,8 @@ class ReplicaDcc(DccServicer):
             raise Forward from None
         if not admitted:
             raise Forward  # past the threshold: the primary quarantines it
-        return dcc_pb2.SubmitServiceRequestResponse(response=response(
-            response_base(request, rec["region"]), dcc_pb2.RESPONSE_STATUS_COMPLETED,
-            self.sup.config.time_of(facts["tick"] + 1), facts["result"]))
+        return dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
+            identity, request, srv, hub, fuel, rec, params, facts["result"], facts["tick"]))
 
 
 class Proxy:
@@ -270,56 +268,49 @@ class Proxy:
         try:
             return await call(request, metadata=self._metadata(context), timeout=context.time_remaining())
         except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+            await _relay_error(e, context)
             raise  # unreachable: abort raises
 
-    async def message(self, path: str, request: Any, context) -> Any:
-        """Forward a call the local servicer already parsed (the Gate's forward)."""
-        raw = await self.unary(path, request.SerializeToString(), context)
-        return dcc_pb2.SubmitServiceRequestResponse.FromString(raw) if path == SUBMIT else raw
+    async def submit(self, path: str, request: dcc_pb2.SubmitServiceRequestRequest, context):
+        """Forward a SubmitServiceRequest the local servicer already parsed (the Gate's forward)."""
+        return dcc_pb2.SubmitServiceRequestResponse.FromString(
+            await self.unary(path, request.SerializeToString(), context))
 
-    async def stream(self, path: str, request: Any, context):
-        call = self.channel.unary_stream(path)(request, metadata=self._metadata(context),
-                                               timeout=context.time_remaining())
+    async def stream(self, path: str, request: Any, context, *, streaming_request: bool):
+        """A server stream, or with `streaming_request` a bidirectional one, relayed item by item."""
+        kind = self.channel.stream_stream if streaming_request else self.channel.unary_stream
+        call = kind(path)(request, metadata=self._metadata(context), timeout=context.time_remaining())
         try:
             async for item in call:
                 yield item
         except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+            await _relay_error(e, context)
 
-    async def bidi(self, path: str, requests, context):
-        call = self.channel.stream_stream(path)(requests, metadata=self._metadata(context),
-                                                timeout=context.time_remaining())
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as e:
-            await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
+
+async def _relay_error(e: grpc.aio.AioRpcError, context) -> None:
+    """End the call with the primary's status, details and trailing metadata (rich error details)."""
+    await context.abort(e.code(), e.details() or "", tuple(e.trailing_metadata() or ()))
 
 
 def _public_services() -> list[Any]:
     from google.longrunning import operations_pb2
-    from grpc_channelz.v1 import channelz_pb2
     from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection_pb2
 
     from twin.csp.v1 import csp_pb2
     from twin.fleet.v1 import fleet_pb2
 
+    # Not channelz: each process answers for its own counters.
     return [fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], dcc_pb2.DESCRIPTOR.services_by_name["DccService"],
             csp_pb2.DESCRIPTOR.services_by_name["CspService"], operations_pb2.DESCRIPTOR.services_by_name["Operations"],
             health_pb2.DESCRIPTOR.services_by_name["Health"],
-            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
-            channelz_pb2.DESCRIPTOR.services_by_name["Channelz"]]
+            reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
 
 
 def _handlers(proxy: Proxy, submit: Any) -> list[grpc.GenericRpcHandler]:
-    """Every public method but channelz (this process's own counters): SubmitServiceRequest by
-    `submit`, the rest sent on as bytes."""
+    """Every public method: SubmitServiceRequest by `submit`, the rest sent on as bytes."""
     out = []
     for service in _public_services():
-        if service.full_name == "grpc.channelz.v1.Channelz":
-            continue
         methods = {}
         for m in service.methods:
             path = f"/{service.full_name}/{m.name}"
@@ -328,19 +319,19 @@ def _handlers(proxy: Proxy, submit: Any) -> list[grpc.GenericRpcHandler]:
                     submit, request_deserializer=dcc_pb2.SubmitServiceRequestRequest.FromString,
                     response_serializer=dcc_pb2.SubmitServiceRequestResponse.SerializeToString)
             elif m.client_streaming:
-                methods[m.name] = grpc.stream_stream_rpc_method_handler(_relay(proxy.bidi, path))
+                methods[m.name] = grpc.stream_stream_rpc_method_handler(_relay(proxy, path, True))
             elif m.server_streaming:
-                methods[m.name] = grpc.unary_stream_rpc_method_handler(_relay(proxy.stream, path))
+                methods[m.name] = grpc.unary_stream_rpc_method_handler(_relay(proxy, path, False))
             else:
                 methods[m.name] = grpc.unary_unary_rpc_method_handler(_relay_unary(proxy, path))
         out.append(grpc.method_handlers_generic_handler(service.full_name, methods))
     return out
 
 
-def _relay(fn: Any, path: str) -> Any:
+def _relay(proxy: Proxy, path: str, streaming_request: bool) -> Any:
     # grpc.aio runs a streaming handler as a stream only if it is an async generator function.
     async def call(request, context):
-        async for item in fn(path, request, context):
+        async for item in proxy.stream(path, request, context, streaming_request=streaming_request):
             yield item
     return call
 
@@ -356,36 +347,27 @@ class Replica:
                  max_in_flight: int = 256):
         self.primary, self.listen, self.home, self.token, self.tls = primary, listen, home, token, tls
         self.max_in_flight = max_in_flight
-        self.own_port = 0
 
     async def serve(self, started: asyncio.Future | None = None) -> None:
         """Serve until cancelled; `started` gets (public port, own port) once it serves."""
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-        channel = grpc.aio.insecure_channel(self.primary, options=options)
+        channel = grpc.aio.insecure_channel(self.primary, options=MESSAGE_OPTIONS)
         view = FleetView(replica_pb2_grpc.ReplicaServiceStub(channel), self.token)
         await view.refresh()
         users = UserStore.load(self.home / "users.json")
         proxy = Proxy(channel)
         leases = Leases(view)
-        gate = _Gate(users, self.max_in_flight, forward=proxy.message)
+        gate = _Gate(users, self.max_in_flight, forward=proxy.submit)
         dcc = gate.guard(ReplicaDcc(view, leases), dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
-        server = grpc.aio.server(options=[*options, ("grpc.so_reuseport", 1)])
+        server = grpc.aio.server(options=[*MESSAGE_OPTIONS, ("grpc.so_reuseport", 1)])
         server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest))
-        # This process's own counters: for operators it knows, never sent on.
-        channelz_pb2_grpc.add_ChannelzServicer_to_server(_Gate(users, self.max_in_flight).guard(
-            ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"], roles=frozenset({OPERATOR})),
-            server)
-        if self.tls:
-            cert, key = (p.read_bytes() for p in self.tls)
-            public_port = server.add_secure_port(self.listen, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            public_port = server.add_insecure_port(self.listen)
+        # This process's own counters: for operators it knows, never sent on (a gate without forward).
+        add_channelz(server, _Gate(users, self.max_in_flight))
+        public_port = add_port(server, self.listen, self.tls)
         # Its own loopback port too, so this process alone can be asked (its channelz counters).
-        self.own_port = server.add_insecure_port("127.0.0.1:0")
+        own_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         if started is not None:
-            started.set_result((public_port, self.own_port))
+            started.set_result((public_port, own_port))
         try:
             while True:
                 await asyncio.sleep(REFRESH_S)
@@ -403,29 +385,15 @@ class Replica:
             await channel.close()
 
 
-def _exit_with_parent(loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        loop.call_soon_threadsafe(task.cancel)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def _check_args(args: argparse.Namespace, token: str) -> str:
     """What is wrong with the arguments ('' if nothing): the same rules as the primary's."""
     if not token:
         return "TWIN_REPLICA_TOKEN is not set"
     if bool(args.tls_cert) != bool(args.tls_key):
         return "--tls-cert and --tls-key go together"
-    listen_host = args.listen.rpartition(":")[0].strip("[]")
-    if not args.tls_cert and not is_loopback(listen_host):
-        return f"refusing to serve plaintext on {listen_host}: beyond loopback the API needs TLS"
-    if not is_loopback(args.primary.rpartition(":")[0].strip("[]")):
+    if not args.tls_cert and not is_loopback(host_of(args.listen)):
+        return f"refusing to serve plaintext on {host_of(args.listen)}: beyond loopback the API needs TLS"
+    if not is_loopback(host_of(args.primary)):
         # Calls go to the primary in plaintext, tokens and all: only ever over loopback.
         return f"--primary must be on this machine's loopback, got {args.primary}"
     return ""
@@ -454,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (twin up stopping) stops serving with a grace period, as the primary does.
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         if args.exit_with_parent:
-            _exit_with_parent(asyncio.get_running_loop(), task)
+            loop = asyncio.get_running_loop()
+            on_parent_exit(lambda: loop.call_soon_threadsafe(task.cancel))
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             task.result()  # it failed before serving: raise its error

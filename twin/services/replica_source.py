@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from twin.netaddr import is_loopback
+from twin.netaddr import host_of, is_loopback
 from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.anomaly import AnomalyDetector
 from twin.services.server import bearer_token
@@ -54,11 +54,7 @@ class ReplicaServicer(replica_pb2_grpc.ReplicaServiceServicer):
 def peer_host(peer: str) -> str:
     """The host of a grpc peer string ('ipv4:127.0.0.1:5000', 'ipv6:[::1]:5000', 'unix:...')."""
     kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rpartition(":")[0].strip("[]")
-    if kind == "ipv4":
-        return rest.rpartition(":")[0]
-    return ""
+    return host_of(rest) if kind in ("ipv4", "ipv6") else ""
 
 
 def replica_state(sup: Any) -> replica_pb2.ReplicaState:

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Options of every API process's server, and of the replicas' channel to the primary.
+MESSAGE_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
 
 
 def current_identity() -> Identity:
@@ -148,6 +151,23 @@ class _Gate:
         return call
 
 
+def add_port(server: grpc.aio.Server, address: str, tls: tuple[Path, Path] | None) -> int:
+    """Listen on `address`, with TLS from (certificate, key) files if given; returns the port."""
+    if tls is None:
+        return server.add_insecure_port(address)
+    cert, key = (p.read_bytes() for p in tls)
+    return server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+
+
+def add_channelz(server: grpc.aio.Server, gate: _Gate) -> None:
+    """The server's own call and socket counters (gRPC channelz), for operators only."""
+    from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
+    from grpc_channelz.v1._async import ChannelzServicer
+
+    channelz_pb2_grpc.add_ChannelzServicer_to_server(gate.guard(
+        ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"], roles=frozenset({OPERATOR})), server)
+
+
 def ensure_port_free(host: str, port: int) -> None:
     """Raise OSError if something listens on host:port already (port 0 is always free)."""
     if port == 0:
@@ -212,8 +232,6 @@ class ApiServer:
 
     async def _serve(self) -> None:
         from google.longrunning import operations_pb2, operations_pb2_grpc
-        from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
-        from grpc_channelz.v1._async import ChannelzServicer
 
         from twin.csp.v1 import csp_pb2, csp_pb2_grpc
         from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
@@ -226,10 +244,7 @@ class ApiServer:
         # be free, so a second twin on the same port fails instead of silently taking half the calls.
         if self.replica_token is not None:
             ensure_port_free(self.host, self.port)
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.so_reuseport", int(self.replica_token is not None))]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=[*MESSAGE_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
         gate = _Gate(self.users, self.max_in_flight)
         fleet = FleetServicer(self.supervisor, self)
         dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
@@ -244,9 +259,7 @@ class ApiServer:
         ]
         for desc, servicer, add in services:
             add(gate.guard(servicer, desc), server)
-        channelz_pb2_grpc.add_ChannelzServicer_to_server(
-            gate.guard(ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"],
-                       roles=frozenset({OPERATOR})), server)
+        add_channelz(server, gate)
         if self.replica_token is not None:
             from twin.replica.v1 import replica_pb2_grpc
             from twin.services.replica_source import ReplicaServicer
@@ -256,16 +269,11 @@ class ApiServer:
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [desc.full_name for desc, _, _ in services]
-        names += [channelz_pb2.DESCRIPTOR.services_by_name["Channelz"].full_name, health.SERVICE_NAME,
-                  reflection.SERVICE_NAME]
+        names += ["grpc.channelz.v1.Channelz", health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, server)
         addr = f"{self.host}:{self.port}"
         try:
-            if self.tls:
-                cert, key = (p.read_bytes() for p in self.tls)
-                self.port = server.add_secure_port(addr, grpc.ssl_server_credentials([(key, cert)]))
-            else:
-                self.port = server.add_insecure_port(addr)
+            self.port = add_port(server, addr, self.tls)
         except RuntimeError:  # grpc's way of saying the bind failed
             raise OSError(f"cannot serve on {addr}: the address is in use or not available here") from None
         if self.replica_token is not None:
