@@ -40,7 +40,7 @@ HELP: dict[str, str] = {
     "from_versions": "comma-separated; empty: all but the target",
     "cells": "base station ids, comma-separated",
     "hub": "device id or hub index",
-    "at": "empty: next tick; '30m', '6h', '1d12h' or an ISO time",
+    "at": "empty: next tick; '30m', '6h', '1d12h' or an ISO time with its zone, e.g. 2026-11-02T06:00+00:00",
 }
 
 

@@ -22,14 +22,17 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.params import TICK_SECONDS
+from twin.model.timeutil import format_instant, parse_instant
 
 _OFFSET_RE = re.compile(r"^\s*\+?\s*((?:\d+(?:\.\d+)?\s*[dhm]\s*)+)$")
 _OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhm])")
 
 
 def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to: int, name: str = "at") -> int:
-    """A command time -> tick. Accepts a tick number, an ISO 8601 time with zone, or an offset
-    like '2d', '6h', '1d12h', '+30m' (from `relative_to`). Rejects times before `now_tick`."""
+    """A command time -> tick. Accepts a tick number, an ISO 8601 time with zone (an instant: the
+    offset it is written with changes nothing, see twin.model.timeutil), or an offset like '2d',
+    '6h', '1d12h', '+30m' (from `relative_to`). Rejects times before `now_tick` and times without
+    a zone, naming the field."""
     if value is None or value == "now":
         tick = now_tick
     elif isinstance(value, bool):
@@ -37,28 +40,23 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
     elif isinstance(value, int):
         tick = value
     elif isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
-        tick = config.tick_at(value)
+        tick = config.tick_at(parse_instant(value, name))
     elif isinstance(value, str):
-        m = _OFFSET_RE.match(value)
+        m = _OFFSET_RE.match(value) if value.isascii() else None
         if m:
             secs = sum(float(n) * {"d": 86400, "h": 3600, "m": 60}[u] for n, u in _OFFSET_PART.findall(m.group(1)))
             tick = relative_to + int(secs // TICK_SECONDS)
         else:
             try:
-                when = datetime.fromisoformat(value)
-            except ValueError:
-                raise TwinInputError(
-                    name, f"expected a tick, an ISO time or an offset like '2d6h', got {value!r}") from None
-            if when.tzinfo is None:
-                raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
+                when = parse_instant(value, name)
+            except TwinInputError as e:
+                raise TwinInputError(name, f"expected a tick, an offset like '2d6h' or a time: {e.reason}") from None
             tick = config.tick_at(when)
     else:
         raise TwinInputError(name, f"expected a time, got {value!r}")
     if tick < now_tick:
         raise TwinInputError(name, f"{value!r} is in the past (the fleet is at tick {now_tick}, "
-                                   f"{config.time_of(now_tick):%Y-%m-%d %H:%M} UTC)")
+                                   f"{format_instant(config.time_of(now_tick))})")
     return tick
 
 
