@@ -111,7 +111,7 @@ def test_cli_refuses_a_start_without_a_zone_naming_the_option(capsys, monkeypatc
         raise AssertionError("nothing may start on a bad command line")
 
     monkeypatch.setattr(twin.engine.runtime, "start_ray", never)
-    for text in ("2026-06-01T00:00", "2026-06-01T00:00+01:00x", "２０２６-06-01T00:00Z"):
+    for text in ("2026-06-01T00:00", "2026-06-01T00:00+01:00x", "\uff12\uff10\uff12\uff16-06-01T00:00Z"):
         assert main(["run", "--hubs", "1000", "--start", text]) == 2
         err = capsys.readouterr().err
         assert err.startswith("twin run: error: --start: ") and "Traceback" not in err
