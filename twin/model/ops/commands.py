@@ -14,6 +14,7 @@ from twin.model.catalog import (
     AREA_BY_ID,
     AREAS,
     SUPPLIERS,
+    DeviceModel,
     DeviceType,
     Region,
     WanTech,
@@ -304,23 +305,18 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         raise TwinInputError("model", f"unknown {dt.name} model {manufacturer} {model}; known: "
                                       + ", ".join(m.label for m in models))
     m = models[code - 1]
-    target = str(_require(d, "target_version"))
-    from_versions = tuple(str(v) for v in d.get("from_versions") or ())
-    for v in from_versions:
-        if v not in m.versions:
-            raise TwinInputError("from_versions", f"{m.label} has no version {v!r}; it has {', '.join(m.versions)}")
-    if target in from_versions:
-        raise TwinInputError("target_version", "is one of the versions being replaced")
-    allow_downgrade = bool(d.get("allow_downgrade", False))
-    if target in m.versions and not allow_downgrade:
-        # A new version string is appended as the newest; an existing one must be newer than
-        # every version it replaces (all others when from_versions is not given).
-        t_idx = m.versions.index(target)
-        sources = from_versions or tuple(v for v in m.versions if v != target)
-        newer = [v for v in sources if m.versions.index(v) > t_idx]
-        if newer:
-            raise TwinInputError("target_version", f"{target} is older than {', '.join(newer)}: a downgrade "
-                                                   "(set allow_downgrade to do it on purpose)")
+    # Versions are checked against the model's scheme here; whether the target is a downgrade
+    # depends on what the selected devices run, so validation decides that (rollout_version_check).
+    target = _version(m, _require(d, "target_version"), "target_version")
+    from_versions = tuple(_version(m, v, "from_versions") for v in _list(d.get("from_versions"), "from_versions"))
+    keys = [m.version_key(v) for v in from_versions]
+    if len(set(keys)) != len(keys):
+        raise TwinInputError("from_versions", "names a version twice")
+    if m.version_key(target) in keys:
+        raise TwinInputError("target_version", f"{target} is one of the versions being replaced (from_versions)")
+    allow_downgrade = d.get("allow_downgrade", False)
+    if not isinstance(allow_downgrade, bool):
+        raise TwinInputError("allow_downgrade", f"expected true or false, got {allow_downgrade!r}")
     waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in d.get("waves", FirmwareRollout.waves))
     if not waves or any(b <= a for a, b in itertools.pairwise(waves)) or waves[-1] != 1.0 or waves[0] <= 0:
         raise TwinInputError("waves", "must be increasing cumulative shares in (0, 1] ending at 1, e.g. [0.01, 0.1, 1]")
@@ -343,6 +339,30 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         hubs=tuple(sorted({_hub_index(h, config, n_hubs) for h in d.get("hubs") or ()})),
         hold_activation=bool(d.get("hold_activation", False)),
     )
+
+
+def _version(model: DeviceModel, value: Any, name: str) -> str:
+    """A firmware version of `model` under its scheme, spelt as the catalogue spells it when it is
+    a catalogue version (1.14.0 -> 1.14). Text only: a YAML number loses its trailing zeros (1.10
+    would read as 1.1), so numbers are refused too."""
+    if not isinstance(value, str):
+        raise TwinInputError(name, f"write the version as text in quotes, e.g. '{model.versions[-1]}', got {value!r}")
+    text = value.strip()
+    try:
+        return model.known_version(text) or text
+    except ValueError as e:
+        raise TwinInputError(name, f"{e} ({model.label} versions are {model.scheme.name}, "
+                                   f"e.g. {', '.join(model.versions)})") from None
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise TwinInputError(name, f"expected a list, got {value!r}")
+    return list(value)
 
 
 def _hub_index(value: Any, config: FleetConfig, n_hubs: int) -> int:
