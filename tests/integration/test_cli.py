@@ -166,6 +166,18 @@ def test_run_a_scenario_writes_its_report(tmp_path):
     assert (out / "journal.jsonl").read_text().count("\n") == 3
 
 
+_AS302P = "type: firmware_rollout, device: ESME, manufacturer: Honeywell, model: AS302P"
+
+
+def test_a_scenario_rollout_that_downgrades_is_refused_naming_the_field(tmp_path):
+    path = tmp_path / "down.yaml"
+    path.write_text(f"name: x\nfleet: {{hubs: 20000}}\nevents:\n  - {{{_AS302P}, target_version: '1.9'}}\n")
+    p = twin("run", str(path), "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "events[0].target_version: 1.9 is below 1.12, 1.14, 1.15" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "run" / "journal.jsonl").exists() or not (tmp_path / "run" / "journal.jsonl").read_text()
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
@@ -176,6 +188,11 @@ def test_run_a_scenario_writes_its_report(tmp_path):
         ("name: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "mapping"),
         ("name: x\nevents:\n  - {type: power_outage, area: 12, duration_min: 5, at: yesterday}\n", "events[0].at"),
+        ("name: x\nevents:\n  - {type: power_outage, area: 12, duration_min: 5, at: '2026-11-01T06:00'}\n",
+         "events[0].at: expected a tick, an offset like '2d6h' or a time: 2026-11-01T06:00:00 has no time zone"),
+        ("name: x\nfleet: {start: 2026-11-01T00:00:00}\n", "fleet.start: 2026-11-01T00:00:00 has no time zone"),
+        (f"name: x\nevents:\n  - {{{_AS302P}, target_version: 1.x}}\n", "events[0].target_version: '1.x' is not"),
+        (f"name: x\nevents:\n  - {{{_AS302P}, target_version: 1.10}}\n", "events[0].target_version: write the version"),
     ],
 )
 def test_malformed_scenario_files_are_rejected_before_anything_runs(tmp_path, content, needle):
