@@ -247,3 +247,21 @@ def test_a_random_target_is_refused_iff_below_a_selected_device_s_version(target
     except TwinInputError as e:
         got = e.field
     assert got == expected, (text, subset, allow)
+
+
+def test_a_version_a_rollout_introduced_is_selectable_and_compared_as_a_version():
+    f = _fresh()
+    f.submit({**HONEYWELL, "target_version": "1.16", "from_versions": ["1.12"], "max_days": 1})
+    f.run(3 * HALF_HOURS_PER_DAY)
+    assert "1.16" in _held(f)
+    # 1.15.9 would downgrade the meters now on 1.16 (they are not in the catalogue, but in the run)
+    cmd = parse_command({**HONEYWELL, "target_version": "1.15.9", "from_versions": ["1.15", "1.16"]}, f.config,
+                        now_tick=f.tick)
+    with pytest.raises(TwinInputError) as e:
+        validate(cmd, f.planner, census=f.census)
+    assert e.value.field == "target_version" and "below 1.16" in e.value.reason
+    first = f.submit({**HONEYWELL, "target_version": "1.17", "from_versions": ["1.16"]})
+    # the same devices under another spelling of the same version: a conflict, not a second rollout
+    with pytest.raises(TwinInputError) as e:
+        f.submit({**HONEYWELL, "target_version": "1.18", "from_versions": ["1.16.0"]})
+    assert e.value.field == "model" and first.name in e.value.reason

@@ -20,6 +20,11 @@ def _model(cmd: FirmwareRollout) -> DeviceModel:
     return models_of(DeviceType(cmd.device_type))[cmd.model_code - 1]
 
 
+def _keys(cmd: FirmwareRollout) -> tuple:
+    """from_versions as versions (1.16 and 1.16.0 overlap), not as text."""
+    return tuple(_model(cmd).scheme.sort_key(v) for v in cmd.from_versions)
+
+
 def rollout_version_check(cmd: FirmwareRollout, held: dict[str, int]) -> None:
     """Refuse a rollout that would downgrade a device it selects, or that has nothing to do.
 
@@ -66,7 +71,7 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
             if (isinstance(other, FirmwareRollout) and not op.done and other.device_type == cmd.device_type
                     and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
                     and _overlap(other.suppliers, cmd.suppliers)
-                    and _overlap(other.from_versions, cmd.from_versions) and _overlap(other.hubs, cmd.hubs)):
+                    and _overlap(_keys(other), _keys(cmd)) and _overlap(other.hubs, cmd.hubs)):
                 raise TwinInputError("model", f"conflicts with {op.name}, still {op.state.lower()} on "
                                               f"{cmd.model_label} devices of the same selection")
         for v in cmd.from_versions:
