@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--hubs", default=hubs, help=f"number of hubs, e.g. 1000000 or 1M (default {hubs or '1M'})")
         sp.add_argument("--seed", default=None if hubs is None else "1", help="fleet seed (default 1)")
         sp.add_argument("--regions", help="only these CSP regions, e.g. North,Central (default all)")
-        sp.add_argument("--start", help="simulated start time, ISO 8601 with zone (default 2026-11-01T00:00Z)")
+        sp.add_argument("--start", help="simulated start: an instant, ISO 8601 with a zone (Z or an offset), "
+                        "kept and shown in UTC (default 2026-11-01T00:00Z)")
         sp.add_argument("--block-size", help=argparse.SUPPRESS)
 
     up = sub.add_parser("up", help="run the live twin (engine on local Ray) until Ctrl-C")
