@@ -123,13 +123,17 @@ def test_a_target_equal_to_the_current_version_leaves_those_devices_alone():
 
 
 @pytest.mark.parametrize(("kw", "field"), [
+    # (targets above 1.15, so only the text can be at fault, never a downgrade)
     ({"target_version": "1.x"}, "target_version"),
-    ({"target_version": "v1.13"}, "target_version"),
-    ({"target_version": "1.13-beta"}, "target_version"),
-    ({"target_version": "1..13"}, "target_version"),
-    ({"target_version": "\uff11.13"}, "target_version"),  # a full-width digit
-    ({"target_version": "1.13\u00a0"}, "target_version"),
-    ({"target_version": 1.13}, "target_version"),  # a YAML number: 1.10 would read as 1.1
+    ({"target_version": "v1.16"}, "target_version"),
+    ({"target_version": "1.16-beta"}, "target_version"),
+    ({"target_version": "1.16b1"}, "target_version"),  # PEP 440 would take it; the scheme does not
+    ({"target_version": "1..16"}, "target_version"),
+    ({"target_version": "1.16.0.0.0"}, "target_version"),
+    ({"target_version": "\uff11.16"}, "target_version"),  # a full-width digit
+    ({"target_version": "\u0661.16"}, "target_version"),  # an Arabic-Indic digit
+    ({"target_version": "1.16\u00a0"}, "target_version"),
+    ({"target_version": 1.16}, "target_version"),  # a YAML number: 1.10 would read as 1.1
     ({"target_version": ""}, "target_version"),
     ({"target_version": "1.16", "from_versions": ["1,12"]}, "from_versions"),
     ({"target_version": "1.16", "from_versions": ["1.12", "1.12.0"]}, "from_versions"),
@@ -142,6 +146,8 @@ def test_versions_that_cannot_be_parsed_or_used_are_refused_naming_the_field(kw,
     with pytest.raises(TwinInputError) as e:
         _check(f, **kw)
     assert e.value.field == field, e.value
+    assert "downgrade" not in e.value.reason
+    _check(f, **{**kw, "target_version": "1.16", "from_versions": ["1.12"], "allow_downgrade": False})  # the rest is fine
 
 
 def test_each_product_line_has_its_scheme():

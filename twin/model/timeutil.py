@@ -30,7 +30,7 @@ def parse_instant(value: Any, field: str) -> datetime:
     elif isinstance(value, date):
         raise TwinInputError(field, f"a date alone is not an instant; give a time with a zone, e.g. {EXAMPLE}")
     elif isinstance(value, str):
-        text = value.strip()
+        text = value.strip(" \t")
         if not text.isascii():
             raise TwinInputError(field, f"expected an ISO 8601 time with a zone, e.g. {EXAMPLE}, got {value!r}")
         try:

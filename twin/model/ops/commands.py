@@ -347,7 +347,7 @@ def _version(model: DeviceModel, value: Any, name: str) -> str:
     would read as 1.1), so numbers are refused too."""
     if not isinstance(value, str):
         raise TwinInputError(name, f"write the version as text in quotes, e.g. '{model.versions[-1]}', got {value!r}")
-    text = value.strip()
+    text = value.strip(" \t")  # ASCII blanks only: anything else is part of the text and refused
     try:
         return model.known_version(text) or text
     except ValueError as e:
