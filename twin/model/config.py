@@ -47,11 +47,11 @@ class FleetConfig:
         bs = self.block_size
         if not isinstance(bs, int) or bs < 64 or bs > (1 << 20) or bs & (bs - 1):
             raise TwinInputError("block_size", f"must be a power of two in [64, 2^20], got {bs!r}")
-        from twin.model.timeutil import as_utc  # lazy: timeutil imports this module
+        from twin.model.timeutil import parse_instant  # lazy: timeutil imports this module
 
         # An instant, kept in UTC: nothing may read wall-clock fields (hour, date, day of year)
         # of the offset a user typed, or equal instants would give different runs.
-        object.__setattr__(self, "start", as_utc(self.start, "start"))
+        object.__setattr__(self, "start", parse_instant(self.start, "start"))
         if self.start.timestamp() % TICK_SECONDS:
             raise TwinInputError("start", "must fall on a half-hour boundary")
         if not self.regions or len(set(self.regions)) != len(self.regions):
