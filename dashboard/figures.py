@@ -146,6 +146,8 @@ def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
     a year on, for permanent), with a line at the simulated now."""
     from datetime import datetime, timedelta
 
+    from twin.model.timeutil import format_instant
+
     fig = go.Figure()
     rows = []
     for region, info in network.items():
@@ -156,8 +158,8 @@ def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
     for label, start, end, kind in rows:
         fig.add_trace(go.Scatter(x=[start, end], y=[label, label], mode="lines", line=dict(width=14,
                       color="#d62728" if kind == "off" else "#ff9896"), name=label, showlegend=False,
-                      hovertext=f"{label}: off from {start:%Y-%m-%d %H:%M}" + (
-                          f" to {end:%Y-%m-%d %H:%M}" if kind == "outage" else " (permanent)"), hoverinfo="text"))
+                      hovertext=f"{label}: off from {format_instant(start)}" + (
+                          f" to {format_instant(end)}" if kind == "outage" else " (permanent)"), hoverinfo="text"))
     layout = base_layout("Switch-offs and network outages", 260)
     fig.update_layout(**layout)
     if now_iso:

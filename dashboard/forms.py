@@ -37,10 +37,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 AREA_LABELS = {str(a.id): f"{a.id} {a.name}" for a in AREAS}
 HELP: dict[str, str] = {
     "waves": "cumulative shares, e.g. 0.01, 0.1, 0.5, 1",
-    "from_versions": "comma-separated; empty: all but the target",
+    "from_versions": "comma-separated; empty: every device of the model (refused if any runs a newer version)",
     "cells": "base station ids, comma-separated",
     "hub": "device id or hub index",
-    "at": "empty: next tick; '30m', '6h', '1d12h' or an ISO time",
+    "at": "empty: next tick; '30m', '6h', '1d12h' or an ISO time with its zone, e.g. 2026-11-02T06:00+00:00",
 }
 
 

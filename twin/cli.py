@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
+from twin.model.timeutil import format_instant, parse_instant
 from twin.timeline_cli import TimelineUsageError
 
 # Wide enough for the tables when output goes to a file or a pipe.
@@ -107,12 +108,9 @@ def _config(args: argparse.Namespace) -> FleetConfig:
     start = {}
     if getattr(args, "start", None):
         try:
-            when = datetime.fromisoformat(args.start)
-        except ValueError:
-            raise UsageError(f"--start: expected an ISO date like 2026-11-01T00:00+00:00, got {args.start!r}") from None
-        if when.tzinfo is None:
-            raise UsageError("--start: give a time zone, e.g. 2026-11-01T00:00+00:00")
-        start["start"] = when
+            start["start"] = parse_instant(args.start, "--start")
+        except TwinInputError as e:
+            raise UsageError(str(e)) from None
     regions = parse_regions(args.regions) if getattr(args, "regions", None) else None
     kw: dict[str, Any] = {"hubs": hubs, "seed": seed, **start}
     if regions:
@@ -175,7 +173,7 @@ def _resume(args: argparse.Namespace):
     start_ray(address=getattr(args, "address", None), num_cpus=None)
     with err.status(f"resuming {run_dir}…"):
         sup = FleetSupervisor(config, shards=manifest.get("shards"), run_dir=run_dir, resume=True)
-    err.print(f"[green]resumed {run_dir} at tick {sup.tick} ({config.time_of(sup.tick):%Y-%m-%d %H:%M} UTC), "
+    err.print(f"[green]resumed {run_dir} at tick {sup.tick} ({format_instant(config.time_of(sup.tick))}), "
               f"{len(sup.operations())} operation(s)")
     return config, sup
 
@@ -209,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, sc.name)
     start_ray(address=getattr(args, "address", None), num_cpus=None)
     ticks = sc.ticks
-    err.print(f"scenario {sc.name}: {config.hubs:,} hubs, {sc.days:g} days, {len(sc.commands)} event(s); "
+    err.print(f"scenario {sc.name}: {config.hubs:,} hubs from {format_instant(config.start)}, {sc.days:g} days, "
+              f"{len(sc.commands)} event(s); "
               f"run directory {run_dir}", highlight=False)
     done = {"n": 0}
     t = time.perf_counter()
@@ -493,7 +492,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         err.print(f"dashboard on {url}", highlight=False)
     sup.start_clock(speed=speed)
     pace = "as fast as possible" if speed is None else f"{speed:g}x real time ({TICK_SECONDS / speed:.2f} s per tick)"
-    err.print(f"twin is running: simulated clock from {config.time_of(sup.tick):%Y-%m-%d %H:%M} UTC, {pace}. "
+    err.print(f"twin is running: simulated clock from {format_instant(config.time_of(sup.tick))}, {pace}. "
               "Ctrl-C stops.")
     last_print = 0.0
     last_tick = 0
@@ -601,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--hubs", default=hubs, help=f"number of hubs, e.g. 1000000 or 1M (default {hubs or '1M'})")
         sp.add_argument("--seed", default=None if hubs is None else "1", help="fleet seed (default 1)")
         sp.add_argument("--regions", help="only these CSP regions, e.g. North,Central (default all)")
-        sp.add_argument("--start", help="simulated start time, ISO 8601 with zone (default 2026-11-01T00:00Z)")
+        sp.add_argument("--start", help="simulated start: an instant, ISO 8601 with a zone (Z or an offset), "
+                        "kept and shown in UTC (default 2026-11-01T00:00Z)")
         sp.add_argument("--block-size", help=argparse.SUPPRESS)
 
     up = sub.add_parser("up", help="run the live twin (engine on local Ray) until Ctrl-C")

@@ -25,6 +25,7 @@ from twin.model.config import FleetConfig, TwinInputError, parse_regions
 from twin.model.ops.commands import Command, parse_command
 from twin.model.params import HALF_HOURS_PER_DAY, ModelParams
 from twin.model.summary import TickSummary
+from twin.model.timeutil import parse_instant
 
 FLEET_KEYS = {"hubs", "seed", "days", "start", "regions", "block_size", "params"}
 TOP_KEYS = {"name", "description", "fleet", "events"}
@@ -64,7 +65,7 @@ def load_scenario(path: Path, *, hubs: int | None = None, seed: int | None = Non
                           "seed": seed if seed is not None else fleet.get("seed", 1)}
     if "start" in fleet:
         start = fleet["start"]
-        kw["start"] = start if isinstance(start, datetime) else _iso(start)
+        kw["start"] = parse_instant(start, "fleet.start")
     if "regions" in fleet:
         kw["regions"] = parse_regions(fleet["regions"])
     if "block_size" in fleet:
@@ -88,16 +89,6 @@ def load_scenario(path: Path, *, hubs: int | None = None, seed: int | None = Non
                   config=config, days=float(run_days), events=events, file=str(path))
     sc.commands = [_parse_event(i, e, config) for i, e in enumerate(events)]
     return sc
-
-
-def _iso(value: Any) -> datetime:
-    try:
-        when = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise TwinInputError("fleet.start", f"expected an ISO time, got {value!r}") from None
-    if when.tzinfo is None:
-        raise TwinInputError("fleet.start", "needs a zone, e.g. 2026-11-01T00:00:00+00:00")
-    return when
 
 
 def _parse_event(i: int, event: Any, config: FleetConfig) -> Command:

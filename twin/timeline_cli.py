@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from twin.model.timeutil import format_instant
+
 DEFAULT_SQL = ("SELECT tick, time_utc, messages, reachable_hubs, dark_hubs, alerts, peak_alerts_per_s, hh_lost, "
                "hh_at_risk FROM ticks ORDER BY tick DESC LIMIT {limit}")
 
@@ -110,7 +112,7 @@ def cmd_fork(args: argparse.Namespace, console: Console, err: Console) -> int:
             raise TimelineUsageError(f"--event: not JSON ({e}): {text!r}") from None
         events.append(ev)
     start_ray(address=getattr(args, "address", None))
-    err.print(f"forking {parent} at tick {at} ({config.time_of(at):%Y-%m-%d %H:%M} UTC) with {len(events)} event(s) "
+    err.print(f"forking {parent} at tick {at} ({format_instant(config.time_of(at))}) with {len(events)} event(s) "
               f"added and {len(drop)} left out, running to tick {until}…", highlight=False)
     out = fork(parent, at=at, until=until, events=events, drop=drop, name=args.name,
                branch_dir=Path(args.out) if args.out else None)

@@ -10,6 +10,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import graph, ops_table, pulse
+from twin.model.catalog import DeviceType, models_of
 
 PATH = "/firmware"
 TITLE = "Firmware"
@@ -39,11 +40,23 @@ def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+def version_order(key: str, label: str) -> tuple[str, Any]:
+    """Where an AggregateFleet firmware label ('Honeywell AS302P 1.14') sits: by model, then by
+    version under the model's scheme (1.9 before 1.12, never as text); an unknown label last."""
+    models = sorted(models_of(DeviceType[key.removesuffix("_firmware").upper()]), key=lambda m: -len(m.label))
+    for m in models:
+        if label.startswith(m.label + " "):
+            return (m.label, m.scheme.sort_key(label[len(m.label) + 1:]))
+    return (label, (2,))
+
+
 def versions_figure(versions: dict[str, list[dict[str, Any]]]) -> go.Figure:
-    """Devices by model and version, one bar group per device type (largest first, top 12)."""
+    """Devices by model and version, one bar group per device type: the 12 largest groups, each
+    model's versions in version order."""
     fig = go.Figure()
     for key, label in DEVICES.items():
         rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
+        rows.sort(key=lambda r, key=key: version_order(key, r["version"]))
         fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))
     fig.update_layout(**F.base_layout("Firmware versions in the fleet (devices)", 520))
     fig.update_yaxes(autorange="reversed", automargin=True)

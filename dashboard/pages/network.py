@@ -11,6 +11,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import graph, num, ops_table, pulse
+from twin.model.timeutil import format_instant
 
 PATH = "/network"
 TITLE = "Network"
@@ -35,7 +36,7 @@ def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], n
                 when = f"off in {d} d {rem // 3600} h"
             else:
                 when = "off now"
-            rows.append(html.Tr([html.Td(region), html.Td(t["technology"]), html.Td(f"{off:%Y-%m-%d %H:%M}"),
+            rows.append(html.Tr([html.Td(region), html.Td(t["technology"]), html.Td(format_instant(off)),
                                  html.Td(when, className="countdown"), html.Td(f"{hubs:,}", className="num")],
                                 className="at-risk" if hubs else ""))
     if not rows:

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import pytest
+from google.longrunning import operations_pb2
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
@@ -89,7 +91,7 @@ def api(tmp_path_factory):
 
 def params_for(srv: str) -> dict:
     return {"2.2": {"amount_pence": 500}, "1.1.1": {"unit_rate_pence": 26.1},
-            "11.1": {"target_version": f"9.{uuid.uuid4().hex[:6]}"}}.get(srv, {})
+            "11.1": {"target_version": f"9.{uuid.uuid4().int % 10**6}"}}.get(srv, {})
 
 
 def expect(code: grpc.StatusCode, fn, *args, **kw) -> grpc.RpcError:
@@ -184,6 +186,9 @@ def test_device_changing_requests_apply_at_a_tick(api):
 def test_firmware_by_service_request_distribute_then_signed_activation(api):
     target = f"hubs/{api.hub['device_id']}"
     with api.client("is") as c:
+        for bad in ("x.y", "0.0.1"):  # unparseable; below what the meter runs (a downgrade)
+            e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "11.1", target, {"target_version": bad})
+            assert bad_request_fields(e) == ["parameters.target_version"], (bad, e.details())
         version = "7.7.7"
         dist = c.submit("11.1", target, {"target_version": version})
         # Planned (budget) 4 ticks after it starts, sent, then the image arrives a tick later.
@@ -312,6 +317,28 @@ def test_every_operator_event_end_to_end_through_the_api(api):
         assert bad_request_fields(e) == ["area"]
     with api.client("is") as c:  # DCC users may not run fleet operations
         expect(grpc.StatusCode.PERMISSION_DENIED, c.step, 1)
+
+
+def test_versions_and_times_are_checked_through_the_api(api):
+    # Issue 17 parts 6 and 8: a version that is a downgrade or does not parse, and a time without
+    # a zone, are INVALID_ARGUMENT naming the field; one instant written with two offsets is one tick.
+    rollout = dict(device="ESME", manufacturer="Honeywell", model="AS302P", waves=[1.0])
+    with api.client("operator") as c:
+        for version in ("1.9", "1.13", "1.x"):
+            e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.create_event,
+                       firmware_rollout=fleet_pb2.FirmwareRollout(target_version=version, **rollout))
+            assert bad_request_fields(e) == ["target_version"], (version, e.details())
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.create_event, at="2027-01-05T06:00",
+                   csp_incident=fleet_pb2.CspIncident(region="North", duration_min=30))
+        assert bad_request_fields(e) == ["at"]
+        ticks = []
+        for at in ("2027-01-05T07:00+01:00", "2027-01-05T06:00Z"):
+            op = c.create_event(at=at, csp_incident=fleet_pb2.CspIncident(region="North", duration_min=30))
+            md = fleet_pb2.OperationMetadata()
+            op.metadata.Unpack(md)
+            ticks.append((md.start_tick, md.start_time.ToDatetime(tzinfo=UTC)))
+            c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name), metadata=c.metadata)
+        assert ticks[0] == ticks[1] and ticks[0][1] == datetime(2027, 1, 5, 6, tzinfo=UTC)
 
 
 def test_alerts_reach_the_network_operator_of_the_area_only(api):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -52,6 +53,7 @@ def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
         (["run", "--hubs", "1000", "--regions", "Atlantis"], "unknown region 'Atlantis'"),
         (["run", "--hubs", "1000", "--shards", "0"], "--shards"),
         (["run", "--hubs", "1000", "--start", "yesterday"], "--start"),
+        (["run", "--hubs", "1000", "--start", "2026-06-01T00:00"], "--start: 2026-06-01T00:00:00 has no time zone"),
         (["up", "--hubs", "1000", "--speed", "-3"], "--speed"),
         (["up", "--hubs", "1000", "--api-processes", "0"], "--api-processes"),
         (["hub", "99999", "--hubs", "1000"], "not in this fleet"),
@@ -103,8 +105,26 @@ def test_hub_describes_a_hub_by_index_and_by_device_id():
     assert json.loads(again.stdout) == rec
 
 
+def test_one_instant_with_two_offsets_is_one_run_printed_in_utc(tmp_path):
+    # Issue 17 part 8: the start written at +01:00 and at +00:00 is one instant and one run.
+    runs = []
+    for i, start in enumerate(("2026-06-01T00:00+01:00", "2026-05-31T23:00+00:00")):
+        out = tmp_path / f"s{i}.json"
+        p = twin("run", "--hubs", "20000", "--days", "1", "--seed", "4", "--start", start, "--json", str(out),
+                 "--run-dir", str(tmp_path / f"run{i}"))
+        assert p.returncode == 0, p.stderr
+        assert "from 2026-05-31 23:00 UTC" in p.stderr
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["state_hash"] == runs[1]["state_hash"]
+    assert runs[0]["messages"] == runs[1]["messages"]
+    local = LocalFleet(FleetConfig(hubs=20_000, seed=4, start=datetime(2026, 5, 31, 23, tzinfo=UTC)))
+    local.run(48)
+    assert runs[0]["state_hash"] == local.state_hash()
+
+
 def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c():
-    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20000", "--speed", "max", "--status-every", "0.5"],
+    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20000", "--speed", "max", "--status-every", "0.5",
+                             "--start", "2026-06-01T00:00+01:00"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         lines = []
@@ -121,7 +141,7 @@ def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c():
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         err = proc.stderr.read()
-        assert "twin is running" in err and "Traceback" not in err
+        assert "twin is running: simulated clock from 2026-05-31 23:00 UTC" in err and "Traceback" not in err
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -146,6 +166,18 @@ def test_run_a_scenario_writes_its_report(tmp_path):
     assert (out / "journal.jsonl").read_text().count("\n") == 3
 
 
+_AS302P = "type: firmware_rollout, device: ESME, manufacturer: Honeywell, model: AS302P"
+
+
+def test_a_scenario_rollout_that_downgrades_is_refused_naming_the_field(tmp_path):
+    path = tmp_path / "down.yaml"
+    path.write_text(f"name: x\nfleet: {{hubs: 20000}}\nevents:\n  - {{{_AS302P}, target_version: '1.9'}}\n")
+    p = twin("run", str(path), "--run-dir", str(tmp_path / "run"), timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert "events[0].target_version: 1.9 is below 1.12, 1.14, 1.15" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "run" / "journal.jsonl").exists() or not (tmp_path / "run" / "journal.jsonl").read_text()
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
@@ -156,6 +188,11 @@ def test_run_a_scenario_writes_its_report(tmp_path):
         ("name: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "mapping"),
         ("name: x\nevents:\n  - {type: power_outage, area: 12, duration_min: 5, at: yesterday}\n", "events[0].at"),
+        ("name: x\nevents:\n  - {type: power_outage, area: 12, duration_min: 5, at: '2026-11-01T06:00'}\n",
+         "events[0].at: expected a tick, an offset like '2d6h' or a time: 2026-11-01T06:00:00 has no time zone"),
+        ("name: x\nfleet: {start: 2026-11-01T00:00:00}\n", "fleet.start: 2026-11-01T00:00:00 has no time zone"),
+        (f"name: x\nevents:\n  - {{{_AS302P}, target_version: 1.x}}\n", "events[0].target_version: '1.x' is not"),
+        (f"name: x\nevents:\n  - {{{_AS302P}, target_version: 1.10}}\n", "events[0].target_version: write the version"),
     ],
 )
 def test_malformed_scenario_files_are_rejected_before_anything_runs(tmp_path, content, needle):

@@ -16,7 +16,7 @@ from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
 from twin.model.ops.commands import Command, FirmwareRollout
-from twin.model.ops.rollout import select_devices
+from twin.model.ops.rollout import version_census
 from twin.model.ops.runtime import Control, ShardOps
 from twin.model.query import aggregate_counts, hub_record
 from twin.model.state import HubState
@@ -109,11 +109,11 @@ class Shard:
             self.checkpoint(checkpoint)
         return summary
 
-    def census(self, cmd: Command, target_index: int | None) -> int:
-        """How many devices of this shard a command would touch now."""
+    def census(self, cmd: Command) -> dict[str, int]:
+        """{firmware version: devices} of this shard a rollout's selector matches now."""
         if isinstance(cmd, FirmwareRollout):
-            return int(select_devices(self.state, cmd, target_index).size)
-        return 0
+            return version_census(self.state, cmd, self.ops.versions)
+        return {}
 
     # -- queries -------------------------------------------------------------------------
     def hub(self, hub: int) -> dict[str, Any]:

@@ -521,7 +521,7 @@ class FleetSupervisor:
                 acc = merged.setdefault(k, [0, 0])
                 acc[0] += h
                 acc[1] += m
-        return label_counts(by, merged)
+        return label_counts(by, merged, self.planner.versions)  # the versions rollouts added, too
 
     def state_hash(self) -> str:
         with self._tick_lock:
@@ -567,14 +567,14 @@ class FleetSupervisor:
         self._last_applied = (self.planner.observed, seq)
         return operation_view(op, self.config) if op is not None else {}
 
-    def _census(self, cmd: Command) -> int:
-        target = None
+    def _census(self, cmd: Command) -> dict[str, int]:
+        """{version: devices} a rollout's selector matches now, over every shard."""
+        total: dict[str, int] = {}
         if isinstance(cmd, FirmwareRollout):
-            try:
-                target = self.planner.versions.index(cmd.device_type, cmd.model_code, cmd.target_version)
-            except KeyError:
-                target = None
-        return sum(ray.get([s.census.remote(cmd, target) for s in self.shards]))
+            for part in ray.get([s.census.remote(cmd) for s in self.shards]):
+                for v, n in part.items():
+                    total[v] = total.get(v, 0) + n
+        return total
 
     def operations(self) -> list[dict[str, Any]]:
         with self._plan_lock:

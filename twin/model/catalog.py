@@ -4,10 +4,12 @@ in the columnar state; every table here maps a code to its label and back."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+from packaging.version import InvalidVersion, Version
 
 
 class Region(IntEnum):
@@ -187,9 +189,63 @@ class Status:
     SUPPLY_OFF = 8  # electricity supply disabled by SR 7.2 (enabled again by SR 7.1)
 
 
+_DOTTED = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6}){0,3}")
+
+
+@dataclass(frozen=True)
+class VersionScheme:
+    """How a manufacturer's product line writes firmware versions, and how they are ordered.
+
+    A version is `prefix` followed by one to four dot-separated decimal numbers (ASCII digits), as
+    `1.12`, `3.2.4` or, with prefix `S1-`, `S1-2.1`. The numbers are compared as a release
+    version by `packaging.version` (PyPA): component by component, numerically, so 1.9 < 1.12 <
+    1.13, and trailing zeros do not count (1.14 and 1.14.0 are the same version). Anything else
+    (letters, other separators, a missing or wrong prefix, non-ASCII digits) cannot be ordered and
+    is refused: `parse` raises ValueError."""
+
+    name: str
+    prefix: str = ""
+
+    @property
+    def example(self) -> str:
+        return f"{self.prefix}1.2.3"
+
+    def parse(self, text: str) -> Version:
+        """'1.12' -> its comparable key; ValueError if `text` is not a version of this scheme."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected a version written as text, e.g. '{self.example}', got {text!r}")
+        body = text.removeprefix(self.prefix) if self.prefix else text
+        if (self.prefix and not text.startswith(self.prefix)) or not _DOTTED.fullmatch(body):
+            raise ValueError(f"{text!r} is not a {self.name} version: expected "
+                             + (f"'{self.prefix}' then " if self.prefix else "")
+                             + f"dot-separated numbers, e.g. '{self.example}'")
+        try:
+            return Version(body)
+        except InvalidVersion:  # cannot happen after the pattern; kept so nothing else escapes
+            raise ValueError(f"{text!r} is not a {self.name} version") from None
+
+    def sort_key(self, text: str) -> tuple[int, Version, str]:
+        """A total order over any label: versions of this scheme by version, then anything else
+        (a label recorded before versions were checked) after them, by text."""
+        try:
+            return (0, self.parse(text), "")
+        except ValueError:
+            return (1, Version("0"), text)
+
+
+# The schemes of the catalogue's product lines (the version strings are illustrative [U]; a real
+# manufacturer whose images are numbered otherwise, e.g. in hex, gets its own scheme mapping to a
+# comparable key). SMETS2 devices of every manufacturer here: dotted numbers. SMETS1 meters
+# adopted by the DCC: 'S1-' then dotted numbers; SMETS1 comms modules: 'S1.' then a number.
+DOTTED = VersionScheme("dotted")
+SMETS1_METER = VersionScheme("SMETS1 meter", "S1-")
+SMETS1_MODULE = VersionScheme("SMETS1 comms module", "S1.")
+
+
 @dataclass(frozen=True)
 class DeviceModel:
-    """One certified device model and the firmware versions seen in the field (oldest first)."""
+    """One certified device model and the firmware versions seen in the field (oldest first under
+    its `scheme`, which orders them)."""
 
     device_type: DeviceType
     manufacturer: str
@@ -197,10 +253,20 @@ class DeviceModel:
     smets: str  # "SMETS2", "SMETS1" or "any"
     versions: tuple[str, ...]
     version_shares: tuple[float, ...]
+    scheme: VersionScheme = DOTTED
 
     @property
     def label(self) -> str:
         return f"{self.manufacturer} {self.model}"
+
+    def version_key(self, text: str) -> Version:
+        """The comparable key of a version of this model; ValueError if it is not one."""
+        return self.scheme.parse(text)
+
+    def known_version(self, text: str) -> str | None:
+        """The catalogue's spelling of `text` (the same version under the scheme), or None."""
+        key = self.scheme.parse(text)
+        return next((v for v in self.versions if self.scheme.parse(v) == key), None)
 
 
 def _fw(*versions: str) -> tuple[str, ...]:
@@ -221,9 +287,9 @@ DEVICE_MODELS: tuple[DeviceModel, ...] = (
     DeviceModel(DeviceType.CH, "Toshiba", "2G/3G CH", "SMETS2", _fw("1.8.2", "1.9.0", "2.0.3"), _SHARES3),
     DeviceModel(DeviceType.CH, "WNC", "2G/3G CH", "SMETS2", _fw("4.0.7", "4.1.2"), _SHARES2),
     DeviceModel(DeviceType.CH, "Toshiba", "4G CH", "SMETS2", _fw("1.0.1", "1.1.0"), _SHARES2),
-    DeviceModel(DeviceType.CH, "Honeywell", "SMETS1 comms module", "SMETS1", _fw("S1.4", "S1.5"), _SHARES2),
-    DeviceModel(DeviceType.CH, "Landis & Gyr", "SMETS1 comms module", "SMETS1", _fw("S1.9", "S1.10"), _SHARES2),
-    DeviceModel(DeviceType.CH, "Secure Meters", "SMETS1 comms module", "SMETS1", _fw("S1.2", "S1.3"), _SHARES2),
+    DeviceModel(DeviceType.CH, "Honeywell", "SMETS1 comms module", "SMETS1", _fw("S1.4", "S1.5"), _SHARES2, SMETS1_MODULE),
+    DeviceModel(DeviceType.CH, "Landis & Gyr", "SMETS1 comms module", "SMETS1", _fw("S1.9", "S1.10"), _SHARES2, SMETS1_MODULE),
+    DeviceModel(DeviceType.CH, "Secure Meters", "SMETS1 comms module", "SMETS1", _fw("S1.2", "S1.3"), _SHARES2, SMETS1_MODULE),
     DeviceModel(DeviceType.ESME, "Aclara", "SGM1412", "SMETS2", _fw("2.4.0", "2.5.1", "2.6.0"), _SHARES3),
     DeviceModel(DeviceType.ESME, "Aclara", "SGM1412B", "SMETS2", _fw("2.5.1", "2.6.0"), _SHARES2),
     DeviceModel(DeviceType.ESME, "EDMI", "ES-10A", "SMETS2", _fw("5.0.2", "5.1.0", "5.2.3"), _SHARES3),
@@ -232,22 +298,22 @@ DEVICE_MODELS: tuple[DeviceModel, ...] = (
     DeviceModel(DeviceType.ESME, "Kaifa", "MA120", "SMETS2", _fw("1.0.9", "1.1.4", "1.2.0"), _SHARES3),
     DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470-5394", "SMETS2", _fw("3.0.6", "3.1.2"), _SHARES2),
     DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470-5424", "SMETS2", _fw("3.1.2", "3.2.0"), _SHARES2),
-    DeviceModel(DeviceType.ESME, "Elster", "AS 300P", "SMETS1", _fw("S1-2.1", "S1-2.2"), _SHARES2),
-    DeviceModel(DeviceType.ESME, "Itron", "EM425-UK", "SMETS1", _fw("S1-6.4", "S1-6.5"), _SHARES2),
-    DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470", "SMETS1", _fw("S1-1.8", "S1-1.9"), _SHARES2),
-    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 100", "SMETS1", _fw("S1-4.0", "S1-4.1"), _SHARES2),
-    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 110", "SMETS1", _fw("S1-4.1", "S1-4.2"), _SHARES2),
+    DeviceModel(DeviceType.ESME, "Elster", "AS 300P", "SMETS1", _fw("S1-2.1", "S1-2.2"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.ESME, "Itron", "EM425-UK", "SMETS1", _fw("S1-6.4", "S1-6.5"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.ESME, "Landis & Gyr", "E470", "SMETS1", _fw("S1-1.8", "S1-1.9"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 100", "SMETS1", _fw("S1-4.0", "S1-4.1"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.ESME, "Secure Meters", "Liberty 110", "SMETS1", _fw("S1-4.1", "S1-4.2"), _SHARES2, SMETS1_METER),
     DeviceModel(DeviceType.GSME, "EDMI", "GS-60A", "SMETS2", _fw("2.2.0", "2.3.1"), _SHARES2),
     DeviceModel(DeviceType.GSME, "EDMI", "GS-60B", "SMETS2", _fw("2.3.1", "2.4.0"), _SHARES2),
     DeviceModel(DeviceType.GSME, "Flonidan", "G4SZV-1", "SMETS2", _fw("1.3.0", "1.4.2", "1.5.0"), _SHARES3),
     DeviceModel(DeviceType.GSME, "GWI", "G4-MG-SE-GM-V2", "SMETS2", _fw("6.0.1", "6.1.0"), _SHARES2),
     DeviceModel(DeviceType.GSME, "Honeywell", "BK-G4E", "SMETS2", _fw("4.4", "4.5", "4.6"), _SHARES3),
     DeviceModel(DeviceType.GSME, "Landis & Gyr", "G470-672", "SMETS2", _fw("2.0.4", "2.1.0"), _SHARES2),
-    DeviceModel(DeviceType.GSME, "Elster", "BK-G4E", "SMETS1", _fw("S1-3.0", "S1-3.1"), _SHARES2),
-    DeviceModel(DeviceType.GSME, "Itron", "RF1 sV ZB", "SMETS1", _fw("S1-2.0", "S1-2.2"), _SHARES2),
-    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G370", "SMETS1", _fw("S1-1.4", "S1-1.5"), _SHARES2),
-    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G470", "SMETS1", _fw("S1-1.6", "S1-1.7"), _SHARES2),
-    DeviceModel(DeviceType.GSME, "Secure Meters", "EG4v10", "SMETS1", _fw("S1-5.2", "S1-5.3"), _SHARES2),
+    DeviceModel(DeviceType.GSME, "Elster", "BK-G4E", "SMETS1", _fw("S1-3.0", "S1-3.1"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.GSME, "Itron", "RF1 sV ZB", "SMETS1", _fw("S1-2.0", "S1-2.2"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G370", "SMETS1", _fw("S1-1.4", "S1-1.5"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.GSME, "Landis & Gyr", "G470", "SMETS1", _fw("S1-1.6", "S1-1.7"), _SHARES2, SMETS1_METER),
+    DeviceModel(DeviceType.GSME, "Secure Meters", "EG4v10", "SMETS1", _fw("S1-5.2", "S1-5.3"), _SHARES2, SMETS1_METER),
     DeviceModel(DeviceType.PPMID, "Chameleon Technology", "PPMID", "any", _fw("2.1", "2.3"), _SHARES2),
     DeviceModel(DeviceType.PPMID, "Geo (Green Energy Options)", "PPMID", "any", _fw("5.6", "5.8"), _SHARES2),
 )
@@ -264,14 +330,35 @@ class VersionTable:
         base = models_of(DeviceType(device_type))[model_code - 1].versions
         return base + tuple(self.extra.get((device_type, model_code), ()))
 
-    def index(self, device_type: int, model_code: int, version: str, *, add: bool = False) -> int:
+    def find(self, device_type: int, model_code: int, version: str) -> int | None:
+        """Index of `version` (the same version under the model's scheme, so 1.14.0 finds 1.14),
+        or None if the table has no such version."""
         vs = self.versions(device_type, model_code)
         if version in vs:
             return vs.index(version)
+        key = self.scheme(device_type, model_code).sort_key(version)
+        if key[0]:  # not a version of the scheme: only the exact label matches
+            return None
+        return next((i for i, v in enumerate(vs) if self.scheme(device_type, model_code).sort_key(v) == key), None)
+
+    def index(self, device_type: int, model_code: int, version: str, *, add: bool = False) -> int:
+        i = self.find(device_type, model_code, version)
+        if i is not None:
+            return i
         if not add:
             raise KeyError(version)
+        vs = self.versions(device_type, model_code)
         self.extra.setdefault((device_type, model_code), []).append(version)
         return len(vs)
+
+    @staticmethod
+    def scheme(device_type: int, model_code: int) -> VersionScheme:
+        return models_of(DeviceType(device_type))[model_code - 1].scheme
+
+    def sort_key(self, device_type: int, model_code: int, index: int) -> tuple[int, Version, str]:
+        """Where the version stored as `index` sits in version order (indices are in the order
+        versions were introduced, not in version order)."""
+        return self.scheme(device_type, model_code).sort_key(self.label(device_type, model_code, index))
 
     def label(self, device_type: int, model_code: int, index: int) -> str:
         vs = self.versions(device_type, model_code)

@@ -47,8 +47,11 @@ class FleetConfig:
         bs = self.block_size
         if not isinstance(bs, int) or bs < 64 or bs > (1 << 20) or bs & (bs - 1):
             raise TwinInputError("block_size", f"must be a power of two in [64, 2^20], got {bs!r}")
-        if self.start.tzinfo is None:
-            raise TwinInputError("start", "must carry a time zone (UTC)")
+        from twin.model.timeutil import parse_instant  # lazy: timeutil imports this module
+
+        # An instant, kept in UTC: nothing may read wall-clock fields (hour, date, day of year)
+        # of the offset a user typed, or equal instants would give different runs.
+        object.__setattr__(self, "start", parse_instant(self.start, "start"))
         if self.start.timestamp() % TICK_SECONDS:
             raise TwinInputError("start", "must fall on a half-hour boundary")
         if not self.regions or len(set(self.regions)) != len(self.regions):
@@ -60,6 +63,7 @@ class FleetConfig:
 
     @property
     def start_tick_of_day(self) -> int:
+        """The UTC half-hour of the day the start falls in (0-47); `start` is always UTC."""
         midnight = self.start.replace(hour=0, minute=0, second=0, microsecond=0)
         return int((self.start - midnight).total_seconds()) // TICK_SECONDS
 
@@ -86,10 +90,16 @@ class FleetConfig:
             hubs=d["hubs"],
             seed=d.get("seed", 1),
             block_size=d.get("block_size", DEFAULT_BLOCK_SIZE),
-            start=datetime.fromisoformat(d["start"]) if "start" in d else DEFAULT_START,
+            start=_start(d["start"]) if "start" in d else DEFAULT_START,
             regions=parse_regions(d.get("regions")),
             params=ModelParams.from_dict(d.get("params", {})),
         )
+
+
+def _start(value: Any) -> datetime:
+    from twin.model.timeutil import parse_instant
+
+    return parse_instant(value, "start")
 
 
 def parse_regions(value: str | list[str] | tuple[Any, ...] | None) -> tuple[Region, ...]:

@@ -12,8 +12,8 @@ from typing import Any
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
-from twin.model.ops.commands import Command, parse_command
-from twin.model.ops.rollout import select_devices
+from twin.model.ops.commands import Command, FirmwareRollout, parse_command
+from twin.model.ops.rollout import version_census
 from twin.model.ops.runtime import FleetOp, FleetPlanner, ShardOps
 from twin.model.ops.validation import validate
 from twin.model.state import HubState
@@ -56,9 +56,14 @@ class LocalFleet:
         validate(cmd, self.planner, census=self.census)
         return self.planner.accept(cmd)
 
-    def census(self, cmd: Command) -> int:
-        """Devices a rollout would touch now."""
-        return sum(int(select_devices(st, cmd, None).size) for st in self.states)
+    def census(self, cmd: Command) -> dict[str, int]:
+        """{firmware version: devices} a rollout's selector matches now."""
+        total: dict[str, int] = {}
+        if isinstance(cmd, FirmwareRollout):
+            for st, ops in zip(self.states, self.ops, strict=True):
+                for v, n in version_census(st, cmd, ops.versions).items():
+                    total[v] = total.get(v, 0) + n
+        return total
 
     def step(self) -> TickSummary:
         controls = self.planner.controls_for(self.tick)

@@ -235,15 +235,31 @@ def aggregate_counts(state: HubState, up_area: np.ndarray, by: list[str],
 
 def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]],
                  versions: VersionTable | None = None) -> list[dict[str, Any]]:
-    """Turn merged key codes into labelled rows, largest group first."""
-    labelers = [_key_fn(name, np.ones((24, N_WAN), bool), versions or VersionTable())[1] for name in by]
+    """Turn merged key codes into labelled rows, largest group first; groups of equal size in the
+    order of their keys (firmware by model, then version order under the model's scheme, never
+    as text: 1.9 before 1.12)."""
+    versions = versions or VersionTable()
+    labelers = [_key_fn(name, np.ones((24, N_WAN), bool), versions)[1] for name in by]
+    orders = [_order_fn(name, lab, versions) for name, lab in zip(by, labelers, strict=True)]
     rows = []
-    for codes, (h, m) in counts.items():
+    for codes, (h, m) in sorted(counts.items(), key=lambda kv: (-kv[1][0], [o(c) for o, c in zip(orders, kv[0], strict=True)])):
         row: dict[str, Any] = {name: lab(code) for name, lab, code in zip(by, labelers, codes, strict=True)}
         row["hubs"], row["meters"] = h, m
         rows.append(row)
-    rows.sort(key=lambda r: (-r["hubs"], [str(r[n]) for n in by]))
     return rows
+
+
+def _order_fn(name: str, label, versions: VersionTable):
+    """Sort key of a group key's code: firmware (model, version order), anything else its label."""
+    if not name.endswith("_firmware"):
+        return lambda code: (0, str(label(code)), ())
+    device = DeviceType[name.removesuffix("_firmware").upper()]
+
+    def order(code: int):
+        model, fw = divmod(int(code), 256)
+        return (model, "", versions.sort_key(device, model, fw) if model else ())
+
+    return order
 
 
 FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment")

@@ -15,6 +15,7 @@ from twin.fleet.v1 import fleet_pb2
 from twin.model.catalog import WAN_LABEL, AlertKind, Csp, MessageType, WanTech
 from twin.model.ids import parse_eui64
 from twin.model.summary import DARK_REASONS, TickSummary
+from twin.model.timeutil import as_utc, parse_instant
 from twin.services.errors import invalid, not_found
 
 CSP_NAMES = [c.name.title() for c in Csp]
@@ -25,8 +26,9 @@ ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36"
 
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:
+    """An aware datetime -> Timestamp (the instant; a naive one is refused, never read as UTC)."""
     t = timestamp_pb2.Timestamp()
-    t.FromDatetime(when)
+    t.FromDatetime(as_utc(when, "time"))
     return t
 
 
@@ -91,7 +93,7 @@ def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
     md = view["metadata"]
     meta = fleet_pb2.OperationMetadata(
         kind=md["kind"], state=md["state"], reason=md["reason"], start_tick=md["start_tick"],
-        start_time=ts(datetime.fromisoformat(md["start_time"])),
+        start_time=ts(parse_instant(md["start_time"], "start_time")),
         progress={k: int(v) for k, v in md["progress"].items() if isinstance(v, int | float)},
         command_json=json.dumps(md["command"], default=str))
     any_md = any_pb2.Any()

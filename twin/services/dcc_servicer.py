@@ -16,6 +16,7 @@ from google.protobuf import json_format, struct_pb2
 
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import AlertKind
+from twin.model.config import TwinInputError
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
@@ -169,7 +170,11 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return _response(base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, now, {},
                              detail="the hub is not reachable now; the response will follow on StreamResponses")
         event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
-        view = await asyncio.to_thread(self.sup.submit, event)
+        try:
+            view = await asyncio.to_thread(self.sup.submit, event)
+        except TwinInputError as e:
+            # A field the request's parameters gave (an SR 11.1's target_version) is named as sent.
+            raise invalid(f"parameters.{e.field}" if e.field in params else e.field, e.reason) from None
         name = view["name"]
         waited = 0.0
         while self.sup.clock_state == "running" and waited < ANSWER_WITHIN_S:

@@ -14,6 +14,7 @@ from twin.model.catalog import (
     AREA_BY_ID,
     AREAS,
     SUPPLIERS,
+    DeviceModel,
     DeviceType,
     Region,
     WanTech,
@@ -22,14 +23,17 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.params import TICK_SECONDS
+from twin.model.timeutil import format_instant, parse_instant
 
 _OFFSET_RE = re.compile(r"^\s*\+?\s*((?:\d+(?:\.\d+)?\s*[dhm]\s*)+)$")
 _OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhm])")
 
 
 def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to: int, name: str = "at") -> int:
-    """A command time -> tick. Accepts a tick number, an ISO 8601 time with zone, or an offset
-    like '2d', '6h', '1d12h', '+30m' (from `relative_to`). Rejects times before `now_tick`."""
+    """A command time -> tick. Accepts a tick number, an ISO 8601 time with zone (an instant: the
+    offset it is written with changes nothing, see twin.model.timeutil), or an offset like '2d',
+    '6h', '1d12h', '+30m' (from `relative_to`). Rejects times before `now_tick` and times without
+    a zone, naming the field."""
     if value is None or value == "now":
         tick = now_tick
     elif isinstance(value, bool):
@@ -37,28 +41,23 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
     elif isinstance(value, int):
         tick = value
     elif isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
-        tick = config.tick_at(value)
+        tick = config.tick_at(parse_instant(value, name))
     elif isinstance(value, str):
-        m = _OFFSET_RE.match(value)
+        m = _OFFSET_RE.match(value) if value.isascii() else None
         if m:
             secs = sum(float(n) * {"d": 86400, "h": 3600, "m": 60}[u] for n, u in _OFFSET_PART.findall(m.group(1)))
             tick = relative_to + int(secs // TICK_SECONDS)
         else:
             try:
-                when = datetime.fromisoformat(value)
-            except ValueError:
-                raise TwinInputError(
-                    name, f"expected a tick, an ISO time or an offset like '2d6h', got {value!r}") from None
-            if when.tzinfo is None:
-                raise TwinInputError(name, "a time needs a zone, e.g. 2026-11-02T06:00+00:00")
+                when = parse_instant(value, name)
+            except TwinInputError as e:
+                raise TwinInputError(name, f"expected a tick, an offset like '2d6h' or a time: {e.reason}") from None
             tick = config.tick_at(when)
     else:
         raise TwinInputError(name, f"expected a time, got {value!r}")
     if tick < now_tick:
         raise TwinInputError(name, f"{value!r} is in the past (the fleet is at tick {now_tick}, "
-                                   f"{config.time_of(now_tick):%Y-%m-%d %H:%M} UTC)")
+                                   f"{format_instant(config.time_of(now_tick))})")
     return tick
 
 
@@ -306,23 +305,18 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         raise TwinInputError("model", f"unknown {dt.name} model {manufacturer} {model}; known: "
                                       + ", ".join(m.label for m in models))
     m = models[code - 1]
-    target = str(_require(d, "target_version"))
-    from_versions = tuple(str(v) for v in d.get("from_versions") or ())
-    for v in from_versions:
-        if v not in m.versions:
-            raise TwinInputError("from_versions", f"{m.label} has no version {v!r}; it has {', '.join(m.versions)}")
-    if target in from_versions:
-        raise TwinInputError("target_version", "is one of the versions being replaced")
-    allow_downgrade = bool(d.get("allow_downgrade", False))
-    if target in m.versions and not allow_downgrade:
-        # A new version string is appended as the newest; an existing one must be newer than
-        # every version it replaces (all others when from_versions is not given).
-        t_idx = m.versions.index(target)
-        sources = from_versions or tuple(v for v in m.versions if v != target)
-        newer = [v for v in sources if m.versions.index(v) > t_idx]
-        if newer:
-            raise TwinInputError("target_version", f"{target} is older than {', '.join(newer)}: a downgrade "
-                                                   "(set allow_downgrade to do it on purpose)")
+    # Versions are checked against the model's scheme here; whether the target is a downgrade
+    # depends on what the selected devices run, so validation decides that (rollout_version_check).
+    target = _version(m, _require(d, "target_version"), "target_version")
+    from_versions = tuple(_version(m, v, "from_versions") for v in _list(d.get("from_versions"), "from_versions"))
+    keys = [m.version_key(v) for v in from_versions]
+    if len(set(keys)) != len(keys):
+        raise TwinInputError("from_versions", "names a version twice")
+    if m.version_key(target) in keys:
+        raise TwinInputError("target_version", f"{target} is one of the versions being replaced (from_versions)")
+    allow_downgrade = d.get("allow_downgrade", False)
+    if not isinstance(allow_downgrade, bool):
+        raise TwinInputError("allow_downgrade", f"expected true or false, got {allow_downgrade!r}")
     waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in d.get("waves", FirmwareRollout.waves))
     if not waves or any(b <= a for a, b in itertools.pairwise(waves)) or waves[-1] != 1.0 or waves[0] <= 0:
         raise TwinInputError("waves", "must be increasing cumulative shares in (0, 1] ending at 1, e.g. [0.01, 0.1, 1]")
@@ -345,6 +339,30 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         hubs=tuple(sorted({_hub_index(h, config, n_hubs) for h in d.get("hubs") or ()})),
         hold_activation=bool(d.get("hold_activation", False)),
     )
+
+
+def _version(model: DeviceModel, value: Any, name: str) -> str:
+    """A firmware version of `model` under its scheme, spelt as the catalogue spells it when it is
+    a catalogue version (1.14.0 -> 1.14). Text only: a YAML number loses its trailing zeros (1.10
+    would read as 1.1), so numbers are refused too."""
+    if not isinstance(value, str):
+        raise TwinInputError(name, f"write the version as text in quotes, e.g. '{model.versions[-1]}', got {value!r}")
+    text = value.strip(" \t")  # ASCII blanks only: anything else is part of the text and refused
+    try:
+        return model.known_version(text) or text
+    except ValueError as e:
+        raise TwinInputError(name, f"{e} ({model.label} versions are {model.scheme.name}, "
+                                   f"e.g. {', '.join(model.versions)})") from None
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise TwinInputError(name, f"expected a list, got {value!r}")
+    return list(value)
 
 
 def _hub_index(value: Any, config: FleetConfig, n_hubs: int) -> int:

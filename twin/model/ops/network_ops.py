@@ -161,7 +161,9 @@ class SwapShard(FieldProgrammeShard):
         return ~self.done_mask & ((wan == WanTech.G2) | (wan == WanTech.G3))
 
     def _apply(self, hs, rows, s) -> None:
-        latest = len(models_of(DeviceType.CH)[_TOSHIBA_4G - 1].versions) - 1
+        # A new hub comes with the newest catalogue image: the highest version under its scheme.
+        m = models_of(DeviceType.CH)[_TOSHIBA_4G - 1]
+        latest = max(range(len(m.versions)), key=lambda i: m.scheme.sort_key(m.versions[i]))
         hs.change(rows, wan=WanTech.G4, variant=Variant.FOUR_G, ch_model=_TOSHIBA_4G, ch_fw=latest)
         s.messages[:, MessageType.CONFIGURATION] += self.per_install * np.bincount(csp_of(hs, rows),
                                                                                    minlength=N_CSP)

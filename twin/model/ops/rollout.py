@@ -16,8 +16,8 @@ from twin.model.catalog import (
     Fault,
     MessageType,
     Status,
+    VersionTable,
     WanTech,
-    models_of,
 )
 from twin.model.config import FleetConfig
 from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
@@ -42,8 +42,10 @@ STAGES = ("waiting", "transferring", "activating", "activated", "failed", "brick
 CSP_KEYS = ("north", "central", "south")
 
 
-def select_devices(hs: HubState, cmd: FirmwareRollout, target_index: int | None) -> np.ndarray:
-    """Rows of this shard whose device matches the rollout's selector."""
+def select_devices(hs: HubState, cmd: FirmwareRollout, versions: VersionTable, target_index: int | None) -> np.ndarray:
+    """Rows of this shard whose device matches the rollout's selector (`from_versions` looked up
+    in this shard's `versions`), leaving out devices already on the target (`target_index`, None:
+    keep them; a device on the target has nothing to do)."""
     n = hs.n_hubs
     c = hs.cols
     dev = DeviceType(cmd.device_type).name.lower()
@@ -51,9 +53,9 @@ def select_devices(hs: HubState, cmd: FirmwareRollout, target_index: int | None)
     mask = model == cmd.model_code
     fw = c[f"{dev}_fw"][:n]
     if cmd.from_versions:
-        versions = models_of(DeviceType(cmd.device_type))[cmd.model_code - 1].versions
-        mask &= np.isin(fw, [versions.index(v) for v in cmd.from_versions])
-    elif target_index is not None:
+        held = [versions.find(cmd.device_type, cmd.model_code, v) for v in cmd.from_versions]
+        mask &= np.isin(fw, [i for i in held if i is not None])
+    if target_index is not None:
         mask &= fw != target_index
     if cmd.regions:
         mask &= np.isin(AREA_REGION[c["area"][:n]], cmd.regions)
@@ -64,6 +66,15 @@ def select_devices(hs: HubState, cmd: FirmwareRollout, target_index: int | None)
     if cmd.hubs:
         rows = np.intersect1d(rows, hs.local(np.asarray(cmd.hubs, np.int64)))
     return rows
+
+
+def version_census(hs: HubState, cmd: FirmwareRollout, versions: VersionTable) -> dict[str, int]:
+    """{version: devices} of this shard's devices the rollout's selector matches, those already on
+    the target included (validation tells them apart): what decides whether it is a downgrade."""
+    rows = select_devices(hs, cmd, versions, None)
+    fw = hs.cols[f"{DeviceType(cmd.device_type).name.lower()}_fw"][rows]
+    counts = np.bincount(fw.astype(np.int64))
+    return {versions.label(cmd.device_type, cmd.model_code, i): int(k) for i, k in enumerate(counts.tolist()) if k}
 
 
 def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, float, bool]:
@@ -91,7 +102,7 @@ class RolloutShard(ShardOp):
         self.holds_target = not cmd.hubs or bool(hs.holds(np.asarray(cmd.hubs, np.int64)).any())
         if not self.holds_target:
             self.state = "DONE"
-        rows = select_devices(hs, cmd, self.target_index) if self.holds_target else np.zeros(0, np.int64)
+        rows = select_devices(hs, cmd, ctx.versions, self.target_index) if self.holds_target else np.zeros(0, np.int64)
         u = op_uniform(hs, self.seq, 0, rows)
         order = sort_by_block(hs, rows, u)
         self.rows = rows[order]
@@ -268,8 +279,13 @@ class RolloutFleet(FleetOp):
         self.limit = np.full(N_CSP, cmd.concurrency_per_csp, np.int64)
 
     def on_accept(self, planner: FleetPlanner) -> None:
-        planner.versions.index(self.cmd.device_type, self.cmd.model_code, self.cmd.target_version, add=True)
         self.may_activate = not self.cmd.hold_activation
+
+    def on_start(self, planner: FleetPlanner) -> None:
+        # Recorded when the start goes to the shards, as each shard records it (RolloutShard.start):
+        # rollouts can start in another order than they were accepted, and a version's index must
+        # mean the same in the planner's table (labels for queries) as in every shard's.
+        planner.versions.index(self.cmd.device_type, self.cmd.model_code, self.cmd.target_version, add=True)
 
     def on_control(self, action: str) -> list[Control]:
         if action == "activate":

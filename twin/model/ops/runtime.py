@@ -105,6 +105,9 @@ class FleetOp:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
         self.schedule_network(planner.network)
 
+    def on_start(self, planner: FleetPlanner) -> None:
+        """Its start is being sent to the shards (in the order they will apply it)."""
+
     def schedule_network(self, plan: NetworkPlan) -> None:
         """Enter in `plan` what the command fixes in the network schedule (nothing by default)."""
 
@@ -238,7 +241,11 @@ class FleetPlanner:
         return True
 
     def controls_for(self, tick: int) -> list[Control]:
-        return self.pending.pop(tick, [])
+        controls = self.pending.pop(tick, [])
+        for c in controls:
+            if c.action == "start" and c.op in self.ops:
+                self.ops[c.op].on_start(self)
+        return controls
 
     def observe(self, s: TickSummary) -> None:
         self.observed = s.tick
