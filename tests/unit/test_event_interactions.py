@@ -1,0 +1,255 @@
+"""The interaction matrix of operator events (docs/event-interactions.md): events that touch the same
+premises, suppliers or networks compose to one analytic outcome, asserted exactly on a small fleet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import quiet_params
+from twin.model.catalog import AREA_REGION, AlertKind, Fault, Region, Smets, WanTech, supplier_code
+from twin.model.config import FleetConfig, TwinInputError
+from twin.model.fleet import LocalFleet
+from twin.model.kernel import IncidentDraw, start_incidents
+from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.rng import Purpose, fleet_rng
+
+DAY = HALF_HOURS_PER_DAY
+AREA = 12  # a DNO licence area of the South
+AD1, RESTORED = int(AlertKind.POWER_OUTAGE), int(AlertKind.POWER_RESTORED)
+
+
+def fleet(hubs: int = 8_192, seed: int = 41, splits: int = 1) -> LocalFleet:
+    return LocalFleet(FleetConfig(hubs=hubs, seed=seed, block_size=1024, params=quiet_params()), splits=splits)
+
+
+def cols(f: LocalFleet) -> tuple[dict[str, np.ndarray], int]:
+    st_ = f.states[0]
+    return st_.cols, st_.n_hubs
+
+
+def dcc(f: LocalFleet) -> np.ndarray:
+    c, n = cols(f)
+    return (c["area"][:n] != 0) & (c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED)
+
+
+def deliverable(f: LocalFleet, tick: int) -> np.ndarray:
+    """DCC premises whose alert would reach the DCC: no fault but power, their network up."""
+    c, n = cols(f)
+    up = f.planner.network.up_by_area(tick)
+    return dcc(f) & ((c["fault"][:n] & ~np.uint8(Fault.POWER)) == 0) & up[c["area"][:n], c["wan"][:n]]
+
+
+def counts(ss, kind: int) -> list[int]:
+    return [int(s.alerts[:, kind].sum()) for s in ss]
+
+
+def outage(f: LocalFleet, at: str, minutes: float, fraction: float = 1.0, area: int = AREA, **kw):
+    return f.submit({"type": "power_outage", "area": area, "fraction": fraction, "duration_min": minutes,
+                     "onset_spread_s": 0, "alert_backoff_s": 0, "at": at, **kw})
+
+
+def share(f: LocalFleet, op, area: int = AREA) -> np.ndarray:
+    """Mask of the premises an outage's share of the area takes (its static window)."""
+    seq = int(op.name.rsplit("-", 1)[1])
+    st_ = f.states[0]
+    offset = float(fleet_rng(st_.seed, seq, Purpose.EVENT + 16 * seq).random())
+    rows = st_.area_window(area, offset, op.cmd.fraction)
+    m = np.zeros(st_.n_hubs, bool)
+    m[rows] = True
+    return m
+
+
+def in_area(f: LocalFleet, area: int = AREA) -> np.ndarray:
+    c, n = cols(f)
+    return c["area"][:n] == area
+
+
+# -- outage x outage ------------------------------------------------------------------------------
+
+def test_a_short_cut_then_a_long_one_raises_ad1_from_every_premises_dark_for_the_hour():
+    """The issue's example: 2 minutes, then 60 on the same premises; one stretch of an hour."""
+    f = fleet()
+    outage(f, "1h", 2)
+    outage(f, "1h", 60, onset_spread_s=100)  # starts within the 2-minute cut
+    ss = f.run(6)
+    cut = in_area(f) & dcc(f)
+    ok = deliverable(f, 2) & in_area(f)
+    assert counts(ss, AD1) == [0, 0, int(ok.sum()), 0, 0, 0]
+    assert sum(s.alerts_undelivered for s in ss) == 2 * int((cut & ~ok).sum())
+    # One restoration each, when the hour is over (the tick from 3 h, as it ends by 3 h 01 m 40 s).
+    assert sum(counts(ss, RESTORED)) == int(ok.sum()) and counts(ss, RESTORED)[4] == int(ok.sum())
+    assert int(ss[3].dark_by_reason[:, 1].sum()) == int(cut.sum())
+    assert int(ss[5].dark_by_reason[:, 1].sum()) == 0
+
+
+def test_a_long_cut_then_a_short_one_inside_it_changes_nothing():
+    f = fleet()
+    first = outage(f, "1h", 90)
+    second = outage(f, "2h", 2)
+    ss = f.run(8)
+    ok = deliverable(f, 2) & in_area(f)
+    assert sum(counts(ss, AD1)) == int(ok.sum()) and counts(ss, AD1)[2] == int(ok.sum())
+    assert sum(counts(ss, RESTORED)) == int(ok.sum()) and counts(ss, RESTORED)[5] == int(ok.sum())
+    assert first.counters["premises_cut"] == int(in_area(f).sum())
+    assert second.counters["premises_cut"] == 0  # all already unpowered
+    assert second.counters["premises_already_unpowered"] == int(in_area(f).sum())
+
+
+def test_disjoint_cuts_alert_each_on_its_own_length():
+    f = fleet()
+    outage(f, "1h", 2)
+    outage(f, "2h", 2)   # two 2-minute cuts, half an hour apart: no AD1 at all
+    outage(f, "3h", 10)
+    outage(f, "4h", 10)  # two 10-minute cuts: two AD1 and two restorations each
+    ss = f.run(10)
+    ok = int((deliverable(f, 2) & in_area(f)).sum())
+    assert counts(ss, AD1) == [0, 0, 0, 0, 0, 0, ok, 0, ok, 0]
+    assert counts(ss, RESTORED) == [0, 0, 0, 0, 0, 0, ok, 0, ok, 0]
+
+
+def test_abutting_cuts_are_one_stretch():
+    f = fleet()
+    outage(f, "1h", 30)  # ends exactly as the next begins
+    outage(f, "90m", 2)
+    ss = f.run(6)
+    ok = int((deliverable(f, 2) & in_area(f)).sum())
+    assert counts(ss, AD1) == [0, 0, ok, 0, 0, 0]
+    assert counts(ss, RESTORED) == [0, 0, 0, ok, 0, 0]  # at 1 h 32 m, not at 1 h 30 m
+
+
+def test_partial_shares_of_an_area_alert_once_per_premises_of_their_union():
+    f = fleet(hubs=16_384)
+    a = outage(f, "1h", 45, fraction=0.5)
+    b = outage(f, "1h", 20, fraction=0.5, onset_spread_s=600)
+    ss = f.run(6)
+    sa, sb = share(f, a), share(f, b)
+    assert 0 < (sa & sb).sum() < sa.sum()  # the shares overlap in part
+    ok = deliverable(f, 2)
+    assert sum(counts(ss, AD1)) == int((ok & (sa | sb)).sum())
+    assert sum(counts(ss, RESTORED)) == int((ok & (sa | sb)).sum())
+    assert a.counters["premises_cut"] == int(sa.sum())
+    assert b.counters["premises_cut"] == int((sb & ~sa).sum())
+
+
+# -- property: any overlapping intervals on the same premises --------------------------------------
+
+def _stretches(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Maximal unpowered stretches of half-open intervals (touching ones join)."""
+    out: list[list[int]] = []
+    for s, e in sorted(intervals):
+        if out and s <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+cut_st = st.tuples(st.integers(0, 5), st.integers(0, TICK_SECONDS - 1), st.integers(1, 2 * TICK_SECONDS),
+                   st.integers(0, 120), st.integers(0, 120))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(cut_st, min_size=1, max_size=5), min_size=1, max_size=6))
+def test_property_ad1_per_stretch_over_three_minutes_and_one_restoration_after_it(premises_cuts):
+    """Random cuts (tick, second, length, back-offs) on a few premises, each drawn in the tick it
+    starts: AD1 count == stretches of the union longer than 180 s, each restoration at or after its
+    AD1 and after the stretch ends, and every premises powered once all are over."""
+    f = fleet(hubs=2_048, seed=3)
+    c, n = cols(f)
+    hubs = np.flatnonzero(deliverable(f, 0))[: len(premises_cuts)]
+    by_tick: dict[int, list[tuple[int, int, int, int, int]]] = {}
+    expected_ad1 = expected_rest = 0
+    for hub, cuts in zip(hubs, premises_cuts, strict=False):
+        for tick, sec, length, b, rb in cuts:
+            by_tick.setdefault(tick, []).append((int(hub), tick * TICK_SECONDS + sec, length, b, rb))
+        spans = _stretches([(t * TICK_SECONDS + s, t * TICK_SECONDS + s + ln) for t, s, ln, _, _ in cuts])
+        long = [sp for sp in spans if sp[1] - sp[0] > 180]
+        expected_ad1 += len(long)
+        expected_rest += len(long)
+    ad1 = rest = 0
+    events: list[tuple[int, int, int]] = []
+    for tick in range(12):
+        for hub, start, length, b, rb in by_tick.get(tick, []):
+            start_incidents(f.states[0], IncidentDraw(
+                bit=int(Fault.POWER), hub=np.array([hub]), start_s=np.array([start]), end_s=np.array([start + length]),
+                alert_backoff_s=np.array([b]), restore_backoff_s=np.array([rb])), f.config)
+        s = f.step()
+        ad1 += int(s.alerts[:, AD1].sum())
+        rest += int(s.alerts[:, RESTORED].sum())
+        ev = s.alert_events
+        if ev:
+            events += [(int(h), int(k), tick * TICK_SECONDS + int(x)) for h, k, x in zip(ev["hub"], ev["kind"], ev["sec"],
+                                                                                            strict=True)]
+    assert (ad1, rest) == (expected_ad1, expected_rest)
+    for hub in {h for h, _, _ in events}:
+        mine = sorted((t, k) for h, k, t in events if h == hub)
+        kinds = [k for _, k in mine]
+        assert kinds == [AD1, RESTORED] * (len(kinds) // 2)  # alternate, starting with AD1
+    assert not (c["fault"][hubs] & Fault.POWER).any()
+    assert f.states[0].pw_hub.size == 0  # nothing left behind
+
+
+# -- outage x firmware activation power cut -------------------------------------------------------
+
+def test_an_activation_cut_running_into_an_outage_is_one_stretch_with_one_ad1():
+    """An ESME activation cuts the hub's power for 300 s from 1,600 s into a tick; an area outage
+    begins at the next tick's start, while the activation cut lasts: one stretch, one AD1."""
+    f = fleet()
+    ok = np.flatnonzero(deliverable(f, 0) & in_area(f))
+    act = ok[:25]
+    outage(f, "1h", 60)
+    f.run(1)  # tick 0 done; tick 1 starts at 1,800 s
+    t1 = (f.tick + 1) * TICK_SECONDS  # the outage's start
+    start_incidents(f.states[0], IncidentDraw(bit=int(Fault.POWER), hub=act.astype(np.int64),
+                                              start_s=np.full(act.size, t1 - 200), end_s=np.full(act.size, t1 + 100),
+                                              alert_backoff_s=np.zeros(act.size, np.int64),
+                                              restore_backoff_s=np.zeros(act.size, np.int64)), f.config)
+    ss = f.run(5)
+    # Every premises once; the activated ones' AD1 counts from the activation cut (tick 1, 20 s
+    # before the outage), the others' from the outage's start (tick 2).
+    assert counts(ss, AD1) == [act.size, ok.size - act.size, 0, 0, 0]
+    assert sum(counts(ss, RESTORED)) == ok.size
+
+
+def test_a_rollout_never_activates_a_premises_while_it_is_unpowered():
+    f = fleet(hubs=16_384)
+    op = f.submit({"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
+                   "target_version": "5.9.0", "waves": [1.0], "failure_prob": 0.0, "brick_prob": 0.0,
+                   "max_days": 1, "regions": ["South"]})
+    c, n = cols(f)
+    fw0 = c["esme_fw"][:n].copy()
+    outage(f, "0h", 60 * 24 * 3)  # longer than the rollout runs
+    f.run(2 * DAY)
+    from twin.model.catalog import DeviceType, model_code
+    target = (c["esme_model"][:n] == model_code(DeviceType.ESME, "EDMI", "ES-10A")) & \
+        (AREA_REGION[c["area"][:n]] == Region.SOUTH)
+    reach = deliverable(f, f.tick - 1) & ((c["fault"][:n] & Fault.POWER) == 0)
+    assert op.state == "DONE"
+    assert op.counters["targeted"] == int(target.sum())
+    # Every reachable device got the image and was activated (or its transfer failed); none in the cut.
+    assert op.counters["activated"] + op.counters["failed"] == int((target & reach).sum())
+    assert op.counters["pending_no_wan"] == int((target & ~reach).sum())
+    assert (target & in_area(f)).sum() > 0 and (c["esme_fw"][:n] == fw0)[target & in_area(f)].all()
+
+
+# -- Service Requests x outage ---------------------------------------------------------------------
+
+def test_a_service_request_waits_for_the_end_of_every_overlapping_cut():
+    f = fleet()
+    hub = int(np.flatnonzero(deliverable(f, 0) & in_area(f))[0])
+    outage(f, "0h", 40)
+    outage(f, "30m", 80)  # the premises stay off until 1 h 50 m
+    op = f.submit({"type": "service_request", "srv": "7.2", "hub": hub, "user_id": "u", "request_id": "r"})
+    applied = [s.ops.get(op.name, {}).get("applied", 0) for s in f.run(6)]
+    # Off over [0 s, 6,600 s): dark in ticks 0-3, applied in tick 4 (not at the first cut's end).
+    assert applied == [0, 0, 0, 0, 1, 0]
+    c, _ = cols(f)
+    from twin.model.catalog import Status
+    assert c["status"][hub] & Status.SUPPLY_OFF
+
+
+pytest_plugins: list[str] = []
+_ = (TwinInputError, WanTech, supplier_code)
