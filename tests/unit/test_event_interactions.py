@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import quiet_params
-from twin.model.catalog import AREA_REGION, AlertKind, Fault, Region, Smets
+from twin.model.catalog import AREA_REGION, AlertKind, Fault, Region, Smets, WanTech
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.kernel import IncidentDraw, start_incidents
@@ -251,3 +251,75 @@ def test_a_service_request_waits_for_the_end_of_every_overlapping_cut():
     from twin.model.catalog import Status
     assert c["status"][hub] & Status.SUPPLY_OFF
 
+
+
+# -- network windows: switch-off x csp_incident x base-station failure ------------------------------
+
+def _reachable_north(ss) -> list[int]:
+    return [int(s.reachable_hubs[Region.NORTH - 1]) for s in ss]
+
+
+def test_a_csp_incident_ending_never_brings_back_a_network_switched_off_for_good():
+    f = fleet()
+    f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": "1h"})
+    f.submit({"type": "csp_incident", "region": "South", "duration_min": 60, "at": "2h"})
+    f.run(10)
+    up = [bool(f.planner.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(12)]
+    assert up == [True, True] + [False] * 10
+    assert [bool(f.network.up(t)[Region.SOUTH, WanTech.G2]) for t in range(8)] == [True] * 4 + [False] * 2 + [True] * 2
+    c, n = cols(f)
+    g3 = (AREA_REGION[c["area"][:n]] == Region.SOUTH) & (c["wan"][:n] == WanTech.G3) & dcc(f)
+    assert int(f.step().dark_by_reason[Region.SOUTH - 1, -1]) == int((g3 & (c["fault"][:n] == 0)).sum())
+
+
+def test_incidents_on_one_network_compose_as_the_union_of_their_windows():
+    f = fleet()
+    f.submit({"type": "csp_incident", "region": "Central", "duration_min": 120, "at": "1h"})  # ticks 2-5
+    f.submit({"type": "csp_incident", "region": "Central", "duration_min": 30, "at": "2h"})   # tick 4, inside
+    f.submit({"type": "csp_incident", "region": "Central", "duration_min": 30, "at": "5h"})   # tick 10, apart
+    f.submit({"type": "network_switch_off", "region": "Central", "technology": "2G", "at": "8h"})  # tick 16 on
+    up3 = [bool(f.planner.network.up(t)[Region.CENTRAL, WanTech.G3]) for t in range(18)]
+    up2 = [bool(f.planner.network.up(t)[Region.CENTRAL, WanTech.G2]) for t in range(18)]
+    assert up3 == [True] * 2 + [False] * 4 + [True] * 4 + [False] + [True] * 7
+    assert up2 == [True] * 2 + [False] * 4 + [True] * 4 + [False] + [True] * 5 + [False] * 2
+    ss = f.run(18)
+    # The shards hold the same schedule: Central's cellular hubs dark exactly in those ticks.
+    c, n = cols(f)
+    central = (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & dcc(f) & (c["fault"][:n] == 0)
+    g2, g3 = central & (c["wan"][:n] == WanTech.G2), central & (c["wan"][:n] == WanTech.G3)
+    expect = [int((g2 & ~np.bool_(a)).sum() + (g3 & ~np.bool_(b)).sum()) for a, b in zip(up2, up3, strict=True)]
+    assert [int(s.dark_by_reason[Region.CENTRAL - 1, -1]) for s in ss] == expect
+
+
+def test_base_station_failures_and_a_csp_incident_keep_hubs_dark_until_the_last_one_ends():
+    f = fleet(hubs=16_384)
+    c, n = cols(f)
+    north_lrr = (AREA_REGION[c["area"][:n]] == Region.NORTH) & (c["wan"][:n] == WanTech.LRR) & dcc(f) \
+        & (c["fault"][:n] == 0)
+    cells, per_cell = np.unique(c["cell"][:n][north_lrr], return_counts=True)
+    x, y, z = (int(v) for v in cells[np.argsort(-per_cell, kind="stable")[:3]])
+    on = {k: north_lrr & (c["cell"][:n] == k) for k in (x, y, z)}
+    f.submit({"type": "base_station_failure", "cells": [x, y], "duration_min": 60, "at": "1h"})   # ticks 2-3
+    f.submit({"type": "base_station_failure", "cells": [y, z], "duration_min": 180, "at": "90m"})  # ticks 3-8
+    f.submit({"type": "csp_incident", "region": "North", "duration_min": 60, "at": "5h"})         # ticks 10-11
+    r0 = int(f.step().reachable_hubs[Region.NORTH - 1])
+    ss = f.run(13)  # ticks 1-13
+    nx, ny, nz = (int(on[k].sum()) for k in (x, y, z))
+    lrr = int(north_lrr.sum())
+    dark = [0, nx + ny, nx + ny + nz, ny + nz, ny + nz, ny + nz, ny + nz, ny + nz, 0, lrr, lrr, 0, 0]
+    assert _reachable_north(ss) == [r0 - d for d in dark]
+
+
+def test_a_network_plan_saved_before_windows_still_loads():
+    import pickle
+
+    from twin.model.network import NEVER, NetworkPlan
+
+    old = NetworkPlan.__new__(NetworkPlan)
+    off, on = np.full((4, 6), NEVER, np.int64), np.full((4, 6), NEVER, np.int64)
+    off[Region.SOUTH, WanTech.G3], off[Region.NORTH, WanTech.LRR], on[Region.NORTH, WanTech.LRR] = 5, 2, 4
+    old.__dict__.update(off_from=off, on_from=on, _by_area=None)
+    plan = pickle.loads(pickle.dumps(old))
+    assert [bool(plan.up(t)[Region.NORTH, WanTech.LRR]) for t in range(6)] == [True, True, False, False, True, True]
+    assert [bool(plan.up(t)[Region.SOUTH, WanTech.G3]) for t in (4, 5, 99)] == [True, False, False]
+    assert NetworkPlan.from_array(plan.to_array()).windows.tolist() == plan.windows.tolist()
