@@ -4,12 +4,13 @@ premises, suppliers or networks compose to one analytic outcome, asserted exactl
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import quiet_params
 from twin.model.catalog import AREA_REGION, AlertKind, Fault, Region, Smets, WanTech
-from twin.model.config import FleetConfig
+from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
 from twin.model.kernel import IncidentDraw, start_incidents
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
@@ -323,3 +324,91 @@ def test_a_network_plan_saved_before_windows_still_loads():
     assert [bool(plan.up(t)[Region.NORTH, WanTech.LRR]) for t in range(6)] == [True, True, False, False, True, True]
     assert [bool(plan.up(t)[Region.SOUTH, WanTech.G3]) for t in (4, 5, 99)] == [True, False, False]
     assert NetworkPlan.from_array(plan.to_array()).windows.tolist() == plan.windows.tolist()
+
+
+# -- suppliers: switch x failure, failure x failure, churn x failure --------------------------------
+
+def _sup(name: str) -> int:
+    from twin.model.catalog import supplier_code
+
+    return supplier_code(name)
+
+
+def test_a_switch_to_a_failed_supplier_is_refused_and_one_before_the_failure_is_moved_by_the_solr():
+    f = fleet()
+    c, n = cols(f)
+    hub = int(np.flatnonzero(deliverable(f, 0) & (c["supplier"][:n] != _sup("OVO Energy"))
+                             & (c["gas_supplier"][:n] == 0))[0])
+    early = f.submit({"type": "supplier_switch", "hub": hub, "to_supplier": "OVO Energy", "fuel": "electricity"})
+    f.submit({"type": "supplier_failure", "supplier": "OVO Energy", "solr": "British Gas", "daily_cap": 100_000,
+              "at": "1h"})
+    other = int(np.flatnonzero(deliverable(f, 0) & (c["supplier"][:n] != _sup("OVO Energy")))[1])
+    with pytest.raises(TwinInputError) as e:
+        f.submit({"type": "supplier_switch", "hub": other, "to_supplier": "OVO Energy", "at": "2h"})
+    assert e.value.field == "to_supplier"
+    f.run(DAY + 8)
+    assert early.state == "DONE" and c["supplier"][hub] == _sup("British Gas")
+    assert not (c["supplier"][:n] == _sup("OVO Energy")).any()
+
+
+def test_a_switch_accepted_before_its_gaining_supplier_failed_is_withdrawn():
+    f = fleet()
+    c, n = cols(f)
+    hub = int(np.flatnonzero(deliverable(f, 0) & (c["supplier"][:n] != _sup("OVO Energy")))[0])
+    before = int(c["supplier"][hub])
+    sw = f.submit({"type": "supplier_switch", "hub": hub, "to_supplier": "OVO Energy", "fuel": "electricity",
+                   "at": "2h"})
+    f.submit({"type": "supplier_failure", "supplier": "OVO Energy", "solr": "British Gas", "at": "1h"})
+    f.run(12)
+    assert sw.state == "FAILED" and "gaining supplier failed" in sw.reason
+    assert c["supplier"][hub] == before and sw.counters["switches"] == 0
+
+
+def test_a_solr_that_fails_in_turn_passes_every_customer_down_the_chain():
+    """A fails to B (a cap that takes days); B fails to C on day 1; C's customers at the end are
+    exactly C's own, A's and B's; nobody is left with A or B, and no second failure of A or B,
+    nor a failure to a failed supplier, is accepted."""
+    f = fleet(hubs=16_384)
+    c, n = cols(f)
+    a, b, cc = _sup("OVO Energy"), _sup("British Gas"), _sup("Octopus Energy")
+    elec0, gas0 = c["supplier"][:n].copy(), c["gas_supplier"][:n].copy()
+    fa = f.submit({"type": "supplier_failure", "supplier": "OVO Energy", "solr": "British Gas", "daily_cap": 300})
+    fb = f.submit({"type": "supplier_failure", "supplier": "British Gas", "solr": "Octopus Energy",
+                   "daily_cap": 100_000, "at": "1d"})
+    for bad, field in (({"supplier": "OVO Energy", "solr": "E.ON Next"}, "supplier"),
+                       ({"supplier": "E.ON Next", "solr": "British Gas"}, "solr")):
+        with pytest.raises(TwinInputError) as e:
+            f.submit({"type": "supplier_failure", **bad})
+        assert e.value.field == field
+    f.run(DAY)
+    b_at_failure = int(((c["supplier"][:n] == b) | (c["gas_supplier"][:n] == b)).sum())
+    f.run(13 * DAY)  # 2,015 of A's at 300 a day, then the last credential swaps' deadline
+    assert fa.state == fb.state == "DONE"
+    moved = np.isin(elec0, (a, b, cc))
+    assert (c["supplier"][:n][moved] == cc).all() and (c["supplier"][:n][~moved] == elec0[~moved]).all()
+    gas_moved = np.isin(gas0, (a, b, cc))
+    assert (c["gas_supplier"][:n][gas_moved] == cc).all()
+    assert (c["gas_supplier"][:n][~gas_moved] == gas0[~gas_moved]).all()
+    # B moved its own customers and the share of A's it had received by its failure (one day's cap).
+    assert fa.counters["moved"] == int(((elec0 == a) | (gas0 == a)).sum())
+    assert fa.history[DAY - 1][1]["moved"] == 300
+    assert fb.counters["customers"] == fb.counters["moved"] == b_at_failure
+
+
+def test_churn_never_sends_anyone_to_a_failed_supplier_and_the_solr_moves_the_rest():
+    f = fleet(hubs=16_384)
+    c, n = cols(f)
+    a = _sup("OVO Energy")
+    f.submit({"type": "churn_campaign", "switches_per_month": 200_000, "days": 4})
+    fail = f.submit({"type": "supplier_failure", "supplier": "OVO Energy", "solr": "British Gas",
+                     "daily_cap": 2_000, "at": "1d"})
+    at_failure = None
+    for _ in range(10 * DAY):
+        f.step()
+        if f.tick == DAY:  # the failure starts with tick DAY, before any churn in it
+            at_failure = ((c["supplier"][:n] == a) | (c["gas_supplier"][:n] == a)).copy()
+    assert fail.state == "DONE"
+    assert not ((c["supplier"][:n] == a) | (c["gas_supplier"][:n] == a)).any()
+    # Every customer at the failure either moved to the SoLR through it or had churned away first.
+    assert fail.counters["customers"] == int(at_failure.sum())
+    assert fail.counters["moved"] <= fail.counters["customers"] and fail.counters["remaining"] == 0
