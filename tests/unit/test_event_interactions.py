@@ -21,8 +21,13 @@ AREA = 12  # a DNO licence area of the South
 AD1, RESTORED = int(AlertKind.POWER_OUTAGE), int(AlertKind.POWER_RESTORED)
 
 
-def fleet(hubs: int = 8_192, seed: int = 41, splits: int = 1) -> LocalFleet:
-    return LocalFleet(FleetConfig(hubs=hubs, seed=seed, block_size=1024, params=quiet_params()), splits=splits)
+def fleet(hubs: int = 8_192, seed: int = 41, splits: int = 1, **events) -> LocalFleet:
+    from dataclasses import replace
+
+    params = quiet_params()
+    if events:
+        params = replace(params, events=replace(params.events, **events))
+    return LocalFleet(FleetConfig(hubs=hubs, seed=seed, block_size=1024, params=params), splits=splits)
 
 
 def cols(f: LocalFleet) -> tuple[dict[str, np.ndarray], int]:
@@ -412,3 +417,63 @@ def test_churn_never_sends_anyone_to_a_failed_supplier_and_the_solr_moves_the_re
     # Every customer at the failure either moved to the SoLR through it or had churned away first.
     assert fail.counters["customers"] == int(at_failure.sum())
     assert fail.counters["moved"] <= fail.counters["customers"] and fail.counters["remaining"] == 0
+
+
+# -- rollout x switch-off, rollout x rollout -------------------------------------------------------
+
+def _rollout(f: LocalFleet, **kw):
+    ev = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
+          "target_version": "5.9.0", "waves": [1.0], "failure_prob": 0.0, "brick_prob": 0.0}
+    return f.submit({**ev, **kw})
+
+
+def _esme_target(f: LocalFleet, regions: tuple[int, ...] = (Region.NORTH, Region.CENTRAL, Region.SOUTH)) -> np.ndarray:
+    from twin.model.catalog import DeviceType, model_code
+
+    c, n = cols(f)
+    return (c["esme_model"][:n] == model_code(DeviceType.ESME, "EDMI", "ES-10A")) \
+        & np.isin(AREA_REGION[c["area"][:n]], regions)
+
+
+def test_a_rollout_whose_hubs_go_dark_mid_distribution_still_closes_and_counts_them():
+    """Central's 2G and 3G switched off while 2G/3G images are still on their way (4 MB at
+    9.6-64 kbit/s): those transfers are lost, the devices wait, the rollout closes at max_days
+    with them counted; before, a transfer to a hub dark for good kept the rollout running for ever."""
+    f = fleet(hubs=16_384, transfer_failure=0.0)
+    c, n = cols(f)
+    fw0 = c["esme_fw"][:n].copy()
+    op = _rollout(f, max_days=1, image_size_kb=4096, concurrency_per_csp=50)
+    f.submit({"type": "network_switch_off", "region": "Central", "technology": "2G", "at": "3h"})
+    f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G", "at": "3h"})
+    f.run(6)
+    assert op.counters["transferring"] > 0  # images on their way as the networks go
+    f.run(2 * DAY)
+    target = _esme_target(f)
+    upgraded = target & (c["esme_fw"][:n] != fw0)
+    reach = deliverable(f, f.tick - 1) & (c["fault"][:n] == 0)
+    assert op.state == "DONE"
+    assert op.counters["activated"] == int(upgraded.sum()) and op.counters["failed"] == 0
+    assert int((target & reach & ~upgraded).sum()) == 0  # every device reachable at the close has it
+    assert op.counters["cancelled"] == int((target & ~upgraded).sum())
+    assert op.reason == f"{op.counters['cancelled']} devices still without WAN when the rollout closed"
+
+
+def test_rollouts_on_the_same_devices_are_refused_until_the_first_is_over():
+    f = fleet()
+    first = _rollout(f, regions=["North"])
+    for clash in ({"regions": ["North", "South"]}, {}, {"suppliers": ["Octopus Energy"]}):
+        with pytest.raises(TwinInputError) as e:
+            _rollout(f, target_version="5.9.1", **clash)
+        assert e.value.field == "model" and first.name in str(e.value)
+    disjoint = _rollout(f, regions=["Central"], target_version="5.9.1")
+    other_model = f.submit({"type": "firmware_rollout", "device": "ESME", "manufacturer": "Landis & Gyr",
+                            "model": "E470-5394", "target_version": "3.3.0", "regions": ["North"]})
+    f.submit({"type": "operation_control", "operation": first.name, "action": "cancel"})
+    f.run(8)
+    assert first.state == "CANCELLED"
+    # Once the first is over (cancelled, halted or done) its devices are free for the next one.
+    again = _rollout(f, regions=["North"], target_version="5.9.2")
+    assert {disjoint.state, other_model.state, again.state} <= {"PENDING", "RUNNING"}
+    f.run(DAY)
+    assert disjoint.counters["targeted"] == int(_esme_target(f, (Region.CENTRAL,)).sum())
+    assert again.counters["targeted"] == int(_esme_target(f, (Region.NORTH,)).sum())

@@ -115,8 +115,12 @@ class RolloutShard(ShardOp):
             self.budget = data
         else:
             super().control(action, data, hs, ctx, tick, s)
-            if action in ("cancel", "finish"):
+            if action == "cancel":
                 self.stage[(self.stage == WAITING) | (self.stage == TRANSFER)] = CANCELLED
+            if action == "finish":
+                # Closed: whatever has not been activated by now (devices left without WAN, an
+                # image on a hub that went dark) never will be under this rollout.
+                self.stage[np.isin(self.stage, (WAITING, TRANSFER, ACTIVATE))] = CANCELLED
             if action == "halt":
                 # A halted rollout stops dispatching; images already on devices are not activated.
                 self.stage[(self.stage == WAITING) | (self.stage == ACTIVATE)] = CANCELLED
@@ -149,7 +153,10 @@ class RolloutShard(ShardOp):
         if idx.size:
             rows = self.rows[idx]
             ok = reachable(hs, rows, up_area)
-            self.due[idx[~ok]] = tick + 1
+            # A transfer to a hub gone dark meanwhile (power cut, switch-off, incident) is lost: the
+            # device waits to be sent the image again once reachable, holding no concurrency slot,
+            # so a hub dark for good never keeps a wave (or the rollout) from ending.
+            self.stage[idx[~ok]] = WAITING if self.state in ("RUNNING", "PAUSED") else CANCELLED
             idx, rows = idx[ok], rows[ok]
             lost = op_uniform(hs, self.seq, 1, rows) < ctx.config.params.events.transfer_failure
             self.stage[idx[lost]] = FAILED
@@ -236,17 +243,21 @@ class RolloutShard(ShardOp):
             # Devices whose transfer is over: the fair denominator for a failure rate, since a
             # transfer failure is known a tick before the activation of its batch-mates.
             rep[f"wave{w}_passed"] = int((in_w & (finished | (self.stage == ACTIVATE))).sum())
-        flying = (self.stage == TRANSFER) | (self.stage == ACTIVATE)
-        for c, key in enumerate(CSP_KEYS):
-            rep[f"inflight_{key}"] = int((flying & (self.csp == c)).sum())
         waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
+        activating = self.stage == ACTIVATE
         # Reachability for the report is judged with the network as of the last step.
         up_area = getattr(self, "_up_area", None)
         ok = np.zeros(self.rows.size, bool)
-        if waiting.any():
-            idx = np.flatnonzero(waiting)
+        if waiting.any() or activating.any():
+            idx = np.flatnonzero(waiting | activating)
             ok[idx] = reachable(hs, self.rows[idx], up_area if up_area is not None else _all_up())
+        # An image delivered to a hub that has gone dark waits for it, in no one's way: it is not
+        # in flight (neither the concurrency limit nor the end of a wave waits for it).
+        flying = (self.stage == TRANSFER) | (activating & ok)
+        for c, key in enumerate(CSP_KEYS):
+            rep[f"inflight_{key}"] = int((flying & (self.csp == c)).sum())
         rep["pending_no_wan"] = int((waiting & ~ok).sum())
+        rep["activating_no_wan"] = int((activating & ~ok).sum())
         rep["blocks"], rep["block_demand"] = block_demand(hs, self.rows, waiting & ok, self.csp, N_CSP)
         return rep
 
@@ -311,10 +322,11 @@ class RolloutFleet(FleetOp):
                 return [Control(self.name, "wave", {"wave": self.current_wave})]
             elif rep["activating"] and not self.may_activate:
                 return []  # distributed, waiting for the signed activation (SR 11.3)
-            elif rep["pending_no_wan"] == 0 or tick >= cmd.at + days_to_ticks(cmd.max_days):
+            elif (dark := rep["pending_no_wan"] + rep.get("activating_no_wan", 0)) == 0 or \
+                    tick >= cmd.at + days_to_ticks(cmd.max_days):
                 self.state = "DONE"
-                if rep["pending_no_wan"]:
-                    self.reason = f"{rep['pending_no_wan']} devices still without WAN when the rollout closed"
+                if dark:
+                    self.reason = f"{dark} devices still without WAN when the rollout closed"
                 return [Control(self.name, "finish")]
         # Budgets for tick + LAG: the limit less what is in flight and what is already promised.
         while self.issued and self.issued[0][0] <= tick:
