@@ -477,3 +477,51 @@ def test_rollouts_on_the_same_devices_are_refused_until_the_first_is_over():
     f.run(DAY)
     assert disjoint.counters["targeted"] == int(_esme_target(f, (Region.CENTRAL,)).sum())
     assert again.counters["targeted"] == int(_esme_target(f, (Region.NORTH,)).sum())
+
+
+# -- switch-off x swap programme x VWAN fallback ---------------------------------------------------
+
+def _central(f: LocalFleet, wan: int) -> np.ndarray:
+    c, n = cols(f)
+    return (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & (c["wan"][:n] == wan) & dcc(f) & (c["fault"][:n] == 0)
+
+
+def test_a_switched_off_hub_is_dark_until_its_4g_swap_and_the_swaps_take_the_doomed_network_first():
+    f = fleet(hubs=16_384)
+    g3 = _central(f, WanTech.G3)
+    swap = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 100, "prioritise": "3G"})
+    f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G"})
+    darks = [int(s.dark_by_reason[Region.CENTRAL - 1, -1]) for s in f.run(3 * DAY)]
+    c, n = cols(f)
+    assert int(g3.sum()) > 300  # more than three days' capacity
+    # Each day's 100 installs (from the tick the first budget lands) are all 3G hubs, which come
+    # back on 4G; the rest of Central's 3G stays dark.
+    assert swap.counters["swapped"] == 300
+    assert int((g3 & (c["wan"][:n] == WanTech.G4)).sum()) == 300
+    assert darks[-1] == int(g3.sum()) - 300 and darks[0] == int(g3.sum())
+    assert int(f.step().reachable_hubs[Region.CENTRAL - 1]) == int(_central(f, WanTech.G4).sum()
+                                                                    + _central(f, WanTech.G2).sum()
+                                                                    + _central(f, WanTech.VWAN).sum())
+
+
+def test_vwan_and_swaps_in_one_region_never_take_the_same_hub_and_vwan_takes_only_dark_or_no_wan_hubs():
+    f = fleet(hubs=16_384)
+    c, n = cols(f)
+    wan0 = c["wan"][:n].copy()
+    central = (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & dcc(f)
+    swap = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 60, "prioritise": "3G"})
+    vwan = f.submit({"type": "vwan_fallback", "region": "Central", "onboard_per_day": 80})
+    f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G"})
+    f.run(4 * DAY)
+    wan = c["wan"][:n]
+    to_4g = central & (wan == WanTech.G4) & (wan0 != WanTech.G4)
+    to_vwan = central & (wan == WanTech.VWAN) & (wan0 != WanTech.VWAN)
+    assert swap.counters["swapped"] == int(to_4g.sum()) == 4 * 60
+    assert vwan.counters["onboarded"] == int(to_vwan.sum()) == 4 * 80
+    # From no WAN or a switched-off network only (3G, which the swaps also work through).
+    assert set(np.unique(wan0[to_vwan]).tolist()) <= {int(WanTech.NONE), int(WanTech.G3)}
+    assert set(np.unique(wan0[to_4g]).tolist()) == {int(WanTech.G3)}
+    # Every Central 3G hub is on 4G, on VWAN or still dark; none both.
+    g3_0 = central & (wan0 == WanTech.G3) & ((c["fault"][:n] & ~np.uint8(Fault.NO_COVERAGE)) == 0)
+    left = g3_0 & (wan == WanTech.G3)
+    assert int(g3_0.sum()) == int((g3_0 & to_4g).sum() + (g3_0 & to_vwan).sum() + left.sum())
