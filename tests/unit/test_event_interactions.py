@@ -525,3 +525,26 @@ def test_vwan_and_swaps_in_one_region_never_take_the_same_hub_and_vwan_takes_onl
     g3_0 = central & (wan0 == WanTech.G3) & ((c["fault"][:n] & ~np.uint8(Fault.NO_COVERAGE)) == 0)
     left = g3_0 & (wan == WanTech.G3)
     assert int(g3_0.sum()) == int((g3_0 & to_4g).sum() + (g3_0 & to_vwan).sum() + left.sum())
+
+
+def test_a_state_saved_with_power_cuts_as_incidents_gives_the_same_alerts_after_loading():
+    """Before stretches, a cut was an incident (hub, POWER, end) with its AD1 and restoration
+    queued: loading turns it into a stretch with the same alert times."""
+    from twin.model.kernel import power_alerts_due
+    from twin.model.state import HubState
+
+    f = fleet(hubs=2_048)
+    st_ = f.states[0]
+    long_hub, short_hub = (int(h) for h in np.flatnonzero(deliverable(f, 0))[:2])
+    st_.change(np.array([long_hub, short_hub]), fault_set=Fault.POWER)
+    st_.inc_hub = np.array([long_hub, short_hub], np.int64)
+    st_.inc_bit = np.array([Fault.POWER, Fault.POWER], np.uint8)
+    st_.inc_end_s = np.array([3_000, 100], np.int64)
+    st_.alert_hub = np.array([long_hub, long_hub], np.int64)
+    st_.alert_kind = np.array([AD1, RESTORED], np.uint8)
+    st_.alert_time_s = np.array([250, 3_050], np.int64)
+    back = HubState.from_bytes(st_.to_bytes())
+    assert back.inc_hub.size == 0 and back.alert_hub.size == 0
+    due = [power_alerts_due(back, f.config, t * TICK_SECONDS) for t in range(3)]
+    assert [(h.tolist(), k.tolist(), t.tolist()) for h, k, t in due] == [
+        ([long_hub], [AD1], [250]), ([long_hub], [RESTORED], [3_050]), ([], [], [])]
