@@ -3,6 +3,8 @@ premises, suppliers or networks compose to one analytic outcome, asserted exactl
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -548,3 +550,34 @@ def test_a_state_saved_with_power_cuts_as_incidents_gives_the_same_alerts_after_
     due = [power_alerts_due(back, f.config, t * TICK_SECONDS) for t in range(3)]
     assert [(h.tolist(), k.tolist(), t.tolist()) for h, k, t in due] == [
         ([long_hub], [AD1], [250]), ([long_hub], [RESTORED], [3_050]), ([], [], [])]
+
+
+def test_the_csp_service_lists_every_window_and_when_the_network_went_off():
+    """ListSwitchOffs gives each window (a switch-off and an incident inside it are two);
+    GetNetworkState gives, for a network off now, the start of the stretch it is off in."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from twin.csp.v1 import csp_pb2
+    from twin.services.csp_servicer import CspServicer
+
+    f = fleet()
+    f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": "1h"})
+    f.submit({"type": "csp_incident", "region": "South", "duration_min": 30, "at": "3h"})
+    f.submit({"type": "csp_incident", "region": "South", "duration_min": 60, "at": "3h30m"})
+    sup = SimpleNamespace(planner=f.planner, config=f.config, tick=7, history=[])
+    svc = CspServicer(sup)
+    listed = asyncio.run(svc.ListSwitchOffs(csp_pb2.ListSwitchOffsRequest(parent="regions/south"), None))
+
+    def t(tick: int | None) -> datetime | None:
+        return None if tick is None else f.config.time_of(tick).replace(tzinfo=None)
+
+    got = [(w.technology, w.off_from.ToDatetime(), w.on_from.ToDatetime() if w.HasField("on_from") else None)
+           for w in listed.switch_offs]
+    assert got == [("3G", t(2), None), ("2G", t(6), t(7)), ("3G", t(6), t(7)), ("2G", t(7), t(9)),
+                   ("3G", t(7), t(9))]
+    state = asyncio.run(svc.GetNetworkState(csp_pb2.GetNetworkStateRequest(name="regions/south"), None))
+    by_tech = {x.technology: x for x in state.technologies}
+    assert not by_tech["3G"].up and by_tech["3G"].off_from.ToDatetime() == t(2)
+    assert not by_tech["2G"].up and by_tech["2G"].off_from.ToDatetime() == t(6)  # two incidents back to back
+    assert by_tech["4G"].up and not by_tech["4G"].HasField("off_from")
