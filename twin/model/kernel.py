@@ -232,10 +232,17 @@ def add_power_cuts(state: HubState, draw: IncidentDraw, config: FleetConfig) -> 
     state.pw_until_s = np.concatenate([state.pw_until_s[keep], g_until])
     state.pw_backoff_s = np.concatenate([state.pw_backoff_s[keep], back[first]])
     state.pw_restore_backoff_s = np.concatenate([state.pw_restore_backoff_s[keep], rback[pick]])
-    cut = np.unique(hub)
+    cut = _unique(hub)
     _refresh_power_faults(state, cut, (state.last_tick + 1) * TICK_SECONDS)
     # Premises that lost power: those none of whose cuts here touches an earlier stretch.
-    return int(cut.size - np.unique(all_hub[first][has_old & has_new]).size)
+    return int(cut.size - _unique(all_hub[first][has_old & has_new]).size)
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values by sorting (numpy's hash-based unique is several times slower on
+    hundreds of thousands of hub ids)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
 
 
 def _refresh_power_faults(state: HubState, hubs: np.ndarray, t0: int) -> None:
@@ -254,12 +261,16 @@ def _refresh_power_faults(state: HubState, hubs: np.ndarray, t0: int) -> None:
 def power_tick(state: HubState, t0: int, config: FleetConfig) -> None:
     """At the start of the tick from `t0`: the POWER fault follows the stretches, and stretches
     over with their alerts sent are dropped (one ending exactly at `t0` is kept for the tick, so
-    a cut starting then joins it)."""
+    a cut starting then joins it). Only premises with a stretch starting or ending at this tick
+    boundary can change (a cut added during a tick sets its premises at once)."""
     if state.pw_hub.size == 0:
         return
-    _refresh_power_faults(state, np.unique(state.pw_hub), t0)
+    since, until = state.pw_since_s, state.pw_until_s
+    edge = ((since >= t0) & (since < t0 + TICK_SECONDS)) | ((until > t0 - TICK_SECONDS) & (until <= t0))
+    if edge.any():
+        _refresh_power_faults(state, _unique(state.pw_hub[edge]), t0)
     long, _, restore = _power_alert_times(state, config, slice(None))
-    over = (state.pw_until_s < t0) & (~long | (restore < t0))
+    over = (until < t0) & (~long | (restore < t0))
     if over.any():
         keep = ~over
         for name in _PW:
