@@ -269,10 +269,12 @@ def power_tick(state: HubState, t0: int, config: FleetConfig) -> None:
     edge = ((since >= t0) & (since < t0 + TICK_SECONDS)) | ((until > t0 - TICK_SECONDS) & (until <= t0))
     if edge.any():
         _refresh_power_faults(state, _unique(state.pw_hub[edge]), t0)
-    long, _, restore = _power_alert_times(state, config, slice(None))
-    over = (until < t0) & (~long | (restore < t0))
-    if over.any():
-        keep = ~over
+    ended = np.flatnonzero(until < t0)
+    long, _, restore = _power_alert_times(state, config, ended)
+    over = ended[~long | (restore < t0)]
+    if over.size:
+        keep = np.ones(state.pw_hub.size, bool)
+        keep[over] = False
         for name in _PW:
             setattr(state, name, getattr(state, name)[keep])
 
@@ -287,13 +289,15 @@ def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.
         z = np.zeros(0, np.int64)
         return z, z.astype(np.uint8), z
     long, ad1, restore = _power_alert_times(state, config, slice(None))
-    long &= state.cols["smets"][state.local(state.pw_hub)] != Smets.SMETS1_NOT_ENROLLED
     t1 = t0 + TICK_SECONDS
-    a = long & (ad1 >= t0) & (ad1 < t1)
-    r = long & (restore >= t0) & (restore < t1)
+    a = np.flatnonzero(long & (ad1 >= t0) & (ad1 < t1))
+    r = np.flatnonzero(long & (restore >= t0) & (restore < t1))
+    # Only premises on the DCC send (a lookup for the few due, not for every stretch held).
+    a = a[state.cols["smets"][state.local(state.pw_hub[a])] != Smets.SMETS1_NOT_ENROLLED]
+    r = r[state.cols["smets"][state.local(state.pw_hub[r])] != Smets.SMETS1_NOT_ENROLLED]
     hub = np.concatenate([state.pw_hub[a], state.pw_hub[r]])
-    kind = np.concatenate([np.full(int(a.sum()), AlertKind.POWER_OUTAGE, np.uint8),
-                           np.full(int(r.sum()), AlertKind.POWER_RESTORED, np.uint8)])
+    kind = np.concatenate([np.full(a.size, AlertKind.POWER_OUTAGE, np.uint8),
+                           np.full(r.size, AlertKind.POWER_RESTORED, np.uint8)])
     return hub, kind, np.concatenate([ad1[a], restore[r]])
 
 
