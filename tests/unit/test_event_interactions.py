@@ -581,3 +581,23 @@ def test_the_csp_service_lists_every_window_and_when_the_network_went_off():
     assert not by_tech["3G"].up and by_tech["3G"].off_from.ToDatetime() == t(2)
     assert not by_tech["2G"].up and by_tech["2G"].off_from.ToDatetime() == t(6)  # two incidents back to back
     assert by_tech["4G"].up and not by_tech["4G"].HasField("off_from")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(10, 200)), min_size=1, max_size=5),
+       st.one_of(st.none(), st.integers(0, 16)))
+def test_property_a_network_is_off_exactly_in_the_union_of_its_incidents_and_switch_off(incidents, switch_off):
+    """CSP incidents (start tick, minutes) in the South and perhaps a 3G switch-off: South's 3G is
+    off at a tick exactly when one of them covers it, in the planner and on the shards alike."""
+    f = fleet(hubs=2_048, seed=5)
+    for at, minutes in incidents:
+        f.submit({"type": "csp_incident", "region": "South", "duration_min": minutes, "at": at})
+    if switch_off is not None:
+        f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": switch_off})
+    covered = set()
+    for at, minutes in incidents:
+        covered |= set(range(at, at + max(1, round(minutes * 60 / TICK_SECONDS))))
+    expect = [t not in covered and (switch_off is None or t < switch_off) for t in range(20)]
+    assert [bool(f.planner.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
+    f.run(20)
+    assert [bool(f.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
