@@ -601,3 +601,19 @@ def test_property_a_network_is_off_exactly_in_the_union_of_its_incidents_and_swi
     assert [bool(f.planner.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
     f.run(20)
     assert [bool(f.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
+
+
+def test_a_rollout_by_supplier_stops_at_premises_its_supplier_loses_to_a_failure():
+    """OVO's rollout and OVO's failure at once: every customer moves to the SoLR in the tick the
+    first day's allowance lands (tick 4), before any image could be activated (transfer, then
+    activation the tick after): nothing is activated and every targeted device leaves the rollout."""
+    f = fleet(hubs=16_384, transfer_failure=0.0)
+    c, n = cols(f)
+    fw0 = c["esme_fw"][:n].copy()
+    op = _rollout(f, suppliers=["OVO Energy"], concurrency_per_csp=40)
+    f.submit({"type": "supplier_failure", "supplier": "OVO Energy", "solr": "British Gas", "daily_cap": 100_000})
+    f.run(DAY)
+    target = _esme_target(f) & (fw0 != c["esme_fw"][:n])
+    assert op.state == "DONE" and op.counters["activated"] == 0 and not target.any()
+    assert op.counters["cancelled"] == op.counters["left_supplier"] == op.counters["targeted"] > 0
+    assert op.reason == f"{op.counters['targeted']} devices left the rollout's suppliers before activation"

@@ -148,6 +148,8 @@ class RolloutShard(ShardOp):
         self._up_area = up_area
         dt = DeviceType(self.cmd.device_type)
         t0 = tick * TICK_SECONDS
+        if self.cmd.suppliers:
+            self._drop_switched_away(hs, dt)
         # Transfers falling due: the image arrives (or fails) if the hub can be reached.
         idx = np.flatnonzero((self.stage == TRANSFER) & (self.due <= tick))
         if idx.size:
@@ -191,6 +193,18 @@ class RolloutShard(ShardOp):
             s.messages[:, MessageType.FIRMWARE] += np.bincount(self.csp[idx], minlength=N_CSP)
         self.budget = None
 
+    def _drop_switched_away(self, hs: HubState, dt: DeviceType) -> None:
+        """A rollout by supplier stops at premises that have left its suppliers (a switch, churn,
+        a supplier failure): after the credential swap the device is no longer theirs to update.
+        Devices waiting or holding an image not yet activated leave it as cancelled."""
+        idx = np.flatnonzero((self.stage == WAITING) | (self.stage == ACTIVATE))
+        if idx.size == 0:
+            return
+        col = "gas_supplier" if dt == DeviceType.GSME else "supplier"
+        gone = idx[~np.isin(hs.cols[col][self.rows[idx]], self.cmd.suppliers)]
+        self.stage[gone] = CANCELLED
+        self.left_supplier = getattr(self, "left_supplier", 0) + int(gone.size)
+
     def _activate(self, hs, ctx, idx, tick, s, up_area, dt, t0) -> None:
         rows = self.rows[idx]
         ok = reachable(hs, rows, up_area)
@@ -231,7 +245,8 @@ class RolloutShard(ShardOp):
         if not self.holds_target:
             return {}
         counts = np.bincount(self.stage, minlength=len(STAGES))
-        rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum())}
+        rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum()),
+                               "left_supplier": getattr(self, "left_supplier", 0)}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
         finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
         bad = np.isin(self.stage, (FAILED, BRICKED))
@@ -325,8 +340,12 @@ class RolloutFleet(FleetOp):
             elif (dark := rep["pending_no_wan"] + rep.get("activating_no_wan", 0)) == 0 or \
                     tick >= cmd.at + days_to_ticks(cmd.max_days):
                 self.state = "DONE"
+                notes = []
                 if dark:
-                    self.reason = f"{dark} devices still without WAN when the rollout closed"
+                    notes.append(f"{dark} devices still without WAN when the rollout closed")
+                if rep.get("left_supplier"):
+                    notes.append(f"{rep['left_supplier']} devices left the rollout's suppliers before activation")
+                self.reason = "; ".join(notes)
                 return [Control(self.name, "finish")]
         # Budgets for tick + LAG: the limit less what is in flight and what is already promised.
         while self.issued and self.issued[0][0] <= tick:
