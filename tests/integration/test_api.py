@@ -371,7 +371,7 @@ def test_alerts_reach_the_network_operator_of_the_area_only(api):
 
 
 def test_watch_backlog_area_states_and_hub_events(api):
-    # An area no other test cuts (a hub already in an outage keeps its first outage's end).
+    # An area no other test cuts, so this cut alone decides what is dark there.
     area = next(a for a in sorted(AREA_BY_ID) if a != api.hub["area"]["id"])
     with api.client("operator") as c:
         hub = c.list_hubs(f"area={area} AND reachable=true", page_size=1).hubs[0]

@@ -9,9 +9,11 @@ import signal
 
 import pytest
 
+from tests.conftest import quiet_params
 from tests.integration.conftest import run_dir
 from twin.engine.operations import operation_view
 from twin.engine.supervisor import FleetSupervisor
+from twin.model.catalog import Region, Smets, WanTech
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
 
@@ -156,3 +158,41 @@ def test_service_requests_retire_and_survive_a_kill_a_rewind_and_a_resume():
         assert [i["live_operations"] for i in again.info()] == [0, 0]
     finally:
         again.shutdown()
+
+
+# Overlapping events (docs/event-interactions.md): a 2-minute cut then an hour's on the same
+# premises, a second share of the area, a CSP incident inside a switch-off of the same network.
+OVERLAP_CFG = FleetConfig(hubs=12_000, seed=29, block_size=1024, params=quiet_params())
+OVERLAP_EVENTS = [
+    {"type": "power_outage", "area": "London", "duration_min": 2, "onset_spread_s": 0, "at": "1h"},
+    {"type": "power_outage", "area": "London", "duration_min": 60, "onset_spread_s": 100, "at": "1h"},
+    {"type": "power_outage", "area": "South East England", "fraction": 0.5, "duration_min": 30, "at": "1h"},
+    {"type": "power_outage", "area": "South East England", "fraction": 0.5, "duration_min": 45, "at": "90m"},
+    {"type": "network_switch_off", "region": "South", "technology": "3G", "at": "2h"},
+    {"type": "csp_incident", "region": "South", "duration_min": 30, "at": "3h"},
+]
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_overlapping_outages_raise_one_ad1_per_premises_dark_for_the_hour_on_any_shard_count(shards):
+    ref = LocalFleet(OVERLAP_CFG)
+    for e in OVERLAP_EVENTS:
+        ref.submit(dict(e))
+    st = ref.states[0]
+    c, n = st.cols, st.n_hubs
+    # London's DCC premises whose alerts reach the DCC (the outage starts before the switch-off).
+    london = (c["area"][:n] == 12) & (c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED) & (c["fault"][:n] == 0)
+    summaries = [s.to_dict() for s in ref.run(12)]
+    sup = FleetSupervisor(OVERLAP_CFG, shards=shards, run_dir=run_dir(f"overlap{shards}"))
+    try:
+        for e in OVERLAP_EVENTS:
+            sup.submit(dict(e))
+        got = sup.step(12)
+        assert [s.to_dict() for s in got] == summaries
+        assert sup.state_hash() == ref.state_hash()
+        london_ad1 = sum(int(s.area_alerts[12]) for s in got[:3])  # AD1s only, before any restoration
+        assert london_ad1 == int(london.sum()) > 0
+        # The switch-off outlives the incident inside it: South's 3G is still off at the end.
+        assert not sup.planner.network.up(11)[Region.SOUTH, WanTech.G3]
+    finally:
+        sup.shutdown()

@@ -20,7 +20,7 @@ def _state() -> tuple[HubState, FleetConfig]:
     st = generate(cfg, 1, 3)
     st.last_tick = 17
     st.inc_hub = np.array([1030, 2050], np.int64)
-    st.inc_bit = np.array([1, 2], np.uint8)
+    st.inc_bit = np.array([1, 4], np.uint8)  # not POWER: power cuts are stretches (pw_*) now
     st.inc_end_s = np.array([99, 120], np.int64)
     return st, cfg
 

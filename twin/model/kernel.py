@@ -126,9 +126,12 @@ def draw_incidents_in_progress(config: FleetConfig) -> list[IncidentDraw]:
 def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) -> int:
     """Apply one draw to the hubs held here; returns how many hubs it started on.
 
-    Each (hub, fault) has at most one incident, so its end is unambiguous: on a hub already carrying
-    the fault, a new incident that lasts longer extends the current one (a second power cut that
-    outlasts the first keeps the premises off until it ends, and moves its restoration alert)."""
+    A power cut joins the premises' unpowered time (`add_power_cuts`): overlapping and abutting
+    cuts make one unpowered stretch, whatever incidents they came from. Any other fault has at most
+    one incident per (hub, fault), so its end is unambiguous: on a hub already carrying the fault,
+    a new incident that lasts longer extends the current one."""
+    if draw.bit == Fault.POWER:
+        return add_power_cuts(state, draw, config)
     mine = state.holds(draw.hub)
     if not mine.any():
         return 0
@@ -140,51 +143,162 @@ def start_incidents(state: HubState, draw: IncidentDraw, config: FleetConfig) ->
     free = (state.cols["fault"][rows] & draw.bit) == 0
     if not free.all():
         held = keep[~free]
-        extend_incidents(state, draw.bit, hub[~free], draw.end_s[held], draw.restore_backoff_s[held])
+        extend_incidents(state, draw.bit, hub[~free], draw.end_s[held])
     keep, hub, rows = keep[free], hub[free], rows[free]
     state.change(rows, fault_set=draw.bit)
     state.inc_hub = np.concatenate([state.inc_hub, hub])
     state.inc_bit = np.concatenate([state.inc_bit, np.full(hub.size, draw.bit, np.uint8)])
     state.inc_end_s = np.concatenate([state.inc_end_s, draw.end_s[keep]])
-    if draw.bit == Fault.POWER:
-        ip = config.params.incidents
-        dur = draw.end_s[keep] - draw.start_s[keep]
-        dcc = state.cols["smets"][rows] != Smets.SMETS1_NOT_ENROLLED
-        long = dcc & (dur > ip.outage_alert_after_s)
-        times = np.concatenate([
-            draw.start_s[keep][long] + ip.outage_alert_after_s + draw.alert_backoff_s[keep][long],
-            draw.end_s[keep][long] + draw.restore_backoff_s[keep][long],
-        ])
-        kinds = np.concatenate([np.full(long.sum(), AlertKind.POWER_OUTAGE, np.uint8),
-                                np.full(long.sum(), AlertKind.POWER_RESTORED, np.uint8)])
-        hubs = np.concatenate([hub[long], hub[long]])
-        # An alert due before the run began was sent before it began (incidents in progress).
-        future = times >= 0
-        queue_alerts(state, hubs[future], kinds[future], times[future])
     return int(hub.size)
 
 
-def extend_incidents(state: HubState, bit: int, hub: np.ndarray, end_s: np.ndarray, restore_backoff_s: np.ndarray) -> None:
-    """Push the end of the hubs' current `bit` incidents out to `end_s` where that is later; for a
-    power cut, the queued restoration alert moves with it. `hub` holds unique hub ids."""
+def extend_incidents(state: HubState, bit: int, hub: np.ndarray, end_s: np.ndarray) -> None:
+    """Push the end of the hubs' current `bit` incidents out to `end_s` where that is later.
+    `hub` holds unique hub ids."""
     sel = np.flatnonzero(state.inc_bit == bit)
     if sel.size == 0 or hub.size == 0:
         return
     order = sel[np.argsort(state.inc_hub[sel], kind="stable")]
     pos = np.minimum(np.searchsorted(state.inc_hub[order], hub), order.size - 1)
     found = state.inc_hub[order[pos]] == hub
-    idx, hub, end_s, back = order[pos[found]], hub[found], end_s[found], restore_backoff_s[found]
-    later = end_s > state.inc_end_s[idx]
-    idx, hub, end_s, back = idx[later], hub[later], end_s[later], back[later]
-    if idx.size == 0:
+    idx, end_s = order[pos[found]], end_s[found]
+    state.inc_end_s[idx] = np.maximum(state.inc_end_s[idx], end_s)
+
+
+# -- power: unpowered stretches per premises -----------------------------------------------------
+#
+# A premises' power is a set of stretches "unpowered since / until" (state.pw_*), disjoint and not
+# touching per premises: a new cut that overlaps or abuts a stretch (same premises) merges into it,
+# however many operator events, background incidents or firmware activations the cuts came from.
+# The alerts follow from the stretches, not from the cuts: a stretch longer than 3 minutes raises
+# one AD1 at since + 3 min + back-off, and one restoration alert (0x8F36) once power is back,
+# at until + restoration back-off (never before its AD1). A merge can only move a stretch's start
+# earlier while it is still in the future and its end later, so an alert is never due twice: one
+# is sent exactly when its time falls in the tick being stepped.
+
+
+def _power_alert_times(state: HubState, config: FleetConfig, sel: np.ndarray | slice
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(long, AD1 time s, restoration time s) of the stretches `sel`."""
+    after = config.params.incidents.outage_alert_after_s
+    since, until = state.pw_since_s[sel], state.pw_until_s[sel]
+    long = (until - since) > after
+    ad1 = since + after + state.pw_backoff_s[sel]
+    return long, ad1, np.maximum(until + state.pw_restore_backoff_s[sel], ad1)
+
+
+def add_power_cuts(state: HubState, draw: IncidentDraw, config: FleetConfig) -> int:
+    """Join the cuts [start_s, end_s) of `draw` (held hubs only) to the premises' unpowered
+    stretches. Returns how many premises lost power (the others were already unpowered then, or
+    due to be, in a stretch the cut touches). Costs O(cuts + stretches held), never O(fleet)."""
+    mine = state.holds(draw.hub) & (draw.end_s > draw.start_s)
+    if not mine.any():
+        return 0
+    hub = draw.hub[mine].astype(np.int64)
+    old = np.flatnonzero(np.isin(state.pw_hub, hub))
+    k_old = old.size
+    # Old stretches first, so at equal start an old stretch keeps its back-off (its AD1 may be out).
+    all_hub = np.concatenate([state.pw_hub[old], hub])
+    since = np.concatenate([state.pw_since_s[old], draw.start_s[mine].astype(np.int64)])
+    until = np.concatenate([state.pw_until_s[old], draw.end_s[mine].astype(np.int64)])
+    back = np.concatenate([state.pw_backoff_s[old], draw.alert_backoff_s[mine].astype(np.int64)])
+    rback = np.concatenate([state.pw_restore_backoff_s[old], draw.restore_backoff_s[mine].astype(np.int64)])
+    is_old = np.arange(all_hub.size) < k_old
+    order = np.lexsort((np.arange(all_hub.size), since, all_hub))
+    all_hub, since, until, back, rback, is_old = (a[order] for a in (all_hub, since, until, back, rback, is_old))
+    # Running end per premises (a segmented maximum): shift each premises' ends into its own range.
+    n = all_hub.size
+    new_hub = np.r_[True, all_hub[1:] != all_hub[:-1]]
+    rank = np.cumsum(new_hub) - 1
+    lo = int(until.min())
+    span = int(until.max()) - lo + 1
+    run_end = np.maximum.accumulate(rank * span + (until - lo)) - rank * span + lo
+    # A new stretch begins at a new premises or where power was back before this cut started.
+    starts = new_hub.copy()
+    starts[1:] |= since[1:] > run_end[:-1]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    g_until = np.maximum.reduceat(until, first)
+    # The restoration back-off of the cut that ends last (the first such, in order).
+    ends_last = np.flatnonzero(until == g_until[group])
+    pick = np.full(first.size, n, np.int64)
+    np.minimum.at(pick, group[ends_last], ends_last)
+    has_old = np.bincount(group, weights=is_old, minlength=first.size) > 0
+    has_new = np.bincount(group, weights=~is_old, minlength=first.size) > 0
+    keep = np.ones(state.pw_hub.size, bool)
+    keep[old] = False
+    state.pw_hub = np.concatenate([state.pw_hub[keep], all_hub[first]])
+    state.pw_since_s = np.concatenate([state.pw_since_s[keep], since[first]])
+    state.pw_until_s = np.concatenate([state.pw_until_s[keep], g_until])
+    state.pw_backoff_s = np.concatenate([state.pw_backoff_s[keep], back[first]])
+    state.pw_restore_backoff_s = np.concatenate([state.pw_restore_backoff_s[keep], rback[pick]])
+    cut = _unique(hub)
+    _refresh_power_faults(state, cut, (state.last_tick + 1) * TICK_SECONDS)
+    # Premises that lost power: those none of whose cuts here touches an earlier stretch.
+    return int(cut.size - _unique(all_hub[first][has_old & has_new]).size)
+
+
+def _unique(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values by sorting (numpy's hash-based unique is several times slower on
+    hundreds of thousands of hub ids)."""
+    a = np.sort(a)
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
+def _refresh_power_faults(state: HubState, hubs: np.ndarray, t0: int) -> None:
+    """Set the POWER fault on `hubs` (unique ids held here) unpowered at some moment of the tick
+    starting at `t0`, and clear it on the others."""
+    if hubs.size == 0:
         return
-    state.inc_end_s[idx] = end_s
-    if bit == Fault.POWER:
-        q = np.flatnonzero((state.alert_kind == AlertKind.POWER_RESTORED) & np.isin(state.alert_hub, hub))
-        if q.size:
-            by_hub = np.argsort(hub, kind="stable")
-            j = by_hub[np.searchsorted(hub[by_hub], state.alert_hub[q])]
-            state.alert_time_s[q] = end_s[j] + back[j]
+    live = (state.pw_since_s < t0 + TICK_SECONDS) & (state.pw_until_s > t0)
+    dark = np.isin(hubs, state.pw_hub[live])
+    rows = state.local(hubs)
+    has = (state.cols["fault"][rows] & Fault.POWER) != 0
+    state.change(rows[dark & ~has], fault_set=Fault.POWER)
+    state.change(rows[~dark & has], fault_clear=Fault.POWER)
+
+
+def power_tick(state: HubState, t0: int, config: FleetConfig) -> None:
+    """At the start of the tick from `t0`: the POWER fault follows the stretches, and stretches
+    over with their alerts sent are dropped (one ending exactly at `t0` is kept for the tick, so
+    a cut starting then joins it). Only premises with a stretch starting or ending at this tick
+    boundary can change (a cut added during a tick sets its premises at once)."""
+    if state.pw_hub.size == 0:
+        return
+    since, until = state.pw_since_s, state.pw_until_s
+    edge = ((since >= t0) & (since < t0 + TICK_SECONDS)) | ((until > t0 - TICK_SECONDS) & (until <= t0))
+    if edge.any():
+        _refresh_power_faults(state, _unique(state.pw_hub[edge]), t0)
+    ended = np.flatnonzero(until < t0)
+    long, _, restore = _power_alert_times(state, config, ended)
+    over = ended[~long | (restore < t0)]
+    if over.size:
+        keep = np.ones(state.pw_hub.size, bool)
+        keep[over] = False
+        for name in _PW:
+            setattr(state, name, getattr(state, name)[keep])
+
+
+_PW = ("pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s", "pw_restore_backoff_s")
+
+
+def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hub, kind, time s) of the power alerts falling due in [t0, t0 + tick): AD1 and restoration
+    of stretches longer than 3 minutes, from premises on the DCC (SMETS1 not enrolled sends none)."""
+    if state.pw_hub.size == 0:
+        z = np.zeros(0, np.int64)
+        return z, z.astype(np.uint8), z
+    long, ad1, restore = _power_alert_times(state, config, slice(None))
+    t1 = t0 + TICK_SECONDS
+    a = np.flatnonzero(long & (ad1 >= t0) & (ad1 < t1))
+    r = np.flatnonzero(long & (restore >= t0) & (restore < t1))
+    # Only premises on the DCC send (a lookup for the few due, not for every stretch held).
+    a = a[state.cols["smets"][state.local(state.pw_hub[a])] != Smets.SMETS1_NOT_ENROLLED]
+    r = r[state.cols["smets"][state.local(state.pw_hub[r])] != Smets.SMETS1_NOT_ENROLLED]
+    hub = np.concatenate([state.pw_hub[a], state.pw_hub[r]])
+    kind = np.concatenate([np.full(a.size, AlertKind.POWER_OUTAGE, np.uint8),
+                           np.full(r.size, AlertKind.POWER_RESTORED, np.uint8)])
+    return hub, kind, np.concatenate([ad1[a], restore[r]])
 
 
 def queue_alerts(state: HubState, hub: np.ndarray, kind: np.ndarray, time_s: np.ndarray) -> None:
@@ -205,23 +319,28 @@ def end_incidents(state: HubState, now_s: int) -> None:
     state.inc_hub, state.inc_bit, state.inc_end_s = state.inc_hub[keep], state.inc_bit[keep], state.inc_end_s[keep]
 
 
-def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray) -> None:
-    """Deliver queued alerts falling due in [t0, t0 + tick): those from hubs whose WAN works."""
+def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, config: FleetConfig) -> None:
+    """Deliver the alerts falling due in [t0, t0 + tick), power alerts from the unpowered
+    stretches and any queued ones: those from hubs whose WAN works."""
+    p_hub, p_kind, p_time = power_alerts_due(state, config, t0)
     due = state.alert_time_s < t0 + TICK_SECONDS
-    if not due.any():
+    hub = np.concatenate([p_hub, state.alert_hub[due]])
+    if hub.size == 0:
         return
-    rows = state.local(state.alert_hub[due])
-    kind = state.alert_kind[due].astype(np.intp)
-    sec = np.clip(state.alert_time_s[due] - t0, 0, TICK_SECONDS - 1)
+    kind = np.concatenate([p_kind, state.alert_kind[due]]).astype(np.intp)
+    time_s = np.concatenate([p_time, state.alert_time_s[due]])
+    rows = state.local(hub)
+    sec = np.clip(time_s - t0, 0, TICK_SECONDS - 1)
     area = state.cols["area"][rows]
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
     other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
     ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
     count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok], state, rows[ok])
     s.alerts_undelivered += int((~ok).sum())
-    keep = ~due
-    state.alert_hub, state.alert_kind, state.alert_time_s = (
-        state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
+    if due.any():
+        keep = ~due
+        state.alert_hub, state.alert_kind, state.alert_time_s = (
+            state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
 
 
 def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray,
@@ -380,10 +499,11 @@ def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOps, control
     up_area = ops.network.up_by_area(tick)
     t0 = tick * TICK_SECONDS
     end_incidents(state, t0)
+    power_tick(state, t0, config)
     for draw in draw_background_incidents(config, tick):
         start_incidents(state, draw, config)
     ops.step(state, tick, s, up_area)
-    send_alerts(state, s, t0, up_area)
+    send_alerts(state, s, t0, up_area, config)
     slot_pass(state, s, tick, config, up_area, bounds)
     count_hubs(state, s, up_area)
     ops.report(state, tick, s)

@@ -112,6 +112,13 @@ class HubState:
         self.alert_hub = np.zeros(0, dtype=np.int64)
         self.alert_kind = np.zeros(0, dtype=np.uint8)
         self.alert_time_s = np.zeros(0, dtype=np.int64)
+        # Unpowered stretches (kernel.add_power_cuts): premises, since / until (s), the AD1 and the
+        # restoration alert back-offs (s). Disjoint and not touching per premises.
+        self.pw_hub = np.zeros(0, dtype=np.int64)
+        self.pw_since_s = np.zeros(0, dtype=np.int64)
+        self.pw_until_s = np.zeros(0, dtype=np.int64)
+        self.pw_backoff_s = np.zeros(0, dtype=np.int64)
+        self.pw_restore_backoff_s = np.zeros(0, dtype=np.int64)
         # Refreshed for each hub once a day, at its read slot.
         self.slot_at_risk = np.zeros(HALF_HOURS_PER_DAY, dtype=np.int64)
         self.slot_dark_age = np.zeros((HALF_HOURS_PER_DAY, N_DARK_AGE), dtype=np.int64)
@@ -228,6 +235,8 @@ class HubState:
         inc_hub = self.inc_hub[inc_order]
         al_order = np.lexsort((self.alert_kind, self.alert_time_s, self.alert_hub))
         al_hub = self.alert_hub[al_order]
+        pw_order = np.lexsort((self.pw_since_s, self.pw_hub))
+        pw_hub = self.pw_hub[pw_order]
         out = []
         bs = self.block_size
         for b in range(self.n_blocks):
@@ -247,11 +256,16 @@ class HubState:
             sel = al_order[j0:j1]
             for arr in (self.alert_hub, self.alert_kind, self.alert_time_s):
                 h.update(arr[sel].tobytes())
+            k0, k1 = np.searchsorted(pw_hub, [g_lo, g_hi])
+            sel = pw_order[k0:k1]
+            for arr in (self.pw_hub, self.pw_since_s, self.pw_until_s, self.pw_backoff_s, self.pw_restore_backoff_s):
+                h.update(arr[sel].tobytes())
             out.append(h.digest())
         return out
 
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
-               "slot_at_risk", "slot_dark_age")
+               "slot_at_risk", "slot_dark_age", "pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s",
+               "pw_restore_backoff_s")
 
     def to_chunks(self) -> list[bytes | memoryview]:
         """The state as a short header and then each array's own memory, uncopied: a checkpoint
@@ -289,9 +303,46 @@ class HubState:
             else:
                 setattr(st, name, arr.copy())
         st.last_tick = last_tick
+        st._migrate_power()
         st.recount()
         st.build_index()
         return st
+
+    def _migrate_power(self) -> None:
+        """A state saved before unpowered stretches held its power cuts as incidents with their
+        alerts queued: turn each into a stretch that gives the same alerts (a queued AD1 fixes its
+        start; without one, the AD1 went before the save, or the cut was too short for alerts)."""
+        from twin.model.catalog import AlertKind, Fault
+
+        power = self.inc_bit == Fault.POWER
+        if not power.any():
+            return
+        hub, until = self.inc_hub[power], self.inc_end_s[power]
+        queued = np.isin(self.alert_kind, (AlertKind.POWER_OUTAGE, AlertKind.POWER_RESTORED))
+
+        def queued_time(kind: int) -> np.ndarray:
+            t = np.full(hub.size, -1, np.int64)
+            q = np.flatnonzero(queued & (self.alert_kind == kind))
+            pos = np.searchsorted(hub, self.alert_hub[q], sorter=np.argsort(hub))
+            idx = np.argsort(hub)[np.minimum(pos, hub.size - 1)]
+            found = hub[idx] == self.alert_hub[q]
+            t[idx[found]] = self.alert_time_s[q[found]]
+            return t
+
+        ad1, restore = queued_time(AlertKind.POWER_OUTAGE), queued_time(AlertKind.POWER_RESTORED)
+        long = restore >= 0
+        # 180 s: the AD1 rule of the saved run's parameters (IncidentParams.outage_alert_after_s).
+        since = np.where(long, np.where(ad1 >= 0, ad1 - 180, -(2**40)), until - 1)
+        self.pw_hub = np.concatenate([self.pw_hub, hub])
+        self.pw_since_s = np.concatenate([self.pw_since_s, since])
+        self.pw_until_s = np.concatenate([self.pw_until_s, until])
+        self.pw_backoff_s = np.concatenate([self.pw_backoff_s, np.zeros(hub.size, np.int64)])
+        self.pw_restore_backoff_s = np.concatenate([self.pw_restore_backoff_s, np.maximum(restore - until, 0)])
+        keep = ~power
+        self.inc_hub, self.inc_bit, self.inc_end_s = self.inc_hub[keep], self.inc_bit[keep], self.inc_end_s[keep]
+        keep = ~queued
+        self.alert_hub, self.alert_kind, self.alert_time_s = (
+            self.alert_hub[keep], self.alert_kind[keep], self.alert_time_s[keep])
 
     @classmethod
     def _from_npz(cls, data: bytes) -> HubState:
@@ -301,8 +352,10 @@ class HubState:
             for c in COLUMNS:
                 st.cols[c.name][:] = z[f"col_{c.name}"]
             for k in cls._SPARSE:
-                setattr(st, k, z[k].copy())
+                if k in z:  # the unpowered stretches came later (see _migrate_power)
+                    setattr(st, k, z[k].copy())
             st.last_tick = last_tick
+        st._migrate_power()
         st.recount()
         st.build_index()
         return st

@@ -35,7 +35,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
         last = self.sup.history[-1] if self.sup.history else None
         techs = []
         for w in WanTech:
-            off = int(plan.off_from[region, w])
+            off = plan.off_since(region, w, tick)
             t = csp_pb2.TechnologyState(technology=WAN_LABEL[w], up=bool(up[region, w]),
                                         hubs=int(last.hubs_by_wan[i, w]) if last else 0)
             if off != NEVER:
@@ -50,11 +50,9 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
         region = _region(request.parent, "parent")
         plan = self.sup.planner.network
         out = []
-        for w in WanTech:
-            off, on = int(plan.off_from[region, w]), int(plan.on_from[region, w])
-            if off == NEVER:
-                continue
-            so = csp_pb2.SwitchOff(technology=WAN_LABEL[w], off_from=ts(self.sup.config.time_of(off)))
+        # Every window, switch-offs and incidents alike; overlapping ones are listed each.
+        for w, off, on in plan.windows_of(region):
+            so = csp_pb2.SwitchOff(technology=WAN_LABEL[WanTech(w)], off_from=ts(self.sup.config.time_of(off)))
             if on != NEVER:
                 so.on_from.CopyFrom(ts(self.sup.config.time_of(on)))
             out.append(so)

@@ -38,11 +38,15 @@ class PowerOutageShard(ShardOp):
                             alert_backoff_s=(op_uniform(hs, self.seq, 3, rows) * (backoff + 1)).astype(np.int64),
                             restore_backoff_s=(op_uniform(hs, self.seq, 4, rows)
                                                * (ip.restore_alert_backoff_s + 1)).astype(np.int64))
+        # Premises already unpowered (or due to be) when this cut begins are in one stretch with
+        # it: they count once, as already unpowered, and raise no second AD1.
         self.affected = start_incidents(hs, draw, ctx.config)
+        self.already = int(rows.size) - self.affected
         self.in_area = int(hs.area_start[cmd.area + 1] - hs.area_start[cmd.area])
 
     def report(self, hs, tick) -> dict[str, Any]:
-        return {"premises_in_area": self.in_area, "premises_cut": self.affected}
+        return {"premises_in_area": self.in_area, "premises_cut": self.affected,
+                "premises_already_unpowered": getattr(self, "already", 0)}
 
 
 class BaseStationShard(ShardOp):

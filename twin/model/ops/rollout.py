@@ -126,8 +126,12 @@ class RolloutShard(ShardOp):
             self.budget = data
         else:
             super().control(action, data, hs, ctx, tick, s)
-            if action in ("cancel", "finish"):
+            if action == "cancel":
                 self.stage[(self.stage == WAITING) | (self.stage == TRANSFER)] = CANCELLED
+            if action == "finish":
+                # Closed: whatever has not been activated by now (devices left without WAN, an
+                # image on a hub that went dark) never will be under this rollout.
+                self.stage[np.isin(self.stage, (WAITING, TRANSFER, ACTIVATE))] = CANCELLED
             if action == "halt":
                 # A halted rollout stops dispatching; images already on devices are not activated.
                 self.stage[(self.stage == WAITING) | (self.stage == ACTIVATE)] = CANCELLED
@@ -155,12 +159,17 @@ class RolloutShard(ShardOp):
         self._up_area = up_area
         dt = DeviceType(self.cmd.device_type)
         t0 = tick * TICK_SECONDS
+        if self.cmd.suppliers:
+            self._drop_switched_away(hs, dt)
         # Transfers falling due: the image arrives (or fails) if the hub can be reached.
         idx = np.flatnonzero((self.stage == TRANSFER) & (self.due <= tick))
         if idx.size:
             rows = self.rows[idx]
             ok = reachable(hs, rows, up_area)
-            self.due[idx[~ok]] = tick + 1
+            # A transfer to a hub gone dark meanwhile (power cut, switch-off, incident) is lost: the
+            # device waits to be sent the image again once reachable, holding no concurrency slot,
+            # so a hub dark for good never keeps a wave (or the rollout) from ending.
+            self.stage[idx[~ok]] = WAITING if self.state in ("RUNNING", "PAUSED") else CANCELLED
             idx, rows = idx[ok], rows[ok]
             lost = op_uniform(hs, self.seq, 1, rows) < ctx.config.params.events.transfer_failure
             self.stage[idx[lost]] = FAILED
@@ -194,6 +203,18 @@ class RolloutShard(ShardOp):
             self.due[idx] = tick + self._transfer_ticks(hs, self.rows[idx], ctx)
             s.messages[:, MessageType.FIRMWARE] += np.bincount(self.csp[idx], minlength=N_CSP)
         self.budget = None
+
+    def _drop_switched_away(self, hs: HubState, dt: DeviceType) -> None:
+        """A rollout by supplier stops at premises that have left its suppliers (a switch, churn,
+        a supplier failure): after the credential swap the device is no longer theirs to update.
+        Devices waiting or holding an image not yet activated leave it as cancelled."""
+        idx = np.flatnonzero((self.stage == WAITING) | (self.stage == ACTIVATE))
+        if idx.size == 0:
+            return
+        col = "gas_supplier" if dt == DeviceType.GSME else "supplier"
+        gone = idx[~np.isin(hs.cols[col][self.rows[idx]], self.cmd.suppliers)]
+        self.stage[gone] = CANCELLED
+        self.left_supplier = getattr(self, "left_supplier", 0) + int(gone.size)
 
     def _activate(self, hs, ctx, idx, tick, s, up_area, dt, t0) -> None:
         rows = self.rows[idx]
@@ -235,7 +256,8 @@ class RolloutShard(ShardOp):
         if not self.holds_target:
             return {}
         counts = np.bincount(self.stage, minlength=len(STAGES))
-        rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum())}
+        rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum()),
+                               "left_supplier": getattr(self, "left_supplier", 0)}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
         finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
         bad = np.isin(self.stage, (FAILED, BRICKED))
@@ -247,17 +269,21 @@ class RolloutShard(ShardOp):
             # Devices whose transfer is over: the fair denominator for a failure rate, since a
             # transfer failure is known a tick before the activation of its batch-mates.
             rep[f"wave{w}_passed"] = int((in_w & (finished | (self.stage == ACTIVATE))).sum())
-        flying = (self.stage == TRANSFER) | (self.stage == ACTIVATE)
-        for c, key in enumerate(CSP_KEYS):
-            rep[f"inflight_{key}"] = int((flying & (self.csp == c)).sum())
         waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
+        activating = self.stage == ACTIVATE
         # Reachability for the report is judged with the network as of the last step.
         up_area = getattr(self, "_up_area", None)
         ok = np.zeros(self.rows.size, bool)
-        if waiting.any():
-            idx = np.flatnonzero(waiting)
+        if waiting.any() or activating.any():
+            idx = np.flatnonzero(waiting | activating)
             ok[idx] = reachable(hs, self.rows[idx], up_area if up_area is not None else _all_up())
+        # An image delivered to a hub that has gone dark waits for it, in no one's way: it is not
+        # in flight (neither the concurrency limit nor the end of a wave waits for it).
+        flying = (self.stage == TRANSFER) | (activating & ok)
+        for c, key in enumerate(CSP_KEYS):
+            rep[f"inflight_{key}"] = int((flying & (self.csp == c)).sum())
         rep["pending_no_wan"] = int((waiting & ~ok).sum())
+        rep["activating_no_wan"] = int((activating & ~ok).sum())
         rep["blocks"], rep["block_demand"] = block_demand(hs, self.rows, waiting & ok, self.csp, N_CSP)
         return rep
 
@@ -327,10 +353,15 @@ class RolloutFleet(FleetOp):
                 return [Control(self.name, "wave", {"wave": self.current_wave})]
             elif rep["activating"] and not self.may_activate:
                 return []  # distributed, waiting for the signed activation (SR 11.3)
-            elif rep["pending_no_wan"] == 0 or tick >= cmd.at + days_to_ticks(cmd.max_days):
+            elif (dark := rep["pending_no_wan"] + rep.get("activating_no_wan", 0)) == 0 or \
+                    tick >= cmd.at + days_to_ticks(cmd.max_days):
                 self.state = "DONE"
-                if rep["pending_no_wan"]:
-                    self.reason = f"{rep['pending_no_wan']} devices still without WAN when the rollout closed"
+                notes = []
+                if dark:
+                    notes.append(f"{dark} devices still without WAN when the rollout closed")
+                if rep.get("left_supplier"):
+                    notes.append(f"{rep['left_supplier']} devices left the rollout's suppliers before activation")
+                self.reason = "; ".join(notes)
                 return [Control(self.name, "finish")]
         # Budgets for tick + LAG: the limit less what is in flight and what is already promised.
         while self.issued and self.issued[0][0] <= tick:

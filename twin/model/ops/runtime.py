@@ -135,7 +135,20 @@ class ShardOps:
         self.network = NetworkPlan()
         self.versions = VersionTable()
         self.failed_suppliers: set[int] = set()
+        # Failed supplier -> its Supplier of Last Resort, to follow a chain of failures.
+        self.solr_of: dict[int, int] = {}
         self.ops: dict[str, ShardOp] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("solr_of", {})  # saved before chains of failures were followed
+
+    def last_resort(self, supplier: int) -> int:
+        """Where a failed supplier's customers go now: its SoLR, or, if that failed too, its
+        SoLR's, and so on (a chain ends: a failure's SoLR is never a failed supplier)."""
+        while supplier in self.solr_of:
+            supplier = self.solr_of[supplier]
+        return supplier
 
     def apply(self, hs: HubState, tick: int, controls: list[Control], s: TickSummary) -> None:
         from twin.model.ops.registry import make_shard_op
@@ -193,6 +206,9 @@ class FleetPlanner:
         # Fleet-level copies of what the shards will hold, for queries (labels, network schedule).
         self.versions = VersionTable()
         self.network = NetworkPlan()
+        # Supplier -> (tick it fails, its SoLR, the operation): every failure ever accepted, done
+        # or not, so no later command sends customers to a supplier that has failed.
+        self.failed_suppliers: dict[int, tuple[int, int, str]] = {}
 
     def schedule(self, tick: int, controls: list[Control]) -> None:
         if controls:
@@ -234,6 +250,7 @@ class FleetPlanner:
         op.on_control("cancel")
         op.reason = "cancelled before it started"
         op.never_started = True
+        self.failed_suppliers = {k: v for k, v in self.failed_suppliers.items() if v[2] != op.name}
         self.network.clear()
         for other in self.ops.values():
             if not other.never_started:
@@ -265,3 +282,8 @@ class FleetPlanner:
             # A snapshot from before `live`: visit every operation once more; observe drops
             # the finished ones on the first tick.
             self.live = dict(self.ops)
+        if "failed_suppliers" not in state:
+            self.failed_suppliers = {}
+            for op in self.ops.values():
+                if op.cmd.kind == "supplier_failure" and not op.never_started:
+                    self.failed_suppliers[op.cmd.supplier] = (op.cmd.at, op.cmd.solr, op.name)

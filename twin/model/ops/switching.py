@@ -56,16 +56,24 @@ class SwitchShard(ShardOp):
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         if self.pending_start:
+            self.pending_start = False
+            if self.cmd.to_supplier in ctx.failed_suppliers:
+                # The gaining supplier failed after this switch was accepted: as with a switch
+                # pending when a supplier fails, it is withdrawn and the customer stays.
+                self.withdrawn = True
+                return
             rows = hs.local(np.array([self.cmd.hub]))
             _switch_rows(hs, rows, self.cmd.to_supplier, self.cmd.fuel)
             self.swaps.switched(hs, rows, tick, s, up_area)
-            self.pending_start = False
         else:
             self.swaps.step(hs, tick, s, up_area)
 
     def report(self, hs, tick) -> dict[str, Any]:
         # A switch cancelled before its start never happened: it counts as no switch.
-        return {"switches": int(not self.pending_start), **self.swaps.report()} if self.mine else {}
+        if not self.mine:
+            return {}
+        withdrawn = int(getattr(self, "withdrawn", False))
+        return {"switches": int(not self.pending_start) - withdrawn, "withdrawn": withdrawn, **self.swaps.report()}
 
     def finished(self) -> bool:
         # Switched, and its credential swap settled (smart, dumb or failed): the final counts go
@@ -79,6 +87,10 @@ class SwitchingFleet(FleetOp):
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is None or self.done:
+            return []
+        if rep.get("withdrawn"):
+            self.state = "FAILED"
+            self.reason = "the gaining supplier failed before the switch; the customer stays with their supplier"
             return []
         if self._finished(tick, rep):
             self.state = "DONE"
@@ -153,6 +165,7 @@ class SolrShard(ShardOp):
 
     def start(self, hs, ctx, tick, s) -> None:
         ctx.failed_suppliers.add(self.cmd.supplier)
+        ctx.solr_of[self.cmd.supplier] = self.cmd.solr
         self.swaps = _swaps(ctx)
         n = hs.n_hubs
         c = hs.cols
@@ -185,9 +198,11 @@ class SolrShard(ShardOp):
         c = hs.cols
         elec = c["supplier"][rows] == self.cmd.supplier
         gas = c["gas_supplier"][rows] == self.cmd.supplier
-        _switch_rows(hs, rows[elec & gas], self.cmd.solr, "dual")
-        _switch_rows(hs, rows[elec & ~gas], self.cmd.solr, "electricity")
-        _switch_rows(hs, rows[~elec & gas], self.cmd.solr, "gas")
+        # To the SoLR, or where its customers go if it has failed since (a chain of failures).
+        solr = ctx.last_resort(self.cmd.solr)
+        _switch_rows(hs, rows[elec & gas], solr, "dual")
+        _switch_rows(hs, rows[elec & ~gas], solr, "electricity")
+        _switch_rows(hs, rows[~elec & gas], solr, "gas")
         self.moved[take] = True
         self.swaps.switched(hs, rows, tick, s, up_area)
         self.budget = None
@@ -207,6 +222,10 @@ class SolrFleet(FleetOp):
     """Issues each day's transfer allowance (the cap) across blocks by their remaining customers."""
 
     cmd: SupplierFailure
+
+    def on_accept(self, planner) -> None:
+        super().on_accept(planner)
+        planner.failed_suppliers[self.cmd.supplier] = (self.cmd.at, self.cmd.solr, self.name)
 
     def __init__(self, name: str, cmd: SupplierFailure, config: FleetConfig):
         super().__init__(name, cmd, config)

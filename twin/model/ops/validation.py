@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twin.model.catalog import DeviceModel, DeviceType, models_of
+from twin.model.catalog import SUPPLIERS, DeviceModel, DeviceType, models_of
 from twin.model.config import TwinInputError
-from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, SupplierFailure
+from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, SupplierFailure, SupplierSwitch
 from twin.model.ops.runtime import FleetPlanner
 
 
@@ -80,7 +80,19 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
                 raise TwinInputError("from_versions", f"no {cmd.model_label} device runs {v}; versions of this "
                                                       f"run: {', '.join(sorted(known, key=_model(cmd).scheme.sort_key))}")
         rollout_version_check(cmd, census(cmd))
+    # A supplier fails once and for good: no second failure, no customers sent to it as a Supplier
+    # of Last Resort, no switch to it from its failure on (its customers are being moved away).
+    failed = planner.failed_suppliers
     if isinstance(cmd, SupplierFailure):
-        for op in planner.live.values():
-            if isinstance(op.cmd, SupplierFailure) and not op.done and op.cmd.supplier in (cmd.supplier, cmd.solr):
-                raise TwinInputError("supplier", f"supplier already failed in {op.name}")
+        if cmd.supplier in failed:
+            raise TwinInputError("supplier", f"{_name(cmd.supplier)} already failed in {failed[cmd.supplier][2]}")
+        if cmd.solr in failed:
+            raise TwinInputError("solr", f"{_name(cmd.solr)} failed in {failed[cmd.solr][2]}: a Supplier of Last "
+                                         "Resort must be a supplier still trading")
+    if isinstance(cmd, SupplierSwitch) and cmd.to_supplier in failed and cmd.at >= failed[cmd.to_supplier][0]:
+        raise TwinInputError("to_supplier", f"{_name(cmd.to_supplier)} has failed ({failed[cmd.to_supplier][2]}) "
+                                            "and takes no customers")
+
+
+def _name(code: int) -> str:
+    return SUPPLIERS[code - 1].name
