@@ -84,7 +84,7 @@ class Branches:
             raise invalid(field, e.reason) from None
         if until < at:
             raise invalid("until_tick", f"must not be before the fork tick {at}, got {until}")
-        create_branch(plan, parent_history=self.sup.history_db.quiet() if served else None)
+        create_branch(plan, parent_history=self.sup.history_db.flushed() if served else None)
         name = OP_PREFIX + req.branch_id
         op = operations_pb2.Operation(name=name, metadata=_pack(self._metadata(plan, "REPLAYING", plan.base + 1, until)))
         with self._lock:
@@ -134,7 +134,7 @@ class Branches:
         b = self.branch_dir(name)
         try:
             if a == self.sup.run_dir:
-                with self.sup.history_db.quiet():
+                with self.sup.history_db.flushed():
                     cmp = compare_runs(a, b)
             else:
                 cmp = compare_runs(a, b)
