@@ -249,11 +249,14 @@ class HistoryStore:
 
     def record(self, s: TickSummary) -> None:
         """Buffer one tick's summary; write the buffer when it is big or old enough."""
+        if self.add(s):
+            self.flush()
+
+    def add(self, s: TickSummary) -> bool:
+        """Buffer one tick's summary; True when the buffer is due to be written (`flush`)."""
         with self._lock:
             self._buffer.append(s)
-            due = len(self._buffer) >= self.flush_ticks or time.monotonic() - self._last_flush >= self.flush_s
-        if due:
-            self.flush()
+            return len(self._buffer) >= self.flush_ticks or time.monotonic() - self._last_flush >= self.flush_s
 
     def flush(self) -> None:
         """Write the buffered summaries as one new segment (its ticks replace any earlier rows of
@@ -397,8 +400,9 @@ def _quote(path: Path) -> str:
 
 
 # -- readers --------------------------------------------------------------------------------------
-def _run_dir(path: Path) -> Path:
+def _run_dir(path: Path | str) -> Path:
     """A run directory, also when given its legacy `history.duckdb` (older callers)."""
+    path = Path(path)
     return path.parent if path.name == FILE else path
 
 

@@ -394,7 +394,9 @@ class FleetSupervisor:
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
-        self.history_db.record(s)
+        # Buffered first, written last: a batch that cannot be written (it stays buffered and the
+        # error goes up to the clock) still leaves this tick counted and told to the listeners.
+        due = self.history_db.add(s)
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())
@@ -402,6 +404,8 @@ class FleetSupervisor:
                     "messages": int(self.totals["messages"].sum())}
         for fn in list(self._listeners):
             fn(s)
+        if due:
+            self.history_db.flush()
 
     # -- the clock ---------------------------------------------------------------------------
     def start_clock(self, *, speed: float | None = 1800.0, running: bool = True) -> None:
