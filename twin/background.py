@@ -1,11 +1,13 @@
 """Background work that cannot fail unseen: asyncio tasks whose exception is logged with its
-traceback (and handed to an optional callback) instead of being dropped with the task, and a
-strong reference to each running task (the event loop keeps only a weak one)."""
+traceback (and handed to an optional callback) instead of being dropped with the task, with a
+strong reference to each running task (the event loop keeps only a weak one); and threads whose
+error is logged and raised again to whoever joins them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -36,3 +38,26 @@ def _done(task: asyncio.Task[Any], on_error: Callable[[BaseException], None] | N
             on_error(exc)
         except Exception:
             log.exception("the failure handler of %s failed", task.get_name())
+
+
+class ReportingThread(threading.Thread):
+    """A thread whose error is not lost: it is logged with its traceback when it happens and
+    raised again (as the cause of a RuntimeError) by `join_or_raise`, so a helper thread of a
+    benchmark or a test that died makes the whole measurement fail instead of a quiet zero."""
+
+    def __init__(self, target: Callable[[], None], *, name: str):
+        super().__init__(name=name, daemon=True)
+        self._work = target
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._work()
+        except BaseException as e:
+            self.error = e
+            log.exception("thread %s failed", self.name)
+
+    def join_or_raise(self, timeout: float | None = None) -> None:
+        self.join(timeout)
+        if self.error is not None:
+            raise RuntimeError(f"thread {self.name} failed: {type(self.error).__name__}: {self.error}") from self.error

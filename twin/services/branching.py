@@ -5,6 +5,7 @@ worker thread on the same Ray as the served fleet), and comparisons."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from twin.services.convert import ts
 from twin.services.errors import invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
+log = logging.getLogger(__name__)
 
 
 def _pack(msg: Any) -> any_pb2.Any:
@@ -110,6 +112,7 @@ class Branches:
             self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
                       error=status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(e)))
         except Exception as e:  # the operation reports it; the server goes on
+            log.exception("branch operation %s failed", name)
             self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
                       error=status_pb2.Status(code=code_pb2.INTERNAL, message=f"{type(e).__name__}: {e}"))
 
