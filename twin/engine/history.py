@@ -231,7 +231,8 @@ class HistoryStore:
         self.merges = 0
         # The writer's own scratch database (in memory): typed tables a batch passes through on
         # its way to Parquet, so every segment has exactly the schema's column types.
-        self._con = duckdb.connect()
+        # One thread: a batch is small, and the run's shards need the cores more than DuckDB does.
+        self._con = duckdb.connect(config={"threads": 1})
         for stmt in SCHEMA:
             self._con.execute(stmt)
         self.folder.mkdir(parents=True, exist_ok=True)
