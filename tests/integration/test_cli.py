@@ -176,6 +176,24 @@ def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "twin is running" in err and "Traceback" not in err
 
 
+def test_up_says_on_its_status_line_when_the_clock_failed(tmp_path):
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "0.5", "--no-dashboard")
+    status_lines(proc, 1)
+    # A real failure: the history folder replaced by a file, so the next batch cannot be written.
+    history = tmp_path / "run" / "history"
+    history.rename(tmp_path / "history-aside")
+    history.write_text("not a folder")
+    failed = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not failed:
+        line = proc.stdout.readline()
+        if "CLOCK FAILED" in line:
+            failed = line
+    assert "CLOCK FAILED:" in failed and "history" in failed, failed
+    err = stop(proc)
+    assert "the clock stopped at tick" in err and "Traceback" in err  # the cause, logged with its traceback
+
+
 def test_the_embedded_ray_is_its_own_whatever_ray_address_says(tmp_path):
     """RAY_ADDRESS naming a cluster that is not there (as after a `ray start` long gone): with no
     --address, `twin run` and `twin up` start their own Ray and work."""

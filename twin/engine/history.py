@@ -357,9 +357,16 @@ class HistoryStore:
         branch = self.branch.replace("'", "''")
         with self._lock, open_history(source) as src:
             # A snapshot of the source first: the copy must not mix segments written meanwhile.
-            for table in TABLES:
-                src.execute(f"CREATE TEMP TABLE copied_{table} AS SELECT * REPLACE ('{branch}'::VARCHAR AS branch) "
-                            f"FROM {table} WHERE tick <= {int(upto_tick)}")
+            # (Taken again if a segment was merged away under it, as `query` does.)
+            for attempt in range(5):
+                try:
+                    for table in TABLES:
+                        src.execute(f"CREATE OR REPLACE TEMP TABLE copied_{table} AS SELECT * REPLACE "
+                                    f"('{branch}'::VARCHAR AS branch) FROM {table} WHERE tick <= {int(upto_tick)}")
+                    break
+                except duckdb.IOException:
+                    if attempt == 4:
+                        raise
             self._write_segment(src, Segment(self._next, self._next), {t: f"SELECT * FROM copied_{t}" for t in TABLES})
             self._next += 1
             n = src.execute("SELECT count(*) FROM copied_ticks").fetchone()
@@ -386,6 +393,12 @@ class HistoryStore:
         is not held off while the reader reads: readers take no lock."""
         self.flush()
         yield self.run_dir
+
+    @property
+    def pending_ticks(self) -> int:
+        """Summaries buffered and not yet written."""
+        with self._lock:
+            return len(self._buffer)
 
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.folder.glob("*.parquet"))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import ray
 
@@ -694,4 +695,10 @@ class FleetSupervisor:
                 ray.kill(s)
             self.shards = []
         self.journal.close()
-        self.history_db.close()
+        try:
+            self.history_db.close()
+        except (OSError, duckdb.Error):
+            # Said, not hidden: the summaries after the newest checkpoint are summarised again
+            # (and written) when the run is resumed, so the history still ends up whole.
+            log.exception("the last %d tick summaries of %s could not be written; resuming the run writes "
+                          "them again", self.history_db.pending_ticks, self.run_dir)
