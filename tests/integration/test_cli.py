@@ -207,9 +207,13 @@ def test_the_embedded_ray_is_its_own_whatever_ray_address_says(tmp_path):
     assert "Traceback" not in stop(proc)
 
 
-@pytest.mark.parametrize("command", [["run", "--hubs", "20k", "--days", "1"], ["up", "--hubs", "20000"]])
-def test_an_unreachable_cluster_address_is_an_error_naming_it(tmp_path, command):
-    address = f"127.0.0.1:{unused_port()}"
+@pytest.mark.parametrize(("command", "scheme"), [
+    (["run", "--hubs", "20k", "--days", "1"], ""), (["up", "--hubs", "20000"], ""),
+    (["sweep", "scenarios/storm-outage.yaml", "--param", "incidents.outage_alert_backoff_s", "--values", "10,20",
+      "--hubs", "20000"], "ray://"),
+    (["submit", "scenarios/storm-outage.yaml", "--hubs", "20000"], "http://")])
+def test_an_unreachable_cluster_address_is_an_error_naming_it(tmp_path, command, scheme):
+    address = f"{scheme}127.0.0.1:{unused_port()}"
     home = ["--home", str(tmp_path / "home")] if command[0] == "up" else []
     p = twin(*command, "--address", address, "--run-dir", str(tmp_path / "run"), *home, timeout=60)
     assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
