@@ -18,6 +18,8 @@ def clock_text(feed) -> str:
     state = clock.get("state", "")
     speed = clock.get("speed", 0.0)
     pace = "" if state != "running" else (" · flat out" if not speed else f" · {speed:g}x real time")
+    if state == "failed":
+        pace = f" · CLOCK FAILED: {clock.get('error', '')}"
     return f"{cur['time'][:16].replace('T', ' ')} UTC · tick {cur['tick']} · {state}{pace}"
 
 

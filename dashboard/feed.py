@@ -90,6 +90,8 @@ class FeedStatus:
     ticks_received: int = 0
     last_tick_wall: float = 0.0  # time.time() when the newest tick arrived
     reconnects: int = 0
+    thread_failures: int = 0  # a feed thread ended on an unexpected error (it is restarted)
+    thread_error: str = ""  # the newest such error
 
 
 class FleetFeed:
@@ -117,10 +119,28 @@ class FleetFeed:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FleetFeed:
         for target, name in ((self._watch_loop, "feed-watch"), (self._poll_loop, "feed-poll")):
-            t = threading.Thread(target=target, name=name, daemon=True)
+            t = threading.Thread(target=self._guarded, args=(target, name), name=name, daemon=True)
             t.start()
             self._threads.append(t)
         return self
+
+    def threads_alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def _guarded(self, target: Any, name: str) -> None:
+        """Run a feed loop; an error it does not expect (not the API's, which it handles) is
+        logged with its traceback, counted and shown (healthz, the header), and the loop starts
+        again after a second, instead of the thread ending and the page freezing unseen."""
+        while not self._stop.is_set():
+            try:
+                target()
+                return
+            except Exception as e:
+                self.status.thread_failures += 1
+                self.status.connected = False
+                self.status.thread_error = self.status.last_error = f"{name} failed: {type(e).__name__}: {e}"
+                log.exception("dashboard feed thread %s failed; restarting it", name)
+                self._stop.wait(1.0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -238,10 +258,11 @@ class FleetFeed:
             token = page.next_page_token
             if not token:
                 break
+        state = {fleet_pb2.CLOCK_STATE_RUNNING: "running", fleet_pb2.CLOCK_STATE_FAILED: "failed"}.get(
+            clock.state, "paused")
         with self._lock:
-            self._clock = {"tick": clock.tick, "time": _iso(clock.time),
-                           "state": "running" if clock.state == fleet_pb2.CLOCK_STATE_RUNNING else "paused",
-                           "speed": clock.speed}
+            self._clock = {"tick": clock.tick, "time": _iso(clock.time), "state": state, "speed": clock.speed,
+                           "error": clock.error}
             self._operations = ops
 
     def _poll_network(self) -> None:

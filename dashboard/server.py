@@ -180,16 +180,24 @@ def create_app(feed: FleetFeed, *, api_address: str, token: str, require_login: 
     def healthz() -> JSONResponse:
         st = feed.status
         age = time.time() - st.last_tick_wall if st.last_tick_wall else None
-        body: dict[str, Any] = {"status": "ok" if st.connected else "degraded", "api": api_address,
-                                "feed_connected": st.connected, "last_tick": feed.last_tick(),
+        clock = feed.clock()
+        # Fed, by live threads, from a clock that has not failed: otherwise the page shows a
+        # stopped run, and a load balancer should know.
+        ok = st.connected and feed.threads_alive() and clock.get("state") != "failed"
+        body: dict[str, Any] = {"status": "ok" if ok else "degraded", "api": api_address,
+                                "feed_connected": st.connected, "feed_threads_alive": feed.threads_alive(),
+                                "clock_state": clock.get("state", ""), "last_tick": feed.last_tick(),
                                 "tick_age_s": None if age is None else round(age, 3),
                                 "ticks_received": st.ticks_received, "reconnects": st.reconnects,
+                                "thread_failures": st.thread_failures, "thread_error": st.thread_error,
+                                "clock_error": clock.get("error", ""),
                                 "last_error": st.last_error}
         if sessions is not None:
             # Open to anyone who can reach it (for load balancers), so beyond localhost it says
             # only whether the dashboard is fed, not where the API is or what went wrong.
-            body = {k: body[k] for k in ("status", "feed_connected", "last_tick", "tick_age_s")}
-        return JSONResponse(body, status_code=200 if st.connected else 503)
+            body = {k: body[k] for k in ("status", "feed_connected", "feed_threads_alive", "clock_state", "last_tick",
+                                         "tick_age_s")}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @api.get("/metrics")
     def prom() -> Response:

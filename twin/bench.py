@@ -21,6 +21,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from twin.background import ReportingThread
 from twin.model.params import HALF_HOURS_PER_DAY
 
 
@@ -32,7 +33,7 @@ class TreeRssSampler:
         self.interval_s = interval_s
         self.peak = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = ReportingThread(self._run, name="rss-sampler")
 
     def _sample(self) -> int:
         me = psutil.Process()
@@ -54,7 +55,7 @@ class TreeRssSampler:
     def __exit__(self, *exc: object) -> None:
         self.peak = max(self.peak, self._sample())
         self._stop.set()
-        self._thread.join()
+        self._thread.join_or_raise()
 
 
 def stop_process(proc: Any, timeout: float = 60.0) -> None:

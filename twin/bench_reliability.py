@@ -47,7 +47,7 @@ def _run(config: Any, *, ticks: int, checkpoint_every: int, kill_every_s: float 
                "hubs": sum(i["hubs"] for i in sup.info()), "operations": [v["name"] for v in sup.operations()],
                "progress": sup.operation(op["name"])["metadata"]["progress"],
                "history": {"ticks": sup.history_db.ticks_written, "seconds": sup.history_db.seconds,
-                           "flushes": sup.history_db.flushes, "file_bytes": (d / "history.duckdb").stat().st_size}}
+                           "flushes": sup.history_db.flushes, "file_bytes": sup.history_db.bytes_on_disk()}}
         if not kill_every_s:
             out["checkpoint"] = _checkpoint_figures(sup, d)
             r = sup.rewind(ticks - 30)

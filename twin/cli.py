@@ -19,6 +19,7 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from twin.engine.address import RayAddressError
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
@@ -500,7 +501,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     while not stop["now"]:
         time.sleep(0.2)
         now = time.monotonic()
-        if now - last_print < args.status_every or not sup.history:
+        if now - last_print < args.status_every:
+            continue
+        if sup.clock_state == "failed":
+            # Said on every status line while it lasts: never a quiet, frozen status.
+            last_print = now
+            print(f"{config.time_of(sup.tick):%Y-%m-%d %H:%M}  tick {sup.tick:>6}  CLOCK FAILED: {sup.clock_error} "
+                  "(the traceback is above; UpdateClock to RUNNING tries again)", flush=True)
+            continue
+        if not sup.history:
             continue
         s = sup.history[-1]
         rate = (sup.tick - last_tick) * config.hubs / max(now - t_last, 1e-9)
@@ -711,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (UsageError, TwinInputError, TimelineUsageError) as e:
+    except (UsageError, TwinInputError, TimelineUsageError, RayAddressError) as e:
         err.print(f"twin {args.command}: error: {e}", highlight=False, markup=False)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,13 @@ def job_client(address: str):
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    from twin.engine.address import RayAddressError, check_reachable
+
+    check_reachable(address)  # seconds, naming the address, instead of the SDK's traceback
+    try:
+        return JobSubmissionClient(address)
+    except ConnectionError as e:
+        raise RayAddressError(f"--address: cannot reach a Ray job server at {address}: {e}") from None
 
 
 def entrypoint(scenario_name: str, *, run_dir: str, hubs: int | None, seed: int | None, shards: int | None,

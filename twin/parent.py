@@ -4,6 +4,7 @@ importing the engine."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -17,6 +18,11 @@ def on_parent_exit(stop: Callable[[], None], poll_s: float = 1.0) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
-        stop()
+        try:
+            stop()
+        except BaseException:
+            # Stopping gently failed: say why, and go anyway (an orphan must not outlive twin up).
+            logging.getLogger(__name__).exception("stopping after the parent exited failed; exiting now")
+            os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -58,16 +58,16 @@ def print_rows(cols: list[str], rows: list[tuple[Any, ...]], *, fmt: str, consol
 def cmd_history(args: argparse.Namespace, console: Console) -> int:
     import duckdb
 
-    from twin.engine.history import FILE, query
+    from twin.engine.history import DIR, has_history, query
 
     d = _run_dir(args.run_dir)
-    if not (d / FILE).exists():
-        raise TimelineUsageError(f"RUN_DIR: {d} has no {FILE} (a run from before the history store?)")
+    if not has_history(d):
+        raise TimelineUsageError(f"RUN_DIR: {d} has no tick history ({DIR}/; a run from before the history store?)")
     if args.limit < 1:
         raise TimelineUsageError(f"--limit: must be at least 1, got {args.limit}")
     sql = args.sql or DEFAULT_SQL.format(limit=int(args.limit))
     try:
-        cols, rows = query(d / FILE, sql)
+        cols, rows = query(d, sql)
     except duckdb.Error as e:
         raise TimelineUsageError(f"--sql: {str(e).splitlines()[0]}") from None
     print_rows(cols, rows, fmt=args.format, console=console,
@@ -150,7 +150,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def add_commands(sub: Any, console: Console, err: Console | None = None) -> None:
     """Register the commands on the `twin` parser's subparsers."""
-    h = sub.add_parser("history", help="query a run's tick-summary history (DuckDB SQL)")
+    h = sub.add_parser("history", help="query a run's tick-summary history (DuckDB SQL; takes no lock, so it is safe "
+                                       "during a run)")
     h.add_argument("run_dir", metavar="RUN_DIR")
     h.add_argument("--sql", help="a SQL query over the tables `ticks` (one row per tick per branch) and `metrics` "
                                  "(branch, tick, metric, key, value); default: the last ticks")

@@ -11,7 +11,7 @@ import pytest
 from tests.integration.conftest import run_dir
 from tests.integration.test_cli import twin
 from twin.engine.branches import fork, list_branches, plan_fork
-from twin.engine.history import FILE, query
+from twin.engine.history import query
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.reporting.compare import compare_runs, write_comparison
@@ -42,11 +42,11 @@ def parent():
 
 
 def _rows(d, lo=0, hi=10**9):
-    return query(d / FILE, "SELECT * EXCLUDE (branch) FROM ticks WHERE tick BETWEEN ? AND ? ORDER BY tick", [lo, hi])[1]
+    return query(d, "SELECT * EXCLUDE (branch) FROM ticks WHERE tick BETWEEN ? AND ? ORDER BY tick", [lo, hi])[1]
 
 
 def _metrics(d, lo=0, hi=10**9):
-    return query(d / FILE, "SELECT * EXCLUDE (branch) FROM metrics WHERE tick BETWEEN ? AND ? "
+    return query(d, "SELECT * EXCLUDE (branch) FROM metrics WHERE tick BETWEEN ? AND ? "
                            "ORDER BY tick, metric, key", [lo, hi])[1]
 
 

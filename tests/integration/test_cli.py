@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
+from multiprocessing import shared_memory
+from pathlib import Path
 
 import pytest
 
+from twin.engine.shared_state import PREFIX, segments_of
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 
@@ -19,13 +24,56 @@ TWIN = [sys.executable, "-m", "twin.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def twin(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout, env=ENV, check=False)
+def twin(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout, env=env or ENV,
+                          check=False)
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def up(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`twin up` on ports the system picks, with its home and run directory in `tmp_path`."""
+    return subprocess.Popen([*TWIN, "up", "--grpc-port", "0", "--dash-port", "0", "--home", str(tmp_path / "home"),
+                             "--run-dir", str(tmp_path / "run"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or ENV)
+
+
+def status_lines(proc: subprocess.Popen[str], n: int, timeout_s: float = 120) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(lines) < n:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if "tick" in line:
+            lines.append(line)
+    assert len(lines) >= n, proc.stderr.read() if proc.poll() is not None else lines
+    return lines
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C, then the exit code must be 0; returns what it printed on stderr."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        return proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
     out = tmp_path / "summary.json"
-    p = twin("run", "--hubs", "20000", "--days", "1", "--seed", "4", "--shards", "2", "--json", str(out))
+    p = twin("run", "--hubs", "20000", "--days", "1", "--seed", "4", "--shards", "2", "--json", str(out),
+             "--run-dir", str(tmp_path / "run"))
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["hubs"] == 20_000 and r["ticks"] == 48 and r["shards"] == 2
@@ -82,18 +130,34 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(args, needle):
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_up_on_a_port_in_use_says_so_and_leaves_nothing_behind(tmp_path, processes):
-    import os
-    import socket
+    # Another twin's segment on the machine (its owner, this process, is alive): not ours to count
+    # or to remove.
+    foreign = shared_memory.SharedMemory(create=True, size=4096, name=f"{PREFIX}{os.getpid()}-other-{uuid.uuid4().hex[:12]}")
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            p = twin("up", "--hubs", "20000", "--no-dashboard", "--grpc-port", str(port), "--api-processes", processes,
+                     "--home", str(tmp_path / "home"), "--run-dir", str(tmp_path / "run"), timeout=120)
+        assert p.returncode == 2 and "--grpc-port" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert segments_of(tmp_path / "run") == []  # this run's segments removed
+        assert os.path.exists(f"/dev/shm/{foreign.name}")  # the other twin's left alone
+    finally:
+        foreign.close()
+        foreign.unlink()
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        before = set(os.listdir("/dev/shm"))
-        p = twin("up", "--hubs", "20000", "--no-dashboard", "--grpc-port", str(port), "--api-processes", processes,
-                 "--home", str(tmp_path / "home"), "--run-dir", str(tmp_path / "run"), timeout=120)
-    assert p.returncode == 2 and "--grpc-port" in p.stderr and "Traceback" not in p.stderr, p.stderr
-    assert {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("twin-")} == set()  # segments removed
+
+def test_a_runs_segments_are_named_after_it(tmp_path):
+    """What the test above relies on: while a run serves, its shards' segments carry its tag."""
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "0.5", "--no-dashboard")
+    try:
+        status_lines(proc, 1)
+        assert len(segments_of(tmp_path / "run")) >= 1
+        assert segments_of(tmp_path / "elsewhere") == []
+    finally:
+        stop(proc)
+    assert segments_of(tmp_path / "run") == []
 
 
 def test_hub_describes_a_hub_by_index_and_by_device_id():
@@ -122,32 +186,58 @@ def test_one_instant_with_two_offsets_is_one_run_printed_in_utc(tmp_path):
     assert runs[0]["state_hash"] == local.state_hash()
 
 
-def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c():
-    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20000", "--speed", "max", "--status-every", "0.5",
-                             "--start", "2026-06-01T00:00+01:00"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(lines) < 2:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if "tick" in line:
-                lines.append(line)
-        assert len(lines) >= 2, proc.stderr.read() if proc.poll() is not None else lines
-        ticks = [int(line.split("tick")[1].split()[0]) for line in lines]
-        assert ticks[1] > ticks[0]  # the clock is moving
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-        err = proc.stderr.read()
-        assert "twin is running: simulated clock from 2026-05-31 23:00 UTC" in err and "Traceback" not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c(tmp_path):
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "0.5",
+              "--start", "2026-06-01T00:00+01:00")
+    lines = status_lines(proc, 2)
+    ticks = [int(line.split("tick")[1].split()[0]) for line in lines]
+    assert ticks[1] > ticks[0]  # the clock is moving
+    err = stop(proc)
+    assert "twin is running: simulated clock from 2026-05-31 23:00 UTC" in err and "Traceback" not in err
+
+
+def test_up_says_on_its_status_line_when_the_clock_failed(tmp_path):
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "0.5", "--no-dashboard")
+    status_lines(proc, 1)
+    # A real failure: the history folder replaced by a file, so the next batch cannot be written.
+    history = tmp_path / "run" / "history"
+    history.rename(tmp_path / "history-aside")
+    history.write_text("not a folder")
+    failed = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not failed:
+        line = proc.stdout.readline()
+        if "CLOCK FAILED" in line:
+            failed = line
+    assert "CLOCK FAILED:" in failed and "history" in failed, failed
+    err = stop(proc)
+    assert "the clock stopped at tick" in err and "Traceback" in err  # the cause, logged with its traceback
+
+
+def test_the_embedded_ray_is_its_own_whatever_ray_address_says(tmp_path):
+    """RAY_ADDRESS naming a cluster that is not there (as after a `ray start` long gone): with no
+    --address, `twin run` and `twin up` start their own Ray and work."""
+    env = {**ENV, "RAY_ADDRESS": f"127.0.0.1:{unused_port()}"}
+    p = twin("run", "--hubs", "20k", "--days", "1", "--run-dir", str(tmp_path / "run-1"), "--json",
+             str(tmp_path / "s.json"), env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((tmp_path / "s.json").read_text())["ticks"] == 48
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "0.5", "--no-dashboard", env=env)
+    status_lines(proc, 1)
+    assert "Traceback" not in stop(proc)
+
+
+@pytest.mark.parametrize(("command", "scheme"), [
+    (["run", "--hubs", "20k", "--days", "1"], ""), (["up", "--hubs", "20000"], ""),
+    (["sweep", "scenarios/storm-outage.yaml", "--param", "incidents.outage_alert_backoff_s", "--values", "10,20",
+      "--hubs", "20000"], "ray://"),
+    (["submit", "scenarios/storm-outage.yaml", "--hubs", "20000"], "http://")])
+def test_an_unreachable_cluster_address_is_an_error_naming_it(tmp_path, command, scheme):
+    address = f"{scheme}127.0.0.1:{unused_port()}"
+    home = ["--home", str(tmp_path / "home")] if command[0] == "up" else []
+    p = twin(*command, "--address", address, "--run-dir", str(tmp_path / "run"), *home, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
+    assert address in p.stderr and "--address" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_run_a_scenario_writes_its_report(tmp_path):

@@ -350,7 +350,8 @@ def test_beyond_localhost_needs_an_operator_token(stack, tmp_path):
                 health = json.loads(r.read())
         except urllib.error.HTTPError as e:  # 503 until the feed has a tick
             health = json.loads(e.read())
-        assert set(health) == {"status", "feed_connected", "last_tick", "tick_age_s"}  # no API address, no errors
+        assert set(health) == {"status", "feed_connected", "feed_threads_alive", "clock_state", "last_tick",
+                               "tick_age_s"}  # no API address, no errors
         assert status("/login", b"token=wrong")[0] == 401
         assert status("/login", f"token={other}".encode())[0] == 401  # a DCC User is not an operator
         code, headers = status("/login", f"token={stack.token}".encode())

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.conftest import run_dir
 from tests.integration.test_cli import twin
-from twin.engine.history import FILE, query
+from twin.engine.history import query
 from twin.engine.supervisor import FleetSupervisor, RunStateError
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
@@ -23,7 +23,7 @@ ROLLOUT = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "Kaifa"
 
 
 def _rows(d):
-    return query(d / FILE, "SELECT * EXCLUDE (branch) FROM ticks ORDER BY tick")[1]
+    return query(d, "SELECT * EXCLUDE (branch) FROM ticks ORDER BY tick")[1]
 
 
 def test_history_has_one_row_per_tick_and_survives_a_resume():
@@ -32,15 +32,15 @@ def test_history_has_one_row_per_tick_and_survives_a_resume():
     sup.submit(dict(ROLLOUT))
     summaries = sup.step(30)  # checkpoints at 11 and 23; ticks 24..29 summarised after the last
     sup.shutdown()
-    cols, rows = query(d / FILE, "SELECT tick, messages, dark_hubs, alerts FROM ticks ORDER BY tick")
+    cols, rows = query(d, "SELECT tick, messages, dark_hubs, alerts FROM ticks ORDER BY tick")
     assert cols == ["tick", "messages", "dark_hubs", "alerts"]
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
         (s.tick, s.total_messages, int(s.dark_hubs.sum()), int(s.alerts.sum())) for s in summaries]
     # The long table holds the breakdowns; they add up to the wide columns.
-    _, check = query(d / FILE, "SELECT t.tick, t.messages, sum(m.value) FROM ticks t JOIN metrics m USING (branch, tick) "
+    _, check = query(d, "SELECT t.tick, t.messages, sum(m.value) FROM ticks t JOIN metrics m USING (branch, tick) "
                                "WHERE m.metric = 'messages' GROUP BY ALL HAVING t.messages <> sum(m.value)")
     assert check == []
-    _, ops = query(d / FILE, "SELECT count(*) FROM metrics WHERE metric LIKE 'op:firmware-rollout-%'")
+    _, ops = query(d, "SELECT count(*) FROM metrics WHERE metric LIKE 'op:firmware-rollout-%'")
     assert ops[0][0] > 0
 
     again = FleetSupervisor(CFG, shards=2, run_dir=d, checkpoint_every=12, resume=True)
@@ -51,7 +51,7 @@ def test_history_has_one_row_per_tick_and_survives_a_resume():
         resumed_hash = again.state_hash()
     finally:
         again.shutdown()
-    _, counts = query(d / FILE, "SELECT count(*), count(DISTINCT tick), min(tick), max(tick) FROM ticks")
+    _, counts = query(d, "SELECT count(*), count(DISTINCT tick), min(tick), max(tick) FROM ticks")
     assert counts == [(40, 40, 0, 39)]  # ticks 24..29 summarised twice, stored once
 
     ref_dir = run_dir("history-ref")

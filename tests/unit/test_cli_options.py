@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.cli import UsageError, _days, _seed, main
 
@@ -64,3 +66,31 @@ def test_days_accepts_at_least_one_tick(text, value):
 def test_days_rejects_what_is_not_a_positive_number_of_ticks(text):
     with pytest.raises(UsageError, match=r"^--days: "):
         _days(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_a_cluster_address_parses_by_its_grammar_or_is_refused_naming_it(text):
+    from twin.engine.address import RayAddressError, parse_address
+
+    try:
+        host, port = parse_address(text)
+    except RayAddressError as e:
+        assert "--address" in str(e)
+        return
+    assert 1 <= port <= 65535 and host.isascii() and host in text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:6379", ("127.0.0.1", 6379)), ("ray://head:10001", ("head", 10001)),
+    ("http://127.0.0.1:8265", ("127.0.0.1", 8265)), ("https://ray.example.com", ("ray.example.com", 443)),
+    ("[::1]:6379", ("::1", 6379)), ("127.0.0.1:\u0666\u0663\u0667\u0669", None), ("head", None),
+    ("head:0", None), ("head:65536", None), ("ray://head", None), ("", None)])
+def test_cluster_addresses(text, expected):
+    from twin.engine.address import RayAddressError, parse_address
+
+    if expected is None:
+        with pytest.raises(RayAddressError, match="--address"):
+            parse_address(text)
+    else:
+        assert parse_address(text) == expected

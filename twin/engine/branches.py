@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.engine.checkpoint import CheckpointStore, read_verified
-from twin.engine.history import FILE, HistoryStore, connect_read_only
+from twin.engine.history import HistoryStore, has_history, query
 from twin.engine.journal import position, read_records, write_journal
 from twin.engine.supervisor import read_manifest, write_manifest
 from twin.model.config import FleetConfig, TwinInputError
@@ -59,11 +59,10 @@ def run_head(run_dir: Path) -> int:
     latest = CheckpointStore(run_dir).latest()
     if latest is not None:
         head = latest + 1
-    if (run_dir / FILE).exists():
-        with connect_read_only(run_dir / FILE) as con:
-            row = con.execute("SELECT max(tick) FROM ticks").fetchone()
-        if row and row[0] is not None:
-            head = max(head, int(row[0]) + 1)
+    if has_history(run_dir):
+        _, rows = query(run_dir, "SELECT max(tick) FROM ticks")
+        if rows and rows[0][0] is not None:
+            head = max(head, int(rows[0][0]) + 1)
     return head
 
 
@@ -150,8 +149,8 @@ def plan_fork(parent_dir: Path, *, at: int, events: list[dict[str, Any]] | None 
 
 def create_branch(plan: ForkPlan, *, parent_history: AbstractContextManager[Any] | None = None) -> None:
     """Write the branch's directory: manifest (parent, fork tick, changes), inherited journal, the
-    base checkpoint (linked) and the parent's history up to it. `parent_history` holds a live
-    parent's history writer off while its rows are copied."""
+    base checkpoint (linked) and the parent's history up to it. `parent_history` flushes a live
+    parent's history first (the copy reads it with no lock, while the parent runs on)."""
     parent = read_manifest(plan.parent_dir)
     config = FleetConfig.from_dict(parent["config"])
     d = plan.branch_dir
@@ -166,9 +165,12 @@ def create_branch(plan: ForkPlan, *, parent_history: AbstractContextManager[Any]
         if plan.base >= 0:
             CheckpointStore(d).link_from(CheckpointStore(plan.parent_dir), plan.base)
         store = HistoryStore(d, branch=d.name, config=config)
-        if (plan.parent_dir / FILE).exists() and plan.base >= 0:
-            with parent_history or nullcontext():
-                store.copy_from(plan.parent_dir / FILE, upto_tick=plan.base)
+        try:
+            if has_history(plan.parent_dir) and plan.base >= 0:
+                with parent_history or nullcontext():
+                    store.copy_from(plan.parent_dir, upto_tick=plan.base)
+        finally:
+            store.close()
     except BaseException:
         shutil.rmtree(d, ignore_errors=True)
         raise

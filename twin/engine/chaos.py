@@ -12,6 +12,8 @@ from typing import Any
 
 import ray
 
+from twin.background import ReportingThread
+
 
 class ShardKiller:
     """Kill one shard process every `every_s` seconds, round robin, until stopped or `max_kills`."""
@@ -22,7 +24,7 @@ class ShardKiller:
         self.max_kills = max_kills
         self.kills: list[dict[str, Any]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="shard-killer", daemon=True)
+        self._thread = ReportingThread(self._run, name="shard-killer")
 
     def _run(self) -> None:
         n = 0
@@ -43,4 +45,4 @@ class ShardKiller:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join_or_raise()

@@ -1,20 +1,36 @@
-"""The tick-summary history of a run in an embedded DuckDB file (`history.duckdb` in the run
-directory): a wide `ticks` table (one row per tick per branch, the figures people plot) and a long
-`metrics` table (every breakdown: messages by CSP and type, alerts by CSP and kind, dark hubs by
-reason, operation counters, ...), queryable with SQL while or after the run.
+"""The tick-summary history of a run: a wide `ticks` table (one row per tick per branch, the
+figures people plot) and a long `metrics` table (every breakdown: messages by CSP and type, alerts
+by CSP and kind, dark hubs by reason, operation counters, ...), queryable with SQL (DuckDB) while
+or after the run.
 
-Rows are buffered and written in batches, each batch one transaction that first deletes the rows
-of the same ticks, so a resumed or rewound run that summarises a tick again replaces its row
-instead of duplicating it. The file is opened only while a batch is written, so another process
-(`twin history`) can read it between batches."""
+On disk it is a folder of immutable Parquet segments, `RUN_DIR/history/{ticks,metrics}-LO-HI.parquet`:
+each batch of ticks the run writes is one new segment (written to a temporary name, synced, then
+renamed, so a reader sees a whole segment or none). Nothing ever writes to a file a reader may hold,
+so a reader (`twin history`, a notebook, a comparison) takes no lock and can never stop, stall or
+lose anything of the run. This is why the store is not a DuckDB database file: DuckDB allows one
+read-write process *or* many read-only ones per file, never both at once
+(https://duckdb.org/docs/stable/connect/concurrency), so a reader holding `history.duckdb` made the
+run's next write fail.
+
+Each row carries the flush numbers of its segment (`seg_lo`, `seg_hi`). A resumed or rewound run
+summarises some ticks again; their new rows go into a later segment, and the views `ticks` and
+`metrics` that `open_history` defines keep, per (branch, tick), only the rows of the latest segment
+that holds the tick, so a tick is never counted twice. Small segments are merged in the background
+of the writer (eight of one size into one of the next), and the merged-away files are deleted a
+minute later, so the folder holds a few dozen files however long the run. Runs written before this
+store (`history.duckdb`) are still read (and resumed: new rows go to segments, which win)."""
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +42,14 @@ from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.summary import DARK_REASONS, TickSummary
 
-FILE = "history.duckdb"
+DIR = "history"  # the Parquet segments
+FILE = "history.duckdb"  # the store of runs written before the segments (read, never written)
+TABLES = ("ticks", "metrics")
+SEGMENT_RE = re.compile(r"^(ticks|metrics)-(\d{12})-(\d{12})\.parquet$")
+MERGE_FANOUT = 8  # segments of one size merged into one of the next
+MAX_MERGE_LEVEL = 4  # never merge past 8**4 flushes per segment (the merge runs on the clock's thread)
+DELETE_AFTER_S = 60.0  # a merged-away segment stays this long for readers that listed it already
+log = logging.getLogger(__name__)
 CSPS = [c.name.lower() for c in Csp]
 CSP_TITLES = [c.name.title() for c in Csp]
 
@@ -52,6 +75,9 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS metrics (branch VARCHAR NOT NULL, tick BIGINT NOT NULL, metric VARCHAR NOT NULL, "
     "key VARCHAR NOT NULL, value BIGINT NOT NULL)",
 ]
+# Where the segments' own columns go in a view: after the schema's, and left out of what readers see.
+SEG_COLS = ("seg_lo", "seg_hi")
+LATEST = "QUALIFY dense_rank() OVER (PARTITION BY branch, tick ORDER BY seg_hi DESC, seg_lo ASC) = 1"
 
 # Labels of the long table's fixed breakdowns, in array order (row-major over CSP x kind).
 _LABELS: dict[str, list[str]] = {
@@ -135,12 +161,62 @@ def long_rows(batch: list[TickSummary]) -> dict[str, np.ndarray]:
             "value": np.concatenate(v_parts)}
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One batch of rows on disk: flushes `lo`..`hi` of the run (several once merged)."""
+
+    lo: int
+    hi: int
+
+    def path(self, folder: Path, table: str) -> Path:
+        return folder / f"{table}-{self.lo:012d}-{self.hi:012d}.parquet"
+
+    @property
+    def level(self) -> int:
+        return int(math.log(self.hi - self.lo + 1, MERGE_FANOUT) + 1e-9)
+
+    def covers(self, other: Segment) -> bool:
+        return self != other and self.lo <= other.lo and other.hi <= self.hi
+
+
+def segments(folder: Path) -> list[Segment]:
+    """The segments in a history folder that hold both tables, oldest first (merged-away ones too)."""
+    found: dict[Segment, set[str]] = {}
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if m := SEGMENT_RE.match(name):
+            found.setdefault(Segment(int(m[2]), int(m[3])), set()).add(m[1])
+    return sorted((s for s, tables in found.items() if len(tables) == len(TABLES)), key=lambda s: (s.lo, -s.hi))
+
+
+def _live(segs: list[Segment]) -> list[Segment]:
+    """The segments no merged segment covers (ranges are nested or disjoint: merges take a run of
+    neighbours), oldest first."""
+    return [s for s in segs if not any(o.covers(s) for o in segs)]
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class HistoryStore:
-    """Appends a run's tick summaries to `history.duckdb`, in batches."""
+    """Appends a run's tick summaries to its history folder, one Parquet segment per batch.
+
+    `record` buffers a summary and writes the buffer when it holds `flush_ticks` ticks or is
+    `flush_s` old. A batch that cannot be written (a full or read-only disk) stays in the buffer
+    and the error is raised to the caller (the clock, which reports it); the next flush writes it."""
 
     def __init__(self, run_dir: Path, *, branch: str, config: FleetConfig, flush_ticks: int = 48,
                  flush_s: float = 5.0):
-        self.path = run_dir / FILE
+        self.run_dir = run_dir
+        self.folder = run_dir / DIR
         self.branch = branch
         self.config = config
         self.flush_ticks = flush_ticks
@@ -152,62 +228,148 @@ class HistoryStore:
         self.seconds = 0.0
         self.ticks_written = 0
         self.flushes = 0
-        with self._connect() as con:
-            for stmt in SCHEMA:
-                con.execute(stmt)
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.path))
+        self.merges = 0
+        # The writer's own scratch database (in memory): typed tables a batch passes through on
+        # its way to Parquet, so every segment has exactly the schema's column types.
+        # One thread: a batch is small, and the run's shards need the cores more than DuckDB does.
+        self._con = duckdb.connect(config={"threads": 1})
+        for stmt in SCHEMA:
+            self._con.execute(stmt)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.folder.glob("*.tmp"):  # a write cut short by a crash
+            leftover.unlink(missing_ok=True)
+        segs = segments(self.folder)
+        self._next = max((s.hi for s in segs), default=-1) + 1
+        # Merged-away segments and when they may go (now, for those a crash left behind).
+        self._doomed: list[tuple[float, Segment]] = [(0.0, s) for s in segs if s not in _live(segs)]
+        if not segs:
+            # An empty first segment: the folder always matches the readers' glob, and has the schema.
+            with self._lock:
+                self._write(Segment(0, 0), None)
+                self._next = 1
 
     def record(self, s: TickSummary) -> None:
         """Buffer one tick's summary; write the buffer when it is big or old enough."""
-        with self._lock:
-            self._buffer.append(s)
-            due = len(self._buffer) >= self.flush_ticks or time.monotonic() - self._last_flush >= self.flush_s
-        if due:
+        if self.add(s):
             self.flush()
 
-    def flush(self) -> None:
-        """Write the buffered summaries (one transaction; rows of the same ticks are replaced)."""
+    def add(self, s: TickSummary) -> bool:
+        """Buffer one tick's summary; True when the buffer is due to be written (`flush`)."""
         with self._lock:
-            batch, self._buffer = self._buffer, []
+            self._buffer.append(s)
+            return len(self._buffer) >= self.flush_ticks or time.monotonic() - self._last_flush >= self.flush_s
+
+    def flush(self) -> None:
+        """Write the buffered summaries as one new segment (its ticks replace any earlier rows of
+        the same ticks in what readers see). Raises OSError/duckdb.Error if it cannot; the rows
+        stay buffered for the next try."""
+        with self._lock:
             self._last_flush = time.monotonic()
-            if not batch:
+            if not self._buffer:
                 return
             t = time.perf_counter()
+            batch = list(self._buffer)
+            seg = Segment(self._next, self._next)
+            self._write(seg, batch)
+            del self._buffer[: len(batch)]
+            self._next += 1
+            self.ticks_written += len(batch)
+            self.flushes += 1
+            try:
+                self._merge_and_prune()
+            except (OSError, duckdb.Error):
+                # The batch is safely written; merging is upkeep and is tried again next flush.
+                log.exception("history: merging segments in %s failed (the history is complete; "
+                              "the merge is retried after the next batch)", self.folder)
+            self.seconds += time.perf_counter() - t
+
+    def _write(self, seg: Segment, batch: list[TickSummary] | None) -> None:
+        """Write a batch (None: no rows) as segment `seg`."""
+        con = self._con
+        for table in TABLES:
+            con.execute(f"DELETE FROM {table}")
+        if batch:
             wide = wide_rows(batch, self.config)
             wide["branch"] = np.full(len(batch), self.branch, dtype=object)
             long = long_rows(batch)
             long["branch"] = np.full(long["tick"].size, self.branch, dtype=object)
-            lo, hi = int(wide["tick"].min()), int(wide["tick"].max())
-            with self._connect() as con:
-                con.execute("BEGIN TRANSACTION")
-                for table in ("ticks", "metrics"):
-                    con.execute(f"DELETE FROM {table} WHERE branch = ? AND tick BETWEEN ? AND ?",
-                                [self.branch, lo, hi])
-                con.register("wide_batch", wide)
-                con.register("long_batch", long)
+            con.register("wide_batch", wide)
+            con.register("long_batch", long)
+            try:
                 con.execute("INSERT INTO ticks BY NAME SELECT * FROM wide_batch")
                 con.execute("INSERT INTO metrics BY NAME SELECT * FROM long_batch")
-                con.execute("COMMIT")
-            self.seconds += time.perf_counter() - t
-            self.ticks_written += len(batch)
-            self.flushes += 1
+            finally:
+                con.unregister("wide_batch")
+                con.unregister("long_batch")
+        self._write_segment(con, seg, {t: f"SELECT * FROM {t}" for t in TABLES})
+        for table in TABLES:
+            con.execute(f"DELETE FROM {table}")
+
+    def _write_segment(self, con: duckdb.DuckDBPyConnection, seg: Segment, rows: dict[str, str]) -> None:
+        """Write segment `seg` from a SELECT per table (rows without the segment columns): metrics
+        first, then ticks (a reader that sees a tick in `ticks` finds its breakdowns), each to a
+        temporary name, synced, then renamed, so a reader sees the whole file or none of it."""
+        for table in ("metrics", "ticks"):
+            path = seg.path(self.folder, table)
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                con.execute(f"COPY (SELECT *, {seg.lo}::BIGINT AS seg_lo, {seg.hi}::BIGINT AS seg_hi "
+                            f"FROM ({rows[table]}) ORDER BY branch, tick) TO '{_quote(tmp)}' (FORMAT parquet)")
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        _sync_dir(self.folder)
+
+    def _merge_and_prune(self) -> None:
+        """Merge the newest MERGE_FANOUT segments while they are of one size (an LSM-style tier:
+        each row is rewritten at most MAX_MERGE_LEVEL times), and delete merged-away segments
+        that readers have had DELETE_AFTER_S to finish with."""
+        now = time.monotonic()
+        while True:
+            live = _live(segments(self.folder))
+            tail = live[-MERGE_FANOUT:]
+            if len(tail) < MERGE_FANOUT or len({s.level for s in tail}) != 1 or tail[0].level >= MAX_MERGE_LEVEL:
+                break
+            merged = Segment(tail[0].lo, tail[-1].hi)
+            rows = {table: "SELECT * EXCLUDE ({}) FROM read_parquet([{}]) {}".format(
+                ", ".join(SEG_COLS), ", ".join(f"'{_quote(s.path(self.folder, table))}'" for s in tail), LATEST)
+                for table in TABLES}
+            self._write_segment(self._con, merged, rows)
+            self._doomed += [(now + DELETE_AFTER_S, s) for s in tail]
+            self.merges += 1
+        due = [s for when, s in self._doomed if when <= now]
+        for s in due:
+            for table in TABLES:
+                s.path(self.folder, table).unlink(missing_ok=True)
+        self._doomed = [(when, s) for when, s in self._doomed if when > now]
 
     def copy_from(self, source: Path, *, upto_tick: int) -> int:
-        """Copy another run's rows of ticks <= upto_tick into this one under this branch's name
-        (a fork starts with its parent's past). Returns the ticks copied."""
+        """Copy another run's rows of ticks <= upto_tick (its run directory) into this one under
+        this branch's name (a fork starts with its parent's past). Returns the ticks copied. The
+        source is only read, with no lock: it may be a live run."""
         self.flush()
-        with self._lock, self._connect() as con:
-            con.execute(f"ATTACH '{_quote(source)}' AS src (READ_ONLY)")
-            con.execute("BEGIN TRANSACTION")
-            for table in ("ticks", "metrics"):
-                con.execute(f"DELETE FROM {table} WHERE branch = ? AND tick <= ?", [self.branch, upto_tick])
-                con.execute(f"INSERT INTO {table} SELECT * REPLACE (? AS branch) FROM src.{table} WHERE tick <= ?",
-                            [self.branch, upto_tick])
-            n = con.execute("SELECT count(*) FROM ticks WHERE branch = ? AND tick <= ?",
-                            [self.branch, upto_tick]).fetchone()
-            con.execute("COMMIT")
+        branch = self.branch.replace("'", "''")
+        with self._lock, open_history(source) as src:
+            # A snapshot of the source first: the copy must not mix segments written meanwhile.
+            # (Taken again if a segment was merged away under it, as `query` does.)
+            for attempt in range(5):
+                try:
+                    for table in TABLES:
+                        src.execute(f"CREATE OR REPLACE TEMP TABLE copied_{table} AS SELECT * REPLACE "
+                                    f"('{branch}'::VARCHAR AS branch) FROM {table} WHERE tick <= {int(upto_tick)}")
+                    break
+                except duckdb.IOException:
+                    if attempt == 4:
+                        raise
+            self._write_segment(src, Segment(self._next, self._next), {t: f"SELECT * FROM copied_{t}" for t in TABLES})
+            self._next += 1
+            n = src.execute("SELECT count(*) FROM copied_ticks").fetchone()
         return int(n[0]) if n else 0
 
     def totals(self, *, upto: int) -> dict[str, Any]:
@@ -215,48 +377,105 @@ class HistoryStore:
         ticks <= upto, as the supervisor keeps them; for a resumed or rewound run."""
         self.flush()
         messages = np.zeros((len(CSP_TITLES), len(MessageType)), np.int64)
-        with self._lock, self._connect() as con:
-            for key, value in con.execute("SELECT key, sum(value) FROM metrics WHERE branch = ? AND tick <= ? "
-                                          "AND metric = 'messages' GROUP BY key", [self.branch, upto]).fetchall():
-                csp, kind = key.split("/")
-                messages[CSP_TITLES.index(csp), MessageType[kind]] = int(value)
-            row = con.execute("SELECT coalesce(sum(hh_lost), 0), coalesce(sum(alerts), 0) FROM ticks "
-                              "WHERE branch = ? AND tick <= ?", [self.branch, upto]).fetchone()
-        hh_lost, alerts = (int(row[0]), int(row[1])) if row else (0, 0)
+        _, rows = query(self.run_dir, "SELECT key, sum(value) FROM metrics WHERE branch = ? AND tick <= ? "
+                                      "AND metric = 'messages' GROUP BY key", [self.branch, upto])
+        for key, value in rows:
+            csp, kind = key.split("/")
+            messages[CSP_TITLES.index(csp), MessageType[kind]] = int(value)
+        _, rows = query(self.run_dir, "SELECT coalesce(sum(hh_lost), 0), coalesce(sum(alerts), 0) FROM ticks "
+                                      "WHERE branch = ? AND tick <= ?", [self.branch, upto])
+        hh_lost, alerts = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
         return {"messages": messages, "hh_lost": hh_lost, "alerts": alerts}
 
     @contextmanager
-    def quiet(self) -> Iterator[Path]:
-        """Flush, then hold the writer off while someone else reads the file."""
+    def flushed(self) -> Iterator[Path]:
+        """Flush, so a reader of the run directory sees every tick summarised so far. The writer
+        is not held off while the reader reads: readers take no lock."""
         self.flush()
+        yield self.run_dir
+
+    @property
+    def pending_ticks(self) -> int:
+        """Summaries buffered and not yet written."""
         with self._lock:
-            yield self.path
+            return len(self._buffer)
+
+    def bytes_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.glob("*.parquet"))
 
     def close(self) -> None:
         self.flush()
+        with self._lock:
+            self._con.close()
 
 
 def _quote(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def connect_read_only(path: Path, *, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; waits while a writer holds the file (it holds it only per batch)."""
-    if not path.exists():
-        raise FileNotFoundError(path)
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException:
-            if time.monotonic() >= end:
-                raise
-            time.sleep(0.05)
+# -- readers --------------------------------------------------------------------------------------
+def _run_dir(path: Path | str) -> Path:
+    """A run directory, also when given its legacy `history.duckdb` (older callers)."""
+    path = Path(path)
+    return path.parent if path.name == FILE else path
 
 
-def query(path: Path, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one SQL statement on a run's history; returns column names and rows."""
-    with connect_read_only(path) as con:
-        cur = con.execute(sql, params or [])
-        cols = [d[0] for d in cur.description] if cur.description else []
-        return cols, cur.fetchall()
+def has_history(run_dir: Path) -> bool:
+    run_dir = _run_dir(run_dir)
+    return bool(segments(run_dir / DIR)) or (run_dir / FILE).exists()
+
+
+def attach_views(con: duckdb.DuckDBPyConnection, run_dir: Path, *, schema: str = "main") -> None:
+    """Define the views `ticks` and `metrics` of a run's history in `schema` of `con` (an
+    in-memory connection of the reader's own). They read the Parquet segments with no lock, each
+    query sees the segments present when it starts, and only the latest row of each tick is kept.
+    A run from before the segments (`history.duckdb`) is attached read-only and read too.
+    Raises FileNotFoundError if the run has no history."""
+    run_dir = _run_dir(run_dir)
+    folder, legacy = run_dir / DIR, run_dir / FILE
+    has_segments, has_legacy = bool(segments(folder)), legacy.exists()
+    if not (has_segments or has_legacy):
+        raise FileNotFoundError(f"{run_dir} has no tick history ({DIR}/ or {FILE})")
+    if schema != "main":
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    legacy_alias = f"legacy_{schema}"
+    if has_legacy:
+        con.execute(f"ATTACH IF NOT EXISTS '{_quote(legacy)}' AS {legacy_alias} (READ_ONLY)")
+    for table in TABLES:
+        parts = []
+        if has_segments:
+            parts.append(f"SELECT * FROM read_parquet('{_quote(folder)}/{table}-*.parquet', union_by_name = true)")
+        if has_legacy:
+            parts.append(f"SELECT *, -1::BIGINT AS seg_lo, -1::BIGINT AS seg_hi FROM {legacy_alias}.{table}")
+        body = " UNION ALL BY NAME ".join(parts)
+        con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS SELECT * EXCLUDE ({', '.join(SEG_COLS)}) "
+                    f"FROM ({body}) {LATEST}")
+
+
+def open_history(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the run's `ticks` and `metrics` views (see
+    `attach_views`): what a notebook or a script uses to read a live or finished run."""
+    con = duckdb.connect()
+    try:
+        attach_views(con, run_dir)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def query(run_dir: Path, sql: str, params: list[Any] | None = None, *,
+          attempts: int = 5) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SQL statement on a run's history; returns column names and rows. A query that
+    meets a segment merged away under it (it listed the file before the writer deleted it, a
+    minute after merging it) is run again."""
+    for attempt in range(attempts):
+        with open_history(run_dir) as con:
+            try:
+                cur = con.execute(sql, params or [])
+                cols = [d[0] for d in cur.description] if cur.description else []
+                return cols, cur.fetchall()
+            except duckdb.IOException:
+                if attempt + 1 >= attempts:
+                    raise
+    raise AssertionError("unreachable")

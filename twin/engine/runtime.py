@@ -1,4 +1,5 @@
-"""Starting Ray: embedded and local by default, bound to loopback, no dashboard."""
+"""Starting Ray: embedded and local by default, bound to loopback, no dashboard; a cluster only
+when asked for by address."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ import os
 
 import ray
 
+from twin.engine.address import CONNECT_TIMEOUT_S, RayAddressError, check_reachable
 
-def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> None:
+
+def start_ray(*, address: str | None = None, num_cpus: int | None = None,
+              connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Start (or join) Ray once per process.
 
-    With no address Ray runs inside this process's session on this machine only: its node
-    address is 127.0.0.1 and its dashboard is off, so no Ray port faces the network."""
+    With no address Ray starts a new instance of its own, every time: `ray.init(address="local")`,
+    so neither `RAY_ADDRESS` in the environment nor the cluster Ray remembers from a past
+    `ray start` (its `ray_current_cluster` file, or a GCS process found with `ps`) is joined, as
+    `ray.init()` with no address would (ray._private.services.get_ray_address_from_environment).
+    That instance runs on this machine only: its node address is 127.0.0.1 and its dashboard is
+    off, so no Ray port faces the network.
+
+    With an address ("HOST:PORT" of a cluster's GCS, "ray://HOST:PORT", or "auto" for the cluster
+    `ray start` left on this machine) it joins that cluster; one whose address does not accept a
+    connection within `connect_timeout_s` raises RayAddressError naming it, instead of Ray's
+    minute-long wait for its GCS."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -20,10 +33,14 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None) -> Non
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level=logging.ERROR,
                   log_to_driver=False)
     if address:
-        ray.init(address=address, **kwargs)
+        check_reachable(address, timeout_s=connect_timeout_s)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as e:
+            raise RayAddressError(f"--address: cannot join the Ray cluster at {address}: {e}") from None
     else:
         local_only()
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
 def local_only() -> None:

@@ -56,11 +56,11 @@ class Shard:
 
     def share(self) -> Any:
         """Put the columns in shared memory for readers on this node; returns their Descriptor."""
-        from twin.engine.shared_state import SharedColumns
+        from twin.engine.shared_state import SharedColumns, run_tag
 
         if self.shared is None:
             node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
-            self.shared = SharedColumns(self.state, node)
+            self.shared = SharedColumns(self.state, node, tag=run_tag(self.run_dir))
         return self.shared.descriptor()
 
 

@@ -20,8 +20,27 @@ from typing import Any
 import numpy as np
 
 HEADER = 4  # int64 words: sequence, last tick, two unused
-PREFIX = "twin-"  # segment names: twin-{owner pid}-{random}
+PREFIX = "twin-"  # segment names: twin-{owner pid}-{run tag}-{random}
 ALIGN = 64
+
+
+def run_tag(run_dir: str | os.PathLike[str] | None) -> str:
+    """A short tag for a run directory, part of its shards' segment names, so the segments of one
+    run can be told from another's (another twin on the machine) by name alone."""
+    if run_dir is None:
+        return "norun"
+    import hashlib
+
+    return hashlib.sha256(os.path.abspath(os.fspath(run_dir)).encode()).hexdigest()[:10]
+
+
+def segments_of(run_dir: str | os.PathLike[str] | None, root: str = "/dev/shm") -> list[str]:
+    """The shared segments of a run's shards present now."""
+    tag = run_tag(run_dir)
+    try:
+        return sorted(n for n in os.listdir(root) if n.startswith(PREFIX) and n.split("-")[2:3] == [tag])
+    except OSError:
+        return []
 
 
 def _layout(cols: dict[str, np.ndarray]) -> tuple[list[tuple[str, str, int, int]], int]:
@@ -56,15 +75,17 @@ class SharedColumns:
     """The writer side, inside a shard. `adopt(state)` moves (a copy of) the state's columns into
     the segment and makes the state use them; call it again whenever the state is replaced."""
 
-    def __init__(self, state: Any, node_id: str):
+    def __init__(self, state: Any, node_id: str, *, tag: str = "norun"):
         layout, size = _layout(state.cols)
         # /dev/shm is a memory file system, sometimes a small one (containers): writing past its
         # end kills the process with SIGBUS, so refuse up front and let readers ask over Ray.
         free = _shm_free_bytes()
         if free is not None and free < size + (64 << 20):
             raise MemoryError(f"shared memory has {free:,} bytes free; the shard's columns need {size:,}")
-        # The owner's pid in the name lets a later run remove segments a crash left behind.
-        self.shm = shared_memory.SharedMemory(create=True, size=size, name=f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        # The owner's pid in the name lets a later run remove segments a crash left behind; the
+        # run's tag tells whose run they are.
+        self.shm = shared_memory.SharedMemory(create=True, size=size,
+                                              name=f"{PREFIX}{os.getpid()}-{tag}-{uuid.uuid4().hex[:12]}")
         self.header = np.ndarray((HEADER,), dtype=np.int64, buffer=self.shm.buf)
         self.header[:] = 0
         self.layout = layout

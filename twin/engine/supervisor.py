@@ -7,6 +7,7 @@ delays the fleet but never reorders it."""
 from __future__ import annotations
 
 import bisect
+import logging
 import pickle
 import threading
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import ray
 
@@ -34,6 +36,9 @@ from twin.model.query import label_counts, validate_group_keys
 from twin.model.summary import TickSummary, finish, merge
 
 TickListener = Callable[[TickSummary], None]
+# Told when the clock fails (its error) and when it runs again after a failure (None).
+ClockFailureListener = Callable[[str | None], None]
+log = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 4
 
 
@@ -93,6 +98,7 @@ class ClockState:
     PAUSED = "paused"
     RUNNING = "running"
     STOPPED = "stopped"
+    FAILED = "failed"  # the clock's thread ended with an error (`FleetSupervisor.clock_error`)
 
 
 class FleetSupervisor:
@@ -159,6 +165,8 @@ class FleetSupervisor:
         self._speed: float | None = 1800.0  # simulated seconds per wall second; None = flat out
         self._target: int | None = None
         self._thread: threading.Thread | None = None
+        self._clock_error: str | None = None
+        self._failure_listeners: list[ClockFailureListener] = []
         if resume:
             self._resume()
         elif self.journal.seq or any(i["tick"] != -1 for i in self.shard_info):
@@ -387,7 +395,9 @@ class FleetSupervisor:
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
-        self.history_db.record(s)
+        # Buffered first, written last: a batch that cannot be written (it stays buffered and the
+        # error goes up to the clock) still leaves this tick counted and told to the listeners.
+        due = self.history_db.add(s)
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())
@@ -395,28 +405,52 @@ class FleetSupervisor:
                     "messages": int(self.totals["messages"].sum())}
         for fn in list(self._listeners):
             fn(s)
+        if due:
+            self.history_db.flush()
 
     # -- the clock ---------------------------------------------------------------------------
     def start_clock(self, *, speed: float | None = 1800.0, running: bool = True) -> None:
         """Start the background clock thread: `speed` simulated seconds per wall second."""
         self.set_speed(speed)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
-            self._thread.start()
+        with self._cv:
+            if self._thread is None and self._clock not in (ClockState.STOPPED, ClockState.FAILED):
+                self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
+                self._thread.start()
         if running:
             self.resume()
 
+    def add_failure_listener(self, fn: ClockFailureListener) -> None:
+        """`fn(error)` when the clock fails, `fn(None)` when it runs again; called on the clock's
+        thread (or the resuming caller's), so it must be quick."""
+        self._failure_listeners.append(fn)
+
+    def remove_failure_listener(self, fn: ClockFailureListener) -> None:
+        if fn in self._failure_listeners:
+            self._failure_listeners.remove(fn)
+
     def pause(self) -> None:
+        """Pause the clock (a failed clock stays failed: resume is what tries again)."""
         with self._cv:
-            if self._clock != ClockState.STOPPED:
+            if self._clock not in (ClockState.STOPPED, ClockState.FAILED):
                 self._clock = ClockState.PAUSED
             self._cv.notify_all()
 
     def resume(self) -> None:
+        """Run the clock; after a failure this starts a new clock thread (the failed tick's
+        history rows were kept, so the retry loses nothing)."""
+        restarted = False
         with self._cv:
+            if self._clock == ClockState.FAILED:
+                self._clock_error = None
+                self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
+                self._thread.start()
+                restarted = True
             if self._clock != ClockState.STOPPED:
                 self._clock = ClockState.RUNNING
             self._cv.notify_all()
+        if restarted:
+            log.warning("the clock was resumed after a failure, at tick %d", self.tick)
+            self._tell_failure(None)
 
     def set_speed(self, speed: float | None) -> None:
         if speed is not None and not speed > 0:
@@ -436,10 +470,36 @@ class FleetSupervisor:
         return self._clock
 
     @property
+    def clock_error(self) -> str | None:
+        """Why the clock failed ("ExceptionType: message"), while it is FAILED; else None."""
+        return self._clock_error
+
+    @property
     def speed(self) -> float | None:
         return self._speed
 
     def _clock_loop(self) -> None:
+        """The clock's thread. Whatever ends it with an error (a shard call, the history, a tick
+        listener) leaves the clock FAILED with the cause, logged with its traceback and told to
+        the failure listeners (the API's health goes NOT_SERVING); never RUNNING while stopped."""
+        try:
+            self._clock_ticks()
+        except BaseException as e:
+            error = f"{type(e).__name__}: {e}"
+            log.exception("the clock stopped at tick %d: %s", self.tick, error)
+            with self._cv:
+                self._clock, self._clock_error, self._thread = ClockState.FAILED, error, None
+                self._cv.notify_all()
+            self._tell_failure(error)
+
+    def _tell_failure(self, error: str | None) -> None:
+        for fn in list(self._failure_listeners):
+            try:
+                fn(error)
+            except Exception:
+                log.exception("a clock failure listener failed")
+
+    def _clock_ticks(self) -> None:
         next_due = time.monotonic()
         while True:
             with self._cv:
@@ -511,7 +571,7 @@ class FleetSupervisor:
 
     def clock(self) -> dict[str, Any]:
         return {"tick": self.tick, "time": self.config.time_of(self.tick), "state": self.clock_state,
-                "speed": self._speed}
+                "speed": self._speed, "error": self._clock_error}
 
     def aggregate(self, by: list[str]) -> list[dict[str, Any]]:
         validate_group_keys(by)
@@ -624,8 +684,9 @@ class FleetSupervisor:
         with self._cv:
             self._clock = ClockState.STOPPED
             self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=30)
         with self._tick_lock:
             if self.local_reads is not None:
                 self.local_reads.close()
@@ -634,4 +695,10 @@ class FleetSupervisor:
                 ray.kill(s)
             self.shards = []
         self.journal.close()
-        self.history_db.close()
+        try:
+            self.history_db.close()
+        except (OSError, duckdb.Error):
+            # Said, not hidden: the summaries after the newest checkpoint are summarised again
+            # (and written) when the run is resumed, so the history still ends up whole.
+            log.exception("the last %d tick summaries of %s could not be written; resuming the run writes "
+                          "them again", self.history_db.pending_ticks, self.run_dir)

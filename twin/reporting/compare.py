@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import duckdb
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from twin.engine.history import FILE, WIDE_INT_COLS
+from twin.engine.history import WIDE_INT_COLS, attach_views, has_history
 from twin.reporting.html import CSS, _fmt, _new
 
 # (column, title) of the series plotted for both runs.
@@ -41,18 +40,6 @@ AGGREGATES = (
 )
 
 
-def _attach(con: duckdb.DuckDBPyConnection, alias: str, path: Path, wait_s: float = 10.0) -> None:
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
-            return
-        except duckdb.IOException:  # a writer holds it for one batch
-            if time.monotonic() >= end:
-                raise
-            time.sleep(0.05)
-
-
 def _manifest(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((run_dir / "manifest.json").read_text())
@@ -63,15 +50,16 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
 def compare_runs(a_dir: Path, b_dir: Path) -> dict[str, Any]:
     """The comparison of two runs from their history stores."""
     for d in (a_dir, b_dir):
-        if not (d / FILE).exists():
-            raise FileNotFoundError(f"{d} has no {FILE}")
+        if not has_history(d):
+            raise FileNotFoundError(f"{d} has no tick history")
     ma, mb = _manifest(a_dir), _manifest(b_dir)
     if ma.get("config", {}).get("hubs") != mb.get("config", {}).get("hubs") or \
             ma.get("config", {}).get("seed") != mb.get("config", {}).get("seed"):
         raise ValueError("the runs are of different fleets (hubs or seed differ); compare a run with its branches")
     with duckdb.connect() as con:
-        _attach(con, "a", a_dir / FILE)
-        _attach(con, "b", b_dir / FILE)
+        # Views over each run's segments: no lock taken, a live run writes on meanwhile.
+        attach_views(con, a_dir, schema="a")
+        attach_views(con, b_dir, schema="b")
         common = "(SELECT tick FROM a.ticks INTERSECT SELECT tick FROM b.ticks)"
         lo, hi = con.execute(f"SELECT min(tick), max(tick) FROM {common}").fetchone() or (None, None)
         if lo is None:

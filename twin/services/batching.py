@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from twin.background import spawn
+
 
 class ShardBatcher:
     def __init__(self, supervisor: Any, method: str):
@@ -27,10 +29,11 @@ class ShardBatcher:
         self.waiting.setdefault(shard, []).append(((hub, *args), fut))
         if shard not in self.busy:
             self.busy.add(shard)
-            asyncio.get_running_loop().create_task(self._drain(shard))
+            spawn(self._drain(shard), name=f"drain-{self.method}-{shard}")
         return await fut
 
     async def _drain(self, shard: int) -> None:
+        batch: list[tuple[Any, asyncio.Future]] = []
         try:
             while self.waiting.get(shard):
                 batch, self.waiting[shard] = self.waiting[shard], []
@@ -41,6 +44,8 @@ class ShardBatcher:
                         if not f.done():
                             f.set_exception(e)
                     continue
+                if len(results) != len(batch):  # no result can be trusted to be its request's
+                    raise ValueError(f"shard {shard} answered {len(results)} results to {len(batch)} requests")
                 for (_, f), r in zip(batch, results, strict=True):
                     if f.done():
                         continue
@@ -48,5 +53,12 @@ class ShardBatcher:
                         f.set_exception(r)
                     else:
                         f.set_result(r)
+        except BaseException as e:
+            # Not one request's error (a shard answering the wrong number of results, the drain
+            # cancelled): every request still waiting on this shard gets it, none waits forever.
+            for _, f in [*batch, *self.waiting.pop(shard, [])]:
+                if not f.done():
+                    f.set_exception(e if isinstance(e, Exception) else RuntimeError(f"the shard call was stopped: {e!r}"))
+            raise
         finally:
             self.busy.discard(shard)

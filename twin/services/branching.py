@@ -5,6 +5,7 @@ worker thread on the same Ray as the served fleet), and comparisons."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from twin.services.convert import ts
 from twin.services.errors import invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
+log = logging.getLogger(__name__)
 
 
 def _pack(msg: Any) -> any_pb2.Any:
@@ -84,7 +86,7 @@ class Branches:
             raise invalid(field, e.reason) from None
         if until < at:
             raise invalid("until_tick", f"must not be before the fork tick {at}, got {until}")
-        create_branch(plan, parent_history=self.sup.history_db.quiet() if served else None)
+        create_branch(plan, parent_history=self.sup.history_db.flushed() if served else None)
         name = OP_PREFIX + req.branch_id
         op = operations_pb2.Operation(name=name, metadata=_pack(self._metadata(plan, "REPLAYING", plan.base + 1, until)))
         with self._lock:
@@ -110,6 +112,7 @@ class Branches:
             self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
                       error=status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(e)))
         except Exception as e:  # the operation reports it; the server goes on
+            log.exception("branch operation %s failed", name)
             self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
                       error=status_pb2.Status(code=code_pb2.INTERNAL, message=f"{type(e).__name__}: {e}"))
 
@@ -134,7 +137,7 @@ class Branches:
         b = self.branch_dir(name)
         try:
             if a == self.sup.run_dir:
-                with self.sup.history_db.quiet():
+                with self.sup.history_db.flushed():
                     cmp = compare_runs(a, b)
             else:
                 cmp = compare_runs(a, b)

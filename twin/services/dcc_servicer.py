@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format, struct_pb2
 
+from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
@@ -236,7 +237,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             self._fan_out_alerts(summary)
         if self.pending and not self._tick_busy:
             self._tick_busy = True
-            asyncio.get_running_loop().create_task(self._settle(summary.tick))
+            spawn(self._settle(summary.tick), name=f"settle-{summary.tick}")
 
     async def _settle(self, tick: int) -> None:
         """Try every deferred request at once (the reads share the shards' batched calls); one

@@ -83,8 +83,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     def _clock(self) -> fleet_pb2.Clock:
         c = self.sup.clock()
-        state = fleet_pb2.CLOCK_STATE_RUNNING if c["state"] == "running" else fleet_pb2.CLOCK_STATE_PAUSED
-        return fleet_pb2.Clock(tick=c["tick"], time=ts(c["time"]), state=state, speed=c["speed"] or 0.0)
+        state = {"running": fleet_pb2.CLOCK_STATE_RUNNING, "failed": fleet_pb2.CLOCK_STATE_FAILED}.get(
+            c["state"], fleet_pb2.CLOCK_STATE_PAUSED)
+        return fleet_pb2.Clock(tick=c["tick"], time=ts(c["time"]), state=state, speed=c["speed"] or 0.0,
+                               error=c.get("error") or "")
 
     async def GetClock(self, request, context):
         require_operator()

@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.model.config import FleetConfig
@@ -77,7 +78,8 @@ class FleetView:
         """Fetch the primary's state. Concurrent callers share one fetch, in a task of its own, so
         a caller that is cancelled (its client gave up) cancels nobody else's wait."""
         if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self._fetch())
+            # Logged if it fails, also when every caller has given up waiting on it.
+            self._refreshing = spawn(self._fetch(), name="replica-refresh")
         await asyncio.shield(self._refreshing)
 
     async def _fetch(self) -> None:

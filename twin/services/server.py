@@ -213,6 +213,10 @@ class ApiServer:
         self.internal_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
+        # The health service, and the clock-failure listener that turns it NOT_SERVING.
+        self.health: Any = None
+        self._health_names: list[str] = []
+        self._on_clock: Callable[[str | None], None] | None = None
 
     @property
     def address(self) -> str:
@@ -286,6 +290,26 @@ class ApiServer:
                            lambda s: self.call_soon(lambda: fleet.on_tick(s))]
         for fn in self._listeners:
             self.supervisor.add_listener(fn)
+        self.health = health_servicer
+        self._health_names = [*names[:len(services)], ""]
+        if hasattr(self.supervisor, "add_failure_listener"):  # (a replica's view of the fleet has no clock)
+            self._on_clock = lambda error: self.call_soon(lambda: self._clock_health(error))
+            self.supervisor.add_failure_listener(self._on_clock)
+            if self.supervisor.clock_error is not None:
+                self._clock_health(self.supervisor.clock_error)
+
+    def _clock_health(self, error: str | None) -> None:
+        """On the server loop: a failed clock makes every service NOT_SERVING (a load balancer or
+        `grpc_health_probe` sees the run has stopped); a clock running again makes them SERVING."""
+        from twin.background import spawn
+
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if error else health_pb2.HealthCheckResponse.SERVING
+
+        async def set_all() -> None:
+            for name in self._health_names:
+                await self.health.set(name, status)
+
+        spawn(set_all(), name="health-from-clock")
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Graceful shutdown: stop accepting, let calls in flight finish within the grace period."""
@@ -293,6 +317,8 @@ class ApiServer:
             return
         for fn in getattr(self, "_listeners", []):
             self.supervisor.remove_listener(fn)
+        if self._on_clock is not None and hasattr(self.supervisor, "remove_failure_listener"):
+            self.supervisor.remove_failure_listener(self._on_clock)
         fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
         fut.result(timeout=grace_s + 5)
         self._server = None

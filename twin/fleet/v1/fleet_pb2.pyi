@@ -17,21 +17,25 @@ class ClockState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLOCK_STATE_UNSPECIFIED: _ClassVar[ClockState]
     CLOCK_STATE_PAUSED: _ClassVar[ClockState]
     CLOCK_STATE_RUNNING: _ClassVar[ClockState]
+    CLOCK_STATE_FAILED: _ClassVar[ClockState]
 CLOCK_STATE_UNSPECIFIED: ClockState
 CLOCK_STATE_PAUSED: ClockState
 CLOCK_STATE_RUNNING: ClockState
+CLOCK_STATE_FAILED: ClockState
 
 class Clock(_message.Message):
-    __slots__ = ("tick", "time", "state", "speed")
+    __slots__ = ("tick", "time", "state", "speed", "error")
     TICK_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SPEED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
     state: ClockState
     speed: float
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[ClockState, str]] = ..., speed: _Optional[float] = ...) -> None: ...
+    error: str
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[ClockState, str]] = ..., speed: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetClockRequest(_message.Message):
     __slots__ = ()

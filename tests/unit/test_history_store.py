@@ -1,0 +1,118 @@
+"""The history store (Parquet segments, no Ray): whatever order ticks are written and rewritten in
+(a resume or rewind summarises some again) and however the segments are merged and pruned, the
+views hold exactly the latest row of every tick; runs written before the segments (one DuckDB
+file) are still read, and resumed."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.engine import history
+from twin.engine.history import SCHEMA, HistoryStore, has_history, long_rows, query, segments, wide_rows
+from twin.model.config import FleetConfig
+from twin.model.summary import TickSummary
+
+CFG = FleetConfig(hubs=2048, seed=1, block_size=1024)
+
+
+def summary(tick: int, version: int) -> TickSummary:
+    """A tick's summary marked with the write that produced it (odd writes carry an operation)."""
+    s = TickSummary(tick)
+    s.hh_lost = version
+    s.messages[0, 0] = version * 10 + tick
+    if version % 2:
+        s.ops = {"w": {"v": version}}
+    return s
+
+
+def view(d: Path) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    _, ticks = query(d, "SELECT tick, hh_lost FROM ticks")
+    _, ops = query(d, "SELECT tick, value FROM metrics WHERE metric = 'op:w' AND key = 'v'")
+    _, msgs = query(d, "SELECT tick, count(*) FROM metrics WHERE metric = 'messages' GROUP BY tick")
+    return dict(ticks), dict(ops), dict(msgs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 12)), min_size=1, max_size=14))
+def test_the_views_hold_the_latest_row_of_every_tick_through_rewrites_and_merges(writes):
+    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as tmp:
+        # Merge every two segments and delete what was merged at once: every path, in few writes.
+        mp.setattr(history, "MERGE_FANOUT", 2)
+        mp.setattr(history, "DELETE_AFTER_S", 0.0)
+        d = Path(tmp)
+        store = HistoryStore(d, branch="run", config=CFG, flush_ticks=10**6)
+        latest: dict[int, int] = {}
+        for version, (first, n) in enumerate(writes, start=1):
+            for t in range(first, first + n):
+                store.record(summary(t, version))
+                latest[t] = version
+            store.flush()
+        ticks, ops, msgs = view(d)
+        assert ticks == latest
+        assert ops == {t: v for t, v in latest.items() if v % 2}  # a rewritten tick keeps none of its old rows
+        assert set(msgs.values()) <= {len(history._LABELS["messages"])} and set(msgs) == set(latest)
+        # A fresh writer on the same folder (a resume) sees the same and numbers on from there.
+        again = HistoryStore(d, branch="run", config=CFG)
+        again.record(summary(0, 99))
+        again.flush()
+        assert view(d)[0] == {**latest, 0: 99}
+        store.close()
+        again.close()
+
+
+def test_segments_are_merged_so_a_long_run_keeps_few_files(tmp_path):
+    store = HistoryStore(tmp_path, branch="run", config=CFG, flush_ticks=1)
+    for t in range(600):
+        store.record(summary(t, 1))
+    store.close()
+    live = history._live(segments(tmp_path / history.DIR))
+    # 601 segments written (the empty first one included), merged eight at a time: 601 = 512 + 64 + 3 x 8 + 1.
+    assert [s.hi - s.lo + 1 for s in live] == [512, 64, 8, 8, 8, 1]
+    _, rows = query(tmp_path, "SELECT count(*), count(DISTINCT tick), sum(hh_lost) FROM ticks")
+    assert rows == [(600, 600, 600)]
+
+
+def _legacy(d: Path, ticks: range, version: int) -> None:
+    """A history as runs before the segments wrote it: one DuckDB file."""
+    batch = [summary(t, version) for t in ticks]
+    wide, long = wide_rows(batch, CFG), long_rows(batch)
+    wide["branch"] = np.full(len(batch), "run", dtype=object)
+    long["branch"] = np.full(long["tick"].size, "run", dtype=object)
+    with duckdb.connect(str(d / history.FILE)) as con:
+        for stmt in SCHEMA:
+            con.execute(stmt)
+        con.register("w", wide)
+        con.register("l", long)
+        con.execute("INSERT INTO ticks BY NAME SELECT * FROM w")
+        con.execute("INSERT INTO metrics BY NAME SELECT * FROM l")
+
+
+def test_a_run_from_before_the_segments_is_read_and_resumed(tmp_path):
+    _legacy(tmp_path, range(10), version=1)
+    assert has_history(tmp_path) and not (tmp_path / history.DIR).exists()
+    assert view(tmp_path)[0] == dict.fromkeys(range(10), 1)
+    assert query(tmp_path / history.FILE, "SELECT count(*) FROM ticks")[1] == [(10,)]  # the old path, too
+    # Resumed from tick 6: ticks 6.. summarised again win over the file's.
+    store = HistoryStore(tmp_path, branch="run", config=CFG)
+    for t in range(6, 12):
+        store.record(summary(t, 2))
+    assert store.totals(upto=7)["hh_lost"] == 6 * 1 + 2 * 2
+    store.close()
+    assert view(tmp_path)[0] == {**dict.fromkeys(range(6), 1), **dict.fromkeys(range(6, 12), 2)}
+
+
+def test_a_reader_never_blocks_the_writer(tmp_path):
+    store = HistoryStore(tmp_path, branch="run", config=CFG, flush_ticks=1)
+    store.record(summary(0, 1))
+    with history.open_history(tmp_path) as reader:  # held open across the writes
+        for t in range(1, 20):
+            store.record(summary(t, 1))
+            assert reader.execute("SELECT count(*) FROM ticks").fetchone() == (t + 1,)
+    store.close()
