@@ -244,6 +244,8 @@ def _check_api_args(args: argparse.Namespace) -> None:
 
     if not 0 <= args.grpc_port <= 65535:
         raise UsageError(f"--grpc-port: must be 0-65535, got {args.grpc_port}")
+    if getattr(args, "metrics_port", None) is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port: must be 0-65535, got {args.metrics_port}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
     if not args.tls_cert and not is_loopback(args.grpc_host):
@@ -314,7 +316,7 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
     replicas = args.api_processes - 1
     api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls,
                     anomaly=AnomalyDetector(default_threshold=args.anomaly_threshold),
-                    replica_token=secrets.token_urlsafe(32) if replicas else None)
+                    replica_token=secrets.token_urlsafe(32) if replicas else None, metrics_port=args.metrics_port)
     try:
         api.start()
     except OSError as e:
@@ -329,6 +331,8 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
         raise
     err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
               f"development users in {tokens}", highlight=False)
+    if api.metrics_port is not None:
+        err.print(f"API call counters (Prometheus) on http://127.0.0.1:{api.metrics_port}/metrics", highlight=False)
     if children:
         # Each process's own loopback port, to ask one of them (its channelz counters) directly.
         own = ", ".join(f"127.0.0.1:{port}" for _, port in children)
@@ -616,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continue a run from its directory: newest complete checkpoint plus the journal")
     up.add_argument("--grpc-host", default="127.0.0.1", help="API address (default 127.0.0.1; beyond loopback needs TLS)")
     up.add_argument("--grpc-port", type=int, default=50051, help="API port (default 50051; 0 picks a free one)")
+    up.add_argument("--metrics-port", type=int, default=None,
+                    help="serve the API's call counters (by method and status code) in Prometheus format at "
+                         "http://127.0.0.1:PORT/metrics (default off; 0 picks a free port)")
     up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
     up.add_argument("--tls-key", help="server key (PEM) for TLS")
     up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import json
 import subprocess
@@ -21,14 +23,14 @@ from tests.integration.conftest import run_dir
 from twin.client import TwinClient
 from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AREA_BY_ID, supplier_code
 from twin.model.config import FleetConfig
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
-from twin.services.errors import bad_request_fields
+from twin.services.errors import bad_request_fields, retry_delay_s
 from twin.services.identity import UserStore
-from twin.services.server import ApiServer
+from twin.services.server import RETRY_AFTER_S, ApiServer
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -442,7 +444,45 @@ def test_overload_answers_resource_exhausted(api):
     srv.start()
     try:
         with TwinClient(srv.address, token=api.tokens["operator"]) as c:
-            expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.get_hub, f"hubs/{api.hub['device_id']}")
+            e = expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.get_hub, f"hubs/{api.hub['device_id']}")
+            assert retry_delay_s(e) == RETRY_AFTER_S
+            assert "busy" in e.details()
+        assert srv.metrics.by_code("GetHub") == {"RESOURCE_EXHAUSTED": 1}
+    finally:
+        srv.stop(1.0)
+
+
+def test_2000_concurrent_get_hub_end_ok_or_resource_exhausted_and_are_counted(api):
+    """One client, 2,000 GetHub at once, a server capped at 64 calls waiting or in flight: none
+    ends CANCELLED (gRPC core's own queue limit) or UNKNOWN; every refusal carries a RetryInfo;
+    the server's counters per code equal what the client saw."""
+    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=64)
+    srv.start()
+    md = (("authorization", f"Bearer {api.tokens['operator']}"),)
+    seen: collections.Counter = collections.Counter()
+    hints: collections.Counter = collections.Counter()
+
+    async def burst() -> None:
+        async with grpc.aio.insecure_channel(srv.address) as ch:
+            stub = fleet_pb2_grpc.FleetServiceStub(ch)
+
+            async def one(i: int) -> None:
+                try:
+                    await stub.GetHub(fleet_pb2.GetHubRequest(name=f"hubs/{i % 20_000}"), metadata=md)
+                    seen["OK"] += 1
+                except grpc.aio.AioRpcError as e:
+                    seen[e.code().name] += 1
+                    hints[retry_delay_s(e)] += 1
+
+            await asyncio.gather(*(one(i) for i in range(2000)))
+
+    try:
+        asyncio.run(burst())
+        assert sum(seen.values()) == 2000
+        assert set(seen) <= {"OK", "RESOURCE_EXHAUSTED"}, seen
+        assert seen["RESOURCE_EXHAUSTED"] > 0  # the cap engaged
+        assert hints == {RETRY_AFTER_S: seen["RESOURCE_EXHAUSTED"]}
+        assert srv.metrics.by_code("GetHub") == dict(seen)
     finally:
         srv.stop(1.0)
 
