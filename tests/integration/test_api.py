@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -560,3 +561,126 @@ def test_list_operations_filters_and_pages(api, tmp_path):
             e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.operations.ListOperations,
                        operations_pb2.ListOperationsRequest(filter=bad), metadata=c.metadata)
             assert bad_request_fields(e) == ["filter"]
+
+
+# -- arbitrary Unicode in every string field of every request ------------------------------------
+def _rpcs() -> list[tuple[str, Any]]:
+    """(service full name, method descriptor) of every RPC of the DCC, CSP, fleet and Operations
+    services, from their descriptors."""
+    from google.longrunning import operations_pb2
+
+    from twin.csp.v1 import csp_pb2
+
+    out = []
+    for mod, name in ((dcc_pb2, "DccService"), (csp_pb2, "CspService"), (fleet_pb2, "FleetService"),
+                      (operations_pb2, "Operations")):
+        svc = mod.DESCRIPTOR.services_by_name[name]
+        out += [(svc.full_name, m) for m in svc.methods]
+    return out
+
+
+# What a person or a broken client may send: any Unicode but surrogates (which proto3 strings cannot
+# carry: gRPC refuses them before the server), control characters and NUL, non-ASCII digits, very long
+# text, and each of those behind the prefixes the resource names take, so the grammar behind the
+# prefix is reached too.
+_NASTY = st.sampled_from(["\x00", "\n", "\u0661\u0662", "\uff11\uff12", "\u00b2", "\u09ea", "1_2", "+12", " 12 ",
+                          "\ufb00", "\u017fouth", "\u212aaifa", "nan", "inf", "1e999", "-1", "0x1F", "..", "../x",
+                          "a\nb", "\u202e", "\U0001d7d9\U0001d7da"])
+# Any run of Unicode digits (decimal, superscript, circled...): what int() and isdigit() misread.
+_DIGITS = st.text(alphabet=st.characters(categories=("Nd", "No")), min_size=1, max_size=6)
+_SHORT = st.one_of(st.text(max_size=40), _NASTY, _DIGITS)
+_TEXT = st.one_of(_SHORT, st.text(min_size=500, max_size=3000),
+                  st.tuples(st.sampled_from(["hubs/", "regions/", "branches/", "operations/", "q-"]), _SHORT)
+                  .map("".join))
+# Codes a client may get for bad input (AIP-193); never UNKNOWN or INTERNAL.
+_CLIENT_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                 grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
+                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.ALREADY_EXISTS,
+                 grpc.StatusCode.OUT_OF_RANGE}
+
+
+def _fill(draw, msg, depth: int = 0) -> None:
+    """Every string field of `msg` (and of the messages inside it, two levels down) with drawn text."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for f in msg.DESCRIPTOR.fields:
+        if f.type == FieldDescriptor.TYPE_STRING:
+            if f.is_repeated:
+                getattr(msg, f.name).extend(draw(st.lists(_TEXT, max_size=3)))
+            else:
+                setattr(msg, f.name, draw(_TEXT))
+        elif f.type == FieldDescriptor.TYPE_MESSAGE and depth < 2 and not f.message_type.GetOptions().map_entry \
+                and f.message_type.full_name.startswith("twin.") and draw(st.booleans()):
+            _fill(draw, getattr(msg, f.name).add() if f.is_repeated else getattr(msg, f.name), depth + 1)
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(tmp_path_factory):
+    """A fleet of its own: arbitrary requests may rewind its clock or add events."""
+    a = Api(tmp_path_factory.mktemp("fuzz"))
+    yield a
+    a.close()
+
+
+@pytest.mark.parametrize(("service", "method"), _rpcs(), ids=lambda v: getattr(v, "name", v))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_unicode_in_every_string_field_never_ends_unknown_or_internal(fuzz_api, service, method, data):
+    from google.protobuf import symbol_database
+
+    req = symbol_database.Default().GetSymbol(method.input_type.full_name)()
+    _fill(data.draw, req)
+    user = data.draw(st.sampled_from(["operator", "is", "ed"]))
+    with fuzz_api.client(user) as c:
+        path = f"/{service}/{method.name}"
+        try:
+            if method.server_streaming:
+                call = c.channel.unary_stream(path, request_serializer=type(req).SerializeToString,
+                                              response_deserializer=lambda b: b)(req, metadata=c.metadata, timeout=1.5)
+                next(iter(call), None)
+                call.cancel()
+            else:
+                c.channel.unary_unary(path, request_serializer=type(req).SerializeToString,
+                                      response_deserializer=lambda b: b)(req, metadata=c.metadata, timeout=60)
+        except grpc.RpcError as e:
+            code = e.code()
+            if method.server_streaming:  # a stream that answered nothing within the timeout ends so on our side
+                assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (path, req, e.details())
+                return
+            assert code in _CLIENT_CODES, (path, req, code, e.details())
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                assert bad_request_fields(e), (path, req, e.details())
+
+
+@pytest.mark.parametrize("body", [
+    "\u00b2",  # superscript two: isdigit() is true, int() raises (the call ended UNKNOWN with a ValueError)
+    "\u09ea",  # Bengali four, drawn like an 8: int() read it as 4 and served hub 4
+    "\u0661\u0662", "\uff11\uff12", "1_2", "+12", "1 2", "12\n", "\u00a012",
+    "00-DB-12-4F-0A-91-3C-\ufb00",  # the ff ligature upper-cases to 'FF'
+])
+def test_hub_names_outside_the_grammar_are_invalid_argument_naming_the_field(api, body):
+    with api.client("operator") as op, api.client("is") as user:
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, f"hubs/{body}")
+        assert bad_request_fields(e) == ["name"] and "ValueError" not in e.details()
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.fleet.ListHubEvents,
+                   fleet_pb2.ListHubEventsRequest(parent=f"hubs/{body}"), metadata=op.metadata)
+        assert bad_request_fields(e) == ["parent"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, user.dcc.SubmitServiceRequest, dcc_pb2.SubmitServiceRequestRequest(
+            srv="4.1.1", target=f"hubs/{body}", request_id=uuid.uuid4().hex), metadata=user.metadata)
+        assert bad_request_fields(e) == ["target"]
+
+
+def test_every_spelling_of_a_device_id_names_the_same_hub(api):
+    """Upper or lower-case hex, '-' or ':' or no separator, any device behind the hub: one hub,
+    whose name is always given back in the canonical form (upper case, '-')."""
+    dev = api.hub["device_id"]
+    raw = dev.replace("-", "")
+    with api.client("operator") as op:
+        for spelling in (dev, dev.lower(), dev.replace("-", ":"), raw, raw.lower(), f"hubs/{dev.lower()}",
+                         f"  hubs/{dev}\t", str(api.hub["hub"]), f"hubs/{api.hub['hub']}"):
+            hub = op.get_hub(spelling if spelling.strip().startswith("hubs/") else f"hubs/{spelling.strip()}")
+            assert (hub.index, hub.name) == (api.hub["hub"], f"hubs/{dev}")
+        esme = next(m["device_id"] for m in api.hub["meters"] if m["type"] == "ESME")
+        assert op.get_hub(f"hubs/{esme}").index == api.hub["hub"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, f"hubs/{dev[:5]}:{dev[6:]}")  # mixed separators
+        assert bad_request_fields(e) == ["name"]

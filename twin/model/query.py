@@ -6,6 +6,7 @@ never part of a tick."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -246,6 +247,7 @@ def label_counts(by: list[str], counts: dict[tuple[int, ...], list[int]],
     return rows
 
 
+_FILTER_TEXT = re.compile(r"[ -~]{0,1000}", re.ASCII)
 FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment")
 
 
@@ -254,6 +256,10 @@ def parse_filter(text: str) -> dict[str, Any]:
     from twin.model.catalog import AREAS, region_by_name, supplier_code
 
     out: dict[str, Any] = {}
+    # The grammar is printable ASCII: past that gate, case folding and splitting cannot map a
+    # non-ASCII letter or blank onto a key or value it does not spell.
+    if not _FILTER_TEXT.fullmatch(text):
+        raise ValueError(f"a filter is printable ASCII (key=value terms joined by AND), got {ascii(text)[:60]}")
     text = text.strip()
     if not text:
         return out

@@ -377,7 +377,7 @@ class Replica:
         gate.watch(known)
         server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest, gate))
         # This process's own counters: for operators it knows, never sent on (a gate without forward).
-        add_channelz(server, _Gate(users, self.max_in_flight))
+        add_channelz(server, _Gate(users, self.max_in_flight, metrics=gate.metrics))
         public_port = add_port(server, self.listen, self.tls)
         # Its own loopback port too, so this process alone can be asked (its channelz counters).
         own_port = server.add_insecure_port("127.0.0.1:0")
