@@ -42,9 +42,9 @@ ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
 class Api:
     """A running engine + API with users created for a chosen premises."""
 
-    def __init__(self, tmp: Path, *, threshold: int = 10_000):
-        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024), shards=2,
-                                   run_dir=run_dir("api"))
+    def __init__(self, tmp: Path, *, threshold: int = 10_000, **supervisor: Any):
+        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024),
+                                   **{"shards": 2, **supervisor}, run_dir=run_dir("api"))
         self.sup.step(2)
         # A premises with gas, reachable, supplied by one supplier for both fuels.
         recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
@@ -441,7 +441,11 @@ def test_plaintext_beyond_loopback_is_refused():
 
 
 def test_overload_answers_resource_exhausted(api):
-    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=0)
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=0, metrics_port=0)
     srv.start()
     try:
         with TwinClient(srv.address, token=api.tokens["operator"]) as c:
@@ -449,6 +453,11 @@ def test_overload_answers_resource_exhausted(api):
             assert retry_delay_s(e) == RETRY_AFTER_S
             assert "busy" in e.details()
         assert srv.metrics.by_code("GetHub") == {"RESOURCE_EXHAUSTED": 1}
+        # The same counters over HTTP, as Prometheus scrapes them (twin up --metrics-port).
+        with urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10) as r:
+            samples = [x for f in text_string_to_metric_families(r.read().decode()) for x in f.samples
+                       if x.name == "twin_api_calls_total"]
+        assert [(x.labels, x.value) for x in samples] == [({"method": "GetHub", "code": "RESOURCE_EXHAUSTED"}, 1.0)]
     finally:
         srv.stop(1.0)
 
@@ -617,7 +626,8 @@ def _fill(draw, msg, depth: int = 0) -> None:
 @pytest.fixture(scope="module")
 def fuzz_api(tmp_path_factory):
     """A fleet of its own: arbitrary requests may rewind its clock or add events."""
-    a = Api(tmp_path_factory.mktemp("fuzz"))
+    # Beside the module's other fleet on the same two Ray CPUs: its shard reserves none.
+    a = Api(tmp_path_factory.mktemp("fuzz"), shards=1, cpus_per_shard=0.0)
     yield a
     a.close()
 

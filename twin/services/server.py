@@ -147,51 +147,55 @@ class _Gate:
         except Unauthenticated:
             return None
 
-    async def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
+    def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
         try:
             identity = identity or self.users.authenticate(bearer_token(context))
         except Unauthenticated:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or unknown bearer token (metadata 'authorization: Bearer <token>')")
-            raise  # unreachable: abort raises
+            raise ApiError(grpc.StatusCode.UNAUTHENTICATED,
+                           "missing or unknown bearer token (metadata 'authorization: Bearer <token>')") from None
         if roles is not None and identity.role not in roles:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
+            raise ApiError(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
         IDENTITY.set(identity)
         return identity
+
+    async def _refuse(self, context, method: str, error: ApiError) -> None:
+        """Count the call, then end it with `error` (counted first: aborting sends the status at once)."""
+        self.metrics.count(method, error.code)
+        await context.abort_with_status(error.status())
 
     def _unary(self, fn: Callable, roles: frozenset[str] | None, path: str) -> Callable:
         gate = self
         method = path.rsplit("/", 1)[-1]
 
         async def call(request, context):
-            code = None
             try:
                 out = await serve(request, context)
-                code = grpc.StatusCode.OK
-                return out
-            finally:
-                gate.metrics.count(method, code or _code_of(context))
+            except ApiError as e:
+                await gate._refuse(context, method, e)
+            except BaseException:  # a relayed status, the client gone, or a fault: counted as it ends
+                gate.metrics.count(method, _code_of(context))
+                raise
+            gate.metrics.count(method, grpc.StatusCode.OK)
+            return out
 
         async def serve(request, context):
             known = gate._known(context)
             if known is None and gate.forward is not None:
                 return await gate.forward(path, request, context)
-            await gate._identity(context, roles, known)
+            gate._identity(context, roles, known)
             busy = gate.busy()
             if busy is not None:
-                await context.abort_with_status(busy.status())
+                raise busy
             gate.in_flight += 1
             try:
                 out = fn(request, context)
                 return await out if inspect.isawaitable(out) else out
-            except ApiError as e:
-                await context.abort_with_status(e.status())
             except TwinInputError as e:
-                await context.abort_with_status(invalid(e.field, e.reason).status())
+                raise invalid(e.field, e.reason) from None
             except RunStateError as e:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
             except NotImplementedError:  # a method of a generated base class this twin does not serve
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+                raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not implemented") from None
             except Forward:
                 return await gate.forward(path, request, context)  # type: ignore[misc]
             finally:
@@ -202,23 +206,24 @@ class _Gate:
         gate = self
 
         async def call(request, context):
-            code = None
             try:
-                await gate._identity(context, roles)
+                gate._identity(context, roles)
                 busy = gate.busy()
                 if busy is not None:
-                    await context.abort_with_status(busy.status())
+                    raise busy
                 gate.streams += 1
                 try:
                     async for item in fn(request, context):
                         yield item
-                except ApiError as e:
-                    await context.abort_with_status(e.status())
                 finally:
                     gate.streams -= 1
-                code = grpc.StatusCode.OK
-            finally:
-                gate.metrics.count(method, code or _code_of(context))
+            except ApiError as e:
+                await gate._refuse(context, method, e)
+                return
+            except BaseException:
+                gate.metrics.count(method, _code_of(context))
+                raise
+            gate.metrics.count(method, grpc.StatusCode.OK)
         return call
 
 
@@ -267,8 +272,15 @@ class ApiMetrics:
         """Serve the counters in Prometheus text format at http://host:port/metrics; the port."""
         from prometheus_client import start_http_server
 
-        httpd, _ = start_http_server(port, addr=host, registry=self.registry)
-        return httpd.server_address[1]
+        self._httpd, _ = start_http_server(port, addr=host, registry=self.registry)
+        return self._httpd.server_address[1]
+
+    def stop_http(self) -> None:
+        httpd = getattr(self, "_httpd", None)
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+            self._httpd = None
 
 
 def add_port(server: grpc.aio.Server, address: str, tls: tuple[Path, Path] | None) -> int:
@@ -424,3 +436,4 @@ class ApiServer:
         fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
         fut.result(timeout=grace_s + 5)
         self._server = None
+        self.metrics.stop_http()
