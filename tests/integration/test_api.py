@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -694,3 +695,25 @@ def test_every_spelling_of_a_device_id_names_the_same_hub(api):
         assert op.get_hub(f"hubs/{esme}").index == api.hub["hub"]
         e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, f"hubs/{dev[:5]}:{dev[6:]}")  # mixed separators
         assert bad_request_fields(e) == ["name"]
+
+
+_ASCII_HUB = re.compile(r"(?:hubs/)?(?:[0-9]{1,12}|[0-9A-Fa-f]{2}([-:]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){6})", re.ASCII)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(_DIGITS, _SHORT, st.text(alphabet="0123456789abcdefABCDEF-:\u00b2\u0661\uff11\ufb00\u00a0",
+                                               max_size=24)))
+def test_get_hub_serves_only_names_in_the_grammar(api, body):
+    """A GetHub answers OK only for a name in the hub grammar (ASCII index or EUI-64), and then the
+    hub that name spells; anything else is INVALID_ARGUMENT naming `name`, or NOT_FOUND."""
+    name = f"hubs/{body}"
+    with api.client("operator") as op:
+        try:
+            hub = op.get_hub(name)
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), e.details()
+            assert bad_request_fields(e) == ["name"]
+            return
+    assert _ASCII_HUB.fullmatch(name.strip(" \t")), name
+    if re.fullmatch(r"[0-9]{1,12}", body, re.ASCII):
+        assert hub.index == int(body)
