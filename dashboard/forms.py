@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from dashboard.figures import CSPS
 from twin.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREAS, DEVICE_MODELS, SUPPLIERS
+from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 
 _EVENT_ONEOF = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
 EVENTS: tuple[str, ...] = tuple(f.name for f in _EVENT_ONEOF.fields)
@@ -82,19 +83,18 @@ def fields(event: str) -> list[FieldSpec]:
 
 
 def _scalar(spec: FieldSpec, text: str) -> Any:
+    """One form value by its field's grammar (twin.model.grammar: ASCII digits only, no 'nan',
+    'inf' or underscores); ValueError with the text the form shows under the field."""
     if spec.kind == "integer":
         try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"must be a whole number, got {text!r}") from None
+            return parse_decimal(text, signed=True)
+        except GrammarError:
+            raise ValueError(f"must be a whole number, got {shown(text)}") from None
     if spec.kind == "number":
         try:
-            v = float(text)
-        except ValueError:
-            raise ValueError(f"must be a number, got {text!r}") from None
-        if v != v or v in (float("inf"), float("-inf")):
-            raise ValueError(f"must be a finite number, got {text!r}")
-        return v
+            return parse_number(text)
+        except GrammarError:
+            raise ValueError(f"must be a finite number, got {shown(text)}") from None
     return text
 
 

@@ -5,7 +5,8 @@ requests/s (open loop, so a slow answer cannot slow the offered load), read Serv
 answered per second (closed loop, 64 in flight: from h2load, a C client, when it is installed, and
 from a Python client), the same load against a server that answers with a constant (grpc.aio's own
 ceiling on this machine), and the time to deliver the alerts of a ~100k-hub power cut to the
-subscribed network operator."""
+subscribed network operator. Every call that does not end OK is counted by status code twice: by
+the client, and by the server's own counters (`twin up --metrics-port`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 PORT = 50071
 ECHO_PORT = 50072
+METRICS_PORT = 50073
 SUBMIT = "/twin.dcc.v1.DccService/SubmitServiceRequest"
 
 
@@ -44,7 +46,8 @@ def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
                             "10", "--home", str(home)], check=True, capture_output=True, text=True)
     token = next(ln.split("token (shown once):")[1].strip() for ln in added.stdout.splitlines() if "token (shown" in ln)
     (home / "ed-east.token").write_text(token + "\n")
-    proc = start_twin_up(hubs, home, run_dir, "--grpc-port", str(PORT), "--anomaly-threshold", str(10**9))
+    proc = start_twin_up(hubs, home, run_dir, "--grpc-port", str(PORT), "--anomaly-threshold", str(10**9),
+                         "--metrics-port", str(METRICS_PORT))
     # Measure the running twin as a user meets it: after everything `twin up` starts (the
     # dashboard too) is up and has settled, not while it is still starting.
     time.sleep(3.0)
@@ -54,7 +57,7 @@ def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
 async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: float) -> dict[str, Any]:
     md = (("authorization", f"Bearer {token}"),)
     lat: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     async with grpc.aio.insecure_channel(addr) as ch:
         stub = fleet_pb2_grpc.FleetServiceStub(ch)
         await stub.GetHub(fleet_pb2.GetHubRequest(name="hubs/0"), metadata=md)  # warm up
@@ -66,8 +69,8 @@ async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: f
                 await stub.GetHub(fleet_pb2.GetHubRequest(name=f"hubs/{random.randrange(hubs)}"), metadata=md,
                                   timeout=5)
                 lat.append(time.perf_counter() - t)
-            except grpc.RpcError:
-                errors += 1
+            except grpc.aio.AioRpcError as e:
+                errors[e.code().name] = errors.get(e.code().name, 0) + 1
 
         tasks = []
         start = time.perf_counter()
@@ -80,7 +83,8 @@ async def _gethub_latency(addr: str, token: str, hubs: int, rps: int, seconds: f
         await asyncio.gather(*tasks)
         achieved = n / (time.perf_counter() - start)
     ms = np.array(lat) * 1000
-    return {"offered_rps": rps, "achieved_rps": round(achieved), "requests": n, "errors": errors,
+    return {"offered_rps": rps, "achieved_rps": round(achieved), "requests": n, "errors": sum(errors.values()),
+            "errors_by_code": errors,
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
             "max_ms": round(float(ms.max()), 2)}
 
@@ -89,6 +93,7 @@ async def _read_throughput(addr: str, token: str, targets: list[str], seconds: f
     md = (("authorization", f"Bearer {token}"),)
     done = 0
     completed = 0
+    errors: dict[str, int] = {}
     async with grpc.aio.insecure_channel(addr) as ch:
         stub = dcc_pb2_grpc.DccServiceStub(ch)
         end = time.perf_counter() + seconds
@@ -98,14 +103,42 @@ async def _read_throughput(addr: str, token: str, targets: list[str], seconds: f
             while time.perf_counter() < end:
                 req = dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=random.choice(targets),
                                                           request_id=uuid.uuid4().hex)
-                resp = await stub.SubmitServiceRequest(req, metadata=md, timeout=10)
+                try:
+                    resp = await stub.SubmitServiceRequest(req, metadata=md, timeout=10)
+                except grpc.aio.AioRpcError as e:  # counted by code, never dropped
+                    errors[e.code().name] = errors.get(e.code().name, 0) + 1
+                    continue
                 done += 1
                 completed += resp.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
 
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(inflight)))
         wall = time.perf_counter() - t
-    return {"requests": done, "completed": completed, "per_s": round(done / wall), "in_flight": inflight}
+    return {"requests": done, "completed": completed, "per_s": round(done / wall), "in_flight": inflight,
+            "errors": sum(errors.values()), "errors_by_code": errors}
+
+
+def _server_outcomes(method: str) -> dict[str, int]:
+    """Calls of `method` the API process has answered so far, per status code, from its
+    Prometheus counters (twin up --metrics-port)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, int] = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "twin_api_calls_total" and smp.labels.get("method") == method:
+                out[smp.labels["code"]] = int(smp.value)
+    return out
+
+
+def _not_ok_since(before: dict[str, int], method: str) -> dict[str, int]:
+    """Non-OK outcomes of `method` the server counted since `before`, per code."""
+    now = _server_outcomes(method)
+    return {c: n - before.get(c, 0) for c, n in now.items() if c != "OK" and n > before.get(c, 0)}
 
 
 def _grpc_body(message: Any) -> bytes:
@@ -289,7 +322,9 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         tokens = json.loads((home / "tokens.json").read_text())
         result: dict[str, Any] = {"hubs": hubs}
         console.print("GetHub at 1,000 requests/s for 15 s while the fleet runs…")
+        before = _server_outcomes("GetHub")
         result["get_hub"] = asyncio.run(_gethub_latency(addr, tokens["operator"], hubs, 1000, 15))
+        result["get_hub"]["server_errors_by_code"] = _not_ok_since(before, "GetHub")
         ch = grpc.insecure_channel(addr)
         md = (("authorization", f"Bearer {tokens['operator']}"),)
         page = fleet_pb2_grpc.FleetServiceStub(ch).ListHubs(fleet_pb2.ListHubsRequest(
@@ -300,7 +335,9 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         server = psutil.Process(proc.pid)
         if shutil.which("h2load"):
             console.print("40,000 4.1.1 reads from h2load, 64 in flight…")
+            before = _server_outcomes("SubmitServiceRequest")
             result["read_requests"] = _reads_h2load(addr, tokens, targets, 40_000, [server], [addr])
+            result["read_requests"]["server_errors_by_code"] = _not_ok_since(before, "SubmitServiceRequest")
             console.print("the same from h2load against a constant-answer grpc.aio server (the ceiling)…")
             result["grpc_aio_ceiling"] = _grpc_ceiling(targets, 40_000)
             result["read_requests"]["share_of_ceiling"] = round(
@@ -309,8 +346,10 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
             console.print("h2load not found (Debian package nghttp2-client): reads from the Python client only")
         console.print("4.1.1 reads from a Python grpc.aio client, 64 in flight, for 10 s…")
         cpu0, wall0 = _cpu([server]), time.perf_counter()
+        before = _server_outcomes("SubmitServiceRequest")
         rr = result["read_requests_python_client"] = asyncio.run(
             _read_throughput(addr, tokens["octopus-is"], targets, 10))
+        rr["server_errors_by_code"] = _not_ok_since(before, "SubmitServiceRequest")
         cpu = _cpu([server]) - cpu0
         rr["api_process_cpu_ms_per_request"] = round(1000 * cpu / max(rr["requests"], 1), 3)
         rr["api_process_cpu_share"] = round(cpu / (time.perf_counter() - wall0), 2)

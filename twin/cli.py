@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from twin.engine.address import RayAddressError
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
+from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
 from twin.model.timeutil import format_instant, parse_instant
@@ -42,27 +44,45 @@ class UsageError(Exception):
     """A bad command line: printed as one line, exit code 2."""
 
 
+# --hubs and the like: ASCII digits, optional '_' or ',' between them, an optional fraction and an
+# optional k/M/b multiplier ('1000000', '1_000_000', '1M', '250k', '1.5M').
+_COUNT_RE = re.compile(r"([0-9]+(?:[_,][0-9]+)*(?:\.[0-9]+)?)([kKmMbB]?)", re.ASCII)
+
+
 def parse_count(text: str, what: str = "hubs") -> int:
-    """'1000000', '1_000_000', '1M', '250k', '1.5M' -> int."""
-    s = text.strip().replace("_", "").replace(",", "")
-    mult = 1
-    if s[-1:].lower() in ("k", "m", "b"):
-        mult = {"k": 10**3, "m": 10**6, "b": 10**9}[s[-1].lower()]
-        s = s[:-1]
-    try:
-        value = float(s) * mult if "." in s else int(s) * mult
-    except ValueError:
-        raise UsageError(f"--{what}: expected a whole number like 1000000 or 1M, got {text!r}") from None
-    if value != int(value):
-        raise UsageError(f"--{what}: expected a whole number, got {text!r}")
+    """'1000000', '1_000_000', '1M', '250k', '1.5M' -> int; UsageError naming --`what` otherwise
+    (non-ASCII digits, signs, inner blanks and fractions of one are refused)."""
+    m = _COUNT_RE.fullmatch(text.strip(" \t"))
+    if m is None:
+        raise UsageError(f"--{what}: expected a whole number like 1000000 or 1M, got {shown(text)}")
+    value = Fraction(m.group(1).replace("_", "").replace(",", "")) * {"": 1, "k": 10**3, "m": 10**6, "b": 10**9}[
+        m.group(2).lower()]
+    if value.denominator != 1:
+        raise UsageError(f"--{what}: expected a whole number, got {shown(text)}")
     return int(value)
+
+
+def _whole(text: str) -> int:
+    """argparse type: a non-negative whole number in ASCII digits (argparse names the option)."""
+    try:
+        return parse_decimal(text)
+    except GrammarError:
+        raise argparse.ArgumentTypeError(f"expected a whole number in ASCII digits, got {shown(text)}") from None
+
+
+def _real(text: str) -> float:
+    """argparse type: a finite decimal number in ASCII (argparse names the option)."""
+    try:
+        return parse_number(text)
+    except GrammarError:
+        raise argparse.ArgumentTypeError(f"expected a number like 2.5, got {shown(text)}") from None
 
 
 def _positive_int(text: str, what: str) -> int:
     try:
-        v = int(text)
-    except ValueError:
-        raise UsageError(f"--{what}: expected a whole number, got {text!r}") from None
+        v = parse_decimal(text, signed=True)
+    except GrammarError:
+        raise UsageError(f"--{what}: expected a whole number, got {shown(text)} (ASCII digits 0-9)") from None
     if v < 1:
         raise UsageError(f"--{what}: must be at least 1, got {v}")
     return v
@@ -71,9 +91,9 @@ def _positive_int(text: str, what: str) -> int:
 def _seed(text: str) -> int:
     """--seed: what FleetConfig takes, checked here so the message names the option."""
     try:
-        v = int(text)
-    except ValueError:
-        raise UsageError(f"--seed: expected a whole number, got {text!r}") from None
+        v = parse_decimal(text, signed=True)
+    except GrammarError:
+        raise UsageError(f"--seed: expected a whole number, got {shown(text)} (ASCII digits 0-9)") from None
     if not 0 <= v < 2**63:
         raise UsageError(f"--seed: must be a whole number in [0, 2^63), got {v}")
     return v
@@ -82,9 +102,9 @@ def _seed(text: str) -> int:
 def _days(text: str) -> float:
     """--days: a positive number of simulated days, at least one half-hour tick."""
     try:
-        days = float(text)
-    except ValueError:
-        raise UsageError(f"--days: expected a number, got {text!r}") from None
+        days = parse_number(text, finite=False)
+    except GrammarError:
+        raise UsageError(f"--days: expected a number like 1.5, got {shown(text)}") from None
     if not days > 0:  # also rejects nan
         raise UsageError(f"--days: must be more than zero, got {text}")
     if days == float("inf"):
@@ -244,6 +264,8 @@ def _check_api_args(args: argparse.Namespace) -> None:
 
     if not 0 <= args.grpc_port <= 65535:
         raise UsageError(f"--grpc-port: must be 0-65535, got {args.grpc_port}")
+    if getattr(args, "metrics_port", None) is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port: must be 0-65535, got {args.metrics_port}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
     if not args.tls_cert and not is_loopback(args.grpc_host):
@@ -314,7 +336,7 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
     replicas = args.api_processes - 1
     api = ApiServer(sup, users, host=args.grpc_host, port=args.grpc_port, tls=tls,
                     anomaly=AnomalyDetector(default_threshold=args.anomaly_threshold),
-                    replica_token=secrets.token_urlsafe(32) if replicas else None)
+                    replica_token=secrets.token_urlsafe(32) if replicas else None, metrics_port=args.metrics_port)
     try:
         api.start()
     except OSError as e:
@@ -329,6 +351,8 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
         raise
     err.print(f"gRPC API on {api.address} ({'TLS' if tls else 'plaintext, loopback only'}); bearer tokens of the "
               f"development users in {tokens}", highlight=False)
+    if api.metrics_port is not None:
+        err.print(f"API call counters (Prometheus) on http://127.0.0.1:{api.metrics_port}/metrics", highlight=False)
     if children:
         # Each process's own loopback port, to ask one of them (its channelz counters) directly.
         own = ", ".join(f"127.0.0.1:{port}" for _, port in children)
@@ -339,9 +363,9 @@ def _start_api(args: argparse.Namespace, sup) -> tuple[Any, list[Any]]:
 
 def _api_processes(text: str) -> int:
     try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, got {text!r}") from None
+        n = parse_decimal(text)
+    except GrammarError:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, got {shown(text)}") from None
     if not 1 <= n <= 64:
         raise argparse.ArgumentTypeError(f"a whole number from 1 to 64, got {n}")
     return n
@@ -433,10 +457,10 @@ def cmd_users(args: argparse.Namespace) -> int:
         if not args.user_id or not args.role:
             raise UsageError("users add needs USER_ID and --role")
         try:
-            party = int(args.party)
-        except ValueError:
+            party = parse_decimal(args.party)
+        except GrammarError:
             raise UsageError(f"--party: expected a supplier code (1-16) or a DNO area id (10-23), "
-                             f"got {args.party!r}") from None
+                             f"got {shown(args.party)}") from None
     store, _tokens = load_or_create_users(home)
     if args.action == "list":
         for u in store.users():
@@ -462,9 +486,9 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     try:
-        speed = None if args.speed == "max" else float(args.speed)
-    except ValueError:
-        raise UsageError(f"--speed: a positive number or 'max', got {args.speed!r}") from None
+        speed = None if args.speed == "max" else parse_number(args.speed)
+    except GrammarError:
+        raise UsageError(f"--speed: a positive number or 'max', got {shown(args.speed)}") from None
     if speed is not None and not speed > 0:
         raise UsageError(f"--speed: must be a positive multiple of real time or 'max', got {args.speed}")
     _check_api_args(args)
@@ -531,21 +555,17 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_hub(args: argparse.Namespace) -> int:
     from twin.model.generator import generate
-    from twin.model.ids import parse_eui64
+    from twin.model.ids import parse_hub_ref
     from twin.model.network import NetworkPlan
     from twin.model.query import hub_record
 
     config = _config(args)
-    text = args.hub_id.strip()
-    if text.isdigit():
-        hub = int(text)
-    else:
-        try:
-            hub, _ = parse_eui64(text, config.seed)
-        except ValueError as e:
-            raise UsageError(f"hub id: {e}") from None
+    try:
+        hub = parse_hub_ref(args.hub_id, config.seed)
+    except GrammarError as e:
+        raise UsageError(f"HUB_ID: {e}") from None
     if not 0 <= hub < config.hubs:
-        raise UsageError(f"hub id: {args.hub_id} is not in this fleet ({config.hubs:,} hubs, seed {config.seed})")
+        raise UsageError(f"HUB_ID: {shown(args.hub_id)} is not in this fleet ({config.hubs:,} hubs, seed {config.seed})")
     block = hub // config.block_size
     state = generate(config, block, 1)  # one block is enough to describe a hub at the start
     rec = hub_record(state, config, NetworkPlan().up_by_area(0), hub, -1)
@@ -618,21 +638,24 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--shards", help="shard actors (default: one per CPU Ray has)")
     up.add_argument("--speed", default="1800",
                     help="simulated seconds per wall second, or 'max' (default 1800: one tick a second)")
-    up.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    up.add_argument("--status-every", type=_real, default=5.0, help="seconds between status lines")
     up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
     up.add_argument("--run-dir", help="where the journal goes (default runs/live-TIME)")
     up.add_argument("--resume", metavar="RUN_DIR",
                     help="continue a run from its directory: newest complete checkpoint plus the journal")
     up.add_argument("--grpc-host", default="127.0.0.1", help="API address (default 127.0.0.1; beyond loopback needs TLS)")
-    up.add_argument("--grpc-port", type=int, default=50051, help="API port (default 50051; 0 picks a free one)")
+    up.add_argument("--grpc-port", type=_whole, default=50051, help="API port (default 50051; 0 picks a free one)")
+    up.add_argument("--metrics-port", type=_whole, default=None,
+                    help="serve the API's call counters (by method and status code) in Prometheus format at "
+                         "http://127.0.0.1:PORT/metrics (default off; 0 picks a free port)")
     up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
     up.add_argument("--tls-key", help="server key (PEM) for TLS")
     up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")
-    up.add_argument("--anomaly-threshold", type=int, default=1000,
+    up.add_argument("--anomaly-threshold", type=_whole, default=1000,
                     help="requests per user and SRV per minute before quarantine (default 1000)")
     up.add_argument("--dash-host", default="127.0.0.1",
                     help="dashboard address (default 127.0.0.1; beyond localhost needs TLS and operator sign-in)")
-    up.add_argument("--dash-port", type=int, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
+    up.add_argument("--dash-port", type=_whole, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
     up.add_argument("--no-dashboard", action="store_true", help="run the engine and API only")
     up.add_argument("--api-processes", type=_api_processes, default=1,
                     help="processes serving the API port (default 1); each more one answers read Service "
@@ -660,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
     bench.add_argument("--sizes", default=DEFAULT_SIZES,
                        help="fleet sizes (default 1M,3M,10M,30M; dashboard suite 1M,30M)")
-    bench.add_argument("--samples", type=int, default=60, help="dashboard suite: ticks timed per size (default 60)")
+    bench.add_argument("--samples", type=_whole, default=60, help="dashboard suite: ticks timed per size (default 60)")
     bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
     bench.add_argument("--shards", help="shard actors (default: one per CPU)")
     bench.add_argument("--seed", default="1")

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from twin.model.grammar import GrammarError, parse_decimal, shown
 from twin.model.timeutil import format_instant
 
 DEFAULT_SQL = ("SELECT tick, time_utc, messages, reachable_hubs, dark_hubs, alerts, peak_alerts_per_s, hh_lost, "
@@ -22,6 +23,14 @@ DEFAULT_SQL = ("SELECT tick, time_utc, messages, reachable_hubs, dark_hubs, aler
 
 class TimelineUsageError(Exception):
     """A bad command line (printed as one line, exit code 2)."""
+
+
+def _whole(text: str) -> int:
+    """argparse type: a non-negative whole number in ASCII digits (argparse names the option)."""
+    try:
+        return parse_decimal(text)
+    except GrammarError:
+        raise argparse.ArgumentTypeError(f"expected a whole number in ASCII digits, got {shown(text)}") from None
 
 
 def _run_dir(text: str, what: str = "RUN_DIR") -> Path:
@@ -80,7 +89,10 @@ def _tick(text: str, what: str, config: Any, *, relative_to: int = 0) -> int:
     from twin.model.config import TwinInputError
     from twin.model.ops.commands import resolve_time
 
-    value: Any = int(text) if text.strip().isdigit() else text
+    try:  # a tick number in ASCII digits; anything else is a time or an offset (or refused there)
+        value: Any = parse_decimal(text)
+    except GrammarError:
+        value = text
     try:
         return resolve_time(value, config, now_tick=0, relative_to=relative_to, name=what)
     except TwinInputError as e:
@@ -155,7 +167,7 @@ def add_commands(sub: Any, console: Console, err: Console | None = None) -> None
     h.add_argument("run_dir", metavar="RUN_DIR")
     h.add_argument("--sql", help="a SQL query over the tables `ticks` (one row per tick per branch) and `metrics` "
                                  "(branch, tick, metric, key, value); default: the last ticks")
-    h.add_argument("--limit", type=int, default=20, help="ticks shown without --sql (default 20)")
+    h.add_argument("--limit", type=_whole, default=20, help="ticks shown without --sql (default 20)")
     h.add_argument("--format", choices=("table", "csv", "json"), default="table")
     h.set_defaults(fn=lambda a: cmd_history(a, console))
 

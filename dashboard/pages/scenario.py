@@ -14,6 +14,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import forms
 from dashboard.components import ops_table, pulse
 from dashboard.errors import error_box
+from twin.model.grammar import GrammarError, parse_number
 
 PATH = "/scenario"
 TITLE = "Scenario"
@@ -131,8 +132,8 @@ def register(app, feed, actions) -> None:
                                   metadata=c.metadata, timeout=120)
             elif which == "sc-set-speed":
                 try:
-                    value = float((speed or "").strip())
-                except ValueError:
+                    value = parse_number(speed or "")
+                except GrammarError:
                     return error_box("Speed: a number of simulated seconds per second (0 = flat out).")
                 if value < 0:
                     return error_box("Speed: must not be negative.")

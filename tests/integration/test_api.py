@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,14 +27,14 @@ from tests.integration.conftest import run_dir
 from twin.client import TwinClient
 from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AREA_BY_ID, supplier_code
 from twin.model.config import FleetConfig
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
-from twin.services.errors import bad_request_fields
+from twin.services.errors import bad_request_fields, retry_delay_s
 from twin.services.identity import UserStore
-from twin.services.server import ApiServer
+from twin.services.server import RETRY_AFTER_S, ApiServer
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +45,9 @@ ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
 class Api:
     """A running engine + API with users created for a chosen premises."""
 
-    def __init__(self, tmp: Path, *, threshold: int = 10_000):
-        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024), shards=2,
-                                   run_dir=run_dir("api"))
+    def __init__(self, tmp: Path, *, threshold: int = 10_000, **supervisor: Any):
+        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024),
+                                   **{"shards": 2, **supervisor}, run_dir=run_dir("api"))
         self.sup.step(2)
         # A premises with gas, reachable, supplied by one supplier for both fuels.
         recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
@@ -465,11 +469,58 @@ def test_plaintext_beyond_loopback_is_refused():
 
 
 def test_overload_answers_resource_exhausted(api):
-    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=0)
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=0, metrics_port=0)
     srv.start()
     try:
         with TwinClient(srv.address, token=api.tokens["operator"]) as c:
-            expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.get_hub, f"hubs/{api.hub['device_id']}")
+            e = expect(grpc.StatusCode.RESOURCE_EXHAUSTED, c.get_hub, f"hubs/{api.hub['device_id']}")
+            assert retry_delay_s(e) == RETRY_AFTER_S
+            assert "busy" in e.details()
+        assert srv.metrics.by_code("GetHub") == {"RESOURCE_EXHAUSTED": 1}
+        # The same counters over HTTP, as Prometheus scrapes them (twin up --metrics-port).
+        with urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10) as r:
+            samples = [x for f in text_string_to_metric_families(r.read().decode()) for x in f.samples
+                       if x.name == "twin_api_calls_total"]
+        assert [(x.labels, x.value) for x in samples] == [({"method": "GetHub", "code": "RESOURCE_EXHAUSTED"}, 1.0)]
+    finally:
+        srv.stop(1.0)
+
+
+def test_2000_concurrent_get_hub_end_ok_or_resource_exhausted_and_are_counted(api):
+    """One client, 2,000 GetHub at once, a server capped at 64 calls waiting or in flight: none
+    ends CANCELLED (gRPC core's own queue limit) or UNKNOWN; every refusal carries a RetryInfo;
+    the server's counters per code equal what the client saw."""
+    srv = ApiServer(api.sup, api.users, port=0, max_in_flight=64)
+    srv.start()
+    md = (("authorization", f"Bearer {api.tokens['operator']}"),)
+    seen: collections.Counter = collections.Counter()
+    hints: collections.Counter = collections.Counter()
+
+    async def burst() -> None:
+        async with grpc.aio.insecure_channel(srv.address) as ch:
+            stub = fleet_pb2_grpc.FleetServiceStub(ch)
+
+            async def one(i: int) -> None:
+                try:
+                    await stub.GetHub(fleet_pb2.GetHubRequest(name=f"hubs/{i % 20_000}"), metadata=md)
+                    seen["OK"] += 1
+                except grpc.aio.AioRpcError as e:
+                    seen[e.code().name] += 1
+                    hints[retry_delay_s(e)] += 1
+
+            await asyncio.gather(*(one(i) for i in range(2000)))
+
+    try:
+        asyncio.run(burst())
+        assert sum(seen.values()) == 2000
+        assert set(seen) <= {"OK", "RESOURCE_EXHAUSTED"}, seen
+        assert seen["RESOURCE_EXHAUSTED"] > 0  # the cap engaged
+        assert hints == {RETRY_AFTER_S: seen["RESOURCE_EXHAUSTED"]}
+        assert srv.metrics.by_code("GetHub") == dict(seen)
     finally:
         srv.stop(1.0)
 
@@ -547,3 +598,149 @@ def test_list_operations_filters_and_pages(api, tmp_path):
             e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.operations.ListOperations,
                        operations_pb2.ListOperationsRequest(filter=bad), metadata=c.metadata)
             assert bad_request_fields(e) == ["filter"]
+
+
+# -- arbitrary Unicode in every string field of every request ------------------------------------
+def _rpcs() -> list[tuple[str, Any]]:
+    """(service full name, method descriptor) of every RPC of the DCC, CSP, fleet and Operations
+    services, from their descriptors."""
+    from google.longrunning import operations_pb2
+
+    from twin.csp.v1 import csp_pb2
+
+    out = []
+    for mod, name in ((dcc_pb2, "DccService"), (csp_pb2, "CspService"), (fleet_pb2, "FleetService"),
+                      (operations_pb2, "Operations")):
+        svc = mod.DESCRIPTOR.services_by_name[name]
+        out += [(svc.full_name, m) for m in svc.methods]
+    return out
+
+
+# What a person or a broken client may send: any Unicode but surrogates (which proto3 strings cannot
+# carry: gRPC refuses them before the server), control characters and NUL, non-ASCII digits, very long
+# text, and each of those behind the prefixes the resource names take, so the grammar behind the
+# prefix is reached too.
+_NASTY = st.sampled_from(["\x00", "\n", "\u0661\u0662", "\uff11\uff12", "\u00b2", "\u09ea", "1_2", "+12", " 12 ",
+                          "\ufb00", "\u017fouth", "\u212aaifa", "nan", "inf", "1e999", "-1", "0x1F", "..", "../x",
+                          "a\nb", "\u202e", "\U0001d7d9\U0001d7da"])
+# Any run of Unicode digits (decimal, superscript, circled...): what int() and isdigit() misread.
+_DIGITS = st.text(alphabet=st.characters(categories=("Nd", "No")), min_size=1, max_size=6)
+_SHORT = st.one_of(st.text(max_size=40), _NASTY, _DIGITS)
+_TEXT = st.one_of(_SHORT, st.text(min_size=500, max_size=3000),
+                  st.tuples(st.sampled_from(["hubs/", "regions/", "branches/", "operations/", "q-"]), _SHORT)
+                  .map("".join))
+# Codes a client may get for bad input (AIP-193); never UNKNOWN or INTERNAL.
+_CLIENT_CODES = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                 grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION,
+                 grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.ALREADY_EXISTS,
+                 grpc.StatusCode.OUT_OF_RANGE}
+
+
+def _fill(draw, msg, depth: int = 0) -> None:
+    """Every string field of `msg` (and of the messages inside it, two levels down) with drawn text."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for f in msg.DESCRIPTOR.fields:
+        if f.type == FieldDescriptor.TYPE_STRING:
+            if f.is_repeated:
+                getattr(msg, f.name).extend(draw(st.lists(_TEXT, max_size=3)))
+            else:
+                setattr(msg, f.name, draw(_TEXT))
+        elif f.type == FieldDescriptor.TYPE_MESSAGE and depth < 2 and not f.message_type.GetOptions().map_entry \
+                and f.message_type.full_name.startswith("twin.") and draw(st.booleans()):
+            _fill(draw, getattr(msg, f.name).add() if f.is_repeated else getattr(msg, f.name), depth + 1)
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(tmp_path_factory):
+    """A fleet of its own: arbitrary requests may rewind its clock or add events."""
+    # Beside the module's other fleet on the same two Ray CPUs: its shard reserves none.
+    a = Api(tmp_path_factory.mktemp("fuzz"), shards=1, cpus_per_shard=0.0)
+    yield a
+    a.close()
+
+
+@pytest.mark.parametrize(("service", "method"), _rpcs(), ids=lambda v: getattr(v, "name", v))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_unicode_in_every_string_field_never_ends_unknown_or_internal(fuzz_api, service, method, data):
+    from google.protobuf import symbol_database
+
+    req = symbol_database.Default().GetSymbol(method.input_type.full_name)()
+    _fill(data.draw, req)
+    user = data.draw(st.sampled_from(["operator", "is", "ed"]))
+    with fuzz_api.client(user) as c:
+        path = f"/{service}/{method.name}"
+        try:
+            if method.server_streaming:
+                call = c.channel.unary_stream(path, request_serializer=type(req).SerializeToString,
+                                              response_deserializer=lambda b: b)(req, metadata=c.metadata, timeout=1.5)
+                next(iter(call), None)
+                call.cancel()
+            else:
+                c.channel.unary_unary(path, request_serializer=type(req).SerializeToString,
+                                      response_deserializer=lambda b: b)(req, metadata=c.metadata, timeout=60)
+        except grpc.RpcError as e:
+            code = e.code()
+            if method.server_streaming:  # a stream that answered nothing within the timeout ends so on our side
+                assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (path, req, e.details())
+                return
+            assert code in _CLIENT_CODES, (path, req, code, e.details())
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                assert bad_request_fields(e), (path, req, e.details())
+
+
+@pytest.mark.parametrize("body", [
+    "\u00b2",  # superscript two: isdigit() is true, int() raises (the call ended UNKNOWN with a ValueError)
+    "\u09ea",  # Bengali four, drawn like an 8: int() read it as 4 and served hub 4
+    "\u0661\u0662", "\uff11\uff12", "1_2", "+12", "1 2", "12\n", "\u00a012",
+    "00-DB-12-4F-0A-91-3C-\ufb00",  # the ff ligature upper-cases to 'FF'
+])
+def test_hub_names_outside_the_grammar_are_invalid_argument_naming_the_field(api, body):
+    with api.client("operator") as op, api.client("is") as user:
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, f"hubs/{body}")
+        assert bad_request_fields(e) == ["name"] and "ValueError" not in e.details()
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.fleet.ListHubEvents,
+                   fleet_pb2.ListHubEventsRequest(parent=f"hubs/{body}"), metadata=op.metadata)
+        assert bad_request_fields(e) == ["parent"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, user.dcc.SubmitServiceRequest, dcc_pb2.SubmitServiceRequestRequest(
+            srv="4.1.1", target=f"hubs/{body}", request_id=uuid.uuid4().hex), metadata=user.metadata)
+        assert bad_request_fields(e) == ["target"]
+
+
+def test_every_spelling_of_a_device_id_names_the_same_hub(api):
+    """Upper or lower-case hex, '-' or ':' or no separator, any device behind the hub: one hub,
+    whose name is always given back in the canonical form (upper case, '-')."""
+    dev = api.hub["device_id"]
+    raw = dev.replace("-", "")
+    with api.client("operator") as op:
+        for spelling in (dev, dev.lower(), dev.replace("-", ":"), raw, raw.lower(), f"hubs/{dev.lower()}",
+                         f"  hubs/{dev}\t", str(api.hub["hub"]), f"hubs/{api.hub['hub']}"):
+            hub = op.get_hub(spelling if spelling.strip().startswith("hubs/") else f"hubs/{spelling.strip()}")
+            assert (hub.index, hub.name) == (api.hub["hub"], f"hubs/{dev}")
+        esme = next(m["device_id"] for m in api.hub["meters"] if m["type"] == "ESME")
+        assert op.get_hub(f"hubs/{esme}").index == api.hub["hub"]
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, op.get_hub, f"hubs/{dev[:5]}:{dev[6:]}")  # mixed separators
+        assert bad_request_fields(e) == ["name"]
+
+
+_ASCII_HUB = re.compile(r"(?:hubs/)?(?:[0-9]{1,12}|[0-9A-Fa-f]{2}([-:]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){6})", re.ASCII)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(_DIGITS, _SHORT, st.text(alphabet="0123456789abcdefABCDEF-:\u00b2\u0661\uff11\ufb00\u00a0",
+                                               max_size=24)))
+def test_get_hub_serves_only_names_in_the_grammar(api, body):
+    """A GetHub answers OK only for a name in the hub grammar (ASCII index or EUI-64), and then the
+    hub that name spells; anything else is INVALID_ARGUMENT naming `name`, or NOT_FOUND."""
+    name = f"hubs/{body}"
+    with api.client("operator") as op:
+        try:
+            hub = op.get_hub(name)
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), e.details()
+            assert bad_request_fields(e) == ["name"]
+            return
+    assert _ASCII_HUB.fullmatch(name.strip(" \t")), name
+    if re.fullmatch(r"[0-9]{1,12}", body, re.ASCII):
+        assert hub.index == int(body)

@@ -28,7 +28,9 @@ from twin.model.ops.commands import Command, parse_command
 from twin.model.summary import TickSummary
 
 BRANCHES = "branches"
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # AIP-122 resource ids
+# AIP-122 resource ids; matched whole (fullmatch: `$` would let a trailing newline through).
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,62}", re.ASCII)
+_SEQ_RE = re.compile(r"[0-9]{1,12}", re.ASCII)  # a journal seq, in ASCII digits
 
 
 @dataclass
@@ -72,13 +74,13 @@ def _dropped(records: list[dict[str, Any]], drop: list[str], at: int) -> list[di
     by_op = {n: r for r in records if (n := operation_name(r))}
     out: dict[int, dict[str, Any]] = {}
     for item in drop:
-        key = str(item).strip().removeprefix("operations/")
-        if key.isdigit() and int(key) in by_seq:
+        key = str(item).strip(" \t").removeprefix("operations/")
+        if _SEQ_RE.fullmatch(key) and int(key) in by_seq:
             out[int(key)] = by_seq[int(key)]
         elif key in by_op:
             out[int(by_op[key]["seq"])] = by_op[key]
         else:
-            raise TwinInputError("drop", f"{item!r} is neither an operation of the parent run nor a journal seq "
+            raise TwinInputError("drop", f"{ascii(item)[:70]} is neither an operation of the parent run nor a journal seq "
                                          f"(operations: {', '.join(sorted(by_op)) or 'none'})")
     names = {operation_name(r) for r in out.values()} - {None}
     for r in records:  # a left-out operation takes its controls with it
@@ -123,8 +125,8 @@ def plan_fork(parent_dir: Path, *, at: int, events: list[dict[str, Any]] | None 
     head = run_head(parent_dir) if head is None else head
     if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= head:
         raise TwinInputError("fork_tick", f"must be a tick between 0 and the parent's head {head}, got {at!r}")
-    if name is not None and not NAME_RE.match(name):
-        raise TwinInputError("branch_id", f"{name!r}: use lower-case letters, digits and '-', starting with a letter")
+    if name is not None and not NAME_RE.fullmatch(name):
+        raise TwinInputError("branch_id", f"{ascii(name)[:70]}: use lower-case letters, digits and '-', starting with a letter")
     name = name or f"fork-{at}-{datetime.now(UTC):%Y%m%dt%H%M%S%f}"
     branch_dir = branch_dir or parent_dir / BRANCHES / name
     if branch_dir.exists():

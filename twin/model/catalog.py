@@ -421,17 +421,19 @@ N_SUPPLIER_CODES = 256
 
 
 def supplier_code(name: str) -> int:
+    key = name.strip(" \t").lower() if isinstance(name, str) and name.isascii() else None  # no Unicode folding
     for code, s in enumerate(SUPPLIERS, start=1):
-        if s.name.lower() == name.lower():
+        if s.name.lower() == key:
             return code
-    raise KeyError(f"unknown supplier {name!r}")
+    raise KeyError(f"unknown supplier {ascii(name)[:40]}")
 
 
 def region_by_name(name: str) -> Region:
-    """Parse a region name case-insensitively; raises ValueError naming the valid choices."""
-    key = name.strip().upper()
+    """Parse a region name case-insensitively (ASCII letters only, so no non-ASCII letter folds onto
+    an ASCII one); raises ValueError naming the valid choices."""
+    key = name.strip(" \t").upper() if isinstance(name, str) and name.isascii() else ""
     for r in REGIONS:
         if r.name == key:
             return r
     choices = ", ".join(r.name.title() for r in REGIONS)
-    raise ValueError(f"unknown region {name!r}; choose from {choices}")
+    raise ValueError(f"unknown region {ascii(name)[:40]}; choose from {choices}")

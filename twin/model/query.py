@@ -6,6 +6,7 @@ never part of a tick."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -262,6 +263,7 @@ def _order_fn(name: str, label, versions: VersionTable):
     return order
 
 
+_FILTER_TEXT = re.compile(r"[ -~]{0,1000}", re.ASCII)
 FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment")
 
 
@@ -270,6 +272,10 @@ def parse_filter(text: str) -> dict[str, Any]:
     from twin.model.catalog import AREAS, region_by_name, supplier_code
 
     out: dict[str, Any] = {}
+    # The grammar is printable ASCII: past that gate, case folding and splitting cannot map a
+    # non-ASCII letter or blank onto a key or value it does not spell.
+    if not _FILTER_TEXT.fullmatch(text):
+        raise ValueError(f"a filter is printable ASCII (key=value terms joined by AND), got {ascii(text)[:60]}")
     text = text.strip()
     if not text:
         return out

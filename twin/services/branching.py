@@ -14,7 +14,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
-from twin.engine.branches import BRANCHES, ForkPlan, create_branch, plan_fork, run_branch, run_head
+from twin.engine.branches import BRANCHES, NAME_RE, ForkPlan, create_branch, plan_fork, run_branch, run_head
 from twin.engine.supervisor import read_manifest
 from twin.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
@@ -44,8 +44,9 @@ class Branches:
     # -- resources -------------------------------------------------------------------------
     def branch_dir(self, name: str, field: str = "name") -> Path:
         bid = name.removeprefix("branches/")
-        if not name.startswith("branches/") or not bid or "/" in bid:
-            raise invalid(field, f"expected branches/{{branch_id}}, got {name!r}")
+        if not name.startswith("branches/") or not NAME_RE.fullmatch(bid):
+            raise invalid(field, f"expected branches/{{branch_id}} (lower-case letters, digits and '-', starting "
+                                 f"with a letter), got {ascii(name)[:70]}")
         d = self.root / bid
         if not (d / "manifest.json").exists():
             raise not_found(field, f"no branch named {name!r}")

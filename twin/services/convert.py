@@ -13,7 +13,8 @@ from google.rpc import status_pb2
 
 from twin.fleet.v1 import fleet_pb2
 from twin.model.catalog import WAN_LABEL, AlertKind, Csp, MessageType, WanTech
-from twin.model.ids import parse_eui64
+from twin.model.grammar import GrammarError, shown
+from twin.model.ids import parse_hub_ref
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
 from twin.services.errors import invalid, not_found
@@ -33,21 +34,15 @@ def ts(when: datetime) -> timestamp_pb2.Timestamp:
 
 
 def hub_index(name: str, seed: int, n_hubs: int, field: str = "name") -> int:
-    """'hubs/00-DB-12-...', 'hubs/123', or a bare device id -> hub index (any device behind the hub)."""
-    text = name.strip()
-    if text.startswith("hubs/"):
-        text = text[5:]
-    if not text:
-        raise invalid(field, "name a hub: hubs/{device id}")
-    if text.isdigit():
-        hub = int(text)
-    else:
-        try:
-            hub, _ = parse_eui64(text, seed)
-        except ValueError as e:
-            raise invalid(field, str(e)) from None
+    """'hubs/00-DB-12-...', 'hubs/123', or a bare device id -> hub index (any device behind the hub),
+    by the one hub-name grammar (`twin.model.ids.parse_hub_ref`). INVALID_ARGUMENT naming `field`
+    if it is not a hub name, NOT_FOUND if it names no hub of this fleet."""
+    try:
+        hub = parse_hub_ref(name, seed)
+    except GrammarError as e:
+        raise invalid(field, str(e)) from None
     if not 0 <= hub < n_hubs:
-        raise not_found(field, f"no hub {name!r} in this fleet")
+        raise not_found(field, f"no hub {shown(name)} in this fleet")
     return hub
 
 

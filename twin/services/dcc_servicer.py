@@ -18,6 +18,7 @@ from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
+from twin.model.grammar import GrammarError, name_key
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
@@ -115,7 +116,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
         fuel = duis.FUEL.get(srv.srv, "either")
         params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
-        read_fuel = str(params.get("fuel", "gas" if identity.role == "GS" else "electricity")).lower()
+        try:
+            read_fuel = name_key(params.get("fuel", "gas" if identity.role == "GS" else "electricity"), "fuel")
+        except GrammarError:
+            read_fuel = ""
         if read_fuel not in ("electricity", "gas"):
             raise invalid("parameters.fuel", "electricity or gas")
         # One shard call: the premises' facts, and the answer if it is a read (discarded if the
@@ -201,7 +205,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return {"type": "supplier_switch", "hub": hub, "fuel": fuel,
                     "to_supplier": SUPPLIERS[identity.party_id - 1].name}
         if srv == "11.1":
-            device = str(params.get("device", "GSME" if identity.role == "GS" else "ESME")).upper()
+            try:  # ASCII only: upper() maps the long s (U+017F) onto 'S'
+                device = name_key(params.get("device", "GSME" if identity.role == "GS" else "ESME"), "device").upper()
+            except GrammarError as e:
+                raise invalid("parameters.device", str(e)) from None
             dev = {"CH": rec["comms_hub"], "ESME": rec["meters"][0],
                    "GSME": rec["meters"][1] if len(rec["meters"]) > 1 else None, "PPMID": rec["ppmid"]}.get(device)
             if dev is None:

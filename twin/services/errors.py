@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -12,12 +14,14 @@ from grpc_status import rpc_status
 class ApiError(Exception):
     """Raised by servicer helpers; the interceptor turns it into the call's status."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "", quota: str = ""):
+    def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "", quota: str = "",
+                 retry_after_s: float | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.quota = quota
+        self.retry_after_s = retry_after_s
 
     def status(self) -> grpc.Status:
         details = []
@@ -29,6 +33,10 @@ class ApiError(Exception):
             qf = error_details_pb2.QuotaFailure(violations=[
                 error_details_pb2.QuotaFailure.Violation(subject=self.quota, description=self.message)])
             details.append(_pack(qf))
+        if self.retry_after_s is not None:
+            delay = duration_pb2.Duration()
+            delay.FromTimedelta(timedelta(seconds=self.retry_after_s))
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
         st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=details)
         return rpc_status.to_status(st)
 
@@ -49,6 +57,23 @@ def denied(message: str, field: str = "") -> ApiError:
 
 def not_found(field: str, message: str) -> ApiError:
     return ApiError(grpc.StatusCode.NOT_FOUND, message, field=field)
+
+
+def overloaded(message: str, retry_after_s: float) -> ApiError:
+    """RESOURCE_EXHAUSTED for a server too busy to take the call now, with a google.rpc.RetryInfo
+    saying when to try again (AIP-193: the client should back off at least that long)."""
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry_after_s=retry_after_s)
+
+
+def retry_delay_s(err: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
+    """The RetryInfo delay of a failed call, in seconds (None if it carries none)."""
+    st = rpc_status.from_call(err)
+    for d in st.details if st is not None else ():
+        if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            d.Unpack(info)
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
 
 
 def bad_request_fields(err: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:

@@ -16,6 +16,7 @@ from google.protobuf import empty_pb2, json_format
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
+from twin.model.grammar import shown
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
 from twin.services.branching import OP_PREFIX, Branches
@@ -286,13 +287,13 @@ _OPERATION_FIELDS = {"done": lambda op: str(op.done).lower(), "kind": lambda op:
 def _operation_filter(text: str) -> Callable[[Any], bool] | None:
     """An AIP-160 filter of ListOperations: `field=value` or `field!=value` on done, kind or state,
     several joined by AND (e.g. `done=false AND kind!=service_request`)."""
-    if not text.strip():
+    if not text.strip(" \t"):
         return None
     tests = []
-    for term in re.split(r"\s+AND\s+", text.strip()):
-        m = re.fullmatch(r"\s*(\w+)\s*(!=|=)\s*\"?([\w-]+)\"?\s*", term)
+    for term in re.split(r"[ \t]+AND[ \t]+", text.strip(" \t"), flags=re.ASCII):
+        m = re.fullmatch(r"[ \t]*([a-z_]+)[ \t]*(!=|=)[ \t]*\"?([A-Za-z0-9_-]+)\"?[ \t]*", term, re.ASCII)
         if m is None or m.group(1) not in _OPERATION_FIELDS:
-            raise invalid("filter", f"cannot read {term!r}: filter on done, kind or state with = or !=, joined by "
+            raise invalid("filter", f"cannot read {shown(term)}: filter on done, kind or state with = or !=, joined by "
                                     "AND, e.g. done=false AND kind!=service_request")
         field, negate, value = _OPERATION_FIELDS[m.group(1)], m.group(2) == "!=", m.group(3).lower()
         tests.append((field, negate, value))

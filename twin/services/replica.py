@@ -47,7 +47,16 @@ from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.dcc_servicer import DccServicer
 from twin.services.identity import OPERATOR, UserStore
 from twin.services.replica_source import LEASE_HOLD_S, MAX_LEASE
-from twin.services.server import MESSAGE_OPTIONS, Forward, _Gate, add_channelz, add_port, current_identity
+from twin.services.server import (
+    MESSAGE_OPTIONS,
+    SERVER_OPTIONS,
+    Forward,
+    _Gate,
+    add_channelz,
+    add_port,
+    channelz_server_ids,
+    current_identity,
+)
 
 log = logging.getLogger("twin.replica")
 
@@ -309,8 +318,9 @@ def _public_services() -> list[Any]:
             reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]]
 
 
-def _handlers(proxy: Proxy, submit: Any) -> list[grpc.GenericRpcHandler]:
-    """Every public method: SubmitServiceRequest by `submit`, the rest sent on as bytes."""
+def _handlers(proxy: Proxy, submit: Any, gate: _Gate) -> list[grpc.GenericRpcHandler]:
+    """Every public method: SubmitServiceRequest by `submit`, the rest sent on as bytes (streams
+    counted as open on `gate`, so they do not count as waiting work against its cap)."""
     out = []
     for service in _public_services():
         methods = {}
@@ -321,20 +331,24 @@ def _handlers(proxy: Proxy, submit: Any) -> list[grpc.GenericRpcHandler]:
                     submit, request_deserializer=dcc_pb2.SubmitServiceRequestRequest.FromString,
                     response_serializer=dcc_pb2.SubmitServiceRequestResponse.SerializeToString)
             elif m.client_streaming:
-                methods[m.name] = grpc.stream_stream_rpc_method_handler(_relay(proxy, path, True))
+                methods[m.name] = grpc.stream_stream_rpc_method_handler(_relay(proxy, path, True, gate))
             elif m.server_streaming:
-                methods[m.name] = grpc.unary_stream_rpc_method_handler(_relay(proxy, path, False))
+                methods[m.name] = grpc.unary_stream_rpc_method_handler(_relay(proxy, path, False, gate))
             else:
                 methods[m.name] = grpc.unary_unary_rpc_method_handler(_relay_unary(proxy, path))
         out.append(grpc.method_handlers_generic_handler(service.full_name, methods))
     return out
 
 
-def _relay(proxy: Proxy, path: str, streaming_request: bool) -> Any:
+def _relay(proxy: Proxy, path: str, streaming_request: bool, gate: _Gate) -> Any:
     # grpc.aio runs a streaming handler as a stream only if it is an async generator function.
     async def call(request, context):
-        async for item in proxy.stream(path, request, context, streaming_request=streaming_request):
-            yield item
+        gate.streams += 1
+        try:
+            async for item in proxy.stream(path, request, context, streaming_request=streaming_request):
+                yield item
+        finally:
+            gate.streams -= 1
     return call
 
 
@@ -360,10 +374,12 @@ class Replica:
         leases = Leases(view)
         gate = _Gate(users, self.max_in_flight, forward=proxy.submit)
         dcc = gate.guard(ReplicaDcc(view, leases), dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
-        server = grpc.aio.server(options=[*MESSAGE_OPTIONS, ("grpc.so_reuseport", 1)])
-        server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest))
+        known = channelz_server_ids()
+        server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)])
+        gate.watch(known)
+        server.add_generic_rpc_handlers(_handlers(proxy, dcc.SubmitServiceRequest, gate))
         # This process's own counters: for operators it knows, never sent on (a gate without forward).
-        add_channelz(server, _Gate(users, self.max_in_flight))
+        add_channelz(server, _Gate(users, self.max_in_flight, metrics=gate.metrics))
         public_port = add_port(server, self.listen, self.tls)
         # Its own loopback port too, so this process alone can be asked (its channelz counters).
         own_port = server.add_insecure_port("127.0.0.1:0")

@@ -2,8 +2,9 @@
 
 Cross-cutting concerns live in one gate wrapped around every RPC method: bearer-token
 authentication (the identity is handed to the servicer in a context variable), a cap on calls in
-flight (overload answers RESOURCE_EXHAUSTED instead of queueing without bound), and turning
-ApiError and bad input into statuses so no call ends UNKNOWN. Health checking and reflection are
+flight (overload answers RESOURCE_EXHAUSTED with a RetryInfo instead of queueing without bound),
+turning ApiError and bad input into statuses so no call ends UNKNOWN, and counting every call's
+outcome by method and status code (Prometheus counters, `twin up --metrics-port`). Health checking and reflection are
 open to all; channelz (the server's own call and socket counters) to operators only. Plaintext is
 allowed on loopback only; any other address needs TLS."""
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
 from twin.netaddr import is_loopback
-from twin.services.errors import ApiError, invalid
+from twin.services.errors import ApiError, invalid, overloaded
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,19 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Options of every API process's server, and of the replicas' channel to the primary.
 MESSAGE_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+# Calls gRPC core has received but the Python server has not yet picked up wait in core's queue.
+# Past its default limits (1,000 with random early drops, 3,000 hard) core cancels them: the client
+# sees CANCELLED, channelz counts nothing as failed, and the gate below never sees them. The limits
+# are raised far above the gate's cap, so the gate (which sees that queue through channelz) answers
+# RESOURCE_EXHAUSTED long before core would drop anything. Memory: a waiting call holds its request
+# (at most MAX_MESSAGE_BYTES, typically under 200 bytes).
+CORE_PENDING_CALLS = 50_000
+SERVER_OPTIONS = [*MESSAGE_OPTIONS, ("grpc.server.max_pending_requests", CORE_PENDING_CALLS),
+                  ("grpc.server.max_pending_requests_hard_limit", CORE_PENDING_CALLS)]
+# How long an overloaded server asks a client to wait before retrying (google.rpc.RetryInfo).
+RETRY_AFTER_S = 0.2
+# The gate reads the server's queue from channelz at most this often (a read costs ~0.3 ms).
+_BACKLOG_SAMPLE_S = 0.005
 
 
 def current_identity() -> Identity:
@@ -72,11 +88,45 @@ class _Gate:
     In an API replica, `forward` sends on to the primary what the replica does not answer itself:
     a call whose token it does not know (the primary may), or one its servicer raises Forward for."""
 
-    def __init__(self, users: UserStore, max_in_flight: int, forward: Forwarder | None = None):
+    def __init__(self, users: UserStore, max_in_flight: int, forward: Forwarder | None = None,
+                 metrics: ApiMetrics | None = None):
         self.users = users
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.streams = 0  # server streams open: long-lived by design, so not waiting work
         self.forward = forward
+        self.metrics = metrics or ApiMetrics()
+        self._channelz_id: int | None = None
+        self._backlog = 0
+        self._backlog_at = 0.0
+
+    def watch(self, known: set[int]) -> None:
+        """Once the server is created: find it in channelz (the one server not in `known`, the
+        ids before it), so the gate sees the calls waiting in gRPC core's queue as well as those
+        in its handlers. If it cannot tell which is its server, it counts its handlers only."""
+        new = channelz_server_ids() - known
+        self._channelz_id = new.pop() if len(new) == 1 else None
+
+    def backlog(self) -> int:
+        """Calls received and not yet answered (in core's queue or in a handler), sampled."""
+        if self._channelz_id is None:
+            return self.in_flight
+        now = time.monotonic()
+        if now - self._backlog_at >= _BACKLOG_SAMPLE_S:
+            from grpc._cython import cygrpc
+
+            d = json.loads(cygrpc.channelz_get_server(self._channelz_id))["server"]["data"]
+            self._backlog = (int(d.get("callsStarted", 0)) - int(d.get("callsSucceeded", 0))
+                             - int(d.get("callsFailed", 0)) - self.streams)
+            self._backlog_at = now
+        return max(self._backlog, self.in_flight)
+
+    def busy(self) -> ApiError | None:
+        """The RESOURCE_EXHAUSTED to answer if the server is over its cap, else None."""
+        if self.in_flight >= self.max_in_flight or self.backlog() > self.max_in_flight:
+            return overloaded(f"server busy: {max(self.in_flight, self._backlog)} calls waiting or in flight "
+                              f"(limit {self.max_in_flight}); retry after {RETRY_AFTER_S:g} s", RETRY_AFTER_S)
+        return None
 
     def guard(self, servicer: Any, service: Any, roles: frozenset[str] | None = None) -> Any:
         """`servicer` with every method of `service` (a ServiceDescriptor) gated; `roles`, if
@@ -86,7 +136,7 @@ class _Gate:
                 raise ValueError(f"{service.full_name}.{method.name}: client streaming is not gated")
             fn = getattr(servicer, method.name)
             if method.server_streaming:
-                setattr(servicer, method.name, self._stream(fn, roles))
+                setattr(servicer, method.name, self._stream(fn, roles, method.name))
             else:
                 setattr(servicer, method.name, self._unary(fn, roles, f"/{service.full_name}/{method.name}"))
         return servicer
@@ -97,58 +147,140 @@ class _Gate:
         except Unauthenticated:
             return None
 
-    async def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
+    def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
         try:
             identity = identity or self.users.authenticate(bearer_token(context))
         except Unauthenticated:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or unknown bearer token (metadata 'authorization: Bearer <token>')")
-            raise  # unreachable: abort raises
+            raise ApiError(grpc.StatusCode.UNAUTHENTICATED,
+                           "missing or unknown bearer token (metadata 'authorization: Bearer <token>')") from None
         if roles is not None and identity.role not in roles:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
+            raise ApiError(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
         IDENTITY.set(identity)
         return identity
 
+    async def _refuse(self, context, method: str, error: ApiError) -> None:
+        """Count the call, then end it with `error` (counted first: aborting sends the status at once)."""
+        self.metrics.count(method, error.code)
+        await context.abort_with_status(error.status())
+
     def _unary(self, fn: Callable, roles: frozenset[str] | None, path: str) -> Callable:
         gate = self
+        method = path.rsplit("/", 1)[-1]
 
         async def call(request, context):
+            try:
+                out = await serve(request, context)
+            except ApiError as e:
+                await gate._refuse(context, method, e)
+            except BaseException:  # a relayed status, the client gone, or a fault: counted as it ends
+                gate.metrics.count(method, _code_of(context))
+                raise
+            gate.metrics.count(method, grpc.StatusCode.OK)
+            return out
+
+        async def serve(request, context):
             known = gate._known(context)
             if known is None and gate.forward is not None:
                 return await gate.forward(path, request, context)
-            await gate._identity(context, roles, known)
-            if gate.in_flight >= gate.max_in_flight:
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                    f"server busy: {gate.in_flight} calls in flight (limit {gate.max_in_flight})")
+            gate._identity(context, roles, known)
+            busy = gate.busy()
+            if busy is not None:
+                raise busy
             gate.in_flight += 1
             try:
                 out = fn(request, context)
                 return await out if inspect.isawaitable(out) else out
-            except ApiError as e:
-                await context.abort_with_status(e.status())
             except TwinInputError as e:
-                await context.abort_with_status(invalid(e.field, e.reason).status())
+                raise invalid(e.field, e.reason) from None
             except RunStateError as e:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
             except NotImplementedError:  # a method of a generated base class this twin does not serve
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+                raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not implemented") from None
             except Forward:
                 return await gate.forward(path, request, context)  # type: ignore[misc]
             finally:
                 gate.in_flight -= 1
         return call
 
-    def _stream(self, fn: Callable, roles: frozenset[str] | None) -> Callable:
+    def _stream(self, fn: Callable, roles: frozenset[str] | None, method: str = "") -> Callable:
         gate = self
 
         async def call(request, context):
-            await gate._identity(context, roles)
             try:
-                async for item in fn(request, context):
-                    yield item
+                gate._identity(context, roles)
+                busy = gate.busy()
+                if busy is not None:
+                    raise busy
+                gate.streams += 1
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                finally:
+                    gate.streams -= 1
             except ApiError as e:
-                await context.abort_with_status(e.status())
+                await gate._refuse(context, method, e)
+                return
+            except BaseException:
+                gate.metrics.count(method, _code_of(context))
+                raise
+            gate.metrics.count(method, grpc.StatusCode.OK)
         return call
+
+
+def _code_of(context) -> grpc.StatusCode:
+    """The status a call that did not return is ending with: what abort set, CANCELLED if the
+    client went away (asyncio cancelled the handler), UNKNOWN for anything else."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):  # grpc.aio keeps the raw status number
+        return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
+    return grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
+
+
+def channelz_server_ids() -> set[int]:
+    """Channelz ids of the gRPC servers of this process."""
+    from grpc._cython import cygrpc
+
+    return {int(srv["ref"]["serverId"]) for srv in json.loads(cygrpc.channelz_get_servers(0)).get("server", [])}
+
+
+class ApiMetrics:
+    """Every answered call counted by method and status code, in a Prometheus registry of its own
+    (one per server, so several servers in one process, as in the tests, count apart)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter
+
+        self.registry = CollectorRegistry()
+        self.calls = Counter("twin_api_calls", "API calls answered, by method and gRPC status code",
+                             ["method", "code"], registry=self.registry)
+
+    def count(self, method: str, code: grpc.StatusCode) -> None:
+        self.calls.labels(method, code.name).inc()
+
+    def by_code(self, method: str | None = None) -> dict[str, int]:
+        """Calls answered so far per status code name (of one method, or all)."""
+        out: dict[str, int] = {}
+        for fam in self.registry.collect():
+            for s in fam.samples:
+                if s.name.endswith("_total") and (method is None or s.labels["method"] == method):
+                    out[s.labels["code"]] = out.get(s.labels["code"], 0) + int(s.value)
+        return out
+
+    def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve the counters in Prometheus text format at http://host:port/metrics; the port."""
+        from prometheus_client import start_http_server
+
+        self._httpd, _ = start_http_server(port, addr=host, registry=self.registry)
+        return self._httpd.server_address[1]
+
+    def stop_http(self) -> None:
+        httpd = getattr(self, "_httpd", None)
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+            self._httpd = None
 
 
 def add_port(server: grpc.aio.Server, address: str, tls: tuple[Path, Path] | None) -> int:
@@ -194,7 +326,8 @@ class ApiServer:
 
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
-                 anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None):
+                 anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
+                 metrics_port: int | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -211,6 +344,9 @@ class ApiServer:
         # present, and the loopback port where they reach this process alone.
         self.replica_token = replica_token
         self.internal_port = 0
+        # Outcomes of every call by method and code; served over HTTP on loopback if a port is given.
+        self.metrics = ApiMetrics()
+        self.metrics_port = metrics_port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         # The health service, and the clock-failure listener that turns it NOT_SERVING.
@@ -248,8 +384,10 @@ class ApiServer:
         # be free, so a second twin on the same port fails instead of silently taking half the calls.
         if self.replica_token is not None:
             ensure_port_free(self.host, self.port)
-        server = grpc.aio.server(options=[*MESSAGE_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
-        gate = _Gate(self.users, self.max_in_flight)
+        known = channelz_server_ids()
+        server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
+        gate = _Gate(self.users, self.max_in_flight, metrics=self.metrics)
+        gate.watch(known)
         fleet = FleetServicer(self.supervisor, self)
         dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
         services = [  # (descriptor, servicer, registration function)
@@ -283,6 +421,8 @@ class ApiServer:
         if self.replica_token is not None:
             self.internal_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
+        if self.metrics_port is not None:
+            self.metrics_port = self.metrics.serve_http(self.metrics_port)
         for name in [*names[:len(services)], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
@@ -322,3 +462,4 @@ class ApiServer:
         fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
         fut.result(timeout=grace_s + 5)
         self._server = None
+        self.metrics.stop_http()

@@ -22,11 +22,13 @@ from twin.model.catalog import (
     region_by_name,
 )
 from twin.model.config import FleetConfig, TwinInputError
+from twin.model.grammar import GrammarError, name_key, shown
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant, parse_instant
 
-_OFFSET_RE = re.compile(r"^\s*\+?\s*((?:\d+(?:\.\d+)?\s*[dhm]\s*)+)$")
-_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhm])")
+# An offset like '2d', '6h', '1d12h', '+30m': ASCII digits and blanks only (re.ASCII, [0-9], no \d).
+_OFFSET_RE = re.compile(r"[ \t]*\+?[ \t]*((?:[0-9]{1,9}(?:\.[0-9]{1,9})?[ \t]*[dhm][ \t]*)+)", re.ASCII)
+_OFFSET_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)[ \t]*([dhm])", re.ASCII)
 
 
 def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to: int, name: str = "at") -> int:
@@ -43,7 +45,7 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
     elif isinstance(value, datetime):
         tick = config.tick_at(parse_instant(value, name))
     elif isinstance(value, str):
-        m = _OFFSET_RE.match(value) if value.isascii() else None
+        m = _OFFSET_RE.fullmatch(value)
         if m:
             secs = sum(float(n) * {"d": 86400, "h": 3600, "m": 60}[u] for n, u in _OFFSET_PART.findall(m.group(1)))
             tick = relative_to + int(secs // TICK_SECONDS)
@@ -61,6 +63,14 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
     return tick
 
 
+def _key(value: Any, name: str) -> str:
+    """A name field as a lower-case ASCII key (`twin.model.grammar.name_key`); TwinInputError naming it."""
+    try:
+        return name_key(value, name)
+    except GrammarError as e:
+        raise TwinInputError(name, str(e).removeprefix(f"{name}: ")) from None
+
+
 def _region(value: Any, name: str) -> Region:
     try:
         return region_by_name(str(value))
@@ -76,19 +86,21 @@ def _regions(value: Any, name: str) -> tuple[int, ...]:
 
 
 def _supplier(value: Any, name: str) -> int:
+    key = _key(value, name)
     for code, s in enumerate(SUPPLIERS, start=1):
-        if str(value).strip().lower() == s.name.lower():
+        if key == s.name.lower():
             return code
-    raise TwinInputError(name, f"unknown supplier {value!r}; choose from {', '.join(s.name for s in SUPPLIERS)}")
+    raise TwinInputError(name, f"unknown supplier {shown(value)}; choose from {', '.join(s.name for s in SUPPLIERS)}")
 
 
 def _area(value: Any, name: str) -> int:
     if isinstance(value, int) and value in AREA_BY_ID:
         return value
+    key = _key(value, name)
     for a in AREAS:
-        if str(value).strip().lower() in (a.name.lower(), str(a.id), a.short_code.lower()):
+        if key in (a.name.lower(), str(a.id), a.short_code.lower()):
             return a.id
-    raise TwinInputError(name, f"unknown network-operator area {value!r}; use an id 10-23 or a name "
+    raise TwinInputError(name, f"unknown network-operator area {shown(value)}; use an id 10-23 or a name "
                                f"such as {AREAS[0].name!r}")
 
 
@@ -104,12 +116,12 @@ def _number(value: Any, name: str, *, lo: float, hi: float | None = None, intege
 
 
 def _cellular(value: Any, name: str) -> int:
-    v = str(value).strip().upper()
+    v = _key(value, name).upper()
     if v in ("2G", "G2"):
         return int(WanTech.G2)
     if v in ("3G", "G3"):
         return int(WanTech.G3)
-    raise TwinInputError(name, f"expected 2G or 3G, got {value!r}")
+    raise TwinInputError(name, f"expected 2G or 3G, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -293,16 +305,17 @@ def parse_command(d: dict[str, Any], config: FleetConfig, *, now_tick: int, rela
 
 def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
     _known(d, allowed | {"device", "manufacturer", "model"}, "firmware_rollout")
-    dev = str(_require(d, "device")).upper()
+    dev = _key(_require(d, "device"), "device").upper()
     if dev not in DeviceType.__members__:
-        raise TwinInputError("device", f"expected one of CH, ESME, GSME, PPMID, got {d['device']!r}")
+        raise TwinInputError("device", f"expected one of CH, ESME, GSME, PPMID, got {shown(d['device'])}")
     dt = DeviceType[dev]
-    manufacturer, model = str(_require(d, "manufacturer")), str(_require(d, "model"))
+    manufacturer, model = _key(_require(d, "manufacturer"), "manufacturer"), _key(_require(d, "model"), "model")
     models = models_of(dt)
-    code = next((i for i, m in enumerate(models, 1) if m.manufacturer.lower() == manufacturer.lower()
-                 and m.model.lower() == model.lower()), None)
+    code = next((i for i, m in enumerate(models, 1) if m.manufacturer.lower() == manufacturer
+                 and m.model.lower() == model), None)
     if code is None:
-        raise TwinInputError("model", f"unknown {dt.name} model {manufacturer} {model}; known: "
+        raise TwinInputError("model", f"unknown {dt.name} model {shown(d['manufacturer'])} {shown(d['model'])}; "
+                                      "known: "
                                       + ", ".join(m.label for m in models))
     m = models[code - 1]
     # Versions are checked against the model's scheme here; whether the target is a downgrade
@@ -336,7 +349,7 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         brick_prob=None if d.get("brick_prob") is None else _number(d["brick_prob"], "brick_prob", lo=0.0, hi=1.0),
         allow_downgrade=allow_downgrade,
         max_days=_number(d.get("max_days", 28.0), "max_days", lo=0.1, hi=3650),
-        hubs=tuple(sorted({_hub_index(h, config, n_hubs) for h in d.get("hubs") or ()})),
+        hubs=tuple(sorted({_hub_index(h, config, n_hubs, "hubs") for h in d.get("hubs") or ()})),
         hold_activation=bool(d.get("hold_activation", False)),
     )
 
@@ -365,30 +378,27 @@ def _list(value: Any, name: str) -> list[Any]:
     return list(value)
 
 
-def _hub_index(value: Any, config: FleetConfig, n_hubs: int) -> int:
-    from twin.model.ids import parse_eui64
+def _hub_index(value: Any, config: FleetConfig, n_hubs: int, name: str = "hub") -> int:
+    """A hub given as its dense index (a YAML/JSON integer) or a hub name (`parse_hub_ref`)."""
+    from twin.model.ids import parse_hub_ref
 
     if isinstance(value, int) and not isinstance(value, bool):
         hub = value
     else:
-        text = str(value).strip()
-        if text.isdigit():
-            hub = int(text)
-        else:
-            try:
-                hub, _ = parse_eui64(text, config.seed)
-            except ValueError as e:
-                raise TwinInputError("hub", str(e)) from None
+        try:
+            hub = parse_hub_ref(value, config.seed)
+        except GrammarError as e:
+            raise TwinInputError(name, str(e)) from None
     if not 0 <= hub < n_hubs:
-        raise TwinInputError("hub", f"{value!r} is not a hub of this fleet")
+        raise TwinInputError(name, f"{shown(value)} is not a hub of this fleet")
     return hub
 
 
 def _p_switch(d, at, config, allowed, n_hubs) -> SupplierSwitch:
     _known(d, allowed, "supplier_switch")
-    fuel = str(d.get("fuel", "dual")).lower()
+    fuel = _key(d.get("fuel", "dual"), "fuel")
     if fuel not in ("electricity", "gas", "dual"):
-        raise TwinInputError("fuel", f"expected electricity, gas or dual, got {d.get('fuel')!r}")
+        raise TwinInputError("fuel", f"expected electricity, gas or dual, got {shown(d.get('fuel'))}")
     return SupplierSwitch(at=at, hub=_hub_index(_require(d, "hub"), config, n_hubs), fuel=fuel,
                           to_supplier=_supplier(_require(d, "to_supplier"), "to_supplier"))
 
@@ -473,9 +483,9 @@ def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
 
 def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
     _known(d, allowed, "operation_control")
-    action = str(_require(d, "action")).lower()
+    action = _key(_require(d, "action"), "action")
     if action not in ("pause", "resume", "cancel", "activate"):
-        raise TwinInputError("action", f"expected pause, resume, cancel or activate, got {d.get('action')!r}")
+        raise TwinInputError("action", f"expected pause, resume, cancel or activate, got {shown(d.get('action'))}")
     return OperationControl(at=at, operation=str(_require(d, "operation")), action=action)
 
 
