@@ -5,10 +5,12 @@ worker thread on the same Ray as the served fleet), and comparisons."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
@@ -19,9 +21,10 @@ from twin.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
 from twin.reporting.compare import compare_runs, write_comparison
 from twin.services.convert import ts
-from twin.services.errors import invalid, not_found
+from twin.services.errors import ApiError, invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
+BRANCH_ID = re.compile(r"[a-z][a-z0-9-]{0,62}", re.ASCII)
 
 
 def _pack(msg: Any) -> any_pb2.Any:
@@ -75,6 +78,9 @@ class Branches:
         parent_dir = self.sup.run_dir if served else self.branch_dir(req.branch.parent, "branch.parent")
         if not req.branch_id:
             raise invalid("branch_id", "is required")
+        if BRANCH_ID.fullmatch(req.branch_id) and (self.root / req.branch_id).exists():
+            raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"branch_id: branches/{req.branch_id} already exists",
+                           field="branch_id")
         at, until = int(req.branch.fork_tick), int(req.until_tick)
         try:
             plan = plan_fork(parent_dir, at=at, events=events, drop=list(req.branch.dropped), name=req.branch_id,

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
+from twin.model.ops.validation import OperationStateConflict, UnknownOperation
 from twin.netaddr import is_loopback
 from twin.services.errors import ApiError, invalid
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
@@ -126,6 +127,10 @@ class _Gate:
                 return await out if inspect.isawaitable(out) else out
             except ApiError as e:
                 await context.abort_with_status(e.status())
+            except UnknownOperation as e:
+                await context.abort_with_status(ApiError(grpc.StatusCode.NOT_FOUND, str(e), field=e.field).status())
+            except OperationStateConflict as e:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             except TwinInputError as e:
                 await context.abort_with_status(invalid(e.field, e.reason).status())
             except RunStateError as e:
@@ -251,7 +256,7 @@ class ApiServer:
         services = [  # (descriptor, servicer, registration function)
             (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
              fleet_pb2_grpc.add_FleetServiceServicer_to_server),
-            (operations_pb2.DESCRIPTOR.services_by_name["Operations"], OperationsServicer(self.supervisor, fleet.branches),
+            (operations_pb2.DESCRIPTOR.services_by_name["Operations"], OperationsServicer(self.supervisor, fleet.branches, fleet),
              operations_pb2_grpc.add_OperationsServicer_to_server),
             (dcc_pb2.DESCRIPTOR.services_by_name["DccService"], dcc, dcc_pb2_grpc.add_DccServiceServicer_to_server),
             (csp_pb2.DESCRIPTOR.services_by_name["CspService"], CspServicer(self.supervisor),

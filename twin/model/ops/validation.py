@@ -10,6 +10,15 @@ from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, 
 from twin.model.ops.runtime import FleetPlanner
 
 
+class UnknownOperation(TwinInputError):
+    """A control names an operation the run does not hold (the API answers NOT_FOUND)."""
+
+
+class OperationStateConflict(TwinInputError):
+    """A control the operation's state does not allow, e.g. pausing a finished rollout (the API
+    answers FAILED_PRECONDITION)."""
+
+
 def _overlap(a: tuple, b: tuple) -> bool:
     """Empty means 'all'."""
     return not a or not b or bool(set(a) & set(b))
@@ -19,9 +28,9 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
     if isinstance(cmd, OperationControl):
         op = planner.ops.get(cmd.operation)
         if op is None:
-            raise TwinInputError("operation", f"no operation named {cmd.operation!r}")
+            raise UnknownOperation("operation", f"no operation named {cmd.operation!r}")
         if cmd.action not in op.allowed_actions():
-            raise TwinInputError("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
+            raise OperationStateConflict("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
         return
     # Only operations not yet done can conflict, and all of them are live: looking at the live ones
     # keeps a request (an SR 11.1 is a rollout) from costing every operation ever accepted.
