@@ -13,7 +13,7 @@ Per caller (user id):
 - an id whose first request is still being processed is refused for now (`"in_progress"`), and
   one whose request is held in quarantine is answered as it was (`"held"`, naming the entry);
 - a request refused before it was accepted (bad input, quarantine deleted) leaves its id free to
-  be retried; its counter stays used.
+  be retried, a DUIS one only while no later counter from its originator has been used.
 
 Memory is bounded: the newest `max_ids` ids are remembered (oldest forgotten first), and for
 DUIS ids one integer per (caller, originator) for ever, so an old DUIS id is refused by its counter
@@ -120,10 +120,12 @@ class RequestLedger:
                     raise RequestIdError("held", f"request {request_id!r} is held in quarantine as {seen.held}; an "
                                                  "operator may release or delete it", held=seen.held)
                 return seen
-            if seen is None and duis is not None:
+            if duis is not None:
                 ckey = (user, duis.originator)
                 last = self._counters.get(ckey, -1)
-                if duis.counter <= last:
+                # A new id must pass the last counter; a refused one may be sent again only while
+                # no later counter has been used.
+                if duis.counter < last or (duis.counter == last and seen is None):
                     raise RequestIdError("stale", f"counter {duis.counter} is not above {last}, the last one used "
                                                   f"from originator {duis.originator}: a DUIS RequestID counter "
                                                   "must strictly increase")
