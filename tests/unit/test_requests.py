@@ -69,9 +69,15 @@ def test_a_held_request_is_answered_as_held_until_released_or_deleted():
     with pytest.raises(RequestIdError) as e:
         led.claim("alice", "q1", "d")
     assert (e.value.kind, e.value.held) == ("held", "q-000003")
+    led.fail("alice", "q1")  # the call that was quarantined ends: the request stays held
+    assert kind_of(led.claim, "alice", "q1", "d") == "held"
     led.release("alice", "q1")
     led.finish("alice", "q1", answer=b"a")
     assert led.claim("alice", "q1", "d").answer == b"a"
+    led.claim("alice", "q2", "d")
+    led.hold("alice", "q2", "q-000004")
+    led.fail("alice", "q2", held=True)  # deleted from quarantine: the id is free again
+    assert led.claim("alice", "q2", "d") is None
 
 
 def test_memory_is_bounded_and_forgotten_duis_ids_are_still_refused():

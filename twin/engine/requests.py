@@ -143,12 +143,13 @@ class RequestLedger:
             seen.operation = operation or seen.operation
             seen.answer = answer or seen.answer
 
-    def fail(self, user: str, request_id: str) -> None:
-        """The request was refused (or deleted from quarantine) before anything applied: its id
-        may be sent again."""
+    def fail(self, user: str, request_id: str, *, held: bool = False) -> None:
+        """The request was refused before anything applied (`held`: it was deleted from
+        quarantine): its id may be sent again. A request held in quarantine stays held unless
+        `held` is given."""
         with self._lock:
             seen = self._ids.get((user, request_id))
-            if seen is not None and seen.state in ("pending", "held"):
+            if seen is not None and seen.state == ("held" if held else "pending"):
                 seen.state = "failed"
 
     def hold(self, user: str, request_id: str, entry_id: str) -> None:

@@ -18,6 +18,7 @@ from google.protobuf import json_format, struct_pb2
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.engine.requests import RequestKey, RequestLedger, request_digest
 from twin.model.catalog import AlertKind
+from twin.model.config import TwinInputError
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
@@ -132,7 +133,11 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     async def _first_answer(self, request, seen) -> dcc_pb2.SubmitServiceRequestResponse:
         if seen.operation:
-            view = await asyncio.to_thread(self.sup.operation, f"operations/{seen.operation}")
+            name = f"operations/{seen.operation}"
+            try:
+                view = await asyncio.to_thread(self.sup.operation, name)
+            except TwinInputError:  # journaled, not yet accepted again after a resume
+                view = {"name": name, "done": False}
             if view["done"] or not seen.answer:
                 cfg = self.sup.config
                 hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
@@ -452,7 +457,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             entry = self.anomaly.delete(request.id)
         except KeyError:
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
-        self.ledger.fail(entry.user_id, entry.request["request_id"])  # never applied: its id may be sent again
+        self.ledger.fail(entry.user_id, entry.request["request_id"], held=True)  # never applied: its id is free
         return _quarantined(entry)
 
 

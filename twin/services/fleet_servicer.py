@@ -118,7 +118,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         event = _event_dict(request)
         key, first = claim_request(self.sup.requests, request)
         if first is not None:  # a retry: the first Operation as it is now, nothing applied again
-            return operation_message(await asyncio.to_thread(self.sup.operation, f"operations/{first.operation}"))
+            try:
+                return operation_message(await asyncio.to_thread(self.sup.operation, f"operations/{first.operation}"))
+            except TwinInputError:  # journaled, not yet accepted again after a resume
+                return operations_pb2.Operation(name=f"operations/{first.operation}")
         if key is None:
             return operation_message(await asyncio.to_thread(self.sup.submit, event))
         try:
