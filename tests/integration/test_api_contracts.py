@@ -4,8 +4,11 @@ table of docs/api-errors.md."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import time
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -24,6 +27,7 @@ from twin.model.catalog import AlertKind
 from twin.model.config import FleetConfig
 from twin.model.query import parse_filter
 from twin.services.anomaly import AnomalyDetector
+from twin.services.convert import page_token
 from twin.services.errors import bad_request_fields
 from twin.services.server import MAX_MESSAGE_BYTES, ApiServer
 
@@ -268,8 +272,6 @@ def test_every_list_method_refuses_a_token_of_another_request(api):
              lambda **kw: fleet_pb2.ListBranchesRequest(**kw),
              lambda **kw: operations_pb2.ListOperationsRequest(**kw)),
         ]
-        from twin.services.convert import page_token
-
         for call, make, other in cases:
             # A token the server issued for `make` (built as the server builds it, for lists too
             # short here to need a second page); with `other`'s fields or method it is refused.
@@ -382,3 +384,228 @@ def test_controls_on_unknown_and_finished_operations(api):
         for call, req in [(c.operations.CancelOperation, operations_pb2.CancelOperationRequest(name=done.name)),
                           (c.fleet.PauseOperation, fleet_pb2.PauseOperationRequest(name=done.name))]:
             expect(grpc.StatusCode.FAILED_PRECONDITION, call, req, metadata=md)
+
+
+# -- part 4: the published error table ------------------------------------------------------------
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api-errors.md"
+
+
+def error_table() -> list[tuple[str, str, str, str]]:
+    rows = []
+    for line in DOC.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 4 and cells[0] not in ("RPC", "---"):
+            rows.append(tuple(cells))
+    return rows
+
+
+def test_the_error_table_holds_against_a_live_server(api):
+    """Every row of docs/api-errors.md: its case sent to this server (or the test that covers it
+    named), answered with the row's code and BadRequest field."""
+    from twin.model.catalog import SUPPLIERS
+    from twin.services.signing import sign
+
+    target = f"hubs/{api.hub['device_id']}"
+    quarantining = ApiServer(api.sup, api.users, port=0, anomaly=AnomalyDetector(default_threshold=0))
+    quarantining.start()
+    op_c, is_c = api.client("operator"), api.client("is")
+    q_c = TwinClient(quarantining.address, token=api.tokens["is"])
+    md, umd = op_c.metadata, is_c.metadata
+    F, Op, D, C = op_c.fleet, op_c.operations, is_c.dcc, op_c.csp
+    f, o, d, cs = fleet_pb2, operations_pb2, dcc_pb2, csp_pb2
+    try:
+        # What the cases need: a finished operation, a branch, a failed supplier (far in the future).
+        done = op_c.create_event(power_outage=f.PowerOutage(area="12", fraction=0.01, duration_min=30))
+        api.sup.step(6)
+        assert TwinClient.progress(op_c.get_operation(done.name)).state == "DONE"
+        branch = F.CreateBranch(f.CreateBranchRequest(branch_id="walk", branch=f.Branch(fork_tick=1), until_tick=2),
+                                metadata=md)
+        op_c.wait_operation(branch.name, timeout_s=120)
+        others = [s.name for s in SUPPLIERS if s.name not in (api.hub["supplier"], api.hub["gas_supplier"])]
+        failure = f.SupplierFailure(supplier=others[0], solr=others[1])
+        failed = op_c.create_event(at="30d", supplier_failure=failure)
+        rid = str(uuid.uuid4())
+        F.CreateEvent(f.CreateEventRequest(at="30d", request_id=rid, power_outage=f.PowerOutage(
+            area="12", duration_min=5)), metadata=md)
+        moved = d.SubmitServiceRequestRequest(srv="7.1", target=target, request_id="walk-signed",
+                                              issued_at_ms=int(time.time() * 1000))
+        moved.signature = sign(api.keys["other-is"].read_bytes(), user_id="is", srv="7.1", target=target,
+                               request_id="walk-signed", issued_at_ms=moved.issued_at_ms, payload={})
+        dev = api.hub["device_id"]
+        is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:900")
+        is_c.submit("2.2", target, {"amount_pence": 3}, request_id="walk-reused")
+        unknown = "operations/nope-1"
+
+        def aborted():
+            """The retry comes while the first request waits to be accepted (the planner held);
+            leaving the block frees the planner, and the first is accepted then."""
+            with concurrent.futures.ThreadPoolExecutor(1) as pool, api.sup._plan_lock:
+                pool.submit(is_c.submit, "2.2", target, {"amount_pence": 4}, request_id="walk-busy")
+                while api.sup.requests.get("is", "walk-busy") is None:
+                    time.sleep(0.01)
+                is_c.submit("2.2", target, {"amount_pence": 4}, request_id="walk-busy")
+
+        cases = {
+            ("any", "no bearer token, or an unknown one"):
+                lambda: TwinClient(api.server.address, token="nope").get_hub(target),
+            ("any", "more calls in flight than the server's limit"):
+                "tests/integration/test_api.py::test_overload_answers_resource_exhausted",
+            ("FleetService.GetClock", "a DCC User, not an operator"):
+                lambda: is_c.fleet.GetClock(f.GetClockRequest(), metadata=umd),
+            ("FleetService.UpdateClock", "an unknown clock state"):
+                lambda: F.UpdateClock(f.UpdateClockRequest(state=7), metadata=md),
+            ("FleetService.UpdateClock", "speed not a number"):
+                lambda: F.UpdateClock(f.UpdateClockRequest(speed=float("nan")), metadata=md),
+            ("FleetService.StepClock", "count outside 1..10000"): lambda: F.StepClock(f.StepClockRequest(count=0), metadata=md),
+            ("FleetService.CreateEvent", "no event set"): lambda: F.CreateEvent(f.CreateEventRequest(), metadata=md),
+            ("FleetService.CreateEvent", "a bad event field (an unknown area)"):
+                lambda: op_c.create_event(power_outage=f.PowerOutage(area="Atlantis", duration_min=5)),
+            ("FleetService.CreateEvent", "conflicts with an operation still running (the supplier failed already)"):
+                lambda: op_c.create_event(at="31d", supplier_failure=failure),
+            ("FleetService.CreateEvent", "the run is rewound behind its head"):
+                "tests/integration/test_branches_api.py::test_branches_and_rewind_through_the_api",
+            ("FleetService.CreateEvent", "request_id used for a different event"):
+                lambda: F.CreateEvent(f.CreateEventRequest(at="30d", request_id=rid, power_outage=f.PowerOutage(
+                    area="12", duration_min=6)), metadata=md),
+            ("FleetService.PauseOperation", "no such operation"):
+                lambda: F.PauseOperation(f.PauseOperationRequest(name=unknown), metadata=md),
+            ("FleetService.PauseOperation", "the operation has finished"):
+                lambda: F.PauseOperation(f.PauseOperationRequest(name=done.name), metadata=md),
+            ("FleetService.ResumeOperation", "no such operation"):
+                lambda: F.ResumeOperation(f.ResumeOperationRequest(name=unknown), metadata=md),
+            ("FleetService.ResumeOperation", "the operation has finished"):
+                lambda: F.ResumeOperation(f.ResumeOperationRequest(name=done.name), metadata=md),
+            ("FleetService.AggregateFleet", "an unknown group key"):
+                lambda: F.AggregateFleet(f.AggregateFleetRequest(group_by=["colour"]), metadata=md),
+            ("FleetService.GetHub", "a malformed hub name"): lambda: op_c.get_hub("hubs/12-34"),
+            ("FleetService.GetHub", "no such hub in the fleet"): lambda: op_c.get_hub("hubs/99999999"),
+            ("FleetService.ListHubs", "a filter that cannot be read"): lambda: op_c.list_hubs("colour=red"),
+            ("FleetService.ListHubs", "a negative page_size"): lambda: op_c.list_hubs("", -1),
+            ("FleetService.ListHubs", "a page token of another filter"):
+                lambda: op_c.list_hubs("region=South", page_token=op_c.list_hubs("region=North", 5).next_page_token),
+            ("FleetService.WatchFleet", "backlog outside 0..2000"):
+                lambda: next(F.WatchFleet(f.WatchFleetRequest(backlog=5000), metadata=md)),
+            ("FleetService.ListHubEvents", "no such hub"):
+                lambda: F.ListHubEvents(f.ListHubEventsRequest(parent="hubs/99999999"), metadata=md),
+            ("FleetService.ListHubEvents", "a page token of another hub"):
+                lambda: F.ListHubEvents(f.ListHubEventsRequest(parent="hubs/2", page_token=page_token(
+                    f.ListHubEventsRequest(parent="hubs/1"), 5, 0)), metadata=md),
+            ("FleetService.RewindClock", "a negative tick"): lambda: F.RewindClock(f.RewindClockRequest(tick=-1), metadata=md),
+            ("FleetService.RewindClock", "a tick beyond the current one"):
+                lambda: F.RewindClock(f.RewindClockRequest(tick=10**6), metadata=md),
+            ("FleetService.CreateBranch", "a malformed branch_id"):
+                lambda: F.CreateBranch(f.CreateBranchRequest(branch_id="Bad_Id", until_tick=2), metadata=md),
+            ("FleetService.CreateBranch", "the branch exists already"):
+                lambda: F.CreateBranch(f.CreateBranchRequest(branch_id="walk", branch=f.Branch(fork_tick=1), until_tick=2),
+                                       metadata=md),
+            ("FleetService.CreateBranch", "no such parent branch"):
+                lambda: F.CreateBranch(f.CreateBranchRequest(branch_id="orphan", branch=f.Branch(parent="branches/nope"),
+                                                             until_tick=2), metadata=md),
+            ("FleetService.CreateBranch", "fork_tick beyond the run's current tick"):
+                lambda: F.CreateBranch(f.CreateBranchRequest(branch_id="late", branch=f.Branch(fork_tick=10**6),
+                                                             until_tick=10**6), metadata=md),
+            ("FleetService.CreateBranch", "until_tick before the fork tick"):
+                lambda: F.CreateBranch(f.CreateBranchRequest(branch_id="back", branch=f.Branch(fork_tick=2), until_tick=1),
+                                       metadata=md),
+            ("FleetService.GetBranch", "a malformed branch name"):
+                lambda: F.GetBranch(f.GetBranchRequest(name="walk"), metadata=md),
+            ("FleetService.GetBranch", "no such branch"):
+                lambda: F.GetBranch(f.GetBranchRequest(name="branches/nope"), metadata=md),
+            ("FleetService.ListBranches", "a page token of another method"):
+                lambda: F.ListBranches(f.ListBranchesRequest(page_token=page_token(f.ListHubsRequest(), 0)), metadata=md),
+            ("FleetService.CompareBranches", "no such branch"):
+                lambda: F.CompareBranches(f.CompareBranchesRequest(name="branches/nope"), metadata=md),
+            ("FleetService.CompareBranches", "no such other branch"):
+                lambda: F.CompareBranches(f.CompareBranchesRequest(name="branches/walk", other="branches/nope"), metadata=md),
+            ("Operations.GetOperation", "no such operation"):
+                lambda: Op.GetOperation(o.GetOperationRequest(name=unknown), metadata=md),
+            ("Operations.ListOperations", "a filter that cannot be read"):
+                lambda: Op.ListOperations(o.ListOperationsRequest(filter="colour=red"), metadata=md),
+            ("Operations.ListOperations", "a page token of another filter"):
+                lambda: Op.ListOperations(o.ListOperationsRequest(filter="done=true", page_token=Op.ListOperations(
+                    o.ListOperationsRequest(page_size=1), metadata=md).next_page_token), metadata=md),
+            ("Operations.CancelOperation", "no such operation"):
+                lambda: Op.CancelOperation(o.CancelOperationRequest(name=unknown), metadata=md),
+            ("Operations.CancelOperation", "the operation finished (not cancelled)"):
+                lambda: Op.CancelOperation(o.CancelOperationRequest(name=done.name), metadata=md),
+            ("Operations.DeleteOperation", "any"):
+                lambda: Op.DeleteOperation(o.DeleteOperationRequest(name=done.name), metadata=md),
+            ("Operations.WaitOperation", "no such operation"):
+                lambda: Op.WaitOperation(o.WaitOperationRequest(name=unknown), metadata=md),
+            ("DccService.SubmitServiceRequest", "sent by an operator"): lambda: op_c.submit("4.1.1", target),
+            ("DccService.SubmitServiceRequest", "an unknown SRV"): lambda: is_c.submit("99.9", target),
+            ("DccService.SubmitServiceRequest", "no request_id"):
+                lambda: D.SubmitServiceRequest(d.SubmitServiceRequestRequest(srv="4.1.1", target=target), metadata=umd),
+            ("DccService.SubmitServiceRequest", "a request_id with ':' that is not a DUIS RequestID"):
+                lambda: is_c.submit("4.1.1", target, request_id="a:b:c"),
+            ("DccService.SubmitServiceRequest", "a DUIS counter not above the last one from its originator"):
+                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:899"),
+            ("DccService.SubmitServiceRequest", "request_id used for a different request"):
+                lambda: is_c.submit("2.2", target, {"amount_pence": 4}, request_id="walk-reused"),
+            ("DccService.SubmitServiceRequest", "the first request with this request_id is still being processed"): aborted,
+            ("DccService.SubmitServiceRequest", "a malformed target"): lambda: is_c.submit("4.1.1", "hubs/not-a-hub"),
+            ("DccService.SubmitServiceRequest", "no such premises in the fleet"): lambda: is_c.submit("4.1.1", "hubs/99999999"),
+            ("DccService.SubmitServiceRequest", "premises the sender does not supply"):
+                lambda: api.client("other-is").submit("4.1.1", target),
+            ("DccService.SubmitServiceRequest", "a critical SRV unsigned"): lambda: is_c.submit("7.1", target, sign=False),
+            ("DccService.SubmitServiceRequest", "a critical SRV signed with another key"):
+                lambda: D.SubmitServiceRequest(moved, metadata=umd),
+            ("DccService.SubmitServiceRequest", "a bad parameter (a top-up of 0 pence)"):
+                lambda: is_c.submit("2.2", target, {"amount_pence": 0}),
+            ("DccService.SubmitServiceRequest", "SR 11.3 with no image distributed"):
+                lambda: is_c.submit("11.3", f"hubs/{api.hub2['device_id']}"),
+            ("DccService.SubmitServiceRequest", "past the user's threshold: quarantined"): lambda: q_c.submit("4.1.1", target),
+            ("DccService.StreamAlerts", "an unknown alert kind"): lambda: next(is_c.alerts(["NOPE"])),
+            ("DccService.ListQuarantinedRequests", "a user asks for another user's"):
+                lambda: D.ListQuarantinedRequests(d.ListQuarantinedRequestsRequest(user_id="gs"), metadata=umd),
+            ("DccService.ListQuarantinedRequests", "a negative page_size"):
+                lambda: D.ListQuarantinedRequests(d.ListQuarantinedRequestsRequest(page_size=-1), metadata=umd),
+            ("DccService.ListQuarantinedRequests", "a page token of another user_id"):
+                lambda: op_c.dcc.ListQuarantinedRequests(d.ListQuarantinedRequestsRequest(user_id="gs", page_token=page_token(
+                    d.ListQuarantinedRequestsRequest(user_id="is"), 1)), metadata=md),
+            ("DccService.ReleaseQuarantinedRequest", "a DCC User, not an operator"):
+                lambda: D.ReleaseQuarantinedRequest(d.ReleaseQuarantinedRequestRequest(id="q-000001"), metadata=umd),
+            ("DccService.ReleaseQuarantinedRequest", "no such quarantine entry"):
+                lambda: op_c.dcc.ReleaseQuarantinedRequest(d.ReleaseQuarantinedRequestRequest(id="q-999999"), metadata=md),
+            ("DccService.DeleteQuarantinedRequest", "a DCC User, not an operator"):
+                lambda: D.DeleteQuarantinedRequest(d.DeleteQuarantinedRequestRequest(id="q-000001"), metadata=umd),
+            ("DccService.DeleteQuarantinedRequest", "no such quarantine entry"):
+                lambda: op_c.dcc.DeleteQuarantinedRequest(d.DeleteQuarantinedRequestRequest(id="q-999999"), metadata=md),
+            ("CspService.GetNetworkState", "no such region"):
+                lambda: C.GetNetworkState(cs.GetNetworkStateRequest(name="regions/atlantis"), metadata=md),
+            ("CspService.ListSwitchOffs", "no such region"):
+                lambda: C.ListSwitchOffs(cs.ListSwitchOffsRequest(parent="regions/atlantis"), metadata=md),
+            ("CspService.ListSwitchOffs", "a page token of another region"):
+                lambda: C.ListSwitchOffs(cs.ListSwitchOffsRequest(parent="regions/south", page_token=page_token(
+                    cs.ListSwitchOffsRequest(parent="regions/north"), 1)), metadata=md),
+            ("CspService.ListBaseStations", "a region without base stations"):
+                lambda: C.ListBaseStations(cs.ListBaseStationsRequest(parent="regions/south"), metadata=md),
+            ("CspService.ListBaseStations", "a page token of another method"):
+                lambda: C.ListBaseStations(cs.ListBaseStationsRequest(parent="regions/north", page_token=page_token(
+                    cs.ListSwitchOffsRequest(parent="regions/north"), 1)), metadata=md),
+            ("CspService.GetLoad", "a negative number of ticks"):
+                lambda: C.GetLoad(cs.GetLoadRequest(name="regions/north", ticks=-1), metadata=md),
+            ("CspService.GetCoverage", "no such hub"):
+                lambda: C.GetCoverage(cs.GetCoverageRequest(hub="hubs/99999999"), metadata=md),
+        }
+        rows = error_table()
+        assert len(rows) >= 70 and {(r, c) for r, c, _, _ in rows} == set(cases)
+        root = DOC.parents[1]
+        for rpc, case, code, field in rows:
+            how = cases[(rpc, case)]
+            if isinstance(how, str):  # covered by the test it names
+                path, name = how.split("::")
+                assert f"def {name}(" in (root / path).read_text(), how
+                continue
+            try:
+                how()
+            except grpc.RpcError as err:
+                assert err.code().name == code, (rpc, case, err.code(), err.details())
+                assert not field or bad_request_fields(err) == [field], (rpc, case, err.details())
+            else:
+                pytest.fail(f"{rpc}, {case}: answered OK, expected {code}")
+        op_c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=failed.name), metadata=md)
+    finally:
+        for c in (op_c, is_c, q_c):
+            c.channel.close()
+        quarantining.stop(1.0)

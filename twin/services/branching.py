@@ -82,6 +82,9 @@ class Branches:
             raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"branch_id: branches/{req.branch_id} already exists",
                            field="branch_id")
         at, until = int(req.branch.fork_tick), int(req.until_tick)
+        if served and at > self.sup.tick:  # not reached yet: valid later (AIP-193)
+            raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"branch.fork_tick: {at} is beyond the run's current tick "
+                                                         f"{self.sup.tick}", field="branch.fork_tick")
         try:
             plan = plan_fork(parent_dir, at=at, events=events, drop=list(req.branch.dropped), name=req.branch_id,
                              branch_dir=self.root / req.branch_id, head=self.sup.tick if served else None)

@@ -27,7 +27,7 @@ from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineFull, entry_number
 from twin.services.batching import ShardBatcher
 from twin.services.convert import ALERT_CODES, hub_index, page_start, page_token, ts
-from twin.services.errors import ApiError, denied, invalid
+from twin.services.errors import ApiError, conflict, denied, invalid
 from twin.services.identity import OPERATOR, Identity
 from twin.services.policy import PolicyError, authorise
 from twin.services.retries import check_request_id, claim
@@ -267,7 +267,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             if waiting:
                 return {"type": "operation_control", "operation": waiting[0]["name"].split("/")[1], "action": "activate"}
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
-                           "no image distributed to this device is waiting: send SR 11.1 first", field="target")
+                           "no image distributed to this device is waiting: send SR 11.1 first", field="target",
+                           precondition="target")
         raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"SRV {srv} is not implemented", field="srv")
 
     async def _read(self, srv: str, hub: int, fuel: str, rec: dict[str, Any]) -> dict[str, Any]:
@@ -423,7 +424,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
         sender = next((u for u in self.server.users.users() if u.user_id == entry.user_id), None)
         if sender is None:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"user {entry.user_id} no longer exists")
+            raise conflict("user_id", f"user {entry.user_id} no longer exists")
         req = dcc_pb2.SubmitServiceRequestRequest(srv=entry.request["srv"], target=entry.request["target"],
                                                   request_id=entry.request["request_id"])
         params = entry.request.get("parameters") or {}

@@ -4,6 +4,7 @@ and the standard google.longrunning.Operations service over the same operations.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,7 +30,7 @@ from twin.services.convert import (
     summary_message,
     ts,
 )
-from twin.services.errors import ApiError, denied, invalid, not_found
+from twin.services.errors import ApiError, conflict, denied, invalid, not_found
 from twin.services.identity import OPERATOR
 from twin.services.retries import claim_request
 from twin.services.server import current_identity
@@ -96,6 +97,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     async def UpdateClock(self, request, context):
         require_operator()
+        if request.state not in fleet_pb2.ClockState.values():
+            raise invalid("state", f"unknown clock state {request.state}: CLOCK_STATE_PAUSED or CLOCK_STATE_RUNNING")
+        if not math.isfinite(request.speed):
+            raise invalid("speed", f"must be a number, got {request.speed}")
         if request.speed > 0:
             self.sup.set_speed(request.speed)
         elif request.speed == 0 and request.state != fleet_pb2.CLOCK_STATE_UNSPECIFIED:
@@ -137,8 +142,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         if its state does not allow the action (it has finished, or is not running)."""
         require_operator()
         if self.branches is not None and name.startswith(OP_PREFIX) and self.branches.operation(name) is not None:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"{name} makes a branch: it runs to its until_tick and cannot be {_PAST[action]}")
+            raise conflict(name, f"{name} makes a branch: it runs to its until_tick and cannot be {_PAST[action]}")
         try:
             view = await asyncio.to_thread(self.sup.operation, name)
         except TwinInputError:
@@ -147,8 +151,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         if state in _ALREADY[action]:
             return operation_message(view)
         if view["done"]:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"{name} has finished ({state}): it can no longer be {_PAST[action]}")
+            raise conflict(name, f"{name} has finished ({state}): it can no longer be {_PAST[action]}")
         op = name.removeprefix("operations/")
         await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": action})
         return operation_message(await asyncio.to_thread(self.sup.operation, name))
@@ -207,6 +210,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     async def RewindClock(self, request, context):
         require_operator()
+        if request.tick > self.sup.tick:  # a tick the run has not reached yet: valid later (AIP-193)
+            raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"tick: {request.tick} is beyond the current tick "
+                                                         f"{self.sup.tick}; rewind goes back only", field="tick")
         await asyncio.to_thread(self.sup.rewind, int(request.tick))
         return self._clock()
 

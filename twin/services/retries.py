@@ -26,7 +26,8 @@ def request_id_error(e: RequestIdError) -> ApiError:
                         f"quarantined as {e.held}: {e.message}", quota=e.held)
     code = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "stale": grpc.StatusCode.FAILED_PRECONDITION,
             "reused": grpc.StatusCode.ALREADY_EXISTS, "in_progress": grpc.StatusCode.ABORTED}[e.kind]
-    return ApiError(code, f"request_id: {e.message}", field="request_id")
+    return ApiError(code, f"request_id: {e.message}", field="request_id",
+                    precondition="request_id" if e.kind == "stale" else "")
 
 
 def check_request_id(request_id: str, *, required: bool) -> None:

@@ -25,9 +25,9 @@ from grpc_reflection.v1alpha import reflection
 
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
-from twin.model.ops.validation import OperationStateConflict, UnknownOperation
+from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.netaddr import is_loopback
-from twin.services.errors import ApiError, invalid
+from twin.services.errors import ApiError, conflict, invalid
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
 
 log = logging.getLogger(__name__)
@@ -129,12 +129,12 @@ class _Gate:
                 await context.abort_with_status(e.status())
             except UnknownOperation as e:
                 await context.abort_with_status(ApiError(grpc.StatusCode.NOT_FOUND, str(e), field=e.field).status())
-            except OperationStateConflict as e:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            except (OperationStateConflict, CommandConflict) as e:
+                await context.abort_with_status(conflict(e.field, str(e)).status())
             except TwinInputError as e:
                 await context.abort_with_status(invalid(e.field, e.reason).status())
             except RunStateError as e:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                await context.abort_with_status(conflict("run", str(e)).status())
             except NotImplementedError:  # a method of a generated base class this twin does not serve
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
             except Forward:

@@ -19,6 +19,11 @@ class OperationStateConflict(TwinInputError):
     answers FAILED_PRECONDITION)."""
 
 
+class CommandConflict(TwinInputError):
+    """A command that conflicts with one still running, e.g. a second rollout of the same devices
+    (the API answers FAILED_PRECONDITION)."""
+
+
 def _overlap(a: tuple, b: tuple) -> bool:
     """Empty means 'all'."""
     return not a or not b or bool(set(a) & set(b))
@@ -41,11 +46,11 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
                     and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
                     and _overlap(other.suppliers, cmd.suppliers)
                     and _overlap(other.from_versions, cmd.from_versions) and _overlap(other.hubs, cmd.hubs)):
-                raise TwinInputError("model", f"conflicts with {op.name}, still {op.state.lower()} on "
+                raise CommandConflict("model", f"conflicts with {op.name}, still {op.state.lower()} on "
                                               f"{cmd.model_label} devices of the same selection")
         if census(cmd) == 0:
             raise TwinInputError("selector", f"no {cmd.model_label} devices match this selection")
     if isinstance(cmd, SupplierFailure):
         for op in planner.live.values():
             if isinstance(op.cmd, SupplierFailure) and not op.done and op.cmd.supplier in (cmd.supplier, cmd.solr):
-                raise TwinInputError("supplier", f"supplier already failed in {op.name}")
+                raise CommandConflict("supplier", f"supplier already failed in {op.name}")
