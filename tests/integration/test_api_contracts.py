@@ -118,6 +118,13 @@ def test_a_refused_request_may_be_retried_with_its_id(api):
         expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "2.2", target, {"amount_pence": 0}, request_id=rid)
         ok = c.submit("2.2", target, {"amount_pence": 7}, request_id=rid)
         assert ok.response.operation and len(journaled(api.sup, rid)) == 1
+        # A signed (critical) request refused after its signature verified: signed again and resent.
+        rid = str(uuid.uuid4())
+        e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "1.1.1", target, {"unit_rate_pence": 900},
+                   request_id=rid)
+        assert bad_request_fields(e) == ["parameters.unit_rate_pence"]
+        ok = c.submit("1.1.1", target, {"unit_rate_pence": 24.5}, request_id=rid)
+        assert ok.response.operation and len(journaled(api.sup, rid)) == 1
 
 
 def test_a_retried_quarantined_request_is_held_once(api):

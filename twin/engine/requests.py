@@ -143,14 +143,16 @@ class RequestLedger:
             seen.operation = operation or seen.operation
             seen.answer = answer or seen.answer
 
-    def fail(self, user: str, request_id: str, *, held: bool = False) -> None:
+    def fail(self, user: str, request_id: str, *, held: bool = False) -> bool:
         """The request was refused before anything applied (`held`: it was deleted from
         quarantine): its id may be sent again. A request held in quarantine stays held unless
-        `held` is given."""
+        `held` is given. True if the id was freed."""
         with self._lock:
             seen = self._ids.get((user, request_id))
             if seen is not None and seen.state == ("held" if held else "pending"):
                 seen.state = "failed"
+                return True
+            return False
 
     def hold(self, user: str, request_id: str, entry_id: str) -> None:
         """The request is held in quarantine as `entry_id`: a retry is told so, and nothing more is held."""

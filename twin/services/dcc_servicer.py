@@ -94,7 +94,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         try:
             resp = await self._submit(identity, request, key)
         except BaseException:
-            self.ledger.fail(key.user, key.request_id)
+            if self.ledger.fail(key.user, key.request_id):
+                self.signatures.forget(key.user, key.request_id)  # refused: it may be signed and sent again
             raise
         self.ledger.finish(key.user, key.request_id, answer=resp.SerializeToString())
         return resp

@@ -81,10 +81,17 @@ class SignatureChecker:
             self._seen[key] = forget_at
             heapq.heappush(self._expiry, (forget_at, key))
 
+    def forget(self, user_id: str, request_id: str) -> None:
+        """The request was refused after its signature verified: nothing applied, so the user may
+        send it again under the same id (AIP-155), newly signed."""
+        with self._lock:
+            self._seen.pop((user_id, request_id), None)
+
     def _prune(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] < now:
-            _, key = heapq.heappop(self._expiry)
-            del self._seen[key]
+            forget_at, key = heapq.heappop(self._expiry)
+            if self._seen.get(key) == forget_at:  # not forgotten (and perhaps seen again) since
+                del self._seen[key]
 
     def __len__(self) -> int:
         with self._lock:
