@@ -90,6 +90,14 @@ def test_memory_is_bounded_and_forgotten_duis_ids_are_still_refused():
     assert kind_of(led.claim, "alice", duis(1), "d") == "stale"
 
 
+def test_answers_kept_are_bounded_in_bytes():
+    led = RequestLedger(max_answer_bytes=1000)
+    for i in range(10):
+        led.claim("alice", f"r{i}", "d")
+        led.finish("alice", f"r{i}", answer=b"x" * 300)
+    assert len(led) == 3 and led.get("alice", "r9").answer == b"x" * 300 and led.get("alice", "r6") is None
+
+
 def test_rebuilt_from_journal_records():
     key = RequestKey("alice", duis(3), "d")
     recs = [{"seq": 1, "command": {}}, {"seq": 2, "command": {}, "request": key.journal_entry("service-request-2")}]

@@ -15,15 +15,15 @@ Per caller (user id):
 - a request refused before it was accepted (bad input, quarantine deleted) leaves its id free to
   be retried, a DUIS one only while no later counter from its originator has been used.
 
-Memory is bounded: the newest `max_ids` ids are remembered (oldest forgotten first), and for
-DUIS ids one integer per (caller, originator) for ever, so an old DUIS id is refused by its counter
+Memory is bounded: the newest `max_ids` ids are remembered with at most `max_answer_bytes` of
+their answers (oldest forgotten first; about 100 MB at the defaults), and for DUIS ids one integer
+per (caller, originator) for ever, so an old DUIS id is refused by its counter
 even once forgotten. Requests that change the fleet are journaled with their caller, id and
 digest (`journal_entry`), and `load` rebuilds the ledger from the journal on resume."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-MAX_IDS = 100_000  # ids remembered; about 300 bytes each [U]
+MAX_IDS = 100_000  # ids remembered; about 300 bytes each plus the answer kept [U]
+MAX_ANSWER_BYTES = 64 * 2**20  # answers kept, in all; the oldest ids are forgotten first past it [U]
 _EUI = r"[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){7}"
 DUIS_REQUEST_ID = re.compile(rf"({_EUI}):({_EUI}):([0-9]{{1,20}})", re.ASCII)
 MAX_COUNTER = 2**64 - 1
@@ -71,11 +72,15 @@ def parse_request_id(request_id: str) -> DuisRequestId | None:
     return DuisRequestId(m.group(1).upper(), m.group(2).upper(), counter)
 
 
-def request_digest(**fields: Any) -> str:
+def request_digest(*parts: str | bytes) -> str:
     """A digest of what a request asks for (not its id, time or signature), to tell a retry of the
     same request from the id reused for another."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    h = hashlib.sha256()
+    for part in parts:
+        b = part.encode() if isinstance(part, str) else part
+        h.update(len(b).to_bytes(8, "big"))
+        h.update(b)
+    return h.hexdigest()[:32]
 
 
 @dataclass
@@ -94,10 +99,12 @@ class Seen:
 class RequestLedger:
     """Request ids per caller (see the module docstring). Thread-safe."""
 
-    def __init__(self, *, max_ids: int = MAX_IDS):
+    def __init__(self, *, max_ids: int = MAX_IDS, max_answer_bytes: int = MAX_ANSWER_BYTES):
         if max_ids < 1:
             raise ValueError("max_ids must be at least 1")
         self.max_ids = max_ids
+        self.max_answer_bytes = max_answer_bytes
+        self._answer_bytes = 0
         self._lock = threading.Lock()
         self._ids: OrderedDict[tuple[str, str], Seen] = OrderedDict()
         self._counters: dict[tuple[str, str], int] = {}  # (user, originator EUI) -> highest counter used
@@ -141,7 +148,10 @@ class RequestLedger:
                 seen = self._put((user, request_id), Seen(""))
             seen.state = "done"
             seen.operation = operation or seen.operation
-            seen.answer = answer or seen.answer
+            if answer:
+                self._answer_bytes += len(answer) - len(seen.answer)
+                seen.answer = answer
+                self._evict()
 
     def fail(self, user: str, request_id: str, *, held: bool = False) -> bool:
         """The request was refused before anything applied (`held`: it was deleted from
@@ -187,17 +197,26 @@ class RequestLedger:
                 self._put((user, rid), Seen(req.get("digest", ""), "done", req.get("operation", "")))
 
     def _put(self, key: tuple[str, str], seen: Seen) -> Seen:
+        old = self._ids.pop(key, None)
+        if old is not None:
+            self._answer_bytes -= len(old.answer)
         self._ids[key] = seen
-        self._ids.move_to_end(key)
-        # Forget the oldest answered ids; an unanswered one (in progress, or held in quarantine,
-        # whose own cap bounds them) is moved to the newest end instead of forgotten.
+        self._answer_bytes += len(seen.answer)
+        self._evict()
+        return seen
+
+    def _evict(self) -> None:
+        """Forget the oldest answered ids past max_ids or max_answer_bytes; an unanswered one (in
+        progress, or held in quarantine, whose own cap bounds them) is moved to the newest end
+        instead of forgotten."""
         for _ in range(len(self._ids)):
-            if len(self._ids) <= self.max_ids:
+            if len(self._ids) <= self.max_ids and self._answer_bytes <= self.max_answer_bytes:
                 break
             old_key, old = self._ids.popitem(last=False)
             if old.state in ("pending", "held"):
                 self._ids[old_key] = old
-        return seen
+            else:
+                self._answer_bytes -= len(old.answer)
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -124,9 +124,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         first answer (its operation's outcome if that has finished since). Raises ApiError for an
         id that may not be used (see twin.engine.requests)."""
         check_request_id(request.request_id, required=True)
-        params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
-        key = RequestKey(identity.user_id, request.request_id,
-                         request_digest(srv=request.srv, target=request.target, parameters=params))
+        key = RequestKey(identity.user_id, request.request_id, _digest(request))
         seen = claim(self.ledger, key)
         if seen is None:
             return key, None
@@ -431,8 +429,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         params = entry.request.get("parameters") or {}
         if params:
             req.parameters.update(params)
-        key = RequestKey(sender.user_id, req.request_id,
-                         request_digest(srv=req.srv, target=req.target, parameters=params))
+        key = RequestKey(sender.user_id, req.request_id, _digest(req))
         self.ledger.release(key.user, key.request_id)
         try:
             srv = duis.lookup(req.srv)
@@ -461,6 +458,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
         self.ledger.fail(entry.user_id, entry.request["request_id"], held=True)  # never applied: its id is free
         return _quarantined(entry)
+
+
+def _digest(request: dcc_pb2.SubmitServiceRequestRequest) -> str:
+    """What a Service Request asks for (SRV, premises, parameters), for telling a retry from an id
+    reused; a request rebuilt from its quarantine copy has the same digest."""
+    return request_digest(request.srv, request.target, request.parameters.SerializeToString(deterministic=True))
 
 
 def _quarantined_error(entry_id: str, why: str) -> ApiError:
