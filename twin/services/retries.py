@@ -3,12 +3,11 @@ and the status of an id that may not be used (see twin.engine.requests for the r
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import grpc
 
-from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
+from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen, request_digest
 from twin.services.errors import ApiError, invalid
 from twin.services.server import current_identity
 
@@ -46,13 +45,14 @@ def claim(ledger: RequestLedger, key: RequestKey) -> Seen | None:
 def claim_request(ledger: RequestLedger, request: Any) -> tuple[RequestKey | None, Seen | None]:
     """For a request message with an optional `request_id` field: (None, None) without one; else
     its key, claimed, and for a retry of an accepted request the first request's Seen. The digest
-    is of the whole request but its id, so the same id with anything changed is refused."""
+    is of the method's request type and the whole request but its id, so the same id with anything
+    changed (or sent to another method) is refused."""
     check_request_id(request.request_id, required=False)
     if not request.request_id:
         return None, None
     body = type(request)()
     body.CopyFrom(request)
     body.ClearField("request_id")
-    digest = hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()[:32]
+    digest = request_digest(body.DESCRIPTOR.full_name, body.SerializeToString(deterministic=True))
     key = RequestKey(current_identity().user_id, request.request_id, digest)
     return key, claim(ledger, key)
