@@ -95,11 +95,12 @@ def test_duis_counters_must_increase_and_an_id_is_for_one_request(api):
         e = expect(grpc.StatusCode.ALREADY_EXISTS, c.submit, "2.2", target, {"amount_pence": 6},
                    request_id=f"{ORIG}:{dev}:200")
         assert bad_request_fields(e) == ["request_id"]
-        for bad in ["a:b:c", f"{ORIG}:{dev}:-3", f"{ORIG}:{dev}:\u0662\u0660\u0661"]:
+        other = api.hub2["device_id"]  # a device at another premises
+        for bad in ["a:b:c", f"{ORIG}:{dev}:-3", f"{ORIG}:{dev}:\u0662\u0660\u0661", f"{ORIG}:{other}:201"]:
             e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "2.2", target, {"amount_pence": 5}, request_id=bad)
             assert bad_request_fields(e) == ["request_id"]
         # A read's counter counts too: reads and changes share the originator's sequence.
-        c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:201")
+        c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:202")  # 201 was used, though refused
         expect(grpc.StatusCode.FAILED_PRECONDITION, c.submit, "4.1.1", target, request_id=f"{ORIG}:{dev}:150")
         assert (api.sup.run_dir / "journal.jsonl").read_text() == journal  # nothing refused was journaled
 
@@ -549,6 +550,8 @@ def test_the_error_table_holds_against_a_live_server(api):
                 lambda: D.SubmitServiceRequest(d.SubmitServiceRequestRequest(srv="4.1.1", target=target), metadata=umd),
             ("DccService.SubmitServiceRequest", "a request_id with ':' that is not a DUIS RequestID"):
                 lambda: is_c.submit("4.1.1", target, request_id="a:b:c"),
+            ("DccService.SubmitServiceRequest", "a DUIS RequestID whose target EUI is not a device at the target premises"):
+                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{api.hub2['device_id']}:901"),
             ("DccService.SubmitServiceRequest", "a DUIS counter not above the last one from its originator"):
                 lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:899"),
             ("DccService.SubmitServiceRequest", "request_id used for a different request"):

@@ -16,10 +16,10 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.engine.requests import RequestKey, RequestLedger, request_digest
+from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
-from twin.model.ids import eui64
+from twin.model.ids import eui64, parse_eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
 from twin.model.readings import READ_SRVS
@@ -166,6 +166,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise invalid("parameters", f"{request.parameters.ByteSize():,} bytes; at most {MAX_PARAMETERS_BYTES:,}")
         cfg = self.sup.config
         hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
+        _check_duis_target(request.request_id, hub, cfg.seed)
         fuel = duis.FUEL.get(srv.srv, "either")
         params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
         read_fuel = str(params.get("fuel", "gas" if identity.role == "GS" else "electricity")).lower()
@@ -458,6 +459,19 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
         self.ledger.fail(entry.user_id, entry.request["request_id"], held=True)  # never applied: its id is free
         return _quarantined(entry)
+
+
+def _check_duis_target(request_id: str, hub: int, seed: int) -> None:
+    """A DUIS RequestID names the device the request is for: it must be one at the target premises."""
+    duis_id = parse_request_id(request_id)  # already checked by the claim
+    if duis_id is None:
+        return
+    try:
+        named, _ = parse_eui64(duis_id.target, seed)
+    except ValueError:
+        named = -1
+    if named != hub:
+        raise invalid("request_id", f"its target EUI {duis_id.target} is not a device at the target premises")
 
 
 def _digest(request: dcc_pb2.SubmitServiceRequestRequest) -> str:
