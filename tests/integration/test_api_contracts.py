@@ -540,6 +540,8 @@ def test_the_error_table_holds_against_a_live_server(api):
                 lambda: Op.CancelOperation(o.CancelOperationRequest(name=unknown), metadata=md),
             ("Operations.CancelOperation", "the operation finished (not cancelled)"):
                 lambda: Op.CancelOperation(o.CancelOperationRequest(name=done.name), metadata=md),
+            ("Operations.CancelOperation", "a CreateBranch operation (a branch runs to its until_tick)"):
+                lambda: Op.CancelOperation(o.CancelOperationRequest(name=branch.name), metadata=md),
             ("Operations.DeleteOperation", "any"):
                 lambda: Op.DeleteOperation(o.DeleteOperationRequest(name=done.name), metadata=md),
             ("Operations.WaitOperation", "no such operation"):
