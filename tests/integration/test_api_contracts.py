@@ -642,20 +642,28 @@ def _twin_up(*args: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _serving(address: str, proc: subprocess.Popen) -> None:
+def _serving(*args: str) -> tuple[subprocess.Popen, str]:
+    """`twin up` on a free port, once its API answers health checks; a port taken meanwhile by
+    another process on the machine is given up for another."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    deadline = time.monotonic() + 300
-    with grpc.insecure_channel(address) as ch:
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="twin.dcc.v1.DccService"),
-                                                     timeout=2)
-                return
-            except grpc.RpcError:
-                assert time.monotonic() < deadline, "twin up did not start serving"
-                time.sleep(0.5)
+    for _attempt in range(3):
+        address = f"127.0.0.1:{_free_port()}"
+        proc = _twin_up(*args, "--grpc-port", address.split(":")[1])
+        deadline = time.monotonic() + 300
+        with grpc.insecure_channel(address) as ch:
+            while proc.poll() is None:
+                try:
+                    health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service="twin.dcc.v1.DccService"), timeout=2)
+                    return proc, address
+                except grpc.RpcError:
+                    assert time.monotonic() < deadline, "twin up did not start serving"
+                    time.sleep(0.5)
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert "in use" in err, err
+    raise AssertionError("no free port for twin up")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -679,11 +687,8 @@ def test_twin_up_resume_answers_a_retry_with_the_first_operation(tmp_path):
     store, tokens_path = load_or_create_users(home)
     tokens = json.loads(tokens_path.read_text())
     supplier = next(u for u in store.users() if u.role == "IS")
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    proc = _twin_up("--home", str(home), "--run-dir", str(runs), "--grpc-port", str(port))
+    proc, address = _serving("--home", str(home), "--run-dir", str(runs))
     try:
-        _serving(address, proc)
         with TwinClient(address, token=tokens["operator"]) as op:
             hub = op.list_hubs(f"supplier={SUPPLIERS[supplier.party_id - 1].name} AND payment=prepayment "
                                "AND reachable=true", page_size=1).hubs[0]
@@ -693,11 +698,8 @@ def test_twin_up_resume_answers_a_retry_with_the_first_operation(tmp_path):
     finally:
         _stop(proc)
     assert first.response.operation
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    proc = _twin_up("--home", str(home), "--resume", str(runs), "--grpc-port", str(port))
+    proc, address = _serving("--home", str(home), "--resume", str(runs))
     try:
-        _serving(address, proc)
         with TwinClient(address, token=tokens[supplier.user_id]) as c:
             again = c.submit("2.2", hub.name, {"amount_pence": 250}, request_id=rid)
             assert again.response.operation == first.response.operation
