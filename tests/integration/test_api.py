@@ -160,9 +160,15 @@ def test_wrong_premises_no_token_and_bad_signatures_change_nothing(api):
         req.signature = sign(api.keys["is"].read_bytes(), user_id="is", srv="1.1.1", target=target,
                              request_id="tamper-1", issued_at_ms=req.issued_at_ms, payload={"unit_rate_pence": 1.0})
         expect(grpc.StatusCode.PERMISSION_DENIED, c.dcc.SubmitServiceRequest, req, metadata=c.metadata)
-        # Replayed: the same valid signed request twice.
-        c.submit("7.1", target, request_id="replay-1")
-        expect(grpc.StatusCode.PERMISSION_DENIED, c.submit, "7.1", target, request_id="replay-1")
+        # Replayed: the same signed request again is a retry (AIP-155), answered as the first time
+        # and applied once; its signature moved to another request id is refused.
+        first = c.submit("7.1", target, request_id="replay-1")
+        assert c.submit("7.1", target, request_id="replay-1") == first
+        moved = dcc_pb2.SubmitServiceRequestRequest(srv="7.1", target=target, request_id="replay-2",
+                                                    issued_at_ms=int(time.time() * 1000))
+        moved.signature = sign(api.keys["is"].read_bytes(), user_id="is", srv="7.1", target=target,
+                               request_id="replay-1", issued_at_ms=moved.issued_at_ms, payload={})
+        expect(grpc.StatusCode.PERMISSION_DENIED, c.dcc.SubmitServiceRequest, moved, metadata=c.metadata)
     lines = (api.sup.run_dir / "journal.jsonl").read_text()
     assert lines.startswith(journal) and lines.count("\n") == journal.count("\n") + 1  # only the valid 7.1
     assert len(api.sup.operations()) == ops + 1

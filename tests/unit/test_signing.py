@@ -122,6 +122,19 @@ def test_remembered_ids_are_pruned_once_stale():
     assert len(checker) == 1
 
 
+def test_a_forgotten_id_may_be_signed_again_and_pruning_keeps_the_new_entry():
+    now = [NOW_S]
+    checker = SignatureChecker(max_age_s=10.0, clock=lambda: now[0])
+    verify(checker, sign(ALICE_PEM, **request(request_id="r-1")), request_id="r-1")
+    checker.forget("octopus-is", "r-1")  # refused after it verified: the same id may be sent again
+    now[0] += 5.0
+    again = request(request_id="r-1", issued_at_ms=int(now[0] * 1000))
+    verify(checker, sign(ALICE_PEM, **again), request_id="r-1", issued_at_ms=again["issued_at_ms"])
+    now[0] += 6.0  # the first entry's expiry passes: the second is still remembered
+    assert reason(checker, sign(ALICE_PEM, **again), request_id="r-1", issued_at_ms=again["issued_at_ms"]) == \
+        "replayed request id"
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),

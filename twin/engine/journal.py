@@ -52,12 +52,17 @@ class Journal:
         self.max_op_seq = max((int(r.get("op_seq") or 0) for r in recs), default=0)
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open for the run
 
-    def append(self, cmd: Command, *, after_tick: int, op_seq: int | None = None) -> int:
-        """Write one accepted command durably; returns its sequence number."""
+    def append(self, cmd: Command, *, after_tick: int, op_seq: int | None = None,
+               request: dict[str, str] | None = None) -> int:
+        """Write one accepted command durably; returns its sequence number. `request` names the
+        API request that asked for it (caller, request id, digest, operation: RequestKey.journal_entry),
+        so a retry after a restart still gets the first answer."""
         with self._lock:
             self.seq += 1
             rec = {"seq": self.seq, "accepted_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                    "after_tick": after_tick, "command": cmd.to_dict()}
+            if request is not None:
+                rec["request"] = request
             if op_seq is not None:
                 rec["op_seq"] = op_seq
                 self.max_op_seq = max(self.max_op_seq, op_seq)

@@ -7,6 +7,7 @@ delays the fleet but never reorders it."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import pickle
 import threading
@@ -25,6 +26,7 @@ from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.operations import operation_view
+from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
@@ -138,6 +140,10 @@ class FleetSupervisor:
         self.recoveries: list[dict[str, Any]] = []
         self.local_reads: Any = None  # LocalReads, once enable_local_reads() is called
         self.journal = Journal(run_dir / "journal.jsonl")
+        # Request ids of the API requests that made journaled commands (retries get the first
+        # answer, across restarts too); reads and the like are added by the services.
+        self.requests = RequestLedger()
+        self.requests.load(self.journal.records())
         self.manifest = write_manifest(run_dir, config, len(self.spans), checkpoint_every=checkpoint_every)
         self.name: str = self.manifest["name"]
         self.planner = FleetPlanner(config)
@@ -537,17 +543,25 @@ class FleetSupervisor:
         """hub() for asyncio callers: awaits the shard without holding a thread."""
         return await self.shards[self.shard_of(hub)].hub.remote(hub)
 
-    def hub_events(self, hub: int, limit: int) -> list[dict[str, Any]]:
-        """The hub's alerts in the retained tick history, newest first, at most `limit`. Cost grows
-        with the alerts held in the history (vectorised per tick), not with the fleet."""
+    def hub_events(self, hub: int, limit: int, *, start: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """The hub's alerts in the retained tick history, newest first, at most `limit`; from
+        `start` = (tick, rank): that tick's alerts from its rank-th on, then older ticks' (None:
+        from the newest). Each event has its tick, kind, second and rank (its place among the
+        hub's alerts of its tick). Cost grows with the alerts held in the history (vectorised per
+        tick), not with the fleet."""
         out: list[dict[str, Any]] = []
         for s in reversed(list(self.history)):
+            if start is not None and s.tick > start[0]:
+                continue
             ev = s.alert_events
             if not ev or ev["hub"].size == 0:
                 continue
             hit = np.flatnonzero(ev["hub"] == hub)
-            for i in hit[np.argsort(-ev["sec"][hit], kind="stable")]:
-                out.append({"tick": s.tick, "kind": int(ev["kind"][i]), "second": int(ev["sec"][i])})
+            skip = start[1] if start is not None and s.tick == start[0] else 0
+            for rank, i in enumerate(hit[np.argsort(-ev["sec"][hit], kind="stable")]):
+                if rank < skip:
+                    continue
+                out.append({"tick": s.tick, "kind": int(ev["kind"][i]), "second": int(ev["sec"][i]), "rank": rank})
                 if len(out) >= limit:
                     return out
         return out
@@ -598,15 +612,18 @@ class FleetSupervisor:
         return time.perf_counter() - t
 
     # -- operator events ------------------------------------------------------------------------
-    def submit(self, event: dict[str, Any], *, relative_to: int | None = None) -> dict[str, Any]:
+    def submit(self, event: dict[str, Any], *, relative_to: int | None = None,
+               request: RequestKey | None = None) -> dict[str, Any]:
         """Validate an operator event, journal it durably, then acknowledge it as an Operation.
 
         Times are ticks, ISO times or offsets ('2h', '1d') from `relative_to` (default: now).
-        Invalid events raise TwinInputError naming the field; nothing is journaled or changed."""
+        Invalid events raise TwinInputError naming the field; nothing is journaled or changed.
+        `request` (claimed in `self.requests` by the caller) is journaled with the command and
+        marked done with its operation, so a retry of it gets that operation."""
         with self._plan_lock:
             now = self._next_submit
             cmd = parse_command(event, self.config, now_tick=now, relative_to=relative_to)
-            return self._accept(cmd)
+            return self._accept(cmd, request=request)
 
     def submit_command(self, cmd: Command) -> dict[str, Any]:
         """Accept an already-parsed command (a scenario's), checking it is not in the past."""
@@ -615,16 +632,21 @@ class FleetSupervisor:
                 raise TwinInputError("at", f"tick {cmd.at} is in the past (the fleet is at tick {self._next_submit})")
             return self._accept(cmd)
 
-    def _accept(self, cmd: Command) -> dict[str, Any]:
+    def _accept(self, cmd: Command, *, request: RequestKey | None = None) -> dict[str, Any]:
         if self.tick < self._head:
             raise RunStateError(f"the run is rewound to tick {self.tick}, behind its head at tick {self._head}: "
                                 "its future is the recorded one until it gets there; fork a branch to change it")
         validate(cmd, self.planner, census=self._census)
         # A new operation never takes a number a journaled, not yet accepted command will use.
         op_seq = None if isinstance(cmd, OperationControl) else max(self.planner.seq, self.journal.max_op_seq) + 1
-        seq = self.journal.append(cmd, after_tick=self.planner.observed, op_seq=op_seq)
+        # The operation's name as the planner gives it (FleetPlanner.accept), journaled with the request.
+        op_name = cmd.operation if isinstance(cmd, OperationControl) else f"{cmd.kind.replace('_', '-')}-{op_seq}"
+        seq = self.journal.append(cmd, after_tick=self.planner.observed, op_seq=op_seq,
+                                  request=request.journal_entry(op_name) if request is not None else None)
         op = self.planner.accept(cmd, seq=op_seq)
         self._last_applied = (self.planner.observed, seq)
+        if request is not None:
+            self.requests.finish(request.user, request.request_id, operation=op_name)
         return operation_view(op, self.config) if op is not None else {}
 
     def _census(self, cmd: Command) -> dict[str, int]:
@@ -649,13 +671,20 @@ class FleetSupervisor:
                     [int(b) * self.config.block_size for b in self._starts])
 
     def operations_page(self, keep: Callable[[Any], bool] | None, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Views of the operations `keep` accepts (all if None), from the `start`-th of them; and
-        where the next page starts (0 at the end). Only the page's views are built: a run can hold
-        an operation per device-changing Service Request ever accepted."""
+        """Views of up to `limit` operations `keep` accepts (all if None), from the `start`-th
+        operation accepted; and the position of the next one it accepts (0 at the end). Positions
+        count every operation, so one that changes state between pages (and now passes or fails
+        `keep`) moves no other from one page to another. Only the page's views are built: a run
+        can hold an operation per device-changing Service Request ever accepted."""
         with self._plan_lock:
-            chosen = [op for op in self.planner.ops.values() if keep is None or keep(op)]
-            page = chosen[start : start + limit]
-            return [operation_view(op, self.config) for op in page], (start + limit if start + limit < len(chosen) else 0)
+            page, nxt = [], 0
+            for i, op in enumerate(itertools.islice(self.planner.ops.values(), start, None), start):
+                if keep is None or keep(op):
+                    if len(page) == limit:
+                        nxt = i
+                        break
+                    page.append(op)
+            return [operation_view(op, self.config) for op in page], nxt
 
     def operation(self, name: str) -> dict[str, Any]:
         key = name.removeprefix("operations/")

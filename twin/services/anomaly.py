@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -54,6 +55,10 @@ class AnomalyDetector:
         # Admissions leased to other API processes: (end of the hold, how many) per (user, SRV).
         self._leases: dict[tuple[str, str], deque[list]] = {}
         self._quarantine: dict[str, QuarantineEntry] = {}
+        # Entry numbers in order, for paging from any point; numbers of entries taken out stay
+        # until they are half of the list.
+        self._order: list[int] = []
+        self._gone = 0
         self._next_id = 1
 
     def threshold(self, user_id: str, srv: str) -> int:
@@ -74,7 +79,8 @@ class AnomalyDetector:
             if len(self._quarantine) >= self.max_entries:
                 raise QuarantineFull(f"quarantine holds {self.max_entries} requests; refusing {srv} from {user_id}")
             kept = request() if callable(request) else request
-            entry = QuarantineEntry(f"q-{self._next_id:06d}", user_id, srv, kept, self._wall_clock(), count, limit)
+            entry = QuarantineEntry(_entry_id(self._next_id), user_id, srv, kept, self._wall_clock(), count, limit)
+            self._order.append(self._next_id)
             self._next_id += 1
             self._quarantine[entry.id] = entry
             return entry
@@ -126,6 +132,19 @@ class AnomalyDetector:
         with self._lock:
             return [e for e in self._quarantine.values() if user_id is None or e.user_id == user_id]
 
+    def page(self, user_id: str | None, start: int, limit: int) -> list[QuarantineEntry]:
+        """Up to `limit` entries (of `user_id`, or all), oldest first, from entry number `start`
+        ("q-000042" is number 42). Cost grows with the entries passed over, not the quarantine."""
+        with self._lock:
+            out = []
+            i = bisect.bisect_left(self._order, start)
+            while i < len(self._order) and len(out) < limit:
+                e = self._quarantine.get(_entry_id(self._order[i]))
+                if e is not None and (user_id is None or e.user_id == user_id):
+                    out.append(e)
+                i += 1
+            return out
+
     def release(self, entry_id: str) -> QuarantineEntry:
         """Take a request out of quarantine so the caller can process it."""
         return self._pop(entry_id)
@@ -137,6 +156,20 @@ class AnomalyDetector:
     def _pop(self, entry_id: str) -> QuarantineEntry:
         with self._lock:
             try:
-                return self._quarantine.pop(entry_id)
+                entry = self._quarantine.pop(entry_id)
             except KeyError:
                 raise KeyError(f"no quarantined request {entry_id!r}") from None
+            self._gone += 1
+            if self._gone * 2 > len(self._order):
+                self._order = [n for n in self._order if _entry_id(n) in self._quarantine]
+                self._gone = 0
+            return entry
+
+
+def _entry_id(number: int) -> str:
+    return f"q-{number:06d}"
+
+
+def entry_number(entry_id: str) -> int:
+    """42 for "q-000042"."""
+    return int(entry_id.removeprefix("q-"))

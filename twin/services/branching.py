@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
@@ -20,7 +21,7 @@ from twin.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
 from twin.reporting.compare import compare_runs, write_comparison
 from twin.services.convert import ts
-from twin.services.errors import invalid, not_found
+from twin.services.errors import ApiError, invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
 log = logging.getLogger(__name__)
@@ -78,7 +79,13 @@ class Branches:
         parent_dir = self.sup.run_dir if served else self.branch_dir(req.branch.parent, "branch.parent")
         if not req.branch_id:
             raise invalid("branch_id", "is required")
+        if NAME_RE.fullmatch(req.branch_id) and (self.root / req.branch_id).exists():
+            raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"branch_id: branches/{req.branch_id} already exists",
+                           field="branch_id")
         at, until = int(req.branch.fork_tick), int(req.until_tick)
+        if served and at > self.sup.tick:  # not reached yet: valid later (AIP-193)
+            raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"branch.fork_tick: {at} is beyond the run's current tick "
+                                                         f"{self.sup.tick}", field="branch.fork_tick")
         try:
             plan = plan_fork(parent_dir, at=at, events=events, drop=list(req.branch.dropped), name=req.branch_id,
                              branch_dir=self.root / req.branch_id, head=self.sup.tick if served else None)

@@ -49,6 +49,10 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
     async def ListSwitchOffs(self, request, context):
         region = _region(request.parent, "parent")
         plan = self.sup.planner.network
+        if request.page_size < 0:
+            raise invalid("page_size", "must not be negative")
+        size = min(request.page_size or 50, 1000)
+        start = (page_start(request) or (0,))[0]
         out = []
         # Every window, switch-offs and incidents alike; overlapping ones are listed each.
         for w, off, on in plan.windows_of(region):
@@ -56,7 +60,8 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
             if on != NEVER:
                 so.on_from.CopyFrom(ts(self.sup.config.time_of(on)))
             out.append(so)
-        return csp_pb2.ListSwitchOffsResponse(switch_offs=out)
+        nxt = page_token(request, start + size) if start + size < len(out) else ""
+        return csp_pb2.ListSwitchOffsResponse(switch_offs=out[start:start + size], next_page_token=nxt)
 
     async def ListBaseStations(self, request, context):
         region = _region(request.parent, "parent")
@@ -65,11 +70,11 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         size = min(request.page_size or 100, 2000)
-        start = page_start(request.page_token) if request.page_token else 0
+        start = (page_start(request) or (0,))[0]
         cells = await self._base_stations()
         ids = sorted(cells)
         page = [i for i in ids if i >= start][:size]
-        nxt = page_token(page[-1] + 1) if page and page[-1] != ids[-1] else ""
+        nxt = page_token(request, page[-1] + 1) if page and page[-1] != ids[-1] else ""
         return csp_pb2.ListBaseStationsResponse(
             base_stations=[csp_pb2.BaseStation(name=f"regions/north/baseStations/{i}", id=i, hubs=cells[i][0],
                                                area_id=cells[i][1]) for i in page], next_page_token=nxt)

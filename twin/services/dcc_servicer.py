@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,20 +17,23 @@ from google.protobuf import json_format, struct_pb2
 
 from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
 from twin.model.grammar import GrammarError, name_key
-from twin.model.ids import eui64
+from twin.model.ids import eui64, parse_eui64
+from twin.model.ops.validation import CommandConflict
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
 from twin.model.readings import READ_SRVS
 from twin.services import duis
-from twin.services.anomaly import AnomalyDetector, QuarantineFull
+from twin.services.anomaly import AnomalyDetector, QuarantineFull, entry_number
 from twin.services.batching import ShardBatcher
-from twin.services.convert import ALERT_CODES, hub_index, ts
-from twin.services.errors import ApiError, denied, invalid
+from twin.services.convert import ALERT_CODES, hub_index, page_start, page_token, ts
+from twin.services.errors import ApiError, conflict, denied, invalid
 from twin.services.identity import OPERATOR, Identity
 from twin.services.policy import PolicyError, authorise
+from twin.services.retries import check_request_id, claim
 from twin.services.server import current_identity
 from twin.services.signing import SignatureChecker, SignatureError
 
@@ -39,6 +43,9 @@ DEVICE_CHANGES = {"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
 ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
 MAX_PARAMETERS_BYTES = 64 * 1024
+QUARANTINE_PAGE, MAX_QUARANTINE_PAGE = 100, 1000
+QUARANTINE_PAGE_BYTES = 2 * 1024 * 1024  # half the 4 MiB message limit
+MAX_RELEASED = 10_000  # answers of recent releases kept, so a retried release answers the same
 # SRVs answered from the whole hub record (coverage, devices); the rest need only the premises' facts.
 NEEDS_RECORD = {"12.1", "11.1", "11.2"}
 
@@ -71,14 +78,32 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         self.responses: dict[str, set[asyncio.Queue]] = {}
         self.pending: list[_Pending] = []
         self.alert_subs: set[_AlertSub] = set()
+        self._released: OrderedDict[str, bytes] = OrderedDict()  # quarantine id -> first answer
         self._tick_busy = False
         self.facts = ShardBatcher(supervisor, "service_facts_many")
+        # Request ids seen (retries answered, DUIS counters enforced): the engine's, which the
+        # journal rebuilds on resume; an API replica without an engine keeps its own.
+        ledger = getattr(supervisor, "requests", None)
+        self.ledger: RequestLedger = ledger if isinstance(ledger, RequestLedger) else RequestLedger()
 
     # -- the request path ------------------------------------------------------------------
     async def SubmitServiceRequest(self, request, context):
         identity = current_identity()
         if identity.role == OPERATOR:
             raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
+        key, first = await self._claim(identity, request)
+        if first is not None:
+            return first  # a retry: the first answer, nothing applied again
+        try:
+            resp = await self._submit(identity, request, key)
+        except BaseException:
+            if self.ledger.fail(key.user, key.request_id):
+                self.signatures.forget(key.user, key.request_id)  # refused: it may be signed and sent again
+            raise
+        self.ledger.finish(key.user, key.request_id, answer=resp.SerializeToString())
+        return resp
+
+    async def _submit(self, identity: Identity, request, key: RequestKey) -> dcc_pb2.SubmitServiceRequestResponse:
         srv, hub, fuel, facts, payload = await self._check(identity, request)
         try:
             # The request is kept only if it is quarantined, so its copy is made only then.
@@ -89,13 +114,45 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         except QuarantineFull as e:  # the quarantine itself is full: refuse, never UNKNOWN
             raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), quota="quarantine") from None
         if entry is not None:
-            raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"quarantined as {entry.id}: {entry.count} {srv.srv} requests from {identity.user_id} "
-                           f"in the window passed the threshold of {entry.threshold}; an operator may release or "
-                           "delete it", quota=entry.id)
+            self.ledger.hold(key.user, key.request_id, entry.id)
+            raise _quarantined_error(entry.id, f"{entry.count} {srv.srv} requests from {identity.user_id} in the "
+                                               f"window passed the threshold of {entry.threshold}")
         resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"),
-                                   facts.get("tick"))
+                                   facts.get("tick"), key=key)
         return dcc_pb2.SubmitServiceRequestResponse(response=resp)
+
+    async def _claim(self, identity: Identity, request
+                     ) -> tuple[RequestKey, dcc_pb2.SubmitServiceRequestResponse | None]:
+        """The request's key, claimed in the ledger; or, for a retry of an answered request, the
+        first answer (its operation's outcome if that has finished since). Raises ApiError for an
+        id that may not be used (see twin.engine.requests)."""
+        check_request_id(request.request_id, required=True)
+        key = RequestKey(identity.user_id, request.request_id, _digest(request))
+        seen = claim(self.ledger, key)
+        if seen is None:
+            return key, None
+        return key, await self._first_answer(request, seen)
+
+    async def _first_answer(self, request, seen) -> dcc_pb2.SubmitServiceRequestResponse:
+        if seen.operation:
+            name = f"operations/{seen.operation}"
+            try:
+                view = await asyncio.to_thread(self.sup.operation, name)
+            except TwinInputError:  # journaled, not yet accepted again after a resume
+                view = {"name": name, "done": False}
+            if view["done"] or not seen.answer:
+                cfg = self.sup.config
+                hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
+                csp = (await self.facts.call(hub, request.srv, "elec", False))["hub"]["region"]
+                base = _response_base(request, csp)
+                if view["done"]:
+                    return dcc_pb2.SubmitServiceRequestResponse(
+                        response=_op_response(base, view, cfg.time_of(self.sup.tick)))
+                return dcc_pb2.SubmitServiceRequestResponse(response=_response(
+                    base, dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED, cfg.time_of(self.sup.tick), {},
+                    operation=view["name"], detail="accepted; it applies when the hub is reached, and the response "
+                                                   "follows on StreamResponses"))
+        return dcc_pb2.SubmitServiceRequestResponse.FromString(seen.answer)
 
     async def _check(self, identity: Identity, request) -> tuple[duis.Srv, int, str, dict[str, Any], dict[str, Any]]:
         """Validate and authorise; returns the SRV, hub, fuel, the shard's facts (the premises, with
@@ -108,12 +165,11 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         if srv.srv not in duis.IMPLEMENTED:
             raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"the twin does not implement SRV {srv.srv} ({srv.name})",
                            field="srv")
-        if not request.request_id or len(request.request_id) > 100:
-            raise invalid("request_id", "give a unique id of 1 to 100 characters")
         if request.parameters.ByteSize() > MAX_PARAMETERS_BYTES:
             raise invalid("parameters", f"{request.parameters.ByteSize():,} bytes; at most {MAX_PARAMETERS_BYTES:,}")
         cfg = self.sup.config
         hub = hub_index(request.target, cfg.seed, cfg.hubs, field="target")
+        _check_duis_target(request.request_id, hub, cfg.seed)
         fuel = duis.FUEL.get(srv.srv, "either")
         params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
         try:
@@ -155,8 +211,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     async def _process(self, identity: Identity, request, srv: duis.Srv, hub: int, fuel: str,
                        rec: dict[str, Any], params: dict[str, Any],
-                       reading: dict[str, Any] | None = None, reading_tick: int | None = None
-                       ) -> dcc_pb2.ServiceResponse:
+                       reading: dict[str, Any] | None = None, reading_tick: int | None = None, *,
+                       key: RequestKey | None = None) -> dcc_pb2.ServiceResponse:
         csp = rec["region"]
         base = _response_base(request, csp)
         # A reading is stamped with the end of the tick it describes; the rest with the fleet's now.
@@ -176,7 +232,9 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                              detail="the hub is not reachable now; the response will follow on StreamResponses")
         event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
         try:
-            view = await asyncio.to_thread(self.sup.submit, event)
+            view = await asyncio.to_thread(self.sup.submit, event, request=key)
+        except CommandConflict as e:  # e.g. an SR 6.23 to a supplier that has failed: the state forbids it
+            raise conflict(f"parameters.{e.field}" if e.field in params else e.field, str(e)) from None
         except TwinInputError as e:
             # A field the request's parameters gave (an SR 11.1's target_version) is named as sent.
             raise invalid(f"parameters.{e.field}" if e.field in params else e.field, e.reason) from None
@@ -224,7 +282,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             if waiting:
                 return {"type": "operation_control", "operation": waiting[0]["name"].split("/")[1], "action": "activate"}
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
-                           "no image distributed to this device is waiting: send SR 11.1 first", field="target")
+                           "no image distributed to this device is waiting: send SR 11.1 first", field="target",
+                           precondition="target")
         raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"SRV {srv} is not implemented", field="srv")
 
     async def _read(self, srv: str, hub: int, fuel: str, rec: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +409,23 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             if user not in (None, identity.user_id):
                 raise denied("users may list only their own quarantined requests", "user_id")
             user = identity.user_id
-        return dcc_pb2.ListQuarantinedRequestsResponse(requests=[_quarantined(e) for e in self.anomaly.list(user)])
+        if request.page_size < 0:
+            raise invalid("page_size", f"must not be negative, got {request.page_size}")
+        size = min(request.page_size or QUARANTINE_PAGE, MAX_QUARANTINE_PAGE)
+        start = page_start(request)
+        entries = self.anomaly.page(user, start[0] if start else 0, size + 1)
+        out, used = [], 0
+        for e in entries[:size]:
+            msg = _quarantined(e)
+            # A request's parameters may be up to 64 KiB: a page stops short of its byte budget
+            # (AIP-158 lets a page hold fewer than page_size), so it always fits a message.
+            if out and used + msg.ByteSize() > QUARANTINE_PAGE_BYTES:
+                break
+            out.append(msg)
+            used += msg.ByteSize()
+        more = entries[len(out)] if len(entries) > len(out) else None
+        return dcc_pb2.ListQuarantinedRequestsResponse(
+            requests=out, next_page_token=page_token(request, entry_number(more.id)) if more is not None else "")
 
     async def ReleaseQuarantinedRequest(self, request, context):
         if current_identity().role != OPERATOR:
@@ -358,30 +433,71 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         try:
             entry = self.anomaly.release(request.id)
         except KeyError:
+            done = self._released.get(request.id)
+            if done is not None:  # a retry of a release: its first answer, nothing processed again
+                return dcc_pb2.SubmitServiceRequestResponse.FromString(done)
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
         sender = next((u for u in self.server.users.users() if u.user_id == entry.user_id), None)
         if sender is None:
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"user {entry.user_id} no longer exists")
+            raise conflict("user_id", f"user {entry.user_id} no longer exists")
         req = dcc_pb2.SubmitServiceRequestRequest(srv=entry.request["srv"], target=entry.request["target"],
                                                   request_id=entry.request["request_id"])
-        if entry.request.get("parameters"):
-            req.parameters.update(entry.request["parameters"])
-        srv = duis.lookup(req.srv)
-        cfg = self.sup.config
-        hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
-        fuel = str(entry.request.get("parameters", {}).get("fuel", "gas" if sender.role == "GS" else "electricity"))
-        facts = await self.facts.call(hub, srv.srv, "gas" if fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
-        resp = await self._process(sender, req, srv, hub, fuel, facts["hub"], entry.request.get("parameters", {}),
-                                   facts.get("result"), facts.get("tick"))
-        return dcc_pb2.SubmitServiceRequestResponse(response=resp)
+        params = entry.request.get("parameters") or {}
+        if params:
+            req.parameters.update(params)
+        key = RequestKey(sender.user_id, req.request_id, _digest(req))
+        self.ledger.release(key.user, key.request_id)
+        try:
+            srv = duis.lookup(req.srv)
+            cfg = self.sup.config
+            hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
+            fuel = str(params.get("fuel", "gas" if sender.role == "GS" else "electricity"))
+            facts = await self.facts.call(hub, srv.srv, "gas" if fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
+            resp = dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
+                sender, req, srv, hub, fuel, facts["hub"], params, facts.get("result"), facts.get("tick"), key=key))
+        except BaseException:
+            self.ledger.fail(key.user, key.request_id)
+            raise
+        answer = resp.SerializeToString()
+        self.ledger.finish(key.user, key.request_id, answer=answer)
+        self._released[request.id] = answer
+        while len(self._released) > MAX_RELEASED:
+            self._released.popitem(last=False)
+        return resp
 
     async def DeleteQuarantinedRequest(self, request, context):
         if current_identity().role != OPERATOR:
             raise denied("only an operator may delete a quarantined request")
         try:
-            return _quarantined(self.anomaly.delete(request.id))
+            entry = self.anomaly.delete(request.id)
         except KeyError:
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"no quarantined request {request.id!r}", field="id") from None
+        self.ledger.fail(entry.user_id, entry.request["request_id"], held=True)  # never applied: its id is free
+        return _quarantined(entry)
+
+
+def _check_duis_target(request_id: str, hub: int, seed: int) -> None:
+    """A DUIS RequestID names the device the request is for: it must be one at the target premises."""
+    duis_id = parse_request_id(request_id)  # already checked by the claim
+    if duis_id is None:
+        return
+    try:
+        named, _ = parse_eui64(duis_id.target, seed)
+    except ValueError:
+        named = -1
+    if named != hub:
+        raise invalid("request_id", f"its target EUI {duis_id.target} is not a device at the target premises")
+
+
+def _digest(request: dcc_pb2.SubmitServiceRequestRequest) -> str:
+    """What a Service Request asks for (SRV, premises, parameters), for telling a retry from an id
+    reused; a request rebuilt from its quarantine copy has the same digest."""
+    return request_digest(request.srv, request.target, request.parameters.SerializeToString(deterministic=True))
+
+
+def _quarantined_error(entry_id: str, why: str) -> ApiError:
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"quarantined as {entry_id}: {why}; an operator may release or delete it", quota=entry_id)
 
 
 def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:

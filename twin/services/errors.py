@@ -15,13 +15,14 @@ class ApiError(Exception):
     """Raised by servicer helpers; the interceptor turns it into the call's status."""
 
     def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "", quota: str = "",
-                 retry_after_s: float | None = None):
+                 retry_after_s: float | None = None, precondition: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.quota = quota
         self.retry_after_s = retry_after_s
+        self.precondition = precondition  # the subject of a PreconditionFailure (FAILED_PRECONDITION)
 
     def status(self) -> grpc.Status:
         details = []
@@ -37,6 +38,10 @@ class ApiError(Exception):
             delay = duration_pb2.Duration()
             delay.FromTimedelta(timedelta(seconds=self.retry_after_s))
             details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        if self.precondition:
+            pf = error_details_pb2.PreconditionFailure(violations=[error_details_pb2.PreconditionFailure.Violation(
+                type="STATE", subject=self.precondition, description=self.message)])
+            details.append(_pack(pf))
         st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=details)
         return rpc_status.to_status(st)
 
@@ -53,6 +58,12 @@ def invalid(field: str, message: str) -> ApiError:
 
 def denied(message: str, field: str = "") -> ApiError:
     return ApiError(grpc.StatusCode.PERMISSION_DENIED, message, field=field)
+
+
+def conflict(subject: str, message: str) -> ApiError:
+    """FAILED_PRECONDITION: the request is well formed but the state of `subject` (an operation,
+    the run, a caller's RequestID counter) does not allow it now (AIP-193)."""
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, precondition=subject)
 
 
 def not_found(field: str, message: str) -> ApiError:

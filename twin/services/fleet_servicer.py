@@ -4,6 +4,7 @@ and the standard google.longrunning.Operations service over the same operations.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,11 +31,15 @@ from twin.services.convert import (
     summary_message,
     ts,
 )
-from twin.services.errors import ApiError, denied, invalid, not_found
+from twin.services.errors import ApiError, conflict, denied, invalid, not_found
 from twin.services.identity import OPERATOR
+from twin.services.retries import claim_request
 from twin.services.server import current_identity
 
 MAX_PAGE = 1000
+# Operation states in which pause, resume or cancel has nothing left to do (answered unchanged).
+_ALREADY = {"pause": {"PAUSED"}, "resume": {"RUNNING", "PENDING"}, "cancel": {"CANCELLED"}}
+_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
 WATCH_QUEUE = 64
@@ -95,6 +100,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     async def UpdateClock(self, request, context):
         require_operator()
+        if request.state not in fleet_pb2.ClockState.values():
+            raise invalid("state", f"unknown clock state {request.state}: CLOCK_STATE_PAUSED or CLOCK_STATE_RUNNING")
+        if not math.isfinite(request.speed):
+            raise invalid("speed", f"must be a number, got {request.speed}")
         if request.speed > 0:
             self.sup.set_speed(request.speed)
         elif request.speed == 0 and request.state != fleet_pb2.CLOCK_STATE_UNSPECIFIED:
@@ -114,11 +123,38 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
 
     async def CreateEvent(self, request, context):
         require_operator()
-        view = await asyncio.to_thread(self.sup.submit, _event_dict(request))
+        event = _event_dict(request)
+        key, first = claim_request(self.sup.requests, request)
+        if first is not None:  # a retry: the first Operation as it is now, nothing applied again
+            try:
+                return operation_message(await asyncio.to_thread(self.sup.operation, f"operations/{first.operation}"))
+            except TwinInputError:  # journaled, not yet accepted again after a resume
+                return operations_pb2.Operation(name=f"operations/{first.operation}")
+        if key is None:
+            return operation_message(await asyncio.to_thread(self.sup.submit, event))
+        try:
+            view = await asyncio.to_thread(self.sup.submit, event, request=key)
+        except BaseException:
+            self.sup.requests.fail(key.user, key.request_id)
+            raise
         return operation_message(view)
 
     async def _control(self, name: str, action: str):
+        """Pause, resume or cancel (AIP-151): NOT_FOUND for an unknown operation; the operation
+        unchanged if it is already in the state asked for (a retry is harmless); FAILED_PRECONDITION
+        if its state does not allow the action (it has finished, or is not running)."""
         require_operator()
+        if self.branches is not None and name.startswith(OP_PREFIX) and self.branches.operation(name) is not None:
+            raise conflict(name, f"{name} makes a branch: it runs to its until_tick and cannot be {_PAST[action]}")
+        try:
+            view = await asyncio.to_thread(self.sup.operation, name)
+        except TwinInputError:
+            raise not_found("name", f"no operation named {name!r}") from None
+        state = view["metadata"]["state"]
+        if state in _ALREADY[action]:
+            return operation_message(view)
+        if view["done"]:
+            raise conflict(name, f"{name} has finished ({state}): it can no longer be {_PAST[action]}")
         op = name.removeprefix("operations/")
         await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": action})
         return operation_message(await asyncio.to_thread(self.sup.operation, name))
@@ -153,10 +189,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             filters = parse_filter(request.filter)
         except ValueError as e:
             raise invalid("filter", str(e)) from None
-        start = page_start(request.page_token) if request.page_token else 0
+        start = (page_start(request) or (0,))[0]
         recs, nxt = await asyncio.to_thread(self.sup.list_hubs, filters, start, size)
         return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs],
-                                          next_page_token=page_token(nxt) if nxt is not None else "")
+                                          next_page_token=page_token(request, nxt) if nxt is not None else "")
 
     async def ListHubEvents(self, request, context):
         require_operator()
@@ -164,17 +200,22 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             raise invalid("page_size", f"must not be negative, got {request.page_size}")
         hub = hub_index(request.parent, self.sup.config.seed, self.sup.config.hubs, field="parent")
         size = min(request.page_size or 50, MAX_EVENTS_PAGE)
-        start = page_start(request.page_token) if request.page_token else 0
-        events = await asyncio.to_thread(self.sup.hub_events, hub, start + size + 1)
-        page = events[start : start + size]
+        # Resumes after the last event sent (its tick, and how many of that tick's were sent), so
+        # alerts arriving between pages neither repeat nor hide older ones.
+        start = page_start(request, 2)
+        events = await asyncio.to_thread(self.sup.hub_events, hub, size + 1, start=start)
+        page = events[:size]
         tick_time = self.sup.config.time_of
         out = [fleet_pb2.HubEvent(kind=AlertKind(e["kind"]).name, code=ALERT_CODES[AlertKind(e["kind"])], tick=e["tick"],
                                   time=ts(tick_time(e["tick"]) + timedelta(seconds=e["second"]))) for e in page]
-        nxt = page_token(start + size) if len(events) > start + size else ""
+        nxt = page_token(request, page[-1]["tick"], page[-1]["rank"] + 1) if len(events) > size else ""
         return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=nxt)
 
     async def RewindClock(self, request, context):
         require_operator()
+        if request.tick > self.sup.tick:  # a tick the run has not reached yet: valid later (AIP-193)
+            raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"tick: {request.tick} is beyond the current tick "
+                                                         f"{self.sup.tick}; rewind goes back only", field="tick")
         await asyncio.to_thread(self.sup.rewind, int(request.tick))
         return self._clock()
 
@@ -186,7 +227,20 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 events.append(_event_dict(ev))
             except ApiError as e:
                 raise invalid(f"events[{i}].{e.field}", e.message) from None
-        return await asyncio.to_thread(self.branches.create, request, events)
+        key, first = claim_request(self.sup.requests, request)
+        if first is not None:
+            op = self.branches.operation(first.operation)
+            if op is not None:
+                return op  # a retry: the first Operation as it is now, nothing created again
+        try:
+            op = await asyncio.to_thread(self.branches.create, request, events)
+        except BaseException:
+            if key is not None:
+                self.sup.requests.fail(key.user, key.request_id)
+            raise
+        if key is not None:
+            self.sup.requests.finish(key.user, key.request_id, operation=op.name)
+        return op
 
     async def GetBranch(self, request, context):
         require_operator()
@@ -197,9 +251,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         if request.page_size < 0:
             raise invalid("page_size", f"must not be negative, got {request.page_size}")
         size = min(request.page_size or 50, MAX_PAGE)
-        start = page_start(request.page_token) if request.page_token else 0
-        all_ = await asyncio.to_thread(self.branches.list)
-        nxt = page_token(start + size) if start + size < len(all_) else ""
+        start = (page_start(request) or (0,))[0]
+        all_ = await asyncio.to_thread(self.branches.list)  # oldest first: new branches come last
+        nxt = page_token(request, start + size) if start + size < len(all_) else ""
         return fleet_pb2.ListBranchesResponse(branches=all_[start:start + size], next_page_token=nxt)
 
     async def CompareBranches(self, request, context):
@@ -233,9 +287,10 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     """google.longrunning.Operations: anyone authenticated may get an operation; listing and
     cancelling are for operators."""
 
-    def __init__(self, supervisor, branches: Branches | None = None):
+    def __init__(self, supervisor, branches: Branches | None, fleet: FleetServicer):
         self.sup = supervisor
         self.branches = branches
+        self.fleet = fleet  # pause, resume and cancel share its checks
 
     async def GetOperation(self, request, context):
         if self.branches is not None and request.name.startswith(OP_PREFIX):
@@ -253,16 +308,14 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         keep = _operation_filter(request.filter)
-        start = page_start(request.page_token) if request.page_token else 0
+        start = (page_start(request) or (0,))[0]
         size = min(request.page_size or 50, MAX_PAGE)
         page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, start, size)
         return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
-                                                     next_page_token=page_token(nxt) if nxt else "")
+                                                     next_page_token=page_token(request, nxt) if nxt else "")
 
     async def CancelOperation(self, request, context):
-        require_operator()
-        op = request.name.removeprefix("operations/")
-        await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": "cancel"})
+        await self.fleet._control(request.name, "cancel")
         return empty_pb2.Empty()
 
     async def DeleteOperation(self, request, context):

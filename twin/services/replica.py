@@ -248,18 +248,29 @@ class ReplicaDcc(DccServicer):
         identity = current_identity()
         if request.srv not in READ_SRVS or identity.role == OPERATOR:
             raise Forward
-        srv, hub, fuel, facts, params = await self._check(identity, request)
-        rec = facts["hub"]
-        if not rec["reachable"] or "result" not in facts:
-            raise Forward  # deferred: the primary keeps it and answers on StreamResponses
+        # Reads change nothing; their ids are checked here, in this process's ledger (a retry
+        # that reaches another process is answered afresh, never applied twice).
+        key, first = await self._claim(identity, request)
+        if first is not None:
+            return first
         try:
-            admitted = await self.leases.admit(identity.user_id, srv.srv)
-        except grpc.aio.AioRpcError:
-            raise Forward from None
-        if not admitted:
-            raise Forward  # past the threshold: the primary quarantines it
-        return dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
-            identity, request, srv, hub, fuel, rec, params, facts["result"], facts["tick"]))
+            srv, hub, fuel, facts, params = await self._check(identity, request)
+            rec = facts["hub"]
+            if not rec["reachable"] or "result" not in facts:
+                raise Forward  # deferred: the primary keeps it and answers on StreamResponses
+            try:
+                admitted = await self.leases.admit(identity.user_id, srv.srv)
+            except grpc.aio.AioRpcError:
+                raise Forward from None
+            if not admitted:
+                raise Forward  # past the threshold: the primary quarantines it
+            resp = dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
+                identity, request, srv, hub, fuel, rec, params, facts["result"], facts["tick"]))
+        except BaseException:
+            self.ledger.fail(key.user, key.request_id)  # refused, or the primary answers it
+            raise
+        self.ledger.finish(key.user, key.request_id, answer=resp.SerializeToString())
+        return resp
 
 
 class Proxy:

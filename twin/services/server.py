@@ -28,8 +28,9 @@ from grpc_reflection.v1alpha import reflection
 
 from twin.engine.supervisor import RunStateError
 from twin.model.config import TwinInputError
+from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.netaddr import is_loopback
-from twin.services.errors import ApiError, invalid, overloaded
+from twin.services.errors import ApiError, conflict, invalid, overloaded
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,14 @@ class _Gate:
             try:
                 out = fn(request, context)
                 return await out if inspect.isawaitable(out) else out
+            except UnknownOperation as e:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, str(e), field=e.field) from None
+            except (OperationStateConflict, CommandConflict) as e:
+                raise conflict(e.field, str(e)) from None
             except TwinInputError as e:
                 raise invalid(e.field, e.reason) from None
             except RunStateError as e:
-                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+                raise conflict("run", str(e)) from None
             except NotImplementedError:  # a method of a generated base class this twin does not serve
                 raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not implemented") from None
             except Forward:
@@ -393,7 +398,7 @@ class ApiServer:
         services = [  # (descriptor, servicer, registration function)
             (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
              fleet_pb2_grpc.add_FleetServiceServicer_to_server),
-            (operations_pb2.DESCRIPTOR.services_by_name["Operations"], OperationsServicer(self.supervisor, fleet.branches),
+            (operations_pb2.DESCRIPTOR.services_by_name["Operations"], OperationsServicer(self.supervisor, fleet.branches, fleet),
              operations_pb2_grpc.add_OperationsServicer_to_server),
             (dcc_pb2.DESCRIPTOR.services_by_name["DccService"], dcc, dcc_pb2_grpc.add_DccServiceServicer_to_server),
             (csp_pb2.DESCRIPTOR.services_by_name["CspService"], CspServicer(self.supervisor),

@@ -27,10 +27,24 @@ class SignatureError(Exception):
 
 def canonical_bytes(*, user_id: str, srv: str, target: str, request_id: str, issued_at_ms: int,
                     payload: dict[str, Any]) -> bytes:
-    """The exact bytes a User signs: compact JSON with sorted keys, ASCII-escaped so it is also valid UTF-8."""
+    """The exact bytes a User signs: compact JSON with sorted keys, ASCII-escaped so it is also valid UTF-8.
+    The payload is taken as the request's google.protobuf.Struct carries it, every number a double,
+    so a client that signs {"amount": 900} and the server that reads back 900.0 sign the same bytes."""
     doc = {"user_id": user_id, "srv": srv, "target": target, "request_id": request_id,
-           "issued_at_ms": int(issued_at_ms), "payload": payload}
+           "issued_at_ms": int(issued_at_ms), "payload": _struct_values(payload)}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("utf-8")
+
+
+def _struct_values(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _struct_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_struct_values(v) for v in value]
+    return value
 
 
 def load_private_key(path: str | Path) -> bytes:
@@ -81,10 +95,17 @@ class SignatureChecker:
             self._seen[key] = forget_at
             heapq.heappush(self._expiry, (forget_at, key))
 
+    def forget(self, user_id: str, request_id: str) -> None:
+        """The request was refused after its signature verified: nothing applied, so the user may
+        send it again under the same id (AIP-155), newly signed."""
+        with self._lock:
+            self._seen.pop((user_id, request_id), None)
+
     def _prune(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] < now:
-            _, key = heapq.heappop(self._expiry)
-            del self._seen[key]
+            forget_at, key = heapq.heappop(self._expiry)
+            if self._seen.get(key) == forget_at:  # not forgotten (and perhaps seen again) since
+                del self._seen[key]
 
     def __len__(self) -> int:
         with self._lock:

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15twin/csp/v1/csp.proto\x12\x0btwin.csp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x16GetNetworkStateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0fTechnologyState\x12\x12\n\ntechnology\x18\x01 \x01(\t\x12\x0c\n\x04hubs\x18\x02 \x01(\x03\x12\n\n\x02up\x18\x03 \x01(\x08\x12,\n\x08off_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\x0cNetworkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x32\n\x0ctechnologies\x18\x03 \x03(\x0b\x32\x1c.twin.csp.v1.TechnologyState\x12\x16\n\x0ereachable_hubs\x18\x04 \x01(\x03\x12\x11\n\tdark_hubs\x18\x05 \x01(\x03\x12\x0c\n\x04tick\x18\x06 \x01(\x03\"\'\n\x15ListSwitchOffsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\"z\n\tSwitchOff\x12\x12\n\ntechnology\x18\x01 \x01(\t\x12,\n\x08off_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07on_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x16ListSwitchOffsResponse\x12+\n\x0bswitch_offs\x18\x01 \x03(\x0b\x32\x16.twin.csp.v1.SwitchOff\"P\n\x17ListBaseStationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x0b\x42\x61seStation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x05\x12\x0c\n\x04hubs\x18\x03 \x01(\x03\x12\x0f\n\x07\x61rea_id\x18\x04 \x01(\x05\"d\n\x18ListBaseStationsResponse\x12/\n\rbase_stations\x18\x01 \x03(\x0b\x32\x18.twin.csp.v1.BaseStation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x0eGetLoadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05ticks\x18\x02 \x01(\x05\"\x9b\x01\n\x08TickLoad\x12\x0c\n\x04tick\x18\x01 \x01(\x03\x12\x35\n\x08messages\x18\x02 \x03(\x0b\x32#.twin.csp.v1.TickLoad.MessagesEntry\x12\x19\n\x11peak_alerts_per_s\x18\x03 \x01(\x03\x1a/\n\rMessagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\":\n\x04Load\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05ticks\x18\x02 \x03(\x0b\x32\x15.twin.csp.v1.TickLoad\"!\n\x12GetCoverageRequest\x12\x0b\n\x03hub\x18\x01 \x01(\t\"s\n\x08\x43overage\x12\x0b\n\x03hub\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x12\n\ntechnology\x18\x03 \x01(\t\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12\x0c\n\x04mesh\x18\x05 \x01(\x08\x12\x15\n\rvwan_eligible\x18\x06 \x01(\x08\x32\x9d\x03\n\nCspService\x12Q\n\x0fGetNetworkState\x12#.twin.csp.v1.GetNetworkStateRequest\x1a\x19.twin.csp.v1.NetworkState\x12Y\n\x0eListSwitchOffs\x12\".twin.csp.v1.ListSwitchOffsRequest\x1a#.twin.csp.v1.ListSwitchOffsResponse\x12_\n\x10ListBaseStations\x12$.twin.csp.v1.ListBaseStationsRequest\x1a%.twin.csp.v1.ListBaseStationsResponse\x12\x39\n\x07GetLoad\x12\x1b.twin.csp.v1.GetLoadRequest\x1a\x11.twin.csp.v1.Load\x12\x45\n\x0bGetCoverage\x12\x1f.twin.csp.v1.GetCoverageRequest\x1a\x15.twin.csp.v1.Coverageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15twin/csp/v1/csp.proto\x12\x0btwin.csp.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x16GetNetworkStateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\x0fTechnologyState\x12\x12\n\ntechnology\x18\x01 \x01(\t\x12\x0c\n\x04hubs\x18\x02 \x01(\x03\x12\n\n\x02up\x18\x03 \x01(\x08\x12,\n\x08off_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9b\x01\n\x0cNetworkState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x32\n\x0ctechnologies\x18\x03 \x03(\x0b\x32\x1c.twin.csp.v1.TechnologyState\x12\x16\n\x0ereachable_hubs\x18\x04 \x01(\x03\x12\x11\n\tdark_hubs\x18\x05 \x01(\x03\x12\x0c\n\x04tick\x18\x06 \x01(\x03\"N\n\x15ListSwitchOffsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"z\n\tSwitchOff\x12\x12\n\ntechnology\x18\x01 \x01(\t\x12,\n\x08off_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07on_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x16ListSwitchOffsResponse\x12+\n\x0bswitch_offs\x18\x01 \x03(\x0b\x32\x16.twin.csp.v1.SwitchOff\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"P\n\x17ListBaseStationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x0b\x42\x61seStation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\x05\x12\x0c\n\x04hubs\x18\x03 \x01(\x03\x12\x0f\n\x07\x61rea_id\x18\x04 \x01(\x05\"d\n\x18ListBaseStationsResponse\x12/\n\rbase_stations\x18\x01 \x03(\x0b\x32\x18.twin.csp.v1.BaseStation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x0eGetLoadRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05ticks\x18\x02 \x01(\x05\"\x9b\x01\n\x08TickLoad\x12\x0c\n\x04tick\x18\x01 \x01(\x03\x12\x35\n\x08messages\x18\x02 \x03(\x0b\x32#.twin.csp.v1.TickLoad.MessagesEntry\x12\x19\n\x11peak_alerts_per_s\x18\x03 \x01(\x03\x1a/\n\rMessagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\":\n\x04Load\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x05ticks\x18\x02 \x03(\x0b\x32\x15.twin.csp.v1.TickLoad\"!\n\x12GetCoverageRequest\x12\x0b\n\x03hub\x18\x01 \x01(\t\"s\n\x08\x43overage\x12\x0b\n\x03hub\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x12\n\ntechnology\x18\x03 \x01(\t\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12\x0c\n\x04mesh\x18\x05 \x01(\x08\x12\x15\n\rvwan_eligible\x18\x06 \x01(\x08\x32\x9d\x03\n\nCspService\x12Q\n\x0fGetNetworkState\x12#.twin.csp.v1.GetNetworkStateRequest\x1a\x19.twin.csp.v1.NetworkState\x12Y\n\x0eListSwitchOffs\x12\".twin.csp.v1.ListSwitchOffsRequest\x1a#.twin.csp.v1.ListSwitchOffsResponse\x12_\n\x10ListBaseStations\x12$.twin.csp.v1.ListBaseStationsRequest\x1a%.twin.csp.v1.ListBaseStationsResponse\x12\x39\n\x07GetLoad\x12\x1b.twin.csp.v1.GetLoadRequest\x1a\x11.twin.csp.v1.Load\x12\x45\n\x0bGetCoverage\x12\x1f.twin.csp.v1.GetCoverageRequest\x1a\x15.twin.csp.v1.Coverageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,29 +42,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NETWORKSTATE']._serialized_start=223
   _globals['_NETWORKSTATE']._serialized_end=378
   _globals['_LISTSWITCHOFFSREQUEST']._serialized_start=380
-  _globals['_LISTSWITCHOFFSREQUEST']._serialized_end=419
-  _globals['_SWITCHOFF']._serialized_start=421
-  _globals['_SWITCHOFF']._serialized_end=543
-  _globals['_LISTSWITCHOFFSRESPONSE']._serialized_start=545
-  _globals['_LISTSWITCHOFFSRESPONSE']._serialized_end=614
-  _globals['_LISTBASESTATIONSREQUEST']._serialized_start=616
-  _globals['_LISTBASESTATIONSREQUEST']._serialized_end=696
-  _globals['_BASESTATION']._serialized_start=698
-  _globals['_BASESTATION']._serialized_end=768
-  _globals['_LISTBASESTATIONSRESPONSE']._serialized_start=770
-  _globals['_LISTBASESTATIONSRESPONSE']._serialized_end=870
-  _globals['_GETLOADREQUEST']._serialized_start=872
-  _globals['_GETLOADREQUEST']._serialized_end=917
-  _globals['_TICKLOAD']._serialized_start=920
-  _globals['_TICKLOAD']._serialized_end=1075
-  _globals['_TICKLOAD_MESSAGESENTRY']._serialized_start=1028
-  _globals['_TICKLOAD_MESSAGESENTRY']._serialized_end=1075
-  _globals['_LOAD']._serialized_start=1077
-  _globals['_LOAD']._serialized_end=1135
-  _globals['_GETCOVERAGEREQUEST']._serialized_start=1137
-  _globals['_GETCOVERAGEREQUEST']._serialized_end=1170
-  _globals['_COVERAGE']._serialized_start=1172
-  _globals['_COVERAGE']._serialized_end=1287
-  _globals['_CSPSERVICE']._serialized_start=1290
-  _globals['_CSPSERVICE']._serialized_end=1703
+  _globals['_LISTSWITCHOFFSREQUEST']._serialized_end=458
+  _globals['_SWITCHOFF']._serialized_start=460
+  _globals['_SWITCHOFF']._serialized_end=582
+  _globals['_LISTSWITCHOFFSRESPONSE']._serialized_start=584
+  _globals['_LISTSWITCHOFFSRESPONSE']._serialized_end=678
+  _globals['_LISTBASESTATIONSREQUEST']._serialized_start=680
+  _globals['_LISTBASESTATIONSREQUEST']._serialized_end=760
+  _globals['_BASESTATION']._serialized_start=762
+  _globals['_BASESTATION']._serialized_end=832
+  _globals['_LISTBASESTATIONSRESPONSE']._serialized_start=834
+  _globals['_LISTBASESTATIONSRESPONSE']._serialized_end=934
+  _globals['_GETLOADREQUEST']._serialized_start=936
+  _globals['_GETLOADREQUEST']._serialized_end=981
+  _globals['_TICKLOAD']._serialized_start=984
+  _globals['_TICKLOAD']._serialized_end=1139
+  _globals['_TICKLOAD_MESSAGESENTRY']._serialized_start=1092
+  _globals['_TICKLOAD_MESSAGESENTRY']._serialized_end=1139
+  _globals['_LOAD']._serialized_start=1141
+  _globals['_LOAD']._serialized_end=1199
+  _globals['_GETCOVERAGEREQUEST']._serialized_start=1201
+  _globals['_GETCOVERAGEREQUEST']._serialized_end=1234
+  _globals['_COVERAGE']._serialized_start=1236
+  _globals['_COVERAGE']._serialized_end=1351
+  _globals['_CSPSERVICE']._serialized_start=1354
+  _globals['_CSPSERVICE']._serialized_end=1767
 # @@protoc_insertion_point(module_scope)

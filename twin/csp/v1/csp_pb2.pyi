@@ -45,10 +45,14 @@ class NetworkState(_message.Message):
     def __init__(self, name: _Optional[str] = ..., operator: _Optional[str] = ..., technologies: _Optional[_Iterable[_Union[TechnologyState, _Mapping]]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., tick: _Optional[int] = ...) -> None: ...
 
 class ListSwitchOffsRequest(_message.Message):
-    __slots__ = ("parent",)
+    __slots__ = ("parent", "page_size", "page_token")
     PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     parent: str
-    def __init__(self, parent: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class SwitchOff(_message.Message):
     __slots__ = ("technology", "off_from", "on_from")
@@ -61,10 +65,12 @@ class SwitchOff(_message.Message):
     def __init__(self, technology: _Optional[str] = ..., off_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., on_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListSwitchOffsResponse(_message.Message):
-    __slots__ = ("switch_offs",)
+    __slots__ = ("switch_offs", "next_page_token")
     SWITCH_OFFS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     switch_offs: _containers.RepeatedCompositeFieldContainer[SwitchOff]
-    def __init__(self, switch_offs: _Optional[_Iterable[_Union[SwitchOff, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, switch_offs: _Optional[_Iterable[_Union[SwitchOff, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListBaseStationsRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token")

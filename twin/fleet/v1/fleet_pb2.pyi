@@ -56,8 +56,9 @@ class StepClockRequest(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class CreateEventRequest(_message.Message):
-    __slots__ = ("at", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident")
+    __slots__ = ("at", "request_id", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident")
     AT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FIRMWARE_ROLLOUT_FIELD_NUMBER: _ClassVar[int]
     SUPPLIER_SWITCH_FIELD_NUMBER: _ClassVar[int]
     CHURN_CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +70,7 @@ class CreateEventRequest(_message.Message):
     BASE_STATION_FAILURE_FIELD_NUMBER: _ClassVar[int]
     CSP_INCIDENT_FIELD_NUMBER: _ClassVar[int]
     at: str
+    request_id: str
     firmware_rollout: FirmwareRollout
     supplier_switch: SupplierSwitch
     churn_campaign: ChurnCampaign
@@ -79,7 +81,7 @@ class CreateEventRequest(_message.Message):
     power_outage: PowerOutage
     base_station_failure: BaseStationFailure
     csp_incident: CspIncident
-    def __init__(self, at: _Optional[str] = ..., firmware_rollout: _Optional[_Union[FirmwareRollout, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitch, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaign, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailure, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOff, _Mapping]] = ..., swap_programme: _Optional[_Union[SwapProgramme, _Mapping]] = ..., vwan_fallback: _Optional[_Union[VwanFallback, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutage, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailure, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncident, _Mapping]] = ...) -> None: ...
+    def __init__(self, at: _Optional[str] = ..., request_id: _Optional[str] = ..., firmware_rollout: _Optional[_Union[FirmwareRollout, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitch, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaign, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailure, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOff, _Mapping]] = ..., swap_programme: _Optional[_Union[SwapProgramme, _Mapping]] = ..., vwan_fallback: _Optional[_Union[VwanFallback, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutage, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailure, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncident, _Mapping]] = ...) -> None: ...
 
 class FirmwareRollout(_message.Message):
     __slots__ = ("device", "manufacturer", "model", "target_version", "from_versions", "regions", "suppliers", "waves", "halt_failure_rate", "concurrency_per_csp", "image_size_kb", "failure_prob", "brick_prob", "allow_downgrade")
@@ -530,16 +532,18 @@ class Branch(_message.Message):
     def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., fork_tick: _Optional[int] = ..., fork_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_tick: _Optional[int] = ..., added_events_json: _Optional[_Iterable[str]] = ..., dropped: _Optional[_Iterable[str]] = ..., base_checkpoint: _Optional[int] = ..., run_dir: _Optional[str] = ...) -> None: ...
 
 class CreateBranchRequest(_message.Message):
-    __slots__ = ("branch_id", "branch", "events", "until_tick")
+    __slots__ = ("branch_id", "branch", "events", "until_tick", "request_id")
     BRANCH_ID_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     UNTIL_TICK_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     branch_id: str
     branch: Branch
     events: _containers.RepeatedCompositeFieldContainer[CreateEventRequest]
     until_tick: int
-    def __init__(self, branch_id: _Optional[str] = ..., branch: _Optional[_Union[Branch, _Mapping]] = ..., events: _Optional[_Iterable[_Union[CreateEventRequest, _Mapping]]] = ..., until_tick: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, branch_id: _Optional[str] = ..., branch: _Optional[_Union[Branch, _Mapping]] = ..., events: _Optional[_Iterable[_Union[CreateEventRequest, _Mapping]]] = ..., until_tick: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class BranchOperationMetadata(_message.Message):
     __slots__ = ("branch", "state", "tick", "until_tick")

@@ -156,14 +156,16 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PauseOperation(self, request, context):
-        """Pause a running operation (a rollout, a programme).
+        """Pause a running operation (a rollout, a programme). NOT_FOUND for an unknown operation; one
+        already paused is returned unchanged; FAILED_PRECONDITION once it has finished.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResumeOperation(self, request, context):
-        """Resume a paused operation.
+        """Resume a paused operation. NOT_FOUND for an unknown operation; one already running is
+        returned unchanged; FAILED_PRECONDITION once it has finished.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,7 +186,8 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListHubs(self, request, context):
-        """Hubs matching a filter, in hub order, a page at a time.
+        """Hubs matching a filter, in hub order, a page at a time. A page token continues only the
+        request that returned it (same filter); with another it is INVALID_ARGUMENT (page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

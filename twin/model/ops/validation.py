@@ -11,6 +11,20 @@ from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, 
 from twin.model.ops.runtime import FleetPlanner
 
 
+class UnknownOperation(TwinInputError):
+    """A control names an operation the run does not hold (the API answers NOT_FOUND)."""
+
+
+class OperationStateConflict(TwinInputError):
+    """A control the operation's state does not allow, e.g. pausing a finished rollout (the API
+    answers FAILED_PRECONDITION)."""
+
+
+class CommandConflict(TwinInputError):
+    """A command that conflicts with one still running, e.g. a second rollout of the same devices
+    (the API answers FAILED_PRECONDITION)."""
+
+
 def _overlap(a: tuple, b: tuple) -> bool:
     """Empty means 'all'."""
     return not a or not b or bool(set(a) & set(b))
@@ -59,9 +73,9 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
     if isinstance(cmd, OperationControl):
         op = planner.ops.get(cmd.operation)
         if op is None:
-            raise TwinInputError("operation", f"no operation named {cmd.operation!r}")
+            raise UnknownOperation("operation", f"no operation named {cmd.operation!r}")
         if cmd.action not in op.allowed_actions():
-            raise TwinInputError("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
+            raise OperationStateConflict("action", f"cannot {cmd.action} {cmd.operation}: it is {op.state.lower()}")
         return
     # Only operations not yet done can conflict, and all of them are live: looking at the live ones
     # keeps a request (an SR 11.1 is a rollout) from costing every operation ever accepted.
@@ -72,7 +86,7 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
                     and other.model_code == cmd.model_code and _overlap(other.regions, cmd.regions)
                     and _overlap(other.suppliers, cmd.suppliers)
                     and _overlap(_keys(other), _keys(cmd)) and _overlap(other.hubs, cmd.hubs)):
-                raise TwinInputError("model", f"conflicts with {op.name}, still {op.state.lower()} on "
+                raise CommandConflict("model", f"conflicts with {op.name}, still {op.state.lower()} on "
                                               f"{cmd.model_label} devices of the same selection")
         for v in cmd.from_versions:
             if planner.versions.find(cmd.device_type, cmd.model_code, v) is None:
@@ -85,12 +99,12 @@ def validate(cmd: Command, planner: FleetPlanner, *, census: Callable[[Command],
     failed = planner.failed_suppliers
     if isinstance(cmd, SupplierFailure):
         if cmd.supplier in failed:
-            raise TwinInputError("supplier", f"{_name(cmd.supplier)} already failed in {failed[cmd.supplier][2]}")
+            raise CommandConflict("supplier", f"{_name(cmd.supplier)} already failed in {failed[cmd.supplier][2]}")
         if cmd.solr in failed:
-            raise TwinInputError("solr", f"{_name(cmd.solr)} failed in {failed[cmd.solr][2]}: a Supplier of Last "
+            raise CommandConflict("solr", f"{_name(cmd.solr)} failed in {failed[cmd.solr][2]}: a Supplier of Last "
                                          "Resort must be a supplier still trading")
     if isinstance(cmd, SupplierSwitch) and cmd.to_supplier in failed and cmd.at >= failed[cmd.to_supplier][0]:
-        raise TwinInputError("to_supplier", f"{_name(cmd.to_supplier)} has failed ({failed[cmd.to_supplier][2]}) "
+        raise CommandConflict("to_supplier", f"{_name(cmd.to_supplier)} has failed ({failed[cmd.to_supplier][2]}) "
                                             "and takes no customers")
 
 

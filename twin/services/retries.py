@@ -1,0 +1,58 @@
+"""AIP-155 request ids at the API's edge: claiming a request's id in the engine's RequestLedger,
+and the status of an id that may not be used (see twin.engine.requests for the rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen, request_digest
+from twin.services.errors import ApiError, invalid
+from twin.services.server import current_identity
+
+MAX_REQUEST_ID = 100
+
+
+def request_id_error(e: RequestIdError) -> ApiError:
+    """AIP-193 status of a request id that may not be used, naming the field request_id: a
+    malformed id INVALID_ARGUMENT; a DUIS counter not above the last one FAILED_PRECONDITION (the
+    caller's counter state; DUIS refuses it); an id reused for a different request ALREADY_EXISTS;
+    an id whose first request is still being processed ABORTED (retry shortly); a quarantined one
+    RESOURCE_EXHAUSTED naming its entry."""
+    if e.kind == "held":
+        return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"quarantined as {e.held}: {e.message}", quota=e.held)
+    code = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "stale": grpc.StatusCode.FAILED_PRECONDITION,
+            "reused": grpc.StatusCode.ALREADY_EXISTS, "in_progress": grpc.StatusCode.ABORTED}[e.kind]
+    return ApiError(code, f"request_id: {e.message}", field="request_id",
+                    precondition="request_id" if e.kind == "stale" else "")
+
+
+def check_request_id(request_id: str, *, required: bool) -> None:
+    if (required and not request_id) or len(request_id) > MAX_REQUEST_ID:
+        raise invalid("request_id", f"give a unique id of 1 to {MAX_REQUEST_ID} characters")
+
+
+def claim(ledger: RequestLedger, key: RequestKey) -> Seen | None:
+    """`ledger.claim` with its refusals as API errors."""
+    try:
+        return ledger.claim(key.user, key.request_id, key.digest)
+    except RequestIdError as e:
+        raise request_id_error(e) from None
+
+
+def claim_request(ledger: RequestLedger, request: Any) -> tuple[RequestKey | None, Seen | None]:
+    """For a request message with an optional `request_id` field: (None, None) without one; else
+    its key, claimed, and for a retry of an accepted request the first request's Seen. The digest
+    is of the method's request type and the whole request but its id, so the same id with anything
+    changed (or sent to another method) is refused."""
+    check_request_id(request.request_id, required=False)
+    if not request.request_id:
+        return None, None
+    body = type(request)()
+    body.CopyFrom(request)
+    body.ClearField("request_id")
+    digest = request_digest(body.DESCRIPTOR.full_name, body.SerializeToString(deterministic=True))
+    key = RequestKey(current_identity().user_id, request.request_id, digest)
+    return key, claim(ledger, key)
