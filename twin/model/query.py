@@ -29,7 +29,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.ids import eui64
-from twin.model.metering import kwh_between
+from twin.model.metering import kwh_between, register_kwh
 from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.state import HubState
 
@@ -94,8 +94,8 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     if has_gas:
         meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed, versions))
     ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed, versions)
-    elec_kwh = c["elec_reg0"] / 10 + float(kwh_between(c["elec_kwh_year"], "elec", doy, config.start_tick_of_day,
-                                                          elapsed))
+    elec_kwh = float(register_kwh(c["elec_reg0"], kwh_between(c["elec_kwh_year"], "elec", doy,
+                                                                config.start_tick_of_day, elapsed)))
     out: dict[str, Any] = {
         "hub": hub,
         "device_id": eui64(hub, config.seed),
