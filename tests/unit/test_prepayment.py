@@ -229,3 +229,29 @@ def test_balance_never_below_minus_emergency_credit_and_off_iff_exhausted(annual
         # Nothing is metered through a tick a premises spent off supply from its start.
         regs_after = register_kwh(c["elec_reg0"][rows], c["elec_kwh_year"][rows] * spend_factor(cfg, tick + 1))
         np.testing.assert_allclose(regs_after[was_off & off], regs_before[was_off & off], atol=0.1001)
+
+
+def test_history_records_prepayment_counts_and_an_older_history_gains_the_new_columns(tmp_path):
+    import duckdb
+
+    from twin.engine.history import HistoryStore
+
+    f = _fleet(topups=False)
+    ss = f.run(3 * 48)
+    # A history written before the prepayment columns and alert kinds existed.
+    with duckdb.connect(str(tmp_path / "history.duckdb")) as con:
+        con.execute("CREATE TABLE ticks (branch VARCHAR NOT NULL, tick BIGINT NOT NULL, time_utc TIMESTAMP NOT NULL, "
+                    "hubs BIGINT)")
+    store = HistoryStore(tmp_path, branch="main", config=f.config, flush_ticks=1000)
+    for s in ss:
+        store.record(s)
+    store.flush()
+    with duckdb.connect(str(tmp_path / "history.duckdb"), read_only=True) as con:
+        off, ec, disabled_alerts = con.execute(
+            "SELECT prepay_off_supply, prepay_emergency_credit, alerts_credit_below_disablement FROM ticks "
+            "WHERE tick = ?", [len(ss) - 1]).fetchone()
+        by_sup = dict(con.execute("SELECT key, value FROM metrics WHERE metric = 'credit_off_supplier' AND tick = ?",
+                                  [len(ss) - 1]).fetchall())
+    assert off == int(ss[-1].credit_off_supplier.sum()) > 0 and ec == int(ss[-1].credit_ec_supplier.sum())
+    assert disabled_alerts == int(ss[-1].alerts[:, AlertKind.CREDIT_BELOW_DISABLEMENT].sum())
+    assert by_sup["Utilita"] == int(ss[-1].credit_off_supplier[8]) and sum(by_sup.values()) == off
