@@ -55,7 +55,11 @@ def habits(seed: int, hubs: np.ndarray, shares: dict[str, float]) -> np.ndarray:
     w = np.array([shares.get(h, 0.0) for h in PREPAY_HABITS], dtype=np.float64)
     edges = np.cumsum(w) / w.sum()
     edges[-1] = 1.0
-    return np.searchsorted(edges, hash_uniform(seed, Purpose.PREPAY_BEHAVIOUR, hubs, 0), side="right")
+    u = hash_uniform(seed, Purpose.PREPAY_BEHAVIOUR, hubs, 0)
+    out = np.zeros(u.size, dtype=np.intp)
+    for edge in edges[:-1]:  # a few comparisons beat a binary search per hub
+        out += u >= edge
+    return out
 
 
 def per_tick_probability(wait_h: float) -> float:
@@ -72,18 +76,45 @@ def enable_supply(state: HubState, rows: np.ndarray, config: FleetConfig, tick: 
     rate = c["tariff_dp"][rows].astype(np.float64) * c["elec_kwh_year"][rows] / 10
     c["credit_p"][rows] += np.round(rate * spend_factor(config, tick + 1)).astype(np.int32)
     state.change(rows, status=c["status"][rows] & np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF))
+    touch(state, rows)
+
+
+def touch(state: HubState, rows: np.ndarray) -> None:
+    """Rows whose credit, unit rate or supply state changed outside the pass (a Service Request):
+    the next pass looks at them whatever their cached next threshold said."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n = state.prepay_rows.size
+    if n == 0:
+        return
+    pos = np.searchsorted(state.prepay_rows, rows)
+    ok = (pos < n) & (state.prepay_rows[np.minimum(pos, n - 1)] == rows)
+    state.prepay_due[pos[ok]] = -np.inf
 
 
 def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray) -> None:
-    """Step every prepayment meter through `tick` (after this tick's Service Requests)."""
+    """Step every prepayment meter through `tick` (after this tick's Service Requests).
+
+    Only the meters that can change this tick are touched: each prepayment row caches the spend
+    factor at which its balance next reaches a level that matters to it (zero, minus the
+    emergency credit, its habit's top-up trigger; -inf while it waits for a top-up or is off
+    supply), a derived array rebuilt as "look at me" on load. Looking at a row early changes
+    nothing, so the cache never changes a result, only what a tick costs."""
+    f_prev, f_now = spend_factor(config, tick), spend_factor(config, tick + 1)
+    if state.prepay_rows.size == 0:
+        return
+    pos = np.flatnonzero(state.prepay_due <= f_now)
+    if pos.size == 0:
+        return
+    _pass(state, s, tick, config, up_area, pos, f_prev, f_now)
+
+
+def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray, pos: np.ndarray,
+          f_prev: float, f_now: float) -> None:
     from twin.model.kernel import count_alerts  # the kernel imports this module
 
-    rows = state.prepay_rows.astype(np.int64)
-    if rows.size == 0:
-        return
     pp = config.params.prepayment
     c = state.cols
-    f_prev, f_now = spend_factor(config, tick), spend_factor(config, tick + 1)
+    rows = state.prepay_rows[pos].astype(np.int64)
     status = c["status"][rows]
     new_status = status.copy()
     off = (status & Status.CREDIT_OFF) != 0
@@ -102,12 +133,12 @@ def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig,
     crossing_off = np.flatnonzero(~off & (bal <= -ec))
     if crossing_ec.size or crossing_off.size:
         bal_prev = np.where(off, credit, credit - rate * f_prev)
-        for pos, level, kind in ((crossing_ec, 0.0, AlertKind.EMERGENCY_CREDIT_ACTIVATED),
+        for idx, level, kind in ((crossing_ec, 0.0, AlertKind.EMERGENCY_CREDIT_ACTIVATED),
                                  (crossing_off, -ec, AlertKind.CREDIT_BELOW_DISABLEMENT)):
-            if pos.size:
-                drop = np.maximum(bal_prev[pos] - bal[pos], 1e-9)
-                frac = np.clip((bal_prev[pos] - level) / drop, 0.0, 1.0)
-                alerts.append((pos, kind, np.minimum(frac * TICK_SECONDS, TICK_SECONDS - 1).astype(np.int64)))
+            if idx.size:
+                drop = np.maximum(bal_prev[idx] - bal[idx], 1e-9)
+                frac = np.clip((bal_prev[idx] - level) / drop, 0.0, 1.0)
+                alerts.append((idx, kind, np.minimum(frac * TICK_SECONDS, TICK_SECONDS - 1).astype(np.int64)))
         new_status[crossing_ec] |= np.uint8(Status.EMERGENCY_CREDIT)
         if crossing_off.size:
             r = rows[crossing_off]
@@ -129,18 +160,16 @@ def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig,
         _lower_register(c, rows[held], used)
 
     # Customers' top-ups, each when its habit's trigger holds, after an exponential wait.
-    if pp.topups:
-        off_now = off.copy()
-        off_now[crossing_off] = True
-        cand = np.flatnonzero((bal < max(pp.ahead_below_gbp * 100, 1.0)) & ~armed_before)
+    habit = habits(state.seed, state.offset + rows, pp.habit_shares) if pp.topups else None
+    if habit is not None:
+        off_now = (new_status & Status.CREDIT_OFF) != 0
+        b = bal
+        trigger = np.stack([b < pp.ahead_below_gbp * 100, b <= 0, off_now, off_now])[habit, np.arange(rows.size)]
+        cand = np.flatnonzero(trigger & ~armed_before)
         if cand.size:
-            hubs = state.offset + rows[cand]
-            habit = habits(state.seed, hubs, pp.habit_shares)
-            b, o = bal[cand], off_now[cand]
-            trigger = np.stack([b < pp.ahead_below_gbp * 100, b <= 0, o, o])[habit, np.arange(cand.size)]
             p = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
-            u = hash_uniform(state.seed, Purpose.PREPAY_TOPUP, hubs, tick)
-            top = cand[trigger & (u < p[habit])]
+            u = hash_uniform(state.seed, Purpose.PREPAY_TOPUP, state.offset + rows[cand], tick)
+            top = cand[u < p[habit[cand]]]
             if top.size:
                 amount = round(pp.topup_gbp * 100)
                 c["credit_p"][rows[top]] += amount
@@ -162,14 +191,44 @@ def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig,
 
     # The consumer enables an armed supply (armed before this tick) after a short wait.
     ready = np.flatnonzero(armed_before)
+    enabled = np.zeros(rows.size, bool)
     if ready.size:
         u = hash_uniform(state.seed, Purpose.PREPAY_ENABLE, state.offset + rows[ready], tick)
         go = ready[u < per_tick_probability(pp.enable_wait_h)]
         if go.size:
             enable_supply(state, rows[go], config, tick)
+            enabled[go] = True
+            new_status[go] = c["status"][rows[go]]
 
-    for pos, kind, sec in alerts:
-        _send(state, s, rows[pos], kind, sec, up_area, count_alerts)
+    for idx, kind, sec in alerts:
+        _send(state, s, rows[idx], kind, sec, up_area, count_alerts)
+
+    # When each row next needs a look: the spend factor at which its balance reaches the next level
+    # that matters to it, or at once (-inf) while off supply or waiting for its habit's top-up.
+    state.prepay_due[pos] = _next_due(c, rows, new_status, habit, pp, enabled, tick, config)
+
+
+def _next_due(c: dict[str, np.ndarray], rows: np.ndarray, status: np.ndarray, habit: np.ndarray | None, pp,
+              enabled: np.ndarray, tick: int, config: FleetConfig) -> np.ndarray:
+    credit = c["credit_p"][rows].astype(np.float64)
+    rate = c["tariff_dp"][rows].astype(np.float64) * c["elec_kwh_year"][rows] / 10
+    f_now = spend_factor(config, tick + 1)
+    bal = credit - rate * f_now
+    ec = pp.emergency_credit_gbp * 100
+    in_ec = (status & Status.EMERGENCY_CREDIT) != 0
+    ahead = pp.ahead_below_gbp * 100
+    level = np.where(in_ec, -ec, 0.0)
+    now = (status & Status.CREDIT_OFF) != 0
+    if habit is not None:
+        is_ahead = habit == PREPAY_HABITS.index("ahead")
+        level = np.where(is_ahead & ~in_ec & (bal >= ahead) & (ahead > 0), ahead, level)
+        waiting = (is_ahead & (bal < ahead)) | ((habit == PREPAY_HABITS.index("at_emergency")) & (bal <= 0))
+        now |= waiting
+    with np.errstate(divide="ignore", invalid="ignore"):
+        due = np.where(rate > 0, (credit - level) / rate, np.inf)
+    due = np.where(now, -np.inf, due)
+    # Stored as float32, rounded down: a row is looked at a tick early (a no-op), never late.
+    return np.nextafter(due.astype(np.float32), np.float32(-np.inf))
 
 
 def _lower_register(c: dict[str, np.ndarray], rows: np.ndarray, dkwh: np.ndarray) -> None:

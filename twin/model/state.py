@@ -127,8 +127,10 @@ class HubState:
         self.area_rows = np.zeros(0, dtype=np.int32)
         self.area_keys = np.zeros(0, dtype=np.uint16)
         self.area_start = np.zeros(N_AREA_CODES + 1, dtype=np.int64)
-        # Derived index: rows on prepayment (a fixed install attribute), for the per-tick credit pass.
+        # Derived index: rows on prepayment (a fixed install attribute), for the per-tick credit pass,
+        # and when each next needs a look (prepayment.prepay_pass; -inf = at the next tick).
         self.prepay_rows = np.zeros(0, dtype=np.int32)
+        self.prepay_due = np.zeros(0, dtype=np.float32)
 
     # -- views ---------------------------------------------------------------------------
     def blocks(self, name: str) -> np.ndarray:
@@ -190,6 +192,7 @@ class HubState:
         self.area_start = np.searchsorted(area[order], np.arange(N_AREA_CODES + 1)).astype(np.int64)
         flags = self.cols["flags"][:n]
         self.prepay_rows = np.flatnonzero(((flags & Flag.PREPAY) != 0) & (area != 0)).astype(np.int32)
+        self.prepay_due = np.full(self.prepay_rows.size, -np.inf, dtype=np.float32)
 
     def area_window(self, area: int, start: float, fraction: float) -> np.ndarray:
         """Rows of `area` whose static key falls in [start, start + fraction) (cyclic): a random

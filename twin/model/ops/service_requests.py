@@ -12,7 +12,7 @@ from twin.model.metering import kwh_between
 from twin.model.ops.commands import ServiceRequestCommand
 from twin.model.ops.common import csp_of, days_to_ticks, reachable
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
-from twin.model.prepayment import balance_pence, enable_supply
+from twin.model.prepayment import balance_pence, enable_supply, touch
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.
 ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
@@ -57,6 +57,7 @@ class ServiceRequestShard(ShardOp):
             # Credit goes on at once; if it lifts a disabled supply's balance above the disablement
             # threshold, this tick's prepayment pass arms the supply (0x8F32).
             c["credit_p"][row] += int(self.cmd.param("amount_pence", 0))
+            touch(hs, rows)
         elif srv == "1.1.1":
             new = round(float(self.cmd.param("unit_rate_pence", 0)) * 10)
             # Fold the spend so far at the old rate into the stored credit, so a balance stays exact
@@ -67,6 +68,7 @@ class ServiceRequestShard(ShardOp):
                                          tick + 1))
                 c["credit_p"][row] += round((new - int(c["tariff_dp"][row])) / 10 * used)
             c["tariff_dp"][row] = new
+            touch(hs, rows)
         elif srv == "7.1":
             if c["status"][row] & Status.CREDIT_OFF and not c["status"][row] & Status.ARMED:
                 # The meter keeps a supply disabled for credit off until credit is restored.
