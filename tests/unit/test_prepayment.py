@@ -279,3 +279,30 @@ def test_a_restored_checkpoint_continues_exactly_like_the_run_it_came_from():
     assert [s.to_dict() for s in sa] == [s.to_dict() for s in sb]
     assert a.state_hash() == b.state_hash()
     assert sa[-1].prepayment()["off_supply"] > 0
+
+
+def test_the_api_views_agree_with_the_counts_group_filter_and_hub_record():
+    import pytest
+
+    from twin.model.query import aggregate_counts, hub_record, label_counts, match_hubs, parse_filter
+    from twin.services.convert import hub_message
+
+    f = _fleet(topups=False)
+    last = f.run(TICKS)[-1]
+    st, cfg = f.states[0], f.config
+    up = f.network.up_by_area(f.tick - 1)
+    rows = {r["credit_state"]: r["hubs"] for r in label_counts(["credit_state"],
+                                                             aggregate_counts(st, up, ["credit_state"]))}
+    assert rows["disabled"] == int(last.credit_off_supplier.sum())
+    assert rows["emergency credit"] == int(last.credit_ec_supplier.sum())
+    assert rows["disabled"] + rows["emergency credit"] + rows["in credit"] == int(last.prepay_supplier.sum())
+    ids, _ = match_hubs(st, up, parse_filter("credit_state=disabled AND supplier=Utilita"), 0, 1000)
+    assert len(ids) == int(last.credit_off_supplier[8]) > 0
+    rec = hub_record(st, cfg, up, ids[0], f.tick - 1)
+    assert rec["prepayment"] == {"balance_pence": -EC_P, "credit_state": "disabled", "supply_on": False}
+    msg = hub_message(rec)
+    assert msg.prepayment.balance_pence == -EC_P and msg.prepayment.credit_state == "disabled"
+    credit_hub = int(np.flatnonzero((st.cols["flags"][: st.n_hubs] & Flag.PREPAY) == 0)[0])
+    assert not hub_message(hub_record(st, cfg, up, credit_hub, f.tick - 1)).HasField("prepayment")
+    with pytest.raises(ValueError, match="credit_state takes one of"):
+        parse_filter("credit_state=off")
