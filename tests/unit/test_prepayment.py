@@ -15,10 +15,17 @@ from twin.model.catalog import AlertKind, Flag, Smets, Status
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.generator import generate
-from twin.model.metering import register_kwh
 from twin.model.network import NetworkPlan
 from twin.model.params import PREPAY_HABITS, PrepaymentParams
-from twin.model.prepayment import balance_pence, habits, per_tick_probability, prepay_pass, spend_factor, touch
+from twin.model.prepayment import (
+    balance_pence,
+    habits,
+    per_tick_probability,
+    prepay_pass,
+    register_reading_kwh,
+    spend_factor,
+    touch,
+)
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
 
@@ -74,7 +81,7 @@ def test_without_top_ups_every_premises_whose_credit_ran_out_is_off_supply_once_
     np.testing.assert_array_equal(bal[ran_out], -EC_P)
     # Nothing metered after the disablement: the register holds exactly the energy bought (to its
     # 0.1 kWh resolution: the disablement point and the energy of the half-hours off are rounded).
-    reg = register_kwh(c["elec_reg0"][rows], c["elec_kwh_year"][rows] * spend_factor(cfg, TICKS))
+    reg = register_reading_kwh(c, rows, cfg, TICKS - 1)
     bought_kwh = (credit0 + EC_P) / (c["tariff_dp"][rows] / 10)
     np.testing.assert_allclose(reg[ran_out], (reg0 / 10 + bought_kwh)[ran_out], atol=0.1501)
 
@@ -115,13 +122,13 @@ def test_a_top_up_arms_a_disabled_supply_and_the_consumer_enables_it():
     armed = s.alert_events["hub"][s.alert_events["kind"] == AlertKind.SUPPLY_ARMED]
     assert armed.tolist() == [hub]
     assert balance_pence(c, row, cfg, f.tick - 1) == -EC_P + 2000  # the top-up repaid the EC first
-    reg_armed = register_kwh(c["elec_reg0"][row], c["elec_kwh_year"][row] * spend_factor(cfg, f.tick))
+    reg_armed = register_reading_kwh(c, row, cfg, f.tick - 1)
     f.step()  # the consumer presses the button (enable_wait_h = 0: at the next tick)
     assert not c["status"][row] & (Status.CREDIT_OFF | Status.ARMED)
     f.run(48)
     # Supply is back: a day's consumption is metered and spent from the 10 pounds left.
     used = c["elec_kwh_year"][row] * (spend_factor(cfg, f.tick) - spend_factor(cfg, f.tick - 48))
-    reg_now = register_kwh(c["elec_reg0"][row], c["elec_kwh_year"][row] * spend_factor(cfg, f.tick))
+    reg_now = register_reading_kwh(c, row, cfg, f.tick - 1)
     assert abs(reg_now - reg_armed - used) < 0.11
     assert abs(balance_pence(c, row, cfg, f.tick - 1) - (1000 - used * c["tariff_dp"][row] / 10)) < 1.0
 
@@ -221,7 +228,7 @@ def test_balance_never_below_minus_emergency_credit_and_off_iff_exhausted(annual
                 touch(state, np.array([r]))
         fresh.prepay_due[:] = -np.inf
         prepay_pass(fresh, TickSummary(tick=tick), tick, cfg, up)
-        regs_before = register_kwh(c["elec_reg0"][rows], c["elec_kwh_year"][rows] * spend_factor(cfg, tick))
+        regs_before = register_reading_kwh(c, rows, cfg, tick - 1)
         was_off = (c["status"][rows] & Status.CREDIT_OFF) != 0
         prepay_pass(hs, TickSummary(tick=tick), tick, cfg, up)
         bal = balance_pence(c, rows, cfg, tick)
@@ -237,10 +244,11 @@ def test_balance_never_below_minus_emergency_credit_and_off_iff_exhausted(annual
         assert (bal[off & ~armed] <= 0).all() and (bal[off & armed] > 0).all()
         assert not (ec & off).any()
         # Nothing is metered through a tick a premises spent off supply from its start.
-        regs_after = register_kwh(c["elec_reg0"][rows], c["elec_kwh_year"][rows] * spend_factor(cfg, tick + 1))
+        regs_after = register_reading_kwh(c, rows, cfg, tick)
         np.testing.assert_allclose(regs_after[was_off & off], regs_before[was_off & off], atol=0.1001)
         for name in ("credit_p", "status", "elec_reg0"):
             np.testing.assert_array_equal(fresh.cols[name], c[name])
+        np.testing.assert_array_equal(fresh.prepay_act, hs.prepay_act)
 
 
 def test_history_records_prepayment_counts_and_an_older_history_gains_the_new_columns(tmp_path):

@@ -18,10 +18,10 @@ import numpy as np
 
 from twin.model.catalog import AREA_REGION, AlertKind, Smets, Status
 from twin.model.config import FleetConfig
-from twin.model.metering import REGISTER_MODULUS, cumulative_factor
+from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.rng import Purpose, hash_uniform
-from twin.model.state import HubState
+from twin.model.state import PREPAY_NO_ACTION, HubState
 from twin.model.summary import TickSummary
 
 
@@ -41,6 +41,16 @@ def balance_pence(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: F
     off = (np.asarray(cols["status"][rows]) & Status.CREDIT_OFF) != 0
     rate = np.asarray(cols["tariff_dp"][rows], dtype=np.float64) * cols["elec_kwh_year"][rows] / 10
     return np.where(off, credit, credit - rate * spend_factor(config, tick + 1))
+
+
+def register_reading_kwh(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: FleetConfig,
+                         tick: int) -> np.ndarray:
+    """ESME import register, kWh, at the end of `tick`: while supply is disabled for credit the
+    base holds the reading itself; otherwise base plus the profile's energy since tick 0."""
+    reg0 = np.asarray(cols["elec_reg0"][rows])
+    off = (np.asarray(cols["status"][rows]) & Status.CREDIT_OFF) != 0
+    used = np.asarray(cols["elec_kwh_year"][rows], dtype=np.float64) * spend_factor(config, tick + 1)
+    return np.where(off, reg0 / 10, register_kwh(reg0, used))
 
 
 def credit_state(status: int) -> str:
@@ -70,11 +80,14 @@ def per_tick_probability(wait_h: float) -> float:
 
 
 def enable_supply(state: HubState, rows: np.ndarray, config: FleetConfig, tick: int) -> None:
-    """Enable supply on armed rows at the end of `tick`: the stored credit goes back to meaning
-    "before the spend since tick 0", so the balance carries on from where it stood."""
+    """Enable supply on armed rows at the end of `tick`: credit and register go back to meaning
+    "before the spend since tick 0" and "at tick 0", so both carry on from where they stood."""
     c = state.cols
-    rate = c["tariff_dp"][rows].astype(np.float64) * c["elec_kwh_year"][rows] / 10
-    c["credit_p"][rows] += np.round(rate * spend_factor(config, tick + 1)).astype(np.int32)
+    annual = c["elec_kwh_year"][rows].astype(np.float64)
+    f = spend_factor(config, tick + 1)
+    rate = c["tariff_dp"][rows].astype(np.float64) * annual / 10
+    c["credit_p"][rows] += np.round(rate * f).astype(np.int32)
+    _set_register_base(c, rows, c["elec_reg0"][rows].astype(np.int64) - np.round(10 * annual * f).astype(np.int64))
     state.change(rows, status=c["status"][rows] & np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF))
     touch(state, rows)
 
@@ -94,18 +107,29 @@ def touch(state: HubState, rows: np.ndarray) -> None:
 def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray) -> None:
     """Step every prepayment meter through `tick` (after this tick's Service Requests).
 
-    Only the meters that can change this tick are touched: each prepayment row caches the spend
-    factor at which its balance next reaches a level that matters to it (zero, minus the
-    emergency credit, its habit's top-up trigger; -inf while it waits for a top-up or is off
-    supply), a derived array rebuilt as "look at me" on load. Looking at a row early changes
-    nothing, so the cache never changes a result, only what a tick costs."""
-    f_prev, f_now = spend_factor(config, tick), spend_factor(config, tick + 1)
+    Only the meters that can change this tick are touched: those whose balance reaches a level
+    that matters to them (zero, minus the emergency credit, their habit's top-up trigger: a
+    cached spend factor, a derived array rebuilt as "look now" on load; looking early changes
+    nothing) and those whose customer acts this tick (a top-up or enabling an armed supply, the
+    tick drawn once when the wait begins: `HubState.prepay_act`). The cost follows the events,
+    not the prepayment fleet."""
     if state.prepay_rows.size == 0:
         return
-    pos = np.flatnonzero(state.prepay_due <= f_now)
-    if pos.size == 0:
-        return
-    _pass(state, s, tick, config, up_area, pos, f_prev, f_now)
+    f_now = spend_factor(config, tick + 1)
+    pos = np.flatnonzero((state.prepay_due <= f_now) | (state.prepay_act <= tick))
+    if pos.size:
+        _pass(state, s, tick, config, up_area, pos, spend_factor(config, tick), f_now)
+
+
+def _geometric_tick(seed: int, purpose: int, hubs: np.ndarray, tick: int, p: np.ndarray | float, first: int) -> np.ndarray:
+    """Tick of the first success of a per-half-hour chance `p`, trying from `tick + first` on; a
+    pure function of (seed, hub, tick), so the same for any shard layout."""
+    u = 1.0 - hash_uniform(seed, purpose, hubs, tick)  # (0, 1]
+    p = np.broadcast_to(np.asarray(p, dtype=np.float64), u.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wait = np.where(p >= 1.0, 0.0, np.floor(np.log(u) / np.log1p(-np.minimum(p, 1.0))))
+    wait = np.where(p <= 0.0, np.inf, wait)
+    return np.minimum(tick + first + wait, PREPAY_NO_ACTION - 1).astype(np.int32)
 
 
 def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray, pos: np.ndarray,
@@ -115,11 +139,13 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     pp = config.params.prepayment
     c = state.cols
     rows = state.prepay_rows[pos].astype(np.int64)
+    hubs = state.offset + rows
     status = c["status"][rows]
     new_status = status.copy()
     off = (status & Status.CREDIT_OFF) != 0
     armed_before = (status & Status.ARMED) != 0
     in_ec = (status & Status.EMERGENCY_CREDIT) != 0
+    act = state.prepay_act[pos].copy()
     tariff = c["tariff_dp"][rows].astype(np.float64)
     annual = c["elec_kwh_year"][rows].astype(np.float64)
     rate = tariff * annual / 10  # pence per unit of spend factor
@@ -142,39 +168,34 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
         new_status[crossing_ec] |= np.uint8(Status.EMERGENCY_CREDIT)
         if crossing_off.size:
             r = rows[crossing_off]
-            # Energy past the disablement point was never taken: give it back to the register.
+            # The register stops at the disablement point: energy past it was never taken. While
+            # off, the base holds the reading itself (metering.register_kwh is not used).
             over_p = -ec - bal[crossing_off]
             unused = np.divide(100 * over_p, tariff[crossing_off], out=np.zeros_like(over_p),
                                where=tariff[crossing_off] > 0)
-            _lower_register(c, r, np.round(unused).astype(np.int64))
+            reading = (c["elec_reg0"][r].astype(np.int64) + np.round(10 * annual[crossing_off] * f_now).astype(np.int64)
+                       - np.round(unused).astype(np.int64))
+            _set_register_base(c, r, reading)
             c["credit_p"][r] = -round(ec)
             bal[crossing_off] = -round(ec)
             new_status[crossing_off] = (new_status[crossing_off] & np.uint8(~Status.EMERGENCY_CREDIT & 0xFF)) | np.uint8(
                 Status.CREDIT_OFF)
 
-    # Off supply through this tick (since before it): nothing metered.
-    held = np.flatnonzero(off)
-    if held.size:
-        a = annual[held]
-        used = np.round(10 * a * f_now).astype(np.int64) - np.round(10 * a * f_prev).astype(np.int64)
-        _lower_register(c, rows[held], used)
-
-    # Customers' top-ups, each when its habit's trigger holds, after an exponential wait.
-    habit = habits(state.seed, state.offset + rows, pp.habit_shares) if pp.topups else None
+    # Customers' top-ups: a wait is drawn once when a habit's trigger first holds (it may end at
+    # once), and the top-up comes at its end if the trigger still holds.
+    habit = habits(state.seed, hubs, pp.habit_shares) if pp.topups else None
     if habit is not None:
-        off_now = (new_status & Status.CREDIT_OFF) != 0
-        b = bal
-        trigger = np.stack([b < pp.ahead_below_gbp * 100, b <= 0, off_now, off_now])[habit, np.arange(rows.size)]
-        cand = np.flatnonzero(trigger & ~armed_before)
-        if cand.size:
-            p = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
-            u = hash_uniform(state.seed, Purpose.PREPAY_TOPUP, state.offset + rows[cand], tick)
-            top = cand[u < p[habit[cand]]]
-            if top.size:
-                amount = round(pp.topup_gbp * 100)
-                c["credit_p"][rows[top]] += amount
-                bal[top] += amount
-                s.prepay_topups += int(top.size)
+        p_topup = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
+        trig = _trigger(habit, bal, new_status, pp) & ~armed_before
+        begin = np.flatnonzero(trig & (act == PREPAY_NO_ACTION))
+        if begin.size:
+            act[begin] = _geometric_tick(state.seed, Purpose.PREPAY_TOPUP, hubs[begin], tick, p_topup[habit[begin]], 0)
+        top = np.flatnonzero(trig & (act <= tick))
+        if top.size:
+            amount = round(pp.topup_gbp * 100)
+            c["credit_p"][rows[top]] += amount
+            bal[top] += amount
+            s.prepay_topups += int(top.size)
 
     # Credit back above zero: emergency credit repaid; a disabled supply is armed (0x8F32).
     repaid = ((new_status & Status.EMERGENCY_CREDIT) != 0) & (bal > 0)
@@ -182,58 +203,69 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     arm = np.flatnonzero(((new_status & Status.CREDIT_OFF) != 0) & ((new_status & Status.ARMED) == 0) & (bal > 0))
     if arm.size:
         new_status[arm] |= np.uint8(Status.ARMED)
-        sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, state.offset + rows[arm], tick) * TICK_SECONDS)
+        sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs[arm], tick) * TICK_SECONDS)
         alerts.append((arm, AlertKind.SUPPLY_ARMED, sec.astype(np.int64)))
 
     changed = np.flatnonzero(new_status != status)
     if changed.size:
         state.change(rows[changed], status=new_status[changed])
 
-    # The consumer enables an armed supply (armed before this tick) after a short wait.
-    ready = np.flatnonzero(armed_before)
-    enabled = np.zeros(rows.size, bool)
-    if ready.size:
-        u = hash_uniform(state.seed, Purpose.PREPAY_ENABLE, state.offset + rows[ready], tick)
-        go = ready[u < per_tick_probability(pp.enable_wait_h)]
-        if go.size:
-            enable_supply(state, rows[go], config, tick)
-            enabled[go] = True
-            new_status[go] = c["status"][rows[go]]
+    # The consumer enables a supply armed before this tick, at the tick drawn when it was armed.
+    go = np.flatnonzero(armed_before & (act <= tick))
+    if go.size:
+        enable_supply(state, rows[go], config, tick)
+        new_status[go] = c["status"][rows[go]]
 
     for idx, kind, sec in alerts:
         _send(state, s, rows[idx], kind, sec, up_area, count_alerts)
 
-    # When each row next needs a look: the spend factor at which its balance reaches the next level
-    # that matters to it, or at once (-inf) while off supply or waiting for its habit's top-up.
-    state.prepay_due[pos] = _next_due(c, rows, new_status, habit, pp, enabled, tick, config)
+    # Each customer's next action: kept while its reason holds; a new wait after a top-up that left
+    # the trigger holding, and the wait to enable a newly armed supply, start at the next tick.
+    armed = (new_status & Status.ARMED) != 0
+    waiting = ~armed & _trigger(habit, bal, new_status, pp) if habit is not None else np.zeros(rows.size, bool)
+    keep = (act > tick) & (act != PREPAY_NO_ACTION) & ((armed & armed_before) | waiting)
+    new_act = np.where(keep, act, PREPAY_NO_ACTION).astype(np.int32)
+    again = np.flatnonzero(waiting & ~keep)
+    if again.size:
+        new_act[again] = _geometric_tick(state.seed, Purpose.PREPAY_TOPUP, hubs[again], tick + 1,
+                                         p_topup[habit[again]], 0)
+    start_arm = np.flatnonzero(armed & ~keep)
+    if start_arm.size:
+        new_act[start_arm] = _geometric_tick(state.seed, Purpose.PREPAY_ENABLE, hubs[start_arm], tick,
+                                             per_tick_probability(pp.enable_wait_h), 1)
+    state.prepay_act[pos] = new_act
+    state.prepay_due[pos] = _next_due(c, rows, new_status, habit, pp, tick, config)
+
+
+def _trigger(habit: np.ndarray, bal: np.ndarray, status: np.ndarray, pp) -> np.ndarray:
+    """Whether each customer's habit calls for a top-up now: ahead below the trigger amount, at
+    emergency once on emergency credit (or off), the others once supply is disabled."""
+    off = (status & Status.CREDIT_OFF) != 0
+    return np.stack([bal < pp.ahead_below_gbp * 100, bal <= 0, off, off])[habit, np.arange(bal.size)]
 
 
 def _next_due(c: dict[str, np.ndarray], rows: np.ndarray, status: np.ndarray, habit: np.ndarray | None, pp,
-              enabled: np.ndarray, tick: int, config: FleetConfig) -> np.ndarray:
+              tick: int, config: FleetConfig) -> np.ndarray:
+    """Spend factor at which each row's balance next reaches a level that matters: zero (emergency
+    credit), minus the emergency credit (disablement), the ahead habit's trigger; never while off."""
     credit = c["credit_p"][rows].astype(np.float64)
     rate = c["tariff_dp"][rows].astype(np.float64) * c["elec_kwh_year"][rows] / 10
-    f_now = spend_factor(config, tick + 1)
-    bal = credit - rate * f_now
-    ec = pp.emergency_credit_gbp * 100
+    bal = credit - rate * spend_factor(config, tick + 1)
     in_ec = (status & Status.EMERGENCY_CREDIT) != 0
     ahead = pp.ahead_below_gbp * 100
-    level = np.where(in_ec, -ec, 0.0)
-    now = (status & Status.CREDIT_OFF) != 0
-    if habit is not None:
-        is_ahead = habit == PREPAY_HABITS.index("ahead")
-        level = np.where(is_ahead & ~in_ec & (bal >= ahead) & (ahead > 0), ahead, level)
-        waiting = (is_ahead & (bal < ahead)) | ((habit == PREPAY_HABITS.index("at_emergency")) & (bal <= 0))
-        now |= waiting
+    level = np.where(in_ec, -pp.emergency_credit_gbp * 100, 0.0)
+    if habit is not None and ahead > 0:
+        level = np.where((habit == PREPAY_HABITS.index("ahead")) & ~in_ec & (bal >= ahead), ahead, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         due = np.where(rate > 0, (credit - level) / rate, np.inf)
-    due = np.where(now, -np.inf, due)
+    due = np.where((status & Status.CREDIT_OFF) != 0, np.inf, due)
     # Stored as float32, rounded down: a row is looked at a tick early (a no-op), never late.
     return np.nextafter(due.astype(np.float32), np.float32(-np.inf))
 
 
-def _lower_register(c: dict[str, np.ndarray], rows: np.ndarray, dkwh: np.ndarray) -> None:
-    """Take `dkwh` (0.1 kWh) off the register base, modulo 2^32 (metering.register_kwh)."""
-    c["elec_reg0"][rows] = ((c["elec_reg0"][rows].astype(np.int64) - dkwh) % REGISTER_MODULUS).astype(np.uint32)
+def _set_register_base(c: dict[str, np.ndarray], rows: np.ndarray, value: np.ndarray) -> None:
+    """Store a register base (0.1 kWh), modulo 2^32 (metering.register_kwh)."""
+    c["elec_reg0"][rows] = (value % REGISTER_MODULUS).astype(np.uint32)
 
 
 def _send(state: HubState, s: TickSummary, rows: np.ndarray, kind: int, sec: np.ndarray, up_area: np.ndarray,

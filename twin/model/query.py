@@ -95,8 +95,9 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     if has_gas:
         meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed, versions))
     ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed, versions)
-    elec_kwh = float(register_kwh(c["elec_reg0"], kwh_between(c["elec_kwh_year"], "elec", doy,
-                                                                config.start_tick_of_day, elapsed)))
+    elec_kwh = (c["elec_reg0"] / 10 if status & Status.CREDIT_OFF  # supply disabled: the base is the reading
+                else float(register_kwh(c["elec_reg0"], kwh_between(c["elec_kwh_year"], "elec", doy,
+                                                                     config.start_tick_of_day, elapsed))))
     out: dict[str, Any] = {
         "hub": hub,
         "device_id": eui64(hub, config.seed),

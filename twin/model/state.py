@@ -79,6 +79,7 @@ COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)
 assert BYTES_PER_HUB <= 64, BYTES_PER_HUB
 
+PREPAY_NO_ACTION = np.iinfo(np.int32).max
 N_CREDIT_STATES = 3  # prepayment: in credit, on emergency credit, supply disabled for credit
 DARK_AGE_EDGES_DAYS = (1, 7, 30, 396)  # buckets: <1 d, <1 wk, <1 mo, <13 mo, >=13 mo
 N_DARK_AGE = len(DARK_AGE_EDGES_DAYS) + 1
@@ -128,9 +129,13 @@ class HubState:
         self.area_keys = np.zeros(0, dtype=np.uint16)
         self.area_start = np.zeros(N_AREA_CODES + 1, dtype=np.int64)
         # Derived index: rows on prepayment (a fixed install attribute), for the per-tick credit pass,
-        # and when each next needs a look (prepayment.prepay_pass; -inf = at the next tick).
+        # and when each balance next reaches a level that matters (prepayment.prepay_pass; a spend
+        # factor, -inf = at the next tick).
         self.prepay_rows = np.zeros(0, dtype=np.int32)
         self.prepay_due = np.zeros(0, dtype=np.float32)
+        # State, beside prepay_rows (checkpointed and hashed): the tick of each prepayment customer's
+        # next action decided (a top-up, or enabling an armed supply); PREPAY_NO_ACTION = none.
+        self.prepay_act = np.zeros(0, dtype=np.int32)
 
     # -- views ---------------------------------------------------------------------------
     def blocks(self, name: str) -> np.ndarray:
@@ -193,6 +198,8 @@ class HubState:
         flags = self.cols["flags"][:n]
         self.prepay_rows = np.flatnonzero(((flags & Flag.PREPAY) != 0) & (area != 0)).astype(np.int32)
         self.prepay_due = np.full(self.prepay_rows.size, -np.inf, dtype=np.float32)
+        if self.prepay_act.size != self.prepay_rows.size:  # a new fleet, or a checkpoint from before
+            self.prepay_act = np.full(self.prepay_rows.size, PREPAY_NO_ACTION, dtype=np.int32)
 
     def area_window(self, area: int, start: float, fraction: float) -> np.ndarray:
         """Rows of `area` whose static key falls in [start, start + fraction) (cyclic): a random
@@ -266,11 +273,13 @@ class HubState:
             sel = al_order[j0:j1]
             for arr in (self.alert_hub, self.alert_kind, self.alert_time_s):
                 h.update(arr[sel].tobytes())
+            k0, k1 = np.searchsorted(self.prepay_rows, [lo, hi])
+            h.update(self.prepay_act[k0:k1].tobytes())
             out.append(h.digest())
         return out
 
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
-               "slot_at_risk", "slot_dark_age")
+               "slot_at_risk", "slot_dark_age", "prepay_act")
 
     def to_chunks(self) -> list[bytes | memoryview]:
         """The state as a short header and then each array's own memory, uncopied: a checkpoint
@@ -320,7 +329,8 @@ class HubState:
             for c in COLUMNS:
                 st.cols[c.name][:] = z[f"col_{c.name}"]
             for k in cls._SPARSE:
-                setattr(st, k, z[k].copy())
+                if k in z:  # prepay_act came later
+                    setattr(st, k, z[k].copy())
             st.last_tick = last_tick
         st.recount()
         st.build_index()
