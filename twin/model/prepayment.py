@@ -83,13 +83,19 @@ def enable_supply(state: HubState, rows: np.ndarray, config: FleetConfig, tick: 
     """Enable supply on armed rows at the end of `tick`: credit and register go back to meaning
     "before the spend since tick 0" and "at tick 0", so both carry on from where they stood."""
     c = state.cols
+    _restart_metering(c, rows, config, tick)
+    state.change(rows, status=c["status"][rows] & np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF))
+    touch(state, rows)
+
+
+def _restart_metering(c: dict[str, np.ndarray], rows: np.ndarray, config: FleetConfig, tick: int) -> None:
+    """Credit and register base back to "before the spend since tick 0" and "at tick 0" (from the
+    balance and the reading they held while supply was off)."""
     annual = c["elec_kwh_year"][rows].astype(np.float64)
     f = spend_factor(config, tick + 1)
     rate = c["tariff_dp"][rows].astype(np.float64) * annual / 10
     c["credit_p"][rows] += np.round(rate * f).astype(np.int32)
     _set_register_base(c, rows, c["elec_reg0"][rows].astype(np.int64) - np.round(10 * annual * f).astype(np.int64))
-    state.change(rows, status=c["status"][rows] & np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF))
-    touch(state, rows)
 
 
 def touch(state: HubState, rows: np.ndarray) -> None:
@@ -206,15 +212,15 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
         sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs[arm], tick) * TICK_SECONDS)
         alerts.append((arm, AlertKind.SUPPLY_ARMED, sec.astype(np.int64)))
 
-    changed = np.flatnonzero(new_status != status)
-    if changed.size:
-        state.change(rows[changed], status=new_status[changed])
-
     # The consumer enables a supply armed before this tick, at the tick drawn when it was armed.
     go = np.flatnonzero(armed_before & (act <= tick))
     if go.size:
-        enable_supply(state, rows[go], config, tick)
-        new_status[go] = c["status"][rows[go]]
+        _restart_metering(c, rows[go], config, tick)
+        new_status[go] &= np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF)
+
+    changed = np.flatnonzero(new_status != status)
+    if changed.size:
+        state.change(rows[changed], status=new_status[changed])
 
     for idx, kind, sec in alerts:
         _send(state, s, rows[idx], kind, sec, up_area, count_alerts)
