@@ -2,14 +2,14 @@
 arming and the consumer's enable; and the off-supply counts of the tick summary.
 
 The balance of an ESME in prepayment mode is a function of time while supply is on (stored credit
-less the spend of the shared profile at the unit rate, `balance_pence`), so the per-tick pass is a
-whole-column expression over the prepayment rows only (`HubState.prepay_rows`, ~13% of premises):
-which rows crossed zero (emergency credit, alert 0x81AB) or minus the emergency credit (supply
-disabled, alert 0x8F0F). While supply is disabled nothing is metered: the stored credit holds the
-balance itself, and the register base gives back each half-hour's energy, so register and balance
-stand still until a top-up arms the supply (0x8F32) and the consumer enables it (seeds/004 para 148:
-a person must be present when a disabled supply is enabled). Decisions are hashed per (hub, tick),
-so they are the same for any shard layout; habits are a static hash of the hub id (no state).
+less the spend of the shared profile at the unit rate, `balance_pence`), so a tick needs to look
+only at the prepayment rows whose balance crosses a level that matters this tick (zero: emergency
+credit, alert 0x81AB; minus the emergency credit: supply disabled, alert 0x8F0F) or whose customer
+acts in it. While supply is disabled nothing is metered: the stored credit and the register base
+hold the balance and the reading themselves, so both stand still until a top-up arms the supply
+(0x8F32) and the consumer enables it (seeds/004 para 148: a person must be present when a disabled
+supply is enabled). Draws are hashed per (hub, tick), so they are the same for any shard layout;
+habits are a static hash of the hub id (no state).
 """
 
 from __future__ import annotations
@@ -51,13 +51,6 @@ def register_reading_kwh(cols: dict[str, np.ndarray], rows: np.ndarray | int, co
     off = (np.asarray(cols["status"][rows]) & Status.CREDIT_OFF) != 0
     used = np.asarray(cols["elec_kwh_year"][rows], dtype=np.float64) * spend_factor(config, tick + 1)
     return np.where(off, reg0 / 10, register_kwh(reg0, used))
-
-
-def credit_state(status: int) -> str:
-    """Label of a prepayment meter's supply state, from its status bits."""
-    if status & Status.CREDIT_OFF:
-        return "armed" if status & Status.ARMED else "disabled"
-    return "emergency_credit" if status & Status.EMERGENCY_CREDIT else "in_credit"
 
 
 def habits(seed: int, hubs: np.ndarray, shares: dict[str, float]) -> np.ndarray:
