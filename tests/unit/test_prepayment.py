@@ -29,7 +29,7 @@ from twin.model.prepayment import (
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
 
-HUBS, SEED, DAYS = 20_000, 11, 20
+HUBS, SEED, DAYS = 20_000, 11, 30  # the example is at 30 days
 TICKS = DAYS * 48
 EC_P = 1000  # emergency credit of PrepaymentParams, pence
 
