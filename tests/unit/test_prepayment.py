@@ -19,6 +19,7 @@ from twin.model.network import NetworkPlan
 from twin.model.params import PREPAY_HABITS, PrepaymentParams
 from twin.model.prepayment import (
     balance_pence,
+    forget_lookahead,
     habits,
     per_tick_probability,
     prepay_pass,
@@ -226,7 +227,7 @@ def test_balance_never_below_minus_emergency_credit_and_off_iff_exhausted(annual
             for state in (hs, fresh):
                 state.cols["credit_p"][r] += amount
                 touch(state, np.array([r]))
-        fresh.prepay_due[:] = -np.inf
+        forget_lookahead(fresh)
         prepay_pass(fresh, TickSummary(tick=tick), tick, cfg, up)
         regs_before = register_reading_kwh(c, rows, cfg, tick - 1)
         was_off = (c["status"][rows] & Status.CREDIT_OFF) != 0
@@ -314,3 +315,41 @@ def test_the_api_views_agree_with_the_counts_group_filter_and_hub_record():
     assert not hub_message(hub_record(st, cfg, up, credit_hub, f.tick - 1)).HasField("prepayment")
     with pytest.raises(ValueError, match="credit_state takes one of"):
         parse_filter("credit_state=off")
+
+
+def test_a_supply_disabled_by_sr_7_2_meters_nothing_until_sr_7_1():
+    # The same kind as disablement for credit: a supply the supplier disabled meters nothing, for a
+    # credit meter (register) and a prepayment meter (register and balance).
+    f = _fleet(topups=False)
+    st, cfg, c = f.states[0], f.config, f.states[0].cols
+    f.run(2)
+    n = st.n_hubs
+    reach = (c["fault"][:n] == 0) & (c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED)
+    prepay = (c["flags"][:n] & Flag.PREPAY) != 0
+    credit_hub = int(np.flatnonzero(reach & ~prepay)[0])
+    prepay_hub = int(np.flatnonzero(reach & prepay & (c["credit_p"][:n] > 3000))[0])
+    hubs = np.array([credit_hub, prepay_hub])
+
+    def sr(srv: str, hub: int, i: int):
+        return f.submit({"type": "service_request", "srv": srv, "hub": hub, "user_id": "t",
+                         "request_id": f"r-{srv}-{hub}-{i}", "params": {}})
+
+    ops = [sr("7.2", int(h), 0) for h in hubs]
+    f.step()
+    assert all(op.state == "DONE" for op in ops)
+    assert (c["status"][hubs] & Status.SUPPLY_OFF).all()
+    reg_off = register_reading_kwh(c, hubs, cfg, f.tick - 1)
+    bal_off = balance_pence(c, prepay_hub, cfg, f.tick - 1)
+    f.run(48)
+    np.testing.assert_array_equal(register_reading_kwh(c, hubs, cfg, f.tick - 1), reg_off)
+    assert balance_pence(c, prepay_hub, cfg, f.tick - 1) == bal_off
+    assert not c["status"][prepay_hub] & Status.CREDIT_OFF  # not a credit disablement: no 0x8F0F
+    ops = [sr("7.1", int(h), 1) for h in hubs]
+    f.step()
+    t_on = f.tick
+    f.run(48)
+    annual = c["elec_kwh_year"][hubs]
+    used = annual * (spend_factor(cfg, f.tick) - spend_factor(cfg, t_on))
+    np.testing.assert_allclose(register_reading_kwh(c, hubs, cfg, f.tick - 1) - reg_off, used, atol=0.11)
+    spent = used[1] * c["tariff_dp"][prepay_hub] / 10
+    assert abs(balance_pence(c, prepay_hub, cfg, f.tick - 1) - (bal_off - spent)) < 1.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, AlertKind, Smets, Status
+from twin.model.catalog import AREA_REGION, AlertKind, Flag, Smets, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
@@ -38,17 +38,17 @@ def balance_pence(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: F
     Negative while emergency credit is in use; never below minus the emergency credit (supply is
     disabled there, after which nothing is spent)."""
     credit = np.asarray(cols["credit_p"][rows], dtype=np.float64)
-    off = (np.asarray(cols["status"][rows]) & Status.CREDIT_OFF) != 0
+    off = (np.asarray(cols["status"][rows]) & Status.METERING_STOPPED) != 0
     rate = np.asarray(cols["tariff_dp"][rows], dtype=np.float64) * cols["elec_kwh_year"][rows] / 10
     return np.where(off, credit, credit - rate * spend_factor(config, tick + 1))
 
 
 def register_reading_kwh(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: FleetConfig,
                          tick: int) -> np.ndarray:
-    """ESME import register, kWh, at the end of `tick`: while supply is disabled for credit the
-    base holds the reading itself; otherwise base plus the profile's energy since tick 0."""
+    """ESME import register, kWh, at the end of `tick`: while supply is disabled (for credit or by
+    SR 7.2) the base holds the reading itself; otherwise base plus the profile's energy since tick 0."""
     reg0 = np.asarray(cols["elec_reg0"][rows])
-    off = (np.asarray(cols["status"][rows]) & Status.CREDIT_OFF) != 0
+    off = (np.asarray(cols["status"][rows]) & Status.METERING_STOPPED) != 0
     used = np.asarray(cols["elec_kwh_year"][rows], dtype=np.float64) * spend_factor(config, tick + 1)
     return np.where(off, reg0 / 10, register_kwh(reg0, used))
 
@@ -76,19 +76,31 @@ def enable_supply(state: HubState, rows: np.ndarray, config: FleetConfig, tick: 
     """Enable supply on armed rows at the end of `tick`: credit and register go back to meaning
     "before the spend since tick 0" and "at tick 0", so both carry on from where they stood."""
     c = state.cols
-    _restart_metering(c, rows, config, tick)
+    restart_metering(c, rows, config, tick)
     state.change(rows, status=c["status"][rows] & np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF))
     touch(state, rows)
 
 
-def _restart_metering(c: dict[str, np.ndarray], rows: np.ndarray, config: FleetConfig, tick: int) -> None:
+def restart_metering(c: dict[str, np.ndarray], rows: np.ndarray, config: FleetConfig, tick: int) -> None:
     """Credit and register base back to "before the spend since tick 0" and "at tick 0" (from the
-    balance and the reading they held while supply was off)."""
+    balance and the reading they held while supply was off), at the end of `tick`."""
     annual = c["elec_kwh_year"][rows].astype(np.float64)
     f = spend_factor(config, tick + 1)
     rate = c["tariff_dp"][rows].astype(np.float64) * annual / 10
-    c["credit_p"][rows] += np.round(rate * f).astype(np.int32)
+    prepay = (c["flags"][rows] & Flag.PREPAY) != 0
+    c["credit_p"][rows] += np.where(prepay, np.round(rate * f), 0).astype(np.int32)
     _set_register_base(c, rows, c["elec_reg0"][rows].astype(np.int64) - np.round(10 * annual * f).astype(np.int64))
+
+
+def freeze_metering(c: dict[str, np.ndarray], rows: np.ndarray, config: FleetConfig, tick: int) -> None:
+    """Stop metering at the end of `tick` (supply disabled): credit and register base now hold the
+    balance and the reading themselves. The caller sets the status bit (SUPPLY_OFF)."""
+    annual = c["elec_kwh_year"][rows].astype(np.float64)
+    f = spend_factor(config, tick + 1)
+    rate = c["tariff_dp"][rows].astype(np.float64) * annual / 10
+    prepay = (c["flags"][rows] & Flag.PREPAY) != 0
+    c["credit_p"][rows] -= np.where(prepay, np.round(rate * f), 0).astype(np.int32)
+    _set_register_base(c, rows, c["elec_reg0"][rows].astype(np.int64) + np.round(10 * annual * f).astype(np.int64))
 
 
 def touch(state: HubState, rows: np.ndarray) -> None:
@@ -101,6 +113,18 @@ def touch(state: HubState, rows: np.ndarray) -> None:
     pos = np.searchsorted(state.prepay_rows, rows)
     ok = (pos < n) & (state.prepay_rows[np.minimum(pos, n - 1)] == rows)
     state.prepay_due[pos[ok]] = -np.inf
+    if state.prepay_window is not None:
+        state.prepay_touched.append(pos[ok])  # joins the window at the next pass
+
+
+def forget_lookahead(state: HubState) -> None:
+    """Drop the derived look-ahead (as a restore does): every row is looked at in the next pass."""
+    state.prepay_due[:] = -np.inf
+    state.prepay_window = None
+    state.prepay_touched = []
+
+
+WINDOW_TICKS = 48  # the rows that can need a look are listed once per this many ticks
 
 
 def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray) -> None:
@@ -115,7 +139,19 @@ def prepay_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig,
     if state.prepay_rows.size == 0:
         return
     f_now = spend_factor(config, tick + 1)
-    pos = np.flatnonzero((state.prepay_due <= f_now) | (state.prepay_act <= tick))
+    # The rows that can need a look before the window ends, listed once per window, so a tick
+    # scans that short list, not every prepayment row. Rows looked at stay in the list; rows
+    # touched by a Service Request join it.
+    end = (tick // WINDOW_TICKS + 1) * WINDOW_TICKS - 1
+    if state.prepay_window is None or state.prepay_window_end != end:
+        f_end = spend_factor(config, end + 1)
+        state.prepay_window = np.flatnonzero((state.prepay_due <= f_end) | (state.prepay_act <= end))
+        state.prepay_window_end = end
+    elif state.prepay_touched:
+        state.prepay_window = np.union1d(state.prepay_window, np.concatenate(state.prepay_touched))
+    state.prepay_touched = []
+    win = state.prepay_window
+    pos = win[(state.prepay_due[win] <= f_now) | (state.prepay_act[win] <= tick)]
     if pos.size:
         _pass(state, s, tick, config, up_area, pos, spend_factor(config, tick), f_now)
 
@@ -141,7 +177,7 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     hubs = state.offset + rows
     status = c["status"][rows]
     new_status = status.copy()
-    off = (status & Status.CREDIT_OFF) != 0
+    off = (status & Status.METERING_STOPPED) != 0  # credit and register hold balance and reading
     armed_before = (status & Status.ARMED) != 0
     in_ec = (status & Status.EMERGENCY_CREDIT) != 0
     act = state.prepay_act[pos].copy()
@@ -205,10 +241,11 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
         sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs[arm], tick) * TICK_SECONDS)
         alerts.append((arm, AlertKind.SUPPLY_ARMED, sec.astype(np.int64)))
 
-    # The consumer enables a supply armed before this tick, at the tick drawn when it was armed.
-    go = np.flatnonzero(armed_before & (act <= tick))
+    # The consumer enables a supply armed before this tick, at the tick drawn when it was armed
+    # (not while the supplier holds it disabled by SR 7.2: SR 7.1 then enables it).
+    go = np.flatnonzero(armed_before & (act <= tick) & ((status & Status.SUPPLY_OFF) == 0))
     if go.size:
-        _restart_metering(c, rows[go], config, tick)
+        restart_metering(c, rows[go], config, tick)
         new_status[go] &= np.uint8(~(Status.CREDIT_OFF | Status.ARMED) & 0xFF)
 
     changed = np.flatnonzero(new_status != status)
@@ -228,7 +265,7 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     if again.size:
         new_act[again] = _geometric_tick(state.seed, Purpose.PREPAY_TOPUP, hubs[again], tick + 1,
                                          p_topup[habit[again]], 0)
-    start_arm = np.flatnonzero(armed & ~keep)
+    start_arm = np.flatnonzero(armed & ~keep & ((new_status & Status.SUPPLY_OFF) == 0))
     if start_arm.size:
         new_act[start_arm] = _geometric_tick(state.seed, Purpose.PREPAY_ENABLE, hubs[start_arm], tick,
                                              per_tick_probability(pp.enable_wait_h), 1)
@@ -257,7 +294,7 @@ def _next_due(c: dict[str, np.ndarray], rows: np.ndarray, status: np.ndarray, ha
         level = np.where((habit == PREPAY_HABITS.index("ahead")) & ~in_ec & (bal >= ahead), ahead, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         due = np.where(rate > 0, (credit - level) / rate, np.inf)
-    due = np.where((status & Status.CREDIT_OFF) != 0, np.inf, due)
+    due = np.where((status & Status.METERING_STOPPED) != 0, np.inf, due)
     # Stored as float32, rounded down: a row is looked at a tick early (a no-op), never late.
     return np.nextafter(due.astype(np.float32), np.float32(-np.inf))
 

@@ -95,7 +95,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     if has_gas:
         meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed, versions))
     ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed, versions)
-    elec_kwh = (c["elec_reg0"] / 10 if status & Status.CREDIT_OFF  # supply disabled: the base is the reading
+    elec_kwh = (c["elec_reg0"] / 10 if status & Status.METERING_STOPPED  # supply off: the base is the reading
                 else float(register_kwh(c["elec_reg0"], kwh_between(c["elec_kwh_year"], "elec", doy,
                                                                      config.start_tick_of_day, elapsed))))
     out: dict[str, Any] = {
@@ -130,7 +130,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
         code = int(credit_state_codes(np.array([flags]), np.array([status]))[0])
         out["prepayment"] = {"balance_pence": round(float(balance_pence(state.cols, r, config, tick))),
                              "credit_state": CREDIT_STATES[code],
-                             "supply_on": code in (1, 2)}
+                             "supply_on": code in (1, 2) and not status & Status.SUPPLY_OFF}
     if flags & Flag.SOLAR:
         export = c["export_reg0"] / 10 + c["export_scale"] * 10 * elapsed / (365.25 * HALF_HOURS_PER_DAY)
         out["registers"]["elec_export_kwh"] = round(export, 1)

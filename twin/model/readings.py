@@ -20,8 +20,8 @@ def _register_kwh(c: dict, row: int, fuel: str, config: FleetConfig, ticks: int)
     doy = config.start.timetuple().tm_yday - 1
     annual = int(c["elec_kwh_year" if fuel == "elec" else "gas_kwh_year"][row])
     reg0 = int(c["elec_reg0" if fuel == "elec" else "gas_reg0"][row])
-    if fuel == "elec" and c["status"][row] & Status.CREDIT_OFF:
-        # Supply disabled for credit: the base holds the reading where it stopped. Earlier periods
+    if fuel == "elec" and c["status"][row] & Status.METERING_STOPPED:
+        # Supply off (for credit or SR 7.2): the base holds the reading where it stopped. Earlier periods
         # of a log read now show no consumption either (the disablement tick is not kept).
         return reg0 / 10
     return float(register_kwh(reg0, annual * cumulative_factor(fuel, doy, config.start_tick_of_day, max(ticks, 0))

@@ -133,6 +133,9 @@ class HubState:
         # factor, -inf = at the next tick).
         self.prepay_rows = np.zeros(0, dtype=np.int32)
         self.prepay_due = np.zeros(0, dtype=np.float32)
+        self.prepay_window: np.ndarray | None = None  # positions that can need a look before...
+        self.prepay_window_end = -1  # ...this tick (derived, prepayment.prepay_pass)
+        self.prepay_touched: list[np.ndarray] = []  # positions touched since the last pass
         # State, beside prepay_rows (checkpointed and hashed): the tick of each prepayment customer's
         # next action decided (a top-up, or enabling an armed supply); PREPAY_NO_ACTION = none.
         self.prepay_act = np.zeros(0, dtype=np.int32)
@@ -198,6 +201,8 @@ class HubState:
         flags = self.cols["flags"][:n]
         self.prepay_rows = np.flatnonzero(((flags & Flag.PREPAY) != 0) & (area != 0)).astype(np.int32)
         self.prepay_due = np.full(self.prepay_rows.size, -np.inf, dtype=np.float32)
+        self.prepay_window = None
+        self.prepay_touched = []
         if self.prepay_act.size != self.prepay_rows.size:  # a new fleet, or a checkpoint from before
             self.prepay_act = np.full(self.prepay_rows.size, PREPAY_NO_ACTION, dtype=np.int32)
 

@@ -12,7 +12,7 @@ from twin.model.metering import kwh_between
 from twin.model.ops.commands import ServiceRequestCommand
 from twin.model.ops.common import csp_of, days_to_ticks, reachable
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
-from twin.model.prepayment import balance_pence, enable_supply, touch
+from twin.model.prepayment import balance_pence, enable_supply, freeze_metering, restart_metering, touch
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.
 ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
@@ -61,8 +61,8 @@ class ServiceRequestShard(ShardOp):
         elif srv == "1.1.1":
             new = round(float(self.cmd.param("unit_rate_pence", 0)) * 10)
             # Fold the spend so far at the old rate into the stored credit, so a balance stays exact
-            # (not while supply is disabled for credit: the stored credit is then the balance itself).
-            if not c["status"][row] & Status.CREDIT_OFF:
+            # (not while supply is off: the stored credit is then the balance itself).
+            if not c["status"][row] & Status.METERING_STOPPED:
                 doy = ctx.config.start.timetuple().tm_yday - 1
                 used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, ctx.config.start_tick_of_day,
                                          tick + 1))
@@ -70,14 +70,22 @@ class ServiceRequestShard(ShardOp):
             c["tariff_dp"][row] = new
             touch(hs, rows)
         elif srv == "7.1":
-            if c["status"][row] & Status.CREDIT_OFF and not c["status"][row] & Status.ARMED:
+            status = int(c["status"][row])
+            if status & Status.CREDIT_OFF and not status & Status.ARMED:
                 # The meter keeps a supply disabled for credit off until credit is restored.
                 return {"failed": 1, "credit_below_disablement": 1}
-            c["status"][row] &= np.uint8(~Status.SUPPLY_OFF & 0xFF)
-            if c["status"][row] & Status.ARMED:
+            c["status"][row] = status & ~Status.SUPPLY_OFF & 0xFF
+            if status & Status.ARMED:
                 enable_supply(hs, rows, ctx.config, tick)
+            elif status & Status.SUPPLY_OFF:
+                restart_metering(c, rows, ctx.config, tick)
+                touch(hs, rows)
         elif srv == "7.2":
+            # Nothing is metered while supply is off (a prepayment balance stands still too).
+            if not c["status"][row] & Status.METERING_STOPPED:
+                freeze_metering(c, rows, ctx.config, tick)
             c["status"][row] |= np.uint8(Status.SUPPLY_OFF)
+            touch(hs, rows)
         elif srv in ("8.14.1", "8.14.4"):
             hs.change(rows, fault_clear=Fault.HARDWARE)
         elif srv == "8.14.2":
