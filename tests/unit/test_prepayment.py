@@ -353,3 +353,21 @@ def test_a_supply_disabled_by_sr_7_2_meters_nothing_until_sr_7_1():
     np.testing.assert_allclose(register_reading_kwh(c, hubs, cfg, f.tick - 1) - reg_off, used, atol=0.11)
     spent = used[1] * c["tariff_dp"][prepay_hub] / 10
     assert abs(balance_pence(c, prepay_hub, cfg, f.tick - 1) - (bal_off - spent)) < 1.0
+
+
+def test_prepayment_alerts_go_to_the_import_supplier_not_the_network_or_gas_supplier():
+    from twin.services.dcc_servicer import _alert_mask, _AlertSub
+    from twin.services.identity import OPERATOR, Identity
+
+    kinds = np.array([AlertKind.POWER_OUTAGE, AlertKind.CREDIT_BELOW_DISABLEMENT, AlertKind.SUPPLY_ARMED,
+                      AlertKind.EMERGENCY_CREDIT_ACTIVATED], np.uint8)
+    ev = {"hub": np.arange(4), "kind": kinds, "area": np.full(4, 12, np.uint8),
+          "supplier": np.full(4, 8, np.uint8), "gas_supplier": np.full(4, 8, np.uint8)}
+
+    def sees(role: str, party: int) -> list[int]:
+        return np.flatnonzero(_alert_mask(_AlertSub(Identity("u", role, party), set()), ev)).tolist()
+
+    assert sees("IS", 8) == [0, 1, 2, 3]
+    assert sees("IS", 1) == []
+    assert sees("ED", 12) == [0] and sees("GS", 8) == [0]
+    assert sees(OPERATOR, 0) == [0, 1, 2, 3]

@@ -148,6 +148,8 @@ class AlertKind(IntEnum):
 
 
 N_ALERT_KINDS = 9
+# Sent to the import supplier only (DCC alert routing by role).
+PREPAYMENT_ALERTS = (AlertKind.EMERGENCY_CREDIT_ACTIVATED, AlertKind.CREDIT_BELOW_DISABLEMENT, AlertKind.SUPPLY_ARMED)
 
 
 # Bits of the per-hub `flags` column (attributes fixed at install).

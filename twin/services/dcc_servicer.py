@@ -15,7 +15,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.model.catalog import AlertKind
+from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
@@ -375,6 +375,9 @@ def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:
     """The alerts of this tick that the subscriber may see and asked for."""
     ident = sub.identity
     mask = np.ones(ev["hub"].size, bool)
+    if ident.role in ("ED", "GT", "GS"):
+        # An ESME's prepayment alerts are the import supplier's business, not the network's or gas's.
+        mask &= ~np.isin(ev["kind"], PREPAYMENT_ALERTS)
     if ident.role in ("ED", "GT"):
         mask &= ev["area"] == ident.party_id
     elif ident.role in ("IS", "ES", "RSA"):
