@@ -72,6 +72,10 @@ def latest_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
         "hubs_by_wan": {c.csp: dict(c.hubs_by_wan) for c in s.csps},
         "supplier_hubs": dict(s.supplier_hubs),
         "dark_by_reason": dict(s.dark_by_reason),
+        "prepayment": {"premises": s.prepayment.premises, "emergency_credit": s.prepayment.emergency_credit,
+                       "off_supply": s.prepayment.off_supply,
+                       "suppliers": {p.supplier: {"premises": p.premises, "emergency_credit": p.emergency_credit,
+                                                  "off_supply": p.off_supply} for p in s.prepayment.suppliers}},
     }
 
 

@@ -53,6 +53,8 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
         "dark_age_days": dict(zip(_age_labels(), last.dark_age.tolist(), strict=True)),
         "hh_periods_lost": int(sum(s.hh_lost for s in summaries)),
         "hh_periods_at_risk": last.hh_at_risk,
+        # Prepayment premises off supply for credit and on emergency credit at the end, per supplier.
+        "prepayment": last.prepayment() | {"topups": int(sum(s.prepay_topups for s in summaries))},
         "state_bytes": state_bytes,
         "bytes_per_hub": round(state_bytes / hubs, 2),
         "bytes_per_hub_layout": BYTES_PER_HUB,
@@ -81,12 +83,22 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
     t.add_row("messages per meter per month", f"{r['messages_per_reachable_meter_month']:.1f}")
     t.add_row("daily-read share", f"{r['daily_read_share']:.1%}")
     t.add_row("alerts (outage / restored / low battery)",
-              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind))
+              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind if k <= AlertKind.LOW_BATTERY))
+    t.add_row("alerts (firmware transfer ok / failed / activated)",
+              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind
+                         if AlertKind.FIRMWARE_TRANSFER_OK <= k <= AlertKind.FIRMWARE_ACTIVATED))
+    t.add_row("alerts (emergency credit / credit below disablement / supply armed)",
+              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind if k >= AlertKind.EMERGENCY_CREDIT_ACTIVATED))
     t.add_row("peak alerts per second", f"{r['peak_alerts_per_s']:,}")
     t.add_row("reachable hubs", f"{sum(r['reachable_hubs'].values()):,}")
     t.add_row("dark hubs", f"{sum(r['dark_hubs'].values()):,}")
     t.add_row("half-hourly periods lost", f"{r['hh_periods_lost']:,}")
     t.add_row("half-hourly periods at risk", f"{r['hh_periods_at_risk']:,}")
+    pp = r.get("prepayment")
+    if pp:
+        t.add_row("prepayment premises off supply for credit / on emergency credit",
+                  f"{pp['off_supply']:,} / {pp['emergency_credit']:,} of {pp['premises']:,}")
+        t.add_row("prepayment top-ups", f"{pp['topups']:,}")
     t.add_row("state bytes per hub", f"{r['bytes_per_hub']:.1f}")
     t.add_row("build time", f"{r['build_s']:.2f} s")
     t.add_row("run wall time", f"{r['wall_s']:.2f} s")
@@ -103,3 +115,11 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
     m.add_row("reachable hubs", *(f"{r['reachable_hubs'][c]:,}" for c in CSP_NAMES))
     m.add_row("dark hubs", *(f"{r['dark_hubs'][c]:,}" for c in CSP_NAMES))
     console.print(m)
+    if pp and pp["by_supplier"]:
+        p = Table(title="Prepayment by supplier (end of run)", title_justify="left")
+        for col in ("supplier", "premises", "emergency credit", "off supply", "off %"):
+            p.add_column(col, justify="left" if col == "supplier" else "right")
+        for name, v in sorted(pp["by_supplier"].items(), key=lambda kv: -kv[1]["premises"]):
+            p.add_row(name, f"{v['premises']:,}", f"{v['emergency_credit']:,}", f"{v['off_supply']:,}",
+                      f"{v['off_supply'] / max(v['premises'], 1):.1%}")
+        console.print(p)

@@ -138,6 +138,7 @@ def series(config: FleetConfig, summaries: list[TickSummary]) -> dict[str, Any]:
     wan = np.array([s.hubs_by_wan.sum(axis=0) for s in summaries])
     alerts = np.array([s.alerts.sum(axis=0) for s in summaries])
     sup = np.array([s.supplier_hubs for s in summaries])
+    off = np.array([s.credit_off_supplier for s in summaries])
     return {
         "tick": [s.tick for s in summaries],
         "time": [config.time_of(s.tick + 1).isoformat() for s in summaries],
@@ -150,6 +151,8 @@ def series(config: FleetConfig, summaries: list[TickSummary]) -> dict[str, Any]:
         "alerts": {k.name: alerts[:, k].tolist() for k in AlertKind},
         "peak_alerts_per_s": [s.peak_alerts_per_s for s in summaries],
         "supplier_hubs": {x.name: sup[:, k].tolist() for k, x in enumerate(SUPPLIERS, 1)},
+        "prepay_off_supply": {x.name: off[:, k].tolist() for k, x in enumerate(SUPPLIERS, 1)},
+        "prepay_emergency_credit": [int(s.credit_ec_supplier.sum()) for s in summaries],
     }
 
 

@@ -13,7 +13,7 @@ from dashboard.components import graph, pulse
 PATH = "/alerts"
 TITLE = "Alerts"
 KINDS = ("POWER_OUTAGE", "POWER_RESTORED", "LOW_BATTERY", "FIRMWARE_TRANSFER_OK", "FIRMWARE_TRANSFER_FAIL",
-         "FIRMWARE_ACTIVATED")
+         "FIRMWARE_ACTIVATED", "EMERGENCY_CREDIT_ACTIVATED", "CREDIT_BELOW_DISABLEMENT", "SUPPLY_ARMED")
 RATES = {k.replace("_", " ").lower(): (lambda r, k=k: r["alerts"].get(k, 0)) for k in KINDS}
 PEAK = {"peak alerts/s": lambda r: r["peak_alerts_per_s"]}
 

@@ -80,3 +80,23 @@ def test_the_dashboard_is_a_client_of_the_api_and_never_of_ray():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_switching_page_lists_prepayment_off_supply_per_supplier_worst_first_from_the_feed_record():
+    from datetime import UTC, datetime
+
+    from dashboard.feed import latest_record
+    from dashboard.pages.switching import prepay_table
+    from twin.model.summary import TickSummary
+    from twin.services.convert import summary_message
+
+    s = TickSummary(tick=3)
+    s.prepay_supplier[[1, 8]] = [500, 400]
+    s.credit_ec_supplier[[1, 8]] = [20, 30]
+    s.credit_off_supplier[[1, 8]] = [5, 40]
+    latest = latest_record(summary_message(s, datetime(2026, 6, 1, tzinfo=UTC)))
+    assert latest["prepayment"]["off_supply"] == 45
+    rows = prepay_table(latest).children[1].children
+    texts = [[td.children for td in tr.children] for tr in rows]
+    assert texts == [["Utilita", "400", "30", "40", "10.0%"], ["Octopus Energy", "500", "20", "5", "1.0%"],
+                     ["All suppliers", "900", "50", "45", "5.0%"]]

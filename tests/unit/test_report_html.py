@@ -15,7 +15,7 @@ T = 96
 CSPS = ("North", "Central", "South")
 SUPPLIERS = [f"Supplier {i}" for i in range(11)]
 SERIES_TITLES = ["Messages per CSP per half-hour", "Dark hubs", "Hubs by WAN technology", "Half-hourly data",
-                 "Alerts", "Supplier shares"]
+                 "Alerts", "Supplier shares", "Prepayment premises off supply for credit"]
 
 
 def _ints(rng: np.random.Generator, low: int, high: int) -> list[int]:
@@ -47,6 +47,8 @@ def report() -> dict:
             "alerts": {k: _ints(rng, 0, 500) for k in ("POWER_OUTAGE", "POWER_RESTORED", "LOW_BATTERY")},
             "peak_alerts_per_s": rng.uniform(0, 4000, size=T).tolist(),
             "supplier_hubs": {s: _ints(rng, 100 * i, 100 * i + 50) for i, s in enumerate(SUPPLIERS)},
+            "prepay_off_supply": {s: _ints(rng, 0, 20) for s in SUPPLIERS},
+            "prepay_emergency_credit": _ints(rng, 0, 200),
         },
         "operations": [
             {"name": "operations/rollout-<1>", "kind": "firmware_rollout", "done": True,
@@ -84,6 +86,10 @@ def test_figures_cover_the_series_and_each_operation_with_data(report):
     assert all(len(trace.x) == T and len(trace.y) == T for trace in messages.data)
     suppliers = [trace.name for trace in figures["Supplier shares"].data]
     assert suppliers == [*reversed(SUPPLIERS[-8:]), "others"]
+    prepay = figures["Prepayment premises off supply for credit"].data
+    assert prepay[0].name == "all suppliers" and prepay[-1].name == "on emergency credit (all)"
+    total = np.sum([report["series"]["prepay_off_supply"][s] for s in SUPPLIERS], axis=0)
+    assert list(prepay[0].y) == total.tolist()
     rollout = figures["operations/rollout-<1> (firmware_rollout)"]
     assert {trace.name for trace in rollout.data} == {"targeted", "activated", "failed"}
     assert rollout.data[0].x[0] == report["series"]["time"][5]

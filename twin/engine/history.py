@@ -66,8 +66,10 @@ WIDE_INT_COLS: list[str] = [
     "hubs", "meters", "dcc_hubs", "off_dcc_hubs", "reachable_hubs", "dark_hubs",
     "messages", *(f"messages_{c}" for c in CSPS), *(f"reachable_{c}" for c in CSPS), *(f"dark_{c}" for c in CSPS),
     "alerts", *ALERT_COLS, "alerts_undelivered", "peak_alerts_per_s", "hh_lost", "hh_at_risk", *DARK_COLS, *WAN_COLS,
+    "prepay_emergency_credit", "prepay_off_supply", "prepay_topups",
 ]
-LONG_BREAKDOWNS = ("messages", "alerts", "dark_by_reason", "hubs_by_wan", "supplier_hubs", "gas_supplier_hubs")
+LONG_BREAKDOWNS = ("messages", "alerts", "dark_by_reason", "hubs_by_wan", "supplier_hubs", "gas_supplier_hubs",
+                   "credit_ec_supplier", "credit_off_supplier")
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS ticks (branch VARCHAR NOT NULL, tick BIGINT NOT NULL, time_utc TIMESTAMP NOT NULL, "
@@ -87,6 +89,8 @@ _LABELS: dict[str, list[str]] = {
     "hubs_by_wan": [f"{c}/{WAN_LABEL[w]}" for c in CSP_TITLES for w in WanTech],
     "supplier_hubs": ["(none)", *(s.name for s in SUPPLIERS)],
     "gas_supplier_hubs": ["(none)", *(s.name for s in SUPPLIERS)],
+    "credit_ec_supplier": ["(none)", *(s.name for s in SUPPLIERS)],
+    "credit_off_supplier": ["(none)", *(s.name for s in SUPPLIERS)],
 }
 
 
@@ -116,6 +120,9 @@ def wide_rows(batch: list[TickSummary], config: FleetConfig) -> dict[str, np.nda
         "peak_alerts_per_s": np.array([s.peak_alerts_per_s for s in batch], np.int64),
         "hh_lost": np.array([s.hh_lost for s in batch], np.int64),
         "hh_at_risk": np.array([s.hh_at_risk for s in batch], np.int64),
+        "prepay_emergency_credit": stack("credit_ec_supplier").sum(axis=1),
+        "prepay_off_supply": stack("credit_off_supplier").sum(axis=1),
+        "prepay_topups": np.array([s.prepay_topups for s in batch], np.int64),
     }
     for i, c in enumerate(CSPS):
         out[f"messages_{c}"] = msgs[:, i].sum(axis=1)

@@ -189,7 +189,8 @@ class Shard:
             "n_blocks": self.n_blocks,
             "hubs": self.state.n_hubs,
             "state_bytes": self.state.nbytes,
-            "index_bytes": self.state.area_rows.nbytes + self.state.area_keys.nbytes,
+            "index_bytes": (self.state.area_rows.nbytes + self.state.area_keys.nbytes
+                            + self.state.prepay_rows.nbytes + self.state.prepay_due.nbytes),
             "rss_bytes": proc.memory_info().rss,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "build_s": self.build_s,

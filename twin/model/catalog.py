@@ -143,9 +143,15 @@ class AlertKind(IntEnum):
     FIRMWARE_TRANSFER_OK = 3  # 0x8F8A firmware transfer succeeded (N60)
     FIRMWARE_TRANSFER_FAIL = 4  # 0x8F89 firmware transfer failed (N61)
     FIRMWARE_ACTIVATED = 5  # 0x8F43 change in executing firmware version
+    # Prepayment (ESME in prepayment mode): credit ran out, supply disabled, credit restored.
+    EMERGENCY_CREDIT_ACTIVATED = 6  # 0x81AB Emergency Credit Activated
+    CREDIT_BELOW_DISABLEMENT = 7  # 0x8F0F Credit Below Disablement Threshold (supply disabled)
+    SUPPLY_ARMED = 8  # 0x8F32 Supply Armed (a top-up took credit above the threshold)
 
 
-N_ALERT_KINDS = 6
+N_ALERT_KINDS = 9
+# Sent to the import supplier only (DCC alert routing by role).
+PREPAYMENT_ALERTS = (AlertKind.EMERGENCY_CREDIT_ACTIVATED, AlertKind.CREDIT_BELOW_DISABLEMENT, AlertKind.SUPPLY_ARMED)
 
 
 # Bits of the per-hub `flags` column (attributes fixed at install).
@@ -187,6 +193,12 @@ class Status:
     GSME_DEAD = 2  # GSME battery exhausted: no gas reads
     DUMB = 4  # lost smart function (SMETS1 not enrolled after a switch)
     SUPPLY_OFF = 8  # electricity supply disabled by SR 7.2 (enabled again by SR 7.1)
+    # Prepayment credit state of the ESME (twin.model.prepayment); at most one of the first two.
+    EMERGENCY_CREDIT = 16  # balance at or below zero, running on emergency credit
+    CREDIT_OFF = 32  # emergency credit exhausted: supply disabled, nothing metered
+    ARMED = 64  # with CREDIT_OFF: a top-up restored credit, supply armed until the consumer enables it
+    # Mask, not a bit: supply off either way, so nothing is metered (prepayment.freeze_metering).
+    METERING_STOPPED = SUPPLY_OFF | CREDIT_OFF
 
 
 _DOTTED = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6}){0,3}")

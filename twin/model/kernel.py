@@ -32,6 +32,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.prepayment import count_prepay, prepay_pass
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
 from twin.model.state import DARK_AGE_EDGES_DAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
@@ -503,9 +504,11 @@ def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOps, control
     for draw in draw_background_incidents(config, tick):
         start_incidents(state, draw, config)
     ops.step(state, tick, s, up_area)
+    prepay_pass(state, s, tick, config, up_area)
     send_alerts(state, s, t0, up_area, config)
     slot_pass(state, s, tick, config, up_area, bounds)
     count_hubs(state, s, up_area)
+    count_prepay(state, s)
     ops.report(state, tick, s)
     state.last_tick = tick
     return s

@@ -74,3 +74,14 @@ def kwh_between(annual_kwh: np.ndarray | float, fuel: str, first_day_of_year: in
     return np.asarray(annual_kwh, dtype=np.float64) * (
         cumulative_factor(fuel, first_day_of_year, start_tick_of_day, ticks) / TICKS_PER_YEAR
     )
+
+
+REGISTER_MODULUS = 1 << 32  # the u4 register base column wraps (see register_kwh)
+
+
+def register_kwh(reg0_dkwh: np.ndarray | float, used_kwh: np.ndarray | float) -> np.ndarray | float:
+    """A register reading, kWh, from its stored base (0.1 kWh units) and the energy the shared profile
+    says was used since tick 0. Energy not taken while supply was disabled is subtracted from the
+    base as it happens, so a young meter's base can pass below zero: it is kept modulo 2^32 and the
+    sum is taken back into range here."""
+    return np.mod(np.asarray(reg0_dkwh, dtype=np.float64) + 10 * np.asarray(used_kwh), REGISTER_MODULUS) / 10

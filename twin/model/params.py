@@ -172,11 +172,49 @@ class EventParams:
 
 
 @dataclass(frozen=True)
+class PrepaymentParams:
+    """Prepayment meters: emergency credit, disablement and the customers' top-up habits.
+
+    The meter side follows GBCS/SMETS2 as the domain files give it: emergency credit (alert
+    0x81AB Emergency Credit Activated), supply disabled when credit falls below the disablement
+    threshold (0x8F0F), a top-up (SR 2.2, or a UTRN typed in when the WAN is down, seeds/003) arms
+    the supply (0x8F32 Supply Armed) and a person at the premises enables it (seeds/004 para 148:
+    after a disablement "a person must be present when supply is enabled"). Every figure is [U]:
+    the domain files hold no emergency-credit amounts or top-up statistics."""
+
+    # Emergency credit a meter lends once the balance reaches zero, pounds [U] (suppliers offer
+    # about 5-15). Supply is disabled when the balance reaches minus this (disablement threshold 0).
+    emergency_credit_gbp: float = 10.0
+    # Customers top up at all; False gives the "no top-ups" fleet of issue 17's example.
+    topups: bool = True
+    # Top-up habits, shares of prepayment customers (static per premises) [U]:
+    # - ahead: tops up once the balance falls below `ahead_below_gbp`;
+    # - at_emergency: waits until emergency credit is in use;
+    # - at_disablement: waits until supply is disabled, then tops up within hours;
+    # - self_disconnect: stays off supply for days before topping up (self-disconnection).
+    habit_shares: dict[str, float] = field(default_factory=lambda: {
+        "ahead": 0.60, "at_emergency": 0.25, "at_disablement": 0.10, "self_disconnect": 0.05,
+    })
+    # Mean wait from reaching the habit's trigger to the top-up, hours (exponential) [U].
+    habit_wait_h: dict[str, float] = field(default_factory=lambda: {
+        "ahead": 12.0, "at_emergency": 12.0, "at_disablement": 2.0, "self_disconnect": 72.0,
+    })
+    ahead_below_gbp: float = 5.0
+    topup_gbp: float = 20.0  # one top-up, pounds [U]
+    # Mean wait from "supply armed" to the consumer pressing the button to enable supply, hours [U].
+    enable_wait_h: float = 0.5
+
+
+PREPAY_HABITS = ("ahead", "at_emergency", "at_disablement", "self_disconnect")
+
+
+@dataclass(frozen=True)
 class ModelParams:
     shares: FleetShares = field(default_factory=FleetShares)
     traffic: TrafficParams = field(default_factory=TrafficParams)
     incidents: IncidentParams = field(default_factory=IncidentParams)
     events: EventParams = field(default_factory=EventParams)
+    prepayment: PrepaymentParams = field(default_factory=PrepaymentParams)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _dc_dict(getattr(self, f.name)) for f in fields(self)}

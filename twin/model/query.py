@@ -30,8 +30,9 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.ids import eui64
-from twin.model.metering import kwh_between
+from twin.model.metering import kwh_between, register_kwh
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.prepayment import balance_pence
 from twin.model.state import HubState
 
 
@@ -95,8 +96,9 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     if has_gas:
         meters.append(_device(DeviceType.GSME, c["gsme_model"], c["gsme_fw"], hub, config.seed, versions))
     ppmid = _device(DeviceType.PPMID, c["ppmid_model"], c["ppmid_fw"], hub, config.seed, versions)
-    elec_kwh = c["elec_reg0"] / 10 + float(kwh_between(c["elec_kwh_year"], "elec", doy, config.start_tick_of_day,
-                                                          elapsed))
+    elec_kwh = (c["elec_reg0"] / 10 if status & Status.METERING_STOPPED  # supply off: the base is the reading
+                else float(register_kwh(c["elec_reg0"], kwh_between(c["elec_kwh_year"], "elec", doy,
+                                                                     config.start_tick_of_day, elapsed))))
     out: dict[str, Any] = {
         "hub": hub,
         "device_id": eui64(hub, config.seed),
@@ -125,6 +127,11 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
         "daily_read": {"esme": bool(flags & Flag.ESME_DAILY), "gsme": bool(flags & Flag.GSME_DAILY)},
         "smart": not (status & Status.DUMB),
     }
+    if flags & Flag.PREPAY:
+        code = int(credit_state_codes(np.array([flags]), np.array([status]))[0])
+        out["prepayment"] = {"balance_pence": round(float(balance_pence(state.cols, r, config, tick))),
+                             "credit_state": CREDIT_STATES[code],
+                             "supply_on": code in (1, 2) and not status & Status.SUPPLY_OFF}
     if flags & Flag.SOLAR:
         export = c["export_reg0"] / 10 + c["export_scale"] * 10 * elapsed / (365.25 * HALF_HOURS_PER_DAY)
         out["registers"]["elec_export_kwh"] = round(export, 1)
@@ -170,7 +177,19 @@ def _reach_key(up_area: np.ndarray):
 
 
 GROUP_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "gas_supplier", "payment",
-              "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware", "cell")
+              "reachability", "ch_firmware", "esme_firmware", "gsme_firmware", "ppmid_firmware", "cell",
+              "credit_state")
+# Prepayment supply state (group key and filter `credit_state`): code -> label.
+CREDIT_STATES = ("not prepayment", "in credit", "emergency credit", "disabled", "armed")
+
+
+def credit_state_codes(flags: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """CREDIT_STATES code of each hub from its flags and status bits."""
+    prepay = (flags & Flag.PREPAY) != 0
+    off = (status & Status.CREDIT_OFF) != 0
+    code = np.where(off, np.where((status & Status.ARMED) != 0, 4, 3),
+                    np.where((status & Status.EMERGENCY_CREDIT) != 0, 2, 1))
+    return np.where(prepay, code, 0).astype(np.int64)
 
 
 def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
@@ -196,6 +215,10 @@ def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
         return key, lambda k: ("credit", "prepayment")[k], 2
     if name == "reachability":
         return _reach_key(up_area)
+    if name == "credit_state":
+        def key(st: HubState, sl: slice) -> np.ndarray:
+            return credit_state_codes(st.cols["flags"][sl], st.cols["status"][sl])
+        return key, lambda k: CREDIT_STATES[k], len(CREDIT_STATES)
     if name.endswith("_firmware"):
         return _fw_key(DeviceType[name.removesuffix("_firmware").upper()], versions)
     raise ValueError(f"unknown group key {name!r}; choose from {', '.join(GROUP_KEYS)}")
@@ -264,7 +287,7 @@ def _order_fn(name: str, label, versions: VersionTable):
 
 
 _FILTER_TEXT = re.compile(r"[ -~]{0,1000}", re.ASCII)
-FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment")
+FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachable", "payment", "credit_state")
 
 
 def parse_filter(text: str) -> dict[str, Any]:
@@ -317,6 +340,10 @@ def parse_filter(text: str) -> dict[str, Any]:
             if value.lower() not in ("credit", "prepayment"):
                 raise ValueError("payment takes credit or prepayment")
             out[key] = value.lower() == "prepayment"
+        elif key == "credit_state":
+            if value.lower() not in CREDIT_STATES:
+                raise ValueError(f"credit_state takes one of {', '.join(CREDIT_STATES)}")
+            out[key] = CREDIT_STATES.index(value.lower())
     return out
 
 
@@ -340,6 +367,8 @@ def match_hubs(state: HubState, up_area: np.ndarray, filters: dict[str, Any], st
             m &= AREA_REGION[c["area"][sl]] == filters["region"]
         if "payment" in filters:
             m &= ((c["flags"][sl] & Flag.PREPAY) != 0) == filters["payment"]
+        if "credit_state" in filters:
+            m &= credit_state_codes(c["flags"][sl], c["status"][sl]) == filters["credit_state"]
         if "reachable" in filters:
             ok = (c["smets"][sl] != Smets.SMETS1_NOT_ENROLLED) & (c["fault"][sl] == 0) & up_area[c["area"][sl], c["wan"][sl]]
             m &= ok == filters["reachable"]

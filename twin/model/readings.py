@@ -6,9 +6,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from twin.model.catalog import Flag
+from twin.model.catalog import Flag, Status
 from twin.model.config import FleetConfig
-from twin.model.metering import cumulative_factor
+from twin.model.metering import cumulative_factor, register_kwh
 from twin.model.params import HALF_HOURS_PER_DAY, TICKS_PER_YEAR
 from twin.model.state import HubState
 
@@ -19,8 +19,13 @@ def _register_kwh(c: dict, row: int, fuel: str, config: FleetConfig, ticks: int)
     """Register after `ticks` ticks of the run (0 = at the start)."""
     doy = config.start.timetuple().tm_yday - 1
     annual = int(c["elec_kwh_year" if fuel == "elec" else "gas_kwh_year"][row])
-    reg0 = int(c["elec_reg0" if fuel == "elec" else "gas_reg0"][row]) / 10
-    return float(reg0 + annual * cumulative_factor(fuel, doy, config.start_tick_of_day, max(ticks, 0)) / TICKS_PER_YEAR)
+    reg0 = int(c["elec_reg0" if fuel == "elec" else "gas_reg0"][row])
+    if fuel == "elec" and c["status"][row] & Status.METERING_STOPPED:
+        # Supply off (for credit or SR 7.2): the base holds the reading where it stopped. Earlier periods
+        # of a log read now show no consumption either (the disablement tick is not kept).
+        return reg0 / 10
+    return float(register_kwh(reg0, annual * cumulative_factor(fuel, doy, config.start_tick_of_day, max(ticks, 0))
+                              / TICKS_PER_YEAR))
 
 
 def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, tick: int) -> dict[str, Any]:

@@ -27,6 +27,9 @@ class Purpose(IntEnum):
     BACKGROUND_TRAFFIC = 5
     ALERT_BACKOFF = 6
     BATTERY_REPLACEMENT = 7
+    PREPAY_BEHAVIOUR = 8  # static: which top-up habit a prepayment customer has
+    PREPAY_TOPUP = 9
+    PREPAY_ENABLE = 10
     # Operator events (scenario effects) use 100+.
     EVENT = 100
 

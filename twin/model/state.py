@@ -67,16 +67,20 @@ COLUMNS: tuple[Column, ...] = (
     Column("gsme_battery", "u2", "GSME battery at tick 0 less extra drain, 0.01% units"),
     Column("lost_days", "u2", "days of half-hourly data lost (log overran while unreachable)"),
     Column("last_contact", "i4", "tick of the last successful daily contact"),
-    Column("elec_reg0", "u4", "ESME import register at tick 0, 0.1 kWh"),
+    Column("elec_reg0", "u4", "ESME import register at tick 0 less what was not used while supply was disabled, "
+           "0.1 kWh, modulo 2^32 (metering.register_kwh)"),
     Column("gas_reg0", "u4", "GSME register at tick 0, 0.1 kWh"),
     Column("export_reg0", "u4", "ESME export register at tick 0, 0.1 kWh"),
-    Column("credit_p", "i4", "prepayment credit, pence, before the spend at `tariff_dp` since tick 0"),
+    Column("credit_p", "i4", "prepayment credit, pence, before the spend at `tariff_dp` since tick 0; while "
+           "supply is disabled for credit (Status.CREDIT_OFF), the balance itself (nothing is spent)"),
     Column("tariff_dp", "u2", "import unit rate, 0.1 p/kWh (SR 1.1.1 updates it)"),
 )
 COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)
 assert BYTES_PER_HUB <= 64, BYTES_PER_HUB
 
+PREPAY_NO_ACTION = np.iinfo(np.int32).max
+N_CREDIT_STATES = 3  # prepayment: in credit, on emergency credit, supply disabled for credit
 DARK_AGE_EDGES_DAYS = (1, 7, 30, 396)  # buckets: <1 d, <1 wk, <1 mo, <13 mo, >=13 mo
 N_DARK_AGE = len(DARK_AGE_EDGES_DAYS) + 1
 
@@ -105,6 +109,9 @@ class HubState:
         self.dcc_fault = np.zeros((N_AREA_CODES, 256), dtype=np.int64)
         # Premises per (electricity supplier, gas supplier): supplier shares at any tick.
         self.supplier_pairs = np.zeros((256, 256), dtype=np.int64)
+        # Prepayment premises per (area, electricity supplier, credit state: 0 in credit,
+        # 1 on emergency credit, 2 supply disabled for credit): the off-supply counts, exact.
+        self.prepay_credit = np.zeros((N_AREA_CODES, 256, N_CREDIT_STATES), dtype=np.int64)
         # Sparse timers: incidents (a fault bit held until end_s) and alerts waiting to be sent.
         self.inc_hub = np.zeros(0, dtype=np.int64)  # global hub id
         self.inc_bit = np.zeros(0, dtype=np.uint8)
@@ -128,6 +135,17 @@ class HubState:
         self.area_rows = np.zeros(0, dtype=np.int32)
         self.area_keys = np.zeros(0, dtype=np.uint16)
         self.area_start = np.zeros(N_AREA_CODES + 1, dtype=np.int64)
+        # Derived index: rows on prepayment (a fixed install attribute), for the per-tick credit pass,
+        # and when each balance next reaches a level that matters (prepayment.prepay_pass; a spend
+        # factor, -inf = at the next tick).
+        self.prepay_rows = np.zeros(0, dtype=np.int32)
+        self.prepay_due = np.zeros(0, dtype=np.float32)
+        self.prepay_window: np.ndarray | None = None  # positions that can need a look before...
+        self.prepay_window_end = -1  # ...this tick (derived, prepayment.prepay_pass)
+        self.prepay_touched: list[np.ndarray] = []  # positions touched since the last pass
+        # State, beside prepay_rows (checkpointed and hashed): the tick of each prepayment customer's
+        # next action decided (a top-up, or enabling an armed supply); PREPAY_NO_ACTION = none.
+        self.prepay_act = np.zeros(0, dtype=np.int32)
 
     # -- views ---------------------------------------------------------------------------
     def blocks(self, name: str) -> np.ndarray:
@@ -167,6 +185,12 @@ class HubState:
             (self.cols["supplier"][rows].astype(np.intp) * 256 + self.cols["gas_supplier"][rows])[real],
             minlength=256 * 256)
         self.off_dcc_hubs += sign * np.bincount(area[real & ~dcc], minlength=N_AREA_CODES)
+        pp = real & ((self.cols["flags"][rows] & Flag.PREPAY) != 0)
+        if pp.any():
+            status = self.cols["status"][rows][pp]
+            credit_state = np.where(status & Status.CREDIT_OFF, 2, (status & Status.EMERGENCY_CREDIT) != 0)
+            key = (area[pp] * 256 + self.cols["supplier"][rows][pp]) * N_CREDIT_STATES + credit_state
+            self.prepay_credit.reshape(-1)[:] += sign * np.bincount(key, minlength=self.prepay_credit.size)
         self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
                                + np.bincount(area[real & gas], minlength=N_AREA_CODES))
 
@@ -181,6 +205,13 @@ class HubState:
         self.area_rows = order.astype(np.int32)
         self.area_keys = key[order].astype(np.uint16)
         self.area_start = np.searchsorted(area[order], np.arange(N_AREA_CODES + 1)).astype(np.int64)
+        flags = self.cols["flags"][:n]
+        self.prepay_rows = np.flatnonzero(((flags & Flag.PREPAY) != 0) & (area != 0)).astype(np.int32)
+        self.prepay_due = np.full(self.prepay_rows.size, -np.inf, dtype=np.float32)
+        self.prepay_window = None
+        self.prepay_touched = []
+        if self.prepay_act.size != self.prepay_rows.size:  # a new fleet, or a checkpoint from before
+            self.prepay_act = np.full(self.prepay_rows.size, PREPAY_NO_ACTION, dtype=np.int32)
 
     def area_window(self, area: int, start: float, fraction: float) -> np.ndarray:
         """Rows of `area` whose static key falls in [start, start + fraction) (cyclic): a random
@@ -200,7 +231,7 @@ class HubState:
 
     def recount(self) -> None:
         for arr in (self.dcc_hubs, self.ok_hubs, self.ok_meters, self.off_dcc_hubs, self.meters, self.dcc_fault,
-                    self.supplier_pairs):
+                    self.supplier_pairs, self.prepay_credit):
             arr[...] = 0
         # In chunks: the counting temporaries are 8 bytes a row, more than the state itself.
         step = 1 << 20
@@ -260,12 +291,14 @@ class HubState:
             sel = pw_order[k0:k1]
             for arr in (self.pw_hub, self.pw_since_s, self.pw_until_s, self.pw_backoff_s, self.pw_restore_backoff_s):
                 h.update(arr[sel].tobytes())
+            p0, p1 = np.searchsorted(self.prepay_rows, [lo, hi])
+            h.update(self.prepay_act[p0:p1].tobytes())
             out.append(h.digest())
         return out
 
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
                "slot_at_risk", "slot_dark_age", "pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s",
-               "pw_restore_backoff_s")
+               "pw_restore_backoff_s", "prepay_act")
 
     def to_chunks(self) -> list[bytes | memoryview]:
         """The state as a short header and then each array's own memory, uncopied: a checkpoint
@@ -352,7 +385,7 @@ class HubState:
             for c in COLUMNS:
                 st.cols[c.name][:] = z[f"col_{c.name}"]
             for k in cls._SPARSE:
-                if k in z:  # the unpowered stretches came later (see _migrate_power)
+                if k in z:  # the unpowered stretches came later (see _migrate_power), and prepay_act
                     setattr(st, k, z[k].copy())
             st.last_tick = last_tick
         st._migrate_power()

@@ -65,6 +65,15 @@ class TickSummary:
     area_reachable: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
     area_meters: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
     area_alerts: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    # Prepayment premises, those on emergency credit and those off supply for credit (disabled or
+    # armed), by electricity supplier (index = supplier code) and by DNO area; top-ups this tick.
+    prepay_supplier: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    credit_ec_supplier: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    credit_off_supplier: np.ndarray = field(default_factory=lambda: np.zeros(N_SUPPLIERS + 1, np.int64))
+    area_prepay: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_credit_ec: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    area_credit_off: np.ndarray = field(default_factory=lambda: np.zeros(N_AREA_CODES, np.int64))
+    prepay_topups: int = 0
     # Operation reports by operation name: integer counters, and per-block arrays under keys
     # starting "block" (a shard reports only its own blocks, so merging concatenates them).
     ops: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -94,7 +103,22 @@ class TickSummary:
                  "hubs": int(self.area_dcc_hubs[a.id] + self.area_off_dcc_hubs[a.id]),
                  "dcc_hubs": int(self.area_dcc_hubs[a.id]), "reachable_hubs": int(self.area_reachable[a.id]),
                  "dark_hubs": int(self.area_dcc_hubs[a.id] - self.area_reachable[a.id]),
-                 "meters": int(self.area_meters[a.id]), "alerts": int(self.area_alerts[a.id])} for a in AREAS]
+                 "meters": int(self.area_meters[a.id]), "alerts": int(self.area_alerts[a.id]),
+                 "prepay_hubs": int(self.area_prepay[a.id]), "emergency_credit": int(self.area_credit_ec[a.id]),
+                 "off_supply_for_credit": int(self.area_credit_off[a.id])} for a in AREAS]
+
+    def prepayment(self) -> dict[str, Any]:
+        """Prepayment premises, on emergency credit and off supply for credit: fleet and per supplier."""
+        return {
+            "premises": int(self.prepay_supplier.sum()),
+            "emergency_credit": int(self.credit_ec_supplier.sum()),
+            "off_supply": int(self.credit_off_supplier.sum()),
+            "topups": self.prepay_topups,
+            "by_supplier": {s.name: {"premises": int(self.prepay_supplier[k]),
+                                     "emergency_credit": int(self.credit_ec_supplier[k]),
+                                     "off_supply": int(self.credit_off_supplier[k])}
+                            for k, s in enumerate(SUPPLIERS, 1) if self.prepay_supplier[k]},
+        }
 
     def to_dict(self) -> dict[str, Any]:
         csps = [c.name.title() for c in Csp]
@@ -119,6 +143,7 @@ class TickSummary:
             "supplier_hubs": {s.name: int(self.supplier_hubs[k]) for k, s in enumerate(SUPPLIERS, 1)
                               if self.supplier_hubs[k]},
             "areas": self.area_rows(),
+            "prepayment": self.prepayment(),
             "ops": {name: {k: v for k, v in rep.items() if not k.startswith("block")}
                     for name, rep in sorted(self.ops.items())},
         }
@@ -151,6 +176,13 @@ def merge(parts: list[TickSummary]) -> TickSummary:
         out.area_reachable += p.area_reachable
         out.area_meters += p.area_meters
         out.area_alerts += p.area_alerts
+        out.prepay_supplier += p.prepay_supplier
+        out.credit_ec_supplier += p.credit_ec_supplier
+        out.credit_off_supplier += p.credit_off_supplier
+        out.area_prepay += p.area_prepay
+        out.area_credit_ec += p.area_credit_ec
+        out.area_credit_off += p.area_credit_off
+        out.prepay_topups += p.prepay_topups
         for name, rep in p.ops.items():
             acc = out.ops.setdefault(name, {})
             for k, v in rep.items():

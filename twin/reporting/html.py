@@ -129,6 +129,14 @@ def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
     _lines(fig := _new("Supplier shares"), x, _suppliers(_named(s, "supplier_hubs")))
     fig.update_yaxes(title_text="hubs")
     figs.append(("Supplier shares", fig))
+    off = _named(s, "prepay_off_supply")
+    if off:
+        total = np.sum([np.asarray(v, dtype=float) for v in off.values()], axis=0).tolist()
+        _lines(fig := _new("Prepayment premises off supply for credit"), x,
+               {"all suppliers": total} | _suppliers(off)
+               | {"on emergency credit (all)": _get(s, "prepay_emergency_credit")})
+        fig.update_yaxes(title_text="premises")
+        figs.append(("Prepayment premises off supply for credit", fig))
     # A missing or empty series leaves its figure without traces; such figures are dropped.
     return [(t, f) for t, f in figs if f.data]
 

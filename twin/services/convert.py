@@ -28,7 +28,8 @@ CSP_NAMES = [c.name.title() for c in Csp]
 # GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert).
 ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
                AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
-               AlertKind.FIRMWARE_ACTIVATED: "0x8F43"}
+               AlertKind.FIRMWARE_ACTIVATED: "0x8F43", AlertKind.EMERGENCY_CREDIT_ACTIVATED: "0x81AB",
+               AlertKind.CREDIT_BELOW_DISABLEMENT: "0x8F0F", AlertKind.SUPPLY_ARMED: "0x8F32"}
 
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:
@@ -67,7 +68,8 @@ def hub_message(r: dict[str, Any]) -> fleet_pb2.Hub:
         comms_hub=_device(r["comms_hub"]), meters=[_device(m) for m in r["meters"]], ppmid=_device(r["ppmid"]),
         registers_kwh={k.removesuffix("_kwh"): float(v) for k, v in r["registers"].items()},
         last_contact_tick=r["last_contact_tick"], hh_days_lost=r["hh_days_lost"],
-        gsme_battery_pct=float(r.get("gsme_battery_pct", 0.0)))
+        gsme_battery_pct=float(r.get("gsme_battery_pct", 0.0)),
+        prepayment=fleet_pb2.HubPrepayment(**r["prepayment"]) if "prepayment" in r else None)
 
 
 def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
@@ -85,8 +87,16 @@ def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
         supplier_hubs=d["supplier_hubs"], hubs=d["hubs"], meters=d["meters"],
         areas=[fleet_pb2.AreaState(area_id=a["area_id"], area_name=a["area"], csp=a["csp"], hubs=a["hubs"],
                                    dcc_hubs=a["dcc_hubs"], reachable_hubs=a["reachable_hubs"], dark_hubs=a["dark_hubs"],
-                                   meters=a["meters"], alerts=a["alerts"]) for a in d["areas"]],
-        hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0))
+                                   meters=a["meters"], alerts=a["alerts"], prepay_off_supply=a["off_supply_for_credit"],
+                                   prepay_emergency_credit=a["emergency_credit"]) for a in d["areas"]],
+        hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0),
+        prepayment=_prepayment_message(d["prepayment"]))
+
+
+def _prepayment_message(p: dict[str, Any]) -> fleet_pb2.PrepaymentCounts:
+    return fleet_pb2.PrepaymentCounts(
+        premises=p["premises"], emergency_credit=p["emergency_credit"], off_supply=p["off_supply"], topups=p["topups"],
+        suppliers=[fleet_pb2.SupplierPrepayment(supplier=name, **v) for name, v in p["by_supplier"].items()])
 
 
 def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:

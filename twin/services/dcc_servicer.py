@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2
 from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
-from twin.model.catalog import AlertKind
+from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
 from twin.model.grammar import GrammarError, name_key
 from twin.model.ids import eui64, parse_eui64
@@ -504,6 +504,9 @@ def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:
     """The alerts of this tick that the subscriber may see and asked for."""
     ident = sub.identity
     mask = np.ones(ev["hub"].size, bool)
+    if ident.role in ("ED", "GT", "GS"):
+        # An ESME's prepayment alerts are the import supplier's business, not the network's or gas's.
+        mask &= ~np.isin(ev["kind"], PREPAYMENT_ALERTS)
     if ident.role in ("ED", "GT"):
         mask &= ev["area"] == ident.party_id
     elif ident.role in ("IS", "ES", "RSA"):

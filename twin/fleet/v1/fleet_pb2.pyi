@@ -288,7 +288,7 @@ class Device(_message.Message):
     def __init__(self, type: _Optional[str] = ..., device_id: _Optional[str] = ..., manufacturer: _Optional[str] = ..., model: _Optional[str] = ..., firmware: _Optional[str] = ...) -> None: ...
 
 class Hub(_message.Message):
-    __slots__ = ("name", "index", "region", "area_id", "area_name", "smets", "variant", "wan", "dcc_connected", "reachable", "dark_reasons", "supplier", "gas_supplier", "payment", "comms_hub", "meters", "ppmid", "registers_kwh", "last_contact_tick", "hh_days_lost", "gsme_battery_pct")
+    __slots__ = ("name", "index", "region", "area_id", "area_name", "smets", "variant", "wan", "dcc_connected", "reachable", "dark_reasons", "supplier", "gas_supplier", "payment", "comms_hub", "meters", "ppmid", "registers_kwh", "last_contact_tick", "hh_days_lost", "gsme_battery_pct", "prepayment")
     class RegistersKwhEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +317,7 @@ class Hub(_message.Message):
     LAST_CONTACT_TICK_FIELD_NUMBER: _ClassVar[int]
     HH_DAYS_LOST_FIELD_NUMBER: _ClassVar[int]
     GSME_BATTERY_PCT_FIELD_NUMBER: _ClassVar[int]
+    PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     index: int
     region: str
@@ -338,7 +339,18 @@ class Hub(_message.Message):
     last_contact_tick: int
     hh_days_lost: int
     gsme_battery_pct: float
-    def __init__(self, name: _Optional[str] = ..., index: _Optional[int] = ..., region: _Optional[str] = ..., area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., smets: _Optional[str] = ..., variant: _Optional[str] = ..., wan: _Optional[str] = ..., dcc_connected: _Optional[bool] = ..., reachable: _Optional[bool] = ..., dark_reasons: _Optional[_Iterable[str]] = ..., supplier: _Optional[str] = ..., gas_supplier: _Optional[str] = ..., payment: _Optional[str] = ..., comms_hub: _Optional[_Union[Device, _Mapping]] = ..., meters: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., ppmid: _Optional[_Union[Device, _Mapping]] = ..., registers_kwh: _Optional[_Mapping[str, float]] = ..., last_contact_tick: _Optional[int] = ..., hh_days_lost: _Optional[int] = ..., gsme_battery_pct: _Optional[float] = ...) -> None: ...
+    prepayment: HubPrepayment
+    def __init__(self, name: _Optional[str] = ..., index: _Optional[int] = ..., region: _Optional[str] = ..., area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., smets: _Optional[str] = ..., variant: _Optional[str] = ..., wan: _Optional[str] = ..., dcc_connected: _Optional[bool] = ..., reachable: _Optional[bool] = ..., dark_reasons: _Optional[_Iterable[str]] = ..., supplier: _Optional[str] = ..., gas_supplier: _Optional[str] = ..., payment: _Optional[str] = ..., comms_hub: _Optional[_Union[Device, _Mapping]] = ..., meters: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., ppmid: _Optional[_Union[Device, _Mapping]] = ..., registers_kwh: _Optional[_Mapping[str, float]] = ..., last_contact_tick: _Optional[int] = ..., hh_days_lost: _Optional[int] = ..., gsme_battery_pct: _Optional[float] = ..., prepayment: _Optional[_Union[HubPrepayment, _Mapping]] = ...) -> None: ...
+
+class HubPrepayment(_message.Message):
+    __slots__ = ("balance_pence", "credit_state", "supply_on")
+    BALANCE_PENCE_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_STATE_FIELD_NUMBER: _ClassVar[int]
+    SUPPLY_ON_FIELD_NUMBER: _ClassVar[int]
+    balance_pence: int
+    credit_state: str
+    supply_on: bool
+    def __init__(self, balance_pence: _Optional[int] = ..., credit_state: _Optional[str] = ..., supply_on: _Optional[bool] = ...) -> None: ...
 
 class GetHubRequest(_message.Message):
     __slots__ = ("name",)
@@ -438,7 +450,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "prepayment")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -466,6 +478,7 @@ class TickSummary(_message.Message):
     METERS_FIELD_NUMBER: _ClassVar[int]
     HH_LOST_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ALERTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
     csps: _containers.RepeatedCompositeFieldContainer[CspTraffic]
@@ -479,10 +492,37 @@ class TickSummary(_message.Message):
     meters: int
     hh_lost_total: int
     alerts_total: int
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ...) -> None: ...
+    prepayment: PrepaymentCounts
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
+
+class PrepaymentCounts(_message.Message):
+    __slots__ = ("premises", "emergency_credit", "off_supply", "topups", "suppliers")
+    PREMISES_FIELD_NUMBER: _ClassVar[int]
+    EMERGENCY_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    OFF_SUPPLY_FIELD_NUMBER: _ClassVar[int]
+    TOPUPS_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIERS_FIELD_NUMBER: _ClassVar[int]
+    premises: int
+    emergency_credit: int
+    off_supply: int
+    topups: int
+    suppliers: _containers.RepeatedCompositeFieldContainer[SupplierPrepayment]
+    def __init__(self, premises: _Optional[int] = ..., emergency_credit: _Optional[int] = ..., off_supply: _Optional[int] = ..., topups: _Optional[int] = ..., suppliers: _Optional[_Iterable[_Union[SupplierPrepayment, _Mapping]]] = ...) -> None: ...
+
+class SupplierPrepayment(_message.Message):
+    __slots__ = ("supplier", "premises", "emergency_credit", "off_supply")
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    PREMISES_FIELD_NUMBER: _ClassVar[int]
+    EMERGENCY_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    OFF_SUPPLY_FIELD_NUMBER: _ClassVar[int]
+    supplier: str
+    premises: int
+    emergency_credit: int
+    off_supply: int
+    def __init__(self, supplier: _Optional[str] = ..., premises: _Optional[int] = ..., emergency_credit: _Optional[int] = ..., off_supply: _Optional[int] = ...) -> None: ...
 
 class AreaState(_message.Message):
-    __slots__ = ("area_id", "area_name", "csp", "hubs", "dcc_hubs", "reachable_hubs", "dark_hubs", "meters", "alerts")
+    __slots__ = ("area_id", "area_name", "csp", "hubs", "dcc_hubs", "reachable_hubs", "dark_hubs", "meters", "alerts", "prepay_off_supply", "prepay_emergency_credit")
     AREA_ID_FIELD_NUMBER: _ClassVar[int]
     AREA_NAME_FIELD_NUMBER: _ClassVar[int]
     CSP_FIELD_NUMBER: _ClassVar[int]
@@ -492,6 +532,8 @@ class AreaState(_message.Message):
     DARK_HUBS_FIELD_NUMBER: _ClassVar[int]
     METERS_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
+    PREPAY_OFF_SUPPLY_FIELD_NUMBER: _ClassVar[int]
+    PREPAY_EMERGENCY_CREDIT_FIELD_NUMBER: _ClassVar[int]
     area_id: int
     area_name: str
     csp: str
@@ -501,7 +543,9 @@ class AreaState(_message.Message):
     dark_hubs: int
     meters: int
     alerts: int
-    def __init__(self, area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., csp: _Optional[str] = ..., hubs: _Optional[int] = ..., dcc_hubs: _Optional[int] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., meters: _Optional[int] = ..., alerts: _Optional[int] = ...) -> None: ...
+    prepay_off_supply: int
+    prepay_emergency_credit: int
+    def __init__(self, area_id: _Optional[int] = ..., area_name: _Optional[str] = ..., csp: _Optional[str] = ..., hubs: _Optional[int] = ..., dcc_hubs: _Optional[int] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., meters: _Optional[int] = ..., alerts: _Optional[int] = ..., prepay_off_supply: _Optional[int] = ..., prepay_emergency_credit: _Optional[int] = ...) -> None: ...
 
 class RewindClockRequest(_message.Message):
     __slots__ = ("tick",)

@@ -12,6 +12,7 @@ from twin.model.metering import kwh_between
 from twin.model.ops.commands import ServiceRequestCommand
 from twin.model.ops.common import csp_of, days_to_ticks, reachable
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
+from twin.model.prepayment import balance_pence, enable_supply, freeze_metering, restart_metering, touch
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.
 ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
@@ -19,10 +20,8 @@ DEVICE_SRVS = {"2.2", "1.1.1", "7.1", "7.2"} | ON_SITE
 
 
 def credit_pence(c: dict[str, np.ndarray], row: int, config, tick: int) -> float:
-    """Prepayment balance at the end of `tick`: stored credit less the spend since tick 0."""
-    doy = config.start.timetuple().tm_yday - 1
-    used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, config.start_tick_of_day, tick + 1))
-    return float(c["credit_p"][row]) - c["tariff_dp"][row] / 10 * used
+    """Prepayment balance at the end of `tick` (`prepayment.balance_pence`)."""
+    return float(balance_pence(c, row, config, tick))
 
 
 class ServiceRequestShard(ShardOp):
@@ -55,18 +54,38 @@ class ServiceRequestShard(ShardOp):
         if srv == "2.2":
             if not c["flags"][row] & Flag.PREPAY:
                 return {"failed": 1, "not_prepayment": 1}
+            # Credit goes on at once; if it lifts a disabled supply's balance above the disablement
+            # threshold, this tick's prepayment pass arms the supply (0x8F32).
             c["credit_p"][row] += int(self.cmd.param("amount_pence", 0))
+            touch(hs, rows)
         elif srv == "1.1.1":
             new = round(float(self.cmd.param("unit_rate_pence", 0)) * 10)
-            # Fold the spend so far at the old rate into the stored credit, so a balance stays exact.
-            doy = ctx.config.start.timetuple().tm_yday - 1
-            used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, ctx.config.start_tick_of_day, tick + 1))
-            c["credit_p"][row] += round((new - int(c["tariff_dp"][row])) / 10 * used)
+            # Fold the spend so far at the old rate into the stored credit, so a balance stays exact
+            # (not while supply is off: the stored credit is then the balance itself).
+            if not c["status"][row] & Status.METERING_STOPPED:
+                doy = ctx.config.start.timetuple().tm_yday - 1
+                used = float(kwh_between(int(c["elec_kwh_year"][row]), "elec", doy, ctx.config.start_tick_of_day,
+                                         tick + 1))
+                c["credit_p"][row] += round((new - int(c["tariff_dp"][row])) / 10 * used)
             c["tariff_dp"][row] = new
+            touch(hs, rows)
         elif srv == "7.1":
-            c["status"][row] &= np.uint8(~Status.SUPPLY_OFF & 0xFF)
+            status = int(c["status"][row])
+            if status & Status.CREDIT_OFF and not status & Status.ARMED:
+                # The meter keeps a supply disabled for credit off until credit is restored.
+                return {"failed": 1, "credit_below_disablement": 1}
+            c["status"][row] = status & ~Status.SUPPLY_OFF & 0xFF
+            if status & Status.ARMED:
+                enable_supply(hs, rows, ctx.config, tick)
+            elif status & Status.SUPPLY_OFF:
+                restart_metering(c, rows, ctx.config, tick)
+                touch(hs, rows)
         elif srv == "7.2":
+            # Nothing is metered while supply is off (a prepayment balance stands still too).
+            if not c["status"][row] & Status.METERING_STOPPED:
+                freeze_metering(c, rows, ctx.config, tick)
             c["status"][row] |= np.uint8(Status.SUPPLY_OFF)
+            touch(hs, rows)
         elif srv in ("8.14.1", "8.14.4"):
             hs.change(rows, fault_clear=Fault.HARDWARE)
         elif srv == "8.14.2":
@@ -98,6 +117,8 @@ class ServiceRequestFleet(FleetOp):
             self.state = "DONE" if rep.get("applied") else "FAILED"
             if rep.get("not_prepayment"):
                 self.reason = "the premises is not on prepayment"
+            elif rep.get("credit_below_disablement"):
+                self.reason = "supply is disabled for credit below the disablement threshold; top up first"
             elif rep.get("failed"):
                 self.reason = "the hub was not reachable before the deadline"
         return []
