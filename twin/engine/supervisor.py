@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from twin.engine.alert_log import RETENTION_DAYS, AlertLog
 from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
@@ -99,7 +100,8 @@ class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False):
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False,
+                 alert_retention_days: float = RETENTION_DAYS):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -143,6 +145,8 @@ class FleetSupervisor:
         # the recorded one, so new commands are refused (fork a branch to change it).
         self._head = 0
         self.history_db = HistoryStore(run_dir, branch=self.name, config=config)
+        # Every alert sent, by position, for the retention window (re-delivery to subscribers).
+        self.alert_log = AlertLog(run_dir / "alerts", retention_days=alert_retention_days)
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.
         self.window = LAG
@@ -164,6 +168,7 @@ class FleetSupervisor:
         elif self.journal.seq or any(i["tick"] != -1 for i in self.shard_info):
             self.shutdown()
             raise RunStateError(f"{run_dir} already holds a run: resume it or use a new directory")
+        self.alert_log.reset(self.tick)
 
     # -- stepping --------------------------------------------------------------------------
     def add_listener(self, fn: TickListener) -> None:
@@ -388,6 +393,8 @@ class FleetSupervisor:
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
         self.history_db.record(s)
+        # On disk before any listener hears of the tick: a subscriber reads the tick from the log.
+        self.alert_log.append(s.tick, s.alert_events)
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())

@@ -194,7 +194,8 @@ class ApiServer:
 
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
-                 anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None):
+                 anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
+                 streams: Any = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -211,6 +212,7 @@ class ApiServer:
         # present, and the loopback port where they reach this process alone.
         self.replica_token = replica_token
         self.internal_port = 0
+        self.streams = streams  # StreamLimits (None: the defaults)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
 
@@ -246,8 +248,8 @@ class ApiServer:
             ensure_port_free(self.host, self.port)
         server = grpc.aio.server(options=[*MESSAGE_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
         gate = _Gate(self.users, self.max_in_flight)
-        fleet = FleetServicer(self.supervisor, self)
-        dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
+        fleet = FleetServicer(self.supervisor, self, limits=self.streams)
+        dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly, limits=self.streams)
         services = [  # (descriptor, servicer, registration function)
             (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
              fleet_pb2_grpc.add_FleetServiceServicer_to_server),
@@ -282,6 +284,7 @@ class ApiServer:
         for name in [*names[:len(services)], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
+        self.dcc, self.fleet = dcc, fleet
         self._listeners = [lambda s: self.call_soon(lambda: dcc.on_tick(s)),
                            lambda s: self.call_soon(lambda: fleet.on_tick(s))]
         for fn in self._listeners:

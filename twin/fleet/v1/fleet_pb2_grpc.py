@@ -191,7 +191,11 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchFleet(self, request, context):
-        """Tick summaries as the fleet produces them.
+        """Tick summaries as the fleet produces them: every tick in order (resumable from a tick), or
+        in WATCH_MODE_LATEST only the newest, each saying how many ticks it skipped. An every-tick
+        stream that falls behind its buffer ends RESOURCE_EXHAUSTED, and one whose run is rewound
+        behind it ABORTED, both with the tick to resume after (google.rpc.ErrorInfo metadata
+        "resume_after_tick"); a tick older than the retained summaries ends OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
