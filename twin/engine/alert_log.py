@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,6 +202,41 @@ class AlertLog:
                     return None  # pruned meanwhile
             cols = {n: np.zeros(0, t) for n, t in COLUMNS.items()}  # a tick without alerts
         return TickAlerts(tick, cols)
+
+
+class AlertCursor:
+    """One reader's place in the log: `after` is the position of the last alert it delivered (or
+    a tick boundary `position(t, 0)`). The reader asks `next_tick()` which tick to read, gets it
+    from the log, delivers the alerts `indices(ta)` names one by one (`delivered`), then
+    `finished(ta)`. `select` maps a tick's columns to the mask of alerts this reader may see."""
+
+    def __init__(self, log: AlertLog, after: int, select: Callable[[dict[str, np.ndarray]], np.ndarray]):
+        self.log = log
+        self.after = after
+        self.select = select
+
+    def next_tick(self) -> int | None:
+        """The tick to read next, or None while the reader is at the head of the log."""
+        tick, _ = split(self.after)
+        return tick if tick <= self.log.newest_tick else None
+
+    def expired(self) -> bool:
+        """The next tick to read has been pruned (the reader fell behind the retention)."""
+        return split(self.after)[0] < self.log.oldest_tick
+
+    def indices(self, ta: TickAlerts) -> list[int]:
+        """Indices in `ta` of the alerts after the cursor this reader selects, in order."""
+        tick, seq = split(self.after)
+        if ta.tick != tick:
+            raise ValueError(f"the cursor is in tick {tick}, not {ta.tick}")
+        return (np.flatnonzero(self.select(ta.cols)[seq:]) + seq).tolist()
+
+    def delivered(self, ta: TickAlerts, i: int) -> int:
+        self.after = position(ta.tick, i + 1)
+        return self.after
+
+    def finished(self, ta: TickAlerts) -> None:
+        self.after = position(ta.tick + 1, 0)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.engine.alert_log import TickAlerts, position, split
+from twin.engine.alert_log import AlertCursor, TickAlerts, position, split
 from twin.model.catalog import AlertKind
 from twin.model.ids import eui64
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
@@ -57,10 +57,11 @@ class _Pending:
 
 @dataclass(eq=False)
 class _ResponseLog:
-    """One user's deferred responses, numbered 1, 2, ... (the newest `keep` of them)."""
+    """One user's deferred responses, numbered 1, 2, ... (the newest `keep` of them, each with
+    the time.monotonic() it was produced)."""
 
     keep: int
-    items: deque = field(default_factory=deque)
+    items: deque[tuple[float, dcc_pb2.ServiceResponse]] = field(default_factory=deque)
     last: int = 0  # position of the newest
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -72,7 +73,7 @@ class _ResponseLog:
     def append(self, resp: dcc_pb2.ServiceResponse) -> None:
         self.last += 1
         resp.position = self.last
-        self.items.append(resp)
+        self.items.append((time.monotonic(), resp))
         if len(self.items) > self.keep:
             self.items.popleft()
         wake, self.wake = self.wake, asyncio.Event()
@@ -310,10 +311,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     async def StreamResponses(self, request, context):
         """The caller's deferred responses in position order, from `start_after_position` if set
-        (else from now). Ends RESOURCE_EXHAUSTED (resume_after_position) once more than
-        `response_buffer` responses produced since it began wait undelivered."""
+        (else from now). Ends RESOURCE_EXHAUSTED (resume_after_position) once a response
+        produced after it began waits undelivered longer than `response_delivery_s`."""
         log_ = self._responses_of(current_identity().user_id)
-        began = log_.last
+        began = time.monotonic()
         if request.HasField("start_after_position"):
             cursor = request.start_after_position
             if cursor < log_.first - 1:
@@ -329,10 +330,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                 continue
             if cursor < log_.first - 1:  # a replay slower than responses arrive outran the kept ones
                 raise expired("start_after_position", cursor, log_.first - 1, "responses")
-            if log_.last - max(cursor, began) > self.limits.response_buffer:
-                raise behind("response", "resume_after_position", cursor,
-                             f"more than {self.limits.response_buffer:,} responses waited undelivered")
-            yield log_.items[cursor + 1 - log_.first]
+            at, resp = log_.items[cursor + 1 - log_.first]
+            if at >= began and time.monotonic() - at > self.limits.response_delivery_s:
+                raise behind("response", "resume_after_position", cursor, self.limits.response_delivery_s)
+            yield resp
             cursor += 1
 
     # -- alerts ---------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
         The live path reads the log's in-memory newest ticks: nothing is copied per subscriber
         but the indices of its alerts in the tick it is reading. A stream that leaves an alert
-        sent after it began undelivered for `alert_delivery_s` is ended RESOURCE_EXHAUSTED with
+        sent after it began undelivered longer than `alert_delivery_s` is ended RESOURCE_EXHAUSTED with
         the position to resume after (what it delivered last); a position before the retained
         alerts ends OUT_OF_RANGE with the oldest one allowed."""
         identity = current_identity()
@@ -364,26 +365,25 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         else:
             cursor = position(log_.newest_tick + 1, 0)
         self.alert_streams += 1
+        reader = AlertCursor(log_, cursor, lambda cols: _alert_mask(identity, kinds, cols))
         try:
             while True:
                 wake = self._tick_event
-                tick, seq = split(cursor)
-                if tick > log_.newest_tick:
+                tick = reader.next_tick()
+                if tick is None:
                     await wake.wait()
                     continue
                 ta = log_.cached(tick) or await asyncio.to_thread(log_.get, tick)
                 if ta is None:  # pruned while this stream replayed older ticks
-                    raise expired("start_after_position", cursor, log_.oldest_position(), "alerts")
+                    raise expired("start_after_position", reader.after, log_.oldest_position(), "alerts")
                 fresh = ta.recorded_at >= began
                 t0 = self.sup.config.time_of(tick)
-                for i in (np.flatnonzero(_alert_mask(identity, kinds, ta.cols)[seq:]) + seq).tolist():
+                for i in reader.indices(ta):
                     if fresh and time.monotonic() - ta.recorded_at > self.limits.alert_delivery_s:
-                        raise behind("alert", "resume_after_position", cursor,
-                                     f"alerts of tick {tick} waited more than {self.limits.alert_delivery_s:g} s "
-                                     "undelivered (the DCC's retry window)")
+                        raise behind("alert", "resume_after_position", reader.after, self.limits.alert_delivery_s)
                     yield self._alert_message(ta, i, t0)
-                    cursor = position(tick, i + 1)
-                cursor = position(tick + 1, 0)
+                    reader.delivered(ta, i)
+                reader.finished(ta)
         finally:
             self.alert_streams -= 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, 
 MAX_PAGE = 1000
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
+RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
 
 
 def require_operator() -> None:
@@ -68,12 +70,16 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.server = server
         self.limits = limits or StreamLimits()
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
+        self._recorded_at: dict[int, float] = {}  # tick -> time.monotonic() it reached this server
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
 
     def on_tick(self, s) -> None:
         """On the server loop: wake the WatchFleet streams (each reads the supervisor's history
         from its own cursor, so a slow one holds nothing back and copies nothing)."""
+        self._recorded_at[s.tick] = time.monotonic()
+        if len(self._recorded_at) > 2 * RECORDED_KEPT:  # beyond the supervisor's retained history
+            self._recorded_at = {t: at for t, at in self._recorded_at.items() if t > s.tick - RECORDED_KEPT}
         wake, self._tick_event = self._tick_event, asyncio.Event()
         wake.set()
 
@@ -203,9 +209,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         """Tick summaries from the supervisor's retained history (`history`, 28 days by default).
 
         Every tick mode: each summary after the cursor in order (from `start_after_tick` if set,
-        else the newest `backlog`, then live); ended RESOURCE_EXHAUSTED once more than
-        `watch_buffer` ticks recorded since it began wait undelivered, ABORTED if the run is
-        rewound behind it, both with `resume_after_tick`. Latest mode: the newest summary when
+        else the newest `backlog`, then live); ended RESOURCE_EXHAUSTED once a summary recorded
+        after it began waits undelivered longer than `watch_delivery_s`, ABORTED if the run is
+        behind it (rewound or restarted), both with `resume_after_tick`. Latest mode: the newest summary when
         the reader is ready, with `skipped_ticks`; ended only by a rewind."""
         require_operator()
         if not 0 <= request.backlog <= MAX_BACKLOG:
@@ -222,7 +228,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 raise expired("start_after_tick", cursor, oldest - 1, "tick summaries")
         else:
             cursor = newest if latest else max(newest - request.backlog, oldest - 1)
-        began = newest
+        began = time.monotonic()
         while True:
             wake = self._tick_event
             oldest, newest = self._history_span()
@@ -247,9 +253,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 continue
             if cursor + 1 < oldest:
                 raise expired("start_after_tick", cursor, oldest - 1, "tick summaries")
-            if newest - max(cursor, began) > self.limits.watch_buffer:
-                raise behind("tick summary", "resume_after_tick", cursor,
-                             f"more than {self.limits.watch_buffer:,} ticks waited undelivered")
+            at = self._recorded_at.get(cursor + 1, 0.0)
+            if at >= began and time.monotonic() - at > self.limits.watch_delivery_s:
+                raise behind("tick summary", "resume_after_tick", cursor, self.limits.watch_delivery_s)
             s = self._summary(cursor + 1)
             if s is None:
                 continue

@@ -1,8 +1,9 @@
 """How a server stream ends when it cannot go on in order: a status with google.rpc.ErrorInfo
 naming where to resume, so a subscriber never loses a message without knowing.
 
-- RESOURCE_EXHAUSTED, reason STREAM_BEHIND: the subscriber fell behind its stream's buffer (a
-  per-stream resource, AIP-193: retry, here resume, is right). Metadata `resume_after_position`
+- RESOURCE_EXHAUSTED, reason STREAM_BEHIND: the subscriber fell behind: a message waited longer
+  than the stream's delivery window (the per-stream buffer is used up; AIP-193: retry, here
+  resume, is right). Metadata `resume_after_position`
   (alerts, responses) or `resume_after_tick` (tick summaries): the last message delivered.
 - ABORTED, reason RUN_REWOUND: the run went back behind the stream (a concurrency conflict with
   the reader, AIP-193); resume from the tick given.
@@ -28,18 +29,20 @@ POSITION_AHEAD = "POSITION_AHEAD"
 
 @dataclass(frozen=True)
 class StreamLimits:
-    """How far each kind of stream may fall behind before it is ended with a resume point.
+    """How long a message may wait undelivered on a stream (wall seconds) before the stream is
+    ended with the point to resume after. Only messages produced after the stream began count:
+    a replay (a resumed stream) is never cut for being old, so every resume makes progress.
 
-    - alert_delivery_s: wall seconds an alert sent after the stream began may wait undelivered
-      (the DCC retries a Device Alert for 300 s before it fails it for re-delivery on reconnect).
-    - watch_buffer: tick summaries recorded since a WatchFleet stream began that may wait
-      undelivered (below the supervisor's retained history, 1,344 ticks by default).
-    - response_buffer / responses_kept: deferred responses produced since a StreamResponses
-      stream began that may wait undelivered; responses kept per user for resuming."""
+    - alert_delivery_s: the DCC retries a Device Alert for 300 s, then holds it as failed for
+      re-delivery when the user reconnects (SECCo glossary "Device Alert", FACTS.md 3.5).
+    - response_delivery_s: the same window for deferred Service Request responses [U].
+    - watch_delivery_s: tick summaries on an every-tick WatchFleet stream [U]; a reader that
+      wants only the newest uses WATCH_MODE_LATEST and is never cut.
+    - responses_kept: deferred responses kept per user for resuming StreamResponses."""
 
     alert_delivery_s: float = 300.0
-    watch_buffer: int = 1_000
-    response_buffer: int = 1_000
+    response_delivery_s: float = 300.0
+    watch_delivery_s: float = 60.0
     responses_kept: int = 10_000
 
 
@@ -61,10 +64,12 @@ class StreamEnd(ApiError):
                                                       details=details))
 
 
-def behind(what: str, key: str, resume_after: int, why: str) -> StreamEnd:
-    """The stream fell behind its buffer: resume after `resume_after` (the last delivered)."""
+def behind(what: str, key: str, resume_after: int, waited_s: float) -> StreamEnd:
+    """The stream fell behind: a message waited more than `waited_s` undelivered. Resume after
+    `resume_after` (the last one delivered)."""
     return StreamEnd(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                     f"this {what} stream fell behind: {why}; nothing is lost: resume with "
+                     f"this {what} stream fell behind: a message waited more than {waited_s:g} s undelivered; "
+                     "nothing is lost: resume with "
                      f"start_after_{key.removeprefix('resume_after_')}={resume_after} (the last one delivered)",
                      reason=STREAM_BEHIND, metadata={key: resume_after})
 
