@@ -91,6 +91,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         self.responses: dict[str, _ResponseLog] = {}
         self.pending: list[_Pending] = []
         self.alert_streams = 0  # StreamAlerts calls open now
+        self.response_streams = 0  # StreamResponses calls open now
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._tick_busy = False
         self.facts = ShardBatcher(supervisor, "service_facts_many")
@@ -323,18 +324,22 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                 raise ahead("start_after_position", cursor, log_.last, "responses")
         else:
             cursor = log_.last
-        while True:
-            wake = log_.wake
-            if cursor >= log_.last:
-                await wake.wait()
-                continue
-            if cursor < log_.first - 1:  # a replay slower than responses arrive outran the kept ones
-                raise expired("start_after_position", cursor, log_.first - 1, "responses")
-            at, resp = log_.items[cursor + 1 - log_.first]
-            if at >= began and time.monotonic() - at > self.limits.response_delivery_s:
-                raise behind("response", "resume_after_position", cursor, self.limits.response_delivery_s)
-            yield resp
-            cursor += 1
+        self.response_streams += 1
+        try:
+            while True:
+                wake = log_.wake
+                if cursor >= log_.last:
+                    await wake.wait()
+                    continue
+                if cursor < log_.first - 1:  # a replay slower than responses arrive outran the kept ones
+                    raise expired("start_after_position", cursor, log_.first - 1, "responses")
+                at, resp = log_.items[cursor + 1 - log_.first]
+                if at >= began and time.monotonic() - at > self.limits.response_delivery_s:
+                    raise behind("response", "resume_after_position", cursor, self.limits.response_delivery_s)
+                yield resp
+                cursor += 1
+        finally:
+            self.response_streams -= 1
 
     # -- alerts ---------------------------------------------------------------------------------
     async def StreamAlerts(self, request, context):

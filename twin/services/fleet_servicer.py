@@ -71,6 +71,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.limits = limits or StreamLimits()
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._recorded_at: dict[int, float] = {}  # tick -> time.monotonic() it reached this server
+        self.watch_streams = 0  # WatchFleet calls open now
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
 
@@ -229,6 +230,14 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         else:
             cursor = newest if latest else max(newest - request.backlog, oldest - 1)
         began = time.monotonic()
+        self.watch_streams += 1
+        try:
+            async for msg in self._watch(cursor, began, latest):
+                yield msg
+        finally:
+            self.watch_streams -= 1
+
+    async def _watch(self, cursor: int, began: float, latest: bool):
         while True:
             wake = self._tick_event
             oldest, newest = self._history_span()
