@@ -224,15 +224,16 @@ class AlertCursor:
         """The next tick to read has been pruned (the reader fell behind the retention)."""
         return split(self.after)[0] < self.log.oldest_tick
 
-    def indices(self, ta: TickAlerts) -> list[int]:
-        """Indices in `ta` of the alerts after the cursor this reader selects, in order."""
+    def indices(self, ta: TickAlerts) -> np.ndarray:
+        """Indices in `ta` of the alerts after the cursor this reader selects, in order (int64:
+        8 bytes per alert, what a reader holds while it works through a tick)."""
         tick, seq = split(self.after)
         if ta.tick != tick:
             raise ValueError(f"the cursor is in tick {tick}, not {ta.tick}")
-        return (np.flatnonzero(self.select(ta.cols)[seq:]) + seq).tolist()
+        return np.flatnonzero(self.select(ta.cols)[seq:]) + seq
 
     def delivered(self, ta: TickAlerts, i: int) -> int:
-        self.after = position(ta.tick, i + 1)
+        self.after = position(ta.tick, int(i) + 1)
         return self.after
 
     def finished(self, ta: TickAlerts) -> None:
