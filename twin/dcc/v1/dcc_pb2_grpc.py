@@ -87,8 +87,9 @@ class DccServiceServicer:
 
     def StreamResponses(self, request, context):
         """Deferred responses to the caller's requests, in order, each with its position. A stream
-        that falls behind its buffer ends RESOURCE_EXHAUSTED with the position to resume after
-        (google.rpc.ErrorInfo metadata "resume_after_position"); resume with start_after_position.
+        that leaves a response undelivered past its delivery window (300 s) ends RESOURCE_EXHAUSTED
+        with the position to resume after (google.rpc.ErrorInfo metadata "resume_after_position");
+        resume with start_after_position.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,7 +100,8 @@ class DccServiceServicer:
         in position order. Alerts are kept 2 simulated days: a stream resumes from a position
         (start_after_position) with nothing missed and nothing twice. A stream that leaves an alert
         undelivered past its delivery window ends RESOURCE_EXHAUSTED with the position to resume
-        after; a position older than the retained alerts ends OUT_OF_RANGE.
+        after (ErrorInfo metadata "resume_after_position"); a position older than the retained
+        alerts ends OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -193,9 +193,10 @@ class FleetServiceServicer:
     def WatchFleet(self, request, context):
         """Tick summaries as the fleet produces them: every tick in order (resumable from a tick), or
         in WATCH_MODE_LATEST only the newest, each saying how many ticks it skipped. An every-tick
-        stream that falls behind its buffer ends RESOURCE_EXHAUSTED, and one whose run is rewound
-        behind it ABORTED, both with the tick to resume after (google.rpc.ErrorInfo metadata
-        "resume_after_tick"); a tick older than the retained summaries ends OUT_OF_RANGE.
+        stream that leaves a summary undelivered past its delivery window (60 s) ends
+        RESOURCE_EXHAUSTED, and one whose run goes back behind it (rewound, restarted) ABORTED, both
+        with the tick to resume after (google.rpc.ErrorInfo metadata "resume_after_tick"); a tick
+        older than the retained summaries ends OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
