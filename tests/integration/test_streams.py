@@ -368,3 +368,24 @@ def test_alerts_resume_from_the_run_directory_after_a_restart(tmp_path):
         server.stop(1.0)
         with contextlib.suppress(Exception):
             sup.shutdown()
+
+
+def test_the_dashboard_feed_resumes_and_follows_a_rewind_without_a_gap(streams):
+    from dashboard.feed import FleetFeed
+
+    sup = streams.sup
+    feed = FleetFeed(streams.server.address, token=streams.tokens["operator"], backlog=5).start()
+    try:
+        wait_for(lambda: feed.last_tick() == sup.tick - 1)
+        first = feed.ticks_since(-1, limit=1000)[0]["tick"]
+        sup.step(3)
+        wait_for(lambda: feed.last_tick() == sup.tick - 1)
+        head = sup.tick
+        sup.rewind(head - 2)  # the feed's stream ends ABORTED; it resumes where the run now is
+        sup.step(4)
+        wait_for(lambda: feed.last_tick() == sup.tick - 1)
+        ticks = [r["tick"] for r in feed.ticks_since(-1, limit=1000)]
+        assert ticks == list(range(first, sup.tick))  # in order, no gap, none twice
+        assert feed.status.reconnects == 0 and feed.status.ticks_missed == 0 and feed.status.last_error == ""
+    finally:
+        feed.stop()
