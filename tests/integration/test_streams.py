@@ -389,3 +389,20 @@ def test_the_dashboard_feed_resumes_and_follows_a_rewind_without_a_gap(streams):
         assert feed.status.reconnects == 0 and feed.status.ticks_missed == 0 and feed.status.last_error == ""
     finally:
         feed.stop()
+
+
+def test_alert_positions_are_the_same_for_any_shard_count():
+    config = FleetConfig(hubs=20_000, seed=23, block_size=1024)
+    logs = []
+    for shards in (1, 3):
+        sup = FleetSupervisor(config, shards=shards, run_dir=run_dir(f"streams-shards{shards}"), cpus_per_shard=0.3)
+        try:
+            sup.submit({"type": "power_outage", "area": "14", "fraction": 0.5, "duration_min": 40})
+            sup.step(3)
+            logs.append({t: sup.alert_log.get(t).cols for t in range(3)})
+        finally:
+            sup.shutdown()
+    assert sum(c["hub"].size for c in logs[0].values()) > 1000
+    for t in range(3):
+        for k, col in logs[0][t].items():
+            assert (col == logs[1][t][k]).all() and col.size == logs[1][t][k].size, (t, k)
