@@ -253,9 +253,12 @@ def test_watch_fleet_latest_mode_says_how_many_ticks_it_skipped(streams):
     assert [s.skipped_ticks for s in got] == [t - p - 1 for p, t in zip([before, *ticks], ticks, strict=False)]
     assert len(got) + sum(s.skipped_ticks for s in got) == 30
     assert len(got) < 30  # the small window holds a few: the rest were skipped, and said so
-    with streams.client("operator") as c, pytest.raises(grpc.RpcError) as e:
-        next(c.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(mode=7), metadata=c.metadata))
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(e.value) == ["mode"]
+    with streams.client("operator") as c:
+        for req, field in ((fleet_pb2.WatchFleetRequest(mode=7), "mode"),
+                           (fleet_pb2.WatchFleetRequest(start_after_tick=-5), "start_after_tick")):
+            with pytest.raises(grpc.RpcError) as e:
+                next(c.fleet.WatchFleet(req, metadata=c.metadata))
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and bad_request_fields(e.value) == [field]
 
 
 def test_watch_fleet_ends_aborted_when_the_run_is_rewound_behind_it(streams):

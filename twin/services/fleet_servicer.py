@@ -212,8 +212,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         Every tick mode: each summary after the cursor in order (from `start_after_tick` if set,
         else the newest `backlog`, then live); ended RESOURCE_EXHAUSTED once a summary recorded
         after it began waits undelivered longer than `watch_delivery_s`, ABORTED if the run is
-        behind it (rewound or restarted), both with `resume_after_tick`. Latest mode: the newest summary when
-        the reader is ready, with `skipped_ticks`; ended only by a rewind."""
+        behind it (rewound or restarted), both with `resume_after_tick`. Latest mode: the newest
+        summary when the reader is ready, with `skipped_ticks`; ended only by a rewind."""
         require_operator()
         if not 0 <= request.backlog <= MAX_BACKLOG:
             raise invalid("backlog", f"must be between 0 and {MAX_BACKLOG}, got {request.backlog}")
@@ -253,8 +253,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 continue
             if latest:
                 s = self._summary(newest)
-                if s is None:
-                    continue  # the history moved under us; look again
+                if s is None:  # the history moved under us (a rewind replacing it): look again
+                    await asyncio.sleep(0.01)
+                    continue
                 msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
                 msg.skipped_ticks = newest - cursor - 1
                 yield msg
@@ -267,6 +268,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 raise behind("tick summary", "resume_after_tick", cursor, self.limits.watch_delivery_s)
             s = self._summary(cursor + 1)
             if s is None:
+                await asyncio.sleep(0.01)
                 continue
             yield summary_message(s, self.sup.config.time_of(s.tick + 1))
             cursor += 1
