@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twin.engine import alert_log
 from twin.engine.alert_log import BYTES_PER_ALERT, AlertCursor, AlertLog, position, split
 from twin.model.params import TICK_SECONDS
 
@@ -82,6 +83,11 @@ OPS = st.lists(st.one_of(
 ), min_size=1, max_size=60)
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(alert_log, "CHUNK", 7)  # ticks span several chunks in the property test
+
+
 @settings(max_examples=150, deadline=None)
 @given(ops=OPS, retention_ticks=st.integers(2, 8), scope=st.integers(0, 3))
 def test_any_interleaving_of_produce_consume_cut_and_resume_gives_each_alert_once_in_order(ops, retention_ticks,
@@ -114,7 +120,7 @@ def test_any_interleaving_of_produce_consume_cut_and_resume_gives_each_alert_onc
                     break
                 ta = log.cached(t) or log.get(t)
                 assert ta is not None
-                idx = reader.indices(ta)
+                idx = [int(i) for c in reader.chunks(ta) for i in c]
                 for i in idx[:left]:
                     got.append(reader.delivered(ta, i))
                 if len(idx) <= left:

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ COLUMNS: dict[str, type] = {"hub": np.uint32, "kind": np.uint8, "sec": np.uint16
                             "supplier": np.uint8, "gas_supplier": np.uint8}
 BYTES_PER_ALERT = sum(np.dtype(t).itemsize for t in COLUMNS.values())
 MARKER = "log.json"
+CHUNK = 65_536  # alerts a reader scans at a time
 
 
 def position(tick: int, seq: int) -> int:
@@ -224,13 +225,18 @@ class AlertCursor:
         """The next tick to read has been pruned (the reader fell behind the retention)."""
         return split(self.after)[0] < self.log.oldest_tick
 
-    def indices(self, ta: TickAlerts) -> np.ndarray:
-        """Indices in `ta` of the alerts after the cursor this reader selects, in order (int64:
-        8 bytes per alert, what a reader holds while it works through a tick)."""
+    def chunks(self, ta: TickAlerts) -> Iterator[np.ndarray]:
+        """Indices in `ta` of the alerts after the cursor this reader selects, in order, a chunk
+        of at most CHUNK alerts scanned at a time: a reader holds at most CHUNK x 9 bytes (the
+        int64 indices and the mask) however big the tick."""
         tick, seq = split(self.after)
         if ta.tick != tick:
             raise ValueError(f"the cursor is in tick {tick}, not {ta.tick}")
-        return np.flatnonzero(self.select(ta.cols)[seq:]) + seq
+        for lo in range(seq, ta.size, CHUNK):
+            hi = min(lo + CHUNK, ta.size)
+            idx = np.flatnonzero(self.select({k: v[lo:hi] for k, v in ta.cols.items()}))
+            if idx.size:
+                yield idx + lo
 
     def delivered(self, ta: TickAlerts, i: int) -> int:
         self.after = position(ta.tick, int(i) + 1)

@@ -383,11 +383,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     raise expired("start_after_position", reader.after, log_.oldest_position(), "alerts")
                 fresh = ta.recorded_at >= began
                 t0 = self.sup.config.time_of(tick)
-                for i in map(int, reader.indices(ta)):
-                    if fresh and time.monotonic() - ta.recorded_at > self.limits.alert_delivery_s:
-                        raise behind("alert", "resume_after_position", reader.after, self.limits.alert_delivery_s)
-                    yield self._alert_message(ta, i, t0)
-                    reader.delivered(ta, i)
+                for chunk in reader.chunks(ta):
+                    for i in map(int, chunk):
+                        if fresh and time.monotonic() - ta.recorded_at > self.limits.alert_delivery_s:
+                            raise behind("alert", "resume_after_position", reader.after,
+                                         self.limits.alert_delivery_s)
+                        yield self._alert_message(ta, i, t0)
+                        reader.delivered(ta, i)
                 reader.finished(ta)
         finally:
             self.alert_streams -= 1
