@@ -28,6 +28,7 @@ from twin.model.config import TwinInputError
 from twin.netaddr import is_loopback
 from twin.services.errors import ApiError, invalid
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
+from twin.services.streams import StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class ApiServer:
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
-                 streams: Any = None):
+                 streams: StreamLimits | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -212,7 +213,8 @@ class ApiServer:
         # present, and the loopback port where they reach this process alone.
         self.replica_token = replica_token
         self.internal_port = 0
-        self.streams = streams  # StreamLimits (None: the defaults)
+        # How long a message may wait undelivered on a stream before it ends with a resume point.
+        self.streams = streams or StreamLimits()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
 
