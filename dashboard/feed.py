@@ -1,7 +1,10 @@
 """The dashboard's one view of the fleet: a cache of small aggregates fed from the gRPC API.
 
 One feed serves every browser session, so the API's load does not grow with viewers:
-- a WatchFleet stream (with a backlog, so charts fill at once) keeps the recent tick records;
+- a WatchFleet stream (with a backlog, so charts fill at once) keeps the recent tick records; when
+  it ends (the feed fell behind, the run was rewound, the API restarted) it resumes after the last
+  tick received, so the charts never silently miss a tick, and a gap the API can no longer fill
+  (the ticks left its retained history) is counted in FeedStatus.ticks_missed;
 - a poller refreshes the clock and the Operations every second, and the slower things (network
   plans per region, firmware version counts, which cost the API a fleet scan) every few seconds.
 Everything kept here is bounded by the number of ticks, areas, regions and operations, never by
@@ -22,7 +25,7 @@ import grpc
 from google.longrunning import operations_pb2
 
 from dashboard.figures import CSPS
-from twin.client import TwinClient
+from twin.client import TwinClient, error_info
 from twin.csp.v1 import csp_pb2
 from twin.fleet.v1 import fleet_pb2
 
@@ -96,6 +99,7 @@ class FeedStatus:
     reconnects: int = 0
     thread_failures: int = 0  # a feed thread ended on an unexpected error (it is restarted)
     thread_error: str = ""  # the newest such error
+    ticks_missed: int = 0  # ticks the API no longer held when the feed resumed (never silent)
 
 
 class FleetFeed:
@@ -119,6 +123,7 @@ class FleetFeed:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stream = None
+        self._after: int | None = None  # the last tick received: where the stream resumes
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FleetFeed:
@@ -201,8 +206,9 @@ class FleetFeed:
         backoff = 0.2
         while not self._stop.is_set():
             try:
-                self._stream = self.client.fleet.WatchFleet(
-                    fleet_pb2.WatchFleetRequest(backlog=self.backlog), metadata=self.client.metadata)
+                # Resume after the last tick received; the first time, the newest `backlog`.
+                req = fleet_pb2.WatchFleetRequest(backlog=self.backlog, start_after_tick=self._after)
+                self._stream = self.client.fleet.WatchFleet(req, metadata=self.client.metadata)
                 for s in self._stream:
                     self._on_summary(s)
                     self.status.connected = True
@@ -210,12 +216,33 @@ class FleetFeed:
             except grpc.RpcError as e:
                 if self._stop.is_set():
                     return
+                reason, md = error_info(e)
+                if e.code() == grpc.StatusCode.OUT_OF_RANGE and "oldest_start_after_tick" in md:
+                    # The ticks after ours left the API's history: say so, and go on from the
+                    # oldest it has (the series restarts there).
+                    oldest = int(md["oldest_start_after_tick"])
+                    with self._lock:
+                        self.status.ticks_missed += max(0, oldest - (self._after or 0))
+                        self._ticks.clear()
+                        self._after = oldest
+                    continue
+                if reason in ("STREAM_BEHIND", "RUN_REWOUND"):
+                    if reason == "RUN_REWOUND":
+                        self._rewound_to(int(md["resume_after_tick"]))
+                    continue  # resume at once from where the server says
                 self.status.connected = False
                 self.status.last_error = f"WatchFleet: {e.code().name}: {e.details()}"
                 self.status.reconnects += 1
                 log.warning("%s; reconnecting in %.1fs", self.status.last_error, backoff)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _rewound_to(self, tick: int) -> None:
+        """The run went back: keep the ticks up to `tick`, the rest will come again."""
+        with self._lock:
+            while self._ticks and self._ticks[-1]["tick"] > tick:
+                self._ticks.pop()
+            self._after = tick
 
     def _on_summary(self, s: fleet_pb2.TickSummary) -> None:
         rec = tick_record(s)
@@ -227,6 +254,7 @@ class FleetFeed:
                 else:
                     return
             self._ticks.append(rec)
+            self._after = rec["tick"]
             self._latest = latest_record(s)
             self.status.ticks_received += 1
             self.status.last_tick_wall = time.time()

@@ -128,6 +128,8 @@ class Metrics:
             lambda: feed.status.ticks_received)
         Gauge("twin_dashboard_feed_reconnects", "WatchFleet reconnects", registry=r).set_function(
             lambda: feed.status.reconnects)
+        Gauge("twin_dashboard_ticks_missed", "Ticks the API no longer held when the feed resumed",
+              registry=r).set_function(lambda: feed.status.ticks_missed)
         Gauge("twin_dashboard_tick_age_seconds", "Seconds since the newest tick arrived", registry=r).set_function(
             lambda: time.time() - feed.status.last_tick_wall if feed.status.last_tick_wall else -1.0)
 

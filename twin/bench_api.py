@@ -32,6 +32,7 @@ from google.protobuf import struct_pb2
 from rich.console import Console
 
 from twin.bench import start_twin_up, stop_process, write_results
+from twin.client import TwinClient
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -274,19 +275,24 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
     fleet.UpdateClock(fleet_pb2.UpdateClockRequest(state=fleet_pb2.CLOCK_STATE_PAUSED, speed=-1), metadata=op_md)
     time.sleep(2)
     received: list[float] = []
+    positions: list[int] = []
+    resumes: list[int] = []
     started = threading.Event()
 
     def listen() -> None:
-        ch2 = grpc.insecure_channel(addr)
-        stream = dcc_pb2_grpc.DccServiceStub(ch2).StreamAlerts(
-            dcc_pb2.StreamAlertsRequest(kinds=["POWER_OUTAGE"]), metadata=(("authorization", f"Bearer {tokens['ed-east']}"),))
+        # From the next tick on (position before it), resumed by the client if the server ends
+        # the stream for falling behind: every alert counted once, or the error is reported.
+        client = TwinClient(addr, token=tokens["ed-east"])
+        clock = fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=op_md)
         started.set()
         try:
-            for _ in stream:
+            for a in client.follow_alerts(["POWER_OUTAGE"], start_after_position=clock.tick << 32, resumes=resumes):
                 received.append(time.perf_counter())
-        except grpc.RpcError:
-            pass
+                positions.append(a.position)
+        except grpc.RpcError as e:
+            errors.append(f"{e.code().name}: {e.details()}")
 
+    errors: list[str] = []
     threading.Thread(target=listen, daemon=True).start()
     started.wait()
     time.sleep(1)
@@ -308,6 +314,8 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
                                                                metadata=op_md)
     view.metadata.Unpack(opm)
     return {"premises_cut": opm.progress["premises_cut"], "alerts_delivered": len(received),
+            "alerts_distinct_in_order": positions == sorted(set(positions)), "stream_resumes": len(resumes),
+            "stream_errors": errors,
             "tick_s": round(t_tick - t0, 3), "last_alert_after_tick_end_s": round(received[-1] - t_tick, 3),
             "first_alert_after_tick_end_s": round(received[0] - t_tick, 3),
             "delivery_rate_per_s": round(len(received) / max(received[-1] - t_tick, 1e-3))}

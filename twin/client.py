@@ -1,5 +1,7 @@
 """A small Python client for the twin's gRPC API: read a hub, submit a Service Request (signed
-when critical), follow an Operation, subscribe to alerts.
+when critical), follow an Operation, subscribe to alerts, responses and tick summaries (the
+`follow_*` iterators resume a stream the server ended for falling behind, from the last message
+received, so nothing is missed and nothing comes twice).
 
     from twin.client import TwinClient
     with TwinClient("127.0.0.1:50051", token=TOKEN) as c:
@@ -40,13 +42,34 @@ def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:
     return out
 
 
+def error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
+    """(reason, metadata) of a failed call's google.rpc.ErrorInfo; ('', {}) if it has none."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(err)  # type: ignore[arg-type]
+    for d in st.details if st is not None else ():
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            return info.reason, dict(info.metadata)
+    return "", {}
+
+
+# What ends a stream that the client should resume: the server's "fell behind" (resume after the
+# last message received) and "the run went back" (resume where the server says).
+STREAM_BEHIND, RUN_REWOUND = "STREAM_BEHIND", "RUN_REWOUND"
+
+
 class TwinClient:
     def __init__(self, address: str = "127.0.0.1:50051", *, token: str, ca_cert: Path | None = None,
-                 private_key: Path | None = None, user_id: str | None = None, timeout_s: float = 30.0):
+                 private_key: Path | None = None, user_id: str | None = None, timeout_s: float = 30.0,
+                 channel_options: list[tuple[str, Any]] | None = None):
         if ca_cert is None:
-            self.channel = grpc.insecure_channel(address)
+            self.channel = grpc.insecure_channel(address, options=channel_options)
         else:
-            self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_cert.read_bytes()))
+            self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_cert.read_bytes()),
+                                               options=channel_options)
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout_s = timeout_s
         self.private_key = private_key.read_bytes() if private_key else None
@@ -97,11 +120,73 @@ class TwinClient:
                                        payload=dict(parameters or {}))
         return self.dcc.SubmitServiceRequest(req, **self._kw())
 
-    def responses(self) -> Iterator[dcc_pb2.ServiceResponse]:
-        return self.dcc.StreamResponses(dcc_pb2.StreamResponsesRequest(), metadata=self.metadata)
+    def responses(self, start_after_position: int | None = None) -> Iterator[dcc_pb2.ServiceResponse]:
+        """One StreamResponses call (from now, or after a position)."""
+        return self.dcc.StreamResponses(dcc_pb2.StreamResponsesRequest(start_after_position=start_after_position),
+                                        metadata=self.metadata)
 
-    def alerts(self, kinds: list[str] | None = None) -> Iterator[dcc_pb2.DeviceAlert]:
-        return self.dcc.StreamAlerts(dcc_pb2.StreamAlertsRequest(kinds=kinds or []), metadata=self.metadata)
+    def alerts(self, kinds: list[str] | None = None,
+               start_after_position: int | None = None) -> Iterator[dcc_pb2.DeviceAlert]:
+        """One StreamAlerts call (from now, or after a position: 0 for every retained alert)."""
+        return self.dcc.StreamAlerts(dcc_pb2.StreamAlertsRequest(kinds=kinds or [],
+                                                                 start_after_position=start_after_position),
+                                     metadata=self.metadata)
+
+    def watch_fleet(self, *, start_after_tick: int | None = None, backlog: int = 0,
+                    latest: bool = False) -> Iterator[fleet_pb2.TickSummary]:
+        """One WatchFleet call: every tick (from the newest `backlog`, or after a tick), or with
+        `latest` only the newest, each with skipped_ticks."""
+        mode = fleet_pb2.WATCH_MODE_LATEST if latest else fleet_pb2.WATCH_MODE_EVERY_TICK
+        return self.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(backlog=backlog, start_after_tick=start_after_tick,
+                                                                 mode=mode), metadata=self.metadata)
+
+    def follow_alerts(self, kinds: list[str] | None = None, start_after_position: int | None = None,
+                      *, resumes: list[int] | None = None) -> Iterator[dcc_pb2.DeviceAlert]:
+        """Alerts without end: a stream the server ends for falling behind is resumed after the
+        last alert received (each resume point is appended to `resumes` if given). Any other
+        ending (OUT_OF_RANGE: alerts past retention; UNAVAILABLE...) is raised."""
+        last = start_after_position
+        while True:
+            try:
+                for a in self.alerts(kinds, last):
+                    last = a.position
+                    yield a
+                return
+            except grpc.RpcError as e:
+                last = _resume_point(e, "resume_after_position", last)
+                if resumes is not None:
+                    resumes.append(last)
+
+    def follow_responses(self, start_after_position: int | None = None, *,
+                         resumes: list[int] | None = None) -> Iterator[dcc_pb2.ServiceResponse]:
+        """Deferred responses without end, resumed like follow_alerts."""
+        last = start_after_position
+        while True:
+            try:
+                for r in self.responses(last):
+                    last = r.position
+                    yield r
+                return
+            except grpc.RpcError as e:
+                last = _resume_point(e, "resume_after_position", last)
+                if resumes is not None:
+                    resumes.append(last)
+
+    def follow_fleet(self, start_after_tick: int | None = None, *, backlog: int = 0,
+                     resumes: list[int] | None = None) -> Iterator[fleet_pb2.TickSummary]:
+        """Every tick summary in order without end, resumed like follow_alerts; after a rewind
+        the ticks start again from the rewound tick (a tick not above the previous one)."""
+        last = start_after_tick
+        while True:
+            try:
+                for s in self.watch_fleet(start_after_tick=last, backlog=backlog):
+                    last = s.tick
+                    yield s
+                return
+            except grpc.RpcError as e:
+                last = _resume_point(e, "resume_after_tick", last)
+                if resumes is not None:
+                    resumes.append(last)
 
     # operations
     def get_operation(self, name: str) -> operations_pb2.Operation:
@@ -128,3 +213,15 @@ class TwinClient:
     # CSPs
     def network_state(self, region: str) -> csp_pb2.NetworkState:
         return self.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=f"regions/{region.lower()}"), **self._kw())
+
+
+def _resume_point(err: grpc.RpcError, key: str, last: int | None) -> int:
+    """Where to resume a stream the server ended, or raise `err` if it is not to be resumed."""
+    reason, md = error_info(err)
+    if reason == RUN_REWOUND and key in md:
+        return int(md[key])
+    if reason == STREAM_BEHIND and key in md:
+        if last is not None and int(md[key]) != last:  # the server's count and ours must agree
+            raise RuntimeError(f"the server says resume after {md[key]}, the last received was {last}") from err
+        return int(md[key])
+    raise err

@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import ray
 
+from twin.engine.alert_log import RETENTION_DAYS, AlertLog
 from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
@@ -107,7 +108,8 @@ class FleetSupervisor:
     """The fleet on Ray. Create with a config; `step`, `run_until` and the clock advance it."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False):
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False,
+                 alert_retention_days: float = RETENTION_DAYS):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -155,6 +157,8 @@ class FleetSupervisor:
         # the recorded one, so new commands are refused (fork a branch to change it).
         self._head = 0
         self.history_db = HistoryStore(run_dir, branch=self.name, config=config)
+        # Every alert sent, by position, for the retention window (re-delivery to subscribers).
+        self.alert_log = AlertLog(run_dir / "alerts", retention_days=alert_retention_days)
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.
         self.window = LAG
@@ -178,6 +182,7 @@ class FleetSupervisor:
         elif self.journal.seq or any(i["tick"] != -1 for i in self.shard_info):
             self.shutdown()
             raise RunStateError(f"{run_dir} already holds a run: resume it or use a new directory")
+        self.alert_log.reset(self.tick)
 
     # -- stepping --------------------------------------------------------------------------
     def add_listener(self, fn: TickListener) -> None:
@@ -404,6 +409,8 @@ class FleetSupervisor:
         # Buffered first, written last: a batch that cannot be written (it stays buffered and the
         # error goes up to the clock) still leaves this tick counted and told to the listeners.
         due = self.history_db.add(s)
+        # On disk before any listener hears of the tick: a subscriber reads the tick from the log.
+        self.alert_log.append(s.tick, s.alert_events)
         self.totals["messages"] += s.messages
         self.totals["hh_lost"] += s.hh_lost
         self.totals["alerts"] += int(s.alerts.sum())

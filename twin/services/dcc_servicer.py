@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from google.protobuf import json_format, struct_pb2
 
 from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.engine.alert_log import AlertCursor, TickAlerts, position, split
 from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
 from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
@@ -36,6 +38,7 @@ from twin.services.policy import PolicyError, authorise
 from twin.services.retries import check_request_id, claim
 from twin.services.server import current_identity
 from twin.services.signing import SignatureChecker, SignatureError
+from twin.services.streams import StreamLimits, ahead, behind, expired
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +65,44 @@ class _Pending:
 
 
 @dataclass(eq=False)
-class _AlertSub:
-    identity: Identity
-    kinds: set[int]
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
+class _ResponseLog:
+    """One user's deferred responses, numbered 1, 2, ... (the newest `keep` of them, each with
+    the time.monotonic() it was produced)."""
+
+    keep: int
+    items: deque[tuple[float, dcc_pb2.ServiceResponse]] = field(default_factory=deque)
+    last: int = 0  # position of the newest
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def first(self) -> int:
+        """Position of the oldest kept (last + 1 when none is kept)."""
+        return self.last - len(self.items) + 1
+
+    def append(self, resp: dcc_pb2.ServiceResponse) -> None:
+        self.last += 1
+        resp.position = self.last
+        self.items.append((time.monotonic(), resp))
+        if len(self.items) > self.keep:
+            self.items.popleft()
+        wake, self.wake = self.wake, asyncio.Event()
+        wake.set()
 
 
 class DccServicer(dcc_pb2_grpc.DccServiceServicer):
     def __init__(self, supervisor, server, *, anomaly: AnomalyDetector | None = None,
-                 signatures: SignatureChecker | None = None):
+                 signatures: SignatureChecker | None = None, limits: StreamLimits | None = None):
         self.sup = supervisor
         self.server = server
         self.anomaly = anomaly or AnomalyDetector()
         self.signatures = signatures or SignatureChecker()
-        self.responses: dict[str, set[asyncio.Queue]] = {}
+        self.limits = limits or StreamLimits()
+        self.responses: dict[str, _ResponseLog] = {}
         self.pending: list[_Pending] = []
-        self.alert_subs: set[_AlertSub] = set()
         self._released: OrderedDict[str, bytes] = OrderedDict()  # quarantine id -> first answer
+        self.alert_streams = 0  # StreamAlerts calls open now
+        self.response_streams = 0  # StreamResponses calls open now
+        self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._tick_busy = False
         self.facts = ShardBatcher(supervisor, "service_facts_many")
         # Request ids seen (retries answered, DUIS counters enforced): the engine's, which the
@@ -298,9 +322,10 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     # -- deferred responses -------------------------------------------------------------------
     def on_tick(self, summary) -> None:
-        """On the server loop after each tick: finish deferred requests, fan out alerts."""
-        if self.alert_subs and summary.alert_events:
-            self._fan_out_alerts(summary)
+        """On the server loop after each tick: finish deferred requests, wake the alert streams
+        (they read the tick from the supervisor's alert log)."""
+        wake, self._tick_event = self._tick_event, asyncio.Event()
+        wake.set()
         if self.pending and not self._tick_busy:
             self._tick_busy = True
             spawn(self._settle(summary.tick), name=f"settle-{summary.tick}")
@@ -346,45 +371,57 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return True
         return False
 
+    def _responses_of(self, user_id: str) -> _ResponseLog:
+        log_ = self.responses.get(user_id)
+        if log_ is None:
+            log_ = self.responses[user_id] = _ResponseLog(self.limits.responses_kept)
+        return log_
+
     def _push(self, user_id: str, resp: dcc_pb2.ServiceResponse) -> None:
-        for q in self.responses.get(user_id, ()):
-            q.put_nowait(resp)
+        """Keep a deferred response for the user's streams (open now or resumed later)."""
+        self._responses_of(user_id).append(resp)
 
     async def StreamResponses(self, request, context):
-        identity = current_identity()
-        q: asyncio.Queue = asyncio.Queue()
-        self.responses.setdefault(identity.user_id, set()).add(q)
+        """The caller's deferred responses in position order, from `start_after_position` if set
+        (else from now). Ends RESOURCE_EXHAUSTED (resume_after_position) once a response
+        produced after it began waits undelivered longer than `response_delivery_s`."""
+        log_ = self._responses_of(current_identity().user_id)
+        began = time.monotonic()
+        if request.HasField("start_after_position"):
+            cursor = request.start_after_position
+            if cursor < log_.first - 1:
+                raise expired("start_after_position", cursor, log_.first - 1, "responses")
+            if cursor > log_.last:
+                raise ahead("start_after_position", cursor, log_.last, "responses")
+        else:
+            cursor = log_.last
+        self.response_streams += 1
         try:
             while True:
-                yield await q.get()
+                wake = log_.wake
+                if cursor >= log_.last:
+                    await wake.wait()
+                    continue
+                if cursor < log_.first - 1:  # a replay slower than responses arrive outran the kept ones
+                    raise expired("start_after_position", cursor, log_.first - 1, "responses")
+                at, resp = log_.items[cursor + 1 - log_.first]
+                if at >= began and time.monotonic() - at > self.limits.response_delivery_s:
+                    raise behind("response", "resume_after_position", cursor, self.limits.response_delivery_s)
+                yield resp
+                cursor += 1
         finally:
-            self.responses[identity.user_id].discard(q)
+            self.response_streams -= 1
 
     # -- alerts ---------------------------------------------------------------------------------
-    def _fan_out_alerts(self, s) -> None:
-        ev = s.alert_events
-        cfg = self.sup.config
-        t0 = cfg.time_of(s.tick)
-        subs = [(sub, _alert_mask(sub, ev)) for sub in list(self.alert_subs)]
-        # Each alert's message is built once however many subscribers see it (a network operator,
-        # its suppliers and the operators all watch the same outage).
-        wanted = np.zeros(ev["hub"].size, bool)
-        for _, mask in subs:
-            wanted |= mask
-        msgs = np.empty(ev["hub"].size, dtype=object)
-        for i in np.flatnonzero(wanted):
-            kind = AlertKind(int(ev["kind"][i]))
-            area = int(ev["area"][i])
-            msgs[i] = dcc_pb2.DeviceAlert(kind=kind.name, hub=f"hubs/{eui64(int(ev['hub'][i]), cfg.seed)}",
-                                          area_id=area, csp=REGION_OF_AREA.get(area, ""), code=ALERT_CODES[kind],
-                                          time=ts(t0 + _seconds(int(ev["sec"][i]))))
-        for sub, mask in subs:
-            for msg in msgs[mask]:
-                if sub.queue.full():
-                    sub.queue.get_nowait()
-                sub.queue.put_nowait(msg)
-
     async def StreamAlerts(self, request, context):
+        """The alerts the caller may see and asked for, in position order: from the alert log
+        after `start_after_position` if set (replayed, then live), else from the next tick.
+
+        The live path reads the log's in-memory newest ticks: nothing is copied per subscriber
+        but the indices of its alerts in the tick it is reading. A stream that leaves an alert
+        sent after it began undelivered longer than `alert_delivery_s` is ended RESOURCE_EXHAUSTED with
+        the position to resume after (what it delivered last); a position before the retained
+        alerts ends OUT_OF_RANGE with the oldest one allowed."""
         identity = current_identity()
         kinds = set()
         for k in request.kinds:
@@ -393,13 +430,48 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             except KeyError:
                 raise invalid("kinds", f"unknown alert kind {k!r}; kinds are "
                                        + ", ".join(a.name for a in AlertKind)) from None
-        sub = _AlertSub(identity, kinds)
-        self.alert_subs.add(sub)
+        log_ = self.sup.alert_log
+        began = time.monotonic()
+        if request.HasField("start_after_position"):
+            cursor = request.start_after_position
+            if cursor < 0:
+                raise invalid("start_after_position", f"must not be negative, got {cursor}")
+            if split(cursor)[0] < log_.oldest_tick:
+                raise expired("start_after_position", cursor, log_.oldest_position(), "alerts")
+        else:
+            cursor = position(log_.newest_tick + 1, 0)
+        self.alert_streams += 1
+        reader = AlertCursor(log_, cursor, lambda cols: _alert_mask(identity, kinds, cols))
         try:
             while True:
-                yield await sub.queue.get()
+                wake = self._tick_event
+                tick = reader.next_tick()
+                if tick is None:
+                    await wake.wait()
+                    continue
+                ta = log_.cached(tick) or await asyncio.to_thread(log_.get, tick)
+                if ta is None:  # pruned while this stream replayed older ticks
+                    raise expired("start_after_position", reader.after, log_.oldest_position(), "alerts")
+                fresh = ta.recorded_at >= began
+                t0 = self.sup.config.time_of(tick)
+                for chunk in reader.chunks(ta):
+                    for i in map(int, chunk):
+                        if fresh and time.monotonic() - ta.recorded_at > self.limits.alert_delivery_s:
+                            raise behind("alert", "resume_after_position", reader.after,
+                                         self.limits.alert_delivery_s)
+                        yield self._alert_message(ta, i, t0)
+                        reader.delivered(ta, i)
+                reader.finished(ta)
         finally:
-            self.alert_subs.discard(sub)
+            self.alert_streams -= 1
+
+    def _alert_message(self, ta: TickAlerts, i: int, t0) -> dcc_pb2.DeviceAlert:
+        c = ta.cols
+        kind = AlertKind(int(c["kind"][i]))
+        area = int(c["area"][i])
+        return dcc_pb2.DeviceAlert(kind=kind.name, hub=f"hubs/{eui64(int(c['hub'][i]), self.sup.config.seed)}",
+                                   area_id=area, csp=REGION_OF_AREA.get(area, ""), code=ALERT_CODES[kind],
+                                   time=ts(t0 + _seconds(int(c["sec"][i]))), position=position(ta.tick, i + 1))
 
     # -- quarantine -------------------------------------------------------------------------------
     async def ListQuarantinedRequests(self, request, context):
@@ -500,9 +572,8 @@ def _quarantined_error(entry_id: str, why: str) -> ApiError:
                     f"quarantined as {entry_id}: {why}; an operator may release or delete it", quota=entry_id)
 
 
-def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:
-    """The alerts of this tick that the subscriber may see and asked for."""
-    ident = sub.identity
+def _alert_mask(ident: Identity, kinds: set[int], ev: dict[str, np.ndarray]) -> np.ndarray:
+    """The alerts of a tick (alert log columns) that the subscriber may see and asked for."""
     mask = np.ones(ev["hub"].size, bool)
     if ident.role in ("ED", "GT", "GS"):
         # An ESME's prepayment alerts are the import supplier's business, not the network's or gas's.
@@ -515,8 +586,8 @@ def _alert_mask(sub: _AlertSub, ev: dict[str, np.ndarray]) -> np.ndarray:
         mask &= ev["gas_supplier"] == ident.party_id
     elif ident.role != OPERATOR:
         mask[:] = False
-    if sub.kinds:
-        mask &= np.isin(ev["kind"], list(sub.kinds))
+    if kinds:
+        mask &= np.isin(ev["kind"], list(kinds))
     return mask
 
 

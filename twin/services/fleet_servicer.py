@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from twin.services.errors import ApiError, conflict, denied, invalid, not_found
 from twin.services.identity import OPERATOR
 from twin.services.retries import claim_request
 from twin.services.server import current_identity
+from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, expired
 
 MAX_PAGE = 1000
 # Operation states in which pause, resume or cancel has nothing left to do (answered unchanged).
@@ -42,7 +44,7 @@ _ALREADY = {"pause": {"PAUSED"}, "resume": {"RUNNING", "PENDING"}, "cancel": {"C
 _PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
-WATCH_QUEUE = 64
+RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
 
 
 def require_operator() -> None:
@@ -69,23 +71,24 @@ def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, supervisor, server):
+    def __init__(self, supervisor, server, *, limits: StreamLimits | None = None):
         self.sup = supervisor
         self.server = server
-        self.watchers: set[asyncio.Queue] = set()
+        self.limits = limits or StreamLimits()
+        self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
+        self._recorded_at: dict[int, float] = {}  # tick -> time.monotonic() it reached this server
+        self.watch_streams = 0  # WatchFleet calls open now
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
 
     def on_tick(self, s) -> None:
-        """On the server loop: hand a tick summary to every WatchFleet stream (dropping the oldest
-        if a watcher falls behind, so one slow client never holds the fleet back)."""
-        if not self.watchers:
-            return  # nobody watching: no message to build
-        msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
-        for q in list(self.watchers):
-            if q.full():
-                q.get_nowait()
-            q.put_nowait(msg)
+        """On the server loop: wake the WatchFleet streams (each reads the supervisor's history
+        from its own cursor, so a slow one holds nothing back and copies nothing)."""
+        self._recorded_at[s.tick] = time.monotonic()
+        if len(self._recorded_at) > 2 * RECORDED_KEPT:  # beyond the supervisor's retained history
+            self._recorded_at = {t: at for t, at in self._recorded_at.items() if t > s.tick - RECORDED_KEPT}
+        wake, self._tick_event = self._tick_event, asyncio.Event()
+        wake.set()
 
     def _clock(self) -> fleet_pb2.Clock:
         c = self.sup.clock()
@@ -261,26 +264,91 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return await asyncio.to_thread(self.branches.compare, request.name, request.other)
 
     async def WatchFleet(self, request, context):
+        """Tick summaries from the supervisor's retained history (`history`, 28 days by default).
+
+        Every tick mode: each summary after the cursor in order (from `start_after_tick` if set,
+        else the newest `backlog`, then live); ended RESOURCE_EXHAUSTED once a summary recorded
+        after it began waits undelivered longer than `watch_delivery_s`, ABORTED if the run is
+        behind it (rewound or restarted), both with `resume_after_tick`. Latest mode: the newest
+        summary when the reader is ready, with `skipped_ticks`; ended only by a rewind."""
         require_operator()
         if not 0 <= request.backlog <= MAX_BACKLOG:
             raise invalid("backlog", f"must be between 0 and {MAX_BACKLOG}, got {request.backlog}")
-        q: asyncio.Queue = asyncio.Queue(maxsize=max(WATCH_QUEUE, request.backlog + WATCH_QUEUE))
-        # Register first, then send the backlog, so no tick falls between the two; a tick that
-        # lands in both is sent once (the client sees ticks in order, never twice).
-        self.watchers.add(q)
-        last = -1
+        if request.mode not in fleet_pb2.WatchMode.values():
+            raise invalid("mode", f"unknown mode {request.mode}")
+        latest = request.mode == fleet_pb2.WATCH_MODE_LATEST
+        oldest, newest = self._history_span()
+        if request.HasField("start_after_tick"):
+            cursor = request.start_after_tick
+            if cursor < -1:
+                raise invalid("start_after_tick", f"must be -1 (every retained summary) or a tick, got {cursor}")
+            if cursor < oldest - 1:
+                raise expired("start_after_tick", cursor, oldest - 1, "tick summaries")
+        else:
+            cursor = newest if latest else max(newest - request.backlog, oldest - 1)
+        began = time.monotonic()
+        self.watch_streams += 1
         try:
-            if request.backlog:
-                for s in list(self.sup.history)[-request.backlog:]:
-                    last = s.tick
-                    yield summary_message(s, self.sup.config.time_of(s.tick + 1))
-            while True:
-                msg = await q.get()
-                if msg.tick <= last:
-                    continue
+            async for msg in self._watch(cursor, began, latest):
                 yield msg
         finally:
-            self.watchers.discard(q)
+            self.watch_streams -= 1
+
+    async def _watch(self, cursor: int, began: float, latest: bool):
+        while True:
+            wake = self._tick_event
+            oldest, newest = self._history_span()
+            if newest < cursor:
+                # The run is behind this stream (rewound, or resumed from an earlier checkpoint):
+                # the ticks after `newest` run again, so the reader starts again from there.
+                raise StreamEnd(grpc.StatusCode.ABORTED,
+                                f"the run is at tick {newest + 1}, behind this stream (at tick {cursor}): it was "
+                                f"rewound or restarted; resume with start_after_tick={newest}", reason=RUN_REWOUND,
+                                metadata={"resume_after_tick": newest})
+            if newest <= cursor:
+                await wake.wait()
+                continue
+            if latest:
+                s = self._summary(newest)
+                if s is None:  # the history moved under us (a rewind replacing it): look again
+                    await asyncio.sleep(0.01)
+                    continue
+                msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
+                msg.skipped_ticks = newest - cursor - 1
+                yield msg
+                cursor = newest
+                continue
+            if cursor + 1 < oldest:
+                raise expired("start_after_tick", cursor, oldest - 1, "tick summaries")
+            at = self._recorded_at.get(cursor + 1, 0.0)
+            if at >= began and time.monotonic() - at > self.limits.watch_delivery_s:
+                raise behind("tick summary", "resume_after_tick", cursor, self.limits.watch_delivery_s)
+            s = self._summary(cursor + 1)
+            if s is None:
+                await asyncio.sleep(0.01)
+                continue
+            yield summary_message(s, self.sup.config.time_of(s.tick + 1))
+            cursor += 1
+
+    def _history_span(self) -> tuple[int, int]:
+        """(oldest, newest) tick in the supervisor's retained history; (tick, tick - 1) if empty."""
+        h = self.sup.history
+        try:
+            return h[0].tick, h[-1].tick
+        except IndexError:
+            return self.sup.tick, self.sup.tick - 1
+
+    def _summary(self, tick: int):
+        """The retained summary of `tick`, or None. The clock thread appends to the history while
+        this reads it, so the index is checked and, if it moved, the history searched."""
+        h = self.sup.history
+        try:
+            s = h[tick - h[0].tick]
+            if s.tick == tick:
+                return s
+        except IndexError:
+            pass
+        return next((s for s in reversed(h) if s.tick == tick), None)
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):

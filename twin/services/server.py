@@ -32,6 +32,7 @@ from twin.model.ops.validation import CommandConflict, OperationStateConflict, U
 from twin.netaddr import is_loopback
 from twin.services.errors import ApiError, conflict, invalid, overloaded
 from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
+from twin.services.streams import StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ class ApiServer:
     def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
-                 metrics_port: int | None = None):
+                 metrics_port: int | None = None, streams: StreamLimits | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -352,6 +353,8 @@ class ApiServer:
         # Outcomes of every call by method and code; served over HTTP on loopback if a port is given.
         self.metrics = ApiMetrics()
         self.metrics_port = metrics_port
+        # How long a message may wait undelivered on a stream before it ends with a resume point.
+        self.streams = streams or StreamLimits()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         # The health service, and the clock-failure listener that turns it NOT_SERVING.
@@ -393,8 +396,8 @@ class ApiServer:
         server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
         gate = _Gate(self.users, self.max_in_flight, metrics=self.metrics)
         gate.watch(known)
-        fleet = FleetServicer(self.supervisor, self)
-        dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly)
+        fleet = FleetServicer(self.supervisor, self, limits=self.streams)
+        dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly, limits=self.streams)
         services = [  # (descriptor, servicer, registration function)
             (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
              fleet_pb2_grpc.add_FleetServiceServicer_to_server),
@@ -431,6 +434,7 @@ class ApiServer:
         for name in [*names[:len(services)], ""]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
+        self.dcc, self.fleet = dcc, fleet
         self._listeners = [lambda s: self.call_soon(lambda: dcc.on_tick(s)),
                            lambda s: self.call_soon(lambda: fleet.on_tick(s))]
         for fn in self._listeners:

@@ -40,7 +40,7 @@ class SubmitServiceRequestRequest(_message.Message):
     def __init__(self, srv: _Optional[str] = ..., target: _Optional[str] = ..., request_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ServiceResponse(_message.Message):
-    __slots__ = ("request_id", "srv", "target", "status", "csp", "time", "result", "detail", "operation")
+    __slots__ = ("request_id", "srv", "target", "status", "csp", "time", "result", "detail", "operation", "position")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SRV_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class ServiceResponse(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     srv: str
     target: str
@@ -59,7 +60,8 @@ class ServiceResponse(_message.Message):
     result: _struct_pb2.Struct
     detail: str
     operation: str
-    def __init__(self, request_id: _Optional[str] = ..., srv: _Optional[str] = ..., target: _Optional[str] = ..., status: _Optional[_Union[ResponseStatus, str]] = ..., csp: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., detail: _Optional[str] = ..., operation: _Optional[str] = ...) -> None: ...
+    position: int
+    def __init__(self, request_id: _Optional[str] = ..., srv: _Optional[str] = ..., target: _Optional[str] = ..., status: _Optional[_Union[ResponseStatus, str]] = ..., csp: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., detail: _Optional[str] = ..., operation: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class SubmitServiceRequestResponse(_message.Message):
     __slots__ = ("response",)
@@ -68,30 +70,36 @@ class SubmitServiceRequestResponse(_message.Message):
     def __init__(self, response: _Optional[_Union[ServiceResponse, _Mapping]] = ...) -> None: ...
 
 class StreamResponsesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("start_after_position",)
+    START_AFTER_POSITION_FIELD_NUMBER: _ClassVar[int]
+    start_after_position: int
+    def __init__(self, start_after_position: _Optional[int] = ...) -> None: ...
 
 class StreamAlertsRequest(_message.Message):
-    __slots__ = ("kinds",)
+    __slots__ = ("kinds", "start_after_position")
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_POSITION_FIELD_NUMBER: _ClassVar[int]
     kinds: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, kinds: _Optional[_Iterable[str]] = ...) -> None: ...
+    start_after_position: int
+    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., start_after_position: _Optional[int] = ...) -> None: ...
 
 class DeviceAlert(_message.Message):
-    __slots__ = ("kind", "hub", "area_id", "csp", "time", "code")
+    __slots__ = ("kind", "hub", "area_id", "csp", "time", "code", "position")
     KIND_FIELD_NUMBER: _ClassVar[int]
     HUB_FIELD_NUMBER: _ClassVar[int]
     AREA_ID_FIELD_NUMBER: _ClassVar[int]
     CSP_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     kind: str
     hub: str
     area_id: int
     csp: str
     time: _timestamp_pb2.Timestamp
     code: str
-    def __init__(self, kind: _Optional[str] = ..., hub: _Optional[str] = ..., area_id: _Optional[int] = ..., csp: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ...) -> None: ...
+    position: int
+    def __init__(self, kind: _Optional[str] = ..., hub: _Optional[str] = ..., area_id: _Optional[int] = ..., csp: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class QuarantinedRequest(_message.Message):
     __slots__ = ("id", "user_id", "srv", "request_json", "count", "threshold", "quarantined_at")

@@ -86,14 +86,22 @@ class DccServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamResponses(self, request, context):
-        """Deferred responses to the caller's requests.
+        """Deferred responses to the caller's requests, in order, each with its position. A stream
+        that leaves a response undelivered past its delivery window (300 s) ends RESOURCE_EXHAUSTED
+        with the position to resume after (google.rpc.ErrorInfo metadata "resume_after_position");
+        resume with start_after_position.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamAlerts(self, request, context):
-        """Device alerts the caller may see (a network operator: its area; a supplier: its premises).
+        """Device alerts the caller may see (a network operator: its area; a supplier: its premises),
+        in position order. Alerts are kept 2 simulated days: a stream resumes from a position
+        (start_after_position) with nothing missed and nothing twice. A stream that leaves an alert
+        undelivered past its delivery window ends RESOURCE_EXHAUSTED with the position to resume
+        after (ErrorInfo metadata "resume_after_position"); a position older than the retained
+        alerts ends OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,10 +18,19 @@ class ClockState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLOCK_STATE_PAUSED: _ClassVar[ClockState]
     CLOCK_STATE_RUNNING: _ClassVar[ClockState]
     CLOCK_STATE_FAILED: _ClassVar[ClockState]
+
+class WatchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCH_MODE_UNSPECIFIED: _ClassVar[WatchMode]
+    WATCH_MODE_EVERY_TICK: _ClassVar[WatchMode]
+    WATCH_MODE_LATEST: _ClassVar[WatchMode]
 CLOCK_STATE_UNSPECIFIED: ClockState
 CLOCK_STATE_PAUSED: ClockState
 CLOCK_STATE_RUNNING: ClockState
 CLOCK_STATE_FAILED: ClockState
+WATCH_MODE_UNSPECIFIED: WatchMode
+WATCH_MODE_EVERY_TICK: WatchMode
+WATCH_MODE_LATEST: WatchMode
 
 class Clock(_message.Message):
     __slots__ = ("tick", "time", "state", "speed", "error")
@@ -377,10 +386,14 @@ class ListHubsResponse(_message.Message):
     def __init__(self, hubs: _Optional[_Iterable[_Union[Hub, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchFleetRequest(_message.Message):
-    __slots__ = ("backlog",)
+    __slots__ = ("backlog", "start_after_tick", "mode")
     BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_TICK_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     backlog: int
-    def __init__(self, backlog: _Optional[int] = ...) -> None: ...
+    start_after_tick: int
+    mode: WatchMode
+    def __init__(self, backlog: _Optional[int] = ..., start_after_tick: _Optional[int] = ..., mode: _Optional[_Union[WatchMode, str]] = ...) -> None: ...
 
 class ListHubEventsRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token")
@@ -450,7 +463,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "prepayment")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "prepayment")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -478,6 +491,7 @@ class TickSummary(_message.Message):
     METERS_FIELD_NUMBER: _ClassVar[int]
     HH_LOST_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ALERTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_TICKS_FIELD_NUMBER: _ClassVar[int]
     PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
@@ -492,8 +506,9 @@ class TickSummary(_message.Message):
     meters: int
     hh_lost_total: int
     alerts_total: int
+    skipped_ticks: int
     prepayment: PrepaymentCounts
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
 
 class PrepaymentCounts(_message.Message):
     __slots__ = ("premises", "emergency_credit", "off_supply", "topups", "suppliers")

@@ -194,7 +194,12 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchFleet(self, request, context):
-        """Tick summaries as the fleet produces them.
+        """Tick summaries as the fleet produces them: every tick in order (resumable from a tick), or
+        in WATCH_MODE_LATEST only the newest, each saying how many ticks it skipped. An every-tick
+        stream that leaves a summary undelivered past its delivery window (60 s) ends
+        RESOURCE_EXHAUSTED, and one whose run goes back behind it (rewound, restarted) ABORTED, both
+        with the tick to resume after (google.rpc.ErrorInfo metadata "resume_after_tick"); a tick
+        older than the retained summaries ends OUT_OF_RANGE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
