@@ -462,6 +462,9 @@ def test_the_error_table_holds_against_a_live_server(api):
                 lambda: TwinClient(api.server.address, token="nope").get_hub(target),
             ("any", "more calls in flight than the server's limit"):
                 "tests/integration/test_api.py::test_overload_answers_resource_exhausted",
+            ("FleetService.StepClock", "the run itself failed (its run directory could not be written, a shard call failed)"):
+                "tests/integration/test_history_live.py::"
+                "test_a_step_that_cannot_write_the_history_is_unavailable_with_the_cause_and_loses_nothing",
             ("FleetService.GetClock", "a DCC User, not an operator"):
                 lambda: is_c.fleet.GetClock(f.GetClockRequest(), metadata=umd),
             ("FleetService.UpdateClock", "an unknown clock state"):

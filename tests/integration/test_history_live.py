@@ -145,3 +145,34 @@ def test_a_clock_that_fails_answers_failed_and_not_serving_and_resumes_losing_no
         sup.shutdown()
     # The batches that could not be written were kept and written once the folder was back.
     _one_row_per_tick(d, sup.tick)
+
+
+def test_a_step_that_cannot_write_the_history_is_unavailable_with_the_cause_and_loses_nothing(tmp_path):
+    """StepClock ended UNKNOWN with a Python traceback's text when the history could not be
+    written; the run's own failure is UNAVAILABLE with the cause, and the ticks it ran stand."""
+    d = run_dir("step-failure")
+    sup = FleetSupervisor(CFG, shards=1, run_dir=d, checkpoint_every=None)
+    sup.history_db.flush_ticks = 2
+    server, token = _api(sup, tmp_path)
+    md = (("authorization", f"Bearer {token}"),)
+    ch = grpc.insecure_channel(server.address)
+    fleet = fleet_pb2_grpc.FleetServiceStub(ch)
+    try:
+        sup.step(2)
+        sup.history_db.flush()
+        (d / DIR).rename(d / "history-aside")
+        (d / DIR).write_text("not a folder")
+        with pytest.raises(grpc.RpcError) as e:
+            fleet.StepClock(fleet_pb2.StepClockRequest(count=4), metadata=md)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "the run stopped at tick" in e.value.details() and "history" in e.value.details()
+        (d / DIR).unlink()
+        (d / "history-aside").rename(d / DIR)
+        clock = fleet.StepClock(fleet_pb2.StepClockRequest(count=2), metadata=md)
+        assert clock.tick == sup.tick
+        sup.history_db.flush()
+    finally:
+        ch.close()
+        server.stop(1.0)
+        sup.shutdown()
+    _one_row_per_tick(d, sup.tick)

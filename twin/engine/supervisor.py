@@ -49,6 +49,13 @@ class RunStateError(RuntimeError):
     """The run cannot do this now (for example accept a command while rewound behind its head)."""
 
 
+class RunFailure(RuntimeError):
+    """A step asked for could not be completed by the run itself (a shard call or the run
+    directory failed: disk full, history folder gone). Not the caller's fault: the API answers
+    UNAVAILABLE with the cause; the ticks before the failure stand, and the rows of the history
+    that could not be written stay buffered for the next try."""
+
+
 @dataclass(frozen=True)
 class ShardSpan:
     first_block: int
@@ -197,7 +204,11 @@ class FleetSupervisor:
         if n < 0:
             raise ValueError("n must not be negative")
         with self._tick_lock:
-            return self._run_ticks(n)
+            try:
+                return self._run_ticks(n)
+            except Exception as e:
+                log.exception("a step of %d tick(s) stopped at tick %d", n, self.tick)
+                raise RunFailure(f"the run stopped at tick {self.tick}: {type(e).__name__}: {e}") from e
 
     def run_until(self, tick: int, progress: TickListener | None = None) -> list[TickSummary]:
         """Run as fast as possible until `tick` is the next tick to run."""

@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from twin.engine.supervisor import RunStateError
+from twin.engine.supervisor import RunFailure, RunStateError
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.netaddr import is_loopback
@@ -200,6 +200,8 @@ class _Gate:
                 raise invalid(e.field, e.reason) from None
             except RunStateError as e:
                 raise conflict("run", str(e)) from None
+            except RunFailure as e:  # the run's own fault (storage, a shard), not the caller's
+                raise ApiError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
             except NotImplementedError:  # a method of a generated base class this twin does not serve
                 raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not implemented") from None
             except Forward:
