@@ -14,9 +14,9 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
@@ -145,48 +145,20 @@ class TwinClient:
         """Alerts without end: a stream the server ends for falling behind is resumed after the
         last alert received (each resume point is appended to `resumes` if given). Any other
         ending (OUT_OF_RANGE: alerts past retention; UNAVAILABLE...) is raised."""
-        last = start_after_position
-        while True:
-            try:
-                for a in self.alerts(kinds, last):
-                    last = a.position
-                    yield a
-                return
-            except grpc.RpcError as e:
-                last = _resume_point(e, "resume_after_position", last)
-                if resumes is not None:
-                    resumes.append(last)
+        return _follow(lambda last: self.alerts(kinds, last), start_after_position, "resume_after_position",
+                       lambda a: a.position, resumes)
 
     def follow_responses(self, start_after_position: int | None = None, *,
                          resumes: list[int] | None = None) -> Iterator[dcc_pb2.ServiceResponse]:
         """Deferred responses without end, resumed like follow_alerts."""
-        last = start_after_position
-        while True:
-            try:
-                for r in self.responses(last):
-                    last = r.position
-                    yield r
-                return
-            except grpc.RpcError as e:
-                last = _resume_point(e, "resume_after_position", last)
-                if resumes is not None:
-                    resumes.append(last)
+        return _follow(self.responses, start_after_position, "resume_after_position", lambda r: r.position, resumes)
 
     def follow_fleet(self, start_after_tick: int | None = None, *, backlog: int = 0,
                      resumes: list[int] | None = None) -> Iterator[fleet_pb2.TickSummary]:
         """Every tick summary in order without end, resumed like follow_alerts; after a rewind
         the ticks start again from the rewound tick (a tick not above the previous one)."""
-        last = start_after_tick
-        while True:
-            try:
-                for s in self.watch_fleet(start_after_tick=last, backlog=backlog):
-                    last = s.tick
-                    yield s
-                return
-            except grpc.RpcError as e:
-                last = _resume_point(e, "resume_after_tick", last)
-                if resumes is not None:
-                    resumes.append(last)
+        return _follow(lambda last: self.watch_fleet(start_after_tick=last, backlog=backlog), start_after_tick,
+                       "resume_after_tick", lambda s: s.tick, resumes)
 
     # operations
     def get_operation(self, name: str) -> operations_pb2.Operation:
@@ -213,6 +185,26 @@ class TwinClient:
     # CSPs
     def network_state(self, region: str) -> csp_pb2.NetworkState:
         return self.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=f"regions/{region.lower()}"), **self._kw())
+
+
+T = TypeVar("T")
+
+
+def _follow(open_stream: Callable[[int | None], Iterable[T]], start_after: int | None, key: str,
+            place: Callable[[T], int], resumes: list[int] | None) -> Iterator[T]:
+    """Read a resumable server stream without end: where the server ends it for falling behind
+    (or for a rewind), open it again after the last item received; raise any other ending."""
+    last = start_after
+    while True:
+        try:
+            for item in open_stream(last):
+                last = place(item)
+                yield item
+            return
+        except grpc.RpcError as e:
+            last = _resume_point(e, key, last)
+            if resumes is not None:
+                resumes.append(last)
 
 
 def _resume_point(err: grpc.RpcError, key: str, last: int | None) -> int:
