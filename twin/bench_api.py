@@ -11,6 +11,7 @@ the client, and by the server's own counters (`twin up --metrics-port`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -394,4 +395,5 @@ def _ed_token(home: Path) -> str:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["echo"]:
-    asyncio.run(_serve_echo(int(sys.argv[2])))
+    with contextlib.suppress(KeyboardInterrupt):  # the bench stops the echo server with Ctrl-C
+        asyncio.run(_serve_echo(int(sys.argv[2])))
