@@ -32,7 +32,7 @@ from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineFull, entry_number
 from twin.services.batching import ShardBatcher
 from twin.services.convert import ALERT_CODES, hub_index, page_start, page_token, ts
-from twin.services.errors import ApiError, conflict, denied, invalid
+from twin.services.errors import ApiError, conflict, denied, invalid, quarantined
 from twin.services.identity import OPERATOR, Identity
 from twin.services.policy import PolicyError, authorise
 from twin.services.retries import check_request_id, claim
@@ -139,7 +139,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e), quota="quarantine") from None
         if entry is not None:
             self.ledger.hold(key.user, key.request_id, entry.id)
-            raise _quarantined_error(entry.id, f"{entry.count} {srv.srv} requests from {identity.user_id} in the "
+            raise quarantined(entry.id, f"{entry.count} {srv.srv} requests from {identity.user_id} in the "
                                                f"window passed the threshold of {entry.threshold}")
         resp = await self._process(identity, request, srv, hub, fuel, facts["hub"], payload, facts.get("result"),
                                    facts.get("tick"), key=key)
@@ -196,12 +196,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         _check_duis_target(request.request_id, hub, cfg.seed)
         fuel = duis.FUEL.get(srv.srv, "either")
         params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else {}
-        try:
-            read_fuel = name_key(params.get("fuel", "gas" if identity.role == "GS" else "electricity"), "fuel")
-        except GrammarError:
-            read_fuel = ""
-        if read_fuel not in ("electricity", "gas"):
-            raise invalid("parameters.fuel", "electricity or gas")
+        read_fuel = _read_fuel(identity.role, params)
         # One shard call: the premises' facts, and the answer if it is a read (discarded if the
         # checks below refuse the request).
         facts = await self.facts.call(hub, srv.srv, "gas" if read_fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
@@ -523,7 +518,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             srv = duis.lookup(req.srv)
             cfg = self.sup.config
             hub = hub_index(req.target, cfg.seed, cfg.hubs, field="target")
-            fuel = str(params.get("fuel", "gas" if sender.role == "GS" else "electricity"))
+            fuel = _read_fuel(sender.role, params)
             facts = await self.facts.call(hub, srv.srv, "gas" if fuel == "gas" else "elec", srv.srv in NEEDS_RECORD)
             resp = dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
                 sender, req, srv, hub, fuel, facts["hub"], params, facts.get("result"), facts.get("tick"), key=key))
@@ -548,6 +543,18 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         return _quarantined(entry)
 
 
+def _read_fuel(role: str, params: dict[str, Any]) -> str:
+    """The fuel a request's `fuel` parameter names ("electricity" or "gas"; a gas supplier's
+    default is gas), by the ASCII name grammar; INVALID_ARGUMENT naming parameters.fuel."""
+    try:
+        fuel = name_key(params.get("fuel", "gas" if role == "GS" else "electricity"), "fuel")
+    except GrammarError:
+        fuel = ""
+    if fuel not in ("electricity", "gas"):
+        raise invalid("parameters.fuel", "electricity or gas")
+    return fuel
+
+
 def _check_duis_target(request_id: str, hub: int, seed: int) -> None:
     """A DUIS RequestID names the device the request is for: it must be one at the target premises."""
     duis_id = parse_request_id(request_id)  # already checked by the claim
@@ -565,11 +572,6 @@ def _digest(request: dcc_pb2.SubmitServiceRequestRequest) -> str:
     """What a Service Request asks for (SRV, premises, parameters), for telling a retry from an id
     reused; a request rebuilt from its quarantine copy has the same digest."""
     return request_digest(request.srv, request.target, request.parameters.SerializeToString(deterministic=True))
-
-
-def _quarantined_error(entry_id: str, why: str) -> ApiError:
-    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"quarantined as {entry_id}: {why}; an operator may release or delete it", quota=entry_id)
 
 
 def _alert_mask(ident: Identity, kinds: set[int], ev: dict[str, np.ndarray]) -> np.ndarray:

@@ -25,6 +25,11 @@ class ApiError(Exception):
         self.precondition = precondition  # the subject of a PreconditionFailure (FAILED_PRECONDITION)
 
     def status(self) -> grpc.Status:
+        st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=self.details())
+        return rpc_status.to_status(st)
+
+    def details(self) -> list[any_pb2.Any]:
+        """The google.rpc details of this error, packed."""
         details = []
         if self.field:
             br = error_details_pb2.BadRequest(field_violations=[
@@ -42,8 +47,7 @@ class ApiError(Exception):
             pf = error_details_pb2.PreconditionFailure(violations=[error_details_pb2.PreconditionFailure.Violation(
                 type="STATE", subject=self.precondition, description=self.message)])
             details.append(_pack(pf))
-        st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=details)
-        return rpc_status.to_status(st)
+        return details
 
 
 def _pack(msg) -> any_pb2.Any:
@@ -68,6 +72,12 @@ def conflict(subject: str, message: str) -> ApiError:
 
 def not_found(field: str, message: str) -> ApiError:
     return ApiError(grpc.StatusCode.NOT_FOUND, message, field=field)
+
+
+def quarantined(entry_id: str, why: str) -> ApiError:
+    """RESOURCE_EXHAUSTED for a request held in quarantine as `entry_id` (the QuotaFailure subject)."""
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"quarantined as {entry_id}: {why}; an operator may release or delete it", quota=entry_id)
 
 
 def overloaded(message: str, retry_after_s: float) -> ApiError:

@@ -78,6 +78,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._recorded_at: dict[int, float] = {}  # tick -> time.monotonic() it reached this server
         self.watch_streams = 0  # WatchFleet calls open now
+        self._built: tuple[Any, fleet_pb2.TickSummary] | None = None  # the newest summary's message
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
 
@@ -313,7 +314,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 if s is None:  # the history moved under us (a rewind replacing it): look again
                     await asyncio.sleep(0.01)
                     continue
-                msg = summary_message(s, self.sup.config.time_of(s.tick + 1))
+                msg = fleet_pb2.TickSummary()
+                msg.CopyFrom(self._message(s))
                 msg.skipped_ticks = newest - cursor - 1
                 yield msg
                 cursor = newest
@@ -327,8 +329,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             if s is None:
                 await asyncio.sleep(0.01)
                 continue
-            yield summary_message(s, self.sup.config.time_of(s.tick + 1))
+            yield self._message(s)
             cursor += 1
+
+    def _message(self, s) -> fleet_pb2.TickSummary:
+        """The message of summary `s`, built once for every stream that is at the newest tick
+        (the live case) rather than once per stream."""
+        if self._built is None or self._built[0] is not s:
+            self._built = (s, summary_message(s, self.sup.config.time_of(s.tick + 1)))
+        return self._built[1]
 
     def _history_span(self) -> tuple[int, int]:
         """(oldest, newest) tick in the supervisor's retained history; (tick, tick - 1) if empty."""

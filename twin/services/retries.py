@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen, request_digest
-from twin.services.errors import ApiError, invalid
+from twin.services.errors import ApiError, invalid, quarantined
 from twin.services.server import current_identity
 
 MAX_REQUEST_ID = 100
@@ -21,8 +21,7 @@ def request_id_error(e: RequestIdError) -> ApiError:
     an id whose first request is still being processed ABORTED (retry shortly); a quarantined one
     RESOURCE_EXHAUSTED naming its entry."""
     if e.kind == "held":
-        return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"quarantined as {e.held}: {e.message}", quota=e.held)
+        return quarantined(e.held, e.message)
     code = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "stale": grpc.StatusCode.FAILED_PRECONDITION,
             "reused": grpc.StatusCode.ALREADY_EXISTS, "in_progress": grpc.StatusCode.ABORTED}[e.kind]
     return ApiError(code, f"request_id: {e.message}", field="request_id",

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2
 
 from twin.services.errors import ApiError, _pack
 
@@ -55,13 +55,9 @@ class StreamEnd(ApiError):
         self.reason = reason
         self.metadata = {k: str(v) for k, v in metadata.items()}
 
-    def status(self) -> grpc.Status:
-        details = [_pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata))]
-        if self.field:
-            details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.message)])))
-        return rpc_status.to_status(status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message,
-                                                      details=details))
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        return [_pack(info), *super().details()]
 
 
 def behind(what: str, key: str, resume_after: int, waited_s: float) -> StreamEnd:
