@@ -11,6 +11,8 @@ from enum import IntEnum
 import numpy as np
 from packaging.version import InvalidVersion, Version
 
+from twin.model.grammar import GrammarError, name_key
+
 
 class Region(IntEnum):
     """CSP region. Code 0 marks padding rows past the end of the fleet."""
@@ -432,8 +434,17 @@ SUPPLIERS: tuple[Supplier, ...] = (
 N_SUPPLIER_CODES = 256
 
 
+def _name_key(name: object) -> str | None:
+    """`name` by the one name grammar (grammar.name_key: ASCII only, so no Unicode folding), None
+    if it is not a name at all."""
+    try:
+        return name_key(name)
+    except GrammarError:
+        return None
+
+
 def supplier_code(name: str) -> int:
-    key = name.strip(" \t").lower() if isinstance(name, str) and name.isascii() else None  # no Unicode folding
+    key = _name_key(name)
     for code, s in enumerate(SUPPLIERS, start=1):
         if s.name.lower() == key:
             return code
@@ -443,7 +454,7 @@ def supplier_code(name: str) -> int:
 def region_by_name(name: str) -> Region:
     """Parse a region name case-insensitively (ASCII letters only, so no non-ASCII letter folds onto
     an ASCII one); raises ValueError naming the valid choices."""
-    key = name.strip(" \t").upper() if isinstance(name, str) and name.isascii() else ""
+    key = (_name_key(name) or "").upper()
     for r in REGIONS:
         if r.name == key:
             return r

@@ -34,7 +34,7 @@ from twin.model.config import FleetConfig
 from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.prepayment import count_prepay, prepay_pass
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
-from twin.model.state import DARK_AGE_EDGES_DAYS, HubState
+from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
 
 if TYPE_CHECKING:
@@ -276,11 +276,8 @@ def power_tick(state: HubState, t0: int, config: FleetConfig) -> None:
     if over.size:
         keep = np.ones(state.pw_hub.size, bool)
         keep[over] = False
-        for name in _PW:
+        for name in PW_ARRAYS:
             setattr(state, name, getattr(state, name)[keep])
-
-
-_PW = ("pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s", "pw_restore_backoff_s")
 
 
 def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -300,12 +297,6 @@ def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.
     kind = np.concatenate([np.full(a.size, AlertKind.POWER_OUTAGE, np.uint8),
                            np.full(r.size, AlertKind.POWER_RESTORED, np.uint8)])
     return hub, kind, np.concatenate([ad1[a], restore[r]])
-
-
-def queue_alerts(state: HubState, hub: np.ndarray, kind: np.ndarray, time_s: np.ndarray) -> None:
-    state.alert_hub = np.concatenate([state.alert_hub, hub.astype(np.int64)])
-    state.alert_kind = np.concatenate([state.alert_kind, kind.astype(np.uint8)])
-    state.alert_time_s = np.concatenate([state.alert_time_s, time_s.astype(np.int64)])
 
 
 def end_incidents(state: HubState, now_s: int) -> None:

@@ -85,6 +85,10 @@ DARK_AGE_EDGES_DAYS = (1, 7, 30, 396)  # buckets: <1 d, <1 wk, <1 mo, <13 mo, >=
 N_DARK_AGE = len(DARK_AGE_EDGES_DAYS) + 1
 
 
+# The unpowered stretches, one entry per stretch (kernel.add_power_cuts): parallel arrays kept,
+# filtered, hashed and checkpointed together.
+PW_ARRAYS = ("pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s", "pw_restore_backoff_s")
+
 class HubState:
     """The hubs of a contiguous range of blocks, with the sparse per-hub timers beside them."""
 
@@ -190,7 +194,8 @@ class HubState:
             status = self.cols["status"][rows][pp]
             credit_state = np.where(status & Status.CREDIT_OFF, 2, (status & Status.EMERGENCY_CREDIT) != 0)
             key = (area[pp] * 256 + self.cols["supplier"][rows][pp]) * N_CREDIT_STATES + credit_state
-            self.prepay_credit.reshape(-1)[:] += sign * np.bincount(key, minlength=self.prepay_credit.size)
+            # Scattered into the (area x supplier x state) counters: the cost follows the rows changed.
+            np.add.at(self.prepay_credit.reshape(-1), key, sign)
         self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
                                + np.bincount(area[real & gas], minlength=N_AREA_CODES))
 
@@ -289,16 +294,15 @@ class HubState:
                 h.update(arr[sel].tobytes())
             k0, k1 = np.searchsorted(pw_hub, [g_lo, g_hi])
             sel = pw_order[k0:k1]
-            for arr in (self.pw_hub, self.pw_since_s, self.pw_until_s, self.pw_backoff_s, self.pw_restore_backoff_s):
-                h.update(arr[sel].tobytes())
+            for name in PW_ARRAYS:
+                h.update(getattr(self, name)[sel].tobytes())
             p0, p1 = np.searchsorted(self.prepay_rows, [lo, hi])
             h.update(self.prepay_act[p0:p1].tobytes())
             out.append(h.digest())
         return out
 
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
-               "slot_at_risk", "slot_dark_age", "pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s",
-               "pw_restore_backoff_s", "prepay_act")
+               "slot_at_risk", "slot_dark_age", *PW_ARRAYS, "prepay_act")
 
     def to_chunks(self) -> list[bytes | memoryview]:
         """The state as a short header and then each array's own memory, uncopied: a checkpoint

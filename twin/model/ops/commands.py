@@ -20,6 +20,7 @@ from twin.model.catalog import (
     WanTech,
     models_of,
     region_by_name,
+    supplier_code,
 )
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.grammar import GrammarError, name_key, shown
@@ -86,11 +87,11 @@ def _regions(value: Any, name: str) -> tuple[int, ...]:
 
 
 def _supplier(value: Any, name: str) -> int:
-    key = _key(value, name)
-    for code, s in enumerate(SUPPLIERS, start=1):
-        if key == s.name.lower():
-            return code
-    raise TwinInputError(name, f"unknown supplier {shown(value)}; choose from {', '.join(s.name for s in SUPPLIERS)}")
+    try:
+        return supplier_code(_key(value, name))
+    except KeyError:
+        choices = ", ".join(s.name for s in SUPPLIERS)
+        raise TwinInputError(name, f"unknown supplier {shown(value)}; choose from {choices}") from None
 
 
 def _area(value: Any, name: str) -> int:
