@@ -32,6 +32,7 @@ import psutil
 from google.protobuf import struct_pb2
 from rich.console import Console
 
+from twin.background import ReportingThread
 from twin.bench import start_twin_up, stop_process, write_results
 from twin.client import TwinClient
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
@@ -294,8 +295,11 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
             errors.append(f"{e.code().name}: {e.details()}")
 
     errors: list[str] = []
-    threading.Thread(target=listen, daemon=True).start()
-    started.wait()
+    listener = ReportingThread(listen, name="alert-listener")
+    listener.start()
+    if not started.wait(60):  # it failed before it could listen (its error is raised), or hangs
+        listener.join_or_raise(1)
+        raise RuntimeError("the alert listener did not start within 60 s")
     time.sleep(1)
     op = fleet.CreateEvent(fleet_pb2.CreateEventRequest(power_outage=fleet_pb2.PowerOutage(
         area="East England", fraction=0.81, duration_min=120)), metadata=op_md)
@@ -308,6 +312,8 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
         if len(received) == last and last > 0:
             break
         last = len(received)
+    if listener.error is not None:
+        listener.join_or_raise()
     opm = fleet_pb2.OperationMetadata()
     from google.longrunning import operations_pb2, operations_pb2_grpc
 

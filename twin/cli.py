@@ -26,7 +26,7 @@ from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
 from twin.model.timeutil import format_instant, parse_instant
-from twin.timeline_cli import TimelineUsageError
+from twin.timeline_cli import TimelineUsageError, whole_arg
 
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
@@ -60,14 +60,6 @@ def parse_count(text: str, what: str = "hubs") -> int:
     if value.denominator != 1:
         raise UsageError(f"--{what}: expected a whole number, got {shown(text)}")
     return int(value)
-
-
-def _whole(text: str) -> int:
-    """argparse type: a non-negative whole number in ASCII digits (argparse names the option)."""
-    try:
-        return parse_decimal(text)
-    except GrammarError:
-        raise argparse.ArgumentTypeError(f"expected a whole number in ASCII digits, got {shown(text)}") from None
 
 
 def _real(text: str) -> float:
@@ -530,7 +522,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if sup.clock_state == "failed":
             # Said on every status line while it lasts: never a quiet, frozen status.
             last_print = now
-            print(f"{config.time_of(sup.tick):%Y-%m-%d %H:%M}  tick {sup.tick:>6}  CLOCK FAILED: {sup.clock_error} "
+            print(f"{format_instant(config.time_of(sup.tick))}  tick {sup.tick:>6}  CLOCK FAILED: {sup.clock_error} "
                   "(the traceback is above; UpdateClock to RUNNING tries again)", flush=True)
             continue
         if not sup.history:
@@ -644,18 +636,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--resume", metavar="RUN_DIR",
                     help="continue a run from its directory: newest complete checkpoint plus the journal")
     up.add_argument("--grpc-host", default="127.0.0.1", help="API address (default 127.0.0.1; beyond loopback needs TLS)")
-    up.add_argument("--grpc-port", type=_whole, default=50051, help="API port (default 50051; 0 picks a free one)")
-    up.add_argument("--metrics-port", type=_whole, default=None,
+    up.add_argument("--grpc-port", type=whole_arg, default=50051, help="API port (default 50051; 0 picks a free one)")
+    up.add_argument("--metrics-port", type=whole_arg, default=None,
                     help="serve the API's call counters (by method and status code) in Prometheus format at "
                          "http://127.0.0.1:PORT/metrics (default off; 0 picks a free port)")
     up.add_argument("--tls-cert", help="server certificate (PEM) for TLS")
     up.add_argument("--tls-key", help="server key (PEM) for TLS")
     up.add_argument("--home", default=".twin", help="users, tokens and keys (default .twin)")
-    up.add_argument("--anomaly-threshold", type=_whole, default=1000,
+    up.add_argument("--anomaly-threshold", type=whole_arg, default=1000,
                     help="requests per user and SRV per minute before quarantine (default 1000)")
     up.add_argument("--dash-host", default="127.0.0.1",
                     help="dashboard address (default 127.0.0.1; beyond localhost needs TLS and operator sign-in)")
-    up.add_argument("--dash-port", type=_whole, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
+    up.add_argument("--dash-port", type=whole_arg, default=8050, help="dashboard port (default 8050; 0 picks a free one)")
     up.add_argument("--no-dashboard", action="store_true", help="run the engine and API only")
     up.add_argument("--api-processes", type=_api_processes, default=1,
                     help="processes serving the API port (default 1); each more one answers read Service "
@@ -683,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenario-hubs", default="3M", help="events suite: fleet size for the scenarios")
     bench.add_argument("--sizes", default=DEFAULT_SIZES,
                        help="fleet sizes (default 1M,3M,10M,30M; dashboard suite 1M,30M)")
-    bench.add_argument("--samples", type=_whole, default=60, help="dashboard suite: ticks timed per size (default 60)")
+    bench.add_argument("--samples", type=whole_arg, default=60, help="dashboard suite: ticks timed per size (default 60)")
     bench.add_argument("--days", default="1", help="simulated days per size (default 1)")
     bench.add_argument("--shards", help="shard actors (default: one per CPU)")
     bench.add_argument("--seed", default="1")

@@ -25,7 +25,7 @@ class TimelineUsageError(Exception):
     """A bad command line (printed as one line, exit code 2)."""
 
 
-def _whole(text: str) -> int:
+def whole_arg(text: str) -> int:
     """argparse type: a non-negative whole number in ASCII digits (argparse names the option)."""
     try:
         return parse_decimal(text)
@@ -167,7 +167,7 @@ def add_commands(sub: Any, console: Console, err: Console | None = None) -> None
     h.add_argument("run_dir", metavar="RUN_DIR")
     h.add_argument("--sql", help="a SQL query over the tables `ticks` (one row per tick per branch) and `metrics` "
                                  "(branch, tick, metric, key, value); default: the last ticks")
-    h.add_argument("--limit", type=_whole, default=20, help="ticks shown without --sql (default 20)")
+    h.add_argument("--limit", type=whole_arg, default=20, help="ticks shown without --sql (default 20)")
     h.add_argument("--format", choices=("table", "csv", "json"), default="table")
     h.set_defaults(fn=lambda a: cmd_history(a, console))
 

@@ -15,6 +15,7 @@ re-delivery when the user reconnects (SECCo glossary "Device Alert", domain/FACT
 from __future__ import annotations
 
 import bisect
+import io
 import json
 import math
 import os
@@ -132,17 +133,17 @@ class AlertLog:
                 raise RuntimeError("reset() the log before appending")
             path = self._path(tick)
             if ta.size:
-                with open(path.with_suffix(".tmp"), "wb") as f:
-                    np.savez(f, format_version=np.array(FORMAT_VERSION), tick=np.array(tick, np.int64), **cols)
-                os.replace(path.with_suffix(".tmp"), path)  # derived data: re-made from checkpoint + journal
+                buf = io.BytesIO()
+                np.savez(buf, format_version=np.array(FORMAT_VERSION), tick=np.array(tick, np.int64), **cols)
+                _write_atomic(path, buf.getbuffer())  # derived data (re-made from checkpoint + journal): not fsynced
                 if tick not in self._files:
                     bisect.insort(self._files, tick)
             elif path.exists():
                 path.unlink()
             self.newest_tick = max(self.newest_tick, tick)
-            self._cache.pop(tick, None)
+            old = self._cache.pop(tick, None)
             self._cache[tick] = ta
-            self._cached = sum(c.size for c in self._cache.values())
+            self._cached += ta.size - (old.size if old is not None else 0)
             while len(self._cache) > 1 and self._cached > self.cache_alerts:
                 _, old = self._cache.popitem(last=False)
                 self._cached -= old.size
@@ -246,7 +247,7 @@ class AlertCursor:
         self.after = position(ta.tick + 1, 0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes | memoryview) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -30,15 +30,31 @@ def write_atomic(path: Path, payload: bytes | Sequence[bytes | memoryview]) -> s
             fh.write(chunk)
         fh.seek(len(MAGIC))
         fh.write(h.digest())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_synced(tmp, path)
     return h.hexdigest()
+
+
+def replace_synced(tmp: Path, path: Path, *, sync_dir: bool = True) -> None:
+    """Put the finished file `tmp` in `path`'s place durably: `tmp` synced, renamed over `path`
+    (a reader sees the old file or the new one, never part of one), then the folder synced so
+    the rename itself survives a crash (skip that with sync_dir=False when several files are
+    renamed into one folder and the caller syncs it once with `sync_folder`)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync_dir:
+        sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 SHARD_MAGIC = b"TWINSHARD2\n"

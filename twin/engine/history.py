@@ -28,15 +28,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 
+from twin.engine.checkpoint import replace_synced, sync_folder
 from twin.model.catalog import SUPPLIERS, WAN_LABEL, AlertKind, Csp, MessageType, WanTech
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
@@ -48,8 +49,10 @@ TABLES = ("ticks", "metrics")
 SEGMENT_RE = re.compile(r"^(ticks|metrics)-(\d{12})-(\d{12})\.parquet$")
 MERGE_FANOUT = 8  # segments of one size merged into one of the next
 MAX_MERGE_LEVEL = 4  # never merge past 8**4 flushes per segment (the merge runs on the clock's thread)
+READ_ATTEMPTS = 5  # a read that meets a segment merged away under it is run again, this often at most
 DELETE_AFTER_S = 60.0  # a merged-away segment stays this long for readers that listed it already
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CSPS = [c.name.lower() for c in Csp]
 CSP_TITLES = [c.name.title() for c in Csp]
 
@@ -205,14 +208,6 @@ def _live(segs: list[Segment]) -> list[Segment]:
     return [s for s in segs if not any(o.covers(s) for o in segs)]
 
 
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class HistoryStore:
     """Appends a run's tick summaries to its history folder, one Parquet segment per batch.
 
@@ -322,16 +317,11 @@ class HistoryStore:
             try:
                 con.execute(f"COPY (SELECT *, {seg.lo}::BIGINT AS seg_lo, {seg.hi}::BIGINT AS seg_hi "
                             f"FROM ({rows[table]}) ORDER BY branch, tick) TO '{_quote(tmp)}' (FORMAT parquet)")
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, path)
+                replace_synced(tmp, path, sync_dir=False)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-        _sync_dir(self.folder)
+        sync_folder(self.folder)
 
     def _merge_and_prune(self) -> None:
         """Merge the newest MERGE_FANOUT segments while they are of one size (an LSM-style tier:
@@ -364,16 +354,12 @@ class HistoryStore:
         branch = self.branch.replace("'", "''")
         with self._lock, open_history(source) as src:
             # A snapshot of the source first: the copy must not mix segments written meanwhile.
-            # (Taken again if a segment was merged away under it, as `query` does.)
-            for attempt in range(5):
-                try:
-                    for table in TABLES:
-                        src.execute(f"CREATE OR REPLACE TEMP TABLE copied_{table} AS SELECT * REPLACE "
-                                    f"('{branch}'::VARCHAR AS branch) FROM {table} WHERE tick <= {int(upto_tick)}")
-                    break
-                except duckdb.IOException:
-                    if attempt == 4:
-                        raise
+            def snapshot() -> None:
+                for table in TABLES:
+                    src.execute(f"CREATE OR REPLACE TEMP TABLE copied_{table} AS SELECT * REPLACE "
+                                f"('{branch}'::VARCHAR AS branch) FROM {table} WHERE tick <= {int(upto_tick)}")
+
+            _retrying(snapshot)
             self._write_segment(src, Segment(self._next, self._next), {t: f"SELECT * FROM copied_{t}" for t in TABLES})
             self._next += 1
             n = src.execute("SELECT count(*) FROM copied_ticks").fetchone()
@@ -471,18 +457,24 @@ def open_history(run_dir: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(run_dir: Path, sql: str, params: list[Any] | None = None, *,
-          attempts: int = 5) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one SQL statement on a run's history; returns column names and rows. A query that
-    meets a segment merged away under it (it listed the file before the writer deleted it, a
-    minute after merging it) is run again."""
-    for attempt in range(attempts):
+def query(run_dir: Path, sql: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SQL statement on a run's history; returns column names and rows (run again if
+    it met a segment merged away under it, see `_retrying`)."""
+    def run() -> tuple[list[str], list[tuple[Any, ...]]]:
         with open_history(run_dir) as con:
-            try:
-                cur = con.execute(sql, params or [])
-                cols = [d[0] for d in cur.description] if cur.description else []
-                return cols, cur.fetchall()
-            except duckdb.IOException:
-                if attempt + 1 >= attempts:
-                    raise
+            cur = con.execute(sql, params or [])
+            return [d[0] for d in cur.description] if cur.description else [], cur.fetchall()
+
+    return _retrying(run)
+
+
+def _retrying(fn: Callable[[], T]) -> T:
+    """`fn()`, run again (at most READ_ATTEMPTS times in all) if it met a segment merged away
+    under it: it listed the file before the writer deleted it, a minute after merging it."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return fn()
+        except duckdb.IOException:
+            if attempt + 1 >= READ_ATTEMPTS:
+                raise
     raise AssertionError("unreachable")

@@ -438,10 +438,14 @@ class FleetSupervisor:
         self.set_speed(speed)
         with self._cv:
             if self._thread is None and self._clock not in (ClockState.STOPPED, ClockState.FAILED):
-                self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
-                self._thread.start()
+                self._start_clock_thread()
         if running:
             self.resume()
+
+    def _start_clock_thread(self) -> None:
+        """Under self._cv: the clock's thread (see _clock_loop)."""
+        self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
+        self._thread.start()
 
     def add_failure_listener(self, fn: ClockFailureListener) -> None:
         """`fn(error)` when the clock fails, `fn(None)` when it runs again; called on the clock's
@@ -466,8 +470,7 @@ class FleetSupervisor:
         with self._cv:
             if self._clock == ClockState.FAILED:
                 self._clock_error = None
-                self._thread = threading.Thread(target=self._clock_loop, name="twin-clock", daemon=True)
-                self._thread.start()
+                self._start_clock_thread()
                 restarted = True
             if self._clock != ClockState.STOPPED:
                 self._clock = ClockState.RUNNING

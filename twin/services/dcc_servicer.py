@@ -18,7 +18,7 @@ from google.protobuf import json_format, struct_pb2
 
 from twin.background import spawn
 from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.engine.alert_log import AlertCursor, TickAlerts, position, split
+from twin.engine.alert_log import AlertCursor, TickAlerts, position
 from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
 from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
@@ -431,12 +431,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             cursor = request.start_after_position
             if cursor < 0:
                 raise invalid("start_after_position", f"must not be negative, got {cursor}")
-            if split(cursor)[0] < log_.oldest_tick:
-                raise expired("start_after_position", cursor, log_.oldest_position(), "alerts")
         else:
             cursor = position(log_.newest_tick + 1, 0)
-        self.alert_streams += 1
         reader = AlertCursor(log_, cursor, lambda cols: _alert_mask(identity, kinds, cols))
+        if reader.expired():
+            raise expired("start_after_position", cursor, log_.oldest_position(), "alerts")
+        self.alert_streams += 1
         try:
             while True:
                 wake = self._tick_event
