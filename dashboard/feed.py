@@ -26,8 +26,8 @@ from google.longrunning import operations_pb2
 
 from dashboard.figures import CSPS
 from twin.client import TwinClient, error_info
-from twin.csp.v1 import csp_pb2
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.csp.v1 import csp_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 
 log = logging.getLogger("twin.dashboard")
 

@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 
 from dashboard.figures import CSPS
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREAS, DEVICE_MODELS, SUPPLIERS
 from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 

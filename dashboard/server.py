@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from dashboard.app import create_dash
 from dashboard.feed import FleetFeed
 from twin.client import TwinClient
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.netaddr import is_loopback
 
 log = logging.getLogger("twin.dashboard")

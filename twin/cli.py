@@ -192,7 +192,7 @@ def _resume(args: argparse.Namespace):
 
 
 def _scenario(args: argparse.Namespace):
-    from twin.scenario import Scenario, load_scenario
+    from twin.studies.scenario import Scenario, load_scenario
 
     hubs = _hubs(args.hubs) if args.hubs is not None else None
     seed = _seed(args.seed) if args.seed is not None else None
@@ -210,8 +210,8 @@ def _scenario(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from twin.engine.runtime import start_ray
-    from twin.report import print_summary
-    from twin.scenario import run_scenario
+    from twin.reporting.summary import print_summary
+    from twin.studies.scenario import run_scenario
 
     sc = _scenario(args)
     config = sc.config
@@ -394,7 +394,7 @@ def _stop_children(procs: list) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from twin.cluster import submit
-    from twin.scenario import load_scenario
+    from twin.studies.scenario import load_scenario
 
     path = Path(args.scenario)
     # Every option is checked before the cluster hears of the job.
@@ -418,7 +418,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
     from twin.engine.runtime import start_ray
-    from twin.sweep import run_sweep
+    from twin.studies.sweep import run_sweep
 
     values = [yaml.safe_load(v) for v in args.values.split(",") if v.strip()]
     if len(values) < 2:
@@ -569,17 +569,17 @@ DEFAULT_SIZES = "1M,3M,10M,30M"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from twin.bench import run_bench, run_events_bench
+    from twin.bench.engine import run_bench, run_events_bench
 
     seed = _seed(args.seed)
     if args.suite == "api":
-        from twin.bench_api import run_api_bench
+        from twin.bench.api import run_api_bench
 
         res = run_api_bench(hubs=_hubs(args.hubs if args.hubs != "30M" else "1M"), out=Path(
             args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/api.json"), console=console)
         return 0 if res else 1
     if args.suite == "dashboard":
-        from twin.bench_dashboard import run_dashboard_bench
+        from twin.bench.dashboard import run_dashboard_bench
 
         sizes = [parse_count(s) for s in (args.sizes if args.sizes != DEFAULT_SIZES else "1M,30M").split(",")]
         for s in sizes:
@@ -588,7 +588,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.out if args.out != DEFAULT_BENCH_OUT else "bench-results/dashboard.json"), console=console)
         return 0 if res else 1
     if args.suite == "reliability":
-        from twin.bench_reliability import run_reliability_bench
+        from twin.bench.reliability import run_reliability_bench
 
         resume_hubs, chaos_hubs = _hubs(args.hubs), _hubs(args.chaos_hubs)
         _check_memory(resume_hubs, None)

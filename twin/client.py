@@ -22,9 +22,9 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 
-from twin.csp.v1 import csp_pb2, csp_pb2_grpc
-from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
+from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 
 def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.errors import error_box
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 
 PATH = "/hub"
 TITLE = "Hub"

@@ -118,7 +118,7 @@ def register(app, feed, actions) -> None:
                   Input("sc-step48", "n_clicks"), Input("sc-set-speed", "n_clicks"), State("sc-speed", "value"),
                   prevent_initial_call=True)
     def clock_action(_a, _b, _c, _d, _e, speed):
-        from twin.fleet.v1 import fleet_pb2
+        from twin.generated.fleet.v1 import fleet_pb2
 
         c = actions.client()
         which = ctx.triggered_id
@@ -153,7 +153,7 @@ def register(app, feed, actions) -> None:
             raise PreventUpdate  # the buttons were redrawn, not clicked
         from google.longrunning import operations_pb2
 
-        from twin.fleet.v1 import fleet_pb2
+        from twin.generated.fleet.v1 import fleet_pb2
 
         c = actions.client()
         try:

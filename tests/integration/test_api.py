@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
-from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AREA_BY_ID, supplier_code
 from twin.model.config import FleetConfig
 from twin.services import duis
@@ -427,7 +427,7 @@ def test_health_reflection_and_csp_services(api):
             "google.longrunning.Operations"} <= names
     ch.close()
     with api.client("operator") as c:
-        from twin.csp.v1 import csp_pb2
+        from twin.generated.csp.v1 import csp_pb2
 
         cov = c.csp.GetCoverage(csp_pb2.GetCoverageRequest(hub=f"hubs/{api.hub['device_id']}"), metadata=c.metadata)
         assert cov.technology == api.hub["wan"]
@@ -612,7 +612,7 @@ def _rpcs() -> list[tuple[str, Any]]:
     services, from their descriptors."""
     from google.longrunning import operations_pb2
 
-    from twin.csp.v1 import csp_pb2
+    from twin.generated.csp.v1 import csp_pb2
 
     out = []
     for mod, name in ((dcc_pb2, "DccService"), (csp_pb2, "CspService"), (fleet_pb2, "FleetService"),

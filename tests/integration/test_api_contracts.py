@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from tests.integration.conftest import run_dir
 from tests.integration.test_api import Api, expect
 from twin.client import TwinClient
-from twin.csp.v1 import csp_pb2
-from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.csp.v1 import csp_pb2
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AlertKind
 from twin.model.config import FleetConfig
 from twin.model.query import parse_filter

@@ -9,7 +9,7 @@ import pytest
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig
 from twin.services.errors import bad_request_fields
 from twin.services.identity import UserStore

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from twin.model.fleet import LocalFleet
-from twin.scenario import load_scenario
+from twin.studies.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY_VERSION = "2.60.0"
@@ -35,7 +35,7 @@ def local_hash(hubs: int, days: float) -> str:
 
 def test_one_and_three_nodes_give_the_same_final_state():
     # 50,000 hubs: four blocks, so three shards (a shard holds whole blocks).
-    p = subprocess.run([sys.executable, "-m", "twin.bench_cluster", str(SCENARIO), "50000", "0.75"],
+    p = subprocess.run([sys.executable, "-m", "twin.bench.cluster", str(SCENARIO), "50000", "0.75"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])

@@ -21,7 +21,7 @@ from dashboard.server import DashboardServer, create_app
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import WAN_LABEL, Csp, WanTech
 from twin.model.config import FleetConfig
 from twin.services.identity import UserStore

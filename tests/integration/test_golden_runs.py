@@ -21,7 +21,7 @@ import pytest
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.summary import TickSummary
-from twin.scenario import load_scenario
+from twin.studies.scenario import load_scenario
 
 from .conftest import run_dir
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.integration.conftest import run_dir
 from twin.engine.history import DIR, query
 from twin.engine.supervisor import ClockState, FleetSupervisor
-from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.config import FleetConfig
 from twin.services.identity import UserStore
 from twin.services.server import ApiServer

@@ -16,9 +16,9 @@ from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
-from twin.dcc.v1 import dcc_pb2
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import supplier_code
 from twin.model.config import FleetConfig
 from twin.model.readings import READ_SRVS

@@ -14,10 +14,10 @@ import pytest
 
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient, error_info
-from twin.dcc.v1 import dcc_pb2
 from twin.engine.alert_log import position, split
 from twin.engine.supervisor import FleetSupervisor
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREA_BY_ID, supplier_code
 from twin.model.config import FleetConfig
 from twin.services.anomaly import AnomalyDetector

@@ -10,7 +10,7 @@ import pytest
 from dashboard import forms, geo
 from dashboard.components import progress_fraction
 from dashboard.figures import map_style
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 
 
 def test_every_operator_event_has_a_form_built_from_the_proto():

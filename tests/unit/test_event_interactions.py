@@ -558,7 +558,7 @@ def test_the_csp_service_lists_every_window_and_when_the_network_went_off():
     import asyncio
     from types import SimpleNamespace
 
-    from twin.csp.v1 import csp_pb2
+    from twin.generated.csp.v1 import csp_pb2
     from twin.services.csp_servicer import CspServicer
 
     f = fleet()

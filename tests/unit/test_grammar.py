@@ -18,7 +18,7 @@ from twin.model.grammar import GrammarError, name_key, parse_decimal, parse_numb
 from twin.model.ids import canonical_eui64, eui64, parse_hub_ref
 from twin.model.ops.commands import parse_command
 from twin.model.query import parse_filter
-from twin.scenario import load_scenario
+from twin.studies.scenario import load_scenario
 
 SEED = 9
 CONFIG = FleetConfig(hubs=1000, seed=SEED, block_size=256)

@@ -68,7 +68,7 @@ def test_a_time_without_a_zone_or_unparseable_is_refused_naming_the_field(text):
 
 
 def _scenario(tmp_path, name: str, start: str, at: str):
-    from twin.scenario import load_scenario
+    from twin.studies.scenario import load_scenario
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: x\nfleet: {{hubs: 3000, seed: 2, start: {start}}}\n"

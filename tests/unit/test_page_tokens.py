@@ -9,8 +9,8 @@ from google.longrunning import operations_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.dcc.v1 import dcc_pb2
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.services.convert import page_start, page_token
 from twin.services.errors import ApiError
 

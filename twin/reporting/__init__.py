@@ -1,1 +1,2 @@
-"""Reports rendered from a run's summary dict."""
+"""Run reports: the summary of a run (printed and as JSON), its HTML page of plots, and the
+comparison of branches."""

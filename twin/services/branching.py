@@ -17,7 +17,7 @@ from google.rpc import code_pb2, status_pb2
 
 from twin.engine.branches import BRANCHES, NAME_RE, ForkPlan, create_branch, plan_fork, run_branch, run_head
 from twin.engine.supervisor import read_manifest
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
 from twin.reporting.compare import compare_runs, write_comparison
 from twin.services.convert import ts

@@ -16,7 +16,7 @@ from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from twin.fleet.v1 import fleet_pb2
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import WAN_LABEL, AlertKind, Csp, MessageType, WanTech
 from twin.model.grammar import GrammarError, shown
 from twin.model.ids import parse_hub_ref

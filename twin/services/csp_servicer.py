@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from twin.csp.v1 import csp_pb2, csp_pb2_grpc
+from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
 from twin.model.network import NEVER
 from twin.services.convert import hub_index, page_start, page_token, ts

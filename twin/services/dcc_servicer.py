@@ -17,9 +17,9 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2
 
 from twin.background import spawn
-from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.engine.alert_log import AlertCursor, TickAlerts, position
 from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
+from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
 from twin.model.grammar import GrammarError, name_key

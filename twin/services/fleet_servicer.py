@@ -15,7 +15,7 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2, json_format
 
-from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
 from twin.model.grammar import shown

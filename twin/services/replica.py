@@ -36,14 +36,14 @@ import grpc
 import numpy as np
 
 from twin.background import spawn
-from twin.dcc.v1 import dcc_pb2
 from twin.engine.shared_state import Descriptor, SharedReader
+from twin.generated.dcc.v1 import dcc_pb2
+from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
 from twin.netaddr import host_of, is_loopback
 from twin.parent import on_parent_exit
-from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.dcc_servicer import DccServicer
 from twin.services.identity import OPERATOR, UserStore
 from twin.services.replica_source import LEASE_HOLD_S, MAX_LEASE
@@ -319,8 +319,8 @@ def _public_services() -> list[Any]:
     from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection_pb2
 
-    from twin.csp.v1 import csp_pb2
-    from twin.fleet.v1 import fleet_pb2
+    from twin.generated.csp.v1 import csp_pb2
+    from twin.generated.fleet.v1 import fleet_pb2
 
     # Not channelz: each process answers for its own counters.
     return [fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], dcc_pb2.DESCRIPTOR.services_by_name["DccService"],

@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 
+from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.netaddr import host_of, is_loopback
-from twin.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.anomaly import AnomalyDetector
 from twin.services.server import bearer_token
 

@@ -383,9 +383,9 @@ class ApiServer:
     async def _serve(self) -> None:
         from google.longrunning import operations_pb2, operations_pb2_grpc
 
-        from twin.csp.v1 import csp_pb2, csp_pb2_grpc
-        from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-        from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+        from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
+        from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+        from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
         from twin.services.csp_servicer import CspServicer
         from twin.services.dcc_servicer import DccServicer
         from twin.services.fleet_servicer import FleetServicer, OperationsServicer
@@ -413,7 +413,7 @@ class ApiServer:
             add(gate.guard(servicer, desc), server)
         add_channelz(server, gate)
         if self.replica_token is not None:
-            from twin.replica.v1 import replica_pb2_grpc
+            from twin.generated.replica.v1 import replica_pb2_grpc
             from twin.services.replica_source import ReplicaServicer
 
             replica_pb2_grpc.add_ReplicaServiceServicer_to_server(

@@ -174,13 +174,13 @@ def resume(hubs: int, seed: int) -> dict[str, Any]:
 
 def run_reliability_bench(*, chaos_hubs: int, resume_hubs: int, ticks: int, kill_every_s: float, seed: int, out: Path,
                           console: Console) -> dict[str, Any] | None:
-    from twin.bench import child_json, write_results
+    from twin.bench.engine import child_json, write_results
 
     parts: dict[str, Any] = {}
     for name, argv in (("chaos", ["chaos", str(chaos_hubs), str(seed), str(ticks), str(kill_every_s)]),
                        ("resume", ["resume", str(resume_hubs), str(seed)])):
         console.print(f"reliability: {name} ({chaos_hubs if name == 'chaos' else resume_hubs:,} hubs)…", highlight=False)
-        part = child_json(["twin.bench_reliability", *argv], name, console)
+        part = child_json(["twin.bench.reliability", *argv], name, console)
         if part is None:
             return None
         parts[name] = part

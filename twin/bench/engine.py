@@ -145,7 +145,7 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
     rows = []
     for hubs in sizes:
         console.print(f"benchmarking {hubs:,} hubs…", highlight=False)
-        row = child_json(["twin.bench", str(hubs), str(days), str(shards or 0), str(seed)], f"size {hubs:,}", console)
+        row = child_json(["twin.bench.engine", str(hubs), str(days), str(shards or 0), str(seed)], f"size {hubs:,}", console)
         if row is None:
             return None
         rows.append(row)
@@ -238,7 +238,7 @@ def bench_events(hubs: int, seed: int) -> dict[str, Any]:
 
 def run_events_bench(*, hubs: int, scenario_hubs: int, seed: int, out: Path, console: Console) -> dict[str, Any] | None:
     console.print(f"event costs on {hubs:,} hubs…", highlight=False)
-    events = child_json(["twin.bench", "events", str(hubs), str(seed)], "events bench", console)
+    events = child_json(["twin.bench.engine", "events", str(hubs), str(seed)], "events bench", console)
     if events is None:
         return None
     scenarios = []

@@ -5,7 +5,7 @@ import grpc
 import warnings
 
 from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
-from twin.fleet.v1 import fleet_pb2 as twin_dot_fleet_dot_v1_dot_fleet__pb2
+from twin.generated.fleet.v1 import fleet_pb2 as twin_dot_fleet_dot_v1_dot_fleet__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from twin.bench import machine, start_twin_up, stop_process
+from twin.bench.engine import machine, start_twin_up, stop_process
 
 GRPC_PORT, DASH_PORT = 50081, 8081
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -35,7 +35,7 @@ def _pct(xs: list[float], q: float) -> float:
 def measure(hubs: int, samples: int, browser, console: Console) -> dict[str, Any]:
     from dashboard.pages import PAGES
     from twin.client import TwinClient
-    from twin.fleet.v1 import fleet_pb2
+    from twin.generated.fleet.v1 import fleet_pb2
 
     work = Path(tempfile.mkdtemp(prefix="twin-bench-dash-"))
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from twin.replica.v1 import replica_pb2 as twin_dot_replica_dot_v1_dot_replica__pb2
+from twin.generated.replica.v1 import replica_pb2 as twin_dot_replica_dot_v1_dot_replica__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

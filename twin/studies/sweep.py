@@ -36,7 +36,7 @@ def set_param(doc: dict[str, Any], path: str, value: Any) -> None:
 
 def _run_point(doc: dict[str, Any], point_dir: str, hubs: int | None, seed: int | None, shards: int,
                cpus_per_shard: float) -> dict:
-    from twin.scenario import load_scenario, run_scenario
+    from twin.studies.scenario import load_scenario, run_scenario
 
     path = Path(point_dir) / "scenario.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs:
     """Run every point (Ray must be started) and write sweep.json and sweep.html to `out`."""
     import ray
 
-    from twin.scenario import load_scenario
+    from twin.studies.scenario import load_scenario
 
     base = yaml.safe_load(scenario.read_text())
     docs = []

@@ -1,7 +1,7 @@
 """The same scenario on a 1-node and a 3-node Ray cluster on this machine (ray.cluster_utils):
 the final state hash must match, and the difference in time is the cost of going multi-node.
 
-    python -m twin.bench_cluster SCENARIO HUBS DAYS   # prints one JSON line
+    python -m twin.bench.cluster SCENARIO HUBS DAYS   # prints one JSON line
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def run_on(nodes: int, scenario: Path, hubs: int, days: float) -> dict[str, Any]
     from ray.cluster_utils import Cluster
 
     from twin.engine.supervisor import FleetSupervisor
-    from twin.scenario import load_scenario
+    from twin.studies.scenario import load_scenario
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3 if nodes == 1 else 1,
                                                             "include_dashboard": False})

@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from twin.csp.v1 import csp_pb2 as twin_dot_csp_dot_v1_dot_csp__pb2
+from twin.generated.csp.v1 import csp_pb2 as twin_dot_csp_dot_v1_dot_csp__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

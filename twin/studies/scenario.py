@@ -157,7 +157,7 @@ def series(config: FleetConfig, summaries: list[TickSummary]) -> dict[str, Any]:
 
 
 def build_report(sc: Scenario, summaries: list[TickSummary], sup, wall_s: float) -> dict[str, Any]:
-    from twin.report import run_summary
+    from twin.reporting.summary import run_summary
 
     infos = sup.info()
     summary = run_summary(config=sc.config.to_dict() | {"days": sc.days}, summaries=summaries,

@@ -4,7 +4,7 @@
 import grpc
 import warnings
 
-from twin.dcc.v1 import dcc_pb2 as twin_dot_dcc_dot_v1_dot_dcc__pb2
+from twin.generated.dcc.v1 import dcc_pb2 as twin_dot_dcc_dot_v1_dot_dcc__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

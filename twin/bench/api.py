@@ -33,10 +33,10 @@ from google.protobuf import struct_pb2
 from rich.console import Console
 
 from twin.background import ReportingThread
-from twin.bench import start_twin_up, stop_process, write_results
+from twin.bench.engine import start_twin_up, stop_process, write_results
 from twin.client import TwinClient
-from twin.dcc.v1 import dcc_pb2, dcc_pb2_grpc
-from twin.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 PORT = 50071
 ECHO_PORT = 50072
@@ -257,7 +257,7 @@ async def _serve_echo(port: int) -> None:
 
 def _grpc_ceiling(targets: list[str], requests: int) -> dict[str, Any]:
     """h2load against the constant-answer server, with the twin still running beside it."""
-    proc = subprocess.Popen([sys.executable, "-m", "twin.bench_api", "echo", str(ECHO_PORT)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "twin.bench.api", "echo", str(ECHO_PORT)], stdout=subprocess.PIPE,
                             text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "serving"

@@ -1,0 +1,1 @@
+"""Generated API code (see protos/generate.py)."""
