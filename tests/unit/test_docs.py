@@ -1,5 +1,6 @@
 """The documentation holds: the model page's state table is the layout, field for field, and every
-relative link in README.md and docs/ reaches a file (and, for a Markdown file, a heading in it)."""
+relative link in README.md, docs/ and the cluster and dashboard READMEs reaches a file (and, for a
+Markdown file, a heading in it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from twin.model.state import BYTES_PER_HUB, COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "cluster").glob("*.md"),
+                ROOT / "dashboard" / "README.md"])
 # [text](target) outside code; images too. Autolinks and http(s) targets are not ours to check.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 

@@ -7,7 +7,7 @@ and give one run.
 The model keeps time in UTC throughout: ticks are UTC half-hours from the fleet's start, and the
 time-of-day profiles (consumption shapes, the DCC's daily read schedule) are indexed by UTC
 half-hour. GB clocks are on BST in summer; the model does not shift its profiles by the clock
-change (documented in the README), so a profile's local-time peak sits an hour later on the wall
+change (documented in docs/events.md), so a profile's local-time peak sits an hour later on the wall
 in summer. Times are printed with their zone, always UTC (`format_instant`)."""
 
 from __future__ import annotations
