@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
+from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 
 from dashboard.figures import CSPS
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREAS, DEVICE_MODELS, SUPPLIERS
-from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 
 _EVENT_ONEOF = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
 EVENTS: tuple[str, ...] = tuple(f.name for f in _EVENT_ONEOF.fields)

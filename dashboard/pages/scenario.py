@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
+from twin.model.grammar import GrammarError, parse_number
 
 from dashboard import forms
 from dashboard.components import ops_table, pulse
 from dashboard.errors import error_box
-from twin.model.grammar import GrammarError, parse_number
 
 PATH = "/scenario"
 TITLE = "Scenario"
