@@ -11,7 +11,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import graph, num, ops_table, pulse
-from twin.model.timeutil import format_instant
+from twin.util.instants import format_instant
 
 PATH = "/network"
 TITLE = "Network"
