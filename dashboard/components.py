@@ -6,13 +6,19 @@ from typing import Any
 
 from dash import dcc, html
 
-GRAPH_CONFIG = {"displayModeBar": False}
+GRAPH_CONFIG: Any = {"displayModeBar": False}  # Plotly config (Dash types it as its own TypedDict)
 PULSE_MS = 1000  # live pages refresh at most once a second
 
 
 def pulse(page: str, seen: int) -> list[Any]:
     """A page's own timer and the last tick it drew (so updates carry only what is new)."""
     return [dcc.Interval(id=f"{page}-pulse", interval=PULSE_MS), dcc.Store(id=f"{page}-seen", data=seen)]
+
+
+def data_attrs(**values: str) -> dict[str, Any]:
+    """HTML data-* attributes, e.g. data_attrs(tick="42") (the browser tests read figures exactly
+    from them)."""
+    return {f"data-{k}": v for k, v in values.items()}
 
 
 def graph(id_: str, figure: Any, **kw: Any) -> dcc.Graph:
@@ -28,7 +34,8 @@ def num(n: float | int) -> str:
 
 
 def kpi(label: str, value: str, note: str = "", kid: str = "") -> html.Div:
-    return html.Div(className="kpi", **({"id": kid} if kid else {}), children=[
+    ident: dict[str, Any] = {"id": kid} if kid else {}
+    return html.Div(className="kpi", **ident, children=[
         html.Div(label, className="kpi-label"), html.Div(value, className="kpi-value"),
         html.Div(note, className="kpi-note")])
 
@@ -53,8 +60,8 @@ def progress_fraction(op: dict[str, Any]) -> float:
 
 def progress_bar(fraction: float, label: str = "", bar_id: str | None = None) -> html.Div:
     pct = max(0.0, min(1.0, fraction)) * 100
-    return html.Div(className="progress", title=f"{pct:.1f}%", **{"data-value": f"{pct:.3f}"},
-                    **({"id": bar_id} if bar_id else {}),
+    attrs: dict[str, Any] = {"data-value": f"{pct:.3f}", **({"id": bar_id} if bar_id else {})}
+    return html.Div(className="progress", title=f"{pct:.1f}%", **attrs,
                     children=[html.Div(className="progress-fill", style={"width": f"{pct:.2f}%"}),
                               html.Span(label or f"{pct:.1f}%", className="progress-label")])
 
@@ -95,7 +102,8 @@ def progress_text(op: dict[str, Any]) -> str:
     return " · ".join(f"{k.replace('_', ' ')} {p[k]:,}" for k in keys)
 
 
-def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None, controls: bool = False) -> html.Div:
+def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
+              controls: bool = False) -> html.Div | html.Table:
     rows = [o for o in ops if kinds is None or o["kind"] in kinds]
     if not rows:
         return html.Div("No operations yet.", className="muted")

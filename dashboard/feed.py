@@ -131,7 +131,7 @@ class FleetFeed:
         self._changed = threading.Event()  # an operator action: the slow things may have changed
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._stream = None
+        self._stream: Any = None  # the open WatchFleet call (cancelled by stop())
         self._after: int | None = None  # the last tick received: where the stream resumes
 
     # -- lifecycle -------------------------------------------------------------------------

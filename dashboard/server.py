@@ -229,7 +229,8 @@ def create_app(feed: FleetFeed, *, api_address: str, token: str, require_login: 
         resp.delete_cookie(COOKIE)
         return resp
 
-    api.mount("/", WSGIMiddleware(dash_app.server))
+    # a2wsgi types the ASGI interface with its own TypedDicts; it is the same protocol Starlette mounts.
+    api.mount("/", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
     return api
 
 

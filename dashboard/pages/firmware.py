@@ -47,7 +47,11 @@ def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Refere
     for key, label in DEVICES.items():
         device = key.removesuffix("_firmware").upper()
         rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
-        rows.sort(key=lambda r, device=device: reference.version_order(device, r["version"]))
+
+        def order(r: dict[str, Any], device: str = device) -> tuple[str, int, str]:
+            return reference.version_order(device, r["version"])
+
+        rows.sort(key=order)
         fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))
     fig.update_layout(**F.base_layout("Firmware versions in the fleet (devices)", 520))
     fig.update_yaxes(autorange="reversed", automargin=True)

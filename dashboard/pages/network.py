@@ -18,7 +18,7 @@ TITLE = "Network"
 SWAP_KINDS = ("swap_programme", "vwan_fallback", "network_switch_off")
 
 
-def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div:
+def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div | html.Table:
     """Hubs on a technology with a switch-off date, and the time left (or how long it has been off)."""
     if not now_iso:
         return html.Div("Waiting for the fleet…", className="muted")

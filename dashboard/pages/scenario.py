@@ -32,7 +32,9 @@ def field_input(event: str, spec: forms.FieldSpec, area_labels: dict[str, str]) 
     else:
         control = dcc.Input(id=fid, type="text", debounce=False, className="input",
                             placeholder=forms.HELP.get(spec.name, "default" if spec.optional else ""),
-                            inputMode="decimal" if spec.kind in ("number", "integer") and not spec.repeated else "text")
+                            # HTML's inputmode=decimal (a keypad with a point); Dash's stub lists an older vocabulary.
+                            inputMode="decimal" if spec.kind in ("number", "integer") and not spec.repeated  # type: ignore[arg-type]
+                            else "text")
     return html.Div(className="field", children=[html.Label(spec.label, className="label"),
                                                  control])
 

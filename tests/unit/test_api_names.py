@@ -142,7 +142,7 @@ def test_operation_summaries_come_from_the_named_command():
 
 def _imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every import in a file, module-level and function-local alike."""
-    out = []
+    out: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             out.extend((node.lineno, a.name) for a in node.names)

@@ -36,8 +36,7 @@ def fleet_catalog(versions: VersionTable) -> fleet_pb2.FleetCatalog:
     for dt in DeviceType:
         models = []
         for code, m in enumerate(models_of(dt), start=1):
-            listed = versions.versions(dt, code)
-            ordered = sorted(listed, key=lambda v, code=code, dt=dt: versions.scheme(dt, code).sort_key(v))
+            ordered = sorted(versions.versions(dt, code), key=versions.scheme(dt, code).sort_key)
             models.append(fleet_pb2.CatalogDeviceModel(manufacturer=m.manufacturer, model=m.model, label=m.label,
                                                        smets=m.smets, firmware_versions=ordered))
         devices.append(fleet_pb2.CatalogDeviceType(name=dt.name, models=models))
