@@ -41,6 +41,8 @@ HISTORY = 480  # ticks kept for the live charts (10 simulated days)
 FIRMWARE_KEYS = {"ch_firmware": "CH", "esme_firmware": "ESME", "gsme_firmware": "GSME"}  # group key -> device type
 SLOW_EVERY_S = 10.0  # network plans and version counts at most this often
 VERSIONS_WANTED_S = 30.0  # version counts (a fleet scan in the shards) only while someone looks
+REFERENCE_TIMEOUT_S = 3.0  # GetFleetCatalog is a few kB from memory: a page load waits no longer
+REFERENCE_RETRY_S = 5.0  # while the API cannot be reached, a page tries again at most this often
 
 
 def _iso(t) -> str:
@@ -128,6 +130,7 @@ class FleetFeed:
         self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
         self._reference: Reference | None = None  # GetFleetCatalog, once fetched
         self._reference_lock = threading.Lock()  # one fetch at a time
+        self._reference_tried = -1e9  # monotonic time of the last fetch attempt
         self._changed = threading.Event()  # an operator action: the slow things may have changed
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -207,18 +210,28 @@ class FleetFeed:
             return dict(self._versions)
 
     def reference(self) -> Reference:
-        """The API's reference data (fetched on first use; empty while the API cannot be reached,
-        and fetched again on the next call)."""
-        if self._reference is None:
-            self._fetch_reference()
+        """The API's reference data: fetched on first use; while the API cannot be reached, empty
+        (forms fall back to text fields) and tried again at most every REFERENCE_RETRY_S, so a
+        page load never waits long on it."""
+        if self._reference is None and time.monotonic() - self._reference_tried > REFERENCE_RETRY_S:
+            self._fetch_reference(again=False)
         return self._reference or Reference()
 
-    def _fetch_reference(self) -> None:
+    def _fetch_reference(self, *, again: bool) -> None:
+        """GetFleetCatalog into the cache; `again` fetches even if one is held (a rollout added a
+        version)."""
         with self._reference_lock:
+            if self._reference is not None and not again:
+                return  # another thread fetched it while this one waited
+            self._reference_tried = time.monotonic()
+            c = self.client
             try:
-                self._reference = Reference.from_catalog(self.client.get_fleet_catalog())
+                catalog = c.fleet.GetFleetCatalog(fleet_pb2.GetFleetCatalogRequest(), metadata=c.metadata,
+                                                  timeout=REFERENCE_TIMEOUT_S)
             except grpc.RpcError as e:
                 self.status.last_error = f"GetFleetCatalog: {e.code().name}: {e.details()}"
+                return
+            self._reference = Reference.from_catalog(catalog)
 
     def refresh(self) -> None:
         """Poll the clock and operations now (after an action, so the page shows its effect), and
@@ -291,7 +304,7 @@ class FleetFeed:
             try:
                 self._poll_fast()
                 if self._reference is None:
-                    self._fetch_reference()
+                    self._fetch_reference(again=False)
                 now, tick = time.monotonic(), self.last_tick()
                 if self._changed.is_set():  # an operator action: fetch again, whatever the tick
                     self._changed.clear()
@@ -356,4 +369,4 @@ class FleetFeed:
         ref = self._reference
         if ref is not None and any(r["version"] != "none" and not ref.knows_version(FIRMWARE_KEYS[k], r["version"])
                                    for k, rows in versions.items() for r in rows):
-            self._fetch_reference()  # a rollout introduced a version: learn where it sorts
+            self._fetch_reference(again=True)  # a rollout introduced a version: learn where it sorts
