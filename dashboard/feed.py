@@ -224,10 +224,8 @@ class FleetFeed:
             if self._reference is not None and not again:
                 return  # another thread fetched it while this one waited
             self._reference_tried = time.monotonic()
-            c = self.client
             try:
-                catalog = c.fleet.GetFleetCatalog(fleet_pb2.GetFleetCatalogRequest(), metadata=c.metadata,
-                                                  timeout=REFERENCE_TIMEOUT_S)
+                catalog = self.client.get_fleet_catalog(timeout_s=REFERENCE_TIMEOUT_S)
             except grpc.RpcError as e:
                 self.status.last_error = f"GetFleetCatalog: {e.code().name}: {e.details()}"
                 return
