@@ -26,7 +26,8 @@ def operator_token(home: Path) -> str:
     return tokens["operator"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m dashboard`."""
     p = argparse.ArgumentParser(prog="python -m dashboard", description="twin live operations dashboard")
     p.add_argument("--api", default="127.0.0.1:50051", help="the twin gRPC API (default 127.0.0.1:50051)")
     p.add_argument("--api-ca", help="CA certificate of the API's TLS (when it is not on loopback)")
@@ -36,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-key", help="TLS private key")
     p.add_argument("--home", default=".twin", help="where twin keeps development tokens (default .twin)")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     from dashboard.server import DashboardServer
 
     tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert and args.tls_key else None

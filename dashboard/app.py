@@ -7,7 +7,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard.components import PULSE_MS
+from dashboard.components import PULSE_MS, data_attrs
 from dashboard.pages import PAGES
 
 
@@ -25,7 +25,7 @@ def clock_text(feed) -> str:
 
 def create_dash(feed, *, actions) -> Dash:
     """`actions` performs operator actions through the API with the caller's identity."""
-    app = Dash(__name__, title="twin · GB smart metering fleet", update_title=None, suppress_callback_exceptions=True,
+    app = Dash(__name__, title="twin · GB smart metering fleet", update_title="", suppress_callback_exceptions=True,
                serve_locally=True, assets_folder="assets", compress=False)
     nav = [dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.TITLE.lower()}") for p in PAGES]
     app.layout = html.Div([
@@ -34,7 +34,7 @@ def create_dash(feed, *, actions) -> Dash:
         html.Header(className="header", children=[
             html.Div([html.Span("twin", className="brand"), html.Span(" GB smart metering fleet", className="brand-sub")]),
             html.Nav(nav, className="nav"),
-            html.Div(clock_text(feed), id="hdr-clock", className="clock", **{"data-tick": str(feed.last_tick())}),
+            html.Div(clock_text(feed), id="hdr-clock", className="clock", **data_attrs(tick=str(feed.last_tick()))),
         ]),
         html.Main(id="page", className="page"),
     ])

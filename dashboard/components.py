@@ -6,13 +6,19 @@ from typing import Any
 
 from dash import dcc, html
 
-GRAPH_CONFIG = {"displayModeBar": False}
+GRAPH_CONFIG: Any = {"displayModeBar": False}  # Plotly config (Dash types it as its own TypedDict)
 PULSE_MS = 1000  # live pages refresh at most once a second
 
 
 def pulse(page: str, seen: int) -> list[Any]:
     """A page's own timer and the last tick it drew (so updates carry only what is new)."""
     return [dcc.Interval(id=f"{page}-pulse", interval=PULSE_MS), dcc.Store(id=f"{page}-seen", data=seen)]
+
+
+def data_attrs(**values: str) -> dict[str, Any]:
+    """HTML data-* attributes, e.g. data_attrs(tick="42") (the browser tests read figures exactly
+    from them)."""
+    return {f"data-{k}": v for k, v in values.items()}
 
 
 def graph(id_: str, figure: Any, **kw: Any) -> dcc.Graph:
@@ -28,7 +34,8 @@ def num(n: float | int) -> str:
 
 
 def kpi(label: str, value: str, note: str = "", kid: str = "") -> html.Div:
-    return html.Div(className="kpi", **({"id": kid} if kid else {}), children=[
+    ident: dict[str, Any] = {"id": kid} if kid else {}
+    return html.Div(className="kpi", **ident, children=[
         html.Div(label, className="kpi-label"), html.Div(value, className="kpi-value"),
         html.Div(note, className="kpi-note")])
 
@@ -53,8 +60,8 @@ def progress_fraction(op: dict[str, Any]) -> float:
 
 def progress_bar(fraction: float, label: str = "", bar_id: str | None = None) -> html.Div:
     pct = max(0.0, min(1.0, fraction)) * 100
-    return html.Div(className="progress", title=f"{pct:.1f}%", **{"data-value": f"{pct:.3f}"},
-                    **({"id": bar_id} if bar_id else {}),
+    attrs: dict[str, Any] = {"data-value": f"{pct:.3f}", **({"id": bar_id} if bar_id else {})}
+    return html.Div(className="progress", title=f"{pct:.1f}%", **attrs,
                     children=[html.Div(className="progress-fill", style={"width": f"{pct:.2f}%"}),
                               html.Span(label or f"{pct:.1f}%", className="progress-label")])
 
@@ -63,53 +70,28 @@ def short_op(name: str) -> str:
     return name.removeprefix("operations/")
 
 
-def _label(kind: str, code: Any) -> str:
-    """Names for the codes an accepted command carries (the API returns the command as stored)."""
-    from twin.model.catalog import AREA_BY_ID, SUPPLIERS, WAN_LABEL, Region, WanTech
-
-    try:
-        if kind == "region":
-            return Region(int(code)).name.title()
-        if kind == "wan":
-            return WAN_LABEL[WanTech(int(code))] if code else ""
-        if kind == "supplier":
-            return SUPPLIERS[int(code) - 1].name
-        if kind == "area":
-            return f"{AREA_BY_ID[int(code)].name} ({int(code)})"
-    except (ValueError, KeyError, IndexError, TypeError):
-        pass
-    return str(code)
-
-
-def _model(c: dict[str, Any]) -> str:
-    from twin.model.catalog import DeviceType, models_of
-
-    try:
-        device = DeviceType(int(c["device_type"]))
-        return f"{device.name} {models_of(device)[int(c['model_code']) - 1].label}"
-    except (KeyError, ValueError, IndexError, TypeError):
-        return ""
-
-
 def op_summary(op: dict[str, Any]) -> str:
-    """One line on what an operation is about, from its command."""
+    """One line on what an operation is about, from its command (which the API gives in its own
+    names: regions, suppliers, technologies, the device model, the area's name)."""
     c = op.get("command", {})
     kind = op.get("kind", "")
     if kind == "firmware_rollout":
-        return f"{_model(c)} → {c.get('target_version', '')}"
+        model = " ".join(str(c[k]) for k in ("device", "manufacturer", "model") if c.get(k))
+        return f"{model} → {c.get('target_version', '')}"
     if kind == "supplier_failure":
-        return f"{_label('supplier', c.get('supplier'))} → SoLR {_label('supplier', c.get('solr'))}"
+        return f"{c.get('supplier', '')} → SoLR {c.get('solr', '')}"
     if kind in ("network_switch_off", "swap_programme", "vwan_fallback", "csp_incident"):
-        parts = [_label("region", c.get("region")), _label("wan", c.get("technology", 0))]
+        parts = [str(c.get("region") or ""), str(c.get("technology") or "")]
         if c.get("prioritise"):
-            parts.append(f"{_label('wan', c['prioritise'])} first")
+            parts.append(f"{c['prioritise']} first")
         return " ".join(p for p in parts if p)
     if kind == "power_outage":
-        return f"{_label('area', c.get('area'))} x {c.get('fraction', 1)} for {c.get('duration_min', '')} min"
+        area = f"{c['area_name']} ({c.get('area')})" if c.get("area_name") else str(c.get("area"))
+        return f"{area} x {c.get('fraction', 1)} for {c.get('duration_min', '')} min"
     if kind == "churn_campaign":
         return f"{c.get('switches_per_month', 0):,} switches/month for {c.get('days', '')} d"
     if kind == "supplier_switch":
-        return f"hub {c.get('hub', '')} → {_label('supplier', c.get('to_supplier'))}"
+        return f"hub {c.get('hub', '')} → {c.get('to_supplier', '')}"
     return ""
 
 
@@ -120,7 +102,8 @@ def progress_text(op: dict[str, Any]) -> str:
     return " · ".join(f"{k.replace('_', ' ')} {p[k]:,}" for k in keys)
 
 
-def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None, controls: bool = False) -> html.Div:
+def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
+              controls: bool = False) -> html.Div | html.Table:
     rows = [o for o in ops if kinds is None or o["kind"] in kinds]
     if not rows:
         return html.Div("No operations yet.", className="muted")

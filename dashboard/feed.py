@@ -6,7 +6,12 @@ One feed serves every browser session, so the API's load does not grow with view
   tick received, so the charts never silently miss a tick, and a gap the API can no longer fill
   (the ticks left its retained history) is counted in FeedStatus.ticks_missed;
 - a poller refreshes the clock and the Operations every second, and the slower things (network
-  plans per region, firmware version counts, which cost the API a fleet scan) every few seconds.
+  plans per region, firmware version counts, which cost the API a fleet scan) only when they can
+  have changed: after a tick has run (events apply at ticks) or an operator action, and at most
+  every SLOW_EVERY_S, so a paused fleet costs the API nothing;
+- the API's reference data (GetFleetCatalog: the names forms offer, the firmware version order)
+  is fetched once, and again only when a version count names a version it does not list (a
+  rollout introduced it).
 Everything kept here is bounded by the number of ticks, areas, regions and operations, never by
 the number of hubs."""
 
@@ -25,6 +30,7 @@ import grpc
 from google.longrunning import operations_pb2
 
 from dashboard.figures import CSPS
+from dashboard.reference import Reference
 from twin.client import TwinClient, error_info
 from twin.generated.csp.v1 import csp_pb2
 from twin.generated.fleet.v1 import fleet_pb2
@@ -32,9 +38,11 @@ from twin.generated.fleet.v1 import fleet_pb2
 log = logging.getLogger("twin.dashboard")
 
 HISTORY = 480  # ticks kept for the live charts (10 simulated days)
-FIRMWARE_KEYS = ("ch_firmware", "esme_firmware", "gsme_firmware")
+FIRMWARE_KEYS = {"ch_firmware": "CH", "esme_firmware": "ESME", "gsme_firmware": "GSME"}  # group key -> device type
 SLOW_EVERY_S = 10.0  # network plans and version counts at most this often
 VERSIONS_WANTED_S = 30.0  # version counts (a fleet scan in the shards) only while someone looks
+REFERENCE_TIMEOUT_S = 3.0  # GetFleetCatalog is a few kB from memory: a page load waits no longer
+REFERENCE_RETRY_S = 5.0  # while the API cannot be reached, a page tries again at most this often
 
 
 def _iso(t) -> str:
@@ -120,9 +128,13 @@ class FleetFeed:
         self._network: dict[str, Any] = {}
         self._versions: dict[str, list[dict[str, Any]]] = {}
         self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
+        self._reference: Reference | None = None  # GetFleetCatalog, once fetched
+        self._reference_lock = threading.Lock()  # one fetch at a time
+        self._reference_tried = -1e9  # monotonic time of the last fetch attempt
+        self._changed = threading.Event()  # an operator action: the slow things may have changed
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._stream = None
+        self._stream: Any = None  # the open WatchFleet call (cancelled by stop())
         self._after: int | None = None  # the last tick received: where the stream resumes
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -197,9 +209,33 @@ class FleetFeed:
             self._versions_wanted = time.monotonic()
             return dict(self._versions)
 
+    def reference(self) -> Reference:
+        """The API's reference data: fetched on first use; while the API cannot be reached, empty
+        (forms fall back to text fields) and tried again at most every REFERENCE_RETRY_S, so a
+        page load never waits long on it."""
+        if self._reference is None and time.monotonic() - self._reference_tried > REFERENCE_RETRY_S:
+            self._fetch_reference(again=False)
+        return self._reference or Reference()
+
+    def _fetch_reference(self, *, again: bool) -> None:
+        """GetFleetCatalog into the cache; `again` fetches even if one is held (a rollout added a
+        version)."""
+        with self._reference_lock:
+            if self._reference is not None and not again:
+                return  # another thread fetched it while this one waited
+            self._reference_tried = time.monotonic()
+            try:
+                catalog = self.client.get_fleet_catalog(timeout_s=REFERENCE_TIMEOUT_S)
+            except grpc.RpcError as e:
+                self.status.last_error = f"GetFleetCatalog: {e.code().name}: {e.details()}"
+                return
+            self._reference = Reference.from_catalog(catalog)
+
     def refresh(self) -> None:
-        """Poll the clock and operations now (after an action, so the page shows its effect)."""
+        """Poll the clock and operations now (after an action, so the page shows its effect), and
+        the network plans and version counts on the poller's next round."""
         self._poll_fast()
+        self._changed.set()
 
     # -- the threads -------------------------------------------------------------------------
     def _watch_loop(self) -> None:
@@ -261,17 +297,23 @@ class FleetFeed:
 
     def _poll_loop(self) -> None:
         last_slow = last_versions = -1e9
+        network_tick = versions_tick = None  # the tick each was last fetched at
         while not self._stop.is_set():
             try:
                 self._poll_fast()
-                now = time.monotonic()
-                if now - last_slow > SLOW_EVERY_S:
+                if self._reference is None:
+                    self._fetch_reference(again=False)
+                now, tick = time.monotonic(), self.last_tick()
+                if self._changed.is_set():  # an operator action: fetch again, whatever the tick
+                    self._changed.clear()
+                    network_tick = versions_tick = None
+                if tick != network_tick and now - last_slow > SLOW_EVERY_S:
                     self._poll_network()
-                    last_slow = now
+                    last_slow, network_tick = now, tick
                 wanted = now - self._versions_wanted < VERSIONS_WANTED_S
-                if wanted and (now - last_versions > SLOW_EVERY_S or not self._versions):
+                if wanted and ((tick != versions_tick and now - last_versions > SLOW_EVERY_S) or not self._versions):
                     self._poll_versions()
-                    last_versions = now
+                    last_versions, versions_tick = now, tick
             except grpc.RpcError as e:
                 self.status.last_error = f"poll: {e.code().name}: {e.details()}"
             self._stop.wait(1.0)
@@ -322,3 +364,7 @@ class FleetFeed:
             versions[key] = [{"version": r.labels[key], "hubs": r.hubs} for r in res.rows]
         with self._lock:
             self._versions = versions
+        ref = self._reference
+        if ref is not None and any(r["version"] != "none" and not ref.knows_version(FIRMWARE_KEYS[k], r["version"])
+                                   for k, rows in versions.items() for r in rows):
+            self._fetch_reference(again=True)  # a rollout introduced a version: learn where it sorts

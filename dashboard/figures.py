@@ -9,9 +9,11 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from dashboard import geo
-from twin.model.catalog import Csp
+from twin.util.instants import format_instant
 
-CSPS = tuple(c.name.title() for c in Csp)  # the three CSP regions, as the API names them
+# How the dashboard draws the API's names: the order and colour of the three CSP regions and of the
+# WAN technologies (GetFleetCatalog's csp_regions and wan_technologies; a unit test holds these to it).
+CSPS = ("North", "Central", "South")
 CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
 WAN_ORDER = ("long-range radio", "2G", "3G", "4G", "VWAN", "none")
 WAN_COLOURS = {"long-range radio": "#6a3d9a", "2G": "#e31a1c", "3G": "#fb9a99", "4G": "#1f78b4", "VWAN": "#33a02c",
@@ -145,8 +147,6 @@ def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
     """One bar per region and technology with a switch-off: from its off time to its on time (or
     a year on, for permanent), with a line at the simulated now."""
     from datetime import datetime, timedelta
-
-    from twin.model.timeutil import format_instant
 
     fig = go.Figure()
     rows = []

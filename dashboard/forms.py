@@ -10,32 +10,12 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from dashboard.figures import CSPS
+from dashboard.reference import Reference
 from twin.generated.fleet.v1 import fleet_pb2
-from twin.model.catalog import AREAS, DEVICE_MODELS, SUPPLIERS
-from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
+from twin.util.grammar import GrammarError, parse_decimal, parse_number, shown
 
 _EVENT_ONEOF = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
 EVENTS: tuple[str, ...] = tuple(f.name for f in _EVENT_ONEOF.fields)
-SUPPLIER_NAMES = tuple(s.name for s in SUPPLIERS)
-
-# Choices offered where the API takes a name from a fixed vocabulary.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "region": CSPS,
-    "regions": CSPS,
-    "technology": ("2G", "3G"),
-    "prioritise": ("", "2G", "3G"),
-    "device": ("CH", "ESME", "GSME", "PPMID"),
-    "manufacturer": tuple(sorted({m.manufacturer for m in DEVICE_MODELS})),
-    "model": tuple(sorted({m.model for m in DEVICE_MODELS})),
-    "fuel": ("electricity", "gas", "dual"),
-    "area": tuple(str(a.id) for a in AREAS),
-    "supplier": SUPPLIER_NAMES,
-    "suppliers": SUPPLIER_NAMES,
-    "solr": SUPPLIER_NAMES,
-    "to_supplier": SUPPLIER_NAMES,
-}
-AREA_LABELS = {str(a.id): f"{a.id} {a.name}" for a in AREAS}
 HELP: dict[str, str] = {
     "waves": "cumulative shares, e.g. 0.01, 0.1, 0.5, 1",
     "from_versions": "comma-separated; empty: every device of the model (refused if any runs a newer version)",
@@ -69,21 +49,23 @@ def _kind(f: FieldDescriptor) -> str:
     return "text"
 
 
-def fields(event: str) -> list[FieldSpec]:
-    """The form fields of an event type, in the proto's order."""
+def fields(event: str, reference: Reference | None = None) -> list[FieldSpec]:
+    """The form fields of an event type, in the proto's order; where the API takes a name from a
+    fixed vocabulary, the choices `reference` (the API's catalog) offers."""
     if event not in EVENTS:
         raise ValueError(f"unknown event type {event!r}")
+    choices = (reference or Reference()).choices()
     msg = next(f.message_type for f in _EVENT_ONEOF.fields if f.name == event)
     out = []
     for f in msg.fields:
         repeated = f.is_repeated
         optional = f.has_presence and not repeated
-        out.append(FieldSpec(f.name, _kind(f), repeated, optional, CHOICES.get(f.name, ())))
+        out.append(FieldSpec(f.name, _kind(f), repeated, optional, choices.get(f.name, ())))
     return out
 
 
 def _scalar(spec: FieldSpec, text: str) -> Any:
-    """One form value by its field's grammar (twin.model.grammar: ASCII digits only, no 'nan',
+    """One form value by its field's grammar (twin.util.grammar: ASCII digits only, no 'nan',
     'inf' or underscores); ValueError with the text the form shows under the field."""
     if spec.kind == "integer":
         try:

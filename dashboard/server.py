@@ -229,7 +229,8 @@ def create_app(feed: FleetFeed, *, api_address: str, token: str, require_login: 
         resp.delete_cookie(COOKIE)
         return resp
 
-    api.mount("/", WSGIMiddleware(dash_app.server))
+    # a2wsgi types the ASGI interface with its own TypedDicts; it is the same protocol Starlette mounts.
+    api.mount("/", WSGIMiddleware(dash_app.server))  # type: ignore[arg-type]
     return api
 
 
@@ -249,8 +250,8 @@ class DashboardServer:
     def __init__(self, *, api_address: str, token: str, host: str = "127.0.0.1", port: int = 8050,
                  tls: tuple[Path, Path] | None = None, ca_cert: Path | None = None):
         if not is_loopback(host) and tls is None:
-            raise ValueError(f"the dashboard listens beyond localhost ({host}) only with TLS: give --dash-tls-cert "
-                             "and --dash-tls-key (twin certs makes development ones)")
+            raise ValueError(f"the dashboard listens beyond localhost ({host}) only with TLS: give --tls-cert and "
+                             "--tls-key (to python -m dashboard or twin up; twin certs makes development ones)")
         import uvicorn
 
         self.feed = FleetFeed(api_address, token=token, ca_cert=ca_cert).start()

@@ -22,11 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from twin.engine.address import RayAddressError
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
-from twin.model.grammar import GrammarError, parse_decimal, parse_number, shown
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.state import BYTES_PER_HUB
 from twin.model.timeutil import format_instant, parse_instant
 from twin.timeline_cli import TimelineUsageError, whole_arg
+from twin.util.grammar import GrammarError, parse_decimal, parse_number, shown
 
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)

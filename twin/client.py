@@ -96,6 +96,13 @@ class TwinClient:
         return self.fleet.ListHubs(fleet_pb2.ListHubsRequest(filter=filter, page_size=page_size,
                                                              page_token=page_token), **self._kw())
 
+    def get_fleet_catalog(self, *, timeout_s: float | None = None) -> fleet_pb2.FleetCatalog:
+        """The API's reference data: regions, areas, WAN technologies, suppliers, device models
+        with their firmware versions, alert kinds (names only; any signed-in caller). `timeout_s`
+        overrides the client's deadline for this call."""
+        return self.fleet.GetFleetCatalog(fleet_pb2.GetFleetCatalogRequest(), metadata=self.metadata,
+                                          timeout=self.timeout_s if timeout_s is None else timeout_s)
+
     def create_event(self, at: str = "", **event: Any) -> operations_pb2.Operation:
         """create_event(power_outage=fleet_pb2.PowerOutage(area="12", duration_min=60), at="1h")."""
         return self.fleet.CreateEvent(fleet_pb2.CreateEventRequest(at=at, **event), **self._kw())

@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from twin.model.grammar import GrammarError, parse_decimal, shown
 from twin.model.timeutil import format_instant
+from twin.util.grammar import GrammarError, parse_decimal, shown
 
 DEFAULT_SQL = ("SELECT tick, time_utc, messages, reachable_hubs, dark_hubs, alerts, peak_alerts_per_s, hh_lost, "
                "hh_at_risk FROM ticks ORDER BY tick DESC LIMIT {limit}")

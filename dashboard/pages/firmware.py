@@ -10,7 +10,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import graph, ops_table, pulse
-from twin.model.catalog import DeviceType, models_of
+from dashboard.reference import Reference
 
 PATH = "/firmware"
 TITLE = "Firmware"
@@ -40,23 +40,18 @@ def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
-def version_order(key: str, label: str) -> tuple[str, Any]:
-    """Where an AggregateFleet firmware label ('Honeywell AS302P 1.14') sits: by model, then by
-    version under the model's scheme (1.9 before 1.12, never as text); an unknown label last."""
-    models = sorted(models_of(DeviceType[key.removesuffix("_firmware").upper()]), key=lambda m: -len(m.label))
-    for m in models:
-        if label.startswith(m.label + " "):
-            return (m.label, m.scheme.sort_key(label[len(m.label) + 1:]))
-    return (label, (2,))
-
-
-def versions_figure(versions: dict[str, list[dict[str, Any]]]) -> go.Figure:
+def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Reference) -> go.Figure:
     """Devices by model and version, one bar group per device type: the 12 largest groups, each
-    model's versions in version order."""
+    model's versions in the version order the API's catalog gives (1.9 before 1.12)."""
     fig = go.Figure()
     for key, label in DEVICES.items():
+        device = key.removesuffix("_firmware").upper()
         rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
-        rows.sort(key=lambda r, key=key: version_order(key, r["version"]))
+
+        def order(r: dict[str, Any], device: str = device) -> tuple[str, int, str]:
+            return reference.version_order(device, r["version"])
+
+        rows.sort(key=order)
         fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))
     fig.update_layout(**F.base_layout("Firmware versions in the fleet (devices)", 520))
     fig.update_yaxes(autorange="reversed", automargin=True)
@@ -70,7 +65,7 @@ def layout(feed, actions=None) -> html.Div:
         html.Div(className="panel", children=[html.H3("Rollouts"), html.Div(ops_table(ops, KINDS), id="fw-ops")]),
         html.Div(className="row", children=[
             html.Div(className="panel col", children=[graph("fw-waves", wave_failures(ops))]),
-            html.Div(className="panel col", children=[graph("fw-versions", versions_figure(feed.versions()))]),
+            html.Div(className="panel col", children=[graph("fw-versions", versions_figure(feed.versions(), feed.reference()))]),
         ]),
     ])
 
@@ -83,4 +78,4 @@ def register(app, feed, actions) -> None:
         if tick == seen:
             raise PreventUpdate
         ops = feed.operations()
-        return ops_table(ops, KINDS), wave_failures(ops), versions_figure(feed.versions()), tick
+        return ops_table(ops, KINDS), wave_failures(ops), versions_figure(feed.versions(), feed.reference()), tick

@@ -11,14 +11,14 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import graph, num, ops_table, pulse
-from twin.model.timeutil import format_instant
+from twin.util.instants import format_instant
 
 PATH = "/network"
 TITLE = "Network"
 SWAP_KINDS = ("swap_programme", "vwan_fallback", "network_switch_off")
 
 
-def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div:
+def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div | html.Table:
     """Hubs on a technology with a switch-off date, and the time left (or how long it has been off)."""
     if not now_iso:
         return html.Div("Waiting for the fleet…", className="muted")

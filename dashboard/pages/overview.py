@@ -9,7 +9,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard import geo
-from dashboard.components import graph, kpi, num, pulse
+from dashboard.components import data_attrs, graph, kpi, num, pulse
 
 PATH = "/"
 TITLE = "Overview"
@@ -26,7 +26,7 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
         kpi("Meters", num(cur["meters"]), kid="kpi-meters"),
         kpi("Reachable", num(cur["reachable"]), f"{100 * cur['reachable'] / hubs:.2f}% of hubs", kid="kpi-reachable"),
         html.Div(kpi("Dark", f"{cur['dark']:,}", f"{100 * cur['dark'] / hubs:.3f}% of hubs"), id="kpi-dark",
-                 **{"data-value": str(cur["dark"])}),
+                 **data_attrs(value=str(cur["dark"]))),
         kpi("HH data at risk", num(cur["hh_at_risk"]), "unread half-hours on dark hubs", kid="kpi-risk"),
         kpi("HH data lost", num(cur["hh_lost_total"]), f"+{cur['hh_lost']:,} this tick", kid="kpi-lost"),
         kpi("Messages", num(sum(cur["messages"].values())), "this tick, all CSPs", kid="kpi-msgs"),

@@ -14,30 +14,34 @@ from dash.exceptions import PreventUpdate
 from dashboard import forms
 from dashboard.components import ops_table, pulse
 from dashboard.errors import error_box
-from twin.model.grammar import GrammarError, parse_number
+from dashboard.reference import Reference
+from twin.util.grammar import GrammarError, parse_number
 
 PATH = "/scenario"
 TITLE = "Scenario"
 
 
-def field_input(event: str, spec: forms.FieldSpec) -> html.Div:
+def field_input(event: str, spec: forms.FieldSpec, area_labels: dict[str, str]) -> html.Div:
     fid = {"type": "ev-field", "event": event, "name": spec.name}
     if spec.kind == "bool":
         control: Any = dcc.Checklist(id=fid, options=[{"label": " yes", "value": "yes"}], value=[])
     elif spec.choices:
-        labels = forms.AREA_LABELS if spec.name == "area" else {}
+        labels = area_labels if spec.name == "area" else {}
         control = dcc.Dropdown(id=fid, options=[{"label": labels.get(c, c) or "(none)", "value": c} for c in spec.choices],
                                multi=spec.repeated, clearable=True, placeholder="default" if spec.optional else "choose…")
     else:
         control = dcc.Input(id=fid, type="text", debounce=False, className="input",
                             placeholder=forms.HELP.get(spec.name, "default" if spec.optional else ""),
-                            inputMode="decimal" if spec.kind in ("number", "integer") and not spec.repeated else "text")
+                            # HTML's inputmode=decimal (a keypad with a point); Dash's stub lists an older vocabulary.
+                            inputMode="decimal" if spec.kind in ("number", "integer") and not spec.repeated  # type: ignore[arg-type]
+                            else "text")
     return html.Div(className="field", children=[html.Label(spec.label, className="label"),
                                                  control])
 
 
-def event_form(event: str) -> list[Any]:
-    return [field_input(event, spec) for spec in forms.fields(event)]
+def event_form(event: str, reference: Reference) -> list[Any]:
+    """The form of one event type, its choices from the API's catalog."""
+    return [field_input(event, spec, reference.area_labels()) for spec in forms.fields(event, reference)]
 
 
 def clock_panel(clock: dict[str, Any]) -> list[Any]:
@@ -72,7 +76,7 @@ def layout(feed, actions=None) -> html.Div:
                              value="power_outage", clearable=False, className="dropdown-wide"),
                 html.Label("At", className="label"),
                 dcc.Input(id="ev-at", type="text", placeholder=forms.HELP["at"], className="input-wide")]),
-            html.Div(event_form("power_outage"), id="ev-form", className="form-grid"),
+            html.Div(event_form("power_outage", feed.reference()), id="ev-form", className="form-grid"),
             html.Button("Inject", id="ev-submit", n_clicks=0, className="btn btn-primary"),
             html.Div(id="ev-result")]),
         html.Div(className="panel", children=[
@@ -84,7 +88,7 @@ def layout(feed, actions=None) -> html.Div:
 def register(app, feed, actions) -> None:
     @app.callback(Output("ev-form", "children"), Input("ev-type", "value"), prevent_initial_call=True)
     def choose(event):
-        return event_form(event)
+        return event_form(event, feed.reference())
 
     @app.callback(Output("ev-result", "children"),
                   Input("ev-submit", "n_clicks"),

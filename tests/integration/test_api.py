@@ -447,6 +447,37 @@ def test_health_reflection_and_csp_services(api):
                metadata=c.metadata)
 
 
+def test_the_fleet_catalog_names_everything_the_api_returns(api):
+    """GetFleetCatalog: the same reference data for an operator and a DCC user, none without a
+    token, and every name a hub, a tick summary and a firmware count carry is one it lists."""
+    from dashboard.reference import Reference
+
+    with api.client("operator") as op, api.client("is") as user:
+        cat = op.get_fleet_catalog()
+        assert user.get_fleet_catalog().SerializeToString(deterministic=True) == cat.SerializeToString(deterministic=True)
+        hub = op.get_hub(f"hubs/{api.hub['device_id']}")
+        summary = next(iter(op.watch_fleet(backlog=1)))
+        esme = op.fleet.AggregateFleet(fleet_pb2.AggregateFleetRequest(group_by=["esme_firmware"]), **op._kw())
+    with api.client("nobody") as c:
+        expect(grpc.StatusCode.UNAUTHENTICATED, c.get_fleet_catalog)
+    regions = {r.name for r in cat.csp_regions}
+    wans = {w.label for w in cat.wan_technologies}
+    suppliers = {s.name for s in cat.suppliers}
+    assert hub.region in regions and hub.wan in wans and hub.supplier in suppliers
+    assert (hub.area_id, hub.area_name) in {(a.id, a.name) for a in cat.areas}
+    models = {(d.name, m.manufacturer, m.model): set(m.firmware_versions) for d in cat.device_types for m in d.models}
+    for d in [hub.comms_hub, *hub.meters]:
+        assert d.firmware in models[(d.type, d.manufacturer, d.model)], d
+    assert {c.csp for c in summary.csps} == regions
+    assert {w for c in summary.csps for w in c.hubs_by_wan} <= wans
+    assert {k for c in summary.csps for k in c.alerts} == {k.name for k in cat.alert_kinds}
+    assert set(summary.supplier_hubs) <= suppliers
+    assert {(a.area_id, a.area_name, a.csp) for a in summary.areas} <= {(a.id, a.name, a.csp_region) for a in cat.areas}
+    ref = Reference.from_catalog(cat)
+    labels = [r.labels["esme_firmware"] for r in esme.rows if r.labels["esme_firmware"] != "none"]
+    assert labels and all(ref.knows_version("ESME", label) for label in labels)
+
+
 def test_channelz_counts_calls_for_operators_only(api):
     from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 

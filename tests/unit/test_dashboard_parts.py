@@ -75,8 +75,11 @@ def test_operation_progress_from_each_kind_of_counters():
 
 
 def test_the_dashboard_is_a_client_of_the_api_and_never_of_ray():
-    code = ("import sys, dashboard.server, dashboard.pages; "
-            "bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'twin.engine', 'twin.services.server'))]; "
+    """Loaded, the dashboard has nothing of Ray, the engine, the services or the model (it labels
+    and validates through the API: GetFleetCatalog, the server's field errors)."""
+    code = ("import sys, dashboard.server, dashboard.pages, dashboard.__main__; "
+            "bad = [m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'twin.engine', 'twin.services', "
+            "'twin.model'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -14,11 +14,11 @@ from dashboard import forms
 from twin.cli import main, parse_count
 from twin.model.catalog import region_by_name, supplier_code
 from twin.model.config import FleetConfig, TwinInputError
-from twin.model.grammar import GrammarError, name_key, parse_decimal, parse_number
 from twin.model.ids import canonical_eui64, eui64, parse_hub_ref
 from twin.model.ops.commands import parse_command
 from twin.model.query import parse_filter
 from twin.studies.scenario import load_scenario
+from twin.util.grammar import GrammarError, name_key, parse_decimal, parse_number
 
 SEED = 9
 CONFIG = FleetConfig(hubs=1000, seed=SEED, block_size=256)

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from dashboard.pages.firmware import version_order
+from dashboard.reference import Reference
 from tests.conftest import quiet_params
 from twin.model.catalog import (
     DEVICE_MODELS,
@@ -32,6 +32,7 @@ from twin.model.ops.runtime import FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.params import HALF_HOURS_PER_DAY, EventParams
 from twin.model.query import label_counts
+from twin.services.catalog import fleet_catalog
 
 HONEYWELL = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "Honeywell", "model": "AS302P",
              "waves": [1.0], "concurrency_per_csp": 50_000, "failure_prob": 0.0, "brick_prob": 0.0}
@@ -179,11 +180,24 @@ def test_aggregate_rows_of_equal_size_are_in_version_order():
 
 
 def test_the_dashboard_orders_a_model_s_versions_as_versions():
+    """The API's catalog lists each model's versions in version order, those a rollout added
+    (1.9, 2.10.0) among them; the dashboard draws them in that order, never as text."""
+    vt = VersionTable()
+    vt.index(int(DeviceType.ESME), AS302P, "1.9", add=True)
+    vt.index(int(DeviceType.ESME), model_code(DeviceType.ESME, "Aclara", "SGM1412"), "2.10.0", add=True)
+    ref = Reference.from_catalog(fleet_catalog(vt))
     labels = ["Honeywell AS302P 1.15", "Honeywell AS302P 1.9", "Aclara SGM1412B 2.6.0", "Honeywell AS302P 1.12",
               "Aclara SGM1412 2.10.0", "Aclara SGM1412 2.4.0"]
-    assert sorted(labels, key=lambda v: version_order("esme_firmware", v)) == [
+    assert sorted(labels, key=lambda v: ref.version_order("ESME", v)) == [
         "Aclara SGM1412 2.4.0", "Aclara SGM1412 2.10.0", "Aclara SGM1412B 2.6.0",
         "Honeywell AS302P 1.9", "Honeywell AS302P 1.12", "Honeywell AS302P 1.15"]
+    assert ref.versions[("ESME", "Honeywell AS302P")] == ("1.9", "1.12", "1.14", "1.15")
+    # A version added after the catalog was fetched: after the model's known ones, and the feed
+    # knows to fetch the catalog again.
+    stale = Reference.from_catalog(fleet_catalog(VersionTable()))
+    assert not stale.knows_version("ESME", "Honeywell AS302P 1.9") and stale.knows_version("ESME", "Honeywell AS302P 1.12")
+    assert sorted(labels[:2] + labels[3:4], key=lambda v: stale.version_order("ESME", v)) == [
+        "Honeywell AS302P 1.12", "Honeywell AS302P 1.15", "Honeywell AS302P 1.9"]
 
 
 def test_planner_and_shards_number_versions_alike_whatever_order_rollouts_start_in():

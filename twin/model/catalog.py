@@ -11,7 +11,7 @@ from enum import IntEnum
 import numpy as np
 from packaging.version import InvalidVersion, Version
 
-from twin.model.grammar import GrammarError, name_key
+from twin.util.grammar import GrammarError, name_key
 
 
 class Region(IntEnum):

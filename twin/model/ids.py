@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from twin.model.catalog import DeviceType
-from twin.model.grammar import BLANKS, GrammarError, shown
+from twin.util.grammar import BLANKS, GrammarError, shown
 
 _BITS = 40
 _MASK = (1 << _BITS) - 1

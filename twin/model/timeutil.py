@@ -8,7 +8,7 @@ The model keeps time in UTC throughout: ticks are UTC half-hours from the fleet'
 time-of-day profiles (consumption shapes, the DCC's daily read schedule) are indexed by UTC
 half-hour. GB clocks are on BST in summer; the model does not shift its profiles by the clock
 change (documented in docs/events.md), so a profile's local-time peak sits an hour later on the wall
-in summer. Times are printed with their zone, always UTC (`format_instant`)."""
+in summer. Times are printed with their zone, always UTC (`format_instant`, in the layer-free `twin.util.instants`)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from twin.model.config import TwinInputError  # config imports this module lazily
+from twin.util.instants import format_instant  # shown the same way by every layer
 
 EXAMPLE = "2026-11-01T00:00+00:00"
 
@@ -49,11 +50,6 @@ def as_utc(when: datetime, field: str) -> datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise TwinInputError(field, f"{when.isoformat()} has no time zone; give one, e.g. {EXAMPLE}")
     return when.astimezone(UTC)
-
-
-def format_instant(when: datetime) -> str:
-    """'2026-05-31 23:00 UTC': how an instant is shown to people (minutes; always UTC)."""
-    return f"{as_utc(when, 'time'):%Y-%m-%d %H:%M} UTC"
 
 
 __all__ = ["EXAMPLE", "as_utc", "format_instant", "parse_instant"]

@@ -17,12 +17,23 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from twin.generated.fleet.v1 import fleet_pb2
-from twin.model.catalog import WAN_LABEL, AlertKind, Csp, MessageType, WanTech
-from twin.model.grammar import GrammarError, shown
+from twin.model.catalog import (
+    AREA_BY_ID,
+    SUPPLIERS,
+    WAN_LABEL,
+    AlertKind,
+    Csp,
+    DeviceType,
+    MessageType,
+    Region,
+    WanTech,
+    models_of,
+)
 from twin.model.ids import parse_hub_ref
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
 from twin.services.errors import invalid, not_found
+from twin.util.grammar import GrammarError, shown
 
 CSP_NAMES = [c.name.title() for c in Csp]
 # GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert).
@@ -30,6 +41,46 @@ ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36"
                AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
                AlertKind.FIRMWARE_ACTIVATED: "0x8F43", AlertKind.EMERGENCY_CREDIT_ACTIVATED: "0x81AB",
                AlertKind.CREDIT_BELOW_DISABLEMENT: "0x8F0F", AlertKind.SUPPLY_ARMED: "0x8F32"}
+
+
+def region_name(code: int) -> str:
+    """A Region code (1..3) -> the API's region name: 'North', 'Central' or 'South'."""
+    return Region(int(code)).name.title()
+
+
+def _supplier_name(code: int) -> str:
+    return SUPPLIERS[int(code) - 1].name
+
+
+def _wan_name(code: int) -> str:
+    """A WanTech code -> its label ('3G'); 0 (no technology named) -> ''."""
+    return WAN_LABEL[WanTech(int(code))] if code else ""
+
+
+# Command fields that hold a model code, and the name the API uses for each (the same vocabulary
+# as the CreateEventRequest messages).
+_NAMED: dict[str, Any] = {
+    "region": region_name, "regions": lambda codes: [region_name(c) for c in codes],
+    "technology": _wan_name, "prioritise": _wan_name,
+    "supplier": _supplier_name, "solr": _supplier_name, "to_supplier": _supplier_name,
+    "suppliers": lambda codes: [_supplier_name(c) for c in codes],
+}
+
+
+def command_view(command: dict[str, Any]) -> dict[str, Any]:
+    """An accepted command (the model's `Command.to_dict()`) in the API's names, as clients see it
+    (`OperationMetadata.command_json`): regions, suppliers and WAN technologies by name, a
+    rollout's device type and model as `device`, `manufacturer` and `model`, a power outage's area
+    with its `area_name`. Other fields (numbers, versions, times as ticks) are unchanged."""
+    out = {k: (_NAMED[k](v) if k in _NAMED and v is not None else v) for k, v in command.items()
+           if k not in ("device_type", "model_code")}
+    if "device_type" in command and "model_code" in command:
+        device = DeviceType(int(command["device_type"]))
+        m = models_of(device)[int(command["model_code"]) - 1]
+        out.update(device=device.name, manufacturer=m.manufacturer, model=m.model)
+    if command.get("type") == "power_outage" and int(command.get("area", 0)) in AREA_BY_ID:
+        out["area_name"] = AREA_BY_ID[int(command["area"])].name
+    return out
 
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:
@@ -65,7 +116,8 @@ def hub_message(r: dict[str, Any]) -> fleet_pb2.Hub:
         area_name=r["area"]["name"], smets=r["smets"], variant=r["variant"], wan=r["wan"],
         dcc_connected=r["dcc_connected"], reachable=r["reachable"], dark_reasons=r["dark_reasons"],
         supplier=r["supplier"], gas_supplier=r["gas_supplier"] or "", payment=r["payment"],
-        comms_hub=_device(r["comms_hub"]), meters=[_device(m) for m in r["meters"]], ppmid=_device(r["ppmid"]),
+        comms_hub=_device(r["comms_hub"]), meters=[d for d in map(_device, r["meters"]) if d is not None],
+        ppmid=_device(r["ppmid"]),
         registers_kwh={k.removesuffix("_kwh"): float(v) for k, v in r["registers"].items()},
         last_contact_tick=r["last_contact_tick"], hh_days_lost=r["hh_days_lost"],
         gsme_battery_pct=float(r.get("gsme_battery_pct", 0.0)),
@@ -105,7 +157,7 @@ def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
         kind=md["kind"], state=md["state"], reason=md["reason"], start_tick=md["start_tick"],
         start_time=ts(parse_instant(md["start_time"], "start_time")),
         progress={k: int(v) for k, v in md["progress"].items() if isinstance(v, int | float)},
-        command_json=json.dumps(md["command"], default=str))
+        command_json=json.dumps(command_view(md["command"]), default=str))
     any_md = any_pb2.Any()
     any_md.Pack(meta)
     op = operations_pb2.Operation(name=view["name"], metadata=any_md, done=view["done"])

@@ -22,7 +22,6 @@ from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, re
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
-from twin.model.grammar import GrammarError, name_key
 from twin.model.ids import eui64, parse_eui64
 from twin.model.ops.validation import CommandConflict
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
@@ -39,6 +38,7 @@ from twin.services.retries import check_request_id, claim
 from twin.services.server import current_identity
 from twin.services.signing import SignatureChecker, SignatureError
 from twin.services.streams import StreamLimits, ahead, behind, expired
+from twin.util.grammar import GrammarError, name_key
 
 log = logging.getLogger(__name__)
 

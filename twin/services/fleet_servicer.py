@@ -18,10 +18,10 @@ from google.protobuf import empty_pb2, json_format
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
-from twin.model.grammar import shown
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
 from twin.services.branching import OP_PREFIX, Branches
+from twin.services.catalog import fleet_catalog
 from twin.services.convert import (
     ALERT_CODES,
     hub_index,
@@ -37,6 +37,7 @@ from twin.services.identity import OPERATOR
 from twin.services.retries import claim_request
 from twin.services.server import current_identity
 from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, expired
+from twin.util.grammar import shown
 
 MAX_PAGE = 1000
 # Operation states in which pause, resume or cancel has nothing left to do (answered unchanged).
@@ -358,6 +359,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         except IndexError:
             pass
         return next((s for s in reversed(h) if s.tick == tick), None)
+
+    async def GetFleetCatalog(self, request, context):
+        """Reference data for any signed-in caller (names only, nothing about the run but the
+        firmware versions its rollouts introduced)."""
+        return fleet_catalog(self.sup.planner.versions)
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):

@@ -23,9 +23,9 @@ from twin.model.catalog import (
     supplier_code,
 )
 from twin.model.config import FleetConfig, TwinInputError
-from twin.model.grammar import GrammarError, name_key, shown
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant, parse_instant
+from twin.util.grammar import GrammarError, name_key, shown
 
 # An offset like '2d', '6h', '1d12h', '+30m': ASCII digits and blanks only (re.ASCII, [0-9], no \d).
 _OFFSET_RE = re.compile(r"[ \t]*\+?[ \t]*((?:[0-9]{1,9}(?:\.[0-9]{1,9})?[ \t]*[dhm][ \t]*)+)", re.ASCII)
@@ -65,7 +65,7 @@ def resolve_time(value: Any, config: FleetConfig, *, now_tick: int, relative_to:
 
 
 def _key(value: Any, name: str) -> str:
-    """A name field as a lower-case ASCII key (`twin.model.grammar.name_key`); TwinInputError naming it."""
+    """A name field as a lower-case ASCII key (`twin.util.grammar.name_key`); TwinInputError naming it."""
     try:
         return name_key(value, name)
     except GrammarError as e:

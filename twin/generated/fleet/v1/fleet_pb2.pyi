@@ -679,3 +679,95 @@ class CompareBranchesResponse(_message.Message):
     figures: _containers.RepeatedCompositeFieldContainer[BranchFigure]
     report_path: str
     def __init__(self, name: _Optional[str] = ..., other: _Optional[str] = ..., first_common_tick: _Optional[int] = ..., last_common_tick: _Optional[int] = ..., identical: _Optional[bool] = ..., divergence_tick: _Optional[int] = ..., changed_at_divergence: _Optional[_Iterable[str]] = ..., figures: _Optional[_Iterable[_Union[BranchFigure, _Mapping]]] = ..., report_path: _Optional[str] = ...) -> None: ...
+
+class GetFleetCatalogRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FleetCatalog(_message.Message):
+    __slots__ = ("csp_regions", "areas", "wan_technologies", "suppliers", "device_types", "alert_kinds")
+    CSP_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    WAN_TECHNOLOGIES_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIERS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    ALERT_KINDS_FIELD_NUMBER: _ClassVar[int]
+    csp_regions: _containers.RepeatedCompositeFieldContainer[CatalogCspRegion]
+    areas: _containers.RepeatedCompositeFieldContainer[CatalogArea]
+    wan_technologies: _containers.RepeatedCompositeFieldContainer[CatalogWanTechnology]
+    suppliers: _containers.RepeatedCompositeFieldContainer[CatalogSupplier]
+    device_types: _containers.RepeatedCompositeFieldContainer[CatalogDeviceType]
+    alert_kinds: _containers.RepeatedCompositeFieldContainer[CatalogAlertKind]
+    def __init__(self, csp_regions: _Optional[_Iterable[_Union[CatalogCspRegion, _Mapping]]] = ..., areas: _Optional[_Iterable[_Union[CatalogArea, _Mapping]]] = ..., wan_technologies: _Optional[_Iterable[_Union[CatalogWanTechnology, _Mapping]]] = ..., suppliers: _Optional[_Iterable[_Union[CatalogSupplier, _Mapping]]] = ..., device_types: _Optional[_Iterable[_Union[CatalogDeviceType, _Mapping]]] = ..., alert_kinds: _Optional[_Iterable[_Union[CatalogAlertKind, _Mapping]]] = ...) -> None: ...
+
+class CatalogCspRegion(_message.Message):
+    __slots__ = ("name", "operator", "area_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    AREA_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    operator: str
+    area_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., operator: _Optional[str] = ..., area_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CatalogArea(_message.Message):
+    __slots__ = ("id", "name", "short_code", "dno", "csp_region")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHORT_CODE_FIELD_NUMBER: _ClassVar[int]
+    DNO_FIELD_NUMBER: _ClassVar[int]
+    CSP_REGION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    short_code: str
+    dno: str
+    csp_region: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., short_code: _Optional[str] = ..., dno: _Optional[str] = ..., csp_region: _Optional[str] = ...) -> None: ...
+
+class CatalogWanTechnology(_message.Message):
+    __slots__ = ("label", "switchable")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SWITCHABLE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    switchable: bool
+    def __init__(self, label: _Optional[str] = ..., switchable: _Optional[bool] = ...) -> None: ...
+
+class CatalogSupplier(_message.Message):
+    __slots__ = ("name", "market_share", "prepay_share")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MARKET_SHARE_FIELD_NUMBER: _ClassVar[int]
+    PREPAY_SHARE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    market_share: float
+    prepay_share: float
+    def __init__(self, name: _Optional[str] = ..., market_share: _Optional[float] = ..., prepay_share: _Optional[float] = ...) -> None: ...
+
+class CatalogDeviceType(_message.Message):
+    __slots__ = ("name", "models")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    models: _containers.RepeatedCompositeFieldContainer[CatalogDeviceModel]
+    def __init__(self, name: _Optional[str] = ..., models: _Optional[_Iterable[_Union[CatalogDeviceModel, _Mapping]]] = ...) -> None: ...
+
+class CatalogDeviceModel(_message.Message):
+    __slots__ = ("manufacturer", "model", "label", "smets", "firmware_versions")
+    MANUFACTURER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SMETS_FIELD_NUMBER: _ClassVar[int]
+    FIRMWARE_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    manufacturer: str
+    model: str
+    label: str
+    smets: str
+    firmware_versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, manufacturer: _Optional[str] = ..., model: _Optional[str] = ..., label: _Optional[str] = ..., smets: _Optional[str] = ..., firmware_versions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CatalogAlertKind(_message.Message):
+    __slots__ = ("name", "code")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    code: str
+    def __init__(self, name: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...

@@ -119,6 +119,11 @@ class FleetServiceStub:
                 request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.SerializeToString,
                 response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.FromString,
                 _registered_method=True)
+        self.GetFleetCatalog = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/GetFleetCatalog',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -251,6 +256,15 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFleetCatalog(self, request, context):
+        """Reference data: every name this API reads and writes (CSP regions, DNO areas, WAN
+        technologies, suppliers, device types and models with their firmware versions, alert kinds),
+        so a client builds its forms and labels from the API alone. Any signed-in caller may read it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -333,6 +347,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.CompareBranches,
                     request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.FromString,
                     response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.SerializeToString,
+            ),
+            'GetFleetCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFleetCatalog,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -770,6 +789,33 @@ class FleetService:
             '/twin.fleet.v1.FleetService/CompareBranches',
             twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesRequest.SerializeToString,
             twin_dot_fleet_dot_v1_dot_fleet__pb2.CompareBranchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFleetCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/GetFleetCatalog',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.FromString,
             options,
             channel_credentials,
             insecure,

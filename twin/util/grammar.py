@@ -17,8 +17,9 @@ import re
 BLANKS = " \t"
 _DECIMAL = re.compile(r"-?[0-9]{1,20}", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
-# Printable ASCII words: letters, digits, space and the punctuation names use.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .&'()/_+-]{0,79}", re.ASCII)
+# Printable ASCII words: letters, digits, space and the punctuation names use (the comma of
+# "North Wales, Merseyside and Cheshire", a DNO area the API must accept by its own name).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .,&'()/_+-]{0,79}", re.ASCII)
 
 
 class GrammarError(ValueError):
@@ -66,5 +67,5 @@ def name_key(text: object, what: str = "name") -> str:
         text = str(text)
     s = text.strip(BLANKS)
     if not _NAME.fullmatch(s):
-        raise GrammarError(f"{what}: {shown(text)} is not a name (ASCII letters, digits, spaces and . & ' ( ) / _ + -)")
+        raise GrammarError(f"{what}: {shown(text)} is not a name (ASCII letters, digits, spaces and . , & ' ( ) / _ + -)")
     return s.lower()
