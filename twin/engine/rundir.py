@@ -80,7 +80,8 @@ class RunDirectory:
         self.alert_log = AlertLog(path / "alerts", retention_days=alert_retention_days)
 
     def is_checkpoint_tick(self, tick: int) -> bool:
-        return bool(self.checkpoint_every) and (tick + 1) % self.checkpoint_every == 0
+        every = self.checkpoint_every
+        return every is not None and every != 0 and (tick + 1) % every == 0
 
     def planner_snapshot(self, tick: int) -> bytes | None:
         """The planner snapshot of checkpoint `tick`, verified (None if missing or damaged)."""

@@ -52,7 +52,8 @@ def make_shards(config: FleetConfig, spans: list[ShardSpan], *, run_dir: Path,
     """One ShardActor per span (Ray actor handles, in hub order). SPREAD: on a cluster the shards
     go to every node; the supervisor stays with the driver."""
     cfg = config.to_dict()
-    return [ShardActor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(
+    actor: Any = ShardActor  # Ray's stubs type the decorated class as the plain one, without options()
+    return [actor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(
                 cfg, s.first_block, s.n_blocks, run_dir=str(run_dir), index=i)
             for i, s in enumerate(spans)]
 

@@ -310,3 +310,10 @@ class FleetSupervisor:
         self.wall_clock.stop()
         self.pipeline.stop()
         self.run.close()
+
+
+if TYPE_CHECKING:
+    from twin.engine.interface import FleetEngine
+
+    # The type checker proves the supervisor is everything the services may use.
+    _conforms: type[FleetEngine] = FleetSupervisor
