@@ -52,8 +52,3 @@ def local_only() -> None:
 
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def stop_ray() -> None:
-    if ray.is_initialized():
-        ray.shutdown()
