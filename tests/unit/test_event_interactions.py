@@ -565,7 +565,7 @@ def test_the_csp_service_lists_every_window_and_when_the_network_went_off():
     f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": "1h"})
     f.submit({"type": "csp_incident", "region": "South", "duration_min": 30, "at": "3h"})
     f.submit({"type": "csp_incident", "region": "South", "duration_min": 60, "at": "3h30m"})
-    sup = SimpleNamespace(planner=f.planner, config=f.config, tick=7, history=[])
+    sup = SimpleNamespace(network_view=lambda: f.planner.network, config=f.config, tick=7, history=[])
     svc = CspServicer(sup)
     listed = asyncio.run(svc.ListSwitchOffs(csp_pb2.ListSwitchOffsRequest(parent="regions/south"), None))
 

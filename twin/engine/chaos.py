@@ -8,17 +8,20 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from twin.background import ReportingThread
 
+if TYPE_CHECKING:
+    from twin.engine.supervisor import FleetSupervisor
+
 
 class ShardKiller:
     """Kill one shard process every `every_s` seconds, round robin, until stopped or `max_kills`."""
 
-    def __init__(self, supervisor: Any, *, every_s: float, max_kills: int | None = None):
+    def __init__(self, supervisor: FleetSupervisor, *, every_s: float, max_kills: int | None = None):
         self.sup = supervisor
         self.every_s = every_s
         self.max_kills = max_kills

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -17,11 +17,14 @@ from twin.engine.shared_state import SharedReader, sweep_stale, unlink
 from twin.model.query import hub_record
 from twin.model.readings import service_facts
 
+if TYPE_CHECKING:
+    from twin.engine.supervisor import FleetSupervisor
+
 log = logging.getLogger("twin.engine")
 
 
 class LocalReads:
-    def __init__(self, supervisor: Any):
+    def __init__(self, supervisor: FleetSupervisor):
         self.sup = supervisor
         self.node = ray.get_runtime_context().get_node_id()
         self.readers: list[SharedReader | None] = [None] * len(supervisor.shards)

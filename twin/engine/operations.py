@@ -1,15 +1,33 @@
-"""Operations as users see them: the shape of a google.longrunning.Operation (AIP-151)."""
+"""The operations store: operator events validated, journaled and accepted (the fleet planner holds
+every operation and the controls it sends to the shards), and operations as users see them: the
+shape of a google.longrunning.Operation (AIP-151), listed with a typed filter."""
 
 from __future__ import annotations
 
+import itertools
+import pickle
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from twin.model.config import FleetConfig
-from twin.model.ops.runtime import FleetOp
+from twin.engine.errors import RunStateError
+from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
+from twin.engine.requests import RequestKey, RequestLedger
+from twin.model.config import FleetConfig, TwinInputError
+from twin.model.network import NetworkPlan
+from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
+from twin.model.ops.runtime import FleetOp, FleetPlanner
+from twin.model.ops.validation import validate
+from twin.model.summary import TickSummary
 
 # google.rpc.Code values used for operations that end without success.
 CANCELLED = 1
 ABORTED = 10
+
+Census = Callable[[Command], dict[str, int]]  # {version: devices} a rollout's selector matches now
+Controls = dict[int, list[Any]]  # tick -> the controls sent with it
 
 
 def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
@@ -35,3 +53,208 @@ def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
     elif op.state == "DONE":
         view["response"] = {"progress": md, "note": op.reason}
     return view
+
+
+class OperationField(StrEnum):
+    """What a ListOperations filter (AIP-160) may test."""
+
+    DONE = "done"
+    KIND = "kind"
+    STATE = "state"
+
+
+@dataclass(frozen=True)
+class OperationTerm:
+    """`field = value`, or `field != value` with `negate`. Values are lower-case: "true"/"false"
+    for done, a command kind ("firmware_rollout"), a state ("running")."""
+
+    field: OperationField
+    value: str
+    negate: bool = False
+
+    def matches(self, op: FleetOp) -> bool:
+        if self.field is OperationField.DONE:
+            got = str(op.done).lower()
+        elif self.field is OperationField.KIND:
+            got = op.cmd.kind
+        else:
+            got = op.state.lower()
+        return (got == self.value) != self.negate
+
+
+@dataclass(frozen=True)
+class OperationFilter:
+    """Which operations a page holds: every term, and the held image if given (AND).
+
+    `held_image_for`: a firmware rollout to exactly this one hub (dense id) that distributes only,
+    holding activation for an SR 11.3 (what an SR 11.1 creates)."""
+
+    terms: tuple[OperationTerm, ...] = ()
+    held_image_for: int | None = None
+
+    def matches(self, op: FleetOp) -> bool:
+        if not all(t.matches(op) for t in self.terms):
+            return False
+        if self.held_image_for is not None:
+            cmd = op.cmd
+            return (isinstance(cmd, FirmwareRollout) and cmd.hold_activation
+                    and tuple(cmd.hubs) == (self.held_image_for,))
+        return True
+
+
+class OperationsStore:
+    """Every operation of the run: accepted through `submit` (validated, journaled durably, then
+    given to the planner), replayed from the journal on resume and rewind, read as views.
+
+    `lock` (the run's plan lock) guards the planner, `next_submit`, `last_applied` and the replay
+    queue: the step pipeline takes it to plan a tick and to observe a tick's summary, submit to
+    validate and accept (a rollout's census asks the shards under it), readers to build views.
+    Views are built under it, so none sees an operation half changed by a tick."""
+
+    def __init__(self, config: FleetConfig, *, journal: Journal, census: Census,
+                 refuses_commands: Callable[[], str | None]) -> None:
+        self.config = config
+        self.journal = journal
+        # Request ids of the API requests that made journaled commands (retries get the first
+        # answer, across restarts too); reads and the like are added by the services.
+        self.requests = RequestLedger()
+        self.requests.load(journal.records())
+        self.planner = FleetPlanner(config)
+        self.lock = threading.Lock()
+        # Journal records not yet accepted (after a resume or rewind, or a branch's inherited
+        # future), and the position of the newest one the planner has accepted.
+        self.replay = ReplayQueue()
+        self.last_applied: Position = NOTHING_APPLIED
+        self.next_submit = 0  # next tick not yet sent to the shards
+        self._census = census
+        self._refuses_commands = refuses_commands  # why no command may be accepted now, or None
+
+    # -- accepting -----------------------------------------------------------------------------
+    def submit(self, event: dict[str, Any], *, relative_to: int | None = None,
+               request: RequestKey | None = None) -> dict[str, Any]:
+        """Validate an operator event, journal it durably, then acknowledge it as an Operation.
+
+        Times are ticks, ISO times or offsets ('2h', '1d') from `relative_to` (default: now).
+        Invalid events raise TwinInputError naming the field; nothing is journaled or changed.
+        `request` (claimed in `self.requests` by the caller) is journaled with the command and
+        marked done with its operation, so a retry of it gets that operation."""
+        with self.lock:
+            cmd = parse_command(event, self.config, now_tick=self.next_submit, relative_to=relative_to)
+            return self._accept(cmd, request=request)
+
+    def submit_command(self, cmd: Command) -> dict[str, Any]:
+        """Accept an already-parsed command (a scenario's), checking it is not in the past."""
+        with self.lock:
+            if cmd.at < self.next_submit:
+                raise TwinInputError("at", f"tick {cmd.at} is in the past (the fleet is at tick {self.next_submit})")
+            return self._accept(cmd)
+
+    def _accept(self, cmd: Command, *, request: RequestKey | None = None) -> dict[str, Any]:
+        refused = self._refuses_commands()
+        if refused is not None:
+            raise RunStateError(refused)
+        validate(cmd, self.planner, census=self._census)
+        # A new operation never takes a number a journaled, not yet accepted command will use.
+        op_seq = None if isinstance(cmd, OperationControl) else max(self.planner.seq, self.journal.max_op_seq) + 1
+        # The operation's name as the planner gives it (FleetPlanner.accept), journaled with the request.
+        op_name = cmd.operation if isinstance(cmd, OperationControl) else f"{cmd.kind.replace('_', '-')}-{op_seq}"
+        seq = self.journal.append(cmd, after_tick=self.planner.observed, op_seq=op_seq,
+                                  request=request.journal_entry(op_name) if request is not None else None)
+        op = self.planner.accept(cmd, seq=op_seq)
+        self.last_applied = (self.planner.observed, seq)
+        if request is not None:
+            self.requests.finish(request.user, request.request_id, operation=op_name)
+        return operation_view(op, self.config) if op is not None else {}
+
+    def _apply(self, rec: dict[str, Any]) -> None:
+        """Under the lock: accept a journaled command (validated when it was first accepted)."""
+        self.planner.accept(command_from_dict(rec["command"]), seq=rec.get("op_seq"))
+        self.last_applied = position(rec)
+
+    # -- the step pipeline's side ----------------------------------------------------------------
+    def blocks(self, tick: int) -> bool:
+        """A journaled command for `tick` waits for the summary of the tick it was accepted after."""
+        return self.replay.blocks(tick)
+
+    def controls_for(self, tick: int) -> list[Any]:
+        """The controls to send with `tick` (which is then the last tick sent)."""
+        with self.lock:
+            controls = self.planner.controls_for(tick)
+            self.next_submit = tick + 1
+        return controls
+
+    def observe(self, summary: TickSummary) -> None:
+        """The planner sees a finished tick; journaled commands due after it are accepted."""
+        with self.lock:
+            self.planner.observe(summary)
+            for rec in self.replay.due(self.planner.observed):
+                self._apply(rec)
+
+    def snapshot(self, later_controls: Controls) -> bytes:
+        """The fleet half of the run now: the planner, the controls already sent for later ticks,
+        and how much of the journal it has accepted."""
+        with self.lock:
+            return pickle.dumps({"planner": self.planner, "applied": self.last_applied,
+                                 "controls": later_controls})
+
+    def load_locked(self, checkpoint: int, snapshot: bytes | None) -> Controls:
+        """Under the lock: the planner as `snapshot` left it (None: the start of the run), at the
+        end of tick `checkpoint`, with every journaled command it had not accepted queued again and
+        those due already accepted. Returns the controls the snapshot had sent for later ticks."""
+        if snapshot is not None:
+            snap = pickle.loads(snapshot)
+            planner, applied, controls = snap["planner"], tuple(snap["applied"]), snap["controls"]
+        else:
+            planner, applied, controls = FleetPlanner(self.config), NOTHING_APPLIED, {}
+        self.planner = planner
+        for t, cs in controls.items():
+            self.planner.pending[t] = list(cs) + self.planner.pending.get(t, [])
+        self.last_applied = applied
+        self.replay.load(self.journal.records(), applied=applied)
+        for rec in self.replay.due(self.planner.observed):
+            self._apply(rec)
+        self.next_submit = checkpoint + 1
+        return {t: list(cs) for t, cs in controls.items()}
+
+    # -- reading -------------------------------------------------------------------------------
+    def operations(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [operation_view(op, self.config) for op in self.planner.ops.values()]
+
+    def operations_page(self, where: OperationFilter | None, start: int, limit: int
+                        ) -> tuple[list[dict[str, Any]], int]:
+        """Views of up to `limit` operations `where` matches (all if None), from the `start`-th
+        operation accepted; and the position of the next one it matches (0 at the end). Positions
+        count every operation, so one that changes state between pages (and now passes or fails
+        the filter) moves no other from one page to another. Only the page's views are built: a
+        run can hold an operation per device-changing Service Request ever accepted."""
+        with self.lock:
+            page: list[FleetOp] = []
+            nxt = 0
+            for i, op in enumerate(itertools.islice(self.planner.ops.values(), start, None), start):
+                if where is None or where.matches(op):
+                    if len(page) == limit:
+                        nxt = i
+                        break
+                    page.append(op)
+            return [operation_view(op, self.config) for op in page], nxt
+
+    def operation(self, name: str) -> dict[str, Any]:
+        """The view of operation `name` ("operations/ID" or "ID"); TwinInputError if there is none."""
+        key = name.removeprefix("operations/")
+        with self.lock:
+            op = self.planner.ops.get(key)
+            if op is None:
+                raise TwinInputError("name", f"no operation named {name!r}")
+            return operation_view(op, self.config)
+
+    def operation_history(self, name: str) -> list[tuple[int, dict[str, int]]]:
+        """(tick, progress counters) of operation `name` as it ran; KeyError if there is none."""
+        with self.lock:
+            return list(self.planner.ops[name.removeprefix("operations/")].history)
+
+    def network_view(self) -> NetworkPlan:
+        """The network schedule (every off window) as of now: a copy taken under the lock, which
+        ticks and commands never change (the planner's own changes as commands are accepted)."""
+        with self.lock:
+            return NetworkPlan.from_array(self.planner.network.to_array())

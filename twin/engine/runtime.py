@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import ray
 
@@ -30,7 +31,7 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None,
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray's start-up banner and worker logs are noise to a CLI user; errors still surface.
-    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level=logging.ERROR,
+    kwargs: dict[str, Any] = dict(include_dashboard=False, configure_logging=True, logging_level=logging.ERROR,
                   log_to_driver=False)
     if address:
         check_reachable(address, timeout_s=connect_timeout_s)
@@ -52,8 +53,3 @@ def local_only() -> None:
 
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def stop_ray() -> None:
-    if ray.is_initialized():
-        ray.shutdown()

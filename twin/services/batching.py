@@ -5,20 +5,28 @@ under heavy load batches grow, so Ray's per-call cost is shared by many requests
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from twin.background import spawn
+from twin.engine.interface import ShardAccess
+
+
+class HubFacts(Protocol):
+    """A hub's service facts by dense hub id: the shard's answer ({"hub": premises or record,
+    "result" and "tick" for a read, "error"}), from ShardBatcher or an API replica's shared memory."""
+
+    async def call(self, hub: int, srv: str, fuel: str, record: bool, /) -> Any: ...
 
 
 class ShardBatcher:
-    def __init__(self, supervisor: Any, method: str):
+    def __init__(self, supervisor: ShardAccess, method: str):
         self.sup = supervisor
         self.method = method
         self.waiting: dict[int, list[tuple[Any, asyncio.Future]]] = {}
         self.busy: set[int] = set()
 
     async def call(self, hub: int, *args: Any) -> Any:
-        local = getattr(self.sup, "local_reads", None)
+        local = self.sup.local_reads
         if local is not None:
             # The shard's columns are in shared memory on this node: microseconds, no Ray call.
             got = local.call(self.method, hub, *args)

@@ -16,6 +16,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
 from twin.engine.branches import BRANCHES, NAME_RE, ForkPlan, create_branch, plan_fork, run_branch, run_head
+from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import read_manifest
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
@@ -36,7 +37,7 @@ def _pack(msg: Any) -> any_pb2.Any:
 class Branches:
     """The served run's branches and the operations that make them."""
 
-    def __init__(self, supervisor: Any):
+    def __init__(self, supervisor: FleetEngine):
         self.sup = supervisor
         self.root: Path = supervisor.run_dir / BRANCHES
         self._ops: dict[str, operations_pb2.Operation] = {}

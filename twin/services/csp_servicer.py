@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from twin.engine.interface import FleetEngine
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
 from twin.model.network import NEVER
@@ -22,14 +23,14 @@ def _region(name: str, field: str = "name") -> Region:
 
 
 class CspServicer(csp_pb2_grpc.CspServiceServicer):
-    def __init__(self, supervisor):
+    def __init__(self, supervisor: FleetEngine):
         self.sup = supervisor
         self._cells: tuple[int, dict[int, tuple[int, int]]] | None = None  # (tick, base stations)
 
     async def GetNetworkState(self, request, context):
         region = _region(request.name)
         i = region - 1
-        plan = self.sup.planner.network
+        plan = self.sup.network_view()
         tick = self.sup.tick
         up = plan.up(tick)
         last = self.sup.history[-1] if self.sup.history else None
@@ -48,7 +49,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
 
     async def ListSwitchOffs(self, request, context):
         region = _region(request.parent, "parent")
-        plan = self.sup.planner.network
+        plan = self.sup.network_view()
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
         size = min(request.page_size or 50, 1000)

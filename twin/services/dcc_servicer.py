@@ -18,6 +18,8 @@ from google.protobuf import json_format, struct_pb2
 
 from twin.background import spawn
 from twin.engine.alert_log import AlertCursor, TickAlerts, position
+from twin.engine.interface import FleetEngine, HubReads
+from twin.engine.operations import OperationField, OperationFilter, OperationTerm
 from twin.engine.requests import RequestKey, RequestLedger, parse_request_id, request_digest
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
@@ -29,13 +31,13 @@ from twin.model.query import REGION_OF_AREA
 from twin.model.readings import READ_SRVS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineFull, entry_number
-from twin.services.batching import ShardBatcher
+from twin.services.batching import HubFacts, ShardBatcher
 from twin.services.convert import ALERT_CODES, hub_index, page_start, page_token, ts
 from twin.services.errors import ApiError, conflict, denied, invalid, quarantined
 from twin.services.identity import OPERATOR, Identity
 from twin.services.policy import PolicyError, authorise
 from twin.services.retries import check_request_id, claim
-from twin.services.server import current_identity
+from twin.services.server import Forward, current_identity
 from twin.services.signing import SignatureChecker, SignatureError
 from twin.services.streams import StreamLimits, ahead, behind, expired
 from twin.util.grammar import GrammarError, name_key
@@ -90,9 +92,15 @@ class _ResponseLog:
 
 
 class DccServicer(dcc_pb2_grpc.DccServiceServicer):
-    def __init__(self, supervisor, server, *, anomaly: AnomalyDetector | None = None,
-                 signatures: SignatureChecker | None = None, limits: StreamLimits | None = None):
+    def __init__(self, supervisor: HubReads, server, *, anomaly: AnomalyDetector | None = None,
+                 signatures: SignatureChecker | None = None, limits: StreamLimits | None = None,
+                 facts: HubFacts | None = None):
+        """`supervisor` is the engine (FleetEngine), or for an API replica its view of the fleet
+        (HubReads only) with `facts` from its shared memory."""
         self.sup = supervisor
+        # What changes the fleet or reads its operations and alerts needs the engine; a replica
+        # sends such requests on to the primary before they reach it (see `engine`).
+        self._engine = supervisor if isinstance(supervisor, FleetEngine) else None
         self.server = server
         self.anomaly = anomaly or AnomalyDetector()
         self.signatures = signatures or SignatureChecker()
@@ -104,11 +112,21 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         self.response_streams = 0  # StreamResponses calls open now
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._tick_busy = False
-        self.facts = ShardBatcher(supervisor, "service_facts_many")
+        if facts is None:
+            if self._engine is None:
+                raise ValueError("a view of the fleet without the engine needs its own source of hub facts")
+            facts = ShardBatcher(self._engine, "service_facts_many")
+        self.facts: HubFacts = facts
         # Request ids seen (retries answered, DUIS counters enforced): the engine's, which the
         # journal rebuilds on resume; an API replica without an engine keeps its own.
-        ledger = getattr(supervisor, "requests", None)
-        self.ledger: RequestLedger = ledger if isinstance(ledger, RequestLedger) else RequestLedger()
+        self.ledger: RequestLedger = self._engine.requests if self._engine is not None else RequestLedger()
+
+    @property
+    def engine(self) -> FleetEngine:
+        """The engine; raises Forward where there is none (an API replica: the primary answers)."""
+        if self._engine is None:
+            raise Forward
+        return self._engine
 
     # -- the request path ------------------------------------------------------------------
     async def SubmitServiceRequest(self, request, context):
@@ -161,7 +179,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         if seen.operation:
             name = f"operations/{seen.operation}"
             try:
-                view = await asyncio.to_thread(self.sup.operation, name)
+                view = await asyncio.to_thread(self.engine.operation, name)
             except TwinInputError:  # journaled, not yet accepted again after a resume
                 view = {"name": name, "done": False}
             if view["done"] or not seen.answer:
@@ -251,7 +269,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                              detail="the hub is not reachable now; the response will follow on StreamResponses")
         event = self._event_for(identity, srv.srv, hub, rec, params, request.request_id)
         try:
-            view = await asyncio.to_thread(self.sup.submit, event, request=key)
+            view = await asyncio.to_thread(self.engine.submit, event, request=key)
         except CommandConflict as e:  # e.g. an SR 6.23 to a supplier that has failed: the state forbids it
             raise conflict(f"parameters.{e.field}" if e.field in params else e.field, str(e)) from None
         except TwinInputError as e:
@@ -259,8 +277,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise invalid(f"parameters.{e.field}" if e.field in params else e.field, e.reason) from None
         name = view["name"]
         waited = 0.0
-        while self.sup.clock_state == "running" and waited < ANSWER_WITHIN_S:
-            view = await asyncio.to_thread(self.sup.operation, name)
+        while self.engine.clock_state == "running" and waited < ANSWER_WITHIN_S:
+            view = await asyncio.to_thread(self.engine.operation, name)
             if view["done"]:
                 return _op_response(base, view, self.sup.config.time_of(self.sup.tick))
             await asyncio.sleep(0.05)
@@ -295,9 +313,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     "waves": [1.0], "hold_activation": True, "allow_downgrade": bool(params.get("allow_downgrade"))}
         if srv == "11.3":
             # The image an SR 11.1 distributed to this device, still held for activation.
-            waiting, _ = self.sup.operations_page(
-                lambda op: (op.cmd.kind == "firmware_rollout" and tuple(op.cmd.hubs) == (hub,)
-                            and op.cmd.hold_activation and not op.done), 0, 1)
+            held = OperationFilter(terms=(OperationTerm(OperationField.DONE, "false"),), held_image_for=hub)
+            waiting, _ = self.engine.operations_page(held, 0, 1)
             if waiting:
                 return {"type": "operation_control", "operation": waiting[0]["name"].split("/")[1], "action": "activate"}
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -345,7 +362,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         base = _response_base(p.request, p.csp)
         now = self.sup.config.time_of(tick + 1)
         if p.operation:
-            view = await asyncio.to_thread(self.sup.operation, p.operation)
+            view = await asyncio.to_thread(self.engine.operation, p.operation)
             if not view["done"]:
                 return False
             self._push(p.user_id, _op_response(base, view, now))
@@ -425,7 +442,7 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             except KeyError:
                 raise invalid("kinds", f"unknown alert kind {k!r}; kinds are "
                                        + ", ".join(a.name for a in AlertKind)) from None
-        log_ = self.sup.alert_log
+        log_ = self.engine.alert_log
         began = time.monotonic()
         if request.HasField("start_after_position"):
             cursor = request.start_after_position

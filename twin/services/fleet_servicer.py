@@ -7,7 +7,6 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +14,8 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2, json_format
 
+from twin.engine.interface import FleetEngine
+from twin.engine.operations import OperationField, OperationFilter, OperationTerm
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
@@ -72,7 +73,7 @@ def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, supervisor, server, *, limits: StreamLimits | None = None):
+    def __init__(self, supervisor: FleetEngine, server, *, limits: StreamLimits | None = None):
         self.sup = supervisor
         self.server = server
         self.limits = limits or StreamLimits()
@@ -370,7 +371,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     """google.longrunning.Operations: anyone authenticated may get an operation; listing and
     cancelling are for operators."""
 
-    def __init__(self, supervisor, branches: Branches | None, fleet: FleetServicer):
+    def __init__(self, supervisor: FleetEngine, branches: Branches | None, fleet: FleetServicer):
         self.sup = supervisor
         self.branches = branches
         self.fleet = fleet  # pause, resume and cancel share its checks
@@ -416,11 +417,10 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
             await asyncio.sleep(0.1)
 
 
-_OPERATION_FIELDS = {"done": lambda op: str(op.done).lower(), "kind": lambda op: op.cmd.kind,
-                     "state": lambda op: op.state.lower()}
+_OPERATION_FIELDS = frozenset(f.value for f in OperationField)
 
 
-def _operation_filter(text: str) -> Callable[[Any], bool] | None:
+def _operation_filter(text: str) -> OperationFilter | None:
     """An AIP-160 filter of ListOperations: `field=value` or `field!=value` on done, kind or state,
     several joined by AND (e.g. `done=false AND kind!=service_request`)."""
     if not text.strip(" \t"):
@@ -431,6 +431,5 @@ def _operation_filter(text: str) -> Callable[[Any], bool] | None:
         if m is None or m.group(1) not in _OPERATION_FIELDS:
             raise invalid("filter", f"cannot read {shown(term)}: filter on done, kind or state with = or !=, joined by "
                                     "AND, e.g. done=false AND kind!=service_request")
-        field, negate, value = _OPERATION_FIELDS[m.group(1)], m.group(2) == "!=", m.group(3).lower()
-        tests.append((field, negate, value))
-    return lambda op: all((get(op) == value) != negate for get, negate, value in tests)
+        tests.append(OperationTerm(OperationField(m.group(1)), m.group(3).lower(), negate=m.group(2) == "!="))
+    return OperationFilter(terms=tuple(tests))

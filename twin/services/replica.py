@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -68,12 +68,14 @@ _TRANSPORT_HEADERS = {"user-agent", "content-type", "te", "host", "authority"}
 
 
 class FleetView:
-    """The fleet as this replica knows it, refreshed from the primary."""
+    """The fleet as this replica knows it, refreshed from the primary: the engine's HubReads
+    (twin.engine.interface), answered from the shards' shared memory where this process can, and
+    by raising Forward (the primary answers) where it cannot."""
 
     def __init__(self, stub: replica_pb2_grpc.ReplicaServiceStub, token: str):
         self.stub = stub
         self.metadata = (("authorization", f"Bearer {token}"),)
-        self.config: FleetConfig | None = None
+        self._config: FleetConfig | None = None  # the primary's, from the first refresh
         self.last_tick = -1
         self.final_before = 0
         self.plan = NetworkPlan()
@@ -105,8 +107,8 @@ class FleetView:
         self.refreshed_at = time.monotonic()
 
     def _apply(self, st: replica_pb2.ReplicaState) -> None:
-        if self.config is None:
-            self.config = FleetConfig.from_dict(json.loads(st.config_json))
+        if self._config is None:
+            self._config = FleetConfig.from_dict(json.loads(st.config_json))
         self.plan = NetworkPlan.from_array(np.array(st.network_plan, np.int64).reshape(tuple(st.network_plan_shape)))
         readers: list[SharedReader | None] = []
         for i, seg in enumerate(st.segments):
@@ -126,7 +128,7 @@ class FleetView:
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The service facts of `hub` from shared memory (the ShardBatcher's contract), or Forward."""
-        if record or self.config is None or time.monotonic() - self.refreshed_at > STALE_S:
+        if record or self._config is None or time.monotonic() - self.refreshed_at > STALE_S:
             # The whole record needs the firmware labels, which the primary holds; and a view not
             # refreshed lately may be behind a shard restart.
             raise Forward
@@ -157,8 +159,36 @@ class FleetView:
         # completed as known here (the view is behind a rewind or a restart), is not answered here.
         if tick >= self.final_before or tick < self.last_tick:
             return _BEHIND
-        assert self.config is not None
-        return service_facts(row, self.config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
+        assert self._config is not None
+        return service_facts(row, self._config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
+
+    # -- HubReads -----------------------------------------------------------------------------
+    @property
+    def config(self) -> FleetConfig:
+        """The primary's fleet configuration; Forward before the first refresh."""
+        if self._config is None:
+            raise Forward
+        return self._config
+
+    @property
+    def tick(self) -> int:
+        """The next tick to run, as of the last refresh."""
+        return self.last_tick + 1
+
+    def shard_of(self, hub: int) -> int:
+        """The shard holding `hub` (KeyError outside the fleet), from the primary's layout."""
+        if self._config is None or not 0 <= hub < self._config.hubs or not self.first_hub:
+            raise KeyError(hub)
+        return bisect.bisect_right(self.first_hub, hub) - 1
+
+    def hub(self, hub: int) -> dict[str, Any]:
+        """A whole record needs the firmware labels the primary holds: it answers."""
+        raise Forward
+
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        """Reads are answered through `call` (with the admission and checks of the request);
+        one asked for otherwise goes to the primary."""
+        raise Forward
 
     def close(self) -> None:
         for r in self.readers:
@@ -240,8 +270,8 @@ class ReplicaDcc(DccServicer):
     answered here, everything else raised as Forward."""
 
     def __init__(self, view: FleetView, leases: Leases):
-        super().__init__(view, None)
-        self.facts = view  # its call() is the batcher's: facts from shared memory, or Forward
+        # Its call() is the batcher's: facts from shared memory, or Forward.
+        super().__init__(view, None, facts=view)
         self.leases = leases
 
     async def SubmitServiceRequest(self, request, context):
@@ -470,3 +500,10 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+if TYPE_CHECKING:
+    from twin.engine.interface import HubReads
+
+    # The type checker proves the view is the engine's read interface, as the DCC servicer needs.
+    _conforms: type[HubReads] = FleetView

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from typing import Any
 
 import grpc
 
+from twin.engine.interface import FleetEngine
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.netaddr import host_of, is_loopback
 from twin.services.anomaly import AnomalyDetector
@@ -23,7 +23,7 @@ LEASE_HOLD_S = 1.0  # a replica uses leased admissions within this long or hands
 
 
 class ReplicaServicer(replica_pb2_grpc.ReplicaServiceServicer):
-    def __init__(self, supervisor: Any, anomaly: AnomalyDetector, token: str):
+    def __init__(self, supervisor: FleetEngine, anomaly: AnomalyDetector, token: str):
         self.sup = supervisor
         self.anomaly = anomaly
         self._token = token.encode()
@@ -57,7 +57,7 @@ def peer_host(peer: str) -> str:
     return host_of(rest) if kind in ("ipv4", "ipv6") else ""
 
 
-def replica_state(sup: Any) -> replica_pb2.ReplicaState:
+def replica_state(sup: FleetEngine) -> replica_pb2.ReplicaState:
     """The supervisor's state as a replica needs it (blocking: run it off the event loop)."""
     tick, plan, final_before, first_hubs = sup.schedule_view()
     segments = []

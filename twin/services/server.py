@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import RunFailure, RunStateError
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
@@ -332,7 +333,7 @@ def bearer_token(context) -> str:
 class ApiServer:
     """Start with `start()`, stop with `stop()`; `port` is the bound port (0 picks one)."""
 
-    def __init__(self, supervisor: Any, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
+    def __init__(self, supervisor: FleetEngine, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
                  metrics_port: int | None = None, streams: StreamLimits | None = None):
