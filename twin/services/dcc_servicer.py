@@ -31,10 +31,11 @@ from twin.model.readings import READ_SRVS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineFull, entry_number
 from twin.services.batching import ShardBatcher
-from twin.services.convert import ALERT_CODES, hub_index, page_start, page_token, ts
+from twin.services.convert import ALERT_CODES, hub_index, ts
 from twin.services.errors import ApiError, conflict, denied, invalid, quarantined
 from twin.services.identity import OPERATOR, Identity
-from twin.services.policy import PolicyError, authorise
+from twin.services.pagination import next_page_token, page_of
+from twin.services.policy import PolicyError, authorise, quarantine_scope
 from twin.services.retries import check_request_id, claim
 from twin.services.server import current_identity
 from twin.services.signing import SignatureChecker, SignatureError
@@ -113,8 +114,6 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
     # -- the request path ------------------------------------------------------------------
     async def SubmitServiceRequest(self, request, context):
         identity = current_identity()
-        if identity.role == OPERATOR:
-            raise denied("operators do not send Service Requests; use a DCC User identity", "srv")
         key, first = await self._claim(identity, request)
         if first is not None:
             return first  # a retry: the first answer, nothing applied again
@@ -470,17 +469,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     # -- quarantine -------------------------------------------------------------------------------
     async def ListQuarantinedRequests(self, request, context):
-        identity = current_identity()
-        user = request.user_id or None
-        if identity.role != OPERATOR:
-            if user not in (None, identity.user_id):
-                raise denied("users may list only their own quarantined requests", "user_id")
-            user = identity.user_id
-        if request.page_size < 0:
-            raise invalid("page_size", f"must not be negative, got {request.page_size}")
-        size = min(request.page_size or QUARANTINE_PAGE, MAX_QUARANTINE_PAGE)
-        start = page_start(request)
-        entries = self.anomaly.page(user, start[0] if start else 0, size + 1)
+        try:
+            user = quarantine_scope(current_identity(), request.user_id)
+        except PolicyError as e:
+            raise denied(e.message, e.field) from None
+        page = page_of(request, default_size=QUARANTINE_PAGE, max_size=MAX_QUARANTINE_PAGE)
+        size = page.size
+        entries = self.anomaly.page(user, page.offset, size + 1)
         out, used = [], 0
         for e in entries[:size]:
             msg = _quarantined(e)
@@ -492,11 +487,9 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             used += msg.ByteSize()
         more = entries[len(out)] if len(entries) > len(out) else None
         return dcc_pb2.ListQuarantinedRequestsResponse(
-            requests=out, next_page_token=page_token(request, entry_number(more.id)) if more is not None else "")
+            requests=out, next_page_token=next_page_token(request, entry_number(more.id) if more is not None else None))
 
     async def ReleaseQuarantinedRequest(self, request, context):
-        if current_identity().role != OPERATOR:
-            raise denied("only an operator may release a quarantined request")
         try:
             entry = self.anomaly.release(request.id)
         except KeyError:
@@ -533,8 +526,6 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         return resp
 
     async def DeleteQuarantinedRequest(self, request, context):
-        if current_identity().role != OPERATOR:
-            raise denied("only an operator may delete a quarantined request")
         try:
             entry = self.anomaly.delete(request.id)
         except KeyError:
