@@ -16,15 +16,10 @@ from twin.model.grammar import GrammarError, shown
 from twin.model.ids import parse_hub_ref
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
+from twin.services.dcc.alerts import ALERT_CODES as ALERT_CODES  # one table, re-exported for the fleet API
 from twin.services.errors import invalid, not_found
 
 CSP_NAMES = [c.name.title() for c in Csp]
-# GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert).
-ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
-               AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
-               AlertKind.FIRMWARE_ACTIVATED: "0x8F43", AlertKind.EMERGENCY_CREDIT_ACTIVATED: "0x81AB",
-               AlertKind.CREDIT_BELOW_DISABLEMENT: "0x8F0F", AlertKind.SUPPLY_ARMED: "0x8F32"}
-
 
 def ts(when: datetime) -> timestamp_pb2.Timestamp:
     """An aware datetime -> Timestamp (the instant; a naive one is refused, never read as UTC)."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import operator
 import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, SupportsIndex, TypeVar
 
 from google.protobuf.message import Message
 
@@ -57,12 +58,12 @@ def page_of(request: Any, *, default_size: int, max_size: int, positions: int = 
     return Page(page_start(request, positions), min(request.page_size or default_size, max_size))
 
 
-def next_page_token(request: Message, position: int | tuple[int, ...] | None) -> str:
+def next_page_token(request: Message, position: SupportsIndex | tuple[int, ...] | None) -> str:
     """The next_page_token of a page of `request`'s list: '' at the end (`position` None), else a
-    token resuming at `position`."""
+    token resuming at `position` (an integer, numpy's included, or a tuple of them)."""
     if position is None:
         return ""
-    return page_token(request, *((position,) if isinstance(position, int) else position))
+    return page_token(request, *(position if isinstance(position, tuple) else (operator.index(position),)))
 
 
 def slice_page(request: Message, items: Sequence[T], page: Page) -> tuple[list[T], str]:
