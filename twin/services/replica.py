@@ -159,7 +159,8 @@ class FleetView:
         if tick >= self.final_before or tick < self.last_tick:
             return _BEHIND
         assert self.config is not None
-        return service_facts(row, self.config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
+        # The shared row reads like a one-hub HubState's columns (SharedReader.row).
+        return service_facts(cast(Any, row), self.config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
 
     def close(self) -> None:
         for r in self.readers:
@@ -446,7 +447,11 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         if args.exit_with_parent:
             loop = asyncio.get_running_loop()
-            on_parent_exit(lambda: loop.call_soon_threadsafe(task.cancel))
+
+            def stop() -> None:
+                loop.call_soon_threadsafe(task.cancel)
+
+            on_parent_exit(stop)
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             task.result()  # it failed before serving: raise its error

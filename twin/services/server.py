@@ -263,6 +263,7 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         self.calls = Counter("twin_api_calls", "API calls answered, by method and gRPC status code",
                              ["method", "code"], registry=self.registry)
+        self._httpd: Any = None  # the /metrics HTTP server, once serve_http is called
 
     def count(self, method: str, code: grpc.StatusCode) -> None:
         self.calls.labels(method, code.name).inc()
@@ -284,7 +285,7 @@ class ApiMetrics:
         return self._httpd.server_address[1]
 
     def stop_http(self) -> None:
-        httpd = getattr(self, "_httpd", None)
+        httpd = self._httpd
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
