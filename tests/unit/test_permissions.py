@@ -105,3 +105,33 @@ def test_slice_pages_walk_a_list_once_in_order(n, size):
             break
     assert got == items
     assert pages == max(1, -(-n // size))
+
+
+def _sees(role: str, party: int, kind: int, area: int, supplier: int, gas_supplier: int, kinds: set[int]) -> bool:
+    """One alert, by the rule as the SEC states it (the reference for the whole-column mask)."""
+    from twin.model.catalog import PREPAYMENT_ALERTS
+
+    if kinds and kind not in kinds:
+        return False
+    if role == OPERATOR:
+        return True
+    if kind in PREPAYMENT_ALERTS and role not in ("IS", "ES", "RSA"):
+        return False
+    return {"ED": area, "GT": area, "IS": supplier, "ES": supplier, "RSA": supplier,
+            "GS": gas_supplier}.get(role, -1) == party
+
+
+@settings(deadline=None, max_examples=300)
+@given(role=st.sampled_from(["IS", "ES", "GS", "ED", "GT", "RSA", "OU", OPERATOR]), party=st.integers(1, 3),
+       rows=st.lists(st.tuples(st.integers(0, 8), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+                     max_size=30),
+       kinds=st.sets(st.integers(0, 8), max_size=3))
+def test_the_alert_mask_is_the_per_alert_rule(role, party, rows, kinds):
+    from twin.services.dcc.alerts import alert_mask
+
+    cols = np.array(rows, np.int64).reshape(-1, 4)
+    ev = {"hub": np.arange(len(rows)), "kind": cols[:, 0].astype(np.uint8), "area": cols[:, 1],
+          "supplier": cols[:, 2], "gas_supplier": cols[:, 3]}
+    ident = Identity("u", role, 0 if role in ("OU", OPERATOR) else party)
+    got = alert_mask(ident, kinds, ev).tolist()
+    assert got == [_sees(role, ident.party_id, *r, kinds=kinds) for r in rows]

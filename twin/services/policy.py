@@ -9,7 +9,9 @@ Two axes, both declared here:
   Appendix E); SRV_PREMISES says which premises an eligible role may address (the one it
   serves, or for the SR 6.23 credential swap any premises, since the gaining supplier sends it);
   `authorise` applies both.
-- Scoped reads: `quarantine_scope` (whose quarantined requests a caller may list)."""
+- Scoped reads: ALERT_SCOPE and NO_PREPAYMENT_ALERTS (which device alerts each role receives,
+  applied as a whole-column mask by twin.services.dcc.alerts), `quarantine_scope` (whose
+  quarantined requests a caller may list)."""
 
 from __future__ import annotations
 
@@ -103,6 +105,16 @@ def check_call(identity: Identity, rule: Rule, method: str) -> None:
     """Raise PolicyError PERMISSION_DENIED unless `rule` lets `identity` call `method`."""
     if not permits(identity, rule):
         raise PolicyError("PERMISSION_DENIED", f"{method}: {rule.refusal}", field=rule.field)
+
+
+# Which device alerts each role receives: those whose alert-log column equals the user's party id
+# (its DNO area for a network operator, its supplier code for a supplier), or all (None). A role
+# missing here (OU) receives none.
+ALERT_SCOPE: Mapping[str, str | None] = {
+    OPERATOR: None, "ED": "area", "GT": "area", "IS": "supplier", "ES": "supplier", "RSA": "supplier",
+    "GS": "gas_supplier"}
+# An ESME's prepayment alerts are the import supplier's business, not the network's or gas's.
+NO_PREPAYMENT_ALERTS = frozenset({"ED", "GT", "GS"})
 
 
 def quarantine_scope(identity: Identity, user_id: str) -> str | None:

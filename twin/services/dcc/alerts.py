@@ -18,7 +18,8 @@ from twin.model.ids import eui64
 from twin.model.params import TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
 from twin.services.dcc.errors import PositionExpired, StreamBehind, invalid
-from twin.services.identity import OPERATOR, Identity
+from twin.services.identity import Identity
+from twin.services.policy import ALERT_SCOPE, NO_PREPAYMENT_ALERTS
 
 # GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert; the rest are the
 # GBCS Alert Codes of domain/gbcs-alert-codes.txt).
@@ -55,20 +56,16 @@ def alert_kinds(names: Iterable[str]) -> set[int]:
 
 def alert_mask(ident: Identity, kinds: set[int], ev: dict[str, np.ndarray]) -> np.ndarray:
     """The alerts of a tick (alert log columns hub, kind, area, supplier, gas_supplier; shape (n,))
-    that the subscriber may see and asked for (`kinds` empty: all): bool array of shape (n,).
-    Operators see all; a network operator (ED, GT) its area's; a supplier its premises'; an ESME's
-    prepayment alerts are the import supplier's business only; anyone else none."""
+    that the subscriber may see (policy.ALERT_SCOPE, policy.NO_PREPAYMENT_ALERTS) and asked for
+    (`kinds` empty: all): bool array of shape (n,)."""
+    if ident.role not in ALERT_SCOPE:
+        return np.zeros(ev["hub"].size, bool)
     mask = np.ones(ev["hub"].size, bool)
-    if ident.role in ("ED", "GT", "GS"):
+    if ident.role in NO_PREPAYMENT_ALERTS:
         mask &= ~np.isin(ev["kind"], PREPAYMENT_ALERTS)
-    if ident.role in ("ED", "GT"):
-        mask &= ev["area"] == ident.party_id
-    elif ident.role in ("IS", "ES", "RSA"):
-        mask &= ev["supplier"] == ident.party_id
-    elif ident.role == "GS":
-        mask &= ev["gas_supplier"] == ident.party_id
-    elif ident.role != OPERATOR:
-        mask[:] = False
+    column = ALERT_SCOPE[ident.role]
+    if column is not None:
+        mask &= ev[column] == ident.party_id
     if kinds:
         mask &= np.isin(ev["kind"], list(kinds))
     return mask
