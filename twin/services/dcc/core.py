@@ -115,9 +115,10 @@ class DccCore:
         self.facts: FactsSource = facts if facts is not None else ShardBatcher(engine, "service_facts_many")
         self.anomaly = anomaly or AnomalyDetector()
         self.signatures = signatures or SignatureChecker()
-        engine_ledger = getattr(engine, "requests", None)
-        self.ledger: RequestLedger = ledger or (engine_ledger if isinstance(engine_ledger, RequestLedger)
-                                                else RequestLedger())
+        if ledger is None:  # (an empty ledger is falsy: test for None)
+            engine_ledger = getattr(engine, "requests", None)
+            ledger = engine_ledger if isinstance(engine_ledger, RequestLedger) else RequestLedger()
+        self.ledger: RequestLedger = ledger
         self.responses = ResponseLogs(responses_kept)
         self.pending: list[Pending] = []
         self.alerts = AlertFeed(lambda: self.engine.alert_log, lambda t: self.engine.config.time_of(t),
