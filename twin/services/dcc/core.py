@@ -113,8 +113,9 @@ class DccCore:
         self.users = users
         self.digest = digest
         self.facts: FactsSource = facts if facts is not None else ShardBatcher(engine, "service_facts_many")
-        self.anomaly = anomaly or AnomalyDetector()
-        self.signatures = signatures or SignatureChecker()
+        self.anomaly = anomaly if anomaly is not None else AnomalyDetector()
+        # (a SignatureChecker with nothing seen yet is falsy: test for None)
+        self.signatures = signatures if signatures is not None else SignatureChecker()
         if ledger is None:  # (an empty ledger is falsy: test for None)
             engine_ledger = getattr(engine, "requests", None)
             ledger = engine_ledger if isinstance(engine_ledger, RequestLedger) else RequestLedger()
