@@ -308,3 +308,15 @@ def test_the_dcc_logic_imports_no_grpc_and_no_generated_code():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_collaborators_passed_in_are_used_even_when_empty(dcc):
+    """An empty SignatureChecker or RequestLedger is falsy (len 0): the core must still use it."""
+    from twin.engine.requests import RequestLedger
+    from twin.services.signing import SignatureChecker
+
+    _, engine = dcc
+    signatures, ledger, anomaly = SignatureChecker(), RequestLedger(), AnomalyDetector()
+    core = DccCore(engine, users=list, digest=_digest, facts=engine, signatures=signatures, ledger=ledger,
+                   anomaly=anomaly)
+    assert core.signatures is signatures and core.ledger is ledger and core.anomaly is anomaly
