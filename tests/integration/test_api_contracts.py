@@ -31,8 +31,8 @@ from twin.model.catalog import AlertKind
 from twin.model.config import FleetConfig
 from twin.model.query import parse_filter
 from twin.services.anomaly import AnomalyDetector
-from twin.services.convert import page_token
 from twin.services.errors import bad_request_fields
+from twin.services.pagination import page_token
 from twin.services.server import MAX_MESSAGE_BYTES, ApiServer
 
 pytestmark = pytest.mark.usefixtures("ray_session")

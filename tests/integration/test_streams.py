@@ -305,7 +305,7 @@ def test_stream_responses_resume_after_falling_behind(streams, tmp_path):
         assert {a.status for a in acks} == {dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED}
         for _ in range(4):  # the power comes back; every read is answered on the stream
             sup.step(1)
-        wait_for(lambda: streams.tight.dcc.responses[user].last == n)
+        wait_for(lambda: streams.tight.dcc.core.responses.of(user).last == n)
         time.sleep(0.5)  # the stalled stream's window (0.3 s) passes
         part: list = []
         done = threading.Event()

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.fleet.v1 import fleet_pb2
-from twin.services.convert import page_start, page_token
 from twin.services.errors import ApiError
+from twin.services.pagination import page_start, page_token
 
 
 def refused(request) -> None:

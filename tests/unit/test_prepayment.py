@@ -361,7 +361,7 @@ def test_a_supply_disabled_by_sr_7_2_meters_nothing_until_sr_7_1():
 
 
 def test_prepayment_alerts_go_to_the_import_supplier_not_the_network_or_gas_supplier():
-    from twin.services.dcc_servicer import _alert_mask
+    from twin.services.dcc.alerts import alert_mask
     from twin.services.identity import OPERATOR, Identity
 
     kinds = np.array([AlertKind.POWER_OUTAGE, AlertKind.CREDIT_BELOW_DISABLEMENT, AlertKind.SUPPLY_ARMED,
@@ -370,7 +370,7 @@ def test_prepayment_alerts_go_to_the_import_supplier_not_the_network_or_gas_supp
           "supplier": np.full(4, 8, np.uint8), "gas_supplier": np.full(4, 8, np.uint8)}
 
     def sees(role: str, party: int) -> list[int]:
-        return np.flatnonzero(_alert_mask(Identity("u", role, party), set(), ev)).tolist()
+        return np.flatnonzero(alert_mask(Identity("u", role, party), set(), ev)).tolist()
 
     assert sees("IS", 8) == [0, 1, 2, 3]
     assert sees("IS", 1) == []

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import secrets
-import struct
 from datetime import datetime
 from typing import Any
 
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
-from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from twin.generated.fleet.v1 import fleet_pb2
@@ -32,16 +26,11 @@ from twin.model.catalog import (
 from twin.model.ids import parse_hub_ref
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
+from twin.services.dcc.alerts import ALERT_CODES as ALERT_CODES  # one table, re-exported for the fleet API
 from twin.services.errors import invalid, not_found
 from twin.util.grammar import GrammarError, shown
 
 CSP_NAMES = [c.name.title() for c in Csp]
-# GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert).
-ALERT_CODES = {AlertKind.POWER_OUTAGE: "AD1", AlertKind.POWER_RESTORED: "0x8F36", AlertKind.LOW_BATTERY: "0x8F1F",
-               AlertKind.FIRMWARE_TRANSFER_OK: "0x8F8A", AlertKind.FIRMWARE_TRANSFER_FAIL: "0x8F89",
-               AlertKind.FIRMWARE_ACTIVATED: "0x8F43", AlertKind.EMERGENCY_CREDIT_ACTIVATED: "0x81AB",
-               AlertKind.CREDIT_BELOW_DISABLEMENT: "0x8F0F", AlertKind.SUPPLY_ARMED: "0x8F32"}
-
 
 def region_name(code: int) -> str:
     """A Region code (1..3) -> the API's region name: 'North', 'Central' or 'South'."""
@@ -171,64 +160,3 @@ def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
         any_resp.Pack(resp)
         op.response.CopyFrom(any_resp)
     return op
-
-
-# Page tokens (AIP-158) are opaque and bound to the request that asked for the list: a version
-# byte, the position to resume at, and an HMAC over both with the request's method, its fields
-# other than page_size and page_token (filter, parent, ...) and the caller, keyed by a secret of
-# this server process. A token used with another filter or parent, by another caller, edited,
-# made by hand or issued by an earlier server process is refused as INVALID_ARGUMENT naming
-# page_token. The list is then walked again from the start.
-_TOKEN_KEY = secrets.token_bytes(32)
-_TOKEN_VERSION = 1
-_MAC_BYTES = 16
-_PAGING_FIELDS = ("page_size", "page_token")
-
-
-def _token_mac(request: Message, body: bytes) -> bytes:
-    scope = type(request)()
-    scope.CopyFrom(request)
-    for name in _PAGING_FIELDS:
-        if name in scope.DESCRIPTOR.fields_by_name:
-            scope.ClearField(name)
-    mac = hmac.new(_TOKEN_KEY, digestmod=hashlib.sha256)
-    for part in (request.DESCRIPTOR.full_name.encode(), _caller().encode(), scope.SerializeToString(deterministic=True),
-                 body):
-        mac.update(len(part).to_bytes(4, "big"))
-        mac.update(part)
-    return mac.digest()[:_MAC_BYTES]
-
-
-def _caller() -> str:
-    from twin.services.server import IDENTITY  # at call time: the server module imports this one
-
-    ident = IDENTITY.get(None)
-    return ident.user_id if ident is not None else ""
-
-
-def page_token(request: Message, *position: int) -> str:
-    """The next_page_token continuing `request`'s list at `position` (one or more integers, as the
-    method's page_start reads them)."""
-    body = struct.pack(f">B{len(position)}q", _TOKEN_VERSION, *position)
-    return base64.urlsafe_b64encode(body + _token_mac(request, body)).decode().rstrip("=")
-
-
-def page_start(request: Message, n: int = 1) -> tuple[int, ...] | None:
-    """The position `request.page_token` resumes at (n integers), None if it has no token; raises
-    INVALID_ARGUMENT naming page_token if the token was not issued for this request."""
-    token = request.page_token
-    if not token:
-        return None
-    size = 1 + 8 * n
-    try:
-        if not token.isascii() or len(token) > 200:
-            raise ValueError
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except ValueError:
-        raw = b""
-    body, mac = raw[:size], raw[size:]
-    if len(raw) != size + _MAC_BYTES or body[0] != _TOKEN_VERSION or not hmac.compare_digest(mac, _token_mac(request, body)):
-        raise invalid("page_token", "not a token this server issued for this request: a page token continues only "
-                                    "the list that returned it (same method, filter and parent, same caller, same "
-                                    "server process); leave it empty to start the list again")
-    return struct.unpack(f">{n}q", body[1:])

@@ -9,8 +9,9 @@ from twin.engine.interface import FleetEngine
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
 from twin.model.network import NEVER
-from twin.services.convert import hub_index, page_start, page_token, ts
+from twin.services.convert import hub_index, ts
 from twin.services.errors import invalid, not_found
+from twin.services.pagination import next_page_token, page_of, slice_page
 
 AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
 
@@ -50,10 +51,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
     async def ListSwitchOffs(self, request, context):
         region = _region(request.parent, "parent")
         plan = self.sup.network_view()
-        if request.page_size < 0:
-            raise invalid("page_size", "must not be negative")
-        size = min(request.page_size or 50, 1000)
-        start = (page_start(request) or (0,))[0]
+        page = page_of(request, default_size=50, max_size=1000)
         out = []
         # Every window, switch-offs and incidents alike; overlapping ones are listed each.
         for w, off, on in plan.windows_of(region):
@@ -61,21 +59,18 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
             if on != NEVER:
                 so.on_from.CopyFrom(ts(self.sup.config.time_of(on)))
             out.append(so)
-        nxt = page_token(request, start + size) if start + size < len(out) else ""
-        return csp_pb2.ListSwitchOffsResponse(switch_offs=out[start:start + size], next_page_token=nxt)
+        switch_offs, nxt = slice_page(request, out, page)
+        return csp_pb2.ListSwitchOffsResponse(switch_offs=switch_offs, next_page_token=nxt)
 
     async def ListBaseStations(self, request, context):
         region = _region(request.parent, "parent")
         if region != Region.NORTH:
             raise invalid("parent", "base stations belong to the North's long-range radio network (regions/north)")
-        if request.page_size < 0:
-            raise invalid("page_size", "must not be negative")
-        size = min(request.page_size or 100, 2000)
-        start = (page_start(request) or (0,))[0]
+        asked = page_of(request, default_size=100, max_size=2000)
         cells = await self._base_stations()
         ids = sorted(cells)
-        page = [i for i in ids if i >= start][:size]
-        nxt = page_token(request, page[-1] + 1) if page and page[-1] != ids[-1] else ""
+        page = [i for i in ids if i >= asked.offset][:asked.size]
+        nxt = next_page_token(request, page[-1] + 1 if page and page[-1] != ids[-1] else None)
         return csp_pb2.ListBaseStationsResponse(
             base_stations=[csp_pb2.BaseStation(name=f"regions/north/baseStations/{i}", id=i, hubs=cells[i][0],
                                                area_id=cells[i][1]) for i in page], next_page_token=nxt)

@@ -10,6 +10,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from twin.services.dcc.errors import DccError
+
 
 class ApiError(Exception):
     """Raised by servicer helpers; the interceptor turns it into the call's status."""
@@ -54,6 +56,11 @@ def _pack(msg) -> any_pb2.Any:
     a = any_pb2.Any()
     a.Pack(msg)
     return a
+
+
+def from_dcc(e: DccError) -> ApiError:
+    """The status of a refusal by the DCC's logic (twin.services.dcc), code, field and all."""
+    return ApiError(grpc.StatusCode[e.code.name], e.message, field=e.field, quota=e.quota, precondition=e.precondition)
 
 
 def invalid(field: str, message: str) -> ApiError:

@@ -28,15 +28,12 @@ from twin.services.convert import (
     hub_index,
     hub_message,
     operation_message,
-    page_start,
-    page_token,
     summary_message,
     ts,
 )
-from twin.services.errors import ApiError, conflict, denied, invalid, not_found
-from twin.services.identity import OPERATOR
+from twin.services.errors import ApiError, conflict, invalid, not_found
+from twin.services.pagination import next_page_token, page_of, slice_page
 from twin.services.retries import claim_request
-from twin.services.server import current_identity
 from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, expired
 from twin.util.grammar import shown
 
@@ -47,11 +44,6 @@ _PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
 RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
-
-
-def require_operator() -> None:
-    if current_identity().role != OPERATOR:
-        raise denied("fleet operations need an operator identity")
 
 
 def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
@@ -101,11 +93,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                                error=c.get("error") or "")
 
     async def GetClock(self, request, context):
-        require_operator()
         return self._clock()
 
     async def UpdateClock(self, request, context):
-        require_operator()
         if request.state not in fleet_pb2.ClockState.values():
             raise invalid("state", f"unknown clock state {request.state}: CLOCK_STATE_PAUSED or CLOCK_STATE_RUNNING")
         if not math.isfinite(request.speed):
@@ -121,14 +111,12 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return self._clock()
 
     async def StepClock(self, request, context):
-        require_operator()
         if not 1 <= request.count <= 10_000:
             raise invalid("count", f"must be between 1 and 10000, got {request.count}")
         await asyncio.to_thread(self.sup.step, request.count)
         return self._clock()
 
     async def CreateEvent(self, request, context):
-        require_operator()
         event = _event_dict(request)
         key, first = claim_request(self.sup.requests, request)
         if first is not None:  # a retry: the first Operation as it is now, nothing applied again
@@ -149,7 +137,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         """Pause, resume or cancel (AIP-151): NOT_FOUND for an unknown operation; the operation
         unchanged if it is already in the state asked for (a retry is harmless); FAILED_PRECONDITION
         if its state does not allow the action (it has finished, or is not running)."""
-        require_operator()
         if self.branches is not None and name.startswith(OP_PREFIX) and self.branches.operation(name) is not None:
             raise conflict(name, f"{name} makes a branch: it runs to its until_tick and cannot be {_PAST[action]}")
         try:
@@ -172,7 +159,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return await self._control(request.name, "resume")
 
     async def AggregateFleet(self, request, context):
-        require_operator()
         try:
             rows = await asyncio.to_thread(self.sup.aggregate, list(request.group_by))
         except ValueError as e:
@@ -182,43 +168,33 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.AggregateFleetResponse(rows=out, tick=self.sup.tick)
 
     async def GetHub(self, request, context):
-        require_operator()
         hub = hub_index(request.name, self.sup.config.seed, self.sup.config.hubs)
         return hub_message(await self.hubs.call(hub))
 
     async def ListHubs(self, request, context):
-        require_operator()
-        if request.page_size < 0:
-            raise invalid("page_size", f"must not be negative, got {request.page_size}")
-        size = min(request.page_size or 50, MAX_PAGE)
+        page = page_of(request, default_size=50, max_size=MAX_PAGE)
         try:
             filters = parse_filter(request.filter)
         except ValueError as e:
             raise invalid("filter", str(e)) from None
-        start = (page_start(request) or (0,))[0]
-        recs, nxt = await asyncio.to_thread(self.sup.list_hubs, filters, start, size)
-        return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs],
-                                          next_page_token=page_token(request, nxt) if nxt is not None else "")
+        recs, nxt = await asyncio.to_thread(self.sup.list_hubs, filters, page.offset, page.size)
+        return fleet_pb2.ListHubsResponse(hubs=[hub_message(r) for r in recs], next_page_token=next_page_token(request, nxt))
 
     async def ListHubEvents(self, request, context):
-        require_operator()
-        if request.page_size < 0:
-            raise invalid("page_size", f"must not be negative, got {request.page_size}")
-        hub = hub_index(request.parent, self.sup.config.seed, self.sup.config.hubs, field="parent")
-        size = min(request.page_size or 50, MAX_EVENTS_PAGE)
         # Resumes after the last event sent (its tick, and how many of that tick's were sent), so
         # alerts arriving between pages neither repeat nor hide older ones.
-        start = page_start(request, 2)
-        events = await asyncio.to_thread(self.sup.hub_events, hub, size + 1, start=start)
+        asked = page_of(request, default_size=50, max_size=MAX_EVENTS_PAGE, positions=2)
+        hub = hub_index(request.parent, self.sup.config.seed, self.sup.config.hubs, field="parent")
+        size = asked.size
+        events = await asyncio.to_thread(self.sup.hub_events, hub, size + 1, start=asked.start)
         page = events[:size]
         tick_time = self.sup.config.time_of
         out = [fleet_pb2.HubEvent(kind=AlertKind(e["kind"]).name, code=ALERT_CODES[AlertKind(e["kind"])], tick=e["tick"],
                                   time=ts(tick_time(e["tick"]) + timedelta(seconds=e["second"]))) for e in page]
-        nxt = page_token(request, page[-1]["tick"], page[-1]["rank"] + 1) if len(events) > size else ""
-        return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=nxt)
+        nxt = (page[-1]["tick"], page[-1]["rank"] + 1) if len(events) > size else None
+        return fleet_pb2.ListHubEventsResponse(events=out, next_page_token=next_page_token(request, nxt))
 
     async def RewindClock(self, request, context):
-        require_operator()
         if request.tick > self.sup.tick:  # a tick the run has not reached yet: valid later (AIP-193)
             raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"tick: {request.tick} is beyond the current tick "
                                                          f"{self.sup.tick}; rewind goes back only", field="tick")
@@ -226,7 +202,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return self._clock()
 
     async def CreateBranch(self, request, context):
-        require_operator()
         events = []
         for i, ev in enumerate(request.events):
             try:
@@ -249,21 +224,15 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         return op
 
     async def GetBranch(self, request, context):
-        require_operator()
         return self.branches.message(self.branches.branch_dir(request.name))
 
     async def ListBranches(self, request, context):
-        require_operator()
-        if request.page_size < 0:
-            raise invalid("page_size", f"must not be negative, got {request.page_size}")
-        size = min(request.page_size or 50, MAX_PAGE)
-        start = (page_start(request) or (0,))[0]
+        page = page_of(request, default_size=50, max_size=MAX_PAGE)
         all_ = await asyncio.to_thread(self.branches.list)  # oldest first: new branches come last
-        nxt = page_token(request, start + size) if start + size < len(all_) else ""
-        return fleet_pb2.ListBranchesResponse(branches=all_[start:start + size], next_page_token=nxt)
+        branches, nxt = slice_page(request, all_, page)
+        return fleet_pb2.ListBranchesResponse(branches=branches, next_page_token=nxt)
 
     async def CompareBranches(self, request, context):
-        require_operator()
         return await asyncio.to_thread(self.branches.compare, request.name, request.other)
 
     async def WatchFleet(self, request, context):
@@ -274,7 +243,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         after it began waits undelivered longer than `watch_delivery_s`, ABORTED if the run is
         behind it (rewound or restarted), both with `resume_after_tick`. Latest mode: the newest
         summary when the reader is ready, with `skipped_ticks`; ended only by a rewind."""
-        require_operator()
         if not 0 <= request.backlog <= MAX_BACKLOG:
             raise invalid("backlog", f"must be between 0 and {MAX_BACKLOG}, got {request.backlog}")
         if request.mode not in fleet_pb2.WatchMode.values():
@@ -388,15 +356,11 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
             raise not_found("name", str(e)) from None
 
     async def ListOperations(self, request, context):
-        require_operator()
-        if request.page_size < 0:
-            raise invalid("page_size", "must not be negative")
+        asked = page_of(request, default_size=50, max_size=MAX_PAGE)
         keep = _operation_filter(request.filter)
-        start = (page_start(request) or (0,))[0]
-        size = min(request.page_size or 50, MAX_PAGE)
-        page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, start, size)
+        page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, asked.offset, asked.size)
         return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
-                                                     next_page_token=page_token(request, nxt) if nxt else "")
+                                                     next_page_token=next_page_token(request, nxt or None))
 
     async def CancelOperation(self, request, context):
         await self.fleet._control(request.name, "cancel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -34,6 +35,15 @@ class Identity:
     role: str  # one of duis.ROLES, or OPERATOR
     party_id: int  # supplier code (IS/ES/GS/RSA), DNO area id (ED/GT), else 0
     public_key: bytes | None = None  # raw 32-byte Ed25519 public key
+
+
+# The caller of the RPC being served, set by the server's gate before the servicer runs.
+IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
+
+
+def current_identity() -> Identity:
+    """The identity of the call being served (LookupError outside a gated call)."""
+    return IDENTITY.get()
 
 
 def check_identity(identity: Identity) -> None:

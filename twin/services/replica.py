@@ -30,12 +30,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import numpy as np
 
 from twin.background import spawn
+from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
@@ -44,8 +45,9 @@ from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
 from twin.netaddr import host_of, is_loopback
 from twin.parent import on_parent_exit
-from twin.services.dcc_servicer import DccServicer
-from twin.services.identity import OPERATOR, UserStore
+from twin.services.dcc import DccCore, DccEngine, ServiceRequest, ServiceResponse
+from twin.services.dcc_servicer import DccServicer, grpc_digest
+from twin.services.identity import Identity, UserStore
 from twin.services.replica_source import LEASE_HOLD_S, MAX_LEASE
 from twin.services.server import (
     MESSAGE_OPTIONS,
@@ -55,7 +57,6 @@ from twin.services.server import (
     add_channelz,
     add_port,
     channelz_server_ids,
-    current_identity,
 )
 
 log = logging.getLogger("twin.replica")
@@ -160,7 +161,8 @@ class FleetView:
         if tick >= self.final_before or tick < self.last_tick:
             return _BEHIND
         assert self._config is not None
-        return service_facts(row, self._config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
+        # The shared row reads like a one-hub HubState's columns (SharedReader.row).
+        return service_facts(cast(Any, row), self._config, self.plan.up_by_area(max(tick, 0)), hub, tick, srv, fuel)
 
     # -- HubReads -----------------------------------------------------------------------------
     @property
@@ -265,42 +267,34 @@ class Leases:
                 self.held[key] = (0, expires, size - left)
 
 
-class ReplicaDcc(DccServicer):
-    """The primary's DCC servicer with this process's view of the fleet: reads of reachable hubs
-    answered here, everything else raised as Forward."""
+class ReplicaCore(DccCore):
+    """The DCC's logic over this process's view of the fleet: reads of reachable hubs answered
+    here, with the primary's checks; everything else raised as Forward for the primary."""
 
     def __init__(self, view: FleetView, leases: Leases):
-        # Its call() is the batcher's: facts from shared memory, or Forward.
-        super().__init__(view, None, facts=view)
+        # The view serves only the read path (config, facts from shared memory); anything that
+        # needs more of the engine is forwarded before it is reached. Request ids are checked in
+        # this process's own ledger (a retry that reaches another process is answered afresh,
+        # never applied twice: reads change nothing).
+        super().__init__(cast(DccEngine, view), users=tuple, digest=grpc_digest, facts=view, ledger=RequestLedger())
         self.leases = leases
 
-    async def SubmitServiceRequest(self, request, context):
-        identity = current_identity()
-        if request.srv not in READ_SRVS or identity.role == OPERATOR:
+    async def submit(self, identity: Identity, request: ServiceRequest) -> ServiceResponse:
+        if request.srv not in READ_SRVS:
             raise Forward
-        # Reads change nothing; their ids are checked here, in this process's ledger (a retry
-        # that reaches another process is answered afresh, never applied twice).
-        key, first = await self._claim(identity, request)
-        if first is not None:
-            return first
+        return await super().submit(identity, request)
+
+    async def _admit_and_process(self, identity: Identity, request: ServiceRequest, key: RequestKey) -> ServiceResponse:
+        checked = await self.check(identity, request)
+        if not checked.record["reachable"] or checked.reading is None:
+            raise Forward  # deferred: the primary keeps it and answers on StreamResponses
         try:
-            srv, hub, fuel, facts, params = await self._check(identity, request)
-            rec = facts["hub"]
-            if not rec["reachable"] or "result" not in facts:
-                raise Forward  # deferred: the primary keeps it and answers on StreamResponses
-            try:
-                admitted = await self.leases.admit(identity.user_id, srv.srv)
-            except grpc.aio.AioRpcError:
-                raise Forward from None
-            if not admitted:
-                raise Forward  # past the threshold: the primary quarantines it
-            resp = dcc_pb2.SubmitServiceRequestResponse(response=await self._process(
-                identity, request, srv, hub, fuel, rec, params, facts["result"], facts["tick"]))
-        except BaseException:
-            self.ledger.fail(key.user, key.request_id)  # refused, or the primary answers it
-            raise
-        self.ledger.finish(key.user, key.request_id, answer=resp.SerializeToString())
-        return resp
+            admitted = await self.leases.admit(identity.user_id, checked.srv.srv)
+        except grpc.aio.AioRpcError:
+            raise Forward from None
+        if not admitted:
+            raise Forward  # past the threshold: the primary quarantines it
+        return await self.process(identity, request, checked)
 
 
 class Proxy:
@@ -414,7 +408,8 @@ class Replica:
         proxy = Proxy(channel)
         leases = Leases(view)
         gate = _Gate(users, self.max_in_flight, forward=proxy.submit)
-        dcc = gate.guard(ReplicaDcc(view, leases), dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
+        dcc = gate.guard(DccServicer(view, None, core=ReplicaCore(view, leases)),
+                         dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
         known = channelz_server_ids()
         server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)])
         gate.watch(known)
@@ -482,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         if args.exit_with_parent:
             loop = asyncio.get_running_loop()
-            on_parent_exit(lambda: loop.call_soon_threadsafe(task.cancel))
+
+            def stop() -> None:
+                loop.call_soon_threadsafe(task.cancel)
+
+            on_parent_exit(stop)
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if not started.done():
             task.result()  # it failed before serving: raise its error

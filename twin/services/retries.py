@@ -5,27 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen, request_digest
-from twin.services.errors import ApiError, invalid, quarantined
+from twin.services.dcc.errors import request_id_refusal
+from twin.services.dcc.requests import MAX_REQUEST_ID
+from twin.services.errors import ApiError, from_dcc, invalid
 from twin.services.server import current_identity
-
-MAX_REQUEST_ID = 100
 
 
 def request_id_error(e: RequestIdError) -> ApiError:
-    """AIP-193 status of a request id that may not be used, naming the field request_id: a
-    malformed id INVALID_ARGUMENT; a DUIS counter not above the last one FAILED_PRECONDITION (the
-    caller's counter state; DUIS refuses it); an id reused for a different request ALREADY_EXISTS;
-    an id whose first request is still being processed ABORTED (retry shortly); a quarantined one
-    RESOURCE_EXHAUSTED naming its entry."""
-    if e.kind == "held":
-        return quarantined(e.held, e.message)
-    code = {"invalid": grpc.StatusCode.INVALID_ARGUMENT, "stale": grpc.StatusCode.FAILED_PRECONDITION,
-            "reused": grpc.StatusCode.ALREADY_EXISTS, "in_progress": grpc.StatusCode.ABORTED}[e.kind]
-    return ApiError(code, f"request_id: {e.message}", field="request_id",
-                    precondition="request_id" if e.kind == "stale" else "")
+    """AIP-193 status of a request id that may not be used (twin.services.dcc.errors.request_id_refusal)."""
+    return from_dcc(request_id_refusal(e))
 
 
 def check_request_id(request_id: str, *, required: bool) -> None:

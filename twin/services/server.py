@@ -11,7 +11,6 @@ allowed on loopback only; any other address needs TLS."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import json
 import logging
@@ -31,13 +30,14 @@ from twin.engine.supervisor import RunFailure, RunStateError
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.netaddr import is_loopback
-from twin.services.errors import ApiError, conflict, invalid, overloaded
-from twin.services.identity import OPERATOR, Identity, Unauthenticated, UserStore
+from twin.services.errors import ApiError, conflict, denied, invalid, overloaded
+from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore
+from twin.services.identity import current_identity as current_identity  # re-exported for the servicers
+from twin.services.policy import PolicyError, Rule, check_call, rpc_rule
 from twin.services.streams import StreamLimits
 
 log = logging.getLogger(__name__)
 
-IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Options of every API process's server, and of the replicas' channel to the primary.
 MESSAGE_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -55,10 +55,6 @@ SERVER_OPTIONS = [*MESSAGE_OPTIONS, ("grpc.server.max_pending_requests", CORE_PE
 RETRY_AFTER_S = 0.2
 # The gate reads the server's queue from channelz at most this often (a read costs ~0.3 ms).
 _BACKLOG_SAMPLE_S = 0.005
-
-
-def current_identity() -> Identity:
-    return IDENTITY.get()
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -131,17 +127,19 @@ class _Gate:
                               f"(limit {self.max_in_flight}); retry after {RETRY_AFTER_S:g} s", RETRY_AFTER_S)
         return None
 
-    def guard(self, servicer: Any, service: Any, roles: frozenset[str] | None = None) -> Any:
-        """`servicer` with every method of `service` (a ServiceDescriptor) gated; `roles`, if
-        given, are the only roles allowed in."""
+    def guard(self, servicer: Any, service: Any) -> Any:
+        """`servicer` with every method of `service` (a ServiceDescriptor) gated, each admitting
+        the callers its rule in the permission table (`policy.RPC_RULES`) allows. Raises KeyError
+        for a method the table has no rule for."""
         for method in service.methods:
             if method.client_streaming:
                 raise ValueError(f"{service.full_name}.{method.name}: client streaming is not gated")
             fn = getattr(servicer, method.name)
+            rule = rpc_rule(service.full_name, method.name)
             if method.server_streaming:
-                setattr(servicer, method.name, self._stream(fn, roles, method.name))
+                setattr(servicer, method.name, self._stream(fn, rule, method.name))
             else:
-                setattr(servicer, method.name, self._unary(fn, roles, f"/{service.full_name}/{method.name}"))
+                setattr(servicer, method.name, self._unary(fn, rule, f"/{service.full_name}/{method.name}"))
         return servicer
 
     def _known(self, context) -> Identity | None:
@@ -150,14 +148,16 @@ class _Gate:
         except Unauthenticated:
             return None
 
-    def _identity(self, context, roles: frozenset[str] | None, identity: Identity | None = None) -> Identity:
+    def _identity(self, context, rule: Rule, method: str, identity: Identity | None = None) -> Identity:
         try:
             identity = identity or self.users.authenticate(bearer_token(context))
         except Unauthenticated:
             raise ApiError(grpc.StatusCode.UNAUTHENTICATED,
                            "missing or unknown bearer token (metadata 'authorization: Bearer <token>')") from None
-        if roles is not None and identity.role not in roles:
-            raise ApiError(grpc.StatusCode.PERMISSION_DENIED, f"only {', '.join(sorted(roles))} may call this")
+        try:
+            check_call(identity, rule, method)
+        except PolicyError as e:
+            raise denied(e.message, e.field) from None
         IDENTITY.set(identity)
         return identity
 
@@ -166,7 +166,7 @@ class _Gate:
         self.metrics.count(method, error.code)
         await context.abort_with_status(error.status())
 
-    def _unary(self, fn: Callable, roles: frozenset[str] | None, path: str) -> Callable:
+    def _unary(self, fn: Callable, rule: Rule, path: str) -> Callable:
         gate = self
         method = path.rsplit("/", 1)[-1]
 
@@ -185,7 +185,7 @@ class _Gate:
             known = gate._known(context)
             if known is None and gate.forward is not None:
                 return await gate.forward(path, request, context)
-            gate._identity(context, roles, known)
+            gate._identity(context, rule, method, known)
             busy = gate.busy()
             if busy is not None:
                 raise busy
@@ -211,12 +211,12 @@ class _Gate:
                 gate.in_flight -= 1
         return call
 
-    def _stream(self, fn: Callable, roles: frozenset[str] | None, method: str = "") -> Callable:
+    def _stream(self, fn: Callable, rule: Rule, method: str) -> Callable:
         gate = self
 
         async def call(request, context):
             try:
-                gate._identity(context, roles)
+                gate._identity(context, rule, method)
                 busy = gate.busy()
                 if busy is not None:
                     raise busy
@@ -264,6 +264,7 @@ class ApiMetrics:
         self.registry = CollectorRegistry()
         self.calls = Counter("twin_api_calls", "API calls answered, by method and gRPC status code",
                              ["method", "code"], registry=self.registry)
+        self._httpd: Any = None  # the /metrics HTTP server, once serve_http is called
 
     def count(self, method: str, code: grpc.StatusCode) -> None:
         self.calls.labels(method, code.name).inc()
@@ -285,7 +286,7 @@ class ApiMetrics:
         return self._httpd.server_address[1]
 
     def stop_http(self) -> None:
-        httpd = getattr(self, "_httpd", None)
+        httpd = self._httpd
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
@@ -306,7 +307,7 @@ def add_channelz(server: grpc.aio.Server, gate: _Gate) -> None:
     from grpc_channelz.v1._async import ChannelzServicer
 
     channelz_pb2_grpc.add_ChannelzServicer_to_server(gate.guard(
-        ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"], roles=frozenset({OPERATOR})), server)
+        ChannelzServicer(), channelz_pb2.DESCRIPTOR.services_by_name["Channelz"]), server)
 
 
 def ensure_port_free(host: str, port: int) -> None:

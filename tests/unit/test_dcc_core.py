@@ -1,0 +1,322 @@
+"""The DCC's logic (twin.services.dcc) without gRPC: Service Requests checked, routed, answered,
+deferred and quarantined against the real in-process fleet model."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.engine.operations import operation_view
+from twin.model.config import FleetConfig
+from twin.model.fleet import LocalFleet
+from twin.model.readings import read, service_facts
+from twin.services.anomaly import AnomalyDetector
+from twin.services.dcc import (
+    Code,
+    DccCore,
+    DccError,
+    PositionAhead,
+    PositionExpired,
+    ResponseStatus,
+    ServiceRequest,
+    ServiceResponse,
+)
+from twin.services.dcc.requests import MAX_PARAMETERS_BYTES
+from twin.services.dcc.responses import ResponseLog
+from twin.services.identity import Identity
+
+
+class LocalEngine:
+    """The engine members the DCC uses (twin.services.dcc.DccEngine), over the in-process model:
+    what the supervisor does over its shards, done over LocalFleet's one state."""
+
+    clock_state = "paused"
+
+    def __init__(self, fleet: LocalFleet):
+        self.fleet = fleet
+        self.config = fleet.config
+        self.state = fleet.states[0]
+        self.versions = fleet.ops[0].versions
+
+    @property
+    def tick(self) -> int:
+        return self.fleet.tick
+
+    def submit(self, event: dict[str, Any], *, request: Any = None) -> dict[str, Any]:
+        op = self.fleet.submit(event)
+        assert op is not None
+        return operation_view(op, self.config)
+
+    def operation(self, name: str) -> dict[str, Any]:
+        return operation_view(self.fleet.planner.ops[name.removeprefix("operations/")], self.config)
+
+    def operations_page(self, keep: Callable[[Any], bool] | None, start: int,
+                        limit: int) -> tuple[list[dict[str, Any]], int]:
+        ops = [op for op in itertools.islice(self.fleet.planner.ops.values(), start, None) if keep is None or keep(op)]
+        return [operation_view(op, self.config) for op in ops[:limit]], 0
+
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
+        return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
+
+    async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
+        """The shards' service facts (the DCC's facts source)."""
+        tick = self.state.last_tick
+        return service_facts(self.state, self.config, self.fleet.network.up_by_area(max(tick, 0)), hub, tick, srv,
+                             fuel, record, versions=self.versions)
+
+
+def _digest(request: ServiceRequest) -> str:
+    return repr((request.srv, request.target, sorted((request.parameters or {}).items())))
+
+
+@pytest.fixture()
+def dcc() -> tuple[DccCore, LocalEngine]:
+    fleet = LocalFleet(FleetConfig(hubs=4096, seed=11, block_size=1024))
+    fleet.run(2)
+    engine = LocalEngine(fleet)
+    users = [SUPPLIER(engine, 0), Identity("london-ed", "ED", 12)]
+    core = DccCore(engine, users=lambda: users, digest=_digest, facts=engine,
+                   anomaly=AnomalyDetector(thresholds={"4.8.1": 1}))
+    return core, engine
+
+
+def SUPPLIER(engine: LocalEngine, hub: int) -> Identity:
+    """The import supplier of `hub`, as an IS user."""
+    return Identity("supplier-is", "IS", int(engine.state.cols["supplier"][hub]))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def refused(coro: Any) -> DccError:
+    with pytest.raises(DccError) as e:
+        run(coro)
+    return e.value
+
+
+def _reachable_hub(engine: LocalEngine, *, reachable: bool = True) -> int:
+    for hub in range(engine.config.hubs):
+        facts = run(engine.call(hub, "4.1.1", "elec", False))
+        if facts["hub"]["reachable"] == reachable and "result" in facts:
+            return hub
+    raise AssertionError("no such hub")
+
+
+def test_a_read_is_answered_at_once_from_the_tick_it_describes(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    resp = run(core.submit(SUPPLIER(engine, hub), ServiceRequest("4.1.1", f"hubs/{hub}", "r-1")))
+    assert resp.status is ResponseStatus.COMPLETED
+    assert resp.result == engine.read(hub, "4.1.1", "elec")
+    assert resp.time == engine.config.time_of(engine.state.last_tick + 1)
+    assert resp.csp == run(engine.call(hub, "4.1.1", "elec", False))["hub"]["region"]
+    assert (resp.request_id, resp.srv, resp.target, resp.position) == ("r-1", "4.1.1", f"hubs/{hub}", 0)
+
+
+def test_a_retry_gets_the_first_answer_and_a_reused_id_is_refused(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    user = SUPPLIER(engine, hub)
+    first = run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "r-1")))
+    engine.fleet.run(1)  # the reading would differ now: a retry must not read again
+    assert run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "r-1"))) == first
+    e = refused(core.submit(user, ServiceRequest("4.6.1", f"hubs/{hub}", "r-1")))
+    assert (e.code, e.field) == (Code.ALREADY_EXISTS, "request_id")
+
+
+@pytest.mark.parametrize(("who", "srv", "code", "field"), [
+    ("ed", "7.1", Code.PERMISSION_DENIED, "srv"),  # a network operator may not change supply
+    ("other-supplier", "4.1.1", Code.PERMISSION_DENIED, "target"),
+    ("supplier", "4.99", Code.INVALID_ARGUMENT, "srv"),
+    ("supplier", "1.6", Code.UNIMPLEMENTED, "srv"),
+])
+def test_refusals_name_the_field_and_apply_nothing(dcc, who, srv, code, field):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    own = SUPPLIER(engine, hub)
+    user = {"ed": Identity("london-ed", "ED", 12), "supplier": own,
+            "other-supplier": Identity("other-is", "IS", own.party_id % 20 + 1)}[who]
+    ops_before = len(engine.fleet.planner.ops)
+    e = refused(core.submit(user, ServiceRequest(srv, f"hubs/{hub}", "r-1")))
+    assert (e.code, e.field) == (code, field)
+    assert len(engine.fleet.planner.ops) == ops_before and core.pending == []
+    # Its id is free again: the same id with a good request is accepted.
+    assert run(core.submit(own, ServiceRequest("4.1.1", f"hubs/{hub}", "r-1"))).status is ResponseStatus.COMPLETED
+
+
+def test_a_target_outside_the_fleet_and_oversized_parameters_are_refused(dcc):
+    core, engine = dcc
+    user = SUPPLIER(engine, 0)
+    e = refused(core.submit(user, ServiceRequest("4.1.1", "hubs/999999", "r-1")))
+    assert (e.code, e.field) == (Code.NOT_FOUND, "target")
+    e = refused(core.submit(user, ServiceRequest("4.1.1", "hubs/0", "r-2", parameters_bytes=MAX_PARAMETERS_BYTES + 1)))
+    assert (e.code, e.field) == (Code.INVALID_ARGUMENT, "parameters")
+
+
+def test_a_device_change_is_acknowledged_and_its_response_follows_on_the_users_log(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    user = SUPPLIER(engine, hub)
+    ack = run(core.submit(user, ServiceRequest("8.14.1", f"hubs/{hub}", "change-1")))
+    assert ack.status is ResponseStatus.ACKNOWLEDGED and ack.operation.startswith("operations/")
+    log = core.responses.of(user.user_id)
+    assert log.last == 0
+
+    async def tick_and_settle() -> None:
+        engine.fleet.run(1)
+        core.on_tick(engine.tick - 1)
+        while core.pending:
+            await asyncio.sleep(0.01)
+
+    run(tick_and_settle())
+    assert log.last == 1
+    _, settled = log.items[0]
+    assert (settled.status, settled.operation, settled.position) == (ResponseStatus.COMPLETED, ack.operation, 1)
+    assert settled.request_id == "change-1"
+
+
+def test_a_read_of_a_dark_hub_is_deferred_then_answered_when_it_is_back(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    area = run(engine.call(hub, "4.1.1", "elec", False))["hub"]["area_id"]
+    engine.fleet.submit({"type": "power_outage", "area": str(area), "duration_min": 40})
+    engine.fleet.run(1)
+    assert not run(engine.call(hub, "4.1.1", "elec", False))["hub"]["reachable"]
+    user = SUPPLIER(engine, hub)
+    ack = run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "dark-1")))
+    assert ack.status is ResponseStatus.ACKNOWLEDGED and len(core.pending) == 1
+
+    async def settle_until_answered() -> None:
+        for _ in range(6):
+            engine.fleet.run(1)
+            core.on_tick(engine.tick - 1)
+            while core._settling:
+                await asyncio.sleep(0.01)
+            if not core.pending:
+                return
+
+    run(settle_until_answered())
+    log = core.responses.of(user.user_id)
+    assert log.last == 1 and log.items[0][1].status is ResponseStatus.COMPLETED
+    assert log.items[0][1].result == engine.read(hub, "4.1.1", "elec")  # read at the tick it came back
+
+
+def test_quarantine_holds_the_excess_and_release_processes_it_as_its_sender(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    user = SUPPLIER(engine, hub)
+    run(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-1")))
+    e = refused(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-2")))
+    assert e.code is Code.RESOURCE_EXHAUSTED and e.quota.startswith("q-")
+    # Its retry is answered as held, naming the same entry; nothing is processed.
+    again = refused(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-2")))
+    assert (again.code, again.quota) == (Code.RESOURCE_EXHAUSTED, e.quota)
+    [entry] = core.quarantined(Identity("operator", "OPERATOR", 0), "", 0, 10)
+    assert entry.id == e.quota and entry.request["request_id"] == "q-2"
+    # A DCC User sees its own entries only.
+    assert core.quarantined(user, "", 0, 10) == [entry]
+    with pytest.raises(DccError) as denied:
+        core.quarantined(Identity("x-is", "IS", 1), user.user_id, 0, 10)
+    assert (denied.value.code, denied.value.field) == (Code.PERMISSION_DENIED, "user_id")
+    released = run(core.release(entry.id))
+    assert released.status is ResponseStatus.COMPLETED and released.request_id == "q-2"
+    assert run(core.release(entry.id)) == released  # a retried release answers the same
+    assert run(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-2"))) == released
+    e = refused(core.release("q-999999"))
+    assert (e.code, e.field) == (Code.NOT_FOUND, "id")
+
+
+def test_delete_frees_the_request_id(dcc):
+    core, engine = dcc
+    hub = _reachable_hub(engine)
+    user = SUPPLIER(engine, hub)
+    run(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-1")))
+    held = refused(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-2")))
+    assert core.delete(held.quota).request["request_id"] == "q-2"
+    assert core.quarantined(user, "", 0, 10) == []
+    with pytest.raises(DccError):
+        core.delete(held.quota)
+    # Freed: the id may be used for another request (the window still holds the first read).
+    e = refused(core.submit(user, ServiceRequest("4.8.1", f"hubs/{hub}", "q-2")))
+    assert e.code is Code.RESOURCE_EXHAUSTED and e.quota != held.quota
+
+
+def test_the_credential_swap_is_sent_by_the_gaining_supplier():
+    """SR 6.23 addresses premises the sender does not supply yet (policy.SRV_PREMISES)."""
+    from twin.services import duis
+    from twin.services.policy import authorise
+
+    gaining = Identity("new-is", "IS", 7)
+    authorise(gaining, duis.lookup("6.23"), fuel="electricity", hub_supplier=3, hub_gas_supplier=3, hub_area=12,
+              has_gas=True)
+
+
+_json = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False)
+                     | st.integers(-2**53, 2**53) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+
+
+@settings(deadline=None, max_examples=200)
+@given(result=st.dictionaries(st.text(max_size=8), _json, max_size=4), status=st.sampled_from(list(ResponseStatus)),
+       seconds=st.integers(0, 10**9), micros=st.integers(0, 999_999), text=st.text(max_size=20),
+       position=st.integers(0, 2**40))
+def test_a_response_kept_for_retries_decodes_to_itself(result, status, seconds, micros, text, position):
+    when = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=micros)
+    r = ServiceResponse(request_id=text, srv="4.1.1", target="hubs/1", csp="North", status=status, time=when,
+                        result=result, detail=text, operation=text, position=position)
+    assert ServiceResponse.decode(r.encode()) == r
+
+
+@settings(deadline=None)
+@given(keep=st.integers(1, 20), produced=st.integers(0, 60), after=st.integers(-5, 70))
+def test_a_response_log_resumes_exactly_within_what_it_keeps(keep, produced, after):
+    log = ResponseLog(keep)
+    for i in range(produced):
+        r = ServiceResponse(request_id=str(i), srv="4.1.1", target="hubs/1", csp="North",
+                            status=ResponseStatus.COMPLETED, time=datetime(2025, 1, 1, tzinfo=UTC))
+        assert log.append(r).position == i + 1
+    oldest = max(produced - keep, 0)  # the oldest position a stream may resume after
+    if after < oldest:
+        with pytest.raises(PositionExpired) as e:
+            log.start(after)
+        assert e.value.oldest == oldest
+    elif after > produced:
+        with pytest.raises(PositionAhead) as ahead:
+            log.start(after)
+        assert ahead.value.newest == produced
+    else:
+        assert log.start(after) == after
+        assert [r.position for _, r in log.items if r.position > after] == list(range(after + 1, produced + 1))
+
+
+def test_the_dcc_logic_imports_no_grpc_and_no_generated_code():
+    """What the DUIS gateway calls must not drag in the gRPC front door."""
+    import subprocess
+    import sys
+
+    code = ("import sys, twin.services.dcc; bad = sorted(m for m in sys.modules if m == 'grpc' or m.startswith("
+            "('grpc.', 'twin.generated', 'google.protobuf', 'twin.services.dcc_servicer', 'twin.services.server'))); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_collaborators_passed_in_are_used_even_when_empty(dcc):
+    """An empty SignatureChecker or RequestLedger is falsy (len 0): the core must still use it."""
+    from twin.engine.requests import RequestLedger
+    from twin.services.signing import SignatureChecker
+
+    _, engine = dcc
+    signatures, ledger, anomaly = SignatureChecker(), RequestLedger(), AnomalyDetector()
+    core = DccCore(engine, users=list, digest=_digest, facts=engine, signatures=signatures, ledger=ledger,
+                   anomaly=anomaly)
+    assert core.signatures is signatures and core.ledger is ledger and core.anomaly is anomaly

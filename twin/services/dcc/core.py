@@ -1,0 +1,414 @@
+"""The DCC's logic behind every front door: a Service Request checked (request id, DUIS catalogue,
+premises, eligibility, signature, parameters, anomaly thresholds), routed to the CSP region of its
+hub, answered now or acknowledged and answered later on the user's response log; quarantined
+requests released or deleted; device alerts fanned out to the users entitled to them.
+
+The gRPC DccServicer and the DUIS gateway translate their wire to and from these plain dataclasses
+and DccError; nothing here imports gRPC or generated code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twin.background import spawn
+from twin.engine.alert_log import AlertLog
+from twin.engine.operations import OperationField, OperationFilter, OperationTerm
+from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
+from twin.model.config import TwinInputError
+from twin.model.ops.validation import CommandConflict
+from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.readings import READ_SRVS
+from twin.services import duis
+from twin.services.anomaly import AnomalyDetector, QuarantineEntry, QuarantineFull
+from twin.services.batching import ShardBatcher
+from twin.services.dcc.alerts import AlertFeed
+from twin.services.dcc.errors import Code, DccError, conflict, denied, invalid, not_found, quarantined, request_id_refusal
+from twin.services.dcc.requests import (
+    ACKNOWLEDGED_DETAIL,
+    MAX_PARAMETERS_BYTES,
+    MAX_REQUEST_ID,
+    NEEDS_RECORD,
+    ResponseStatus,
+    ServiceRequest,
+    ServiceResponse,
+    check_duis_target,
+    check_params,
+    command_for,
+    coverage,
+    device_list,
+    hub_of,
+    operation_response,
+    read_fuel,
+    response,
+    role_fuel,
+)
+from twin.services.dcc.responses import PENDING_READ_DAYS, Pending, ResponseLogs
+from twin.services.identity import Identity
+from twin.services.policy import PolicyError, authorise, quarantine_scope
+from twin.services.signing import SignatureChecker, SignatureError
+
+log = logging.getLogger(__name__)
+
+ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
+MAX_RELEASED = 10_000  # answers of recent releases kept, so a retried release answers the same
+
+
+class DccEngine(Protocol):
+    """What the DCC needs of the engine: the members it uses of twin.engine.interface.FleetEngine
+    (which the engine implements; mypy checks it in tests/unit/test_engine_interface.py), and no
+    more, so an API replica's view serves the read path through the same interface."""
+
+    config: Any  # FleetConfig: seed, hubs, time_of(tick)
+    tick: int
+    clock_state: str
+    alert_log: AlertLog
+
+    def operation(self, name: str) -> dict[str, Any]: ...
+
+    def submit(self, event: dict[str, Any], *, request: RequestKey | None = None) -> dict[str, Any]: ...
+
+    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]: ...
+
+    def operations_page(self, keep: OperationFilter | None, start: int,
+                        limit: int) -> tuple[list[dict[str, Any]], int]: ...
+
+
+class FactsSource(Protocol):
+    async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed every check: its SRV, hub index, fuel ("electricity" or "gas"), the
+    hub's facts as the shard gave them (`record`: the premises, or the whole hub record for
+    NEEDS_RECORD SRVs), and for a read of a reachable hub the reading and the tick it describes."""
+
+    srv: duis.Srv
+    hub: int
+    fuel: str
+    record: dict[str, Any]
+    reading: dict[str, Any] | None
+    reading_tick: int | None
+
+
+def _shard_fuel(fuel: str) -> str:
+    return "gas" if fuel == "gas" else "elec"
+
+
+class DccCore:
+    """The DCC. `engine` is the run (see DccEngine); `facts` answers a hub's service facts (a
+    ShardBatcher over the engine's shards by default); `users()` lists the current DCC Users (a
+    released request is processed as its sender); `digest(request)` fingerprints what a request
+    asks for (the front door's canonical encoding), to tell a retry from a reused id; `ledger`
+    remembers request ids (the engine's, which its journal rebuilds on resume, by default)."""
+
+    def __init__(self, engine: DccEngine, *, users: Callable[[], Iterable[Identity]],
+                 digest: Callable[[ServiceRequest], str], facts: FactsSource | None = None,
+                 anomaly: AnomalyDetector | None = None, signatures: SignatureChecker | None = None,
+                 ledger: RequestLedger | None = None, responses_kept: int = 10_000):
+        self.engine = engine
+        self.users = users
+        self.digest = digest
+        self.facts: FactsSource = facts if facts is not None else ShardBatcher(engine, "service_facts_many")
+        self.anomaly = anomaly if anomaly is not None else AnomalyDetector()
+        # (a SignatureChecker with nothing seen yet is falsy: test for None)
+        self.signatures = signatures if signatures is not None else SignatureChecker()
+        if ledger is None:  # (an empty ledger is falsy: test for None)
+            engine_ledger = getattr(engine, "requests", None)
+            ledger = engine_ledger if isinstance(engine_ledger, RequestLedger) else RequestLedger()
+        self.ledger: RequestLedger = ledger
+        self.responses = ResponseLogs(responses_kept)
+        self.pending: list[Pending] = []
+        self.alerts = AlertFeed(lambda: self.engine.alert_log, lambda t: self.engine.config.time_of(t),
+                                lambda: self.engine.config.seed)
+        self._released: OrderedDict[str, bytes] = OrderedDict()  # quarantine id -> first answer
+        self._settling = False
+
+    # -- the request path ------------------------------------------------------------------
+    async def submit(self, identity: Identity, request: ServiceRequest) -> ServiceResponse:
+        """Check, admit and process one Service Request from `identity` (a DCC User; the caller's
+        permission table keeps operators out). A retry of an answered request id gets its first
+        answer (its operation's outcome if that has finished since) and nothing is applied again.
+        Raises DccError (nothing applied): see the checks in `check`, the id rules in
+        twin.engine.requests, RESOURCE_EXHAUSTED for a request quarantined or a quarantine full,
+        FAILED_PRECONDITION / INVALID_ARGUMENT from the engine's validation of the command."""
+        key, first = await self.claim(identity, request)
+        if first is not None:
+            return first
+        try:
+            resp = await self._admit_and_process(identity, request, key)
+        except BaseException:
+            if self.ledger.fail(key.user, key.request_id):
+                self.signatures.forget(key.user, key.request_id)  # refused: it may be signed and sent again
+            raise
+        self.ledger.finish(key.user, key.request_id, answer=resp.encode())
+        return resp
+
+    async def _admit_and_process(self, identity: Identity, request: ServiceRequest, key: RequestKey) -> ServiceResponse:
+        checked = await self.check(identity, request)
+        try:
+            # The request is kept only if it is quarantined, so its copy is made only then.
+            entry = self.anomaly.admit(identity.user_id, checked.srv.srv, request.quarantine_copy)
+        except QuarantineFull as e:  # the quarantine itself is full: refuse, never UNKNOWN
+            raise DccError(Code.RESOURCE_EXHAUSTED, str(e), quota="quarantine") from None
+        if entry is not None:
+            self.ledger.hold(key.user, key.request_id, entry.id)
+            raise quarantined(entry.id, f"{entry.count} {checked.srv.srv} requests from {identity.user_id} in the "
+                                        f"window passed the threshold of {entry.threshold}")
+        return await self.process(identity, request, checked, key=key)
+
+    async def claim(self, identity: Identity, request: ServiceRequest) -> tuple[RequestKey, ServiceResponse | None]:
+        """The request's key, claimed in the ledger; or, for a retry of an answered request, the
+        first answer. DccError for an id that may not be used."""
+        if not request.request_id or len(request.request_id) > MAX_REQUEST_ID:
+            raise invalid("request_id", f"give a unique id of 1 to {MAX_REQUEST_ID} characters")
+        key = RequestKey(identity.user_id, request.request_id, self.digest(request))
+        try:
+            seen = self.ledger.claim(key.user, key.request_id, key.digest)
+        except RequestIdError as e:
+            raise request_id_refusal(e) from None
+        if seen is None:
+            return key, None
+        return key, await self._first_answer(request, seen)
+
+    async def _first_answer(self, request: ServiceRequest, seen: Seen) -> ServiceResponse:
+        if seen.operation:
+            name = f"operations/{seen.operation}"
+            try:
+                view = await asyncio.to_thread(self.engine.operation, name)
+            except TwinInputError:  # journaled, not yet accepted again after a resume
+                view = {"name": name, "done": False}
+            if view["done"] or not seen.answer:
+                cfg = self.engine.config
+                hub = hub_of(request.target, cfg.seed, cfg.hubs)
+                csp = (await self.facts.call(hub, request.srv, "elec", False))["hub"]["region"]
+                now = cfg.time_of(self.engine.tick)
+                if view["done"]:
+                    return operation_response(request, csp, view, now)
+                return response(request, csp, ResponseStatus.ACKNOWLEDGED, now, operation=view["name"],
+                                detail=ACKNOWLEDGED_DETAIL)
+        return ServiceResponse.decode(seen.answer)
+
+    async def check(self, identity: Identity, request: ServiceRequest) -> Checked:
+        """Validate and authorise. DccError: INVALID_ARGUMENT naming srv, parameters, target,
+        request_id, signature or parameters.<name>; UNIMPLEMENTED for an SRV the twin does not
+        model; NOT_FOUND for no such hub; PERMISSION_DENIED naming srv (not eligible), target (not
+        a premises it may address) or signature (rejected)."""
+        try:
+            srv = duis.lookup(request.srv)
+        except duis.UnknownSrv as e:
+            raise invalid("srv", str(e)) from None
+        if srv.srv not in duis.IMPLEMENTED:
+            raise DccError(Code.UNIMPLEMENTED, f"the twin does not implement SRV {srv.srv} ({srv.name})", field="srv")
+        if request.parameters_bytes > MAX_PARAMETERS_BYTES:
+            raise invalid("parameters", f"{request.parameters_bytes:,} bytes; at most {MAX_PARAMETERS_BYTES:,}")
+        cfg = self.engine.config
+        hub = hub_of(request.target, cfg.seed, cfg.hubs)
+        check_duis_target(request.request_id, hub, cfg.seed)
+        fuel = duis.FUEL.get(srv.srv, "either")
+        params = request.params
+        asked_fuel = read_fuel(identity.role, params)
+        # One shard call: the premises' facts, and the answer if it is a read (discarded if the
+        # checks below refuse the request).
+        facts = await self.facts.call(hub, srv.srv, _shard_fuel(asked_fuel), srv.srv in NEEDS_RECORD)
+        rec = facts["hub"]
+        try:
+            authorise(identity, srv, fuel=fuel if fuel != "either" else role_fuel(identity.role, asked_fuel),
+                      hub_supplier=rec["supplier_code"], hub_gas_supplier=rec["gas_supplier_code"],
+                      hub_area=rec["area_id"], has_gas=rec["has_gas"])
+        except PolicyError as e:
+            raise _policy_error(e) from None
+        if srv.critical:
+            try:
+                self.signatures.verify(identity, request.signature or None, srv=srv.srv, target=request.target,
+                                       request_id=request.request_id, issued_at_ms=request.issued_at_ms,
+                                       payload=params)
+            except SignatureError as e:
+                if e.reason == "missing signature":
+                    raise invalid("signature", f"SRV {srv.srv} is critical and must be signed") from None
+                raise denied(f"signature rejected: {e.reason}", "signature") from None
+        check_params(srv.srv, params)
+        if "error" in facts:
+            raise invalid("parameters.fuel", facts["error"])
+        return Checked(srv, hub, asked_fuel, rec, facts.get("result"), facts.get("tick"))
+
+    async def process(self, identity: Identity, request: ServiceRequest, checked: Checked, *,
+                      key: RequestKey | None = None) -> ServiceResponse:
+        """Route a checked request to its CSP and answer it: a coverage query or a read of a
+        reachable hub at once; a read of a dark hub acknowledged (answered on the user's response
+        log when the hub is back, FAILED after PENDING_READ_DAYS); a device change submitted to the
+        engine as a command (journaled under `key`) and answered if it applies within
+        ANSWER_WITHIN_S while the clock runs, else acknowledged with its operation's name."""
+        srv, hub, fuel, rec = checked.srv, checked.hub, checked.fuel, checked.record
+        csp = rec["region"]
+        engine = self.engine
+        # A reading is stamped with the end of the tick it describes; the rest with the fleet's now.
+        now = engine.config.time_of(engine.tick if checked.reading_tick is None else checked.reading_tick + 1)
+        if srv.srv == "12.1":
+            return response(request, csp, ResponseStatus.COMPLETED, now, coverage(rec))
+        if srv.srv in READ_SRVS or srv.srv == "11.2":
+            if rec["reachable"]:
+                result = checked.reading if checked.reading is not None else await self._read(srv.srv, hub, fuel, rec)
+                return response(request, csp, ResponseStatus.COMPLETED, now, result)
+            self.pending.append(Pending(identity.user_id, request, hub, fuel, csp,
+                                        engine.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
+            return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
+                            detail="the hub is not reachable now; the response will follow on StreamResponses")
+        command = command_for(srv.srv, role=identity.role, party_id=identity.party_id, user_id=identity.user_id,
+                              hub=hub, rec=rec, params=request.params, request_id=request.request_id)
+        if command is None:
+            if srv.srv != "11.3":
+                raise DccError(Code.UNIMPLEMENTED, f"SRV {srv.srv} is not implemented", field="srv")
+            command = await asyncio.to_thread(self._activation, hub)
+        params = request.params
+        try:
+            view = await asyncio.to_thread(engine.submit, command, request=key)
+        except CommandConflict as e:  # e.g. an SR 6.23 to a supplier that has failed: the state forbids it
+            raise conflict(f"parameters.{e.field}" if e.field in params else e.field, str(e)) from None
+        except TwinInputError as e:
+            # A field the request's parameters gave (an SR 11.1's target_version) is named as sent.
+            raise invalid(f"parameters.{e.field}" if e.field in params else e.field, e.reason) from None
+        name = view["name"]
+        waited = 0.0
+        while engine.clock_state == "running" and waited < ANSWER_WITHIN_S:
+            view = await asyncio.to_thread(engine.operation, name)
+            if view["done"]:
+                return operation_response(request, csp, view, engine.config.time_of(engine.tick))
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        self.pending.append(Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
+        return response(request, csp, ResponseStatus.ACKNOWLEDGED, now, operation=name, detail=ACKNOWLEDGED_DETAIL)
+
+    def _activation(self, hub: int) -> dict[str, Any]:
+        """SR 11.3: activate the image an SR 11.1 distributed to this device and still holds.
+        FAILED_PRECONDITION naming target if none is waiting."""
+        held = OperationFilter(terms=(OperationTerm(OperationField.DONE, "false"),), held_image_for=hub)
+        waiting, _ = self.engine.operations_page(held, 0, 1)
+        if waiting:
+            return {"type": "operation_control", "operation": waiting[0]["name"].split("/")[1], "action": "activate"}
+        raise DccError(Code.FAILED_PRECONDITION, "no image distributed to this device is waiting: send SR 11.1 first",
+                       field="target", precondition="target")
+
+    async def _read(self, srv: str, hub: int, fuel: str, rec: dict[str, Any]) -> dict[str, Any]:
+        if srv == "11.2":
+            return device_list(rec)
+        try:
+            return await asyncio.to_thread(self.engine.read, hub, srv, _shard_fuel(fuel))
+        except ValueError as e:
+            raise invalid("parameters.fuel", str(e)) from None
+
+    # -- deferred responses -------------------------------------------------------------------
+    def on_tick(self, tick: int) -> None:
+        """On the event loop after each tick: wake the alert feeds, and settle deferred requests."""
+        self.alerts.on_tick()
+        if self.pending and not self._settling:
+            self._settling = True
+            spawn(self._settle(tick), name=f"settle-{tick}")
+
+    async def _settle(self, tick: int) -> None:
+        """Try every deferred request at once (the reads share the shards' batched calls); one
+        that fails stays deferred for the next tick without holding up the others."""
+        pending = list(self.pending)
+        try:
+            results = await asyncio.gather(*(self._try_settle(p, tick) for p in pending), return_exceptions=True)
+            settled = {id(p) for p, done in zip(pending, results, strict=True) if done is True}
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                log.warning("%d deferred response(s) could not be settled at tick %d (kept for the next tick): %r",
+                            len(failed), tick, failed[0])
+            # Requests acknowledged while this ran are kept.
+            self.pending = [p for p in self.pending if id(p) not in settled]
+        finally:
+            self._settling = False
+
+    async def _try_settle(self, p: Pending, tick: int) -> bool:
+        now = self.engine.config.time_of(tick + 1)
+        if p.operation:
+            view = await asyncio.to_thread(self.engine.operation, p.operation)
+            if not view["done"]:
+                return False
+            self.responses.push(p.user_id, operation_response(p.request, p.csp, view, now))
+            return True
+        srv = p.request.srv
+        facts = await self.facts.call(p.hub, srv, _shard_fuel(p.fuel), srv in NEEDS_RECORD)
+        rec = facts["hub"]
+        if rec["reachable"]:
+            if "error" in facts:  # the premises lost its gas meter meanwhile
+                self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.FAILED, now,
+                                                        detail=facts["error"]))
+                return True
+            result = facts["result"] if "result" in facts else await self._read(srv, p.hub, p.fuel, rec)
+            self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.COMPLETED, now, result))
+            return True
+        if tick >= p.deadline_tick:
+            self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.FAILED, now,
+                                                    detail="the hub stayed unreachable"))
+            return True
+        return False
+
+    # -- quarantine -------------------------------------------------------------------------------
+    def quarantined(self, identity: Identity, user_id: str, start: int, limit: int) -> list[QuarantineEntry]:
+        """Up to `limit` quarantined requests from entry number `start` that `identity` may see
+        (policy.quarantine_scope: an operator anyone's, `user_id`'s if it names one; a DCC User
+        its own), oldest first. PERMISSION_DENIED naming user_id for another user's."""
+        try:
+            user = quarantine_scope(identity, user_id)
+        except PolicyError as e:
+            raise _policy_error(e) from None
+        return self.anomaly.page(user, start, limit)
+
+    async def release(self, entry_id: str) -> ServiceResponse:
+        """Process a quarantined request as its sender (its checks were passed when it was held).
+        A retried release answers as the first did. NOT_FOUND naming id for no such entry;
+        FAILED_PRECONDITION if the sender no longer exists."""
+        try:
+            entry = self.anomaly.release(entry_id)
+        except KeyError:
+            done = self._released.get(entry_id)
+            if done is not None:  # a retry of a release: its first answer, nothing processed again
+                return ServiceResponse.decode(done)
+            raise not_found("id", f"no quarantined request {entry_id!r}") from None
+        sender = next((u for u in self.users() if u.user_id == entry.user_id), None)
+        if sender is None:
+            raise conflict("user_id", f"user {entry.user_id} no longer exists")
+        request = ServiceRequest.from_quarantine_copy(entry.request)
+        key = RequestKey(sender.user_id, request.request_id, self.digest(request))
+        self.ledger.release(key.user, key.request_id)
+        try:
+            srv = duis.lookup(request.srv)
+            cfg = self.engine.config
+            hub = hub_of(request.target, cfg.seed, cfg.hubs)
+            fuel = read_fuel(sender.role, request.params)
+            facts = await self.facts.call(hub, srv.srv, _shard_fuel(fuel), srv.srv in NEEDS_RECORD)
+            checked = Checked(srv, hub, fuel, facts["hub"], facts.get("result"), facts.get("tick"))
+            resp = await self.process(sender, request, checked, key=key)
+        except BaseException:
+            self.ledger.fail(key.user, key.request_id)
+            raise
+        answer = resp.encode()
+        self.ledger.finish(key.user, key.request_id, answer=answer)
+        self._released[entry_id] = answer
+        while len(self._released) > MAX_RELEASED:
+            self._released.popitem(last=False)
+        return resp
+
+    def delete(self, entry_id: str) -> QuarantineEntry:
+        """Drop a quarantined request unprocessed (its request id is free again). NOT_FOUND naming id."""
+        try:
+            entry = self.anomaly.delete(entry_id)
+        except KeyError:
+            raise not_found("id", f"no quarantined request {entry_id!r}") from None
+        self.ledger.fail(entry.user_id, entry.request["request_id"], held=True)  # never applied: its id is free
+        return entry
+
+
+def _policy_error(e: PolicyError) -> DccError:
+    if e.code == "PERMISSION_DENIED":
+        return denied(e.message, e.field)
+    return invalid(e.field or "target", e.message)
+
