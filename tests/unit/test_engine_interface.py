@@ -17,9 +17,11 @@ from twin.engine.operations import OperationField, OperationFilter, OperationTer
 from twin.model.ops.commands import FirmwareRollout
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = sorted((ROOT / "twin" / "services").glob("*.py"))
+SERVICES = sorted((ROOT / "twin" / "services").rglob("*.py"))
 ENGINE_NAMES = {"supervisor", "sup", "engine"}
-PROTOCOLS = {"FleetEngine", "HubReads", "ShardAccess"}
+# DccEngine: the members of FleetEngine the DCC logic uses (twin/services/dcc/core.py; mypy checks
+# FleetEngine has them all).
+PROTOCOLS = {"FleetEngine", "HubReads", "ShardAccess", "DccEngine"}
 
 
 def _engine_parameters(path: Path) -> list[tuple[str, int, str | None]]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from twin.engine.clock import ClockFailureListener, ClockState
 from twin.engine.operations import OperationFilter
+from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.summary import TickSummary
@@ -161,6 +162,9 @@ class FleetEngine(HubReads, ShardAccess, Protocol):
     def hub_events(self, hub: int, limit: int, *, start: tuple[int, int] | None = None) -> list[dict[str, Any]]: ...
 
     def aggregate(self, by: list[str]) -> list[dict[str, Any]]: ...
+
+    def firmware_versions(self) -> VersionTable:
+        """Firmware versions per device model (the catalog's plus those rollouts added): a copy."""
 
     def network_view(self) -> NetworkPlan:
         """The network schedule now: a copy no tick or command changes."""

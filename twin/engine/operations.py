@@ -15,6 +15,7 @@ from typing import Any
 from twin.engine.errors import RunStateError
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.requests import RequestKey, RequestLedger
+from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
@@ -252,6 +253,12 @@ class OperationsStore:
         """(tick, progress counters) of operation `name` as it ran; KeyError if there is none."""
         with self.lock:
             return list(self.planner.ops[name.removeprefix("operations/")].history)
+
+    def firmware_versions(self) -> VersionTable:
+        """Every firmware version per device model, the catalog's and those rollouts added: a
+        copy taken under the lock."""
+        with self.lock:
+            return self.planner.versions.copy()
 
     def network_view(self) -> NetworkPlan:
         """The network schedule (every off window) as of now: a copy taken under the lock, which

@@ -29,6 +29,7 @@ from twin.engine.queries import FleetQueries
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory, RunRecovery, read_manifest, write_manifest
 from twin.engine.stepping import ShardSpan, StepPipeline, TickListener, make_shards, partition
+from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command
@@ -263,6 +264,9 @@ class FleetSupervisor:
 
     def network_view(self) -> NetworkPlan:
         return self.ops.network_view()
+
+    def firmware_versions(self) -> VersionTable:
+        return self.ops.firmware_versions()
 
     def state_hash(self) -> str:
         return self.pipeline.state_hash()

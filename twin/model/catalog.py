@@ -340,6 +340,12 @@ class VersionTable:
     def __init__(self) -> None:
         self.extra: dict[tuple[int, int], list[str]] = {}
 
+    def copy(self) -> VersionTable:
+        """A table no later rollout changes (what a reader outside the planner's lock holds)."""
+        out = VersionTable()
+        out.extra = {k: list(v) for k, v in self.extra.items()}
+        return out
+
     def versions(self, device_type: int, model_code: int) -> tuple[str, ...]:
         base = models_of(DeviceType(device_type))[model_code - 1].versions
         return base + tuple(self.extra.get((device_type, model_code), ()))

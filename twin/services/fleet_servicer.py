@@ -332,7 +332,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
     async def GetFleetCatalog(self, request, context):
         """Reference data for any signed-in caller (names only, nothing about the run but the
         firmware versions its rollouts introduced)."""
-        return fleet_catalog(self.sup.planner.versions)
+        return fleet_catalog(await asyncio.to_thread(self.sup.firmware_versions))
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):

@@ -13,10 +13,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twin.background import spawn
 from twin.engine.alert_log import AlertLog
+from twin.engine.interface import HubReads, ShardAccess
 from twin.engine.operations import OperationField, OperationFilter, OperationTerm
 from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
 from twin.model.config import TwinInputError
@@ -58,23 +59,23 @@ ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick b
 MAX_RELEASED = 10_000  # answers of recent releases kept, so a retried release answers the same
 
 
-class DccEngine(Protocol):
+class DccEngine(HubReads, ShardAccess, Protocol):
     """What the DCC needs of the engine: the members it uses of twin.engine.interface.FleetEngine
-    (which the engine implements; mypy checks it in tests/unit/test_engine_interface.py), and no
-    more, so an API replica's view serves the read path through the same interface."""
+    (which the engine implements; mypy checks it below), and no more, so an API replica's view
+    serves the read path through the same interface."""
 
-    config: Any  # FleetConfig: seed, hubs, time_of(tick)
-    tick: int
-    clock_state: str
-    alert_log: AlertLog
+    @property
+    def clock_state(self) -> str: ...
+
+    @property
+    def alert_log(self) -> AlertLog: ...
 
     def operation(self, name: str) -> dict[str, Any]: ...
 
-    def submit(self, event: dict[str, Any], *, request: RequestKey | None = None) -> dict[str, Any]: ...
+    def submit(self, event: dict[str, Any], *, relative_to: int | None = None,
+               request: RequestKey | None = None) -> dict[str, Any]: ...
 
-    def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]: ...
-
-    def operations_page(self, keep: OperationFilter | None, start: int,
+    def operations_page(self, where: OperationFilter | None, start: int,
                         limit: int) -> tuple[list[dict[str, Any]], int]: ...
 
 
@@ -412,3 +413,12 @@ def _policy_error(e: PolicyError) -> DccError:
         return denied(e.message, e.field)
     return invalid(e.field or "target", e.message)
 
+
+
+if TYPE_CHECKING:
+    from twin.engine.interface import FleetEngine
+
+
+    def _engine_is_a_dcc_engine(engine: FleetEngine) -> DccEngine:
+        # The type checker proves the engine's facade has every member the DCC uses.
+        return engine

@@ -12,9 +12,9 @@ from typing import Any
 
 from twin.engine.requests import parse_request_id
 from twin.model.catalog import SUPPLIERS
-from twin.util.grammar import GrammarError, name_key, shown
 from twin.model.ids import parse_eui64, parse_hub_ref
 from twin.services.dcc.errors import invalid, not_found
+from twin.util.grammar import GrammarError, name_key, shown
 
 # SRVs that change a device: each becomes a `service_request` command applied at a tick.
 DEVICE_CHANGES = frozenset({"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"})
