@@ -1,10 +1,12 @@
-"""Operations as users see them: the shape of a google.longrunning.Operation (AIP-151)."""
+"""Operations as users see them: the shape of a google.longrunning.Operation (AIP-151), with the
+typed state, allowed controls and per-kind progress of the model (`twin.model.ops.progress`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twin.model.config import FleetConfig
+from twin.model.ops.progress import OperationState
 from twin.model.ops.runtime import FleetOp
 
 # google.rpc.Code values used for operations that end without success.
@@ -13,25 +15,31 @@ ABORTED = 10
 
 
 def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
-    md = op.metadata()
-    cmd = op.cmd.to_dict()
+    """One operation as a dict: name ("operations/{id}"), done, metadata (kind, state as an
+    `OperationState`, reason, start_tick, start_time ISO 8601, command as accepted, progress as the
+    kind's frozen `Progress` record, percent_done 0..100, allowed_actions as sorted
+    `OperationAction`s), and error {code, message} (google.rpc codes) or response {note}."""
+    state = OperationState(op.state)
+    progress = op.progress()
     view: dict[str, Any] = {
         "name": f"operations/{op.name}",
         "done": op.done,
         "metadata": {
             "kind": op.cmd.kind,
-            "state": md.pop("state"),
-            "reason": md.pop("reason"),
+            "state": state,
+            "reason": op.reason,
             "start_tick": op.cmd.at,
             "start_time": config.time_of(op.cmd.at).isoformat(),
-            "command": cmd,
-            "progress": md,
+            "command": op.cmd.to_dict(),
+            "progress": progress,
+            "percent_done": 100.0 * progress.fraction(state),
+            "allowed_actions": sorted(op.allowed_actions()),
         },
     }
-    if op.state == "CANCELLED":
+    if state == OperationState.CANCELLED:
         view["error"] = {"code": CANCELLED, "message": op.reason or "cancelled"}
-    elif op.state in ("HALTED", "FAILED"):
+    elif state in (OperationState.HALTED, OperationState.FAILED):
         view["error"] = {"code": ABORTED, "message": op.reason}
-    elif op.state == "DONE":
-        view["response"] = {"progress": md, "note": op.reason}
+    elif state == OperationState.DONE:
+        view["response"] = {"note": op.reason}
     return view
