@@ -3,6 +3,7 @@ typed state, allowed controls and per-kind progress of the model (`twin.model.op
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from twin.model.config import FleetConfig
@@ -43,3 +44,14 @@ def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
     elif state == OperationState.DONE:
         view["response"] = {"note": op.reason}
     return view
+
+
+# Operations left out of the per-tick changes (WatchFleet): one per device-changing Service
+# Request, so a busy DCC would fill every tick with them; their callers follow them one by one.
+UNSTREAMED_KINDS = frozenset({"service_request"})
+
+
+def changed_views(ops: Iterable[FleetOp], config: FleetConfig) -> list[dict[str, Any]]:
+    """Views of the operations a tick changed (`FleetPlanner.observe`'s result), operator events
+    only: what a tick summary carries so a watcher never polls for operations."""
+    return [operation_view(op, config) for op in ops if op.cmd.kind not in UNSTREAMED_KINDS]

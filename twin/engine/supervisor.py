@@ -26,7 +26,7 @@ from twin.engine.alert_log import RETENTION_DAYS, AlertLog
 from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
-from twin.engine.operations import operation_view
+from twin.engine.operations import changed_views, operation_view
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
@@ -249,7 +249,7 @@ class FleetSupervisor:
                     later[i] = self._submit_step(i, t)
             summary = finish(merge(parts), self.config)
             with self._plan_lock:
-                self.planner.observe(summary)
+                summary.operations = changed_views(self.planner.observe(summary), self.config)
                 for rec in self._replay.due(self.planner.observed):
                     self._apply(rec)
             self.tick = tick + 1

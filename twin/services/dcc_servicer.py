@@ -24,6 +24,7 @@ from twin.model.catalog import PREPAYMENT_ALERTS, AlertKind
 from twin.model.config import TwinInputError
 from twin.model.grammar import GrammarError, name_key
 from twin.model.ids import eui64, parse_eui64
+from twin.model.ops.progress import OperationState
 from twin.model.ops.validation import CommandConflict
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.query import REGION_OF_AREA
@@ -624,9 +625,9 @@ def _response(base: dict[str, Any], status: int, when, result: dict[str, Any], *
 
 def _op_response(base: dict[str, Any], view: dict[str, Any], when) -> dcc_pb2.ServiceResponse:
     md = view["metadata"]
-    ok = md["state"] == "DONE"
+    ok = md["state"] == OperationState.DONE
     return _response(base, dcc_pb2.RESPONSE_STATUS_COMPLETED if ok else dcc_pb2.RESPONSE_STATUS_FAILED, when,
-                     {k: v for k, v in md["progress"].items() if isinstance(v, int | float)},
+                     md["progress"].result(),
                      detail=md["reason"], operation=view["name"])
 
 

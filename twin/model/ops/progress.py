@@ -59,6 +59,23 @@ class Progress:
         """Plain JSON-ready values (nested records as dicts, tuples as lists), for run reports."""
         return dataclasses.asdict(self)
 
+    def result(self) -> dict[str, int | float]:
+        """Its figures as one flat {name: number} (a nested record's under its own names, the
+        in-flight counts as in_flight_<csp>; lists, text and flags left out): what a DCC
+        response's `result` carries for the operation a Service Request started."""
+        out: dict[str, int | float] = {}
+        _flatten(self, out, "")
+        return out
+
+
+def _flatten(record: Any, out: dict[str, int | float], prefix: str) -> None:
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if dataclasses.is_dataclass(value):
+            _flatten(value, out, f"{f.name}_" if isinstance(value, InFlight) else "")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[prefix + f.name] = value
+
 
 def _share(done: int, total: int) -> float:
     return min(1.0, done / total) if total > 0 else 0.0
