@@ -32,6 +32,7 @@ from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
+from twin.model.ops.progress import Progress
 from twin.model.ops.runtime import LAG, FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.params import TICK_SECONDS
@@ -715,9 +716,11 @@ class FleetSupervisor:
                 raise TwinInputError("name", f"no operation named {name!r}")
             return operation_view(op, self.config)
 
-    def operation_history(self, name: str) -> list[tuple[int, dict[str, int]]]:
+    def operation_history(self, name: str) -> list[tuple[int, Progress]]:
+        """(tick, typed progress) of each tick operation `name` reported, oldest first."""
         with self._plan_lock:
-            return list(self.planner.ops[name.removeprefix("operations/")].history)
+            op = self.planner.ops[name.removeprefix("operations/")]
+            return [(tick, op.progress(counters)) for tick, counters in op.history]
 
     # -- shutdown --------------------------------------------------------------------------------
     def enable_local_reads(self) -> Any:

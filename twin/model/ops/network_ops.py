@@ -62,7 +62,7 @@ class InstantFleet(FleetOp):
         if isinstance(self.cmd, NetworkSwitchOff):
             plan.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
-    def progress(self) -> NetworkSwitchOffProgress:
+    def progress(self, counters: dict[str, int] | None = None) -> NetworkSwitchOffProgress:
         return NetworkSwitchOffProgress(off_tick=self.cmd.at)
 
     def observe(self, tick, rep, planner) -> list[Control]:
@@ -96,8 +96,8 @@ class TimedFleet(FleetOp):
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
 
-    def progress(self) -> Progress:
-        c, end = self.counters, self.end_tick()
+    def progress(self, counters: dict[str, int] | None = None) -> Progress:
+        c, end = self.counters if counters is None else counters, self.end_tick()
         if self.cmd.kind == "power_outage":
             return PowerOutageProgress(premises_in_area=c.get("premises_in_area", 0),
                                        premises_cut=c.get("premises_cut", 0),
@@ -223,8 +223,8 @@ class FieldProgrammeFleet(FleetOp):
     def capacity(self) -> int:
         return self.cmd.installs_per_day if isinstance(self.cmd, SwapProgramme) else self.cmd.onboard_per_day
 
-    def progress(self) -> FieldProgrammeProgress:
-        c = self.counters
+    def progress(self, counters: dict[str, int] | None = None) -> FieldProgrammeProgress:
+        c = self.counters if counters is None else counters
         done = c.get("swapped" if isinstance(self.cmd, SwapProgramme) else "onboarded", 0)
         return FieldProgrammeProgress(done=done, eligible=c.get("eligible", 0),
                                       eligible_priority=c.get("eligible_priority", 0))

@@ -67,6 +67,10 @@ class Progress:
         _flatten(self, out, "")
         return out
 
+    def figures(self) -> dict[str, int | float]:
+        """The counts worth following over time (a run report's series of the operation)."""
+        return self.result()
+
 
 def _flatten(record: Any, out: dict[str, int | float], prefix: str) -> None:
     for f in dataclasses.fields(record):
@@ -130,6 +134,14 @@ class FirmwareRolloutProgress(Progress):
         if state == OperationState.DONE:
             return 1.0
         return _share(self.activated + self.failed + self.bricked, self.targeted)
+
+    def figures(self) -> dict[str, int | float]:
+        # Devices by stage and what holds them up; in-flight counts and the wave index are
+        # controls of the moment, not a progression.
+        out = self.result()
+        for name in ("current_wave", *(f"in_flight_{f.name}" for f in dataclasses.fields(InFlight))):
+            out.pop(name, None)
+        return out
 
 
 @dataclass(frozen=True)

@@ -382,8 +382,8 @@ class RolloutFleet(FleetOp):
             out.append(Control(self.name, "budget", budget))
         return out
 
-    def progress(self) -> FirmwareRolloutProgress:
-        c = self.counters
+    def progress(self, counters: dict[str, int] | None = None) -> FirmwareRolloutProgress:
+        c = self.counters if counters is None else counters
         waves = tuple(WaveProgress(index=w, share=float(share), devices=c.get(f"wave{w}_total", 0),
                                    finished=c.get(f"wave{w}_finished", 0), passed=c.get(f"wave{w}_passed", 0),
                                    failed=c.get(f"wave{w}_failed", 0)) for w, share in enumerate(self.cmd.waves))

@@ -96,7 +96,7 @@ class FleetOp:
         self.state = OperationState.PENDING
         self.reason = ""
         self.counters: dict[str, int] = {}
-        self.history: list[tuple[int, dict[str, int]]] = []
+        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of each report
 
     @property
     def done(self) -> bool:
@@ -137,8 +137,9 @@ class FleetOp:
             return {OperationAction.PAUSE, OperationAction.CANCEL}
         return {OperationAction.RESUME, OperationAction.CANCEL}
 
-    def progress(self) -> Progress:
-        """This operation's typed progress, from its merged counters (each kind its own record)."""
+    def progress(self, counters: dict[str, int] | None = None) -> Progress:
+        """This operation's typed progress (each kind its own record) from its merged counters,
+        the newest or, given, those of an earlier tick (`history`)."""
         raise NotImplementedError(f"{type(self).__name__} does not say its progress")
 
     def signature(self) -> tuple[Any, ...]:

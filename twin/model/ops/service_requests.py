@@ -124,8 +124,8 @@ class ServiceRequestFleet(FleetOp):
                 self.reason = "the hub was not reachable before the deadline"
         return []
 
-    def progress(self) -> ServiceRequestProgress:
-        c = self.counters
+    def progress(self, counters: dict[str, int] | None = None) -> ServiceRequestProgress:
+        c = self.counters if counters is None else counters
         refusal = next((k for k in ("not_prepayment", "credit_below_disablement") if c.get(k)), "")
         return ServiceRequestProgress(applied=c.get("applied", 0), failed=c.get("failed", 0),
                                       pending=c.get("pending", 0), credit_pence=c.get("credit_pence"),

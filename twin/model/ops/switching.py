@@ -104,8 +104,8 @@ class SwitchingFleet(FleetOp):
             return [Control(self.name, "finish")]
         return []
 
-    def progress(self) -> SupplierSwitchProgress | ChurnCampaignProgress:
-        c = self.counters
+    def progress(self, counters: dict[str, int] | None = None) -> SupplierSwitchProgress | ChurnCampaignProgress:
+        c = self.counters if counters is None else counters
         return SupplierSwitchProgress(switches=c.get("switches", 0), withdrawn=c.get("withdrawn", 0),
                                       swaps=swaps_of(c))
 
@@ -169,11 +169,11 @@ class ChurnFleet(SwitchingFleet):
     def _finished(self, tick, rep) -> bool:
         return tick >= self.cmd.at + days_to_ticks(self.cmd.days) and rep.get("pending", 0) == 0
 
-    def progress(self) -> ChurnCampaignProgress:
+    def progress(self, counters: dict[str, int] | None = None) -> ChurnCampaignProgress:
         # Planned at the campaign's mean rate, the one its shards draw switches at.
         planned = round(self.cmd.switches_per_month * self.cmd.days / DAYS_PER_MONTH)
-        return ChurnCampaignProgress(switches=self.counters.get("switches", 0), planned=planned,
-                                     swaps=swaps_of(self.counters))
+        c = self.counters if counters is None else counters
+        return ChurnCampaignProgress(switches=c.get("switches", 0), planned=planned, swaps=swaps_of(c))
 
 
 class SolrShard(ShardOp):
@@ -249,8 +249,8 @@ class SolrFleet(FleetOp):
         super().__init__(name, cmd, config)
         self.moved_by_day: list[int] = []
 
-    def progress(self) -> SupplierFailureProgress:
-        c = self.counters
+    def progress(self, counters: dict[str, int] | None = None) -> SupplierFailureProgress:
+        c = self.counters if counters is None else counters
         return SupplierFailureProgress(customers=c.get("customers", 0), moved=c.get("moved", 0),
                                        remaining=c.get("remaining", 0), swaps=swaps_of(c))
 
