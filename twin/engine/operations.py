@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from twin.model.config import FleetConfig
-from twin.model.ops.progress import OperationState
+from twin.model.ops.progress import OperationAction, OperationState
 from twin.model.ops.runtime import FleetOp
 
 # google.rpc.Code values used for operations that end without success.
@@ -18,10 +18,11 @@ ABORTED = 10
 def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
     """One operation as a dict: name ("operations/{id}"), done, metadata (kind, state as an
     `OperationState`, reason, start_tick, start_time ISO 8601, command as accepted, progress as the
-    kind's frozen `Progress` record, percent_done 0..100, allowed_actions as sorted
-    `OperationAction`s), and error {code, message} (google.rpc codes) or response {note}."""
+    kind's frozen `Progress` record, percent_done 0..100, allowed_actions as `OperationAction`s
+    in their declared order), and error {code, message} (google.rpc codes) or response {note}."""
     state = OperationState(op.state)
     progress = op.progress()
+    allowed = op.allowed_actions()
     view: dict[str, Any] = {
         "name": f"operations/{op.name}",
         "done": op.done,
@@ -34,7 +35,7 @@ def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
             "command": op.cmd.to_dict(),
             "progress": progress,
             "percent_done": 100.0 * progress.fraction(state),
-            "allowed_actions": sorted(op.allowed_actions()),
+            "allowed_actions": [a for a in OperationAction if a in allowed],
         },
     }
     if state == OperationState.CANCELLED:
