@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ class Branches:
         self.root: Path = supervisor.run_dir / BRANCHES
         self._ops: dict[str, operations_pb2.Operation] = {}  # creation order
         self._lock = threading.Lock()
+        # Called (from the branch's worker thread) after each change of a branch operation.
+        self.on_change: Callable[[], None] | None = None
 
     # -- resources -------------------------------------------------------------------------
     def branch_dir(self, name: str, field: str = "name") -> Path:
@@ -147,6 +150,8 @@ class Branches:
             op.error.CopyFrom(error)
         with self._lock:
             self._ops[name] = op
+        if self.on_change is not None:
+            self.on_change()
 
     def operation(self, name: str) -> operations_pb2.Operation | None:
         with self._lock:

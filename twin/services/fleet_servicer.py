@@ -4,6 +4,7 @@ and the standard google.longrunning.Operations service over the same operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -86,6 +87,24 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
         self.operations = OperationStore(supervisor, self.branches)
+        # Set (and replaced) when an operation may have changed: a tick, a control, a branch's
+        # progress; WaitOperation sleeps on it instead of polling.
+        self._ops_event = asyncio.Event()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # built outside the server's loop (a test): branch changes wake no one
+            loop = None
+        if loop is not None:
+            self.branches.on_change = lambda: loop.call_soon_threadsafe(self.wake_operations)
+
+    def wake_operations(self) -> None:
+        """On the server loop: wake whoever waits for an operation to change."""
+        wake, self._ops_event = self._ops_event, asyncio.Event()
+        wake.set()
+
+    def operations_changed(self) -> asyncio.Event:
+        """The event the next change of any operation sets."""
+        return self._ops_event
 
     def on_tick(self, s) -> None:
         """On the server loop: wake the WatchFleet streams (each reads the supervisor's history
@@ -95,6 +114,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             self._recorded_at = {t: at for t, at in self._recorded_at.items() if t > s.tick - RECORDED_KEPT}
         wake, self._tick_event = self._tick_event, asyncio.Event()
         wake.set()
+        self.wake_operations()
 
     def _clock(self) -> fleet_pb2.Clock:
         c = self.sup.clock()
@@ -164,6 +184,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         op = name.removeprefix("operations/")
         await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op,
                                                   "action": action.value})
+        self.wake_operations()  # a cancel before the start is done at once, with no tick
         return operation_message(await asyncio.to_thread(self.sup.operation, name))
 
     async def PauseOperation(self, request, context):
@@ -416,10 +437,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         loop = asyncio.get_running_loop()
         end = loop.time() + min(max(timeout, 0.0), 600.0)
         while True:
+            changed = self.fleet.operations_changed()  # taken before reading, so no change is missed
             op = await self.GetOperation(operations_pb2.GetOperationRequest(name=request.name), context)
             if op.done or loop.time() >= end:
                 return op
-            await asyncio.sleep(0.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=end - loop.time())
 
 
 _OPERATION_FIELDS: dict[str, Callable[[OperationFacts], str]] = {
