@@ -256,10 +256,10 @@ class FleetFeed:
             try:
                 # Resume after the last tick received; the first time, the newest `backlog`.
                 req = fleet_pb2.WatchFleetRequest(backlog=self.backlog, start_after_tick=self._after)
-                self._stream = self.client.fleet.WatchFleet(req, metadata=self.client.metadata)
+                self._stream = stream = self.client.fleet.WatchFleet(req, metadata=self.client.metadata)
                 # The whole list once per (re)connection; from here the ticks carry its changes.
                 self._list_operations()
-                for s in self._stream:
+                for s in stream:
                     self._on_summary(s)
                     self.status.connected = True
                     backoff = 0.2

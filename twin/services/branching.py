@@ -4,6 +4,7 @@ worker thread on the same Ray as the served fleet), and comparisons."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
@@ -78,7 +79,8 @@ class Branches:
         return [self.message(d) for d in dirs]
 
     # -- creating ------------------------------------------------------------------------------
-    def create(self, req: fleet_pb2.CreateBranchRequest, events: list[dict[str, Any]]) -> operations_pb2.Operation:
+    def create(self, req: fleet_pb2.CreateBranchRequest,
+               events: builtins.list[dict[str, Any]]) -> operations_pb2.Operation:
         """Check the request, write the branch, and start running it; returns its Operation."""
         served = req.branch.parent in ("", self.sup.name)
         parent_dir = self.sup.run_dir if served else self.branch_dir(req.branch.parent, "branch.parent")
@@ -108,8 +110,8 @@ class Branches:
         threading.Thread(target=self._run, args=(name, plan, until), name=f"branch-{req.branch_id}", daemon=True).start()
         return op
 
-    def _metadata(self, plan: ForkPlan, state: OperationState, phase: int, tick: int, until: int,
-                  reason: str = "") -> fleet_pb2.OperationMetadata:
+    def _metadata(self, plan: ForkPlan, state: OperationState, phase: fleet_pb2.BranchPhase, tick: int,
+                  until: int, reason: str = "") -> fleet_pb2.OperationMetadata:
         """The OperationMetadata of a branch being made: its progress is the ticks run from the
         parent checkpoint it starts at towards `until` (replayed up to the fork, then new)."""
         first = plan.base + 1
@@ -157,10 +159,10 @@ class Branches:
         with self._lock:
             return self._ops.get(name)
 
-    def operations(self) -> list[operations_pb2.Operation]:
+    def operations(self) -> tuple[operations_pb2.Operation, ...]:
         """Every branch-creation Operation of this server, oldest first."""
         with self._lock:
-            return list(self._ops.values())
+            return tuple(self._ops.values())
 
     # -- comparing -------------------------------------------------------------------------------
     def compare(self, name: str, other: str) -> fleet_pb2.CompareBranchesResponse:

@@ -95,7 +95,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         except RuntimeError:  # built outside the server's loop (a test): branch changes wake no one
             loop = None
         if loop is not None:
-            self.branches.on_change = lambda: loop.call_soon_threadsafe(self.wake_operations)
+            def from_thread() -> None:
+                loop.call_soon_threadsafe(self.wake_operations)
+
+            self.branches.on_change = from_thread
 
     def wake_operations(self) -> None:
         """On the server loop: wake whoever waits for an operation to change."""

@@ -245,9 +245,9 @@ class ServiceRequestProgress(Progress):
     tariff_dp: int | None = None
     refusal: str = ""  # "not_prepayment" or "credit_below_disablement" when the meter refused it
 
-    def result(self) -> dict[str, int]:
+    def result(self) -> dict[str, int | float]:
         """The SR's result as the DCC's response carries it (only the values the device gave)."""
-        out = {"applied": self.applied, "failed": self.failed, "pending": self.pending}
+        out: dict[str, int | float] = {"applied": self.applied, "failed": self.failed, "pending": self.pending}
         if self.refusal:
             out[self.refusal] = 1
         if self.credit_pence is not None:
