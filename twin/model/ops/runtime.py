@@ -288,7 +288,8 @@ class FleetPlanner:
         """Read the merged summary of tick `s.tick`: each live operation decides (its controls go
         out LAG ticks later). Returns the operations whose state, reason or counters a user sees
         change at this tick (a control accepted since the last tick included), in acceptance
-        order; after a restore every live operation counts as changed once."""
+        order. What was last reported is kept on each operation (`_shown`), so a planner restored
+        from a snapshot that lacks it reports each live operation once more."""
         self.observed = s.tick
         visited = list(self.live.values())
         for name, op in list(self.live.items()):
