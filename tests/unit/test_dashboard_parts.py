@@ -10,7 +10,7 @@ from google.longrunning import operations_pb2
 
 from dashboard import forms, geo
 from dashboard.components import progress_fraction, progress_text
-from dashboard.feed import operation_record
+from dashboard.feed import FleetFeed, operation_record
 from dashboard.figures import map_style
 from twin.generated.fleet.v1 import fleet_pb2
 
@@ -111,3 +111,25 @@ def test_switching_page_lists_prepayment_off_supply_per_supplier_worst_first_fro
     texts = [[td.children for td in tr.children] for tr in rows]
     assert texts == [["Utilita", "400", "30", "40", "10.0%"], ["Octopus Energy", "500", "20", "5", "1.0%"],
                      ["All suppliers", "900", "50", "45", "5.0%"]]
+
+
+def _op(name: str, kind: str, state: int) -> operations_pb2.Operation:
+    op = operations_pb2.Operation(name=name)
+    op.metadata.Pack(fleet_pb2.OperationMetadata(kind=kind, state=state))
+    return op
+
+
+def test_the_feed_keeps_operations_from_the_ticks_newer_than_its_listing():
+    feed = FleetFeed("127.0.0.1:9", token="t")  # never started: no connection is made
+    try:
+        feed._listed_after = 5
+        running, done = fleet_pb2.OPERATION_STATE_RUNNING, fleet_pb2.OPERATION_STATE_DONE
+        feed._on_summary(fleet_pb2.TickSummary(tick=5, operations=[_op("operations/power-outage-1", "power_outage",
+                                                                        running)]))
+        assert feed.operations() == []  # the listing already showed tick 5
+        feed._on_summary(fleet_pb2.TickSummary(tick=6, operations=[
+            _op("operations/power-outage-1", "power_outage", done),
+            _op("operations/service-request-2", "service_request", done)]))
+        assert [(o["name"], o["state"]) for o in feed.operations()] == [("operations/power-outage-1", "DONE")]
+    finally:
+        feed.client.channel.close()
