@@ -41,21 +41,8 @@ def kpi(label: str, value: str, note: str = "", kid: str = "") -> html.Div:
 
 
 def progress_fraction(op: dict[str, Any]) -> float:
-    """How far an operation has got, 0..1, from its counters (each kind reports its own)."""
-    if op.get("state") == "DONE":
-        return 1.0
-    p = op.get("progress", {})
-    if p.get("targeted"):
-        return min(1.0, (p.get("activated", 0) + p.get("failed", 0) + p.get("bricked", 0)) / p["targeted"])
-    if p.get("customers"):
-        return min(1.0, p.get("moved", 0) / p["customers"])
-    if "swapped" in p and (p["swapped"] + p.get("eligible", 0)):
-        return min(1.0, p["swapped"] / (p["swapped"] + p.get("eligible", 0)))
-    if p.get("switches") and op.get("command", {}).get("switches_per_month"):
-        days = float(op["command"].get("days", 0) or 0)
-        planned = op["command"]["switches_per_month"] * days / 30.4375
-        return min(1.0, p["switches"] / planned) if planned else 0.0
-    return 0.0
+    """How far an operation has got, 0..1: the API's percent_done (each kind says its own)."""
+    return max(0.0, min(1.0, float(op.get("percent_done", 0.0)) / 100))
 
 
 def progress_bar(fraction: float, label: str = "", bar_id: str | None = None) -> html.Div:
@@ -95,11 +82,28 @@ def op_summary(op: dict[str, Any]) -> str:
     return ""
 
 
+# The fields of each kind's progress message (twin.fleet.v1 *Progress) a table row shows, with
+# their labels; nested fields as "message.field".
+HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
+    "firmware_rollout": (("targeted", "targeted"), ("distributed", "distributed"), ("activated", "activated"),
+                         ("failed", "failed"), ("bricked", "bricked"), ("pending_no_wan", "pending no wan")),
+    "supplier_switch": (("switches", "switches"), ("swaps.dumb", "dumb")),
+    "churn_campaign": (("switches", "switches"), ("swaps.dumb", "dumb")),
+    "supplier_failure": (("customers", "customers"), ("moved", "moved"), ("swaps.dumb", "dumb")),
+    "swap_programme": (("done", "swapped"), ("eligible", "eligible")),
+    "vwan_fallback": (("done", "onboarded"), ("eligible", "eligible")),
+}
+
+
 def progress_text(op: dict[str, Any]) -> str:
-    p = op.get("progress", {})
-    keys = [k for k in ("targeted", "distributed", "activated", "failed", "bricked", "pending_no_wan", "customers",
-                        "moved", "switches", "swapped", "eligible", "dumb") if k in p]
-    return " · ".join(f"{k.replace('_', ' ')} {p[k]:,}" for k in keys)
+    """The headline counts of an operation's progress, e.g. "targeted 1,200 · activated 300"."""
+    out = []
+    for path, label in HEADLINE.get(op.get("kind", ""), ()):
+        value: Any = op.get("progress", {})
+        for part in path.split("."):
+            value = value.get(part, 0) if isinstance(value, dict) else 0
+        out.append(f"{label} {value:,}")
+    return " · ".join(out)
 
 
 def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
@@ -116,9 +120,9 @@ def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
                  html.Td(progress_bar(progress_fraction(o), bar_id=f"progress-{oid}")),
                  html.Td(progress_text(o), className="small")]
         if controls:
-            live = not o["done"]
+            allowed = set(o.get("actions", ()))
             cells.append(html.Td([
                 html.Button(a.title(), id={"type": "op-action", "op": o["name"], "action": a}, n_clicks=0,
-                            className="btn-small", disabled=not live) for a in ("pause", "resume", "cancel")]))
+                            className="btn-small", disabled=a not in allowed) for a in ("pause", "resume", "cancel")]))
         body.append(html.Tr(cells, id=f"op-row-{oid}"))
     return html.Table(className="table", children=[html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)])

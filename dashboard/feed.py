@@ -5,10 +5,13 @@ One feed serves every browser session, so the API's load does not grow with view
   it ends (the feed fell behind, the run was rewound, the API restarted) it resumes after the last
   tick received, so the charts never silently miss a tick, and a gap the API can no longer fill
   (the ticks left its retained history) is counted in FeedStatus.ticks_missed;
-- a poller refreshes the clock and the Operations every second, and the slower things (network
-  plans per region, firmware version counts, which cost the API a fleet scan) only when they can
-  have changed: after a tick has run (events apply at ticks) or an operator action, and at most
-  every SLOW_EVERY_S, so a paused fleet costs the API nothing;
+- the operator events are listed once each time that stream (re)connects, then kept current from
+  the operations each tick summary carries (those the tick changed), and from the Operation an
+  action on this dashboard gets back, so nothing polls them;
+- a poller refreshes the clock every second, and the slower things (network plans per region,
+  firmware version counts, which cost the API a fleet scan) only when they can have changed:
+  after a tick has run (events apply at ticks) or an operator action, and at most every
+  SLOW_EVERY_S, so a paused fleet costs the API nothing;
 - the API's reference data (GetFleetCatalog: the names forms offer, the firmware version order)
   is fetched once, and again only when a version count names a version it does not list (a
   rollout introduced it).
@@ -28,6 +31,7 @@ from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2
+from google.protobuf.message import Message
 
 from dashboard.figures import CSPS
 from dashboard.reference import Reference
@@ -90,10 +94,41 @@ def latest_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
     }
 
 
+# Operations the dashboard leaves to others: one per device-changing Service Request (no page
+# shows them), and the CreateBranch operations (the timeline CLI follows those).
+UNSHOWN_KINDS = ("service_request", "branch_creation")
+_STATE_PREFIX = "OPERATION_STATE_"
+_ACTION_PREFIX = "OPERATION_ACTION_"
+
+
+def message_record(msg: Message) -> dict[str, Any]:
+    """A message's fields as plain JSON-ready values, unset ones at their defaults (integers stay
+    numbers, unlike MessageToDict's 64-bit strings; nested messages as dicts, repeated as lists)."""
+    out: dict[str, Any] = {}
+    for f in msg.DESCRIPTOR.fields:
+        value = getattr(msg, f.name)
+        if f.message_type is not None:
+            out[f.name] = [message_record(v) for v in value] if _repeated(f) else message_record(value)
+        else:
+            out[f.name] = list(value) if _repeated(f) else value
+    return out
+
+
+def _repeated(f: Any) -> bool:
+    return bool(f.is_repeated) if hasattr(f, "is_repeated") else f.label == f.LABEL_REPEATED
+
+
 def operation_record(op: operations_pb2.Operation) -> dict[str, Any]:
+    """The compact record of one Operation: its typed metadata, the progress of its kind as a
+    dict of that kind's fields (FirmwareRolloutProgress, ...), state and actions by name."""
     md = TwinClient.progress(op)
-    return {"name": op.name, "done": op.done, "kind": md.kind, "state": md.state, "reason": md.reason,
-            "start_tick": md.start_tick, "start_time": _iso(md.start_time), "progress": dict(md.progress),
+    which = md.WhichOneof("progress")
+    return {"name": op.name, "done": op.done, "kind": md.kind,
+            "state": fleet_pb2.OperationState.Name(md.state).removeprefix(_STATE_PREFIX), "reason": md.reason,
+            "start_tick": md.start_tick, "start_time": _iso(md.start_time), "percent_done": md.percent_done,
+            "actions": [fleet_pb2.OperationAction.Name(a).removeprefix(_ACTION_PREFIX).lower()
+                        for a in md.allowed_actions],
+            "progress": message_record(getattr(md, which)) if which else {},
             "command": json.loads(md.command_json or "{}"),
             "error": op.error.message if op.HasField("error") else ""}
 
@@ -124,7 +159,7 @@ class FleetFeed:
         self._ticks: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self._latest: dict[str, Any] = {}
         self._clock: dict[str, Any] = {}
-        self._operations: list[dict[str, Any]] = []
+        self._operations: dict[str, dict[str, Any]] = {}  # by name, in the order they were accepted
         self._network: dict[str, Any] = {}
         self._versions: dict[str, list[dict[str, Any]]] = {}
         self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
@@ -136,6 +171,7 @@ class FleetFeed:
         self._threads: list[threading.Thread] = []
         self._stream: Any = None  # the open WatchFleet call (cancelled by stop())
         self._after: int | None = None  # the last tick received: where the stream resumes
+        self._listed_after = -1  # the operations were last listed with every tick up to this one
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FleetFeed:
@@ -196,7 +232,19 @@ class FleetFeed:
 
     def operations(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._operations)
+            return list(self._operations.values())
+
+    def update_operation(self, op: operations_pb2.Operation) -> None:
+        """Take an Operation the API returned (to an action on this dashboard) into the cache at
+        once: with the clock paused no tick would carry the change."""
+        self._take([op])
+
+    def _take(self, ops: Any) -> None:
+        records = [operation_record(o) for o in ops]
+        with self._lock:
+            for r in records:
+                if r["kind"] not in UNSHOWN_KINDS:
+                    self._operations[r["name"]] = r
 
     def network(self) -> dict[str, Any]:
         with self._lock:
@@ -232,8 +280,8 @@ class FleetFeed:
             self._reference = Reference.from_catalog(catalog)
 
     def refresh(self) -> None:
-        """Poll the clock and operations now (after an action, so the page shows its effect), and
-        the network plans and version counts on the poller's next round."""
+        """Poll the clock now (after an action, so the page shows its effect), and the network
+        plans and version counts on the poller's next round."""
         self._poll_fast()
         self._changed.set()
 
@@ -244,8 +292,10 @@ class FleetFeed:
             try:
                 # Resume after the last tick received; the first time, the newest `backlog`.
                 req = fleet_pb2.WatchFleetRequest(backlog=self.backlog, start_after_tick=self._after)
-                self._stream = self.client.fleet.WatchFleet(req, metadata=self.client.metadata)
-                for s in self._stream:
+                self._stream = stream = self.client.fleet.WatchFleet(req, metadata=self.client.metadata)
+                # The whole list once per (re)connection; from here the ticks carry its changes.
+                self._list_operations()
+                for s in stream:
                     self._on_summary(s)
                     self.status.connected = True
                     backoff = 0.2
@@ -280,7 +330,27 @@ class FleetFeed:
                 self._ticks.pop()
             self._after = tick
 
+    def _list_operations(self) -> None:
+        c = self.client
+        # The list shows every tick up to at least this one: the backlog's older changes are
+        # already in it, and would only show a past state for a moment.
+        listed_after = c.fleet.GetClock(fleet_pb2.GetClockRequest(), **c._kw()).tick - 1
+        ops: dict[str, dict[str, Any]] = {}
+        token = ""
+        while True:
+            page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(
+                filter=" AND ".join(f"kind!={k}" for k in UNSHOWN_KINDS), page_size=1000, page_token=token), **c._kw())
+            ops.update((o.name, operation_record(o)) for o in page.operations)
+            token = page.next_page_token
+            if not token:
+                break
+        with self._lock:
+            self._operations = ops
+            self._listed_after = listed_after
+
     def _on_summary(self, s: fleet_pb2.TickSummary) -> None:
+        if s.operations and s.tick > self._listed_after:
+            self._take(s.operations)
         rec = tick_record(s)
         with self._lock:
             if self._ticks and rec["tick"] <= self._ticks[-1]["tick"]:
@@ -321,23 +391,11 @@ class FleetFeed:
     def _poll_fast(self) -> None:
         c = self.client
         clock = c.fleet.GetClock(fleet_pb2.GetClockRequest(), **c._kw())
-        ops: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            # Every operator event, but not the operation behind each device-changing Service
-            # Request: a run gathers one per request, and no page shows them.
-            page = c.operations.ListOperations(operations_pb2.ListOperationsRequest(
-                filter="kind!=service_request", page_size=1000, page_token=token), **c._kw())
-            ops.extend(operation_record(o) for o in page.operations)
-            token = page.next_page_token
-            if not token:
-                break
         state = {fleet_pb2.CLOCK_STATE_RUNNING: "running", fleet_pb2.CLOCK_STATE_FAILED: "failed"}.get(
             clock.state, "paused")
         with self._lock:
             self._clock = {"tick": clock.tick, "time": _iso(clock.time), "state": state, "speed": clock.speed,
                            "error": clock.error}
-            self._operations = ops
 
     def _poll_network(self) -> None:
         c = self.client

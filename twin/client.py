@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
@@ -183,11 +184,37 @@ class TwinClient:
                 return op
         raise AssertionError("unreachable")
 
+    def pause_operation(self, name: str) -> operations_pb2.Operation:
+        """PauseOperation: the operation as it is after (unchanged if already paused)."""
+        return self.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=name), **self._kw())
+
+    def resume_operation(self, name: str) -> operations_pb2.Operation:
+        """ResumeOperation: the operation as it is after (unchanged if already running)."""
+        return self.fleet.ResumeOperation(fleet_pb2.ResumeOperationRequest(name=name), **self._kw())
+
+    def cancel_operation(self, name: str) -> operations_pb2.Operation:
+        """CancelOperation, then the operation as it is after (a pending one is cancelled at once)."""
+        self.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=name), **self._kw())
+        return self.get_operation(name)
+
     @staticmethod
     def progress(op: operations_pb2.Operation) -> fleet_pb2.OperationMetadata:
+        """An Operation's typed metadata (state, allowed actions, the progress of its kind)."""
         md = fleet_pb2.OperationMetadata()
         op.metadata.Unpack(md)
         return md
+
+    @staticmethod
+    def kind_progress(op: operations_pb2.Operation) -> Message | None:
+        """The progress message of an Operation's kind (FirmwareRolloutProgress, ...), None if unset."""
+        md = TwinClient.progress(op)
+        which = md.WhichOneof("progress")
+        return getattr(md, which) if which else None
+
+    @staticmethod
+    def state_name(op: operations_pb2.Operation) -> str:
+        """An Operation's state by name: PENDING, RUNNING, PAUSED, HALTED, CANCELLED, DONE or FAILED."""
+        return fleet_pb2.OperationState.Name(TwinClient.progress(op).state).removeprefix("OPERATION_STATE_")
 
     # CSPs
     def network_state(self, region: str) -> csp_pb2.NetworkState:

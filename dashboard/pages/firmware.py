@@ -24,13 +24,11 @@ def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
     for o in ops:
         if o["kind"] != "firmware_rollout":
             continue
-        p = o["progress"]
-        waves = sorted({int(k[4:].split("_")[0]) for k in p if k.startswith("wave") and k[4:5].isdigit()})
         xs, ys = [], []
-        for w in waves:
-            failed, passed = p.get(f"wave{w}_failed", 0), p.get(f"wave{w}_passed", 0)
+        for w in o["progress"].get("waves", []):
+            failed, passed = w["failed"], w["passed"]
             if failed + passed:
-                xs.append(f"wave {w + 1}")
+                xs.append(f"wave {w['index'] + 1}")
                 ys.append(100.0 * failed / (failed + passed))
         fig.add_trace(go.Bar(x=xs, y=ys, name=o["name"].removeprefix("operations/")))
     fig.update_layout(**F.base_layout("Failure rate per wave, %", 300), barmode="group")

@@ -15,6 +15,7 @@ from dashboard import forms
 from dashboard.components import ops_table, pulse
 from dashboard.errors import error_box
 from dashboard.reference import Reference
+from twin.generated.fleet.v1 import fleet_pb2
 from twin.util.grammar import GrammarError, parse_number
 
 PATH = "/scenario"
@@ -111,18 +112,19 @@ def register(app, feed, actions) -> None:
             op = c.fleet.CreateEvent(req, **c._kw())
         except grpc.RpcError as e:
             return error_box(e)
+        feed.update_operation(op)
         feed.refresh()
         md = c.progress(op)
+        state = fleet_pb2.OperationState.Name(md.state).removeprefix("OPERATION_STATE_").lower()
         return html.Div(className="ok", role="status", children=[
             html.Strong("Accepted: "), html.Span(op.name, className="mono", id="ev-op-name"),
-            html.Span(f" ({md.kind}, {md.state.lower()}, from tick {md.start_tick})")])
+            html.Span(f" ({md.kind}, {state}, from tick {md.start_tick})")])
 
     @app.callback(Output("sc-clock-msg", "children"),
                   Input("sc-pause", "n_clicks"), Input("sc-resume", "n_clicks"), Input("sc-step1", "n_clicks"),
                   Input("sc-step48", "n_clicks"), Input("sc-set-speed", "n_clicks"), State("sc-speed", "value"),
                   prevent_initial_call=True)
     def clock_action(_a, _b, _c, _d, _e, speed):
-        from twin.generated.fleet.v1 import fleet_pb2
 
         c = actions.client()
         which = ctx.triggered_id
@@ -157,19 +159,19 @@ def register(app, feed, actions) -> None:
             raise PreventUpdate  # the buttons were redrawn, not clicked
         from google.longrunning import operations_pb2
 
-        from twin.generated.fleet.v1 import fleet_pb2
 
         c = actions.client()
         try:
             if trig["action"] == "pause":
-                c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=trig["op"]), **c._kw())
+                op = c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=trig["op"]), **c._kw())
             elif trig["action"] == "resume":
-                c.fleet.ResumeOperation(fleet_pb2.ResumeOperationRequest(name=trig["op"]), **c._kw())
+                op = c.fleet.ResumeOperation(fleet_pb2.ResumeOperationRequest(name=trig["op"]), **c._kw())
             else:
                 c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=trig["op"]), **c._kw())
+                op = c.get_operation(trig["op"])
         except grpc.RpcError as e:
             return error_box(e)
-        feed.refresh()
+        feed.update_operation(op)
         return html.Div(f"{trig['action'].title()} sent for {trig['op']}.", className="ok", role="status")
 
     @app.callback(Output("sc-clock", "children"), Output("sc-ops", "children"), Output("sc-ops-sig", "data"),

@@ -182,11 +182,11 @@ def test_device_changing_requests_apply_at_a_tick(api):
         op = first.response.operation
         api.sup.step(2)
         done = c.wait_operation(op, timeout_s=10)
-        assert done.done and TwinClient.progress(done).state == "DONE"
-        before = TwinClient.progress(done).progress["credit_pence"]
+        assert done.done and TwinClient.progress(done).state == fleet_pb2.OPERATION_STATE_DONE
+        before = TwinClient.progress(done).service_request.credit_pence
         again = c.submit("2.2", target, {"amount_pence": 1000})
         api.sup.step(2)
-        after = TwinClient.progress(c.wait_operation(again.response.operation, timeout_s=10)).progress["credit_pence"]
+        after = TwinClient.progress(c.wait_operation(again.response.operation, timeout_s=10)).service_request.credit_pence
         # 1,000p more, less at most an hour's consumption at the tariff.
         assert 900 <= after - before <= 1000
         e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "2.2", target, {"amount_pence": -5})
@@ -203,11 +203,11 @@ def test_firmware_by_service_request_distribute_then_signed_activation(api):
         dist = c.submit("11.1", target, {"target_version": version})
         # Planned (budget) 4 ticks after it starts, sent, then the image arrives a tick later.
         api.sup.step(8)
-        assert TwinClient.progress(c.get_operation(dist.response.operation)).progress["activating"] == 1
+        assert TwinClient.progress(c.get_operation(dist.response.operation)).firmware_rollout.activating == 1
         c.submit("11.3", target)
         api.sup.step(6)
         op = c.get_operation(dist.response.operation)
-        assert op.done and TwinClient.progress(op).progress["activated"] == 1
+        assert op.done and TwinClient.progress(op).firmware_rollout.activated == 1
     with api.client("operator") as op_client:
         hub = op_client.get_hub(target)
         assert hub.meters[0].firmware == version
@@ -313,13 +313,14 @@ def test_every_operator_event_end_to_end_through_the_api(api):
         ops = {n: c.get_operation(n) for n in names}
         states = {n: TwinClient.progress(o).state for n, o in ops.items()}
         for n in names[1:]:
-            assert states[n] in ("DONE", "RUNNING"), (n, states[n])
-        assert TwinClient.progress(ops[rollout]).progress["activated"] > 0
-        assert states[names[4]] == "DONE" and states[names[7]] == "DONE"
+            assert states[n] in (fleet_pb2.OPERATION_STATE_DONE, fleet_pb2.OPERATION_STATE_RUNNING), (n, states[n])
+        assert TwinClient.progress(ops[rollout]).firmware_rollout.activated > 0
+        assert states[names[4]] == states[names[7]] == fleet_pb2.OPERATION_STATE_DONE
         c.operations.CancelOperation(__import__("google.longrunning.operations_pb2", fromlist=["x"])
                                      .CancelOperationRequest(name=rollout), metadata=c.metadata)
         c.step(6)
-        assert TwinClient.progress(c.get_operation(rollout)).state in ("CANCELLED", "DONE")
+        assert TwinClient.progress(c.get_operation(rollout)).state in (fleet_pb2.OPERATION_STATE_CANCELLED,
+                                                                        fleet_pb2.OPERATION_STATE_DONE)
         south = c.network_state("south")
         assert any(t.technology == "2G" and not t.up for t in south.technologies)
         e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.create_event,

@@ -52,7 +52,7 @@ def journaled(sup, request_id: str) -> list[dict]:
 
 
 def credit(c: TwinClient, op: str) -> int:
-    return TwinClient.progress(c.wait_operation(op, timeout_s=10)).progress["credit_pence"]
+    return TwinClient.progress(c.wait_operation(op, timeout_s=10)).service_request.credit_pence
 
 
 # -- part 3: a retry never applies twice -----------------------------------------------------------
@@ -378,21 +378,21 @@ def test_controls_on_unknown_and_finished_operations(api):
             assert bad_request_fields(e) == ["name"]
         op = c.create_event(at="6h", power_outage=fleet_pb2.PowerOutage(area="12", fraction=0.01, duration_min=30))
         paused = c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=op.name), metadata=md)
-        assert TwinClient.progress(paused).state == "PAUSED"
+        assert TwinClient.progress(paused).state == fleet_pb2.OPERATION_STATE_PAUSED
         # Already in the state asked for: answered unchanged, nothing journaled.
         journal = (api.sup.run_dir / "journal.jsonl").read_text()
         again = c.fleet.PauseOperation(fleet_pb2.PauseOperationRequest(name=op.name), metadata=md)
-        assert TwinClient.progress(again).state == "PAUSED"
+        assert TwinClient.progress(again).state == fleet_pb2.OPERATION_STATE_PAUSED
         assert (api.sup.run_dir / "journal.jsonl").read_text() == journal
         c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name), metadata=md)
-        assert TwinClient.progress(c.get_operation(op.name)).state == "CANCELLED"
+        assert TwinClient.progress(c.get_operation(op.name)).state == fleet_pb2.OPERATION_STATE_CANCELLED
         c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name), metadata=md)  # retry: OK
         e = expect(grpc.StatusCode.FAILED_PRECONDITION, c.fleet.ResumeOperation,
                    fleet_pb2.ResumeOperationRequest(name=op.name), metadata=md)
         assert "CANCELLED" in e.details()
         done = c.create_event(power_outage=fleet_pb2.PowerOutage(area="12", fraction=0.01, duration_min=30))
         api.sup.step(6)
-        assert TwinClient.progress(c.get_operation(done.name)).state == "DONE"
+        assert TwinClient.progress(c.get_operation(done.name)).state == fleet_pb2.OPERATION_STATE_DONE
         for call, req in [(c.operations.CancelOperation, operations_pb2.CancelOperationRequest(name=done.name)),
                           (c.fleet.PauseOperation, fleet_pb2.PauseOperationRequest(name=done.name))]:
             expect(grpc.StatusCode.FAILED_PRECONDITION, call, req, metadata=md)
@@ -429,7 +429,7 @@ def test_the_error_table_holds_against_a_live_server(api):
         # What the cases need: a finished operation, a branch, a failed supplier (far in the future).
         done = op_c.create_event(power_outage=f.PowerOutage(area="12", fraction=0.01, duration_min=30))
         api.sup.step(6)
-        assert TwinClient.progress(op_c.get_operation(done.name)).state == "DONE"
+        assert TwinClient.progress(op_c.get_operation(done.name)).state == fleet_pb2.OPERATION_STATE_DONE
         branch = F.CreateBranch(f.CreateBranchRequest(branch_id="walk", branch=f.Branch(fork_tick=1), until_tick=2),
                                 metadata=md)
         op_c.wait_operation(branch.name, timeout_s=120)

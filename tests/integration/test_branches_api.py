@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.longrunning import operations_pb2
 
 from tests.integration.conftest import run_dir
 from twin.client import TwinClient
@@ -55,6 +56,12 @@ def test_branches_and_rewind_through_the_api(served):
     assert done.done and not done.HasField("error"), done.error
     branch = fleet_pb2.Branch()
     done.response.Unpack(branch)
+    md = TwinClient.progress(done)
+    assert (md.kind, md.state, md.percent_done) == ("branch_creation", fleet_pb2.OPERATION_STATE_DONE, 100.0)
+    assert md.branch_creation.branch == "branches/storm" and md.branch_creation.tick == 30 and not md.allowed_actions
+    # One store: the branch's Operation is listed (and filtered) with the fleet's.
+    listed_ops = c.operations.ListOperations(operations_pb2.ListOperationsRequest(filter="kind=branch_creation"), **kw)
+    assert [o.name for o in listed_ops.operations] == [op.name]
     assert branch.name == "branches/storm" and branch.fork_tick == 20 and branch.head_tick == 30
     assert branch.parent == "" and len(branch.added_events_json) == 1
 

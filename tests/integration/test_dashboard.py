@@ -216,7 +216,7 @@ def test_clock_and_operation_controls_on_the_scenario_page(stack, page):
         page.wait_for_function(f"document.querySelector('#op-row-{oid} .state').innerText === 'CANCELLED'",
                                timeout=20_000)
         with stack.client() as c:
-            assert TwinClient.progress(c.get_operation(op)).state == "CANCELLED"
+            assert TwinClient.progress(c.get_operation(op)).state == fleet_pb2.OPERATION_STATE_CANCELLED
         page.click("#sc-resume")
         page.wait_for_function("document.querySelector('#sc-clock-state').innerText === 'running'")
         assert page.console_errors == []

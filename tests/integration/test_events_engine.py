@@ -53,7 +53,7 @@ def test_events_on_the_engine_match_the_model_for_any_shard_count(shards, refere
         assert views["operations/power-outage-5"]["done"]
         # GSME images take days over the HAN: within two days they are still arriving.
         progress = views["operations/firmware-rollout-1"]["metadata"]["progress"]
-        assert progress["transferring"] > 0 and progress["targeted"] > progress["waiting"]
+        assert progress.transferring > 0 and progress.targeted > progress.waiting
     finally:
         sup.shutdown()
 
@@ -95,7 +95,7 @@ def test_operation_controls_through_the_engine():
         sup.step(8)
         view = sup.operation(op["name"])
         assert view["done"] and view["error"]["code"] == 1
-        assert view["metadata"]["progress"]["cancelled"] > 0
+        assert view["metadata"]["progress"].cancelled > 0
         with pytest.raises(TwinInputError):
             sup.operation("operations/nope")
     finally:

@@ -14,6 +14,7 @@ from twin.engine.operations import operation_view
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
+from twin.model.ops.progress import FirmwareRolloutProgress
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -36,7 +37,7 @@ def _chaos_run(config: FleetConfig, *, ticks: int, every_s: float, checkpoint_ev
     return sup, killer.kills, op["name"]
 
 
-def _assert_fault_free(sup: FleetSupervisor, ref_hash: str, ref_ops: dict, op_name: str) -> None:
+def _assert_fault_free(sup: FleetSupervisor, ref_hash: str, ref_ops: FirmwareRolloutProgress, op_name: str) -> None:
     assert sup.state_hash() == ref_hash
     assert sum(i["hubs"] for i in sup.info()) == sup.config.hubs  # no hub lost
     views = sup.operations()
@@ -70,7 +71,7 @@ def test_chaos_at_a_million_hubs():
         ref_hash, ref_ops = ref.state_hash(), ref.operations()[0]["metadata"]["progress"]
     finally:
         ref.shutdown()
-    assert ref_ops["activated"] > 0
+    assert ref_ops.activated > 0
     sup, kills, name = _chaos_run(config, ticks=ticks, every_s=3.0, checkpoint_every=24)
     try:
         assert len(kills) >= 3 and len(sup.recoveries) >= 3, (kills, sup.recoveries)

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from google.longrunning import operations_pb2
 
 from dashboard import forms, geo
-from dashboard.components import progress_fraction
+from dashboard.components import progress_fraction, progress_text
+from dashboard.feed import FleetFeed, operation_record
 from dashboard.figures import map_style
 from twin.generated.fleet.v1 import fleet_pb2
 
@@ -66,12 +68,21 @@ def test_map_colours_follow_the_values():
     assert "dark 400" in texts[-1]
 
 
-def test_operation_progress_from_each_kind_of_counters():
-    assert progress_fraction({"state": "RUNNING", "progress": {"targeted": 200, "activated": 50, "failed": 10}}) == 0.3
-    assert progress_fraction({"state": "RUNNING", "progress": {"customers": 400, "moved": 100}}) == 0.25
-    assert progress_fraction({"state": "RUNNING", "progress": {"swapped": 30, "eligible": 90}}) == 0.25
-    assert progress_fraction({"state": "DONE", "progress": {}}) == 1.0
-    assert progress_fraction({"state": "PENDING", "progress": {}}) == 0.0
+def test_an_operation_record_reads_the_typed_metadata_and_the_bar_its_percent_done():
+    md = fleet_pb2.OperationMetadata(
+        kind="firmware_rollout", state=fleet_pb2.OPERATION_STATE_PAUSED, percent_done=30.0,
+        allowed_actions=[fleet_pb2.OPERATION_ACTION_RESUME, fleet_pb2.OPERATION_ACTION_CANCEL],
+        firmware_rollout=fleet_pb2.FirmwareRolloutProgress(
+            targeted=200, activated=50, failed=10, waves=[fleet_pb2.WaveProgress(index=0, passed=40, failed=10)]))
+    op = operations_pb2.Operation(name="operations/firmware-rollout-1")
+    op.metadata.Pack(md)
+    rec = operation_record(op)
+    assert rec["state"] == "PAUSED" and rec["actions"] == ["resume", "cancel"]
+    assert rec["progress"]["targeted"] == 200 and rec["progress"]["waves"][0]["failed"] == 10
+    assert progress_fraction(rec) == 0.3
+    assert progress_text(rec) == ("targeted 200 · distributed 0 · activated 50 · failed 10 · bricked 0 · "
+                                  "pending no wan 0")
+    assert progress_fraction({"percent_done": 100.0}) == 1.0 and progress_fraction({}) == 0.0
 
 
 def test_the_dashboard_is_a_client_of_the_api_and_never_of_ray():
@@ -103,3 +114,25 @@ def test_switching_page_lists_prepayment_off_supply_per_supplier_worst_first_fro
     texts = [[td.children for td in tr.children] for tr in rows]
     assert texts == [["Utilita", "400", "30", "40", "10.0%"], ["Octopus Energy", "500", "20", "5", "1.0%"],
                      ["All suppliers", "900", "50", "45", "5.0%"]]
+
+
+def _op(name: str, kind: str, state: int) -> operations_pb2.Operation:
+    op = operations_pb2.Operation(name=name)
+    op.metadata.Pack(fleet_pb2.OperationMetadata(kind=kind, state=state))
+    return op
+
+
+def test_the_feed_keeps_operations_from_the_ticks_newer_than_its_listing():
+    feed = FleetFeed("127.0.0.1:9", token="t")  # never started: no connection is made
+    try:
+        feed._listed_after = 5
+        running, done = fleet_pb2.OPERATION_STATE_RUNNING, fleet_pb2.OPERATION_STATE_DONE
+        feed._on_summary(fleet_pb2.TickSummary(tick=5, operations=[_op("operations/power-outage-1", "power_outage",
+                                                                        running)]))
+        assert feed.operations() == []  # the listing already showed tick 5
+        feed._on_summary(fleet_pb2.TickSummary(tick=6, operations=[
+            _op("operations/power-outage-1", "power_outage", done),
+            _op("operations/service-request-2", "service_request", done)]))
+        assert [(o["name"], o["state"]) for o in feed.operations()] == [("operations/power-outage-1", "DONE")]
+    finally:
+        feed.client.channel.close()

@@ -320,7 +320,7 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
     view = operations_pb2_grpc.OperationsStub(ch).GetOperation(operations_pb2.GetOperationRequest(name=op.name),
                                                                metadata=op_md)
     view.metadata.Unpack(opm)
-    return {"premises_cut": opm.progress["premises_cut"], "alerts_delivered": len(received),
+    return {"premises_cut": opm.power_outage.premises_cut, "alerts_delivered": len(received),
             "alerts_distinct_in_order": positions == sorted(set(positions)), "stream_resumes": len(resumes),
             "stream_errors": errors,
             "tick_s": round(t_tick - t0, 3), "last_alert_after_tick_end_s": round(received[-1] - t_tick, 3),

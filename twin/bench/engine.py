@@ -217,7 +217,7 @@ def bench_events(hubs: int, seed: int) -> dict[str, Any]:
                          "extra_over_plain_tick_s": round(start_tick - plain, 4),
                          "extra_over_floor_pass": round((start_tick - plain) / floor, 2),
                          "following_tick_s": round(after, 4),
-                         "touched": ops[-1]["metadata"]["progress"].get("premises_cut")}
+                         "touched": ops[-1]["metadata"]["progress"].result().get("premises_cut")}
             sup.step(4)
         ev = {"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
               "target_version": "5.3.0", "regions": ["Central", "South"], "concurrency_per_csp": 50_000}
@@ -229,7 +229,7 @@ def bench_events(hubs: int, seed: int) -> dict[str, Any]:
         materialise = time.perf_counter() - t
         running = _median_tick_s(sup, 8)
         progress = sup.operation(op["name"])["metadata"]["progress"]
-        out["rollout"] = {"targeted_meters": progress.get("targeted"), "accept_s": round(accept, 3),
+        out["rollout"] = {"targeted_meters": progress.targeted, "accept_s": round(accept, 3),
                           "first_tick_s": round(materialise, 3), "running_tick_s": round(running, 4)}
     finally:
         sup.shutdown()

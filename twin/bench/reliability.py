@@ -45,7 +45,7 @@ def _run(config: Any, *, ticks: int, checkpoint_every: int, kill_every_s: float 
         out = {"wall_s": wall, "kills": len(kills), "kill_log": kills,
                "recoveries": list(sup.recoveries), "state_hash": sup.state_hash(),
                "hubs": sum(i["hubs"] for i in sup.info()), "operations": [v["name"] for v in sup.operations()],
-               "progress": sup.operation(op["name"])["metadata"]["progress"],
+               "progress": sup.operation(op["name"])["metadata"]["progress"].as_dict(),
                "history": {"ticks": sup.history_db.ticks_written, "seconds": sup.history_db.seconds,
                            "flushes": sup.history_db.flushes, "file_bytes": sup.history_db.bytes_on_disk()}}
         if not kill_every_s:

@@ -1,13 +1,14 @@
 """The operations store: operator events validated, journaled and accepted (the fleet planner holds
 every operation and the controls it sends to the shards), and operations as users see them: the
-shape of a google.longrunning.Operation (AIP-151), listed with a typed filter."""
+shape of a google.longrunning.Operation (AIP-151), with the typed state, allowed controls and
+per-kind progress of the model (`twin.model.ops.progress`), listed with a typed filter."""
 
 from __future__ import annotations
 
 import itertools
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,7 @@ from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
+from twin.model.ops.progress import OperationAction, OperationState, Progress
 from twin.model.ops.runtime import FleetOp, FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.summary import TickSummary
@@ -32,28 +34,46 @@ Controls = dict[int, list[Any]]  # tick -> the controls sent with it
 
 
 def operation_view(op: FleetOp, config: FleetConfig) -> dict[str, Any]:
-    md = op.metadata()
-    cmd = op.cmd.to_dict()
+    """One operation as a dict: name ("operations/{id}"), done, metadata (kind, state as an
+    `OperationState`, reason, start_tick, start_time ISO 8601, command as accepted, progress as the
+    kind's frozen `Progress` record, percent_done 0..100, allowed_actions as `OperationAction`s
+    in their declared order), and error {code, message} (google.rpc codes) or response {note}."""
+    state = OperationState(op.state)
+    progress = op.progress()
+    allowed = op.allowed_actions()
     view: dict[str, Any] = {
         "name": f"operations/{op.name}",
         "done": op.done,
         "metadata": {
             "kind": op.cmd.kind,
-            "state": md.pop("state"),
-            "reason": md.pop("reason"),
+            "state": state,
+            "reason": op.reason,
             "start_tick": op.cmd.at,
             "start_time": config.time_of(op.cmd.at).isoformat(),
-            "command": cmd,
-            "progress": md,
+            "command": op.cmd.to_dict(),
+            "progress": progress,
+            "percent_done": 100.0 * progress.fraction(state),
+            "allowed_actions": [a for a in OperationAction if a in allowed],
         },
     }
-    if op.state == "CANCELLED":
+    if state == OperationState.CANCELLED:
         view["error"] = {"code": CANCELLED, "message": op.reason or "cancelled"}
-    elif op.state in ("HALTED", "FAILED"):
+    elif state in (OperationState.HALTED, OperationState.FAILED):
         view["error"] = {"code": ABORTED, "message": op.reason}
-    elif op.state == "DONE":
-        view["response"] = {"progress": md, "note": op.reason}
+    elif state == OperationState.DONE:
+        view["response"] = {"note": op.reason}
     return view
+
+
+# Operations left out of the per-tick changes (WatchFleet): one per device-changing Service
+# Request, so a busy DCC would fill every tick with them; their callers follow them one by one.
+UNSTREAMED_KINDS = frozenset({"service_request"})
+
+
+def changed_views(ops: Iterable[FleetOp], config: FleetConfig) -> list[dict[str, Any]]:
+    """Views of the operations a tick changed (`FleetPlanner.observe`'s result), operator events
+    only: what a tick summary carries so a watcher never polls for operations."""
+    return [operation_view(op, config) for op in ops if op.cmd.kind not in UNSTREAMED_KINDS]
 
 
 class OperationField(StrEnum):
@@ -74,12 +94,17 @@ class OperationTerm:
     negate: bool = False
 
     def matches(self, op: FleetOp) -> bool:
+        return self.matches_facts(done=op.done, kind=op.cmd.kind, state=OperationState(op.state))
+
+    def matches_facts(self, *, done: bool, kind: str, state: OperationState) -> bool:
+        """The term over an operation's facts, whatever holds it (the planner, or the API's
+        branch operations)."""
         if self.field is OperationField.DONE:
-            got = str(op.done).lower()
+            got = str(done).lower()
         elif self.field is OperationField.KIND:
-            got = op.cmd.kind
+            got = kind
         else:
-            got = op.state.lower()
+            got = state.value.lower()
         return (got == self.value) != self.negate
 
 
@@ -92,6 +117,12 @@ class OperationFilter:
 
     terms: tuple[OperationTerm, ...] = ()
     held_image_for: int | None = None
+
+    def matches_facts(self, *, done: bool, kind: str, state: OperationState) -> bool:
+        """The filter over an operation that is not the planner's (a branch's): its terms; never
+        a held image."""
+        return self.held_image_for is None and all(
+            t.matches_facts(done=done, kind=kind, state=state) for t in self.terms)
 
     def matches(self, op: FleetOp) -> bool:
         if not all(t.matches(op) for t in self.terms):
@@ -187,7 +218,8 @@ class OperationsStore:
     def observe(self, summary: TickSummary) -> None:
         """The planner sees a finished tick; journaled commands due after it are accepted."""
         with self.lock:
-            self.planner.observe(summary)
+            # The operations this tick changed ride on its summary (WatchFleet carries them).
+            summary.operations = changed_views(self.planner.observe(summary), self.config)
             for rec in self.replay.due(self.planner.observed):
                 self._apply(rec)
 
@@ -249,10 +281,12 @@ class OperationsStore:
                 raise TwinInputError("name", f"no operation named {name!r}")
             return operation_view(op, self.config)
 
-    def operation_history(self, name: str) -> list[tuple[int, dict[str, int]]]:
-        """(tick, progress counters) of operation `name` as it ran; KeyError if there is none."""
+    def operation_history(self, name: str) -> list[tuple[int, Progress]]:
+        """(tick, typed progress) of each tick operation `name` reported, oldest first; KeyError
+        if there is none."""
         with self.lock:
-            return list(self.planner.ops[name.removeprefix("operations/")].history)
+            op = self.planner.ops[name.removeprefix("operations/")]
+            return [(tick, op.progress(counters)) for tick, counters in op.history]
 
     def firmware_versions(self) -> VersionTable:
         """Every firmware version per device model, the catalog's and those rollouts added: a

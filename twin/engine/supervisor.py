@@ -33,6 +33,7 @@ from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command
+from twin.model.ops.progress import Progress
 from twin.model.ops.runtime import FleetPlanner
 from twin.model.summary import TickSummary
 
@@ -295,7 +296,7 @@ class FleetSupervisor:
     def operation(self, name: str) -> dict[str, Any]:
         return self.ops.operation(name)
 
-    def operation_history(self, name: str) -> list[tuple[int, dict[str, int]]]:
+    def operation_history(self, name: str) -> list[tuple[int, Progress]]:
         return self.ops.operation_history(name)
 
     # -- local reads and shutdown ----------------------------------------------------------------

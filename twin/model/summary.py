@@ -84,6 +84,10 @@ class TickSummary:
     # Running totals since the run began (hh_lost, alerts), set by whoever records the fleet's
     # summaries in order; never merged.
     totals: dict[str, int] = field(default_factory=dict)
+    # The operations whose state or progress changed at this tick, as views (see
+    # twin.engine.operations.operation_view), set by the engine once the planner has observed
+    # the merged summary; not part of the figures (to_dict), never merged.
+    operations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def hubs(self) -> int:

@@ -4,9 +4,11 @@ worker thread on the same Ray as the served fleet), and comparisons."""
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,13 @@ from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import read_manifest
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
+from twin.model.ops.progress import OperationState
 from twin.reporting.compare import compare_runs, write_comparison
-from twin.services.convert import ts
+from twin.services.convert import OPERATION_STATES, ts
 from twin.services.errors import ApiError, invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
+BRANCH_KIND = "branch_creation"  # the kind of a CreateBranch Operation in its OperationMetadata
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +44,10 @@ class Branches:
     def __init__(self, supervisor: FleetEngine):
         self.sup = supervisor
         self.root: Path = supervisor.run_dir / BRANCHES
-        self._ops: dict[str, operations_pb2.Operation] = {}
+        self._ops: dict[str, operations_pb2.Operation] = {}  # creation order
         self._lock = threading.Lock()
+        # Called (from the branch's worker thread) after each change of a branch operation.
+        self.on_change: Callable[[], None] | None = None
 
     # -- resources -------------------------------------------------------------------------
     def branch_dir(self, name: str, field: str = "name") -> Path:
@@ -74,7 +80,8 @@ class Branches:
         return [self.message(d) for d in dirs]
 
     # -- creating ------------------------------------------------------------------------------
-    def create(self, req: fleet_pb2.CreateBranchRequest, events: list[dict[str, Any]]) -> operations_pb2.Operation:
+    def create(self, req: fleet_pb2.CreateBranchRequest,
+               events: builtins.list[dict[str, Any]]) -> operations_pb2.Operation:
         """Check the request, write the branch, and start running it; returns its Operation."""
         served = req.branch.parent in ("", self.sup.name)
         parent_dir = self.sup.run_dir if served else self.branch_dir(req.branch.parent, "branch.parent")
@@ -97,33 +104,44 @@ class Branches:
             raise invalid("until_tick", f"must not be before the fork tick {at}, got {until}")
         create_branch(plan, parent_history=self.sup.history_db.flushed() if served else None)
         name = OP_PREFIX + req.branch_id
-        op = operations_pb2.Operation(name=name, metadata=_pack(self._metadata(plan, "REPLAYING", plan.base + 1, until)))
+        op = operations_pb2.Operation(name=name, metadata=_pack(self._metadata(
+            plan, OperationState.RUNNING, fleet_pb2.BRANCH_PHASE_REPLAYING, plan.base + 1, until)))
         with self._lock:
             self._ops[name] = op
         threading.Thread(target=self._run, args=(name, plan, until), name=f"branch-{req.branch_id}", daemon=True).start()
         return op
 
-    def _metadata(self, plan: ForkPlan, state: str, tick: int, until: int) -> fleet_pb2.BranchOperationMetadata:
-        return fleet_pb2.BranchOperationMetadata(branch=f"branches/{plan.branch_dir.name}", state=state, tick=tick,
-                                                 until_tick=until)
+    def _metadata(self, plan: ForkPlan, state: OperationState, phase: fleet_pb2.BranchPhase, tick: int,
+                  until: int, reason: str = "") -> fleet_pb2.OperationMetadata:
+        """The OperationMetadata of a branch being made: its progress is the ticks run from the
+        parent checkpoint it starts at towards `until` (replayed up to the fork, then new)."""
+        first = plan.base + 1
+        done = 100.0 if state == OperationState.DONE else 100.0 * max(0, tick - first) / max(1, until + 1 - first)
+        return fleet_pb2.OperationMetadata(
+            kind=BRANCH_KIND, state=OPERATION_STATES[state], reason=reason, start_tick=plan.at,
+            start_time=ts(self.sup.config.time_of(plan.at)), percent_done=min(done, 100.0),
+            branch_creation=fleet_pb2.BranchCreationProgress(branch=f"branches/{plan.branch_dir.name}", phase=phase,
+                                                             tick=tick, until_tick=until))
 
     def _run(self, name: str, plan: ForkPlan, until: int) -> None:
         def progress(s: Any) -> None:
-            state = "REPLAYING" if s.tick + 1 < plan.at else "RUNNING"
-            self._set(name, metadata=self._metadata(plan, state, s.tick + 1, until))
+            phase = fleet_pb2.BRANCH_PHASE_REPLAYING if s.tick + 1 < plan.at else fleet_pb2.BRANCH_PHASE_RUNNING
+            self._set(name, metadata=self._metadata(plan, OperationState.RUNNING, phase, s.tick + 1, until))
 
+        unset = fleet_pb2.BRANCH_PHASE_UNSPECIFIED
         try:
             # No CPUs reserved: the branch shares the machine with the served fleet, which holds them.
             out = run_branch(plan, until=until, cpus_per_shard=0.0, progress=progress)
-            self._set(name, metadata=self._metadata(plan, "DONE", out["tick"], until),
+            self._set(name, metadata=self._metadata(plan, OperationState.DONE, unset, out["tick"], until),
                       response=self.message(plan.branch_dir))
         except TwinInputError as e:
-            self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
+            self._set(name, metadata=self._metadata(plan, OperationState.FAILED, unset, plan.at, until, str(e)),
                       error=status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(e)))
         except Exception as e:  # the operation reports it; the server goes on
             log.exception("branch operation %s failed", name)
-            self._set(name, metadata=self._metadata(plan, "FAILED", plan.at, until),
-                      error=status_pb2.Status(code=code_pb2.INTERNAL, message=f"{type(e).__name__}: {e}"))
+            reason = f"{type(e).__name__}: {e}"
+            self._set(name, metadata=self._metadata(plan, OperationState.FAILED, unset, plan.at, until, reason),
+                      error=status_pb2.Status(code=code_pb2.INTERNAL, message=reason))
 
     def _set(self, name: str, *, metadata: Any, response: Any = None, error: status_pb2.Status | None = None) -> None:
         op = operations_pb2.Operation(name=name, metadata=_pack(metadata))
@@ -135,10 +153,17 @@ class Branches:
             op.error.CopyFrom(error)
         with self._lock:
             self._ops[name] = op
+        if self.on_change is not None:
+            self.on_change()
 
     def operation(self, name: str) -> operations_pb2.Operation | None:
         with self._lock:
             return self._ops.get(name)
+
+    def operations(self) -> tuple[operations_pb2.Operation, ...]:
+        """Every branch-creation Operation of this server, oldest first."""
+        with self._lock:
+            return tuple(self._ops.values())
 
     # -- comparing -------------------------------------------------------------------------------
     def compare(self, name: str, other: str) -> fleet_pb2.CompareBranchesResponse:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from twin.generated.fleet.v1 import fleet_pb2
@@ -24,6 +26,7 @@ from twin.model.catalog import (
     models_of,
 )
 from twin.model.ids import parse_hub_ref
+from twin.model.ops.progress import OperationAction, OperationState
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
 from twin.services.dcc.alerts import ALERT_CODES as ALERT_CODES  # one table, re-exported for the fleet API
@@ -131,7 +134,7 @@ def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
                                    meters=a["meters"], alerts=a["alerts"], prepay_off_supply=a["off_supply_for_credit"],
                                    prepay_emergency_credit=a["emergency_credit"]) for a in d["areas"]],
         hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0),
-        prepayment=_prepayment_message(d["prepayment"]))
+        prepayment=_prepayment_message(d["prepayment"]), operations=[operation_message(v) for v in s.operations])
 
 
 def _prepayment_message(p: dict[str, Any]) -> fleet_pb2.PrepaymentCounts:
@@ -140,23 +143,53 @@ def _prepayment_message(p: dict[str, Any]) -> fleet_pb2.PrepaymentCounts:
         suppliers=[fleet_pb2.SupplierPrepayment(supplier=name, **v) for name, v in p["by_supplier"].items()])
 
 
-def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
+# The model's enums -> the API's (the same members, the proto's prefixed names).
+OPERATION_STATES = {st: fleet_pb2.OperationState.Value(f"OPERATION_STATE_{st.name}") for st in OperationState}
+OPERATION_ACTIONS = {a: fleet_pb2.OperationAction.Value(f"OPERATION_ACTION_{a.name}") for a in OperationAction}
+
+
+def _fill(msg: Message, record: Any) -> Message:
+    """Copy a frozen progress record into its message, field by field (the two are kept one to
+    one: same field names, nested records as messages, tuples as repeated fields; None unset)."""
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            _fill(getattr(msg, f.name), value)
+        elif isinstance(value, tuple):
+            for item in value:
+                _fill(getattr(msg, f.name).add(), item)
+        else:
+            setattr(msg, f.name, value)
+    return msg
+
+
+def _pack(msg: Message) -> any_pb2.Any:
+    a = any_pb2.Any()
+    a.Pack(msg)
+    return a
+
+
+def operation_metadata(view: dict[str, Any]) -> fleet_pb2.OperationMetadata:
+    """The typed OperationMetadata of an operation view (twin.engine.operations.operation_view):
+    the state and allowed controls as enums, the progress in the oneof field named by its kind."""
     md = view["metadata"]
     meta = fleet_pb2.OperationMetadata(
-        kind=md["kind"], state=md["state"], reason=md["reason"], start_tick=md["start_tick"],
-        start_time=ts(parse_instant(md["start_time"], "start_time")),
-        progress={k: int(v) for k, v in md["progress"].items() if isinstance(v, int | float)},
-        command_json=json.dumps(command_view(md["command"]), default=str))
-    any_md = any_pb2.Any()
-    any_md.Pack(meta)
-    op = operations_pb2.Operation(name=view["name"], metadata=any_md, done=view["done"])
+        kind=md["kind"], state=OPERATION_STATES[OperationState(md["state"])], reason=md["reason"],
+        start_tick=md["start_tick"], start_time=ts(parse_instant(md["start_time"], "start_time")),
+        command_json=json.dumps(command_view(md["command"]), default=str), percent_done=md["percent_done"],
+        allowed_actions=[OPERATION_ACTIONS[OperationAction(a)] for a in md["allowed_actions"]])
+    _fill(getattr(meta, md["kind"]), md["progress"])
+    return meta
+
+
+def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
+    """An operation view as a google.longrunning.Operation: metadata OperationMetadata, and once
+    done an error (google.rpc.Status) or the response EventResult."""
+    op = operations_pb2.Operation(name=view["name"], metadata=_pack(operation_metadata(view)), done=view["done"])
     if "error" in view:
         op.error.CopyFrom(status_pb2.Status(code=view["error"]["code"], message=view["error"]["message"]))
     elif "response" in view:
-        resp = struct_pb2.Struct()
-        resp.update({"progress": {k: v for k, v in view["response"]["progress"].items()
-                                  if isinstance(v, int | float)}, "note": view["response"]["note"]})
-        any_resp = any_pb2.Any()
-        any_resp.Pack(resp)
-        op.response.CopyFrom(any_resp)
+        op.response.CopyFrom(_pack(fleet_pb2.EventResult(note=view["response"]["note"])))
     return op

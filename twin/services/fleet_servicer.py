@@ -4,6 +4,7 @@ and the standard google.longrunning.Operations service over the same operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -19,9 +20,10 @@ from twin.engine.operations import OperationField, OperationFilter, OperationTer
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
+from twin.model.ops.progress import OperationAction, OperationState
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
-from twin.services.branching import OP_PREFIX, Branches
+from twin.services.branching import Branches
 from twin.services.catalog import fleet_catalog
 from twin.services.convert import (
     ALERT_CODES,
@@ -31,7 +33,8 @@ from twin.services.convert import (
     summary_message,
     ts,
 )
-from twin.services.errors import ApiError, conflict, invalid, not_found
+from twin.services.errors import ApiError, conflict, invalid
+from twin.services.operation_store import OperationStore
 from twin.services.pagination import next_page_token, page_of, slice_page
 from twin.services.retries import claim_request
 from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, expired
@@ -39,8 +42,10 @@ from twin.util.grammar import shown
 
 MAX_PAGE = 1000
 # Operation states in which pause, resume or cancel has nothing left to do (answered unchanged).
-_ALREADY = {"pause": {"PAUSED"}, "resume": {"RUNNING", "PENDING"}, "cancel": {"CANCELLED"}}
-_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+_ALREADY = {OperationAction.PAUSE: {OperationState.PAUSED},
+            OperationAction.RESUME: {OperationState.RUNNING, OperationState.PENDING},
+            OperationAction.CANCEL: {OperationState.CANCELLED}}
+_PAST = {OperationAction.PAUSE: "paused", OperationAction.RESUME: "resumed", OperationAction.CANCEL: "cancelled"}
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
 RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
@@ -75,6 +80,28 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self._built: tuple[Any, fleet_pb2.TickSummary] | None = None  # the newest summary's message
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor)
+        self.operations = OperationStore(supervisor, self.branches)
+        # Set (and replaced) when an operation may have changed: a tick, a control, a branch's
+        # progress; WaitOperation sleeps on it instead of polling.
+        self._ops_event = asyncio.Event()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # built outside the server's loop (a test): branch changes wake no one
+            loop = None
+        if loop is not None:
+            def from_thread() -> None:
+                loop.call_soon_threadsafe(self.wake_operations)
+
+            self.branches.on_change = from_thread
+
+    def wake_operations(self) -> None:
+        """On the server loop: wake whoever waits for an operation to change."""
+        wake, self._ops_event = self._ops_event, asyncio.Event()
+        wake.set()
+
+    def operations_changed(self) -> asyncio.Event:
+        """The event the next change of any operation sets."""
+        return self._ops_event
 
     def on_tick(self, s) -> None:
         """On the server loop: wake the WatchFleet streams (each reads the supervisor's history
@@ -84,6 +111,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             self._recorded_at = {t: at for t, at in self._recorded_at.items() if t > s.tick - RECORDED_KEPT}
         wake, self._tick_event = self._tick_event, asyncio.Event()
         wake.set()
+        self.wake_operations()
 
     def _clock(self) -> fleet_pb2.Clock:
         c = self.sup.clock()
@@ -133,30 +161,29 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             raise
         return operation_message(view)
 
-    async def _control(self, name: str, action: str):
+    async def _control(self, name: str, action: OperationAction):
         """Pause, resume or cancel (AIP-151): NOT_FOUND for an unknown operation; the operation
         unchanged if it is already in the state asked for (a retry is harmless); FAILED_PRECONDITION
         if its state does not allow the action (it has finished, or is not running)."""
-        if self.branches is not None and name.startswith(OP_PREFIX) and self.branches.operation(name) is not None:
+        if self.operations.is_branch(name):
             raise conflict(name, f"{name} makes a branch: it runs to its until_tick and cannot be {_PAST[action]}")
-        try:
-            view = await asyncio.to_thread(self.sup.operation, name)
-        except TwinInputError:
-            raise not_found("name", f"no operation named {name!r}") from None
-        state = view["metadata"]["state"]
+        view = await asyncio.to_thread(self.operations.view, name)
+        state = OperationState(view["metadata"]["state"])
         if state in _ALREADY[action]:
             return operation_message(view)
         if view["done"]:
-            raise conflict(name, f"{name} has finished ({state}): it can no longer be {_PAST[action]}")
+            raise conflict(name, f"{name} has finished ({state.name}): it can no longer be {_PAST[action]}")
         op = name.removeprefix("operations/")
-        await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op, "action": action})
+        await asyncio.to_thread(self.sup.submit, {"type": "operation_control", "operation": op,
+                                                  "action": action.value})
+        self.wake_operations()  # a cancel before the start is done at once, with no tick
         return operation_message(await asyncio.to_thread(self.sup.operation, name))
 
     async def PauseOperation(self, request, context):
-        return await self._control(request.name, "pause")
+        return await self._control(request.name, OperationAction.PAUSE)
 
     async def ResumeOperation(self, request, context):
-        return await self._control(request.name, "resume")
+        return await self._control(request.name, OperationAction.RESUME)
 
     async def AggregateFleet(self, request, context):
         try:
@@ -287,6 +314,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 msg = fleet_pb2.TickSummary()
                 msg.CopyFrom(self._message(s))
                 msg.skipped_ticks = newest - cursor - 1
+                if msg.skipped_ticks:
+                    self._merge_skipped_operations(msg, cursor + 1, newest)
                 yield msg
                 cursor = newest
                 continue
@@ -301,6 +330,19 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 continue
             yield self._message(s)
             cursor += 1
+
+    def _merge_skipped_operations(self, msg: fleet_pb2.TickSummary, first: int, newest: int) -> None:
+        """A latest-mode message skips ticks `first`..`newest - 1`: it carries each operation they
+        changed too, as the newest change left it, so a latest-mode reader misses no operation.
+        Costs the operations changed in the skipped ticks, not the summaries' figures."""
+        latest: dict[str, Any] = {}
+        for t in range(first, newest + 1):
+            s = self._summary(t)
+            for v in (s.operations if s is not None else ()):
+                latest.pop(v["name"], None)  # re-inserted: ordered by its newest change
+                latest[v["name"]] = v
+        del msg.operations[:]
+        msg.operations.extend(operation_message(v) for v in latest.values())
 
     def _message(self, s) -> fleet_pb2.TickSummary:
         """The message of summary `s`, built once for every stream that is at the newest tick
@@ -341,29 +383,22 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
 
     def __init__(self, supervisor: FleetEngine, branches: Branches | None, fleet: FleetServicer):
         self.sup = supervisor
-        self.branches = branches
         self.fleet = fleet  # pause, resume and cancel share its checks
+        # The one store of operations, the fleet's and the branches' (the fleet servicer's own,
+        # unless this servicer is given other branches).
+        self.store = fleet.operations if branches is fleet.branches else OperationStore(supervisor, branches)
 
     async def GetOperation(self, request, context):
-        if self.branches is not None and request.name.startswith(OP_PREFIX):
-            op = self.branches.operation(request.name)
-            if op is None:
-                raise not_found("name", f"no operation named {request.name!r}")
-            return op
-        try:
-            return operation_message(await asyncio.to_thread(self.sup.operation, request.name))
-        except TwinInputError as e:
-            raise not_found("name", str(e)) from None
+        return await asyncio.to_thread(self.store.get, request.name)
 
     async def ListOperations(self, request, context):
-        asked = page_of(request, default_size=50, max_size=MAX_PAGE)
+        asked = page_of(request, default_size=50, max_size=MAX_PAGE, positions=2)
         keep = _operation_filter(request.filter)
-        page, nxt = await asyncio.to_thread(self.sup.operations_page, keep, asked.offset, asked.size)
-        return operations_pb2.ListOperationsResponse(operations=[operation_message(v) for v in page],
-                                                     next_page_token=next_page_token(request, nxt or None))
+        page, nxt = await asyncio.to_thread(self.store.page, keep, asked.start or (0, 0), asked.size)
+        return operations_pb2.ListOperationsResponse(operations=page, next_page_token=next_page_token(request, nxt))
 
     async def CancelOperation(self, request, context):
-        await self.fleet._control(request.name, "cancel")
+        await self.fleet._control(request.name, OperationAction.CANCEL)
         return empty_pb2.Empty()
 
     async def DeleteOperation(self, request, context):
@@ -375,10 +410,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         loop = asyncio.get_running_loop()
         end = loop.time() + min(max(timeout, 0.0), 600.0)
         while True:
+            changed = self.fleet.operations_changed()  # taken before reading, so no change is missed
             op = await self.GetOperation(operations_pb2.GetOperationRequest(name=request.name), context)
             if op.done or loop.time() >= end:
                 return op
-            await asyncio.sleep(0.1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=end - loop.time())
 
 
 _OPERATION_FIELDS = frozenset(f.value for f in OperationField)

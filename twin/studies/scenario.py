@@ -165,11 +165,12 @@ def build_report(sc: Scenario, summaries: list[TickSummary], sup, wall_s: float)
                           build_s=sup.build_s, run_s=wall_s, state_hash=sup.state_hash())
     ops = []
     for view in sup.operations():
-        hist = sup.operation_history(view["name"])
-        keys = sorted({k for _, c in hist for k in c if not k.startswith("wave") and not k.startswith("inflight")})
-        ops.append({"name": view["name"], "kind": view["metadata"]["kind"], "done": view["done"],
-                    "metadata": {"state": view["metadata"]["state"], "reason": view["metadata"]["reason"],
-                                 **view["metadata"]["progress"]},
+        hist = [(t, p.figures()) for t, p in sup.operation_history(view["name"])]
+        keys = sorted({k for _, c in hist for k in c})
+        md = view["metadata"]
+        ops.append({"name": view["name"], "kind": md["kind"], "done": view["done"],
+                    "metadata": {"state": md["state"].value, "reason": md["reason"],
+                                 "percent_done": round(md["percent_done"], 1), **md["progress"].result()},
                     "series": {"tick": [t for t, _ in hist], **{k: [c.get(k, 0) for _, c in hist] for k in keys}}
                     if hist else {}})
     return {

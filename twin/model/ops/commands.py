@@ -23,6 +23,7 @@ from twin.model.catalog import (
     supplier_code,
 )
 from twin.model.config import FleetConfig, TwinInputError
+from twin.model.ops.progress import OperationAction
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant, parse_instant
 from twin.util.grammar import GrammarError, name_key, shown
@@ -485,7 +486,7 @@ def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
 def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
     _known(d, allowed, "operation_control")
     action = _key(_require(d, "action"), "action")
-    if action not in ("pause", "resume", "cancel", "activate"):
+    if action not in {a.value for a in OperationAction}:
         raise TwinInputError("action", f"expected pause, resume, cancel or activate, got {shown(d.get('action'))}")
     return OperationControl(at=at, operation=str(_require(d, "operation")), action=action)
 

@@ -30,6 +30,15 @@ from twin.model.ops.common import (
     sort_by_block,
     take_by_block,
 )
+from twin.model.ops.progress import (
+    BaseStationFailureProgress,
+    CspIncidentProgress,
+    FieldProgrammeProgress,
+    NetworkSwitchOffProgress,
+    OperationState,
+    PowerOutageProgress,
+    Progress,
+)
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 
@@ -43,7 +52,7 @@ class SwitchOffShard(ShardOp):
 
     def start(self, hs, ctx, tick, s) -> None:
         ctx.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), tick)
-        self.state = "DONE"
+        self.state = OperationState.DONE
 
 
 class InstantFleet(FleetOp):
@@ -53,10 +62,13 @@ class InstantFleet(FleetOp):
         if isinstance(self.cmd, NetworkSwitchOff):
             plan.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
+    def progress(self, counters: dict[str, int] | None = None) -> NetworkSwitchOffProgress:
+        return NetworkSwitchOffProgress(off_tick=self.cmd.at)
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if tick >= self.cmd.at and not self.done:
-            self.state = "DONE"
+            self.state = OperationState.DONE
             return [Control(self.name, "finish")]
         return []
 
@@ -69,7 +81,7 @@ class CspIncidentShard(ShardOp):
         techs = CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
         for tech in techs:
             ctx.network.switch_off(Region(self.cmd.region), tech, tick, until=until)
-        self.state = "DONE"
+        self.state = OperationState.DONE
 
 
 class TimedFleet(FleetOp):
@@ -84,10 +96,20 @@ class TimedFleet(FleetOp):
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
 
+    def progress(self, counters: dict[str, int] | None = None) -> Progress:
+        c, end = self.counters if counters is None else counters, self.end_tick()
+        if self.cmd.kind == "power_outage":
+            return PowerOutageProgress(premises_in_area=c.get("premises_in_area", 0),
+                                       premises_cut=c.get("premises_cut", 0),
+                                       premises_already_unpowered=c.get("premises_already_unpowered", 0), end_tick=end)
+        if self.cmd.kind == "base_station_failure":
+            return BaseStationFailureProgress(hubs_affected=c.get("hubs_affected", 0), end_tick=end)
+        return CspIncidentProgress(end_tick=end)
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if tick >= self.end_tick() and not self.done:
-            self.state = "DONE"
+            self.state = OperationState.DONE
             return [Control(self.name, "finish")]
         return []
 
@@ -116,7 +138,7 @@ class FieldProgrammeShard(ShardOp):
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         self._up = up_area
-        if self.state != "RUNNING" or self.budget is None:
+        if self.state != OperationState.RUNNING or self.budget is None:
             self.budget = None
             return
         eligible = self._eligible(hs, up_area)
@@ -201,14 +223,20 @@ class FieldProgrammeFleet(FleetOp):
     def capacity(self) -> int:
         return self.cmd.installs_per_day if isinstance(self.cmd, SwapProgramme) else self.cmd.onboard_per_day
 
+    def progress(self, counters: dict[str, int] | None = None) -> FieldProgrammeProgress:
+        c = self.counters if counters is None else counters
+        done = c.get("swapped" if isinstance(self.cmd, SwapProgramme) else "onboarded", 0)
+        return FieldProgrammeProgress(done=done, eligible=c.get("eligible", 0),
+                                      eligible_priority=c.get("eligible_priority", 0))
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is None or self.done:
             return []
         if tick >= self.cmd.at + days_to_ticks(self.cmd.days):
-            self.state = "DONE"
+            self.state = OperationState.DONE
             return [Control(self.name, "finish")]
-        if self.state == "RUNNING" and (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 and rep["eligible"]:
+        if self.state == OperationState.RUNNING and (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 and rep["eligible"]:
             demand = rep["block_demand"]
             cap = self.capacity()
             first = min(cap, int(demand[:, 0].sum()))

@@ -32,6 +32,13 @@ from twin.model.ops.common import (
     sort_by_block,
     take_by_block,
 )
+from twin.model.ops.progress import (
+    FirmwareRolloutProgress,
+    InFlight,
+    OperationAction,
+    OperationState,
+    WaveProgress,
+)
 from twin.model.ops.runtime import LAG, Control, FleetOp, FleetPlanner, ShardOp, ShardOps
 from twin.model.params import TICK_SECONDS
 from twin.model.state import HubState
@@ -101,7 +108,7 @@ class RolloutShard(ShardOp):
         # when no device matches, so the fleet half always hears of it.
         self.holds_target = not cmd.hubs or bool(hs.holds(np.asarray(cmd.hubs, np.int64)).any())
         if not self.holds_target:
-            self.state = "DONE"
+            self.state = OperationState.DONE
         rows = select_devices(hs, cmd, ctx.versions, self.target_index) if self.holds_target else np.zeros(0, np.int64)
         u = op_uniform(hs, self.seq, 0, rows)
         order = sort_by_block(hs, rows, u)
@@ -139,7 +146,7 @@ class RolloutShard(ShardOp):
     @property
     def active(self) -> bool:
         # In-flight transfers finish even while paused or halted.
-        return self.state in ("RUNNING", "PAUSED", "HALTED")
+        return self.state in (OperationState.RUNNING, OperationState.PAUSED, OperationState.HALTED)
 
     def settled(self) -> bool:
         return not (self.stage == TRANSFER).any()
@@ -169,7 +176,7 @@ class RolloutShard(ShardOp):
             # A transfer to a hub gone dark meanwhile (power cut, switch-off, incident) is lost: the
             # device waits to be sent the image again once reachable, holding no concurrency slot,
             # so a hub dark for good never keeps a wave (or the rollout) from ending.
-            self.stage[idx[~ok]] = WAITING if self.state in ("RUNNING", "PAUSED") else CANCELLED
+            self.stage[idx[~ok]] = WAITING if OperationState(self.state).live else CANCELLED
             idx, rows = idx[ok], rows[ok]
             lost = op_uniform(hs, self.seq, 1, rows) < ctx.config.params.events.transfer_failure
             self.stage[idx[lost]] = FAILED
@@ -184,12 +191,12 @@ class RolloutShard(ShardOp):
                 batt = hs.cols["gsme_battery"]
                 batt[rows] = np.maximum(batt[rows].astype(np.int64) - cost, 0).astype(np.uint16)
         # Activations: the signed SR 11.3.
-        if self.state == "RUNNING" and self.may_activate:
+        if self.state == OperationState.RUNNING and self.may_activate:
             idx = np.flatnonzero((self.stage == ACTIVATE) & (self.due <= tick))
             if idx.size:
                 self._activate(hs, ctx, idx, tick, s, up_area, dt, t0)
         # New transfers within this tick's budget.
-        if self.state == "RUNNING" and self.budget is not None:
+        if self.state == OperationState.RUNNING and self.budget is not None:
             waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
             cand = np.flatnonzero(waiting)
             ok = reachable(hs, self.rows[cand], up_area)
@@ -319,9 +326,9 @@ class RolloutFleet(FleetOp):
             return [Control(self.name, "activate")]
         return super().on_control(action)
 
-    def allowed_actions(self) -> set[str]:
+    def allowed_actions(self) -> set[OperationAction]:
         acts = super().allowed_actions()
-        return acts | {"activate"} if acts and not self.may_activate else acts
+        return acts | {OperationAction.ACTIVATE} if acts and not self.may_activate else acts
 
     def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
         super().observe(tick, rep, planner)
@@ -339,11 +346,11 @@ class RolloutFleet(FleetOp):
         for w in range(self.current_wave + 1):
             passed, bad = rep[f"wave{w}_passed"], rep[f"wave{w}_failed"]
             if passed and (passed >= cmd.min_wave_sample or wave_over) and bad > cmd.halt_failure_rate * passed:
-                self.state = "HALTED"
+                self.state = OperationState.HALTED
                 self.reason = (f"wave {w} failure rate {bad / passed:.1%} passed the {cmd.halt_failure_rate:.1%} "
                                f"threshold ({bad} of {passed} devices)")
                 return [Control(self.name, "halt")]
-        if self.state != "RUNNING":
+        if self.state != OperationState.RUNNING:
             return []
         out: list[Control] = []
         if wave_over:
@@ -355,7 +362,7 @@ class RolloutFleet(FleetOp):
                 return []  # distributed, waiting for the signed activation (SR 11.3)
             elif (dark := rep["pending_no_wan"] + rep.get("activating_no_wan", 0)) == 0 or \
                     tick >= cmd.at + days_to_ticks(cmd.max_days):
-                self.state = "DONE"
+                self.state = OperationState.DONE
                 notes = []
                 if dark:
                     notes.append(f"{dark} devices still without WAN when the rollout closed")
@@ -375,10 +382,16 @@ class RolloutFleet(FleetOp):
             out.append(Control(self.name, "budget", budget))
         return out
 
-    def metadata(self) -> dict[str, Any]:
-        md = super().metadata()
-        md["wave"] = self.current_wave
-        md["waves"] = list(self.cmd.waves)
-        md["model"] = self.cmd.model_label
-        md["target_version"] = self.cmd.target_version
-        return md
+    def progress(self, counters: dict[str, int] | None = None) -> FirmwareRolloutProgress:
+        c = self.counters if counters is None else counters
+        waves = tuple(WaveProgress(index=w, share=float(share), devices=c.get(f"wave{w}_total", 0),
+                                   finished=c.get(f"wave{w}_finished", 0), passed=c.get(f"wave{w}_passed", 0),
+                                   failed=c.get(f"wave{w}_failed", 0)) for w, share in enumerate(self.cmd.waves))
+        stages = {name: c.get(name, 0) for name in STAGES}
+        return FirmwareRolloutProgress(
+            targeted=c.get("targeted", 0), distributed=c.get("distributed", 0), **stages,
+            left_supplier=c.get("left_supplier", 0), pending_no_wan=c.get("pending_no_wan", 0),
+            activating_no_wan=c.get("activating_no_wan", 0),
+            in_flight=InFlight(**{k: c.get(f"inflight_{k}", 0) for k in CSP_KEYS}), current_wave=self.current_wave,
+            waves=waves, awaiting_activation=not self.may_activate, model=self.cmd.model_label,
+            target_version=self.cmd.target_version)

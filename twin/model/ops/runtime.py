@@ -17,6 +17,7 @@ from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command, OperationControl
+from twin.model.ops.progress import OperationAction, OperationState, Progress
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
 
@@ -39,16 +40,15 @@ class ShardOp:
         self.name = name
         self.cmd = cmd
         self.seq = seq  # keys this operation's random streams
-        self.state = "RUNNING"
+        self.state = OperationState.RUNNING
 
     def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
         """Materialise at the command's tick (find the hubs it touches)."""
 
     def control(self, action: str, data: dict[str, Any], hs: HubState, ctx: ShardOps, tick: int,
                 s: TickSummary) -> None:
-        if action in ("pause", "resume", "cancel", "halt", "finish"):
-            self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED", "halt": "HALTED",
-                          "finish": "DONE"}[action]
+        if action in _SHARD_STATE:
+            self.state = _SHARD_STATE[action]
 
     def step(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
         """Advance one tick (after controls, before the daily-read slot)."""
@@ -67,38 +67,48 @@ class ShardOp:
         tick's report, so its final counters go out once. An operation that ends by itself (one
         hub's request applied, or a shard that holds none of its hubs) says so here; the others
         end with the fleet's finish, cancel or halt."""
-        return self.state in ("DONE", "CANCELLED") or (self.state == "HALTED" and self.settled())
+        return self.state in (OperationState.DONE, OperationState.CANCELLED) or (
+            self.state == OperationState.HALTED and self.settled())
 
     @property
     def active(self) -> bool:
-        return self.state in ("RUNNING", "PAUSED")
+        return OperationState(self.state).live
+
+
+# The state a shard half takes on each control from the fleet half (halt and finish are the
+# planner's own decisions; pause, resume and cancel a user's).
+_SHARD_STATE = {"pause": OperationState.PAUSED, "resume": OperationState.RUNNING, "cancel": OperationState.CANCELLED,
+                "halt": OperationState.HALTED, "finish": OperationState.DONE}
+_USER_STATE = {OperationAction.PAUSE: OperationState.PAUSED, OperationAction.RESUME: OperationState.RUNNING,
+               OperationAction.CANCEL: OperationState.CANCELLED}
 
 
 class FleetOp:
     """Fleet half of an operation: metadata for users, decisions for the shards."""
 
     never_started = False  # cancelled before its start was sent to the shards
+    _shown: tuple[Any, ...] | None = None  # signature() when the planner last reported it changed
 
     def __init__(self, name: str, cmd: Command, config: FleetConfig):
         self.name = name
         self.cmd = cmd
         self.config = config
-        self.state = "PENDING"
+        self.state = OperationState.PENDING
         self.reason = ""
         self.counters: dict[str, int] = {}
-        self.history: list[tuple[int, dict[str, int]]] = []
+        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of each report
 
     @property
     def done(self) -> bool:
-        return self.state in ("DONE", "CANCELLED", "HALTED", "FAILED")
+        return OperationState(self.state).done
 
     def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
         """Read this tick's merged report; return controls for tick + LAG."""
         if rep is not None:
             self.counters = {k: int(v) for k, v in rep.items() if not k.startswith("block")}
             self.history.append((tick, dict(self.counters)))
-        if self.state == "PENDING" and tick >= self.cmd.at:
-            self.state = "RUNNING"
+        if self.state == OperationState.PENDING and tick >= self.cmd.at:
+            self.state = OperationState.RUNNING
         return []
 
     def on_accept(self, planner: FleetPlanner) -> None:
@@ -113,18 +123,28 @@ class FleetOp:
 
     def on_control(self, action: str) -> list[Control]:
         """A user's pause / resume / cancel (or activate), already validated; returns controls."""
-        self.state = {"pause": "PAUSED", "resume": "RUNNING", "cancel": "CANCELLED"}[action]
-        if action == "cancel":
+        act = OperationAction(action)
+        self.state = _USER_STATE[act]
+        if act == OperationAction.CANCEL:
             self.reason = "cancelled by an operator"
-        return [Control(self.name, action)]
+        return [Control(self.name, str(act))]
 
-    def allowed_actions(self) -> set[str]:
+    def allowed_actions(self) -> set[OperationAction]:
+        """The controls a user may send it now (none once it is done)."""
         if self.done:
             return set()
-        return {"pause", "cancel"} if self.state in ("RUNNING", "PENDING") else {"resume", "cancel"}
+        if self.state in (OperationState.RUNNING, OperationState.PENDING):
+            return {OperationAction.PAUSE, OperationAction.CANCEL}
+        return {OperationAction.RESUME, OperationAction.CANCEL}
 
-    def metadata(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, **self.counters}
+    def progress(self, counters: dict[str, int] | None = None) -> Progress:
+        """This operation's typed progress (each kind its own record) from its merged counters,
+        the newest or, given, those of an earlier tick (`history`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say its progress")
+
+    def signature(self) -> tuple[Any, ...]:
+        """What a user sees change: state, reason and counters (compared tick to tick)."""
+        return (str(self.state), self.reason, tuple(sorted(self.counters.items())))
 
 
 class ShardOps:
@@ -264,8 +284,14 @@ class FleetPlanner:
                 self.ops[c.op].on_start(self)
         return controls
 
-    def observe(self, s: TickSummary) -> None:
+    def observe(self, s: TickSummary) -> list[FleetOp]:
+        """Read the merged summary of tick `s.tick`: each live operation decides (its controls go
+        out LAG ticks later). Returns the operations whose state, reason or counters a user sees
+        change at this tick (a control accepted since the last tick included), in acceptance
+        order. What was last reported is kept on each operation (`_shown`), so a planner restored
+        from a snapshot that lacks it reports each live operation once more."""
         self.observed = s.tick
+        visited = list(self.live.values())
         for name, op in list(self.live.items()):
             rep = s.ops.get(name)
             if op.done and rep is None:
@@ -275,6 +301,13 @@ class FleetPlanner:
                     del self.live[name]
                 continue
             self.schedule(s.tick + LAG, op.observe(s.tick, rep, self))
+        changed = []
+        for op in visited:
+            sig = op.signature()
+            if sig != getattr(op, "_shown", None):
+                op._shown = sig
+                changed.append(op)
+        return changed
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -11,6 +11,7 @@ from twin.model.catalog import N_CSP, Fault, Flag, MessageType, Status, WanTech
 from twin.model.metering import kwh_between
 from twin.model.ops.commands import ServiceRequestCommand
 from twin.model.ops.common import csp_of, days_to_ticks, reachable
+from twin.model.ops.progress import OperationState, ServiceRequestProgress
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.prepayment import balance_pence, enable_supply, freeze_metering, restart_metering, touch
 
@@ -34,7 +35,7 @@ class ServiceRequestShard(ShardOp):
         if not self.mine:
             # Only the shard holding the hub takes part: the others retire in this tick, reporting
             # nothing, so a request costs them nothing after its start.
-            self.state = "DONE"
+            self.state = OperationState.DONE
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         if not self.mine or not self.result["pending"]:
@@ -114,7 +115,7 @@ class ServiceRequestFleet(FleetOp):
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is not None and not self.done and rep.get("applied", 0) + rep.get("failed", 0) >= 1:
-            self.state = "DONE" if rep.get("applied") else "FAILED"
+            self.state = OperationState.DONE if rep.get("applied") else OperationState.FAILED
             if rep.get("not_prepayment"):
                 self.reason = "the premises is not on prepayment"
             elif rep.get("credit_below_disablement"):
@@ -122,3 +123,10 @@ class ServiceRequestFleet(FleetOp):
             elif rep.get("failed"):
                 self.reason = "the hub was not reachable before the deadline"
         return []
+
+    def progress(self, counters: dict[str, int] | None = None) -> ServiceRequestProgress:
+        c = self.counters if counters is None else counters
+        refusal = next((k for k in ("not_prepayment", "credit_below_disablement") if c.get(k)), "")
+        return ServiceRequestProgress(applied=c.get("applied", 0), failed=c.get("failed", 0),
+                                      pending=c.get("pending", 0), credit_pence=c.get("credit_pence"),
+                                      tariff_dp=c.get("tariff_dp"), refusal=refusal)

@@ -19,6 +19,13 @@ from twin.model.ops.common import (
     sort_by_block,
     take_by_block,
 )
+from twin.model.ops.progress import (
+    ChurnCampaignProgress,
+    OperationState,
+    SupplierFailureProgress,
+    SupplierSwitchProgress,
+    swaps_of,
+)
 from twin.model.ops.runtime import Control, FleetOp, ShardOp, ShardOps
 from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
 from twin.model.rng import Purpose, fleet_rng
@@ -52,7 +59,7 @@ class SwitchShard(ShardOp):
         self.pending_start = self.mine
         if not self.mine:
             # Only the shard holding the premises takes part; the others retire at once.
-            self.state = "DONE"
+            self.state = OperationState.DONE
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         if self.pending_start:
@@ -89,13 +96,18 @@ class SwitchingFleet(FleetOp):
         if rep is None or self.done:
             return []
         if rep.get("withdrawn"):
-            self.state = "FAILED"
+            self.state = OperationState.FAILED
             self.reason = "the gaining supplier failed before the switch; the customer stays with their supplier"
             return []
         if self._finished(tick, rep):
-            self.state = "DONE"
+            self.state = OperationState.DONE
             return [Control(self.name, "finish")]
         return []
+
+    def progress(self, counters: dict[str, int] | None = None) -> SupplierSwitchProgress | ChurnCampaignProgress:
+        c = self.counters if counters is None else counters
+        return SupplierSwitchProgress(switches=c.get("switches", 0), withdrawn=c.get("withdrawn", 0),
+                                      swaps=swaps_of(c))
 
     def _finished(self, tick: int, rep: dict[str, Any]) -> bool:
         return rep.get("pending", 0) == 0 and rep.get("switches", 0) == (
@@ -115,7 +127,7 @@ class ChurnShard(ShardOp):
         self.swaps.step(hs, tick, s, up_area)
         # Paused: credential swaps under way finish, no premises switches. The campaign keeps its
         # end, so a pause skips those ticks' switches rather than moving them later.
-        if tick >= self.end or self.state != "RUNNING":
+        if tick >= self.end or self.state != OperationState.RUNNING:
             return
         # How many switch this tick, then which premises and to whom: one fleet-wide draw.
         rng = fleet_rng(hs.seed, tick, Purpose.EVENT + 16 * self.seq)
@@ -157,6 +169,12 @@ class ChurnFleet(SwitchingFleet):
     def _finished(self, tick, rep) -> bool:
         return tick >= self.cmd.at + days_to_ticks(self.cmd.days) and rep.get("pending", 0) == 0
 
+    def progress(self, counters: dict[str, int] | None = None) -> ChurnCampaignProgress:
+        # Planned at the campaign's mean rate, the one its shards draw switches at.
+        planned = round(self.cmd.switches_per_month * self.cmd.days / DAYS_PER_MONTH)
+        c = self.counters if counters is None else counters
+        return ChurnCampaignProgress(switches=c.get("switches", 0), planned=planned, swaps=swaps_of(c))
+
 
 class SolrShard(ShardOp):
     """The failed supplier's customers, queued per block in a fixed random order."""
@@ -189,7 +207,7 @@ class SolrShard(ShardOp):
 
     def step(self, hs, ctx, tick, s, up_area) -> None:
         self.swaps.step(hs, tick, s, up_area)
-        if self.state != "RUNNING" or self.budget is None:
+        if self.state != OperationState.RUNNING or self.budget is None:
             self.budget = None
             return
         take = take_by_block(hs, self.rows, self._still_customer(hs), self.budget["blocks"],
@@ -231,14 +249,19 @@ class SolrFleet(FleetOp):
         super().__init__(name, cmd, config)
         self.moved_by_day: list[int] = []
 
+    def progress(self, counters: dict[str, int] | None = None) -> SupplierFailureProgress:
+        c = self.counters if counters is None else counters
+        return SupplierFailureProgress(customers=c.get("customers", 0), moved=c.get("moved", 0),
+                                       remaining=c.get("remaining", 0), swaps=swaps_of(c))
+
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is None or self.done:
             return []
         if rep["remaining"] == 0 and rep["pending"] == 0:
-            self.state = "DONE"
+            self.state = OperationState.DONE
             return [Control(self.name, "finish")]
-        if self.state == "RUNNING" and (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 and rep["remaining"]:
+        if self.state == OperationState.RUNNING and (tick - self.cmd.at) % HALF_HOURS_PER_DAY == 0 and rep["remaining"]:
             budget = issue_budget(rep["blocks"], rep["block_demand"], np.array([self.cmd.daily_cap]))
             return [Control(self.name, "budget", budget)]
         return []

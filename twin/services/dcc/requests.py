@@ -13,6 +13,7 @@ from typing import Any
 from twin.engine.requests import parse_request_id
 from twin.model.catalog import SUPPLIERS
 from twin.model.ids import parse_eui64, parse_hub_ref
+from twin.model.ops.progress import OperationState
 from twin.services.dcc.errors import invalid, not_found
 from twin.util.grammar import GrammarError, name_key, shown
 
@@ -112,9 +113,8 @@ def operation_response(request: ServiceRequest, csp: str, view: dict[str, Any], 
     operation view): COMPLETED if it ended DONE, else FAILED with its reason; its numeric progress
     as the result."""
     md = view["metadata"]
-    status = ResponseStatus.COMPLETED if md["state"] == "DONE" else ResponseStatus.FAILED
-    return response(request, csp, status, when, {k: v for k, v in md["progress"].items() if isinstance(v, int | float)},
-                    detail=md["reason"], operation=view["name"])
+    status = ResponseStatus.COMPLETED if md["state"] == OperationState.DONE else ResponseStatus.FAILED
+    return response(request, csp, status, when, md["progress"].result(), detail=md["reason"], operation=view["name"])
 
 
 def hub_of(target: str, seed: int, n_hubs: int) -> int:

@@ -19,6 +19,31 @@ class ClockState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLOCK_STATE_RUNNING: _ClassVar[ClockState]
     CLOCK_STATE_FAILED: _ClassVar[ClockState]
 
+class OperationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_STATE_UNSPECIFIED: _ClassVar[OperationState]
+    OPERATION_STATE_PENDING: _ClassVar[OperationState]
+    OPERATION_STATE_RUNNING: _ClassVar[OperationState]
+    OPERATION_STATE_PAUSED: _ClassVar[OperationState]
+    OPERATION_STATE_HALTED: _ClassVar[OperationState]
+    OPERATION_STATE_CANCELLED: _ClassVar[OperationState]
+    OPERATION_STATE_DONE: _ClassVar[OperationState]
+    OPERATION_STATE_FAILED: _ClassVar[OperationState]
+
+class OperationAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_ACTION_UNSPECIFIED: _ClassVar[OperationAction]
+    OPERATION_ACTION_PAUSE: _ClassVar[OperationAction]
+    OPERATION_ACTION_RESUME: _ClassVar[OperationAction]
+    OPERATION_ACTION_CANCEL: _ClassVar[OperationAction]
+    OPERATION_ACTION_ACTIVATE: _ClassVar[OperationAction]
+
+class BranchPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BRANCH_PHASE_UNSPECIFIED: _ClassVar[BranchPhase]
+    BRANCH_PHASE_REPLAYING: _ClassVar[BranchPhase]
+    BRANCH_PHASE_RUNNING: _ClassVar[BranchPhase]
+
 class WatchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WATCH_MODE_UNSPECIFIED: _ClassVar[WatchMode]
@@ -28,6 +53,22 @@ CLOCK_STATE_UNSPECIFIED: ClockState
 CLOCK_STATE_PAUSED: ClockState
 CLOCK_STATE_RUNNING: ClockState
 CLOCK_STATE_FAILED: ClockState
+OPERATION_STATE_UNSPECIFIED: OperationState
+OPERATION_STATE_PENDING: OperationState
+OPERATION_STATE_RUNNING: OperationState
+OPERATION_STATE_PAUSED: OperationState
+OPERATION_STATE_HALTED: OperationState
+OPERATION_STATE_CANCELLED: OperationState
+OPERATION_STATE_DONE: OperationState
+OPERATION_STATE_FAILED: OperationState
+OPERATION_ACTION_UNSPECIFIED: OperationAction
+OPERATION_ACTION_PAUSE: OperationAction
+OPERATION_ACTION_RESUME: OperationAction
+OPERATION_ACTION_CANCEL: OperationAction
+OPERATION_ACTION_ACTIVATE: OperationAction
+BRANCH_PHASE_UNSPECIFIED: BranchPhase
+BRANCH_PHASE_REPLAYING: BranchPhase
+BRANCH_PHASE_RUNNING: BranchPhase
 WATCH_MODE_UNSPECIFIED: WatchMode
 WATCH_MODE_EVERY_TICK: WatchMode
 WATCH_MODE_LATEST: WatchMode
@@ -215,29 +256,234 @@ class CspIncident(_message.Message):
     def __init__(self, region: _Optional[str] = ..., duration_min: _Optional[float] = ..., include_4g: _Optional[bool] = ...) -> None: ...
 
 class OperationMetadata(_message.Message):
-    __slots__ = ("kind", "state", "reason", "start_time", "start_tick", "progress", "command_json")
-    class ProgressEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: int
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    __slots__ = ("kind", "reason", "start_time", "start_tick", "command_json", "state", "allowed_actions", "percent_done", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident", "service_request", "branch_creation")
     KIND_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     START_TICK_FIELD_NUMBER: _ClassVar[int]
-    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     COMMAND_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_DONE_FIELD_NUMBER: _ClassVar[int]
+    FIRMWARE_ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_SWITCH_FIELD_NUMBER: _ClassVar[int]
+    CHURN_CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_SWITCH_OFF_FIELD_NUMBER: _ClassVar[int]
+    SWAP_PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    VWAN_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    POWER_OUTAGE_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATION_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CSP_INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_CREATION_FIELD_NUMBER: _ClassVar[int]
     kind: str
-    state: str
     reason: str
     start_time: _timestamp_pb2.Timestamp
     start_tick: int
-    progress: _containers.ScalarMap[str, int]
     command_json: str
-    def __init__(self, kind: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_tick: _Optional[int] = ..., progress: _Optional[_Mapping[str, int]] = ..., command_json: _Optional[str] = ...) -> None: ...
+    state: OperationState
+    allowed_actions: _containers.RepeatedScalarFieldContainer[OperationAction]
+    percent_done: float
+    firmware_rollout: FirmwareRolloutProgress
+    supplier_switch: SupplierSwitchProgress
+    churn_campaign: ChurnCampaignProgress
+    supplier_failure: SupplierFailureProgress
+    network_switch_off: NetworkSwitchOffProgress
+    swap_programme: FieldProgrammeProgress
+    vwan_fallback: FieldProgrammeProgress
+    power_outage: PowerOutageProgress
+    base_station_failure: BaseStationFailureProgress
+    csp_incident: CspIncidentProgress
+    service_request: ServiceRequestProgress
+    branch_creation: BranchCreationProgress
+    def __init__(self, kind: _Optional[str] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_tick: _Optional[int] = ..., command_json: _Optional[str] = ..., state: _Optional[_Union[OperationState, str]] = ..., allowed_actions: _Optional[_Iterable[_Union[OperationAction, str]]] = ..., percent_done: _Optional[float] = ..., firmware_rollout: _Optional[_Union[FirmwareRolloutProgress, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitchProgress, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaignProgress, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailureProgress, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOffProgress, _Mapping]] = ..., swap_programme: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., vwan_fallback: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutageProgress, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailureProgress, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncidentProgress, _Mapping]] = ..., service_request: _Optional[_Union[ServiceRequestProgress, _Mapping]] = ..., branch_creation: _Optional[_Union[BranchCreationProgress, _Mapping]] = ...) -> None: ...
+
+class EventResult(_message.Message):
+    __slots__ = ("note",)
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    def __init__(self, note: _Optional[str] = ...) -> None: ...
+
+class WaveProgress(_message.Message):
+    __slots__ = ("index", "share", "devices", "finished", "passed", "failed")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    share: float
+    devices: int
+    finished: int
+    passed: int
+    failed: int
+    def __init__(self, index: _Optional[int] = ..., share: _Optional[float] = ..., devices: _Optional[int] = ..., finished: _Optional[int] = ..., passed: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class InFlightDevices(_message.Message):
+    __slots__ = ("north", "central", "south")
+    NORTH_FIELD_NUMBER: _ClassVar[int]
+    CENTRAL_FIELD_NUMBER: _ClassVar[int]
+    SOUTH_FIELD_NUMBER: _ClassVar[int]
+    north: int
+    central: int
+    south: int
+    def __init__(self, north: _Optional[int] = ..., central: _Optional[int] = ..., south: _Optional[int] = ...) -> None: ...
+
+class FirmwareRolloutProgress(_message.Message):
+    __slots__ = ("targeted", "distributed", "waiting", "transferring", "activating", "activated", "failed", "bricked", "cancelled", "left_supplier", "pending_no_wan", "activating_no_wan", "in_flight", "current_wave", "waves", "awaiting_activation", "model", "target_version")
+    TARGETED_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERRING_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATING_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    BRICKED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    LEFT_SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    PENDING_NO_WAN_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATING_NO_WAN_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_WAVE_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    targeted: int
+    distributed: int
+    waiting: int
+    transferring: int
+    activating: int
+    activated: int
+    failed: int
+    bricked: int
+    cancelled: int
+    left_supplier: int
+    pending_no_wan: int
+    activating_no_wan: int
+    in_flight: InFlightDevices
+    current_wave: int
+    waves: _containers.RepeatedCompositeFieldContainer[WaveProgress]
+    awaiting_activation: bool
+    model: str
+    target_version: str
+    def __init__(self, targeted: _Optional[int] = ..., distributed: _Optional[int] = ..., waiting: _Optional[int] = ..., transferring: _Optional[int] = ..., activating: _Optional[int] = ..., activated: _Optional[int] = ..., failed: _Optional[int] = ..., bricked: _Optional[int] = ..., cancelled: _Optional[int] = ..., left_supplier: _Optional[int] = ..., pending_no_wan: _Optional[int] = ..., activating_no_wan: _Optional[int] = ..., in_flight: _Optional[_Union[InFlightDevices, _Mapping]] = ..., current_wave: _Optional[int] = ..., waves: _Optional[_Iterable[_Union[WaveProgress, _Mapping]]] = ..., awaiting_activation: _Optional[bool] = ..., model: _Optional[str] = ..., target_version: _Optional[str] = ...) -> None: ...
+
+class CredentialSwapProgress(_message.Message):
+    __slots__ = ("switched_smart", "dumb", "failed", "pending")
+    SWITCHED_SMART_FIELD_NUMBER: _ClassVar[int]
+    DUMB_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    switched_smart: int
+    dumb: int
+    failed: int
+    pending: int
+    def __init__(self, switched_smart: _Optional[int] = ..., dumb: _Optional[int] = ..., failed: _Optional[int] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class SupplierSwitchProgress(_message.Message):
+    __slots__ = ("switches", "withdrawn", "swaps")
+    SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
+    SWAPS_FIELD_NUMBER: _ClassVar[int]
+    switches: int
+    withdrawn: int
+    swaps: CredentialSwapProgress
+    def __init__(self, switches: _Optional[int] = ..., withdrawn: _Optional[int] = ..., swaps: _Optional[_Union[CredentialSwapProgress, _Mapping]] = ...) -> None: ...
+
+class ChurnCampaignProgress(_message.Message):
+    __slots__ = ("switches", "planned", "swaps")
+    SWITCHES_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    SWAPS_FIELD_NUMBER: _ClassVar[int]
+    switches: int
+    planned: int
+    swaps: CredentialSwapProgress
+    def __init__(self, switches: _Optional[int] = ..., planned: _Optional[int] = ..., swaps: _Optional[_Union[CredentialSwapProgress, _Mapping]] = ...) -> None: ...
+
+class SupplierFailureProgress(_message.Message):
+    __slots__ = ("customers", "moved", "remaining", "swaps")
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    SWAPS_FIELD_NUMBER: _ClassVar[int]
+    customers: int
+    moved: int
+    remaining: int
+    swaps: CredentialSwapProgress
+    def __init__(self, customers: _Optional[int] = ..., moved: _Optional[int] = ..., remaining: _Optional[int] = ..., swaps: _Optional[_Union[CredentialSwapProgress, _Mapping]] = ...) -> None: ...
+
+class NetworkSwitchOffProgress(_message.Message):
+    __slots__ = ("off_tick",)
+    OFF_TICK_FIELD_NUMBER: _ClassVar[int]
+    off_tick: int
+    def __init__(self, off_tick: _Optional[int] = ...) -> None: ...
+
+class FieldProgrammeProgress(_message.Message):
+    __slots__ = ("done", "eligible", "eligible_priority")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    eligible: int
+    eligible_priority: int
+    def __init__(self, done: _Optional[int] = ..., eligible: _Optional[int] = ..., eligible_priority: _Optional[int] = ...) -> None: ...
+
+class PowerOutageProgress(_message.Message):
+    __slots__ = ("premises_in_area", "premises_cut", "premises_already_unpowered", "end_tick")
+    PREMISES_IN_AREA_FIELD_NUMBER: _ClassVar[int]
+    PREMISES_CUT_FIELD_NUMBER: _ClassVar[int]
+    PREMISES_ALREADY_UNPOWERED_FIELD_NUMBER: _ClassVar[int]
+    END_TICK_FIELD_NUMBER: _ClassVar[int]
+    premises_in_area: int
+    premises_cut: int
+    premises_already_unpowered: int
+    end_tick: int
+    def __init__(self, premises_in_area: _Optional[int] = ..., premises_cut: _Optional[int] = ..., premises_already_unpowered: _Optional[int] = ..., end_tick: _Optional[int] = ...) -> None: ...
+
+class BaseStationFailureProgress(_message.Message):
+    __slots__ = ("hubs_affected", "end_tick")
+    HUBS_AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    END_TICK_FIELD_NUMBER: _ClassVar[int]
+    hubs_affected: int
+    end_tick: int
+    def __init__(self, hubs_affected: _Optional[int] = ..., end_tick: _Optional[int] = ...) -> None: ...
+
+class CspIncidentProgress(_message.Message):
+    __slots__ = ("end_tick",)
+    END_TICK_FIELD_NUMBER: _ClassVar[int]
+    end_tick: int
+    def __init__(self, end_tick: _Optional[int] = ...) -> None: ...
+
+class ServiceRequestProgress(_message.Message):
+    __slots__ = ("applied", "failed", "pending", "credit_pence", "tariff_dp", "refusal")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_PENCE_FIELD_NUMBER: _ClassVar[int]
+    TARIFF_DP_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    failed: int
+    pending: int
+    credit_pence: int
+    tariff_dp: int
+    refusal: str
+    def __init__(self, applied: _Optional[int] = ..., failed: _Optional[int] = ..., pending: _Optional[int] = ..., credit_pence: _Optional[int] = ..., tariff_dp: _Optional[int] = ..., refusal: _Optional[str] = ...) -> None: ...
+
+class BranchCreationProgress(_message.Message):
+    __slots__ = ("branch", "phase", "tick", "until_tick")
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_TICK_FIELD_NUMBER: _ClassVar[int]
+    branch: str
+    phase: BranchPhase
+    tick: int
+    until_tick: int
+    def __init__(self, branch: _Optional[str] = ..., phase: _Optional[_Union[BranchPhase, str]] = ..., tick: _Optional[int] = ..., until_tick: _Optional[int] = ...) -> None: ...
 
 class PauseOperationRequest(_message.Message):
     __slots__ = ("name",)
@@ -463,7 +709,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "prepayment")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "operations", "prepayment")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -492,6 +738,7 @@ class TickSummary(_message.Message):
     HH_LOST_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ALERTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_TICKS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
     PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
@@ -507,8 +754,9 @@ class TickSummary(_message.Message):
     hh_lost_total: int
     alerts_total: int
     skipped_ticks: int
+    operations: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
     prepayment: PrepaymentCounts
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
 
 class PrepaymentCounts(_message.Message):
     __slots__ = ("premises", "emergency_credit", "off_supply", "topups", "suppliers")
@@ -603,18 +851,6 @@ class CreateBranchRequest(_message.Message):
     until_tick: int
     request_id: str
     def __init__(self, branch_id: _Optional[str] = ..., branch: _Optional[_Union[Branch, _Mapping]] = ..., events: _Optional[_Iterable[_Union[CreateEventRequest, _Mapping]]] = ..., until_tick: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
-
-class BranchOperationMetadata(_message.Message):
-    __slots__ = ("branch", "state", "tick", "until_tick")
-    BRANCH_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    TICK_FIELD_NUMBER: _ClassVar[int]
-    UNTIL_TICK_FIELD_NUMBER: _ClassVar[int]
-    branch: str
-    state: str
-    tick: int
-    until_tick: int
-    def __init__(self, branch: _Optional[str] = ..., state: _Optional[str] = ..., tick: _Optional[int] = ..., until_tick: _Optional[int] = ...) -> None: ...
 
 class GetBranchRequest(_message.Message):
     __slots__ = ("name",)

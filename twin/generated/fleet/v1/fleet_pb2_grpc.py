@@ -154,7 +154,8 @@ class FleetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateEvent(self, request, context):
-        """Inject an operator event; returns its Operation (metadata type OperationMetadata).
+        """Inject an operator event; returns its Operation (metadata OperationMetadata, with the
+        event's kind of progress; response EventResult once it is done).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,7 +230,7 @@ class FleetServiceServicer:
     def CreateBranch(self, request, context):
         """Fork a what-if branch of the served run (or of one of its branches) at a past tick, with
         events added and/or parent operations left out, and run it to `until_tick`. Returns an
-        Operation (metadata BranchOperationMetadata, response Branch).
+        Operation (metadata OperationMetadata with `branch_creation` progress, response Branch).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
