@@ -102,16 +102,12 @@ class Variant(IntEnum):
     SMETS1_MODULE = 3  # SMETS1 comms module (not a DCC comms hub)
 
 
-N_VARIANT = 4
-
 
 class Smets(IntEnum):
     SMETS2 = 0
     SMETS1_ENROLLED = 1  # migrated into the DCC (enrolment and adoption)
     SMETS1_NOT_ENROLLED = 2  # still on its supplier's own system; not DCC traffic
 
-
-N_SMETS = 3
 
 
 class DeviceType(IntEnum):
@@ -120,8 +116,6 @@ class DeviceType(IntEnum):
     GSME = 2
     PPMID = 3
 
-
-N_DEVICE_TYPES = 4
 
 
 class MessageType(IntEnum):
@@ -431,7 +425,6 @@ SUPPLIERS: tuple[Supplier, ...] = (
     Supplier("Other suppliers", 0.020, 0.10),
 )
 # Supplier code k (1-based) is SUPPLIERS[k-1]; code 0 means "no supplier" (no gas meter).
-N_SUPPLIER_CODES = 256
 
 
 def _name_key(name: object) -> str | None:

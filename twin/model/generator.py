@@ -33,7 +33,6 @@ from twin.model.params import (
 from twin.model.rng import Purpose, block_rng
 from twin.model.state import COLUMNS, HubState
 
-U16_MAX = np.iinfo(np.uint16).max
 U32_MAX = np.iinfo(np.uint32).max
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
     N_AREA_CODES,
     N_WAN,
     Flag,
@@ -75,7 +74,6 @@ COLUMNS: tuple[Column, ...] = (
            "supply is disabled for credit (Status.CREDIT_OFF), the balance itself (nothing is spent)"),
     Column("tariff_dp", "u2", "import unit rate, 0.1 p/kWh (SR 1.1.1 updates it)"),
 )
-COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)
 assert BYTES_PER_HUB <= 64, BYTES_PER_HUB
 
@@ -397,6 +395,3 @@ class HubState:
         st.build_index()
         return st
 
-    # -- derived -------------------------------------------------------------------------
-    def region_of(self, rows: np.ndarray | slice) -> np.ndarray:
-        return AREA_REGION[self.cols["area"][rows]]

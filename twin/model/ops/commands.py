@@ -130,7 +130,6 @@ class Command:
     """Base: `kind` names the event type; `at` is the tick it applies at (resolved on parse)."""
 
     kind: ClassVar[str] = ""
-    spans_ticks: ClassVar[bool] = True  # tracked as a long-running Operation
     at: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,7 +191,6 @@ class SupplierFailure(Command):
 @dataclass(frozen=True)
 class NetworkSwitchOff(Command):
     kind: ClassVar[str] = "network_switch_off"
-    spans_ticks: ClassVar[bool] = False
     region: int = int(Region.CENTRAL)
     technology: int = int(WanTech.G3)
 
@@ -264,7 +262,6 @@ class ServiceRequestCommand(Command):
 @dataclass(frozen=True)
 class OperationControl(Command):
     kind: ClassVar[str] = "operation_control"
-    spans_ticks: ClassVar[bool] = False
     operation: str = ""
     action: str = "pause"  # pause | resume | cancel
 
@@ -430,8 +427,6 @@ def _p_switch_off(d, at, config, allowed, n_hubs) -> NetworkSwitchOff:
 def _p_swap(d, at, config, allowed, n_hubs) -> SwapProgramme:
     _known(d, allowed, "swap_programme")
     region = _region(_require(d, "region"), "region")
-    if region == Region.NORTH:
-        pass  # out-of-region 2G hubs in the North can be swapped too
     prio = d.get("prioritise")
     return SwapProgramme(at=at, region=int(region),
                          installs_per_day=_number(_require(d, "installs_per_day"), "installs_per_day", lo=1,

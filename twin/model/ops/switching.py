@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import SUPPLIERS, Flag
-from twin.model.config import FleetConfig
 from twin.model.ops.commands import ChurnCampaign, SupplierFailure, SupplierSwitch
 from twin.model.ops.common import (
     CredentialSwaps,
@@ -226,10 +225,6 @@ class SolrFleet(FleetOp):
     def on_accept(self, planner) -> None:
         super().on_accept(planner)
         planner.failed_suppliers[self.cmd.supplier] = (self.cmd.at, self.cmd.solr, self.name)
-
-    def __init__(self, name: str, cmd: SupplierFailure, config: FleetConfig):
-        super().__init__(name, cmd, config)
-        self.moved_by_day: list[int] = []
 
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
