@@ -163,7 +163,7 @@ class Flag:
 
 
 # Bits of the per-hub `fault` column: each set bit is a reason the hub cannot be reached.
-# A hub is reachable when fault == 0 and its network (region x technology) is up.
+# A hub is reachable when fault == 0 and its network (region x technology) is up (twin.model.reach).
 class Fault:
     NO_COVERAGE = 1  # premises has no WAN (and is not on VWAN)
     POWER = 2  # premises unpowered

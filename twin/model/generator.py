@@ -30,6 +30,7 @@ from twin.model.params import (
     NORTH_BASE_STATIONS,
     FleetShares,
 )
+from twin.model.reach import on_dcc
 from twin.model.rng import Purpose, block_rng
 from twin.model.state import COLUMNS, HubState
 
@@ -208,7 +209,7 @@ class FleetGenerator:
         c["variant"][sl] = variant
         c["smets"][sl] = smets
         c["flags"][sl] = flags
-        fault = np.where((wan == WanTech.NONE) & (smets != Smets.SMETS1_NOT_ENROLLED), Fault.NO_COVERAGE, 0)
+        fault = np.where((wan == WanTech.NONE) & on_dcc(smets), Fault.NO_COVERAGE, 0)
         c["fault"][sl] = fault
         status = np.where(gas & (batt < sh.gsme_low_battery_pct * 100), Status.LOW_BATTERY, 0)
         c["status"][sl] = status

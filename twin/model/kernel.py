@@ -27,12 +27,12 @@ from twin.model.catalog import (
     Fault,
     Flag,
     MessageType,
-    Smets,
     Status,
 )
 from twin.model.config import FleetConfig
 from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.prepayment import count_prepay, prepay_pass
+from twin.model.reach import on_dcc, reachable_now, wan_up
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
 from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
@@ -291,8 +291,8 @@ def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.
     a = np.flatnonzero(long & (ad1 >= t0) & (ad1 < t1))
     r = np.flatnonzero(long & (restore >= t0) & (restore < t1))
     # Only premises on the DCC send (a lookup for the few due, not for every stretch held).
-    a = a[state.cols["smets"][state.local(state.pw_hub[a])] != Smets.SMETS1_NOT_ENROLLED]
-    r = r[state.cols["smets"][state.local(state.pw_hub[r])] != Smets.SMETS1_NOT_ENROLLED]
+    a = a[on_dcc(state.cols["smets"][state.local(state.pw_hub[a])])]
+    r = r[on_dcc(state.cols["smets"][state.local(state.pw_hub[r])])]
     hub = np.concatenate([state.pw_hub[a], state.pw_hub[r]])
     kind = np.concatenate([np.full(a.size, AlertKind.POWER_OUTAGE, np.uint8),
                            np.full(r.size, AlertKind.POWER_RESTORED, np.uint8)])
@@ -325,8 +325,7 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, c
     sec = np.clip(time_s - t0, 0, TICK_SECONDS - 1)
     area = state.cols["area"][rows]
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
-    other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
-    ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
+    ok = wan_up(state.cols["fault"][rows], area, state.cols["wan"][rows], up_area, ignore=Fault.POWER)
     count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok], state, rows[ok])
     s.alerts_undelivered += int((~ok).sum())
     if due.any():
@@ -374,9 +373,9 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
         return state.blocks(name)[:, lo:hi]
 
     area = view("area")
-    dcc = (area != 0) & (view("smets") != Smets.SMETS1_NOT_ENROLLED)
+    dcc = (area != 0) & on_dcc(view("smets"))
     fault = view("fault")
-    reach = dcc & (fault == 0) & up_area[area, view("wan")]
+    reach = dcc & reachable_now(smets=view("smets"), fault=fault, area=area, wan=view("wan"), up_area=up_area)
     dark = dcc & ~reach
     flags = view("flags")
     status = view("status")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, AlertKind, Flag, Smets, Status
+from twin.model.catalog import AREA_REGION, AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import PREPAY_NO_ACTION, HubState
 from twin.model.summary import TickSummary
@@ -309,9 +310,9 @@ def _send(state: HubState, s: TickSummary, rows: np.ndarray, kind: int, sec: np.
     """Alerts from DCC meters leave through a reachable hub; the rest are counted undelivered. A
     SMETS1 meter not enrolled reports to its supplier's own system, not the DCC."""
     c = state.cols
-    dcc = c["smets"][rows] != Smets.SMETS1_NOT_ENROLLED
+    dcc = on_dcc(c["smets"][rows])
     area = c["area"][rows]
-    ok = dcc & (c["fault"][rows] == 0) & up_area[area, c["wan"][rows]]
+    ok = reachable(state, rows, up_area)
     count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, np.full(int(ok.sum()), kind, np.intp), sec[ok],
                  state, rows[ok])
     s.alerts_undelivered += int((dcc & ~ok).sum())

@@ -21,10 +21,10 @@ from twin.model.catalog import (
     N_AREA_CODES,
     N_WAN,
     Flag,
-    Smets,
     Status,
 )
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.reach import on_dcc
 
 STATE_MAGIC = b"TWINSTATE2\n"
 
@@ -172,7 +172,7 @@ class HubState:
         key = area * N_WAN + self.cols["wan"][rows]
         smets = self.cols["smets"][rows]
         real = area != 0
-        dcc = real & (smets != Smets.SMETS1_NOT_ENROLLED)
+        dcc = real & on_dcc(smets)
         ok = dcc & (self.cols["fault"][rows] == 0)
         gas = ((self.cols["flags"][rows] & Flag.HAS_GAS) != 0) & ((self.cols["status"][rows] & Status.GSME_DEAD) == 0)
         size = N_AREA_CODES * N_WAN

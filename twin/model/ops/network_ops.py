@@ -14,7 +14,6 @@ from twin.model.catalog import (
     Flag,
     MessageType,
     Region,
-    Smets,
     Variant,
     WanTech,
     model_code,
@@ -32,6 +31,7 @@ from twin.model.ops.common import (
 )
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.reach import on_dcc
 
 CSP_TECHS = {Region.NORTH: (WanTech.LRR,), Region.CENTRAL: (WanTech.G2, WanTech.G3),
              Region.SOUTH: (WanTech.G2, WanTech.G3)}
@@ -99,7 +99,7 @@ class FieldProgrammeShard(ShardOp):
         n = hs.n_hubs
         c = hs.cols
         in_region = AREA_REGION[c["area"][:n]] == self.cmd.region
-        dcc = c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED
+        dcc = on_dcc(c["smets"][:n])
         rows, klass = self._candidates(hs, in_region & dcc)
         order = sort_by_block(hs, rows, op_uniform(hs, self.seq, 0, rows), klass)
         self.rows, self.klass = rows[order], klass[order]
