@@ -1,18 +1,33 @@
-"""Shard checkpoint payloads: the chunked format round-trips, and the first format (a pickled dict
-holding the state as .npz) still loads, so runs checkpointed before the change can be resumed."""
+"""Checkpoints as versioned data: a header (format, version, named typed arrays) and the arrays,
+with no pickled instances. Every operation kind's record round-trips (a restored run goes on
+exactly as the one never stopped), a record of an unknown version is refused with a clear error,
+and nothing in a checkpoint folder is a pickle."""
 
 from __future__ import annotations
 
-import io
+import copy
 import pickle
 
 import numpy as np
+import pytest
 
-from twin.engine.checkpoint import parse_shard, read_verified, shard_chunks, write_atomic
+from twin.engine.checkpoint import (
+    CheckpointStore,
+    load_planner,
+    parse_shard,
+    read_verified,
+    save_planner,
+    shard_chunks,
+    write_atomic,
+)
 from twin.model.config import FleetConfig
+from twin.model.fleet import LocalFleet
 from twin.model.generator import generate
+from twin.model.ops.registry import IMPLEMENTATIONS
 from twin.model.ops.runtime import ShardOps
-from twin.model.state import COLUMNS, HubState
+from twin.model.ops.snapshot import planner_chunks, planner_from_bytes
+from twin.model.records import RecordFormatError, pack_bytes, peek
+from twin.model.state import HubState
 
 
 def _state() -> tuple[HubState, FleetConfig]:
@@ -20,12 +35,12 @@ def _state() -> tuple[HubState, FleetConfig]:
     st = generate(cfg, 1, 3)
     st.last_tick = 17
     st.inc_hub = np.array([1030, 2050], np.int64)
-    st.inc_bit = np.array([1, 4], np.uint8)  # not POWER: power cuts are stretches (pw_*) now
+    st.inc_bit = np.array([1, 4], np.uint8)
     st.inc_end_s = np.array([99, 120], np.int64)
     return st, cfg
 
 
-def test_chunked_checkpoint_round_trips_without_joining_the_state(tmp_path):
+def test_a_shard_checkpoint_round_trips_without_joining_the_state(tmp_path):
     st, cfg = _state()
     chunks = shard_chunks(st, ShardOps(cfg))
     # The columns go out as views of the state's own memory.
@@ -33,20 +48,100 @@ def test_chunked_checkpoint_round_trips_without_joining_the_state(tmp_path):
     digest = write_atomic(tmp_path / "s.ckpt", chunks)
     payload = read_verified(tmp_path / "s.ckpt")
     assert payload is not None and len(digest) == 64
-    state, ops = parse_shard(payload)
-    back = HubState.from_bytes(state)
+    back, ops = parse_shard(payload, cfg)
     assert back.block_digests() == st.block_digests() and back.last_tick == 17
     assert back.inc_hub.tolist() == [1030, 2050] and back.slot_dark_age.shape == st.slot_dark_age.shape
-    assert isinstance(ops, ShardOps)
+    assert isinstance(ops, ShardOps) and ops.config is cfg and ops.ops == {}
 
 
-def test_the_first_format_still_loads():
+# One event of every kind, timed so that most are in flight at the snapshot (tick 14).
+EVENTS = [
+    {"type": "firmware_rollout", "device": "ESME", "manufacturer": "EDMI", "model": "ES-10A",
+     "target_version": "5.3.0", "waves": [0.05, 1.0], "min_wave_sample": 5, "at": "1h"},
+    {"type": "supplier_switch", "hub": 17, "to_supplier": "OVO Energy", "fuel": "electricity", "at": "6h30m"},
+    {"type": "churn_campaign", "switches_per_month": 200_000, "days": 4},
+    {"type": "supplier_failure", "supplier": "E.ON Next", "solr": "British Gas", "daily_cap": 300, "at": "2h"},
+    {"type": "swap_programme", "region": "Central", "installs_per_day": 100, "prioritise": "3G"},
+    {"type": "vwan_fallback", "region": "Central", "onboard_per_day": 80},
+    {"type": "network_switch_off", "region": "Central", "technology": "3G", "at": "3h"},
+    {"type": "power_outage", "area": 12, "fraction": 0.5, "duration_min": 300, "at": "5h"},
+    {"type": "base_station_failure", "cells": [3, 4, 5], "duration_min": 600, "at": "4h"},
+    {"type": "csp_incident", "region": "South", "duration_min": 600, "at": "6h"},
+    {"type": "service_request", "srv": "7.2", "hub": 4100, "user_id": "u", "request_id": "r", "at": "6h30m"},
+]
+
+
+def _restored(f: LocalFleet) -> LocalFleet:
+    """A fleet rebuilt from `f`'s checkpoint records only (states, shard operations, planner)."""
+    g = copy.copy(f)
+    parts = [parse_shard(b"".join(shard_chunks(st, ops)), f.config) for st, ops in zip(f.states, f.ops, strict=True)]
+    g.states = [p[0] for p in parts]
+    g.ops = [p[1] for p in parts]
+    controls = {t: list(c) for t, c in f.planner.pending.items()}
+    g.planner, applied, back = planner_from_bytes(b"".join(planner_chunks(f.planner, (3, 1), controls)), f.config)
+    assert applied == (3, 1) and back.keys() == controls.keys()
+    return g
+
+
+def test_every_operation_kind_round_trips_and_the_run_goes_on_identically():
+    cfg = FleetConfig(hubs=12_000, seed=11, block_size=1024)
+    f = LocalFleet(cfg, splits=2)
+    for e in EVENTS:
+        f.submit(e)
+    f.run(14)
+    kinds = {op.cmd.kind for op in f.planner.ops.values()}
+    assert kinds == set(IMPLEMENTATIONS)  # every kind is in the snapshot
+    shard_kinds = {type(op).__name__ for ops in f.ops for op in ops.ops.values()}
+    assert {"RolloutShard", "ChurnShard", "SolrShard", "SwapShard", "VwanShard"} <= shard_kinds
+    g = _restored(f)
+    assert g.state_hash() == f.state_hash()
+    # An operation the planner holds in two places is one object again.
+    assert all(g.planner.live[n] is g.planner.ops[n] for n in g.planner.live) and g.planner.live
+    assert [vars(op).keys() for op in g.planner.ops.values()] == [vars(op).keys() for op in f.planner.ops.values()]
+    for a, b in zip(f.run(40), g.run(40), strict=True):
+        assert a.messages.tolist() == b.messages.tolist() and a.ops.keys() == b.ops.keys()
+    assert g.state_hash() == f.state_hash()
+    assert ({n: (op.state, op.reason, op.counters) for n, op in g.planner.ops.items()}
+            == {n: (op.state, op.reason, op.counters) for n, op in f.planner.ops.items()})
+
+
+def test_a_record_of_a_future_version_is_refused_with_a_clear_error(tmp_path):
     st, cfg = _state()
-    buf = io.BytesIO()
-    meta = np.array([st.seed, st.block_size, st.first_block, st.n_blocks, st.n_hubs_fleet, st.last_tick], np.int64)
-    arrays = {f"col_{c.name}": st.cols[c.name] for c in COLUMNS}
-    arrays.update({k: getattr(st, k) for k in HubState._SPARSE})
-    np.savez(buf, meta=meta, **arrays)
-    old = pickle.dumps({"state": buf.getvalue(), "ops": ShardOps(cfg)}, protocol=5)
-    state, ops = parse_shard(old)
-    assert HubState.from_bytes(state).block_digests() == st.block_digests() and isinstance(ops, ShardOps)
+    meta, arrays = st.record()
+    future = pack_bytes("twin.shard-checkpoint", 99, {"state": meta, "ops": {}}, [])
+    with pytest.raises(RecordFormatError, match=r"version 99; this twin reads version 1 only"):
+        parse_shard(future, cfg)
+    with pytest.raises(RecordFormatError, match=r"'twin.hub-state' record of version 2"):
+        HubState.from_bytes(pack_bytes("twin.hub-state", 2, meta, arrays))
+    write_atomic(tmp_path / "planner.rec", pack_bytes("twin.planner", 2, {}, []))
+    with pytest.raises(RecordFormatError, match="version 2"):
+        load_planner(tmp_path / "planner.rec", cfg)
+    # A pickle from before this format is not read at all.
+    with pytest.raises(RecordFormatError, match="not a twin record"):
+        parse_shard(pickle.dumps({"state": b"", "ops": None}), cfg)
+
+
+def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
+    cfg = FleetConfig(hubs=6_000, seed=3, block_size=1024)
+    f = LocalFleet(cfg, splits=2)
+    for e in EVENTS[:4]:
+        f.submit(e)
+    f.run(6)
+    store = CheckpointStore(tmp_path)
+    for i, (st, ops) in enumerate(zip(f.states, f.ops, strict=True)):
+        write_atomic(store.shard_path(5, i), shard_chunks(st, ops))
+    save_planner(store.planner_path(5), f.planner, (1, 0), f.planner.pending)
+    store.mark_complete(5, 2, {})
+    files = sorted(p for p in store.tick_dir(5).iterdir())
+    assert [p.name for p in files] == ["COMPLETE", "planner.rec", "shard-0000.ckpt", "shard-0001.ckpt"]
+    for p in files:
+        data = p.read_bytes()
+        # Pickle protocols 2-5 open with PROTO (0x80) and the protocol number; their opcodes for
+        # a class reference (GLOBAL, STACK_GLOBAL) name a module. None of that may appear.
+        assert not any(data.find(bytes([0x80, proto])) != -1 and b"twin.model" in data for proto in range(2, 6))
+        assert b"twin.model" not in data and b"__main__" not in data
+        payload = read_verified(p)
+        assert payload is not None
+        if p.name != "COMPLETE":
+            header, _ = peek(payload)
+            assert header["format"] in ("twin.shard-checkpoint", "twin.planner") and header["version"] == 1

@@ -318,21 +318,6 @@ def test_base_station_failures_and_a_csp_incident_keep_hubs_dark_until_the_last_
     assert _reachable_north(ss) == [r0 - d for d in dark]
 
 
-def test_a_network_plan_saved_before_windows_still_loads():
-    import pickle
-
-    from twin.model.network import NEVER, NetworkPlan
-
-    old = NetworkPlan.__new__(NetworkPlan)
-    off, on = np.full((4, 6), NEVER, np.int64), np.full((4, 6), NEVER, np.int64)
-    off[Region.SOUTH, WanTech.G3], off[Region.NORTH, WanTech.LRR], on[Region.NORTH, WanTech.LRR] = 5, 2, 4
-    old.__dict__.update(off_from=off, on_from=on, _by_area=None)
-    plan = pickle.loads(pickle.dumps(old))
-    assert [bool(plan.up(t)[Region.NORTH, WanTech.LRR]) for t in range(6)] == [True, True, False, False, True, True]
-    assert [bool(plan.up(t)[Region.SOUTH, WanTech.G3]) for t in (4, 5, 99)] == [True, False, False]
-    assert NetworkPlan.from_array(plan.to_array()).windows.tolist() == plan.windows.tolist()
-
-
 # -- suppliers: switch x failure, failure x failure, churn x failure --------------------------------
 
 def _sup(name: str) -> int:

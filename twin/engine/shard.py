@@ -73,8 +73,7 @@ class Shard:
             payload = read_verified(store.shard_path(tick, self.index))
             if payload is None:
                 continue
-            state, self.ops = parse_shard(payload)
-            self.state = HubState.from_bytes(state)
+            self.state, self.ops = parse_shard(payload, self.config)
             self._reshare()
             return tick
         return None

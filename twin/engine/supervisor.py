@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import pickle
 import threading
 import time
 from collections import deque
@@ -23,7 +22,7 @@ import numpy as np
 import ray
 
 from twin.engine.alert_log import RETENTION_DAYS, AlertLog
-from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
+from twin.engine.checkpoint import CheckpointStore, load_planner, read_verified, save_planner
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.operations import operation_view
@@ -258,9 +257,8 @@ class FleetSupervisor:
                 with self._plan_lock:
                     # The fleet half of the run at the end of `tick`: the planner, the controls
                     # already sent for later ticks, and how much of the journal it has accepted.
-                    snapshot = pickle.dumps({"planner": self.planner, "applied": self._last_applied,
-                                             "controls": {t: c for t, c in self._controls_log.items() if t > tick}})
-                write_atomic(self.checkpoints.tick_dir(tick) / "planner.pkl", snapshot)
+                    save_planner(self.checkpoints.planner_path(tick), self.planner, self._last_applied,
+                                 {t: c for t, c in self._controls_log.items() if t > tick})
                 # Summaries up to the checkpoint are on disk before it counts: a resume from it
                 # summarises only the ticks after it again.
                 self.history_db.flush()
@@ -280,7 +278,7 @@ class FleetSupervisor:
         accepted again at its recorded point, so each applies exactly once."""
         ticks = {i["tick"] for i in ray.get([s.info.remote() for s in self.shards])}
         c = ticks.pop() if len(ticks) == 1 else self._restore_shards(min(ticks))
-        if c >= 0 and read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") is None:
+        if c >= 0 and read_verified(self.checkpoints.planner_path(c)) is None:
             c = self._restore_shards(c - 1)
         self._load_fleet_half(c)
         self.totals = self.history_db.totals(upto=c)
@@ -290,7 +288,7 @@ class FleetSupervisor:
         """Every shard to the newest complete checkpoint at or before `max_tick` that all of them
         can read (with a readable planner snapshot), else to the start. Returns its tick (or -1)."""
         for c in self.checkpoints.marked_ticks():
-            if c > max_tick or read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") is None:
+            if c > max_tick or read_verified(self.checkpoints.planner_path(c)) is None:
                 continue
             if all(ray.get([s.restore.remote(c) for s in self.shards])):
                 return c
@@ -301,8 +299,10 @@ class FleetSupervisor:
         """The planner, controls and journal queue as they were at the end of checkpoint `c` (-1:
         the start of the run); the shards are already there."""
         if c >= 0:
-            snap = pickle.loads(read_verified(self.checkpoints.tick_dir(c) / "planner.pkl") or b"")
-            planner, applied, controls = snap["planner"], tuple(snap["applied"]), snap["controls"]
+            snap = load_planner(self.checkpoints.planner_path(c), self.config)
+            if snap is None:
+                raise RuntimeError(f"the planner file of checkpoint {c} no longer verifies")
+            planner, applied, controls = snap
         else:
             planner, applied, controls = FleetPlanner(self.config), NOTHING_APPLIED, {}
         with self._plan_lock:

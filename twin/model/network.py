@@ -86,17 +86,13 @@ class NetworkPlan:
     def from_array(cls, a: np.ndarray) -> NetworkPlan:
         p = cls()
         a = np.asarray(a, np.int64)
-        p.windows = _old_tables_to_windows(a[0], a[1]) if a.ndim == 3 else a.reshape(-1, 4).copy()
+        p.windows = a.reshape(-1, 4).copy()
         return p
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Plans pickled before the windows held one (off from, back from) pair per network.
-        if "off_from" in state:
-            state = {"windows": _old_tables_to_windows(state.pop("off_from"), state.pop("on_from")), **state}
-        self.__dict__.update(state)
-        self._by_area = None
+    def to_record(self) -> dict[str, Any]:
+        """Checkpoint data: the windows (the by-area table is a cache, rebuilt on demand)."""
+        return {"windows": self.windows}
 
-
-def _old_tables_to_windows(off_from: np.ndarray, on_from: np.ndarray) -> np.ndarray:
-    r, w = np.nonzero(off_from != NEVER)
-    return np.stack([r, w, off_from[r, w], on_from[r, w]], axis=1).astype(np.int64).reshape(-1, 4)
+    @classmethod
+    def from_record(cls, fields: dict[str, Any], context: Any = None) -> NetworkPlan:
+        return cls.from_array(fields["windows"])

@@ -46,7 +46,7 @@ class PowerOutageShard(ShardOp):
 
     def report(self, hs, tick) -> dict[str, Any]:
         return {"premises_in_area": self.in_area, "premises_cut": self.affected,
-                "premises_already_unpowered": getattr(self, "already", 0)}
+                "premises_already_unpowered": self.already}
 
 
 class BaseStationShard(ShardOp):

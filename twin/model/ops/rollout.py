@@ -90,7 +90,6 @@ def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, fl
 
 class RolloutShard(ShardOp):
     cmd: FirmwareRollout
-    holds_target = True  # set by start(); the default covers rollouts checkpointed before it existed
 
     def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
         cmd = self.cmd
@@ -116,6 +115,9 @@ class RolloutShard(ShardOp):
         self.fail, self.brick, self.cuts_power = _probabilities(cmd, ctx.config)
         self.budget: dict[str, np.ndarray] | None = None
         self.may_activate = not cmd.hold_activation
+        self.left_supplier = 0  # devices dropped because their premises left the suppliers
+        # The network as of the last step: the report judges reachability with it.
+        self._up_area: np.ndarray | None = None
 
     def control(self, action, data, hs, ctx, tick, s) -> None:
         if action == "activate":
@@ -214,7 +216,7 @@ class RolloutShard(ShardOp):
         col = "gas_supplier" if dt == DeviceType.GSME else "supplier"
         gone = idx[~np.isin(hs.cols[col][self.rows[idx]], self.cmd.suppliers)]
         self.stage[gone] = CANCELLED
-        self.left_supplier = getattr(self, "left_supplier", 0) + int(gone.size)
+        self.left_supplier += int(gone.size)
 
     def _activate(self, hs, ctx, idx, tick, s, up_area, dt, t0) -> None:
         rows = self.rows[idx]
@@ -257,7 +259,7 @@ class RolloutShard(ShardOp):
             return {}
         counts = np.bincount(self.stage, minlength=len(STAGES))
         rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum()),
-                               "left_supplier": getattr(self, "left_supplier", 0)}
+                               "left_supplier": self.left_supplier}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
         finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
         bad = np.isin(self.stage, (FAILED, BRICKED))
@@ -272,7 +274,7 @@ class RolloutShard(ShardOp):
         waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
         activating = self.stage == ACTIVATE
         # Reachability for the report is judged with the network as of the last step.
-        up_area = getattr(self, "_up_area", None)
+        up_area = self._up_area
         ok = np.zeros(self.rows.size, bool)
         if waiting.any() or activating.any():
             idx = np.flatnonzero(waiting | activating)

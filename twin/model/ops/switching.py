@@ -49,6 +49,7 @@ class SwitchShard(ShardOp):
         self.swaps = _swaps(ctx)
         self.mine = bool(hs.holds(np.array([self.cmd.hub]))[0])
         self.pending_start = self.mine
+        self.withdrawn = False
         if not self.mine:
             # Only the shard holding the premises takes part; the others retire at once.
             self.state = "DONE"
@@ -71,7 +72,7 @@ class SwitchShard(ShardOp):
         # A switch cancelled before its start never happened: it counts as no switch.
         if not self.mine:
             return {}
-        withdrawn = int(getattr(self, "withdrawn", False))
+        withdrawn = int(self.withdrawn)
         return {"switches": int(not self.pending_start) - withdrawn, "withdrawn": withdrawn, **self.swaps.report()}
 
     def finished(self) -> bool:
