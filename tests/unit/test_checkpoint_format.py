@@ -10,6 +10,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twin.engine.checkpoint import (
     CheckpointStore,
@@ -25,32 +27,32 @@ from twin.model.fleet import LocalFleet
 from twin.model.generator import generate
 from twin.model.ops.registry import IMPLEMENTATIONS
 from twin.model.ops.runtime import ShardOps
-from twin.model.ops.snapshot import planner_chunks, planner_from_bytes
-from twin.model.records import RecordFormatError, pack_bytes, peek
+from twin.model.ops.snapshot import RECORD_TYPES, planner_chunks, planner_from_bytes
+from twin.model.records import RecordFormatError, decode, encode, pack_bytes, peek, unpack
 from twin.model.state import HubState
 
 
 def _state() -> tuple[HubState, FleetConfig]:
     cfg = FleetConfig(hubs=5_000, seed=4, block_size=1024)
-    st = generate(cfg, 1, 3)
-    st.last_tick = 17
-    st.inc_hub = np.array([1030, 2050], np.int64)
-    st.inc_bit = np.array([1, 4], np.uint8)
-    st.inc_end_s = np.array([99, 120], np.int64)
-    return st, cfg
+    hs = generate(cfg, 1, 3)
+    hs.last_tick = 17
+    hs.inc_hub = np.array([1030, 2050], np.int64)
+    hs.inc_bit = np.array([1, 4], np.uint8)
+    hs.inc_end_s = np.array([99, 120], np.int64)
+    return hs, cfg
 
 
 def test_a_shard_checkpoint_round_trips_without_joining_the_state(tmp_path):
-    st, cfg = _state()
-    chunks = shard_chunks(st, ShardOps(cfg))
+    hs, cfg = _state()
+    chunks = shard_chunks(hs, ShardOps(cfg))
     # The columns go out as views of the state's own memory.
-    assert any(isinstance(c, memoryview) and c.obj is st.cols["supplier"] for c in chunks)
+    assert any(isinstance(c, memoryview) and c.obj is hs.cols["supplier"] for c in chunks)
     digest = write_atomic(tmp_path / "s.ckpt", chunks)
     payload = read_verified(tmp_path / "s.ckpt")
     assert payload is not None and len(digest) == 64
     back, ops = parse_shard(payload, cfg)
-    assert back.block_digests() == st.block_digests() and back.last_tick == 17
-    assert back.inc_hub.tolist() == [1030, 2050] and back.slot_dark_age.shape == st.slot_dark_age.shape
+    assert back.block_digests() == hs.block_digests() and back.last_tick == 17
+    assert back.inc_hub.tolist() == [1030, 2050] and back.slot_dark_age.shape == hs.slot_dark_age.shape
     assert isinstance(ops, ShardOps) and ops.config is cfg and ops.ops == {}
 
 
@@ -74,7 +76,7 @@ EVENTS = [
 def _restored(f: LocalFleet) -> LocalFleet:
     """A fleet rebuilt from `f`'s checkpoint records only (states, shard operations, planner)."""
     g = copy.copy(f)
-    parts = [parse_shard(b"".join(shard_chunks(st, ops)), f.config) for st, ops in zip(f.states, f.ops, strict=True)]
+    parts = [parse_shard(b"".join(shard_chunks(hs, ops)), f.config) for hs, ops in zip(f.states, f.ops, strict=True)]
     g.states = [p[0] for p in parts]
     g.ops = [p[1] for p in parts]
     controls = {t: list(c) for t, c in f.planner.pending.items()}
@@ -106,8 +108,8 @@ def test_every_operation_kind_round_trips_and_the_run_goes_on_identically():
 
 
 def test_a_record_of_a_future_version_is_refused_with_a_clear_error(tmp_path):
-    st, cfg = _state()
-    meta, arrays = st.record()
+    hs, cfg = _state()
+    meta, arrays = hs.record()
     future = pack_bytes("twin.shard-checkpoint", 99, {"state": meta, "ops": {}}, [])
     with pytest.raises(RecordFormatError, match=r"version 99; this twin reads version 1 only"):
         parse_shard(future, cfg)
@@ -128,8 +130,8 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         f.submit(e)
     f.run(6)
     store = CheckpointStore(tmp_path)
-    for i, (st, ops) in enumerate(zip(f.states, f.ops, strict=True)):
-        write_atomic(store.shard_path(5, i), shard_chunks(st, ops))
+    for i, (hs, ops) in enumerate(zip(f.states, f.ops, strict=True)):
+        write_atomic(store.shard_path(5, i), shard_chunks(hs, ops))
     save_planner(store.planner_path(5), f.planner, (1, 0), f.planner.pending)
     store.mark_complete(5, 2, {})
     files = sorted(p for p in store.tick_dir(5).iterdir())
@@ -145,3 +147,30 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         if p.name != "COMPLETE":
             header, _ = peek(payload)
             assert header["format"] in ("twin.shard-checkpoint", "twin.planner") and header["version"] == 1
+
+
+_leaf = (st.none() | st.booleans() | st.integers(-(2**62), 2**62) | st.floats(allow_nan=False) | st.text()
+         | st.builds(lambda xs: np.array(xs, np.int32), st.lists(st.integers(-(2**31), 2**31 - 1), max_size=5)))
+_value = st.recursive(_leaf, lambda inner: (
+    st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(), inner, max_size=4) | st.dictionaries(st.integers(), inner, max_size=4)
+    | st.sets(st.integers(), max_size=4)), max_leaves=12)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.tolist() == b.tolist()
+    if isinstance(a, dict):
+        return (type(b) is dict and list(a) == list(b)
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=150, deadline=None)
+@given(_value)
+def test_any_recordable_value_round_trips_through_the_container(value):
+    encoded, arrays = encode({"v": value}, RECORD_TYPES)
+    meta, back_arrays = unpack(pack_bytes("t", 1, {"x": encoded}, arrays.items()), "t", (1,))
+    assert _same(decode(meta["x"], back_arrays, RECORD_TYPES, {})["v"], value)

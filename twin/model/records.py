@@ -50,7 +50,7 @@ def pack(fmt: str, version: int, meta: Mapping[str, Any],
                          "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in named]},
                         allow_nan=False).encode()
     return [MAGIC, len(header).to_bytes(8, "little"), header,
-            *(memoryview(a).cast("B") if a.size else b"" for _, a in named)]
+            *(a.data.cast("B") if a.size else b"" for _, a in named)]
 
 
 def pack_bytes(fmt: str, version: int, meta: Mapping[str, Any], arrays: Iterable[tuple[str, np.ndarray]]) -> bytes:
@@ -252,12 +252,12 @@ class Decoder:
             self.objects[v["id"]] = obj
             return obj
         # A plain object is known before its fields are read, so a field may refer back to it.
-        obj = cls.__new__(cls)
-        self.objects[v["id"]] = obj
-        obj.__dict__.update({k: self(x) for k, x in v["f"].items()})
+        bare: Any = object.__new__(cls)
+        self.objects[v["id"]] = bare
+        bare.__dict__.update({k: self(x) for k, x in v["f"].items()})
         for name in getattr(cls, "_record_context", ()):
-            setattr(obj, name, self.context[name])
-        return obj
+            setattr(bare, name, self.context[name])
+        return bare
 
     def _enum(self, tag: str) -> type[enum.Enum]:
         e = self.types.enums.get(tag)
