@@ -47,3 +47,50 @@ def test_reachable_is_on_the_dcc_without_faults_on_a_working_network(hubs):
     # An outage alert still leaves an unpowered hub, and nothing else.
     sent = wan_up(fault.astype(np.uint8), area, wan.astype(np.uint8), up_area, ignore=Fault.POWER)
     assert sent.tolist() == [((f & ~Fault.POWER) == 0) and bool(up_area[a, w]) for _, f, a, w, _ in hubs]
+
+
+MINIMAL = {
+    "firmware_rollout": {"device": "ESME", "manufacturer": "EDMI", "model": "ES-10A", "target_version": "5.3.0"},
+    "supplier_switch": {"hub": 3, "to_supplier": "OVO Energy"},
+    "churn_campaign": {"switches_per_month": 1000},
+    "supplier_failure": {"supplier": "OVO Energy", "solr": "British Gas"},
+    "network_switch_off": {"region": "South", "technology": "3G"},
+    "swap_programme": {"region": "Central", "installs_per_day": 50},
+    "vwan_fallback": {"region": "Central"},
+    "power_outage": {"area": 12, "duration_min": 30},
+    "base_station_failure": {"cells": [4], "duration_min": 30},
+    "csp_incident": {"region": "North", "duration_min": 30},
+    "operation_control": {"operation": "power-outage-1", "action": "pause"},
+}
+
+
+def test_an_event_that_leaves_a_field_out_gets_the_command_field_default():
+    import dataclasses
+
+    from twin.model.config import FleetConfig
+    from twin.model.ops.commands import COMMANDS, parse_command
+
+    cfg = FleetConfig(hubs=2_000, seed=1)
+    assert set(MINIMAL) | {"service_request"} == set(COMMANDS)
+    for kind, fields in MINIMAL.items():
+        cmd = parse_command({"type": kind, **fields}, cfg, now_tick=0)
+        for f in dataclasses.fields(cmd):
+            if f.default is not dataclasses.MISSING:
+                want = cfg.params.events.image_size_kb if f.name == "image_size_kb" else f.default
+                assert getattr(cmd, f.name) == want, (kind, f.name)
+    # A required field has no default to fall back on: leaving it out is an input error.
+    import pytest
+
+    from twin.model.config import TwinInputError
+
+    with pytest.raises(TwinInputError, match="installs_per_day"):
+        parse_command({"type": "swap_programme", "region": "Central"}, cfg, now_tick=0)
+
+
+def test_the_run_config_sets_the_default_image_size():
+    from twin.model.config import FleetConfig
+    from twin.model.ops.commands import parse_command
+
+    cfg = FleetConfig.from_dict({"hubs": 2_000, "seed": 1, "params": {"events": {"image_size_kb": 900.0}}})
+    cmd = parse_command({"type": "firmware_rollout", **MINIMAL["firmware_rollout"]}, cfg, now_tick=0)
+    assert cmd.image_size_kb == 900.0
