@@ -94,3 +94,20 @@ def test_the_run_config_sets_the_default_image_size():
     cfg = FleetConfig.from_dict({"hubs": 2_000, "seed": 1, "params": {"events": {"image_size_kb": 900.0}}})
     cmd = parse_command({"type": "firmware_rollout", **MINIMAL["firmware_rollout"]}, cfg, now_tick=0)
     assert cmd.image_size_kb == 900.0
+
+
+def test_a_rollout_census_is_the_same_however_the_fleet_is_split():
+    from twin.model.config import FleetConfig
+    from twin.model.fleet import LocalFleet
+    from twin.model.ops.commands import parse_command
+    from twin.model.ops.rollout import fleet_census, shard_census
+
+    cfg = FleetConfig(hubs=9_000, seed=5, block_size=1024)
+    cmd = parse_command({"type": "firmware_rollout", **MINIMAL["firmware_rollout"]}, cfg, now_tick=0)
+    whole, split = LocalFleet(cfg), LocalFleet(cfg, splits=3)
+    census = whole.census(cmd)
+    assert census and sum(census.values()) > 0
+    assert split.census(cmd) == census
+    assert fleet_census(shard_census(st, cmd, ops.versions) for st, ops in zip(split.states, split.ops, strict=True)) == census
+    other = parse_command({"type": "power_outage", "area": 12, "duration_min": 30}, cfg, now_tick=0)
+    assert whole.census(other) == {}

@@ -31,6 +31,7 @@ from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import fleet_hash
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
+from twin.model.ops.rollout import fleet_census
 from twin.model.ops.runtime import LAG, FleetPlanner
 from twin.model.ops.validation import validate
 from twin.model.params import TICK_SECONDS
@@ -672,12 +673,9 @@ class FleetSupervisor:
 
     def _census(self, cmd: Command) -> dict[str, int]:
         """{version: devices} a rollout's selector matches now, over every shard."""
-        total: dict[str, int] = {}
-        if isinstance(cmd, FirmwareRollout):
-            for part in ray.get([s.census.remote(cmd) for s in self.shards]):
-                for v, n in part.items():
-                    total[v] = total.get(v, 0) + n
-        return total
+        if not isinstance(cmd, FirmwareRollout):
+            return {}
+        return fleet_census(ray.get([s.census.remote(cmd) for s in self.shards]))
 
     def operations(self) -> list[dict[str, Any]]:
         with self._plan_lock:

@@ -4,6 +4,7 @@ concurrency limit per CSP, halting itself when a wave fails too often."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
-from twin.model.ops.commands import FirmwareRollout
+from twin.model.ops.commands import Command, FirmwareRollout
 from twin.model.ops.common import (
     block_demand,
     csp_of,
@@ -75,6 +76,22 @@ def version_census(hs: HubState, cmd: FirmwareRollout, versions: VersionTable) -
     fw = hs.cols[f"{DeviceType(cmd.device_type).name.lower()}_fw"][rows]
     counts = np.bincount(fw.astype(np.int64))
     return {versions.label(cmd.device_type, cmd.model_code, i): int(k) for i, k in enumerate(counts.tolist()) if k}
+
+
+def shard_census(hs: HubState, cmd: Command, versions: VersionTable) -> dict[str, int]:
+    """One part of a command's census: {version: devices} of this state a rollout selects ({} for
+    any other command). The in-process fleet and every shard actor answer with this."""
+    return version_census(hs, cmd, versions) if isinstance(cmd, FirmwareRollout) else {}
+
+
+def fleet_census(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """The census of the whole fleet from its parts (in hub order), as validation reads it
+    (validation.rollout_version_check): one merge for the in-process model and the engine."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for v, n in part.items():
+            total[v] = total.get(v, 0) + n
+    return total
 
 
 def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, float, bool]:
