@@ -65,11 +65,11 @@ def short_op(name: str) -> str:
 
 def _label(kind: str, code: Any) -> str:
     """Names for the codes an accepted command carries (the API returns the command as stored)."""
-    from twin.model.catalog import AREA_BY_ID, SUPPLIERS, WAN_LABEL, Region, WanTech
+    from twin.model.catalog import AREA_BY_ID, SUPPLIERS, WAN_LABEL, Csp, WanTech
 
     try:
         if kind == "region":
-            return Region(int(code)).name.title()
+            return Csp(int(code)).name.title()
         if kind == "wan":
             return WAN_LABEL[WanTech(int(code))] if code else ""
         if kind == "supplier":

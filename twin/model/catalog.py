@@ -14,29 +14,21 @@ from packaging.version import InvalidVersion, Version
 from twin.model.grammar import GrammarError, name_key
 
 
-class Region(IntEnum):
-    """CSP region. Code 0 marks padding rows past the end of the fleet."""
-
-    NONE = 0
-    NORTH = 1
-    CENTRAL = 2
-    SOUTH = 3
-
-
-REGIONS: tuple[Region, ...] = (Region.NORTH, Region.CENTRAL, Region.SOUTH)
-N_REGION_CODES = 4
-
-
 class Csp(IntEnum):
-    """The three Communication Service Provider contracts, indexed 0..2 in summaries."""
+    """The CSP regions, one per Communication Service Provider contract: the one region code of
+    the twin (commands, the network schedule, summaries' first axis, queries)."""
 
     NORTH = 0  # Arqiva (SmartReach)
     CENTRAL = 1  # Telefonica UK (VMO2)
     SOUTH = 2  # Telefonica UK (VMO2)
 
 
+REGIONS: tuple[Csp, ...] = (Csp.NORTH, Csp.CENTRAL, Csp.SOUTH)
 CSP_OPERATOR = {Csp.NORTH: "Arqiva", Csp.CENTRAL: "Telefonica UK (VMO2)", Csp.SOUTH: "Telefonica UK (VMO2)"}
 N_CSP = 3
+# The CSP code of padding rows and unused area codes (no CSP): one past the real ones, so a table
+# indexed by CSP code can give padding a row of its own (NetworkPlan.up keeps it up).
+NO_CSP = N_CSP
 
 
 @dataclass(frozen=True)
@@ -47,32 +39,32 @@ class Area:
     short_code: str
     name: str
     dno: str
-    region: Region
+    region: Csp
 
 
 # Same ids, names and region mapping as data/gb-dno-areas.geojson, so map and model agree.
 AREAS: tuple[Area, ...] = (
-    Area(10, "_A", "East England", "UKPN", Region.CENTRAL),
-    Area(11, "_B", "East Midlands", "NGED", Region.CENTRAL),
-    Area(12, "_C", "London", "UKPN", Region.SOUTH),
-    Area(13, "_D", "North Wales, Merseyside and Cheshire", "SPEN", Region.CENTRAL),
-    Area(14, "_E", "West Midlands", "NGED", Region.CENTRAL),
-    Area(15, "_F", "North East England", "NPg", Region.NORTH),
-    Area(16, "_G", "North West England", "ENWL", Region.NORTH),
-    Area(17, "_P", "North Scotland", "SSEN", Region.NORTH),
-    Area(18, "_N", "South and Central Scotland", "SPEN", Region.NORTH),
-    Area(19, "_J", "South East England", "UKPN", Region.SOUTH),
-    Area(20, "_H", "Southern England", "SSEN", Region.SOUTH),
-    Area(21, "_K", "South Wales", "NGED", Region.CENTRAL),
-    Area(22, "_L", "South West England", "NGED", Region.SOUTH),
-    Area(23, "_M", "Yorkshire", "NPg", Region.NORTH),
+    Area(10, "_A", "East England", "UKPN", Csp.CENTRAL),
+    Area(11, "_B", "East Midlands", "NGED", Csp.CENTRAL),
+    Area(12, "_C", "London", "UKPN", Csp.SOUTH),
+    Area(13, "_D", "North Wales, Merseyside and Cheshire", "SPEN", Csp.CENTRAL),
+    Area(14, "_E", "West Midlands", "NGED", Csp.CENTRAL),
+    Area(15, "_F", "North East England", "NPg", Csp.NORTH),
+    Area(16, "_G", "North West England", "ENWL", Csp.NORTH),
+    Area(17, "_P", "North Scotland", "SSEN", Csp.NORTH),
+    Area(18, "_N", "South and Central Scotland", "SPEN", Csp.NORTH),
+    Area(19, "_J", "South East England", "UKPN", Csp.SOUTH),
+    Area(20, "_H", "Southern England", "SSEN", Csp.SOUTH),
+    Area(21, "_K", "South Wales", "NGED", Csp.CENTRAL),
+    Area(22, "_L", "South West England", "NGED", Csp.SOUTH),
+    Area(23, "_M", "Yorkshire", "NPg", Csp.NORTH),
 )
 AREA_BY_ID = {a.id: a for a in AREAS}
 N_AREA_CODES = 24  # codes 0..23; 0 is padding, 1..9 unused
-# Lookup table: area code -> region code (padding and unused codes map to Region.NONE).
-AREA_REGION = np.zeros(N_AREA_CODES, dtype=np.uint8)
+# Lookup table: area code -> CSP code (padding and unused codes map to NO_CSP).
+AREA_CSP = np.full(N_AREA_CODES, NO_CSP, dtype=np.uint8)
 for _a in AREAS:
-    AREA_REGION[_a.id] = _a.region
+    AREA_CSP[_a.id] = _a.region
 
 
 class WanTech(IntEnum):
@@ -444,7 +436,7 @@ def supplier_code(name: str) -> int:
     raise KeyError(f"unknown supplier {ascii(name)[:40]}")
 
 
-def region_by_name(name: str) -> Region:
+def region_by_name(name: str) -> Csp:
     """Parse a region name case-insensitively (ASCII letters only, so no non-ASCII letter folds onto
     an ASCII one); raises ValueError naming the valid choices."""
     key = (_name_key(name) or "").upper()

@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     AREAS,
     N_AREA_CODES,
     SUPPLIERS,
+    Csp,
     DeviceModel,
     DeviceType,
     Fault,
     Flag,
-    Region,
     Smets,
     Status,
     Variant,
@@ -106,11 +106,11 @@ class FleetGenerator:
         # Cells: each area owns a contiguous id range sized by its premises.
         self.cell_base = np.zeros(N_AREA_CODES, dtype=np.int64)
         self.cell_count = np.ones(N_AREA_CODES, dtype=np.int64)
-        for region, total in ((Region.NORTH, NORTH_BASE_STATIONS), (Region.CENTRAL, CELL_SITES_PER_CS_REGION),
-                              (Region.SOUTH, CELL_SITES_PER_CS_REGION)):
+        for region, total in ((Csp.NORTH, NORTH_BASE_STATIONS), (Csp.CENTRAL, CELL_SITES_PER_CS_REGION),
+                              (Csp.SOUTH, CELL_SITES_PER_CS_REGION)):
             areas = [a for a in AREAS if a.region == region]
             weight = sum(AREA_PREMISES_M[a.id] for a in areas)
-            base = {Region.NORTH: 0, Region.CENTRAL: 10_000, Region.SOUTH: 20_000}[region]
+            base = {Csp.NORTH: 0, Csp.CENTRAL: 10_000, Csp.SOUTH: 20_000}[region]
             for a in areas:
                 n = max(1, round(total * AREA_PREMISES_M[a.id] / weight))
                 self.cell_base[a.id], self.cell_count[a.id] = base, n
@@ -137,8 +137,8 @@ class FleetGenerator:
         c = state.cols
 
         area = self.area_codes[_pick(u[0], self.area_weights)]
-        region = AREA_REGION[area]
-        north = region == Region.NORTH
+        region = AREA_CSP[area]
+        north = region == Csp.NORTH
         smets = _pick(u[1], self.smets_weights).astype(np.uint8)
         s2 = smets == Smets.SMETS2
 

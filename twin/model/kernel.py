@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     FAULT_LABEL,
     N_ALERT_KINDS,
     N_AREA_CODES,
     N_CSP,
+    NO_CSP,
     AlertKind,
     Fault,
     Flag,
@@ -45,8 +46,8 @@ _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
 # (area code) x (CSP) one-hot, so per-area integer counts sum exactly into per-CSP counts.
 _AREA_CSP = np.zeros((N_AREA_CODES, N_CSP), dtype=np.int64)
 for _area in range(N_AREA_CODES):
-    if AREA_REGION[_area]:
-        _AREA_CSP[_area, AREA_REGION[_area] - 1] = 1
+    if AREA_CSP[_area] != NO_CSP:
+        _AREA_CSP[_area, AREA_CSP[_area]] = 1
 _FAULT_BITS = tuple(FAULT_LABEL)
 _FAULT_VALUES = np.arange(256)
 
@@ -326,7 +327,7 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, c
     area = state.cols["area"][rows]
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
     ok = wan_up(state.cols["fault"][rows], area, state.cols["wan"][rows], up_area, ignore=Fault.POWER)
-    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok], state, rows[ok])
+    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), kind[ok], sec[ok], state, rows[ok])
     s.alerts_undelivered += int((~ok).sum())
     if due.any():
         keep = ~due
@@ -383,7 +384,7 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
     gas_alive = has_gas & ((status & Status.GSME_DEAD) == 0)
     meters = 1 + gas_alive.astype(np.int64)
     daily = ((flags & Flag.ESME_DAILY) != 0).astype(np.int64) + ((flags & Flag.GSME_DAILY) != 0) * gas_alive
-    csp = AREA_REGION[area].astype(np.intp) - 1
+    csp = AREA_CSP[area].astype(np.intp)
     last = view("last_contact")
     gap = tick - last.astype(np.int64)
 

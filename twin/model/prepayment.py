@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, AlertKind, Flag, Status
+from twin.model.catalog import AREA_CSP, AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
@@ -313,7 +313,7 @@ def _send(state: HubState, s: TickSummary, rows: np.ndarray, kind: int, sec: np.
     dcc = on_dcc(c["smets"][rows])
     area = c["area"][rows]
     ok = reachable(state, rows, up_area)
-    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, np.full(int(ok.sum()), kind, np.intp), sec[ok],
+    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), np.full(int(ok.sum()), kind, np.intp), sec[ok],
                  state, rows[ok])
     s.alerts_undelivered += int((dcc & ~ok).sum())
 

@@ -13,14 +13,16 @@ import numpy as np
 
 from twin.model.catalog import (
     AREA_BY_ID,
-    AREA_REGION,
+    AREA_CSP,
     FAULT_LABEL,
+    N_CSP,
     N_WAN,
+    NO_CSP,
     SUPPLIERS,
     WAN_LABEL,
+    Csp,
     DeviceType,
     Flag,
-    Region,
     Smets,
     Status,
     Variant,
@@ -52,7 +54,7 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
 
 
 # The CSP region of each DNO area, as the API names it ("North", "Central", "South").
-REGION_OF_AREA = {a.id: Region(a.region).name.title() for a in AREA_BY_ID.values()}
+REGION_OF_AREA = {a.id: Csp(a.region).name.title() for a in AREA_BY_ID.values()}
 
 
 def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
@@ -194,8 +196,8 @@ def credit_state_codes(flags: np.ndarray, status: np.ndarray) -> np.ndarray:
 def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
     if name == "region":
         def key(st: HubState, sl: slice) -> np.ndarray:
-            return AREA_REGION[st.cols["area"][sl]].astype(np.int64)
-        return key, lambda k: Region(k).name.title(), 4
+            return AREA_CSP[st.cols["area"][sl]].astype(np.int64)
+        return key, lambda k: Csp(k).name.title() if k != NO_CSP else "none", N_CSP + 1
     if name == "area":
         return _col_key("area", lambda k: AREA_BY_ID[k].name if k in AREA_BY_ID else "none", 24)
     if name == "cell":
@@ -363,7 +365,7 @@ def match_hubs(state: HubState, up_area: np.ndarray, filters: dict[str, Any], st
             if key in filters:
                 m &= c[col][sl] == filters[key]
         if "region" in filters:
-            m &= AREA_REGION[c["area"][sl]] == filters["region"]
+            m &= AREA_CSP[c["area"][sl]] == filters["region"]
         if "payment" in filters:
             m &= ((c["flags"][sl] & Flag.PREPAY) != 0) == filters["payment"]
         if "credit_state" in filters:

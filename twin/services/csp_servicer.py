@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
-from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
+from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, WanTech, region_by_name
 from twin.model.network import NEVER
 from twin.services.convert import hub_index, page_start, page_token, ts
 from twin.services.errors import invalid, not_found
@@ -14,7 +14,7 @@ from twin.services.errors import invalid, not_found
 AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
 
 
-def _region(name: str, field: str = "name") -> Region:
+def _region(name: str, field: str = "name") -> Csp:
     try:
         return region_by_name(name.strip().removeprefix("regions/"))
     except ValueError:
@@ -28,7 +28,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
 
     async def GetNetworkState(self, request, context):
         region = _region(request.name)
-        i = region - 1
+        i = int(region)
         plan = self.sup.planner.network
         tick = self.sup.tick
         up = plan.up(tick)
@@ -65,7 +65,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
 
     async def ListBaseStations(self, request, context):
         region = _region(request.parent, "parent")
-        if region != Region.NORTH:
+        if region != Csp.NORTH:
             raise invalid("parent", "base stations belong to the North's long-range radio network (regions/north)")
         if request.page_size < 0:
             raise invalid("page_size", "must not be negative")
@@ -100,7 +100,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
             raise invalid("ticks", "must not be negative")
         n = min(request.ticks or 48, 2000)
         recent = list(self.sup.history)[-n:]
-        i = region - 1
+        i = int(region)
         return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=[
             csp_pb2.TickLoad(tick=s.tick, messages={m.name: int(s.messages[i, m]) for m in MessageType},
                              peak_alerts_per_s=s.peak_alerts_per_s) for s in recent])

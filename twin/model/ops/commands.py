@@ -14,9 +14,9 @@ from twin.model.catalog import (
     AREA_BY_ID,
     AREAS,
     SUPPLIERS,
+    Csp,
     DeviceModel,
     DeviceType,
-    Region,
     WanTech,
     models_of,
     region_by_name,
@@ -72,7 +72,7 @@ def _key(value: Any, name: str) -> str:
         raise TwinInputError(name, str(e).removeprefix(f"{name}: ")) from None
 
 
-def _region(value: Any, name: str) -> Region:
+def _region(value: Any, name: str) -> Csp:
     try:
         return region_by_name(str(value))
     except ValueError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, N_CSP, MessageType, Status
+from twin.model.catalog import AREA_CSP, N_CSP, MessageType, Status
 from twin.model.ops.budget import apportion
 from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.reach import on_dcc, reachable
@@ -20,7 +20,7 @@ def op_uniform(hs: HubState, seq: int, salt: int, rows: np.ndarray, step: int = 
 
 
 def csp_of(hs: HubState, rows: np.ndarray) -> np.ndarray:
-    return AREA_REGION[hs.cols["area"][rows]].astype(np.intp) - 1
+    return AREA_CSP[hs.cols["area"][rows]].astype(np.intp)
 
 
 def sort_by_block(hs: HubState, rows: np.ndarray, key: np.ndarray, klass: np.ndarray | None = None) -> np.ndarray:

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     N_CSP,
+    Csp,
     DeviceType,
     Fault,
     Flag,
     MessageType,
-    Region,
     Variant,
     WanTech,
     model_code,
@@ -33,8 +33,8 @@ from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.reach import on_dcc
 
-CSP_TECHS = {Region.NORTH: (WanTech.LRR,), Region.CENTRAL: (WanTech.G2, WanTech.G3),
-             Region.SOUTH: (WanTech.G2, WanTech.G3)}
+CSP_TECHS = {Csp.NORTH: (WanTech.LRR,), Csp.CENTRAL: (WanTech.G2, WanTech.G3),
+             Csp.SOUTH: (WanTech.G2, WanTech.G3)}
 _TOSHIBA_4G = model_code(DeviceType.CH, "Toshiba", "4G CH")
 
 
@@ -42,7 +42,7 @@ class SwitchOffShard(ShardOp):
     cmd: NetworkSwitchOff
 
     def start(self, hs, ctx, tick, s) -> None:
-        ctx.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), tick)
+        ctx.network.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), tick)
         self.state = "DONE"
 
 
@@ -51,7 +51,7 @@ class InstantFleet(FleetOp):
 
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, NetworkSwitchOff):
-            plan.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
+            plan.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
@@ -66,9 +66,9 @@ class CspIncidentShard(ShardOp):
 
     def start(self, hs, ctx, tick, s) -> None:
         until = tick + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
-        techs = CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
+        techs = CSP_TECHS[Csp(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
         for tech in techs:
-            ctx.network.switch_off(Region(self.cmd.region), tech, tick, until=until)
+            ctx.network.switch_off(Csp(self.cmd.region), tech, tick, until=until)
         self.state = "DONE"
 
 
@@ -78,8 +78,8 @@ class TimedFleet(FleetOp):
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, CspIncident):
             until = self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
-            for tech in CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
-                plan.switch_off(Region(self.cmd.region), tech, self.cmd.at, until=until)
+            for tech in CSP_TECHS[Csp(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
+                plan.switch_off(Csp(self.cmd.region), tech, self.cmd.at, until=until)
 
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
@@ -98,7 +98,7 @@ class FieldProgrammeShard(ShardOp):
     def start(self, hs, ctx, tick, s) -> None:
         n = hs.n_hubs
         c = hs.cols
-        in_region = AREA_REGION[c["area"][:n]] == self.cmd.region
+        in_region = AREA_CSP[c["area"][:n]] == self.cmd.region
         dcc = on_dcc(c["smets"][:n])
         rows, klass = self._candidates(hs, in_region & dcc)
         order = sort_by_block(hs, rows, op_uniform(hs, self.seq, 0, rows), klass)

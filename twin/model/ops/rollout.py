@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     N_CSP,
     AlertKind,
     DeviceType,
@@ -59,7 +59,7 @@ def select_devices(hs: HubState, cmd: FirmwareRollout, versions: VersionTable, t
     if target_index is not None:
         mask &= fw != target_index
     if cmd.regions:
-        mask &= np.isin(AREA_REGION[c["area"][:n]], cmd.regions)
+        mask &= np.isin(AREA_CSP[c["area"][:n]], cmd.regions)
     if cmd.suppliers:
         col = "gas_supplier" if cmd.device_type == DeviceType.GSME else "supplier"
         mask &= np.isin(c[col][:n], cmd.suppliers)
