@@ -292,7 +292,7 @@ FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachab
 
 
 def parse_filter(text: str) -> dict[str, Any]:
-    """'region=South AND wan=3G' -> {"region": 3, "wan": 3}; ValueError naming the bad term."""
+    """'region=South AND wan=3G' -> {"region": 2, "wan": 3} (Csp and WanTech codes); ValueError naming the bad term."""
     from twin.model.catalog import AREAS, region_by_name, supplier_code
 
     out: dict[str, Any] = {}
