@@ -522,7 +522,7 @@ _PARSERS["service_request"] = _p_service_request
 def command_from_dict(d: dict[str, Any]) -> Command:
     """Rebuild a validated command from its journal form (to_dict output)."""
     cls = COMMANDS[d["type"]]
-    kw = {}
+    kw: dict[str, Any] = {}
     for f in fields(cls):
         if f.name in d:
             v = d[f.name]
