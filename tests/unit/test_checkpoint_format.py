@@ -150,6 +150,8 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
 
 
 _leaf = (st.none() | st.booleans() | st.integers(-(2**62), 2**62) | st.floats(allow_nan=False) | st.text()
+         | st.floats(allow_nan=False).map(np.float64) | st.integers(-(2**62), 2**62).map(np.int64)
+         | st.booleans().map(np.bool_)
          | st.builds(lambda xs: np.array(xs, np.int32), st.lists(st.integers(-(2**31), 2**31 - 1), max_size=5)))
 _value = st.recursive(_leaf, lambda inner: (
     st.lists(inner, max_size=4) | st.tuples(inner, inner)

@@ -155,6 +155,8 @@ class Encoder:
         return {"$a": name}
 
     def __call__(self, v: Any) -> Any:
+        if isinstance(v, np.generic):  # before int and float: np.float64 is a float, and stays np.float64
+            return {"$n": v.dtype.str, "v": self(v.item())}
         if v is None or isinstance(v, bool | str):
             return v
         if isinstance(v, enum.Enum):
@@ -168,8 +170,6 @@ class Encoder:
             if not v.flags.writeable:
                 out["ro"] = True
             return out
-        if isinstance(v, np.generic):
-            return {"$n": v.dtype.str, "v": self(v.item())}
         if isinstance(v, list):
             return [self(x) for x in v]
         if isinstance(v, tuple):
