@@ -17,6 +17,7 @@ from twin.engine.checkpoint import (
     CheckpointStore,
     load_planner,
     parse_shard,
+    planner_snapshot,
     read_verified,
     save_planner,
     shard_chunks,
@@ -132,7 +133,7 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
     store = CheckpointStore(tmp_path)
     for i, (hs, ops) in enumerate(zip(f.states, f.ops, strict=True)):
         write_atomic(store.shard_path(5, i), shard_chunks(hs, ops))
-    save_planner(store.planner_path(5), f.planner, (1, 0), f.planner.pending)
+    save_planner(store.planner_path(5), planner_snapshot(f.planner, (1, 0), f.planner.pending))
     store.mark_complete(5, 2, {})
     files = sorted(p for p in store.tick_dir(5).iterdir())
     assert [p.name for p in files] == ["COMPLETE", "planner.rec", "shard-0000.ckpt", "shard-0001.ckpt"]

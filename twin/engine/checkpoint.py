@@ -94,11 +94,16 @@ def parse_shard(payload: bytes | memoryview, config: FleetConfig) -> tuple[HubSt
     return state, ops
 
 
-def save_planner(path: Path, planner: FleetPlanner, applied: tuple[int, ...],
-                 controls: Mapping[int, list[Control]]) -> str:
-    """Write the fleet half of a checkpoint (see twin.model.ops.snapshot.planner_chunks) atomically
-    and verified; returns the digest."""
-    return write_atomic(path, planner_chunks(planner, applied, controls))
+def planner_snapshot(planner: FleetPlanner, applied: tuple[int, ...], controls: Mapping[int, list[Control]]) -> bytes:
+    """The fleet half of a checkpoint as bytes (twin.model.ops.snapshot.planner_chunks): the
+    planner, the journal position it has accepted and the controls sent for later ticks. A copy,
+    so it can be taken under the plan lock and written after it is released."""
+    return b"".join(planner_chunks(planner, applied, controls))
+
+
+def save_planner(path: Path, snapshot: bytes) -> str:
+    """Write a planner snapshot atomically and verified; returns the digest."""
+    return write_atomic(path, snapshot)
 
 
 def load_planner(path: Path, config: FleetConfig

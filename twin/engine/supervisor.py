@@ -22,7 +22,7 @@ import numpy as np
 import ray
 
 from twin.engine.alert_log import RETENTION_DAYS, AlertLog
-from twin.engine.checkpoint import CheckpointStore, load_planner, read_verified, save_planner
+from twin.engine.checkpoint import CheckpointStore, load_planner, planner_snapshot, read_verified, save_planner
 from twin.engine.history import HistoryStore
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.operations import operation_view
@@ -258,8 +258,9 @@ class FleetSupervisor:
                 with self._plan_lock:
                     # The fleet half of the run at the end of `tick`: the planner, the controls
                     # already sent for later ticks, and how much of the journal it has accepted.
-                    save_planner(self.checkpoints.planner_path(tick), self.planner, self._last_applied,
-                                 {t: c for t, c in self._controls_log.items() if t > tick})
+                    snapshot = planner_snapshot(self.planner, self._last_applied,
+                                                {t: c for t, c in self._controls_log.items() if t > tick})
+                save_planner(self.checkpoints.planner_path(tick), snapshot)
                 # Summaries up to the checkpoint are on disk before it counts: a resume from it
                 # summarises only the ticks after it again.
                 self.history_db.flush()
