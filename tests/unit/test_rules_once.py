@@ -111,3 +111,25 @@ def test_a_rollout_census_is_the_same_however_the_fleet_is_split():
     assert fleet_census(shard_census(st, cmd, ops.versions) for st, ops in zip(split.states, split.ops, strict=True)) == census
     other = parse_command({"type": "power_outage", "area": 12, "duration_min": 30}, cfg, now_tick=0)
     assert whole.census(other) == {}
+
+
+def test_one_csp_code_from_the_area_to_the_summary_and_the_page():
+    from dashboard.components import op_summary
+    from twin.model.catalog import AREA_BY_ID, AREA_CSP, NO_CSP, Csp
+    from twin.model.config import FleetConfig
+    from twin.model.fleet import LocalFleet
+    from twin.model.reach import reachable
+
+    assert AREA_BY_ID[12].region == Csp.SOUTH == AREA_CSP[12] and AREA_CSP[0] == NO_CSP
+    f = LocalFleet(FleetConfig(hubs=6_000, seed=2, block_size=1024))
+    s = f.step()
+    st = f.states[0]
+    n = st.n_hubs
+    reach = reachable(st, slice(0, n), f.network.up_by_area(0))
+    csp = AREA_CSP[st.cols["area"][:n]]
+    assert s.reachable_hubs.tolist() == [int((reach & (csp == c)).sum()) for c in Csp]
+    # A switch-off in the South is held as Csp.SOUTH and shown as South on the page.
+    f.submit({"type": "network_switch_off", "region": "South", "technology": "3G"})
+    assert f.planner.ops["network-switch-off-1"].cmd.region == Csp.SOUTH
+    assert op_summary({"kind": "network_switch_off", "command": {"region": int(Csp.SOUTH), "technology": 3}}) == \
+        "South 3G"
