@@ -94,7 +94,7 @@ def parse_shard(payload: bytes | memoryview, config: FleetConfig) -> tuple[HubSt
     return state, ops
 
 
-def planner_snapshot(planner: FleetPlanner, applied: tuple[int, ...], controls: Mapping[int, list[Control]]) -> bytes:
+def planner_snapshot(planner: FleetPlanner, applied: tuple[int, int], controls: Mapping[int, list[Control]]) -> bytes:
     """The fleet half of a checkpoint as bytes (twin.model.ops.snapshot.planner_chunks): the
     planner, the journal position it has accepted and the controls sent for later ticks. A copy,
     so it can be taken under the plan lock and written after it is released."""
@@ -107,14 +107,14 @@ def save_planner(path: Path, snapshot: bytes) -> str:
 
 
 def load_planner(path: Path, config: FleetConfig
-                 ) -> tuple[FleetPlanner, tuple[int, ...], dict[int, list[Control]]] | None:
+                 ) -> tuple[FleetPlanner, tuple[int, int], dict[int, list[Control]]] | None:
     """(planner, applied, controls) of a planner file; None if it is missing, truncated or corrupt;
     RecordFormatError if it verifies but is of another format or version."""
     payload = read_verified(path)
     return None if payload is None else planner_from_bytes(payload, config)
 
 
-def load_planner_applied(path: Path) -> tuple[int, ...] | None:
+def load_planner_applied(path: Path) -> tuple[int, int] | None:
     """The journal position a planner file had accepted (None: missing or corrupt)."""
     payload = read_verified(path)
     return None if payload is None else planner_applied(payload)

@@ -253,8 +253,8 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     if changed.size:
         state.change(rows[changed], status=new_status[changed])
 
-    for idx, kind, sec in alerts:
-        _send(state, s, rows[idx], kind, sec, up_area, count_alerts)
+    for idx, alert_kind, sec in alerts:
+        _send(state, s, rows[idx], alert_kind, sec, up_area, count_alerts)
 
     # Each customer's next action: kept while its reason holds; a new wait after a top-up that left
     # the trigger holding, and the wait to enable a newly armed supply, start at the next tick.
@@ -263,7 +263,7 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     keep = (act > tick) & (act != PREPAY_NO_ACTION) & ((armed & armed_before) | waiting)
     new_act = np.where(keep, act, PREPAY_NO_ACTION).astype(np.int32)
     again = np.flatnonzero(waiting & ~keep)
-    if again.size:
+    if again.size and habit is not None:  # a customer waits only under a top-up habit
         new_act[again] = _geometric_tick(state.seed, Purpose.PREPAY_TOPUP, hubs[again], tick + 1,
                                          p_topup[habit[again]], 0)
     start_arm = np.flatnonzero(armed & ~keep & ((new_status & Status.SUPPLY_OFF) == 0))

@@ -19,7 +19,14 @@ from twin.model.catalog import (
     model_code,
     models_of,
 )
-from twin.model.ops.commands import CspIncident, NetworkSwitchOff, SwapProgramme, VwanFallback
+from twin.model.ops.commands import (
+    BaseStationFailure,
+    CspIncident,
+    NetworkSwitchOff,
+    PowerOutage,
+    SwapProgramme,
+    VwanFallback,
+)
 from twin.model.ops.common import (
     block_demand,
     csp_of,
@@ -32,6 +39,8 @@ from twin.model.ops.common import (
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.reach import on_dcc
+from twin.model.state import HubState
+from twin.model.summary import TickSummary
 
 CSP_TECHS = {Csp.NORTH: (WanTech.LRR,), Csp.CENTRAL: (WanTech.G2, WanTech.G3),
              Csp.SOUTH: (WanTech.G2, WanTech.G3)}
@@ -75,6 +84,8 @@ class CspIncidentShard(ShardOp):
 class TimedFleet(FleetOp):
     """Done when its end time has passed (outages, incidents)."""
 
+    cmd: PowerOutage | BaseStationFailure | CspIncident
+
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, CspIncident):
             until = self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
@@ -94,6 +105,21 @@ class TimedFleet(FleetOp):
 
 class FieldProgrammeShard(ShardOp):
     """Hubs visited in priority order within a daily capacity: 4G swaps or VWAN onboarding."""
+
+    cmd: SwapProgramme | VwanFallback
+    done_key: str  # the counter of hubs done (each programme names its own)
+
+    def _candidates(self, hs: HubState, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows the programme may visit among `base` and their priority class (0 first)."""
+        raise NotImplementedError
+
+    def _eligible(self, hs: HubState, up_area: np.ndarray | None) -> np.ndarray:
+        """Which of self.rows still need a visit now."""
+        raise NotImplementedError
+
+    def _apply(self, hs: HubState, rows: np.ndarray, s: TickSummary) -> None:
+        """Visit `rows` (a swap, an onboarding) and count its messages."""
+        raise NotImplementedError
 
     def start(self, hs, ctx, tick, s) -> None:
         n = hs.n_hubs
@@ -197,6 +223,8 @@ class VwanShard(FieldProgrammeShard):
 
 class FieldProgrammeFleet(FleetOp):
     """Each day: the capacity across blocks, the priority class first."""
+
+    cmd: SwapProgramme | VwanFallback
 
     def capacity(self) -> int:
         return self.cmd.installs_per_day if isinstance(self.cmd, SwapProgramme) else self.cmd.onboard_per_day

@@ -57,7 +57,7 @@ def shard_ops_from_record(record: Mapping[str, Any], arrays: Mapping[str, np.nda
     return ops
 
 
-def planner_chunks(planner: FleetPlanner, applied: tuple[int, ...],
+def planner_chunks(planner: FleetPlanner, applied: tuple[int, int],
                    controls: Mapping[int, list[Control]]) -> list[bytes | memoryview]:
     """The fleet half of a checkpoint as one record: the planner, how much of the journal it has
     accepted (`applied`, a journal position) and the controls already sent for later ticks."""
@@ -66,14 +66,14 @@ def planner_chunks(planner: FleetPlanner, applied: tuple[int, ...],
     return pack(PLANNER_FORMAT, VERSION, {"applied": list(applied), "value": value}, arrays.items())
 
 
-def planner_applied(data: bytes | memoryview) -> tuple[int, ...]:
+def planner_applied(data: bytes | memoryview) -> tuple[int, int]:
     """The journal position a planner record had accepted, without rebuilding the planner."""
     meta, _ = unpack(data, PLANNER_FORMAT, (VERSION,))
-    return tuple(meta["applied"])
+    return _position(meta["applied"])
 
 
 def planner_from_bytes(data: bytes | memoryview, config: FleetConfig
-                       ) -> tuple[FleetPlanner, tuple[int, ...], dict[int, list[Control]]]:
+                       ) -> tuple[FleetPlanner, tuple[int, int], dict[int, list[Control]]]:
     """(planner, applied, controls) of a planner record; RecordFormatError for another format or
     version, or a damaged record."""
     meta, arrays = unpack(data, PLANNER_FORMAT, (VERSION,))
@@ -81,7 +81,14 @@ def planner_from_bytes(data: bytes | memoryview, config: FleetConfig
     planner = value["planner"]
     if not isinstance(planner, FleetPlanner):
         raise RecordFormatError("a planner record that holds no FleetPlanner")
-    return planner, tuple(meta["applied"]), {int(t): list(c) for t, c in value["controls"].items()}
+    return planner, _position(meta["applied"]), {int(t): list(c) for t, c in value["controls"].items()}
+
+
+def _position(value: object) -> tuple[int, int]:
+    """A journal position (after_tick, seq) as recorded: two whole numbers."""
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(x, int) for x in value)):
+        raise RecordFormatError(f"a planner record's journal position is not two whole numbers: {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def _check(record: Mapping[str, Any], fmt: str) -> None:
