@@ -177,3 +177,13 @@ def test_any_recordable_value_round_trips_through_the_container(value):
     encoded, arrays = encode({"v": value}, RECORD_TYPES)
     meta, back_arrays = unpack(pack_bytes("t", 1, {"x": encoded}, arrays.items()), "t", (1,))
     assert _same(decode(meta["x"], back_arrays, RECORD_TYPES, {})["v"], value)
+
+
+def test_a_value_of_no_record_type_is_refused_when_written():
+    class Helper:  # an operation's new helper class, not yet in RECORD_TYPES
+        pass
+
+    with pytest.raises(TypeError, match="Helper is not a record type; add it to the RecordTypes table"):
+        encode({"x": Helper()}, RECORD_TYPES)
+    with pytest.raises(RecordFormatError, match="unknown record type 'Helper'"):
+        decode({"$o": "Helper", "id": 0, "f": {}}, {}, RECORD_TYPES, {})

@@ -111,6 +111,7 @@ class RecordTypes:
     def __init__(self, classes: Iterable[type] = (), enums: Iterable[type[enum.Enum]] = ()) -> None:
         self.classes: dict[str, type] = {}
         self.enums: dict[str, type[enum.Enum]] = {}
+        self._tags: dict[type, str] = {}  # the reverse of both, for the encoder
         for cls in classes:
             self.add(cls)
         for e in enums:
@@ -121,21 +122,26 @@ class RecordTypes:
         if self.classes.get(tag, cls) is not cls:
             raise ValueError(f"two record classes tagged {tag!r}")
         self.classes[tag] = cls
+        self._tags[cls] = tag
 
     def add_enum(self, e: type[enum.Enum], tag: str | None = None) -> None:
-        self.enums[tag or e.__name__] = e
+        tag = tag or e.__name__
+        if self.enums.get(tag, e) is not e:
+            raise ValueError(f"two record enums tagged {tag!r}")
+        self.enums[tag] = e
+        self._tags[e] = tag
 
     def tag_of(self, cls: type) -> str:
-        for tag, c in self.classes.items():
-            if c is cls:
-                return tag
-        raise TypeError(f"{cls.__module__}.{cls.__qualname__} is not a record type; add it to the RecordTypes table")
+        tag = self._tags.get(cls)
+        if tag is None or self.classes.get(tag) is not cls:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__} is not a record type; add it to the RecordTypes table")
+        return tag
 
     def enum_tag_of(self, e: type[enum.Enum]) -> str:
-        for tag, c in self.enums.items():
-            if c is e:
-                return tag
-        raise TypeError(f"enum {e.__qualname__} is not a record type; add it to the RecordTypes table")
+        tag = self._tags.get(e)
+        if tag is None or self.enums.get(tag) is not e:
+            raise TypeError(f"enum {e.__qualname__} is not a record type; add it to the RecordTypes table")
+        return tag
 
 
 class Encoder:

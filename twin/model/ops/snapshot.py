@@ -35,7 +35,7 @@ def _classes() -> list[type]:
 # is covered at once; anything else (an operation's new helper class) must be added here.
 RECORD_TYPES = RecordTypes(
     classes=_classes(),
-    enums=[catalog.Csp, catalog.Csp, catalog.WanTech, catalog.Variant, catalog.Smets, catalog.DeviceType,
+    enums=[catalog.Csp, catalog.WanTech, catalog.Variant, catalog.Smets, catalog.DeviceType,
            catalog.MessageType, catalog.AlertKind],
 )
 
