@@ -13,7 +13,7 @@ from tests.conftest import quiet_params
 from tests.integration.conftest import run_dir
 from twin.engine.operations import operation_view
 from twin.engine.supervisor import FleetSupervisor
-from twin.model.catalog import Region, Smets, WanTech
+from twin.model.catalog import Csp, Smets, WanTech
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
 
@@ -193,6 +193,6 @@ def test_overlapping_outages_raise_one_ad1_per_premises_dark_for_the_hour_on_any
         london_ad1 = sum(int(s.area_alerts[12]) for s in got[:3])  # AD1s only, before any restoration
         assert london_ad1 == int(london.sum()) > 0
         # The switch-off outlives the incident inside it: South's 3G is still off at the end.
-        assert not sup.planner.network.up(11)[Region.SOUTH, WanTech.G3]
+        assert not sup.planner.network.up(11)[Csp.SOUTH, WanTech.G3]
     finally:
         sup.shutdown()

@@ -57,13 +57,13 @@ def test_summaries_are_integers_so_merging_is_exact(small_config):
 
 
 def test_premises_facts_agree_with_the_hub_record(small_config):
-    from twin.model.catalog import Region, WanTech, supplier_code
+    from twin.model.catalog import Csp, WanTech, supplier_code
     from twin.model.query import premises
 
     f = LocalFleet(small_config)
     f.run(60)  # faults and outages under way
     plan = NetworkPlan()
-    plan.switch_off(Region.CENTRAL, WanTech.G3, 0)  # some hubs dark because their network is off
+    plan.switch_off(Csp.CENTRAL, WanTech.G3, 0)  # some hubs dark because their network is off
     up = plan.up_by_area(60)
     seen = set()
     for hub in range(0, small_config.hubs, 7):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import quiet_params
-from twin.model.catalog import AREA_REGION, AlertKind, Fault, Region, Smets, WanTech
+from twin.model.catalog import AREA_CSP, AlertKind, Csp, Fault, Smets, WanTech
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
 from twin.model.kernel import IncidentDraw, start_incidents
@@ -232,7 +232,7 @@ def test_a_rollout_never_activates_a_premises_while_it_is_unpowered():
     f.run(2 * DAY)
     from twin.model.catalog import DeviceType, model_code
     target = (c["esme_model"][:n] == model_code(DeviceType.ESME, "EDMI", "ES-10A")) & \
-        (AREA_REGION[c["area"][:n]] == Region.SOUTH)
+        (AREA_CSP[c["area"][:n]] == Csp.SOUTH)
     reach = deliverable(f, f.tick - 1) & ((c["fault"][:n] & Fault.POWER) == 0)
     assert op.state == "DONE"
     assert op.counters["targeted"] == int(target.sum())
@@ -264,7 +264,7 @@ def test_a_service_request_waits_for_the_end_of_every_overlapping_cut():
 # -- network windows: switch-off x csp_incident x base-station failure ------------------------------
 
 def _reachable_north(ss) -> list[int]:
-    return [int(s.reachable_hubs[Region.NORTH - 1]) for s in ss]
+    return [int(s.reachable_hubs[Csp.NORTH]) for s in ss]
 
 
 def test_a_csp_incident_ending_never_brings_back_a_network_switched_off_for_good():
@@ -272,12 +272,12 @@ def test_a_csp_incident_ending_never_brings_back_a_network_switched_off_for_good
     f.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": "1h"})
     f.submit({"type": "csp_incident", "region": "South", "duration_min": 60, "at": "2h"})
     f.run(10)
-    up = [bool(f.planner.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(12)]
+    up = [bool(f.planner.network.up(t)[Csp.SOUTH, WanTech.G3]) for t in range(12)]
     assert up == [True, True] + [False] * 10
-    assert [bool(f.network.up(t)[Region.SOUTH, WanTech.G2]) for t in range(8)] == [True] * 4 + [False] * 2 + [True] * 2
+    assert [bool(f.network.up(t)[Csp.SOUTH, WanTech.G2]) for t in range(8)] == [True] * 4 + [False] * 2 + [True] * 2
     c, n = cols(f)
-    g3 = (AREA_REGION[c["area"][:n]] == Region.SOUTH) & (c["wan"][:n] == WanTech.G3) & dcc(f)
-    assert int(f.step().dark_by_reason[Region.SOUTH - 1, -1]) == int((g3 & (c["fault"][:n] == 0)).sum())
+    g3 = (AREA_CSP[c["area"][:n]] == Csp.SOUTH) & (c["wan"][:n] == WanTech.G3) & dcc(f)
+    assert int(f.step().dark_by_reason[Csp.SOUTH, -1]) == int((g3 & (c["fault"][:n] == 0)).sum())
 
 
 def test_incidents_on_one_network_compose_as_the_union_of_their_windows():
@@ -286,23 +286,23 @@ def test_incidents_on_one_network_compose_as_the_union_of_their_windows():
     f.submit({"type": "csp_incident", "region": "Central", "duration_min": 30, "at": "2h"})   # tick 4, inside
     f.submit({"type": "csp_incident", "region": "Central", "duration_min": 30, "at": "5h"})   # tick 10, apart
     f.submit({"type": "network_switch_off", "region": "Central", "technology": "2G", "at": "8h"})  # tick 16 on
-    up3 = [bool(f.planner.network.up(t)[Region.CENTRAL, WanTech.G3]) for t in range(18)]
-    up2 = [bool(f.planner.network.up(t)[Region.CENTRAL, WanTech.G2]) for t in range(18)]
+    up3 = [bool(f.planner.network.up(t)[Csp.CENTRAL, WanTech.G3]) for t in range(18)]
+    up2 = [bool(f.planner.network.up(t)[Csp.CENTRAL, WanTech.G2]) for t in range(18)]
     assert up3 == [True] * 2 + [False] * 4 + [True] * 4 + [False] + [True] * 7
     assert up2 == [True] * 2 + [False] * 4 + [True] * 4 + [False] + [True] * 5 + [False] * 2
     ss = f.run(18)
     # The shards hold the same schedule: Central's cellular hubs dark exactly in those ticks.
     c, n = cols(f)
-    central = (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & dcc(f) & (c["fault"][:n] == 0)
+    central = (AREA_CSP[c["area"][:n]] == Csp.CENTRAL) & dcc(f) & (c["fault"][:n] == 0)
     g2, g3 = central & (c["wan"][:n] == WanTech.G2), central & (c["wan"][:n] == WanTech.G3)
     expect = [int((g2 & ~np.bool_(a)).sum() + (g3 & ~np.bool_(b)).sum()) for a, b in zip(up2, up3, strict=True)]
-    assert [int(s.dark_by_reason[Region.CENTRAL - 1, -1]) for s in ss] == expect
+    assert [int(s.dark_by_reason[Csp.CENTRAL, -1]) for s in ss] == expect
 
 
 def test_base_station_failures_and_a_csp_incident_keep_hubs_dark_until_the_last_one_ends():
     f = fleet(hubs=16_384)
     c, n = cols(f)
-    north_lrr = (AREA_REGION[c["area"][:n]] == Region.NORTH) & (c["wan"][:n] == WanTech.LRR) & dcc(f) \
+    north_lrr = (AREA_CSP[c["area"][:n]] == Csp.NORTH) & (c["wan"][:n] == WanTech.LRR) & dcc(f) \
         & (c["fault"][:n] == 0)
     cells, per_cell = np.unique(c["cell"][:n][north_lrr], return_counts=True)
     x, y, z = (int(v) for v in cells[np.argsort(-per_cell, kind="stable")[:3]])
@@ -310,27 +310,12 @@ def test_base_station_failures_and_a_csp_incident_keep_hubs_dark_until_the_last_
     f.submit({"type": "base_station_failure", "cells": [x, y], "duration_min": 60, "at": "1h"})   # ticks 2-3
     f.submit({"type": "base_station_failure", "cells": [y, z], "duration_min": 180, "at": "90m"})  # ticks 3-8
     f.submit({"type": "csp_incident", "region": "North", "duration_min": 60, "at": "5h"})         # ticks 10-11
-    r0 = int(f.step().reachable_hubs[Region.NORTH - 1])
+    r0 = int(f.step().reachable_hubs[Csp.NORTH])
     ss = f.run(13)  # ticks 1-13
     nx, ny, nz = (int(on[k].sum()) for k in (x, y, z))
     lrr = int(north_lrr.sum())
     dark = [0, nx + ny, nx + ny + nz, ny + nz, ny + nz, ny + nz, ny + nz, ny + nz, 0, lrr, lrr, 0, 0]
     assert _reachable_north(ss) == [r0 - d for d in dark]
-
-
-def test_a_network_plan_saved_before_windows_still_loads():
-    import pickle
-
-    from twin.model.network import NEVER, NetworkPlan
-
-    old = NetworkPlan.__new__(NetworkPlan)
-    off, on = np.full((4, 6), NEVER, np.int64), np.full((4, 6), NEVER, np.int64)
-    off[Region.SOUTH, WanTech.G3], off[Region.NORTH, WanTech.LRR], on[Region.NORTH, WanTech.LRR] = 5, 2, 4
-    old.__dict__.update(off_from=off, on_from=on, _by_area=None)
-    plan = pickle.loads(pickle.dumps(old))
-    assert [bool(plan.up(t)[Region.NORTH, WanTech.LRR]) for t in range(6)] == [True, True, False, False, True, True]
-    assert [bool(plan.up(t)[Region.SOUTH, WanTech.G3]) for t in (4, 5, 99)] == [True, False, False]
-    assert NetworkPlan.from_array(plan.to_array()).windows.tolist() == plan.windows.tolist()
 
 
 # -- suppliers: switch x failure, failure x failure, churn x failure --------------------------------
@@ -429,12 +414,12 @@ def _rollout(f: LocalFleet, **kw):
     return f.submit({**ev, **kw})
 
 
-def _esme_target(f: LocalFleet, regions: tuple[int, ...] = (Region.NORTH, Region.CENTRAL, Region.SOUTH)) -> np.ndarray:
+def _esme_target(f: LocalFleet, regions: tuple[int, ...] = (Csp.NORTH, Csp.CENTRAL, Csp.SOUTH)) -> np.ndarray:
     from twin.model.catalog import DeviceType, model_code
 
     c, n = cols(f)
     return (c["esme_model"][:n] == model_code(DeviceType.ESME, "EDMI", "ES-10A")) \
-        & np.isin(AREA_REGION[c["area"][:n]], regions)
+        & np.isin(AREA_CSP[c["area"][:n]], regions)
 
 
 def test_a_rollout_whose_hubs_go_dark_mid_distribution_still_closes_and_counts_them():
@@ -477,15 +462,15 @@ def test_rollouts_on_the_same_devices_are_refused_until_the_first_is_over():
     again = _rollout(f, regions=["North"], target_version="5.9.2")
     assert {disjoint.state, other_model.state, again.state} <= {"PENDING", "RUNNING"}
     f.run(DAY)
-    assert disjoint.counters["targeted"] == int(_esme_target(f, (Region.CENTRAL,)).sum())
-    assert again.counters["targeted"] == int(_esme_target(f, (Region.NORTH,)).sum())
+    assert disjoint.counters["targeted"] == int(_esme_target(f, (Csp.CENTRAL,)).sum())
+    assert again.counters["targeted"] == int(_esme_target(f, (Csp.NORTH,)).sum())
 
 
 # -- switch-off x swap programme x VWAN fallback ---------------------------------------------------
 
 def _central(f: LocalFleet, wan: int) -> np.ndarray:
     c, n = cols(f)
-    return (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & (c["wan"][:n] == wan) & dcc(f) & (c["fault"][:n] == 0)
+    return (AREA_CSP[c["area"][:n]] == Csp.CENTRAL) & (c["wan"][:n] == wan) & dcc(f) & (c["fault"][:n] == 0)
 
 
 def test_a_switched_off_hub_is_dark_until_its_4g_swap_and_the_swaps_take_the_doomed_network_first():
@@ -493,7 +478,7 @@ def test_a_switched_off_hub_is_dark_until_its_4g_swap_and_the_swaps_take_the_doo
     g3 = _central(f, WanTech.G3)
     swap = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 100, "prioritise": "3G"})
     f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G"})
-    darks = [int(s.dark_by_reason[Region.CENTRAL - 1, -1]) for s in f.run(3 * DAY)]
+    darks = [int(s.dark_by_reason[Csp.CENTRAL, -1]) for s in f.run(3 * DAY)]
     c, n = cols(f)
     assert int(g3.sum()) > 300  # more than three days' capacity
     # Each day's 100 installs (from the tick the first budget lands) are all 3G hubs, which come
@@ -501,7 +486,7 @@ def test_a_switched_off_hub_is_dark_until_its_4g_swap_and_the_swaps_take_the_doo
     assert swap.counters["swapped"] == 300
     assert int((g3 & (c["wan"][:n] == WanTech.G4)).sum()) == 300
     assert darks[-1] == int(g3.sum()) - 300 and darks[0] == int(g3.sum())
-    assert int(f.step().reachable_hubs[Region.CENTRAL - 1]) == int(_central(f, WanTech.G4).sum()
+    assert int(f.step().reachable_hubs[Csp.CENTRAL]) == int(_central(f, WanTech.G4).sum()
                                                                     + _central(f, WanTech.G2).sum()
                                                                     + _central(f, WanTech.VWAN).sum())
 
@@ -510,7 +495,7 @@ def test_vwan_and_swaps_in_one_region_never_take_the_same_hub_and_vwan_takes_onl
     f = fleet(hubs=16_384)
     c, n = cols(f)
     wan0 = c["wan"][:n].copy()
-    central = (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & dcc(f)
+    central = (AREA_CSP[c["area"][:n]] == Csp.CENTRAL) & dcc(f)
     swap = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 60, "prioritise": "3G"})
     vwan = f.submit({"type": "vwan_fallback", "region": "Central", "onboard_per_day": 80})
     f.submit({"type": "network_switch_off", "region": "Central", "technology": "3G"})
@@ -527,29 +512,6 @@ def test_vwan_and_swaps_in_one_region_never_take_the_same_hub_and_vwan_takes_onl
     g3_0 = central & (wan0 == WanTech.G3) & ((c["fault"][:n] & ~np.uint8(Fault.NO_COVERAGE)) == 0)
     left = g3_0 & (wan == WanTech.G3)
     assert int(g3_0.sum()) == int((g3_0 & to_4g).sum() + (g3_0 & to_vwan).sum() + left.sum())
-
-
-def test_a_state_saved_with_power_cuts_as_incidents_gives_the_same_alerts_after_loading():
-    """Before stretches, a cut was an incident (hub, POWER, end) with its AD1 and restoration
-    queued: loading turns it into a stretch with the same alert times."""
-    from twin.model.kernel import power_alerts_due
-    from twin.model.state import HubState
-
-    f = fleet(hubs=2_048)
-    st_ = f.states[0]
-    long_hub, short_hub = (int(h) for h in np.flatnonzero(deliverable(f, 0))[:2])
-    st_.change(np.array([long_hub, short_hub]), fault_set=Fault.POWER)
-    st_.inc_hub = np.array([long_hub, short_hub], np.int64)
-    st_.inc_bit = np.array([Fault.POWER, Fault.POWER], np.uint8)
-    st_.inc_end_s = np.array([3_000, 100], np.int64)
-    st_.alert_hub = np.array([long_hub, long_hub], np.int64)
-    st_.alert_kind = np.array([AD1, RESTORED], np.uint8)
-    st_.alert_time_s = np.array([250, 3_050], np.int64)
-    back = HubState.from_bytes(st_.to_bytes())
-    assert back.inc_hub.size == 0 and back.alert_hub.size == 0
-    due = [power_alerts_due(back, f.config, t * TICK_SECONDS) for t in range(3)]
-    assert [(h.tolist(), k.tolist(), t.tolist()) for h, k, t in due] == [
-        ([long_hub], [AD1], [250]), ([long_hub], [RESTORED], [3_050]), ([], [], [])]
 
 
 def test_the_csp_service_lists_every_window_and_when_the_network_went_off():
@@ -598,9 +560,9 @@ def test_property_a_network_is_off_exactly_in_the_union_of_its_incidents_and_swi
     for at, minutes in incidents:
         covered |= set(range(at, at + max(1, round(minutes * 60 / TICK_SECONDS))))
     expect = [t not in covered and (switch_off is None or t < switch_off) for t in range(20)]
-    assert [bool(f.planner.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
+    assert [bool(f.planner.network.up(t)[Csp.SOUTH, WanTech.G3]) for t in range(20)] == expect
     f.run(20)
-    assert [bool(f.network.up(t)[Region.SOUTH, WanTech.G3]) for t in range(20)] == expect
+    assert [bool(f.network.up(t)[Csp.SOUTH, WanTech.G3]) for t in range(20)] == expect
 
 
 def test_a_rollout_by_supplier_stops_at_premises_its_supplier_loses_to_a_failure():

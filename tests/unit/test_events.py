@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import quiet_params
-from twin.model.catalog import AREA_REGION, DeviceType, Fault, Region, Smets, WanTech, model_code, supplier_code
+from twin.model.catalog import AREA_CSP, Csp, DeviceType, Fault, Smets, WanTech, model_code, supplier_code
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.fleet import LocalFleet
 from twin.model.params import HALF_HOURS_PER_DAY, EventParams, ModelParams
@@ -40,7 +40,7 @@ def test_3g_switch_off_in_central_darkens_exactly_the_central_3g_hubs():
     after = reachable_mask(f)
     st = f.states[0]
     c, n = st.cols, st.n_hubs
-    central_3g = (AREA_REGION[c["area"][:n]] == Region.CENTRAL) & (c["wan"][:n] == WanTech.G3)
+    central_3g = (AREA_CSP[c["area"][:n]] == Csp.CENTRAL) & (c["wan"][:n] == WanTech.G3)
     newly_dark = before & ~after
     assert newly_dark.sum() > 1000
     np.testing.assert_array_equal(newly_dark, before & central_3g)
@@ -95,7 +95,7 @@ def test_a_rollout_never_touches_devices_outside_its_selector():
     assert op.state == "DONE", op.reason
     esme_code = model_code(DeviceType.ESME, "EDMI", "ES-10A")
     selected = ((c["esme_model"][:n] == esme_code) & (before["esme_fw"] == 0)
-                & np.isin(AREA_REGION[c["area"][:n]], [Region.NORTH, Region.SOUTH])
+                & np.isin(AREA_CSP[c["area"][:n]], [Csp.NORTH, Csp.SOUTH])
                 & np.isin(c["supplier"][:n], [supplier_code("Octopus Energy"), supplier_code("E.ON Next")]))
     changed = c["esme_fw"][:n] != before["esme_fw"]
     assert changed.sum() > 50
@@ -182,20 +182,20 @@ def test_an_operation_cancelled_before_it_starts_never_happens():
     f.run(2)
     for op in (outage, switch_off):
         f.submit({"type": "operation_control", "operation": op.name, "action": "cancel"})
-    central = next(a.id for a in AREA_BY_ID.values() if a.region == Region.CENTRAL)
+    central = next(a.id for a in AREA_BY_ID.values() if a.region == Csp.CENTRAL)
     ss = f.run(12)
     assert outage.state == switch_off.state == "CANCELLED" and outage.reason == "cancelled before it started"
     assert outage.counters.get("premises_cut", 0) == 0 and sum(int(s.alerts[:, 0].sum()) for s in ss) == 0
     up = f.planner.network.up(14)
-    assert up[Region.CENTRAL, WanTech.G3] and not up[Region.SOUTH, WanTech.G3]  # only the kept one
+    assert up[Csp.CENTRAL, WanTech.G3] and not up[Csp.SOUTH, WanTech.G3]  # only the kept one
     assert f.planner.network.up_by_area(14)[central, WanTech.G3]
     assert kept.state == "DONE"
     # And the shards agree: Central's 3G hubs are reachable, South's are dark.
     reach = reachable_mask(f)
     c, n = f.states[0].cols, f.states[0].n_hubs
     g3 = c["wan"][:n] == WanTech.G3
-    assert reach[g3 & (AREA_REGION[c["area"][:n]] == Region.CENTRAL)].mean() > 0.9
-    assert reach[g3 & (AREA_REGION[c["area"][:n]] == Region.SOUTH)].sum() == 0
+    assert reach[g3 & (AREA_CSP[c["area"][:n]] == Csp.CENTRAL)].mean() > 0.9
+    assert reach[g3 & (AREA_CSP[c["area"][:n]] == Csp.SOUTH)].sum() == 0
 
 
 def test_swap_programme_respects_capacity_and_priority():
@@ -203,11 +203,11 @@ def test_swap_programme_respects_capacity_and_priority():
     op = f.submit({"type": "swap_programme", "region": "Central", "installs_per_day": 400, "prioritise": "3G"})
     st = f.states[0]
     c, n = st.cols, st.n_hubs
-    g2_before = ((c["wan"][:n] == WanTech.G2) & (AREA_REGION[c["area"][:n]] == Region.CENTRAL)).sum()
+    g2_before = ((c["wan"][:n] == WanTech.G2) & (AREA_CSP[c["area"][:n]] == Csp.CENTRAL)).sum()
     swapped = [s.ops.get(op.name, {}).get("swapped", 0) for s in f.run(3 * DAY + 8)]
     per_day = np.diff([0] + [swapped[d * DAY + DAY - 1] for d in range(3)])
     assert (per_day == 400).all()
-    g2_after = ((c["wan"][:n] == WanTech.G2) & (AREA_REGION[c["area"][:n]] == Region.CENTRAL)).sum()
+    g2_after = ((c["wan"][:n] == WanTech.G2) & (AREA_CSP[c["area"][:n]] == Csp.CENTRAL)).sum()
     assert g2_after == g2_before  # 3G hubs first while any remain
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.model.catalog import AREA_REGION, AREAS, SUPPLIERS, Flag, Region, Smets, Variant, WanTech
+from twin.model.catalog import AREA_CSP, AREAS, SUPPLIERS, Csp, Flag, Smets, Variant, WanTech
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.params import AREA_PREMISES_M, FleetShares
@@ -30,8 +30,8 @@ def test_area_and_region_shares(fleet):
     total = sum(AREA_PREMISES_M.values())
     for a in AREAS:
         close(np.mean(fleet["area"] == a.id), AREA_PREMISES_M[a.id] / total, N)
-    north = sum(AREA_PREMISES_M[a.id] for a in AREAS if a.region == Region.NORTH) / total
-    close(np.mean(AREA_REGION[fleet["area"]] == Region.NORTH), north, N)
+    north = sum(AREA_PREMISES_M[a.id] for a in AREAS if a.region == Csp.NORTH) / total
+    close(np.mean(AREA_CSP[fleet["area"]] == Csp.NORTH), north, N)
 
 
 def test_smets_meters_and_flags(fleet):
@@ -51,8 +51,8 @@ def test_smets_meters_and_flags(fleet):
 def test_wan_technology_shares(fleet):
     sh = FleetShares()
     s2 = fleet["smets"] == Smets.SMETS2
-    region = AREA_REGION[fleet["area"]]
-    north, cs = s2 & (region == Region.NORTH), s2 & (region != Region.NORTH)
+    region = AREA_CSP[fleet["area"]]
+    north, cs = s2 & (region == Csp.NORTH), s2 & (region != Csp.NORTH)
     wan = fleet["wan"]
     no_wan = (wan == WanTech.NONE) | (wan == WanTech.VWAN)
     close(np.mean(wan[north] == WanTech.LRR), 1 - sh.north_out_of_region_2g - sh.north_no_wan, north.sum())
@@ -63,7 +63,7 @@ def test_wan_technology_shares(fleet):
     close(np.mean(wan[cellular] == WanTech.G3), sh.cs_3g_of_cellular, cellular.sum())
     # National no-WAN share near 0.7% of DCC SMETS2 premises.
     assert 0.005 < no_wan[s2].mean() < 0.009
-    assert (wan[region == Region.NORTH] == WanTech.LRR).sum() != 0
+    assert (wan[region == Csp.NORTH] == WanTech.LRR).sum() != 0
     assert (wan[~north & s2] != WanTech.LRR).all()  # LRR exists only in the North
 
 
@@ -87,7 +87,7 @@ def test_supplier_market_and_prepayment(fleet):
 
 
 def test_regions_filter_generates_only_those_regions():
-    cfg = FleetConfig(hubs=20_000, seed=3, regions=(Region.NORTH,))
+    cfg = FleetConfig(hubs=20_000, seed=3, regions=(Csp.NORTH,))
     st = generate(cfg)
-    regions = set(AREA_REGION[st.cols["area"][: st.n_hubs]].tolist())
-    assert regions == {Region.NORTH}
+    regions = set(AREA_CSP[st.cols["area"][: st.n_hubs]].tolist())
+    assert regions == {Csp.NORTH}

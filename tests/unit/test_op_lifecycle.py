@@ -6,7 +6,6 @@ finished operation leaves nothing behind on any shard; the fleet half still show
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
@@ -14,12 +13,8 @@ import pytest
 
 from tests.unit.test_events import quiet_fleet
 from twin.model.catalog import DeviceType, Flag, Smets, Status, WanTech, models_of
-from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
-from twin.model.generator import generate
-from twin.model.kernel import slot_bounds, step
-from twin.model.ops.commands import PowerOutage
-from twin.model.ops.runtime import LAG, FleetPlanner, ShardOps, _Finished
+from twin.model.ops.runtime import LAG
 from twin.model.params import HALF_HOURS_PER_DAY
 
 HUBS, SEED = 12_000, 41
@@ -175,20 +170,3 @@ def test_an_operation_cancelled_before_its_start_never_runs_and_leaves_nothing()
     assert rollout.counters.get("targeted", 0) == rollout.counters.get("activated", 0) == 0
     assert _held(f) == [0, 0] and f.planner.live == {}
     assert f.state_hash() == plain.state_hash()
-
-
-def test_checkpoints_from_before_retirement_still_load_and_drop_their_placeholders():
-    cfg = FleetConfig(hubs=3_000, seed=4, block_size=1024)
-    st = generate(cfg, 0, cfg.n_blocks)
-    ops = ShardOps(cfg)
-    old = _Finished("power-outage-1", PowerOutage(at=0), 1)
-    old.state = "DONE"
-    ops.ops[old.name] = old
-    ops = pickle.loads(pickle.dumps(ops))
-    s = step(st, 0, cfg, ops, (), slot_bounds(cfg))
-    assert ops.ops == {} and s.ops == {}
-    planner = FleetPlanner(cfg)
-    planner.accept(PowerOutage(at=0, area=12, duration_min=30))
-    del planner.__dict__["live"]  # a snapshot written before `live`
-    again = pickle.loads(pickle.dumps(planner))
-    assert list(again.live) == list(again.ops) == ["power-outage-1"]

@@ -8,7 +8,7 @@ import pytest
 from twin.engine.errors import RunStateError
 from twin.engine.journal import Journal, read_records
 from twin.engine.operations import OperationField, OperationFilter, OperationsStore, OperationTerm
-from twin.model.catalog import Region, WanTech
+from twin.model.catalog import Csp, WanTech
 from twin.model.config import FleetConfig, TwinInputError
 
 CFG = FleetConfig(hubs=4_096, seed=3, block_size=1024)
@@ -30,11 +30,11 @@ def test_the_network_view_is_a_copy_later_commands_do_not_change(tmp_path, journ
     ops.submit({"type": "network_switch_off", "region": "South", "technology": "3G", "at": 4})
     before = ops.network_view()
     ops.submit({"type": "network_switch_off", "region": "Central", "technology": "2G", "at": 6})
-    assert not before.up(5)[Region.SOUTH, WanTech.G3] and before.up(7)[Region.CENTRAL, WanTech.G2]
+    assert not before.up(5)[Csp.SOUTH, WanTech.G3] and before.up(7)[Csp.CENTRAL, WanTech.G2]
     now = ops.network_view()
-    assert not now.up(7)[Region.CENTRAL, WanTech.G2]
+    assert not now.up(7)[Csp.CENTRAL, WanTech.G2]
     now.clear()  # a reader changing its copy changes nothing in the engine
-    assert not ops.network_view().up(5)[Region.SOUTH, WanTech.G3]
+    assert not ops.network_view().up(5)[Csp.SOUTH, WanTech.G3]
 
 
 def test_a_refused_command_is_neither_journaled_nor_accepted(tmp_path, journal):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from twin.model.catalog import DeviceType, Region
+from twin.model.catalog import Csp, DeviceType
 from twin.model.config import FleetConfig, TwinInputError, parse_regions
 from twin.model.fleet import LocalFleet
 from twin.model.ids import eui64, parse_eui64
@@ -55,7 +55,7 @@ def test_config_rejects_bad_values_naming_the_field(kwargs, field):
 
 
 def test_regions_parse_and_reject_unknown():
-    assert parse_regions("south,North") == (Region.NORTH, Region.SOUTH)
+    assert parse_regions("south,North") == (Csp.NORTH, Csp.SOUTH)
     with pytest.raises(TwinInputError, match="Atlantis"):
         parse_regions("North,Atlantis")
     with pytest.raises(TwinInputError):
@@ -63,7 +63,7 @@ def test_regions_parse_and_reject_unknown():
 
 
 def test_config_round_trips_through_a_dict():
-    cfg = FleetConfig(hubs=123, seed=9, regions=(Region.SOUTH,))
+    cfg = FleetConfig(hubs=123, seed=9, regions=(Csp.SOUTH,))
     assert FleetConfig.from_dict(cfg.to_dict()) == cfg
 
 

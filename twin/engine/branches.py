@@ -9,7 +9,6 @@ changes precede (hard-linked), or from the seed. Up to the fork tick it is the p
 
 from __future__ import annotations
 
-import pickle
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twin.engine.checkpoint import CheckpointStore, read_verified
+from twin.engine.checkpoint import CheckpointStore, load_planner_applied
 from twin.engine.history import HistoryStore, has_history, query
 from twin.engine.journal import position, read_records, write_journal
 from twin.engine.supervisor import read_manifest, write_manifest
@@ -105,10 +104,9 @@ def _base_checkpoint(parent: Path, at: int, dropped: list[dict[str, Any]]) -> in
     for c in store.marked_ticks():
         if c > at - 1:
             continue
-        raw = read_verified(store.tick_dir(c) / "planner.pkl")
-        if raw is None:
+        applied = load_planner_applied(store.planner_path(c))
+        if applied is None:
             continue
-        applied = tuple(pickle.loads(raw)["applied"])
         if first_dropped is None or applied < first_dropped:
             return c
     return -1

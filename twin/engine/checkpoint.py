@@ -8,10 +8,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from twin.model.config import FleetConfig
+from twin.model.ops.runtime import Control, FleetPlanner, ShardOps
+from twin.model.ops.snapshot import (
+    planner_applied,
+    planner_chunks,
+    planner_from_bytes,
+    shard_ops_from_record,
+    shard_ops_record,
+)
+from twin.model.records import pack, unpack
+from twin.model.state import HubState
 
 MAGIC = b"TWINCKPT1\n"
 
@@ -57,26 +68,56 @@ def sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-SHARD_MAGIC = b"TWINSHARD2\n"
+# A shard checkpoint is one versioned record (twin.model.records): a JSON header with the state's
+# meta and the operations' record, then the named arrays (the state's as they lie in memory).
+# Nothing in it is pickled, so no refactor of a class can break a checkpoint silently; a file of
+# another version is refused with a clear error (RecordFormatError).
+SHARD_FORMAT = "twin.shard-checkpoint"
+SHARD_VERSION = 1
+PLANNER_FILE = "planner.rec"
 
 
-def shard_chunks(state: Any, ops: Any) -> list[bytes | memoryview]:
-    """A shard checkpoint's payload: the (small) pickled operations, then the state's arrays as
-    they lie in memory (see HubState.to_chunks)."""
-    ops_bytes = pickle.dumps(ops, protocol=5)
-    return [SHARD_MAGIC, len(ops_bytes).to_bytes(8, "little"), ops_bytes, *state.to_chunks()]
+def shard_chunks(state: HubState, ops: ShardOps) -> list[bytes | memoryview]:
+    """A shard checkpoint's payload, in chunks written in turn (the state's columns uncopied)."""
+    state_meta, state_arrays = state.record()
+    ops_record, ops_arrays = shard_ops_record(ops)
+    arrays = [(f"state/{k}", v) for k, v in state_arrays] + [(f"ops/{k}", v) for k, v in ops_arrays.items()]
+    return pack(SHARD_FORMAT, SHARD_VERSION, {"state": state_meta, "ops": ops_record}, arrays)
 
 
-def parse_shard(payload: bytes) -> tuple[memoryview | bytes, Any]:
-    """(state bytes, operations) of a verified shard payload, in either format this code wrote."""
-    if not payload.startswith(SHARD_MAGIC):
-        data = pickle.loads(payload)  # the first format: one pickled dict
-        return data["state"], data["ops"]
-    mv = memoryview(payload)
-    at = len(SHARD_MAGIC)
-    n = int.from_bytes(mv[at : at + 8], "little")
-    ops = pickle.loads(mv[at + 8 : at + 8 + n])
-    return mv[at + 8 + n :], ops
+def parse_shard(payload: bytes | memoryview, config: FleetConfig) -> tuple[HubState, ShardOps]:
+    """(state, operations) of a verified shard payload; RecordFormatError if it is not a shard
+    checkpoint of a version this code reads."""
+    meta, arrays = unpack(payload, SHARD_FORMAT, (SHARD_VERSION,))
+    state = HubState.from_record(meta["state"], {k[6:]: v for k, v in arrays.items() if k.startswith("state/")})
+    ops = shard_ops_from_record(meta["ops"], {k[4:]: v for k, v in arrays.items() if k.startswith("ops/")}, config)
+    return state, ops
+
+
+def planner_snapshot(planner: FleetPlanner, applied: tuple[int, int], controls: Mapping[int, list[Control]]) -> bytes:
+    """The fleet half of a checkpoint as bytes (twin.model.ops.snapshot.planner_chunks): the
+    planner, the journal position it has accepted and the controls sent for later ticks. A copy,
+    so it can be taken under the plan lock and written after it is released."""
+    return b"".join(planner_chunks(planner, applied, controls))
+
+
+def save_planner(path: Path, snapshot: bytes) -> str:
+    """Write a planner snapshot atomically and verified; returns the digest."""
+    return write_atomic(path, snapshot)
+
+
+def load_planner(path: Path, config: FleetConfig
+                 ) -> tuple[FleetPlanner, tuple[int, int], dict[int, list[Control]]] | None:
+    """(planner, applied, controls) of a planner file; None if it is missing, truncated or corrupt;
+    RecordFormatError if it verifies but is of another format or version."""
+    payload = read_verified(path)
+    return None if payload is None else planner_from_bytes(payload, config)
+
+
+def load_planner_applied(path: Path) -> tuple[int, int] | None:
+    """The journal position a planner file had accepted (None: missing or corrupt)."""
+    payload = read_verified(path)
+    return None if payload is None else planner_applied(payload)
 
 
 def read_verified(path: Path) -> bytes | None:
@@ -101,6 +142,9 @@ class CheckpointStore:
 
     def shard_path(self, tick: int, shard: int) -> Path:
         return self.tick_dir(tick) / f"shard-{shard:04d}.ckpt"
+
+    def planner_path(self, tick: int) -> Path:
+        return self.tick_dir(tick) / PLANNER_FILE
 
     def mark_complete(self, tick: int, shards: int, extra: dict[str, Any]) -> None:
         marker = {"tick": tick, "shards": shards, **extra}

@@ -6,13 +6,13 @@ per-kind progress of the model (`twin.model.ops.progress`), listed with a typed 
 from __future__ import annotations
 
 import itertools
-import pickle
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from twin.engine.checkpoint import planner_snapshot
 from twin.engine.errors import RunStateError
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
 from twin.engine.requests import RequestKey, RequestLedger
@@ -22,6 +22,7 @@ from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
 from twin.model.ops.progress import OperationAction, OperationState, Progress
 from twin.model.ops.runtime import FleetOp, FleetPlanner
+from twin.model.ops.snapshot import planner_from_bytes
 from twin.model.ops.validation import validate
 from twin.model.summary import TickSummary
 
@@ -227,16 +228,14 @@ class OperationsStore:
         """The fleet half of the run now: the planner, the controls already sent for later ticks,
         and how much of the journal it has accepted."""
         with self.lock:
-            return pickle.dumps({"planner": self.planner, "applied": self.last_applied,
-                                 "controls": later_controls})
+            return planner_snapshot(self.planner, self.last_applied, later_controls)
 
     def load_locked(self, checkpoint: int, snapshot: bytes | None) -> Controls:
         """Under the lock: the planner as `snapshot` left it (None: the start of the run), at the
         end of tick `checkpoint`, with every journaled command it had not accepted queued again and
         those due already accepted. Returns the controls the snapshot had sent for later ticks."""
         if snapshot is not None:
-            snap = pickle.loads(snapshot)
-            planner, applied, controls = snap["planner"], tuple(snap["applied"]), snap["controls"]
+            planner, applied, controls = planner_from_bytes(snapshot, self.config)
         else:
             planner, applied, controls = FleetPlanner(self.config), NOTHING_APPLIED, {}
         self.planner = planner

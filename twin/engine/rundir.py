@@ -19,7 +19,7 @@ import numpy as np
 import ray
 
 from twin.engine.alert_log import RETENTION_DAYS, AlertLog
-from twin.engine.checkpoint import CheckpointStore, read_verified, write_atomic
+from twin.engine.checkpoint import CheckpointStore, read_verified, save_planner
 from twin.engine.history import HistoryStore
 from twin.engine.journal import Journal
 from twin.model.config import FleetConfig, TwinInputError
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("twin.engine.supervisor")  # the name operators' log filters already use
 KEEP_CHECKPOINTS = 4
-PLANNER_SNAPSHOT = "planner.pkl"
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
@@ -85,10 +84,10 @@ class RunDirectory:
 
     def planner_snapshot(self, tick: int) -> bytes | None:
         """The planner snapshot of checkpoint `tick`, verified (None if missing or damaged)."""
-        return read_verified(self.checkpoints.tick_dir(tick) / PLANNER_SNAPSHOT)
+        return read_verified(self.checkpoints.planner_path(tick))
 
     def write_planner_snapshot(self, tick: int, data: bytes) -> None:
-        write_atomic(self.checkpoints.tick_dir(tick) / PLANNER_SNAPSHOT, data)
+        save_planner(self.checkpoints.planner_path(tick), data)
 
     def close(self) -> None:
         """Close the journal and write what the history still buffers (a failure to write is

@@ -15,8 +15,8 @@ from twin.engine.checkpoint import CheckpointStore, parse_shard, read_verified, 
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
-from twin.model.ops.commands import Command, FirmwareRollout
-from twin.model.ops.rollout import version_census
+from twin.model.ops.commands import Command
+from twin.model.ops.rollout import shard_census
 from twin.model.ops.runtime import Control, ShardOps
 from twin.model.query import aggregate_counts, hub_record
 from twin.model.state import HubState
@@ -73,8 +73,7 @@ class Shard:
             payload = read_verified(store.shard_path(tick, self.index))
             if payload is None:
                 continue
-            state, self.ops = parse_shard(payload)
-            self.state = HubState.from_bytes(state)
+            self.state, self.ops = parse_shard(payload, self.config)
             self._reshare()
             return tick
         return None
@@ -111,9 +110,7 @@ class Shard:
 
     def census(self, cmd: Command) -> dict[str, int]:
         """{firmware version: devices} of this shard a rollout's selector matches now."""
-        if isinstance(cmd, FirmwareRollout):
-            return version_census(self.state, cmd, self.ops.versions)
-        return {}
+        return shard_census(self.state, cmd, self.ops.versions)
 
     # -- queries -------------------------------------------------------------------------
     def hub(self, hub: int) -> dict[str, Any]:

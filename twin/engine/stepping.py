@@ -24,6 +24,7 @@ from twin.engine.shard import ShardActor
 from twin.model.config import FleetConfig
 from twin.model.fleet import fleet_hash
 from twin.model.ops.commands import Command, FirmwareRollout
+from twin.model.ops.rollout import fleet_census
 from twin.model.ops.runtime import LAG
 from twin.model.summary import TickSummary, finish, merge
 
@@ -275,12 +276,10 @@ class StepPipeline:
 
     def census(self, cmd: Command) -> dict[str, int]:
         """{version: devices} a rollout's selector matches now, over every shard."""
-        total: dict[str, int] = {}
-        if isinstance(cmd, FirmwareRollout):
-            for part in ray.get([s.census.remote(cmd) for s in self.shards]):
-                for v, n in part.items():
-                    total[v] = total.get(v, 0) + n
-        return total
+        if not isinstance(cmd, FirmwareRollout):
+            return {}  # only a rollout's validation reads a census
+        # The same merge as the in-process model's (LocalFleet.census): one rule for both.
+        return fleet_census(ray.get([s.census.remote(cmd) for s in self.shards]))
 
     def state_hash(self) -> str:
         with self.tick_lock:

@@ -14,29 +14,21 @@ from packaging.version import InvalidVersion, Version
 from twin.util.grammar import GrammarError, name_key
 
 
-class Region(IntEnum):
-    """CSP region. Code 0 marks padding rows past the end of the fleet."""
-
-    NONE = 0
-    NORTH = 1
-    CENTRAL = 2
-    SOUTH = 3
-
-
-REGIONS: tuple[Region, ...] = (Region.NORTH, Region.CENTRAL, Region.SOUTH)
-N_REGION_CODES = 4
-
-
 class Csp(IntEnum):
-    """The three Communication Service Provider contracts, indexed 0..2 in summaries."""
+    """The CSP regions, one per Communication Service Provider contract: the one region code of
+    the twin (commands, the network schedule, summaries' first axis, queries)."""
 
     NORTH = 0  # Arqiva (SmartReach)
     CENTRAL = 1  # Telefonica UK (VMO2)
     SOUTH = 2  # Telefonica UK (VMO2)
 
 
+REGIONS: tuple[Csp, ...] = (Csp.NORTH, Csp.CENTRAL, Csp.SOUTH)
 CSP_OPERATOR = {Csp.NORTH: "Arqiva", Csp.CENTRAL: "Telefonica UK (VMO2)", Csp.SOUTH: "Telefonica UK (VMO2)"}
 N_CSP = 3
+# The CSP code of padding rows and unused area codes (no CSP): one past the real ones, so a table
+# indexed by CSP code can give padding a row of its own (NetworkPlan.up keeps it up).
+NO_CSP = N_CSP
 
 
 @dataclass(frozen=True)
@@ -47,32 +39,32 @@ class Area:
     short_code: str
     name: str
     dno: str
-    region: Region
+    region: Csp
 
 
 # Same ids, names and region mapping as data/gb-dno-areas.geojson, so map and model agree.
 AREAS: tuple[Area, ...] = (
-    Area(10, "_A", "East England", "UKPN", Region.CENTRAL),
-    Area(11, "_B", "East Midlands", "NGED", Region.CENTRAL),
-    Area(12, "_C", "London", "UKPN", Region.SOUTH),
-    Area(13, "_D", "North Wales, Merseyside and Cheshire", "SPEN", Region.CENTRAL),
-    Area(14, "_E", "West Midlands", "NGED", Region.CENTRAL),
-    Area(15, "_F", "North East England", "NPg", Region.NORTH),
-    Area(16, "_G", "North West England", "ENWL", Region.NORTH),
-    Area(17, "_P", "North Scotland", "SSEN", Region.NORTH),
-    Area(18, "_N", "South and Central Scotland", "SPEN", Region.NORTH),
-    Area(19, "_J", "South East England", "UKPN", Region.SOUTH),
-    Area(20, "_H", "Southern England", "SSEN", Region.SOUTH),
-    Area(21, "_K", "South Wales", "NGED", Region.CENTRAL),
-    Area(22, "_L", "South West England", "NGED", Region.SOUTH),
-    Area(23, "_M", "Yorkshire", "NPg", Region.NORTH),
+    Area(10, "_A", "East England", "UKPN", Csp.CENTRAL),
+    Area(11, "_B", "East Midlands", "NGED", Csp.CENTRAL),
+    Area(12, "_C", "London", "UKPN", Csp.SOUTH),
+    Area(13, "_D", "North Wales, Merseyside and Cheshire", "SPEN", Csp.CENTRAL),
+    Area(14, "_E", "West Midlands", "NGED", Csp.CENTRAL),
+    Area(15, "_F", "North East England", "NPg", Csp.NORTH),
+    Area(16, "_G", "North West England", "ENWL", Csp.NORTH),
+    Area(17, "_P", "North Scotland", "SSEN", Csp.NORTH),
+    Area(18, "_N", "South and Central Scotland", "SPEN", Csp.NORTH),
+    Area(19, "_J", "South East England", "UKPN", Csp.SOUTH),
+    Area(20, "_H", "Southern England", "SSEN", Csp.SOUTH),
+    Area(21, "_K", "South Wales", "NGED", Csp.CENTRAL),
+    Area(22, "_L", "South West England", "NGED", Csp.SOUTH),
+    Area(23, "_M", "Yorkshire", "NPg", Csp.NORTH),
 )
 AREA_BY_ID = {a.id: a for a in AREAS}
 N_AREA_CODES = 24  # codes 0..23; 0 is padding, 1..9 unused
-# Lookup table: area code -> region code (padding and unused codes map to Region.NONE).
-AREA_REGION = np.zeros(N_AREA_CODES, dtype=np.uint8)
+# Lookup table: area code -> CSP code (padding and unused codes map to NO_CSP).
+AREA_CSP = np.full(N_AREA_CODES, NO_CSP, dtype=np.uint8)
 for _a in AREAS:
-    AREA_REGION[_a.id] = _a.region
+    AREA_CSP[_a.id] = _a.region
 
 
 class WanTech(IntEnum):
@@ -102,16 +94,12 @@ class Variant(IntEnum):
     SMETS1_MODULE = 3  # SMETS1 comms module (not a DCC comms hub)
 
 
-N_VARIANT = 4
-
 
 class Smets(IntEnum):
     SMETS2 = 0
     SMETS1_ENROLLED = 1  # migrated into the DCC (enrolment and adoption)
     SMETS1_NOT_ENROLLED = 2  # still on its supplier's own system; not DCC traffic
 
-
-N_SMETS = 3
 
 
 class DeviceType(IntEnum):
@@ -120,8 +108,6 @@ class DeviceType(IntEnum):
     GSME = 2
     PPMID = 3
 
-
-N_DEVICE_TYPES = 4
 
 
 class MessageType(IntEnum):
@@ -169,7 +155,7 @@ class Flag:
 
 
 # Bits of the per-hub `fault` column: each set bit is a reason the hub cannot be reached.
-# A hub is reachable when fault == 0 and its network (region x technology) is up.
+# A hub is reachable when fault == 0 and its network (region x technology) is up (twin.model.reach).
 class Fault:
     NO_COVERAGE = 1  # premises has no WAN (and is not on VWAN)
     POWER = 2  # premises unpowered
@@ -437,7 +423,6 @@ SUPPLIERS: tuple[Supplier, ...] = (
     Supplier("Other suppliers", 0.020, 0.10),
 )
 # Supplier code k (1-based) is SUPPLIERS[k-1]; code 0 means "no supplier" (no gas meter).
-N_SUPPLIER_CODES = 256
 
 
 def _name_key(name: object) -> str | None:
@@ -457,7 +442,7 @@ def supplier_code(name: str) -> int:
     raise KeyError(f"unknown supplier {ascii(name)[:40]}")
 
 
-def region_by_name(name: str) -> Region:
+def region_by_name(name: str) -> Csp:
     """Parse a region name case-insensitively (ASCII letters only, so no non-ASCII letter folds onto
     an ASCII one); raises ValueError naming the valid choices."""
     key = (_name_key(name) or "").upper()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from twin.model.catalog import REGIONS, Region, region_by_name
+from twin.model.catalog import REGIONS, Csp, region_by_name
 from twin.model.params import TICK_SECONDS, ModelParams
 
 MAX_HUBS = 1_000_000_000  # the id space and the blocks allow more; memory decides in practice
@@ -32,7 +32,7 @@ class FleetConfig:
     seed: int = 1
     block_size: int = DEFAULT_BLOCK_SIZE
     start: datetime = DEFAULT_START
-    regions: tuple[Region, ...] = REGIONS
+    regions: tuple[Csp, ...] = REGIONS
     params: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self) -> None:
@@ -102,14 +102,14 @@ def _start(value: Any) -> datetime:
     return parse_instant(value, "start")
 
 
-def parse_regions(value: str | list[str] | tuple[Any, ...] | None) -> tuple[Region, ...]:
+def parse_regions(value: str | list[str] | tuple[Any, ...] | None) -> tuple[Csp, ...]:
     """'North,Central' or a list of names -> regions in canonical order."""
     if value is None:
         return REGIONS
     names = value.split(",") if isinstance(value, str) else list(value)
     out = []
     for n in names:
-        if isinstance(n, Region):
+        if isinstance(n, Csp):
             out.append(n)
             continue
         try:

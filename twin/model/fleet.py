@@ -12,8 +12,8 @@ from typing import Any
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
-from twin.model.ops.commands import Command, FirmwareRollout, parse_command
-from twin.model.ops.rollout import version_census
+from twin.model.ops.commands import Command, parse_command
+from twin.model.ops.rollout import fleet_census, shard_census
 from twin.model.ops.runtime import FleetOp, FleetPlanner, ShardOps
 from twin.model.ops.validation import validate
 from twin.model.state import HubState
@@ -58,12 +58,7 @@ class LocalFleet:
 
     def census(self, cmd: Command) -> dict[str, int]:
         """{firmware version: devices} a rollout's selector matches now."""
-        total: dict[str, int] = {}
-        if isinstance(cmd, FirmwareRollout):
-            for st, ops in zip(self.states, self.ops, strict=True):
-                for v, n in version_census(st, cmd, ops.versions).items():
-                    total[v] = total.get(v, 0) + n
-        return total
+        return fleet_census(shard_census(st, cmd, ops.versions) for st, ops in zip(self.states, self.ops, strict=True))
 
     def step(self) -> TickSummary:
         controls = self.planner.controls_for(self.tick)

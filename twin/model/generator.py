@@ -8,15 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     AREAS,
     N_AREA_CODES,
     SUPPLIERS,
+    Csp,
     DeviceModel,
     DeviceType,
     Fault,
     Flag,
-    Region,
     Smets,
     Status,
     Variant,
@@ -30,10 +30,10 @@ from twin.model.params import (
     NORTH_BASE_STATIONS,
     FleetShares,
 )
+from twin.model.reach import on_dcc
 from twin.model.rng import Purpose, block_rng
 from twin.model.state import COLUMNS, HubState
 
-U16_MAX = np.iinfo(np.uint16).max
 U32_MAX = np.iinfo(np.uint32).max
 
 
@@ -106,11 +106,11 @@ class FleetGenerator:
         # Cells: each area owns a contiguous id range sized by its premises.
         self.cell_base = np.zeros(N_AREA_CODES, dtype=np.int64)
         self.cell_count = np.ones(N_AREA_CODES, dtype=np.int64)
-        for region, total in ((Region.NORTH, NORTH_BASE_STATIONS), (Region.CENTRAL, CELL_SITES_PER_CS_REGION),
-                              (Region.SOUTH, CELL_SITES_PER_CS_REGION)):
+        for region, total in ((Csp.NORTH, NORTH_BASE_STATIONS), (Csp.CENTRAL, CELL_SITES_PER_CS_REGION),
+                              (Csp.SOUTH, CELL_SITES_PER_CS_REGION)):
             areas = [a for a in AREAS if a.region == region]
             weight = sum(AREA_PREMISES_M[a.id] for a in areas)
-            base = {Region.NORTH: 0, Region.CENTRAL: 10_000, Region.SOUTH: 20_000}[region]
+            base = {Csp.NORTH: 0, Csp.CENTRAL: 10_000, Csp.SOUTH: 20_000}[region]
             for a in areas:
                 n = max(1, round(total * AREA_PREMISES_M[a.id] / weight))
                 self.cell_base[a.id], self.cell_count[a.id] = base, n
@@ -137,8 +137,8 @@ class FleetGenerator:
         c = state.cols
 
         area = self.area_codes[_pick(u[0], self.area_weights)]
-        region = AREA_REGION[area]
-        north = region == Region.NORTH
+        region = AREA_CSP[area]
+        north = region == Csp.NORTH
         smets = _pick(u[1], self.smets_weights).astype(np.uint8)
         s2 = smets == Smets.SMETS2
 
@@ -209,7 +209,7 @@ class FleetGenerator:
         c["variant"][sl] = variant
         c["smets"][sl] = smets
         c["flags"][sl] = flags
-        fault = np.where((wan == WanTech.NONE) & (smets != Smets.SMETS1_NOT_ENROLLED), Fault.NO_COVERAGE, 0)
+        fault = np.where((wan == WanTech.NONE) & on_dcc(smets), Fault.NO_COVERAGE, 0)
         c["fault"][sl] = fault
         status = np.where(gas & (batt < sh.gsme_low_battery_pct * 100), Status.LOW_BATTERY, 0)
         c["status"][sl] = status

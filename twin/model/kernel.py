@@ -18,21 +18,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     FAULT_LABEL,
     N_ALERT_KINDS,
     N_AREA_CODES,
     N_CSP,
+    NO_CSP,
     AlertKind,
     Fault,
     Flag,
     MessageType,
-    Smets,
     Status,
 )
 from twin.model.config import FleetConfig
 from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.prepayment import count_prepay, prepay_pass
+from twin.model.reach import on_dcc, reachable_now, wan_up
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
 from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
@@ -45,8 +46,8 @@ _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
 # (area code) x (CSP) one-hot, so per-area integer counts sum exactly into per-CSP counts.
 _AREA_CSP = np.zeros((N_AREA_CODES, N_CSP), dtype=np.int64)
 for _area in range(N_AREA_CODES):
-    if AREA_REGION[_area]:
-        _AREA_CSP[_area, AREA_REGION[_area] - 1] = 1
+    if AREA_CSP[_area] != NO_CSP:
+        _AREA_CSP[_area, AREA_CSP[_area]] = 1
 _FAULT_BITS = tuple(FAULT_LABEL)
 _FAULT_VALUES = np.arange(256)
 
@@ -291,8 +292,8 @@ def power_alerts_due(state: HubState, config: FleetConfig, t0: int) -> tuple[np.
     a = np.flatnonzero(long & (ad1 >= t0) & (ad1 < t1))
     r = np.flatnonzero(long & (restore >= t0) & (restore < t1))
     # Only premises on the DCC send (a lookup for the few due, not for every stretch held).
-    a = a[state.cols["smets"][state.local(state.pw_hub[a])] != Smets.SMETS1_NOT_ENROLLED]
-    r = r[state.cols["smets"][state.local(state.pw_hub[r])] != Smets.SMETS1_NOT_ENROLLED]
+    a = a[on_dcc(state.cols["smets"][state.local(state.pw_hub[a])])]
+    r = r[on_dcc(state.cols["smets"][state.local(state.pw_hub[r])])]
     hub = np.concatenate([state.pw_hub[a], state.pw_hub[r]])
     kind = np.concatenate([np.full(a.size, AlertKind.POWER_OUTAGE, np.uint8),
                            np.full(r.size, AlertKind.POWER_RESTORED, np.uint8)])
@@ -325,9 +326,8 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, c
     sec = np.clip(time_s - t0, 0, TICK_SECONDS - 1)
     area = state.cols["area"][rows]
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
-    other_fault = state.cols["fault"][rows] & np.uint8(~Fault.POWER & 0xFF)
-    ok = (other_fault == 0) & up_area[area, state.cols["wan"][rows]]
-    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, kind[ok], sec[ok], state, rows[ok])
+    ok = wan_up(state.cols["fault"][rows], area, state.cols["wan"][rows], up_area, ignore=Fault.POWER)
+    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), kind[ok], sec[ok], state, rows[ok])
     s.alerts_undelivered += int((~ok).sum())
     if due.any():
         keep = ~due
@@ -374,9 +374,9 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
         return state.blocks(name)[:, lo:hi]
 
     area = view("area")
-    dcc = (area != 0) & (view("smets") != Smets.SMETS1_NOT_ENROLLED)
+    dcc = (area != 0) & on_dcc(view("smets"))
     fault = view("fault")
-    reach = dcc & (fault == 0) & up_area[area, view("wan")]
+    reach = dcc & reachable_now(smets=view("smets"), fault=fault, area=area, wan=view("wan"), up_area=up_area)
     dark = dcc & ~reach
     flags = view("flags")
     status = view("status")
@@ -384,7 +384,7 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
     gas_alive = has_gas & ((status & Status.GSME_DEAD) == 0)
     meters = 1 + gas_alive.astype(np.int64)
     daily = ((flags & Flag.ESME_DAILY) != 0).astype(np.int64) + ((flags & Flag.GSME_DAILY) != 0) * gas_alive
-    csp = AREA_REGION[area].astype(np.intp) - 1
+    csp = AREA_CSP[area].astype(np.intp)
     last = view("last_contact")
     gap = tick - last.astype(np.int64)
 

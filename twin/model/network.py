@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, N_REGION_CODES, N_WAN, Region, WanTech
+from twin.model.catalog import AREA_CSP, N_CSP, N_WAN, Csp, WanTech
 
 NEVER = np.iinfo(np.int64).max
 
@@ -25,7 +25,7 @@ class NetworkPlan:
         # times a second, and the plan changes only through switch_off.
         self._by_area: tuple[int, np.ndarray] | None = None
 
-    def switch_off(self, region: Region, wan: WanTech, tick: int, until: int | None = None) -> None:
+    def switch_off(self, region: Csp, wan: WanTech, tick: int, until: int | None = None) -> None:
         """Add an off window [tick, until) (until None: for good) for one network."""
         row = np.array([[int(region), int(wan), int(tick), NEVER if until is None else int(until)]], np.int64)
         if not (self.windows == row).all(axis=1).any():
@@ -38,8 +38,9 @@ class NetworkPlan:
         self._by_area = None
 
     def up(self, tick: int) -> np.ndarray:
-        """Boolean (region, wan) table for this tick."""
-        table = np.ones((N_REGION_CODES, N_WAN), dtype=bool)
+        """Boolean (CSP code, wan) table for this tick; its last row (catalog.NO_CSP, padding rows)
+        is always up."""
+        table = np.ones((N_CSP + 1, N_WAN), dtype=bool)
         w = self.windows
         cover = (w[:, 2] <= tick) & (tick < w[:, 3])
         table[w[cover, 0], w[cover, 1]] = False
@@ -50,18 +51,18 @@ class NetworkPlan:
         cached = self._by_area
         if cached is not None and cached[0] == tick:
             return cached[1]
-        table = self.up(tick)[AREA_REGION]
+        table = self.up(tick)[AREA_CSP]
         table.setflags(write=False)
         self._by_area = (tick, table)
         return table
 
-    def windows_of(self, region: Region) -> list[tuple[int, int, int]]:
+    def windows_of(self, region: Csp) -> list[tuple[int, int, int]]:
         """(technology, off from, back from or NEVER) of a region's windows, by start then technology."""
         w = self.windows[self.windows[:, 0] == int(region)]
         w = w[np.lexsort((w[:, 1], w[:, 2]))]
         return [(int(a), int(b), int(c)) for a, b, c in w[:, 1:]]
 
-    def off_since(self, region: Region, wan: WanTech, tick: int) -> int:
+    def off_since(self, region: Csp, wan: WanTech, tick: int) -> int:
         """If the network is off at `tick`, the tick it went off (the start of the union of windows
         covering it); else the start of its next window; NEVER if none."""
         w = self.windows[(self.windows[:, 0] == int(region)) & (self.windows[:, 1] == int(wan))]
@@ -86,17 +87,13 @@ class NetworkPlan:
     def from_array(cls, a: np.ndarray) -> NetworkPlan:
         p = cls()
         a = np.asarray(a, np.int64)
-        p.windows = _old_tables_to_windows(a[0], a[1]) if a.ndim == 3 else a.reshape(-1, 4).copy()
+        p.windows = a.reshape(-1, 4).copy()
         return p
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Plans pickled before the windows held one (off from, back from) pair per network.
-        if "off_from" in state:
-            state = {"windows": _old_tables_to_windows(state.pop("off_from"), state.pop("on_from")), **state}
-        self.__dict__.update(state)
-        self._by_area = None
+    def to_record(self) -> dict[str, Any]:
+        """Checkpoint data: the windows (the by-area table is a cache, rebuilt on demand)."""
+        return {"windows": self.windows}
 
-
-def _old_tables_to_windows(off_from: np.ndarray, on_from: np.ndarray) -> np.ndarray:
-    r, w = np.nonzero(off_from != NEVER)
-    return np.stack([r, w, off_from[r, w], on_from[r, w]], axis=1).astype(np.int64).reshape(-1, 4)
+    @classmethod
+    def from_record(cls, fields: dict[str, Any], context: Any = None) -> NetworkPlan:
+        return cls.from_array(fields["windows"])

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, AlertKind, Flag, Smets, Status
+from twin.model.catalog import AREA_CSP, AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import PREPAY_NO_ACTION, HubState
 from twin.model.summary import TickSummary
@@ -252,8 +253,8 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     if changed.size:
         state.change(rows[changed], status=new_status[changed])
 
-    for idx, kind, sec in alerts:
-        _send(state, s, rows[idx], kind, sec, up_area, count_alerts)
+    for idx, alert_kind, sec in alerts:
+        _send(state, s, rows[idx], alert_kind, sec, up_area, count_alerts)
 
     # Each customer's next action: kept while its reason holds; a new wait after a top-up that left
     # the trigger holding, and the wait to enable a newly armed supply, start at the next tick.
@@ -262,7 +263,7 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     keep = (act > tick) & (act != PREPAY_NO_ACTION) & ((armed & armed_before) | waiting)
     new_act = np.where(keep, act, PREPAY_NO_ACTION).astype(np.int32)
     again = np.flatnonzero(waiting & ~keep)
-    if again.size:
+    if again.size and habit is not None:  # a customer waits only under a top-up habit
         new_act[again] = _geometric_tick(state.seed, Purpose.PREPAY_TOPUP, hubs[again], tick + 1,
                                          p_topup[habit[again]], 0)
     start_arm = np.flatnonzero(armed & ~keep & ((new_status & Status.SUPPLY_OFF) == 0))
@@ -309,10 +310,10 @@ def _send(state: HubState, s: TickSummary, rows: np.ndarray, kind: int, sec: np.
     """Alerts from DCC meters leave through a reachable hub; the rest are counted undelivered. A
     SMETS1 meter not enrolled reports to its supplier's own system, not the DCC."""
     c = state.cols
-    dcc = c["smets"][rows] != Smets.SMETS1_NOT_ENROLLED
+    dcc = on_dcc(c["smets"][rows])
     area = c["area"][rows]
-    ok = dcc & (c["fault"][rows] == 0) & up_area[area, c["wan"][rows]]
-    count_alerts(s, AREA_REGION[area[ok]].astype(np.intp) - 1, np.full(int(ok.sum()), kind, np.intp), sec[ok],
+    ok = reachable(state, rows, up_area)
+    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), np.full(int(ok.sum()), kind, np.intp), sec[ok],
                  state, rows[ok])
     s.alerts_undelivered += int((dcc & ~ok).sum())
 

@@ -13,14 +13,16 @@ import numpy as np
 
 from twin.model.catalog import (
     AREA_BY_ID,
-    AREA_REGION,
+    AREA_CSP,
     FAULT_LABEL,
+    N_CSP,
     N_WAN,
+    NO_CSP,
     SUPPLIERS,
     WAN_LABEL,
+    Csp,
     DeviceType,
     Flag,
-    Region,
     Smets,
     Status,
     Variant,
@@ -33,6 +35,7 @@ from twin.model.ids import eui64
 from twin.model.metering import kwh_between, register_kwh
 from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.prepayment import balance_pence
+from twin.model.reach import on_dcc, reachable
 from twin.model.state import HubState
 
 
@@ -51,7 +54,7 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
 
 
 # The CSP region of each DNO area, as the API names it ("North", "Central", "South").
-REGION_OF_AREA = {a.id: Region(a.region).name.title() for a in AREA_BY_ID.values()}
+REGION_OF_AREA = {a.id: Csp(a.region).name.title() for a in AREA_BY_ID.values()}
 
 
 def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
@@ -62,11 +65,11 @@ def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
         raise KeyError(hub)
     r = hub - state.offset
     c = state.cols
-    area, fault = int(c["area"][r]), int(c["fault"][r])
-    dcc = int(c["smets"][r]) != Smets.SMETS1_NOT_ENROLLED
+    area = int(c["area"][r])
+    dcc = bool(on_dcc(c["smets"][r]))
     return {"area_id": area, "region": REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
             "gas_supplier_code": int(c["gas_supplier"][r]), "has_gas": bool(int(c["flags"][r]) & Flag.HAS_GAS),
-            "dcc_connected": dcc, "reachable": dcc and fault == 0 and bool(up_area[area, int(c["wan"][r])])}
+            "dcc_connected": dcc, "reachable": bool(reachable(state, r, up_area))}
 
 
 def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int,
@@ -79,9 +82,8 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     c = {k: int(v[r]) for k, v in state.cols.items()}
     area = AREA_BY_ID[c["area"]]
     flags, fault, status = c["flags"], c["fault"], c["status"]
-    dcc = c["smets"] != Smets.SMETS1_NOT_ENROLLED
-    net_up = bool(up_area[c["area"], c["wan"]])
-    reachable = dcc and fault == 0 and net_up
+    dcc = bool(on_dcc(np.asarray(c["smets"])))
+    reach = bool(reachable(state, r, up_area))
     sd = config.start
     doy = sd.timetuple().tm_yday - 1
     elapsed = max(tick + 1, 0)
@@ -90,7 +92,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
     days = (config.start_tick_of_day + elapsed) / HALF_HOURS_PER_DAY
     battery = c["gsme_battery"] - 10_000 / (sh.gsme_battery_life_years * 365.25) * days
     reasons = [label for bit, label in FAULT_LABEL.items() if fault & bit]
-    if dcc and fault == 0 and not net_up:
+    if dcc and fault == 0 and not reach:
         reasons.append("network switched off")
     meters = [_device(DeviceType.ESME, c["esme_model"], c["esme_fw"], hub, config.seed, versions)]
     if has_gas:
@@ -112,7 +114,7 @@ def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: i
         "alt_han": bool(flags & Flag.ALT_HAN),
         "cell": c["cell"],
         "dcc_connected": dcc,
-        "reachable": reachable,
+        "reachable": reach,
         "dark_reasons": reasons if dcc else [],
         "last_contact_tick": c["last_contact"],
         "hh_days_lost": c["lost_days"],
@@ -169,9 +171,8 @@ def _col_key(name: str, labeler, size: int):
 def _reach_key(up_area: np.ndarray):
     def key(st: HubState, sl: slice) -> np.ndarray:
         c = st.cols
-        dcc = c["smets"][sl] != Smets.SMETS1_NOT_ENROLLED
-        ok = dcc & (c["fault"][sl] == 0) & up_area[c["area"][sl], c["wan"][sl]]
-        return np.where(dcc, np.where(ok, 0, 1), 2)
+        dcc = on_dcc(c["smets"][sl])
+        return np.where(dcc, np.where(reachable(st, sl, up_area), 0, 1), 2)
 
     return key, lambda k: ("reachable", "dark", "not on DCC")[k], 3
 
@@ -195,8 +196,8 @@ def credit_state_codes(flags: np.ndarray, status: np.ndarray) -> np.ndarray:
 def _key_fn(name: str, up_area: np.ndarray, versions: VersionTable):
     if name == "region":
         def key(st: HubState, sl: slice) -> np.ndarray:
-            return AREA_REGION[st.cols["area"][sl]].astype(np.int64)
-        return key, lambda k: Region(k).name.title(), 4
+            return AREA_CSP[st.cols["area"][sl]].astype(np.int64)
+        return key, lambda k: Csp(k).name.title() if k != NO_CSP else "none", N_CSP + 1
     if name == "area":
         return _col_key("area", lambda k: AREA_BY_ID[k].name if k in AREA_BY_ID else "none", 24)
     if name == "cell":
@@ -291,7 +292,7 @@ FILTER_KEYS = ("region", "area", "wan", "variant", "smets", "supplier", "reachab
 
 
 def parse_filter(text: str) -> dict[str, Any]:
-    """'region=South AND wan=3G' -> {"region": 3, "wan": 3}; ValueError naming the bad term."""
+    """'region=South AND wan=3G' -> {"region": 2, "wan": 3} (Csp and WanTech codes); ValueError naming the bad term."""
     from twin.model.catalog import AREAS, region_by_name, supplier_code
 
     out: dict[str, Any] = {}
@@ -364,14 +365,13 @@ def match_hubs(state: HubState, up_area: np.ndarray, filters: dict[str, Any], st
             if key in filters:
                 m &= c[col][sl] == filters[key]
         if "region" in filters:
-            m &= AREA_REGION[c["area"][sl]] == filters["region"]
+            m &= AREA_CSP[c["area"][sl]] == filters["region"]
         if "payment" in filters:
             m &= ((c["flags"][sl] & Flag.PREPAY) != 0) == filters["payment"]
         if "credit_state" in filters:
             m &= credit_state_codes(c["flags"][sl], c["status"][sl]) == filters["credit_state"]
         if "reachable" in filters:
-            ok = (c["smets"][sl] != Smets.SMETS1_NOT_ENROLLED) & (c["fault"][sl] == 0) & up_area[c["area"][sl], c["wan"][sl]]
-            m &= ok == filters["reachable"]
+            m &= reachable(state, sl, up_area) == filters["reachable"]
         found = np.flatnonzero(m)[: limit - len(out)]
         out.extend((found + lo + state.offset).tolist())
         lo = (found[-1] + lo + 1) if len(out) >= limit else hi

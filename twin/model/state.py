@@ -10,24 +10,25 @@ the group counters (hubs and meters reachable per area x technology) exact witho
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
     N_AREA_CODES,
     N_WAN,
     Flag,
-    Smets,
     Status,
 )
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.reach import on_dcc
+from twin.model.records import RecordFormatError, pack, unpack
 
-STATE_MAGIC = b"TWINSTATE2\n"
+# A shard's hub state as checkpoint data (twin.model.records); bump the version when the layout
+# (COLUMNS, the sparse arrays) changes meaning: older files are then refused, never patched.
+STATE_FORMAT = "twin.hub-state"
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,6 @@ COLUMNS: tuple[Column, ...] = (
            "supply is disabled for credit (Status.CREDIT_OFF), the balance itself (nothing is spent)"),
     Column("tariff_dp", "u2", "import unit rate, 0.1 p/kWh (SR 1.1.1 updates it)"),
 )
-COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 BYTES_PER_HUB = sum(c.nbytes for c in COLUMNS)
 assert BYTES_PER_HUB <= 64, BYTES_PER_HUB
 
@@ -174,7 +174,7 @@ class HubState:
         key = area * N_WAN + self.cols["wan"][rows]
         smets = self.cols["smets"][rows]
         real = area != 0
-        dcc = real & (smets != Smets.SMETS1_NOT_ENROLLED)
+        dcc = real & on_dcc(smets)
         ok = dcc & (self.cols["fault"][rows] == 0)
         gas = ((self.cols["flags"][rows] & Flag.HAS_GAS) != 0) & ((self.cols["status"][rows] & Status.GSME_DEAD) == 0)
         size = N_AREA_CODES * N_WAN
@@ -304,99 +304,48 @@ class HubState:
     _SPARSE = ("inc_hub", "inc_bit", "inc_end_s", "alert_hub", "alert_kind", "alert_time_s",
                "slot_at_risk", "slot_dark_age", *PW_ARRAYS, "prepay_act")
 
-    def to_chunks(self) -> list[bytes | memoryview]:
-        """The state as a short header and then each array's own memory, uncopied: a checkpoint
-        hashes and writes these in turn, never building the whole state as one more buffer."""
+    def record(self) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+        """The state as checkpoint data: (meta, [(name, array)]), the arrays the state's own
+        memory (columns as `col_<name>`, then the sparse timers); derived indexes are not kept."""
+        meta = {"seed": self.seed, "block_size": self.block_size, "first_block": self.first_block,
+                "n_blocks": self.n_blocks, "n_hubs_fleet": self.n_hubs_fleet, "last_tick": self.last_tick}
         arrays = [(f"col_{k}", v) for k, v in self.cols.items()] + [(k, getattr(self, k)) for k in self._SPARSE]
-        arrays = [(k, np.ascontiguousarray(v)) for k, v in arrays]
-        header = json.dumps({
-            "meta": [self.seed, self.block_size, self.first_block, self.n_blocks, self.n_hubs_fleet, self.last_tick],
-            "arrays": [[k, v.dtype.str, list(v.shape)] for k, v in arrays],
-        }).encode()
-        return [STATE_MAGIC, len(header).to_bytes(8, "little"), header,
-                *(memoryview(v).cast("B") for _, v in arrays)]
+        return meta, arrays
+
+    @classmethod
+    def from_record(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> HubState:
+        """The inverse of `record` (arrays are copied); RecordFormatError if an array is missing or
+        has another dtype or shape than this layout."""
+        st = cls(seed=meta["seed"], block_size=meta["block_size"], first_block=meta["first_block"],
+                 n_blocks=meta["n_blocks"], n_hubs_fleet=meta["n_hubs_fleet"])
+        want = [(f"col_{k}", v) for k, v in st.cols.items()] + [(k, getattr(st, k)) for k in cls._SPARSE]
+        for name, like in want:
+            arr = arrays.get(name)
+            if arr is None or arr.dtype != like.dtype or arr.ndim != like.ndim or ((
+                    name.startswith("col_") or name.startswith("slot_")) and arr.shape != like.shape):
+                raise RecordFormatError(f"hub state array {name!r} missing or not {like.dtype}{list(like.shape)}")
+            if name.startswith("col_"):
+                st.cols[name[4:]][:] = arr
+            else:
+                setattr(st, name, arr.copy())
+        st.last_tick = meta["last_tick"]
+        st.recount()
+        st.build_index()
+        return st
+
+    def to_chunks(self) -> list[bytes | memoryview]:
+        """The state as one versioned record (twin.model.records), each array's own memory
+        uncopied: a checkpoint hashes and writes these in turn, never joining them."""
+        meta, arrays = self.record()
+        return pack(STATE_FORMAT, STATE_VERSION, meta, arrays)
 
     def to_bytes(self) -> bytes:
         return b"".join(self.to_chunks())
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> HubState:
-        mv = memoryview(data)
-        if bytes(mv[: len(STATE_MAGIC)]) != STATE_MAGIC:
-            return cls._from_npz(bytes(mv))  # written before the chunked format
-        at = len(STATE_MAGIC)
-        n = int.from_bytes(mv[at : at + 8], "little")
-        header = json.loads(bytes(mv[at + 8 : at + 8 + n]))
-        at += 8 + n
-        seed, bs, first, nb, fleet, last_tick = header["meta"]
-        st = cls(seed=seed, block_size=bs, first_block=first, n_blocks=nb, n_hubs_fleet=fleet)
-        for name, dt, shape in header["arrays"]:
-            dtype = np.dtype(dt)
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            arr = np.frombuffer(mv[at : at + size], dtype=dtype).reshape(shape)
-            at += size
-            if name.startswith("col_"):
-                st.cols[name[4:]][:] = arr
-            else:
-                setattr(st, name, arr.copy())
-        st.last_tick = last_tick
-        st._migrate_power()
-        st.recount()
-        st.build_index()
-        return st
+        """The state `to_bytes` wrote; RecordFormatError for anything else (another format, an
+        unknown version, a damaged buffer)."""
+        meta, arrays = unpack(data, STATE_FORMAT, (STATE_VERSION,))
+        return cls.from_record(meta, arrays)
 
-    def _migrate_power(self) -> None:
-        """A state saved before unpowered stretches held its power cuts as incidents with their
-        alerts queued: turn each into a stretch that gives the same alerts (a queued AD1 fixes its
-        start; without one, the AD1 went before the save, or the cut was too short for alerts)."""
-        from twin.model.catalog import AlertKind, Fault
-
-        power = self.inc_bit == Fault.POWER
-        if not power.any():
-            return
-        hub, until = self.inc_hub[power], self.inc_end_s[power]
-        queued = np.isin(self.alert_kind, (AlertKind.POWER_OUTAGE, AlertKind.POWER_RESTORED))
-
-        def queued_time(kind: int) -> np.ndarray:
-            t = np.full(hub.size, -1, np.int64)
-            q = np.flatnonzero(queued & (self.alert_kind == kind))
-            pos = np.searchsorted(hub, self.alert_hub[q], sorter=np.argsort(hub))
-            idx = np.argsort(hub)[np.minimum(pos, hub.size - 1)]
-            found = hub[idx] == self.alert_hub[q]
-            t[idx[found]] = self.alert_time_s[q[found]]
-            return t
-
-        ad1, restore = queued_time(AlertKind.POWER_OUTAGE), queued_time(AlertKind.POWER_RESTORED)
-        long = restore >= 0
-        # 180 s: the AD1 rule of the saved run's parameters (IncidentParams.outage_alert_after_s).
-        since = np.where(long, np.where(ad1 >= 0, ad1 - 180, -(2**40)), until - 1)
-        self.pw_hub = np.concatenate([self.pw_hub, hub])
-        self.pw_since_s = np.concatenate([self.pw_since_s, since])
-        self.pw_until_s = np.concatenate([self.pw_until_s, until])
-        self.pw_backoff_s = np.concatenate([self.pw_backoff_s, np.zeros(hub.size, np.int64)])
-        self.pw_restore_backoff_s = np.concatenate([self.pw_restore_backoff_s, np.maximum(restore - until, 0)])
-        keep = ~power
-        self.inc_hub, self.inc_bit, self.inc_end_s = self.inc_hub[keep], self.inc_bit[keep], self.inc_end_s[keep]
-        keep = ~queued
-        self.alert_hub, self.alert_kind, self.alert_time_s = (
-            self.alert_hub[keep], self.alert_kind[keep], self.alert_time_s[keep])
-
-    @classmethod
-    def _from_npz(cls, data: bytes) -> HubState:
-        with np.load(io.BytesIO(data)) as z:
-            seed, bs, first, nb, fleet, last_tick = (int(x) for x in z["meta"])
-            st = cls(seed=seed, block_size=bs, first_block=first, n_blocks=nb, n_hubs_fleet=fleet)
-            for c in COLUMNS:
-                st.cols[c.name][:] = z[f"col_{c.name}"]
-            for k in cls._SPARSE:
-                if k in z:  # the unpowered stretches came later (see _migrate_power), and prepay_act
-                    setattr(st, k, z[k].copy())
-            st.last_tick = last_tick
-        st._migrate_power()
-        st.recount()
-        st.build_index()
-        return st
-
-    # -- derived -------------------------------------------------------------------------
-    def region_of(self, rows: np.ndarray | slice) -> np.ndarray:
-        return AREA_REGION[self.cols["area"][rows]]

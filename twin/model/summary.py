@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     AREAS,
     FAULT_LABEL,
     N_ALERT_KINDS,
@@ -103,7 +103,7 @@ class TickSummary:
 
     def area_rows(self) -> list[dict[str, Any]]:
         """One row per DNO area: hubs, reachable, dark, meters and alerts."""
-        return [{"area_id": a.id, "area": a.name, "csp": Csp(AREA_REGION[a.id] - 1).name.title(),
+        return [{"area_id": a.id, "area": a.name, "csp": Csp(AREA_CSP[a.id]).name.title(),
                  "hubs": int(self.area_dcc_hubs[a.id] + self.area_off_dcc_hubs[a.id]),
                  "dcc_hubs": int(self.area_dcc_hubs[a.id]), "reachable_hubs": int(self.area_reachable[a.id]),
                  "dark_hubs": int(self.area_dcc_hubs[a.id] - self.area_reachable[a.id]),

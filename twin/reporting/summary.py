@@ -65,6 +65,25 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
     }
 
 
+# The alert rows of the run summary: each kind's short label sits beside the kind itself, so a
+# row's title names exactly the counts it prints (every AlertKind in one row, once).
+ALERT_ROWS: tuple[tuple[tuple[AlertKind, str], ...], ...] = (
+    ((AlertKind.POWER_OUTAGE, "outage"), (AlertKind.POWER_RESTORED, "restored"),
+     (AlertKind.LOW_BATTERY, "low battery")),
+    ((AlertKind.FIRMWARE_TRANSFER_OK, "firmware transfer ok"), (AlertKind.FIRMWARE_TRANSFER_FAIL, "failed"),
+     (AlertKind.FIRMWARE_ACTIVATED, "activated")),
+    ((AlertKind.EMERGENCY_CREDIT_ACTIVATED, "emergency credit"), (AlertKind.CREDIT_BELOW_DISABLEMENT, "disabled"),
+     (AlertKind.SUPPLY_ARMED, "armed")),
+)
+
+
+def alert_rows(alerts: dict[str, int]) -> list[tuple[str, str]]:
+    """(label, figures) per summary row, e.g. ("alerts (outage / restored / low battery)",
+    "12 / 10 / 3"), from a run summary's alert counts by AlertKind name."""
+    return [(f"alerts ({' / '.join(label for _, label in row)})",
+             " / ".join(f"{alerts[kind.name]:,}" for kind, _ in row)) for row in ALERT_ROWS]
+
+
 def _age_labels() -> list[str]:
     edges = DARK_AGE_EDGES_DAYS
     return [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in itertools.pairwise(edges)] + [f">={edges[-1]}"]
@@ -84,13 +103,8 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
     t.add_row("messages", f"{r['messages_total']:,}")
     t.add_row("messages per meter per month", f"{r['messages_per_reachable_meter_month']:.1f}")
     t.add_row("daily-read share", f"{r['daily_read_share']:.1%}")
-    t.add_row("alerts (outage / restored / low battery)",
-              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind if k <= AlertKind.LOW_BATTERY))
-    t.add_row("alerts (firmware transfer ok / failed / activated)",
-              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind
-                         if AlertKind.FIRMWARE_TRANSFER_OK <= k <= AlertKind.FIRMWARE_ACTIVATED))
-    t.add_row("alerts (emergency credit / disabled / armed)",
-              " / ".join(f"{r['alerts'][k.name]:,}" for k in AlertKind if k >= AlertKind.EMERGENCY_CREDIT_ACTIVATED))
+    for label, figures in alert_rows(r["alerts"]):
+        t.add_row(label, figures)
     t.add_row("peak alerts per second", f"{r['peak_alerts_per_s']:,}")
     t.add_row("reachable hubs", f"{sum(r['reachable_hubs'].values()):,}")
     t.add_row("dark hubs", f"{sum(r['dark_hubs'].values()):,}")

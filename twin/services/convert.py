@@ -21,7 +21,6 @@ from twin.model.catalog import (
     Csp,
     DeviceType,
     MessageType,
-    Region,
     WanTech,
     models_of,
 )
@@ -36,8 +35,8 @@ from twin.util.grammar import GrammarError, shown
 CSP_NAMES = [c.name.title() for c in Csp]
 
 def region_name(code: int) -> str:
-    """A Region code (1..3) -> the API's region name: 'North', 'Central' or 'South'."""
-    return Region(int(code)).name.title()
+    """A CSP region code (catalog.Csp, 0..2) -> the API's region name: 'North', 'Central' or 'South'."""
+    return Csp(int(code)).name.title()
 
 
 def _supplier_name(code: int) -> str:

@@ -7,7 +7,7 @@ import asyncio
 
 from twin.engine.interface import FleetEngine
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
-from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, Region, WanTech, region_by_name
+from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, WanTech, region_by_name
 from twin.model.network import NEVER
 from twin.services.convert import hub_index, ts
 from twin.services.errors import invalid, not_found
@@ -16,7 +16,7 @@ from twin.services.pagination import next_page_token, page_of, slice_page
 AREA_ID_BY_NAME = {a.name: a.id for a in AREAS}
 
 
-def _region(name: str, field: str = "name") -> Region:
+def _region(name: str, field: str = "name") -> Csp:
     try:
         return region_by_name(name.strip().removeprefix("regions/"))
     except ValueError:
@@ -30,7 +30,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
 
     async def GetNetworkState(self, request, context):
         region = _region(request.name)
-        i = region - 1
+        i = int(region)
         plan = self.sup.network_view()
         tick = self.sup.tick
         up = plan.up(tick)
@@ -64,7 +64,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
 
     async def ListBaseStations(self, request, context):
         region = _region(request.parent, "parent")
-        if region != Region.NORTH:
+        if region != Csp.NORTH:
             raise invalid("parent", "base stations belong to the North's long-range radio network (regions/north)")
         asked = page_of(request, default_size=100, max_size=2000)
         cells = await self._base_stations()
@@ -96,7 +96,7 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
             raise invalid("ticks", "must not be negative")
         n = min(request.ticks or 48, 2000)
         recent = list(self.sup.history)[-n:]
-        i = region - 1
+        i = int(region)
         return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=[
             csp_pb2.TickLoad(tick=s.tick, messages={m.name: int(s.messages[i, m]) for m in MessageType},
                              peak_alerts_per_s=s.peak_alerts_per_s) for s in recent])

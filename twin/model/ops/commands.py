@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -14,9 +14,9 @@ from twin.model.catalog import (
     AREA_BY_ID,
     AREAS,
     SUPPLIERS,
+    Csp,
     DeviceModel,
     DeviceType,
-    Region,
     WanTech,
     models_of,
     region_by_name,
@@ -24,7 +24,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.ops.progress import OperationAction
-from twin.model.params import TICK_SECONDS
+from twin.model.params import TICK_SECONDS, EventParams
 from twin.model.timeutil import format_instant, parse_instant
 from twin.util.grammar import GrammarError, name_key, shown
 
@@ -73,7 +73,7 @@ def _key(value: Any, name: str) -> str:
         raise TwinInputError(name, str(e).removeprefix(f"{name}: ")) from None
 
 
-def _region(value: Any, name: str) -> Region:
+def _region(value: Any, name: str) -> Csp:
     try:
         return region_by_name(str(value))
     except ValueError as e:
@@ -131,7 +131,6 @@ class Command:
     """Base: `kind` names the event type; `at` is the tick it applies at (resolved on parse)."""
 
     kind: ClassVar[str] = ""
-    spans_ticks: ClassVar[bool] = True  # tracked as a long-running Operation
     at: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,12 +139,12 @@ class Command:
         return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FirmwareRollout(Command):
     kind: ClassVar[str] = "firmware_rollout"
-    device_type: int = int(DeviceType.ESME)
-    model_code: int = 1
-    target_version: str = ""
+    device_type: int
+    model_code: int
+    target_version: str
     from_versions: tuple[str, ...] = ()
     regions: tuple[int, ...] = ()
     suppliers: tuple[int, ...] = ()
@@ -153,7 +152,7 @@ class FirmwareRollout(Command):
     halt_failure_rate: float = 0.05
     min_wave_sample: int = 200
     concurrency_per_csp: int = 50_000
-    image_size_kb: float = 400.0
+    image_size_kb: float = EventParams.image_size_kb  # parsing takes the run's events.image_size_kb
     failure_prob: float | None = None
     brick_prob: float | None = None
     allow_downgrade: bool = False
@@ -167,92 +166,91 @@ class FirmwareRollout(Command):
         return models_of(DeviceType(self.device_type))[self.model_code - 1].label
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SupplierSwitch(Command):
     kind: ClassVar[str] = "supplier_switch"
-    hub: int = 0
+    hub: int
     fuel: str = "dual"  # electricity | gas | dual
-    to_supplier: int = 1
+    to_supplier: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChurnCampaign(Command):
     kind: ClassVar[str] = "churn_campaign"
-    switches_per_month: int = 0
+    switches_per_month: int
     days: float = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SupplierFailure(Command):
     kind: ClassVar[str] = "supplier_failure"
-    supplier: int = 1
-    solr: int = 2
+    supplier: int
+    solr: int
     daily_cap: int = 100_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkSwitchOff(Command):
     kind: ClassVar[str] = "network_switch_off"
-    spans_ticks: ClassVar[bool] = False
-    region: int = int(Region.CENTRAL)
-    technology: int = int(WanTech.G3)
+    region: int
+    technology: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SwapProgramme(Command):
     """4G comms hub swaps in a region, a daily install capacity, the doomed network first."""
 
     kind: ClassVar[str] = "swap_programme"
-    region: int = int(Region.CENTRAL)
-    installs_per_day: int = 10_000
-    prioritise: int = int(WanTech.G3)  # WanTech code, or 0 for none
+    region: int
+    installs_per_day: int
+    prioritise: int = 0  # WanTech code of the network to visit first; 0: none
     days: float = 365.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class VwanFallback(Command):
     """Eligible premises whose WAN is gone (switched off, or never there) move to VWAN."""
 
     kind: ClassVar[str] = "vwan_fallback"
-    region: int = int(Region.CENTRAL)
+    region: int
     onboard_per_day: int = 5_000
     days: float = 365.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PowerOutage(Command):
     kind: ClassVar[str] = "power_outage"
-    area: int = 10
+    area: int
     fraction: float = 1.0
-    duration_min: float = 120.0
+    duration_min: float
     onset_spread_s: int = 60
     restore_spread_min: float = 0.0
     alert_backoff_s: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BaseStationFailure(Command):
     kind: ClassVar[str] = "base_station_failure"
-    cells: tuple[int, ...] = ()
-    duration_min: float = 240.0
+    cells: tuple[int, ...]
+    duration_min: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CspIncident(Command):
     kind: ClassVar[str] = "csp_incident"
-    region: int = int(Region.NORTH)
-    duration_min: float = 60.0
+    region: int
+    duration_min: float
     include_4g: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceRequestCommand(Command):
     """A device-changing DUIS Service Request from a DCC User, applied when the hub is reachable
     (within `deadline_days`, else it fails). Reads never need one: they change nothing."""
 
     kind: ClassVar[str] = "service_request"
-    srv: str = ""
-    hub: int = 0
+    srv: str
+    hub: int
     user_id: str = ""
     request_id: str = ""
     params: tuple[tuple[str, Any], ...] = ()
@@ -262,12 +260,11 @@ class ServiceRequestCommand(Command):
         return dict(self.params).get(name, default)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OperationControl(Command):
     kind: ClassVar[str] = "operation_control"
-    spans_ticks: ClassVar[bool] = False
-    operation: str = ""
-    action: str = "pause"  # pause | resume | cancel
+    operation: str
+    action: str  # pause | resume | cancel | activate
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -281,6 +278,19 @@ def _known(d: dict[str, Any], allowed: set[str], kind: str) -> None:
     unknown = set(d) - allowed - {"type", "at"}
     if unknown:
         raise TwinInputError(sorted(unknown)[0], f"not a field of {kind}; fields are {', '.join(sorted(allowed))}")
+
+
+def _opt(d: dict[str, Any], cls: type[Command], name: str) -> Any:
+    """`d[name]`, or, if the event leaves it out, the command field's own default: every default
+    is written once, on the dataclass."""
+    return d[name] if name in d else _default(cls, name)
+
+
+def _default(cls: type[Command], name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    if f.default is MISSING:
+        raise TypeError(f"{cls.__name__}.{name} is required: it has no default")
+    return f.default
 
 
 def _require(d: dict[str, Any], name: str) -> Any:
@@ -329,10 +339,10 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         raise TwinInputError("from_versions", "names a version twice")
     if m.version_key(target) in keys:
         raise TwinInputError("target_version", f"{target} is one of the versions being replaced (from_versions)")
-    allow_downgrade = d.get("allow_downgrade", False)
+    allow_downgrade = _opt(d, FirmwareRollout, "allow_downgrade")
     if not isinstance(allow_downgrade, bool):
         raise TwinInputError("allow_downgrade", f"expected true or false, got {allow_downgrade!r}")
-    waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in d.get("waves", FirmwareRollout.waves))
+    waves = tuple(_number(w, "waves", lo=0.0, hi=1.0) for w in _opt(d, FirmwareRollout, "waves"))
     if not waves or any(b <= a for a, b in itertools.pairwise(waves)) or waves[-1] != 1.0 or waves[0] <= 0:
         raise TwinInputError("waves", "must be increasing cumulative shares in (0, 1] ending at 1, e.g. [0.01, 0.1, 1]")
     ev = config.params.events
@@ -341,18 +351,18 @@ def _p_rollout(d, at, config, allowed, n_hubs) -> FirmwareRollout:
         regions=_regions(d.get("regions"), "regions"),
         suppliers=tuple(sorted({_supplier(s, "suppliers") for s in d.get("suppliers") or ()})),
         waves=waves,
-        halt_failure_rate=_number(d.get("halt_failure_rate", 0.05), "halt_failure_rate", lo=0.0, hi=1.0),
-        min_wave_sample=_number(d.get("min_wave_sample", 200), "min_wave_sample", lo=1, integer=True),
-        concurrency_per_csp=_number(d.get("concurrency_per_csp", 50_000), "concurrency_per_csp", lo=1,
+        halt_failure_rate=_number(_opt(d, FirmwareRollout, "halt_failure_rate"), "halt_failure_rate", lo=0.0, hi=1.0),
+        min_wave_sample=_number(_opt(d, FirmwareRollout, "min_wave_sample"), "min_wave_sample", lo=1, integer=True),
+        concurrency_per_csp=_number(_opt(d, FirmwareRollout, "concurrency_per_csp"), "concurrency_per_csp", lo=1,
                                     integer=True),
         image_size_kb=_number(d.get("image_size_kb", ev.image_size_kb), "image_size_kb", lo=1, hi=4096),
         failure_prob=None if d.get("failure_prob") is None else _number(d["failure_prob"], "failure_prob",
                                                                           lo=0.0, hi=1.0),
         brick_prob=None if d.get("brick_prob") is None else _number(d["brick_prob"], "brick_prob", lo=0.0, hi=1.0),
         allow_downgrade=allow_downgrade,
-        max_days=_number(d.get("max_days", 28.0), "max_days", lo=0.1, hi=3650),
+        max_days=_number(_opt(d, FirmwareRollout, "max_days"), "max_days", lo=0.1, hi=3650),
         hubs=tuple(sorted({_hub_index(h, config, n_hubs, "hubs") for h in d.get("hubs") or ()})),
-        hold_activation=bool(d.get("hold_activation", False)),
+        hold_activation=bool(_opt(d, FirmwareRollout, "hold_activation")),
     )
 
 
@@ -398,7 +408,7 @@ def _hub_index(value: Any, config: FleetConfig, n_hubs: int, name: str = "hub") 
 
 def _p_switch(d, at, config, allowed, n_hubs) -> SupplierSwitch:
     _known(d, allowed, "supplier_switch")
-    fuel = _key(d.get("fuel", "dual"), "fuel")
+    fuel = _key(_opt(d, SupplierSwitch, "fuel"), "fuel")
     if fuel not in ("electricity", "gas", "dual"):
         raise TwinInputError("fuel", f"expected electricity, gas or dual, got {shown(d.get('fuel'))}")
     return SupplierSwitch(at=at, hub=_hub_index(_require(d, "hub"), config, n_hubs), fuel=fuel,
@@ -409,7 +419,7 @@ def _p_churn(d, at, config, allowed, n_hubs) -> ChurnCampaign:
     _known(d, allowed, "churn_campaign")
     return ChurnCampaign(at=at, switches_per_month=_number(_require(d, "switches_per_month"), "switches_per_month",
                                                            lo=1, integer=True),
-                         days=_number(d.get("days", 30.0), "days", lo=0.1, hi=3650))
+                         days=_number(_opt(d, ChurnCampaign, "days"), "days", lo=0.1, hi=3650))
 
 
 def _p_failure(d, at, config, allowed, n_hubs) -> SupplierFailure:
@@ -419,7 +429,7 @@ def _p_failure(d, at, config, allowed, n_hubs) -> SupplierFailure:
     if failed == solr:
         raise TwinInputError("solr", "the Supplier of Last Resort must differ from the failed supplier")
     return SupplierFailure(at=at, supplier=failed, solr=solr,
-                           daily_cap=_number(d.get("daily_cap", 100_000), "daily_cap", lo=1, integer=True))
+                           daily_cap=_number(_opt(d, SupplierFailure, "daily_cap"), "daily_cap", lo=1, integer=True))
 
 
 def _p_switch_off(d, at, config, allowed, n_hubs) -> NetworkSwitchOff:
@@ -431,33 +441,32 @@ def _p_switch_off(d, at, config, allowed, n_hubs) -> NetworkSwitchOff:
 def _p_swap(d, at, config, allowed, n_hubs) -> SwapProgramme:
     _known(d, allowed, "swap_programme")
     region = _region(_require(d, "region"), "region")
-    if region == Region.NORTH:
-        pass  # out-of-region 2G hubs in the North can be swapped too
     prio = d.get("prioritise")
     return SwapProgramme(at=at, region=int(region),
                          installs_per_day=_number(_require(d, "installs_per_day"), "installs_per_day", lo=1,
                                                   integer=True),
-                         prioritise=0 if prio in (None, "none") else _cellular(prio, "prioritise"),
-                         days=_number(d.get("days", 365.0), "days", lo=0.1, hi=3650))
+                         prioritise=_default(SwapProgramme, "prioritise") if prio in (None, "none")
+                         else _cellular(prio, "prioritise"),
+                         days=_number(_opt(d, SwapProgramme, "days"), "days", lo=0.1, hi=3650))
 
 
 def _p_vwan(d, at, config, allowed, n_hubs) -> VwanFallback:
     _known(d, allowed, "vwan_fallback")
     return VwanFallback(at=at, region=int(_region(_require(d, "region"), "region")),
-                        onboard_per_day=_number(d.get("onboard_per_day", 5_000), "onboard_per_day", lo=1,
+                        onboard_per_day=_number(_opt(d, VwanFallback, "onboard_per_day"), "onboard_per_day", lo=1,
                                                 integer=True),
-                        days=_number(d.get("days", 365.0), "days", lo=0.1, hi=3650))
+                        days=_number(_opt(d, VwanFallback, "days"), "days", lo=0.1, hi=3650))
 
 
 def _p_outage(d, at, config, allowed, n_hubs) -> PowerOutage:
     _known(d, allowed, "power_outage")
     backoff = d.get("alert_backoff_s")
     return PowerOutage(at=at, area=_area(_require(d, "area"), "area"),
-                       fraction=_number(d.get("fraction", 1.0), "fraction", lo=1e-9, hi=1.0),
+                       fraction=_number(_opt(d, PowerOutage, "fraction"), "fraction", lo=1e-9, hi=1.0),
                        duration_min=_number(_require(d, "duration_min"), "duration_min", lo=0.1, hi=60 * 24 * 30),
-                       onset_spread_s=_number(d.get("onset_spread_s", 60), "onset_spread_s", lo=0, hi=3600,
+                       onset_spread_s=_number(_opt(d, PowerOutage, "onset_spread_s"), "onset_spread_s", lo=0, hi=3600,
                                               integer=True),
-                       restore_spread_min=_number(d.get("restore_spread_min", 0.0), "restore_spread_min", lo=0.0,
+                       restore_spread_min=_number(_opt(d, PowerOutage, "restore_spread_min"), "restore_spread_min", lo=0.0,
                                                   hi=60 * 24),
                        alert_backoff_s=None if backoff is None else _number(backoff, "alert_backoff_s", lo=0,
                                                                             hi=3600, integer=True))
@@ -480,7 +489,7 @@ def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
     _known(d, allowed, "csp_incident")
     return CspIncident(at=at, region=int(_region(_require(d, "region"), "region")),
                        duration_min=_number(_require(d, "duration_min"), "duration_min", lo=0.1, hi=60 * 24 * 30),
-                       include_4g=bool(d.get("include_4g", False)))
+                       include_4g=bool(_opt(d, CspIncident, "include_4g")))
 
 
 def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
@@ -502,9 +511,10 @@ _PARSERS = {
 def _p_service_request(d, at, config, allowed, n_hubs) -> ServiceRequestCommand:
     # Built by the DCC service, never typed by users: the service validated it already.
     return ServiceRequestCommand(at=at, srv=str(d["srv"]), hub=_hub_index(d["hub"], config, n_hubs),
-                                 user_id=str(d.get("user_id", "")), request_id=str(d.get("request_id", "")),
+                                 user_id=str(_opt(d, ServiceRequestCommand, "user_id")),
+                                 request_id=str(_opt(d, ServiceRequestCommand, "request_id")),
                                  params=tuple(sorted(dict(d.get("params") or {}).items())),
-                                 deadline_days=float(d.get("deadline_days", 2.0)))
+                                 deadline_days=float(_opt(d, ServiceRequestCommand, "deadline_days")))
 
 
 _PARSERS["service_request"] = _p_service_request
@@ -513,7 +523,7 @@ _PARSERS["service_request"] = _p_service_request
 def command_from_dict(d: dict[str, Any]) -> Command:
     """Rebuild a validated command from its journal form (to_dict output)."""
     cls = COMMANDS[d["type"]]
-    kw = {}
+    kw: dict[str, Any] = {}
     for f in fields(cls):
         if f.name in d:
             v = d[f.name]

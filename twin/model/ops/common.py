@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, N_CSP, MessageType, Smets, Status
+from twin.model.catalog import AREA_CSP, N_CSP, MessageType, Status
 from twin.model.ops.budget import apportion
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
@@ -18,14 +19,8 @@ def op_uniform(hs: HubState, seq: int, salt: int, rows: np.ndarray, step: int = 
     return hash_uniform(hs.seed, Purpose.EVENT + 16 * seq + salt, hs.offset + rows, step)
 
 
-def reachable(hs: HubState, rows: np.ndarray, up_area: np.ndarray) -> np.ndarray:
-    c = hs.cols
-    return ((c["fault"][rows] == 0) & (c["smets"][rows] != Smets.SMETS1_NOT_ENROLLED)
-            & up_area[c["area"][rows], c["wan"][rows]])
-
-
 def csp_of(hs: HubState, rows: np.ndarray) -> np.ndarray:
-    return AREA_REGION[hs.cols["area"][rows]].astype(np.intp) - 1
+    return AREA_CSP[hs.cols["area"][rows]].astype(np.intp)
 
 
 def sort_by_block(hs: HubState, rows: np.ndarray, key: np.ndarray, klass: np.ndarray | None = None) -> np.ndarray:
@@ -93,7 +88,7 @@ class CredentialSwaps:
     def switched(self, hs: HubState, rows: np.ndarray, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
         """Premises `rows` changed supplier at `tick`."""
         c = hs.cols
-        not_enrolled = c["smets"][rows] == Smets.SMETS1_NOT_ENROLLED
+        not_enrolled = ~on_dcc(c["smets"][rows])
         dumb = rows[not_enrolled]
         c["status"][dumb] |= np.uint8(Status.DUMB)
         self.counts["dumb"] += int(dumb.size)

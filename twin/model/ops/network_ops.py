@@ -7,20 +7,26 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     N_CSP,
+    Csp,
     DeviceType,
     Fault,
     Flag,
     MessageType,
-    Region,
-    Smets,
     Variant,
     WanTech,
     model_code,
     models_of,
 )
-from twin.model.ops.commands import CspIncident, NetworkSwitchOff, SwapProgramme, VwanFallback
+from twin.model.ops.commands import (
+    BaseStationFailure,
+    CspIncident,
+    NetworkSwitchOff,
+    PowerOutage,
+    SwapProgramme,
+    VwanFallback,
+)
 from twin.model.ops.common import (
     block_demand,
     csp_of,
@@ -41,9 +47,12 @@ from twin.model.ops.progress import (
 )
 from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
+from twin.model.reach import on_dcc
+from twin.model.state import HubState
+from twin.model.summary import TickSummary
 
-CSP_TECHS = {Region.NORTH: (WanTech.LRR,), Region.CENTRAL: (WanTech.G2, WanTech.G3),
-             Region.SOUTH: (WanTech.G2, WanTech.G3)}
+CSP_TECHS = {Csp.NORTH: (WanTech.LRR,), Csp.CENTRAL: (WanTech.G2, WanTech.G3),
+             Csp.SOUTH: (WanTech.G2, WanTech.G3)}
 _TOSHIBA_4G = model_code(DeviceType.CH, "Toshiba", "4G CH")
 
 
@@ -51,7 +60,7 @@ class SwitchOffShard(ShardOp):
     cmd: NetworkSwitchOff
 
     def start(self, hs, ctx, tick, s) -> None:
-        ctx.network.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), tick)
+        ctx.network.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), tick)
         self.state = OperationState.DONE
 
 
@@ -60,7 +69,7 @@ class InstantFleet(FleetOp):
 
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, NetworkSwitchOff):
-            plan.switch_off(Region(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
+            plan.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
     def progress(self, counters: dict[str, int] | None = None) -> NetworkSwitchOffProgress:
         return NetworkSwitchOffProgress(off_tick=self.cmd.at)
@@ -78,20 +87,22 @@ class CspIncidentShard(ShardOp):
 
     def start(self, hs, ctx, tick, s) -> None:
         until = tick + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
-        techs = CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
+        techs = CSP_TECHS[Csp(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
         for tech in techs:
-            ctx.network.switch_off(Region(self.cmd.region), tech, tick, until=until)
+            ctx.network.switch_off(Csp(self.cmd.region), tech, tick, until=until)
         self.state = OperationState.DONE
 
 
 class TimedFleet(FleetOp):
     """Done when its end time has passed (outages, incidents)."""
 
+    cmd: PowerOutage | BaseStationFailure | CspIncident
+
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, CspIncident):
             until = self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS))
-            for tech in CSP_TECHS[Region(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
-                plan.switch_off(Region(self.cmd.region), tech, self.cmd.at, until=until)
+            for tech in CSP_TECHS[Csp(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ()):
+                plan.switch_off(Csp(self.cmd.region), tech, self.cmd.at, until=until)
 
     def end_tick(self) -> int:
         return self.cmd.at + max(1, round(self.cmd.duration_min * 60 / TICK_SECONDS)) + 1
@@ -117,11 +128,26 @@ class TimedFleet(FleetOp):
 class FieldProgrammeShard(ShardOp):
     """Hubs visited in priority order within a daily capacity: 4G swaps or VWAN onboarding."""
 
+    cmd: SwapProgramme | VwanFallback
+    done_key: str  # the counter of hubs done (each programme names its own)
+
+    def _candidates(self, hs: HubState, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows the programme may visit among `base` and their priority class (0 first)."""
+        raise NotImplementedError
+
+    def _eligible(self, hs: HubState, up_area: np.ndarray | None) -> np.ndarray:
+        """Which of self.rows still need a visit now."""
+        raise NotImplementedError
+
+    def _apply(self, hs: HubState, rows: np.ndarray, s: TickSummary) -> None:
+        """Visit `rows` (a swap, an onboarding) and count its messages."""
+        raise NotImplementedError
+
     def start(self, hs, ctx, tick, s) -> None:
         n = hs.n_hubs
         c = hs.cols
-        in_region = AREA_REGION[c["area"][:n]] == self.cmd.region
-        dcc = c["smets"][:n] != Smets.SMETS1_NOT_ENROLLED
+        in_region = AREA_CSP[c["area"][:n]] == self.cmd.region
+        dcc = on_dcc(c["smets"][:n])
         rows, klass = self._candidates(hs, in_region & dcc)
         order = sort_by_block(hs, rows, op_uniform(hs, self.seq, 0, rows), klass)
         self.rows, self.klass = rows[order], klass[order]
@@ -219,6 +245,8 @@ class VwanShard(FieldProgrammeShard):
 
 class FieldProgrammeFleet(FleetOp):
     """Each day: the capacity across blocks, the priority class first."""
+
+    cmd: SwapProgramme | VwanFallback
 
     def capacity(self) -> int:
         return self.cmd.installs_per_day if isinstance(self.cmd, SwapProgramme) else self.cmd.onboard_per_day

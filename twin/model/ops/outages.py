@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.model.catalog import AREA_REGION, Fault, Region, WanTech
+from twin.model.catalog import AREA_CSP, Csp, Fault, WanTech
 from twin.model.kernel import IncidentDraw, start_incidents
 from twin.model.ops.commands import BaseStationFailure, PowerOutage
 from twin.model.ops.common import op_uniform
@@ -46,7 +46,7 @@ class PowerOutageShard(ShardOp):
 
     def report(self, hs, tick) -> dict[str, Any]:
         return {"premises_in_area": self.in_area, "premises_cut": self.affected,
-                "premises_already_unpowered": getattr(self, "already", 0)}
+                "premises_already_unpowered": self.already}
 
 
 class BaseStationShard(ShardOp):
@@ -55,7 +55,7 @@ class BaseStationShard(ShardOp):
     def start(self, hs, ctx, tick, s) -> None:
         n = hs.n_hubs
         c = hs.cols
-        on_cells = (np.isin(c["cell"][:n], self.cmd.cells) & (AREA_REGION[c["area"][:n]] == Region.NORTH)
+        on_cells = (np.isin(c["cell"][:n], self.cmd.cells) & (AREA_CSP[c["area"][:n]] == Csp.NORTH)
                     & (c["wan"][:n] == WanTech.LRR))
         rows = np.flatnonzero(on_cells)
         t0 = tick * TICK_SECONDS

@@ -4,12 +4,13 @@ concurrency limit per CSP, halting itself when a wave fails too often."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from twin.model.catalog import (
-    AREA_REGION,
+    AREA_CSP,
     N_CSP,
     AlertKind,
     DeviceType,
@@ -21,7 +22,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
-from twin.model.ops.commands import FirmwareRollout
+from twin.model.ops.commands import Command, FirmwareRollout
 from twin.model.ops.common import (
     block_demand,
     csp_of,
@@ -65,7 +66,7 @@ def select_devices(hs: HubState, cmd: FirmwareRollout, versions: VersionTable, t
     if target_index is not None:
         mask &= fw != target_index
     if cmd.regions:
-        mask &= np.isin(AREA_REGION[c["area"][:n]], cmd.regions)
+        mask &= np.isin(AREA_CSP[c["area"][:n]], cmd.regions)
     if cmd.suppliers:
         col = "gas_supplier" if cmd.device_type == DeviceType.GSME else "supplier"
         mask &= np.isin(c[col][:n], cmd.suppliers)
@@ -84,6 +85,22 @@ def version_census(hs: HubState, cmd: FirmwareRollout, versions: VersionTable) -
     return {versions.label(cmd.device_type, cmd.model_code, i): int(k) for i, k in enumerate(counts.tolist()) if k}
 
 
+def shard_census(hs: HubState, cmd: Command, versions: VersionTable) -> dict[str, int]:
+    """One part of a command's census: {version: devices} of this state a rollout selects ({} for
+    any other command). The in-process fleet and every shard actor answer with this."""
+    return version_census(hs, cmd, versions) if isinstance(cmd, FirmwareRollout) else {}
+
+
+def fleet_census(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """The census of the whole fleet from its parts (in hub order), as validation reads it
+    (validation.rollout_version_check): one merge for the in-process model and the engine."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for v, n in part.items():
+            total[v] = total.get(v, 0) + n
+    return total
+
+
 def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, float, bool]:
     ev = config.params.events
     label = cmd.model_label
@@ -97,7 +114,6 @@ def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, fl
 
 class RolloutShard(ShardOp):
     cmd: FirmwareRollout
-    holds_target = True  # set by start(); the default covers rollouts checkpointed before it existed
 
     def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
         cmd = self.cmd
@@ -123,6 +139,9 @@ class RolloutShard(ShardOp):
         self.fail, self.brick, self.cuts_power = _probabilities(cmd, ctx.config)
         self.budget: dict[str, np.ndarray] | None = None
         self.may_activate = not cmd.hold_activation
+        self.left_supplier = 0  # devices dropped because their premises left the suppliers
+        # The network as of the last step: the report judges reachability with it.
+        self._up_area: np.ndarray | None = None
 
     def control(self, action, data, hs, ctx, tick, s) -> None:
         if action == "activate":
@@ -221,7 +240,7 @@ class RolloutShard(ShardOp):
         col = "gas_supplier" if dt == DeviceType.GSME else "supplier"
         gone = idx[~np.isin(hs.cols[col][self.rows[idx]], self.cmd.suppliers)]
         self.stage[gone] = CANCELLED
-        self.left_supplier = getattr(self, "left_supplier", 0) + int(gone.size)
+        self.left_supplier += int(gone.size)
 
     def _activate(self, hs, ctx, idx, tick, s, up_area, dt, t0) -> None:
         rows = self.rows[idx]
@@ -264,7 +283,7 @@ class RolloutShard(ShardOp):
             return {}
         counts = np.bincount(self.stage, minlength=len(STAGES))
         rep: dict[str, Any] = {"targeted": int(self.rows.size), "distributed": int(self.delivered.sum()),
-                               "left_supplier": getattr(self, "left_supplier", 0)}
+                               "left_supplier": self.left_supplier}
         rep.update({name: int(counts[i]) for i, name in enumerate(STAGES)})
         finished = np.isin(self.stage, (ACTIVATED, FAILED, BRICKED))
         bad = np.isin(self.stage, (FAILED, BRICKED))
@@ -279,7 +298,7 @@ class RolloutShard(ShardOp):
         waiting = (self.stage == WAITING) & (self.wave <= self.current_wave)
         activating = self.stage == ACTIVATE
         # Reachability for the report is judged with the network as of the last step.
-        up_area = getattr(self, "_up_area", None)
+        up_area = self._up_area
         ok = np.zeros(self.rows.size, bool)
         if waiting.any() or activating.any():
             idx = np.flatnonzero(waiting | activating)

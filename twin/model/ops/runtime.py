@@ -88,6 +88,7 @@ class FleetOp:
 
     never_started = False  # cancelled before its start was sent to the shards
     _shown: tuple[Any, ...] | None = None  # signature() when the planner last reported it changed
+    _record_context = ("config",)  # not in checkpoints: the planner's config is supplied again
 
     def __init__(self, name: str, cmd: Command, config: FleetConfig):
         self.name = name
@@ -150,6 +151,8 @@ class FleetOp:
 class ShardOps:
     """Everything operations keep inside one shard; stepped by the kernel each tick."""
 
+    _record_context = ("config",)  # not in checkpoints: the shard's own config is supplied again
+
     def __init__(self, config: FleetConfig):
         self.config = config
         self.network = NetworkPlan()
@@ -158,10 +161,6 @@ class ShardOps:
         # Failed supplier -> its Supplier of Last Resort, to follow a chain of failures.
         self.solr_of: dict[int, int] = {}
         self.ops: dict[str, ShardOp] = {}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("solr_of", {})  # saved before chains of failures were followed
 
     def last_resort(self, supplier: int) -> int:
         """Where a failed supplier's customers go now: its SoLR, or, if that failed too, its
@@ -199,19 +198,14 @@ class ShardOps:
                 del self.ops[name]
 
 
-class _Finished(ShardOp):
-    """The placeholder for a finished operation that checkpoints written before finished
-    operations were dropped still hold: kept so those checkpoints load. It reports nothing, so the
-    first tick after such a restore drops it."""
-
-
 class FleetPlanner:
     """The fleet half of all operations: accepts commands, schedules and decides."""
 
-    def __init__(self, config: FleetConfig):
-        from twin.model.ops.registry import make_fleet_op
+    # Checkpoints (twin.model.ops.snapshot) keep the instance fields but these: the run's config
+    # is supplied again when the planner is read back.
+    _record_context = ("config",)
 
-        self._make = make_fleet_op
+    def __init__(self, config: FleetConfig):
         self.config = config
         self.ops: dict[str, FleetOp] = {}  # every accepted operation, for the views
         # The operations observe() still visits: all but the done ones whose shard halves have all
@@ -252,7 +246,9 @@ class FleetPlanner:
         seq = self.seq + 1 if seq is None else seq
         self.seq = max(self.seq, seq)
         name = f"{cmd.kind.replace('_', '-')}-{seq}"
-        op = self._make(name, cmd, self.config)
+        from twin.model.ops.registry import make_fleet_op
+
+        op = make_fleet_op(name, cmd, self.config)
         op.on_accept(self)
         self.ops[name] = op
         self.live[name] = op
@@ -309,14 +305,3 @@ class FleetPlanner:
                 changed.append(op)
         return changed
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if "live" not in state:
-            # A snapshot from before `live`: visit every operation once more; observe drops
-            # the finished ones on the first tick.
-            self.live = dict(self.ops)
-        if "failed_suppliers" not in state:
-            self.failed_suppliers = {}
-            for op in self.ops.values():
-                if op.cmd.kind == "supplier_failure" and not op.never_started:
-                    self.failed_suppliers[op.cmd.supplier] = (op.cmd.at, op.cmd.solr, op.name)

@@ -17,7 +17,6 @@ from twin.model.prepayment import balance_pence, enable_supply, freeze_metering,
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.
 ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
-DEVICE_SRVS = {"2.2", "1.1.1", "7.1", "7.2"} | ON_SITE
 
 
 def credit_pence(c: dict[str, np.ndarray], row: int, config, tick: int) -> float:

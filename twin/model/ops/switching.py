@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import SUPPLIERS, Flag
-from twin.model.config import FleetConfig
 from twin.model.ops.commands import ChurnCampaign, SupplierFailure, SupplierSwitch
 from twin.model.ops.common import (
     CredentialSwaps,
@@ -57,6 +56,7 @@ class SwitchShard(ShardOp):
         self.swaps = _swaps(ctx)
         self.mine = bool(hs.holds(np.array([self.cmd.hub]))[0])
         self.pending_start = self.mine
+        self.withdrawn = False
         if not self.mine:
             # Only the shard holding the premises takes part; the others retire at once.
             self.state = OperationState.DONE
@@ -79,7 +79,7 @@ class SwitchShard(ShardOp):
         # A switch cancelled before its start never happened: it counts as no switch.
         if not self.mine:
             return {}
-        withdrawn = int(getattr(self, "withdrawn", False))
+        withdrawn = int(self.withdrawn)
         return {"switches": int(not self.pending_start) - withdrawn, "withdrawn": withdrawn, **self.swaps.report()}
 
     def finished(self) -> bool:
@@ -244,10 +244,6 @@ class SolrFleet(FleetOp):
     def on_accept(self, planner) -> None:
         super().on_accept(planner)
         planner.failed_suppliers[self.cmd.supplier] = (self.cmd.at, self.cmd.solr, self.name)
-
-    def __init__(self, name: str, cmd: SupplierFailure, config: FleetConfig):
-        super().__init__(name, cmd, config)
-        self.moved_by_day: list[int] = []
 
     def progress(self, counters: dict[str, int] | None = None) -> SupplierFailureProgress:
         c = self.counters if counters is None else counters
