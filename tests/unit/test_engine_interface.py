@@ -136,14 +136,14 @@ def test_terms_are_joined_by_and(op, ts):
 
 
 def test_the_held_image_filter_finds_only_a_one_hub_rollout_holding_activation():
-    held = FirmwareRollout(at=0, target_version="2.0", hubs=(7,), hold_activation=True)
+    held = FirmwareRollout(at=0, device_type=1, model_code=1, target_version="2.0", hubs=(7,), hold_activation=True)
     where = OperationFilter((OperationTerm(OperationField.DONE, "false"),), held_image_for=7)
     assert where.matches(_op("firmware_rollout", "RUNNING", False, held))
     assert not where.matches(_op("firmware_rollout", "DONE", True, held))  # activated or ended
     assert not OperationFilter(held_image_for=8).matches(_op("firmware_rollout", "RUNNING", False, held))
-    activates_now = FirmwareRollout(at=0, target_version="2.0", hubs=(7,), hold_activation=False)
+    activates_now = FirmwareRollout(at=0, device_type=1, model_code=1, target_version="2.0", hubs=(7,), hold_activation=False)
     assert not where.matches(_op("firmware_rollout", "RUNNING", False, activates_now))
-    two_hubs = FirmwareRollout(at=0, target_version="2.0", hubs=(7, 9), hold_activation=True)
+    two_hubs = FirmwareRollout(at=0, device_type=1, model_code=1, target_version="2.0", hubs=(7, 9), hold_activation=True)
     assert not where.matches(_op("firmware_rollout", "RUNNING", False, two_hubs))
     assert not where.matches(_op("service_request", "RUNNING", False))
 

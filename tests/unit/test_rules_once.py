@@ -115,6 +115,7 @@ def test_a_rollout_census_is_the_same_however_the_fleet_is_split():
 
 def test_one_csp_code_from_the_area_to_the_summary_and_the_page():
     from dashboard.components import op_summary
+    from twin.services.convert import command_view
     from twin.model.catalog import AREA_BY_ID, AREA_CSP, NO_CSP, Csp
     from twin.model.config import FleetConfig
     from twin.model.fleet import LocalFleet
@@ -131,5 +132,7 @@ def test_one_csp_code_from_the_area_to_the_summary_and_the_page():
     # A switch-off in the South is held as Csp.SOUTH and shown as South on the page.
     f.submit({"type": "network_switch_off", "region": "South", "technology": "3G"})
     assert f.planner.ops["network-switch-off-1"].cmd.region == Csp.SOUTH
-    assert op_summary({"kind": "network_switch_off", "command": {"region": int(Csp.SOUTH), "technology": 3}}) == \
-        "South 3G"
+    # The API names the code (command_json), and the page shows the name.
+    named = command_view({"type": "network_switch_off", "region": int(Csp.SOUTH), "technology": 3})
+    assert named["region"] == "South"
+    assert op_summary({"kind": "network_switch_off", "command": named}) == "South 3G"
