@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.cli import UsageError, _days, _seed, main
+from twin.cli import main
+from twin.cli.base import UsageError, parse_days, parse_seed
 
 SCENARIO = str(Path(__file__).resolve().parents[2] / "scenarios" / "storm-outage.yaml")
 SUBMIT = ["submit", SCENARIO, "--address", "http://127.0.0.1:9"]  # never reached: parsing fails first
@@ -31,13 +32,13 @@ SWEEP = ["sweep", SCENARIO, "--param", "incidents.outage_alert_backoff_s", "--va
     ],
 )
 def test_submit_and_sweep_reject_bad_numbers_naming_the_option(argv, needle, capsys, monkeypatch):
-    import twin.cluster
     import twin.engine.runtime
+    import twin.launcher.cluster
 
     def never(*a, **k):
         raise AssertionError("nothing may start on a bad command line")
 
-    monkeypatch.setattr(twin.cluster, "submit", never)
+    monkeypatch.setattr(twin.launcher.cluster, "submit", never)
     monkeypatch.setattr(twin.engine.runtime, "start_ray", never)
     assert main(argv) == 2
     out = capsys.readouterr()
@@ -54,18 +55,18 @@ def test_sweep_has_no_days_option(capsys):
 
 @pytest.mark.parametrize(("text", "value"), [("0", 0), ("42", 42), (str(2**63 - 1), 2**63 - 1)])
 def test_seed_accepts_what_a_fleet_takes(text, value):
-    assert _seed(text) == value
+    assert parse_seed(text) == value
 
 
 @pytest.mark.parametrize(("text", "value"), [("1", 1.0), ("0.5", 0.5), ("2.25", 2.25), ("0.0105", 0.0105)])
 def test_days_accepts_at_least_one_tick(text, value):
-    assert _days(text) == value
+    assert parse_days(text) == value
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-0", "0", "0.01", "two"])
 def test_days_rejects_what_is_not_a_positive_number_of_ticks(text):
     with pytest.raises(UsageError, match=r"^--days: "):
-        _days(text)
+        parse_days(text)
 
 
 @settings(max_examples=300, deadline=None)
