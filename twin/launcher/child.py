@@ -34,7 +34,7 @@ def write_ready(path: Path, **info: Any) -> None:
         raise
 
 
-def on_parent_exit(stop: Callable[[], None], poll_s: float = 1.0) -> None:
+def on_parent_exit(stop: Callable[[], object], poll_s: float = 1.0) -> None:
     """Call `stop` (from a watcher thread) once this process's parent has gone."""
     parent = os.getppid()
 

@@ -99,7 +99,7 @@ class Launcher:
             pace = ("as fast as possible" if o.speed is None
                     else f"{o.speed:g}x real time ({TICK_SECONDS / o.speed:.2f} s per tick)")
             if o.ready_file is not None:
-                write_ready(o.ready_file, grpc=api.address, internal_port=api.internal_port, dashboard=dash_url,
+                write_ready(o.ready_file, grpc=api.address, own_ports=self._own_ports(api), dashboard=dash_url,
                             run_dir=str(sup.run_dir))
             self.err.print(f"twin is running: simulated clock from {format_instant(config.time_of(sup.tick))}, "
                            f"{pace}. Ctrl-C stops.")
@@ -159,10 +159,16 @@ class Launcher:
                            highlight=False)
         if replicas:
             # Each process's own loopback port, to ask one of them (its channelz counters) directly.
-            own = ", ".join(f"127.0.0.1:{c.ready['own_port']}" for c in self.children)
+            own = self._own_ports(api)
             self.err.print(f"{o.api_processes} API processes share {api.address}; own ports: "
-                           f"127.0.0.1:{api.internal_port} (this one), {own}", highlight=False)
+                           f"{own[0]} (this one), {', '.join(own[1:])}", highlight=False)
         return api
+
+    def _own_ports(self, api: ApiServer) -> list[str]:
+        """Each API process's own address, this one first (the replicas' from their readiness files);
+        a single process has no other port than the API's."""
+        replicas = [f"127.0.0.1:{c.ready['own_port']}" for c in self.children if "own_port" in c.ready]
+        return [f"127.0.0.1:{api.internal_port}", *replicas] if replicas else [api.address]
 
     def _start_replica(self, api: ApiServer, index: int) -> Child:
         """An API replica process on the API's own port: it answers reads from the shards' shared
@@ -230,8 +236,11 @@ class Launcher:
             )
 
     def _stop_all(self, *, grace_s: float) -> None:
-        """The children, then the API, then the engine (the shards' shared segments go with them)."""
-        stop_children([c.proc for c in self.children])
+        """The children, then the API, then the engine (the shards' shared segments go with them).
+        The dashboard goes before the replicas: its stream may be served by one of them, and a
+        replica gone first would have it report a lost stream on its way out."""
+        for child in reversed(self.children):
+            stop_children([child.proc])
         self.children = []
         if self.api is not None:
             self.api.stop(grace_s=grace_s)
