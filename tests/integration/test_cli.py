@@ -44,6 +44,7 @@ def up(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 
 def status_lines(proc: subprocess.Popen[str], n: int, timeout_s: float = 120) -> list[str]:
+    assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len(lines) < n:
@@ -58,6 +59,7 @@ def status_lines(proc: subprocess.Popen[str], n: int, timeout_s: float = 120) ->
 
 def stop(proc: subprocess.Popen[str]) -> str:
     """Ctrl-C, then the exit code must be 0; returns what it printed on stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0

@@ -104,8 +104,9 @@ class UpCommand(Command):
                             help="processes serving the API port (default 1); each more one answers read Service "
                                  "Requests from the shards' shared memory, so reads scale with cores")
         parser.add_argument("--ready-file", metavar="PATH",
-                            help="once everything serves, write there (JSON) the API address, the dashboard URL "
-                                 "and the run directory: how a script learns that the twin is up, and where")
+                            help="once everything serves, write there (JSON) the API address, each API process's own "
+                                 "port, the dashboard URL and the run directory: how a script learns that the twin "
+                                 "is up, and where")
 
     def run(self, args: argparse.Namespace) -> int:
         speed = parse_speed(args.speed)
