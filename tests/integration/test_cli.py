@@ -313,6 +313,7 @@ def test_up_on_port_0_reports_where_everything_listens_in_its_readiness_file(tmp
     ready_file = tmp_path / "ready.json"
     proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "3600", "--api-processes", "2",
               "--ready-file", str(ready_file))
+    children: list[psutil.Process] = []
     try:
         ready = wait_ready(proc, ready_file, timeout_s=240, name="twin up")
         children = [c for c in psutil.Process(proc.pid).children()
@@ -335,5 +336,6 @@ def test_up_on_port_0_reports_where_everything_listens_in_its_readiness_file(tmp
         err = stop(proc)
     assert "Traceback" not in err and "own ports: " + ready["own_ports"][0] in err
     assert f"dashboard on {ready['dashboard']}" in err
+    assert not ready_file.exists()  # stopped: no longer ready
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE

@@ -103,9 +103,13 @@ class Launcher:
                             run_dir=str(sup.run_dir))
             self.err.print(f"twin is running: simulated clock from {format_instant(config.time_of(sup.tick))}, "
                            f"{pace}. Ctrl-C stops.")
-            self._status_loop(sup)
-            self.err.print("stopping…")
-            self._stop_all(grace_s=5.0)
+            try:
+                self._status_loop(sup)
+            finally:
+                if o.ready_file is not None:
+                    o.ready_file.unlink(missing_ok=True)  # no longer ready: a script waiting on it must not see it
+                self.err.print("stopping…")
+                self._stop_all(grace_s=5.0)
             return 0
         finally:
             for f in self._ready_dir.iterdir():
