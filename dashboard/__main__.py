@@ -7,9 +7,15 @@ import contextlib
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from twin.parent import on_parent_exit
+from twin.launcher.child import on_parent_exit, write_ready
+
+if TYPE_CHECKING:
+    from dashboard.server import DashboardServer
 
 
 def operator_token(home: Path) -> str:
@@ -26,6 +32,21 @@ def operator_token(home: Path) -> str:
     return tokens["operator"]
 
 
+def _report_ready_when_serving(server: DashboardServer, path: Path) -> None:
+    """Write the readiness file once uvicorn has bound its socket (from a watcher thread: run()
+    keeps the main thread)."""
+
+    def watch() -> None:
+        while not server.server.started:
+            if server.server.should_exit:
+                return
+            time.sleep(0.05)
+        port = server.server.servers[0].sockets[0].getsockname()[1]
+        write_ready(path, url=server.url, port=port)
+
+    threading.Thread(target=watch, name="dashboard-ready", daemon=True).start()
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of `python -m dashboard`."""
     p = argparse.ArgumentParser(prog="python -m dashboard", description="twin live operations dashboard")
@@ -37,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="TLS private key")
     p.add_argument("--home", default=".twin", help="where twin keeps development tokens (default .twin)")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ready-file", help="once serving, write there (JSON) the URL and port it serves on (how twin up "
+                                        "learns that it is ready, and where with --port 0)")
     return p
 
 
@@ -55,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashboard: {e}", file=sys.stderr)
         return 2
     if args.exit_with_parent:
-        # Started by `twin up`, which prints the address.
         on_parent_exit(lambda: setattr(server.server, "should_exit", True))
+    if args.ready_file:
+        # Started by `twin up`, which learns the address from the file and prints it.
+        _report_ready_when_serving(server, Path(args.ready_file))
     else:
         print(f"dashboard on {server.url}", file=sys.stderr, flush=True)
     # Ctrl-C on `twin up` reaches its whole process group, this process too: a quiet stop.

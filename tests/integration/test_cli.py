@@ -44,6 +44,7 @@ def up(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 
 def status_lines(proc: subprocess.Popen[str], n: int, timeout_s: float = 120) -> list[str]:
+    assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len(lines) < n:
@@ -58,6 +59,7 @@ def status_lines(proc: subprocess.Popen[str], n: int, timeout_s: float = 120) ->
 
 def stop(proc: subprocess.Popen[str]) -> str:
     """Ctrl-C, then the exit code must be 0; returns what it printed on stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
@@ -293,3 +295,47 @@ def test_malformed_scenario_files_are_rejected_before_anything_runs(tmp_path, co
     assert needle in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_up_on_port_0_reports_where_everything_listens_in_its_readiness_file(tmp_path):
+    """`twin up --ready-file`: the API's address, each API process's own port (a replica's learnt
+    from the replica's readiness file) and the dashboard's URL, every one of them answering; on
+    Ctrl-C the children go with it."""
+    import urllib.error
+    import urllib.request
+
+    import grpc
+    import psutil
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from twin.launcher.process import wait_ready
+
+    ready_file = tmp_path / "ready.json"
+    proc = up(tmp_path, "--hubs", "20000", "--speed", "max", "--status-every", "3600", "--api-processes", "2",
+              "--ready-file", str(ready_file))
+    children: list[psutil.Process] = []
+    try:
+        ready = wait_ready(proc, ready_file, timeout_s=240, name="twin up")
+        children = [c for c in psutil.Process(proc.pid).children()
+                    if {"twin.services.replica", "dashboard"} & set(c.cmdline())]
+        assert ready["run_dir"] == str(tmp_path / "run")
+        api_port = int(ready["grpc"].rsplit(":", 1)[1])
+        assert api_port != 0 and len(ready["own_ports"]) == 2
+        for address in [ready["grpc"], *ready["own_ports"]]:
+            with grpc.insecure_channel(address) as ch:
+                got = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=30)
+            assert got.status == health_pb2.HealthCheckResponse.SERVING, address
+        try:
+            with urllib.request.urlopen(f"{ready['dashboard']}/healthz", timeout=30) as r:
+                body = json.loads(r.read())
+        except urllib.error.HTTPError as e:  # 503 until the first tick reaches it: it answers all the same
+            body = json.loads(e.read())
+        assert body["api"].endswith(f":{api_port}")
+        assert sorted(c.cmdline()[2] for c in children) == ["dashboard", "twin.services.replica"]
+    finally:
+        err = stop(proc)
+    assert "Traceback" not in err and "own ports: " + ready["own_ports"][0] in err
+    assert f"dashboard on {ready['dashboard']}" in err
+    assert not ready_file.exists()  # stopped: no longer ready
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE

@@ -4,7 +4,6 @@ rest on to the primary; real Ray, real gRPC, a real second process."""
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.fleet.v1 import fleet_pb2
+from twin.launcher.process import start_child
 from twin.model.catalog import supplier_code
 from twin.model.config import FleetConfig
 from twin.model.readings import READ_SRVS
@@ -52,15 +52,13 @@ class Pair:
         token = secrets.token_urlsafe(24)
         self.api = ApiServer(self.sup, self.users, port=0, anomaly=self.anomaly, replica_token=token)
         self.api.start()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twin.services.replica", "--primary", f"127.0.0.1:{self.api.internal_port}",
-             "--listen", "127.0.0.1:0", "--home", str(tmp)],
-            env={**os.environ, "TWIN_REPLICA_TOKEN": token}, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        m = re.search(r"own port 127\.0\.0\.1:(\d+)", line)
-        assert m, f"the replica did not start: {line!r} (exit {self.proc.poll()})"
-        self.replica = f"127.0.0.1:{m.group(1)}"
+        # Where it listens, from the readiness file it writes once serving (as twin up learns it).
+        child = start_child("the replica", [sys.executable, "-m", "twin.services.replica", "--primary",
+                                            f"127.0.0.1:{self.api.internal_port}", "--listen", "127.0.0.1:0",
+                                            "--home", str(tmp)],
+                            ready_file=tmp / "replica-ready.json", env={**os.environ, "TWIN_REPLICA_TOKEN": token})
+        self.proc = child.proc
+        self.replica = f"127.0.0.1:{child.ready['own_port']}"
 
     def client(self, user: str, where: str) -> TwinClient:
         return TwinClient(self.replica if where == "replica" else self.api.address, token=self.tokens.get(user, user))
@@ -75,8 +73,6 @@ class Pair:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
         self.api.stop(1.0)
         self.sup.shutdown()
 
@@ -229,16 +225,14 @@ def test_a_replica_serves_tls_where_the_primary_does(pair, tmp_path):
     token = secrets.token_urlsafe(24)
     primary = ApiServer(pair.sup, pair.users, port=0, tls=(cert, key), anomaly=pair.anomaly, replica_token=token)
     primary.start()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twin.services.replica", "--primary", f"127.0.0.1:{primary.internal_port}",
-         "--listen", "127.0.0.1:0", "--home", str(pair.home), "--tls-cert", str(cert), "--tls-key", str(key)],
-        env={**os.environ, "TWIN_REPLICA_TOKEN": token}, stdout=subprocess.PIPE, text=True)
+    child = start_child("the replica", [sys.executable, "-m", "twin.services.replica", "--primary",
+                                        f"127.0.0.1:{primary.internal_port}", "--listen", "127.0.0.1:0", "--home",
+                                        str(pair.home), "--tls-cert", str(cert), "--tls-key", str(key)],
+                        ready_file=tmp_path / "replica-ready.json", env={**os.environ, "TWIN_REPLICA_TOKEN": token})
+    proc = child.proc
     try:
-        assert proc.stdout is not None
-        m = re.search(r"serving on 127\.0\.0\.1:(\d+)", proc.stdout.readline())
-        assert m, f"the replica did not start (exit {proc.poll()})"
         target = f"hubs/{pair.hubs[1]['device_id']}"
-        for address in (f"127.0.0.1:{m.group(1)}", primary.address):
+        for address in (f"127.0.0.1:{child.ready['public_port']}", primary.address):
             with TwinClient(address, token=pair.tokens["reader"], ca_cert=ca) as c:
                 r = c.submit("4.1.1", target)
             assert r.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
@@ -248,7 +242,6 @@ def test_a_replica_serves_tls_where_the_primary_does(pair, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        proc.stdout.close()
         primary.stop(1.0)
     # The replica refuses plaintext beyond loopback, and a primary that is not on loopback.
     bad = subprocess.run([sys.executable, "-m", "twin.services.replica", "--primary", "10.1.2.3:5000",

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dashboard import forms
-from twin.cli import main, parse_count
+from twin.cli import main
+from twin.cli.base import parse_count
 from twin.model.catalog import region_by_name, supplier_code
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.ids import canonical_eui64, eui64, parse_hub_ref
@@ -159,7 +160,7 @@ def test_cli_argparse_numbers_are_ascii(capsys):
 def test_counts_read_ascii_only():
     assert [parse_count(t) for t in ("1000000", "1_000_000", "1,000,000", "1M", "250k", "1.5M")] == [
         1_000_000, 1_000_000, 1_000_000, 1_000_000, 250_000, 1_500_000]
-    from twin.cli import UsageError
+    from twin.cli.base import UsageError
 
     for bad in ("\uff11M", "1.5", "1__0", "_1", "+1M", "nan", "1e3", "\u0661\u0660k"):
         with pytest.raises(UsageError):

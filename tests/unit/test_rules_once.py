@@ -115,11 +115,11 @@ def test_a_rollout_census_is_the_same_however_the_fleet_is_split():
 
 def test_one_csp_code_from_the_area_to_the_summary_and_the_page():
     from dashboard.components import op_summary
-    from twin.services.convert import command_view
     from twin.model.catalog import AREA_BY_ID, AREA_CSP, NO_CSP, Csp
     from twin.model.config import FleetConfig
     from twin.model.fleet import LocalFleet
     from twin.model.reach import reachable
+    from twin.services.convert import command_view
 
     assert AREA_BY_ID[12].region == Csp.SOUTH == AREA_CSP[12] and AREA_CSP[0] == NO_CSP
     f = LocalFleet(FleetConfig(hubs=6_000, seed=2, block_size=1024))

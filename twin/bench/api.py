@@ -226,12 +226,10 @@ def _reads_h2load(addr: str, tokens: dict[str, str], targets: list[str], request
     return out
 
 
-def _own_ports(proc: subprocess.Popen, addr: str) -> list[str]:
-    """Each API process's own loopback address, from what `twin up` printed (one process: the port)."""
-    for line in getattr(proc, "startup_lines", []):
-        if "own ports:" in line:
-            return re.findall(r"127\.0\.0\.1:\d+", line.split("own ports:")[1])
-    return [addr]
+def _own_ports(proc: subprocess.Popen) -> list[str]:
+    """Each API process's own address, from `twin up`'s readiness file (one process: the API's)."""
+    own: list[str] = proc.ready["own_ports"]  # type: ignore[attr-defined]
+    return own
 
 
 class _Echo(dcc_pb2_grpc.DccServiceServicer):
@@ -390,7 +388,7 @@ def _reads_with_replicas(hubs: int, home: Path, targets: list[str], console: Con
         tokens = json.loads((home / "tokens.json").read_text())
         servers = [psutil.Process(proc.pid), *(c for c in psutil.Process(proc.pid).children()
                                                if "twin.services.replica" in " ".join(c.cmdline()))]
-        return _reads_h2load(addr, tokens, targets, 40_000, servers, _own_ports(proc, addr))
+        return _reads_h2load(addr, tokens, targets, 40_000, servers, _own_ports(proc))
     finally:
         stop_process(proc)
 

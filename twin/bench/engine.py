@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twin.background import ReportingThread
+from twin.launcher.process import LaunchError, wait_ready
 from twin.model.params import HALF_HOURS_PER_DAY
 
 
@@ -149,11 +150,12 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
         if row is None:
             return None
         rows.append(row)
-    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "seed": seed,
+    host = machine()
+    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": host, "seed": seed,
               "days": days, "sizes": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    t = Table(title=f"twin bench ({result['machine']['cores']} cores, {result['machine']['memory_gib']} GiB)",
+    t = Table(title=f"twin bench ({host['cores']} cores, {host['memory_gib']} GiB)",
               title_justify="left")
     for col in ("hubs", "shards", "build s", "day s", "floor s", "day/floor", "B/hub", "peak RSS GiB",
                 "hub-ticks/s"):
@@ -273,17 +275,24 @@ def child_json(argv: list[str], label: str, console: Console) -> dict[str, Any] 
 
 
 def start_twin_up(hubs: int, home: Path, run_dir: Path, *extra: str) -> subprocess.Popen:
-    """The README's main command as a benchmark's server, returned once it reports it is running."""
+    """The README's main command as a benchmark's server, returned once its readiness file says it
+    serves; `proc.ready` is what that file holds (API address, each API process's own port). Its
+    messages go to HOME/twin-up.log."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--home", str(home),
-                             "--run-dir", str(run_dir), "--status-every", "3600", *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    proc.startup_lines = []  # type: ignore[attr-defined]  # what it printed while starting
-    for line in proc.stderr:
-        proc.startup_lines.append(line)  # type: ignore[attr-defined]
-        if "twin is running" in line:
-            return proc
-    raise RuntimeError(f"twin up did not start (exit {proc.wait()})")
+    home.mkdir(parents=True, exist_ok=True)
+    ready_file = home / "twin-up-ready.json"
+    ready_file.unlink(missing_ok=True)
+    with (home / "twin-up.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "twin.cli", "up", "--hubs", str(hubs), "--home", str(home),
+                                 "--run-dir", str(run_dir), "--status-every", "3600", "--ready-file", str(ready_file),
+                                 *extra], stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
+    try:
+        # A 30M-hub fleet takes minutes to build on a busy machine; a failed start says so at once.
+        proc.ready = wait_ready(proc, ready_file, timeout_s=3600, name="twin up")  # type: ignore[attr-defined]
+    except LaunchError as e:
+        stop_process(proc)
+        raise RuntimeError(f"{e} (its messages: {home / 'twin-up.log'})") from None
+    return proc
 
 
 def write_results(figures: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:

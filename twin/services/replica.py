@@ -40,11 +40,11 @@ from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
+from twin.launcher.child import on_parent_exit, write_ready
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
 from twin.netaddr import host_of, is_loopback
-from twin.parent import on_parent_exit
 from twin.services.dcc import DccCore, DccEngine, ServiceRequest, ServiceResponse
 from twin.services.dcc_servicer import DccServicer, grpc_digest
 from twin.services.identity import Identity, UserStore
@@ -461,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ready-file", help="once serving, write there (JSON) the public port and this process's own "
+                                        "loopback port (how twin up learns that it is ready, and where)")
     args = p.parse_args(argv)
     token = os.environ.get("TWIN_REPLICA_TOKEN", "")
     problem = _check_args(args, token)
@@ -487,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
             task.result()  # it failed before serving: raise its error
             return
         public_port, own_port = started.result()
-        host = args.listen.rpartition(":")[0]
-        print(f"replica serving on {host}:{public_port} (own port 127.0.0.1:{own_port})", flush=True)
+        if args.ready_file:
+            write_ready(Path(args.ready_file), public_port=public_port, own_port=own_port)
+        else:
+            host = args.listen.rpartition(":")[0]
+            print(f"replica serving on {host}:{public_port} (own port 127.0.0.1:{own_port})", flush=True)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

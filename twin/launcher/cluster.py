@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twin.engine.address import RayAddressError, check_reachable
+
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 AGENT_WAIT_S = 90.0
 
@@ -22,8 +24,6 @@ def job_client(address: str):
     # Ray reads the mode when it is first imported.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from ray.job_submission import JobSubmissionClient
-
-    from twin.engine.address import RayAddressError, check_reachable
 
     check_reachable(address)  # seconds, naming the address, instead of the SDK's traceback
     try:

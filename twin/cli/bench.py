@@ -1,0 +1,122 @@
+"""`twin bench`: the figures the project holds itself to (build, tick, memory; event costs; API
+latency; dashboard updates; faults), written to a results file. Each suite's defaults are in one
+table, SUITES; an option left out takes its suite's default, an option given is used as given, and
+an option the suite does not use is refused (never silently ignored)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from twin.bench.api import run_api_bench
+from twin.bench.dashboard import run_dashboard_bench
+from twin.bench.engine import run_bench, run_events_bench
+from twin.bench.reliability import run_reliability_bench
+from twin.cli.base import (
+    Command,
+    UsageError,
+    check_memory,
+    console,
+    parse_count,
+    parse_days,
+    parse_hubs,
+    parse_seed,
+    parse_shards,
+    whole_arg,
+)
+
+# suite -> {option dest: default}; only the options a suite uses appear under it.
+SUITES: dict[str, dict[str, Any]] = {
+    "engine": {"sizes": "1M,3M,10M,30M", "days": "1", "shards": None, "seed": "1", "out": "bench-results/engine.json"},
+    "events": {"hubs": "30M", "scenario_hubs": "3M", "seed": "1", "out": "bench-results/events.json"},
+    "api": {"hubs": "1M", "out": "bench-results/api.json"},
+    "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
+    "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
+}
+DEFAULT_SUITE = "engine"
+# The reliability suite's chaos run: ticks simulated and seconds between shard kills.
+RELIABILITY_TICKS = 480
+RELIABILITY_KILL_EVERY_S = 3.0
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _defaults_help(dest: str) -> str:
+    """'default: engine 1M,3M,10M,30M; dashboard 1M,30M' from SUITES, so no default is written twice."""
+    return "default: " + "; ".join(f"{suite} {opts[dest]}" for suite, opts in SUITES.items()
+                                   if dest in opts and opts[dest] is not None)
+
+
+def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The suite's options: each one given on the command line as given, the others at the suite's
+    default (SUITES). UsageError naming the option if one given is not used by the suite."""
+    suite = args.suite
+    used = SUITES[suite]
+    for dest in sorted({d for opts in SUITES.values() for d in opts} - used.keys()):
+        if getattr(args, dest) is not None:
+            takes = ", ".join(_flag(d) for d in used)
+            raise UsageError(f"{_flag(dest)}: the {suite} suite does not use it (it takes {takes})")
+    return {dest: default if getattr(args, dest) is None else getattr(args, dest) for dest, default in used.items()}
+
+
+def _sizes(text: str) -> list[int]:
+    return [parse_count(s, "sizes") for s in text.split(",")]
+
+
+class BenchCommand(Command):
+    name = "bench"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        # Every default is None: the suite's own comes from SUITES in resolve_options.
+        parser.add_argument("suite", nargs="?", choices=tuple(SUITES), default=DEFAULT_SUITE,
+                            help="engine (default): sizes x build/day/memory; events: event costs and scenarios; "
+                                 "api: gRPC latency and throughput; dashboard: tick-to-browser time and update "
+                                 "sizes; reliability: kills, recovery, checkpoints, resume")
+        parser.add_argument("--hubs", help="fleet size: events and api suites; reliability: the resume run's "
+                                           f"({_defaults_help('hubs')})")
+        parser.add_argument("--chaos-hubs", help=f"reliability suite: fleet size of the chaos run "
+                                                 f"({_defaults_help('chaos_hubs')})")
+        parser.add_argument("--scenario-hubs", help=f"events suite: fleet size for the scenarios "
+                                                    f"({_defaults_help('scenario_hubs')})")
+        parser.add_argument("--sizes", help=f"fleet sizes ({_defaults_help('sizes')})")
+        parser.add_argument("--samples", type=whole_arg,
+                            help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
+        parser.add_argument("--days", help=f"engine suite: simulated days per size ({_defaults_help('days')})")
+        parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
+        parser.add_argument("--seed", help=f"fleet seed ({_defaults_help('seed')})")
+        parser.add_argument("--out", help=f"results file, JSON ({_defaults_help('out')})")
+
+    def run(self, args: argparse.Namespace) -> int:
+        o = resolve_options(args)
+        out = Path(o["out"])
+        if args.suite == "api":
+            res: Any = run_api_bench(hubs=parse_hubs(o["hubs"]), out=out, console=console)
+        elif args.suite == "dashboard":
+            sizes = _sizes(o["sizes"])
+            for s in sizes:
+                check_memory(s, None)
+            res = run_dashboard_bench(sizes, samples=o["samples"], out=out, console=console)
+        elif args.suite == "reliability":
+            seed = parse_seed(o["seed"])
+            resume_hubs, chaos_hubs = parse_hubs(o["hubs"]), parse_hubs(o["chaos_hubs"], "chaos-hubs")
+            check_memory(resume_hubs, None)
+            res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=RELIABILITY_TICKS,
+                                        kill_every_s=RELIABILITY_KILL_EVERY_S, seed=seed, out=out, console=console)
+        elif args.suite == "events":
+            seed = parse_seed(o["seed"])
+            hubs = parse_hubs(o["hubs"])
+            check_memory(hubs, None)
+            res = run_events_bench(hubs=hubs, scenario_hubs=parse_hubs(o["scenario_hubs"], "scenario-hubs"), seed=seed,
+                                   out=out, console=console)
+        else:
+            seed = parse_seed(o["seed"])
+            sizes = _sizes(o["sizes"])
+            days = parse_days(o["days"])
+            for s in sizes:
+                check_memory(s, None)
+            res = run_bench(sizes, days=days, shards=parse_shards(argparse.Namespace(shards=o["shards"])), seed=seed,
+                            out=out, console=console)
+        return 0 if res else 1
