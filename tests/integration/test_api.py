@@ -23,13 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import run_dir
+from tests.support import Api
 from twin.client import TwinClient
-from twin.engine.supervisor import FleetSupervisor
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AREA_BY_ID, supplier_code
-from twin.model.config import FleetConfig
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector
 from twin.services.errors import bad_request_fields, retry_delay_s
@@ -42,55 +40,10 @@ MATRIX = json.loads((ROOT / "twin/services/data/duis-request-matrix.json").read_
 ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
 
 
-class Api:
-    """A running engine + API with users created for a chosen premises."""
-
-    def __init__(self, tmp: Path, *, threshold: int = 10_000, **supervisor: Any):
-        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024),
-                                   **{"shards": 2, **supervisor}, run_dir=run_dir("api"))
-        self.sup.step(2)
-        # A premises with gas, reachable, supplied by one supplier for both fuels.
-        recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
-        good = [r for r in recs if r["gas_supplier"] == r["supplier"] and r["smets"] == "SMETS2"]
-        self.hub = good[0]
-        # A second premises of the same supplier and area, for requests that change the hub itself
-        # (8.14.x field updates) so the first stays reachable for the other tests.
-        self.hub2 = next(r for r in good[1:] if r["supplier"] == self.hub["supplier"]
-                         and r["area"]["id"] == self.hub["area"]["id"])
-        sup_code = supplier_code(self.hub["supplier"])
-        area = self.hub["area"]["id"]
-        other_area = next(a for a in AREA_BY_ID if a != area)
-        self.users = UserStore()
-        self.tokens: dict[str, str] = {}
-        self.keys: dict[str, Path] = {}
-        parties = {"IS": sup_code, "ES": sup_code, "GS": sup_code, "ED": area, "GT": area, "RSA": sup_code, "OU": 0}
-        for role, party in parties.items():
-            self._user(tmp, role.lower(), role, party)
-        self._user(tmp, "operator", "OPERATOR", 0)
-        self._user(tmp, "other-is", "IS", 1 if sup_code != 1 else 2)
-        self._user(tmp, "far-ed", "ED", other_area)
-        self.anomaly = AnomalyDetector(default_threshold=threshold)
-        self.server = ApiServer(self.sup, self.users, port=0, anomaly=self.anomaly)
-        self.server.start()
-
-    def _user(self, tmp: Path, user_id: str, role: str, party: int) -> None:
-        _, token, key = self.users.issue_user(user_id, role, party, keys_dir=tmp / "keys")
-        self.tokens[user_id], self.keys[user_id] = token, key
-
-    def client(self, user: str, **kw) -> TwinClient:
-        return TwinClient(self.server.address, token=self.tokens.get(user, user), private_key=self.keys.get(user),
-                          user_id=user, **kw)
-
-    def close(self) -> None:
-        self.server.stop(1.0)
-        self.sup.shutdown()
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    a = Api(tmp_path_factory.mktemp("api"))
-    yield a
-    a.close()
+@pytest.fixture
+def api(live_api):
+    """The session's live stack (tests/conftest.py), shared with test_api_contracts.py."""
+    return live_api
 
 
 def params_for(srv: str) -> dict:

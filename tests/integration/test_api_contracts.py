@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import run_dir
-from tests.integration.test_api import Api, expect
+from tests.integration.test_api import expect
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.csp.v1 import csp_pb2
@@ -39,11 +39,10 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 ORIG = "90-B3-D5-1F-30-01-00-00"  # the sending User's EUI in its DUIS RequestIDs
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    a = Api(tmp_path_factory.mktemp("contracts"))
-    yield a
-    a.close()
+@pytest.fixture
+def api(live_api):
+    """The session's live stack (tests/conftest.py), shared with test_api.py."""
+    return live_api
 
 
 def journaled(sup, request_id: str) -> list[dict]:

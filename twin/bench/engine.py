@@ -149,8 +149,8 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
         if row is None:
             return None
         rows.append(row)
-    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), "seed": seed,
-              "days": days, "sizes": rows}
+    result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                              "seed": seed, "days": days, "sizes": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     t = Table(title=f"twin bench ({result['machine']['cores']} cores, {result['machine']['memory_gib']} GiB)",
@@ -279,6 +279,7 @@ def start_twin_up(hubs: int, home: Path, run_dir: Path, *extra: str) -> subproce
                              "--run-dir", str(run_dir), "--status-every", "3600", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     proc.startup_lines = []  # type: ignore[attr-defined]  # what it printed while starting
+    assert proc.stderr is not None  # stderr=PIPE
     for line in proc.stderr:
         proc.startup_lines.append(line)  # type: ignore[attr-defined]
         if "twin is running" in line:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 
-from tests.integration.conftest import run_dir
+from tests.support import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.dcc.v1 import dcc_pb2

@@ -18,7 +18,7 @@ from google.longrunning import operations_pb2
 
 from dashboard.pages import PAGES
 from dashboard.server import DashboardServer, create_app
-from tests.integration.conftest import run_dir
+from tests.support import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.fleet.v1 import fleet_pb2
