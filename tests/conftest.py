@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
 
 
-def quiet_params(**incident_overrides: float) -> ModelParams:
+def quiet_params(**incident_overrides: Any) -> ModelParams:
     """Model parameters with background incidents switched off (or set as given)."""
     ip = replace(IncidentParams(), power_outages_per_year=0.0, hub_faults_per_year=0.0,
                  hardware_failures_per_year=0.0)
