@@ -41,7 +41,9 @@ READY = {"/": "#ov-map .main-svg", "/network": "#net-mix .main-svg", "/firmware"
 
 
 class Stack:
-    """Engine, API and dashboard, as `twin up` runs them (the dashboard in-process here)."""
+    """Engine, API and dashboard, as `twin up` runs them (the dashboard in-process here). Not the
+    session's shared stack (tests/conftest.py `live_api`): its clock runs all along (the pages show
+    live change), which would move the shared fleet under the API suites' feet."""
 
     def __init__(self, tmp: Path):
         self.sup = FleetSupervisor(FleetConfig(hubs=30_000, seed=5, block_size=1024), shards=2, run_dir=run_dir("dash"))

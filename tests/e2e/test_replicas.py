@@ -31,7 +31,9 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 class Pair:
-    """A primary (engine + API) and one replica process on its own port."""
+    """A primary (engine + API) and one replica process on its own port. Not the session's shared
+    stack: the primary needs a replica token and per-user rate thresholds at start, and the replica
+    process reads the shards' shared memory."""
 
     def __init__(self, tmp: Path):
         self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=5, block_size=1024), shards=2,
