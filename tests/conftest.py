@@ -62,6 +62,8 @@ def live_api(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
     Tests that change the clock or the fleet irreversibly build their own and say why."""
     from tests.support import Api
 
-    a = Api(tmp_path_factory.mktemp("live-api"))
+    # Its shards reserve no Ray CPU: it lives for the whole session, and a fleet that held the two
+    # CPUs would leave every later test's fleet waiting for them.
+    a = Api(tmp_path_factory.mktemp("live-api"), cpus_per_shard=0.0)
     yield a
     a.close()
