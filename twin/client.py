@@ -48,7 +48,7 @@ def error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    st = rpc_status.from_call(err)  # type: ignore[arg-type]
+    st = rpc_status.from_call(err)
     for d in st.details if st is not None else ():
         if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

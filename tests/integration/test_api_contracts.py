@@ -5,6 +5,7 @@ table of docs/api-errors.md."""
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import run_dir
-from tests.integration.test_api import Api, expect
+from tests.integration.test_api import expect
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.csp.v1 import csp_pb2
@@ -39,11 +40,21 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 ORIG = "90-B3-D5-1F-30-01-00-00"  # the sending User's EUI in its DUIS RequestIDs
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    a = Api(tmp_path_factory.mktemp("contracts"))
-    yield a
-    a.close()
+@pytest.fixture
+def api(live_api):
+    """The session's live stack (tests/conftest.py), shared with test_api.py."""
+    return live_api
+
+
+_DUIS_BLOCKS = itertools.count(1)
+
+
+@pytest.fixture
+def duis_base() -> int:
+    """The base of a block of 1,000 DUIS RequestID counters for one test, above every counter used
+    before it: counters from one originator must strictly increase, and the stack is shared by tests
+    that run in any order."""
+    return next(_DUIS_BLOCKS) * 1000
 
 
 def journaled(sup, request_id: str) -> list[dict]:
@@ -56,15 +67,15 @@ def credit(c: TwinClient, op: str) -> int:
 
 
 # -- part 3: a retry never applies twice -----------------------------------------------------------
-def test_a_retried_top_up_credits_the_meter_once_and_answers_the_same(api):
+def test_a_retried_top_up_credits_the_meter_once_and_answers_the_same(api, duis_base):
     dev = api.hub["device_id"]
     target = f"hubs/{dev}"
     with api.client("is") as c:
-        base = c.submit("2.2", target, {"amount_pence": 1}, request_id=f"{ORIG}:{dev}:100")
+        base = c.submit("2.2", target, {"amount_pence": 1}, request_id=f"{ORIG}:{dev}:{duis_base + 100}")
         api.sup.step(2)
         before = credit(c, base.response.operation)
         ops = len(api.sup.operations())
-        rid = f"{ORIG}:{dev}:101"
+        rid = f"{ORIG}:{dev}:{duis_base + 101}"
         first = c.submit("2.2", target, {"amount_pence": 1000}, request_id=rid)
         again = c.submit("2.2", target, {"amount_pence": 1000}, request_id=rid)
         assert first.response.status == dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED  # the clock is paused
@@ -83,25 +94,25 @@ def test_a_retried_top_up_credits_the_meter_once_and_answers_the_same(api):
         assert len(api.sup.operations()) == ops + 1
 
 
-def test_duis_counters_must_increase_and_an_id_is_for_one_request(api):
+def test_duis_counters_must_increase_and_an_id_is_for_one_request(api, duis_base):
     dev = api.hub["device_id"]
     target = f"hubs/{dev}"
     with api.client("is") as c:
-        c.submit("2.2", target, {"amount_pence": 5}, request_id=f"{ORIG}:{dev}:200")
+        c.submit("2.2", target, {"amount_pence": 5}, request_id=f"{ORIG}:{dev}:{duis_base + 200}")
         journal = (api.sup.run_dir / "journal.jsonl").read_text()
         e = expect(grpc.StatusCode.FAILED_PRECONDITION, c.submit, "2.2", target, {"amount_pence": 5},
-                   request_id=f"{ORIG}:{dev}:199")
-        assert bad_request_fields(e) == ["request_id"] and "not above 200" in e.details()
+                   request_id=f"{ORIG}:{dev}:{duis_base + 199}")
+        assert bad_request_fields(e) == ["request_id"] and f"not above {duis_base + 200}" in e.details()
         e = expect(grpc.StatusCode.ALREADY_EXISTS, c.submit, "2.2", target, {"amount_pence": 6},
-                   request_id=f"{ORIG}:{dev}:200")
+                   request_id=f"{ORIG}:{dev}:{duis_base + 200}")
         assert bad_request_fields(e) == ["request_id"]
         other = api.hub2["device_id"]  # a device at another premises
-        for bad in ["a:b:c", f"{ORIG}:{dev}:-3", f"{ORIG}:{dev}:\u0662\u0660\u0661", f"{ORIG}:{other}:201"]:
+        for bad in ["a:b:c", f"{ORIG}:{dev}:-3", f"{ORIG}:{dev}:\u0662\u0660\u0661", f"{ORIG}:{other}:{duis_base + 201}"]:
             e = expect(grpc.StatusCode.INVALID_ARGUMENT, c.submit, "2.2", target, {"amount_pence": 5}, request_id=bad)
             assert bad_request_fields(e) == ["request_id"]
         # A read's counter counts too: reads and changes share the originator's sequence.
-        c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:202")  # 201 was used, though refused
-        expect(grpc.StatusCode.FAILED_PRECONDITION, c.submit, "4.1.1", target, request_id=f"{ORIG}:{dev}:150")
+        c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:{duis_base + 202}")  # 201 was used, though refused
+        expect(grpc.StatusCode.FAILED_PRECONDITION, c.submit, "4.1.1", target, request_id=f"{ORIG}:{dev}:{duis_base + 150}")
         assert (api.sup.run_dir / "journal.jsonl").read_text() == journal  # nothing refused was journaled
 
 
@@ -299,17 +310,29 @@ def test_every_list_method_refuses_a_token_of_another_request(api):
 
 
 def test_hub_events_pages_neither_repeat_nor_skip_while_alerts_arrive(api):
-    hub = api.hub2
-    with api.client("operator") as c:
-        for _ in range(3):  # three outages, each an outage and a restoration alert for the premises
+    # A premises of its own, in an area no other test cuts: the shared premises (hub, hub2) are
+    # changed by other tests (8.14.x field updates), and cutting their area would leave `hub`
+    # unreachable for tests that run after this one.
+    recs, _ = api.sup.list_hubs({"reachable": True}, 0, 2000)
+    hub = next(r for r in recs if r["area"]["id"] != api.hub["area"]["id"] and r["smets"] == "SMETS2")
+
+    def outage_alerts(c: TwinClient, more_than: int) -> None:
+        # Area outages until the premises has sent more than `more_than` alerts. Not every outage
+        # makes a new pair of alerts (the fleet is shared, so its tick and state depend on the tests
+        # before), hence a bounded loop rather than a fixed count.
+        for _ in range(10):
+            if len(api.sup.hub_events(hub["hub"], 1000)) > more_than:
+                return
             c.create_event(power_outage=fleet_pb2.PowerOutage(area=hub["area"]["name"], duration_min=30))
             api.sup.step(3)
+        pytest.fail(f"ten outages of its area gave the premises no more than {more_than} alerts")
+
+    with api.client("operator") as c:
+        outage_alerts(c, 2)  # at least three events, so two pages of two
         events = lambda **kw: fleet_pb2.ListHubEventsRequest(parent=f"hubs/{hub['hub']}", **kw)  # noqa: E731
         first = c.fleet.ListHubEvents(events(page_size=2), metadata=c.metadata)
         before = [(e["tick"], e["kind"]) for e in api.sup.hub_events(hub["hub"], 1000)]
-        c.create_event(power_outage=fleet_pb2.PowerOutage(area=hub["area"]["name"], duration_min=30))
-        api.sup.step(3)  # newer alerts arrive between pages
-        assert len(api.sup.hub_events(hub["hub"], 1000)) > len(before)
+        outage_alerts(c, len(before))  # newer alerts arrive between pages
         rest = walk(lambda r: c.fleet.ListHubEvents(r, metadata=c.metadata),
                     lambda **kw: events(**{**kw, "page_token": kw["page_token"] or first.next_page_token}), 2)
         seen = [(e.tick, AlertKind[e.kind]) for e in [*first.events, *rest]]
@@ -411,7 +434,7 @@ def error_table() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def test_the_error_table_holds_against_a_live_server(api):
+def test_the_error_table_holds_against_a_live_server(api, duis_base):
     """Every row of docs/api-errors.md: its case sent to this server (or the test that covers it
     named), answered with the row's code and BadRequest field."""
     from twin.model.catalog import SUPPLIERS
@@ -444,7 +467,7 @@ def test_the_error_table_holds_against_a_live_server(api):
         moved.signature = sign(api.keys["other-is"].read_bytes(), user_id="is", srv="7.1", target=target,
                                request_id="walk-signed", issued_at_ms=moved.issued_at_ms, payload={})
         dev = api.hub["device_id"]
-        is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:900")
+        is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:{duis_base + 900}")
         is_c.submit("2.2", target, {"amount_pence": 3}, request_id="walk-reused")
         unknown = "operations/nope-1"
 
@@ -556,9 +579,9 @@ def test_the_error_table_holds_against_a_live_server(api):
             ("DccService.SubmitServiceRequest", "a request_id with ':' that is not a DUIS RequestID"):
                 lambda: is_c.submit("4.1.1", target, request_id="a:b:c"),
             ("DccService.SubmitServiceRequest", "a DUIS RequestID whose target EUI is not a device at the target premises"):
-                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{api.hub2['device_id']}:901"),
+                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{api.hub2['device_id']}:{duis_base + 901}"),
             ("DccService.SubmitServiceRequest", "a DUIS counter not above the last one from its originator"):
-                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:899"),
+                lambda: is_c.submit("4.1.1", target, request_id=f"{ORIG}:{dev}:{duis_base + 899}"),
             ("DccService.SubmitServiceRequest", "request_id used for a different request"):
                 lambda: is_c.submit("2.2", target, {"amount_pence": 4}, request_id="walk-reused"),
             ("DccService.SubmitServiceRequest", "the first request with this request_id is still being processed"): aborted,

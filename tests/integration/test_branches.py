@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.integration.conftest import run_dir
-from tests.integration.test_cli import twin
+from tests.support import twin
 from twin.engine.branches import fork, list_branches, plan_fork
 from twin.engine.history import query
 from twin.engine.supervisor import FleetSupervisor

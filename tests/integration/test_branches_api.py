@@ -21,6 +21,8 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    """Not the session's shared stack: a rewind moves the clock back, and the branches need
+    checkpoints every 12 ticks."""
     sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=41, block_size=1024), shards=2, run_dir=run_dir("branch-api"),
                           checkpoint_every=12)
     users = UserStore()

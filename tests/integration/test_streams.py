@@ -35,7 +35,8 @@ SMALL_WINDOW = [("grpc.http2.lookahead_bytes", 16_384), ("grpc.http2.bdp_probe",
 
 class Streams:
     """A fleet with two API servers: one with the default stream limits, one whose delivery
-    windows are a fraction of a second (for subscribers that stall)."""
+    windows are a fraction of a second (for subscribers that stall). Not the session's shared stack:
+    a GB-wide power cut leaves every premises with alerts and a changed state."""
 
     def __init__(self, tmp: Path):
         self.sup = FleetSupervisor(FleetConfig(hubs=HUBS, seed=17, block_size=4096), shards=2, run_dir=run_dir("streams"),

@@ -151,7 +151,7 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
             return None
         rows.append(row)
     host = machine()
-    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": host, "seed": seed,
+    result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": host, "seed": seed,
               "days": days, "sizes": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_channelz.v1 import channelz_pb2, channelz_pb2_grpc
 
-from tests.integration.conftest import run_dir
+from tests.support import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.dcc.v1 import dcc_pb2
@@ -31,7 +31,9 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 class Pair:
-    """A primary (engine + API) and one replica process on its own port."""
+    """A primary (engine + API) and one replica process on its own port. Not the session's shared
+    stack: the primary needs a replica token and per-user rate thresholds at start, and the replica
+    process reads the shards' shared memory."""
 
     def __init__(self, tmp: Path):
         self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=5, block_size=1024), shards=2,

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ENV, TWIN, twin
 from twin.engine.shared_state import PREFIX, segments_of
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
-
-TWIN = [sys.executable, "-m", "twin.cli"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def twin(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TWIN, *args], capture_output=True, text=True, timeout=timeout, env=env or ENV,
-                          check=False)
 
 
 def unused_port() -> int:
