@@ -46,7 +46,7 @@ def create_command(name: str) -> Command:
     """The command called `name`, its module imported now (KeyError for an unknown name)."""
     info = COMMANDS[name]
     cls = getattr(importlib.import_module(info.module), info.class_name)
-    return cls()  # type: ignore[no-any-return]
+    return cls()
 
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, Command | None]:

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,8 @@ class AlertLog:
             path = self._path(tick)
             if ta.size:
                 buf = io.BytesIO()
-                np.savez(buf, format_version=np.array(FORMAT_VERSION), tick=np.array(tick, np.int64), **cols)
+                arrays: dict[str, Any] = {"format_version": np.array(FORMAT_VERSION), "tick": np.array(tick, np.int64), **cols}
+                np.savez(buf, **arrays)
                 _write_atomic(path, buf.getbuffer())  # derived data (re-made from checkpoint + journal): not fsynced
                 if tick not in self._files:
                     bisect.insort(self._files, tick)

@@ -29,7 +29,7 @@ def position(rec: dict[str, Any]) -> Position:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Complete records in file order; a torn last line (a crash mid-write) is ignored."""
-    out = []
+    out: list[dict[str, Any]] = []
     if not path.exists():
         return out
     with open(path, encoding="utf-8") as fh:

@@ -167,7 +167,7 @@ def sweep_stale(root: str = "/dev/shm") -> list[str]:
     the segment would hold its memory until the machine restarts. Returns the names removed."""
     import psutil
 
-    removed = []
+    removed: list[str] = []
     try:
         names = [n for n in os.listdir(root) if n.startswith(PREFIX)]
     except OSError:

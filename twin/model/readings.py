@@ -51,9 +51,9 @@ def read(state: HubState, config: FleetConfig, hub: int, srv: str, fuel: str, ti
                                     for t in days if t >= 0]}
     if srv == "4.17":  # daily consumption log: the last 7 complete days
         days = [last_midnight - d * HALF_HOURS_PER_DAY for d in range(7, -1, -1)]
-        regs = [(t, _register_kwh(c, row, fuel, config, t)) for t in days if t >= 0]
+        at_midnight = [(t, _register_kwh(c, row, fuel, config, t)) for t in days if t >= 0]
         return {"daily_consumption": [{"day": config.time_of(a).date().isoformat(), "kwh": round(rb - ra, 3)}
-                                      for (a, ra), (_, rb) in itertools.pairwise(regs)]}
+                                      for (a, ra), (_, rb) in itertools.pairwise(at_midnight)]}
     if srv == "4.8.1":  # half-hourly profile: the last 48 periods
         ticks = list(range(max(now - HALF_HOURS_PER_DAY, 0), now + 1))
         regs = [_register_kwh(c, row, fuel, config, t) for t in ticks]

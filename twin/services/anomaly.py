@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import builtins
 import threading
 import time
 from collections import deque
@@ -132,11 +133,11 @@ class AnomalyDetector:
         with self._lock:
             return [e for e in self._quarantine.values() if user_id is None or e.user_id == user_id]
 
-    def page(self, user_id: str | None, start: int, limit: int) -> list[QuarantineEntry]:
+    def page(self, user_id: str | None, start: int, limit: int) -> builtins.list[QuarantineEntry]:
         """Up to `limit` entries (of `user_id`, or all), oldest first, from entry number `start`
         ("q-000042" is number 42). Cost grows with the entries passed over, not the quarantine."""
         with self._lock:
-            out = []
+            out: builtins.list[QuarantineEntry] = []
             i = bisect.bisect_left(self._order, start)
             while i < len(self._order) and len(out) < limit:
                 e = self._quarantine.get(_entry_id(self._order[i]))

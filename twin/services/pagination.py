@@ -102,7 +102,7 @@ def page_token(request: Message, *position: int) -> str:
 def page_start(request: Message, n: int = 1) -> tuple[int, ...] | None:
     """The position `request.page_token` resumes at (n integers), None if it has no token; raises
     ApiError INVALID_ARGUMENT naming page_token if the token was not issued for this request."""
-    token = request.page_token  # type: ignore[attr-defined]
+    token = request.page_token
     if not token:
         return None
     size = 1 + 8 * n

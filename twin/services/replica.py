@@ -408,7 +408,7 @@ class Replica:
         proxy = Proxy(channel)
         leases = Leases(view)
         gate = _Gate(users, self.max_in_flight, forward=proxy.submit)
-        dcc = gate.guard(DccServicer(view, None, core=ReplicaCore(view, leases)),
+        dcc = gate.guard(DccServicer(cast(DccEngine, view), None, core=ReplicaCore(view, leases)),
                          dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
         known = channelz_server_ids()
         server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)])

@@ -206,7 +206,7 @@ class _Gate:
             except NotImplementedError:  # a method of a generated base class this twin does not serve
                 raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not implemented") from None
             except Forward:
-                return await gate.forward(path, request, context)  # type: ignore[misc]
+                return await gate.forward(path, request, context)
             finally:
                 gate.in_flight -= 1
         return call
