@@ -64,6 +64,8 @@ _ANYONE = Rule(Access.AUTHENTICATED, "")
 RPC_RULES: Mapping[str, Rule] = {
     # Operator tools: clock, events, aggregates, hubs, branches, the tick stream.
     "twin.fleet.v1.FleetService": _OPERATORS,
+    # Reference data (names of regions, areas, suppliers, device models): for every signed-in caller.
+    "twin.fleet.v1.FleetService/GetFleetCatalog": _ANYONE,
     # Anyone may follow an operation it holds the name of (a DCC User's SR 11.1 returns one).
     "google.longrunning.Operations": _ANYONE,
     "google.longrunning.Operations/ListOperations": _OPERATORS,
