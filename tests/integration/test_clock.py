@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.integration.conftest import run_dir
+from twin.engine.clock import Clock
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
@@ -51,7 +52,7 @@ class FakeTime:
 def fake_time(monkeypatch) -> FakeTime:
     fake = FakeTime()
     # The module whose code runs the clock's loop reads `time.monotonic()` at each turn.
-    monkeypatch.setattr(sys.modules[FleetSupervisor.__module__], "time", fake)
+    monkeypatch.setattr(sys.modules[Clock.__module__], "time", fake)
     return fake
 
 
@@ -69,8 +70,7 @@ def settle(sup, fake: FakeTime, seconds: float, expect_tick: int) -> None:
     """Move the fake clock on and wake the clock's thread; it must reach `expect_tick` and stay
     there (the fake clock no longer moves, so any further tick is off the schedule)."""
     fake.advance(seconds)
-    with sup._cv:
-        sup._cv.notify_all()
+    sup.wall_clock.wake()
     assert wait_for(lambda: sup.tick >= expect_tick), (sup.tick, expect_tick)
     time.sleep(0.3)  # a tick beyond the schedule would start within this
     assert sup.tick == expect_tick

@@ -32,7 +32,7 @@ def test_every_served_method_has_exactly_one_rule():
         rpc_rule("twin.dcc.v1.DccService2", "SubmitServiceRequest")
 
 
-@pytest.mark.parametrize("method", [m.name for m in SERVED[0].methods])
+@pytest.mark.parametrize("method", [m.name for m in SERVED[0].methods if m.name != "GetFleetCatalog"])
 def test_fleet_operations_are_for_operators_only(method):
     rule = rpc_rule("twin.fleet.v1.FleetService", method)
     check_call(OPERATOR_ID, rule, method)
@@ -40,6 +40,13 @@ def test_fleet_operations_are_for_operators_only(method):
         with pytest.raises(PolicyError) as e:
             check_call(user, rule, method)
         assert e.value.code == "PERMISSION_DENIED" and method in e.value.message
+
+
+def test_the_fleet_catalog_is_for_every_signed_in_caller():
+    # Reference data (names of regions, areas, suppliers, models): the dashboard and DCC Users alike.
+    rule = rpc_rule("twin.fleet.v1.FleetService", "GetFleetCatalog")
+    for caller in (OPERATOR_ID, *USERS):
+        check_call(caller, rule, "GetFleetCatalog")
 
 
 def test_service_requests_are_for_dcc_users_and_quarantine_control_for_operators():

@@ -101,6 +101,12 @@ class Clock:
             self._speed = speed
             self._cv.notify_all()
 
+    def wake(self) -> None:
+        """Have the clock's thread look at the time again now (its schedule is read from
+        `time.monotonic()`, which a test may move)."""
+        with self._cv:
+            self._cv.notify_all()
+
     def run_until(self, tick: int) -> None:
         """Let the running clock pause by itself when `tick` is the next tick."""
         with self._cv:
