@@ -32,7 +32,7 @@ import psutil
 from google.protobuf import struct_pb2
 from rich.console import Console
 
-from twin.background import ReportingThread
+from twin.util.background import ReportingThread
 from twin.bench.engine import start_twin_up, stop_process, write_results
 from twin.client import TwinClient
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc

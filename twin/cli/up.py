@@ -19,7 +19,7 @@ from twin.cli.base import (
     whole_arg,
 )
 from twin.launcher.up import FleetSpec, Launcher, UpOptions
-from twin.netaddr import is_loopback
+from twin.util.netaddr import is_loopback
 from twin.util.grammar import GrammarError, parse_decimal, parse_number, shown
 
 MAX_API_PROCESSES = 64

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from twin.engine import runtime
 from twin.engine.supervisor import FleetSupervisor, read_manifest
-from twin.launcher.child import write_ready
+from twin.util.child import write_ready
 from twin.launcher.process import Child, LaunchError, start_child, stop_children
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS

@@ -14,7 +14,7 @@ import grpc
 
 from twin.engine.interface import FleetEngine
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
-from twin.netaddr import host_of, is_loopback
+from twin.util.netaddr import host_of, is_loopback
 from twin.services.anomaly import AnomalyDetector
 from twin.services.server import bearer_token
 

@@ -29,7 +29,7 @@ from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import RunFailure, RunStateError
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
-from twin.netaddr import is_loopback
+from twin.util.netaddr import is_loopback
 from twin.services.errors import ApiError, conflict, denied, invalid, overloaded
 from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore
 from twin.services.identity import current_identity as current_identity  # re-exported for the servicers
@@ -454,7 +454,7 @@ class ApiServer:
     def _clock_health(self, error: str | None) -> None:
         """On the server loop: a failed clock makes every service NOT_SERVING (a load balancer or
         `grpc_health_probe` sees the run has stopped); a clock running again makes them SERVING."""
-        from twin.background import spawn
+        from twin.util.background import spawn
 
         status = health_pb2.HealthCheckResponse.NOT_SERVING if error else health_pb2.HealthCheckResponse.SERVING
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from twin.background import spawn
+from twin.util.background import spawn
 from twin.engine.alert_log import AlertLog
 from twin.engine.interface import HubReads, ShardAccess
 from twin.engine.operations import OperationField, OperationFilter, OperationTerm
