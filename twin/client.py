@@ -26,10 +26,10 @@ from google.protobuf.message import Message
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+
 # The error-details readers, re-exported: callers of the client read failed calls with them.
 from twin.util.rpc_status import error_info as error_info
 from twin.util.rpc_status import field_violations as field_violations
-
 
 # What ends a stream that the client should resume: the server's "fell behind" (resume after the
 # last message received) and "the run went back" (resume where the server says).
