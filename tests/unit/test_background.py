@@ -14,8 +14,8 @@ import pytest
 
 from dashboard.app import clock_text
 from dashboard.feed import FleetFeed
-from twin.util.background import ReportingThread, spawn
 from twin.services.batching import ShardBatcher
+from twin.util.background import ReportingThread, spawn
 
 
 def test_a_failing_task_is_logged_and_reported(caplog):

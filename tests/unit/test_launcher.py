@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.util.child import READY_VERSION, write_ready
 from twin.launcher.process import ChildFailed, LaunchError, start_child, stop_children, wait_ready
+from twin.util.child import READY_VERSION, write_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
