@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.model.alerts import count_alerts
 from twin.model.catalog import (
     AREA_CSP,
     N_CSP,
@@ -21,7 +22,7 @@ from twin.model.catalog import (
     WanTech,
 )
 from twin.model.config import FleetConfig
-from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
+from twin.model.kernel import IncidentDraw, start_incidents
 from twin.model.ops.commands import Command, FirmwareRollout
 from twin.model.ops.common import (
     block_demand,
