@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from twin.model.catalog import (
 )
 from twin.model.config import FleetConfig
 from twin.model.kernel import IncidentDraw, start_incidents
+from twin.model.ops.base import LAG, Control, FleetOp, ShardOp
 from twin.model.ops.commands import Command, FirmwareRollout
 from twin.model.ops.common import (
     block_demand,
@@ -41,10 +42,12 @@ from twin.model.ops.progress import (
     OperationState,
     WaveProgress,
 )
-from twin.model.ops.runtime import LAG, Control, FleetOp, FleetPlanner, ShardOp, ShardOps
 from twin.model.params import TICK_SECONDS
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
+
+if TYPE_CHECKING:
+    from twin.model.ops.runtime import FleetPlanner, ShardOps
 
 WAITING, TRANSFER, ACTIVATE, ACTIVATED, FAILED, BRICKED, CANCELLED = range(7)
 STAGES = ("waiting", "transferring", "activating", "activated", "failed", "bricked", "cancelled")

@@ -3,11 +3,12 @@ whose customers move to a Supplier of Last Resort under a daily transfer cap."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from twin.model.catalog import SUPPLIERS, Flag
+from twin.model.ops.base import Control, FleetOp, ShardOp
 from twin.model.ops.commands import ChurnCampaign, SupplierFailure, SupplierSwitch
 from twin.model.ops.common import (
     CredentialSwaps,
@@ -25,10 +26,12 @@ from twin.model.ops.progress import (
     SupplierSwitchProgress,
     swaps_of,
 )
-from twin.model.ops.runtime import Control, FleetOp, ShardOp, ShardOps
 from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import HubState
+
+if TYPE_CHECKING:
+    from twin.model.ops.runtime import ShardOps
 
 
 def _swaps(ctx: ShardOps) -> CredentialSwaps:
