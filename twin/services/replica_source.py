@@ -15,7 +15,7 @@ import grpc
 from twin.engine.interface import FleetEngine
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
 from twin.services.anomaly import AnomalyDetector
-from twin.services.server import bearer_token
+from twin.services.identity import bearer_token
 from twin.util.netaddr import host_of, is_loopback
 
 MAX_LEASE = 1024  # admissions per lease: a replica asks for about a second's worth

@@ -31,8 +31,7 @@ from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.services.branching import ComparisonWriter
 from twin.services.errors import ApiError, conflict, denied, invalid, overloaded
-from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore
-from twin.services.identity import current_identity as current_identity  # re-exported for the servicers
+from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore, bearer_token
 from twin.services.policy import PolicyError, Rule, check_call, rpc_rule
 from twin.services.streams import StreamLimits
 from twin.util.netaddr import is_loopback
@@ -322,14 +321,6 @@ def ensure_port_free(host: str, port: int) -> None:
             probe.bind((host.strip("[]") or "0.0.0.0", port))
         except OSError as e:
             raise OSError(f"cannot serve on {host}:{port}: {e.strerror}") from None
-
-
-def bearer_token(context) -> str:
-    """The call's bearer token ('' if it has none)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and value[:7].lower() == "bearer ":
-            return value[7:].strip()
-    return ""
 
 
 class ApiServer:
