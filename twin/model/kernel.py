@@ -39,7 +39,8 @@ from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
 
 if TYPE_CHECKING:
-    from twin.model.ops.runtime import Control, ShardOps
+    from twin.model.ops.base import Control
+    from twin.model.ops.runtime import ShardOps
 
 LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
 _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
