@@ -39,8 +39,7 @@ from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
 
 if TYPE_CHECKING:
-    from twin.model.ops.base import Control
-    from twin.model.ops.runtime import ShardOps
+    from twin.model.ops.base import Control, ShardOperations
 
 LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
 _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
@@ -451,7 +450,7 @@ def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
     s.dark_age += state.slot_dark_age.sum(axis=0)
 
 
-def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOps, controls: Sequence[Control] = (),
+def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOperations, controls: Sequence[Control] = (),
          bounds: np.ndarray | None = None) -> TickSummary:
     """Advance the hubs held in `state` through `tick`; returns this shard's summary.
 

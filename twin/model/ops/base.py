@@ -1,27 +1,50 @@
 """What every operation is: a shard half (`ShardOp`, per-hub effects in one shard) and a fleet half
 (`FleetOp`, decisions from merged tick summaries), and the `Control` that carries a decision to the
 shards LAG ticks later. The operation kinds (twin.model.ops.rollout, switching, ...) subclass these;
-twin.model.ops.runtime runs them (ShardOps, FleetPlanner) and twin.model.ops.registry names them,
-so neither the kinds nor this module import the runtime or the registry."""
+twin.model.ops.runtime runs them (ShardOps, FleetPlanner) and twin.model.ops.registry names them.
+What an operation sees of the runtime is typed here as protocols (`ShardContext`, `PlannerContext`),
+so neither the kinds nor this module import the runtime or the registry, not even for a type."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
+from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command
 from twin.model.ops.progress import OperationAction, OperationState, Progress
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
 
-if TYPE_CHECKING:
-    from twin.model.network import NetworkPlan
-    from twin.model.ops.runtime import FleetPlanner, ShardOps
-
 LAG = 4  # ticks from a fleet-level decision to its effect (two hours)
+
+
+class ShardContext(Protocol):
+    """What a shard half sees of its shard's runtime (twin.model.ops.runtime.ShardOps): the shard's
+    config, its copies of the network schedule and the firmware labels, and the supplier failures."""
+
+    config: FleetConfig
+    network: NetworkPlan
+    versions: VersionTable
+    failed_suppliers: set[int]
+    solr_of: dict[int, int]
+
+    def last_resort(self, supplier: int) -> int: ...
+
+
+class PlannerContext(Protocol):
+    """What a fleet half sees of the planner (twin.model.ops.runtime.FleetPlanner): every accepted
+    operation, the live ones, and the fleet-level network schedule, labels and supplier failures."""
+
+    ops: dict[str, FleetOp]
+    live: dict[str, FleetOp]
+    network: NetworkPlan
+    versions: VersionTable
+    failed_suppliers: dict[int, tuple[int, int, str]]
 
 
 @dataclass
@@ -42,15 +65,15 @@ class ShardOp:
         self.seq = seq  # keys this operation's random streams
         self.state = OperationState.RUNNING
 
-    def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
+    def start(self, hs: HubState, ctx: ShardContext, tick: int, s: TickSummary) -> None:
         """Materialise at the command's tick (find the hubs it touches)."""
 
-    def control(self, action: str, data: dict[str, Any], hs: HubState, ctx: ShardOps, tick: int,
+    def control(self, action: str, data: dict[str, Any], hs: HubState, ctx: ShardContext, tick: int,
                 s: TickSummary) -> None:
         if action in _SHARD_STATE:
             self.state = _SHARD_STATE[action]
 
-    def step(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
+    def step(self, hs: HubState, ctx: ShardContext, tick: int, s: TickSummary, up_area: np.ndarray) -> None:
         """Advance one tick (after controls, before the daily-read slot)."""
 
     def report(self, hs: HubState, tick: int) -> dict[str, Any]:
@@ -103,7 +126,7 @@ class FleetOp:
     def done(self) -> bool:
         return OperationState(self.state).done
 
-    def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
+    def observe(self, tick: int, rep: dict[str, Any] | None, planner: PlannerContext) -> list[Control]:
         """Read this tick's merged report; return controls for tick + LAG."""
         if rep is not None:
             self.counters = {k: int(v) for k, v in rep.items() if not k.startswith("block")}
@@ -112,11 +135,11 @@ class FleetOp:
             self.state = OperationState.RUNNING
         return []
 
-    def on_accept(self, planner: FleetPlanner) -> None:
+    def on_accept(self, planner: PlannerContext) -> None:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
         self.schedule_network(planner.network)
 
-    def on_start(self, planner: FleetPlanner) -> None:
+    def on_start(self, planner: PlannerContext) -> None:
         """Its start is being sent to the shards (in the order they will apply it)."""
 
     def schedule_network(self, plan: NetworkPlan) -> None:
@@ -146,3 +169,14 @@ class FleetOp:
     def signature(self) -> tuple[Any, ...]:
         """What a user sees change: state, reason and counters (compared tick to tick)."""
         return (str(self.state), self.reason, tuple(sorted(self.counters.items())))
+
+
+class ShardOperations(ShardContext, Protocol):
+    """What the tick kernel steps (twin.model.ops.runtime.ShardOps): apply the tick's controls, step
+    every active operation, report each one's counters into the summary."""
+
+    def apply(self, hs: HubState, tick: int, controls: list[Control], s: TickSummary) -> None: ...
+
+    def step(self, hs: HubState, tick: int, s: TickSummary, up_area: np.ndarray) -> None: ...
+
+    def report(self, hs: HubState, tick: int, s: TickSummary) -> None: ...

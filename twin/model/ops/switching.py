@@ -3,12 +3,12 @@ whose customers move to a Supplier of Last Resort under a daily transfer cap."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from twin.model.catalog import SUPPLIERS, Flag
-from twin.model.ops.base import Control, FleetOp, ShardOp
+from twin.model.ops.base import Control, FleetOp, ShardContext, ShardOp
 from twin.model.ops.commands import ChurnCampaign, SupplierFailure, SupplierSwitch
 from twin.model.ops.common import (
     CredentialSwaps,
@@ -30,11 +30,8 @@ from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import HubState
 
-if TYPE_CHECKING:
-    from twin.model.ops.runtime import ShardOps
 
-
-def _swaps(ctx: ShardOps) -> CredentialSwaps:
+def _swaps(ctx: ShardContext) -> CredentialSwaps:
     return CredentialSwaps(days_to_ticks(ctx.config.params.events.cos_deadline_days))
 
 
