@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from twin.launcher.child import on_parent_exit, write_ready
+from twin.util.child import on_parent_exit, write_ready
 
 if TYPE_CHECKING:
     from dashboard.server import DashboardServer

@@ -27,7 +27,7 @@ from dashboard.app import create_dash
 from dashboard.feed import FleetFeed
 from twin.client import TwinClient
 from twin.generated.fleet.v1 import fleet_pb2
-from twin.netaddr import is_loopback
+from twin.util.netaddr import is_loopback
 
 log = logging.getLogger("twin.dashboard")
 COOKIE = "twin_session"

@@ -27,35 +27,9 @@ from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 
-
-def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:
-    """(field, description) pairs of a failed call's google.rpc.BadRequest details."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    st = rpc_status.from_call(err)
-    out: list[tuple[str, str]] = []
-    for d in st.details if st is not None else ():
-        if d.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            d.Unpack(br)
-            out.extend((v.field, v.description) for v in br.field_violations)
-    return out
-
-
-def error_info(err: grpc.RpcError) -> tuple[str, dict[str, str]]:
-    """(reason, metadata) of a failed call's google.rpc.ErrorInfo; ('', {}) if it has none."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    st = rpc_status.from_call(err)
-    for d in st.details if st is not None else ():
-        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            d.Unpack(info)
-            return info.reason, dict(info.metadata)
-    return "", {}
-
+# The error-details readers, re-exported: callers of the client read failed calls with them.
+from twin.util.rpc_status import error_info as error_info
+from twin.util.rpc_status import field_violations as field_violations
 
 # What ends a stream that the client should resume: the server's "fell behind" (resume after the
 # last message received) and "the run went back" (resume where the server says).

@@ -11,10 +11,11 @@ import pytest
 from tests.integration.conftest import run_dir
 from tests.support import twin
 from twin.engine.branches import fork, list_branches, plan_fork
+from twin.engine.compare import compare_runs
 from twin.engine.history import query
 from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig, TwinInputError
-from twin.reporting.compare import compare_runs, write_comparison
+from twin.reporting.compare import write_comparison
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

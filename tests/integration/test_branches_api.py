@@ -3,6 +3,9 @@ RewindClock; bad input names the field and changes nothing."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import grpc
 import pytest
 from google.longrunning import operations_pb2
@@ -12,6 +15,7 @@ from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig
+from twin.reporting.compare import comparison_page
 from twin.services.errors import bad_request_fields
 from twin.services.identity import UserStore
 from twin.services.server import ApiServer
@@ -27,7 +31,7 @@ def served(tmp_path_factory):
                           checkpoint_every=12)
     users = UserStore()
     _, token, _ = users.issue_user("operator", "OPERATOR", 0, keys_dir=tmp_path_factory.mktemp("keys"))
-    server = ApiServer(sup, users, port=0)
+    server = ApiServer(sup, users, port=0, write_comparison=comparison_page)  # as `twin up` serves it
     server.start()
     client = TwinClient(server.address, token=token)
     try:
@@ -73,6 +77,9 @@ def test_branches_and_rewind_through_the_api(served):
     cmp = c.fleet.CompareBranches(fleet_pb2.CompareBranchesRequest(name="branches/storm"), **kw)
     assert not cmp.identical and cmp.divergence_tick == 22  # the outage, an hour after the fork
     assert cmp.first_common_tick == 0 and cmp.last_common_tick == 29
+    page = Path(cmp.report_path)  # the offline page, beside its JSON, in the branch's directory
+    assert page.name == "comparison.html" and page.read_text().startswith("<!DOCTYPE html>")
+    assert json.loads((page.parent / "comparison.json").read_text())["divergence_tick"] == 22
     alerts = next(f for f in cmp.figures if f.figure == "alerts")
     assert alerts.difference == alerts.value - alerts.other_value > 0
 

@@ -14,8 +14,8 @@ import pytest
 
 from dashboard.app import clock_text
 from dashboard.feed import FleetFeed
-from twin.background import ReportingThread, spawn
 from twin.services.batching import ShardBatcher
+from twin.util.background import ReportingThread, spawn
 
 
 def test_a_failing_task_is_logged_and_reported(caplog):
@@ -29,7 +29,7 @@ def test_a_failing_task_is_logged_and_reported(caplog):
         with pytest.raises(ValueError):
             await task
 
-    with caplog.at_level(logging.ERROR, logger="twin.background"):
+    with caplog.at_level(logging.ERROR, logger="twin.util.background"):
         asyncio.run(main())
     assert [str(e) for e in seen] == ["settle went wrong"]
     assert "settle-7 failed" in caplog.text and "ValueError: settle went wrong" in caplog.text

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.launcher.child import READY_VERSION, write_ready
 from twin.launcher.process import ChildFailed, LaunchError, start_child, stop_children, wait_ready
+from twin.util.child import READY_VERSION, write_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -24,7 +24,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("P
 SERVER = """
 import argparse, socket, sys
 from pathlib import Path
-from twin.launcher.child import write_ready
+from twin.util.child import write_ready
 p = argparse.ArgumentParser()
 p.add_argument("--ready-file")
 args = p.parse_args()

@@ -1,11 +1,12 @@
 """The import graph points one way: generated code and utilities <- model (numpy only) <- engine
 (Ray) <- services (gRPC) <- the clients and tools (reporting, the Python client, studies, the
-dashboard, benchmarks, the command line), with no cycles. The graph is grimp's (every import,
-module-level and function-local), so an import hidden in a function counts.
+dashboard, benchmarks, the command line, the launcher of `twin up`), with no cycles. The graph is
+grimp's (every import, module-level and function-local), so an import hidden in a function counts.
 
-Edges and cycles that exist today and that the restructuring of issue 12 removes are listed in
-KNOWN_UPWARD and KNOWN_CYCLES, each with the part that removes it; each has a strict xfail that
-starts failing the day it is gone, so the list only shrinks. Anything not listed fails now."""
+Imports made only for a type checker (`if TYPE_CHECKING:`) count too: a type names what a module
+depends on, so where a lower module needs to name something above it, it types it as a Protocol of
+its own (twin.model.ops.base.ShardContext, twin.engine.local_reads.ShardedFleet). There is no list
+of tolerated exceptions: an upward import or a cycle fails."""
 
 from __future__ import annotations
 
@@ -20,19 +21,21 @@ from grimp import Layer
 # layer imports only layers below it (grimp checks whole chains, so a detour through a third
 # module is caught too).
 LAYERS = (
-    Layer("twin.cli", "twin.timeline_cli", independent=False),  # the command line
+    Layer("twin.cli"),  # the command line
     Layer("twin.bench"),  # benchmarks drive the dashboard, the client and the engine
-    Layer("dashboard", "twin.studies", "twin.cluster", independent=False),
+    Layer("twin.launcher"),  # `twin up`'s processes: the engine, the API, replicas, the dashboard
+    Layer("dashboard", "twin.studies", independent=False),
     Layer("twin.reporting", "twin.client", independent=False),
     Layer("twin.services"),  # gRPC
     Layer("twin.engine"),  # Ray
     Layer("twin.yamlfile"),  # YAML files read with the model's input errors
     Layer("twin.model"),  # numpy only
-    # Layer-free: generated protobuf code and small utilities any layer may use.
-    Layer("twin.generated", "twin.background", "twin.netaddr", "twin.parent"),
+    # Layer-free: generated protobuf code and small utilities any layer may use (twin.util imports
+    # only the standard library and third-party packages).
+    Layer("twin.generated", "twin.util"),
 )
 # The dashboard is a client of the API: besides itself, only these.
-DASHBOARD_MAY_IMPORT = ("dashboard", "twin.client", "twin.generated", "twin.netaddr", "twin.parent")
+DASHBOARD_MAY_IMPORT = ("dashboard", "twin.client", "twin.generated", "twin.util")
 # The model is pure numpy: no Ray, gRPC, protobuf, storage, web or process machinery, no I/O.
 MODEL_MAY_NOT_IMPORT = frozenset({
     "ray", "grpc", "grpc_status", "grpc_health", "google", "duckdb", "dash", "plotly", "flask", "fastapi",
@@ -41,39 +44,11 @@ MODEL_MAY_NOT_IMPORT = frozenset({
     "concurrent", "urllib", "http", "sqlite3", "signal", "mmap", "pickle",
 })
 
-# Upward edges (importer layer -> imported layer) that exist today, with the part that removes them.
-KNOWN_UPWARD = {
-    ("twin.services", "twin.client"):
-        "services (A): twin.services.errors.bad_request_fields imports twin.client.field_violations",
-    ("twin.services", "twin.reporting"):
-        "services (A): twin.services.branching imports twin.reporting.compare",
-}
-# Direct imports the dashboard must lose (module of the dashboard -> module it may not import).
-KNOWN_DASHBOARD = {
-    "twin.model": "dashboard (B2): catalog, grammar and timeutil imported by components, figures, forms, "
-                  "pages.firmware, pages.network, pages.scenario; the API decodes codes instead",
-}
-# Import cycles (strongly connected sets of modules) that exist today, with the part that removes them.
-KNOWN_CYCLES = {
-    "model-config-timeutil": (frozenset({"twin.model.config", "twin.model.timeutil"}),
-                              "model (E): config imports timeutil, timeutil imports config's error type"),
-    "model-kernel-ops": (frozenset({
-        "twin.model.kernel", "twin.model.prepayment", "twin.model.ops.network_ops", "twin.model.ops.outages",
-        "twin.model.ops.registry", "twin.model.ops.rollout", "twin.model.ops.runtime",
-        "twin.model.ops.service_requests", "twin.model.ops.switching"}),
-        "model (E): ops.runtime imports ops.registry (lines 154, 192), kernel <-> prepayment"),
-    "services-server": (frozenset({
-        "twin.services.branching", "twin.services.convert", "twin.services.csp_servicer",
-        "twin.services.dcc_servicer", "twin.services.fleet_servicer", "twin.services.replica_source",
-        "twin.services.retries", "twin.services.server"}),
-        "services (A): server builds the servicers, which import server's constants and helpers"),
-}
-
-
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    """Read-only for every test here, so one build serves them all."""
+    """Every import, TYPE_CHECKING ones included. Read-only for every test here, so one build serves them all."""
     return grimp.build_graph("twin", "dashboard", include_external_packages=True, cache_dir=None)
+
 
 
 def upward_edges(graph: grimp.ImportGraph) -> dict[tuple[str, str], list[str]]:
@@ -152,26 +127,20 @@ def test_the_graph_covers_every_layer(graph):
     assert len([m for m in graph.modules if m.startswith("twin.model.")]) >= 10
 
 
-def test_no_import_goes_up_a_layer_beyond_the_known_ones(graph):
-    new = {edge: chains for edge, chains in upward_edges(graph).items() if edge not in KNOWN_UPWARD}
-    assert not new, new
+def test_no_import_goes_up_a_layer(graph):
+    assert not upward_edges(graph), upward_edges(graph)
 
 
-@pytest.mark.parametrize("edge", [pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=why), id=f"{e[0]}->{e[1]}")
-                                  for e, why in KNOWN_UPWARD.items()])
-def test_a_known_upward_import_is_gone(graph, edge):
-    assert edge not in upward_edges(graph), upward_edges(graph)[edge]
+def test_the_dashboard_imports_only_the_client_generated_code_and_utilities(graph):
+    assert not dashboard_imports(graph), dashboard_imports(graph)
 
 
-def test_the_dashboard_imports_only_the_client_generated_code_and_utilities_beyond_the_known_ones(graph):
-    new = {pkg: lines for pkg, lines in dashboard_imports(graph).items() if pkg not in KNOWN_DASHBOARD}
-    assert not new, new
-
-
-@pytest.mark.parametrize("package", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=why))
-                                     for p, why in KNOWN_DASHBOARD.items()])
-def test_a_known_dashboard_import_is_gone(graph, package):
-    assert package not in dashboard_imports(graph), dashboard_imports(graph)[package]
+def test_the_utilities_import_nothing_of_twin_but_each_other(graph):
+    # Layer-free means usable from every layer: twin.util may not lean on the model (or anything else).
+    bad = sorted(f"{m} -> {i}" for m in graph.find_descendants("twin.util")
+                 for i in graph.find_modules_directly_imported_by(m)
+                 if i.startswith(("twin.", "dashboard")) and not i.startswith("twin.util"))
+    assert not bad, bad
 
 
 def test_the_model_imports_nothing_but_numpy_and_pure_libraries(graph):
@@ -188,18 +157,8 @@ def test_the_layer_check_flags_an_import_from_below():
     assert (dep.importer, dep.imported) == ("p.low", "p.high")
 
 
-def test_no_import_cycles_beyond_the_known_ones(graph):
-    # A known cycle may shrink while it is being broken; any other cycle fails.
-    new = [sorted(c) for c in cycles(graph) if not any(c <= known for known, _ in KNOWN_CYCLES.values())]
-    assert not new, new
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=why))
-                                  for n, (_, why) in KNOWN_CYCLES.items()])
-def test_a_known_cycle_is_gone(graph, name):
-    modules, _ = KNOWN_CYCLES[name]
-    left = [sorted(c) for c in cycles(graph) if c & modules]
-    assert not left, left
+def test_no_import_cycles(graph):
+    assert not cycles(graph), [sorted(c) for c in cycles(graph)]
 
 
 def test_the_cycle_finder_finds_a_cycle_and_only_it():

@@ -32,11 +32,11 @@ import psutil
 from google.protobuf import struct_pb2
 from rich.console import Console
 
-from twin.background import ReportingThread
 from twin.bench.engine import start_twin_up, stop_process, write_results
 from twin.client import TwinClient
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from twin.util.background import ReportingThread
 
 PORT = 50071
 ECHO_PORT = 50072

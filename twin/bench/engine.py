@@ -21,9 +21,9 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from twin.background import ReportingThread
 from twin.launcher.process import LaunchError, wait_ready
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.util.background import ReportingThread
 
 
 class TreeRssSampler:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from twin.cli.base import Command, UsageError, console, existing_run_dir, print_rows
-from twin.reporting.compare import compare_runs, write_comparison
+from twin.engine.compare import compare_runs
+from twin.reporting.compare import write_comparison
 
 
 class CompareCommand(Command):

@@ -19,8 +19,8 @@ from twin.cli.base import (
     whole_arg,
 )
 from twin.launcher.up import FleetSpec, Launcher, UpOptions
-from twin.netaddr import is_loopback
 from twin.util.grammar import GrammarError, parse_decimal, parse_number, shown
+from twin.util.netaddr import is_loopback
 
 MAX_API_PROCESSES = 64
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from twin.background import ReportingThread
+from twin.util.background import ReportingThread
 
 if TYPE_CHECKING:
     from twin.engine.supervisor import FleetSupervisor

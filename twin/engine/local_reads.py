@@ -9,22 +9,38 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import ray
 
 from twin.engine.shared_state import SharedReader, sweep_stale, unlink
+from twin.model.config import FleetConfig
+from twin.model.ops.runtime import FleetPlanner
 from twin.model.query import hub_record
 from twin.model.readings import service_facts
-
-if TYPE_CHECKING:
-    from twin.engine.supervisor import FleetSupervisor
 
 log = logging.getLogger("twin.engine")
 
 
+class ShardedFleet(Protocol):
+    """What local reads need of the engine that builds them (the supervisor): its config, shard
+    actors, the shard holding a hub, and the planner's fleet-level copies (network, versions)."""
+
+    @property
+    def config(self) -> FleetConfig: ...
+
+    @property
+    def shards(self) -> Sequence[Any]: ...
+
+    @property
+    def planner(self) -> FleetPlanner: ...
+
+    def shard_of(self, hub: int) -> int: ...
+
+
 class LocalReads:
-    def __init__(self, supervisor: FleetSupervisor):
+    def __init__(self, supervisor: ShardedFleet):
         self.sup = supervisor
         self.node = ray.get_runtime_context().get_node_id()
         self.readers: list[SharedReader | None] = [None] * len(supervisor.shards)

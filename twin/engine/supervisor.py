@@ -26,8 +26,9 @@ from twin.engine.history import HistoryStore
 from twin.engine.journal import Journal
 from twin.engine.operations import OperationFilter, OperationsStore
 from twin.engine.queries import FleetQueries
+from twin.engine.recovery import RunRecovery
 from twin.engine.requests import RequestKey, RequestLedger
-from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory, RunRecovery, read_manifest, write_manifest
+from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory, read_manifest, write_manifest
 from twin.engine.stepping import ShardSpan, StepPipeline, TickListener, make_shards, partition
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twin.launcher.child import READY_VERSION
+from twin.util.child import READY_VERSION
 
 # Generous: a dashboard imports Dash and Plotly first, on a machine that may be busy building a fleet.
 READY_TIMEOUT_S = 120.0

@@ -21,14 +21,15 @@ from rich.console import Console
 
 from twin.engine import runtime
 from twin.engine.supervisor import FleetSupervisor, read_manifest
-from twin.launcher.child import write_ready
 from twin.launcher.process import Child, LaunchError, start_child, stop_children
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant
+from twin.reporting.compare import comparison_page
 from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
 from twin.services.server import ApiServer
+from twin.util.child import write_ready
 
 _LOOP_S = 0.2  # how often the main loop looks for a stop request and a status line due
 
@@ -148,7 +149,8 @@ class Launcher:
         replicas = o.api_processes - 1
         api = ApiServer(sup, users, host=o.grpc_host, port=o.grpc_port, tls=o.tls,
                         anomaly=AnomalyDetector(default_threshold=o.anomaly_threshold),
-                        replica_token=secrets.token_urlsafe(32) if replicas else None, metrics_port=o.metrics_port)
+                        replica_token=secrets.token_urlsafe(32) if replicas else None, metrics_port=o.metrics_port,
+                        write_comparison=comparison_page)
         try:
             api.start()
         except OSError as e:

@@ -10,20 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twin.model.catalog import REGIONS, Csp, region_by_name
+from twin.model.errors import TwinInputError as TwinInputError  # re-exported: its long-standing home
 from twin.model.params import TICK_SECONDS, ModelParams
+from twin.model.timeutil import parse_instant
 
 MAX_HUBS = 1_000_000_000  # the id space and the blocks allow more; memory decides in practice
 DEFAULT_BLOCK_SIZE = 1 << 14
 DEFAULT_START = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-class TwinInputError(ValueError):
-    """Bad input from a user: the message names the offending field and is safe to show."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.reason = message
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,6 @@ class FleetConfig:
         bs = self.block_size
         if not isinstance(bs, int) or bs < 64 or bs > (1 << 20) or bs & (bs - 1):
             raise TwinInputError("block_size", f"must be a power of two in [64, 2^20], got {bs!r}")
-        from twin.model.timeutil import parse_instant  # lazy: timeutil imports this module
 
         # An instant, kept in UTC: nothing may read wall-clock fields (hour, date, day of year)
         # of the offset a user typed, or equal instants would give different runs.
@@ -97,7 +89,6 @@ class FleetConfig:
 
 
 def _start(value: Any) -> datetime:
-    from twin.model.timeutil import parse_instant
 
     return parse_instant(value, "start")
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from twin.model.alerts import count_alerts
 from twin.model.catalog import (
     AREA_CSP,
     FAULT_LABEL,
-    N_ALERT_KINDS,
     N_AREA_CODES,
     N_CSP,
     NO_CSP,
@@ -39,7 +39,7 @@ from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
 
 if TYPE_CHECKING:
-    from twin.model.ops.runtime import Control, ShardOps
+    from twin.model.ops.base import Control, ShardOperations
 
 LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
 _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
@@ -335,32 +335,6 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, c
             state.alert_hub[keep], state.alert_kind[keep], state.alert_time_s[keep])
 
 
-def count_alerts(s: TickSummary, csp: np.ndarray, kind: np.ndarray, sec: np.ndarray,
-                 state: HubState | None = None, rows: np.ndarray | None = None) -> None:
-    """Count alerts sent in this tick by CSP and kind, and per second for the peak; with the
-    hubs' rows, also record each alert for subscribers."""
-    if csp.size == 0:
-        return
-    csp, kind = np.asarray(csp, np.intp), np.asarray(kind, np.intp)
-    if state is not None and rows is not None:
-        c = state.cols
-        new = {"hub": state.offset + rows.astype(np.int64), "kind": kind.astype(np.uint8),
-               "sec": np.asarray(sec, np.int64), "area": c["area"][rows], "supplier": c["supplier"][rows],
-               "gas_supplier": c["gas_supplier"][rows]}
-        if s.alert_events:
-            s.alert_events = {k: np.concatenate([s.alert_events[k], v]) for k, v in new.items()}
-        else:
-            s.alert_events = new
-    s.alerts += np.bincount(csp * N_ALERT_KINDS + kind, minlength=N_CSP * N_ALERT_KINDS).reshape(N_CSP, -1)
-    s.messages[:, MessageType.ALERT] += np.bincount(csp, minlength=N_CSP)
-    if state is not None and rows is not None:
-        s.area_alerts += np.bincount(state.cols["area"][rows], minlength=N_AREA_CODES)
-    dense = np.bincount(np.concatenate([np.repeat(s.alert_seconds, s.alert_second_counts), sec]),
-                        minlength=TICK_SECONDS)
-    nz = np.flatnonzero(dense)
-    s.alert_seconds, s.alert_second_counts = nz, dense[nz].astype(np.int64)
-
-
 def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray,
               bounds: np.ndarray) -> None:
     """The hubs whose daily read falls in this half-hour: reads, catch-up, data loss, battery."""
@@ -476,7 +450,7 @@ def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
     s.dark_age += state.slot_dark_age.sum(axis=0)
 
 
-def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOps, controls: Sequence[Control] = (),
+def step(state: HubState, tick: int, config: FleetConfig, ops: ShardOperations, controls: Sequence[Control] = (),
          bounds: np.ndarray | None = None) -> TickSummary:
     """Advance the hubs held in `state` through `tick`; returns this shard's summary.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.model.alerts import count_alerts
 from twin.model.catalog import AREA_CSP, AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
@@ -170,8 +171,6 @@ def _geometric_tick(seed: int, purpose: int, hubs: np.ndarray, tick: int, p: np.
 
 def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray, pos: np.ndarray,
           f_prev: float, f_now: float) -> None:
-    from twin.model.kernel import count_alerts  # the kernel imports this module
-
     pp = config.params.prepayment
     c = state.cols
     rows = state.prepay_rows[pos].astype(np.int64)

@@ -3,14 +3,20 @@ kernel's reads and alerts, the operations, queries, the prepayment pass) asks he
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
 from twin.model.catalog import Smets
 
-if TYPE_CHECKING:
-    from twin.model.state import HubState
+
+class HubColumns(Protocol):
+    """A shard's hub state as `reachable` reads it (twin.model.state.HubState): its columns by name,
+    one row per hub. A protocol, since the state keeps its counters with `on_dcc` from here."""
+
+    @property
+    def cols(self) -> Mapping[str, np.ndarray]: ...
 
 
 def on_dcc(smets: np.ndarray) -> np.ndarray:
@@ -36,7 +42,7 @@ def reachable_now(*, smets: np.ndarray, fault: np.ndarray, area: np.ndarray, wan
     return on_dcc(smets) & wan_up(fault, area, wan, up_area)
 
 
-def reachable(hs: HubState, rows: np.ndarray | slice | int, up_area: np.ndarray) -> np.ndarray:
+def reachable(hs: HubColumns, rows: np.ndarray | slice | int, up_area: np.ndarray) -> np.ndarray:
     """`reachable_now` for rows of a shard's state (an index array, a slice or one row)."""
     c = hs.cols
     return reachable_now(smets=c["smets"][rows], fault=c["fault"][rows], area=c["area"][rows],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from twin.model.config import TwinInputError  # config imports this module lazily
+from twin.model.errors import TwinInputError
 from twin.util.instants import format_instant  # shown the same way by every layer
 
 EXAMPLE = "2026-11-01T00:00+00:00"

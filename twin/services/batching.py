@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from twin.background import spawn
 from twin.engine.interface import ShardAccess
+from twin.util.background import spawn
 
 
 class HubFacts(Protocol):

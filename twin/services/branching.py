@@ -18,18 +18,23 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
 from twin.engine.branches import BRANCHES, NAME_RE, ForkPlan, create_branch, plan_fork, run_branch, run_head
+from twin.engine.compare import compare_runs, write_comparison_json
 from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import read_manifest
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.ops.progress import OperationState
-from twin.reporting.compare import compare_runs, write_comparison
 from twin.services.convert import OPERATION_STATES, ts
 from twin.services.errors import ApiError, invalid, not_found
 
 OP_PREFIX = "operations/create-branch-"
 BRANCH_KIND = "branch_creation"  # the kind of a CreateBranch Operation in its OperationMetadata
 log = logging.getLogger(__name__)
+
+# Writes the comparison of two runs (twin.engine.compare.compare_runs) into a directory and returns
+# the path of the page a reader opens: twin.reporting.compare.comparison_page (offline HTML), which
+# the process serving the API passes in, since rendering sits above the services.
+ComparisonWriter = Callable[[dict[str, Any], Path], Path]
 
 
 def _pack(msg: Any) -> any_pb2.Any:
@@ -41,8 +46,11 @@ def _pack(msg: Any) -> any_pb2.Any:
 class Branches:
     """The served run's branches and the operations that make them."""
 
-    def __init__(self, supervisor: FleetEngine):
+    def __init__(self, supervisor: FleetEngine, *, write_comparison: ComparisonWriter | None = None):
+        """`write_comparison` writes a CompareBranches result where its `report_path` points (None:
+        its JSON only, twin.engine.compare.write_comparison_json)."""
         self.sup = supervisor
+        self.write_comparison: ComparisonWriter = write_comparison or write_comparison_json
         self.root: Path = supervisor.run_dir / BRANCHES
         self._ops: dict[str, operations_pb2.Operation] = {}  # creation order
         self._lock = threading.Lock()
@@ -177,7 +185,7 @@ class Branches:
                 cmp = compare_runs(a, b)
         except (FileNotFoundError, ValueError) as e:
             raise invalid("other", str(e)) from None
-        _, page = write_comparison(cmp, b / f"compare-{a.name}")
+        page = self.write_comparison(cmp, b / f"compare-{a.name}")
         resp = fleet_pb2.CompareBranchesResponse(
             name=name, other=other, first_common_tick=cmp["common_ticks"][0], last_common_tick=cmp["common_ticks"][1],
             identical=cmp["divergence_tick"] is None, changed_at_divergence=cmp["changed_at_divergence"],

@@ -30,8 +30,8 @@ from twin.services.dcc import (
     alert_kinds,
 )
 from twin.services.errors import ApiError, from_dcc, invalid
+from twin.services.identity import current_identity
 from twin.services.pagination import next_page_token, page_of
-from twin.services.server import current_identity
 from twin.services.signing import SignatureChecker
 from twin.services.streams import StreamLimits, ahead, behind, expired
 

@@ -11,6 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from twin.services.dcc.errors import DccError
+from twin.util.rpc_status import field_violations
 
 
 class ApiError(Exception):
@@ -106,6 +107,4 @@ def retry_delay_s(err: grpc.aio.AioRpcError | grpc.RpcError) -> float | None:
 
 def bad_request_fields(err: grpc.aio.AioRpcError | grpc.RpcError) -> list[str]:
     """Fields named in a call's BadRequest details (for clients and tests)."""
-    from twin.client import field_violations
-
     return [f for f, _ in field_violations(err)]

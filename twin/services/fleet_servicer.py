@@ -23,7 +23,7 @@ from twin.model.config import TwinInputError
 from twin.model.ops.progress import OperationAction, OperationState
 from twin.model.query import parse_filter
 from twin.services.batching import ShardBatcher
-from twin.services.branching import Branches
+from twin.services.branching import Branches, ComparisonWriter
 from twin.services.catalog import fleet_catalog
 from twin.services.convert import (
     ALERT_CODES,
@@ -70,7 +70,8 @@ def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
 
 
 class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
-    def __init__(self, supervisor: FleetEngine, server, *, limits: StreamLimits | None = None):
+    def __init__(self, supervisor: FleetEngine, server, *, limits: StreamLimits | None = None,
+                 write_comparison: ComparisonWriter | None = None):
         self.sup = supervisor
         self.server = server
         self.limits = limits or StreamLimits()
@@ -79,7 +80,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.watch_streams = 0  # WatchFleet calls open now
         self._built: tuple[Any, fleet_pb2.TickSummary] | None = None  # the newest summary's message
         self.hubs = ShardBatcher(supervisor, "hubs")
-        self.branches = Branches(supervisor)
+        self.branches = Branches(supervisor, write_comparison=write_comparison)
         self.operations = OperationStore(supervisor, self.branches)
         # Set (and replaced) when an operation may have changed: a tick, a control, a branch's
         # progress; WaitOperation sleeps on it instead of polling.

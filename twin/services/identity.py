@@ -11,6 +11,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -39,6 +40,14 @@ class Identity:
 
 # The caller of the RPC being served, set by the server's gate before the servicer runs.
 IDENTITY: contextvars.ContextVar[Identity] = contextvars.ContextVar("twin_identity")
+
+
+def bearer_token(context: Any) -> str:
+    """The call's bearer token ('' if it has none)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return ""
 
 
 def current_identity() -> Identity:

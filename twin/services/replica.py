@@ -35,16 +35,13 @@ from typing import TYPE_CHECKING, Any, cast
 import grpc
 import numpy as np
 
-from twin.background import spawn
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
-from twin.launcher.child import on_parent_exit, write_ready
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.readings import READ_SRVS, service_facts
-from twin.netaddr import host_of, is_loopback
 from twin.services.dcc import DccCore, DccEngine, ServiceRequest, ServiceResponse
 from twin.services.dcc_servicer import DccServicer, grpc_digest
 from twin.services.identity import Identity, UserStore
@@ -58,6 +55,9 @@ from twin.services.server import (
     add_port,
     channelz_server_ids,
 )
+from twin.util.background import spawn
+from twin.util.child import on_parent_exit, write_ready
+from twin.util.netaddr import host_of, is_loopback
 
 log = logging.getLogger("twin.replica")
 

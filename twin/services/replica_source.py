@@ -14,9 +14,9 @@ import grpc
 
 from twin.engine.interface import FleetEngine
 from twin.generated.replica.v1 import replica_pb2, replica_pb2_grpc
-from twin.netaddr import host_of, is_loopback
 from twin.services.anomaly import AnomalyDetector
-from twin.services.server import bearer_token
+from twin.services.identity import bearer_token
+from twin.util.netaddr import host_of, is_loopback
 
 MAX_LEASE = 1024  # admissions per lease: a replica asks for about a second's worth
 LEASE_HOLD_S = 1.0  # a replica uses leased admissions within this long or hands them back

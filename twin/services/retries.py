@@ -9,7 +9,7 @@ from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
 from twin.services.dcc.errors import request_id_refusal
 from twin.services.dcc.requests import MAX_REQUEST_ID
 from twin.services.errors import ApiError, from_dcc, invalid
-from twin.services.server import current_identity
+from twin.services.identity import current_identity
 
 
 def request_id_error(e: RequestIdError) -> ApiError:

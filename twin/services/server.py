@@ -29,12 +29,12 @@ from twin.engine.interface import FleetEngine
 from twin.engine.supervisor import RunFailure, RunStateError
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
-from twin.netaddr import is_loopback
+from twin.services.branching import ComparisonWriter
 from twin.services.errors import ApiError, conflict, denied, invalid, overloaded
-from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore
-from twin.services.identity import current_identity as current_identity  # re-exported for the servicers
+from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore, bearer_token
 from twin.services.policy import PolicyError, Rule, check_call, rpc_rule
 from twin.services.streams import StreamLimits
+from twin.util.netaddr import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -323,21 +323,14 @@ def ensure_port_free(host: str, port: int) -> None:
             raise OSError(f"cannot serve on {host}:{port}: {e.strerror}") from None
 
 
-def bearer_token(context) -> str:
-    """The call's bearer token ('' if it has none)."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and value[:7].lower() == "bearer ":
-            return value[7:].strip()
-    return ""
-
-
 class ApiServer:
     """Start with `start()`, stop with `stop()`; `port` is the bound port (0 picks one)."""
 
     def __init__(self, supervisor: FleetEngine, users: UserStore, *, host: str = "127.0.0.1", port: int = 50051,
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
-                 metrics_port: int | None = None, streams: StreamLimits | None = None):
+                 metrics_port: int | None = None, streams: StreamLimits | None = None,
+                 write_comparison: ComparisonWriter | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -359,6 +352,8 @@ class ApiServer:
         self.metrics_port = metrics_port
         # How long a message may wait undelivered on a stream before it ends with a resume point.
         self.streams = streams or StreamLimits()
+        # Writes CompareBranches' page (twin.reporting.compare.comparison_page; None: its JSON only).
+        self.write_comparison = write_comparison
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         # The health service, and the clock-failure listener that turns it NOT_SERVING.
@@ -400,7 +395,7 @@ class ApiServer:
         server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", int(self.replica_token is not None))])
         gate = _Gate(self.users, self.max_in_flight, metrics=self.metrics)
         gate.watch(known)
-        fleet = FleetServicer(self.supervisor, self, limits=self.streams)
+        fleet = FleetServicer(self.supervisor, self, limits=self.streams, write_comparison=self.write_comparison)
         dcc = DccServicer(self.supervisor, self, anomaly=self.anomaly, limits=self.streams)
         services = [  # (descriptor, servicer, registration function)
             (fleet_pb2.DESCRIPTOR.services_by_name["FleetService"], fleet,
@@ -454,7 +449,7 @@ class ApiServer:
     def _clock_health(self, error: str | None) -> None:
         """On the server loop: a failed clock makes every service NOT_SERVING (a load balancer or
         `grpc_health_probe` sees the run has stopped); a clock running again makes them SERVING."""
-        from twin.background import spawn
+        from twin.util.background import spawn
 
         status = health_pb2.HealthCheckResponse.NOT_SERVING if error else health_pb2.HealthCheckResponse.SERVING
 

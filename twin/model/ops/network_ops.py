@@ -19,6 +19,7 @@ from twin.model.catalog import (
     model_code,
     models_of,
 )
+from twin.model.ops.base import Control, FleetOp, ShardOp
 from twin.model.ops.commands import (
     BaseStationFailure,
     CspIncident,
@@ -45,7 +46,6 @@ from twin.model.ops.progress import (
     PowerOutageProgress,
     Progress,
 )
-from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.reach import on_dcc
 from twin.model.state import HubState

@@ -9,9 +9,9 @@ import numpy as np
 
 from twin.model.catalog import AREA_CSP, Csp, Fault, WanTech
 from twin.model.kernel import IncidentDraw, start_incidents
+from twin.model.ops.base import ShardOp
 from twin.model.ops.commands import BaseStationFailure, PowerOutage
 from twin.model.ops.common import op_uniform
-from twin.model.ops.runtime import ShardOp
 from twin.model.params import TICK_SECONDS
 from twin.model.rng import Purpose, fleet_rng
 

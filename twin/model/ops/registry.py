@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twin.model.config import FleetConfig
+from twin.model.ops.base import FleetOp, ShardOp
 from twin.model.ops.commands import Command
 from twin.model.ops.network_ops import (
     CspIncidentShard,
@@ -15,7 +16,6 @@ from twin.model.ops.network_ops import (
 )
 from twin.model.ops.outages import BaseStationShard, PowerOutageShard
 from twin.model.ops.rollout import RolloutFleet, RolloutShard
-from twin.model.ops.runtime import FleetOp, ShardOp
 from twin.model.ops.service_requests import ServiceRequestFleet, ServiceRequestShard
 from twin.model.ops.switching import ChurnFleet, ChurnShard, SolrFleet, SolrShard, SwitchingFleet, SwitchShard
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.model.alerts import count_alerts
 from twin.model.catalog import (
     AREA_CSP,
     N_CSP,
@@ -21,7 +22,8 @@ from twin.model.catalog import (
     WanTech,
 )
 from twin.model.config import FleetConfig
-from twin.model.kernel import IncidentDraw, count_alerts, start_incidents
+from twin.model.kernel import IncidentDraw, start_incidents
+from twin.model.ops.base import LAG, Control, FleetOp, PlannerContext, ShardContext, ShardOp
 from twin.model.ops.commands import Command, FirmwareRollout
 from twin.model.ops.common import (
     block_demand,
@@ -40,7 +42,6 @@ from twin.model.ops.progress import (
     OperationState,
     WaveProgress,
 )
-from twin.model.ops.runtime import LAG, Control, FleetOp, FleetPlanner, ShardOp, ShardOps
 from twin.model.params import TICK_SECONDS
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
@@ -115,7 +116,7 @@ def _probabilities(cmd: FirmwareRollout, config: FleetConfig) -> tuple[float, fl
 class RolloutShard(ShardOp):
     cmd: FirmwareRollout
 
-    def start(self, hs: HubState, ctx: ShardOps, tick: int, s: TickSummary) -> None:
+    def start(self, hs: HubState, ctx: ShardContext, tick: int, s: TickSummary) -> None:
         cmd = self.cmd
         # Every shard records the version, held hubs or not, so the version tables stay the same.
         self.target_index = ctx.versions.index(cmd.device_type, cmd.model_code, cmd.target_version, add=True)
@@ -170,7 +171,7 @@ class RolloutShard(ShardOp):
     def settled(self) -> bool:
         return not (self.stage == TRANSFER).any()
 
-    def _transfer_ticks(self, hs: HubState, rows: np.ndarray, ctx: ShardOps) -> np.ndarray:
+    def _transfer_ticks(self, hs: HubState, rows: np.ndarray, ctx: ShardContext) -> np.ndarray:
         ev = ctx.config.params.events
         rate = np.zeros(len(WanTech))
         for name, kbps in ev.transfer_kbps.items():
@@ -330,10 +331,10 @@ class RolloutFleet(FleetOp):
         self.issued: deque[tuple[int, np.ndarray]] = deque()  # (tick, per-CSP totals)
         self.limit = np.full(N_CSP, cmd.concurrency_per_csp, np.int64)
 
-    def on_accept(self, planner: FleetPlanner) -> None:
+    def on_accept(self, planner: PlannerContext) -> None:
         self.may_activate = not self.cmd.hold_activation
 
-    def on_start(self, planner: FleetPlanner) -> None:
+    def on_start(self, planner: PlannerContext) -> None:
         # Recorded when the start goes to the shards, as each shard records it (RolloutShard.start):
         # rollouts can start in another order than they were accepted, and a version's index must
         # mean the same in the planner's table (labels for queries) as in every shard's.
@@ -349,7 +350,7 @@ class RolloutFleet(FleetOp):
         acts = super().allowed_actions()
         return acts | {OperationAction.ACTIVATE} if acts and not self.may_activate else acts
 
-    def observe(self, tick: int, rep: dict[str, Any] | None, planner: FleetPlanner) -> list[Control]:
+    def observe(self, tick: int, rep: dict[str, Any] | None, planner: PlannerContext) -> list[Control]:
         super().observe(tick, rep, planner)
         if rep is None or self.done:
             return []

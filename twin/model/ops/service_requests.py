@@ -9,10 +9,10 @@ import numpy as np
 
 from twin.model.catalog import N_CSP, Fault, Flag, MessageType, Status, WanTech
 from twin.model.metering import kwh_between
+from twin.model.ops.base import Control, FleetOp, ShardOp
 from twin.model.ops.commands import ServiceRequestCommand
 from twin.model.ops.common import csp_of, days_to_ticks, reachable
 from twin.model.ops.progress import OperationState, ServiceRequestProgress
-from twin.model.ops.runtime import Control, FleetOp, ShardOp
 from twin.model.prepayment import balance_pence, enable_supply, freeze_metering, restart_metering, touch
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.

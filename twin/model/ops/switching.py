@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from twin.model.catalog import SUPPLIERS, Flag
+from twin.model.ops.base import Control, FleetOp, ShardContext, ShardOp
 from twin.model.ops.commands import ChurnCampaign, SupplierFailure, SupplierSwitch
 from twin.model.ops.common import (
     CredentialSwaps,
@@ -25,13 +26,12 @@ from twin.model.ops.progress import (
     SupplierSwitchProgress,
     swaps_of,
 )
-from twin.model.ops.runtime import Control, FleetOp, ShardOp, ShardOps
 from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import HubState
 
 
-def _swaps(ctx: ShardOps) -> CredentialSwaps:
+def _swaps(ctx: ShardContext) -> CredentialSwaps:
     return CredentialSwaps(days_to_ticks(ctx.config.params.events.cos_deadline_days))
 
 

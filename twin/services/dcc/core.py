@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from twin.background import spawn
 from twin.engine.alert_log import AlertLog
 from twin.engine.interface import HubReads, ShardAccess
 from twin.engine.operations import OperationField, OperationFilter, OperationTerm
@@ -52,6 +51,7 @@ from twin.services.dcc.responses import PENDING_READ_DAYS, Pending, ResponseLogs
 from twin.services.identity import Identity
 from twin.services.policy import PolicyError, authorise, quarantine_scope
 from twin.services.signing import SignatureChecker, SignatureError
+from twin.util.background import spawn
 
 log = logging.getLogger(__name__)
 
