@@ -29,12 +29,15 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import numpy as np
 
+from twin.engine.alert_log import AlertLog
+from twin.engine.operations import OperationFilter
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shared_state import Descriptor, SharedReader
 from twin.generated.dcc.v1 import dcc_pb2
@@ -192,6 +195,38 @@ class FleetView:
         one asked for otherwise goes to the primary."""
         raise Forward
 
+    # -- the rest of DccEngine: what only the primary's engine holds ------------------------------
+    # A replica answers reads of reachable hubs from shared memory (`call`); everything that
+    # changes the fleet or follows its operations and alerts is the primary's. These members are
+    # the DCC's interface all the same, so the DCC logic runs on this view unchanged (no cast), and
+    # whatever reaches them is forwarded to the primary.
+    @property
+    def clock_state(self) -> str:
+        raise Forward
+
+    @property
+    def alert_log(self) -> AlertLog:
+        raise Forward
+
+    @property
+    def shards(self) -> Sequence[Any]:
+        raise Forward
+
+    @property
+    def local_reads(self) -> None:
+        return None  # this process reads the shards' shared memory itself, in `call`
+
+    def operation(self, name: str) -> dict[str, Any]:
+        raise Forward
+
+    def submit(self, event: dict[str, Any], *, relative_to: int | None = None,
+               request: RequestKey | None = None) -> dict[str, Any]:
+        raise Forward
+
+    def operations_page(self, where: OperationFilter | None, start: int, limit: int
+                        ) -> tuple[list[dict[str, Any]], int]:
+        raise Forward
+
     def close(self) -> None:
         for r in self.readers:
             if r is not None:
@@ -276,7 +311,7 @@ class ReplicaCore(DccCore):
         # needs more of the engine is forwarded before it is reached. Request ids are checked in
         # this process's own ledger (a retry that reaches another process is answered afresh,
         # never applied twice: reads change nothing).
-        super().__init__(cast(DccEngine, view), users=tuple, digest=grpc_digest, facts=view, ledger=RequestLedger())
+        super().__init__(view, users=tuple, digest=grpc_digest, facts=view, ledger=RequestLedger())
         self.leases = leases
 
     async def submit(self, identity: Identity, request: ServiceRequest) -> ServiceResponse:
@@ -408,7 +443,7 @@ class Replica:
         proxy = Proxy(channel)
         leases = Leases(view)
         gate = _Gate(users, self.max_in_flight, forward=proxy.submit)
-        dcc = gate.guard(DccServicer(cast(DccEngine, view), None, core=ReplicaCore(view, leases)),
+        dcc = gate.guard(DccServicer(view, None, core=ReplicaCore(view, leases)),
                          dcc_pb2.DESCRIPTOR.services_by_name["DccService"])
         known = channelz_server_ids()
         server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)])
@@ -511,3 +546,4 @@ if TYPE_CHECKING:
 
     # The type checker proves the view is the engine's read interface, as the DCC servicer needs.
     _conforms: type[HubReads] = FleetView
+    _serves_the_dcc: type[DccEngine] = FleetView
