@@ -42,7 +42,9 @@ ROLES = ("IS", "ES", "GS", "ED", "GT", "RSA", "OU")
 
 @pytest.fixture
 def api(live_api):
-    """The session's live stack (tests/conftest.py), shared with test_api_contracts.py."""
+    """The session's live stack (tests/conftest.py), shared with test_api_contracts.py, with its chosen
+    premises reachable (tests.support.Api.settle)."""
+    live_api.settle()
     return live_api
 
 

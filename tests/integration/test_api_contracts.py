@@ -42,7 +42,9 @@ ORIG = "90-B3-D5-1F-30-01-00-00"  # the sending User's EUI in its DUIS RequestID
 
 @pytest.fixture
 def api(live_api):
-    """The session's live stack (tests/conftest.py), shared with test_api.py."""
+    """The session's live stack (tests/conftest.py), shared with test_api.py, with its chosen
+    premises reachable (tests.support.Api.settle)."""
+    live_api.settle()
     return live_api
 
 

@@ -60,7 +60,8 @@ def test_a_fork_with_no_changes_reproduces_its_parent(parent):
     cmp = compare_runs(d, b)
     assert cmp["divergence_tick"] is None and cmp["fork_tick"] == 30
     assert all(r["difference"] == 0 for r in cmp["aggregates"])
-    assert [x["name"] for x in list_branches(d)] == ["same"]
+    # Listed among the parent's branches (other tests fork the same parent, in any order).
+    assert "same" in [x["name"] for x in list_branches(d)]
 
 
 def test_a_fork_diverges_only_after_its_fork_tick(parent):
