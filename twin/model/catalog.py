@@ -119,9 +119,46 @@ class MessageType(IntEnum):
     FIRMWARE = 5
     ALERT = 6  # device alerts, power outage AD1 and restoration among them
     BACKLOG_READ = 7  # catch-up reads of unread log days after a hub comes back
+    SETTLEMENT_READ = 8  # daily half-hourly retrieval for market-wide settlement (MHHS)
 
 
-N_MESSAGE_TYPES = 8
+N_MESSAGE_TYPES = 9
+
+
+class TrafficClass(IntEnum):
+    """The classes the network's queues serve (twin.model.capacity): what a message is for decides
+    its priority under priority scheduling and the Target Response Time it is held against."""
+
+    ALERT = 0  # device alerts (AD1 power outage among them), to the DCC and on to Users
+    CRITICAL = 1  # critical commands: supply and tariff changes, configuration
+    ON_DEMAND = 2  # on-demand Service Requests: reads, top-ups
+    SCHEDULED = 3  # DCC-scheduled reads, catch-up reads, half-hourly retrieval for settlement
+    FIRMWARE = 4  # firmware distribution (SR 11.1) and activation
+    SECURITY = 5  # credential swaps on change of supplier (SR 6.23), key updates
+
+
+N_CLASSES = 6
+CLASS_LABEL = {c: c.name.lower().replace("_", "-") for c in TrafficClass}
+# The class each message type is carried in.
+MESSAGE_CLASS = np.array([
+    TrafficClass.SCHEDULED,  # DAILY_READ
+    TrafficClass.ON_DEMAND,  # ON_DEMAND_READ
+    TrafficClass.ON_DEMAND,  # PREPAYMENT (a top-up is an on-demand request)
+    TrafficClass.CRITICAL,  # CONFIGURATION
+    TrafficClass.SECURITY,  # SECURITY
+    TrafficClass.FIRMWARE,  # FIRMWARE
+    TrafficClass.ALERT,  # ALERT
+    TrafficClass.SCHEDULED,  # BACKLOG_READ
+    TrafficClass.SCHEDULED,  # SETTLEMENT_READ
+], dtype=np.intp)
+assert len(MESSAGE_CLASS) == N_MESSAGE_TYPES
+# A network link is a CSP region x WAN technology; its index in per-link arrays.
+N_LINKS = N_CSP * N_WAN
+
+
+def link_of(csp: np.ndarray | int, wan: np.ndarray | int) -> np.ndarray | int:
+    """The link index (csp * N_WAN + wan) of a CSP region and WAN technology."""
+    return csp * N_WAN + wan
 
 
 class AlertKind(IntEnum):

@@ -37,6 +37,7 @@ from twin.model.reach import on_dcc, reachable_now, wan_up
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
 from twin.model.state import DARK_AGE_EDGES_DAYS, PW_ARRAYS, HubState
 from twin.model.summary import N_DARK_REASONS, TickSummary
+from twin.model.traffic import count_messages
 
 if TYPE_CHECKING:
     from twin.model.ops.base import Control, ShardOperations
@@ -327,7 +328,7 @@ def send_alerts(state: HubState, s: TickSummary, t0: int, up_area: np.ndarray, c
     area = state.cols["area"][rows]
     # An outage alert leaves an unpowered hub (its reserve covers the send); any other fault stops it.
     ok = wan_up(state.cols["fault"][rows], area, state.cols["wan"][rows], up_area, ignore=Fault.POWER)
-    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), kind[ok], sec[ok], state, rows[ok])
+    count_alerts(s, state, rows[ok], kind[ok], sec[ok])
     s.alerts_undelivered += int((~ok).sum())
     if due.any():
         keep = ~due
@@ -363,12 +364,11 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
     gap = tick - last.astype(np.int64)
 
     # Daily reads from reachable hubs, and catch-up reads of the days they missed.
-    rc = csp[reach]
-    s.messages[:, MessageType.DAILY_READ] += np.bincount(rc, weights=daily[reach], minlength=N_CSP).astype(np.int64)
+    rc, rw, rcell = csp[reach], view("wan")[reach], view("cell")[reach]
+    count_messages(s, MessageType.DAILY_READ, rc, rw, rcell, daily[reach])
     missed = np.clip(gap[reach] // HALF_HOURS_PER_DAY - 1, 0, LOG_DAYS)
     if missed.any():
-        s.messages[:, MessageType.BACKLOG_READ] += np.bincount(
-            rc, weights=missed * daily[reach], minlength=N_CSP).astype(np.int64)
+        count_messages(s, MessageType.BACKLOG_READ, rc, rw, rcell, missed * daily[reach])
     last[reach] = tick
 
     # Dark hubs: the meter log holds LOG_DAYS; older unread periods roll off and are lost.
@@ -406,8 +406,7 @@ def _battery(state: HubState, s: TickSummary, tick: int, config: FleetConfig, vi
         b, j = np.nonzero(newly_low)
         hubs = state.offset + b * bs + lo + j
         sec = (hash_uniform(state.seed, Purpose.ALERT_BACKOFF, hubs, tick) * TICK_SECONDS).astype(np.int64)
-        count_alerts(s, csp[newly_low], np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec, state,
-                     hubs - state.offset)
+        count_alerts(s, state, hubs - state.offset, np.full(hubs.size, AlertKind.LOW_BATTERY, np.intp), sec)
 
     dying = gas_alive & (level <= 0)
     if dying.any():
@@ -431,6 +430,7 @@ def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
     s.dcc_hubs += state.dcc_hubs.sum(axis=1) @ _AREA_CSP
     s.reachable_hubs += (state.ok_hubs * up_area).sum(axis=1) @ _AREA_CSP
     s.reachable_meters += (state.ok_meters * up_area).sum(axis=1) @ _AREA_CSP
+    s.reachable_meters_by_wan += _AREA_CSP.T @ (state.ok_meters * up_area)
     s.off_dcc_hubs += state.off_dcc_hubs @ _AREA_CSP
     s.meters += state.meters @ _AREA_CSP
     s.area_dcc_hubs += state.dcc_hubs.sum(axis=1)

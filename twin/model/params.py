@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from twin.model.errors import TwinInputError
+
 # Premises per DNO licence area, millions, from the DNOs' published customer numbers (rounded).
 # Used as relative weights only [U]. North totals ~30% of premises; FACTS §1.2 suggests 30-40%.
 AREA_PREMISES_M: dict[int, float] = {
@@ -87,24 +89,40 @@ class FleetShares:
     gsme_replacement_days: float = 60.0  # mean time from alert to field replacement [U]
 
 
+# Published volumes per connected meter per month, by year: (messages besides alerts, device
+# alerts). 2019: just over 28 messages a month per meter [C] (seed 002); its device alerts are not
+# published: scaled from 2022 by the growth of messages [U]. 2022: about 1 billion messages and 1.6
+# billion device alerts for about 21 million meters in July 2022 [C] (DCC, "Operating at scale",
+# Aug 2022), that is about 48 and 76 [D] (shared/domain/CAPACITY.md).
+CALIBRATION_VOLUMES: dict[int, tuple[float, float]] = {2019: (28.0, 76.0 * 28.0 / 48.0), 2022: (48.0, 76.0)}
+
+
 @dataclass(frozen=True)
 class TrafficParams:
-    """Calibration of the nominal message mix."""
+    """Calibration of the nominal message mix.
 
-    # ~28 messages per meter per month, ~60% of them daily read bursts (Oct 2019) [C].
-    messages_per_meter_month: float = 28.0
-    daily_read_share: float = 0.60
-    # Split of the remaining 40% among background message types [U].
+    `calibration_year` picks the published volumes (CALIBRATION_VOLUMES) unless
+    `messages_per_meter_month` or `device_alerts_per_meter_month` is given. The daily read bursts
+    are drawn per hub (FleetShares.daily_read); background messages make up the rest of the
+    month's messages, and background device alerts the month's alerts beside those the model
+    raises per hub (power outages, batteries, firmware, prepayment)."""
+
+    calibration_year: int = 2022
+    messages_per_meter_month: float | None = None
+    device_alerts_per_meter_month: float | None = None
+    # Daily read bursts per meter per month: ~60% of 2019's 28 messages (Oct 2019) [C].
+    daily_reads_per_meter_month: float = 28.0 * 0.60
+    # Split of the background messages among message types [U].
     background_mix: dict[str, float] = field(
         default_factory=lambda: {
-            "ON_DEMAND_READ": 0.40,
-            "PREPAYMENT": 0.15,
-            "CONFIGURATION": 0.15,
-            "SECURITY": 0.10,
+            "ON_DEMAND_READ": 0.47,
+            "PREPAYMENT": 0.18,
+            "CONFIGURATION": 0.18,
+            "SECURITY": 0.12,
             "FIRMWARE": 0.05,
-            "ALERT": 0.15,
         }
     )
+
     # Relative weight of DCC-scheduled daily reads per half-hour of the day: the burst is spread
     # over the whole day but weighted to the small hours when the network is quiet [U].
     daily_read_profile: tuple[float, ...] = (
@@ -116,6 +134,142 @@ class TrafficParams:
     background_profile: tuple[float, ...] = (
         (0.3,) * 12 + (1.0,) * 4 + (1.6,) * 16 + (1.3,) * 8 + (0.8,) * 8
     )
+
+    def __post_init__(self) -> None:
+        if self.calibration_year not in CALIBRATION_VOLUMES:
+            raise TwinInputError("params.traffic.calibration_year",
+                                 f"must be one of {sorted(CALIBRATION_VOLUMES)}, got {self.calibration_year!r}")
+        for name in ("messages_per_meter_month", "device_alerts_per_meter_month", "daily_reads_per_meter_month"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e6):
+                raise TwinInputError(f"params.traffic.{name}", f"must be a number of messages from 0, got {v!r}")
+
+    @property
+    def monthly_messages(self) -> float:
+        """Messages besides device alerts per connected meter per month."""
+        m = self.messages_per_meter_month
+        return CALIBRATION_VOLUMES[self.calibration_year][0] if m is None else float(m)
+
+    @property
+    def monthly_alerts(self) -> float:
+        """Device alerts per connected meter per month."""
+        a = self.device_alerts_per_meter_month
+        return CALIBRATION_VOLUMES[self.calibration_year][1] if a is None else float(a)
+
+
+# The links the network's queues model, "CSP/WAN" (twin.model.catalog Csp and WanTech names).
+CAPACITY_LINKS = ("NORTH/LRR", "NORTH/VWAN", "CENTRAL/G2", "CENTRAL/G3", "CENTRAL/G4", "CENTRAL/VWAN",
+                  "SOUTH/G2", "SOUTH/G3", "SOUTH/G4", "SOUTH/VWAN")
+CAPACITY_POLICIES = ("fifo", "priority")
+
+
+@dataclass(frozen=True)
+class CapacityParams:
+    """The network's capacity and service levels (twin.model.capacity; shared/domain/CAPACITY.md).
+
+    Per-link, per-base-station and DSP throughput are not published [U]. As CAPACITY.md proposes,
+    each stage is sized so that the nominal load of `design_year` uses `design_utilisation` of it
+    at its busiest half-hour: growth (MHHS), storms and switch-offs then read as headroom. A link
+    is sized for `link_design_share` of its CSP region's meters (cellular links for a share of the
+    region each, so a technology can take hubs from another); links not named there carry their
+    traffic unconstrained."""
+
+    enabled: bool = True
+    # FIFO by default: the DCC has no SEC-mandated prioritisation (SECMP0030, which proposed it
+    # when demand exceeds capacity, was withdrawn in Dec 2017 [C]; the April 2019 vend failures
+    # happened with none [C]). "priority" serves the classes strictly in `priority` order.
+    policy: str = "fifo"
+    priority: tuple[str, ...] = ("ALERT", "CRITICAL", "ON_DEMAND", "SECURITY", "FIRMWARE", "SCHEDULED")
+    design_utilisation: float = 0.40  # CAPACITY.md's example [U]
+    design_year: int = 2022
+    link_design_share: dict[str, float] = field(default_factory=lambda: {
+        "NORTH/LRR": 1.0, "NORTH/VWAN": 0.05,
+        "CENTRAL/G2": 0.6, "CENTRAL/G3": 0.6, "CENTRAL/G4": 0.4, "CENTRAL/VWAN": 0.05,
+        "SOUTH/G2": 0.6, "SOUTH/G3": 0.6, "SOUTH/G4": 0.4, "SOUTH/VWAN": 0.05,
+    })  # [U]
+    # Multiplies a link's designed capacity: 0.5 halves it (a what-if; [U] all 1).
+    link_capacity_factor: dict[str, float] = field(default_factory=dict)
+    base_station_factor: float = 1.0  # North base stations, sized on the mean base station's load [U]
+    dsp_factor: float = 1.0  # the central DCC Data Service Provider stage, sized on the fleet's load [U]
+    # Message sizes by message type, bytes [U]: "tens of bytes to about 1 MB" [C] (ITPro, Aug 2022).
+    message_bytes: dict[str, int] = field(default_factory=lambda: {
+        "DAILY_READ": 1_200,  # a day of half-hourly values and registers in one package
+        "ON_DEMAND_READ": 300, "PREPAYMENT": 250, "CONFIGURATION": 400,
+        "SECURITY": 1_500,  # certificates in a credential swap
+        "FIRMWARE": 50_000,  # an image block or a firmware command (images are hundreds of kB)
+        "ALERT": 150,
+        "BACKLOG_READ": 1_200,
+        "SETTLEMENT_READ": 2_000,  # 48 half-hourly values with their status, per meter
+    })
+    # Over-the-air rate one message moves at, by WAN technology, bytes per second [U].
+    wan_bytes_per_s: dict[str, float] = field(default_factory=lambda: {
+        "LRR": 1_200.0, "G2": 4_000.0, "G3": 40_000.0, "G4": 400_000.0, "VWAN": 1_000_000.0})
+    # Time the devices take to act and answer, by class, seconds [U].
+    device_time_s: dict[str, float] = field(default_factory=lambda: {
+        "ALERT": 0.0, "CRITICAL": 5.0, "ON_DEMAND": 3.0, "SCHEDULED": 3.0, "FIRMWARE": 60.0, "SECURITY": 5.0})
+    # Target Response Times, seconds: on-demand reads 4.1.1/4.6.1 30 s for SMETS2 [S] (SEC Appendix
+    # E); scheduled reads at 4.8.1's 5,600 s [S]; device alerts within the 300 s retry window [C];
+    # critical commands 30 s, firmware a day, credential swaps an hour [U].
+    target_response_s: dict[str, float] = field(default_factory=lambda: {
+        "ALERT": 300.0, "CRITICAL": 30.0, "ON_DEMAND": 30.0, "SCHEDULED": 5_600.0, "FIRMWARE": 86_400.0,
+        "SECURITY": 3_600.0})
+    # Alert storm protection (SECMP0062 [C]; the figures are not published [U]): beyond
+    # `alert_storm_threshold` repeats of one alert code from one device within
+    # `alert_storm_window_s`, repeats are discarded, one copy forwarded per `alert_storm_period_s`.
+    alert_storm_threshold: int = 10
+    alert_storm_window_s: int = 3_600
+    alert_storm_period_s: int = 900
+    alert_retry_s: int = 300  # delivery retried for 300 s [C]
+    failed_alert_hold_s: int = 2 * 86_400  # then held in the failed-alert queue 2 days [C]
+
+    def __post_init__(self) -> None:
+        from twin.model.catalog import MessageType, TrafficClass, WanTech
+
+        def bad(name: str, reason: str) -> TwinInputError:
+            return TwinInputError(f"params.capacity.{name}", reason)
+
+        def positive(name: str, v: Any) -> None:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1e12 or v != v:
+                raise bad(name, f"must be a positive number, got {v!r}")
+
+        if not isinstance(self.enabled, bool):
+            raise bad("enabled", f"must be true or false, got {self.enabled!r}")
+        if self.policy not in CAPACITY_POLICIES:
+            raise bad("policy", f"must be one of {', '.join(CAPACITY_POLICIES)}, got {self.policy!r}")
+        classes = [c.name for c in TrafficClass]
+        if sorted(self.priority) != sorted(classes):
+            raise bad("priority", f"must order every class once: {', '.join(classes)}; got {list(self.priority)!r}")
+        if not 0 < self.design_utilisation <= 1 or isinstance(self.design_utilisation, bool):
+            raise bad("design_utilisation", f"must be in (0, 1], got {self.design_utilisation!r}")
+        if self.design_year not in CALIBRATION_VOLUMES:
+            raise bad("design_year", f"must be one of {sorted(CALIBRATION_VOLUMES)}, got {self.design_year!r}")
+        for group in ("link_design_share", "link_capacity_factor"):
+            for k, v in getattr(self, group).items():
+                if k not in CAPACITY_LINKS:
+                    raise bad(f"{group}.{k}", f"unknown link; links are {', '.join(CAPACITY_LINKS)}")
+                positive(f"{group}.{k}", v)
+        positive("base_station_factor", self.base_station_factor)
+        positive("dsp_factor", self.dsp_factor)
+        for group, names in (("message_bytes", [m.name for m in MessageType]),
+                             ("wan_bytes_per_s", [w.name for w in WanTech if w != WanTech.NONE]),
+                             ("device_time_s", classes), ("target_response_s", classes)):
+            given = getattr(self, group)
+            for k, v in given.items():
+                if k not in names:
+                    raise bad(f"{group}.{k}", f"unknown name; expected one of {', '.join(names)}")
+                if group == "device_time_s":
+                    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9:
+                        raise bad(f"{group}.{k}", f"must be a number of seconds from 0, got {v!r}")
+                else:
+                    positive(f"{group}.{k}", v)
+            missing = set(names) - set(given)
+            if missing:
+                raise bad(group, f"missing {', '.join(sorted(missing))}")
+        for name in ("alert_storm_threshold", "alert_storm_window_s", "alert_storm_period_s", "alert_retry_s",
+                     "failed_alert_hold_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise bad(name, f"must be a positive whole number, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -215,6 +369,7 @@ class ModelParams:
     incidents: IncidentParams = field(default_factory=IncidentParams)
     events: EventParams = field(default_factory=EventParams)
     prepayment: PrepaymentParams = field(default_factory=PrepaymentParams)
+    capacity: CapacityParams = field(default_factory=CapacityParams)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _dc_dict(getattr(self, f.name)) for f in fields(self)}
@@ -234,6 +389,10 @@ class ModelParams:
             # JSON has no tuples: restore them where the default is one, so configs compare equal.
             given = {k: tuple(v) if isinstance(getattr(sub, k), tuple) and isinstance(v, list) else v
                      for k, v in given.items()}
+            if f.name == "capacity":
+                # A table of the capacity model given in part changes only the entries it names.
+                given = {k: {**getattr(sub, k), **v} if isinstance(getattr(sub, k), dict) and isinstance(v, dict)
+                         else v for k, v in given.items()}
             out[f.name] = replace(sub, **given)
         extra = set(d) - {f.name for f in fields(cls)}
         if extra:

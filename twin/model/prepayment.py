@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from twin.model.alerts import count_alerts
-from twin.model.catalog import AREA_CSP, AlertKind, Flag, Status
+from twin.model.catalog import AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
 from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
@@ -310,10 +310,8 @@ def _send(state: HubState, s: TickSummary, rows: np.ndarray, kind: int, sec: np.
     SMETS1 meter not enrolled reports to its supplier's own system, not the DCC."""
     c = state.cols
     dcc = on_dcc(c["smets"][rows])
-    area = c["area"][rows]
     ok = reachable(state, rows, up_area)
-    count_alerts(s, AREA_CSP[area[ok]].astype(np.intp), np.full(int(ok.sum()), kind, np.intp), sec[ok],
-                 state, rows[ok])
+    count_alerts(s, state, rows[ok], np.full(int(ok.sum()), kind, np.intp), sec[ok])
     s.alerts_undelivered += int((dcc & ~ok).sum())
 
 

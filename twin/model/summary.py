@@ -16,6 +16,7 @@ from twin.model.catalog import (
     N_ALERT_KINDS,
     N_AREA_CODES,
     N_CSP,
+    N_LINKS,
     N_MESSAGE_TYPES,
     N_WAN,
     SUPPLIERS,
@@ -26,7 +27,7 @@ from twin.model.catalog import (
     WanTech,
 )
 from twin.model.config import FleetConfig
-from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
+from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY, NORTH_BASE_STATIONS, TICK_SECONDS
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import N_DARK_AGE
 
@@ -34,6 +35,9 @@ from twin.model.state import N_DARK_AGE
 DARK_REASONS: tuple[str, ...] = (*FAULT_LABEL.values(), "network switched off")
 N_DARK_REASONS = len(DARK_REASONS)
 N_SUPPLIERS = len(SUPPLIERS)
+# The network's queues see a tick's arrivals in one-minute bins (twin.model.capacity).
+BIN_SECONDS = 60
+N_BINS = TICK_SECONDS // BIN_SECONDS
 
 
 @dataclass
@@ -47,9 +51,16 @@ class TickSummary:
     # Alerts sent per second inside the tick, sparse: seconds (0..1799) and counts.
     alert_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     alert_second_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Arrivals at the network's queues: messages by link (CSP x WAN technology, twin.model.catalog
+    # link_of) and type, the alerts among them by link and minute of the tick, and messages by
+    # North base station (long-range radio hubs only).
+    link_messages: np.ndarray = field(default_factory=lambda: np.zeros((N_LINKS, N_MESSAGE_TYPES), np.int64))
+    link_alert_minutes: np.ndarray = field(default_factory=lambda: np.zeros((N_LINKS, N_BINS), np.int64))
+    bs_messages: np.ndarray = field(default_factory=lambda: np.zeros(NORTH_BASE_STATIONS, np.int64))
     dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
     reachable_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
     reachable_meters: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
+    reachable_meters_by_wan: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_WAN), np.int64))
     off_dcc_hubs: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
     meters: np.ndarray = field(default_factory=lambda: np.zeros(N_CSP, np.int64))
     dark_by_reason: np.ndarray = field(default_factory=lambda: np.zeros((N_CSP, N_DARK_REASONS), np.int64))
@@ -88,6 +99,9 @@ class TickSummary:
     # twin.engine.operations.operation_view), set by the engine once the planner has observed
     # the merged summary; not part of the figures (to_dict), never merged.
     operations: list[dict[str, Any]] = field(default_factory=list)
+    # How the network carried this tick (twin.model.capacity.CapacityReport), set by the fleet
+    # planner when it observes the merged summary; never merged.
+    capacity: Any = None
 
     @property
     def hubs(self) -> int:
@@ -150,7 +164,7 @@ class TickSummary:
             "prepayment": self.prepayment(),
             "ops": {name: {k: v for k, v in rep.items() if not k.startswith("block")}
                     for name, rep in sorted(self.ops.items())},
-        }
+        } | ({"capacity": self.capacity.to_dict()} if self.capacity is not None else {})
 
 
 def merge(parts: list[TickSummary]) -> TickSummary:
@@ -161,6 +175,10 @@ def merge(parts: list[TickSummary]) -> TickSummary:
     out = TickSummary(tick=parts[0].tick)
     for p in parts:
         out.messages += p.messages
+        out.link_messages += p.link_messages
+        out.link_alert_minutes += p.link_alert_minutes
+        out.bs_messages += p.bs_messages
+        out.reachable_meters_by_wan += p.reachable_meters_by_wan
         out.alerts += p.alerts
         out.alerts_undelivered += p.alerts_undelivered
         out.dcc_hubs += p.dcc_hubs
@@ -214,13 +232,17 @@ def merge(parts: list[TickSummary]) -> TickSummary:
 
 
 def background_rates(config: FleetConfig) -> np.ndarray:
-    """Expected background messages per reachable meter per tick, by message type (mean over day)."""
+    """Expected background messages per reachable meter per tick, by message type (mean over
+    day): the month's messages beside the daily read bursts (drawn per hub), split by the
+    background mix, and the month's device alerts (TrafficParams)."""
     tp = config.params.traffic
-    per_meter_tick = tp.messages_per_meter_month * (1 - tp.daily_read_share) / (DAYS_PER_MONTH * HALF_HOURS_PER_DAY)
+    per_tick = 1.0 / (DAYS_PER_MONTH * HALF_HOURS_PER_DAY)
+    rest = max(tp.monthly_messages - tp.daily_reads_per_meter_month, 0.0) * per_tick
     rates = np.zeros(N_MESSAGE_TYPES)
     total = sum(tp.background_mix.values())
     for name, share in tp.background_mix.items():
-        rates[MessageType[name]] = per_meter_tick * share / total
+        rates[MessageType[name]] += rest * share / total
+    rates[MessageType.ALERT] += tp.monthly_alerts * per_tick
     return rates
 
 
@@ -228,12 +250,20 @@ def finish(summary: TickSummary, config: FleetConfig) -> TickSummary:
     """Fleet-level step after merging: draw background traffic, compute the alert peak.
 
     Background traffic depends only on merged integer counts and a fleet-keyed stream, so it is
-    identical for any shard layout."""
+    identical for any shard layout. It is drawn by CSP and type, then shared among the CSP's
+    links (WAN technologies) by their reachable meters."""
     tp = config.params.traffic
     tod = (config.start_tick_of_day + summary.tick) % HALF_HOURS_PER_DAY
     profile = np.asarray(tp.background_profile, dtype=np.float64)
     lam = np.outer(summary.reachable_meters, background_rates(config)) * (profile[tod] / profile.mean())
     rng = fleet_rng(config.seed, summary.tick, Purpose.BACKGROUND_TRAFFIC)
-    summary.messages += rng.poisson(lam)
+    drawn = rng.poisson(lam)
+    summary.messages += drawn
+    by_wan = summary.reachable_meters_by_wan
+    links = summary.link_messages.reshape(N_CSP, N_WAN, N_MESSAGE_TYPES)
+    for c in range(N_CSP):
+        meters = by_wan[c]
+        if meters.sum() > 0:
+            links[c] += rng.multinomial(drawn[c], meters / meters.sum()).T
     summary.peak_alerts_per_s = int(summary.alert_second_counts.max()) if summary.alert_second_counts.size else 0
     return summary

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.model.catalog import AREA_CSP, N_CSP, MessageType, Status
+from twin.model.catalog import AREA_CSP, MessageType, Status
 from twin.model.ops.budget import apportion
 from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
+from twin.model.traffic import count_rows
 
 
 def op_uniform(hs: HubState, seq: int, salt: int, rows: np.ndarray, step: int = 0) -> np.ndarray:
@@ -102,8 +103,7 @@ class CredentialSwaps:
         if rows.size == 0:
             return
         meters = 1 + ((hs.cols["flags"][rows] & 1) != 0)
-        s.messages[:, MessageType.SECURITY] += np.bincount(csp_of(hs, rows), weights=meters,
-                                                           minlength=N_CSP).astype(np.int64)
+        count_rows(s, MessageType.SECURITY, hs, rows, meters)
         self.counts["switched_smart"] += int(rows.size)
 
     def step(self, hs: HubState, tick: int, s: TickSummary, up_area: np.ndarray) -> None:

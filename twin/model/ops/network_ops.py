@@ -8,7 +8,6 @@ import numpy as np
 
 from twin.model.catalog import (
     AREA_CSP,
-    N_CSP,
     Csp,
     DeviceType,
     Fault,
@@ -30,7 +29,6 @@ from twin.model.ops.commands import (
 )
 from twin.model.ops.common import (
     block_demand,
-    csp_of,
     days_to_ticks,
     issue_budget,
     op_uniform,
@@ -50,6 +48,7 @@ from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS
 from twin.model.reach import on_dcc
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
+from twin.model.traffic import count_rows
 
 CSP_TECHS = {Csp.NORTH: (WanTech.LRR,), Csp.CENTRAL: (WanTech.G2, WanTech.G3),
              Csp.SOUTH: (WanTech.G2, WanTech.G3)}
@@ -213,8 +212,7 @@ class SwapShard(FieldProgrammeShard):
         m = models_of(DeviceType.CH)[_TOSHIBA_4G - 1]
         latest = max(range(len(m.versions)), key=lambda i: m.scheme.sort_key(m.versions[i]))
         hs.change(rows, wan=WanTech.G4, variant=Variant.FOUR_G, ch_model=_TOSHIBA_4G, ch_fw=latest)
-        s.messages[:, MessageType.CONFIGURATION] += self.per_install * np.bincount(csp_of(hs, rows),
-                                                                                   minlength=N_CSP)
+        count_rows(s, MessageType.CONFIGURATION, hs, rows, self.per_install)
 
 
 class VwanShard(FieldProgrammeShard):
@@ -240,7 +238,7 @@ class VwanShard(FieldProgrammeShard):
 
     def _apply(self, hs, rows, s) -> None:
         hs.change(rows, wan=WanTech.VWAN, fault_clear=Fault.NO_COVERAGE)
-        s.messages[:, MessageType.CONFIGURATION] += 2 * np.bincount(csp_of(hs, rows), minlength=N_CSP)
+        count_rows(s, MessageType.CONFIGURATION, hs, rows, 2)
 
 
 class FieldProgrammeFleet(FleetOp):

@@ -45,6 +45,7 @@ from twin.model.ops.progress import (
 from twin.model.params import TICK_SECONDS
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
+from twin.model.traffic import count_rows
 
 WAITING, TRANSFER, ACTIVATE, ACTIVATED, FAILED, BRICKED, CANCELLED = range(7)
 STAGES = ("waiting", "transferring", "activating", "activated", "failed", "bricked", "cancelled")
@@ -204,8 +205,7 @@ class RolloutShard(ShardOp):
             self.delivered[idx[~lost]] = True
             self.due[idx[~lost]] = tick + 1
             kinds = np.where(lost, AlertKind.FIRMWARE_TRANSFER_FAIL, AlertKind.FIRMWARE_TRANSFER_OK)
-            count_alerts(s, csp_of(hs, rows), kinds, (op_uniform(hs, self.seq, 2, rows, tick) * TICK_SECONDS)
-                         .astype(np.int64), hs, rows)
+            count_alerts(s, hs, rows, kinds, (op_uniform(hs, self.seq, 2, rows, tick) * TICK_SECONDS).astype(np.int64))
             if dt == DeviceType.GSME:
                 cost = int(ctx.config.params.events.gsme_image_battery_pct * 100)
                 batt = hs.cols["gsme_battery"]
@@ -228,7 +228,7 @@ class RolloutShard(ShardOp):
             idx = np.flatnonzero(chosen)
             self.stage[idx] = TRANSFER
             self.due[idx] = tick + self._transfer_ticks(hs, self.rows[idx], ctx)
-            s.messages[:, MessageType.FIRMWARE] += np.bincount(self.csp[idx], minlength=N_CSP)
+            count_rows(s, MessageType.FIRMWARE, hs, self.rows[idx])
         self.budget = None
 
     def _drop_switched_away(self, hs: HubState, dt: DeviceType) -> None:
@@ -257,10 +257,9 @@ class RolloutShard(ShardOp):
         self.stage[idx[failed]] = FAILED
         self.stage[idx[good]] = ACTIVATED
         hs.cols[f"{dt.name.lower()}_fw"][rows[good]] = self.target_index
-        csp = csp_of(hs, rows)
-        s.messages[:, MessageType.FIRMWARE] += 2 * np.bincount(csp, minlength=N_CSP)
+        count_rows(s, MessageType.FIRMWARE, hs, rows, 2)
         secs = (op_uniform(hs, self.seq, 4, rows, tick) * TICK_SECONDS).astype(np.int64)
-        count_alerts(s, csp[good], np.full(int(good.sum()), AlertKind.FIRMWARE_ACTIVATED), secs[good], hs, rows[good])
+        count_alerts(s, hs, rows[good], np.full(int(good.sum()), AlertKind.FIRMWARE_ACTIVATED), secs[good])
         if bricked.any():
             if dt in (DeviceType.CH, DeviceType.ESME):
                 hs.change(rows[bricked], fault_set=Fault.BRICKED)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from twin.model.capacity import NetworkQueues
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
@@ -96,6 +97,8 @@ class FleetPlanner:
         # Supplier -> (tick it fails, its SoLR, the operation): every failure ever accepted, done
         # or not, so no later command sends customers to a supplier that has failed.
         self.failed_suppliers: dict[int, tuple[int, int, str]] = {}
+        # The network's queues (twin.model.capacity): fleet-level, so exact for any shard layout.
+        self.queues = NetworkQueues()
 
     def schedule(self, tick: int, controls: list[Control]) -> None:
         if controls:
@@ -158,6 +161,9 @@ class FleetPlanner:
         order. What was last reported is kept on each operation (`_shown`), so a planner restored
         from a snapshot that lacks it reports each live operation once more."""
         self.observed = s.tick
+        cap = self.config.params.capacity
+        if cap.enabled:
+            s.capacity = self.queues.step(s, cap, self.config.params.traffic)
         visited = list(self.live.values())
         for name, op in list(self.live.items()):
             rep = s.ops.get(name)
@@ -171,7 +177,7 @@ class FleetPlanner:
         changed = []
         for op in visited:
             sig = op.signature()
-            if sig != getattr(op, "_shown", None):
+            if sig != op._shown:
                 op._shown = sig
                 changed.append(op)
         return changed

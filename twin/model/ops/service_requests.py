@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from twin.model.catalog import N_CSP, Fault, Flag, MessageType, Status, WanTech
+from twin.model.catalog import Fault, Flag, MessageType, Status, WanTech
 from twin.model.metering import kwh_between
 from twin.model.ops.base import Control, FleetOp, ShardOp
 from twin.model.ops.commands import ServiceRequestCommand
-from twin.model.ops.common import csp_of, days_to_ticks, reachable
+from twin.model.ops.common import days_to_ticks, reachable
 from twin.model.ops.progress import OperationState, ServiceRequestProgress
 from twin.model.prepayment import balance_pence, enable_supply, freeze_metering, restart_metering, touch
+from twin.model.traffic import count_rows
 
 # Comms hub status updates are sent by the installer on site: they need no WAN.
 ON_SITE = {"8.14.1", "8.14.2", "8.14.3", "8.14.4"}
@@ -43,7 +44,7 @@ class ServiceRequestShard(ShardOp):
         if self.cmd.srv in ON_SITE or reachable(hs, row, up_area)[0]:
             self.result.update(self._apply(hs, ctx, int(row[0]), tick), pending=0)
             kind = MessageType.CONFIGURATION if self.cmd.srv not in ("2.2",) else MessageType.PREPAYMENT
-            s.messages[:, kind] += np.bincount(csp_of(hs, row), minlength=N_CSP)
+            count_rows(s, kind, hs, row)
         elif tick >= self.deadline:
             self.result.update(failed=1, pending=0)
 

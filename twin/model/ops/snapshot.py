@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from twin.model import catalog
+from twin.model.capacity import AlertStorm, NetworkQueues
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
@@ -23,12 +24,12 @@ from twin.model.records import RecordFormatError, RecordTypes, decode, encode, p
 
 SHARD_OPS_FORMAT = "twin.shard-ops"
 PLANNER_FORMAT = "twin.planner"
-VERSION = 1
+VERSION = 2  # 2: the planner holds the network's queues
 
 
 def _classes() -> list[type]:
     ops = [cls for pair in IMPLEMENTATIONS.values() for cls in pair]
-    return [ShardOps, FleetPlanner, Control, NetworkPlan, VersionTable, CredentialSwaps,
+    return [ShardOps, FleetPlanner, Control, NetworkPlan, VersionTable, CredentialSwaps, NetworkQueues, AlertStorm,
             *dict.fromkeys(ops), *COMMANDS.values()]
 
 

@@ -1,0 +1,525 @@
+"""The network's capacity: queues per link, per North base station and at the central DCC Data
+Service Provider (DSP) stage, and the latency and service levels they give.
+
+Fleet-level and exact for any shard layout: the shards count arrivals (twin.model.traffic) as
+integers in their tick summaries, summaries merge by addition, and the queues run here on the
+merged arrivals, once per tick, in one-minute bins. Their cost grows with links x classes x bins,
+never with the fleet (shared/DESIGN.md, "Network capacity and service levels").
+
+The queues are fluid: within a bin a stage serves `capacity x 60 s` of work, what it cannot
+serve waits (backlog' = max(0, backlog + arrivals - capacity x bin)), and a message's wait is
+the work queued ahead of it when its bin ends, in seconds at full rate. Work is measured in
+seconds of a link's time: a message of `b` bytes takes max(1 / messages-per-second, b /
+bytes-per-second) of it. Under FIFO every class waits for the whole backlog; under priority a
+class waits for its own backlog and that of the classes before it. A message's latency is its
+link's wait, the DSP's, its base station's (North long-range radio), its transfer time over the
+air and its device time (CapacityParams), held against its class's Target Response Time.
+
+Alerts under load: alert storm protection (SECMP0062) discards repeats of one alert code from one
+device beyond a threshold in a window, forwarding one copy per period; an alert that waits
+longer than the retry window fails into the failed-alert queue, which is served with capacity
+left over and expires what it has held for two days."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from twin.model.catalog import (
+    AREA_CSP,
+    CLASS_LABEL,
+    MESSAGE_CLASS,
+    N_ALERT_KINDS,
+    N_CLASSES,
+    N_CSP,
+    N_LINKS,
+    N_MESSAGE_TYPES,
+    N_WAN,
+    Csp,
+    MessageType,
+    TrafficClass,
+    WanTech,
+)
+from twin.model.params import (
+    DAYS_PER_MONTH,
+    HALF_HOURS_PER_DAY,
+    NORTH_BASE_STATIONS,
+    TICK_SECONDS,
+    CapacityParams,
+    TrafficParams,
+)
+from twin.model.summary import BIN_SECONDS, N_BINS, TickSummary
+
+# Latency histogram edges, seconds: log-spaced from 0.1 s to 12 days, plus overflow.
+LATENCY_EDGES = np.concatenate([[0.0], np.logspace(-1, 6, 71)])
+N_LATENCY_BINS = LATENCY_EDGES.size  # the last bin holds what is beyond the last edge
+# How far back the age of the oldest queued message is traced, ticks (two days); older reads as this.
+AGE_TICKS = 2 * HALF_HOURS_PER_DAY
+LINK_NAMES = tuple(f"{Csp(c).name}/{WanTech(w).name}" for c in range(N_CSP) for w in range(N_WAN))
+_LRR_NORTH = Csp.NORTH * N_WAN + WanTech.LRR
+_LINK_CSP = np.repeat(np.arange(N_CSP), N_WAN)
+_ALERT = int(TrafficClass.ALERT)
+BS_MIN_METERS = 2_000  # [U] see NetworkQueues.size
+
+
+def link_index(name: str) -> int:
+    """The link index of a "CSP/WAN" name (params.CAPACITY_LINKS)."""
+    return LINK_NAMES.index(name)
+
+
+def busiest_rates(traffic: TrafficParams, sizes: dict[str, int]) -> tuple[float, float]:
+    """(messages, bytes) per connected meter per second at the busiest half-hour of the nominal
+    day of `traffic`'s calibration: daily read bursts on their profile, the rest of the month's
+    messages and its device alerts on the background profile."""
+    per_s = 1.0 / (DAYS_PER_MONTH * 86_400)
+    daily = np.asarray(traffic.daily_read_profile, float)
+    daily = daily / daily.mean()
+    back = np.asarray(traffic.background_profile, float)
+    back = back / back.mean()
+    reads = traffic.daily_reads_per_meter_month * per_s
+    rest = max(traffic.monthly_messages - traffic.daily_reads_per_meter_month, 0.0) * per_s
+    alerts = traffic.monthly_alerts * per_s
+    mix_total = sum(traffic.background_mix.values())
+    rest_bytes = sum(sizes[k] * v / mix_total for k, v in traffic.background_mix.items())
+    msgs = reads * daily + (rest + alerts) * back
+    nbytes = reads * sizes["DAILY_READ"] * daily + (rest * rest_bytes + alerts * sizes["ALERT"]) * back
+    return float(msgs.max()), float(nbytes.max())
+
+
+@dataclass
+class CapacityReport:
+    """How the network carried one tick. Arrays by link are (N_LINKS,) in LINK_NAMES order; by
+    CSP and class (N_CSP, N_CLASSES). Seconds, messages and shares (0..1)."""
+
+    tick: int
+    link_capacity: np.ndarray  # messages per second each link serves (0: not modelled, unconstrained)
+    link_utilisation: np.ndarray  # work offered this tick / the link's capacity over the tick
+    link_backlog: np.ndarray  # messages queued on each link at the end of the tick
+    messages: np.ndarray  # (N_CSP, N_CLASSES) messages that arrived this tick
+    latency_p50: np.ndarray  # (N_CSP, N_CLASSES) seconds, of this tick's arrivals
+    latency_p95: np.ndarray
+    latency_p99: np.ndarray
+    within_target: np.ndarray  # (N_CSP, N_CLASSES) share of this tick's arrivals within target (1 if none)
+    backlog: np.ndarray  # (N_CSP, N_CLASSES) messages queued at the end of the tick
+    oldest_age_s: np.ndarray  # (N_CSP, N_CLASSES) age of the oldest queued message (0 if none)
+    bs_peak_utilisation: float  # the busiest North base station's offered load / capacity
+    bs_congested: int  # North base stations offered more than they serve this tick
+    bs_backlog: int  # messages queued at North base stations
+    dsp_utilisation: float
+    alerts_delayed: np.ndarray  # (N_CSP,) alerts that waited in a queue (over 1 s)
+    alerts_throttled: np.ndarray  # (N_CSP,) discarded by alert storm protection
+    alerts_failed: np.ndarray  # (N_CSP,) not delivered within the retry window: to the failed queue
+    alerts_redelivered: np.ndarray  # (N_CSP,) delivered from the failed queue
+    alerts_expired: np.ndarray  # (N_CSP,) held two days in the failed queue, then dropped
+    failed_queue: np.ndarray  # (N_CSP,) alerts in the failed queue at the end of the tick
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures by name: links ("CENTRAL/G2"), CSPs ("Central") and classes ("on-demand")."""
+        csps = [c.name.title() for c in Csp]
+        used = [i for i in range(N_LINKS) if self.link_capacity[i] > 0]
+
+        def by_class(a: np.ndarray, digits: int = 3) -> dict[str, dict[str, float]]:
+            return {c: {CLASS_LABEL[k]: round(float(a[i, k]), digits) for k in TrafficClass}
+                    for i, c in enumerate(csps)}
+
+        def by_csp(a: np.ndarray) -> dict[str, int]:
+            return {c: int(a[i]) for i, c in enumerate(csps)}
+
+        return {
+            "links": {LINK_NAMES[i]: {"capacity_per_s": round(float(self.link_capacity[i]), 3),
+                                      "utilisation": round(float(self.link_utilisation[i]), 4),
+                                      "backlog": int(self.link_backlog[i])} for i in used},
+            "messages": by_class(self.messages, 0),
+            "latency_p50_s": by_class(self.latency_p50, 2),
+            "latency_p95_s": by_class(self.latency_p95, 2),
+            "latency_p99_s": by_class(self.latency_p99, 2),
+            "within_target": by_class(self.within_target, 4),
+            "backlog": by_class(self.backlog, 0),
+            "oldest_age_s": by_class(self.oldest_age_s, 0),
+            "base_stations": {"peak_utilisation": round(self.bs_peak_utilisation, 4),
+                              "congested": self.bs_congested, "backlog": self.bs_backlog},
+            "dsp_utilisation": round(self.dsp_utilisation, 4),
+            "alerts": {"delayed": by_csp(self.alerts_delayed), "throttled": by_csp(self.alerts_throttled),
+                       "failed": by_csp(self.alerts_failed), "redelivered": by_csp(self.alerts_redelivered),
+                       "expired": by_csp(self.alerts_expired), "failed_queue": by_csp(self.failed_queue)},
+        }
+
+
+def serve(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray | float, order: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One bin of fluid queues: `backlog` and `work` (links, classes) in seconds of work, each
+    link serving `budget` seconds. `order` is the class priority order, or None for FIFO.
+    Returns (new backlog, each class's wait in seconds at the end of the bin, budget left)."""
+    q = backlog + work
+    budget = np.broadcast_to(np.asarray(budget, float), q.shape[:1])
+    if order is None:
+        total = q.sum(axis=1)
+        served = np.minimum(total, budget)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            keep = np.where(total > 0, 1.0 - served / total, 0.0)
+        out = q * keep[:, None]
+        wait = np.repeat(out.sum(axis=1)[:, None], q.shape[1], axis=1)
+        return out, wait, budget - served
+    out = q.copy()
+    left = budget.astype(float).copy()
+    wait = np.zeros_like(q)
+    ahead = np.zeros(q.shape[0])
+    for c in order:
+        s = np.minimum(q[:, c], left)
+        left -= s
+        out[:, c] = q[:, c] - s
+        ahead = ahead + out[:, c]
+        wait[:, c] = ahead
+    return out, wait, left
+
+
+@dataclass
+class AlertStorm:
+    """Alert storm protection state (SECMP0062): per (hub, alert kind) seen within its window,
+    the window's start (second of the run), the alerts in it and the last period a copy of a
+    repeat was forwarded in. Sorted by key = hub x N_ALERT_KINDS + kind; only devices whose
+    window is open are held, so it grows with the alerts sent, not the fleet."""
+
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    count: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    period: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def apply(self, hub: np.ndarray, kind: np.ndarray, t: np.ndarray, p: CapacityParams) -> np.ndarray:
+        """Pass this tick's alerts (hub ids, kinds, seconds of the run; any order) through the rule;
+        True where an alert is throttled (discarded). Layout-independent: decided in (hub, kind,
+        time) order, whatever order the shards' alerts came in."""
+        n = hub.size
+        throttled = np.zeros(n, bool)
+        if n == 0:
+            return throttled
+        key = hub.astype(np.int64) * N_ALERT_KINDS + kind.astype(np.int64)
+        order = np.lexsort((t, key))
+        key_s, t_s = key[order], t[order].astype(np.int64)
+        uniq, first, per = np.unique(key_s, return_index=True, return_counts=True)
+        pos = np.searchsorted(self.keys, uniq)
+        pos_c = np.minimum(pos, max(self.keys.size - 1, 0))
+        known = (self.keys.size > 0) & (self.keys[pos_c] == uniq) if self.keys.size else np.zeros(uniq.size, bool)
+        w0 = np.where(known, self.start[pos_c] if self.keys.size else 0, -1)
+        c0 = np.where(known, self.count[pos_c] if self.keys.size else 0, 0)
+        p0 = np.where(known, self.period[pos_c] if self.keys.size else -1, -1)
+        new_start, new_count, new_period = w0.copy(), c0.copy(), p0.copy()
+        win, thr, per_s = p.alert_storm_window_s, p.alert_storm_threshold, p.alert_storm_period_s
+        # Devices with one alert and no open window (nearly all): forwarded, a window opens.
+        simple = (per == 1) & ((w0 < 0) | (t_s[first] >= w0 + win))
+        new_start[simple] = t_s[first[simple]]
+        new_count[simple] = 1
+        new_period[simple] = -1
+        for u in np.flatnonzero(~simple):  # repeats: few devices, walked in time order
+            ws, cnt, last = int(w0[u]), int(c0[u]), int(p0[u])
+            for j in range(first[u], first[u] + per[u]):
+                tj = int(t_s[j])
+                if ws < 0 or tj >= ws + win:
+                    ws, cnt, last = tj, 0, -1
+                cnt += 1
+                if cnt > thr:
+                    k = (tj - ws) // per_s
+                    if k == last:
+                        throttled[order[j]] = True
+                    else:
+                        last = k
+            new_start[u], new_count[u], new_period[u] = ws, cnt, last
+        # Merge into the held state, then drop windows that have closed by the end of this tick.
+        keys = np.concatenate([self.keys, uniq[~known]])
+        start = np.concatenate([self.start, new_start[~known]])
+        count = np.concatenate([self.count, new_count[~known]])
+        period = np.concatenate([self.period, new_period[~known]])
+        if known.any():
+            start[pos[known]], count[pos[known]], period[pos[known]] = (
+                new_start[known], new_count[known], new_period[known])
+        o = np.argsort(keys, kind="stable")
+        self.keys, self.start, self.count, self.period = keys[o], start[o], count[o], period[o]
+        return throttled
+
+    def expire(self, now_s: int, window_s: int) -> None:
+        """Forget devices whose window has closed by `now_s` (their next alert opens a new one)."""
+        keep = self.start + window_s > now_s
+        if not keep.all():
+            self.keys, self.start, self.count, self.period = (
+                self.keys[keep], self.start[keep], self.count[keep], self.period[keep])
+
+
+class NetworkQueues:
+    """The queues' state between ticks, held by the fleet planner (so checkpoints, rewind and
+    branches carry it). Sized from the first tick it observes (its fleet's meters per CSP), so a
+    20,000-hub run meets its network as loaded as the whole fleet meets GB's."""
+
+    def __init__(self) -> None:
+        self.sized = False
+        self.link_msgs_per_s = np.zeros(N_LINKS)  # 0: not modelled
+        self.link_bytes_per_s = np.zeros(N_LINKS)
+        self.bs_msgs_per_s = 0.0
+        self.dsp_msgs_per_s = 0.0
+        self.backlog = np.zeros((N_LINKS, N_CLASSES))  # seconds of work
+        self.backlog_msgs = np.zeros((N_LINKS, N_CLASSES))
+        self.dsp_backlog = np.zeros((1, N_CLASSES))  # seconds of work
+        self.bs_groups = NORTH_BASE_STATIONS  # modelled base stations (cells grouped in a small fleet)
+        self.bs_backlog = np.zeros(NORTH_BASE_STATIONS)  # messages, by modelled base station
+        # Cumulative work arrived per (link, class) at the end of each of the last AGE_TICKS ticks,
+        # and served so far: where the oldest queued message came in.
+        self.arrived = np.zeros((N_LINKS, N_CLASSES))
+        self.served = np.zeros((N_LINKS, N_CLASSES))
+        self.arrived_at = np.zeros((AGE_TICKS, N_LINKS, N_CLASSES))
+        # Failed alerts by the tick they failed in (ring of the hold period) and link.
+        self.failed = np.zeros((1, N_LINKS))
+        self.storm = AlertStorm()
+        self.last_wait = np.zeros((N_LINKS, N_CLASSES))  # each class's wait at the end of the last tick
+        self.last_dsp_wait = np.zeros(N_CLASSES)
+
+    # -- sizing ------------------------------------------------------------------------------
+    def size(self, s: TickSummary, p: CapacityParams, traffic: TrafficParams) -> None:
+        """Size every stage from the first observed tick's meters per CSP (params docstring)."""
+        design = replace(traffic, calibration_year=p.design_year, messages_per_meter_month=None,
+                         device_alerts_per_meter_month=None)
+        msgs, nbytes = busiest_rates(design, p.message_bytes)
+        u = p.design_utilisation
+        meters = s.meters.astype(float)
+        for name, share in p.link_design_share.items():
+            i = link_index(name)
+            factor = p.link_capacity_factor.get(name, 1.0)
+            m = max(meters[_LINK_CSP[i]] * share, 1.0)
+            self.link_msgs_per_s[i] = m * msgs / u * factor
+            self.link_bytes_per_s[i] = m * nbytes / u * factor
+        # A fleet smaller than GB's holds fewer base stations' worth of hubs: its cells are grouped
+        # so each modelled base station serves at least BS_MIN_METERS (else a handful of hubs'
+        # daily reads, landing in one tick, would read as a congested base station).
+        north = max(meters[Csp.NORTH], 1.0)
+        self.bs_groups = int(min(NORTH_BASE_STATIONS, max(1, north // BS_MIN_METERS)))
+        self.bs_msgs_per_s = north * msgs / self.bs_groups / u * p.base_station_factor
+        self.bs_backlog = np.zeros(self.bs_groups)
+        self.dsp_msgs_per_s = max(meters.sum(), 1.0) * msgs / u * p.dsp_factor
+        hold = max(1, -(-p.failed_alert_hold_s // TICK_SECONDS))
+        self.failed = np.zeros((hold, N_LINKS))
+        self.sized = True
+
+    # -- the tick ------------------------------------------------------------------------------
+    def step(self, s: TickSummary, p: CapacityParams, traffic: TrafficParams) -> CapacityReport:
+        """Run this tick's arrivals (the merged, finished summary `s`) through the queues."""
+        if not self.sized:
+            self.size(s, p, traffic)
+        order = None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp)
+        cap = self.link_msgs_per_s
+        modelled = cap > 0
+        sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
+        with np.errstate(divide="ignore"):
+            per_msg = np.where(modelled[:, None],
+                               np.maximum(1.0 / np.where(modelled, cap, 1.0)[:, None],
+                                          sizes[None, :] / np.where(modelled, self.link_bytes_per_s, 1.0)[:, None]),
+                               0.0)  # (links, types) seconds of link time per message
+        arrivals = s.link_messages.astype(float)  # (links, types)
+        onehot = np.zeros((N_MESSAGE_TYPES, N_CLASSES))
+        onehot[np.arange(N_MESSAGE_TYPES), MESSAGE_CLASS] = 1.0
+        n_class = arrivals @ onehot  # (links, classes) messages
+        w_class = (arrivals * per_msg) @ onehot  # seconds of work
+        # Per bin: alerts as they were sent, the rest spread evenly over the tick.
+        alert_bins = s.link_alert_minutes.astype(float)  # (links, bins)
+        alert_total = alert_bins.sum(axis=1)
+        spread = n_class.copy()
+        spread[:, _ALERT] = np.maximum(n_class[:, _ALERT] - alert_total, 0.0)  # background alerts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            work_per = np.where(n_class > 0, w_class / np.where(n_class > 0, n_class, 1.0), 0.0)
+        n_bins = np.repeat((spread / N_BINS)[:, :, None], N_BINS, axis=2)  # (links, classes, bins)
+        n_bins[:, _ALERT, :] += alert_bins
+        w_bins = n_bins * work_per[:, :, None]
+        # The DSP sees every link's messages (one message, one unit of its time).
+        dsp_per = 1.0 / self.dsp_msgs_per_s
+        dsp_in = n_bins.sum(axis=0)  # (classes, bins)
+
+        waits = np.zeros((N_LINKS, N_CLASSES, N_BINS))
+        dsp_waits = np.zeros((N_CLASSES, N_BINS))
+        left = np.zeros(N_LINKS)
+        budget = np.where(modelled, float(BIN_SECONDS), np.inf)
+        backlog, dsp_backlog = self.backlog, self.dsp_backlog
+        for b in range(N_BINS):
+            backlog, waits[:, :, b], spare = serve(backlog, w_bins[:, :, b], budget, order)
+            left += np.where(modelled, spare, 0.0)
+            dsp_backlog, dw, _ = serve(dsp_backlog, (dsp_in[:, b] * dsp_per)[None, :], float(BIN_SECONDS), order)
+            dsp_waits[:, b] = dw[0]
+        waits[~modelled] = 0.0
+        self.backlog, self.dsp_backlog = backlog, dsp_backlog
+
+        # Base stations, per tick: what North long-range radio hubs sent through each (background
+        # traffic shared as the hub-driven traffic is), against each one's capacity.
+        g = self.bs_groups
+        bs_in = np.bincount(np.arange(NORTH_BASE_STATIONS) * g // NORTH_BASE_STATIONS, weights=s.bs_messages,
+                            minlength=g)
+        lrr_total = n_class[_LRR_NORTH].sum()
+        if bs_in.sum() > 0:
+            bs_in = bs_in / bs_in.sum() * lrr_total
+        bs_cap = self.bs_msgs_per_s * TICK_SECONDS
+        bs_q = self.bs_backlog + bs_in
+        self.bs_backlog = np.maximum(bs_q - bs_cap, 0.0)
+        bs_wait = self.bs_backlog / self.bs_msgs_per_s
+
+        # Transfer and device time per class (the class's mean over its types on each link).
+        wan_rate = np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bytes_class = (arrivals * sizes[None, :]) @ onehot
+            mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0),
+                                  (sizes[None, :] @ onehot) / onehot.sum(axis=0))
+        transfer = mean_bytes / wan_rate[:, None]
+        device = np.array([p.device_time_s[c.name] for c in TrafficClass])
+        target = np.array([p.target_response_s[c.name] for c in TrafficClass])
+        base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
+
+        # Latency histograms and within-target counts per (CSP, class).
+        hist = np.zeros((N_CSP, N_CLASSES, N_LATENCY_BINS))
+        within = np.zeros((N_CSP, N_CLASSES))
+        csp_idx = np.broadcast_to(_LINK_CSP[:, None, None], base.shape)
+        cls_idx = np.broadcast_to(np.arange(N_CLASSES)[None, :, None], base.shape)
+
+        def add(lat: np.ndarray, weight: np.ndarray, csp: np.ndarray, cls: np.ndarray) -> None:
+            k = np.searchsorted(LATENCY_EDGES, lat, side="right") - 1
+            np.add.at(hist, (csp, cls, k), weight)
+            np.add.at(within, (csp, cls), weight * (lat <= target[cls]))
+
+        radio = np.zeros(N_LINKS, bool)
+        radio[_LRR_NORTH] = True
+        congested = np.flatnonzero(bs_wait > 0)
+        if congested.size and bs_in.sum() > 0:
+            # North radio messages wait at their base station too: the congested ones' share apart.
+            share = bs_in[congested] / bs_in.sum()
+            rest = 1.0 - share.sum()
+            lat = base[_LRR_NORTH][:, :, None] + bs_wait[congested][None, None, :]
+            wt = n_bins[_LRR_NORTH][:, :, None] * share[None, None, :]
+            cls3 = np.broadcast_to(np.arange(N_CLASSES)[:, None, None], lat.shape)
+            add(lat.ravel(), wt.ravel(), np.full(lat.size, Csp.NORTH), cls3.ravel())
+            add(base[_LRR_NORTH].ravel(), (n_bins[_LRR_NORTH] * rest).ravel(), np.full(base[0].size, Csp.NORTH),
+                cls_idx[0].ravel())
+            others = ~radio
+        else:
+            others = np.ones(N_LINKS, bool)
+        sel = n_bins[others] > 0
+        add(base[others][sel], n_bins[others][sel], csp_idx[others][sel], cls_idx[others][sel])
+
+        messages = np.zeros((N_CSP, N_CLASSES))
+        np.add.at(messages, _LINK_CSP, n_class)
+        p50, p95, p99 = (_percentile(hist, q) for q in (0.50, 0.95, 0.99))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            within_share = np.where(messages > 0, within / np.where(messages > 0, messages, 1.0), 1.0)
+
+        # Backlog in messages, and the age of the oldest queued message.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            last_per = np.where(work_per > 0, work_per, self._work_per_fallback(per_msg, onehot))
+            backlog_msgs = np.where(last_per > 0, self.backlog / last_per, 0.0)
+        self.backlog_msgs = backlog_msgs
+        age = self._oldest(s.tick, w_class)
+
+        # Alerts: delayed (waited over 1 s), failed (over the retry window, to the failed queue),
+        # redelivered from the failed queue with capacity left, expired after the hold.
+        alert_wait = waits[:, _ALERT, :] + dsp_waits[None, _ALERT, :]  # (links, bins)
+        a_bins = n_bins[:, _ALERT, :]
+        delayed_l = (a_bins * (alert_wait > 1.0)).sum(axis=1)
+        failed_l = (a_bins * (alert_wait > p.alert_retry_s)).sum(axis=1)
+        hold = self.failed.shape[0]
+        slot = s.tick % hold
+        expired_l = self.failed[slot].copy()  # failed `hold` ticks ago, never redelivered
+        self.failed[slot] = 0.0
+        redelivered_l = np.zeros(N_LINKS)
+        alert_work = work_per[:, _ALERT]
+        alert_work = np.where(alert_work > 0, alert_work, per_msg[:, MessageType.ALERT])
+        can = np.where(alert_work > 0, left / np.where(alert_work > 0, alert_work, 1.0), np.inf)
+        for k in range(1, hold + 1):  # oldest first
+            j = (slot + k) % hold
+            take = np.minimum(self.failed[j], can)
+            self.failed[j] -= take
+            can = can - take
+            redelivered_l += take
+        self.failed[slot] = failed_l
+        throttled = np.zeros(N_CSP)
+        ev = s.alert_events
+        if ev and ev["hub"].size:
+            t = s.tick * TICK_SECONDS + ev["sec"]
+            mask = self.storm.apply(ev["hub"], ev["kind"], t, p)
+            s.alert_events["throttled"] = mask
+            np.add.at(throttled, AREA_CSP[ev["area"][mask]].astype(np.intp), 1)
+        self.storm.expire((s.tick + 1) * TICK_SECONDS, p.alert_storm_window_s)
+
+        def per_csp(a: np.ndarray) -> np.ndarray:
+            out = np.zeros(N_CSP)
+            np.add.at(out, _LINK_CSP, a)
+            return np.rint(out).astype(np.int64)
+
+        self.last_wait = waits[:, :, -1]
+        self.last_dsp_wait = dsp_waits[:, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            util = np.where(modelled, w_class.sum(axis=1) / TICK_SECONDS, 0.0)
+            bs_util = bs_in / bs_cap if bs_cap > 0 else np.zeros_like(bs_in)
+        backlog_csp = np.zeros((N_CSP, N_CLASSES))
+        np.add.at(backlog_csp, _LINK_CSP, backlog_msgs)
+        age_csp = np.zeros((N_CSP, N_CLASSES))
+        np.maximum.at(age_csp, _LINK_CSP, age)
+        return CapacityReport(
+            tick=s.tick, link_capacity=np.where(modelled, cap, 0.0), link_utilisation=util,
+            link_backlog=np.rint(backlog_msgs.sum(axis=1)).astype(np.int64),
+            messages=np.rint(messages).astype(np.int64), latency_p50=p50, latency_p95=p95, latency_p99=p99,
+            within_target=within_share, backlog=np.rint(backlog_csp).astype(np.int64), oldest_age_s=age_csp,
+            bs_peak_utilisation=float(bs_util.max()) if bs_util.size else 0.0,
+            bs_congested=int((bs_in > bs_cap).sum()), bs_backlog=round(float(self.bs_backlog.sum())),
+            dsp_utilisation=float(dsp_in.sum() * dsp_per / TICK_SECONDS),
+            alerts_delayed=per_csp(delayed_l), alerts_throttled=throttled.astype(np.int64),
+            alerts_failed=per_csp(failed_l), alerts_redelivered=per_csp(redelivered_l),
+            alerts_expired=per_csp(expired_l), failed_queue=per_csp(self.failed.sum(axis=0)))
+
+    def _work_per_fallback(self, per_msg: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+        """Seconds of work per message by (link, class) when a class sent nothing this tick: the
+        mean over its message types."""
+        return (per_msg @ onehot) / onehot.sum(axis=0)[None, :]
+
+    def _oldest(self, tick: int, w_class: np.ndarray) -> np.ndarray:
+        """Age in seconds at the end of `tick` of the oldest queued message per (link, class):
+        the start of the first tick whose cumulative arrivals pass what has been served (within
+        the last AGE_TICKS ticks; older reads as AGE_TICKS ticks)."""
+        self.arrived += w_class
+        self.served = self.arrived - self.backlog
+        self.arrived_at[tick % AGE_TICKS] = self.arrived
+        queued = self.backlog > 1e-9
+        age = np.zeros((N_LINKS, N_CLASSES))
+        if not queued.any():
+            return age
+        back = np.arange(AGE_TICKS)  # 0 = this tick, 1 = the one before...
+        ring = self.arrived_at[(tick - back) % AGE_TICKS]  # (AGE_TICKS, links, classes)
+        valid = back <= tick
+        # The tick an unserved message arrived in: cumulative arrivals at its end pass `served`,
+        # and at the end of the tick before they did not.
+        passed = (ring > self.served[None] + 1e-9) & valid[:, None, None]
+        oldest_back = np.where(passed, back[:, None, None], -1).max(axis=0)
+        age = np.where(queued, (np.where(oldest_back < 0, AGE_TICKS - 1, oldest_back) + 1) * TICK_SECONDS, 0.0)
+        return age
+
+    # -- per-request look-ups -------------------------------------------------------------------
+    def response_time(self, csp: int, wan: int, cell: int, kind: MessageType, p: CapacityParams) -> float:
+        """Seconds a message of type `kind` sent now (after the last observed tick) to a hub on
+        (csp, wan), attached to `cell`, takes to be answered: the queues' waits at the end of the
+        last tick, its transfer over the air and the device's time."""
+        klass = int(MESSAGE_CLASS[kind])
+        link = csp * N_WAN + wan
+        wait = float(self.last_wait[link, klass] + self.last_dsp_wait[klass])
+        if link == _LRR_NORTH and 0 <= cell < NORTH_BASE_STATIONS and self.bs_msgs_per_s > 0:
+            wait += float(self.bs_backlog[cell * self.bs_groups // NORTH_BASE_STATIONS] / self.bs_msgs_per_s)
+        rate = p.wan_bytes_per_s.get(WanTech(wan).name, float("inf"))
+        return wait + p.message_bytes[MessageType(kind).name] / rate + p.device_time_s[TrafficClass(klass).name]
+
+
+def _percentile(hist: np.ndarray, q: float) -> np.ndarray:
+    """The q-quantile of each (CSP, class) latency histogram, seconds: geometric interpolation
+    inside the bin it falls in (0 where nothing arrived)."""
+    total = hist.sum(axis=2)
+    cum = np.cumsum(hist, axis=2)
+    out = np.zeros(total.shape)
+    for i, j in zip(*np.nonzero(total > 0), strict=True):
+        k = int(np.searchsorted(cum[i, j], q * total[i, j], side="left"))
+        k = min(k, N_LATENCY_BINS - 1)
+        lo = LATENCY_EDGES[k]
+        hi = LATENCY_EDGES[k + 1] if k + 1 < N_LATENCY_BINS else LATENCY_EDGES[-1] * 10
+        before = cum[i, j, k - 1] if k > 0 else 0.0
+        frac = (q * total[i, j] - before) / hist[i, j, k] if hist[i, j, k] > 0 else 0.0
+        out[i, j] = lo + (hi - lo) * frac if lo <= 0 else lo * (hi / lo) ** frac
+    return out
