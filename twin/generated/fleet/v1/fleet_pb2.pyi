@@ -709,7 +709,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "operations", "prepayment")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "operations", "prepayment", "capacity")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -740,6 +740,7 @@ class TickSummary(_message.Message):
     SKIPPED_TICKS_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
     PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
     tick: int
     time: _timestamp_pb2.Timestamp
     csps: _containers.RepeatedCompositeFieldContainer[CspTraffic]
@@ -756,7 +757,82 @@ class TickSummary(_message.Message):
     skipped_ticks: int
     operations: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
     prepayment: PrepaymentCounts
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ...) -> None: ...
+    capacity: NetworkCapacity
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ..., capacity: _Optional[_Union[NetworkCapacity, _Mapping]] = ...) -> None: ...
+
+class NetworkCapacity(_message.Message):
+    __slots__ = ("links", "classes", "base_station_peak_utilisation", "base_stations_congested", "base_station_backlog", "dsp_utilisation", "alerts")
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATION_PEAK_UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATIONS_CONGESTED_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATION_BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    DSP_UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    links: _containers.RepeatedCompositeFieldContainer[LinkCapacity]
+    classes: _containers.RepeatedCompositeFieldContainer[ClassService]
+    base_station_peak_utilisation: float
+    base_stations_congested: int
+    base_station_backlog: int
+    dsp_utilisation: float
+    alerts: _containers.RepeatedCompositeFieldContainer[AlertService]
+    def __init__(self, links: _Optional[_Iterable[_Union[LinkCapacity, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassService, _Mapping]]] = ..., base_station_peak_utilisation: _Optional[float] = ..., base_stations_congested: _Optional[int] = ..., base_station_backlog: _Optional[int] = ..., dsp_utilisation: _Optional[float] = ..., alerts: _Optional[_Iterable[_Union[AlertService, _Mapping]]] = ...) -> None: ...
+
+class LinkCapacity(_message.Message):
+    __slots__ = ("csp", "technology", "capacity_per_s", "utilisation", "backlog")
+    CSP_FIELD_NUMBER: _ClassVar[int]
+    TECHNOLOGY_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_PER_S_FIELD_NUMBER: _ClassVar[int]
+    UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    csp: str
+    technology: str
+    capacity_per_s: float
+    utilisation: float
+    backlog: int
+    def __init__(self, csp: _Optional[str] = ..., technology: _Optional[str] = ..., capacity_per_s: _Optional[float] = ..., utilisation: _Optional[float] = ..., backlog: _Optional[int] = ...) -> None: ...
+
+class ClassService(_message.Message):
+    __slots__ = ("csp", "traffic_class", "messages", "latency_p50_s", "latency_p95_s", "latency_p99_s", "within_target", "target_response_s", "backlog", "oldest_age_s")
+    CSP_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_S_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RESPONSE_S_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    csp: str
+    traffic_class: str
+    messages: int
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    within_target: float
+    target_response_s: float
+    backlog: int
+    oldest_age_s: float
+    def __init__(self, csp: _Optional[str] = ..., traffic_class: _Optional[str] = ..., messages: _Optional[int] = ..., latency_p50_s: _Optional[float] = ..., latency_p95_s: _Optional[float] = ..., latency_p99_s: _Optional[float] = ..., within_target: _Optional[float] = ..., target_response_s: _Optional[float] = ..., backlog: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...
+
+class AlertService(_message.Message):
+    __slots__ = ("csp", "delayed", "throttled", "failed", "redelivered", "expired", "failed_queue")
+    CSP_FIELD_NUMBER: _ClassVar[int]
+    DELAYED_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    csp: str
+    delayed: int
+    throttled: int
+    failed: int
+    redelivered: int
+    expired: int
+    failed_queue: int
+    def __init__(self, csp: _Optional[str] = ..., delayed: _Optional[int] = ..., throttled: _Optional[int] = ..., failed: _Optional[int] = ..., redelivered: _Optional[int] = ..., expired: _Optional[int] = ..., failed_queue: _Optional[int] = ...) -> None: ...
 
 class PrepaymentCounts(_message.Message):
     __slots__ = ("premises", "emergency_credit", "off_supply", "topups", "suppliers")
