@@ -93,8 +93,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str, Any]:
-    """One fleet size in this process; returns its figures."""
+def bench_one(hubs: int, days: float, shards: int | None, seed: int, capacity: bool = True) -> dict[str, Any]:
+    """One fleet size in this process; returns its figures. `capacity` False runs with the
+    network capacity model off (params.capacity.enabled), to measure what it costs."""
     from twin.engine.runtime import start_ray
     from twin.engine.supervisor import FleetSupervisor
     from twin.model.config import FleetConfig
@@ -102,7 +103,9 @@ def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str
     ticks = round(days * HALF_HOURS_PER_DAY)
     with TreeRssSampler() as rss:
         start_ray()
-        config = FleetConfig(hubs=hubs, seed=seed)
+        from twin.model.params import ModelParams
+
+        config = FleetConfig(hubs=hubs, seed=seed, params=ModelParams.from_dict({"capacity": {"enabled": capacity}}))
         t = time.perf_counter()
         import tempfile
 
@@ -122,6 +125,7 @@ def bench_one(hubs: int, days: float, shards: int | None, seed: int) -> dict[str
     floor_s = min(floors)
     return {
         "hubs": hubs,
+        "capacity_model": capacity,
         "shards": len(info),
         "ticks": ticks,
         "build_s": round(build_s, 2),
@@ -164,6 +168,40 @@ def run_bench(sizes: list[int], *, days: float, shards: int | None, seed: int, o
         t.add_row(f"{r['hubs']:,}", str(r["shards"]), f"{r['build_s']:.1f}", f"{r['day_s']:.2f}",
                   f"{r['floor_pass_s']:.3f}", f"{r['day_over_floor']:.1f}", f"{r['bytes_per_hub']:.0f}",
                   f"{r['peak_rss_bytes'] / 2**30:.2f}", f"{r['hub_ticks_per_s'] / 1e6:,.0f}M")
+    console.print(t)
+    console.print(f"results written to {out}")
+    return result
+
+
+def run_capacity_bench(sizes: list[int], *, days: float, seed: int, out: Path, console: Console
+                       ) -> dict[str, Any] | None:
+    """The capacity model's cost: one simulated day per size with the model on and off, each in a
+    fresh process, and the ratio (the issue's budget: at most 1.3 at 30M hubs)."""
+    rows = []
+    for hubs in sizes:
+        pair = {}
+        for on in (False, True):
+            console.print(f"benchmarking {hubs:,} hubs, capacity model {'on' if on else 'off'}…", highlight=False)
+            row = child_json(["twin.bench.engine", str(hubs), str(days), "0", str(seed), "1" if on else "0"],
+                             f"size {hubs:,}", console)
+            if row is None:
+                return None
+            pair["on" if on else "off"] = row
+        if pair["on"]["state_hash"] != pair["off"]["state_hash"]:
+            console.print(f"[red]the capacity model changed the fleet's state at {hubs:,} hubs[/red]")
+            return None
+        rows.append({"hubs": hubs, "day_s_off": pair["off"]["day_s"], "day_s_on": pair["on"]["day_s"],
+                     "ratio": round(pair["on"]["day_s"] / pair["off"]["day_s"], 3), "runs": pair})
+    host = machine()
+    result: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": host, "seed": seed,
+                              "days": days, "sizes": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    t = Table(title=f"twin bench capacity ({host['cores']} cores, {host['memory_gib']} GiB)", title_justify="left")
+    for col in ("hubs", "day s, model off", "day s, model on", "on / off"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(f"{r['hubs']:,}", f"{r['day_s_off']:.2f}", f"{r['day_s_on']:.2f}", f"{r['ratio']:.2f}")
     console.print(t)
     console.print(f"results written to {out}")
     return result
@@ -310,4 +348,5 @@ if __name__ == "__main__":
         print(json.dumps(bench_events(int(sys.argv[2]), int(sys.argv[3]))))
     else:
         hubs_, days_, shards_, seed_ = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(bench_one(hubs_, days_, shards_ or None, seed_)))
+        capacity_ = sys.argv[5] != "0" if len(sys.argv) > 5 else True
+        print(json.dumps(bench_one(hubs_, days_, shards_ or None, seed_, capacity_)))

@@ -11,7 +11,7 @@ from typing import Any
 
 from twin.bench.api import run_api_bench
 from twin.bench.dashboard import run_dashboard_bench
-from twin.bench.engine import run_bench, run_events_bench
+from twin.bench.engine import run_bench, run_capacity_bench, run_events_bench
 from twin.bench.reliability import run_reliability_bench
 from twin.cli.base import (
     Command,
@@ -33,6 +33,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "api": {"hubs": "1M", "out": "bench-results/api.json"},
     "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
     "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
+    "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
 }
 DEFAULT_SUITE = "engine"
 # The reliability suite's chaos run: ticks simulated and seconds between shard kills.
@@ -84,7 +85,7 @@ class BenchCommand(Command):
         parser.add_argument("--sizes", help=f"fleet sizes ({_defaults_help('sizes')})")
         parser.add_argument("--samples", type=whole_arg,
                             help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
-        parser.add_argument("--days", help=f"engine suite: simulated days per size ({_defaults_help('days')})")
+        parser.add_argument("--days", help=f"engine and capacity suites: simulated days per size ({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
         parser.add_argument("--seed", help=f"fleet seed ({_defaults_help('seed')})")
         parser.add_argument("--out", help=f"results file, JSON ({_defaults_help('out')})")
@@ -105,6 +106,12 @@ class BenchCommand(Command):
             check_memory(resume_hubs, None)
             res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=RELIABILITY_TICKS,
                                         kill_every_s=RELIABILITY_KILL_EVERY_S, seed=seed, out=out, console=console)
+        elif args.suite == "capacity":
+            sizes = _sizes(o["sizes"])
+            for s in sizes:
+                check_memory(s, None)
+            res = run_capacity_bench(sizes, days=parse_days(o["days"]), seed=parse_seed(o["seed"]), out=out,
+                                     console=console)
         elif args.suite == "events":
             seed = parse_seed(o["seed"])
             hubs = parse_hubs(o["hubs"])
