@@ -147,7 +147,8 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         assert payload is not None
         if p.name != "COMPLETE":
             header, _ = peek(payload)
-            assert header["format"] in ("twin.shard-checkpoint", "twin.planner") and header["version"] == {"twin.shard-checkpoint": 1, "twin.planner": 2}[header["format"]]
+            versions = {"twin.shard-checkpoint": 1, "twin.planner": 2}
+            assert header["format"] in versions and header["version"] == versions[header["format"]]
 
 
 _leaf = (st.none() | st.booleans() | st.integers(-(2**62), 2**62) | st.floats(allow_nan=False) | st.text()
