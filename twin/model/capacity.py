@@ -149,30 +149,75 @@ class CapacityReport:
 
 def serve(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray | float, order: np.ndarray | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One bin of fluid queues: `backlog` and `work` (links, classes) in seconds of work, each
-    link serving `budget` seconds. `order` is the class priority order, or None for FIFO.
-    Returns (new backlog, each class's wait in seconds at the end of the bin, budget left)."""
-    q = backlog + work
-    budget = np.broadcast_to(np.asarray(budget, float), q.shape[:1])
+    """One bin of fluid queues (`serve_bins` with one bin).
+
+    `backlog` and `work` are (links, classes) seconds of work (queued before the bin, arriving in
+    it); each link serves `budget` seconds (a (links,) array or one number). `order` is the class
+    priority order (class indices, first served first) or None for FIFO. Returns (backlog after
+    the bin, each class's wait in seconds at the end of the bin, budget left)."""
+    budget = np.broadcast_to(np.asarray(budget, float), backlog.shape[:1])
+    out, waits, left = serve_bins(backlog, work[:, :, None], budget, order)
+    return out, waits[:, :, 0], left
+
+
+def lindley(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """The backlog of single fluid queues after each of several bins, all bins at once.
+
+    `backlog` (n,) seconds of work queued at the start, `work` (n, bins) arriving per bin,
+    `budget` (n,) seconds served per bin. Returns (n, bins): b_k = max(0, b_(k-1) + w_k - budget),
+    from Lindley's recursion solved in closed form, b_k = X_k - min(-b_0, min_(j<=k) X_j) with
+    X_k the cumulative work less the cumulative budget (X_0 = 0)."""
+    x = np.cumsum(work - budget[:, None], axis=1)
+    low = np.minimum(np.minimum.accumulate(x, axis=1), 0.0)
+    return np.maximum(x - np.minimum(-backlog[:, None], low), 0.0)
+
+
+def serve_bins(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray, order: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`serve` over every bin of a tick in one pass (no loop over bins): the same queues, the
+    same results up to rounding.
+
+    `backlog` (links, classes) seconds of work queued before the first bin, `work` (links,
+    classes, bins) arriving per bin, `budget` (links,) seconds each link serves per bin (finite).
+    Returns (backlog after the last bin (links, classes), waits (links, classes, bins): each
+    class's wait at the end of each bin, seconds, budget left over the tick (links,) seconds).
+
+    Strict priority is exact by aggregation: the classes before and including class k, taken
+    together, form one work-conserving queue, so each such prefix follows Lindley's recursion
+    and a class's backlog is the difference of two prefixes. Under FIFO the whole link is one
+    queue, every class waits for all of it and what stays queued at the end is the newest work:
+    the last bins' arrivals, then (if the backlog reaches back so far) the backlog carried in."""
+    n_links, n_cls, n_bins = work.shape
+    budget = np.asarray(budget, float)
+    served_budget = budget * n_bins
     if order is None:
-        total = q.sum(axis=1)
-        served = np.minimum(total, budget)
+        total_b = lindley(backlog.sum(axis=1), work.sum(axis=1), budget)  # (links, bins)
+        waits = np.repeat(total_b[:, None, :], n_cls, axis=1)
+        end = total_b[:, -1]
+        w_tot = work.sum(axis=1)  # (links, bins)
+        after = np.cumsum(w_tot[:, ::-1], axis=1)[:, ::-1] - w_tot  # arrived after each bin
         with np.errstate(invalid="ignore", divide="ignore"):
-            keep = np.where(total > 0, 1.0 - served / total, 0.0)
-        out = q * keep[:, None]
-        wait = np.repeat(out.sum(axis=1)[:, None], q.shape[1], axis=1)
-        return out, wait, budget - served
-    out = q.copy()
-    left = budget.astype(float).copy()
-    wait = np.zeros_like(q)
-    ahead = np.zeros(q.shape[0])
-    for c in order:
-        s = np.minimum(q[:, c], left)
-        left -= s
-        out[:, c] = q[:, c] - s
-        ahead = ahead + out[:, c]
-        wait[:, c] = ahead
-    return out, wait, left
+            frac = np.where(w_tot > 0, (end[:, None] - after) / np.where(w_tot > 0, w_tot, 1.0), 0.0)
+            old = backlog.sum(axis=1)
+            arrived = w_tot.sum(axis=1)
+            keep_old = np.where(old > 0, (end - arrived) / np.where(old > 0, old, 1.0), 0.0)
+        frac = np.clip(frac, 0.0, 1.0)
+        out = (work * frac[:, None, :]).sum(axis=2) + backlog * np.clip(keep_old, 0.0, 1.0)[:, None]
+        left = served_budget - (backlog.sum(axis=1) + arrived - end)
+        return out, waits, np.maximum(left, 0.0)
+    order = np.asarray(order, np.intp)
+    # Prefixes of the priority order: queue k holds the classes order[0..k].
+    pre_b = np.cumsum(backlog[:, order], axis=1)  # (links, classes)
+    pre_w = np.cumsum(work[:, order, :], axis=1)  # (links, classes, bins)
+    agg = lindley(pre_b.reshape(-1), pre_w.reshape(-1, n_bins), np.repeat(budget, n_cls)
+                  ).reshape(n_links, n_cls, n_bins)
+    waits = np.empty_like(agg)
+    waits[:, order, :] = agg
+    own = np.diff(agg[:, :, -1], axis=1, prepend=0.0)
+    out = np.empty((n_links, n_cls))
+    out[:, order] = np.maximum(own, 0.0)
+    left = served_budget - (pre_b[:, -1] + pre_w[:, -1, :].sum(axis=1) - agg[:, -1, -1])
+    return out, waits, np.maximum(left, 0.0)
 
 
 @dataclass
@@ -332,17 +377,15 @@ class NetworkQueues:
         dsp_per = 1.0 / self.dsp_msgs_per_s
         dsp_in = n_bins.sum(axis=0)  # (classes, bins)
 
+        # Every bin of the tick at once (serve_bins); links not modelled carry their traffic at once.
         waits = np.zeros((N_LINKS, N_CLASSES, N_BINS))
-        dsp_waits = np.zeros((N_CLASSES, N_BINS))
         left = np.zeros(N_LINKS)
-        budget = np.where(modelled, float(BIN_SECONDS), np.inf)
-        backlog, dsp_backlog = self.backlog, self.dsp_backlog
-        for b in range(N_BINS):
-            backlog, waits[:, :, b], spare = serve(backlog, w_bins[:, :, b], budget, order)
-            left += np.where(modelled, spare, 0.0)
-            dsp_backlog, dw, _ = serve(dsp_backlog, (dsp_in[:, b] * dsp_per)[None, :], float(BIN_SECONDS), order)
-            dsp_waits[:, b] = dw[0]
-        waits[~modelled] = 0.0
+        backlog = np.zeros((N_LINKS, N_CLASSES))
+        backlog[modelled], waits[modelled], left[modelled] = serve_bins(
+            self.backlog[modelled], w_bins[modelled], np.full(int(modelled.sum()), float(BIN_SECONDS)), order)
+        dsp_backlog, dw, _ = serve_bins(self.dsp_backlog, (dsp_in * dsp_per)[None], np.array([float(BIN_SECONDS)]),
+                                        order)
+        dsp_waits = dw[0]
         self.backlog, self.dsp_backlog = backlog, dsp_backlog
 
         # Base stations, per tick: what North long-range radio hubs sent through each (background
@@ -474,9 +517,14 @@ class NetworkQueues:
         return (per_msg @ onehot) / onehot.sum(axis=0)[None, :]
 
     def _oldest(self, tick: int, w_class: np.ndarray) -> np.ndarray:
-        """Age in seconds at the end of `tick` of the oldest queued message per (link, class):
-        the start of the first tick whose cumulative arrivals pass what has been served (within
-        the last AGE_TICKS ticks; older reads as AGE_TICKS ticks)."""
+        """Age in seconds at the end of `tick` of the oldest queued message per (link, class).
+
+        Within a class, work is served oldest first, so the oldest queued message is the first
+        whose cumulative arrivals pass what has been served: found among the last AGE_TICKS
+        ticks' cumulative arrivals, and placed inside its tick assuming the tick's arrivals came
+        evenly (exact for the evenly spread classes; alerts come by minute). Work queued longer
+        than AGE_TICKS ticks reads as AGE_TICKS ticks old. `w_class` (links, classes) is this
+        tick's work arrived, seconds."""
         self.arrived += w_class
         self.served = self.arrived - self.backlog
         self.arrived_at[tick % AGE_TICKS] = self.arrived
@@ -490,9 +538,16 @@ class NetworkQueues:
         # The tick an unserved message arrived in: cumulative arrivals at its end pass `served`,
         # and at the end of the tick before they did not.
         passed = (ring > self.served[None] + 1e-9) & valid[:, None, None]
-        oldest_back = np.where(passed, back[:, None, None], -1).max(axis=0)
-        age = np.where(queued, (np.where(oldest_back < 0, AGE_TICKS - 1, oldest_back) + 1) * TICK_SECONDS, 0.0)
-        return age
+        oldest = np.where(passed, back[:, None, None], -1).max(axis=0)  # (links, classes)
+        traced = (oldest >= 0) & (oldest + 1 < AGE_TICKS)
+        b = np.clip(oldest, 0, AGE_TICKS - 1)
+        at_end = np.take_along_axis(ring, b[None], axis=0)[0]
+        before = np.where(b + 1 <= tick, np.take_along_axis(ring, np.minimum(b + 1, AGE_TICKS - 1)[None], axis=0)[0],
+                          0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip(np.where(at_end > before, (self.served - before) / (at_end - before), 0.0), 0.0, 1.0)
+        age = np.where(traced, (b + 1 - frac) * TICK_SECONDS, AGE_TICKS * TICK_SECONDS)
+        return np.where(queued, age, 0.0)
 
     # -- per-request look-ups -------------------------------------------------------------------
     def response_time(self, csp: int, wan: int, cell: int, kind: MessageType, p: CapacityParams) -> float:
@@ -509,17 +564,21 @@ class NetworkQueues:
 
 
 def _percentile(hist: np.ndarray, q: float) -> np.ndarray:
-    """The q-quantile of each (CSP, class) latency histogram, seconds: geometric interpolation
-    inside the bin it falls in (0 where nothing arrived)."""
+    """The q-quantile of each (CSP, class) latency histogram `hist` (CSP, class, N_LATENCY_BINS)
+    of message counts, seconds: geometric interpolation inside the bin it falls in (linear in the
+    first, which starts at 0; 0 where nothing arrived)."""
     total = hist.sum(axis=2)
     cum = np.cumsum(hist, axis=2)
-    out = np.zeros(total.shape)
-    for i, j in zip(*np.nonzero(total > 0), strict=True):
-        k = int(np.searchsorted(cum[i, j], q * total[i, j], side="left"))
-        k = min(k, N_LATENCY_BINS - 1)
-        lo = LATENCY_EDGES[k]
-        hi = LATENCY_EDGES[k + 1] if k + 1 < N_LATENCY_BINS else LATENCY_EDGES[-1] * 10
-        before = cum[i, j, k - 1] if k > 0 else 0.0
-        frac = (q * total[i, j] - before) / hist[i, j, k] if hist[i, j, k] > 0 else 0.0
-        out[i, j] = lo + (hi - lo) * frac if lo <= 0 else lo * (hi / lo) ** frac
-    return out
+    want = q * total
+    # The first bin whose cumulative count reaches the wanted rank (searchsorted, side="left").
+    k = np.minimum((cum < want[..., None]).sum(axis=2), N_LATENCY_BINS - 1)
+    lo = LATENCY_EDGES[k]
+    hi = np.where(k + 1 < N_LATENCY_BINS, LATENCY_EDGES[np.minimum(k + 1, N_LATENCY_BINS - 1)],
+                  LATENCY_EDGES[-1] * 10)
+    here = np.take_along_axis(hist, k[..., None], axis=2)[..., 0]
+    before = np.where(k > 0, np.take_along_axis(cum, np.maximum(k - 1, 0)[..., None], axis=2)[..., 0], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(here > 0, (want - before) / np.where(here > 0, here, 1.0), 0.0)
+        out = np.where(lo <= 0, lo + (hi - lo) * frac, np.where(lo > 0, lo, 1.0) * (hi / np.where(lo > 0, lo, 1.0))
+                       ** frac)
+    return np.where(total > 0, out, 0.0)
