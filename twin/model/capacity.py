@@ -52,9 +52,9 @@ from twin.model.params import (
 )
 from twin.model.summary import BIN_SECONDS, N_BINS, TickSummary
 
-# Latency histogram edges, seconds: log-spaced from 0.1 s to 12 days, plus overflow.
-LATENCY_EDGES = np.concatenate([[0.0], np.logspace(-1, 6, 71)])
-N_LATENCY_BINS = LATENCY_EDGES.size  # the last bin holds what is beyond the last edge
+# Congested North base stations are taken in this many groups of similar wait for the latency
+# percentiles (within-target counts are exact), so a tick's cost stays bounded [U].
+BS_LATENCY_GROUPS = 64
 # How far back the age of the oldest queued message is traced, ticks (two days); older reads as this.
 AGE_TICKS = 2 * HALF_HOURS_PER_DAY
 LINK_NAMES = tuple(f"{Csp(c).name}/{WanTech(w).name}" for c in range(N_CSP) for w in range(N_WAN))
@@ -412,41 +412,54 @@ class NetworkQueues:
         target = np.array([p.target_response_s[c.name] for c in TrafficClass])
         base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
 
-        # Latency histograms and within-target counts per (CSP, class).
-        hist = np.zeros((N_CSP, N_CLASSES, N_LATENCY_BINS))
-        within = np.zeros((N_CSP, N_CLASSES))
-        csp_idx = np.broadcast_to(_LINK_CSP[:, None, None], base.shape)
-        cls_idx = np.broadcast_to(np.arange(N_CLASSES)[None, :, None], base.shape)
-
-        def add(lat: np.ndarray, weight: np.ndarray, csp: np.ndarray, cls: np.ndarray) -> None:
-            k = np.searchsorted(LATENCY_EDGES, lat, side="right") - 1
-            np.add.at(hist, (csp, cls, k), weight)
-            np.add.at(within, (csp, cls), weight * (lat <= target[cls]))
-
-        radio = np.zeros(N_LINKS, bool)
-        radio[_LRR_NORTH] = True
+        # Latencies per (CSP, class): every (link, bin) of the tick is one latency with its
+        # messages as weight; percentiles are exact weighted quantiles of these (a few thousand
+        # values, never per message), and within-target counts exact.
+        n_grp = N_CSP * N_CLASSES
+        grp = (_LINK_CSP[:, None, None] * N_CLASSES + np.arange(N_CLASSES)[None, :, None]) + np.zeros(
+            (1, 1, N_BINS), np.intp)  # (links, classes, bins)
+        within = np.zeros(n_grp)
+        others = np.ones(N_LINKS, bool)
+        lat_parts, wt_parts, grp_parts = [], [], []
         congested = np.flatnonzero(bs_wait > 0)
         if congested.size and bs_in.sum() > 0:
-            # North radio messages wait at their base station too: the congested ones' share apart.
+            # North radio messages wait at their base station too: each congested base station's
+            # share of them waits its wait, the rest none. Exact within-target counts; for the
+            # percentiles the congested base stations are taken in BS_LATENCY_GROUPS groups of
+            # similar wait (each at its group's mean wait), so the cost stays bounded.
+            others[_LRR_NORTH] = False
             share = bs_in[congested] / bs_in.sum()
             rest = 1.0 - share.sum()
-            lat = base[_LRR_NORTH][:, :, None] + bs_wait[congested][None, None, :]
-            wt = n_bins[_LRR_NORTH][:, :, None] * share[None, None, :]
-            cls3 = np.broadcast_to(np.arange(N_CLASSES)[:, None, None], lat.shape)
-            add(lat.ravel(), wt.ravel(), np.full(lat.size, Csp.NORTH), cls3.ravel())
-            add(base[_LRR_NORTH].ravel(), (n_bins[_LRR_NORTH] * rest).ravel(), np.full(base[0].size, Csp.NORTH),
-                cls_idx[0].ravel())
-            others = ~radio
-        else:
-            others = np.ones(N_LINKS, bool)
-        sel = n_bins[others] > 0
-        add(base[others][sel], n_bins[others][sel], csp_idx[others][sel], cls_idx[others][sel])
+            o = np.argsort(bs_wait[congested], kind="stable")
+            w_sorted, s_sorted = bs_wait[congested][o], share[o]
+            cum_share = np.concatenate([[0.0], np.cumsum(s_sorted)])
+            lrr_base, lrr_n = base[_LRR_NORTH], n_bins[_LRR_NORTH]  # (classes, bins)
+            slack = target[:, None] - lrr_base
+            ok = cum_share[np.searchsorted(w_sorted, slack, side="right")] + rest * (slack >= 0)
+            np.add.at(within, Csp.NORTH * N_CLASSES + np.arange(N_CLASSES), (lrr_n * ok).sum(axis=1))
+            cuts = np.linspace(0, w_sorted.size, min(BS_LATENCY_GROUPS, w_sorted.size) + 1).astype(np.intp)
+            g_share = np.add.reduceat(s_sorted, cuts[:-1])
+            g_wait = np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share
+            g_wait = np.concatenate([[0.0], g_wait])
+            g_share = np.concatenate([[rest], g_share])
+            lat_parts.append((lrr_base[:, :, None] + g_wait).ravel())
+            wt_parts.append((lrr_n[:, :, None] * g_share).ravel())
+            grp_parts.append(np.repeat(grp[_LRR_NORTH].ravel(), g_wait.size))
+        lat_o, n_o, grp_o = base[others].ravel(), n_bins[others].ravel(), grp[others].ravel()
+        np.add.at(within, grp_o, n_o * (lat_o <= target[grp_o % N_CLASSES]))
+        lat_parts.append(lat_o)
+        wt_parts.append(n_o)
+        grp_parts.append(grp_o)
+        quant = weighted_quantiles(np.concatenate(lat_parts), np.concatenate(wt_parts), np.concatenate(grp_parts),
+                                   n_grp, (0.50, 0.95, 0.99))
+        p50, p95, p99 = (quant[:, i].reshape(N_CSP, N_CLASSES) for i in range(3))
 
         messages = np.zeros((N_CSP, N_CLASSES))
         np.add.at(messages, _LINK_CSP, n_class)
-        p50, p95, p99 = (_percentile(hist, q) for q in (0.50, 0.95, 0.99))
         with np.errstate(invalid="ignore", divide="ignore"):
-            within_share = np.where(messages > 0, within / np.where(messages > 0, messages, 1.0), 1.0)
+            within = within.reshape(N_CSP, N_CLASSES)
+            within_share = np.where(messages > 0, np.minimum(within / np.where(messages > 0, messages, 1.0), 1.0),
+                                    1.0)
 
         # Backlog in messages, and the age of the oldest queued message.
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -563,22 +576,26 @@ class NetworkQueues:
         return wait + p.message_bytes[MessageType(kind).name] / rate + p.device_time_s[TrafficClass(klass).name]
 
 
-def _percentile(hist: np.ndarray, q: float) -> np.ndarray:
-    """The q-quantile of each (CSP, class) latency histogram `hist` (CSP, class, N_LATENCY_BINS)
-    of message counts, seconds: geometric interpolation inside the bin it falls in (linear in the
-    first, which starts at 0; 0 where nothing arrived)."""
-    total = hist.sum(axis=2)
-    cum = np.cumsum(hist, axis=2)
-    want = q * total
-    # The first bin whose cumulative count reaches the wanted rank (searchsorted, side="left").
-    k = np.minimum((cum < want[..., None]).sum(axis=2), N_LATENCY_BINS - 1)
-    lo = LATENCY_EDGES[k]
-    hi = np.where(k + 1 < N_LATENCY_BINS, LATENCY_EDGES[np.minimum(k + 1, N_LATENCY_BINS - 1)],
-                  LATENCY_EDGES[-1] * 10)
-    here = np.take_along_axis(hist, k[..., None], axis=2)[..., 0]
-    before = np.where(k > 0, np.take_along_axis(cum, np.maximum(k - 1, 0)[..., None], axis=2)[..., 0], 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(here > 0, (want - before) / np.where(here > 0, here, 1.0), 0.0)
-        out = np.where(lo <= 0, lo + (hi - lo) * frac, np.where(lo > 0, lo, 1.0) * (hi / np.where(lo > 0, lo, 1.0))
-                       ** frac)
-    return np.where(total > 0, out, 0.0)
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int,
+                       qs: tuple[float, ...]) -> np.ndarray:
+    """Weighted quantiles by group: for each group (0..n_groups-1) and each q in `qs`, the
+    smallest value whose cumulative weight (values ascending) reaches q of the group's weight.
+    `values`, `weights` (messages, from 0) and `groups` are equal-length; returns (n_groups,
+    len(qs)), 0 for a group with no weight."""
+    keep = weights > 0
+    values, weights, groups = values[keep], weights[keep], groups[keep]
+    out = np.zeros((n_groups, len(qs)))
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, groups))
+    v, w, g = values[order], weights[order], groups[order]
+    cum = np.cumsum(w)
+    total = np.bincount(g, weights=w, minlength=n_groups)
+    before = np.concatenate([[0.0], np.cumsum(total)[:-1]])  # weight of the groups before each
+    present = total > 0
+    for i, q in enumerate(qs):
+        # A relative tolerance keeps the exact rank (q x total) from missing by rounding.
+        want = before + q * total * (1 - 1e-12)
+        k = np.minimum(np.searchsorted(cum, want, side="left"), v.size - 1)
+        out[:, i] = np.where(present, v[k], 0.0)
+    return out
