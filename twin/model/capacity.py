@@ -224,8 +224,15 @@ def serve_bins(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray, order:
 class AlertStorm:
     """Alert storm protection state (SECMP0062): per (hub, alert kind) seen within its window,
     the window's start (second of the run), the alerts in it and the last period a copy of a
-    repeat was forwarded in. Sorted by key = hub x N_ALERT_KINDS + kind; only devices whose
-    window is open are held, so it grows with the alerts sent, not the fleet."""
+    repeat was forwarded in (-1: none). Sorted by key = hub x N_ALERT_KINDS + kind; only devices
+    whose window is open are held, so it grows with the alerts sent, not the fleet.
+
+    The rule, per device and alert kind (SECMP0062 [C]; its figures are parameters [U]): the
+    first alert opens a window of `alert_storm_window_s`; the first `alert_storm_threshold`
+    alerts in the window are forwarded; beyond them, the window is cut into periods of
+    `alert_storm_period_s` from its start and one alert per period is forwarded (the first),
+    the rest discarded (throttled). The first alert at or after the window's end opens the next
+    window. Windows are fixed, not sliding: the DCC counts from the first alert [U]."""
 
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -233,54 +240,64 @@ class AlertStorm:
     period: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def apply(self, hub: np.ndarray, kind: np.ndarray, t: np.ndarray, p: CapacityParams) -> np.ndarray:
-        """Pass this tick's alerts (hub ids, kinds, seconds of the run; any order) through the rule;
-        True where an alert is throttled (discarded). Layout-independent: decided in (hub, kind,
-        time) order, whatever order the shards' alerts came in."""
+        """Pass this tick's alerts through the rule: `hub` ids, alert `kind`s and `t` seconds of
+        the run, equal-length arrays in any order, none earlier than an alert already passed.
+        Returns a bool array, True where an alert is throttled (discarded).
+
+        Layout-independent: decided in (hub, kind, time) order, whatever order the shards'
+        alerts came in. Whole-array work in rounds, one per window a device opens within the
+        batch (at most about tick / window + 1), so a GB-wide storm costs its alerts, O(n log n)."""
         n = hub.size
         throttled = np.zeros(n, bool)
         if n == 0:
             return throttled
-        key = hub.astype(np.int64) * N_ALERT_KINDS + kind.astype(np.int64)
-        order = np.lexsort((t, key))
-        key_s, t_s = key[order], t[order].astype(np.int64)
-        uniq, first, per = np.unique(key_s, return_index=True, return_counts=True)
-        pos = np.searchsorted(self.keys, uniq)
-        pos_c = np.minimum(pos, max(self.keys.size - 1, 0))
-        known = (self.keys.size > 0) & (self.keys[pos_c] == uniq) if self.keys.size else np.zeros(uniq.size, bool)
-        w0 = np.where(known, self.start[pos_c] if self.keys.size else 0, -1)
-        c0 = np.where(known, self.count[pos_c] if self.keys.size else 0, 0)
-        p0 = np.where(known, self.period[pos_c] if self.keys.size else -1, -1)
-        new_start, new_count, new_period = w0.copy(), c0.copy(), p0.copy()
         win, thr, per_s = p.alert_storm_window_s, p.alert_storm_threshold, p.alert_storm_period_s
-        # Devices with one alert and no open window (nearly all): forwarded, a window opens.
-        simple = (per == 1) & ((w0 < 0) | (t_s[first] >= w0 + win))
-        new_start[simple] = t_s[first[simple]]
-        new_count[simple] = 1
-        new_period[simple] = -1
-        for u in np.flatnonzero(~simple):  # repeats: few devices, walked in time order
-            ws, cnt, last = int(w0[u]), int(c0[u]), int(p0[u])
-            for j in range(first[u], first[u] + per[u]):
-                tj = int(t_s[j])
-                if ws < 0 or tj >= ws + win:
-                    ws, cnt, last = tj, 0, -1
-                cnt += 1
-                if cnt > thr:
-                    k = (tj - ws) // per_s
-                    if k == last:
-                        throttled[order[j]] = True
-                    else:
-                        last = k
-            new_start[u], new_count[u], new_period[u] = ws, cnt, last
-        # Merge into the held state, then drop windows that have closed by the end of this tick.
-        keys = np.concatenate([self.keys, uniq[~known]])
-        start = np.concatenate([self.start, new_start[~known]])
-        count = np.concatenate([self.count, new_count[~known]])
-        period = np.concatenate([self.period, new_period[~known]])
-        if known.any():
-            start[pos[known]], count[pos[known]], period[pos[known]] = (
-                new_start[known], new_count[known], new_period[known])
-        o = np.argsort(keys, kind="stable")
-        self.keys, self.start, self.count, self.period = keys[o], start[o], count[o], period[o]
+        key = hub.astype(np.int64) * N_ALERT_KINDS + kind.astype(np.int64)
+        t = np.asarray(t, np.int64)
+        order = np.lexsort((t, key))
+        key_s, t_s = key[order], t[order]
+        uniq, first, per = np.unique(key_s, return_index=True, return_counts=True)
+        dev = np.repeat(np.arange(uniq.size), per)  # device of each sorted alert
+        # The held state of each device (-1: no window).
+        pos = np.searchsorted(self.keys, uniq)
+        known = pos < self.keys.size
+        known[known] = self.keys[pos[known]] == uniq[known]
+        ws = np.full(uniq.size, -1, np.int64)
+        cnt = np.zeros(uniq.size, np.int64)
+        last = np.full(uniq.size, -1, np.int64)
+        ws[known], cnt[known], last[known] = self.start[pos[known]], self.count[pos[known]], self.period[pos[known]]
+        # A held window that has closed by the device's first alert here gives way to a new one.
+        fresh = (ws < 0) | (t_s[first] >= ws + win)
+        ws[fresh], cnt[fresh], last[fresh] = t_s[first[fresh]], 0, -1
+        todo = np.arange(n)  # sorted alerts not yet placed in a window, each device's in time order
+        while todo.size:
+            d = dev[todo]
+            inside = t_s[todo] < ws[d] + win  # a prefix of each device's remaining alerts
+            idx, dw = todo[inside], d[inside]
+            seg = np.searchsorted(dw, dw, side="left")  # where each device's alerts start in idx
+            rank = cnt[dw] + (np.arange(idx.size) - seg) + 1  # the alert's number in its window
+            beyond = rank > thr
+            k = (t_s[idx] - ws[dw]) // per_s  # its period in the window
+            same_prev = np.zeros(idx.size, bool)
+            same_prev[1:] = (dw[1:] == dw[:-1]) & beyond[:-1] & (k[1:] == k[:-1])
+            copy = beyond & ~same_prev & (k != last[dw])  # the period's one forwarded copy
+            throttled[order[idx[beyond & ~copy]]] = True
+            cnt += np.bincount(dw, minlength=uniq.size)
+            if copy.any():
+                np.maximum.at(last, dw[copy], k[copy])
+            todo = todo[~inside]
+            if todo.size:  # the next window of each device with alerts left opens at the first
+                nd, at = np.unique(dev[todo], return_index=True)
+                ws[nd], cnt[nd], last[nd] = t_s[todo[at]], 0, -1
+        # Into the held state: known devices updated in place, new ones inserted in key order.
+        self.start, self.count, self.period = self.start.copy(), self.count.copy(), self.period.copy()
+        self.start[pos[known]], self.count[pos[known]], self.period[pos[known]] = ws[known], cnt[known], last[known]
+        new = ~known
+        at = pos[new]
+        self.keys = np.insert(self.keys, at, uniq[new])
+        self.start = np.insert(self.start, at, ws[new])
+        self.count = np.insert(self.count, at, cnt[new])
+        self.period = np.insert(self.period, at, last[new])
         return throttled
 
     def expire(self, now_s: int, window_s: int) -> None:
