@@ -346,3 +346,107 @@ def test_storm_state_holds_only_open_windows():
     storm.expire(3600, 3600)
     assert storm.keys.size == 0
     assert N_ALERT_KINDS > 1 and N_LINKS > LINK and N_CLASSES == 6
+
+
+# -- bad parameters: a clear error naming the field -------------------------------------------
+
+BAD_CAPACITY = [
+    ({"link_capacity_factor": {"CENTRAL/G3": 0}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G3": -0.5}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G3": float("nan")}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G3": float("inf")}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G3": "half"}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G3": True}}, "params.capacity.link_capacity_factor.CENTRAL/G3"),
+    ({"link_capacity_factor": {"MIDLANDS/G3": 0.5}}, "params.capacity.link_capacity_factor.MIDLANDS/G3"),
+    ({"link_capacity_factor": {"CENTRAL/G\uff13": 0.5}}, "params.capacity.link_capacity_factor.CENTRAL/G\uff13"),
+    ({"link_capacity_factor": [0.5]}, "params.capacity.link_capacity_factor"),
+    ({"link_design_share": {"SOUTH/G2": 0}}, "params.capacity.link_design_share.SOUTH/G2"),
+    ({"base_station_factor": 0}, "params.capacity.base_station_factor"),
+    ({"dsp_factor": float("-inf")}, "params.capacity.dsp_factor"),
+    ({"policy": "lifo"}, "params.capacity.policy"),
+    ({"policy": ["fifo"]}, "params.capacity.policy"),
+    ({"priority": ["ALERT", "CRITICAL", "ON_DEMAND", "SCHEDULED", "FIRMWARE", "BULK"]}, "params.capacity.priority"),
+    ({"priority": ["ALERT", "ALERT", "ON_DEMAND", "SCHEDULED", "FIRMWARE", "SECURITY"]}, "params.capacity.priority"),
+    ({"priority": ["ALERT", 1]}, "params.capacity.priority"),
+    ({"priority": "ALERT"}, "params.capacity.priority"),
+    ({"design_utilisation": 0}, "params.capacity.design_utilisation"),
+    ({"design_utilisation": "0.4"}, "params.capacity.design_utilisation"),
+    ({"design_utilisation": float("nan")}, "params.capacity.design_utilisation"),
+    ({"design_year": 2030}, "params.capacity.design_year"),
+    ({"design_year": [2022]}, "params.capacity.design_year"),
+    ({"message_bytes": {"ALERT": 0}}, "params.capacity.message_bytes.ALERT"),
+    ({"message_bytes": {"TELEGRAM": 10}}, "params.capacity.message_bytes.TELEGRAM"),
+    ({"wan_bytes_per_s": {"G5": 1e6}}, "params.capacity.wan_bytes_per_s.G5"),
+    ({"device_time_s": {"ON_DEMAND": -1}}, "params.capacity.device_time_s.ON_DEMAND"),
+    ({"device_time_s": {"ON_DEMAND": float("nan")}}, "params.capacity.device_time_s.ON_DEMAND"),
+    ({"target_response_s": {"EXPRESS": 1}}, "params.capacity.target_response_s.EXPRESS"),
+    ({"alert_storm_threshold": 0}, "params.capacity.alert_storm_threshold"),
+    ({"alert_storm_threshold": 2.5}, "params.capacity.alert_storm_threshold"),
+    ({"alert_storm_period_s": True}, "params.capacity.alert_storm_period_s"),
+    ({"enabled": "yes"}, "params.capacity.enabled"),
+    ({"capacity_factor": 2}, "params.capacity.capacity_factor"),
+]
+
+
+@pytest.mark.parametrize(("given", "field_name"), BAD_CAPACITY)
+def test_bad_capacity_parameters_name_their_field(given, field_name):
+    from twin.model.config import FleetConfig, TwinInputError
+    from twin.model.params import ModelParams
+
+    with pytest.raises(TwinInputError) as e:
+        ModelParams.from_dict({"capacity": given})
+    assert e.value.field == field_name
+    with pytest.raises(TwinInputError) as e:
+        FleetConfig.from_dict({"hubs": 1000, "params": {"capacity": given}})
+    assert e.value.field == field_name
+
+
+BAD_TRAFFIC = [
+    ({"calibration_year": 2021}, "params.traffic.calibration_year"),
+    ({"calibration_year": [2022]}, "params.traffic.calibration_year"),
+    ({"messages_per_meter_month": -1}, "params.traffic.messages_per_meter_month"),
+    ({"device_alerts_per_meter_month": float("nan")}, "params.traffic.device_alerts_per_meter_month"),
+    ({"background_mix": {"CARRIER_PIGEON": 1.0}}, "params.traffic.background_mix.CARRIER_PIGEON"),
+    ({"background_mix": {"ON_DEMAND_READ": -0.5}}, "params.traffic.background_mix.ON_DEMAND_READ"),
+    ({"background_mix": {"ON_DEMAND_READ": 0.0}}, "params.traffic.background_mix"),
+    ({"daily_read_profile": [1.0] * 47}, "params.traffic.daily_read_profile"),
+    ({"background_profile": [0.0] * 48}, "params.traffic.background_profile"),
+]
+
+
+@pytest.mark.parametrize(("given", "field_name"), BAD_TRAFFIC)
+def test_bad_traffic_parameters_name_their_field(given, field_name):
+    from twin.model.config import TwinInputError
+    from twin.model.params import ModelParams
+
+    with pytest.raises(TwinInputError) as e:
+        ModelParams.from_dict({"traffic": given})
+    assert e.value.field == field_name
+
+
+@pytest.mark.parametrize("doc", [{"capacity": 5}, {"capacitty": {}}, [1]])
+def test_bad_parameter_groups_name_their_field(doc):
+    from twin.model.config import TwinInputError
+    from twin.model.params import ModelParams
+
+    with pytest.raises(TwinInputError) as e:
+        ModelParams.from_dict(doc)
+    assert e.value.field.startswith("params")
+
+
+def test_twin_run_refuses_a_bad_capacity_parameter_with_status_2(tmp_path, capsys, monkeypatch):
+    import twin.engine.runtime
+    from twin.cli import main
+
+    def never(*a, **k):
+        raise AssertionError("nothing may start on a bad scenario")
+
+    monkeypatch.setattr(twin.engine.runtime, "start_ray", never)
+    path = tmp_path / "bad.yaml"
+    path.write_text("fleet:\n  hubs: 2000\n  params:\n    capacity:\n      link_capacity_factor: {CENTRAL/G3: 0}\n",
+                    encoding="utf-8")
+    assert main(["run", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("twin run: error: fleet.params.capacity.link_capacity_factor.CENTRAL/G3: ")
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
