@@ -126,13 +126,49 @@ def test_alerts_that_wait_beyond_the_retry_window_fail():
     q = queues_with(10.0, p)
     # 4 alerts and 10 reads a second against 10: the wait grows by 24 s a bin; alerts of bins whose
     # wait passes the 300 s retry window (bin 13 on: 312 s) fail.
-    s = arrivals(0, {MessageType.DAILY_READ: 10.0})
-    s.link_messages[LINK, MessageType.ALERT] = 240 * N_BINS
-    s.link_alert_minutes[LINK, :] = 240
-    r = q.step(s, p, TrafficParams())
+    r = q.step(failing_tick(), p, TrafficParams())
     assert r.alerts_failed[Csp.CENTRAL] == 240 * (N_BINS - 12)
     assert r.alerts_delayed[Csp.CENTRAL] == 240 * N_BINS
     assert r.failed_queue[Csp.CENTRAL] == 240 * (N_BINS - 12)
+
+
+def failing_tick(tick: int = 0) -> TickSummary:
+    """10 reads and 4 alerts a second against 10 a second: alerts of bins 13 on wait over 300 s."""
+    s = arrivals(tick, {MessageType.DAILY_READ: 10.0})
+    s.link_messages[LINK, MessageType.ALERT] = 240 * N_BINS
+    s.link_alert_minutes[LINK, :] = 240
+    return s
+
+
+def test_failed_alerts_are_redelivered_with_the_dsp_capacity_left_then_expire():
+    p = cap_params(policy="fifo", failed_alert_hold_s=3 * TICK_SECONDS)
+    q = queues_with(10.0, p)
+    r = q.step(failing_tick(), p, TrafficParams())
+    assert r.alerts_failed[Csp.CENTRAL] == 240 * 18
+    q.dsp_msgs_per_s = 1.0  # from now on the DSP stage passes 1,800 messages a tick
+    seen = []
+    for tick in (1, 2, 3):
+        r = q.step(TickSummary(tick=tick), p, TrafficParams())
+        seen.append((int(r.alerts_redelivered[Csp.CENTRAL]), int(r.alerts_expired[Csp.CENTRAL]),
+                     int(r.failed_queue[Csp.CENTRAL])))
+    # 4,320 failed: 1,800 redelivered a tick; what is left when held three ticks expires.
+    assert seen == [(1800, 0, 2520), (1800, 0, 720), (0, 720, 0)]
+
+
+def test_throttled_alerts_stop_at_the_dcc_neither_delayed_nor_failed():
+    p = cap_params(policy="fifo", alert_storm_threshold=10, alert_storm_window_s=3600, alert_storm_period_s=900)
+    q = queues_with(10.0, p)
+    s = failing_tick()
+    n = 240 * N_BINS  # all from one hub, one alert kind, 4 a second
+    sec = np.repeat(np.arange(N_BINS) * 60, 240) + np.tile(np.arange(240) // 4, N_BINS)
+    s.alert_events = {"hub": np.full(n, 3, np.int64), "kind": np.full(n, 2, np.uint8), "sec": sec,
+                      "area": np.full(n, CENTRAL_AREA, np.uint8)}
+    r = q.step(s, p, TrafficParams())
+    # Forwarded: the first 10 and the 11th (period 0's copy) in the first minute, and period 1's
+    # copy at 900 s (minute 15, which waits 360 s: failed).
+    assert r.alerts_throttled[Csp.CENTRAL] == n - 12
+    assert r.alerts_delayed[Csp.CENTRAL] == 12
+    assert r.alerts_failed[Csp.CENTRAL] == 1
 
 
 @pytest.mark.parametrize("policy", ["fifo", "priority"])

@@ -399,15 +399,27 @@ class NetworkQueues:
         # The DSP sees every link's messages (one message, one unit of its time).
         dsp_per = 1.0 / self.dsp_msgs_per_s
         dsp_in = n_bins.sum(axis=0)  # (classes, bins)
+        # Alert storm protection runs at the DCC: a throttled alert crossed its CSP's link but
+        # stops at the DSP stage (never queued there, delivered, delayed or failed).
+        throttled = np.zeros(N_CSP)
+        thr_bins = np.zeros((N_CSP, N_BINS))
+        ev = s.alert_events
+        if ev and ev["hub"].size:
+            mask = self.storm.apply(ev["hub"], ev["kind"], s.tick * TICK_SECONDS + ev["sec"], p)
+            s.alert_events["throttled"] = mask
+            csp_of = AREA_CSP[ev["area"][mask]].astype(np.intp)
+            np.add.at(thr_bins, (csp_of, (ev["sec"][mask] // BIN_SECONDS).astype(np.intp)), 1.0)
+            throttled = thr_bins.sum(axis=1)
+        self.storm.expire((s.tick + 1) * TICK_SECONDS, p.alert_storm_window_s)
+        dsp_in[_ALERT] = np.maximum(dsp_in[_ALERT] - thr_bins.sum(axis=0), 0.0)
 
         # Every bin of the tick at once (serve_bins); links not modelled carry their traffic at once.
         waits = np.zeros((N_LINKS, N_CLASSES, N_BINS))
-        left = np.zeros(N_LINKS)
         backlog = np.zeros((N_LINKS, N_CLASSES))
-        backlog[modelled], waits[modelled], left[modelled] = serve_bins(
+        backlog[modelled], waits[modelled], _ = serve_bins(
             self.backlog[modelled], w_bins[modelled], np.full(int(modelled.sum()), float(BIN_SECONDS)), order)
-        dsp_backlog, dw, _ = serve_bins(self.dsp_backlog, (dsp_in * dsp_per)[None], np.array([float(BIN_SECONDS)]),
-                                        order)
+        dsp_backlog, dw, dsp_left = serve_bins(self.dsp_backlog, (dsp_in * dsp_per)[None],
+                                               np.array([float(BIN_SECONDS)]), order)
         dsp_waits = dw[0]
         self.backlog, self.dsp_backlog = backlog, dsp_backlog
 
@@ -491,35 +503,34 @@ class NetworkQueues:
         self.backlog_msgs = backlog_msgs
         age = self._oldest(s.tick, w_class)
 
-        # Alerts: delayed (waited over 1 s), failed (over the retry window, to the failed queue),
-        # redelivered from the failed queue with capacity left, expired after the hold.
+        # Alerts: delayed (waited over 1 s), failed (not through the queues within the retry
+        # window: they reach the DCC too late and go to the failed-alert queue), redelivered from
+        # that queue, oldest first, with what the DSP stage had left this tick (redelivery is
+        # the DCC's to its Users, not the WAN's), expired when held `failed_alert_hold_s`.
         alert_wait = waits[:, _ALERT, :] + dsp_waits[None, _ALERT, :]  # (links, bins)
         a_bins = n_bins[:, _ALERT, :]
+        a_csp = np.zeros((N_CSP, N_BINS))
+        np.add.at(a_csp, _LINK_CSP, a_bins)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # The throttled ones, shared among their CSP's links as that minute's alerts are.
+            kept = np.where(a_csp > 0, 1.0 - np.minimum(thr_bins / np.where(a_csp > 0, a_csp, 1.0), 1.0), 1.0)
+        a_bins = a_bins * kept[_LINK_CSP]
         delayed_l = (a_bins * (alert_wait > 1.0)).sum(axis=1)
         failed_l = (a_bins * (alert_wait > p.alert_retry_s)).sum(axis=1)
         hold = self.failed.shape[0]
         slot = s.tick % hold
         expired_l = self.failed[slot].copy()  # failed `hold` ticks ago, never redelivered
         self.failed[slot] = 0.0
-        redelivered_l = np.zeros(N_LINKS)
-        alert_work = work_per[:, _ALERT]
-        alert_work = np.where(alert_work > 0, alert_work, per_msg[:, MessageType.ALERT])
-        can = np.where(alert_work > 0, left / np.where(alert_work > 0, alert_work, 1.0), np.inf)
-        for k in range(1, hold + 1):  # oldest first
-            j = (slot + k) % hold
-            take = np.minimum(self.failed[j], can)
-            self.failed[j] -= take
-            can = can - take
-            redelivered_l += take
+        ring = (slot + np.arange(1, hold + 1)) % hold  # oldest first
+        per_slot = self.failed[ring].sum(axis=1)
+        can = float(dsp_left[0]) / dsp_per  # messages the DSP stage could still pass this tick
+        take = np.clip(can - (np.cumsum(per_slot) - per_slot), 0.0, per_slot)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(per_slot > 0, take / np.where(per_slot > 0, per_slot, 1.0), 0.0)
+        moved = self.failed[ring] * share[:, None]
+        self.failed[ring] -= moved
+        redelivered_l = moved.sum(axis=0)
         self.failed[slot] = failed_l
-        throttled = np.zeros(N_CSP)
-        ev = s.alert_events
-        if ev and ev["hub"].size:
-            t = s.tick * TICK_SECONDS + ev["sec"]
-            mask = self.storm.apply(ev["hub"], ev["kind"], t, p)
-            s.alert_events["throttled"] = mask
-            np.add.at(throttled, AREA_CSP[ev["area"][mask]].astype(np.intp), 1)
-        self.storm.expire((s.tick + 1) * TICK_SECONDS, p.alert_storm_window_s)
 
         def per_csp(a: np.ndarray) -> np.ndarray:
             out = np.zeros(N_CSP)
