@@ -3,22 +3,30 @@ Service Provider (DSP) stage, and the latency and service levels they give.
 
 Fleet-level and exact for any shard layout: the shards count arrivals (twin.model.traffic) as
 integers in their tick summaries, summaries merge by addition, and the queues run here on the
-merged arrivals, once per tick, in one-minute bins. Their cost grows with links x classes x bins,
-never with the fleet (shared/DESIGN.md, "Network capacity and service levels").
+merged arrivals, once per tick, in one-minute bins (all bins in one pass, `serve_bins`). Their
+cost grows with links x classes x bins, never with the fleet; alert storm protection costs the
+alerts sent (shared/DESIGN.md, "Network capacity and service levels").
 
 The queues are fluid: within a bin a stage serves `capacity x 60 s` of work, what it cannot
 serve waits (backlog' = max(0, backlog + arrivals - capacity x bin)), and a message's wait is
 the work queued ahead of it when its bin ends, in seconds at full rate. Work is measured in
 seconds of a link's time: a message of `b` bytes takes max(1 / messages-per-second, b /
-bytes-per-second) of it. Under FIFO every class waits for the whole backlog; under priority a
-class waits for its own backlog and that of the classes before it. A message's latency is its
-link's wait, the DSP's, its base station's (North long-range radio), its transfer time over the
-air and its device time (CapacityParams), held against its class's Target Response Time.
+bytes-per-second) of it. Under FIFO (the default, see CapacityParams.policy) the oldest work is
+served first and every class waits for the whole backlog; under priority a class waits for its
+own backlog and that of the classes before it. Base stations are queued per tick. The DSP stage
+sees every link's arrivals as they are offered (not as the links release them: the stages are
+sized apart, and a congested link's output only ever smooths the DSP's load). A message's
+latency is its link's wait, the DSP's, its base station's (North long-range radio), its transfer
+time over the air and its device time (CapacityParams), held against its class's Target
+Response Time; percentiles are exact weighted quantiles over the tick's (link, bin) latencies.
 
-Alerts under load: alert storm protection (SECMP0062) discards repeats of one alert code from one
-device beyond a threshold in a window, forwarding one copy per period; an alert that waits
-longer than the retry window fails into the failed-alert queue, which is served with capacity
-left over and expires what it has held for two days."""
+Alerts under load: alert storm protection (SECMP0062, at the DCC) discards repeats of one alert
+code from one device beyond a threshold in a window, forwarding one copy per period (AlertStorm);
+a throttled alert has crossed its link but stops at the DSP stage. An alert that waits longer
+than the retry window (300 s) reaches the DCC too late for delivery and goes to the failed-alert
+queue, from which the DSP stage's spare capacity redelivers the oldest first; what it has held
+for two days expires. The 300 s and 2 days are the SEC's [C]; reading network delay as the cause
+of a failed delivery is the model's [U]."""
 
 from __future__ import annotations
 
@@ -369,7 +377,11 @@ class NetworkQueues:
 
     # -- the tick ------------------------------------------------------------------------------
     def step(self, s: TickSummary, p: CapacityParams, traffic: TrafficParams) -> CapacityReport:
-        """Run this tick's arrivals (the merged, finished summary `s`) through the queues."""
+        """Run this tick's arrivals (the merged, finished summary `s`: `link_messages`,
+        `link_alert_minutes`, `bs_messages`, `alert_events`) through the queues and return how
+        the network carried them. Sets `s.alert_events["throttled"]` (bool per alert). Sizes
+        the stages on the first call. Costs links x classes x bins plus the tick's alerts
+        (about 1 ms a tick without a storm on the reference machine), never the fleet."""
         if not self.sized:
             self.size(s, p, traffic)
         order = None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp)
