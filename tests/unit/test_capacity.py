@@ -171,6 +171,31 @@ def test_throttled_alerts_stop_at_the_dcc_neither_delayed_nor_failed():
     assert r.alerts_failed[Csp.CENTRAL] == 1
 
 
+def test_a_congested_base_station_delays_its_share_of_north_radio_traffic():
+    p = cap_params()
+    q = queues_with(10.0, p)
+    q.bs_groups, q.bs_backlog, q.bs_msgs_per_s = 2, np.zeros(2), 1.0  # two base stations, 1,800 a tick each
+    lrr = link_index("NORTH/LRR")
+    s = TickSummary(tick=0)
+    s.link_messages[lrr, MessageType.ON_DEMAND_READ] = 5400
+    s.bs_messages[0] = 3600  # cells 0-899: the first base station, offered twice what it serves
+    s.bs_messages[1000] = 1800  # the second, exactly its capacity
+    r = q.step(s, p, TrafficParams())
+    transfer = p.message_bytes["ON_DEMAND_READ"] / p.wan_bytes_per_s["LRR"]
+    assert (r.bs_congested, r.bs_backlog) == (1, 1800)
+    assert r.bs_peak_utilisation == pytest.approx(2.0)
+    # Two thirds of the North's on-demand reads wait 1,800 s at the first; a third none.
+    assert central_or(r, Csp.NORTH, "within_target") == pytest.approx(1 / 3)
+    assert central_or(r, Csp.NORTH, "latency_p50") == pytest.approx(1800 + transfer)
+    assert central_or(r, Csp.NORTH, "latency_p99") == pytest.approx(1800 + transfer)
+    r = q.step(TickSummary(tick=1), p, TrafficParams())
+    assert (r.bs_congested, r.bs_backlog) == (0, 0)
+
+
+def central_or(report, csp: Csp, name: str) -> float:
+    return float(getattr(report, name)[csp, TrafficClass.ON_DEMAND])
+
+
 @pytest.mark.parametrize("policy", ["fifo", "priority"])
 def test_oldest_queued_age_grows_as_the_overload_goes_on(policy):
     p = cap_params(policy=policy)

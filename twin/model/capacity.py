@@ -486,7 +486,8 @@ class NetworkQueues:
             np.add.at(within, Csp.NORTH * N_CLASSES + np.arange(N_CLASSES), (lrr_n * ok).sum(axis=1))
             cuts = np.linspace(0, w_sorted.size, min(BS_LATENCY_GROUPS, w_sorted.size) + 1).astype(np.intp)
             g_share = np.add.reduceat(s_sorted, cuts[:-1])
-            g_wait = np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share
+            with np.errstate(invalid="ignore", divide="ignore"):  # a base station with a backlog, no arrivals
+                g_wait = np.where(g_share > 0, np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share, 0.0)
             g_wait = np.concatenate([[0.0], g_wait])
             g_share = np.concatenate([[rest], g_share])
             lat_parts.append((lrr_base[:, :, None] + g_wait).ravel())
