@@ -30,6 +30,7 @@ of a failed delivery is the model's [U]."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -322,6 +323,45 @@ class AlertStorm:
                 self.keys[keep], self.start[keep], self.count[keep], self.period[keep])
 
 
+# Which class each message type belongs to, as a (types, classes) 0/1 matrix: counts by type @ it
+# give counts by class.
+_ONEHOT = np.zeros((N_MESSAGE_TYPES, N_CLASSES))
+_ONEHOT[np.arange(N_MESSAGE_TYPES), MESSAGE_CLASS] = 1.0
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """What a tick needs of CapacityParams as arrays: the priority order (None: FIFO), bytes by
+    message type, over-the-air bytes per second by link (inf where not given), device time and
+    Target Response Time by class, seconds."""
+
+    order: np.ndarray | None
+    sizes: np.ndarray
+    wan_rate: np.ndarray
+    device: np.ndarray
+    target: np.ndarray
+
+
+_CONSTANTS: dict[int, tuple[weakref.ref[CapacityParams], _Constants]] = {}
+
+
+def _constants(p: CapacityParams) -> _Constants:
+    """`p` as arrays, built once per parameter set (a run has one), not once per tick."""
+    held = _CONSTANTS.get(id(p))
+    if held is not None and held[0]() is p:
+        return held[1]
+    k = _Constants(
+        order=None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp),
+        sizes=np.array([p.message_bytes[m.name] for m in MessageType], float),
+        wan_rate=np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)]),
+        device=np.array([p.device_time_s[c.name] for c in TrafficClass], float),
+        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float))
+    if len(_CONSTANTS) > 16:  # parameter sets come and go with branches and sweeps
+        _CONSTANTS.clear()
+    _CONSTANTS[id(p)] = (weakref.ref(p), k)
+    return k
+
+
 class NetworkQueues:
     """The queues' state between ticks, held by the fleet planner (so checkpoints, rewind and
     branches carry it). Sized from the first tick it observes (its fleet's meters per CSP), so a
@@ -384,18 +424,16 @@ class NetworkQueues:
         (about 1 ms a tick without a storm on the reference machine), never the fleet."""
         if not self.sized:
             self.size(s, p, traffic)
-        order = None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp)
+        k = _constants(p)
+        order, sizes, onehot = k.order, k.sizes, _ONEHOT
         cap = self.link_msgs_per_s
         modelled = cap > 0
-        sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
         with np.errstate(divide="ignore"):
             per_msg = np.where(modelled[:, None],
                                np.maximum(1.0 / np.where(modelled, cap, 1.0)[:, None],
                                           sizes[None, :] / np.where(modelled, self.link_bytes_per_s, 1.0)[:, None]),
                                0.0)  # (links, types) seconds of link time per message
         arrivals = s.link_messages.astype(float)  # (links, types)
-        onehot = np.zeros((N_MESSAGE_TYPES, N_CLASSES))
-        onehot[np.arange(N_MESSAGE_TYPES), MESSAGE_CLASS] = 1.0
         n_class = arrivals @ onehot  # (links, classes) messages
         w_class = (arrivals * per_msg) @ onehot  # seconds of work
         # Per bin: alerts as they were sent, the rest spread evenly over the tick.
@@ -449,14 +487,13 @@ class NetworkQueues:
         bs_wait = self.bs_backlog / self.bs_msgs_per_s
 
         # Transfer and device time per class (the class's mean over its types on each link).
-        wan_rate = np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)])
+        wan_rate = k.wan_rate
         with np.errstate(invalid="ignore", divide="ignore"):
             bytes_class = (arrivals * sizes[None, :]) @ onehot
             mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0),
                                   (sizes[None, :] @ onehot) / onehot.sum(axis=0))
         transfer = mean_bytes / wan_rate[:, None]
-        device = np.array([p.device_time_s[c.name] for c in TrafficClass])
-        target = np.array([p.target_response_s[c.name] for c in TrafficClass])
+        device, target = k.device, k.target
         base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
 
         # Latencies per (CSP, class): every (link, bin) of the tick is one latency with its
