@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.model.capacity import AlertStorm, NetworkQueues, lindley, link_index, serve, serve_bins
+from twin.model.capacity import (
+    AlertStorm,
+    NetworkQueues,
+    lindley,
+    link_index,
+    serve,
+    serve_bins,
+    weighted_quantiles,
+)
 from twin.model.catalog import AREA_CSP, N_ALERT_KINDS, N_CLASSES, N_LINKS, Csp, MessageType, TrafficClass
 from twin.model.params import TICK_SECONDS, CapacityParams, TrafficParams
 from twin.model.summary import N_BINS, TickSummary
@@ -264,6 +272,20 @@ def test_serve_bins_matches_serve_bin_by_bin(case):
         np.testing.assert_allclose(waits[:, 0, :], ref_waits, atol=1e-9)
     else:
         np.testing.assert_allclose(out, b, atol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1e5, allow_nan=False), st.integers(0, 50), st.integers(0, 3)), max_size=60))
+def test_weighted_quantiles_are_those_of_the_messages_one_by_one(rows):
+    values = np.array([r[0] for r in rows], float)
+    weights = np.array([r[1] for r in rows], float)
+    groups = np.array([r[2] for r in rows], np.intp)
+    got = weighted_quantiles(values, weights, groups, 4, (0.5, 0.95, 0.99))
+    for g in range(4):
+        each = np.sort(np.repeat(values[groups == g], weights[groups == g].astype(int)))
+        for i, pct in enumerate((50, 95, 99)):
+            rank = -(-pct * each.size // 100)  # the ceil(q x n)-th message, in whole numbers
+            assert got[g, i] == (each[rank - 1] if each.size else 0.0)
 
 
 def test_lindley_is_the_recursion():
