@@ -533,3 +533,16 @@ def test_twin_run_refuses_a_bad_capacity_parameter_with_status_2(tmp_path, capsy
     assert err.startswith("twin run: error: fleet.params.capacity.link_capacity_factor.CENTRAL/G3: ")
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_parameters_survive_a_json_round_trip():
+    import json
+
+    from twin.model.params import ModelParams
+
+    p = ModelParams.from_dict({"capacity": {"link_capacity_factor": {"SOUTH/G2": 0.5}, "policy": "priority"},
+                               "traffic": {"calibration_year": 2019}})
+    assert ModelParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    # A table given in part changes only the entries it names.
+    assert p.capacity.message_bytes == CapacityParams().message_bytes
+    assert p.capacity.link_capacity_factor == {"SOUTH/G2": 0.5}
