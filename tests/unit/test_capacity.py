@@ -198,6 +198,11 @@ def test_a_congested_base_station_delays_its_share_of_north_radio_traffic():
     assert central_or(r, Csp.NORTH, "latency_p99") == pytest.approx(1800 + transfer)
     r = q.step(TickSummary(tick=1), p, TrafficParams())
     assert (r.bs_congested, r.bs_backlog) == (0, 0)
+    # Background traffic alone (no hub-driven counts by cell) is shared evenly over base stations.
+    s = TickSummary(tick=2)
+    s.link_messages[lrr, MessageType.ON_DEMAND_READ] = 5400
+    r = q.step(s, p, TrafficParams())
+    assert (r.bs_congested, r.bs_backlog) == (2, 1800)
 
 
 def central_or(report, csp: Csp, name: str) -> float:

@@ -479,8 +479,9 @@ class NetworkQueues:
         bs_in = np.bincount(np.arange(NORTH_BASE_STATIONS) * g // NORTH_BASE_STATIONS, weights=s.bs_messages,
                             minlength=g)
         lrr_total = n_class[_LRR_NORTH].sum()
-        if bs_in.sum() > 0:
-            bs_in = bs_in / bs_in.sum() * lrr_total
+        # Background traffic alone (no hub-driven count by cell) is shared evenly: the base
+        # stations are sized on the mean.
+        bs_in = bs_in / bs_in.sum() * lrr_total if bs_in.sum() > 0 else np.full(g, lrr_total / g)
         bs_cap = self.bs_msgs_per_s * TICK_SECONDS
         bs_q = self.bs_backlog + bs_in
         self.bs_backlog = np.maximum(bs_q - bs_cap, 0.0)
