@@ -471,6 +471,7 @@ BAD_CAPACITY = [
     ({"alert_storm_threshold": 0}, "params.capacity.alert_storm_threshold"),
     ({"alert_storm_threshold": 2.5}, "params.capacity.alert_storm_threshold"),
     ({"alert_storm_period_s": True}, "params.capacity.alert_storm_period_s"),
+    ({"alert_delayed_s": 0}, "params.capacity.alert_delayed_s"),
     ({"enabled": "yes"}, "params.capacity.enabled"),
     ({"capacity_factor": 2}, "params.capacity.capacity_factor"),
 ]

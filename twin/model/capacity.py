@@ -117,7 +117,7 @@ class CapacityReport:
     bs_congested: int  # North base stations offered more than they serve this tick
     bs_backlog: int  # messages queued at North base stations
     dsp_utilisation: float
-    alerts_delayed: np.ndarray  # (N_CSP,) alerts that waited in a queue (over 1 s)
+    alerts_delayed: np.ndarray  # (N_CSP,) alerts that waited in a queue (over CapacityParams.alert_delayed_s)
     alerts_throttled: np.ndarray  # (N_CSP,) discarded by alert storm protection
     alerts_failed: np.ndarray  # (N_CSP,) not delivered within the retry window: to the failed queue
     alerts_redelivered: np.ndarray  # (N_CSP,) delivered from the failed queue
@@ -554,7 +554,7 @@ class NetworkQueues:
         self.backlog_msgs = backlog_msgs
         age = self._oldest(s.tick, w_class)
 
-        # Alerts: delayed (waited over 1 s), failed (not through the queues within the retry
+        # Alerts: delayed (queued over `alert_delayed_s`), failed (not through the queues within the retry
         # window: they reach the DCC too late and go to the failed-alert queue), redelivered from
         # that queue, oldest first, with what the DSP stage had left this tick (redelivery is
         # the DCC's to its Users, not the WAN's), expired when held `failed_alert_hold_s`.
@@ -566,7 +566,7 @@ class NetworkQueues:
             # The throttled ones, shared among their CSP's links as that minute's alerts are.
             kept = np.where(a_csp > 0, 1.0 - np.minimum(thr_bins / np.where(a_csp > 0, a_csp, 1.0), 1.0), 1.0)
         a_bins = a_bins * kept[_LINK_CSP]
-        delayed_l = (a_bins * (alert_wait > 1.0)).sum(axis=1)
+        delayed_l = (a_bins * (alert_wait > p.alert_delayed_s)).sum(axis=1)
         failed_l = (a_bins * (alert_wait > p.alert_retry_s)).sum(axis=1)
         hold = self.failed.shape[0]
         slot = s.tick % hold

@@ -250,6 +250,7 @@ class CapacityParams:
     alert_storm_window_s: int = 3_600
     alert_storm_period_s: int = 900
     alert_retry_s: int = 300  # delivery retried for 300 s [C]
+    alert_delayed_s: float = 1.0  # an alert queued longer than this counts as delayed [U]
     failed_alert_hold_s: int = 2 * 86_400  # then held in the failed-alert queue 2 days [C]
 
     def __post_init__(self) -> None:
@@ -287,6 +288,7 @@ class CapacityParams:
                     raise bad(f"{group}.{k}", f"unknown link; links are {', '.join(CAPACITY_LINKS)}")
                 positive(f"{group}.{k}", v)
         positive("base_station_factor", self.base_station_factor)
+        positive("alert_delayed_s", self.alert_delayed_s)
         positive("dsp_factor", self.dsp_factor)
         for group, names in (("message_bytes", [m.name for m in MessageType]),
                              ("wan_bytes_per_s", [w.name for w in WanTech if w != WanTech.NONE]),
