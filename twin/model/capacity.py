@@ -3,25 +3,34 @@ Service Provider (DSP) stage, and the latency and service levels they give.
 
 Fleet-level and exact for any shard layout: the shards count arrivals (twin.model.traffic) as
 integers in their tick summaries, summaries merge by addition, and the queues run here on the
-merged arrivals, once per tick, in one-minute bins. Their cost grows with links x classes x bins,
-never with the fleet (shared/DESIGN.md, "Network capacity and service levels").
+merged arrivals, once per tick, in one-minute bins (all bins in one pass, `serve_bins`). Their
+cost grows with links x classes x bins, never with the fleet; alert storm protection costs the
+alerts sent (shared/DESIGN.md, "Network capacity and service levels").
 
 The queues are fluid: within a bin a stage serves `capacity x 60 s` of work, what it cannot
 serve waits (backlog' = max(0, backlog + arrivals - capacity x bin)), and a message's wait is
 the work queued ahead of it when its bin ends, in seconds at full rate. Work is measured in
 seconds of a link's time: a message of `b` bytes takes max(1 / messages-per-second, b /
-bytes-per-second) of it. Under FIFO every class waits for the whole backlog; under priority a
-class waits for its own backlog and that of the classes before it. A message's latency is its
-link's wait, the DSP's, its base station's (North long-range radio), its transfer time over the
-air and its device time (CapacityParams), held against its class's Target Response Time.
+bytes-per-second) of it. Under FIFO (the default, see CapacityParams.policy) the oldest work is
+served first and every class waits for the whole backlog; under priority a class waits for its
+own backlog and that of the classes before it. Base stations are queued per tick. The DSP stage
+sees every link's arrivals as they are offered (not as the links release them: the stages are
+sized apart, and a congested link's output only ever smooths the DSP's load). A message's
+latency is its link's wait, the DSP's, its base station's (North long-range radio), its transfer
+time over the air and its device time (CapacityParams), held against its class's Target
+Response Time; percentiles are exact weighted quantiles over the tick's (link, bin) latencies.
 
-Alerts under load: alert storm protection (SECMP0062) discards repeats of one alert code from one
-device beyond a threshold in a window, forwarding one copy per period; an alert that waits
-longer than the retry window fails into the failed-alert queue, which is served with capacity
-left over and expires what it has held for two days."""
+Alerts under load: alert storm protection (SECMP0062, at the DCC) discards repeats of one alert
+code from one device beyond a threshold in a window, forwarding one copy per period (AlertStorm);
+a throttled alert has crossed its link but stops at the DSP stage. An alert that waits longer
+than the retry window (300 s) reaches the DCC too late for delivery and goes to the failed-alert
+queue, from which the DSP stage's spare capacity redelivers the oldest first; what it has held
+for two days expires. The 300 s and 2 days are the SEC's [C]; reading network delay as the cause
+of a failed delivery is the model's [U]."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,9 +61,9 @@ from twin.model.params import (
 )
 from twin.model.summary import BIN_SECONDS, N_BINS, TickSummary
 
-# Latency histogram edges, seconds: log-spaced from 0.1 s to 12 days, plus overflow.
-LATENCY_EDGES = np.concatenate([[0.0], np.logspace(-1, 6, 71)])
-N_LATENCY_BINS = LATENCY_EDGES.size  # the last bin holds what is beyond the last edge
+# Congested North base stations are taken in this many groups of similar wait for the latency
+# percentiles (within-target counts are exact), so a tick's cost stays bounded [U].
+BS_LATENCY_GROUPS = 64
 # How far back the age of the oldest queued message is traced, ticks (two days); older reads as this.
 AGE_TICKS = 2 * HALF_HOURS_PER_DAY
 LINK_NAMES = tuple(f"{Csp(c).name}/{WanTech(w).name}" for c in range(N_CSP) for w in range(N_WAN))
@@ -108,7 +117,7 @@ class CapacityReport:
     bs_congested: int  # North base stations offered more than they serve this tick
     bs_backlog: int  # messages queued at North base stations
     dsp_utilisation: float
-    alerts_delayed: np.ndarray  # (N_CSP,) alerts that waited in a queue (over 1 s)
+    alerts_delayed: np.ndarray  # (N_CSP,) alerts that waited in a queue (over CapacityParams.alert_delayed_s)
     alerts_throttled: np.ndarray  # (N_CSP,) discarded by alert storm protection
     alerts_failed: np.ndarray  # (N_CSP,) not delivered within the retry window: to the failed queue
     alerts_redelivered: np.ndarray  # (N_CSP,) delivered from the failed queue
@@ -149,38 +158,90 @@ class CapacityReport:
 
 def serve(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray | float, order: np.ndarray | None
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One bin of fluid queues: `backlog` and `work` (links, classes) in seconds of work, each
-    link serving `budget` seconds. `order` is the class priority order, or None for FIFO.
-    Returns (new backlog, each class's wait in seconds at the end of the bin, budget left)."""
-    q = backlog + work
-    budget = np.broadcast_to(np.asarray(budget, float), q.shape[:1])
+    """One bin of fluid queues (`serve_bins` with one bin).
+
+    `backlog` and `work` are (links, classes) seconds of work (queued before the bin, arriving in
+    it); each link serves `budget` seconds (a (links,) array or one number). `order` is the class
+    priority order (class indices, first served first) or None for FIFO. Returns (backlog after
+    the bin, each class's wait in seconds at the end of the bin, budget left)."""
+    budget = np.broadcast_to(np.asarray(budget, float), backlog.shape[:1])
+    out, waits, left = serve_bins(backlog, work[:, :, None], budget, order)
+    return out, waits[:, :, 0], left
+
+
+def lindley(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """The backlog of single fluid queues after each of several bins, all bins at once.
+
+    `backlog` (n,) seconds of work queued at the start, `work` (n, bins) arriving per bin,
+    `budget` (n,) seconds served per bin. Returns (n, bins): b_k = max(0, b_(k-1) + w_k - budget),
+    from Lindley's recursion solved in closed form, b_k = X_k - min(-b_0, min_(j<=k) X_j) with
+    X_k the cumulative work less the cumulative budget (X_0 = 0)."""
+    x = np.cumsum(work - budget[:, None], axis=1)
+    low = np.minimum(np.minimum.accumulate(x, axis=1), 0.0)
+    return np.maximum(x - np.minimum(-backlog[:, None], low), 0.0)
+
+
+def serve_bins(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray, order: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`serve` over every bin of a tick in one pass (no loop over bins): the same queues, the
+    same results up to rounding.
+
+    `backlog` (links, classes) seconds of work queued before the first bin, `work` (links,
+    classes, bins) arriving per bin, `budget` (links,) seconds each link serves per bin (finite).
+    Returns (backlog after the last bin (links, classes), waits (links, classes, bins): each
+    class's wait at the end of each bin, seconds, budget left over the tick (links,) seconds).
+
+    Strict priority is exact by aggregation: the classes before and including class k, taken
+    together, form one work-conserving queue, so each such prefix follows Lindley's recursion
+    and a class's backlog is the difference of two prefixes. Under FIFO the whole link is one
+    queue, every class waits for all of it and what stays queued at the end is the newest work:
+    the last bins' arrivals, then (if the backlog reaches back so far) the backlog carried in."""
+    n_links, n_cls, n_bins = work.shape
+    budget = np.asarray(budget, float)
+    served_budget = budget * n_bins
     if order is None:
-        total = q.sum(axis=1)
-        served = np.minimum(total, budget)
+        total_b = lindley(backlog.sum(axis=1), work.sum(axis=1), budget)  # (links, bins)
+        waits = np.repeat(total_b[:, None, :], n_cls, axis=1)
+        end = total_b[:, -1]
+        w_tot = work.sum(axis=1)  # (links, bins)
+        after = np.cumsum(w_tot[:, ::-1], axis=1)[:, ::-1] - w_tot  # arrived after each bin
         with np.errstate(invalid="ignore", divide="ignore"):
-            keep = np.where(total > 0, 1.0 - served / total, 0.0)
-        out = q * keep[:, None]
-        wait = np.repeat(out.sum(axis=1)[:, None], q.shape[1], axis=1)
-        return out, wait, budget - served
-    out = q.copy()
-    left = budget.astype(float).copy()
-    wait = np.zeros_like(q)
-    ahead = np.zeros(q.shape[0])
-    for c in order:
-        s = np.minimum(q[:, c], left)
-        left -= s
-        out[:, c] = q[:, c] - s
-        ahead = ahead + out[:, c]
-        wait[:, c] = ahead
-    return out, wait, left
+            frac = np.where(w_tot > 0, (end[:, None] - after) / np.where(w_tot > 0, w_tot, 1.0), 0.0)
+            old = backlog.sum(axis=1)
+            arrived = w_tot.sum(axis=1)
+            keep_old = np.where(old > 0, (end - arrived) / np.where(old > 0, old, 1.0), 0.0)
+        frac = np.clip(frac, 0.0, 1.0)
+        out = (work * frac[:, None, :]).sum(axis=2) + backlog * np.clip(keep_old, 0.0, 1.0)[:, None]
+        left = served_budget - (backlog.sum(axis=1) + arrived - end)
+        return out, waits, np.maximum(left, 0.0)
+    order = np.asarray(order, np.intp)
+    # Prefixes of the priority order: queue k holds the classes order[0..k].
+    pre_b = np.cumsum(backlog[:, order], axis=1)  # (links, classes)
+    pre_w = np.cumsum(work[:, order, :], axis=1)  # (links, classes, bins)
+    agg = lindley(pre_b.reshape(-1), pre_w.reshape(-1, n_bins), np.repeat(budget, n_cls)
+                  ).reshape(n_links, n_cls, n_bins)
+    waits = np.empty_like(agg)
+    waits[:, order, :] = agg
+    own = np.diff(agg[:, :, -1], axis=1, prepend=0.0)
+    out = np.empty((n_links, n_cls))
+    out[:, order] = np.maximum(own, 0.0)
+    left = served_budget - (pre_b[:, -1] + pre_w[:, -1, :].sum(axis=1) - agg[:, -1, -1])
+    return out, waits, np.maximum(left, 0.0)
 
 
 @dataclass
 class AlertStorm:
     """Alert storm protection state (SECMP0062): per (hub, alert kind) seen within its window,
     the window's start (second of the run), the alerts in it and the last period a copy of a
-    repeat was forwarded in. Sorted by key = hub x N_ALERT_KINDS + kind; only devices whose
-    window is open are held, so it grows with the alerts sent, not the fleet."""
+    repeat was forwarded in (-1: none). Sorted by key = hub x N_ALERT_KINDS + kind; only devices
+    whose window is open are held, so it grows with the alerts sent, not the fleet.
+
+    The rule, per device and alert kind (SECMP0062 [C]; its figures are parameters [U]): the
+    first alert opens a window of `alert_storm_window_s`; the first `alert_storm_threshold`
+    alerts in the window are forwarded; beyond them, the window is cut into periods of
+    `alert_storm_period_s` from its start and one alert per period is forwarded (the first),
+    the rest discarded (throttled). The first alert at or after the window's end opens the next
+    window. Windows are fixed, not sliding: the DCC counts from the first alert [U]."""
 
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     start: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -188,54 +249,70 @@ class AlertStorm:
     period: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def apply(self, hub: np.ndarray, kind: np.ndarray, t: np.ndarray, p: CapacityParams) -> np.ndarray:
-        """Pass this tick's alerts (hub ids, kinds, seconds of the run; any order) through the rule;
-        True where an alert is throttled (discarded). Layout-independent: decided in (hub, kind,
-        time) order, whatever order the shards' alerts came in."""
+        """Pass this tick's alerts through the rule: `hub` ids, alert `kind`s and `t` seconds of
+        the run, equal-length arrays in any order, none earlier than an alert already passed.
+        Returns a bool array, True where an alert is throttled (discarded).
+
+        Layout-independent: decided in (hub, kind, time) order, whatever order the shards'
+        alerts came in. Whole-array work in rounds, one per window a device opens within the
+        batch (at most about tick / window + 1), so a GB-wide storm costs its alerts, O(n log n)."""
         n = hub.size
         throttled = np.zeros(n, bool)
         if n == 0:
             return throttled
-        key = hub.astype(np.int64) * N_ALERT_KINDS + kind.astype(np.int64)
-        order = np.lexsort((t, key))
-        key_s, t_s = key[order], t[order].astype(np.int64)
-        uniq, first, per = np.unique(key_s, return_index=True, return_counts=True)
-        pos = np.searchsorted(self.keys, uniq)
-        pos_c = np.minimum(pos, max(self.keys.size - 1, 0))
-        known = (self.keys.size > 0) & (self.keys[pos_c] == uniq) if self.keys.size else np.zeros(uniq.size, bool)
-        w0 = np.where(known, self.start[pos_c] if self.keys.size else 0, -1)
-        c0 = np.where(known, self.count[pos_c] if self.keys.size else 0, 0)
-        p0 = np.where(known, self.period[pos_c] if self.keys.size else -1, -1)
-        new_start, new_count, new_period = w0.copy(), c0.copy(), p0.copy()
         win, thr, per_s = p.alert_storm_window_s, p.alert_storm_threshold, p.alert_storm_period_s
-        # Devices with one alert and no open window (nearly all): forwarded, a window opens.
-        simple = (per == 1) & ((w0 < 0) | (t_s[first] >= w0 + win))
-        new_start[simple] = t_s[first[simple]]
-        new_count[simple] = 1
-        new_period[simple] = -1
-        for u in np.flatnonzero(~simple):  # repeats: few devices, walked in time order
-            ws, cnt, last = int(w0[u]), int(c0[u]), int(p0[u])
-            for j in range(first[u], first[u] + per[u]):
-                tj = int(t_s[j])
-                if ws < 0 or tj >= ws + win:
-                    ws, cnt, last = tj, 0, -1
-                cnt += 1
-                if cnt > thr:
-                    k = (tj - ws) // per_s
-                    if k == last:
-                        throttled[order[j]] = True
-                    else:
-                        last = k
-            new_start[u], new_count[u], new_period[u] = ws, cnt, last
-        # Merge into the held state, then drop windows that have closed by the end of this tick.
-        keys = np.concatenate([self.keys, uniq[~known]])
-        start = np.concatenate([self.start, new_start[~known]])
-        count = np.concatenate([self.count, new_count[~known]])
-        period = np.concatenate([self.period, new_period[~known]])
-        if known.any():
-            start[pos[known]], count[pos[known]], period[pos[known]] = (
-                new_start[known], new_count[known], new_period[known])
-        o = np.argsort(keys, kind="stable")
-        self.keys, self.start, self.count, self.period = keys[o], start[o], count[o], period[o]
+        key = hub.astype(np.int64) * N_ALERT_KINDS + kind.astype(np.int64)
+        t = np.asarray(t, np.int64)
+        t0 = int(t.min())
+        span = int(t.max()) - t0 + 1
+        # One integer sort key where it fits in 62 bits (several times faster than lexsort).
+        one_key = int(key.max()) < (1 << 62) // span
+        order = np.argsort(key * span + (t - t0)) if one_key else np.lexsort((t, key))
+        key_s, t_s = key[order], t[order]
+        starts = np.flatnonzero(np.concatenate([[True], key_s[1:] != key_s[:-1]]))
+        uniq, first = key_s[starts], starts
+        dev = np.cumsum(np.concatenate([[False], key_s[1:] != key_s[:-1]]))  # device of each sorted alert
+        # The held state of each device (-1: no window).
+        pos = np.searchsorted(self.keys, uniq)
+        known = pos < self.keys.size
+        known[known] = self.keys[pos[known]] == uniq[known]
+        ws = np.full(uniq.size, -1, np.int64)
+        cnt = np.zeros(uniq.size, np.int64)
+        last = np.full(uniq.size, -1, np.int64)
+        ws[known], cnt[known], last[known] = self.start[pos[known]], self.count[pos[known]], self.period[pos[known]]
+        # A held window that has closed by the device's first alert here gives way to a new one.
+        fresh = (ws < 0) | (t_s[first] >= ws + win)
+        ws[fresh], cnt[fresh], last[fresh] = t_s[first[fresh]], 0, -1
+        todo = np.arange(n)  # sorted alerts not yet placed in a window, each device's in time order
+        while todo.size:
+            d = dev[todo]
+            inside = t_s[todo] < ws[d] + win  # a prefix of each device's remaining alerts
+            idx, dw = todo[inside], d[inside]
+            head = np.flatnonzero(np.concatenate([[True], dw[1:] != dw[:-1]]))
+            seg = np.repeat(head, np.diff(np.append(head, dw.size)))  # where each device's alerts start in idx
+            rank = cnt[dw] + (np.arange(idx.size) - seg) + 1  # the alert's number in its window
+            beyond = rank > thr
+            k = (t_s[idx] - ws[dw]) // per_s  # its period in the window
+            same_prev = np.zeros(idx.size, bool)
+            same_prev[1:] = (dw[1:] == dw[:-1]) & beyond[:-1] & (k[1:] == k[:-1])
+            copy = beyond & ~same_prev & (k != last[dw])  # the period's one forwarded copy
+            throttled[order[idx[beyond & ~copy]]] = True
+            cnt += np.bincount(dw, minlength=uniq.size)
+            if copy.any():
+                np.maximum.at(last, dw[copy], k[copy])
+            todo = todo[~inside]
+            if todo.size:  # the next window of each device with alerts left opens at the first
+                nd, at = np.unique(dev[todo], return_index=True)
+                ws[nd], cnt[nd], last[nd] = t_s[todo[at]], 0, -1
+        # Into the held state: known devices updated in place, new ones inserted in key order.
+        self.start, self.count, self.period = self.start.copy(), self.count.copy(), self.period.copy()
+        self.start[pos[known]], self.count[pos[known]], self.period[pos[known]] = ws[known], cnt[known], last[known]
+        new = ~known
+        at = pos[new]
+        self.keys = np.insert(self.keys, at, uniq[new])
+        self.start = np.insert(self.start, at, ws[new])
+        self.count = np.insert(self.count, at, cnt[new])
+        self.period = np.insert(self.period, at, last[new])
         return throttled
 
     def expire(self, now_s: int, window_s: int) -> None:
@@ -244,6 +321,45 @@ class AlertStorm:
         if not keep.all():
             self.keys, self.start, self.count, self.period = (
                 self.keys[keep], self.start[keep], self.count[keep], self.period[keep])
+
+
+# Which class each message type belongs to, as a (types, classes) 0/1 matrix: counts by type @ it
+# give counts by class.
+_ONEHOT = np.zeros((N_MESSAGE_TYPES, N_CLASSES))
+_ONEHOT[np.arange(N_MESSAGE_TYPES), MESSAGE_CLASS] = 1.0
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """What a tick needs of CapacityParams as arrays: the priority order (None: FIFO), bytes by
+    message type, over-the-air bytes per second by link (inf where not given), device time and
+    Target Response Time by class, seconds."""
+
+    order: np.ndarray | None
+    sizes: np.ndarray
+    wan_rate: np.ndarray
+    device: np.ndarray
+    target: np.ndarray
+
+
+_CONSTANTS: dict[int, tuple[weakref.ref[CapacityParams], _Constants]] = {}
+
+
+def _constants(p: CapacityParams) -> _Constants:
+    """`p` as arrays, built once per parameter set (a run has one), not once per tick."""
+    held = _CONSTANTS.get(id(p))
+    if held is not None and held[0]() is p:
+        return held[1]
+    k = _Constants(
+        order=None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp),
+        sizes=np.array([p.message_bytes[m.name] for m in MessageType], float),
+        wan_rate=np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)]),
+        device=np.array([p.device_time_s[c.name] for c in TrafficClass], float),
+        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float))
+    if len(_CONSTANTS) > 16:  # parameter sets come and go with branches and sweeps
+        _CONSTANTS.clear()
+    _CONSTANTS[id(p)] = (weakref.ref(p), k)
+    return k
 
 
 class NetworkQueues:
@@ -301,21 +417,23 @@ class NetworkQueues:
 
     # -- the tick ------------------------------------------------------------------------------
     def step(self, s: TickSummary, p: CapacityParams, traffic: TrafficParams) -> CapacityReport:
-        """Run this tick's arrivals (the merged, finished summary `s`) through the queues."""
+        """Run this tick's arrivals (the merged, finished summary `s`: `link_messages`,
+        `link_alert_minutes`, `bs_messages`, `alert_events`) through the queues and return how
+        the network carried them. Sets `s.alert_events["throttled"]` (bool per alert). Sizes
+        the stages on the first call. Costs links x classes x bins plus the tick's alerts
+        (about 1 ms a tick without a storm on the reference machine), never the fleet."""
         if not self.sized:
             self.size(s, p, traffic)
-        order = None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp)
+        k = _constants(p)
+        order, sizes, onehot = k.order, k.sizes, _ONEHOT
         cap = self.link_msgs_per_s
         modelled = cap > 0
-        sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
         with np.errstate(divide="ignore"):
             per_msg = np.where(modelled[:, None],
                                np.maximum(1.0 / np.where(modelled, cap, 1.0)[:, None],
                                           sizes[None, :] / np.where(modelled, self.link_bytes_per_s, 1.0)[:, None]),
                                0.0)  # (links, types) seconds of link time per message
         arrivals = s.link_messages.astype(float)  # (links, types)
-        onehot = np.zeros((N_MESSAGE_TYPES, N_CLASSES))
-        onehot[np.arange(N_MESSAGE_TYPES), MESSAGE_CLASS] = 1.0
         n_class = arrivals @ onehot  # (links, classes) messages
         w_class = (arrivals * per_msg) @ onehot  # seconds of work
         # Per bin: alerts as they were sent, the rest spread evenly over the tick.
@@ -331,18 +449,28 @@ class NetworkQueues:
         # The DSP sees every link's messages (one message, one unit of its time).
         dsp_per = 1.0 / self.dsp_msgs_per_s
         dsp_in = n_bins.sum(axis=0)  # (classes, bins)
+        # Alert storm protection runs at the DCC: a throttled alert crossed its CSP's link but
+        # stops at the DSP stage (never queued there, delivered, delayed or failed).
+        throttled = np.zeros(N_CSP)
+        thr_bins = np.zeros((N_CSP, N_BINS))
+        ev = s.alert_events
+        if ev and ev["hub"].size:
+            mask = self.storm.apply(ev["hub"], ev["kind"], s.tick * TICK_SECONDS + ev["sec"], p)
+            s.alert_events["throttled"] = mask
+            csp_of = AREA_CSP[ev["area"][mask]].astype(np.intp)
+            np.add.at(thr_bins, (csp_of, (ev["sec"][mask] // BIN_SECONDS).astype(np.intp)), 1.0)
+            throttled = thr_bins.sum(axis=1)
+        self.storm.expire((s.tick + 1) * TICK_SECONDS, p.alert_storm_window_s)
+        dsp_in[_ALERT] = np.maximum(dsp_in[_ALERT] - thr_bins.sum(axis=0), 0.0)
 
+        # Every bin of the tick at once (serve_bins); links not modelled carry their traffic at once.
         waits = np.zeros((N_LINKS, N_CLASSES, N_BINS))
-        dsp_waits = np.zeros((N_CLASSES, N_BINS))
-        left = np.zeros(N_LINKS)
-        budget = np.where(modelled, float(BIN_SECONDS), np.inf)
-        backlog, dsp_backlog = self.backlog, self.dsp_backlog
-        for b in range(N_BINS):
-            backlog, waits[:, :, b], spare = serve(backlog, w_bins[:, :, b], budget, order)
-            left += np.where(modelled, spare, 0.0)
-            dsp_backlog, dw, _ = serve(dsp_backlog, (dsp_in[:, b] * dsp_per)[None, :], float(BIN_SECONDS), order)
-            dsp_waits[:, b] = dw[0]
-        waits[~modelled] = 0.0
+        backlog = np.zeros((N_LINKS, N_CLASSES))
+        backlog[modelled], waits[modelled], _ = serve_bins(
+            self.backlog[modelled], w_bins[modelled], np.full(int(modelled.sum()), float(BIN_SECONDS)), order)
+        dsp_backlog, dw, dsp_left = serve_bins(self.dsp_backlog, (dsp_in * dsp_per)[None],
+                                               np.array([float(BIN_SECONDS)]), order)
+        dsp_waits = dw[0]
         self.backlog, self.dsp_backlog = backlog, dsp_backlog
 
         # Base stations, per tick: what North long-range radio hubs sent through each (background
@@ -351,59 +479,73 @@ class NetworkQueues:
         bs_in = np.bincount(np.arange(NORTH_BASE_STATIONS) * g // NORTH_BASE_STATIONS, weights=s.bs_messages,
                             minlength=g)
         lrr_total = n_class[_LRR_NORTH].sum()
-        if bs_in.sum() > 0:
-            bs_in = bs_in / bs_in.sum() * lrr_total
+        # Background traffic alone (no hub-driven count by cell) is shared evenly: the base
+        # stations are sized on the mean.
+        bs_in = bs_in / bs_in.sum() * lrr_total if bs_in.sum() > 0 else np.full(g, lrr_total / g)
         bs_cap = self.bs_msgs_per_s * TICK_SECONDS
         bs_q = self.bs_backlog + bs_in
         self.bs_backlog = np.maximum(bs_q - bs_cap, 0.0)
         bs_wait = self.bs_backlog / self.bs_msgs_per_s
 
         # Transfer and device time per class (the class's mean over its types on each link).
-        wan_rate = np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)])
+        wan_rate = k.wan_rate
         with np.errstate(invalid="ignore", divide="ignore"):
             bytes_class = (arrivals * sizes[None, :]) @ onehot
             mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0),
                                   (sizes[None, :] @ onehot) / onehot.sum(axis=0))
         transfer = mean_bytes / wan_rate[:, None]
-        device = np.array([p.device_time_s[c.name] for c in TrafficClass])
-        target = np.array([p.target_response_s[c.name] for c in TrafficClass])
+        device, target = k.device, k.target
         base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
 
-        # Latency histograms and within-target counts per (CSP, class).
-        hist = np.zeros((N_CSP, N_CLASSES, N_LATENCY_BINS))
-        within = np.zeros((N_CSP, N_CLASSES))
-        csp_idx = np.broadcast_to(_LINK_CSP[:, None, None], base.shape)
-        cls_idx = np.broadcast_to(np.arange(N_CLASSES)[None, :, None], base.shape)
-
-        def add(lat: np.ndarray, weight: np.ndarray, csp: np.ndarray, cls: np.ndarray) -> None:
-            k = np.searchsorted(LATENCY_EDGES, lat, side="right") - 1
-            np.add.at(hist, (csp, cls, k), weight)
-            np.add.at(within, (csp, cls), weight * (lat <= target[cls]))
-
-        radio = np.zeros(N_LINKS, bool)
-        radio[_LRR_NORTH] = True
+        # Latencies per (CSP, class): every (link, bin) of the tick is one latency with its
+        # messages as weight; percentiles are exact weighted quantiles of these (a few thousand
+        # values, never per message), and within-target counts exact.
+        n_grp = N_CSP * N_CLASSES
+        grp = (_LINK_CSP[:, None, None] * N_CLASSES + np.arange(N_CLASSES)[None, :, None]) + np.zeros(
+            (1, 1, N_BINS), np.intp)  # (links, classes, bins)
+        within = np.zeros(n_grp)
+        others = np.ones(N_LINKS, bool)
+        lat_parts, wt_parts, grp_parts = [], [], []
         congested = np.flatnonzero(bs_wait > 0)
         if congested.size and bs_in.sum() > 0:
-            # North radio messages wait at their base station too: the congested ones' share apart.
+            # North radio messages wait at their base station too: each congested base station's
+            # share of them waits its wait, the rest none. Exact within-target counts; for the
+            # percentiles the congested base stations are taken in BS_LATENCY_GROUPS groups of
+            # similar wait (each at its group's mean wait), so the cost stays bounded.
+            others[_LRR_NORTH] = False
             share = bs_in[congested] / bs_in.sum()
             rest = 1.0 - share.sum()
-            lat = base[_LRR_NORTH][:, :, None] + bs_wait[congested][None, None, :]
-            wt = n_bins[_LRR_NORTH][:, :, None] * share[None, None, :]
-            cls3 = np.broadcast_to(np.arange(N_CLASSES)[:, None, None], lat.shape)
-            add(lat.ravel(), wt.ravel(), np.full(lat.size, Csp.NORTH), cls3.ravel())
-            add(base[_LRR_NORTH].ravel(), (n_bins[_LRR_NORTH] * rest).ravel(), np.full(base[0].size, Csp.NORTH),
-                cls_idx[0].ravel())
-            others = ~radio
-        else:
-            others = np.ones(N_LINKS, bool)
-        sel = n_bins[others] > 0
-        add(base[others][sel], n_bins[others][sel], csp_idx[others][sel], cls_idx[others][sel])
+            o = np.argsort(bs_wait[congested], kind="stable")
+            w_sorted, s_sorted = bs_wait[congested][o], share[o]
+            cum_share = np.concatenate([[0.0], np.cumsum(s_sorted)])
+            lrr_base, lrr_n = base[_LRR_NORTH], n_bins[_LRR_NORTH]  # (classes, bins)
+            slack = target[:, None] - lrr_base
+            ok = cum_share[np.searchsorted(w_sorted, slack, side="right")] + rest * (slack >= 0)
+            np.add.at(within, Csp.NORTH * N_CLASSES + np.arange(N_CLASSES), (lrr_n * ok).sum(axis=1))
+            cuts = np.linspace(0, w_sorted.size, min(BS_LATENCY_GROUPS, w_sorted.size) + 1).astype(np.intp)
+            g_share = np.add.reduceat(s_sorted, cuts[:-1])
+            with np.errstate(invalid="ignore", divide="ignore"):  # a base station with a backlog, no arrivals
+                g_wait = np.where(g_share > 0, np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share, 0.0)
+            g_wait = np.concatenate([[0.0], g_wait])
+            g_share = np.concatenate([[rest], g_share])
+            lat_parts.append((lrr_base[:, :, None] + g_wait).ravel())
+            wt_parts.append((lrr_n[:, :, None] * g_share).ravel())
+            grp_parts.append(np.repeat(grp[_LRR_NORTH].ravel(), g_wait.size))
+        lat_o, n_o, grp_o = base[others].ravel(), n_bins[others].ravel(), grp[others].ravel()
+        np.add.at(within, grp_o, n_o * (lat_o <= target[grp_o % N_CLASSES]))
+        lat_parts.append(lat_o)
+        wt_parts.append(n_o)
+        grp_parts.append(grp_o)
+        quant = weighted_quantiles(np.concatenate(lat_parts), np.concatenate(wt_parts), np.concatenate(grp_parts),
+                                   n_grp, (0.50, 0.95, 0.99))
+        p50, p95, p99 = (quant[:, i].reshape(N_CSP, N_CLASSES) for i in range(3))
 
         messages = np.zeros((N_CSP, N_CLASSES))
         np.add.at(messages, _LINK_CSP, n_class)
-        p50, p95, p99 = (_percentile(hist, q) for q in (0.50, 0.95, 0.99))
         with np.errstate(invalid="ignore", divide="ignore"):
-            within_share = np.where(messages > 0, within / np.where(messages > 0, messages, 1.0), 1.0)
+            within = within.reshape(N_CSP, N_CLASSES)
+            within_share = np.where(messages > 0, np.minimum(within / np.where(messages > 0, messages, 1.0), 1.0),
+                                    1.0)
 
         # Backlog in messages, and the age of the oldest queued message.
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -412,35 +554,34 @@ class NetworkQueues:
         self.backlog_msgs = backlog_msgs
         age = self._oldest(s.tick, w_class)
 
-        # Alerts: delayed (waited over 1 s), failed (over the retry window, to the failed queue),
-        # redelivered from the failed queue with capacity left, expired after the hold.
+        # Alerts: delayed (queued over `alert_delayed_s`), failed (not through the queues within the retry
+        # window: they reach the DCC too late and go to the failed-alert queue), redelivered from
+        # that queue, oldest first, with what the DSP stage had left this tick (redelivery is
+        # the DCC's to its Users, not the WAN's), expired when held `failed_alert_hold_s`.
         alert_wait = waits[:, _ALERT, :] + dsp_waits[None, _ALERT, :]  # (links, bins)
         a_bins = n_bins[:, _ALERT, :]
-        delayed_l = (a_bins * (alert_wait > 1.0)).sum(axis=1)
+        a_csp = np.zeros((N_CSP, N_BINS))
+        np.add.at(a_csp, _LINK_CSP, a_bins)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # The throttled ones, shared among their CSP's links as that minute's alerts are.
+            kept = np.where(a_csp > 0, 1.0 - np.minimum(thr_bins / np.where(a_csp > 0, a_csp, 1.0), 1.0), 1.0)
+        a_bins = a_bins * kept[_LINK_CSP]
+        delayed_l = (a_bins * (alert_wait > p.alert_delayed_s)).sum(axis=1)
         failed_l = (a_bins * (alert_wait > p.alert_retry_s)).sum(axis=1)
         hold = self.failed.shape[0]
         slot = s.tick % hold
         expired_l = self.failed[slot].copy()  # failed `hold` ticks ago, never redelivered
         self.failed[slot] = 0.0
-        redelivered_l = np.zeros(N_LINKS)
-        alert_work = work_per[:, _ALERT]
-        alert_work = np.where(alert_work > 0, alert_work, per_msg[:, MessageType.ALERT])
-        can = np.where(alert_work > 0, left / np.where(alert_work > 0, alert_work, 1.0), np.inf)
-        for k in range(1, hold + 1):  # oldest first
-            j = (slot + k) % hold
-            take = np.minimum(self.failed[j], can)
-            self.failed[j] -= take
-            can = can - take
-            redelivered_l += take
+        ring = (slot + np.arange(1, hold + 1)) % hold  # oldest first
+        per_slot = self.failed[ring].sum(axis=1)
+        can = float(dsp_left[0]) / dsp_per  # messages the DSP stage could still pass this tick
+        take = np.clip(can - (np.cumsum(per_slot) - per_slot), 0.0, per_slot)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(per_slot > 0, take / np.where(per_slot > 0, per_slot, 1.0), 0.0)
+        moved = self.failed[ring] * share[:, None]
+        self.failed[ring] -= moved
+        redelivered_l = moved.sum(axis=0)
         self.failed[slot] = failed_l
-        throttled = np.zeros(N_CSP)
-        ev = s.alert_events
-        if ev and ev["hub"].size:
-            t = s.tick * TICK_SECONDS + ev["sec"]
-            mask = self.storm.apply(ev["hub"], ev["kind"], t, p)
-            s.alert_events["throttled"] = mask
-            np.add.at(throttled, AREA_CSP[ev["area"][mask]].astype(np.intp), 1)
-        self.storm.expire((s.tick + 1) * TICK_SECONDS, p.alert_storm_window_s)
 
         def per_csp(a: np.ndarray) -> np.ndarray:
             out = np.zeros(N_CSP)
@@ -474,9 +615,14 @@ class NetworkQueues:
         return (per_msg @ onehot) / onehot.sum(axis=0)[None, :]
 
     def _oldest(self, tick: int, w_class: np.ndarray) -> np.ndarray:
-        """Age in seconds at the end of `tick` of the oldest queued message per (link, class):
-        the start of the first tick whose cumulative arrivals pass what has been served (within
-        the last AGE_TICKS ticks; older reads as AGE_TICKS ticks)."""
+        """Age in seconds at the end of `tick` of the oldest queued message per (link, class).
+
+        Within a class, work is served oldest first, so the oldest queued message is the first
+        whose cumulative arrivals pass what has been served: found among the last AGE_TICKS
+        ticks' cumulative arrivals, and placed inside its tick assuming the tick's arrivals came
+        evenly (exact for the evenly spread classes; alerts come by minute). Work queued longer
+        than AGE_TICKS ticks reads as AGE_TICKS ticks old. `w_class` (links, classes) is this
+        tick's work arrived, seconds."""
         self.arrived += w_class
         self.served = self.arrived - self.backlog
         self.arrived_at[tick % AGE_TICKS] = self.arrived
@@ -490,9 +636,16 @@ class NetworkQueues:
         # The tick an unserved message arrived in: cumulative arrivals at its end pass `served`,
         # and at the end of the tick before they did not.
         passed = (ring > self.served[None] + 1e-9) & valid[:, None, None]
-        oldest_back = np.where(passed, back[:, None, None], -1).max(axis=0)
-        age = np.where(queued, (np.where(oldest_back < 0, AGE_TICKS - 1, oldest_back) + 1) * TICK_SECONDS, 0.0)
-        return age
+        oldest = np.where(passed, back[:, None, None], -1).max(axis=0)  # (links, classes)
+        traced = (oldest >= 0) & (oldest + 1 < AGE_TICKS)
+        b = np.clip(oldest, 0, AGE_TICKS - 1)
+        at_end = np.take_along_axis(ring, b[None], axis=0)[0]
+        before = np.where(b + 1 <= tick, np.take_along_axis(ring, np.minimum(b + 1, AGE_TICKS - 1)[None], axis=0)[0],
+                          0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip(np.where(at_end > before, (self.served - before) / (at_end - before), 0.0), 0.0, 1.0)
+        age = np.where(traced, (b + 1 - frac) * TICK_SECONDS, AGE_TICKS * TICK_SECONDS)
+        return np.where(queued, age, 0.0)
 
     # -- per-request look-ups -------------------------------------------------------------------
     def response_time(self, csp: int, wan: int, cell: int, kind: MessageType, p: CapacityParams) -> float:
@@ -508,18 +661,26 @@ class NetworkQueues:
         return wait + p.message_bytes[MessageType(kind).name] / rate + p.device_time_s[TrafficClass(klass).name]
 
 
-def _percentile(hist: np.ndarray, q: float) -> np.ndarray:
-    """The q-quantile of each (CSP, class) latency histogram, seconds: geometric interpolation
-    inside the bin it falls in (0 where nothing arrived)."""
-    total = hist.sum(axis=2)
-    cum = np.cumsum(hist, axis=2)
-    out = np.zeros(total.shape)
-    for i, j in zip(*np.nonzero(total > 0), strict=True):
-        k = int(np.searchsorted(cum[i, j], q * total[i, j], side="left"))
-        k = min(k, N_LATENCY_BINS - 1)
-        lo = LATENCY_EDGES[k]
-        hi = LATENCY_EDGES[k + 1] if k + 1 < N_LATENCY_BINS else LATENCY_EDGES[-1] * 10
-        before = cum[i, j, k - 1] if k > 0 else 0.0
-        frac = (q * total[i, j] - before) / hist[i, j, k] if hist[i, j, k] > 0 else 0.0
-        out[i, j] = lo + (hi - lo) * frac if lo <= 0 else lo * (hi / lo) ** frac
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int,
+                       qs: tuple[float, ...]) -> np.ndarray:
+    """Weighted quantiles by group: for each group (0..n_groups-1) and each q in `qs`, the
+    smallest value whose cumulative weight (values ascending) reaches q of the group's weight.
+    `values`, `weights` (messages, from 0) and `groups` are equal-length; returns (n_groups,
+    len(qs)), 0 for a group with no weight."""
+    keep = weights > 0
+    values, weights, groups = values[keep], weights[keep], groups[keep]
+    out = np.zeros((n_groups, len(qs)))
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, groups))
+    v, w, g = values[order], weights[order], groups[order]
+    cum = np.cumsum(w)
+    total = np.bincount(g, weights=w, minlength=n_groups)
+    before = np.concatenate([[0.0], np.cumsum(total)[:-1]])  # weight of the groups before each
+    present = total > 0
+    for i, q in enumerate(qs):
+        # A relative tolerance keeps the exact rank (q x total) from missing by rounding.
+        want = before + q * total * (1 - 1e-12)
+        k = np.minimum(np.searchsorted(cum, want, side="left"), v.size - 1)
+        out[:, i] = np.where(present, v[k], 0.0)
     return out

@@ -73,6 +73,8 @@ def load_scenario(path: Path, *, hubs: int | None = None, seed: int | None = Non
     if "params" in fleet:
         try:
             kw["params"] = ModelParams.from_dict(fleet["params"])
+        except TwinInputError as e:  # names its field from params on: fleet.params.capacity.policy
+            raise TwinInputError(f"fleet.{e.field}", e.reason) from None
         except (TypeError, ValueError) as e:
             raise TwinInputError("fleet.params", str(e)) from None
     try:
