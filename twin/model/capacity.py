@@ -543,8 +543,8 @@ class NetworkQueues:
         messages = np.zeros((N_CSP, N_CLASSES))
         np.add.at(messages, _LINK_CSP, n_class)
         with np.errstate(invalid="ignore", divide="ignore"):
-            within = within.reshape(N_CSP, N_CLASSES)
-            within_share = np.where(messages > 0, np.minimum(within / np.where(messages > 0, messages, 1.0), 1.0),
+            within_csp = within.reshape(N_CSP, N_CLASSES)
+            within_share = np.where(messages > 0, np.minimum(within_csp / np.where(messages > 0, messages, 1.0), 1.0),
                                     1.0)
 
         # Backlog in messages, and the age of the oldest queued message.
