@@ -257,6 +257,26 @@ class ServiceRequestProgress(Progress):
         return out
 
 
+@dataclass(frozen=True)
+class MhhsMigrationProgress(Progress):
+    """A migration to market-wide half-hourly settlement: ESMEs moved to daily half-hourly
+    retrieval so far, out of those it targets, and its waves (sprints)."""
+
+    targeted: int = 0  # ESMEs the migration moves (its share of those selected at the start)
+    migrated: int = 0  # moved so far (each now sends one settlement read a day)
+    waves: int = 0  # waves planned
+    waves_done: int = 0  # waves applied
+    next_wave_tick: int = -1  # the tick the next wave applies at (-1: none left)
+
+    def fraction(self, state: OperationState) -> float:
+        return 1.0 if state == OperationState.DONE else _share(self.migrated, self.targeted)
+
+    def figures(self) -> dict[str, int | float]:
+        out = self.result()
+        out.pop("next_wave_tick", None)  # a schedule, not a progression
+        return out
+
+
 # The progress record of each operation kind (the `kind` of its command).
 PROGRESS_TYPES: dict[str, type[Progress]] = {
     "firmware_rollout": FirmwareRolloutProgress,
@@ -270,6 +290,7 @@ PROGRESS_TYPES: dict[str, type[Progress]] = {
     "base_station_failure": BaseStationFailureProgress,
     "csp_incident": CspIncidentProgress,
     "service_request": ServiceRequestProgress,
+    "mhhs_migration": MhhsMigrationProgress,
 }
 
 

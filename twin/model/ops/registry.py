@@ -5,6 +5,7 @@ from __future__ import annotations
 from twin.model.config import FleetConfig
 from twin.model.ops.base import FleetOp, ShardOp
 from twin.model.ops.commands import Command
+from twin.model.ops.mhhs import MhhsFleet, MhhsShard
 from twin.model.ops.network_ops import (
     CspIncidentShard,
     FieldProgrammeFleet,
@@ -31,6 +32,7 @@ IMPLEMENTATIONS: dict[str, tuple[type[ShardOp], type[FleetOp]]] = {
     "base_station_failure": (BaseStationShard, TimedFleet),
     "csp_incident": (CspIncidentShard, TimedFleet),
     "service_request": (ServiceRequestShard, ServiceRequestFleet),
+    "mhhs_migration": (MhhsShard, MhhsFleet),
 }
 
 
