@@ -61,6 +61,7 @@ MINIMAL = {
     "base_station_failure": {"cells": [4], "duration_min": 30},
     "csp_incident": {"region": "North", "duration_min": 30},
     "operation_control": {"operation": "power-outage-1", "action": "pause"},
+    "mhhs_migration": {},
 }
 
 
