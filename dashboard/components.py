@@ -82,6 +82,10 @@ def op_summary(op: dict[str, Any]) -> str:
     if kind == "mhhs_migration":
         where = ", ".join([*(c.get("regions") or []), *(c.get("suppliers") or [])]) or "all"
         return f"{where} x {c.get('share', 1)} in {c.get('waves', '')} waves {c.get('spacing_days', '')} d apart"
+    if kind == "on_demand_reads":
+        where = ", ".join([*(c.get("regions") or []), *(c.get("areas") or [])]) or "all"
+        return (f"{where} x {c.get('share', 1)}: a read every {c.get('interval_min', '')} min for "
+                f"{c.get('duration_min', '')} min")
     return ""
 
 
@@ -96,6 +100,7 @@ HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
     "swap_programme": (("done", "swapped"), ("eligible", "eligible")),
     "vwan_fallback": (("done", "onboarded"), ("eligible", "eligible")),
     "mhhs_migration": (("migrated", "migrated"), ("targeted", "targeted"), ("waves_done", "waves done")),
+    "on_demand_reads": (("answered", "answered"), ("failed", "failed"), ("planned", "planned")),
 }
 
 

@@ -94,6 +94,10 @@ _EVENTS = st.one_of(
                                           "regions": regions, "suppliers": suppliers},
               st.lists(st.sampled_from(["North", "Central", "South"]), unique=True),
               st.lists(st.sampled_from([s.name for s in SUPPLIERS]), unique=True, max_size=3)),
+    st.builds(lambda regions, areas: {"type": "on_demand_reads", "duration_min": 120, "interval_min": 30,
+                                      "regions": regions, "areas": [a.name for a in areas]},
+              st.lists(st.sampled_from(["North", "Central", "South"]), unique=True),
+              st.lists(st.sampled_from(AREAS), unique=True, max_size=3)),
 )
 
 

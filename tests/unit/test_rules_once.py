@@ -62,6 +62,7 @@ MINIMAL = {
     "csp_incident": {"region": "North", "duration_min": 30},
     "operation_control": {"operation": "power-outage-1", "action": "pause"},
     "mhhs_migration": {},
+    "on_demand_reads": {"duration_min": 60},
 }
 
 

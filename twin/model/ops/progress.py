@@ -277,6 +277,25 @@ class MhhsMigrationProgress(Progress):
         return out
 
 
+@dataclass(frozen=True)
+class OnDemandReadsProgress(Progress):
+    """An on-demand read campaign: its meters, the reads drawn for it and how they went."""
+
+    targeted: int = 0  # meters the campaign reads
+    planned: int = 0  # reads drawn for the whole campaign
+    answered: int = 0  # reads that reached a reachable hub
+    failed: int = 0  # reads to a hub out of reach at the time
+    end_tick: int = 0  # the first tick after the campaign
+
+    def fraction(self, state: OperationState) -> float:
+        return 1.0 if state == OperationState.DONE else _share(self.answered + self.failed, self.planned)
+
+    def figures(self) -> dict[str, int | float]:
+        out = self.result()
+        out.pop("end_tick", None)
+        return out
+
+
 # The progress record of each operation kind (the `kind` of its command).
 PROGRESS_TYPES: dict[str, type[Progress]] = {
     "firmware_rollout": FirmwareRolloutProgress,
@@ -291,6 +310,7 @@ PROGRESS_TYPES: dict[str, type[Progress]] = {
     "csp_incident": CspIncidentProgress,
     "service_request": ServiceRequestProgress,
     "mhhs_migration": MhhsMigrationProgress,
+    "on_demand_reads": OnDemandReadsProgress,
 }
 
 

@@ -16,6 +16,7 @@ from twin.model.ops.network_ops import (
     VwanShard,
 )
 from twin.model.ops.outages import BaseStationShard, PowerOutageShard
+from twin.model.ops.reads import ReadsFleet, ReadsShard
 from twin.model.ops.rollout import RolloutFleet, RolloutShard
 from twin.model.ops.service_requests import ServiceRequestFleet, ServiceRequestShard
 from twin.model.ops.switching import ChurnFleet, ChurnShard, SolrFleet, SolrShard, SwitchingFleet, SwitchShard
@@ -33,6 +34,7 @@ IMPLEMENTATIONS: dict[str, tuple[type[ShardOp], type[FleetOp]]] = {
     "csp_incident": (CspIncidentShard, TimedFleet),
     "service_request": (ServiceRequestShard, ServiceRequestFleet),
     "mhhs_migration": (MhhsShard, MhhsFleet),
+    "on_demand_reads": (ReadsShard, ReadsFleet),
 }
 
 
