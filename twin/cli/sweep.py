@@ -65,8 +65,12 @@ class SweepCommand(Command):
                           f"{bp['target_s']:g} s), and headroom at the baseline:", highlight=False)
             for csp, e in bp["per_csp"].items():
                 h = res["headroom"][csp]
-                at = {"crossed": f"{param}={e['value']:g}", "within": "not reached in the range swept",
-                      "below_range": f"at or below {param}={e['value']:g}"}[e["status"]]
+                if e["status"] == "crossed":
+                    at = f"{param}={e['value']:g} (between {e['bracket'][0]:g} and {e['bracket'][1]:g})"
+                elif e["status"] == "within":
+                    at = "not reached in the range swept"
+                else:
+                    at = f"at or below {param}={e['value']:g}"
                 console.print(f"  {csp}: {at}; baseline within target {h['within_target']:.2%}, worst p99 "
                               f"{h['worst_tick_p99_s']} s, busiest link {h['busiest_link']} with "
                               f"{h['link_headroom']} of its capacity left", highlight=False)
