@@ -31,8 +31,9 @@ class SweepCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         # Checked before Ray starts, so a typo costs nothing.
         path = Path(args.scenario)
-        spec = load_sweep(path) if path.suffix in (".yaml", ".yml") and path.is_file() and is_sweep_file(path) \
-            else None
+        if not path.is_file():
+            raise UsageError(f"scenario: no such file: {path}")
+        spec = load_sweep(path) if is_sweep_file(path) else None
         param = args.param or (spec.param if spec else None)
         if not param:
             raise UsageError("--param: name the parameter to sweep (or give a sweep file)")
