@@ -79,6 +79,13 @@ def op_summary(op: dict[str, Any]) -> str:
         return f"{c.get('switches_per_month', 0):,} switches/month for {c.get('days', '')} d"
     if kind == "supplier_switch":
         return f"hub {c.get('hub', '')} → {c.get('to_supplier', '')}"
+    if kind == "mhhs_migration":
+        where = ", ".join([*(c.get("regions") or []), *(c.get("suppliers") or [])]) or "all"
+        return f"{where} x {c.get('share', 1)} in {c.get('waves', '')} waves {c.get('spacing_days', '')} d apart"
+    if kind == "on_demand_reads":
+        where = ", ".join([*(c.get("regions") or []), *(c.get("areas") or [])]) or "all"
+        return (f"{where} x {c.get('share', 1)}: a read every {c.get('interval_min', '')} min for "
+                f"{c.get('duration_min', '')} min")
     return ""
 
 
@@ -92,6 +99,8 @@ HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
     "supplier_failure": (("customers", "customers"), ("moved", "moved"), ("swaps.dumb", "dumb")),
     "swap_programme": (("done", "swapped"), ("eligible", "eligible")),
     "vwan_fallback": (("done", "onboarded"), ("eligible", "eligible")),
+    "mhhs_migration": (("migrated", "migrated"), ("targeted", "targeted"), ("waves_done", "waves done")),
+    "on_demand_reads": (("answered", "answered"), ("failed", "failed"), ("planned", "planned")),
 }
 
 

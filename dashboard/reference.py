@@ -48,7 +48,7 @@ class Reference:
         areas = tuple(str(i) for i, _ in self.areas)
         return {"region": self.regions, "regions": self.regions, "technology": self.switchable,
                 "prioritise": ("", *self.switchable), "device": self.devices, "manufacturer": self.manufacturers,
-                "model": self.models, "fuel": FUELS, "area": areas, "supplier": self.suppliers,
+                "model": self.models, "fuel": FUELS, "area": areas, "areas": areas, "supplier": self.suppliers,
                 "suppliers": self.suppliers, "solr": self.suppliers, "to_supplier": self.suppliers}
 
     def area_labels(self) -> dict[str, str]:

@@ -27,7 +27,7 @@ def field_input(event: str, spec: forms.FieldSpec, area_labels: dict[str, str]) 
     if spec.kind == "bool":
         control: Any = dcc.Checklist(id=fid, options=[{"label": " yes", "value": "yes"}], value=[])
     elif spec.choices:
-        labels = area_labels if spec.name == "area" else {}
+        labels = area_labels if spec.name in ("area", "areas") else {}
         control = dcc.Dropdown(id=fid, options=[{"label": labels.get(c, c) or "(none)", "value": c} for c in spec.choices],
                                multi=spec.repeated, clearable=True, placeholder="default" if spec.optional else "choose…")
     else:

@@ -272,12 +272,17 @@ def test_every_operator_event_end_to_end_through_the_api(own_api):
         {"power_outage": fleet_pb2.PowerOutage(area="South West England", fraction=0.2, duration_min=40)},
         {"base_station_failure": fleet_pb2.BaseStationFailure(cells=[3, 4], duration_min=30)},
         {"csp_incident": fleet_pb2.CspIncident(region="North", duration_min=30)},
+        {"mhhs_migration": fleet_pb2.MhhsMigration(share=0.5, waves=2, spacing_days=0.5, regions=["Central"])},
+        {"on_demand_reads": fleet_pb2.OnDemandReads(duration_min=120, interval_min=30, areas=["London", "19"])},
     ]
     # 60 ticks (30 h) after a fresh fleet's tick 2, each operation's one state: the timed events and
     # the one-hub switch have ended; the churn campaign's switches and the failed supplier's
     # transfers (50 a day) are still under way; the rollout still has ESMEs in the South waiting for
     # a WAN (2G is off there), so it is running when it is cancelled.
-    expected = ["RUNNING", "DONE", "RUNNING", "RUNNING", "DONE", "DONE", "DONE", "DONE", "DONE", "DONE"]
+    # The MHHS migration's second wave, 12 hours after its first, has applied: it is done; so is
+    # the two-hour read campaign.
+    expected = ["RUNNING", "DONE", "RUNNING", "RUNNING", "DONE", "DONE", "DONE", "DONE", "DONE", "DONE", "DONE",
+                "DONE"]
     with api.client("operator") as c:
         names = [c.create_event(**e).name for e in ev]
         rollout = names[0]
@@ -287,6 +292,14 @@ def test_every_operator_event_end_to_end_through_the_api(own_api):
         ops = {n: c.get_operation(n) for n in names}
         states = [TwinClient.state_name(ops[n]) for n in names]
         assert states == expected, list(zip(names, states, strict=True))
+        mhhs = TwinClient.progress(ops[names[-2]]).mhhs_migration
+        assert (mhhs.waves, mhhs.waves_done, mhhs.next_wave_tick) == (2, 2, -1), mhhs
+        assert 0 < mhhs.migrated == mhhs.targeted, mhhs
+        reads = TwinClient.progress(ops[names[-1]]).on_demand_reads
+        assert reads.targeted > 0 and reads.answered + reads.failed == reads.planned > 0, reads
+        md = fleet_pb2.OperationMetadata()
+        ops[names[-1]].metadata.Unpack(md)
+        assert json.loads(md.command_json)["areas"] == ["London", "South East England"]  # named as asked
         before = TwinClient.progress(ops[rollout]).firmware_rollout
         assert before.activated > 0 and before.waiting > 0 and before.cancelled == 0, before
         c.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=rollout), metadata=c.metadata)

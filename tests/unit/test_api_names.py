@@ -90,6 +90,14 @@ _EVENTS = st.one_of(
     st.builds(lambda r, g: {"type": "csp_incident", "region": r, "duration_min": 30, "include_4g": g},
               st.sampled_from(["North", "Central", "South"]), st.booleans()),
     st.builds(lambda a: {"type": "power_outage", "area": a.name, "duration_min": 30}, st.sampled_from(AREAS)),
+    st.builds(lambda regions, suppliers: {"type": "mhhs_migration", "share": 0.5, "waves": 3, "spacing_days": 1,
+                                          "regions": regions, "suppliers": suppliers},
+              st.lists(st.sampled_from(["North", "Central", "South"]), unique=True),
+              st.lists(st.sampled_from([s.name for s in SUPPLIERS]), unique=True, max_size=3)),
+    st.builds(lambda regions, areas: {"type": "on_demand_reads", "duration_min": 120, "interval_min": 30,
+                                      "regions": regions, "areas": [a.name for a in areas]},
+              st.lists(st.sampled_from(["North", "Central", "South"]), unique=True),
+              st.lists(st.sampled_from(AREAS), unique=True, max_size=3)),
 )
 
 

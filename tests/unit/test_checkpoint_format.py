@@ -71,6 +71,8 @@ EVENTS = [
     {"type": "base_station_failure", "cells": [3, 4, 5], "duration_min": 600, "at": "4h"},
     {"type": "csp_incident", "region": "South", "duration_min": 600, "at": "6h"},
     {"type": "service_request", "srv": "7.2", "hub": 4100, "user_id": "u", "request_id": "r", "at": "6h30m"},
+    {"type": "mhhs_migration", "share": 0.5, "waves": 4, "spacing_days": 0.25, "at": "2h"},
+    {"type": "on_demand_reads", "duration_min": 600, "interval_min": 60, "share": 0.2, "at": "3h"},
 ]
 
 
@@ -95,7 +97,8 @@ def test_every_operation_kind_round_trips_and_the_run_goes_on_identically():
     kinds = {op.cmd.kind for op in f.planner.ops.values()}
     assert kinds == set(IMPLEMENTATIONS)  # every kind is in the snapshot
     shard_kinds = {type(op).__name__ for ops in f.ops for op in ops.ops.values()}
-    assert {"RolloutShard", "ChurnShard", "SolrShard", "SwapShard", "VwanShard"} <= shard_kinds
+    assert {"RolloutShard", "ChurnShard", "SolrShard", "SwapShard", "VwanShard", "MhhsShard",
+            "ReadsShard"} <= shard_kinds
     g = _restored(f)
     assert g.state_hash() == f.state_hash()
     # An operation the planner holds in two places is one object again.

@@ -19,6 +19,7 @@ from twin.cli.base import UsageError, parse_days, parse_seed
 SCENARIO = str(Path(__file__).resolve().parents[2] / "scenarios" / "storm-outage.yaml")
 SUBMIT = ["submit", SCENARIO, "--address", "http://127.0.0.1:9"]  # never reached: parsing fails first
 SWEEP = ["sweep", SCENARIO, "--param", "incidents.outage_alert_backoff_s", "--values", "10,20"]
+SWEEP_FILE = str(Path(__file__).resolve().parents[2] / "sweeps" / "mhhs-breaking-point.yaml")
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,11 @@ SWEEP = ["sweep", SCENARIO, "--param", "incidents.outage_alert_backoff_s", "--va
         ([*SWEEP, "--seed", "abc"], "--seed: expected a whole number, got 'abc'"),
         ([*SWEEP, "--seed", "-1"], "--seed: must be a whole number"),
         ([*SWEEP, "--shards", "0"], "--shards: must be at least 1"),
+        (["sweep", SCENARIO, "--values", "10,20"], "--param: name the parameter to sweep"),
+        (["sweep", SCENARIO, "--param", "incidents.outage_alert_backoff_s"], "--values: give at least two"),
+        (["sweep", SCENARIO + ".missing", "--param", "x.y", "--values", "1,2"], "no such file"),
+        (["sweep", SWEEP_FILE, "--values", "0.5"], "--values: give at least two"),
+        (["sweep", SWEEP_FILE, "--hubs", "0"], "--hubs: must be at least 1"),
     ],
 )
 def test_submit_and_sweep_reject_bad_numbers_naming_the_option(argv, needle, capsys, monkeypatch):

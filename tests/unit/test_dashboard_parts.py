@@ -17,7 +17,7 @@ from twin.generated.fleet.v1 import fleet_pb2
 
 def test_every_operator_event_has_a_form_built_from_the_proto():
     oneof = fleet_pb2.CreateEventRequest.DESCRIPTOR.oneofs_by_name["event"]
-    assert tuple(f.name for f in oneof.fields) == forms.EVENTS and len(forms.EVENTS) == 10
+    assert tuple(f.name for f in oneof.fields) == forms.EVENTS and len(forms.EVENTS) == 12
     for event in forms.EVENTS:
         specs = forms.fields(event)
         msg = next(f.message_type for f in oneof.fields if f.name == event)
@@ -26,6 +26,10 @@ def test_every_operator_event_has_a_form_built_from_the_proto():
     assert rollout["waves"].repeated and rollout["waves"].kind == "number"
     assert rollout["halt_failure_rate"].optional and not rollout["target_version"].optional
     assert rollout["allow_downgrade"].kind == "bool" and rollout["concurrency_per_csp"].kind == "integer"
+    mhhs = {s.name: s for s in forms.fields("mhhs_migration")}
+    assert mhhs["waves"].kind == "integer" and mhhs["waves"].optional and mhhs["suppliers"].repeated
+    reads = {s.name: s for s in forms.fields("on_demand_reads")}
+    assert not reads["duration_min"].optional and reads["areas"].repeated and reads["interval_min"].optional
     with pytest.raises(ValueError):
         forms.fields("meteor_strike")
 

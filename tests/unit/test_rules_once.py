@@ -61,6 +61,8 @@ MINIMAL = {
     "base_station_failure": {"cells": [4], "duration_min": 30},
     "csp_incident": {"region": "North", "duration_min": 30},
     "operation_control": {"operation": "power-outage-1", "action": "pause"},
+    "mhhs_migration": {},
+    "on_demand_reads": {"duration_min": 60},
 }
 
 

@@ -222,6 +222,9 @@ class Status:
     EMERGENCY_CREDIT = 16  # balance at or below zero, running on emergency credit
     CREDIT_OFF = 32  # emergency credit exhausted: supply disabled, nothing metered
     ARMED = 64  # with CREDIT_OFF: a top-up restored credit, supply armed until the consumer enables it
+    # The ESME is migrated to market-wide half-hourly settlement (MHHS, twin.model.ops.mhhs): its
+    # half-hourly data is retrieved daily for settlement (MessageType.SETTLEMENT_READ).
+    HH_SETTLEMENT = 128
     # Mask, not a bit: supply off either way, so nothing is metered (prepayment.freeze_metering).
     METERING_STOPPED = SUPPLY_OFF | CREDIT_OFF
 

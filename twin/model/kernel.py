@@ -369,6 +369,11 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
     missed = np.clip(gap[reach] // HALF_HOURS_PER_DAY - 1, 0, LOG_DAYS)
     if missed.any():
         count_messages(s, MessageType.BACKLOG_READ, rc, rw, rcell, missed * daily[reach])
+    # ESMEs migrated to half-hourly settlement (twin.model.ops.mhhs): one retrieval of the day's
+    # 48 half-hourly values, and one for each day missed while the hub was out of reach.
+    hh = (status[reach] & Status.HH_SETTLEMENT) != 0
+    if hh.any():
+        count_messages(s, MessageType.SETTLEMENT_READ, rc[hh], rw[hh], rcell[hh], 1 + missed[hh])
     last[reach] = tick
 
     # Dark hubs: the meter log holds LOG_DAYS; older unread periods roll off and are lost.

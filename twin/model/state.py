@@ -50,7 +50,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("smets", "u1", "SMETS2 / SMETS1 enrolled / SMETS1 not enrolled (Smets)"),
     Column("flags", "u1", "install-time bits (Flag): gas, prepay, solar, VWAN consent, mesh, daily reads"),
     Column("fault", "u1", "reasons the hub is unreachable (Fault bits); 0 = none"),
-    Column("status", "u1", "device status bits (Status): GSME low battery / dead, dumb"),
+    Column("status", "u1", "device status bits (Status): GSME low battery / dead, dumb, supply and credit, MHHS"),
     Column("ch_model", "u1", "comms hub model code"),
     Column("ch_fw", "u1", "comms hub firmware version index"),
     Column("esme_model", "u1", "electricity meter model code"),

@@ -55,6 +55,7 @@ _NAMED: dict[str, Any] = {
     "technology": _wan_name, "prioritise": _wan_name,
     "supplier": _supplier_name, "solr": _supplier_name, "to_supplier": _supplier_name,
     "suppliers": lambda codes: [_supplier_name(c) for c in codes],
+    "areas": lambda codes: [AREA_BY_ID[int(c)].name if int(c) in AREA_BY_ID else str(c) for c in codes],
 }
 
 

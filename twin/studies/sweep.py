@@ -1,10 +1,28 @@
 """Capacity studies: one scenario run at several values of one parameter, the points in parallel
-as Ray tasks (spread over the cluster), summarised in one report (a table and plots)."""
+as Ray tasks (spread over the cluster), summarised in one report (a table and plots).
+
+Every point's run gives its capacity figures (twin.studies.capacity: link utilisation, service
+levels per CSP and class, alerts under load), and the sweep adds a baseline run (the scenario
+without the swept event, or with the swept parameter at its default) and, per CSP, the breaking
+point: the swept value at which a class's p99 latency over the run passes its Target Response
+Time, interpolated between the points either side, with the headroom the baseline has.
+
+A sweep is given on the command line (a scenario, --param, --values) or as a sweep file:
+
+    name: mhhs-breaking-point
+    description: ...
+    scenario: ../scenarios/mhhs-migration.yaml   # relative to the sweep file
+    param: events[0].share
+    values: [0.1, 0.25, 0.5, 0.75, 1.0]
+    hubs: 20000                                  # optional, as --hubs (also seed, shards)
+    breaking_point: {class: on-demand, quantile: 0.99, over: half-hour}   # the defaults
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +30,73 @@ from typing import Any
 import numpy as np
 import yaml
 
+from twin.model.catalog import TrafficClass
 from twin.model.config import TwinInputError
+from twin.studies.capacity import CSPS, WINDOWS, breaking_points, capacity_class, capacity_figures
+
+SWEEP_KEYS = {"name", "description", "scenario", "param", "values", "hubs", "seed", "shards", "breaking_point"}
+
+
+@dataclass
+class SweepSpec:
+    """A sweep: the scenario, the parameter path and its values, and what the breaking point is
+    of (a traffic class and the latency quantile held against its Target Response Time)."""
+
+    scenario: Path
+    param: str
+    values: list[Any]
+    name: str = ""
+    description: str = ""
+    hubs: int | None = None
+    seed: int | None = None
+    shards: int | None = None
+    klass: TrafficClass = TrafficClass.ON_DEMAND
+    quantile: float = 0.99
+    over: str = "half-hour"  # a key of twin.studies.capacity.WINDOWS
+
+
+def is_sweep_file(path: Path) -> bool:
+    """Whether `path` is a sweep file (a mapping with `param`) rather than a scenario."""
+    from twin.yamlfile import load_mapping
+
+    return "param" in load_mapping(path, "a scenario or a sweep")
+
+
+def load_sweep(path: Path) -> SweepSpec:
+    """Read and check a sweep file; TwinInputError naming the key at fault."""
+    from twin.yamlfile import load_mapping
+
+    doc = load_mapping(path, "scenario, param and values")
+    unknown = set(doc) - SWEEP_KEYS
+    if unknown:
+        raise TwinInputError(sorted(unknown)[0], f"not a sweep key; keys are {', '.join(sorted(SWEEP_KEYS))}")
+    for key in ("scenario", "param", "values"):
+        if doc.get(key) in (None, "", []):
+            raise TwinInputError(key, "is required")
+    if not isinstance(doc["scenario"], str) or not isinstance(doc["param"], str):
+        raise TwinInputError("scenario" if not isinstance(doc["scenario"], str) else "param", "must be text")
+    values = doc["values"]
+    if not isinstance(values, list) or len(values) < 2:
+        raise TwinInputError("values", "give a list of at least two values")
+    for key in ("hubs", "seed", "shards"):
+        v = doc.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1)):
+            raise TwinInputError(key, f"must be a whole number{' from 0' if key == 'seed' else ' from 1'}, got {v!r}")
+    bp = doc.get("breaking_point") or {}
+    if not isinstance(bp, dict) or set(bp) - {"class", "quantile", "over"}:
+        raise TwinInputError("breaking_point", "a mapping of class (e.g. on-demand), quantile (e.g. 0.99) and over "
+                                               f"({' or '.join(WINDOWS)})")
+    over = bp.get("over", "half-hour")
+    if over not in WINDOWS:
+        raise TwinInputError("breaking_point.over", f"must be {' or '.join(WINDOWS)}, got {over!r}")
+    quantile = bp.get("quantile", 0.99)
+    if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile < 1:
+        raise TwinInputError("breaking_point.quantile", f"must be between 0 and 1, got {quantile!r}")
+    klass = capacity_class(str(bp.get("class", "on-demand")), "breaking_point.class")
+    return SweepSpec(scenario=(path.parent / doc["scenario"]).resolve(), param=doc["param"], values=values,
+                     name=str(doc.get("name") or path.stem), description=str(doc.get("description") or ""),
+                     hubs=doc.get("hubs"), seed=doc.get("seed"), shards=doc.get("shards"), klass=klass,
+                     quantile=float(quantile), over=over)
 
 
 def set_param(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -34,20 +118,47 @@ def set_param(doc: dict[str, Any], path: str, value: Any) -> None:
     doc.setdefault("fleet", {}).setdefault("params", {}).setdefault(group, {})[key] = value
 
 
+def baseline_doc(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    """The scenario a sweep's points are compared with: without the swept event (events[i].x),
+    or, for a model parameter, as the scenario gives it."""
+    out = copy.deepcopy(doc)
+    if path.startswith("events["):
+        idx_text = path[len("events["):].partition("]")[0]
+        try:
+            del out["events"][int(idx_text)]
+        except (ValueError, IndexError, KeyError, TypeError):
+            raise TwinInputError("param", f"{path!r}: no such event") from None
+    return out
+
+
 def _run_point(doc: dict[str, Any], point_dir: str, hubs: int | None, seed: int | None, shards: int,
-               cpus_per_shard: float) -> dict:
+               cpus_per_shard: float, klass: int = int(TrafficClass.ON_DEMAND), quantile: float = 0.99) -> dict:
     from twin.studies.scenario import load_scenario, run_scenario
 
     path = Path(point_dir) / "scenario.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
     sc = load_scenario(path, hubs=hubs, seed=seed)
-    return run_scenario(sc, run_dir=Path(point_dir), shards=shards, cpus_per_shard=cpus_per_shard)
+    summaries = []  # only their capacity reports are kept: a few hundred numbers a tick
+    report = run_scenario(sc, run_dir=Path(point_dir), shards=shards, cpus_per_shard=cpus_per_shard,
+                          progress=lambda s: summaries.append(_CapacityOnly(s.capacity)))
+    report["capacity"] = capacity_figures(summaries, klass=TrafficClass(klass), quantile=quantile)
+    report["target_s"] = sc.config.params.capacity.target_response_s[TrafficClass(klass).name]
+    return report
+
+
+@dataclass
+class _CapacityOnly:
+    capacity: Any
 
 
 def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs: int | None = None,
-              seed: int | None = None, shards: int | None = None) -> dict[str, Any]:
-    """Run every point (Ray must be started) and write sweep.json and sweep.html to `out`."""
+              seed: int | None = None, shards: int | None = None, klass: TrafficClass = TrafficClass.ON_DEMAND,
+              quantile: float = 0.99, over: str = "half-hour", name: str = "", description: str = ""
+              ) -> dict[str, Any]:
+    """Run every point and a baseline (Ray must be started) and write sweep.json and sweep.html
+    to `out`: per point the peak figures and its capacity figures; per CSP the breaking point
+    (`breaking_points`) of `klass` at `quantile`, and the headroom at the baseline."""
     import ray
 
     from twin.studies.scenario import load_scenario
@@ -58,35 +169,74 @@ def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs:
         doc = copy.deepcopy(base)
         set_param(doc, param, v)
         docs.append(doc)
+    docs.append(baseline_doc(base, param))
+    for doc in docs:
         tmp = out / "check.yaml"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(yaml.safe_dump(doc))
         load_scenario(tmp, hubs=hubs, seed=seed)  # validate every point before running any
         tmp.unlink()
     cpus = float(ray.cluster_resources().get("CPU", 1))
-    shards = shards or max(1, int(cpus // len(values)))
-    per_shard = min(1.0, cpus / (len(values) * shards))
+    shards = shards or max(1, int(cpus // len(docs)))
+    per_shard = min(1.0, cpus / (len(docs) * shards))
     # Each point drives its own shards (which hold the CPUs); the driving task only waits on them.
     task = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_run_point)
-    refs = [task.remote(d, str(out / f"point-{i}"), hubs, seed, shards, per_shard) for i, d in enumerate(docs)]
-    reports = ray.get(refs)
-    rows = []
-    for v, r in zip(values, reports, strict=True):
-        s = r["series"]
-        msgs = np.array([s["messages_by_csp"][c] for c in ("North", "Central", "South")])
-        rows.append({"value": v, "peak_messages_per_tick": {c: int(msgs[i].max()) for i, c in
-                                                            enumerate(("North", "Central", "South"))},
-                     "peak_messages_per_s": {c: round(int(msgs[i].max()) / 1800, 1) for i, c in
-                                             enumerate(("North", "Central", "South"))},
-                     "peak_alerts_per_s": int(max(s["peak_alerts_per_s"])), "max_dark_hubs": int(max(s["dark_hubs"])),
-                     "hh_periods_lost": int(s["hh_lost_cum"][-1]), "state_hash": r["summary"]["state_hash"]})
-    result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "scenario": str(scenario),
-              "param": param, "values": values, "points": rows,
+    dirs = [f"point-{i}" for i in range(len(values))] + ["baseline"]
+    refs = [task.remote(d, str(out / p), hubs, seed, shards, per_shard, int(klass), quantile)
+            for d, p in zip(docs, dirs, strict=True)]
+    *reports, baseline = ray.get(refs)
+    rows = [_row(v, r) for v, r in zip(values, reports, strict=True)]
+    result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name,
+              "description": description, "scenario": str(scenario), "param": param, "values": values,
+              "points": rows, "baseline": _row(None, baseline),
               "series": {str(v): {"time": r["series"]["time"], "dark_hubs": r["series"]["dark_hubs"]}
                          for v, r in zip(values, reports, strict=True)}}
+    result.update(breaking_point_report(values, reports, baseline, klass=klass, quantile=quantile, over=over))
     (out / "sweep.json").write_text(json.dumps(result, indent=1) + "\n")
     _write_html(result, out / "sweep.html")
     return result
+
+
+def _row(value: Any, r: dict[str, Any]) -> dict[str, Any]:
+    s = r["series"]
+    msgs = np.array([s["messages_by_csp"][c] for c in CSPS])
+    return {"value": value, "peak_messages_per_tick": {c: int(msgs[i].max()) for i, c in enumerate(CSPS)},
+            "peak_messages_per_s": {c: round(int(msgs[i].max()) / 1800, 1) for i, c in enumerate(CSPS)},
+            "peak_alerts_per_s": int(max(s["peak_alerts_per_s"])), "max_dark_hubs": int(max(s["dark_hubs"])),
+            "hh_periods_lost": int(s["hh_lost_cum"][-1]), "state_hash": r["summary"]["state_hash"],
+            "capacity": r.get("capacity", {})}
+
+
+def breaking_point_report(values: list[Any], reports: list[dict[str, Any]], baseline: dict[str, Any], *,
+                          klass: TrafficClass, quantile: float, over: str = "half-hour") -> dict[str, Any]:
+    """The sweep's verdict per CSP: the breaking point of `klass` (twin.studies.capacity
+    .breaking_points over the points' shares within target, in their worst half-hour or over the
+    run, `over`) and the headroom at the baseline: its share within target in that window, its
+    worst tick's p99 and the seconds left to the target,
+    and the utilisation left on its busiest link (1 - peak utilisation) with that link's name."""
+    if not all(r.get("capacity") for r in [*reports, baseline]):
+        return {"breaking_point": {}, "headroom": {}}
+    try:
+        xs = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return {"breaking_point": {}, "headroom": {}}  # not numbers: nothing to interpolate
+    target = float(baseline["target_s"])
+    key = WINDOWS[over]
+    shares = [{c: r["capacity"]["service"][c][key] for c in CSPS} for r in reports]
+    points = breaking_points(xs, shares, quantile=quantile)
+    cap = baseline["capacity"]
+    headroom = {}
+    for c in CSPS:
+        svc = cap["service"][c]
+        links = {n: v for n, v in cap["links"].items() if n.split("/")[0].title() == c}
+        tight = max(links, key=lambda n: links[n]["peak_utilisation"]) if links else None
+        headroom[c] = {"within_target": svc[key], "worst_tick_p99_s": svc["worst_tick_p99_s"],
+                       "latency_headroom_s": round(target - svc["worst_tick_p99_s"], 2),
+                       "busiest_link": tight,
+                       "link_headroom": None if tight is None else round(1.0 - links[tight]["peak_utilisation"], 4)}
+    return {"breaking_point": {"class": cap["class"], "quantile": quantile, "over": over, "target_s": target,
+                               "per_csp": points},
+            "headroom": headroom}
 
 
 def _write_html(result: dict[str, Any], path: Path) -> None:
@@ -111,6 +261,41 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
     f3.update_layout(title="Half-hourly periods lost and peak alerts per second", barmode="group",
                      xaxis_title=result["param"])
     figs.append(f3)
+    bp = result.get("breaking_point") or {}
+    if bp:
+        label = f"{bp['class']} within target ({bp['target_s']:g} s)"
+        f4 = go.Figure([go.Scatter(x=[p["value"] for p in pts],
+                                   y=[p["capacity"]["service"][c][WINDOWS[bp["over"]]] for p in pts], name=c,
+                                   mode="lines+markers") for c in ("North", "Central", "South")])
+        f4.add_hline(y=bp["quantile"], line_dash="dash", annotation_text=f"p{bp['quantile'] * 100:g} at target")
+        window = "in the worst half-hour" if bp["over"] == "half-hour" else "over the run"
+        f4.update_layout(title=f"Share of {label} {window}", xaxis_title=result["param"])
+        figs.insert(0, f4)
+        links = sorted({n for p in pts for n in p["capacity"]["links"]})
+        f5 = go.Figure([go.Scatter(x=[p["value"] for p in pts],
+                                   y=[p["capacity"]["links"].get(n, {}).get("peak_utilisation", 0) for p in pts],
+                                   name=n, mode="lines+markers") for n in links])
+        f5.add_hline(y=1.0, line_dash="dash", annotation_text="saturated")
+        f5.update_layout(title="Peak utilisation per link", xaxis_title=result["param"])
+        figs.insert(1, f5)
+    verdict = ""
+    if bp:
+        def cell(c: str) -> str:
+            e = bp["per_csp"][c]
+            if e["status"] == "crossed":
+                return f"{e['value']:g} (between {e['bracket'][0]:g} and {e['bracket'][1]:g})"
+            return "not within the range swept" if e["status"] == "within" else f"at or below {e['value']:g}"
+
+        head = result["headroom"]
+        verdict = (f"<h2>Breaking point: p{bp['quantile'] * 100:g} {html.escape(bp['class'])} latency passes "
+                   f"{bp['target_s']:g} s</h2><table><tr><th>CSP</th><th>{html.escape(result['param'])} at the "
+                   "breaking point</th><th>baseline within target</th><th>baseline worst p99 (s)</th>"
+                   "<th>latency headroom (s)</th><th>busiest link</th><th>link headroom</th></tr>"
+                   + "".join(f"<tr><td>{c}</td><td>{html.escape(cell(c))}</td>"
+                             f"<td>{head[c]['within_target']:.4f}</td><td>{head[c]['worst_tick_p99_s']}</td>"
+                             f"<td>{head[c]['latency_headroom_s']}</td><td>{html.escape(str(head[c]['busiest_link']))}"
+                             f"</td><td>{head[c]['link_headroom']}</td></tr>" for c in ("North", "Central", "South"))
+                   + "</table>")
     rows = "".join(
         f"<tr><td>{html.escape(str(p['value']))}</td>"
         + "".join(f"<td>{p['peak_messages_per_s'][c]}</td>" for c in ("North", "Central", "South"))
@@ -121,5 +306,6 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
         f"<!doctype html><html><head><meta charset='utf-8'><title>Sweep {html.escape(result['param'])}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}</style></head>"
         f"<body><h1>Sweep of {html.escape(result['param'])}</h1><p>{html.escape(result['scenario'])}</p>"
+        f"<p>{html.escape(result.get('description', ''))}</p>{verdict}"
         "<table><tr><th>value</th><th>North msgs/s</th><th>Central msgs/s</th><th>South msgs/s</th>"
         f"<th>peak alerts/s</th><th>max dark hubs</th><th>HH lost</th></tr>{rows}</table>{body}</body></html>")

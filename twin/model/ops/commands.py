@@ -244,6 +244,44 @@ class CspIncident(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MhhsMigration(Command):
+    """Market-wide half-hourly settlement (MHHS): electricity meters (ESMEs on the DCC) move to
+    daily retrieval of their half-hourly data, in waves. The real programme runs October 2025 to
+    May 2027 in nine sprints [C] (shared/domain/CAPACITY.md): by default 9 waves 72 days apart
+    (the last 576 days, about 19 months, after the first). Each wave moves an equal part of
+    `share` of the selected ESMEs; a migrated ESME sends one `MessageType.SETTLEMENT_READ` (48
+    half-hourly values) a day from its daily read slot."""
+
+    kind: ClassVar[str] = "mhhs_migration"
+    share: float = 1.0  # of the selected ESMEs on the DCC
+    waves: int = 9
+    spacing_days: float = 72.0
+    regions: tuple[int, ...] = ()  # CSP regions; empty: all
+    suppliers: tuple[int, ...] = ()  # electricity (import) suppliers at the start; empty: all
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnDemandReads(Command):
+    """A campaign of on-demand reads (SR 4.1.1 / 4.6.1 style) from DCC Users: each selected meter
+    on the DCC is read on average every `interval_min` minutes (a Poisson process per meter) for
+    `duration_min`, e.g. a network operator polling premises through a storm. A read reaches the
+    hub only while it is reachable (else it fails); answered reads are on-demand traffic the
+    network's queues serve, so their latency shows against the 30 s Target Response Time."""
+
+    kind: ClassVar[str] = "on_demand_reads"
+    duration_min: float
+    interval_min: float = 60.0
+    share: float = 1.0  # of the selected meters on the DCC
+    regions: tuple[int, ...] = ()  # CSP regions; empty: all
+    areas: tuple[int, ...] = ()  # network-operator (DNO) areas; empty: all
+
+
+# Reads per meter over an on-demand read campaign (duration / interval) at most: the campaign
+# draws each meter's reads at its start, so this bounds its memory and start-up cost per meter.
+MAX_READS_PER_METER = 48
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceRequestCommand(Command):
     """A device-changing DUIS Service Request from a DCC User, applied when the hub is reachable
     (within `deadline_days`, else it fails). Reads never need one: they change nothing."""
@@ -270,7 +308,7 @@ class OperationControl(Command):
 COMMANDS: dict[str, type[Command]] = {
     c.kind: c for c in (FirmwareRollout, SupplierSwitch, ChurnCampaign, SupplierFailure, NetworkSwitchOff,
                         SwapProgramme, VwanFallback, PowerOutage, BaseStationFailure, CspIncident, OperationControl,
-                        ServiceRequestCommand)
+                        ServiceRequestCommand, MhhsMigration, OnDemandReads)
 }
 
 
@@ -492,6 +530,39 @@ def _p_incident(d, at, config, allowed, n_hubs) -> CspIncident:
                        include_4g=bool(_opt(d, CspIncident, "include_4g")))
 
 
+# The shortest spacing between MHHS waves: the fleet sends each wave to the shards LAG ticks
+# ahead (twin.model.ops.base.LAG, two hours), so waves closer than that could not keep time.
+MHHS_MIN_SPACING_DAYS = 0.125
+
+
+def _p_mhhs(d, at, config, allowed, n_hubs) -> MhhsMigration:
+    _known(d, allowed, "mhhs_migration")
+    return MhhsMigration(
+        at=at, share=_number(_opt(d, MhhsMigration, "share"), "share", lo=1e-9, hi=1.0),
+        waves=_number(_opt(d, MhhsMigration, "waves"), "waves", lo=1, hi=1000, integer=True),
+        spacing_days=_number(_opt(d, MhhsMigration, "spacing_days"), "spacing_days", lo=MHHS_MIN_SPACING_DAYS,
+                             hi=3650),
+        regions=_regions(_list(d.get("regions"), "regions"), "regions"),
+        suppliers=tuple(sorted({_supplier(x, "suppliers") for x in _list(d.get("suppliers"), "suppliers")})))
+
+
+def _p_reads(d, at, config, allowed, n_hubs) -> OnDemandReads:
+    _known(d, allowed, "on_demand_reads")
+    duration = _number(_require(d, "duration_min"), "duration_min", lo=1.0, hi=60 * 24 * 30)
+    interval = _number(_opt(d, OnDemandReads, "interval_min"), "interval_min", lo=1.0, hi=60 * 24 * 30)
+    if duration / interval > MAX_READS_PER_METER:
+        raise TwinInputError("interval_min", f"{duration:g} minutes every {interval:g} minutes is more than "
+                                             f"{MAX_READS_PER_METER} reads per meter; read less often or for less long")
+    return OnDemandReads(
+        at=at, duration_min=duration, interval_min=interval,
+        share=_number(_opt(d, OnDemandReads, "share"), "share", lo=1e-9, hi=1.0),
+        regions=_regions(_list(d.get("regions"), "regions"), "regions"),
+        # One area alone may be given bare; area names hold commas, so text is never split.
+        areas=tuple(sorted({_area(a, "areas") for a in ([d["areas"]] if isinstance(d.get("areas"), str | int)
+                                                          and not isinstance(d.get("areas"), bool)
+                                                          else _list(d.get("areas"), "areas"))})))
+
+
 def _p_control(d, at, config, allowed, n_hubs) -> OperationControl:
     _known(d, allowed, "operation_control")
     action = _key(_require(d, "action"), "action")
@@ -504,7 +575,8 @@ _PARSERS = {
     "firmware_rollout": _p_rollout, "supplier_switch": _p_switch, "churn_campaign": _p_churn,
     "supplier_failure": _p_failure, "network_switch_off": _p_switch_off, "swap_programme": _p_swap,
     "vwan_fallback": _p_vwan, "power_outage": _p_outage, "base_station_failure": _p_base_station,
-    "csp_incident": _p_incident, "operation_control": _p_control,
+    "csp_incident": _p_incident, "operation_control": _p_control, "mhhs_migration": _p_mhhs,
+    "on_demand_reads": _p_reads,
 }
 
 

@@ -257,6 +257,45 @@ class ServiceRequestProgress(Progress):
         return out
 
 
+@dataclass(frozen=True)
+class MhhsMigrationProgress(Progress):
+    """A migration to market-wide half-hourly settlement: ESMEs moved to daily half-hourly
+    retrieval so far, out of those it targets, and its waves (sprints)."""
+
+    targeted: int = 0  # ESMEs the migration moves (its share of those selected at the start)
+    migrated: int = 0  # moved so far (each now sends one settlement read a day)
+    waves: int = 0  # waves planned
+    waves_done: int = 0  # waves applied
+    next_wave_tick: int = -1  # the tick the next wave applies at (-1: none left)
+
+    def fraction(self, state: OperationState) -> float:
+        return 1.0 if state == OperationState.DONE else _share(self.migrated, self.targeted)
+
+    def figures(self) -> dict[str, int | float]:
+        out = self.result()
+        out.pop("next_wave_tick", None)  # a schedule, not a progression
+        return out
+
+
+@dataclass(frozen=True)
+class OnDemandReadsProgress(Progress):
+    """An on-demand read campaign: its meters, the reads drawn for it and how they went."""
+
+    targeted: int = 0  # meters the campaign reads
+    planned: int = 0  # reads drawn for the whole campaign
+    answered: int = 0  # reads that reached a reachable hub
+    failed: int = 0  # reads to a hub out of reach at the time
+    end_tick: int = 0  # the first tick after the campaign
+
+    def fraction(self, state: OperationState) -> float:
+        return 1.0 if state == OperationState.DONE else _share(self.answered + self.failed, self.planned)
+
+    def figures(self) -> dict[str, int | float]:
+        out = self.result()
+        out.pop("end_tick", None)
+        return out
+
+
 # The progress record of each operation kind (the `kind` of its command).
 PROGRESS_TYPES: dict[str, type[Progress]] = {
     "firmware_rollout": FirmwareRolloutProgress,
@@ -270,6 +309,8 @@ PROGRESS_TYPES: dict[str, type[Progress]] = {
     "base_station_failure": BaseStationFailureProgress,
     "csp_incident": CspIncidentProgress,
     "service_request": ServiceRequestProgress,
+    "mhhs_migration": MhhsMigrationProgress,
+    "on_demand_reads": OnDemandReadsProgress,
 }
 
 

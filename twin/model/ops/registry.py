@@ -5,6 +5,7 @@ from __future__ import annotations
 from twin.model.config import FleetConfig
 from twin.model.ops.base import FleetOp, ShardOp
 from twin.model.ops.commands import Command
+from twin.model.ops.mhhs import MhhsFleet, MhhsShard
 from twin.model.ops.network_ops import (
     CspIncidentShard,
     FieldProgrammeFleet,
@@ -15,6 +16,7 @@ from twin.model.ops.network_ops import (
     VwanShard,
 )
 from twin.model.ops.outages import BaseStationShard, PowerOutageShard
+from twin.model.ops.reads import ReadsFleet, ReadsShard
 from twin.model.ops.rollout import RolloutFleet, RolloutShard
 from twin.model.ops.service_requests import ServiceRequestFleet, ServiceRequestShard
 from twin.model.ops.switching import ChurnFleet, ChurnShard, SolrFleet, SolrShard, SwitchingFleet, SwitchShard
@@ -31,6 +33,8 @@ IMPLEMENTATIONS: dict[str, tuple[type[ShardOp], type[FleetOp]]] = {
     "base_station_failure": (BaseStationShard, TimedFleet),
     "csp_incident": (CspIncidentShard, TimedFleet),
     "service_request": (ServiceRequestShard, ServiceRequestFleet),
+    "mhhs_migration": (MhhsShard, MhhsFleet),
+    "on_demand_reads": (ReadsShard, ReadsFleet),
 }
 
 

@@ -106,7 +106,7 @@ class StepClockRequest(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class CreateEventRequest(_message.Message):
-    __slots__ = ("at", "request_id", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident")
+    __slots__ = ("at", "request_id", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident", "mhhs_migration", "on_demand_reads")
     AT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     FIRMWARE_ROLLOUT_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,8 @@ class CreateEventRequest(_message.Message):
     POWER_OUTAGE_FIELD_NUMBER: _ClassVar[int]
     BASE_STATION_FAILURE_FIELD_NUMBER: _ClassVar[int]
     CSP_INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    MHHS_MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_READS_FIELD_NUMBER: _ClassVar[int]
     at: str
     request_id: str
     firmware_rollout: FirmwareRollout
@@ -131,7 +133,9 @@ class CreateEventRequest(_message.Message):
     power_outage: PowerOutage
     base_station_failure: BaseStationFailure
     csp_incident: CspIncident
-    def __init__(self, at: _Optional[str] = ..., request_id: _Optional[str] = ..., firmware_rollout: _Optional[_Union[FirmwareRollout, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitch, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaign, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailure, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOff, _Mapping]] = ..., swap_programme: _Optional[_Union[SwapProgramme, _Mapping]] = ..., vwan_fallback: _Optional[_Union[VwanFallback, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutage, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailure, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncident, _Mapping]] = ...) -> None: ...
+    mhhs_migration: MhhsMigration
+    on_demand_reads: OnDemandReads
+    def __init__(self, at: _Optional[str] = ..., request_id: _Optional[str] = ..., firmware_rollout: _Optional[_Union[FirmwareRollout, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitch, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaign, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailure, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOff, _Mapping]] = ..., swap_programme: _Optional[_Union[SwapProgramme, _Mapping]] = ..., vwan_fallback: _Optional[_Union[VwanFallback, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutage, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailure, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncident, _Mapping]] = ..., mhhs_migration: _Optional[_Union[MhhsMigration, _Mapping]] = ..., on_demand_reads: _Optional[_Union[OnDemandReads, _Mapping]] = ...) -> None: ...
 
 class FirmwareRollout(_message.Message):
     __slots__ = ("device", "manufacturer", "model", "target_version", "from_versions", "regions", "suppliers", "waves", "halt_failure_rate", "concurrency_per_csp", "image_size_kb", "failure_prob", "brick_prob", "allow_downgrade")
@@ -255,8 +259,36 @@ class CspIncident(_message.Message):
     include_4g: bool
     def __init__(self, region: _Optional[str] = ..., duration_min: _Optional[float] = ..., include_4g: _Optional[bool] = ...) -> None: ...
 
+class MhhsMigration(_message.Message):
+    __slots__ = ("share", "waves", "spacing_days", "regions", "suppliers")
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
+    SPACING_DAYS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIERS_FIELD_NUMBER: _ClassVar[int]
+    share: float
+    waves: int
+    spacing_days: float
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    suppliers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, share: _Optional[float] = ..., waves: _Optional[int] = ..., spacing_days: _Optional[float] = ..., regions: _Optional[_Iterable[str]] = ..., suppliers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OnDemandReads(_message.Message):
+    __slots__ = ("duration_min", "interval_min", "share", "regions", "areas")
+    DURATION_MIN_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MIN_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    duration_min: float
+    interval_min: float
+    share: float
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    areas: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, duration_min: _Optional[float] = ..., interval_min: _Optional[float] = ..., share: _Optional[float] = ..., regions: _Optional[_Iterable[str]] = ..., areas: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class OperationMetadata(_message.Message):
-    __slots__ = ("kind", "reason", "start_time", "start_tick", "command_json", "state", "allowed_actions", "percent_done", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident", "service_request", "branch_creation")
+    __slots__ = ("kind", "reason", "start_time", "start_tick", "command_json", "state", "allowed_actions", "percent_done", "firmware_rollout", "supplier_switch", "churn_campaign", "supplier_failure", "network_switch_off", "swap_programme", "vwan_fallback", "power_outage", "base_station_failure", "csp_incident", "service_request", "mhhs_migration", "on_demand_reads", "branch_creation")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +308,8 @@ class OperationMetadata(_message.Message):
     BASE_STATION_FAILURE_FIELD_NUMBER: _ClassVar[int]
     CSP_INCIDENT_FIELD_NUMBER: _ClassVar[int]
     SERVICE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MHHS_MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_READS_FIELD_NUMBER: _ClassVar[int]
     BRANCH_CREATION_FIELD_NUMBER: _ClassVar[int]
     kind: str
     reason: str
@@ -296,8 +330,10 @@ class OperationMetadata(_message.Message):
     base_station_failure: BaseStationFailureProgress
     csp_incident: CspIncidentProgress
     service_request: ServiceRequestProgress
+    mhhs_migration: MhhsMigrationProgress
+    on_demand_reads: OnDemandReadsProgress
     branch_creation: BranchCreationProgress
-    def __init__(self, kind: _Optional[str] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_tick: _Optional[int] = ..., command_json: _Optional[str] = ..., state: _Optional[_Union[OperationState, str]] = ..., allowed_actions: _Optional[_Iterable[_Union[OperationAction, str]]] = ..., percent_done: _Optional[float] = ..., firmware_rollout: _Optional[_Union[FirmwareRolloutProgress, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitchProgress, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaignProgress, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailureProgress, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOffProgress, _Mapping]] = ..., swap_programme: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., vwan_fallback: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutageProgress, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailureProgress, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncidentProgress, _Mapping]] = ..., service_request: _Optional[_Union[ServiceRequestProgress, _Mapping]] = ..., branch_creation: _Optional[_Union[BranchCreationProgress, _Mapping]] = ...) -> None: ...
+    def __init__(self, kind: _Optional[str] = ..., reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_tick: _Optional[int] = ..., command_json: _Optional[str] = ..., state: _Optional[_Union[OperationState, str]] = ..., allowed_actions: _Optional[_Iterable[_Union[OperationAction, str]]] = ..., percent_done: _Optional[float] = ..., firmware_rollout: _Optional[_Union[FirmwareRolloutProgress, _Mapping]] = ..., supplier_switch: _Optional[_Union[SupplierSwitchProgress, _Mapping]] = ..., churn_campaign: _Optional[_Union[ChurnCampaignProgress, _Mapping]] = ..., supplier_failure: _Optional[_Union[SupplierFailureProgress, _Mapping]] = ..., network_switch_off: _Optional[_Union[NetworkSwitchOffProgress, _Mapping]] = ..., swap_programme: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., vwan_fallback: _Optional[_Union[FieldProgrammeProgress, _Mapping]] = ..., power_outage: _Optional[_Union[PowerOutageProgress, _Mapping]] = ..., base_station_failure: _Optional[_Union[BaseStationFailureProgress, _Mapping]] = ..., csp_incident: _Optional[_Union[CspIncidentProgress, _Mapping]] = ..., service_request: _Optional[_Union[ServiceRequestProgress, _Mapping]] = ..., mhhs_migration: _Optional[_Union[MhhsMigrationProgress, _Mapping]] = ..., on_demand_reads: _Optional[_Union[OnDemandReadsProgress, _Mapping]] = ..., branch_creation: _Optional[_Union[BranchCreationProgress, _Mapping]] = ...) -> None: ...
 
 class EventResult(_message.Message):
     __slots__ = ("note",)
@@ -472,6 +508,34 @@ class ServiceRequestProgress(_message.Message):
     tariff_dp: int
     refusal: str
     def __init__(self, applied: _Optional[int] = ..., failed: _Optional[int] = ..., pending: _Optional[int] = ..., credit_pence: _Optional[int] = ..., tariff_dp: _Optional[int] = ..., refusal: _Optional[str] = ...) -> None: ...
+
+class MhhsMigrationProgress(_message.Message):
+    __slots__ = ("targeted", "migrated", "waves", "waves_done", "next_wave_tick")
+    TARGETED_FIELD_NUMBER: _ClassVar[int]
+    MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    WAVES_FIELD_NUMBER: _ClassVar[int]
+    WAVES_DONE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_WAVE_TICK_FIELD_NUMBER: _ClassVar[int]
+    targeted: int
+    migrated: int
+    waves: int
+    waves_done: int
+    next_wave_tick: int
+    def __init__(self, targeted: _Optional[int] = ..., migrated: _Optional[int] = ..., waves: _Optional[int] = ..., waves_done: _Optional[int] = ..., next_wave_tick: _Optional[int] = ...) -> None: ...
+
+class OnDemandReadsProgress(_message.Message):
+    __slots__ = ("targeted", "planned", "answered", "failed", "end_tick")
+    TARGETED_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    END_TICK_FIELD_NUMBER: _ClassVar[int]
+    targeted: int
+    planned: int
+    answered: int
+    failed: int
+    end_tick: int
+    def __init__(self, targeted: _Optional[int] = ..., planned: _Optional[int] = ..., answered: _Optional[int] = ..., failed: _Optional[int] = ..., end_tick: _Optional[int] = ...) -> None: ...
 
 class BranchCreationProgress(_message.Message):
     __slots__ = ("branch", "phase", "tick", "until_tick")
