@@ -52,9 +52,12 @@ class SweepCommand(Command):
             shards = spec.shards if shards is None else shards
         out = run_dir(args, f"sweep-{path.stem}")
         runtime.start_ray(address=args.address)
-        res = run_sweep(spec.scenario if spec else path, param=param, values=values, out=out, hubs=hubs, seed=seed,
-                        shards=shards, **({"klass": spec.klass, "quantile": spec.quantile, "over": spec.over,
-                                           "name": spec.name, "description": spec.description} if spec else {}))
+        if spec:
+            res = run_sweep(spec.scenario, param=param, values=values, out=out, hubs=hubs, seed=seed, shards=shards,
+                            klass=spec.klass, quantile=spec.quantile, over=spec.over, name=spec.name,
+                            description=spec.description)
+        else:
+            res = run_sweep(path, param=param, values=values, out=out, hubs=hubs, seed=seed, shards=shards)
         for p in res["points"]:
             console.print(f"{param}={p['value']}: peak msgs/s {p['peak_messages_per_s']}, peak alerts/s "
                           f"{p['peak_alerts_per_s']}, max dark {p['max_dark_hubs']:,}, HH lost {p['hh_periods_lost']:,}",

@@ -16,19 +16,24 @@ The figures hold whatever capacity model ran; they are read only through Capacit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from twin.model.capacity import LINK_NAMES
 from twin.model.catalog import CLASS_LABEL, Csp, TrafficClass
 from twin.model.config import TwinInputError
-from twin.model.summary import TickSummary
 
 CSPS = tuple(c.name.title() for c in Csp)
 # Where the breaking point's share within target is taken: the run's worst half-hour, or the run.
 WINDOWS = {"half-hour": "worst_tick_within_target", "run": "within_target"}
 CLASS_BY_LABEL = {label: k for k, label in CLASS_LABEL.items()}
+
+
+class HasCapacity(Protocol):
+    """A tick summary, or anything that keeps only its capacity report (None: the model was off)."""
+
+    capacity: Any
 
 
 def capacity_class(label: str, name: str = "class") -> TrafficClass:
@@ -38,7 +43,7 @@ def capacity_class(label: str, name: str = "class") -> TrafficClass:
     return CLASS_BY_LABEL[label]
 
 
-def capacity_figures(summaries: Sequence[TickSummary], *, klass: TrafficClass = TrafficClass.ON_DEMAND,
+def capacity_figures(summaries: Sequence[HasCapacity], *, klass: TrafficClass = TrafficClass.ON_DEMAND,
                      quantile: float = 0.99) -> dict[str, Any]:
     """The figures of one run (ticks with a capacity report; {} if it had none):
 
