@@ -30,6 +30,9 @@ BANDS = ((0.7, "#1b7f3b", "under 70%"), (0.9, "#e6a100", "70-90%"), (1.0, "#d627
          (float("inf"), "#7f0000", "over 100%: a queue grows"))
 NO_CAPACITY = ("The API's tick summaries carry no capacity figures: the capacity model is off for this run "
                "(params.capacity.enabled), or the API serving this dashboard predates it.")
+# The latency axis' ticks, seconds: the units an operator thinks in.
+LATENCY_TICKS = ((0.01, "10 ms"), (0.1, "0.1 s"), (1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"),
+                 (3_600, "1 h"), (21_600, "6 h"), (86_400, "1 d"), (604_800, "1 week"))
 ALERT_OUTCOMES = ("delayed", "throttled", "failed", "redelivered", "expired")
 
 
@@ -103,12 +106,15 @@ def headroom_figure(cap: dict[str, Any], window: list[dict[str, Any]]) -> go.Fig
     fig = go.Figure()
     fig.add_trace(go.Bar(
         x=util, y=names, orientation="h", name="this half-hour", showlegend=False,
-        marker_color=[band(u / 100)[0] for u in util], text=[f"{u:.0f}%" for u in util], textposition="outside",
-        cliponaxis=False,
+        marker_color=[band(u / 100)[0] for u in util], text=[f"{u:.0f}%" for u in util],
+        # Inside the bar's end where it fits, so the label never sits on the peak marker beyond it.
+        textposition=["inside" if u >= 12 else "outside" for u in util], insidetextanchor="end",
+        insidetextfont=dict(color="#fff"), cliponaxis=False,
         customdata=[[link["capacity_per_s"], link["backlog"], band(link["utilisation"])[1]] for link in rows],
         hovertemplate="%{y}: %{x:.1f}% of capacity<br>capacity %{customdata[0]:,.3f} messages/s"
                       "<br>queued %{customdata[1]:,} messages<br>band %{customdata[2]}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[peak.get(n, 0.0) for n in names], y=names, mode="markers", name="peak, last 24 h",
+                             showlegend=False,
                              marker=dict(symbol="diamond", size=9, color="#1d2630"),
                              hovertemplate="%{y}: peak %{x:.1f}% in the last 24 h<extra></extra>"))
     top = max([110.0, *util, *peak.values()]) * 1.12
@@ -117,7 +123,7 @@ def headroom_figure(cap: dict[str, Any], window: list[dict[str, Any]]) -> go.Fig
                        font=dict(size=11, color="#7f0000"))
     fig.update_layout(**_layout("Link utilisation this half-hour (offered load / capacity)", 60 + 30 * len(rows)),
                       bargap=0.25)
-    fig.update_layout(legend=dict(orientation="h", y=-0.12, x=0), margin=dict(l=90, r=20, t=36, b=70))
+    fig.update_layout(margin=dict(l=90, r=20, t=36, b=44))
     fig.update_xaxes(title_text="% of the link's capacity", range=[0, top], ticksuffix="%")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -126,7 +132,8 @@ def headroom_figure(cap: dict[str, Any], window: list[dict[str, Any]]) -> go.Fig
 def band_key() -> html.Div:
     """The colour key of the headroom bands."""
     return html.Div(className="small band-key", children=[
-        html.Span([html.Span(className="swatch", style={"background": colour}), label]) for _, colour, label in BANDS])
+        *(html.Span([html.Span(className="swatch", style={"background": colour}), label]) for _, colour, label in BANDS),
+        html.Span("◆ peak in the last 24 h")])
 
 
 def latency_figure(cap: dict[str, Any]) -> go.Figure:
@@ -152,24 +159,26 @@ def latency_figure(cap: dict[str, Any]) -> go.Figure:
                          f" · p99 {seconds(sv['latency_p99_s'])}<br>target {seconds(sv['target_response_s'])}"
                          f" · {sv['messages']:,} messages · {100 * sv['within_target']:.1f}% within target")
         colour = F.CSP_COLOURS[csp]
+        # p95 first, so the p99 marker (the figure held against the target) is drawn on top.
+        fig.add_trace(go.Scatter(x=xs, y=p95, mode="markers", name=f"{csp} p95", legendgroup=csp, showlegend=False,
+                                 hoverinfo="skip", marker=dict(color="#fff", size=11, line=dict(color=colour, width=2))))
         fig.add_trace(go.Scatter(
             x=xs, y=p99, mode="markers", name=f"{csp} p99", legendgroup=csp, text=hover, hoverinfo="text",
-            marker=dict(color=colour, size=10),
+            marker=dict(color=colour, size=7),
             error_y=dict(type="data", symmetric=False, array=[0.0] * len(xs),
                          arrayminus=[a - b for a, b in zip(p99, p50, strict=True)], color=colour, thickness=2,
                          width=0)))
-        fig.add_trace(go.Scatter(x=xs, y=p95, mode="markers", name=f"{csp} p95", legendgroup=csp, showlegend=False,
-                                 hoverinfo="skip", marker=dict(color="#fff", size=7, line=dict(color=colour, width=2))))
     known = [i for i, k in enumerate(CLASSES) if k in targets]
     fig.add_trace(go.Scatter(x=known, y=[targets[CLASSES[i]] for i in known], mode="markers",
                              name="Target Response Time", hovertemplate="target %{y:,.0f} s<extra></extra>",
                              marker=dict(symbol="line-ew", size=46, line=dict(color="#b00020", width=2.5))))
-    fig.update_layout(**_layout("Latency this half-hour by class: ● p99, ○ p95, bar down to p50", 360))
+    fig.update_layout(**_layout("Latency this half-hour by class: ● p99 inside ○ p95, bar down to p50", 360))
     fig.update_layout(legend=dict(orientation="h", y=-0.22, x=0), margin=dict(l=60, r=10, t=36, b=80))
     fig.update_xaxes(tickvals=list(range(len(CLASSES))),
                      ticktext=[f"{k}<br>target {seconds(targets[k])}" if k in targets else k for k in CLASSES],
                      range=[-0.5, len(CLASSES) - 0.5], showgrid=False)
-    fig.update_yaxes(type="log", title_text="latency, seconds (log scale)")
+    fig.update_yaxes(type="log", title_text="latency (log scale)", tickvals=[v for v, _ in LATENCY_TICKS],
+                     ticktext=[t for _, t in LATENCY_TICKS])
     return fig
 
 
@@ -276,20 +285,23 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     failed_queue = sum(a["failed_queue"] for a in cap.get("alerts", []))
     return [
         html.Div(kpi("Busiest link", f"{100 * busiest['utilisation']:.0f}%",
-                     f"{link_label(busiest)} · headroom {100 * (1 - busiest['utilisation']):.0f}%"),
+                     f"{link_label(busiest)} · " + (f"headroom {100 * (1 - busiest['utilisation']):.0f}%"
+                                                   if busiest["utilisation"] <= 1 else
+                                                   f"{100 * (busiest['utilisation'] - 1):.0f}% over capacity")),
                  id="cap-kpi-busiest", **data_attrs(link=link_label(busiest), value=f"{busiest['utilisation']:.6f}")),
         html.Div(kpi("On-demand p99", seconds(worst["latency_p99_s"]) if worst["messages"] else "-",
                      f"{worst['csp']} · target {seconds(target)}" if worst["messages"] else "no on-demand requests"),
                  id="cap-kpi-p99", className="over" if worst["messages"] and worst["latency_p99_s"] > target else "",
                  **data_attrs(csp=worst["csp"], value=f"{worst['latency_p99_s']:.6f}")),
-        html.Div(kpi("On-demand within target", f"{100 * low:.1f}%", f"lowest: {low_csp}" if low_csp else ""),
+        html.Div(kpi("On-demand within target", f"{100 * low:.1f}%",
+                     "every CSP" if low >= 1.0 else f"lowest: {low_csp}" if low_csp else "no on-demand requests"),
                  id="cap-kpi-within", **data_attrs(value=f"{low:.6f}")),
         html.Div(kpi("Queued", f"{queued:,}", f"oldest {seconds(oldest)}" if oldest else "nothing waiting"),
                  id="cap-kpi-queued", **data_attrs(value=str(queued))),
         html.Div(kpi("DSP utilisation", f"{100 * cap.get('dsp_utilisation', 0.0):.0f}%", "central DCC stage"),
                  id="cap-kpi-dsp", **data_attrs(value=f"{cap.get('dsp_utilisation', 0.0):.6f}")),
-        html.Div(kpi("North base stations", f"{cap.get('base_stations_congested', 0):,} congested",
-                     f"busiest {100 * cap.get('base_station_peak_utilisation', 0.0):.0f}%"
+        html.Div(kpi("Busiest North base station", f"{100 * cap.get('base_station_peak_utilisation', 0.0):.0f}%",
+                     f"{cap.get('base_stations_congested', 0):,} congested"
                      + (f" · {cap.get('base_station_backlog', 0):,} queued" if cap.get("base_station_backlog") else "")),
                  id="cap-kpi-bs", **data_attrs(value=str(cap.get("base_stations_congested", 0)))),
         html.Div(kpi("Failed-alert queue", f"{failed_queue:,}", "alerts awaiting redelivery (held 2 days)"),
