@@ -157,9 +157,9 @@ def print_capacity(cap: dict[str, Any], console: Console) -> None:
     t.add_row("alerts delayed / throttled", *(f"{a['delayed'][c]:,} / {a['throttled'][c]:,}" for c in CSP_NAMES))
     t.add_row("alerts failed / expired", *(f"{a['failed'][c]:,} / {a['expired'][c]:,}" for c in CSP_NAMES))
     console.print(t)
-    u = Table(title="Peak link utilisation (offered load / capacity)", title_justify="left", show_header=False)
-    u.add_column("link")
-    u.add_column("peak", justify="right")
+    u = Table(title="Peak utilisation", title_justify="left")
+    u.add_column("link or stage")
+    u.add_column("offered load / capacity", justify="right")
     for name, v in sorted(cap["peak_link_utilisation"].items(), key=lambda kv: -kv[1]):
         u.add_row(name, f"{v:.0%}" + ("  over capacity: a queue grew" if v > 1 else ""))
     u.add_row("central DSP stage", f"{cap['dsp_peak_utilisation']:.0%}")
