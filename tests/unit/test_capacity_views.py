@@ -12,6 +12,8 @@ import json
 import numpy as np
 import plotly.utils
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from dashboard.feed import FleetFeed
@@ -269,3 +271,21 @@ def test_with_the_capacity_model_off_nothing_capacity_is_shown():
     print_capacity(run.report()["summary"]["capacity"], Console(file=out))
     assert out.getvalue() == ""
     assert status_figure(run.summaries[-1].capacity, run.cap) == ""
+
+
+@settings(max_examples=60, deadline=None)
+@given(order=st.permutations(range(len(LINK_LABELS))),
+       utilisation=st.lists(st.floats(0.0, 5.0, allow_nan=False), min_size=len(LINK_LABELS), max_size=len(LINK_LABELS)))
+def test_headroom_bars_keep_their_order_and_band_whatever_order_the_links_arrive_in(order, utilisation):
+    names = [(n.split()[0], _tech(n)) for n in LINK_LABELS]
+    links = [{"csp": csp, "technology": tech, "capacity_per_s": 1.0, "utilisation": u, "backlog": 0}
+             for (csp, tech), u in zip(names, utilisation, strict=True)]
+    cap = {"links": [links[i] for i in order], "classes": [], "alerts": []}
+    fig = page.headroom_figure(cap, [{"tick": 0, "capacity": cap}])
+    bars = fig.data[0]
+    assert list(bars.y) == LINK_LABELS  # live bars never jump
+    assert list(bars.x) == pytest.approx([100 * u for u in utilisation])
+    for u, colour in zip(utilisation, bars.marker.color, strict=True):
+        want = "#1b7f3b" if u < 0.7 else "#e6a100" if u < 0.9 else "#d62728" if u < 1.0 else "#7f0000"
+        assert colour == want
+    assert fig.layout.xaxis.range[1] > max(100.0, *bars.x)  # every bar and the capacity line are on the chart
