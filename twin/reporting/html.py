@@ -24,6 +24,12 @@ TOP_SUPPLIERS = 8
 # WAN technology for the links.
 CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
 TECH_DASH = {"LRR": "solid", "2G": "dash", "3G": "solid", "4G": "dot", "VWAN": "dashdot"}
+ALERT_COLOURS = {"delayed": "#e6a100", "throttled": "#9467bd", "failed": "#d62728", "redelivered": "#2ca02c",
+                 "expired": "#7f0000"}
+# A latency axis' ticks, seconds, in the units people think in (plotly's own log ticks are bare
+# numbers with unlabelled minor ticks).
+LATENCY_TICKS = ((0.01, "10 ms"), (0.1, "0.1 s"), (1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"),
+                 (3_600, "1 h"), (21_600, "6 h"), (86_400, "1 d"), (604_800, "1 week"))
 
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;max-width:1200px;
 color:#222;padding:0 1rem}h1{margin-bottom:.2rem}h2{font-size:1.1rem;margin:1.5rem 0 .3rem}
@@ -198,7 +204,8 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
                                      line={"color": CSP_COLOURS.get(csp)}))
         if target:
             _level(fig, x, target, "target")
-        fig.update_yaxes(type="log", title_text="p99 latency, seconds (log scale)")
+        fig.update_yaxes(type="log", title_text="p99 latency (log scale)", tickvals=[v for v, _ in LATENCY_TICKS],
+                         ticktext=[t for _, t in LATENCY_TICKS])
         out.append((title, fig))
     title = "Share answered within the Target Response Time"
     within = _named(cap, "within_target")
@@ -235,8 +242,13 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
         out.append((title, "No device alert was delayed, throttled (SECMP0062), failed or expired in the run."))
     else:
         fig = _new(title, secondary=True, dates=dates)
-        _lines(fig, x, {k: v for k, v in alerts.items() if k != "failed_queue"}, secondary_y=False)
-        _lines(fig, x, {"in the failed-alert queue": alerts.get("failed_queue")}, secondary_y=True)
+        for k, ys in alerts.items():
+            if k != "failed_queue" and _has(ys):
+                fig.add_trace(go.Scatter(x=x, y=list(ys), mode="lines", name=k,
+                                         line={"color": ALERT_COLOURS.get(k)}), secondary_y=False)
+        if _has(alerts.get("failed_queue")):
+            fig.add_trace(go.Scatter(x=x, y=list(alerts["failed_queue"]), mode="lines", name="in the failed-alert queue",
+                                     line={"color": "#555", "dash": "dot"}), secondary_y=True)
         fig.update_yaxes(title_text="alerts per half-hour", secondary_y=False, rangemode="tozero")
         fig.update_yaxes(title_text="alerts in the failed queue", secondary_y=True, rangemode="tozero")
         out.append((title, fig))
