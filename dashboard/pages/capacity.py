@@ -294,7 +294,9 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
                  id="cap-kpi-p99", className="over" if worst["messages"] and worst["latency_p99_s"] > target else "",
                  **data_attrs(csp=worst["csp"], value=f"{worst['latency_p99_s']:.6f}")),
         html.Div(kpi("On-demand within target", f"{100 * low:.1f}%",
-                     "every CSP" if low >= 1.0 else f"lowest: {low_csp}" if low_csp else "no on-demand requests"),
+                     # Naming the lowest CSP only where the figure shown tells them apart.
+                     "no on-demand requests" if not shares else "every CSP" if len({f"{100 * v:.1f}" for v, _ in shares}) == 1
+                     else f"lowest: {low_csp}"),
                  id="cap-kpi-within", **data_attrs(value=f"{low:.6f}")),
         html.Div(kpi("Queued", f"{queued:,}", f"oldest {seconds(oldest)}" if oldest else "nothing waiting"),
                  id="cap-kpi-queued", **data_attrs(value=str(queued))),
