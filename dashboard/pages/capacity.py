@@ -311,57 +311,64 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     ]
 
 
-def content(feed) -> list[Any]:
-    """Every panel's content for the newest tick: (kpis, headroom, latency, within, alerts,
-    backlog, age). Without capacity figures, one sentence says why."""
+def content(feed) -> tuple[str, list[Any]]:
+    """(message, panels) for the newest tick. The panels' contents in PANELS order (kpis,
+    headroom, latency, within, alerts, backlog, age); the message, when there is nothing to draw,
+    says why (and the panels are hidden)."""
     cur = feed.current()
-    window = _capacity_ticks(feed.ticks_since(-1, WINDOW))
     if not cur:
-        waiting = html.Div("Waiting for the fleet…", className="muted")
-        return [[kpi("Waiting for the first tick", "…")], waiting, "", "", "", "", ""]
+        return "Waiting for the fleet…", [[], "", "", "", "", "", ""]
     cap = cur.get("capacity")
     if not cap:
-        return [[kpi("Capacity", "-", "no capacity figures")], html.Div(NO_CAPACITY, className="muted",
-                                                                         id="cap-none"), "", "", "", "", ""]
-    return [kpis(cur),
-            [graph("cap-links-fig", headroom_figure(cap, window)), band_key()],
-            graph("cap-latency-fig", latency_figure(cap)),
-            within_table(cap), alerts_panel(window), backlog_panel(window), age_panel(window)]
+        return NO_CAPACITY, [[], "", "", "", "", "", ""]
+    window = _capacity_ticks(feed.ticks_since(-1, WINDOW))
+    return "", [kpis(cur), [graph("cap-links-fig", headroom_figure(cap, window)), band_key()],
+                graph("cap-latency-fig", latency_figure(cap)), within_table(cap), alerts_panel(window),
+                backlog_panel(window), age_panel(window)]
 
 
 PANELS = ("cap-kpis", "cap-links", "cap-latency", "cap-within", "cap-alerts", "cap-backlog", "cap-age")
+HIDDEN = {"display": "none"}
 
 
 def layout(feed, actions=None) -> html.Div:
-    kp, links_, latency, within, alerts, backlog, age = content(feed)
+    message, (kp, links_, latency, within, alerts, backlog, age) = content(feed)
     tick = feed.last_tick()
     return html.Div([
         *pulse("cap", tick),
         html.Div(kp, id="cap-kpis", className="kpis", **data_attrs(tick=str(tick))),
-        html.Div(className="row", children=[
-            html.Div(className="panel col", children=[html.H3("Headroom per link"), html.Div(links_, id="cap-links")]),
-            html.Div(className="panel col", children=[html.H3("Latency against the Target Response Time"),
-                                                      html.Div(latency, id="cap-latency")]),
-        ]),
-        html.Div(className="row", children=[
-            html.Div(className="panel col", children=[html.H3("Share answered within target, this half-hour"),
-                                                      html.Div(within, id="cap-within")]),
-            html.Div(className="panel col", children=[html.H3("Device alerts under load"),
-                                                      html.Div(alerts, id="cap-alerts")]),
-        ]),
-        html.Div(className="row", children=[
-            html.Div(className="panel col", children=[html.H3("Backlog per CSP and class"),
-                                                      html.Div(backlog, id="cap-backlog")]),
-            html.Div(className="panel col", children=[html.H3("Oldest queued message"), html.Div(age, id="cap-age")]),
+        html.Div(html.Div(message, id="cap-message", className="muted"), id="cap-message-panel", className="panel",
+                 style={} if message else HIDDEN),
+        html.Div(id="cap-body", style=HIDDEN if message else {}, children=[
+            html.Div(className="row", children=[
+                html.Div(className="panel col", children=[html.H3("Headroom per link"),
+                                                          html.Div(links_, id="cap-links")]),
+                html.Div(className="panel col", children=[html.H3("Latency against the Target Response Time"),
+                                                          html.Div(latency, id="cap-latency")]),
+            ]),
+            html.Div(className="row", children=[
+                html.Div(className="panel col", children=[html.H3("Share answered within target, this half-hour"),
+                                                          html.Div(within, id="cap-within")]),
+                html.Div(className="panel col", children=[html.H3("Device alerts under load"),
+                                                          html.Div(alerts, id="cap-alerts")]),
+            ]),
+            html.Div(className="row", children=[
+                html.Div(className="panel col", children=[html.H3("Backlog per CSP and class"),
+                                                          html.Div(backlog, id="cap-backlog")]),
+                html.Div(className="panel col", children=[html.H3("Oldest queued message"),
+                                                          html.Div(age, id="cap-age")]),
+            ]),
         ]),
     ])
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(*(Output(p, "children") for p in PANELS), Output("cap-kpis", "data-tick"), Output("cap-seen", "data"),
-                  Input("cap-pulse", "n_intervals"), State("cap-seen", "data"))
+    @app.callback(*(Output(p, "children") for p in PANELS), Output("cap-message", "children"),
+                  Output("cap-message-panel", "style"), Output("cap-body", "style"), Output("cap-kpis", "data-tick"),
+                  Output("cap-seen", "data"), Input("cap-pulse", "n_intervals"), State("cap-seen", "data"))
     def update(_n, seen):
         tick = feed.last_tick()
         if tick == seen:
             raise PreventUpdate
-        return (*content(feed), str(tick), tick)
+        message, panels = content(feed)
+        return (*panels, message, {} if message else HIDDEN, HIDDEN if message else {}, str(tick), tick)

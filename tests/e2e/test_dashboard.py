@@ -40,7 +40,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 # Each page and an element that shows it has drawn.
 READY = {"/": "#ov-map .main-svg", "/network": "#net-mix .main-svg", "/firmware": "#fw-versions .main-svg",
          "/switching": "#sw-shares .main-svg", "/alerts": "#al-rates .main-svg", "/hub": "#hub-id",
-         "/scenario": "#ev-submit", "/capacity": "#cap-kpis .kpi"}
+         "/scenario": "#ev-submit", "/capacity": "#cap-kpis .kpi, #cap-message-panel"}
 
 
 class Stack:
