@@ -113,10 +113,11 @@ def headroom_figure(cap: dict[str, Any], window: list[dict[str, Any]]) -> go.Fig
         customdata=[[link["capacity_per_s"], link["backlog"], band(link["utilisation"])[1]] for link in rows],
         hovertemplate="%{y}: %{x:.1f}% of capacity<br>capacity %{customdata[0]:,.3f} messages/s"
                       "<br>queued %{customdata[1]:,} messages<br>band %{customdata[2]}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[peak.get(n, 0.0) for n in names], y=names, mode="markers", name="peak, last 24 h",
+    fig.add_trace(go.Scatter(x=[peak.get(n, 0.0) for n in names], y=names, mode="markers",
+                             name=f"peak, last {_span(window)}",
                              showlegend=False,
                              marker=dict(symbol="diamond", size=9, color="#1d2630"),
-                             hovertemplate="%{y}: peak %{x:.1f}% in the last 24 h<extra></extra>"))
+                             hovertemplate=f"%{{y}}: peak %{{x:.1f}}% in the last {_span(window)}<extra></extra>"))
     top = max([110.0, *util, *peak.values()]) * 1.12
     fig.add_vline(x=100, line=dict(color="#7f0000", dash="dash", width=1.5))
     fig.add_annotation(x=100, y=1.0, yref="paper", text="capacity", showarrow=False, xanchor="left", yanchor="bottom",
@@ -129,11 +130,11 @@ def headroom_figure(cap: dict[str, Any], window: list[dict[str, Any]]) -> go.Fig
     return fig
 
 
-def band_key() -> html.Div:
-    """The colour key of the headroom bands."""
+def band_key(window: list[dict[str, Any]]) -> html.Div:
+    """The colour key of the headroom bands and the peak marker (over `window`, tick records)."""
     return html.Div(className="small band-key", children=[
         *(html.Span([html.Span(className="swatch", style={"background": colour}), label]) for _, colour, label in BANDS),
-        html.Span("◆ peak in the last 24 h")])
+        html.Span(f"◆ peak in the last {_span(window)}")])
 
 
 def latency_figure(cap: dict[str, Any]) -> go.Figure:
@@ -322,7 +323,7 @@ def content(feed) -> tuple[str, list[Any]]:
     if not cap:
         return NO_CAPACITY, [[], "", "", "", "", "", ""]
     window = _capacity_ticks(feed.ticks_since(-1, WINDOW))
-    return "", [kpis(cur), [graph("cap-links-fig", headroom_figure(cap, window)), band_key()],
+    return "", [kpis(cur), [graph("cap-links-fig", headroom_figure(cap, window)), band_key(window)],
                 graph("cap-latency-fig", latency_figure(cap)), within_table(cap), alerts_panel(window),
                 backlog_panel(window), age_panel(window)]
 
