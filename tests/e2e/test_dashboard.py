@@ -381,11 +381,14 @@ def test_capacity_page_shows_the_networks_figures_for_the_tick_the_api_sent(stac
         pytest.skip("this API does not fill TickSummary.capacity in WatchFleet (issue 13's API part)")
     stack.sup.pause()  # one tick on the page and in the engine's history while they are compared
     try:
-        tick = stack.sup.history[-1].tick
         page.goto(stack.url + "/")
         page.click("#nav-capacity")
-        page.wait_for_function(f"document.querySelector('#cap-kpis') && "
-                               f"document.querySelector('#cap-kpis').dataset.tick === '{tick}'", timeout=20_000)
+        page.wait_for_selector("#cap-kpis .kpi")
+        # A step in flight when the clock paused still lands: wait until the page shows the last one.
+        deadline = time.monotonic() + 30
+        while (tick := int(page.get_attribute("#cap-kpis", "data-tick"))) != stack.sup.history[-1].tick:
+            assert time.monotonic() < deadline, (tick, stack.sup.history[-1].tick)
+            time.sleep(0.2)
         page.wait_for_selector("#cap-links-fig .main-svg")
         page.wait_for_selector("#cap-latency-fig .main-svg")
         report = next(s for s in stack.sup.history if s.tick == tick).capacity
@@ -410,6 +413,15 @@ def test_capacity_page_shows_the_networks_figures_for_the_tick_the_api_sent(stac
         queued = any(r.backlog.sum() > 0 for r in day)
         page.wait_for_selector("#cap-backlog-fig .main-svg" if queued else "#cap-backlog-none")
         page.screenshot(path=str(SHOTS / "capacity-live.png"), full_page=True)
+        # Live: each tick redraws the page's figures, in an update under 100 kB (shared/DESIGN.md).
+        sizes: list[int] = []
+        page.on("response", lambda r: sizes.append(int(r.headers["content-length"]))
+                if "/_dash-update-component" in r.url and r.status == 200 and "cap-pulse" in (r.request.post_data or "")
+                else None)
+        stack.run_clock()
+        page.wait_for_function(f"Number(document.querySelector('#cap-kpis').dataset.tick) > {tick + 3}",
+                               timeout=30_000)
+        assert sizes and max(sizes) < 100_000, sizes
         assert page.console_errors == []
     finally:
         stack.run_clock()
