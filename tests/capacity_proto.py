@@ -33,14 +33,3 @@ def capacity_message(report: CapacityReport, params: CapacityParams) -> fleet_pb
         msg.alerts.add(csp=csp, **{k: v[csp] for k, v in d["alerts"].items()})
     return msg
 
-
-def tick_message(tick: int, time_iso: str, report: CapacityReport | None,
-                 params: CapacityParams) -> fleet_pb2.TickSummary:
-    """A TickSummary carrying only the tick, its time and (if any) its capacity."""
-    from datetime import datetime
-
-    s = fleet_pb2.TickSummary(tick=tick)
-    s.time.FromDatetime(datetime.fromisoformat(time_iso))
-    if report is not None:
-        s.capacity.CopyFrom(capacity_message(report, params))
-    return s

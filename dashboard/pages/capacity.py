@@ -213,7 +213,8 @@ def _series(window: list[dict[str, Any]], field: str, scale: float = 1.0) -> dic
     return out
 
 
-def queue_figure(window: list[dict[str, Any]], field: str, title: str, y_title: str, scale: float = 1.0) -> go.Figure:
+def queue_figure(window: list[dict[str, Any]], *, field: str, title: str, y_title: str, scale: float = 1.0
+                 ) -> go.Figure:
     """One line per (CSP, class) with anything queued in the window: colour by CSP, dash by class.
     Evenly spaced ticks travel as x0 and dx, not a date per point (the update stays small)."""
     fig = go.Figure()
@@ -233,16 +234,16 @@ def backlog_panel(window: list[dict[str, Any]]) -> Any:
     if not _series(window, "backlog"):
         return html.Div(f"Nothing queued at the end of any half-hour in the last {_span(window)}: every link served "
                         "what it was offered.", className="muted", id="cap-backlog-none")
-    return graph("cap-backlog-fig", queue_figure(window, "backlog", "Backlog at the end of each half-hour",
-                                                 "messages queued"))
+    return graph("cap-backlog-fig", queue_figure(window, field="backlog", title="Backlog at the end of each half-hour",
+                                                 y_title="messages queued"))
 
 
 def age_panel(window: list[dict[str, Any]]) -> Any:
     if not _series(window, "oldest_age_s"):
         return html.Div(f"No message waited past the end of its half-hour in the last {_span(window)}.",
                         className="muted", id="cap-age-none")
-    return graph("cap-age-fig", queue_figure(window, "oldest_age_s", "Age of the oldest queued message",
-                                             "hours", scale=3600.0))
+    return graph("cap-age-fig", queue_figure(window, field="oldest_age_s", title="Age of the oldest queued message",
+                                             y_title="hours", scale=3600.0))
 
 
 def _span(window: list[dict[str, Any]]) -> str:
