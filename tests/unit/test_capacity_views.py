@@ -153,7 +153,8 @@ def test_backlog_age_and_alerts_over_the_day_come_from_the_ticks(storm, storm_fe
     # Evenly spaced ticks travel as a start and a step, not a date per point.
     assert lines["South scheduled"].x0 == window[0]["time"] and lines["South scheduled"].dx == page.TICK_MS
     age = {t.name: t for t in page.age_panel(window).figure.data}
-    assert max(age["South scheduled"].y) == pytest.approx(max(r.oldest_age_s[SOUTH, sched] for r in storm.reports) / 3600)
+    oldest = max(round(float(r.oldest_age_s[SOUTH, sched])) for r in storm.reports)  # whole seconds on the wire
+    assert max(age["South scheduled"].y) == pytest.approx(oldest / 3600)
     table = page.alerts_panel(window)
     rows = {tr.children[0].children: [td.children for td in tr.children[1:]] for tr in table.children[1].children}
     assert rows["South"] == [f"{sum(int(getattr(r, 'alerts_' + k)[SOUTH]) for r in storm.reports):,}"
