@@ -74,7 +74,14 @@ def tick_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
         "messages": {c.csp: sum(c.messages.values()) for c in s.csps},
         "dark_by_csp": {c.csp: c.dark_hubs for c in s.csps},
         "alerts": alerts,
+        "capacity": capacity_record(s),
     }
+
+
+def capacity_record(s: fleet_pb2.TickSummary) -> dict[str, Any] | None:
+    """How the network carried the tick (NetworkCapacity: a few hundred numbers, links x classes,
+    never the fleet), or None when the summary carries none (the capacity model is off)."""
+    return message_record(s.capacity) if s.HasField("capacity") else None
 
 
 def latest_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.support import ENV, TWIN, twin
 from twin.engine.shared_state import PREFIX, segments_of
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
+from twin.reporting.capacity import capacity_summary
 
 
 def unused_port() -> int:
@@ -72,9 +73,12 @@ def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
     r = json.loads(out.read_text())
     assert r["hubs"] == 20_000 and r["ticks"] == 48 and r["shards"] == 2
     local = LocalFleet(FleetConfig(hubs=20_000, seed=4))
-    local.run(48)
+    summaries = local.run(48)
     assert r["state_hash"] == local.state_hash()
     assert r["state_hash"] in p.stdout  # the table prints it too
+    # The capacity figures are the model's, for 2 shards on Ray as for 1 in process, and printed.
+    assert r["capacity"] == json.loads(json.dumps(capacity_summary(summaries, local.config.params.capacity)))
+    assert "p99 on-demand latency (target 30 s)" in p.stdout and r["capacity"]["peak_link"] in p.stdout
     for figure in ("messages", "reachable_hubs", "dark_hubs", "hh_periods_lost", "bytes_per_hub",
                    "wall_s", "hub_ticks_per_s"):
         assert figure in r
@@ -186,6 +190,7 @@ def test_up_runs_prints_status_and_stops_cleanly_on_ctrl_c(tmp_path):
     lines = status_lines(proc, 2)
     ticks = [int(line.split("tick")[1].split()[0]) for line in lines]
     assert ticks[1] > ticks[0]  # the clock is moving
+    assert all(" busiest " in line and " on-demand p99 " in line for line in lines)  # the capacity figure
     err = stop(proc)
     assert "twin is running: simulated clock from 2026-05-31 23:00 UTC" in err and "Traceback" not in err
 

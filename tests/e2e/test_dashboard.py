@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.longrunning import operations_pb2
 
@@ -22,8 +23,10 @@ from tests.support import run_dir
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
 from twin.generated.fleet.v1 import fleet_pb2
-from twin.model.catalog import WAN_LABEL, Csp, WanTech
+from twin.model.capacity import LINK_NAMES
+from twin.model.catalog import WAN_LABEL, Csp, TrafficClass, WanTech
 from twin.model.config import FleetConfig
+from twin.reporting.capacity import link_label
 from twin.services.identity import UserStore
 from twin.services.server import ApiServer
 
@@ -37,7 +40,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 # Each page and an element that shows it has drawn.
 READY = {"/": "#ov-map .main-svg", "/network": "#net-mix .main-svg", "/firmware": "#fw-versions .main-svg",
          "/switching": "#sw-shares .main-svg", "/alerts": "#al-rates .main-svg", "/hub": "#hub-id",
-         "/scenario": "#ev-submit"}
+         "/scenario": "#ev-submit", "/capacity": "#cap-kpis .kpi, #cap-message-panel"}
 
 
 class Stack:
@@ -367,3 +370,58 @@ def test_beyond_localhost_needs_an_operator_token(stack, tmp_path):
         server.should_exit = True
         t.join(5)
         feed.stop()
+
+
+def test_capacity_page_shows_the_networks_figures_for_the_tick_the_api_sent(stack, page):
+    with stack.client() as c:
+        stream = c.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(backlog=1), metadata=c.metadata)
+        first = next(stream)
+        stream.cancel()
+    if not first.HasField("capacity"):
+        pytest.skip("this API does not fill TickSummary.capacity in WatchFleet (issue 13's API part)")
+    stack.sup.pause()  # one tick on the page and in the engine's history while they are compared
+    try:
+        page.goto(stack.url + "/")
+        page.click("#nav-capacity")
+        page.wait_for_selector("#cap-kpis .kpi")
+        # A step in flight when the clock paused still lands: wait until the page shows the last one.
+        deadline = time.monotonic() + 30
+        while (tick := int(page.get_attribute("#cap-kpis", "data-tick"))) != stack.sup.history[-1].tick:
+            assert time.monotonic() < deadline, (tick, stack.sup.history[-1].tick)
+            time.sleep(0.2)
+        page.wait_for_selector("#cap-links-fig .main-svg")
+        page.wait_for_selector("#cap-latency-fig .main-svg")
+        report = next(s for s in stack.sup.history if s.tick == tick).capacity
+        # The busiest link and its utilisation: the model's, for this tick.
+        util = np.where(report.link_capacity > 0, report.link_utilisation, -1.0)
+        busiest = int(np.argmax(util))
+        link, value = page.evaluate("(() => { const b = document.querySelector('#cap-kpi-busiest');"
+                                    " return [b.dataset.link, Number(b.dataset.value)]; })()")
+        assert link == link_label(LINK_NAMES[busiest]) and value == pytest.approx(util[busiest], abs=1e-4)
+        bars = page.evaluate("document.querySelector('#cap-links-fig .js-plotly-plot').data[0].x.length")
+        assert bars == int((report.link_capacity > 0).sum())
+        # South's p99 per class that sent anything, on the latency chart.
+        south = int(Csp.SOUTH)
+        p99 = page.evaluate("document.querySelector('#cap-latency-fig .js-plotly-plot').data"
+                            ".find(t => t.name === 'South p99').y")
+        sent = [k for k in TrafficClass if report.messages[south, k] > 0]
+        assert p99 == pytest.approx([float(report.latency_p99[south, k]) for k in sent], abs=0.01)
+        within = float(page.get_attribute("#cap-within-south-on-demand", "data-value"))
+        assert within == pytest.approx(float(report.within_target[south, TrafficClass.ON_DEMAND]), abs=1e-4)
+        # Backlog over the last day: a chart if anything was queued in it, else a sentence.
+        day = [s.capacity for s in stack.sup.history if tick - 48 < s.tick <= tick]
+        queued = any(r.backlog.sum() > 0 for r in day)
+        page.wait_for_selector("#cap-backlog-fig .main-svg" if queued else "#cap-backlog-none")
+        page.screenshot(path=str(SHOTS / "capacity-live.png"), full_page=True)
+        # Live: each tick redraws the page's figures, in an update under 100 kB (shared/DESIGN.md).
+        sizes: list[int] = []
+        page.on("response", lambda r: sizes.append(int(r.headers["content-length"]))
+                if "/_dash-update-component" in r.url and r.status == 200 and "cap-pulse" in (r.request.post_data or "")
+                else None)
+        stack.run_clock()
+        page.wait_for_function(f"Number(document.querySelector('#cap-kpis').dataset.tick) > {tick + 3}",
+                               timeout=30_000)
+        assert sizes and max(sizes) < 100_000, sizes
+        assert page.console_errors == []
+    finally:
+        stack.run_clock()

@@ -25,6 +25,7 @@ from twin.launcher.process import Child, LaunchError, start_child, stop_children
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant
+from twin.reporting.capacity import status_figure
 from twin.reporting.compare import comparison_page
 from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
@@ -237,7 +238,8 @@ class Launcher:
                 f"{config.time_of(s.tick + 1):%Y-%m-%d %H:%M}  tick {s.tick:>6}  "
                 f"msgs/tick {s.total_messages:>9,}  reachable {int(s.reachable_hubs.sum()):>11,}  "
                 f"dark {int(s.dark_hubs.sum()):>8,}  alerts {int(s.alerts.sum()):>6,}  "
-                f"HH lost {sup.totals['hh_lost']:>10,}  {rate / 1e6:,.1f}M hub-ticks/s",
+                f"HH lost {sup.totals['hh_lost']:>10,}  {rate / 1e6:,.1f}M hub-ticks/s"
+                + (f"  {cap}" if (cap := status_figure(s.capacity, config.params.capacity)) else ""),
                 flush=True,
             )
 

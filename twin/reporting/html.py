@@ -13,10 +13,23 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from twin.reporting.capacity import format_seconds
+
 SUMMARY_KEYS = ("hubs", "meters", "messages_total", "messages_per_reachable_meter_month", "peak_alerts_per_s",
                 "hh_periods_lost", "hh_periods_at_risk", "wall_s", "state_hash", "dark_hubs")
 CONFIG_KEYS = ("hubs", "seed", "shards", "days")
 TOP_SUPPLIERS = 8
+
+# The dashboard's colours for the CSP regions (dashboard/figures.py CSP_COLOURS), and a dash per
+# WAN technology for the links.
+CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
+TECH_DASH = {"LRR": "solid", "2G": "dash", "3G": "solid", "4G": "dot", "VWAN": "dashdot"}
+ALERT_COLOURS = {"delayed": "#e6a100", "throttled": "#9467bd", "failed": "#d62728", "redelivered": "#2ca02c",
+                 "expired": "#7f0000"}
+# A latency axis' ticks, seconds, in the units people think in (plotly's own log ticks are bare
+# numbers with unlabelled minor ticks).
+LATENCY_TICKS = ((0.01, "10 ms"), (0.1, "0.1 s"), (1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"),
+                 (3_600, "1 h"), (21_600, "6 h"), (86_400, "1 d"), (604_800, "1 week"))
 
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;max-width:1200px;
 color:#222;padding:0 1rem}h1{margin-bottom:.2rem}h2{font-size:1.1rem;margin:1.5rem 0 .3rem}
@@ -141,6 +154,142 @@ def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
     return [(t, f) for t, f in figs if f.data]
 
 
+def _capacity_x(cap: Mapping[str, Any], series: Mapping[str, Any]) -> list[Any]:
+    """The capacity series' x values: the report's times of their ticks (ticks where one is missing)."""
+    when = dict(zip([int(t) for t in _get(series, "tick")], _get(series, "time"), strict=False))
+    ticks = [int(t) for t in _get(cap, "tick")]
+    return [when[t] for t in ticks] if all(t in when for t in ticks) else ticks
+
+
+def _level(fig: go.Figure, x: Sequence[Any], y: float, name: str) -> None:
+    """A dashed level across the plot (a trace, not a shape: shapes and annotations on a log axis
+    take log10 values, and would stretch the axis)."""
+    fig.add_trace(go.Scatter(x=[x[0], x[-1]], y=[y, y], mode="lines", name=name, hoverinfo="name+y",
+                             line={"color": "#b00020", "dash": "dash", "width": 1.5}))
+
+
+def _all_zero(named: Mapping[str, Any]) -> bool:
+    return not any(any(v for v in ys) for ys in named.values() if _has(ys))
+
+
+def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | str]]:
+    """The capacity section (series["capacity"], twin.reporting.capacity.capacity_series): per
+    link utilisation, p99 latency of on-demand reads and alerts per CSP against their Target
+    Response Time, the share within it, backlog and alerts under load. A figure that would be all
+    zero is a sentence saying so instead (an empty chart reads as missing data)."""
+    cap = series.get("capacity") or {}
+    x = _capacity_x(cap, series)
+    if not x:
+        return []
+    dates = not isinstance(x[0], int)
+    out: list[tuple[str, go.Figure | str]] = []
+    title = "Link utilisation per half-hour (offered load / capacity)"
+    fig = _new(title, dates=dates)
+    for name, ys in _named(cap, "link_utilisation").items():
+        # Colour by CSP region, dash by technology: a region's links read as one family.
+        csp, tech = name.split(" ", 1)
+        fig.add_trace(go.Scatter(x=x, y=[100 * v for v in ys], mode="lines", name=name,
+                                 line={"color": CSP_COLOURS.get(csp), "dash": TECH_DASH.get(tech, "solid")}))
+    _level(fig, x, 100.0, "capacity")
+    fig.update_yaxes(title_text="% of the link's capacity", rangemode="tozero")
+    out.append((title, fig))
+    targets = _named(cap, "target_response_s")
+    for klass, by_csp in _named(cap, "latency_p99_s").items():
+        target = targets.get(klass)
+        title = f"p99 {klass} latency per CSP" + (f" (Target Response Time {target:g} s)" if target else "")
+        fig = _new(title, dates=dates)
+        for csp, ys in by_csp.items():
+            # Seconds on a log axis: a tick in which the class sent nothing has no latency (not 0 s).
+            fig.add_trace(go.Scatter(x=x, y=[v if v > 0 else None for v in ys], mode="lines", name=csp,
+                                     line={"color": CSP_COLOURS.get(csp)}))
+        if target:
+            _level(fig, x, target, "target")
+        fig.update_yaxes(type="log", title_text="p99 latency (log scale)", tickvals=[v for v, _ in LATENCY_TICKS],
+                         ticktext=[t for _, t in LATENCY_TICKS])
+        out.append((title, fig))
+    title = "Share answered within the Target Response Time"
+    within = _named(cap, "within_target")
+    if all(v >= 1.0 for by_csp in within.values() for ys in by_csp.values() for v in ys):
+        out.append((title, f"Every {' and '.join(within)} message was answered within its Target Response Time, "
+                           "in every CSP region and every half-hour (100%)."))
+    else:
+        fig = _new(title, dates=dates)
+        for klass, by_csp in within.items():
+            for csp, ys in by_csp.items():
+                fig.add_trace(go.Scatter(x=x, y=[100 * v for v in ys], mode="lines", name=f"{csp} {klass}",
+                                         line={"color": CSP_COLOURS.get(csp),
+                                               "dash": "solid" if klass == "on-demand" else "dot"}))
+        fig.update_yaxes(title_text="% of the half-hour's messages", range=[0, 102])
+        out.append((title, fig))
+    title = "Backlog per CSP (messages queued at the end of each half-hour)"
+    backlog = _named(cap, "backlog")
+    if _all_zero(backlog):
+        out.append((title, "No message was queued at the end of any half-hour: every link served what it was offered."))
+    else:
+        fig = _new(title, secondary=True, dates=dates)
+        for csp, ys in backlog.items():
+            fig.add_trace(go.Scatter(x=x, y=list(ys), mode="lines", name=f"{csp} backlog",
+                                     line={"color": CSP_COLOURS.get(csp)}), secondary_y=False)
+        for csp, ys in _named(cap, "oldest_age_s").items():
+            fig.add_trace(go.Scatter(x=x, y=[v / 3600 for v in ys], mode="lines", name=f"{csp} oldest queued",
+                                     line={"color": CSP_COLOURS.get(csp), "dash": "dot"}), secondary_y=True)
+        fig.update_yaxes(title_text="messages queued", secondary_y=False, rangemode="tozero")
+        fig.update_yaxes(title_text="age of the oldest queued message, hours", secondary_y=True, rangemode="tozero")
+        out.append((title, fig))
+    title = "Device alerts under load (per half-hour, all CSPs)"
+    alerts = _named(cap, "alerts")
+    if _all_zero(alerts):
+        out.append((title, "No device alert was delayed, throttled (SECMP0062), failed or expired in the run."))
+    else:
+        fig = _new(title, secondary=True, dates=dates)
+        for k, ys in alerts.items():
+            if k != "failed_queue" and _has(ys):
+                fig.add_trace(go.Scatter(x=x, y=list(ys), mode="lines", name=k,
+                                         line={"color": ALERT_COLOURS.get(k)}), secondary_y=False)
+        if _has(alerts.get("failed_queue")):
+            fig.add_trace(go.Scatter(x=x, y=list(alerts["failed_queue"]), mode="lines", name="in the failed-alert queue",
+                                     line={"color": "#555", "dash": "dot"}), secondary_y=True)
+        fig.update_yaxes(title_text="alerts per half-hour", secondary_y=False, rangemode="tozero")
+        fig.update_yaxes(title_text="alerts in the failed queue", secondary_y=True, rangemode="tozero")
+        out.append((title, fig))
+    return out
+
+
+def _capacity_tables(cap: Mapping[str, Any]) -> str:
+    """The run's capacity figures (summary["capacity"], twin.reporting.capacity.capacity_summary)
+    as two tables: link utilisation at its peak, and service per CSP at its worst."""
+    if not cap:
+        return ""
+    peak = cap.get("peak_link_utilisation") or {}
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{100 * v:.0f}%</td></tr>"
+                   for k, v in sorted(peak.items(), key=lambda kv: -kv[1]))
+    rows += (f"<tr><th>central DSP stage</th><td class=num>{100 * cap.get('dsp_peak_utilisation', 0):.0f}%</td></tr>"
+             f"<tr><th>busiest North base station</th>"
+             f"<td class=num>{100 * cap.get('base_station_peak_utilisation', 0):.0f}%</td></tr>")
+    links = f"<table><tr><th>stage</th><th>peak utilisation</th></tr>{rows}</table>"
+    csps = list(cap.get("worst_p99_s") or {})
+    targets = cap.get("target_response_s") or {}
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in csps)
+    body = []
+    for klass, target in targets.items():
+        cells = []
+        for c in csps:
+            p99, share = cap["worst_p99_s"][c][klass], cap["min_within_target"][c][klass]
+            style = " style='color:#b00020;font-weight:600'" if p99 > target else ""
+            cells.append(f"<td class=num{style}>{format_seconds(p99)} · {100 * share:.1f}%</td>")
+        body.append(f"<tr><th>{html.escape(klass)} (target {format_seconds(target)})</th>{''.join(cells)}</tr>")
+    alerts = cap.get("alerts") or {}
+    for k in ("delayed", "throttled", "failed", "expired"):
+        if k in alerts:
+            body.append(f"<tr><th>alerts {k}</th>"
+                        + "".join(f"<td class=num>{alerts[k].get(c, 0):,}</td>" for c in csps) + "</tr>")
+    body.append("<tr><th>peak backlog, messages</th>"
+                + "".join(f"<td class=num>{(cap.get('peak_backlog') or {}).get(c, 0):,}</td>" for c in csps) + "</tr>")
+    service = (f"<table><tr><th>worst tick: p99 latency · lowest share within target</th>{head}</tr>"
+               f"{''.join(body)}</table>")
+    return links + service
+
+
 def _op_figure(op: Mapping[str, Any], series: Mapping[str, Any]) -> tuple[str, go.Figure] | None:
     op_series = op.get("series") or {}
     counters = {k: v for k, v in op_series.items() if k != "tick" and _has(v)}
@@ -158,6 +307,7 @@ def _figures(report: Mapping[str, Any]) -> list[tuple[str, go.Figure, Mapping[st
     series = report.get("series") or {}
     out: list[tuple[str, go.Figure, Mapping[str, Any] | None]] = [
         (t, f, None) for t, f in _series_figures(series)]
+    out += [(t, f, None) for t, f in _capacity_figures(series) if isinstance(f, go.Figure)]
     for op in report.get("operations") or []:
         if (made := _op_figure(op, series)) is not None:
             out.append((*made, op.get("metadata") or {}))
@@ -165,7 +315,8 @@ def _figures(report: Mapping[str, Any]) -> list[tuple[str, go.Figure, Mapping[st
 
 
 def build_figures(report: dict) -> list[tuple[str, go.Figure]]:
-    """(title, figure) pairs in page order: fleet series first, then one per operation with data."""
+    """(title, figure) pairs in page order: fleet series first, the network's capacity, then one
+    per operation with data."""
     return [(title, fig) for title, fig, _ in _figures(report)]
 
 
@@ -178,11 +329,30 @@ def write_html(report: dict, path: pathlib.Path) -> None:
              f"<p>{html.escape(str(scenario.get('description', '')))}</p>",
              "<h2>Summary</h2>", _table(report.get("summary") or {}, SUMMARY_KEYS),
              "<h2>Configuration</h2>", _table(report.get("config") or {}, CONFIG_KEYS)]
-    for i, (title, fig, metadata) in enumerate(_figures(report)):
+    # Page order: fleet series, the capacity section (its tables, then each figure or the sentence
+    # that stands for an all-zero one), then each operation with its metadata.
+    series = report.get("series") or {}
+    blocks: list[tuple[str, go.Figure | str, Mapping[str, Any] | None]] = [
+        (t, f, None) for t, f in _series_figures(series)]
+    capacity = _capacity_figures(series)
+    if capacity:
+        cap_summary = (report.get("summary") or {}).get("capacity") or {}
+        blocks.append(("", "<h2>Network capacity and service levels</h2>" + _capacity_tables(cap_summary), None))
+        blocks += [(t, f if isinstance(f, go.Figure) else f"<p><b>{html.escape(t)}</b>: {html.escape(f)}</p>", None)
+                   for t, f in capacity]
+    for op in report.get("operations") or []:
+        if (made := _op_figure(op, series)) is not None:
+            blocks.append((*made, op.get("metadata") or {}))
+    first = True
+    for title, fig, metadata in blocks:
+        if isinstance(fig, str):
+            parts.append(fig)
+            continue
         if metadata is not None:
             parts.append(f"<h2>{html.escape(title)}</h2>")
         # Only the first figure carries plotly.js: the page must work offline and inline it just once.
-        div = pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False, config={"displaylogo": False})
+        div = pio.to_html(fig, include_plotlyjs=first, full_html=False, config={"displaylogo": False})
+        first = False
         parts.append(f"<div class=fig>{div}</div>")
         if metadata is not None:
             parts.append(_table(metadata))

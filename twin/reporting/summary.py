@@ -10,16 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from twin.model.catalog import AlertKind, Csp, MessageType
-from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY
+from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY, ModelParams
 from twin.model.state import BYTES_PER_HUB, DARK_AGE_EDGES_DAYS
 from twin.model.summary import DARK_REASONS, TickSummary
+from twin.reporting.capacity import capacity_summary, print_capacity
 
 CSP_NAMES = [c.name.title() for c in Csp]
 
 
 def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards: int, state_bytes: int,
                 build_s: float, run_s: float, state_hash: str) -> dict[str, Any]:
-    """Figures of a finished headless run."""
+    """Figures of a finished headless run. `config` is FleetConfig.to_dict() (its params give the
+    Target Response Times the capacity figures are held against)."""
     last = summaries[-1]
     ticks = len(summaries)
     messages = np.sum([s.messages for s in summaries], axis=0)
@@ -55,6 +57,8 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
         "hh_periods_at_risk": last.hh_at_risk,
         # Prepayment premises off supply for credit and on emergency credit at the end, per supplier.
         "prepayment": last.prepayment() | {"topups": int(sum(s.prepay_topups for s in summaries))},
+        # The network's capacity and service levels at their worst ({} with the capacity model off).
+        "capacity": capacity_summary(summaries, ModelParams.from_dict(config.get("params") or {}).capacity),
         "state_bytes": state_bytes,
         "bytes_per_hub": round(state_bytes / hubs, 2),
         "bytes_per_hub_layout": BYTES_PER_HUB,
@@ -139,3 +143,4 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
             p.add_row(name, f"{v['premises']:,}", f"{v['emergency_credit']:,}", f"{v['off_supply']:,}",
                       f"{v['off_supply'] / max(v['premises'], 1):.1%}")
         console.print(p)
+    print_capacity(r.get("capacity") or {}, console)

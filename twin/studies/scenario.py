@@ -134,6 +134,8 @@ def run_scenario(sc: Scenario, *, run_dir: Path, shards: int | None = None,
 
 def series(config: FleetConfig, summaries: list[TickSummary]) -> dict[str, Any]:
     """Time series for the report's plots, one value per tick."""
+    from twin.reporting.capacity import capacity_series
+
     csps = [c.name.title() for c in Csp]
     msgs = np.array([s.messages.sum(axis=1) for s in summaries])
     dark = np.array([s.dark_hubs for s in summaries])
@@ -155,6 +157,7 @@ def series(config: FleetConfig, summaries: list[TickSummary]) -> dict[str, Any]:
         "supplier_hubs": {x.name: sup[:, k].tolist() for k, x in enumerate(SUPPLIERS, 1)},
         "prepay_off_supply": {x.name: off[:, k].tolist() for k, x in enumerate(SUPPLIERS, 1)},
         "prepay_emergency_credit": [int(s.credit_ec_supplier.sum()) for s in summaries],
+        "capacity": capacity_series(summaries, config.params.capacity),
     }
 
 
