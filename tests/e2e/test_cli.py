@@ -82,7 +82,9 @@ def test_run_writes_a_summary_whose_hash_matches_the_model(tmp_path):
     for figure in ("messages", "reachable_hubs", "dark_hubs", "hh_periods_lost", "bytes_per_hub",
                    "wall_s", "hub_ticks_per_s"):
         assert figure in r
-    assert 20 < r["messages_per_reachable_meter_month"] < 36
+    # The 2022 calibration: about 48 messages and 76 device alerts per meter per month.
+    assert 40 < r["messages_per_reachable_meter_month"] < 56
+    assert 64 < r["device_alerts_per_reachable_meter_month"] < 88
     assert "Traceback" not in p.stderr
 
 

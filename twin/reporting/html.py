@@ -15,7 +15,8 @@ from plotly.subplots import make_subplots
 
 from twin.reporting.capacity import format_seconds
 
-SUMMARY_KEYS = ("hubs", "meters", "messages_total", "messages_per_reachable_meter_month", "peak_alerts_per_s",
+SUMMARY_KEYS = ("hubs", "meters", "messages_total", "messages_per_reachable_meter_month",
+                "device_alerts_per_reachable_meter_month", "peak_alerts_per_s",
                 "hh_periods_lost", "hh_periods_at_risk", "wall_s", "state_hash", "dark_hubs")
 CONFIG_KEYS = ("hubs", "seed", "shards", "days")
 TOP_SUPPLIERS = 8

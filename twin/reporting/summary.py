@@ -30,7 +30,10 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
     meters = int(last.meters.sum())
     mean_reach_meters = float(np.mean([s.reachable_meters.sum() for s in summaries]))
     months = ticks / (HALF_HOURS_PER_DAY * DAYS_PER_MONTH)
-    per_meter_month = float(messages.sum() / mean_reach_meters / months) if mean_reach_meters else 0.0
+    # As the DCC publishes them: messages besides device alerts, and device alerts, per meter.
+    n_alerts = float(messages[:, MessageType.ALERT].sum())
+    per_meter_month = float((messages.sum() - n_alerts) / mean_reach_meters / months) if mean_reach_meters else 0.0
+    alerts_per_meter_month = float(n_alerts / mean_reach_meters / months) if mean_reach_meters else 0.0
     return {
         "config": config,
         "shards": shards,
@@ -45,7 +48,8 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
         },
         "messages_total": int(messages.sum()),
         "messages_per_reachable_meter_month": round(per_meter_month, 2),
-        "daily_read_share": round(float(messages[:, MessageType.DAILY_READ].sum() / max(messages.sum(), 1)), 4),
+        "device_alerts_per_reachable_meter_month": round(alerts_per_meter_month, 2),
+        "daily_read_share": round(float(messages[:, MessageType.DAILY_READ].sum() / max(messages.sum() - n_alerts, 1)), 4),
         "alerts": {k.name: int(alerts[:, k].sum()) for k in AlertKind},
         "alerts_undelivered": int(sum(s.alerts_undelivered for s in summaries)),
         "peak_alerts_per_s": int(max(s.peak_alerts_per_s for s in summaries)),
@@ -105,7 +109,8 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
     t.add_row("hubs on the DCC / not enrolled", f"{r['dcc_hubs']:,} / {r['off_dcc_hubs']:,}")
     t.add_row("seed / shards / ticks", f"{cfg['seed']} / {r['shards']} / {r['ticks']:,}")
     t.add_row("messages", f"{r['messages_total']:,}")
-    t.add_row("messages per meter per month", f"{r['messages_per_reachable_meter_month']:.1f}")
+    t.add_row("messages per meter per month (besides alerts)", f"{r['messages_per_reachable_meter_month']:.1f}")
+    t.add_row("device alerts per meter per month", f"{r['device_alerts_per_reachable_meter_month']:.1f}")
     t.add_row("daily-read share", f"{r['daily_read_share']:.1%}")
     for label, figures in alert_rows(r["alerts"]):
         t.add_row(label, figures)
