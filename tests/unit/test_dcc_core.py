@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twin.engine.latency import LatencyTable
 from twin.engine.operations import operation_view
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
@@ -64,6 +65,12 @@ class LocalEngine:
 
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
+
+    def latency_table(self) -> LatencyTable | None:
+        """What the engine's operations store keeps after each tick (twin.engine.operations)."""
+        cap = self.config.params.capacity
+        planner = self.fleet.planner
+        return LatencyTable.of(planner.queues, cap, planner.observed) if cap.enabled else None
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The shards' service facts (the DCC's facts source)."""

@@ -8,6 +8,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 from twin.services.dcc.errors import PositionAhead, PositionExpired, StreamBehind
 from twin.services.dcc.requests import ServiceRequest, ServiceResponse
@@ -18,15 +20,21 @@ PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this
 @dataclass(eq=False)
 class Pending:
     """A request acknowledged and not yet answered: a read waiting for its hub to be reachable
-    (until `deadline_tick`), or a device change waiting for its `operation` to finish."""
+    (until `deadline_tick`), a device change waiting for its `operation` to finish, or a read
+    the network answers later than the caller's deadline: its `result`, taken when the request
+    reached the device, is delivered once the simulated clock passes `due` (the time it was sent
+    plus its `latency_s`)."""
 
     user_id: str
     request: ServiceRequest
     hub: int
     fuel: str  # "electricity" or "gas"
     csp: str
-    deadline_tick: int  # -1 for an operation: it ends when the operation does
+    deadline_tick: int  # -1 for an operation or a late answer: it ends when that does
     operation: str = ""
+    due: datetime | None = None
+    result: dict[str, Any] | None = None
+    latency_s: float | None = None
 
 
 @dataclass(eq=False)
