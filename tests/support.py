@@ -35,12 +35,13 @@ def twin(*args: str, timeout: float = 300, env: dict[str, str] | None = None) ->
 
 
 class Api:
-    """The live stack: a running engine (20,000 hubs, seed 9, two shards, stepped two ticks) and a
-    gRPC API on a port the system picks, with users created for a chosen premises."""
+    """The live stack: a running engine (20,000 hubs, seed 9, two shards, stepped two ticks; or
+    `config`) and a gRPC API on a port the system picks, with users created for a chosen premises."""
 
-    def __init__(self, tmp: Path, *, threshold: int = 10_000, **supervisor: Any):
-        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024),
+    def __init__(self, tmp: Path, *, threshold: int = 10_000, config: FleetConfig | None = None, **supervisor: Any):
+        self.sup = FleetSupervisor(config or FleetConfig(hubs=20_000, seed=9, block_size=1024),
                                    **{"shards": 2, **supervisor}, run_dir=run_dir("api"))
+        self.tmp = tmp
         self.sup.step(2)
         # A premises with gas, reachable, supplied by one supplier for both fuels.
         recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
@@ -75,6 +76,10 @@ class Api:
                 return
             self.sup.step(1)
         raise AssertionError(f"the premises {self.hub['device_id']} stayed unreachable for {max_ticks} ticks")
+
+    def user(self, user_id: str, role: str, party: int) -> None:
+        """Add a user (its token and signing key kept for `client(user_id)`)."""
+        self._user(self.tmp, user_id, role, party)
 
     def _user(self, tmp: Path, user_id: str, role: str, party: int) -> None:
         _, token, key = self.users.issue_user(user_id, role, party, keys_dir=tmp / "keys")
