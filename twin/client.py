@@ -201,6 +201,11 @@ class TwinClient:
     def network_state(self, region: str) -> csp_pb2.NetworkState:
         return self.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=f"regions/{region.lower()}"), **self._kw())
 
+    def load(self, region: str, ticks: int = 48) -> csp_pb2.Load:
+        """A region's recent ticks, oldest first: messages by type, and (capacity model on) each
+        link's capacity, utilisation and backlog and each traffic class's latency and service."""
+        return self.csp.GetLoad(csp_pb2.GetLoadRequest(name=f"regions/{region.lower()}", ticks=ticks), **self._kw())
+
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ import pytest
 from google.protobuf import json_format
 
 from tests.support import Api
-from twin.generated.csp.v1 import csp_pb2
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.model.capacity import LINK_NAMES
 from twin.model.catalog import CLASS_LABEL, WAN_LABEL, Csp, MessageType, TrafficClass, WanTech, supplier_code
@@ -197,7 +196,7 @@ def test_the_csp_service_shows_each_links_capacity_and_each_class_service(capapi
     a.sup.step(1)
     recent = list(a.sup.history)[-3:]
     with a.client("operator") as c:
-        load = c.csp.GetLoad(csp_pb2.GetLoadRequest(name="regions/south", ticks=3), **c._kw())
+        load = c.load("South", ticks=3)
     assert [t.tick for t in load.ticks] == [s.tick for s in recent]
     for t, s in zip(load.ticks, recent, strict=True):
         r = s.capacity
