@@ -38,6 +38,19 @@ def test_the_table_is_the_models_response_time(csp, wan, cell, kind):
     assert TABLE.seconds(csp=int(csp), wan=int(wan), cell=cell, message=kind) == pytest.approx(want, rel=1e-12, abs=0)
 
 
+def test_every_link_type_and_base_station_is_the_models_response_time():
+    q = FLEET.planner.queues
+    for csp in Csp:
+        for wan in WanTech:
+            for kind in MessageType:
+                want = q.response_time(int(csp), int(wan), -1, kind, CAP)
+                assert TABLE.seconds(csp=int(csp), wan=int(wan), cell=-1, message=kind) == pytest.approx(want, rel=1e-12)
+    for cell in range(NORTH_BASE_STATIONS):
+        want = q.response_time(Csp.NORTH, WanTech.LRR, cell, MessageType.ON_DEMAND_READ, CAP)
+        got = TABLE.seconds(csp=Csp.NORTH, wan=WanTech.LRR, cell=cell, message=MessageType.ON_DEMAND_READ)
+        assert got == pytest.approx(want, rel=1e-12), cell
+
+
 def test_the_wire_form_round_trips_and_a_wrong_size_is_refused():
     back = LatencyTable.from_lists(*TABLE.to_lists())
     assert back.tick == TABLE.tick
