@@ -160,7 +160,7 @@ def capacity_metrics(r: Any) -> list[tuple[str, str, int]]:
     """(metric, key, value) rows of one tick's CapacityReport (see CAPACITY_METRICS)."""
     out: list[tuple[str, str, int]] = []
     for i in np.flatnonzero(r.link_capacity > 0):
-        key = f"{CSP_TITLES[i // N_WAN]}/{WanTech(i % N_WAN).name}"
+        key = f"{CSP_TITLES[i // N_WAN]}/{WanTech(int(i) % N_WAN).name}"
         out += [("link_capacity_per_hour", key, round(float(r.link_capacity[i]) * 3600)),
                 ("link_utilisation_ppm", key, round(float(r.link_utilisation[i]) * 1e6)),
                 ("link_backlog", key, int(r.link_backlog[i]))]
