@@ -39,6 +39,7 @@ import duckdb
 import numpy as np
 
 from twin.engine.checkpoint import replace_synced, sync_folder
+from twin.model.capacity import CapacityReport
 from twin.model.catalog import CLASS_LABEL, N_WAN, SUPPLIERS, WAN_LABEL, AlertKind, Csp, MessageType, TrafficClass, WanTech
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
@@ -156,7 +157,7 @@ CAPACITY_METRICS = (
 )
 
 
-def capacity_metrics(r: Any) -> list[tuple[str, str, int]]:
+def capacity_metrics(r: CapacityReport) -> list[tuple[str, str, int]]:
     """(metric, key, value) rows of one tick's CapacityReport (see CAPACITY_METRICS)."""
     out: list[tuple[str, str, int]] = []
     for i in np.flatnonzero(r.link_capacity > 0):
