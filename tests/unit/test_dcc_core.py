@@ -390,7 +390,7 @@ def test_a_read_beyond_its_deadline_is_acknowledged_then_answered_when_the_clock
     assert "StreamResponses" in ack.detail
     # A retry before it is answered gets the acknowledgement again, and nothing is queued twice.
     assert run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "late-1"))) == ack
-    assert len(core.pending) == 1
+    assert core.late.requests() == ["late-1"] and core.pending == []
     due = sent_at + timedelta(seconds=latency)
     log = core.responses.of(user.user_id)
 
@@ -406,7 +406,7 @@ def test_a_read_beyond_its_deadline_is_acknowledged_then_answered_when_the_clock
             assert log.last == 0, "answered before the network did"
         else:
             break
-    assert log.last == 1 and core.pending == []
+    assert log.last == 1 and len(core.late) == 0
     _, late = log.items[0]
     assert (late.status, late.request_id, late.position) == (ResponseStatus.COMPLETED, "late-1", 1)
     assert late.latency_s == pytest.approx(latency, rel=1e-12) and late.latency_s > target
@@ -426,7 +426,7 @@ def test_the_callers_deadline_decides_between_an_answer_and_an_acknowledgement(c
     central = _hub_on(engine, "Central", (WanTech.G3,))
     hasty = run(core.submit(SUPPLIER(engine, central), ServiceRequest("4.1.1", f"hubs/{central}", "d-2",
                                                                       deadline_s=0.0)))
-    assert hasty.status is ResponseStatus.ACKNOWLEDGED and len(core.pending) == 1  # 3 s of device time > 0 s
+    assert hasty.status is ResponseStatus.ACKNOWLEDGED and core.late.requests() == ["d-2"]  # 3 s of device time > 0 s
 
 
 @settings(max_examples=40, deadline=None)
@@ -444,8 +444,25 @@ def test_a_response_deadline_outside_0_to_2_days_is_refused_naming_it(deadline):
     else:
         e = refused(core.submit(user, request))
         assert (e.code, e.field) == (Code.INVALID_ARGUMENT, "response_deadline")
-        assert core.pending == [] and core.ledger.get(user.user_id, request.request_id).state == "failed"
+        assert len(core.late) == 0 and core.pending == []
+        assert core.ledger.get(user.user_id, request.request_id).state == "failed"
 
 
 _SMALL_FLEET = LocalFleet(FleetConfig(hubs=1024, seed=3, block_size=1024))
 _SMALL_FLEET.run(1)
+
+
+def test_late_answers_come_due_in_time_order_ties_by_arrival():
+    from twin.services.dcc.responses import DueAnswers, Pending
+
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    due = DueAnswers()
+    for rid, s in (("c", 90), ("a", 30), ("b", 30), ("d", 3600)):
+        due.add(Pending("u", ServiceRequest("4.1.1", "hubs/1", rid), 1, "electricity", "South", -1,
+                        due=t0 + timedelta(seconds=s), result={}, latency_s=float(s)))
+    assert due.requests() == ["a", "b", "c", "d"]
+    assert due.pop_due(t0 + timedelta(seconds=29)) == []
+    assert [p.request.request_id for p in due.pop_due(t0 + timedelta(seconds=90))] == ["a", "b", "c"]
+    assert len(due) == 1 and due.requests() == ["d"]
+    with pytest.raises(ValueError):
+        due.add(Pending("u", ServiceRequest("4.1.1", "hubs/1", "x"), 1, "electricity", "South", -1))

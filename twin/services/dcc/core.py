@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twin.engine.alert_log import AlertLog
@@ -50,7 +50,7 @@ from twin.services.dcc.requests import (
     response,
     role_fuel,
 )
-from twin.services.dcc.responses import PENDING_READ_DAYS, Pending, ResponseLogs
+from twin.services.dcc.responses import PENDING_READ_DAYS, DueAnswers, Pending, ResponseLogs
 from twin.services.identity import Identity
 from twin.services.policy import PolicyError, authorise, quarantine_scope
 from twin.services.signing import SignatureChecker, SignatureError
@@ -131,6 +131,7 @@ class DccCore:
         self.ledger: RequestLedger = ledger
         self.responses = ResponseLogs(responses_kept)
         self.pending: list[Pending] = []
+        self.late = DueAnswers()  # reads answered after their caller's deadline, by due time
         self.alerts = AlertFeed(lambda: self.engine.alert_log, lambda t: self.engine.config.time_of(t),
                                 lambda: self.engine.config.seed)
         self._released: OrderedDict[str, bytes] = OrderedDict()  # quarantine id -> first answer
@@ -287,8 +288,8 @@ class DccCore:
                 if latency is None or latency <= deadline:
                     return response(request, csp, ResponseStatus.COMPLETED, now, result, latency_s=latency)
                 due = engine.config.time_of(engine.tick) + timedelta(seconds=latency)
-                self.pending.append(Pending(identity.user_id, request, hub, fuel, csp, -1, due=due, result=result,
-                                            latency_s=latency))
+                self.late.add(Pending(identity.user_id, request, hub, fuel, csp, -1, due=due, result=result,
+                                      latency_s=latency))
                 return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
                                 detail=f"the network answers in {latency:,.1f} s, beyond the deadline of "
                                        f"{deadline:,.1f} s: the response follows on StreamResponses at "
@@ -342,8 +343,11 @@ class DccCore:
 
     # -- deferred responses -------------------------------------------------------------------
     def on_tick(self, tick: int) -> None:
-        """On the event loop after each tick: wake the alert feeds, and settle deferred requests."""
+        """On the event loop after each tick: wake the alert feeds, deliver the late answers the
+        simulated clock has passed, and settle deferred requests."""
         self.alerts.on_tick()
+        if len(self.late):
+            self._deliver_late(self.engine.config.time_of(tick + 1))
         if self.pending and not self._settling:
             self._settling = True
             spawn(self._settle(tick), name=f"settle-{tick}")
@@ -364,16 +368,19 @@ class DccCore:
         finally:
             self._settling = False
 
-    async def _try_settle(self, p: Pending, tick: int) -> bool:
-        now = self.engine.config.time_of(tick + 1)
-        if p.due is not None:  # a read the network answers late: delivered when the clock passes it
-            if now < p.due:
-                return False
+    def _deliver_late(self, now: datetime) -> None:
+        """Each read the network answered by `now` (the end of the tick just run) goes on its
+        user's log, COMPLETED with the reading the device gave, its latency and the time it was
+        due; a retry of its request id from then on gets this answer, not the acknowledgement.
+        A rewind leaves the rest waiting: the clock passes their time again."""
+        for p in self.late.pop_due(now):
+            assert p.due is not None
             resp = self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.COMPLETED, p.due,
                                                            p.result, latency_s=p.latency_s))
-            # A retry of the request from now on gets this answer, not the acknowledgement.
             self.ledger.finish(p.user_id, p.request.request_id, answer=resp.encode())
-            return True
+
+    async def _try_settle(self, p: Pending, tick: int) -> bool:
+        now = self.engine.config.time_of(tick + 1)
         if p.operation:
             view = await asyncio.to_thread(self.engine.operation, p.operation)
             if not view["done"]:

@@ -4,6 +4,8 @@ device change applied at a tick), and each user's resumable log of the responses
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +37,36 @@ class Pending:
     due: datetime | None = None
     result: dict[str, Any] | None = None
     latency_s: float | None = None
+
+
+class DueAnswers:
+    """Reads the network answers later than their caller's deadline (Pending with a `due`
+    time), by due time: a tick takes what has come due at a cost that grows with what it
+    delivers, not with all that waits. Ties go by arrival, so a user's log gets them in one
+    order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Pending]] = []
+        self._seq = itertools.count()
+
+    def add(self, p: Pending) -> None:
+        if p.due is None:
+            raise ValueError("a late answer needs its due time")
+        heapq.heappush(self._heap, (p.due, next(self._seq), p))
+
+    def pop_due(self, now: datetime) -> list[Pending]:
+        """The answers due at or before `now`, earliest first, taken out."""
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def requests(self) -> list[str]:
+        """The request ids waiting, earliest due first (for operators and tests)."""
+        return [p.request.request_id for _, _, p in sorted(self._heap)]
 
 
 @dataclass(eq=False)
