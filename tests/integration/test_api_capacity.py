@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from tests.support import Api
 from twin.generated.dcc.v1 import dcc_pb2
 from twin.model.capacity import LINK_NAMES
-from twin.model.catalog import CLASS_LABEL, WAN_LABEL, Csp, MessageType, TrafficClass, WanTech, supplier_code
+from twin.model.catalog import CLASS_LABEL, Csp, TrafficClass, WanTech, supplier_code
 from twin.model.config import FleetConfig
 from twin.model.params import CapacityParams, ModelParams
 from twin.services.errors import bad_request_fields
@@ -48,11 +48,7 @@ def _premises(a: Api, region: Csp, wan: WanTech, user_id: str) -> dict:
 
 def _model_latency(a: Api, rec: dict) -> float:
     """What the engine's capacity model says a read of `rec` takes now."""
-    table = a.sup.latency_table()
-    assert table is not None
-    wan = next(w for w in WanTech if rec["wan"] == WAN_LABEL[w])
-    return table.seconds(csp=int(Csp[rec["region"].upper()]), wan=int(wan), cell=int(rec["cell"]),
-                         message=MessageType.ON_DEMAND_READ)
+    return a.read_latency_s(rec)
 
 
 def _seconds(d) -> float:
