@@ -208,6 +208,13 @@ def test_the_csp_service_shows_each_links_capacity_and_each_class_service(capapi
         assert t.alerts.throttled == r.alerts_throttled[Csp.SOUTH] and t.alerts.failed == r.alerts_failed[Csp.SOUTH]
     # The South's 2G, at 5% of its design, is over its capacity; its backlog grows.
     assert load.ticks[-1].links[0].utilisation > 1 and load.ticks[-1].links[0].backlog > 0
+    assert not any(t.HasField("base_stations") for t in load.ticks)  # the North's only
+    with a.client("operator") as c:
+        north = c.load("North", ticks=1).ticks[-1]
+    r = recent[-1].capacity
+    assert [x.technology for x in north.links] == ["LRR", "VWAN"]
+    assert (north.base_stations.peak_utilisation, north.base_stations.congested, north.base_stations.backlog) == (
+        r.bs_peak_utilisation, r.bs_congested, r.bs_backlog) and north.base_stations.peak_utilisation > 0
 
 
 def test_tick_summaries_survive_the_replay_path_with_their_capacity(capapi):

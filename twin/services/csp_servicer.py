@@ -109,6 +109,10 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
                                   for _, t, c, u, b in link_messages(r, i))
                 load.classes.extend(csp_pb2.ClassLoad(**f) for f in class_figures(r, cap, i))
                 load.alerts.CopyFrom(csp_pb2.AlertLoad(**alert_figures(r, i)))
+                if region == Csp.NORTH:
+                    load.base_stations.CopyFrom(csp_pb2.BaseStationLoad(
+                        peak_utilisation=float(r.bs_peak_utilisation), congested=int(r.bs_congested),
+                        backlog=int(r.bs_backlog)))
             ticks.append(load)
         return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=ticks)
 

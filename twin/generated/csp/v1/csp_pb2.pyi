@@ -111,7 +111,7 @@ class GetLoadRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ticks: _Optional[int] = ...) -> None: ...
 
 class TickLoad(_message.Message):
-    __slots__ = ("tick", "messages", "peak_alerts_per_s", "links", "classes", "alerts")
+    __slots__ = ("tick", "messages", "peak_alerts_per_s", "links", "classes", "alerts", "base_stations")
     class MessagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,13 +125,25 @@ class TickLoad(_message.Message):
     LINKS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATIONS_FIELD_NUMBER: _ClassVar[int]
     tick: int
     messages: _containers.ScalarMap[str, int]
     peak_alerts_per_s: int
     links: _containers.RepeatedCompositeFieldContainer[LinkLoad]
     classes: _containers.RepeatedCompositeFieldContainer[ClassLoad]
     alerts: AlertLoad
-    def __init__(self, tick: _Optional[int] = ..., messages: _Optional[_Mapping[str, int]] = ..., peak_alerts_per_s: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkLoad, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassLoad, _Mapping]]] = ..., alerts: _Optional[_Union[AlertLoad, _Mapping]] = ...) -> None: ...
+    base_stations: BaseStationLoad
+    def __init__(self, tick: _Optional[int] = ..., messages: _Optional[_Mapping[str, int]] = ..., peak_alerts_per_s: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkLoad, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassLoad, _Mapping]]] = ..., alerts: _Optional[_Union[AlertLoad, _Mapping]] = ..., base_stations: _Optional[_Union[BaseStationLoad, _Mapping]] = ...) -> None: ...
+
+class BaseStationLoad(_message.Message):
+    __slots__ = ("peak_utilisation", "congested", "backlog")
+    PEAK_UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    CONGESTED_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    peak_utilisation: float
+    congested: int
+    backlog: int
+    def __init__(self, peak_utilisation: _Optional[float] = ..., congested: _Optional[int] = ..., backlog: _Optional[int] = ...) -> None: ...
 
 class LinkLoad(_message.Message):
     __slots__ = ("technology", "capacity_per_s", "utilisation", "backlog")
