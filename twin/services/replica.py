@@ -9,8 +9,10 @@ admissions), it sends on to the primary: the caller's message, metadata and dead
 primary's answer, status and details out. So a caller cannot tell which process answered.
 
 What it knows of the fleet it takes from the primary's internal ReplicaService, on its loopback
-port: the last completed tick, the network schedule and which ticks it is final for, and the
-shared segments, every quarter of a second and whenever a row is newer than what it knows.
+port: the last completed tick, the network schedule and which ticks it is final for, the shared
+segments and the response-time table (twin.engine.latency: a read beyond its caller's deadline is
+the primary's to acknowledge and answer later), every quarter of a second and whenever a row is
+newer than what it knows.
 Admissions come in leases from the primary's anomaly detector, so the per-user thresholds hold
 across processes; leased admissions not used within a second are handed back.
 
