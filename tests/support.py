@@ -13,7 +13,7 @@ from typing import Any
 
 from twin.client import TwinClient
 from twin.engine.supervisor import FleetSupervisor
-from twin.model.catalog import AREA_BY_ID, supplier_code
+from twin.model.catalog import AREA_BY_ID, WAN_LABEL, Csp, MessageType, WanTech, supplier_code
 from twin.model.config import FleetConfig
 from twin.services.anomaly import AnomalyDetector
 from twin.services.identity import UserStore
@@ -35,12 +35,13 @@ def twin(*args: str, timeout: float = 300, env: dict[str, str] | None = None) ->
 
 
 class Api:
-    """The live stack: a running engine (20,000 hubs, seed 9, two shards, stepped two ticks) and a
-    gRPC API on a port the system picks, with users created for a chosen premises."""
+    """The live stack: a running engine (20,000 hubs, seed 9, two shards, stepped two ticks; or
+    `config`) and a gRPC API on a port the system picks, with users created for a chosen premises."""
 
-    def __init__(self, tmp: Path, *, threshold: int = 10_000, **supervisor: Any):
-        self.sup = FleetSupervisor(FleetConfig(hubs=20_000, seed=9, block_size=1024),
+    def __init__(self, tmp: Path, *, threshold: int = 10_000, config: FleetConfig | None = None, **supervisor: Any):
+        self.sup = FleetSupervisor(config or FleetConfig(hubs=20_000, seed=9, block_size=1024),
                                    **{"shards": 2, **supervisor}, run_dir=run_dir("api"))
+        self.tmp = tmp
         self.sup.step(2)
         # A premises with gas, reachable, supplied by one supplier for both fuels.
         recs, _ = self.sup.list_hubs({"reachable": True, "payment": True}, 0, 2000)
@@ -67,14 +68,37 @@ class Api:
         self.server.start()
 
     def settle(self, max_ticks: int = 96) -> None:
-        """Step the fleet until the chosen premises (`hub`) is reachable: an earlier test on this
-        shared stack may have cut its area's power, and every test starts from a premises it can
-        reach. At most `max_ticks` (two days) are run; AssertionError beyond."""
+        """Step the fleet until the chosen premises (`hub`) is reachable and the network answers
+        a read of it within the on-demand Target Response Time: an earlier test on this shared
+        stack may have cut its area's power (and its alerts queue on its link for a while), and
+        every test starts from a premises it can reach and read at once. At most `max_ticks` (two
+        days) are run; AssertionError beyond."""
         for _ in range(max_ticks):
-            if self.sup.hub(self.hub["hub"])["reachable"]:
+            rec = self.sup.hub(self.hub["hub"])
+            if rec["reachable"] and self.read_latency_s(rec) <= self.target_s:
                 return
             self.sup.step(1)
-        raise AssertionError(f"the premises {self.hub['device_id']} stayed unreachable for {max_ticks} ticks")
+        raise AssertionError(f"the premises {self.hub['device_id']} stayed unreachable or congested for {max_ticks} "
+                             "ticks")
+
+    @property
+    def target_s(self) -> float:
+        """The on-demand Target Response Time of the run, seconds."""
+        return float(self.sup.config.params.capacity.target_response_s["ON_DEMAND"])
+
+    def read_latency_s(self, rec: dict[str, Any]) -> float:
+        """What the capacity model says a read of the hub `rec` (its record) takes now (0 when
+        the model is off)."""
+        table = self.sup.latency_table()
+        if table is None:
+            return 0.0
+        wan = next(w for w in WanTech if WAN_LABEL[w] == rec["wan"])
+        return table.seconds(csp=int(Csp[rec["region"].upper()]), wan=int(wan), cell=int(rec["cell"]),
+                             message=MessageType.ON_DEMAND_READ)
+
+    def user(self, user_id: str, role: str, party: int) -> None:
+        """Add a user (its token and signing key kept for `client(user_id)`)."""
+        self._user(self.tmp, user_id, role, party)
 
     def _user(self, tmp: Path, user_id: str, role: str, party: int) -> None:
         _, token, key = self.users.issue_user(user_id, role, party, keys_dir=tmp / "keys")

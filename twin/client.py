@@ -15,6 +15,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,9 +88,15 @@ class TwinClient:
 
     # service requests
     def submit(self, srv: str, target: str, parameters: dict[str, Any] | None = None, *,
-               request_id: str | None = None, sign: bool | None = None) -> dcc_pb2.SubmitServiceRequestResponse:
+               request_id: str | None = None, sign: bool | None = None,
+               response_deadline_s: float | None = None) -> dcc_pb2.SubmitServiceRequestResponse:
+        """Send a Service Request. `response_deadline_s`: how long, in simulated seconds, to wait
+        for the answer (unset: the request's Target Response Time); a read the network answers
+        later is acknowledged and its response follows on `follow_responses`."""
         req = dcc_pb2.SubmitServiceRequestRequest(srv=srv, target=target, request_id=request_id or uuid.uuid4().hex,
                                                   issued_at_ms=int(time.time() * 1000))
+        if response_deadline_s is not None:
+            req.response_deadline.FromTimedelta(timedelta(seconds=response_deadline_s))
         if parameters:
             req.parameters.update(parameters)
         if sign or (sign is None and self.private_key is not None):
@@ -193,6 +200,11 @@ class TwinClient:
     # CSPs
     def network_state(self, region: str) -> csp_pb2.NetworkState:
         return self.csp.GetNetworkState(csp_pb2.GetNetworkStateRequest(name=f"regions/{region.lower()}"), **self._kw())
+
+    def load(self, region: str, ticks: int = 48) -> csp_pb2.Load:
+        """A region's recent ticks, oldest first: messages by type, and (capacity model on) each
+        link's capacity, utilisation and backlog and each traffic class's latency and service."""
+        return self.csp.GetLoad(csp_pb2.GetLoadRequest(name=f"regions/{region.lower()}", ticks=ticks), **self._kw())
 
 
 T = TypeVar("T")

@@ -87,7 +87,9 @@ def pair(tmp_path_factory):
 
 
 def _answer(r: dcc_pb2.SubmitServiceRequestResponse) -> tuple:
-    return r.response.status, r.response.csp, r.response.time.seconds, dict(r.response.result)
+    # The latency too: a replica looks it up in the primary's response-time table (twin.engine.latency).
+    return (r.response.status, r.response.csp, r.response.time.seconds, dict(r.response.result),
+            r.response.latency.seconds, r.response.latency.nanos)
 
 
 def test_reads_through_a_replica_equal_the_primarys_and_are_answered_there(pair):
@@ -151,6 +153,19 @@ def test_what_a_replica_does_not_answer_reaches_the_primary(pair):
     with pair.client("nobody", "replica") as nobody, pytest.raises(grpc.RpcError) as e:
         nobody.submit("4.1.1", target)
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_read_beyond_its_deadline_is_deferred_by_the_primary(pair):
+    """A replica answers a read only within the caller's deadline; one the network answers later
+    goes to the primary, which acknowledges it and keeps it for StreamResponses."""
+    hub = pair.hubs[1]
+    with pair.client("reader", "replica") as rep:
+        ok = rep.submit("4.1.1", f"hubs/{hub['device_id']}")
+        assert ok.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED and ok.response.latency.seconds >= 3
+        ack = rep.submit("4.1.1", f"hubs/{hub['device_id']}", request_id="late-through-replica", response_deadline_s=0)
+    assert ack.response.status == dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED
+    assert pair.api.dcc.core.late.requests().count("late-through-replica") == 1
+    pair.sup.step(1)  # answered on the primary's response log at the next tick
 
 
 def test_a_dark_hubs_read_is_deferred_by_the_primary(pair):

@@ -596,6 +596,10 @@ def test_the_error_table_holds_against_a_live_server(api, duis_base):
                 lambda: D.SubmitServiceRequest(moved, metadata=umd),
             ("DccService.SubmitServiceRequest", "a bad parameter (a top-up of 0 pence)"):
                 lambda: is_c.submit("2.2", target, {"amount_pence": 0}),
+            ("DccService.SubmitServiceRequest", "a negative response_deadline (or nanos outside 0..999,999,999)"):
+                lambda: is_c.submit("4.1.1", target, response_deadline_s=-1.0),
+            ("DccService.SubmitServiceRequest", "a response_deadline beyond 2 days"):
+                lambda: is_c.submit("4.1.1", target, response_deadline_s=2 * 86_400 + 1),
             ("DccService.SubmitServiceRequest", "SR 11.3 with no image distributed"):
                 lambda: is_c.submit("11.3", f"hubs/{api.hub2['device_id']}"),
             ("DccService.SubmitServiceRequest", "past the user's threshold: quarantined"): lambda: q_c.submit("4.1.1", target),

@@ -142,3 +142,41 @@ def test_a_bad_format_version_is_refused():
     (log.dir / "log.json").write_text('{"format_version": 99, "first_tick": 0}')
     with pytest.raises(ValueError, match="format 99"):
         AlertLog(log.dir)
+
+
+def test_alerts_throttled_by_storm_protection_are_never_logged_or_delivered():
+    """SECMP0062: repeats of one alert code from one device past the threshold are discarded by
+    the DCC. The capacity model marks them (`throttled`); the log, and so every subscriber, never
+    holds them, and the forwarded ones keep their order and consecutive positions."""
+    from twin.model.capacity import AlertStorm
+    from twin.model.params import CapacityParams
+
+    rng = np.random.default_rng(4)
+    n = 400
+    # A storm: 20 hubs each repeating one code every few seconds, among 200 one-off alerts.
+    ev = events(200, 4)
+    storm = {"hub": np.repeat(np.arange(20), 10).astype(np.int64), "kind": np.full(200, 1, np.uint8),
+             "sec": np.tile(np.arange(0, 100, 10), 20).astype(np.int64),
+             "area": np.full(200, 12, np.uint8), "supplier": np.full(200, 3, np.uint8),
+             "gas_supplier": np.zeros(200, np.uint8)}
+    ev = {k: np.concatenate([ev[k], storm[k]]) for k in ev}
+    order = rng.permutation(n)
+    ev = {k: v[order] for k, v in ev.items()}
+    p = CapacityParams(alert_storm_threshold=3, alert_storm_period_s=900)
+    throttled = AlertStorm().apply(ev["hub"], ev["kind"], ev["sec"], p)
+    # Each storm hub: 3 forwarded, the 4th forwarded as its period's copy, the other 6 discarded.
+    assert int(throttled.sum()) == 20 * 6
+    log = fresh_log()
+    ta = log.append(0, {**ev, "throttled": throttled})
+    assert ta.size == n - 20 * 6
+    kept = {k: v[~throttled] for k, v in ev.items()}
+    want = log.append(1, kept).cols  # the same alerts with the discards never sent
+    for k in want:
+        assert np.array_equal(ta.cols[k], want[k]), k
+    # A reader from the start gets exactly the forwarded alerts, at positions 1..kept.
+    cursor = AlertCursor(log, position(0, 0), lambda cols: np.ones(cols["hub"].size, bool))
+    got = [cursor.delivered(ta, i) for chunk in cursor.chunks(ta) for i in chunk]
+    assert got == [position(0, i + 1) for i in range(ta.size)]
+    # Per storm hub, what a subscriber sees: 4 of its 10 repeats.
+    storm_hubs = ta.cols["hub"][(ta.cols["kind"] == 1) & (ta.cols["area"] == 12) & (ta.cols["supplier"] == 3)]
+    assert np.bincount(storm_hubs[storm_hubs < 20].astype(np.int64), minlength=20).tolist() == [4] * 20

@@ -13,9 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twin.engine.latency import LatencyTable
 from twin.engine.operations import operation_view
+from twin.model.catalog import Csp, MessageType, WanTech
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
+from twin.model.params import CapacityParams, ModelParams
 from twin.model.readings import read, service_facts
 from twin.services.anomaly import AnomalyDetector
 from twin.services.dcc import (
@@ -28,7 +31,7 @@ from twin.services.dcc import (
     ServiceRequest,
     ServiceResponse,
 )
-from twin.services.dcc.requests import MAX_PARAMETERS_BYTES
+from twin.services.dcc.requests import MAX_DEADLINE_S, MAX_PARAMETERS_BYTES
 from twin.services.dcc.responses import ResponseLog
 from twin.services.identity import Identity
 
@@ -64,6 +67,12 @@ class LocalEngine:
 
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         return read(self.state, self.config, hub, srv, fuel, self.state.last_tick)
+
+    def latency_table(self) -> LatencyTable | None:
+        """What the engine's operations store keeps after each tick (twin.engine.operations)."""
+        cap = self.config.params.capacity
+        planner = self.fleet.planner
+        return LatencyTable.of(planner.queues, cap, planner.observed) if cap.enabled else None
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The shards' service facts (the DCC's facts source)."""
@@ -320,3 +329,140 @@ def test_collaborators_passed_in_are_used_even_when_empty(dcc):
     core = DccCore(engine, users=list, digest=_digest, facts=engine, signatures=signatures, ledger=ledger,
                    anomaly=anomaly)
     assert core.signatures is signatures and core.ledger is ledger and core.anomaly is anomaly
+
+
+# -- response times: the capacity model's latency, the caller's deadline ---------------------------
+SOUTH_LINKS = ("SOUTH/G2", "SOUTH/G3", "SOUTH/G4", "SOUTH/VWAN")
+
+
+@pytest.fixture()
+def congested() -> tuple[DccCore, LocalEngine]:
+    """The South's links at 5% of their designed capacity (a tick's reads queue for about half an
+    hour on 2G after one tick); the North and Central as designed."""
+    cap = CapacityParams(link_capacity_factor={name: 0.05 for name in SOUTH_LINKS})
+    fleet = LocalFleet(FleetConfig(hubs=4096, seed=11, block_size=1024, params=ModelParams(capacity=cap)))
+    fleet.run(1)
+    engine = LocalEngine(fleet)
+    core = DccCore(engine, users=lambda: [], digest=_digest, facts=engine)
+    return core, engine
+
+
+def _hub_on(engine: LocalEngine, region: str, wans: tuple[WanTech, ...]) -> int:
+    for hub in range(engine.config.hubs):
+        facts = run(engine.call(hub, "4.1.1", "elec", False))
+        rec = facts["hub"]
+        if rec["region"] == region and rec["wan_code"] in wans and rec["reachable"] and "result" in facts:
+            return hub
+    raise AssertionError(f"no reachable {region} hub on {wans}")
+
+
+def _table_seconds(engine: LocalEngine, hub: int) -> float:
+    rec = run(engine.call(hub, "4.1.1", "elec", False))["hub"]
+    table = engine.latency_table()
+    assert table is not None
+    return table.seconds(csp=int(Csp[rec["region"].upper()]), wan=rec["wan_code"], cell=rec["cell"],
+                         message=MessageType.ON_DEMAND_READ)
+
+
+def test_an_uncongested_read_answers_at_once_with_transfer_plus_device_time(congested):
+    core, engine = congested
+    cap = engine.config.params.capacity
+    for region, wan in (("Central", WanTech.G3), ("Central", WanTech.G2), ("North", WanTech.LRR)):
+        hub = _hub_on(engine, region, (wan,))
+        resp = run(core.submit(SUPPLIER(engine, hub), ServiceRequest("4.1.1", f"hubs/{hub}", f"r-{region}-{wan.name}")))
+        expected = cap.message_bytes["ON_DEMAND_READ"] / cap.wan_bytes_per_s[wan.name] + cap.device_time_s["ON_DEMAND"]
+        assert resp.status is ResponseStatus.COMPLETED
+        assert resp.latency_s == pytest.approx(expected, rel=1e-12), (region, wan)
+        assert resp.result == engine.read(hub, "4.1.1", "elec")
+
+
+def test_a_read_beyond_its_deadline_is_acknowledged_then_answered_when_the_clock_passes_it(congested):
+    core, engine = congested
+    hub = _hub_on(engine, "South", (WanTech.G2, WanTech.G3))
+    user = SUPPLIER(engine, hub)
+    latency = _table_seconds(engine, hub)
+    target = engine.config.params.capacity.target_response_s["ON_DEMAND"]
+    assert latency > target  # the South's queue: beyond the on-demand Target Response Time
+    sent_at = engine.config.time_of(engine.tick)
+    reading = engine.read(hub, "4.1.1", "elec")
+    ack = run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "late-1")))
+    assert (ack.status, ack.latency_s, ack.result) == (ResponseStatus.ACKNOWLEDGED, None, {})
+    assert "StreamResponses" in ack.detail
+    # A retry before it is answered gets the acknowledgement again, and nothing is queued twice.
+    assert run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "late-1"))) == ack
+    assert core.late.requests() == ["late-1"] and core.pending == []
+    due = sent_at + timedelta(seconds=latency)
+    log = core.responses.of(user.user_id)
+
+    async def step_and_settle() -> None:
+        engine.fleet.run(1)
+        core.on_tick(engine.tick - 1)
+        while core._settling:
+            await asyncio.sleep(0.01)
+
+    for _ in range(48):
+        run(step_and_settle())
+        if engine.config.time_of(engine.tick) < due:
+            assert log.last == 0, "answered before the network did"
+        else:
+            break
+    assert log.last == 1 and len(core.late) == 0
+    _, late = log.items[0]
+    assert (late.status, late.request_id, late.position) == (ResponseStatus.COMPLETED, "late-1", 1)
+    assert late.latency_s == pytest.approx(latency, rel=1e-12) and late.latency_s > target
+    assert late.time == due
+    assert late.result == reading  # what the device answered when the request reached it
+    # A retry now gets the answer the stream carried.
+    assert run(core.submit(user, ServiceRequest("4.1.1", f"hubs/{hub}", "late-1"))) == late
+
+
+def test_the_callers_deadline_decides_between_an_answer_and_an_acknowledgement(congested):
+    core, engine = congested
+    south = _hub_on(engine, "South", (WanTech.G2, WanTech.G3))
+    latency = _table_seconds(engine, south)
+    patient = run(core.submit(SUPPLIER(engine, south), ServiceRequest("4.1.1", f"hubs/{south}", "d-1",
+                                                                      deadline_s=latency + 1)))
+    assert patient.status is ResponseStatus.COMPLETED and patient.latency_s == pytest.approx(latency, rel=1e-12)
+    central = _hub_on(engine, "Central", (WanTech.G3,))
+    hasty = run(core.submit(SUPPLIER(engine, central), ServiceRequest("4.1.1", f"hubs/{central}", "d-2",
+                                                                      deadline_s=0.0)))
+    assert hasty.status is ResponseStatus.ACKNOWLEDGED and core.late.requests() == ["d-2"]  # 3 s of device time > 0 s
+
+
+@settings(max_examples=40, deadline=None)
+@given(deadline=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12)))
+def test_a_response_deadline_outside_0_to_2_days_is_refused_naming_it(deadline):
+    fleet = _SMALL_FLEET
+    engine = LocalEngine(fleet)
+    core = DccCore(engine, users=lambda: [], digest=_digest, facts=engine)
+    hub = 0
+    user = SUPPLIER(engine, hub)
+    request = ServiceRequest("4.1.1", f"hubs/{hub}", f"dl-{deadline!r}", deadline_s=float(deadline))
+    if 0 <= deadline <= MAX_DEADLINE_S:
+        resp = run(core.submit(user, request))
+        assert resp.status in (ResponseStatus.COMPLETED, ResponseStatus.ACKNOWLEDGED)
+    else:
+        e = refused(core.submit(user, request))
+        assert (e.code, e.field) == (Code.INVALID_ARGUMENT, "response_deadline")
+        assert len(core.late) == 0 and core.pending == []
+        assert core.ledger.get(user.user_id, request.request_id).state == "failed"
+
+
+_SMALL_FLEET = LocalFleet(FleetConfig(hubs=1024, seed=3, block_size=1024))
+_SMALL_FLEET.run(1)
+
+
+def test_late_answers_come_due_in_time_order_ties_by_arrival():
+    from twin.services.dcc.responses import DueAnswers, Pending
+
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    due = DueAnswers()
+    for rid, s in (("c", 90), ("a", 30), ("b", 30), ("d", 3600)):
+        due.add(Pending("u", ServiceRequest("4.1.1", "hubs/1", rid), 1, "electricity", "South", -1,
+                        due=t0 + timedelta(seconds=s), result={}, latency_s=float(s)))
+    assert due.requests() == ["a", "b", "c", "d"]
+    assert due.pop_due(t0 + timedelta(seconds=29)) == []
+    assert [p.request.request_id for p in due.pop_due(t0 + timedelta(seconds=90))] == ["a", "b", "c"]
+    assert len(due) == 1 and due.requests() == ["d"]
+    with pytest.raises(ValueError):
+        due.add(Pending("u", ServiceRequest("4.1.1", "hubs/1", "x"), 1, "electricity", "South", -1))

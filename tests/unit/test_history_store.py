@@ -116,3 +116,30 @@ def test_a_reader_never_blocks_the_writer(tmp_path):
             store.record(summary(t, 1))
             assert reader.execute("SELECT count(*) FROM ticks").fetchone() == (t + 1,)
     store.close()
+
+
+def test_the_networks_capacity_figures_are_kept_per_tick(tmp_path):
+    """The capacity model's report of each tick (twin.model.capacity) is in the `metrics` table,
+    in whole units its names give, so a finished run can be asked how its links and classes did."""
+    from twin.model.fleet import LocalFleet
+    from twin.model.params import CapacityParams, ModelParams
+
+    cfg = FleetConfig(hubs=4096, seed=11, block_size=1024,
+                      params=ModelParams(capacity=CapacityParams(link_capacity_factor={"SOUTH/G2": 0.05})))
+    summaries = LocalFleet(cfg).run(3)
+    store = HistoryStore(tmp_path, branch="run", config=cfg)
+    for s in summaries:
+        store.record(s)
+    store.flush()
+    r = summaries[-1].capacity
+    _, rows = query(tmp_path, "SELECT metric, key, value FROM metrics WHERE tick = 2 AND metric NOT IN "
+                              "('messages', 'alerts', 'dark_by_reason', 'hubs_by_wan', 'supplier_hubs', "
+                              "'gas_supplier_hubs', 'credit_ec_supplier', 'credit_off_supplier')")
+    got = {(m, k): v for m, k, v in rows}
+    assert 150 <= len(got) <= 300  # a few hundred numbers a tick
+    assert got[("link_utilisation_ppm", "South/G2")] == round(float(r.link_utilisation[2 * 6 + 2]) * 1e6) > 1_000_000
+    assert got[("link_capacity_per_hour", "South/G2")] == round(float(r.link_capacity[2 * 6 + 2]) * 3600) > 0
+    assert got[("latency_p99_ms", "South/on-demand")] == round(float(r.latency_p99[2, 2]) * 1e3) > 30_000
+    assert got[("within_target_ppm", "Central/on-demand")] == round(float(r.within_target[1, 2]) * 1e6)
+    assert got[("stage", "dsp_utilisation_ppm")] == round(float(r.dsp_utilisation) * 1e6)
+    assert ("link_backlog", "North/G2") not in got  # no such link is modelled

@@ -1,6 +1,7 @@
-"""The run's alert log: every device alert the fleet sends, by position, kept on disk in the run
-directory (`alerts/`) for a retention window, so a subscriber that missed some (it was slow,
-disconnected, or the server restarted) gets them again, in order, exactly once.
+"""The run's alert log: every device alert the fleet sends and the DCC forwards (alert storm
+protection's discards left out), by position, kept on disk in the run directory (`alerts/`) for
+a retention window, so a subscriber that missed some (it was slow, disconnected, or the server
+restarted) gets them again, in order, exactly once.
 
 A position is `tick << 32 | seq`: the tick the alert was sent in and its place in that tick (1,
 2, ...; the tick's alerts ordered by second, hub, kind). It depends only on what the fleet did,
@@ -75,7 +76,14 @@ def canonical(events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A tick's alert events (TickSummary.alert_events: hub, kind, sec, area, supplier,
     gas_supplier) as log columns in position order: by second, then hub, then kind. Shards send
     their own hubs' alerts in shard order; sorting makes the order (and so every position)
-    independent of the layout."""
+    independent of the layout. Alerts marked `throttled` (alert storm protection discarded them,
+    SECMP0062: twin.model.capacity.AlertStorm) are left out: the DCC never forwards them, so no
+    subscriber gets them; the tick's capacity report counts them. The rule is decided in (hub,
+    kind, time) order, so what is left out is the same for any shard layout too."""
+    throttled = events.get("throttled")
+    if throttled is not None and throttled.any():
+        keep = ~np.asarray(throttled, bool)
+        events = {name: np.asarray(events[name])[keep] for name in COLUMNS}
     order = np.lexsort((events["kind"], events["hub"], events["sec"]))
     if events["hub"].size and int(events["hub"].max()) >= 1 << 32:
         raise ValueError("the alert log holds hub ids below 2**32")
@@ -125,8 +133,9 @@ class AlertLog:
 
     # -- writing ------------------------------------------------------------------------------
     def append(self, tick: int, events: dict[str, np.ndarray] | None) -> TickAlerts:
-        """Record tick `tick` (ticks come in order; a rewound run records the same ticks again
-        and they replace the old files) and prune what is past retention."""
+        """Record tick `tick`'s alerts as forwarded to DCC Users (throttled ones left out, see
+        `canonical`; ticks come in order; a rewound run records the same ticks again and they
+        replace the old files) and prune what is past retention."""
         cols = canonical(events) if events and events["hub"].size else {n: np.zeros(0, t) for n, t in COLUMNS.items()}
         ta = TickAlerts(tick, cols, time.monotonic())
         with self._lock:

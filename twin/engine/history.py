@@ -1,7 +1,8 @@
 """The tick-summary history of a run: a wide `ticks` table (one row per tick per branch, the
 figures people plot) and a long `metrics` table (every breakdown: messages by CSP and type, alerts
-by CSP and kind, dark hubs by reason, operation counters, ...), queryable with SQL (DuckDB) while
-or after the run.
+by CSP and kind, dark hubs by reason, operation counters, the network's capacity, latency and
+service levels per link and per CSP and class, ...), queryable with SQL (DuckDB) while or after
+the run.
 
 On disk it is a folder of immutable Parquet segments, `RUN_DIR/history/{ticks,metrics}-LO-HI.parquet`:
 each batch of ticks the run writes is one new segment (written to a temporary name, synced, then
@@ -38,7 +39,8 @@ import duckdb
 import numpy as np
 
 from twin.engine.checkpoint import replace_synced, sync_folder
-from twin.model.catalog import SUPPLIERS, WAN_LABEL, AlertKind, Csp, MessageType, WanTech
+from twin.model.capacity import CapacityReport
+from twin.model.catalog import CLASS_LABEL, N_WAN, SUPPLIERS, WAN_LABEL, AlertKind, Csp, MessageType, TrafficClass, WanTech
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.summary import DARK_REASONS, TickSummary
@@ -141,6 +143,48 @@ def wide_rows(batch: list[TickSummary], config: FleetConfig) -> dict[str, np.nda
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
+# The capacity model's figures of a tick (twin.model.capacity.CapacityReport) in the `metrics`
+# table, each a whole number in the unit its name gives (the table's values are BIGINT): keys are
+# links "South/G2", CSP x traffic class "South/on-demand", CSP "South", or the stage.
+CAPACITY_METRICS = (
+    "link_capacity_per_hour", "link_utilisation_ppm", "link_backlog",  # per modelled link
+    "class_messages", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "within_target_ppm", "class_backlog",
+    "oldest_age_s",  # per CSP and class
+    "alerts_delayed", "alerts_throttled", "alerts_failed", "alerts_redelivered", "alerts_expired",
+    "failed_alert_queue",  # per CSP
+    "stage",  # "dsp_utilisation_ppm", "base_station_peak_utilisation_ppm", "base_stations_congested",
+    #           "base_station_backlog"
+)
+
+
+def capacity_metrics(r: CapacityReport) -> list[tuple[str, str, int]]:
+    """(metric, key, value) rows of one tick's CapacityReport (see CAPACITY_METRICS)."""
+    out: list[tuple[str, str, int]] = []
+    for i in np.flatnonzero(r.link_capacity > 0):
+        key = f"{CSP_TITLES[i // N_WAN]}/{WanTech(int(i) % N_WAN).name}"
+        out += [("link_capacity_per_hour", key, round(float(r.link_capacity[i]) * 3600)),
+                ("link_utilisation_ppm", key, round(float(r.link_utilisation[i]) * 1e6)),
+                ("link_backlog", key, int(r.link_backlog[i]))]
+    for c, csp in enumerate(CSP_TITLES):
+        for k in TrafficClass:
+            key = f"{csp}/{CLASS_LABEL[k]}"
+            out += [("class_messages", key, int(r.messages[c, k])),
+                    ("latency_p50_ms", key, round(float(r.latency_p50[c, k]) * 1e3)),
+                    ("latency_p95_ms", key, round(float(r.latency_p95[c, k]) * 1e3)),
+                    ("latency_p99_ms", key, round(float(r.latency_p99[c, k]) * 1e3)),
+                    ("within_target_ppm", key, round(float(r.within_target[c, k]) * 1e6)),
+                    ("class_backlog", key, int(r.backlog[c, k])),
+                    ("oldest_age_s", key, round(float(r.oldest_age_s[c, k])))]
+        out += [("alerts_delayed", csp, int(r.alerts_delayed[c])), ("alerts_throttled", csp, int(r.alerts_throttled[c])),
+                ("alerts_failed", csp, int(r.alerts_failed[c])), ("alerts_redelivered", csp, int(r.alerts_redelivered[c])),
+                ("alerts_expired", csp, int(r.alerts_expired[c])), ("failed_alert_queue", csp, int(r.failed_queue[c]))]
+    out += [("stage", "dsp_utilisation_ppm", round(float(r.dsp_utilisation) * 1e6)),
+            ("stage", "base_station_peak_utilisation_ppm", round(float(r.bs_peak_utilisation) * 1e6)),
+            ("stage", "base_stations_congested", int(r.bs_congested)),
+            ("stage", "base_station_backlog", int(r.bs_backlog))]
+    return out
+
+
 def long_rows(batch: list[TickSummary]) -> dict[str, np.ndarray]:
     """The `metrics` rows of a batch: every fixed breakdown, then each operation's counters."""
     ticks = np.array([s.tick for s in batch], np.int64)
@@ -152,9 +196,16 @@ def long_rows(batch: list[TickSummary]) -> dict[str, np.ndarray]:
         m_parts.append(np.full(values.size, metric, dtype=object))
         k_parts.append(np.tile(np.array(labels, dtype=object), len(batch)))
         v_parts.append(values.reshape(-1).astype(np.int64))
-    # Operation counters: a handful per operation per tick (never per hub).
+    # Operation counters: a handful per operation per tick (never per hub); the network's
+    # capacity figures (CAPACITY_METRICS), about 180 a tick.
     op_t, op_m, op_k, op_v = [], [], [], []
     for s in batch:
+        if s.capacity is not None:
+            for metric, key, value in capacity_metrics(s.capacity):
+                op_t.append(s.tick)
+                op_m.append(metric)
+                op_k.append(key)
+                op_v.append(value)
         for name, rep in s.ops.items():
             for k, v in rep.items():
                 if not k.startswith("block"):

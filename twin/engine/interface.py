@@ -24,6 +24,7 @@ from twin.model.summary import TickSummary
 if TYPE_CHECKING:
     from twin.engine.alert_log import AlertLog
     from twin.engine.history import HistoryStore
+    from twin.engine.latency import LatencyTable
     from twin.engine.local_reads import LocalReads
     from twin.engine.requests import RequestKey, RequestLedger
 
@@ -51,6 +52,11 @@ class HubReads(Protocol):
     def read(self, hub: int, srv: str, fuel: str) -> dict[str, Any]:
         """The answer to read Service Request `srv` ("4.1.1", "4.6.1", "4.8.1", "4.17") for `fuel`
         ("elec" or "gas"); ValueError for a fuel the premises lacks."""
+
+    def latency_table(self) -> LatencyTable | None:
+        """Service Request response times as the capacity model says after the last observed tick
+        (`LatencyTable.seconds(csp=, wan=, cell=, message=)`); None when the run's capacity model
+        is off. Cheap: an immutable table replaced after each tick, read without a lock."""
 
 
 class ShardAccess(Protocol):

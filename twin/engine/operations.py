@@ -15,6 +15,7 @@ from typing import Any
 from twin.engine.checkpoint import planner_snapshot
 from twin.engine.errors import RunStateError
 from twin.engine.journal import NOTHING_APPLIED, Journal, Position, ReplayQueue, position
+from twin.engine.latency import LatencyTable
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig, TwinInputError
@@ -161,6 +162,9 @@ class OperationsStore:
         self.next_submit = 0  # next tick not yet sent to the shards
         self._census = census
         self._refuses_commands = refuses_commands  # why no command may be accepted now, or None
+        # Service Request response times as the planner's queues say after the last observed tick
+        # (None: the run's capacity model is off). Replaced whole under the lock, read without it.
+        self.latency: LatencyTable | None = self._latency_locked()
 
     # -- accepting -----------------------------------------------------------------------------
     def submit(self, event: dict[str, Any], *, relative_to: int | None = None,
@@ -221,8 +225,13 @@ class OperationsStore:
         with self.lock:
             # The operations this tick changed ride on its summary (WatchFleet carries them).
             summary.operations = changed_views(self.planner.observe(summary), self.config)
+            self.latency = self._latency_locked()
             for rec in self.replay.due(self.planner.observed):
                 self._apply(rec)
+
+    def _latency_locked(self) -> LatencyTable | None:
+        cap = self.config.params.capacity
+        return LatencyTable.of(self.planner.queues, cap, self.planner.observed) if cap.enabled else None
 
     def snapshot(self, later_controls: Controls) -> bytes:
         """The fleet half of the run now: the planner, the controls already sent for later ticks,
@@ -245,6 +254,7 @@ class OperationsStore:
         self.replay.load(self.journal.records(), applied=applied)
         for rec in self.replay.due(self.planner.observed):
             self._apply(rec)
+        self.latency = self._latency_locked()
         self.next_submit = checkpoint + 1
         return {t: list(cs) for t, cs in controls.items()}
 

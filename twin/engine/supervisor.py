@@ -24,6 +24,7 @@ from twin.engine.clock import DEFAULT_SPEED, Clock, ClockFailureListener, ClockS
 from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.history import HistoryStore
 from twin.engine.journal import Journal
+from twin.engine.latency import LatencyTable
 from twin.engine.operations import OperationFilter, OperationsStore
 from twin.engine.queries import FleetQueries
 from twin.engine.recovery import RunRecovery
@@ -266,6 +267,9 @@ class FleetSupervisor:
 
     def network_view(self) -> NetworkPlan:
         return self.ops.network_view()
+
+    def latency_table(self) -> LatencyTable | None:
+        return self.ops.latency
 
     def firmware_versions(self) -> VersionTable:
         return self.ops.firmware_versions()

@@ -59,8 +59,9 @@ REGION_OF_AREA = {a.id: Csp(a.region).name.title() for a in AREA_BY_ID.values()}
 
 def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
     """The few facts that decide who may address a hub and whether it answers now: its parties,
-    area, region and reachability. A Service Request needs only these, so they are read without
-    building the whole record."""
+    area, region and reachability, and the network link it is reached over (`wan_code`, a
+    WanTech code, and `cell`, its North base station or cell site) for its response time. A
+    Service Request needs only these, so they are read without building the whole record."""
     if not state.offset <= hub < state.offset + state.n_hubs:
         raise KeyError(hub)
     r = hub - state.offset
@@ -69,7 +70,8 @@ def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
     dcc = bool(on_dcc(c["smets"][r]))
     return {"area_id": area, "region": REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
             "gas_supplier_code": int(c["gas_supplier"][r]), "has_gas": bool(int(c["flags"][r]) & Flag.HAS_GAS),
-            "dcc_connected": dcc, "reachable": bool(reachable(state, r, up_area))}
+            "dcc_connected": dcc, "reachable": bool(reachable(state, r, up_area)),
+            "wan_code": int(c["wan"][r]), "cell": int(c["cell"][r])}
 
 
 def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int,

@@ -13,19 +13,24 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from twin.generated.fleet.v1 import fleet_pb2
+from twin.model.capacity import CapacityReport
 from twin.model.catalog import (
     AREA_BY_ID,
+    CLASS_LABEL,
+    N_WAN,
     SUPPLIERS,
     WAN_LABEL,
     AlertKind,
     Csp,
     DeviceType,
     MessageType,
+    TrafficClass,
     WanTech,
     models_of,
 )
 from twin.model.ids import parse_hub_ref
 from twin.model.ops.progress import OperationAction, OperationState
+from twin.model.params import CapacityParams
 from twin.model.summary import DARK_REASONS, TickSummary
 from twin.model.timeutil import as_utc, parse_instant
 from twin.services.dcc.alerts import ALERT_CODES as ALERT_CODES  # one table, re-exported for the fleet API
@@ -116,7 +121,11 @@ def hub_message(r: dict[str, Any]) -> fleet_pb2.Hub:
         prepayment=fleet_pb2.HubPrepayment(**r["prepayment"]) if "prepayment" in r else None)
 
 
-def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
+def summary_message(s: TickSummary, time: datetime, *,
+                    capacity: CapacityParams | None = None) -> fleet_pb2.TickSummary:
+    """A tick summary as WatchFleet sends it; `time` is the end of the tick. With the run's
+    `capacity` parameters (they give the Target Response Times) and a summary the capacity model
+    reported on, `capacity` is filled (see `capacity_message`)."""
     csps = []
     for i, name in enumerate(CSP_NAMES):
         csps.append(fleet_pb2.CspTraffic(
@@ -134,7 +143,59 @@ def summary_message(s: TickSummary, time: datetime) -> fleet_pb2.TickSummary:
                                    meters=a["meters"], alerts=a["alerts"], prepay_off_supply=a["off_supply_for_credit"],
                                    prepay_emergency_credit=a["emergency_credit"]) for a in d["areas"]],
         hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0),
-        prepayment=_prepayment_message(d["prepayment"]), operations=[operation_message(v) for v in s.operations])
+        prepayment=_prepayment_message(d["prepayment"]), operations=[operation_message(v) for v in s.operations],
+        capacity=capacity_message(s.capacity, capacity) if s.capacity is not None and capacity is not None else None)
+
+
+def link_names(link: int) -> tuple[str, str]:
+    """A link index (twin.model.capacity.LINK_NAMES order) -> (CSP region name "North", WAN
+    technology name "LRR")."""
+    return CSP_NAMES[link // N_WAN], WanTech(link % N_WAN).name
+
+
+def link_messages(r: CapacityReport, csp: int | None = None) -> list[tuple[str, str, float, float, int]]:
+    """(CSP, technology, capacity per second, utilisation, backlog) of each modelled link (capacity
+    above 0), of one CSP region (catalog.Csp code) or all, in link order."""
+    out = []
+    for i in range(r.link_capacity.size):
+        if r.link_capacity[i] <= 0 or (csp is not None and i // N_WAN != csp):
+            continue
+        region, tech = link_names(i)
+        out.append((region, tech, float(r.link_capacity[i]), float(r.link_utilisation[i]), int(r.link_backlog[i])))
+    return out
+
+
+def class_figures(r: CapacityReport, p: CapacityParams, csp: int) -> list[dict[str, Any]]:
+    """One CSP region's service to each traffic class in the report's tick, as the fields of
+    ClassService (less `csp`): messages, latency percentiles (s), share within the class's
+    Target Response Time (`target_response_s`, from `p`), backlog and the oldest queued age (s)."""
+    return [{"traffic_class": CLASS_LABEL[k], "messages": int(r.messages[csp, k]),
+             "latency_p50_s": float(r.latency_p50[csp, k]), "latency_p95_s": float(r.latency_p95[csp, k]),
+             "latency_p99_s": float(r.latency_p99[csp, k]), "within_target": float(r.within_target[csp, k]),
+             "target_response_s": float(p.target_response_s[k.name]), "backlog": int(r.backlog[csp, k]),
+             "oldest_age_s": float(r.oldest_age_s[csp, k])} for k in TrafficClass]
+
+
+def alert_figures(r: CapacityReport, csp: int) -> dict[str, int]:
+    """One CSP region's device alerts under load in the report's tick (the fields of AlertService
+    less `csp`)."""
+    return {"delayed": int(r.alerts_delayed[csp]), "throttled": int(r.alerts_throttled[csp]),
+            "failed": int(r.alerts_failed[csp]), "redelivered": int(r.alerts_redelivered[csp]),
+            "expired": int(r.alerts_expired[csp]), "failed_queue": int(r.failed_queue[csp])}
+
+
+def capacity_message(r: CapacityReport, p: CapacityParams) -> fleet_pb2.NetworkCapacity:
+    """How the network carried a tick (the capacity model's report) as NetworkCapacity: each
+    modelled link, each CSP region x traffic class (with its Target Response Time from the run's
+    parameters `p`), North base stations, the DSP stage and alerts under load per region. About
+    30 numbers per link and class row: a few hundred per tick."""
+    return fleet_pb2.NetworkCapacity(
+        links=[fleet_pb2.LinkCapacity(csp=c, technology=t, capacity_per_s=cap, utilisation=u, backlog=b)
+               for c, t, cap, u, b in link_messages(r)],
+        classes=[fleet_pb2.ClassService(csp=name, **f) for i, name in enumerate(CSP_NAMES) for f in class_figures(r, p, i)],
+        base_station_peak_utilisation=float(r.bs_peak_utilisation), base_stations_congested=int(r.bs_congested),
+        base_station_backlog=int(r.bs_backlog), dsp_utilisation=float(r.dsp_utilisation),
+        alerts=[fleet_pb2.AlertService(csp=name, **alert_figures(r, i)) for i, name in enumerate(CSP_NAMES)])
 
 
 def _prepayment_message(p: dict[str, Any]) -> fleet_pb2.PrepaymentCounts:

@@ -1,5 +1,6 @@
-"""CspService: each CSP region's network (hubs per technology, schedule, base stations, load,
-coverage for one hub), as resources regions/north, regions/central, regions/south."""
+"""CspService: each CSP region's network (hubs per technology, schedule, base stations, load with
+each link's capacity and each class's service levels, coverage for one hub), as resources
+regions/north, regions/central, regions/south."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from twin.engine.interface import FleetEngine
 from twin.generated.csp.v1 import csp_pb2, csp_pb2_grpc
 from twin.model.catalog import AREAS, CSP_OPERATOR, WAN_LABEL, Csp, MessageType, WanTech, region_by_name
 from twin.model.network import NEVER
-from twin.services.convert import hub_index, ts
+from twin.services.convert import alert_figures, class_figures, hub_index, link_messages, ts
 from twin.services.errors import invalid, not_found
 from twin.services.pagination import next_page_token, page_of, slice_page
 
@@ -97,9 +98,23 @@ class CspServicer(csp_pb2_grpc.CspServiceServicer):
         n = min(request.ticks or 48, 2000)
         recent = list(self.sup.history)[-n:]
         i = int(region)
-        return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=[
-            csp_pb2.TickLoad(tick=s.tick, messages={m.name: int(s.messages[i, m]) for m in MessageType},
-                             peak_alerts_per_s=s.peak_alerts_per_s) for s in recent])
+        cap = self.sup.config.params.capacity
+        ticks = []
+        for s in recent:
+            load = csp_pb2.TickLoad(tick=s.tick, messages={m.name: int(s.messages[i, m]) for m in MessageType},
+                                    peak_alerts_per_s=s.peak_alerts_per_s)
+            r = s.capacity  # the capacity model's report (twin.model.capacity), None when it is off
+            if r is not None:
+                load.links.extend(csp_pb2.LinkLoad(technology=t, capacity_per_s=c, utilisation=u, backlog=b)
+                                  for _, t, c, u, b in link_messages(r, i))
+                load.classes.extend(csp_pb2.ClassLoad(**f) for f in class_figures(r, cap, i))
+                load.alerts.CopyFrom(csp_pb2.AlertLoad(**alert_figures(r, i)))
+                if region == Csp.NORTH:
+                    load.base_stations.CopyFrom(csp_pb2.BaseStationLoad(
+                        peak_utilisation=float(r.bs_peak_utilisation), congested=int(r.bs_congested),
+                        backlog=int(r.bs_backlog)))
+            ticks.append(load)
+        return csp_pb2.Load(name=f"regions/{region.name.lower()}", ticks=ticks)
 
     async def GetCoverage(self, request, context):
         cfg = self.sup.config

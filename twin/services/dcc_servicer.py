@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from contextlib import aclosing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -155,7 +155,14 @@ def _stream_error(e: DccError) -> ApiError:
 
 def service_request(request: dcc_pb2.SubmitServiceRequestRequest) -> ServiceRequest:
     """The wire request as the DCC's plain ServiceRequest. INVALID_ARGUMENT naming parameters if
-    they hold a value JSON cannot carry (NaN, infinity)."""
+    they hold a value JSON cannot carry (NaN, infinity), response_deadline if it is not a valid
+    non-negative Duration (its range is the DCC's check)."""
+    deadline_s = None
+    if request.HasField("response_deadline"):
+        d = request.response_deadline
+        if d.seconds < 0 or not 0 <= d.nanos < 1_000_000_000:
+            raise invalid("response_deadline", "a non-negative duration (seconds from 0, nanos from 0 to 999,999,999)")
+        deadline_s = d.seconds + d.nanos / 1e9
     params = None
     if request.HasField("parameters"):
         try:
@@ -164,7 +171,7 @@ def service_request(request: dcc_pb2.SubmitServiceRequestRequest) -> ServiceRequ
             raise invalid("parameters", str(e)) from None
     return ServiceRequest(srv=request.srv, target=request.target, request_id=request.request_id, parameters=params,
                           parameters_bytes=request.parameters.ByteSize(), signature=request.signature,
-                          issued_at_ms=request.issued_at_ms)
+                          issued_at_ms=request.issued_at_ms, deadline_s=deadline_s)
 
 
 def grpc_digest(request: ServiceRequest) -> str:
@@ -180,9 +187,12 @@ def grpc_digest(request: ServiceRequest) -> str:
 def response_message(r: ServiceResponse) -> dcc_pb2.ServiceResponse:
     st = struct_pb2.Struct()
     st.update(r.result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
-    return dcc_pb2.ServiceResponse(request_id=r.request_id, srv=r.srv, target=r.target, csp=r.csp,
-                                   status=_STATUS[r.status], time=ts(r.time), result=st, detail=r.detail,
-                                   operation=r.operation, position=r.position)
+    msg = dcc_pb2.ServiceResponse(request_id=r.request_id, srv=r.srv, target=r.target, csp=r.csp,
+                                  status=_STATUS[r.status], time=ts(r.time), result=st, detail=r.detail,
+                                  operation=r.operation, position=r.position)
+    if r.latency_s is not None:
+        msg.latency.FromTimedelta(timedelta(seconds=r.latency_s))
+    return msg
 
 
 def alert_message(a: DeviceAlert) -> dcc_pb2.DeviceAlert:

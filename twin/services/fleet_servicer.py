@@ -349,7 +349,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         """The message of summary `s`, built once for every stream that is at the newest tick
         (the live case) rather than once per stream."""
         if self._built is None or self._built[0] is not s:
-            self._built = (s, summary_message(s, self.sup.config.time_of(s.tick + 1)))
+            cfg = self.sup.config
+            self._built = (s, summary_message(s, cfg.time_of(s.tick + 1), capacity=cfg.params.capacity))
         return self._built[1]
 
     def _history_span(self) -> tuple[int, int]:

@@ -9,8 +9,10 @@ admissions), it sends on to the primary: the caller's message, metadata and dead
 primary's answer, status and details out. So a caller cannot tell which process answered.
 
 What it knows of the fleet it takes from the primary's internal ReplicaService, on its loopback
-port: the last completed tick, the network schedule and which ticks it is final for, and the
-shared segments, every quarter of a second and whenever a row is newer than what it knows.
+port: the last completed tick, the network schedule and which ticks it is final for, the shared
+segments and the response-time table (twin.engine.latency: a read beyond its caller's deadline is
+the primary's to acknowledge and answer later), every quarter of a second and whenever a row is
+newer than what it knows.
 Admissions come in leases from the primary's anomaly detector, so the per-user thresholds hold
 across processes; leased admissions not used within a second are handed back.
 
@@ -37,6 +39,7 @@ import grpc
 import numpy as np
 
 from twin.engine.alert_log import AlertLog
+from twin.engine.latency import LatencyTable
 from twin.engine.operations import OperationFilter
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.shared_state import Descriptor, SharedReader
@@ -88,6 +91,7 @@ class FleetView:
         self.returned: dict[tuple[str, str], int] = {}  # leased admissions to hand back
         self.refreshed_at = float("-inf")
         self._refreshing: asyncio.Task | None = None
+        self.latency: LatencyTable | None = None  # the primary's, as of the last refresh
 
     async def refresh(self) -> None:
         """Fetch the primary's state. Concurrent callers share one fetch, in a task of its own, so
@@ -129,6 +133,8 @@ class FleetView:
         self.readers = readers
         self.first_hub = list(st.shard_first_hub)
         self.last_tick, self.final_before = st.tick, st.plan_final_before
+        self.latency = (LatencyTable.from_lists(st.latency.tick, list(st.latency.link_s), list(st.latency.cell_wait_s))
+                        if st.HasField("latency") else None)
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The service facts of `hub` from shared memory (the ShardBatcher's contract), or Forward."""
@@ -194,6 +200,11 @@ class FleetView:
         """Reads are answered through `call` (with the admission and checks of the request);
         one asked for otherwise goes to the primary."""
         raise Forward
+
+    def latency_table(self) -> LatencyTable | None:
+        """The primary's response-time table as of the last refresh (the same figures, refreshed
+        with the tick: a row newer than the view is re-checked before it is answered here)."""
+        return self.latency
 
     # -- the rest of DccEngine: what only the primary's engine holds ------------------------------
     # A replica answers reads of reachable hubs from shared memory (`call`); everything that
@@ -323,6 +334,9 @@ class ReplicaCore(DccCore):
         checked = await self.check(identity, request)
         if not checked.record["reachable"] or checked.reading is None:
             raise Forward  # deferred: the primary keeps it and answers on StreamResponses
+        latency, deadline = self.response_time(request, checked)
+        if latency is not None and latency > deadline:
+            raise Forward  # answered late: the primary acknowledges it and answers on StreamResponses
         try:
             admitted = await self.leases.admit(identity.user_id, checked.srv.srv)
         except grpc.aio.AioRpcError:

@@ -71,6 +71,11 @@ def replica_state(sup: FleetEngine) -> replica_pb2.ReplicaState:
             name=d.name, offset=d.offset, hubs=d.n_hubs, node_id=d.node_id,
             columns=[replica_pb2.Column(name=n, dtype=dt, byte_offset=off, length=length)
                      for n, dt, off, length in d.columns]))
-    return replica_pb2.ReplicaState(tick=tick, plan_final_before=final_before, network_plan=plan.ravel().tolist(),
-                                    network_plan_shape=list(plan.shape), segments=segments,
-                                    config_json=json.dumps(sup.config.to_dict()), shard_first_hub=first_hubs)
+    st = replica_pb2.ReplicaState(tick=tick, plan_final_before=final_before, network_plan=plan.ravel().tolist(),
+                                  network_plan_shape=list(plan.shape), segments=segments,
+                                  config_json=json.dumps(sup.config.to_dict()), shard_first_hub=first_hubs)
+    table = sup.latency_table()
+    if table is not None:
+        t, link_s, cell_wait_s = table.to_lists()
+        st.latency.CopyFrom(replica_pb2.ServiceLatency(tick=t, link_s=link_s, cell_wait_s=cell_wait_s))
+    return st

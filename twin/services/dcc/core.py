@@ -13,12 +13,14 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twin.engine.alert_log import AlertLog
 from twin.engine.interface import HubReads, ShardAccess
 from twin.engine.operations import OperationField, OperationFilter, OperationTerm
 from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
+from twin.model.catalog import MESSAGE_CLASS, Csp, MessageType, TrafficClass
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict
 from twin.model.params import HALF_HOURS_PER_DAY
@@ -36,6 +38,7 @@ from twin.services.dcc.requests import (
     ResponseStatus,
     ServiceRequest,
     ServiceResponse,
+    check_deadline,
     check_duis_target,
     check_params,
     command_for,
@@ -47,7 +50,7 @@ from twin.services.dcc.requests import (
     response,
     role_fuel,
 )
-from twin.services.dcc.responses import PENDING_READ_DAYS, Pending, ResponseLogs
+from twin.services.dcc.responses import PENDING_READ_DAYS, DueAnswers, Pending, ResponseLogs
 from twin.services.identity import Identity
 from twin.services.policy import PolicyError, authorise, quarantine_scope
 from twin.services.signing import SignatureChecker, SignatureError
@@ -56,6 +59,9 @@ from twin.util.background import spawn
 log = logging.getLogger(__name__)
 
 ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick before acknowledging
+# The network message a read Service Request is carried as (its class gives the queue it waits in
+# and the Target Response Time that is its default deadline).
+READ_MESSAGE = MessageType.ON_DEMAND_READ
 MAX_RELEASED = 10_000  # answers of recent releases kept, so a retried release answers the same
 
 
@@ -125,6 +131,7 @@ class DccCore:
         self.ledger: RequestLedger = ledger
         self.responses = ResponseLogs(responses_kept)
         self.pending: list[Pending] = []
+        self.late = DueAnswers()  # reads answered after their caller's deadline, by due time
         self.alerts = AlertFeed(lambda: self.engine.alert_log, lambda t: self.engine.config.time_of(t),
                                 lambda: self.engine.config.seed)
         self._released: OrderedDict[str, bytes] = OrderedDict()  # quarantine id -> first answer
@@ -204,6 +211,7 @@ class DccCore:
             srv = duis.lookup(request.srv)
         except duis.UnknownSrv as e:
             raise invalid("srv", str(e)) from None
+        check_deadline(request.deadline_s)
         if srv.srv not in duis.IMPLEMENTED:
             raise DccError(Code.UNIMPLEMENTED, f"the twin does not implement SRV {srv.srv} ({srv.name})", field="srv")
         if request.parameters_bytes > MAX_PARAMETERS_BYTES:
@@ -238,13 +246,34 @@ class DccCore:
             raise invalid("parameters.fuel", facts["error"])
         return Checked(srv, hub, asked_fuel, rec, facts.get("result"), facts.get("tick"))
 
+    def response_time(self, request: ServiceRequest, checked: Checked) -> tuple[float | None, float]:
+        """(seconds the network takes to answer this read, the caller's deadline in seconds): the
+        capacity model's response time for the hub's link, North base station and the read's
+        class, queueing + transfer + device time (None when the run's capacity model is off); the
+        request's own deadline, or the class's Target Response Time if it gave none. Both are
+        simulated seconds from the fleet's now (the start of the next tick)."""
+        cap = self.engine.config.params.capacity
+        deadline = request.deadline_s
+        if deadline is None:
+            deadline = float(cap.target_response_s[TrafficClass(int(MESSAGE_CLASS[READ_MESSAGE])).name])
+        table = self.engine.latency_table()
+        if table is None:
+            return None, deadline
+        rec = checked.record
+        latency = table.seconds(csp=int(Csp[rec["region"].upper()]), wan=int(rec["wan_code"]), cell=int(rec["cell"]),
+                                message=READ_MESSAGE)
+        return latency, deadline
+
     async def process(self, identity: Identity, request: ServiceRequest, checked: Checked, *,
                       key: RequestKey | None = None) -> ServiceResponse:
-        """Route a checked request to its CSP and answer it: a coverage query or a read of a
-        reachable hub at once; a read of a dark hub acknowledged (answered on the user's response
-        log when the hub is back, FAILED after PENDING_READ_DAYS); a device change submitted to the
-        engine as a command (journaled under `key`) and answered if it applies within
-        ANSWER_WITHIN_S while the clock runs, else acknowledged with its operation's name."""
+        """Route a checked request to its CSP and answer it: a coverage query at once; a read of
+        a reachable hub when the network answers it (`response_time`): within the caller's
+        deadline, at once with its latency, else acknowledged and answered on the user's
+        response log once the simulated clock passes the time it was sent plus its latency; a
+        read of a dark hub acknowledged (answered on the user's response log when the hub is
+        back, FAILED after PENDING_READ_DAYS); a device change submitted to the engine as a
+        command (journaled under `key`) and answered if it applies within ANSWER_WITHIN_S while
+        the clock runs, else acknowledged with its operation's name."""
         srv, hub, fuel, rec = checked.srv, checked.hub, checked.fuel, checked.record
         csp = rec["region"]
         engine = self.engine
@@ -255,7 +284,16 @@ class DccCore:
         if srv.srv in READ_SRVS or srv.srv == "11.2":
             if rec["reachable"]:
                 result = checked.reading if checked.reading is not None else await self._read(srv.srv, hub, fuel, rec)
-                return response(request, csp, ResponseStatus.COMPLETED, now, result)
+                latency, deadline = self.response_time(request, checked)
+                if latency is None or latency <= deadline:
+                    return response(request, csp, ResponseStatus.COMPLETED, now, result, latency_s=latency)
+                due = engine.config.time_of(engine.tick) + timedelta(seconds=latency)
+                self.late.add(Pending(identity.user_id, request, hub, fuel, csp, -1, due=due, result=result,
+                                      latency_s=latency))
+                return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
+                                detail=f"the network answers in {latency:,.1f} s, beyond the deadline of "
+                                       f"{deadline:,.1f} s: the response follows on StreamResponses at "
+                                       f"{due.isoformat()}")
             self.pending.append(Pending(identity.user_id, request, hub, fuel, csp,
                                         engine.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
             return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
@@ -305,8 +343,11 @@ class DccCore:
 
     # -- deferred responses -------------------------------------------------------------------
     def on_tick(self, tick: int) -> None:
-        """On the event loop after each tick: wake the alert feeds, and settle deferred requests."""
+        """On the event loop after each tick: wake the alert feeds, deliver the late answers the
+        simulated clock has passed, and settle deferred requests."""
         self.alerts.on_tick()
+        if len(self.late):
+            self._deliver_late(self.engine.config.time_of(tick + 1))
         if self.pending and not self._settling:
             self._settling = True
             spawn(self._settle(tick), name=f"settle-{tick}")
@@ -326,6 +367,17 @@ class DccCore:
             self.pending = [p for p in self.pending if id(p) not in settled]
         finally:
             self._settling = False
+
+    def _deliver_late(self, now: datetime) -> None:
+        """Each read the network answered by `now` (the end of the tick just run) goes on its
+        user's log, COMPLETED with the reading the device gave, its latency and the time it was
+        due; a retry of its request id from then on gets this answer, not the acknowledgement.
+        A rewind leaves the rest waiting: the clock passes their time again."""
+        for p in self.late.pop_due(now):
+            assert p.due is not None
+            resp = self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.COMPLETED, p.due,
+                                                           p.result, latency_s=p.latency_s))
+            self.ledger.finish(p.user_id, p.request.request_id, answer=resp.encode())
 
     async def _try_settle(self, p: Pending, tick: int) -> bool:
         now = self.engine.config.time_of(tick + 1)

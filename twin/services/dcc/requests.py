@@ -23,6 +23,9 @@ DEVICE_CHANGES = frozenset({"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8
 NEEDS_RECORD = frozenset({"12.1", "11.1", "11.2"})
 MAX_PARAMETERS_BYTES = 64 * 1024
 MAX_REQUEST_ID = 100  # characters of an AIP-155 request id
+# The longest response deadline a request may give, simulated seconds: an answer the network
+# takes longer than this to give would outlive the two days a deferred read is held [U].
+MAX_DEADLINE_S = 2 * 86_400.0
 ACKNOWLEDGED_DETAIL = "accepted; it applies when the hub is reached, and the response follows on StreamResponses"
 
 
@@ -35,7 +38,10 @@ class ServiceRequest:
     or a DUIS RequestID (originator:target:counter); `parameters` the SRV's parameters (None when
     the request carries none); `parameters_bytes` their size on the wire (checked against
     MAX_PARAMETERS_BYTES); `signature` the Ed25519 signature of a critical SRV (b"" if unsigned);
-    `issued_at_ms` the signing time, milliseconds since the epoch."""
+    `issued_at_ms` the signing time, milliseconds since the epoch; `deadline_s` how long, in
+    simulated seconds, the caller waits for the answer (None: the Target Response Time of the
+    request's traffic class; see `DccCore.process`). The deadline is how the caller waits, not
+    what it asks: a retry with another deadline is the same request."""
 
     srv: str
     target: str
@@ -44,6 +50,7 @@ class ServiceRequest:
     parameters_bytes: int = 0
     signature: bytes = b""
     issued_at_ms: int = 0
+    deadline_s: float | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -52,14 +59,16 @@ class ServiceRequest:
     def quarantine_copy(self) -> dict[str, Any]:
         """What the quarantine keeps of the request (JSON-ready), to rebuild it on release."""
         return {"srv": self.srv, "target": self.target, "request_id": self.request_id,
-                "issued_at_ms": self.issued_at_ms, "parameters": self.params, "signature": self.signature.hex()}
+                "issued_at_ms": self.issued_at_ms, "parameters": self.params, "signature": self.signature.hex(),
+                "deadline_s": self.deadline_s}
 
     @classmethod
     def from_quarantine_copy(cls, copy: dict[str, Any]) -> ServiceRequest:
         """The request a quarantine entry holds (signature and time are not kept for replay: it
         was verified before it was held)."""
         params = copy.get("parameters") or None
-        return cls(srv=copy["srv"], target=copy["target"], request_id=copy["request_id"], parameters=params)
+        return cls(srv=copy["srv"], target=copy["target"], request_id=copy["request_id"], parameters=params,
+                   deadline_s=copy.get("deadline_s"))
 
 
 class ResponseStatus(Enum):
@@ -74,7 +83,10 @@ class ServiceResponse:
     `target`), the CSP region that served it (`csp`, "North", "Central" or "South"), the status,
     when (`time`, aware UTC: the end of the tick a reading describes, else the fleet's now), the
     result (plain JSON values), a `detail` for people, the operation applying it (name, '' if
-    none), and `position` in the user's response log (0 if it was answered at once)."""
+    none), `position` in the user's response log (0 if it was answered at once), and
+    `latency_s`, the simulated seconds the network took to answer it (queueing, transfer and
+    device time, the capacity model's; None where the model gives none: capacity off, or a
+    request answered by an operation at a tick)."""
 
     request_id: str
     srv: str
@@ -86,6 +98,7 @@ class ServiceResponse:
     detail: str = ""
     operation: str = ""
     position: int = 0
+    latency_s: float | None = None
 
     def encode(self) -> bytes:
         """JSON bytes (kept by the request ledger to answer a retry the same)."""
@@ -103,9 +116,19 @@ class ServiceResponse:
 
 
 def response(request: ServiceRequest, csp: str, status: ResponseStatus, when: datetime,
-             result: dict[str, Any] | None = None, *, detail: str = "", operation: str = "") -> ServiceResponse:
+             result: dict[str, Any] | None = None, *, detail: str = "", operation: str = "",
+             latency_s: float | None = None) -> ServiceResponse:
     return ServiceResponse(request_id=request.request_id, srv=request.srv, target=request.target, csp=csp,
-                           status=status, time=when, result=result or {}, detail=detail, operation=operation)
+                           status=status, time=when, result=result or {}, detail=detail, operation=operation,
+                           latency_s=latency_s)
+
+
+def check_deadline(deadline_s: float | None) -> None:
+    """A request's response deadline: simulated seconds from 0 to MAX_DEADLINE_S (None: unset).
+    INVALID_ARGUMENT naming response_deadline."""
+    if deadline_s is not None and not (0.0 <= deadline_s <= MAX_DEADLINE_S):
+        raise invalid("response_deadline", f"a duration from 0 to {MAX_DEADLINE_S:,.0f} s of simulated time, "
+                                           f"got {deadline_s!r} s")
 
 
 def operation_response(request: ServiceRequest, csp: str, view: dict[str, Any], when: datetime) -> ServiceResponse:

@@ -4,10 +4,14 @@ device change applied at a tick), and each user's resumable log of the responses
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
 from twin.services.dcc.errors import PositionAhead, PositionExpired, StreamBehind
 from twin.services.dcc.requests import ServiceRequest, ServiceResponse
@@ -18,15 +22,51 @@ PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this
 @dataclass(eq=False)
 class Pending:
     """A request acknowledged and not yet answered: a read waiting for its hub to be reachable
-    (until `deadline_tick`), or a device change waiting for its `operation` to finish."""
+    (until `deadline_tick`), a device change waiting for its `operation` to finish, or a read
+    the network answers later than the caller's deadline: its `result`, taken when the request
+    reached the device, is delivered once the simulated clock passes `due` (the time it was sent
+    plus its `latency_s`)."""
 
     user_id: str
     request: ServiceRequest
     hub: int
     fuel: str  # "electricity" or "gas"
     csp: str
-    deadline_tick: int  # -1 for an operation: it ends when the operation does
+    deadline_tick: int  # -1 for an operation or a late answer: it ends when that does
     operation: str = ""
+    due: datetime | None = None
+    result: dict[str, Any] | None = None
+    latency_s: float | None = None
+
+
+class DueAnswers:
+    """Reads the network answers later than their caller's deadline (Pending with a `due`
+    time), by due time: a tick takes what has come due at a cost that grows with what it
+    delivers, not with all that waits. Ties go by arrival, so a user's log gets them in one
+    order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Pending]] = []
+        self._seq = itertools.count()
+
+    def add(self, p: Pending) -> None:
+        if p.due is None:
+            raise ValueError("a late answer needs its due time")
+        heapq.heappush(self._heap, (p.due, next(self._seq), p))
+
+    def pop_due(self, now: datetime) -> list[Pending]:
+        """The answers due at or before `now`, earliest first, taken out."""
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            out.append(heapq.heappop(self._heap)[2])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def requests(self) -> list[str]:
+        """The request ids waiting, earliest due first (for operators and tests)."""
+        return [p.request.request_id for _, _, p in sorted(self._heap)]
 
 
 @dataclass(eq=False)

@@ -111,7 +111,7 @@ class GetLoadRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ticks: _Optional[int] = ...) -> None: ...
 
 class TickLoad(_message.Message):
-    __slots__ = ("tick", "messages", "peak_alerts_per_s")
+    __slots__ = ("tick", "messages", "peak_alerts_per_s", "links", "classes", "alerts", "base_stations")
     class MessagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,10 +122,78 @@ class TickLoad(_message.Message):
     TICK_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     PEAK_ALERTS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    BASE_STATIONS_FIELD_NUMBER: _ClassVar[int]
     tick: int
     messages: _containers.ScalarMap[str, int]
     peak_alerts_per_s: int
-    def __init__(self, tick: _Optional[int] = ..., messages: _Optional[_Mapping[str, int]] = ..., peak_alerts_per_s: _Optional[int] = ...) -> None: ...
+    links: _containers.RepeatedCompositeFieldContainer[LinkLoad]
+    classes: _containers.RepeatedCompositeFieldContainer[ClassLoad]
+    alerts: AlertLoad
+    base_stations: BaseStationLoad
+    def __init__(self, tick: _Optional[int] = ..., messages: _Optional[_Mapping[str, int]] = ..., peak_alerts_per_s: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkLoad, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassLoad, _Mapping]]] = ..., alerts: _Optional[_Union[AlertLoad, _Mapping]] = ..., base_stations: _Optional[_Union[BaseStationLoad, _Mapping]] = ...) -> None: ...
+
+class BaseStationLoad(_message.Message):
+    __slots__ = ("peak_utilisation", "congested", "backlog")
+    PEAK_UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    CONGESTED_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    peak_utilisation: float
+    congested: int
+    backlog: int
+    def __init__(self, peak_utilisation: _Optional[float] = ..., congested: _Optional[int] = ..., backlog: _Optional[int] = ...) -> None: ...
+
+class LinkLoad(_message.Message):
+    __slots__ = ("technology", "capacity_per_s", "utilisation", "backlog")
+    TECHNOLOGY_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_PER_S_FIELD_NUMBER: _ClassVar[int]
+    UTILISATION_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    technology: str
+    capacity_per_s: float
+    utilisation: float
+    backlog: int
+    def __init__(self, technology: _Optional[str] = ..., capacity_per_s: _Optional[float] = ..., utilisation: _Optional[float] = ..., backlog: _Optional[int] = ...) -> None: ...
+
+class ClassLoad(_message.Message):
+    __slots__ = ("traffic_class", "messages", "latency_p50_s", "latency_p95_s", "latency_p99_s", "within_target", "target_response_s", "backlog", "oldest_age_s")
+    TRAFFIC_CLASS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_S_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_S_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RESPONSE_S_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    traffic_class: str
+    messages: int
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    within_target: float
+    target_response_s: float
+    backlog: int
+    oldest_age_s: float
+    def __init__(self, traffic_class: _Optional[str] = ..., messages: _Optional[int] = ..., latency_p50_s: _Optional[float] = ..., latency_p95_s: _Optional[float] = ..., latency_p99_s: _Optional[float] = ..., within_target: _Optional[float] = ..., target_response_s: _Optional[float] = ..., backlog: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...
+
+class AlertLoad(_message.Message):
+    __slots__ = ("delayed", "throttled", "failed", "redelivered", "expired", "failed_queue")
+    DELAYED_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    REDELIVERED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    delayed: int
+    throttled: int
+    failed: int
+    redelivered: int
+    expired: int
+    failed_queue: int
+    def __init__(self, delayed: _Optional[int] = ..., throttled: _Optional[int] = ..., failed: _Optional[int] = ..., redelivered: _Optional[int] = ..., expired: _Optional[int] = ..., failed_queue: _Optional[int] = ...) -> None: ...
 
 class Load(_message.Message):
     __slots__ = ("name", "ticks")

@@ -93,7 +93,9 @@ class CspServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLoad(self, request, context):
-        """Messages carried per tick, by type, for recent ticks.
+        """Messages carried per tick, by type, for recent ticks; with the capacity model on, each of
+        the region's links' capacity, utilisation and backlog, and its traffic classes' latency and
+        share within their Target Response Times.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -77,9 +77,11 @@ class DccServiceServicer:
     """
 
     def SubmitServiceRequest(self, request, context):
-        """Submit one Service Request. An on-demand request to a reachable hub is answered within its
-        deadline; otherwise the call returns an acknowledgement and the response follows on
-        StreamResponses. Excess requests are quarantined (RESOURCE_EXHAUSTED).
+        """Submit one Service Request. A read of a reachable hub is answered at once, with its latency,
+        if the network answers it within the request's response_deadline (default: the Target
+        Response Time of its class); otherwise, and for a dark hub, the call returns an
+        acknowledgement and the response follows on StreamResponses, once the simulated clock passes
+        the time the network answers it. Excess requests are quarantined (RESOURCE_EXHAUSTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtwin/replica/v1/replica.proto\x12\x0ftwin.replica.v1\"G\n\x16GetReplicaStateRequest\x12-\n\x08returned\x18\x01 \x03(\x0b\x32\x1b.twin.replica.v1.Admissions\"9\n\nAdmissions\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\xc3\x01\n\x0cReplicaState\x12\x0c\n\x04tick\x18\x01 \x01(\x03\x12\x14\n\x0cnetwork_plan\x18\x02 \x03(\x03\x12\x1a\n\x12network_plan_shape\x18\x03 \x03(\x05\x12*\n\x08segments\x18\x04 \x03(\x0b\x32\x18.twin.replica.v1.Segment\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x19\n\x11plan_final_before\x18\x06 \x01(\x03\x12\x17\n\x0fshard_first_hub\x18\x07 \x03(\x03\"p\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04hubs\x18\x03 \x01(\x03\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12(\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x17.twin.replica.v1.Column\"J\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0b\x62yte_offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"E\n\x16LeaseAdmissionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"*\n\x17LeaseAdmissionsResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x05\x32\xd1\x01\n\x0eReplicaService\x12Y\n\x0fGetReplicaState\x12\'.twin.replica.v1.GetReplicaStateRequest\x1a\x1d.twin.replica.v1.ReplicaState\x12\x64\n\x0fLeaseAdmissions\x12\'.twin.replica.v1.LeaseAdmissionsRequest\x1a(.twin.replica.v1.LeaseAdmissionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtwin/replica/v1/replica.proto\x12\x0ftwin.replica.v1\"G\n\x16GetReplicaStateRequest\x12-\n\x08returned\x18\x01 \x03(\x0b\x32\x1b.twin.replica.v1.Admissions\"9\n\nAdmissions\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"\xf5\x01\n\x0cReplicaState\x12\x0c\n\x04tick\x18\x01 \x01(\x03\x12\x14\n\x0cnetwork_plan\x18\x02 \x03(\x03\x12\x1a\n\x12network_plan_shape\x18\x03 \x03(\x05\x12*\n\x08segments\x18\x04 \x03(\x0b\x32\x18.twin.replica.v1.Segment\x12\x13\n\x0b\x63onfig_json\x18\x05 \x01(\t\x12\x19\n\x11plan_final_before\x18\x06 \x01(\x03\x12\x17\n\x0fshard_first_hub\x18\x07 \x03(\x03\x12\x30\n\x07latency\x18\x08 \x01(\x0b\x32\x1f.twin.replica.v1.ServiceLatency\"C\n\x0eServiceLatency\x12\x0c\n\x04tick\x18\x01 \x01(\x03\x12\x0e\n\x06link_s\x18\x02 \x03(\x01\x12\x13\n\x0b\x63\x65ll_wait_s\x18\x03 \x03(\x01\"p\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04hubs\x18\x03 \x01(\x03\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12(\n\x07\x63olumns\x18\x05 \x03(\x0b\x32\x17.twin.replica.v1.Column\"J\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x13\n\x0b\x62yte_offset\x18\x03 \x01(\x03\x12\x0e\n\x06length\x18\x04 \x01(\x03\"E\n\x16LeaseAdmissionsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\"*\n\x17LeaseAdmissionsResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x05\x32\xd1\x01\n\x0eReplicaService\x12Y\n\x0fGetReplicaState\x12\'.twin.replica.v1.GetReplicaStateRequest\x1a\x1d.twin.replica.v1.ReplicaState\x12\x64\n\x0fLeaseAdmissions\x12\'.twin.replica.v1.LeaseAdmissionsRequest\x1a(.twin.replica.v1.LeaseAdmissionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMISSIONS']._serialized_start=123
   _globals['_ADMISSIONS']._serialized_end=180
   _globals['_REPLICASTATE']._serialized_start=183
-  _globals['_REPLICASTATE']._serialized_end=378
-  _globals['_SEGMENT']._serialized_start=380
-  _globals['_SEGMENT']._serialized_end=492
-  _globals['_COLUMN']._serialized_start=494
-  _globals['_COLUMN']._serialized_end=568
-  _globals['_LEASEADMISSIONSREQUEST']._serialized_start=570
-  _globals['_LEASEADMISSIONSREQUEST']._serialized_end=639
-  _globals['_LEASEADMISSIONSRESPONSE']._serialized_start=641
-  _globals['_LEASEADMISSIONSRESPONSE']._serialized_end=683
-  _globals['_REPLICASERVICE']._serialized_start=686
-  _globals['_REPLICASERVICE']._serialized_end=895
+  _globals['_REPLICASTATE']._serialized_end=428
+  _globals['_SERVICELATENCY']._serialized_start=430
+  _globals['_SERVICELATENCY']._serialized_end=497
+  _globals['_SEGMENT']._serialized_start=499
+  _globals['_SEGMENT']._serialized_end=611
+  _globals['_COLUMN']._serialized_start=613
+  _globals['_COLUMN']._serialized_end=687
+  _globals['_LEASEADMISSIONSREQUEST']._serialized_start=689
+  _globals['_LEASEADMISSIONSREQUEST']._serialized_end=758
+  _globals['_LEASEADMISSIONSRESPONSE']._serialized_start=760
+  _globals['_LEASEADMISSIONSRESPONSE']._serialized_end=802
+  _globals['_REPLICASERVICE']._serialized_start=805
+  _globals['_REPLICASERVICE']._serialized_end=1014
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ class Admissions(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., srv: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ReplicaState(_message.Message):
-    __slots__ = ("tick", "network_plan", "network_plan_shape", "segments", "config_json", "plan_final_before", "shard_first_hub")
+    __slots__ = ("tick", "network_plan", "network_plan_shape", "segments", "config_json", "plan_final_before", "shard_first_hub", "latency")
     TICK_FIELD_NUMBER: _ClassVar[int]
     NETWORK_PLAN_FIELD_NUMBER: _ClassVar[int]
     NETWORK_PLAN_SHAPE_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class ReplicaState(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     PLAN_FINAL_BEFORE_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIRST_HUB_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
     tick: int
     network_plan: _containers.RepeatedScalarFieldContainer[int]
     network_plan_shape: _containers.RepeatedScalarFieldContainer[int]
@@ -39,7 +40,18 @@ class ReplicaState(_message.Message):
     config_json: str
     plan_final_before: int
     shard_first_hub: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tick: _Optional[int] = ..., network_plan: _Optional[_Iterable[int]] = ..., network_plan_shape: _Optional[_Iterable[int]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., config_json: _Optional[str] = ..., plan_final_before: _Optional[int] = ..., shard_first_hub: _Optional[_Iterable[int]] = ...) -> None: ...
+    latency: ServiceLatency
+    def __init__(self, tick: _Optional[int] = ..., network_plan: _Optional[_Iterable[int]] = ..., network_plan_shape: _Optional[_Iterable[int]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., config_json: _Optional[str] = ..., plan_final_before: _Optional[int] = ..., shard_first_hub: _Optional[_Iterable[int]] = ..., latency: _Optional[_Union[ServiceLatency, _Mapping]] = ...) -> None: ...
+
+class ServiceLatency(_message.Message):
+    __slots__ = ("tick", "link_s", "cell_wait_s")
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    LINK_S_FIELD_NUMBER: _ClassVar[int]
+    CELL_WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    tick: int
+    link_s: _containers.RepeatedScalarFieldContainer[float]
+    cell_wait_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, tick: _Optional[int] = ..., link_s: _Optional[_Iterable[float]] = ..., cell_wait_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Segment(_message.Message):
     __slots__ = ("name", "offset", "hubs", "node_id", "columns")

@@ -60,8 +60,8 @@ class ReplicaServiceServicer:
 
     def GetReplicaState(self, request, context):
         """The fleet as a replica needs it: the last completed tick, the network schedule, the shards'
-        shared segments; and the fleet configuration. Hands back admissions a replica leased and did
-        not use.
+        shared segments, the Service Request response-time table; and the fleet configuration.
+        Hands back admissions a replica leased and did not use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
