@@ -377,8 +377,7 @@ def test_capacity_page_shows_the_networks_figures_for_the_tick_the_api_sent(stac
         stream = c.fleet.WatchFleet(fleet_pb2.WatchFleetRequest(backlog=1), metadata=c.metadata)
         first = next(stream)
         stream.cancel()
-    if not first.HasField("capacity"):
-        pytest.skip("this API does not fill TickSummary.capacity in WatchFleet (issue 13's API part)")
+    assert first.HasField("capacity")
     stack.sup.pause()  # one tick on the page and in the engine's history while they are compared
     try:
         page.goto(stack.url + "/")
