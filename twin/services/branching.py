@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
 
 from twin.engine.branches import BRANCHES, NAME_RE, ForkPlan, create_branch, plan_fork, run_branch, run_head
@@ -26,6 +25,7 @@ from twin.model.config import FleetConfig, TwinInputError
 from twin.model.ops.progress import OperationState
 from twin.services.convert import OPERATION_STATES, ts
 from twin.services.errors import ApiError, invalid, not_found
+from twin.util.rpc_status import pack_any
 
 OP_PREFIX = "operations/create-branch-"
 BRANCH_KIND = "branch_creation"  # the kind of a CreateBranch Operation in its OperationMetadata
@@ -35,12 +35,6 @@ log = logging.getLogger(__name__)
 # the path of the page a reader opens: twin.reporting.compare.comparison_page (offline HTML), which
 # the process serving the API passes in, since rendering sits above the services.
 ComparisonWriter = Callable[[dict[str, Any], Path], Path]
-
-
-def _pack(msg: Any) -> any_pb2.Any:
-    a = any_pb2.Any()
-    a.Pack(msg)
-    return a
 
 
 class Branches:
@@ -112,7 +106,7 @@ class Branches:
             raise invalid("until_tick", f"must not be before the fork tick {at}, got {until}")
         create_branch(plan, parent_history=self.sup.history_db.flushed() if served else None)
         name = OP_PREFIX + req.branch_id
-        op = operations_pb2.Operation(name=name, metadata=_pack(self._metadata(
+        op = operations_pb2.Operation(name=name, metadata=pack_any(self._metadata(
             plan, OperationState.RUNNING, fleet_pb2.BRANCH_PHASE_REPLAYING, plan.base + 1, until)))
         with self._lock:
             self._ops[name] = op
@@ -152,10 +146,10 @@ class Branches:
                       error=status_pb2.Status(code=code_pb2.INTERNAL, message=reason))
 
     def _set(self, name: str, *, metadata: Any, response: Any = None, error: status_pb2.Status | None = None) -> None:
-        op = operations_pb2.Operation(name=name, metadata=_pack(metadata))
+        op = operations_pb2.Operation(name=name, metadata=pack_any(metadata))
         if response is not None:
             op.done = True
-            op.response.CopyFrom(_pack(response))
+            op.response.CopyFrom(pack_any(response))
         elif error is not None:
             op.done = True
             op.error.CopyFrom(error)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -36,6 +36,7 @@ from twin.model.timeutil import as_utc, parse_instant
 from twin.services.dcc.alerts import ALERT_CODES as ALERT_CODES  # one table, re-exported for the fleet API
 from twin.services.errors import invalid, not_found
 from twin.util.grammar import GrammarError, shown
+from twin.util.rpc_status import pack_any
 
 CSP_NAMES = [c.name.title() for c in Csp]
 
@@ -226,12 +227,6 @@ def _fill(msg: Message, record: Any) -> Message:
     return msg
 
 
-def _pack(msg: Message) -> any_pb2.Any:
-    a = any_pb2.Any()
-    a.Pack(msg)
-    return a
-
-
 def operation_metadata(view: dict[str, Any]) -> fleet_pb2.OperationMetadata:
     """The typed OperationMetadata of an operation view (twin.engine.operations.operation_view):
     the state and allowed controls as enums, the progress in the oneof field named by its kind."""
@@ -248,9 +243,9 @@ def operation_metadata(view: dict[str, Any]) -> fleet_pb2.OperationMetadata:
 def operation_message(view: dict[str, Any]) -> operations_pb2.Operation:
     """An operation view as a google.longrunning.Operation: metadata OperationMetadata, and once
     done an error (google.rpc.Status) or the response EventResult."""
-    op = operations_pb2.Operation(name=view["name"], metadata=_pack(operation_metadata(view)), done=view["done"])
+    op = operations_pb2.Operation(name=view["name"], metadata=pack_any(operation_metadata(view)), done=view["done"])
     if "error" in view:
         op.error.CopyFrom(status_pb2.Status(code=view["error"]["code"], message=view["error"]["message"]))
     elif "response" in view:
-        op.response.CopyFrom(_pack(fleet_pb2.EventResult(note=view["response"]["note"])))
+        op.response.CopyFrom(pack_any(fleet_pb2.EventResult(note=view["response"]["note"])))
     return op

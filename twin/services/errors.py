@@ -11,7 +11,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from twin.services.dcc.errors import DccError
-from twin.util.rpc_status import field_violations
+from twin.util.rpc_status import field_violations, pack_any
 
 
 class ApiError(Exception):
@@ -37,26 +37,20 @@ class ApiError(Exception):
         if self.field:
             br = error_details_pb2.BadRequest(field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.message)])
-            details.append(_pack(br))
+            details.append(pack_any(br))
         if self.quota:
             qf = error_details_pb2.QuotaFailure(violations=[
                 error_details_pb2.QuotaFailure.Violation(subject=self.quota, description=self.message)])
-            details.append(_pack(qf))
+            details.append(pack_any(qf))
         if self.retry_after_s is not None:
             delay = duration_pb2.Duration()
             delay.FromTimedelta(timedelta(seconds=self.retry_after_s))
-            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+            details.append(pack_any(error_details_pb2.RetryInfo(retry_delay=delay)))
         if self.precondition:
             pf = error_details_pb2.PreconditionFailure(violations=[error_details_pb2.PreconditionFailure.Violation(
                 type="STATE", subject=self.precondition, description=self.message)])
-            details.append(_pack(pf))
+            details.append(pack_any(pf))
         return details
-
-
-def _pack(msg) -> any_pb2.Any:
-    a = any_pb2.Any()
-    a.Pack(msg)
-    return a
 
 
 def from_dcc(e: DccError) -> ApiError:

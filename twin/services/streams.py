@@ -18,7 +18,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 
-from twin.services.errors import ApiError, _pack
+from twin.services.errors import ApiError
+from twin.util.rpc_status import pack_any
 
 DOMAIN = "twin"
 STREAM_BEHIND = "STREAM_BEHIND"
@@ -57,7 +58,7 @@ class StreamEnd(ApiError):
 
     def details(self) -> list[any_pb2.Any]:
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
-        return [_pack(info), *super().details()]
+        return [pack_any(info), *super().details()]
 
 
 def behind(what: str, key: str, resume_after: int, waited_s: float) -> StreamEnd:

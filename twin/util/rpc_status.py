@@ -1,12 +1,22 @@
-"""Reading the google.rpc error details of a failed gRPC call (AIP-193): the field violations of a
-BadRequest and the reason of an ErrorInfo. Layer-free: the Python client, the dashboard and the
-services' own error helpers all read details the same way."""
+"""google.rpc error details and Any-packed messages (AIP-193, AIP-151): reading the field
+violations of a BadRequest and the reason of an ErrorInfo from a failed gRPC call, and packing a
+message into a google.protobuf.Any. Layer-free: the Python client, the dashboard and the services
+all read and pack details the same way."""
 
 from __future__ import annotations
 
 import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+
+def pack_any(msg: Message) -> any_pb2.Any:
+    """`msg` packed into a google.protobuf.Any (an error detail, an Operation's metadata or response)."""
+    a = any_pb2.Any()
+    a.Pack(msg)
+    return a
 
 
 def field_violations(err: grpc.RpcError) -> list[tuple[str, str]]:
