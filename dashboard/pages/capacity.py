@@ -13,6 +13,8 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard.components import data_attrs, graph, kpi, pulse
+from twin.util import units
+from twin.util.units import ALERT_OUTCOMES, format_seconds
 
 PATH = "/capacity"
 TITLE = "Capacity"
@@ -20,7 +22,6 @@ WINDOW = 48  # ticks the series and the window totals cover: one simulated day
 TICK_MS = 30 * 60 * 1000  # a tick is one half-hour settlement period
 CLASSES = ("alert", "critical", "on-demand", "scheduled", "firmware", "security")  # the API's traffic_class names
 TECH_ORDER = ("LRR", "G2", "G3", "G4", "VWAN")
-TECH_LABEL = {"LRR": "LRR", "G2": "2G", "G3": "3G", "G4": "4G", "VWAN": "VWAN"}
 CLASS_DASH = {"alert": "solid", "critical": "dot", "on-demand": "dash", "scheduled": "longdash", "firmware": "dashdot",
               "security": "longdashdot"}
 # Headroom bands by utilisation (offered load / capacity). A queue with random arrivals waits about
@@ -33,7 +34,6 @@ NO_CAPACITY = ("The API's tick summaries carry no capacity figures: the capacity
 # The latency axis' ticks, seconds: the units an operator thinks in.
 LATENCY_TICKS = ((0.01, "10 ms"), (0.1, "0.1 s"), (1, "1 s"), (10, "10 s"), (60, "1 min"), (600, "10 min"),
                  (3_600, "1 h"), (21_600, "6 h"), (86_400, "1 d"), (604_800, "1 week"))
-ALERT_OUTCOMES = ("delayed", "throttled", "failed", "redelivered", "expired")
 
 
 # plotly_white's look in a few properties: the full template is ~7 kB of JSON, and this page's
@@ -49,7 +49,7 @@ def _layout(title: str, height: int) -> dict[str, Any]:
 
 # -- small readers of a tick record's capacity (dashboard.feed.capacity_record) -------------------
 def link_label(link: dict[str, Any]) -> str:
-    return f"{link['csp']} {TECH_LABEL.get(link['technology'], link['technology'])}"
+    return units.link_label(link["csp"], link["technology"])
 
 
 def _link_key(link: dict[str, Any]) -> tuple[int, int, str]:
@@ -70,21 +70,6 @@ def service(cap: dict[str, Any], csp: str, klass: str) -> dict[str, Any] | None:
 def band(utilisation: float) -> tuple[str, str]:
     """(colour, label) of the headroom band a utilisation falls in."""
     return next((colour, label) for edge, colour, label in BANDS if utilisation < edge)
-
-
-def seconds(s: float) -> str:
-    """A latency or an age for an operator: "0.12 s", "3.2 s", "41 s", "12.5 min", "3.1 h", "2.0 d"."""
-    if s < 1:
-        return f"{s:.2f} s"
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7_200:
-        return f"{s / 60:.1f} min"
-    if s < 172_800:
-        return f"{s / 3_600:.1f} h"
-    return f"{s / 86_400:.1f} d"
 
 
 def _capacity_ticks(ticks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -156,8 +141,8 @@ def latency_figure(cap: dict[str, Any]) -> go.Figure:
             p50.append(sv["latency_p50_s"])
             p95.append(sv["latency_p95_s"])
             p99.append(sv["latency_p99_s"])
-            hover.append(f"{csp} {klass}: p50 {seconds(sv['latency_p50_s'])} · p95 {seconds(sv['latency_p95_s'])}"
-                         f" · p99 {seconds(sv['latency_p99_s'])}<br>target {seconds(sv['target_response_s'])}"
+            hover.append(f"{csp} {klass}: p50 {format_seconds(sv['latency_p50_s'])} · p95 {format_seconds(sv['latency_p95_s'])}"
+                         f" · p99 {format_seconds(sv['latency_p99_s'])}<br>target {format_seconds(sv['target_response_s'])}"
                          f" · {sv['messages']:,} messages · {100 * sv['within_target']:.1f}% within target")
         colour = F.CSP_COLOURS[csp]
         # p95 first, so the p99 marker (the figure held against the target) is drawn on top.
@@ -176,7 +161,7 @@ def latency_figure(cap: dict[str, Any]) -> go.Figure:
     fig.update_layout(**_layout("Latency this half-hour by class: ● p99 inside ○ p95, bar down to p50", 360))
     fig.update_layout(legend=dict(orientation="h", y=-0.22, x=0), margin=dict(l=60, r=10, t=36, b=80))
     fig.update_xaxes(tickvals=list(range(len(CLASSES))),
-                     ticktext=[f"{k}<br>target {seconds(targets[k])}" if k in targets else k for k in CLASSES],
+                     ticktext=[f"{k}<br>target {format_seconds(targets[k])}" if k in targets else k for k in CLASSES],
                      range=[-0.5, len(CLASSES) - 0.5], showgrid=False)
     fig.update_yaxes(type="log", title_text="latency (log scale)", tickvals=[v for v, _ in LATENCY_TICKS],
                      ticktext=[t for _, t in LATENCY_TICKS])
@@ -192,7 +177,7 @@ def within_table(cap: dict[str, Any]) -> html.Table:
         share = sv["within_target"]
         cls = "cap-ok" if share >= 0.99 else "cap-warn" if share >= 0.95 else "cap-bad"
         return html.Td(f"{100 * share:.1f}%", className=f"num {cls}",
-                       title=f"of {sv['messages']:,} messages (target {seconds(sv['target_response_s'])})",
+                       title=f"of {sv['messages']:,} messages (target {format_seconds(sv['target_response_s'])})",
                        id=f"cap-within-{csp.lower()}-{klass}", **data_attrs(value=f"{share:.6f}"))
     return html.Table(className="table", children=[
         html.Thead(html.Tr([html.Th("CSP region"), *(html.Th(k, className="num") for k in CLASSES)])),
@@ -291,8 +276,8 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
                                                    if busiest["utilisation"] <= 1 else
                                                    f"{100 * (busiest['utilisation'] - 1):.0f}% over capacity")),
                  id="cap-kpi-busiest", **data_attrs(link=link_label(busiest), value=f"{busiest['utilisation']:.6f}")),
-        html.Div(kpi("On-demand p99", seconds(worst["latency_p99_s"]) if worst["messages"] else "-",
-                     f"{worst['csp']} · target {seconds(target)}" if worst["messages"] else "no on-demand requests"),
+        html.Div(kpi("On-demand p99", format_seconds(worst["latency_p99_s"]) if worst["messages"] else "-",
+                     f"{worst['csp']} · target {format_seconds(target)}" if worst["messages"] else "no on-demand requests"),
                  id="cap-kpi-p99", className="over" if worst["messages"] and worst["latency_p99_s"] > target else "",
                  **data_attrs(csp=worst["csp"], value=f"{worst['latency_p99_s']:.6f}")),
         html.Div(kpi("On-demand within target", f"{100 * low:.1f}%",
@@ -300,7 +285,7 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
                      "no on-demand requests" if not shares else "every CSP" if len({f"{100 * v:.1f}" for v, _ in shares}) == 1
                      else f"lowest: {low_csp}"),
                  id="cap-kpi-within", **data_attrs(value=f"{low:.6f}")),
-        html.Div(kpi("Queued", f"{queued:,}", f"oldest {seconds(oldest)}" if oldest else "nothing waiting"),
+        html.Div(kpi("Queued", f"{queued:,}", f"oldest {format_seconds(oldest)}" if oldest else "nothing waiting"),
                  id="cap-kpi-queued", **data_attrs(value=str(queued))),
         html.Div(kpi("DSP utilisation", f"{100 * cap.get('dsp_utilisation', 0.0):.0f}%", "central DCC stage"),
                  id="cap-kpi-dsp", **data_attrs(value=f"{cap.get('dsp_utilisation', 0.0):.6f}")),

@@ -374,7 +374,6 @@ class NetworkQueues:
         self.bs_msgs_per_s = 0.0
         self.dsp_msgs_per_s = 0.0
         self.backlog = np.zeros((N_LINKS, N_CLASSES))  # seconds of work
-        self.backlog_msgs = np.zeros((N_LINKS, N_CLASSES))
         self.dsp_backlog = np.zeros((1, N_CLASSES))  # seconds of work
         self.bs_groups = NORTH_BASE_STATIONS  # modelled base stations (cells grouped in a small fleet)
         self.bs_backlog = np.zeros(NORTH_BASE_STATIONS)  # messages, by modelled base station
@@ -551,7 +550,6 @@ class NetworkQueues:
         with np.errstate(invalid="ignore", divide="ignore"):
             last_per = np.where(work_per > 0, work_per, self._work_per_fallback(per_msg, onehot))
             backlog_msgs = np.where(last_per > 0, self.backlog / last_per, 0.0)
-        self.backlog_msgs = backlog_msgs
         age = self._oldest(s.tick, w_class)
 
         # Alerts: delayed (queued over `alert_delayed_s`), failed (not through the queues within the retry

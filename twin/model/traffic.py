@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.model.catalog import AREA_CSP, N_CSP, N_LINKS, N_MESSAGE_TYPES, N_WAN, Csp, WanTech
+from twin.model.catalog import AREA_CSP, N_CSP, N_LINKS, N_WAN, Csp, WanTech
 from twin.model.params import NORTH_BASE_STATIONS
 from twin.model.summary import TickSummary
 
@@ -52,5 +52,3 @@ def count_rows(s: TickSummary, kind: int, state: HubState, rows: np.ndarray,
     c = state.cols
     count_messages(s, kind, AREA_CSP[c["area"][rows]], c["wan"][rows], c["cell"][rows], weights)
 
-
-assert N_LINKS * N_MESSAGE_TYPES < 1_000  # a summary's per-link counts stay a few hundred numbers

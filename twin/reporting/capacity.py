@@ -15,20 +15,19 @@ from twin.model.capacity import LINK_NAMES, CapacityReport
 from twin.model.catalog import CLASS_LABEL, Csp, TrafficClass
 from twin.model.params import CapacityParams
 from twin.model.summary import TickSummary
+from twin.util import units
+from twin.util.units import ALERT_OUTCOMES, format_seconds
 
 CSP_NAMES = [c.name.title() for c in Csp]
-# How a link's WAN technology is written for people (the API's LinkCapacity.technology is the name).
-TECH_LABEL = {"LRR": "LRR", "G2": "2G", "G3": "3G", "G4": "4G", "VWAN": "VWAN"}
 # The classes the report and the terminal hold against their Target Response Time: what a User
 # waits for (on-demand reads and top-ups) and what a network operator waits for (AD1 outage alerts).
 KEY_CLASSES = (TrafficClass.ON_DEMAND, TrafficClass.ALERT)
-ALERT_OUTCOMES = ("delayed", "throttled", "failed", "redelivered", "expired")
 
 
 def link_label(name: str) -> str:
     """"SOUTH/G3" (twin.model.capacity.LINK_NAMES) as people read it: "South 3G"."""
     csp, tech = name.split("/")
-    return f"{csp.title()} {TECH_LABEL.get(tech, tech)}"
+    return units.link_label(csp, tech)
 
 
 def _reports(summaries: Sequence[TickSummary]) -> list[CapacityReport]:
@@ -117,21 +116,6 @@ def capacity_summary(summaries: Sequence[TickSummary], params: CapacityParams) -
         "base_station_peak_utilisation": round(max(r.bs_peak_utilisation for r in reports), 4),
         "base_station_congested_ticks": sum(1 for r in reports if r.bs_congested > 0),
     }
-
-
-def format_seconds(s: float) -> str:
-    """A latency or an age for people: "0.12 s", "3.2 s", "41 s", "12.5 min", "3.1 h", "2.0 d"."""
-    if s < 1:
-        return f"{s:.2f} s"
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7_200:
-        return f"{s / 60:.1f} min"
-    if s < 172_800:
-        return f"{s / 3_600:.1f} h"
-    return f"{s / 86_400:.1f} d"
 
 
 def print_capacity(cap: dict[str, Any], console: Console) -> None:

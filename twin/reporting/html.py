@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from twin.reporting.capacity import format_seconds
+from twin.util.units import format_seconds
 
 SUMMARY_KEYS = ("hubs", "meters", "messages_total", "messages_per_reachable_meter_month",
                 "device_alerts_per_reachable_meter_month", "peak_alerts_per_s",
