@@ -15,6 +15,7 @@ from twin.engine.supervisor import FleetSupervisor
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.ops.progress import FirmwareRolloutProgress
+from twin.model.records import pack_bytes
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -92,19 +93,26 @@ def test_checkpoints_are_atomic_and_corrupt_ones_are_never_loaded(tmp_path):
     p.write_bytes(bytes(data))
     assert read_verified(p) is None
     store = CheckpointStore(tmp_path)
+    # A shard manifest naming no column pack (the packs' own checks are in test_checkpoint_format).
+    manifest = pack_bytes("twin.shard-checkpoint", 2, {"columns": {}}, [])
     for tick in (11, 23):
         for i in range(2):
-            write_atomic(store.shard_path(tick, i), b"state")
+            write_atomic(store.shard_path(tick, i), manifest)
         store.mark_complete(tick, 2, {})
     # Crash before the marker (tick 35), mid-write (a .tmp only, tick 47), a corrupt shard (tick 59).
-    write_atomic(store.shard_path(35, 0), b"state")
-    write_atomic(store.shard_path(35, 1), b"state")
+    write_atomic(store.shard_path(35, 0), manifest)
+    write_atomic(store.shard_path(35, 1), manifest)
     store.shard_path(47, 0).parent.mkdir(parents=True)
     store.shard_path(47, 0).with_name("shard-0000.ckpt.tmp").write_bytes(b"partial")
     for i in range(2):
-        write_atomic(store.shard_path(59, i), b"state")
+        write_atomic(store.shard_path(59, i), manifest)
     store.mark_complete(59, 2, {})
     store.shard_path(59, 1).write_bytes(b"garbage")
+    # A manifest that verifies but names a pack that is not there (tick 71).
+    missing = pack_bytes("twin.shard-checkpoint", 2, {"columns": {"col_x": {"chunks": [["col_x-71.pack", 0, 9]]}}}, [])
+    write_atomic(store.shard_path(71, 0), manifest)
+    write_atomic(store.shard_path(71, 1), missing)
+    store.mark_complete(71, 2, {})
     assert store.complete_ticks() == [23, 11]
 
 

@@ -21,8 +21,10 @@ from twin.engine.checkpoint import (
     read_verified,
     save_planner,
     shard_chunks,
+    shard_packs,
     write_atomic,
 )
+from twin.engine.packs import CHUNK_BYTES, ColumnPacks
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.generator import generate
@@ -43,18 +45,83 @@ def _state() -> tuple[HubState, FleetConfig]:
     return hs, cfg
 
 
-def test_a_shard_checkpoint_round_trips_without_joining_the_state(tmp_path):
+def test_a_shard_checkpoint_round_trips_through_its_column_packs(tmp_path):
     hs, cfg = _state()
-    chunks = shard_chunks(hs, ShardOps(cfg))
-    # The columns go out as views of the state's own memory.
-    assert any(isinstance(c, memoryview) and c.obj is hs.cols["supplier"] for c in chunks)
+    chunks = shard_chunks(hs, ShardOps(cfg), ColumnPacks(tmp_path, 0))
+    # The manifest holds no hub column: those are in the packs.
+    assert not any(isinstance(c, memoryview) and c.obj is hs.cols["supplier"] for c in chunks)
     digest = write_atomic(tmp_path / "s.ckpt", chunks)
     payload = read_verified(tmp_path / "s.ckpt")
     assert payload is not None and len(digest) == 64
-    back, ops = parse_shard(payload, cfg)
+    back, ops = parse_shard(payload, cfg, ColumnPacks(tmp_path, 0))
     assert back.block_digests() == hs.block_digests() and back.last_tick == 17
     assert back.inc_hub.tolist() == [1030, 2050] and back.slot_dark_age.shape == hs.slot_dark_age.shape
     assert isinstance(ops, ShardOps) and ops.config is cfg and ops.ops == {}
+
+
+def _write(tmp_path, packs: ColumnPacks, hs: HubState, cfg: FleetConfig, name: str) -> bytes:
+    write_atomic(tmp_path / name, shard_chunks(hs, ShardOps(cfg), packs))
+    payload = read_verified(tmp_path / name)
+    assert payload is not None
+    return payload
+
+
+def test_a_checkpoint_writes_only_the_chunks_that_changed(tmp_path):
+    cfg = FleetConfig(hubs=600_000, seed=4)
+    hs = generate(cfg, 0, cfg.n_blocks)
+    packs = ColumnPacks(tmp_path, 0)
+    first = _write(tmp_path, packs, hs, cfg, "a.ckpt")
+    n_first = len(list(packs.dir.glob("*.pack")))
+    assert n_first == len(hs.cols)  # one pack per column at first
+    # One hub's fault and a stretch of last_contact change; nothing else does.
+    hs.last_tick += 48
+    hs.cols["fault"][123] ^= 1
+    hs.cols["last_contact"][: CHUNK_BYTES // 4 + 1] = 99  # the first chunk whole and one value of the second
+    second = _write(tmp_path, packs, hs, cfg, "b.ckpt")
+    new = sorted(p.name.split("-")[0] for p in packs.dir.glob("*.pack") if f"-{hs.last_tick:09d}-" in p.name)
+    assert new == ["col_fault", "col_last_contact"]
+    meta_b, _ = unpack(second, "twin.shard-checkpoint", (2,))
+    lc = meta_b["columns"]["col_last_contact"]["chunks"]
+    assert [ref[0].startswith(f"col_last_contact-{hs.last_tick:09d}") for ref in lc][:3] == [True, True, False]
+    # Each checkpoint reads back as it was written, from a fresh reader.
+    back_b, _ = parse_shard(second, cfg, ColumnPacks(tmp_path, 0))
+    assert back_b.block_digests() == hs.block_digests()
+    back_a, _ = parse_shard(first, cfg, ColumnPacks(tmp_path, 0))
+    assert back_a.cols["fault"][123] == hs.cols["fault"][123] ^ 1 and back_a.cols["last_contact"][0] != 99
+
+
+def test_a_checkpoint_with_a_missing_or_corrupt_pack_is_not_used(tmp_path):
+    hs, cfg = _state()
+    packs = ColumnPacks(tmp_path, 0)
+    payload = _write(tmp_path, packs, hs, cfg, "s.ckpt")
+    victim = sorted(packs.dir.glob("col_supplier-*.pack"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert parse_shard(payload, cfg, ColumnPacks(tmp_path, 0)) is None
+    victim.unlink()
+    assert parse_shard(payload, cfg, ColumnPacks(tmp_path, 0)) is None
+
+
+def test_pruning_deletes_the_packs_no_kept_checkpoint_names(tmp_path):
+    cfg = FleetConfig(hubs=5_000, seed=4, block_size=1024)
+    f = LocalFleet(cfg)
+    store = CheckpointStore(tmp_path)
+    packs = ColumnPacks(store.root, 0)
+    for tick in range(0, 48 * 8, 48):
+        f.run(48)
+        hs, ops = f.states[0], f.ops[0]
+        assert hs.last_tick == tick + 47
+        write_atomic(store.shard_path(hs.last_tick, 0), shard_chunks(hs, ops, packs))
+        store.mark_complete(hs.last_tick, 1, {})
+        store.prune(keep=2, now=hs.last_tick + 1, every=48)
+    kept = store.marked_ticks()
+    assert kept == store.complete_ticks() and len(kept) < 8
+    used = set().union(*(shard_packs(read_verified(store.shard_path(t, 0))) for t in kept))
+    assert {p.name for p in packs.dir.glob("*.pack")} == used
+    # The oldest kept checkpoint still reads whole after its neighbours' packs went.
+    back, _ = parse_shard(read_verified(store.shard_path(kept[-1], 0)), cfg, ColumnPacks(store.root, 0))
+    assert back.last_tick == kept[-1]
 
 
 # One event of every kind, timed so that most are in flight at the snapshot (tick 14).
@@ -76,10 +143,12 @@ EVENTS = [
 ]
 
 
-def _restored(f: LocalFleet) -> LocalFleet:
+def _restored(f: LocalFleet, root) -> LocalFleet:
     """A fleet rebuilt from `f`'s checkpoint records only (states, shard operations, planner)."""
     g = copy.copy(f)
-    parts = [parse_shard(b"".join(shard_chunks(hs, ops)), f.config) for hs, ops in zip(f.states, f.ops, strict=True)]
+    parts = []
+    for i, (hs, ops) in enumerate(zip(f.states, f.ops, strict=True)):
+        parts.append(parse_shard(b"".join(shard_chunks(hs, ops, ColumnPacks(root, i))), f.config, ColumnPacks(root, i)))
     g.states = [p[0] for p in parts]
     g.ops = [p[1] for p in parts]
     controls = {t: list(c) for t, c in f.planner.pending.items()}
@@ -88,7 +157,7 @@ def _restored(f: LocalFleet) -> LocalFleet:
     return g
 
 
-def test_every_operation_kind_round_trips_and_the_run_goes_on_identically():
+def test_every_operation_kind_round_trips_and_the_run_goes_on_identically(tmp_path):
     cfg = FleetConfig(hubs=12_000, seed=11, block_size=1024)
     f = LocalFleet(cfg, splits=2)
     for e in EVENTS:
@@ -99,7 +168,7 @@ def test_every_operation_kind_round_trips_and_the_run_goes_on_identically():
     shard_kinds = {type(op).__name__ for ops in f.ops for op in ops.ops.values()}
     assert {"RolloutShard", "ChurnShard", "SolrShard", "SwapShard", "VwanShard", "MhhsShard",
             "ReadsShard"} <= shard_kinds
-    g = _restored(f)
+    g = _restored(f, tmp_path)
     assert g.state_hash() == f.state_hash()
     # An operation the planner holds in two places is one object again.
     assert all(g.planner.live[n] is g.planner.ops[n] for n in g.planner.live) and g.planner.live
@@ -115,8 +184,8 @@ def test_a_record_of_a_future_version_is_refused_with_a_clear_error(tmp_path):
     hs, cfg = _state()
     meta, arrays = hs.record()
     future = pack_bytes("twin.shard-checkpoint", 99, {"state": meta, "ops": {}}, [])
-    with pytest.raises(RecordFormatError, match=r"version 99; this twin reads version 1 only"):
-        parse_shard(future, cfg)
+    with pytest.raises(RecordFormatError, match=r"version 99; this twin reads version 2 only"):
+        parse_shard(future, cfg, ColumnPacks(tmp_path, 0))
     with pytest.raises(RecordFormatError, match=r"'twin.hub-state' record of version 2"):
         HubState.from_bytes(pack_bytes("twin.hub-state", 2, meta, arrays))
     write_atomic(tmp_path / "planner.rec", pack_bytes("twin.planner", 99, {}, []))
@@ -124,7 +193,7 @@ def test_a_record_of_a_future_version_is_refused_with_a_clear_error(tmp_path):
         load_planner(tmp_path / "planner.rec", cfg)
     # A pickle from before this format is not read at all.
     with pytest.raises(RecordFormatError, match="not a twin record"):
-        parse_shard(pickle.dumps({"state": b"", "ops": None}), cfg)
+        parse_shard(pickle.dumps({"state": b"", "ops": None}), cfg, ColumnPacks(tmp_path, 0))
 
 
 def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
@@ -135,12 +204,14 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
     f.run(6)
     store = CheckpointStore(tmp_path)
     for i, (hs, ops) in enumerate(zip(f.states, f.ops, strict=True)):
-        write_atomic(store.shard_path(5, i), shard_chunks(hs, ops))
+        write_atomic(store.shard_path(5, i), shard_chunks(hs, ops, ColumnPacks(store.root, i)))
     save_planner(store.planner_path(5), planner_snapshot(f.planner, (1, 0), f.planner.pending))
     store.mark_complete(5, 2, {})
     files = sorted(p for p in store.tick_dir(5).iterdir())
+    packs = sorted(store.root.glob("packs/shard-*/*.pack"))
+    assert len(packs) == 2 * len(f.states[0].cols)
     assert [p.name for p in files] == ["COMPLETE", "planner.rec", "shard-0000.ckpt", "shard-0001.ckpt"]
-    for p in files:
+    for p in files + packs:
         data = p.read_bytes()
         # Pickle protocols 2-5 open with PROTO (0x80) and the protocol number; their opcodes for
         # a class reference (GLOBAL, STACK_GLOBAL) name a module. None of that may appear.
@@ -148,9 +219,9 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         assert b"twin.model" not in data and b"__main__" not in data
         payload = read_verified(p)
         assert payload is not None
-        if p.name != "COMPLETE":
+        if p.name != "COMPLETE" and p.suffix != ".pack":
             header, _ = peek(payload)
-            versions = {"twin.shard-checkpoint": 1, "twin.planner": 2}
+            versions = {"twin.shard-checkpoint": 2, "twin.planner": 2}
             assert header["format"] in versions and header["version"] == versions[header["format"]]
 
 

@@ -12,6 +12,7 @@ import psutil
 import ray
 
 from twin.engine.checkpoint import CheckpointStore, parse_shard, read_verified, shard_chunks, write_atomic
+from twin.engine.packs import ColumnPacks
 from twin.model.config import FleetConfig
 from twin.model.generator import generate
 from twin.model.kernel import slot_bounds, step
@@ -36,6 +37,8 @@ class Shard:
         self.bounds = slot_bounds(self.config)
         self.run_dir = Path(run_dir) if run_dir else None
         self.shared: Any = None  # SharedColumns once share() is called
+        # What this shard's last checkpoint held: the next writes only the column chunks that changed.
+        self.packs = ColumnPacks(CheckpointStore(self.run_dir).root if self.run_dir else Path("."), index)
         t = time.perf_counter()
         # A restarted actor re-runs this constructor: it resumes from the newest complete checkpoint
         # (the supervisor then replays the ticks since), so recovery is not a second code path.
@@ -47,6 +50,7 @@ class Shard:
     def _build(self) -> None:
         self.state: HubState = generate(self.config, self.first_block, self.n_blocks)
         self.ops = ShardOps(self.config)
+        self.packs.forget()
         self._reshare()
 
     def _reshare(self) -> None:
@@ -73,7 +77,10 @@ class Shard:
             payload = read_verified(store.shard_path(tick, self.index))
             if payload is None:
                 continue
-            self.state, self.ops = parse_shard(payload, self.config)
+            parsed = parse_shard(payload, self.config, self.packs)
+            if parsed is None:
+                continue  # a pack it needs is missing or corrupt: an older checkpoint, if any
+            self.state, self.ops = parsed
             self._reshare()
             return tick
         return None
@@ -92,7 +99,7 @@ class Shard:
         return ok
 
     def checkpoint(self, path: str) -> str:
-        return write_atomic(Path(path), shard_chunks(self.state, self.ops))
+        return write_atomic(Path(path), shard_chunks(self.state, self.ops, self.packs))
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, tick: int, controls: list[Control] | None = None, checkpoint: str | None = None) -> TickSummary:
