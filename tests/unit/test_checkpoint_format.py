@@ -24,7 +24,7 @@ from twin.engine.checkpoint import (
     shard_packs,
     write_atomic,
 )
-from twin.engine.packs import CHUNK_BYTES, ColumnPacks
+from twin.engine.packs import CHUNK_BYTES, MAX_DELTAS, ColumnPacks
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.generator import generate
@@ -88,6 +88,34 @@ def test_a_checkpoint_writes_only_the_chunks_that_changed(tmp_path):
     assert back_b.block_digests() == hs.block_digests()
     back_a, _ = parse_shard(first, cfg, ColumnPacks(tmp_path, 0))
     assert back_a.cols["fault"][123] == hs.cols["fault"][123] ^ 1 and back_a.cols["last_contact"][0] != 99
+
+
+def test_changed_chunks_are_written_as_deltas_in_chains_of_bounded_length(tmp_path):
+    cfg = FleetConfig(hubs=300_000, seed=4)
+    hs = generate(cfg, 0, cfg.n_blocks)
+    packs = ColumnPacks(tmp_path, 0)
+    rng = np.random.default_rng(1)
+    payloads, expected = [], []
+    for k in range(MAX_DELTAS + 4):
+        hs.last_tick = 48 * k + 47
+        hs.cols["credit_p"][rng.integers(0, hs.n_hubs, 50)] += 7  # a few hubs change each day
+        payloads.append(_write(tmp_path, packs, hs, cfg, f"{k}.ckpt"))
+        expected.append(hs.cols["credit_p"].copy())
+    depths = []
+    for payload, want in zip(payloads, expected, strict=True):
+        meta, _ = unpack(payload, "twin.shard-checkpoint", (2,))
+        ref = meta["columns"]["col_credit_p"]["chunks"][0]
+        depth = 1
+        while len(ref) == 4:
+            ref, depth = ref[3], depth + 1
+        depths.append(depth)
+        back, _ = parse_shard(payload, cfg, ColumnPacks(tmp_path, 0))
+        assert np.array_equal(back.cols["credit_p"], want)
+    # Whole at first, then one delta more each day until the chain is full, then whole again.
+    assert depths == [*range(1, MAX_DELTAS + 2), 1, 2, 3]
+    # A delta of 50 changed hubs costs far less than the column's whole chunk.
+    sizes = {p.name.split("-")[1]: p.stat().st_size for p in packs.dir.glob("col_credit_p-*.pack")}
+    assert sizes[f"{48 + 47:09d}"] * 20 < sizes[f"{47:09d}"]
 
 
 def test_a_checkpoint_with_a_missing_or_corrupt_pack_is_not_used(tmp_path):

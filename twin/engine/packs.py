@@ -7,8 +7,11 @@ status bits are mostly zero, last-contact ticks run in long equal stretches). So
 
 - each hub column is cut in chunks of `CHUNK_BYTES`; a checkpoint compares every chunk with the
   shard's copy of the last checkpoint it wrote or read (`ColumnPacks.shadow`), and writes only the
-  chunks that differ, zstd-compressed (level 1: about 3x on a fresh fleet, 20x on the daily change),
-  in one *pack* per column (`packs/shard-NNNN/<column>-<tick>-<id>.pack`);
+  chunks that differ, zstd-compressed (level 1), in one *pack* per column
+  (`packs/shard-NNNN/<column>-<tick>-<id>.pack`);
+- a changed chunk is written as its XOR with the chunk's previous version (mostly zeros when a few
+  hubs changed, so it compresses to almost nothing and fast), up to `MAX_DELTAS` in a chain, then
+  whole again, so a restore decompresses at most MAX_DELTAS + 1 pieces per chunk;
 - the shard's checkpoint file is then a small manifest (`tick-T/shard-NNNN.ckpt`): the state's meta,
   the operations' record, the small arrays, and for each column the pack, offset and length of
   every chunk, most of them in packs of earlier checkpoints;
@@ -39,7 +42,30 @@ PACKS = "packs"
 # The shard keeps a copy of every column as of its last checkpoint: one more state's worth of memory.
 SHADOW_BYTES_PER_STATE_BYTE = 1.0
 
-Ref = tuple[str, int, int]  # (pack file name, offset, length) of one compressed chunk
+MAX_DELTAS = 7
+
+# Where one chunk lies: (pack file name, offset, length, the previous version's Ref when this piece
+# is an XOR with it, else None).
+Ref = tuple[str, int, int, "Ref | None"]
+_NONE: Ref = ("", 0, 0, None)
+
+
+def _depth(ref: Ref | None) -> int:
+    n = 0
+    while ref is not None:
+        n, ref = n + 1, ref[3]
+    return n
+
+
+def _to_json(ref: Ref) -> list[Any]:
+    return [ref[0], ref[1], ref[2]] + ([_to_json(ref[3])] if ref[3] is not None else [])
+
+
+def _from_json(v: list[Any]) -> Ref:
+    if not isinstance(v, list) or len(v) not in (3, 4):
+        raise ValueError(f"a chunk reference of {len(v) if isinstance(v, list) else type(v).__name__}")
+    prev = _from_json(v[3]) if len(v) == 4 else None
+    return (str(v[0]), int(v[1]), int(v[2]), prev)
 
 
 def pack_dir(checkpoint_root: Path, shard: int) -> Path:
@@ -80,21 +106,25 @@ class ColumnPacks:
             fresh = old is None or refs is None or old.size != raw.size
             changed = [i for i, at in enumerate(_chunks(raw))
                        if fresh or not np.array_equal(raw[at:at + CHUNK_BYTES], old[at:at + CHUNK_BYTES])]
-            new_refs = list(refs) if not fresh and refs is not None else [("", 0, 0)] * len(_chunks(raw))
+            new_refs = list(refs) if not fresh and refs is not None else [_NONE] * len(_chunks(raw))
             if changed:
                 pack = f"{name}-{tick:09d}-{uuid.uuid4().hex[:12]}.pack"
                 parts, off = [], 0
                 for i in changed:
                     at = i * CHUNK_BYTES
-                    z = self._cctx.compress(raw[at:at + CHUNK_BYTES].data)
+                    piece = raw[at:at + CHUNK_BYTES]
+                    prev = None if fresh or _depth(new_refs[i]) > MAX_DELTAS else new_refs[i]
+                    if prev is not None:
+                        piece = np.bitwise_xor(piece, old[at:at + CHUNK_BYTES])  # type: ignore[index]
+                    z = self._cctx.compress(piece.data)
                     parts.append(z)
-                    new_refs[i] = (pack, off, len(z))
+                    new_refs[i] = (pack, off, len(z), prev)
                     off += len(z)
                 write_atomic(self.dir / pack, parts)  # fsynced; the folder once below
                 moves.append((name, raw, changed, new_refs))
             else:
                 moves.append((name, raw, [], new_refs))
-            table[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "chunks": [list(r) for r in new_refs]}
+            table[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "chunks": [_to_json(r) for r in new_refs]}
         sync_folder(self.dir)
         for name, raw, changed, new_refs in moves:
             if name not in self.shadow or self.shadow[name].size != raw.size:
@@ -109,8 +139,6 @@ class ColumnPacks:
     def read(self, table: dict[str, dict[str, Any]]) -> dict[str, np.ndarray] | None:
         """The columns of a manifest's table as arrays (and the shadow set to them); None if a pack
         it names is missing, corrupt or does not hold the chunk (that checkpoint is not usable)."""
-        from twin.engine.checkpoint import read_verified
-
         packs: dict[str, bytes] = {}
         out: dict[str, np.ndarray] = {}
         shadow: dict[str, np.ndarray] = {}
@@ -119,30 +147,57 @@ class ColumnPacks:
             dtype = np.dtype(col["dtype"])
             shape = tuple(col["shape"])
             raw = np.empty(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, np.uint8)
-            chunks = [(str(p), int(o), int(n)) for p, o, n in col["chunks"]]
+            try:
+                chunks = [_from_json(v) for v in col["chunks"]]
+            except (TypeError, ValueError):
+                return None
             if len(chunks) != len(_chunks(raw)):
                 return None
-            for i, (pack, off, n) in enumerate(chunks):
-                if pack not in packs:
-                    payload = read_verified(self.dir / pack) if pack and "/" not in pack else None
-                    if payload is None:
-                        return None
-                    packs[pack] = payload
+            for i, ref in enumerate(chunks):
                 at = i * CHUNK_BYTES
-                want = min(CHUNK_BYTES, raw.size - at)
-                try:
-                    data = self._dctx.decompress(packs[pack][off:off + n], max_output_size=want)
-                except zstandard.ZstdError:
+                piece = self._piece(ref, min(CHUNK_BYTES, raw.size - at), packs)
+                if piece is None:
                     return None
-                if len(data) != want:
-                    return None
-                raw[at:at + want] = np.frombuffer(data, np.uint8)
+                raw[at:at + piece.size] = piece
             out[name] = raw.view(dtype).reshape(shape)
             shadow[name], refs[name] = raw, chunks
         self.shadow, self.refs = shadow, refs
         return out
 
+    def _piece(self, ref: Ref, size: int, packs: dict[str, bytes]) -> np.ndarray | None:
+        """One chunk's bytes: its piece, XORed with the previous version's when it is a delta."""
+        pack, off, n, prev = ref
+        if pack not in packs:
+            payload = read_verified_pack(self.dir, pack)
+            if payload is None:
+                return None
+            packs[pack] = payload
+        try:
+            data = self._dctx.decompress(packs[pack][off:off + n], max_output_size=size)
+        except zstandard.ZstdError:
+            return None
+        if len(data) != size:
+            return None
+        piece = np.frombuffer(data, np.uint8)
+        if prev is None:
+            return piece
+        base = self._piece(prev, size, packs)
+        return None if base is None else np.bitwise_xor(piece, base)
+
+
+def read_verified_pack(folder: Path, name: str) -> bytes | None:
+    from twin.engine.checkpoint import read_verified
+
+    return read_verified(folder / name) if name and "/" not in name and not name.startswith(".") else None
+
 
 def referenced_packs(table: dict[str, dict[str, Any]]) -> set[str]:
-    """The pack names a manifest's column table uses."""
-    return {str(ref[0]) for col in table.values() for ref in col["chunks"]}
+    """The pack names a manifest's column table uses, the delta chains' included."""
+    out: set[str] = set()
+    for col in table.values():
+        for v in col["chunks"]:
+            ref: Ref | None = _from_json(v)
+            while ref is not None:
+                out.add(ref[0])
+                ref = ref[3]
+    return out
