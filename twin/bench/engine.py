@@ -36,6 +36,12 @@ class TreeRssSampler:
         self._stop = threading.Event()
         self._thread = ReportingThread(self._run, name="rss-sampler")
 
+    def sample(self) -> int:
+        """The summed RSS now (also counted in the peak)."""
+        now = self._sample()
+        self.peak = max(self.peak, now)
+        return now
+
     def _sample(self) -> int:
         me = psutil.Process()
         total = 0

@@ -12,6 +12,7 @@ from typing import Any
 from twin.bench.api import run_api_bench
 from twin.bench.dashboard import run_dashboard_bench
 from twin.bench.engine import run_bench, run_capacity_bench, run_events_bench
+from twin.bench.horizon import run_horizon_bench
 from twin.bench.reliability import run_reliability_bench
 from twin.cli.base import (
     Command,
@@ -34,6 +35,8 @@ SUITES: dict[str, dict[str, Any]] = {
     "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
     "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
     "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
+    "horizon": {"hubs": "30M", "days": "7", "storage_hubs": "1M", "storage_days": "365", "seed": "1",
+                "out": "bench-results/horizon.json"},
 }
 DEFAULT_SUITE = "engine"
 # The reliability suite's chaos run: ticks simulated and seconds between shard kills.
@@ -75,17 +78,24 @@ class BenchCommand(Command):
         parser.add_argument("suite", nargs="?", choices=tuple(SUITES), default=DEFAULT_SUITE,
                             help="engine (default): sizes x build/day/memory; events: event costs and scenarios; "
                                  "api: gRPC latency and throughput; dashboard: tick-to-browser time and update "
-                                 "sizes; reliability: kills, recovery, checkpoints, resume")
+                                 "sizes; reliability: kills, recovery, checkpoints, resume; capacity: the network "
+                                 "capacity model's cost; horizon: a simulated year and decade, time and checkpoint "
+                                 "storage")
         parser.add_argument("--hubs", help="fleet size: events and api suites; reliability: the resume run's "
                                            f"({_defaults_help('hubs')})")
         parser.add_argument("--chaos-hubs", help=f"reliability suite: fleet size of the chaos run "
                                                  f"({_defaults_help('chaos_hubs')})")
         parser.add_argument("--scenario-hubs", help=f"events suite: fleet size for the scenarios "
                                                     f"({_defaults_help('scenario_hubs')})")
+        parser.add_argument("--storage-hubs", help=f"horizon suite: fleet size of the year-long storage run "
+                                                   f"({_defaults_help('storage_hubs')})")
+        parser.add_argument("--storage-days", help=f"horizon suite: simulated days of the storage run "
+                                                   f"({_defaults_help('storage_days')})")
         parser.add_argument("--sizes", help=f"fleet sizes ({_defaults_help('sizes')})")
         parser.add_argument("--samples", type=whole_arg,
                             help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
-        parser.add_argument("--days", help=f"engine and capacity suites: simulated days per size ({_defaults_help('days')})")
+        parser.add_argument("--days", help="engine and capacity suites: simulated days per size; horizon: days timed "
+                                               f"({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
         parser.add_argument("--seed", help=f"fleet seed ({_defaults_help('seed')})")
         parser.add_argument("--out", help=f"results file, JSON ({_defaults_help('out')})")
@@ -112,6 +122,12 @@ class BenchCommand(Command):
                 check_memory(s, None)
             res = run_capacity_bench(sizes, days=parse_days(o["days"]), seed=parse_seed(o["seed"]), out=out,
                                      console=console)
+        elif args.suite == "horizon":
+            hubs, storage_hubs = parse_hubs(o["hubs"]), parse_hubs(o["storage_hubs"], "storage-hubs")
+            check_memory(hubs, None)
+            res = run_horizon_bench(hubs=hubs, days=parse_days(o["days"]), storage_hubs=storage_hubs,
+                                    storage_days=parse_days(o["storage_days"]), seed=parse_seed(o["seed"]),
+                                    out=out, console=console)
         elif args.suite == "events":
             seed = parse_seed(o["seed"])
             hubs = parse_hubs(o["hubs"])

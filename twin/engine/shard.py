@@ -37,6 +37,8 @@ class Shard:
         self.bounds = slot_bounds(self.config)
         self.run_dir = Path(run_dir) if run_dir else None
         self.shared: Any = None  # SharedColumns once share() is called
+        self.checkpoint_s = 0.0  # seconds spent writing checkpoints, and how many (twin bench horizon)
+        self.checkpoints_written = 0
         # What this shard's last checkpoint held: the next writes only the column chunks that changed.
         self.packs = ColumnPacks(CheckpointStore(self.run_dir).root if self.run_dir else Path("."), index)
         t = time.perf_counter()
@@ -99,7 +101,11 @@ class Shard:
         return ok
 
     def checkpoint(self, path: str) -> str:
-        return write_atomic(Path(path), shard_chunks(self.state, self.ops, self.packs))
+        t = time.perf_counter()
+        digest = write_atomic(Path(path), shard_chunks(self.state, self.ops, self.packs))
+        self.checkpoint_s += time.perf_counter() - t
+        self.checkpoints_written += 1
+        return digest
 
     # -- stepping ------------------------------------------------------------------------
     def step(self, tick: int, controls: list[Control] | None = None, checkpoint: str | None = None) -> TickSummary:
@@ -198,6 +204,8 @@ class Shard:
             "rss_bytes": proc.memory_info().rss,
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "build_s": self.build_s,
+            "checkpoint_s": self.checkpoint_s,
+            "checkpoints_written": self.checkpoints_written,
             "tick": self.state.last_tick,
             # Operations this shard steps and reports each tick: the work in flight here.
             "live_operations": len(self.ops.ops),

@@ -89,6 +89,9 @@ class StepPipeline:
         self.totals: dict[str, Any] = {"messages": np.zeros_like(TickSummary(0).messages), "hh_lost": 0, "alerts": 0}
         self._listeners: list[TickListener] = []
         self.tick_lock = threading.RLock()
+        # Seconds the driver spent marking checkpoints (planner snapshot, history flush, mark,
+        # prune) and recording ticks (history, alert log, listeners): twin bench horizon.
+        self.timing = {"checkpoint_mark_s": 0.0, "record_s": 0.0}
 
     # -- listeners -------------------------------------------------------------------------------
     def add_listener(self, fn: TickListener) -> None:
@@ -149,9 +152,13 @@ class StepPipeline:
             summary = finish(merge(parts), self.config)
             self.ops.observe(summary)
             self.tick = tick + 1
+            t_rec = time.perf_counter()
             self._record(summary)
+            t_mark = time.perf_counter()
+            self.timing["record_s"] += t_mark - t_rec
             if self.run.is_checkpoint_tick(tick):
                 self._checkpoint(tick)
+                self.timing["checkpoint_mark_s"] += time.perf_counter() - t_mark
             if progress:
                 progress(summary)
             out.append(summary)

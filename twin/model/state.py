@@ -89,6 +89,17 @@ N_DARK_AGE = len(DARK_AGE_EDGES_DAYS) + 1
 # filtered, hashed and checkpointed together.
 PW_ARRAYS = ("pw_hub", "pw_since_s", "pw_until_s", "pw_backoff_s", "pw_restore_backoff_s")
 
+def _scatter(counter: np.ndarray, keys: np.ndarray, sign: int) -> None:
+    """counter.flat[k] += sign for each k in `keys`, exactly. A few keys (a tick's changed rows)
+    are added one by one, so the cost follows the rows changed, not the counter's size (the
+    supplier-pair counter has 65,536 cells); many (a recount) are binned first."""
+    flat = counter.reshape(-1)
+    if keys.size * 16 < flat.size:
+        np.add.at(flat, keys, sign)
+    else:
+        flat += sign * np.bincount(keys, minlength=flat.size)
+
+
 class HubState:
     """The hubs of a contiguous range of blocks, with the sparse per-hub timers beside them."""
 
@@ -177,27 +188,23 @@ class HubState:
         dcc = real & on_dcc(smets)
         ok = dcc & (self.cols["fault"][rows] == 0)
         gas = ((self.cols["flags"][rows] & Flag.HAS_GAS) != 0) & ((self.cols["status"][rows] & Status.GSME_DEAD) == 0)
-        size = N_AREA_CODES * N_WAN
-        flat = (self.dcc_hubs.reshape(-1), self.ok_hubs.reshape(-1), self.ok_meters.reshape(-1))
-        flat[0][:] += sign * np.bincount(key[dcc], minlength=size)
-        ok_count = np.bincount(key[ok], minlength=size)
-        flat[1][:] += sign * ok_count
-        flat[2][:] += sign * (ok_count + np.bincount(key[ok & gas], minlength=size))
-        self.dcc_fault.reshape(-1)[:] += sign * np.bincount(
-            (area * 256 + self.cols["fault"][rows])[dcc], minlength=N_AREA_CODES * 256)
-        self.supplier_pairs.reshape(-1)[:] += sign * np.bincount(
-            (self.cols["supplier"][rows].astype(np.intp) * 256 + self.cols["gas_supplier"][rows])[real],
-            minlength=256 * 256)
-        self.off_dcc_hubs += sign * np.bincount(area[real & ~dcc], minlength=N_AREA_CODES)
+        _scatter(self.dcc_hubs, key[dcc], sign)
+        ok_key = key[ok]
+        _scatter(self.ok_hubs, ok_key, sign)
+        _scatter(self.ok_meters, ok_key, sign)
+        _scatter(self.ok_meters, key[ok & gas], sign)
+        _scatter(self.dcc_fault, (area * 256 + self.cols["fault"][rows])[dcc], sign)
+        _scatter(self.supplier_pairs,
+                 (self.cols["supplier"][rows].astype(np.intp) * 256 + self.cols["gas_supplier"][rows])[real], sign)
+        _scatter(self.off_dcc_hubs, area[real & ~dcc], sign)
         pp = real & ((self.cols["flags"][rows] & Flag.PREPAY) != 0)
         if pp.any():
             status = self.cols["status"][rows][pp]
             credit_state = np.where(status & Status.CREDIT_OFF, 2, (status & Status.EMERGENCY_CREDIT) != 0)
             key = (area[pp] * 256 + self.cols["supplier"][rows][pp]) * N_CREDIT_STATES + credit_state
-            # Scattered into the (area x supplier x state) counters: the cost follows the rows changed.
-            np.add.at(self.prepay_credit.reshape(-1), key, sign)
-        self.meters += sign * (np.bincount(area[real], minlength=N_AREA_CODES)
-                               + np.bincount(area[real & gas], minlength=N_AREA_CODES))
+            _scatter(self.prepay_credit, key, sign)
+        _scatter(self.meters, area[real], sign)
+        _scatter(self.meters, area[real & gas], sign)
 
     def build_index(self) -> None:
         """Group rows by area, ordered by a static 16-bit per-hub key (a hash of the hub id)."""
