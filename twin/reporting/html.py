@@ -117,13 +117,28 @@ def _how(title: str, period: str, how: str) -> str:
     return f"{title} ({phrase})" if phrase else title
 
 
+def _rate(named: Mapping[str, Any], s: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts summed by period (twin.reporting.downsample) as a rate per day, the period's sum
+    over its days: weeks cut by the run's start or end and months of 28 to 31 days would
+    otherwise read as a fall in traffic. Unchanged at half-hour resolution."""
+    if str(s.get("period") or "half-hour") == "half-hour" or not _has(s.get("ticks_per_point")):
+        return dict(named)
+    days = np.asarray(s["ticks_per_point"], float) / 48
+    return {k: (np.asarray(v, float) / days).round(1).tolist() for k, v in named.items() if _has(v)}
+
+
+def _rate_label(period: str) -> str:
+    return "per half-hour" if period == "half-hour" else (
+        "per day" if period == "day" else f"per day (mean over each {period})")
+
+
 def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
     x = list(_get(s, "time"))
     if not x:
         return []
     period = str(s.get("period") or "half-hour")
     figs: list[tuple[str, go.Figure]] = []
-    _lines(fig := _new(title := f"Messages per CSP per {period}"), x, _named(s, "messages_by_csp"))
+    _lines(fig := _new(title := f"Messages per CSP {_rate_label(period)}"), x, _rate(_named(s, "messages_by_csp"), s))
     figs.append((title, fig))
     _lines(fig := _new(title := _how("Dark hubs", period, "max")), x,
            {"total": _get(s, "dark_hubs")} | _named(s, "dark_by_csp"))
@@ -140,13 +155,14 @@ def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
 
     fig = _new("Alerts", secondary=True)
     # Scattergl has no stackgroup, so the stacked areas use plain Scatter.
-    for kind, ys in _named(s, "alerts").items():
+    for kind, ys in _rate(_named(s, "alerts"), s).items():
         if _has(ys):
             fig.add_trace(go.Scatter(x=x, y=list(ys), name=str(kind), mode="lines", stackgroup="alerts"),
                           secondary_y=False)
     _lines(fig, x, {"peak alerts per second": _get(s, "peak_alerts_per_s")}, secondary_y=True)
-    fig.update_yaxes(title_text=f"alerts per {period}", secondary_y=False)
-    fig.update_yaxes(title_text=_how("peak alerts per second", period, "max"), secondary_y=True)
+    fig.update_yaxes(title_text=f"alerts {_rate_label(period)}", secondary_y=False, rangemode="tozero")
+    # From zero too: plotly otherwise aligns the second axis' grid with odd ticks below zero.
+    fig.update_yaxes(title_text=_how("peak alerts per second", period, "max"), secondary_y=True, rangemode="tozero")
     figs.append(("Alerts", fig))
 
     _lines(fig := _new(title := _how("Supplier shares", period, "last")), x, _suppliers(_named(s, "supplier_hubs")))
@@ -261,8 +277,10 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
         fig.update_yaxes(title_text="messages queued", secondary_y=False, rangemode="tozero")
         fig.update_yaxes(title_text="age of the oldest queued message, hours", secondary_y=True, rangemode="tozero")
         out.append((title, fig))
-    title = f"Device alerts under load (per {period}, all CSPs)"
+    title = f"Device alerts under load ({_rate_label(period)}, all CSPs)"
     alerts = _named(cap, "alerts")
+    levels = {k: v for k, v in alerts.items() if k == "failed_queue"}
+    alerts = _rate({k: v for k, v in alerts.items() if k != "failed_queue"}, cap) | levels
     if _all_zero(alerts):
         out.append((title, "No device alert was delayed, throttled (SECMP0062), failed or expired in the run."))
     else:
@@ -274,7 +292,7 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
         if _has(alerts.get("failed_queue")):
             fig.add_trace(go.Scatter(x=x, y=list(alerts["failed_queue"]), mode="lines", name="in the failed-alert queue",
                                      line={"color": "#555", "dash": "dot"}), secondary_y=True)
-        fig.update_yaxes(title_text=f"alerts per {period}", secondary_y=False, rangemode="tozero")
+        fig.update_yaxes(title_text=f"alerts {_rate_label(period)}", secondary_y=False, rangemode="tozero")
         fig.update_yaxes(title_text=_how("alerts in the failed queue", period, "max"), secondary_y=True,
                          rangemode="tozero")
         out.append((title, fig))
@@ -377,8 +395,9 @@ def write_html(report: dict, path: pathlib.Path) -> None:
     if period != "half-hour":
         run = f"A run of {days:,.0f} days" if days else "A long run"
         parts.append(f"<p>{run}: each series is aggregated by {period} "
-                     f"(at most {MAX_POINTS:,} points per series): counts are summed, peaks, p99 latencies, backlogs "
-                     "and dark hubs are the highest half-hour of the period, shares within target the lowest, and "
+                     f"(at most {MAX_POINTS:,} points per series): counts are summed over the {period} and drawn "
+                     "as a rate per day; peaks, p99 latencies, backlogs and dark hubs are the highest half-hour of "
+                     "the period, shares within target the lowest, and "
                      "levels (hubs by WAN, supplier shares, cumulative counts) the last. The half-hourly figures "
                      "are in the run's history (<code>twin history</code>).</p>")
     blocks: list[tuple[str, go.Figure | str, Mapping[str, Any] | None]] = [
