@@ -25,24 +25,24 @@ from twin.studies.capacity import CSPS
 CONFIDENCE = 0.95
 # Student t, two-sided 95% (the 0.975 quantile) by degrees of freedom: the standard table (e.g.
 # NIST/SEMATECH e-Handbook of Statistical Methods, 1.3.6.7.2, "Critical values of the Student's t
-# distribution"). Used only when scipy is not installed; degrees of freedom between the rows take
-# the next smaller row's (larger, so the interval errs wide).
+# distribution"). Used only when scipy is not installed; degrees of freedom between the rows, or
+# past the last, take the next smaller row's (a larger t, so the interval errs wide, never narrow).
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
          11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
          20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
          29: 2.045, 30: 2.042, 40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 100: 1.984, 120: 1.980}
-T_975_INF = 1.960
 MAX_SEEDS = 1000
 
 
 def t_quantile(df: int) -> tuple[float, str]:
     """The two-sided 95% Student t critical value on `df` >= 1 degrees of freedom and where it
     came from ("scipy.stats.t" or "table")."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {df}")
     try:
         from scipy import stats  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
-        rows = [d for d in T_975 if d <= df]
-        return (T_975[max(rows)] if df <= max(T_975) else T_975_INF), "table"
+        return T_975[max(d for d in T_975 if d <= df)], "table"
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df)), "scipy.stats.t"
 
 
