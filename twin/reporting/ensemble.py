@@ -27,7 +27,9 @@ def fmt(value: float | None, unit: str = "") -> str:
         return "-"
     if unit == "share" or unit == "share of capacity":
         return f"{100 * value:.2f}%"
-    if unit in ("s", "msgs/s"):
+    if unit == "s":
+        return f"{value:,.2f} s"
+    if unit == "msgs/s":
         return f"{value:,.2f}"
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
