@@ -166,3 +166,33 @@ def test_the_history_of_a_decade_aggregates_by_week_to_the_raw_totals(tmp_path, 
     assert len(bgas) == 12 * years and bgas[-1] == 30_000 - (n - 1) // 100
     _, raw = query(tmp_path, "SELECT count(*) FROM ticks")
     assert raw == [(n,)]
+
+
+def test_a_comparison_of_two_decade_long_branches_embeds_at_most_max_points(tmp_path):
+    from twin.reporting.compare import shown_series, write_comparison_html
+
+    a = decade.arrays()
+    ends = [t[:19] for t in decade.times()]  # as the history gives them: naive UTC
+
+    def side(extra_dark: int) -> dict:
+        dark = a["dark"].sum(axis=1) + extra_dark
+        return {"tick": a["t"].tolist(), "time": ends, "messages": a["messages"].sum(axis=1).tolist(),
+                "dark_hubs": dark.tolist(), "reachable_hubs": (decade.HUBS - dark).tolist(),
+                "alerts": a["outage_alerts"].tolist(), "peak_alerts_per_s": a["peak_alerts"].tolist(),
+                "hh_at_risk": (3 * dark).tolist(), "hh_lost_cum": np.cumsum(dark // 1000).tolist()}
+
+    cmp = {"a": {"name": "main"}, "b": {"name": "what-if"}, "hubs": decade.HUBS, "seed": 1,
+           "common_ticks": [0, decade.TICKS - 1], "fork_tick": 48 * 365, "divergence_tick": 48 * 365,
+           "divergence_time": ends[48 * 365], "changed_at_divergence": ["dark_hubs"], "aggregates": [],
+           "operations": [], "series": {"a": side(0), "b": side(100)}}
+    shown, period = shown_series(cmp)
+    assert period == "week" and points(shown["a"]) <= MAX_POINTS
+    assert max(shown["b"]["dark_hubs"]) == max(cmp["series"]["b"]["dark_hubs"])  # the week's highest half-hour
+    assert min(shown["a"]["reachable_hubs"]) == min(cmp["series"]["a"]["reachable_hubs"])
+    # Messages as a rate per day: each week's rate times its days is its sum, and the sums the total.
+    days = np.asarray(shown["a"]["ticks_per_point"]) / 48
+    assert np.sum(np.asarray(shown["a"]["messages"]) * days) == pytest.approx(int(a["messages"].sum()), rel=1e-6)
+    path = tmp_path / "comparison.html"
+    write_comparison_html(cmp, path)
+    traces = _traces(path.read_text())
+    assert len(traces) == 14 and max(_n(t["x"]) for t in traces) <= MAX_POINTS

@@ -27,6 +27,8 @@ def fmt(value: float | None, unit: str = "") -> str:
         return "-"
     if unit == "share" or unit == "share of capacity":
         return f"{100 * value:.2f}%"
+    if unit == "per meter-month":
+        return f"{value:,.1f}"
     if unit == "s":
         return f"{value:,.2f} s"
     if unit == "msgs/s":
@@ -104,14 +106,15 @@ def write_ensemble_html(result: Mapping[str, Any], path: pathlib.Path) -> None:
                                     kinds={key: "max" if key == "dark_hubs" else "sum"})
             period = agg["period"]
             fig.add_trace(go.Scattergl(x=agg["time"], y=agg[key], mode="lines", name=f"seed {run['seed']}"))
-        how = ("highest in the " if key == "dark_hubs" else "per ") + period
+        how = ("highest half-hour in each " if key == "dark_hubs" and period != "half-hour" else "per ") + period
         fig.update_layout(title=f"{title} ({how})", height=380, template="plotly_white", hovermode="x unified")
         fig.update_xaxes(type="date", title_text=f"time (one point per {period})")
         figs.append(fig)
     names = list(result["figures"])
     seed_head = "".join(f"<th>{html.escape(result['figures'][k]['label'])}</th>" for k in names)
     seed_rows = "".join(
-        f"<tr><td>{r['seed']}</td><td><code>{html.escape(str(r['state_hash']))}</code></td>"
+        f"<tr><td>{r['seed']}</td><td><code title='{html.escape(str(r['state_hash']))}'>"
+        f"{html.escape(str(r['state_hash'])[:12])}…</code></td>"
         + "".join(f"<td class=num>{html.escape(fmt(r['figures'][k], result['figures'][k]['unit']))}</td>" for k in names)
         + "</tr>" for r in result["runs"])
     tp = result["throughput"]

@@ -108,17 +108,17 @@ def parse_seeds(spec: Any, field: str = "seeds") -> list[int]:
 # (label, unit). Capacity figures per CSP are added when the run had the capacity model on.
 FIGURE_LABELS: dict[str, tuple[str, str]] = {
     "messages_total": ("messages, whole run", "messages"),
-    "messages_per_meter_month": ("messages per reachable meter per month (besides alerts)", "messages"),
+    "messages_per_meter_month": ("messages per reachable meter per month (besides alerts)", "per meter-month"),
     "peak_alerts_per_s": ("peak device alerts per second", "alerts/s"),
     "max_dark_hubs": ("most hubs dark at once", "hubs"),
     "dark_hubs_end": ("hubs dark at the end", "hubs"),
     "hh_periods_lost": ("half-hourly periods lost", "periods"),
     **{f"peak_messages_per_s.{c}": (f"peak messages per second, {c} (busiest half-hour)", "msgs/s") for c in CSPS},
     "peak_link_utilisation": ("peak utilisation of the busiest link", "share of capacity"),
-    **{f"within_target.{c}": (f"share of the class within target over the run, {c}", "share") for c in CSPS},
-    **{f"worst_half_hour_within_target.{c}": (f"share within target in the worst half-hour, {c}", "share")
+    **{f"within_target.{c}": (f"{{klass}} share within target over the run, {c}", "share") for c in CSPS},
+    **{f"worst_half_hour_within_target.{c}": (f"{{klass}} share within target in the worst half-hour, {c}", "share")
        for c in CSPS},
-    **{f"worst_tick_p99_s.{c}": (f"p99 latency in the worst half-hour, {c}", "s") for c in CSPS},
+    **{f"worst_tick_p99_s.{c}": (f"{{klass}} p99 latency in the worst half-hour, {c}", "s") for c in CSPS},
 }
 
 
@@ -146,10 +146,12 @@ def run_figures(row: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str,
     return out
 
 
-def summarise(figures: Sequence[Mapping[str, float]]) -> dict[str, dict[str, Any]]:
-    """Per figure, `describe` over the runs (figures every run has, in FIGURE_LABELS order)."""
+def summarise(figures: Sequence[Mapping[str, float]], *, klass: str = "on-demand") -> dict[str, dict[str, Any]]:
+    """Per figure, `describe` over the runs (figures every run has, in FIGURE_LABELS order), with
+    its label (naming `klass`, the traffic class of the capacity figures) and unit."""
     names = [k for k in FIGURE_LABELS if all(k in f for f in figures)]
-    return {k: describe([f[k] for f in figures]) | {"label": FIGURE_LABELS[k][0], "unit": FIGURE_LABELS[k][1]}
+    return {k: describe([f[k] for f in figures]) | {"label": FIGURE_LABELS[k][0].format(klass=klass),
+                                                    "unit": FIGURE_LABELS[k][1]}
             for k in names}
 
 

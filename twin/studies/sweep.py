@@ -275,7 +275,8 @@ def _mean_report(reports: list[dict[str, Any]], seeds: list[int | None], *, quan
     row = {k: mean([r[k] for r in rows]) for k in ("peak_messages_per_tick", "peak_messages_per_s",
                                                    "peak_alerts_per_s", "max_dark_hubs", "hh_periods_lost")}
     capacity = mean_capacity([r["capacity"] for r in reports], quantile=quantile)
-    row |= {"state_hash": None, "capacity": capacity, "spread": summarise(figures),
+    klass = capacity.get("class") or CLASS_LABEL[TrafficClass.ON_DEMAND]
+    row |= {"state_hash": None, "capacity": capacity, "spread": summarise(figures, klass=klass),
             "seeds": [{"seed": x["value"], "state_hash": x["state_hash"], "figures": f}
                       for x, f in zip(rows, figures, strict=True)]}
     series = {"time": reports[0]["series"]["time"],
@@ -311,7 +312,7 @@ def run_ensemble(scenario: Path, *, seeds: list[int], out: Path, hubs: int | Non
               "description": description, "scenario": str(scenario), "seeds": seeds,
               "hubs": cfg["hubs"], "days": cfg["days"], "shards_per_run": cfg["shards"],
               "class": CLASS_LABEL[klass], "quantile": quantile,
-              "figures": summarise([r["figures"] for r in runs]), "runs": runs,
+              "figures": summarise([r["figures"] for r in runs], klass=CLASS_LABEL[klass]), "runs": runs,
               "throughput": throughput(reports, wall)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "ensemble.json").write_text(json.dumps(result, indent=1) + "\n")
