@@ -12,8 +12,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from twin.reporting.downsample import downsample_series
-
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;max-width:1200px;
 color:#222;padding:0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .3rem}table{border-collapse:collapse;margin:.5rem 0;
 font-size:.9rem}td,th{border:1px solid #ddd;padding:.2rem .6rem;text-align:left}th{background:#f4f4f4}
@@ -101,12 +99,15 @@ def write_ensemble_html(result: Mapping[str, Any], path: pathlib.Path) -> None:
         fig = go.Figure()
         period = ""
         for run in result["runs"]:
-            s = run["series"]
-            agg = downsample_series({"time": s["time"], key: s[key]},
-                                    kinds={key: "max" if key == "dark_hubs" else "sum"})
-            period = agg["period"]
-            fig.add_trace(go.Scattergl(x=agg["time"], y=agg[key], mode="lines", name=f"seed {run['seed']}"))
-        how = ("highest half-hour in each " if key == "dark_hubs" and period != "half-hour" else "per ") + period
+            s = run["series"]  # by period already (twin.studies.sweep._seed_series)
+            period = s.get("period") or "half-hour"
+            ys = s[key]
+            if key == "messages" and period != "half-hour":  # a rate per day, as in the run report
+                ys = [v * 48 / n for v, n in zip(ys, s["ticks_per_point"], strict=True)]
+            fig.add_trace(go.Scattergl(x=s["time"], y=ys, mode="lines", name=f"seed {run['seed']}"))
+        how = ("highest half-hour in each " + period if key == "dark_hubs" and period != "half-hour" else
+               "per half-hour" if period == "half-hour" else "per day" + ("" if period == "day" else
+                                                                          f", mean over each {period}"))
         fig.update_layout(title=f"{title} ({how})", height=380, template="plotly_white", hovermode="x unified")
         fig.update_xaxes(type="date", title_text=f"time (one point per {period})")
         figs.append(fig)

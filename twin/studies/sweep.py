@@ -36,6 +36,7 @@ import yaml
 
 from twin.model.catalog import CLASS_LABEL, TrafficClass
 from twin.model.config import TwinInputError
+from twin.reporting.downsample import downsample_series, period_phrase
 from twin.studies.capacity import CSPS, WINDOWS, breaking_points, capacity_class, capacity_figures
 from twin.studies.ensemble import parse_seeds
 
@@ -209,7 +210,8 @@ def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs:
     result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name,
               "description": description, "scenario": str(scenario), "param": param, "values": values,
               "points": rows, "baseline": _row(None, baseline),
-              "series": {str(v): {"time": r["series"]["time"], "dark_hubs": r["series"]["dark_hubs"]}
+              # Dark hubs over time per point, by day or longer for long runs (the highest half-hour).
+              "series": {str(v): downsample_series(r["series"], kinds={"dark_hubs": "max"})
                          for v, r in zip(values, reports, strict=True)},
               "seeds": list(seeds) if seeds else None,
               "throughput": throughput([r for rs in by_point for r in rs], wall)}
@@ -321,10 +323,12 @@ def run_ensemble(scenario: Path, *, seeds: list[int], out: Path, hubs: int | Non
 
 
 def _seed_series(report: dict[str, Any]) -> dict[str, Any]:
-    """What the ensemble page plots of one run: time, dark hubs and messages per CSP per tick."""
+    """What the ensemble page plots of one run: dark hubs (the highest half-hour) and messages
+    (all CSPs, summed) per tick, or by day or longer for a long run (twin.reporting.downsample)."""
     s = report["series"]
-    return {"time": s["time"], "dark_hubs": s["dark_hubs"],
-            "messages": np.sum([s["messages_by_csp"][c] for c in CSPS], axis=0).tolist()}
+    return downsample_series({"time": s["time"], "dark_hubs": s["dark_hubs"],
+                              "messages": np.sum([s["messages_by_csp"][c] for c in CSPS], axis=0).tolist()},
+                             kinds={"dark_hubs": "max", "messages": "sum"})
 
 
 def _row(value: Any, r: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +390,9 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
     figs.append(f1)
     f2 = go.Figure([go.Scatter(x=s["time"], y=s["dark_hubs"], name=f"{result['param']}={v}", mode="lines")
                     for v, s in result["series"].items()])
-    f2.update_layout(title="Dark hubs over time")
+    period = next((s.get("period") for s in result["series"].values()), None) or "half-hour"
+    f2.update_layout(title="Dark hubs over time" + (f" ({period_phrase(period, 'max')})" if period != "half-hour"
+                                                     else ""))
     figs.append(f2)
     f3 = go.Figure([go.Bar(x=xs, y=[p["hh_periods_lost"] for p in pts], name="lost"),
                     go.Bar(x=xs, y=[p["peak_alerts_per_s"] for p in pts], name="peak alerts/s")])
