@@ -32,6 +32,9 @@ def test_a_decade_report_opens_and_draws_every_figure(tmp_path):
                                    timeout=120_000)
             drawn_s = time.perf_counter() - t
             assert page.locator(".js-plotly-plot").count() == figures
+            # Every trace drawn: one per series in SVG (none of WebGL, whose contexts a page runs out of).
+            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == sum(
+                len(f.data) for _, f in build_figures(report))
             page.screenshot(path=str(SHOTS / "decade-report.png"), full_page=True)
             page.locator(".js-plotly-plot").nth(0).scroll_into_view_if_needed()
             page.screenshot(path=str(SHOTS / "decade-report-top.png"))

@@ -111,6 +111,8 @@ def test_a_decade_report_embeds_at_most_max_points_per_series_and_keeps_the_tota
     traces = _traces(page)
     assert len(traces) > 20
     assert max(_n(t["x"]) for t in traces) <= MAX_POINTS
+    # SVG traces: a page gets some 16 WebGL contexts, and a report has more figures than that.
+    assert {t["type"] for t in traces} == {"scatter"}
     assert "one point per week" in page and "highest half-hour in each week" in page
     assert "worst half-hour p99" in page
     # The same page from the report.json of the run (aggregated already) is the same page.

@@ -74,7 +74,7 @@ def write_comparison_html(cmp: dict[str, Any], path: Path) -> None:
             fig.update_xaxes(title_text=f"time (one point per {period}, UTC)")
         for alias, name, dash in (("a", a, "solid"), ("b", b, "dash")):
             s = shown[alias]
-            fig.add_trace(go.Scattergl(x=s["time"], y=s[col], mode="lines", name=name, line={"dash": dash}))
+            fig.add_trace(go.Scatter(x=s["time"], y=s[col], mode="lines", name=name, line={"dash": dash}))
         for tick, what in ((cmp["fork_tick"], "fork"), (div, "first difference")):
             if tick is not None and tick in cmp["series"]["a"]["tick"]:
                 x = cmp["series"]["a"]["time"][cmp["series"]["a"]["tick"].index(tick)]

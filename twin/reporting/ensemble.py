@@ -104,7 +104,7 @@ def write_ensemble_html(result: Mapping[str, Any], path: pathlib.Path) -> None:
             ys = s[key]
             if key == "messages" and period != "half-hour":  # a rate per day, as in the run report
                 ys = [v * 48 / n for v, n in zip(ys, s["ticks_per_point"], strict=True)]
-            fig.add_trace(go.Scattergl(x=s["time"], y=ys, mode="lines", name=f"seed {run['seed']}"))
+            fig.add_trace(go.Scatter(x=s["time"], y=ys, mode="lines", name=f"seed {run['seed']}"))
         how = ("highest half-hour in each " + period if key == "dark_hubs" and period != "half-hour" else
                "per half-hour" if period == "half-hour" else "per day" + ("" if period == "day" else
                                                                           f", mean over each {period}"))

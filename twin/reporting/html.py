@@ -71,7 +71,9 @@ def _table(pairs: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
 def _lines(fig: go.Figure, x: Sequence[Any], named: Mapping[str, Any], **kw: Any) -> None:
     for name, ys in named.items():
         if _has(ys):
-            fig.add_trace(go.Scattergl(x=list(x), y=list(ys), mode="lines", name=str(name)), **kw)
+            # SVG, not WebGL (Scattergl): a series holds at most MAX_POINTS points, and a browser
+            # gives a page only some 16 WebGL contexts, so a report with more figures drew blank ones.
+            fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines", name=str(name)), **kw)
 
 
 def _new(title: str, *, secondary: bool = False, dates: bool = True) -> go.Figure:
@@ -154,7 +156,6 @@ def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
     figs.append((title, fig))
 
     fig = _new("Alerts", secondary=True)
-    # Scattergl has no stackgroup, so the stacked areas use plain Scatter.
     for kind, ys in _rate(_named(s, "alerts"), s).items():
         if _has(ys):
             fig.add_trace(go.Scatter(x=x, y=list(ys), name=str(kind), mode="lines", stackgroup="alerts"),
