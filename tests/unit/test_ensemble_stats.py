@@ -99,3 +99,31 @@ def test_sweep_checks_seeds_before_anything_starts(argv, needle, capsys, monkeyp
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_the_shipped_ensemble_file_is_an_ensemble_of_the_storm():
+    from pathlib import Path
+
+    from twin.studies.sweep import is_sweep_file, load_sweep
+
+    path = Path(SWEEP_FILE).parent / "storm-outage-ensemble.yaml"
+    assert is_sweep_file(path)
+    spec = load_sweep(path)
+    assert (spec.param, spec.values, spec.seeds, spec.hubs) == (None, [], list(range(1, 9)), 300_000)
+    assert spec.scenario.name == "storm-outage.yaml" and spec.scenario.is_file()
+
+
+@pytest.mark.parametrize(("doc", "field", "reason"), [
+    ("scenario: x.yaml\nseeds: 1-3\nvalues: [1, 2]\n", "values", "values need a param"),
+    ("scenario: x.yaml\nseeds: 1-3\nseed: 4\n", "seed", "seed or seeds"),
+    ("scenario: x.yaml\nseeds: 1\n", "seeds", "at least two seeds"),
+    ("scenario: x.yaml\nparam: a.b\n", "values", "is required"),
+])
+def test_a_bad_ensemble_file_is_refused_naming_the_key(tmp_path, doc, field, reason):
+    from twin.studies.sweep import load_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(doc)
+    with pytest.raises(TwinInputError) as e:
+        load_sweep(path)
+    assert e.value.field == field and reason in e.value.reason
