@@ -529,3 +529,80 @@ def _retrying(fn: Callable[[], T]) -> T:
             if attempt + 1 >= READ_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+# -- long runs, by day, week or month ------------------------------------------------------------
+# How each column of `ticks` aggregates over a period (twin.reporting.downsample says why): counts
+# per tick are summed; peaks and worst cases (dark hubs, alerts per second, HH periods at risk,
+# premises off supply) take the period's highest half-hour and reachable hubs its lowest; levels
+# whose composition is the point (hubs, meters, hubs by WAN) its last half-hour.
+PERIODS = ("day", "week", "month")
+TICK_KINDS: dict[str, str] = {
+    **dict.fromkeys(["messages", *(f"messages_{c}" for c in CSPS), "alerts", *ALERT_COLS, "alerts_undelivered",
+                     "hh_lost", "prepay_topups"], "sum"),
+    **dict.fromkeys(["dark_hubs", *(f"dark_{c}" for c in CSPS), *DARK_COLS, "peak_alerts_per_s", "hh_at_risk",
+                     "prepay_emergency_credit", "prepay_off_supply"], "max"),
+    **dict.fromkeys(["reachable_hubs", *(f"reachable_{c}" for c in CSPS)], "min"),
+    **dict.fromkeys(["hubs", "meters", "dcc_hubs", "off_dcc_hubs", *WAN_COLS], "last"),
+}
+# The same for the `metrics` table, by metric (an operation's counters, "op:...", take the last).
+METRIC_KINDS: dict[str, str] = {
+    "messages": "sum", "alerts": "sum", "dark_by_reason": "max", "hubs_by_wan": "last", "supplier_hubs": "last",
+    "gas_supplier_hubs": "last", "credit_ec_supplier": "max", "credit_off_supplier": "max",
+    "link_capacity_per_hour": "last", "link_utilisation_ppm": "max", "link_backlog": "max", "class_messages": "sum",
+    "latency_p50_ms": "max", "latency_p95_ms": "max", "latency_p99_ms": "max", "within_target_ppm": "min",
+    "class_backlog": "max", "oldest_age_s": "max", "alerts_delayed": "sum", "alerts_throttled": "sum",
+    "alerts_failed": "sum", "alerts_redelivered": "sum", "alerts_expired": "sum", "failed_alert_queue": "max",
+    "stage": "max",
+}
+_SQL_AGG = {"sum": "sum({c})", "max": "max({c})", "min": "min({c})", "last": "arg_max({c}, {t})"}
+
+
+def _period_sql(period: str) -> str:
+    """The start of a tick's period (DATE): `time_utc` is the end of the tick, so the half-hour
+    ending at midnight belongs to the day before; weeks are ISO weeks, from Monday."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
+    return f"date_trunc('{period}', time_utc - INTERVAL 1 SECOND)::DATE"
+
+
+def _branch(run_dir: Path, branch: str | None) -> str:
+    """`branch`, or the history's only branch (ValueError naming them when there are several)."""
+    if branch is not None:
+        return branch
+    _, rows = query(run_dir, "SELECT DISTINCT branch FROM ticks ORDER BY branch")
+    names = [r[0] for r in rows]
+    if len(names) != 1:
+        raise ValueError(f"name a branch: the history holds {', '.join(names) or 'none'}")
+    return str(names[0])
+
+
+def aggregate_ticks(run_dir: Path, *, period: str, branch: str | None = None,
+                    columns: list[str] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The `ticks` of one branch by `period` ("day", "week" or "month", UTC), one row per period
+    with `period_start` (DATE), `first_tick`, `ticks` (half-hours in it) and each of `columns`
+    (default: all of TICK_KINDS) aggregated as TICK_KINDS says. Returns column names and rows,
+    oldest first. A decade is 3,653 days, 522 weeks or 120 months. `branch` None: the
+    history's only branch (ValueError if it holds several)."""
+    cols = columns or list(TICK_KINDS)
+    bad = [c for c in cols if c not in TICK_KINDS]
+    if bad:
+        raise ValueError(f"not a column of ticks: {bad[0]!r}")
+    aggs = ", ".join(f"{_SQL_AGG[TICK_KINDS[c]].format(c=c, t='tick')} AS {c}" for c in cols)
+    sql = (f"SELECT {_period_sql(period)} AS period_start, min(tick) AS first_tick, count(*) AS ticks, {aggs} "
+           "FROM ticks WHERE branch = ? GROUP BY period_start ORDER BY period_start")
+    return query(run_dir, sql, [_branch(run_dir, branch)])
+
+
+def aggregate_metric(run_dir: Path, metric: str, *, period: str, branch: str | None = None
+                     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """One metric of the `metrics` table by `period` and key: rows (period_start, key, value),
+    the value aggregated as METRIC_KINDS says (an operation's counters: the last)."""
+    how = "last" if metric.startswith("op:") else METRIC_KINDS.get(metric)
+    if how is None:
+        raise ValueError(f"not a metric of the history: {metric!r}")
+    # `metrics` has no time: a tick's time comes from `ticks` (the same branch and tick).
+    sql = (f"SELECT {_period_sql(period)} AS period_start, m.key, {_SQL_AGG[how].format(c='m.value', t='m.tick')} "
+           "AS value FROM metrics m JOIN ticks USING (branch, tick) WHERE m.branch = ? AND m.metric = ? "
+           "GROUP BY period_start, m.key ORDER BY period_start, m.key")
+    return query(run_dir, sql, [_branch(run_dir, branch), metric])

@@ -7,11 +7,41 @@ import html
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
 from twin.engine.compare import KEY_SERIES, write_comparison_json
-from twin.reporting.html import CSS, _fmt, _new
+from twin.engine.history import TICK_KINDS
+from twin.reporting.downsample import MAX_POINTS, choose_period, downsample_series
+from twin.reporting.html import CSS, _fmt, _how, _new, _rate_label
+
+# How each key series aggregates over a long run's periods (twin.engine.history.TICK_KINDS; the
+# cumulative count of periods lost takes the last).
+KINDS = {c: TICK_KINDS.get(c, "last") for c, _ in KEY_SERIES}
+
+
+def shown_series(cmp: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], str]:
+    """Both runs' key series as the page draws them, within MAX_POINTS points each, by one
+    period for both (twin.reporting.downsample), and the period."""
+    period = choose_period(max(len(cmp["series"][k]["time"]) for k in ("a", "b")))
+    if period == "half-hour":
+        return {k: cmp["series"][k] for k in ("a", "b")}, period
+    out = {}
+    for k in ("a", "b"):
+        agg = downsample_series(cmp["series"][k], kinds=KINDS, period=period)
+        days = np.asarray(agg["ticks_per_point"], float) / 48
+        out[k] = agg | {c: (np.asarray(agg[c], float) / days).round(1).tolist() for c, how in KINDS.items()
+                        if how == "sum"}
+    return out, period
+
+
+def _title(col: str, label: str, period: str) -> str:
+    if period == "half-hour":
+        return label
+    if KINDS[col] == "sum":
+        return label.replace("per half-hour", _rate_label(period))
+    return _how(label, period, KINDS[col])
 
 
 def write_comparison_html(cmp: dict[str, Any], path: Path) -> None:
@@ -33,11 +63,18 @@ def write_comparison_html(cmp: dict[str, Any], path: Path) -> None:
     if cmp["operations"]:
         parts += ["<h2>Operations at the last common tick</h2>", _rows_table(
             ["operation", "counter", a, b], [[o["operation"], o["counter"], o["a"], o["b"]] for o in cmp["operations"]])]
+    shown, period = shown_series(cmp)
+    if period != "half-hour":
+        parts.append(f"<p>Series by {period} (at most {MAX_POINTS:,} points each): counts as a rate per day, dark "
+                     "hubs, alerts per second and periods at risk the highest half-hour of each, reachable hubs the "
+                     "lowest. The half-hourly figures: <code>twin history RUN_DIR</code>.</p>")
     for i, (col, label) in enumerate(KEY_SERIES):
-        fig = _new(label)
+        fig = _new(_title(col, label, period))
+        if period != "half-hour":
+            fig.update_xaxes(title_text=f"time (one point per {period}, UTC)")
         for alias, name, dash in (("a", a, "solid"), ("b", b, "dash")):
-            s = cmp["series"][alias]
-            fig.add_trace(go.Scattergl(x=s["time"], y=s[col], mode="lines", name=name, line={"dash": dash}))
+            s = shown[alias]
+            fig.add_trace(go.Scatter(x=s["time"], y=s[col], mode="lines", name=name, line={"dash": dash}))
         for tick, what in ((cmp["fork_tick"], "fork"), (div, "first difference")):
             if tick is not None and tick in cmp["series"]["a"]["tick"]:
                 x = cmp["series"]["a"]["time"][cmp["series"]["a"]["tick"].index(tick)]

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from twin.reporting.downsample import MAX_POINTS, downsample_run_report, period_phrase
 from twin.util.units import format_seconds
 
 SUMMARY_KEYS = ("hubs", "meters", "messages_total", "messages_per_reachable_meter_month",
@@ -70,7 +71,9 @@ def _table(pairs: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
 def _lines(fig: go.Figure, x: Sequence[Any], named: Mapping[str, Any], **kw: Any) -> None:
     for name, ys in named.items():
         if _has(ys):
-            fig.add_trace(go.Scattergl(x=list(x), y=list(ys), mode="lines", name=str(name)), **kw)
+            # SVG, not WebGL (Scattergl): a series holds at most MAX_POINTS points, and a browser
+            # gives a page only some 16 WebGL contexts, so a report with more figures drew blank ones.
+            fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines", name=str(name)), **kw)
 
 
 def _new(title: str, *, secondary: bool = False, dates: bool = True) -> go.Figure:
@@ -110,53 +113,84 @@ def _named(mapping: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(mapping.get(key) or {})
 
 
+def _how(title: str, period: str, how: str) -> str:
+    """A title with how a point was made when the series is aggregated (twin.reporting.downsample)."""
+    phrase = period_phrase(period, how)
+    return f"{title} ({phrase})" if phrase else title
+
+
+def _rate(named: Mapping[str, Any], s: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts summed by period (twin.reporting.downsample) as a rate per day, the period's sum
+    over its days: weeks cut by the run's start or end and months of 28 to 31 days would
+    otherwise read as a fall in traffic. Unchanged at half-hour resolution."""
+    if str(s.get("period") or "half-hour") == "half-hour" or not _has(s.get("ticks_per_point")):
+        return dict(named)
+    days = np.asarray(s["ticks_per_point"], float) / 48
+    return {k: (np.asarray(v, float) / days).round(1).tolist() for k, v in named.items() if _has(v)}
+
+
+def _rate_label(period: str) -> str:
+    return "per half-hour" if period == "half-hour" else (
+        "per day" if period == "day" else f"per day (mean over each {period})")
+
+
 def _series_figures(s: Mapping[str, Any]) -> list[tuple[str, go.Figure]]:
     x = list(_get(s, "time"))
     if not x:
         return []
+    period = str(s.get("period") or "half-hour")
     figs: list[tuple[str, go.Figure]] = []
-    _lines(fig := _new("Messages per CSP per half-hour"), x, _named(s, "messages_by_csp"))
-    figs.append(("Messages per CSP per half-hour", fig))
-    _lines(fig := _new("Dark hubs"), x, {"total": _get(s, "dark_hubs")} | _named(s, "dark_by_csp"))
-    figs.append(("Dark hubs", fig))
-    _lines(fig := _new("Hubs by WAN technology"), x, _named(s, "hubs_by_wan"))
-    figs.append(("Hubs by WAN technology", fig))
+    _lines(fig := _new(title := f"Messages per CSP {_rate_label(period)}"), x, _rate(_named(s, "messages_by_csp"), s))
+    figs.append((title, fig))
+    _lines(fig := _new(title := _how("Dark hubs", period, "max")), x,
+           {"total": _get(s, "dark_hubs")} | _named(s, "dark_by_csp"))
+    figs.append((title, fig))
+    _lines(fig := _new(title := _how("Hubs by WAN technology", period, "last")), x, _named(s, "hubs_by_wan"))
+    figs.append((title, fig))
 
-    fig = _new("Half-hourly data", secondary=True)
+    fig = _new(title := _how("Half-hourly data", period, "max"), secondary=True)
     _lines(fig, x, {"HH periods at risk": _get(s, "hh_at_risk")}, secondary_y=False)
     _lines(fig, x, {"HH periods lost (cumulative)": _get(s, "hh_lost_cum")}, secondary_y=True)
-    fig.update_yaxes(title_text="at risk", secondary_y=False)
+    fig.update_yaxes(title_text=_how("at risk", period, "max"), secondary_y=False)
     fig.update_yaxes(title_text="lost (cumulative)", secondary_y=True)
-    figs.append(("Half-hourly data", fig))
+    figs.append((title, fig))
 
     fig = _new("Alerts", secondary=True)
-    # Scattergl has no stackgroup, so the stacked areas use plain Scatter.
-    for kind, ys in _named(s, "alerts").items():
+    for kind, ys in _rate(_named(s, "alerts"), s).items():
         if _has(ys):
             fig.add_trace(go.Scatter(x=x, y=list(ys), name=str(kind), mode="lines", stackgroup="alerts"),
                           secondary_y=False)
     _lines(fig, x, {"peak alerts per second": _get(s, "peak_alerts_per_s")}, secondary_y=True)
-    fig.update_yaxes(title_text="alerts per half-hour", secondary_y=False)
-    fig.update_yaxes(title_text="peak alerts per second", secondary_y=True)
+    fig.update_yaxes(title_text=f"alerts {_rate_label(period)}", secondary_y=False, rangemode="tozero")
+    # From zero too: plotly otherwise aligns the second axis' grid with odd ticks below zero.
+    fig.update_yaxes(title_text=_how("peak alerts per second", period, "max"), secondary_y=True, rangemode="tozero")
     figs.append(("Alerts", fig))
 
-    _lines(fig := _new("Supplier shares"), x, _suppliers(_named(s, "supplier_hubs")))
+    _lines(fig := _new(title := _how("Supplier shares", period, "last")), x, _suppliers(_named(s, "supplier_hubs")))
     fig.update_yaxes(title_text="hubs")
-    figs.append(("Supplier shares", fig))
+    figs.append((title, fig))
     off = _named(s, "prepay_off_supply")
     if off:
+        # Aggregated, each supplier's line is its highest half-hour in the period and "all
+        # suppliers" the sum of those (an upper bound when suppliers peak at different half-hours).
         total = np.sum([np.asarray(v, dtype=float) for v in off.values()], axis=0).tolist()
-        _lines(fig := _new("Prepayment premises off supply for credit"), x,
+        _lines(fig := _new(title := _how("Prepayment premises off supply for credit", period, "max")), x,
                {"all suppliers": total} | _suppliers(off)
                | {"on emergency credit (all)": _get(s, "prepay_emergency_credit")})
         fig.update_yaxes(title_text="premises")
-        figs.append(("Prepayment premises off supply for credit", fig))
+        figs.append((title, fig))
+    if period != "half-hour":
+        for _, f in figs:
+            f.update_xaxes(title_text=f"time (one point per {period}, UTC)")
     # A missing or empty series leaves its figure without traces; such figures are dropped.
     return [(t, f) for t, f in figs if f.data]
 
 
 def _capacity_x(cap: Mapping[str, Any], series: Mapping[str, Any]) -> list[Any]:
-    """The capacity series' x values: the report's times of their ticks (ticks where one is missing)."""
+    """The capacity series' x values: their own times when aggregated (twin.reporting.downsample),
+    else the report's times of their ticks (ticks where one is missing)."""
+    if _has(cap.get("time")):
+        return list(cap["time"])
     when = dict(zip([int(t) for t in _get(series, "tick")], _get(series, "time"), strict=False))
     ticks = [int(t) for t in _get(cap, "tick")]
     return [when[t] for t in ticks] if all(t in when for t in ticks) else ticks
@@ -183,8 +217,10 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
     if not x:
         return []
     dates = not isinstance(x[0], int)
+    period = str(cap.get("period") or "half-hour")
     out: list[tuple[str, go.Figure | str]] = []
-    title = "Link utilisation per half-hour (offered load / capacity)"
+    title = ("Link utilisation per half-hour (offered load / capacity)" if period == "half-hour" else
+             f"Link utilisation, offered load / capacity ({period_phrase(period, 'max')})")
     fig = _new(title, dates=dates)
     for name, ys in _named(cap, "link_utilisation").items():
         # Colour by CSP region, dash by technology: a region's links read as one family.
@@ -197,32 +233,37 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
     targets = _named(cap, "target_response_s")
     for klass, by_csp in _named(cap, "latency_p99_s").items():
         target = targets.get(klass)
-        title = f"p99 {klass} latency per CSP" + (f" (Target Response Time {target:g} s)" if target else "")
+        title = (f"p99 {klass} latency per CSP" + (f" (Target Response Time {target:g} s)" if target else "")
+                 + ("" if period == "half-hour" else f", the {period}'s worst half-hour p99"))
         fig = _new(title, dates=dates)
         for csp, ys in by_csp.items():
             # Seconds on a log axis: a tick in which the class sent nothing has no latency (not 0 s).
-            fig.add_trace(go.Scatter(x=x, y=[v if v > 0 else None for v in ys], mode="lines", name=csp,
+            fig.add_trace(go.Scatter(x=x, y=[v if v is not None and v > 0 else None for v in ys], mode="lines",
+                                     name=csp,
                                      line={"color": CSP_COLOURS.get(csp)}))
         if target:
             _level(fig, x, target, "target")
         fig.update_yaxes(type="log", title_text="p99 latency (log scale)", tickvals=[v for v, _ in LATENCY_TICKS],
                          ticktext=[t for _, t in LATENCY_TICKS])
         out.append((title, fig))
-    title = "Share answered within the Target Response Time"
+    title = _how("Share answered within the Target Response Time", period, "min")
     within = _named(cap, "within_target")
-    if all(v >= 1.0 for by_csp in within.values() for ys in by_csp.values() for v in ys):
+    if all(v is None or v >= 1.0 for by_csp in within.values() for ys in by_csp.values() for v in ys):
         out.append((title, f"Every {' and '.join(within)} message was answered within its Target Response Time, "
                            "in every CSP region and every half-hour (100%)."))
     else:
         fig = _new(title, dates=dates)
         for klass, by_csp in within.items():
             for csp, ys in by_csp.items():
-                fig.add_trace(go.Scatter(x=x, y=[100 * v for v in ys], mode="lines", name=f"{csp} {klass}",
+                fig.add_trace(go.Scatter(x=x, y=[None if v is None else 100 * v for v in ys], mode="lines",
+                                         name=f"{csp} {klass}",
                                          line={"color": CSP_COLOURS.get(csp),
                                                "dash": "solid" if klass == "on-demand" else "dot"}))
-        fig.update_yaxes(title_text="% of the half-hour's messages", range=[0, 102])
+        fig.update_yaxes(title_text="% of the half-hour's messages" if period == "half-hour" else
+                         f"% of the worst half-hour's messages in each {period}", range=[0, 102])
         out.append((title, fig))
-    title = "Backlog per CSP (messages queued at the end of each half-hour)"
+    title = ("Backlog per CSP (messages queued at the end of each half-hour)" if period == "half-hour" else
+             f"Backlog per CSP (messages queued, {period_phrase(period, 'max')})")
     backlog = _named(cap, "backlog")
     if _all_zero(backlog):
         out.append((title, "No message was queued at the end of any half-hour: every link served what it was offered."))
@@ -237,8 +278,10 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
         fig.update_yaxes(title_text="messages queued", secondary_y=False, rangemode="tozero")
         fig.update_yaxes(title_text="age of the oldest queued message, hours", secondary_y=True, rangemode="tozero")
         out.append((title, fig))
-    title = "Device alerts under load (per half-hour, all CSPs)"
+    title = f"Device alerts under load ({_rate_label(period)}, all CSPs)"
     alerts = _named(cap, "alerts")
+    levels = {k: v for k, v in alerts.items() if k == "failed_queue"}
+    alerts = _rate({k: v for k, v in alerts.items() if k != "failed_queue"}, cap) | levels
     if _all_zero(alerts):
         out.append((title, "No device alert was delayed, throttled (SECMP0062), failed or expired in the run."))
     else:
@@ -250,9 +293,14 @@ def _capacity_figures(series: Mapping[str, Any]) -> list[tuple[str, go.Figure | 
         if _has(alerts.get("failed_queue")):
             fig.add_trace(go.Scatter(x=x, y=list(alerts["failed_queue"]), mode="lines", name="in the failed-alert queue",
                                      line={"color": "#555", "dash": "dot"}), secondary_y=True)
-        fig.update_yaxes(title_text="alerts per half-hour", secondary_y=False, rangemode="tozero")
-        fig.update_yaxes(title_text="alerts in the failed queue", secondary_y=True, rangemode="tozero")
+        fig.update_yaxes(title_text=f"alerts {_rate_label(period)}", secondary_y=False, rangemode="tozero")
+        fig.update_yaxes(title_text=_how("alerts in the failed queue", period, "max"), secondary_y=True,
+                         rangemode="tozero")
         out.append((title, fig))
+    if period != "half-hour":
+        for _, f in out:
+            if isinstance(f, go.Figure):
+                f.update_xaxes(title_text=f"time (one point per {period}, UTC)")
     return out
 
 
@@ -291,26 +339,35 @@ def _capacity_tables(cap: Mapping[str, Any]) -> str:
     return links + service
 
 
-def _op_figure(op: Mapping[str, Any], series: Mapping[str, Any]) -> tuple[str, go.Figure] | None:
+def _op_figure(op: Mapping[str, Any], series: Mapping[str, Any],
+               period: str = "half-hour") -> tuple[str, go.Figure] | None:
     op_series = op.get("series") or {}
-    counters = {k: v for k, v in op_series.items() if k != "tick" and _has(v)}
-    ticks = _get(op_series, "tick")
-    if not counters or not _has(ticks):
+    counters = {k: v for k, v in op_series.items() if k not in ("tick", "time") and _has(v)}
+    if not counters:
         return None
-    x, dates = _op_x(ticks, series)
-    fig = _new(title := f"{op.get('name', '?')} ({op.get('kind', '?')})", dates=dates)
+    if _has(op_series.get("time")):
+        x, dates = list(op_series["time"]), True
+    else:
+        ticks = _get(op_series, "tick")
+        if not _has(ticks):
+            return None
+        x, dates = _op_x(ticks, series)
+    fig = _new(title := f"{op.get('name', '?')} ({op.get('kind', '?')})"
+               + ("" if period == "half-hour" else f", {period_phrase(period, 'last')}"), dates=dates)
     _lines(fig, x, counters)
     return title, fig
 
 
 def _figures(report: Mapping[str, Any]) -> list[tuple[str, go.Figure, Mapping[str, Any] | None]]:
     """Figures in page order, each with the operation metadata to show under it (if any)."""
-    series = report.get("series") or {}
+    report = downsample_run_report(report)
+    series = raw = report.get("series") or {}
+    period = str(series.get("period") or "half-hour")
     out: list[tuple[str, go.Figure, Mapping[str, Any] | None]] = [
         (t, f, None) for t, f in _series_figures(series)]
     out += [(t, f, None) for t, f in _capacity_figures(series) if isinstance(f, go.Figure)]
     for op in report.get("operations") or []:
-        if (made := _op_figure(op, series)) is not None:
+        if (made := _op_figure(op, raw, period)) is not None:
             out.append((*made, op.get("metadata") or {}))
     return out
 
@@ -332,7 +389,18 @@ def write_html(report: dict, path: pathlib.Path) -> None:
              "<h2>Configuration</h2>", _table(report.get("config") or {}, CONFIG_KEYS)]
     # Page order: fleet series, the capacity section (its tables, then each figure or the sentence
     # that stands for an all-zero one), then each operation with its metadata.
-    series = report.get("series") or {}
+    days = (report.get("config") or {}).get("days")
+    report = downsample_run_report(report)
+    series = raw = report.get("series") or {}
+    period = str(series.get("period") or "half-hour")
+    if period != "half-hour":
+        run = f"A run of {days:,.0f} days" if days else "A long run"
+        parts.append(f"<p>{run}: each series is aggregated by {period} "
+                     f"(at most {MAX_POINTS:,} points per series): counts are summed over the {period} and drawn "
+                     "as a rate per day; peaks, p99 latencies, backlogs and dark hubs are the highest half-hour of "
+                     "the period, shares within target the lowest, and "
+                     "levels (hubs by WAN, supplier shares, cumulative counts) the last. The half-hourly figures "
+                     "are in the run's history (<code>twin history</code>).</p>")
     blocks: list[tuple[str, go.Figure | str, Mapping[str, Any] | None]] = [
         (t, f, None) for t, f in _series_figures(series)]
     capacity = _capacity_figures(series)
@@ -342,7 +410,7 @@ def write_html(report: dict, path: pathlib.Path) -> None:
         blocks += [(t, f if isinstance(f, go.Figure) else f"<p><b>{html.escape(t)}</b>: {html.escape(f)}</p>", None)
                    for t, f in capacity]
     for op in report.get("operations") or []:
-        if (made := _op_figure(op, series)) is not None:
+        if (made := _op_figure(op, raw, period)) is not None:
             blocks.append((*made, op.get("metadata") or {}))
     first = True
     for title, fig, metadata in blocks:

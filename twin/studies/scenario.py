@@ -210,10 +210,15 @@ def build_report(sc: Scenario, summaries: list[TickSummary], sup, wall_s: float)
 
 
 def write_report(report: dict[str, Any], run_dir: Path) -> None:
+    """report.json and report.html. A long run's series are aggregated by day, week or month in
+    both (twin.reporting.downsample: at most MAX_POINTS points per series, `series.period` says
+    which); its half-hourly figures are in the run's history."""
     import json
 
+    from twin.reporting.downsample import downsample_run_report
     from twin.reporting.html import write_html
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-    write_html(report, run_dir / "report.html")
+    short = downsample_run_report(report)
+    (run_dir / "report.json").write_text(json.dumps(short, indent=1) + "\n")
+    write_html(short, run_dir / "report.html")

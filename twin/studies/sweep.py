@@ -16,12 +16,16 @@ A sweep is given on the command line (a scenario, --param, --values) or as a swe
     values: [0.1, 0.25, 0.5, 0.75, 1.0]
     hubs: 20000                                  # optional, as --hubs (also seed, shards)
     breaking_point: {class: on-demand, quantile: 0.99, over: half-hour}   # the defaults
+    seeds: 1-4                                   # optional, as --seeds: each point once per seed
+
+A sweep file with `seeds` and no `param` is an ensemble of its scenario (`run_ensemble`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +34,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from twin.model.catalog import TrafficClass
+from twin.model.catalog import CLASS_LABEL, TrafficClass
 from twin.model.config import TwinInputError
+from twin.reporting.downsample import downsample_series, period_phrase
 from twin.studies.capacity import CSPS, WINDOWS, breaking_points, capacity_class, capacity_figures
+from twin.studies.ensemble import parse_seeds
 
-SWEEP_KEYS = {"name", "description", "scenario", "param", "values", "hubs", "seed", "shards", "breaking_point"}
+SWEEP_KEYS = {"name", "description", "scenario", "param", "values", "hubs", "seed", "shards", "breaking_point",
+              "seeds"}
 
 
 @dataclass
@@ -43,7 +50,7 @@ class SweepSpec:
     of (a traffic class and the latency quantile held against its Target Response Time)."""
 
     scenario: Path
-    param: str
+    param: str | None  # None: an ensemble over `seeds`
     values: list[Any]
     name: str = ""
     description: str = ""
@@ -53,13 +60,15 @@ class SweepSpec:
     klass: TrafficClass = TrafficClass.ON_DEMAND
     quantile: float = 0.99
     over: str = "half-hour"  # a key of twin.studies.capacity.WINDOWS
+    seeds: list[int] | None = None
 
 
 def is_sweep_file(path: Path) -> bool:
     """Whether `path` is a sweep file (a mapping with `param`) rather than a scenario."""
     from twin.yamlfile import load_mapping
 
-    return "param" in load_mapping(path, "a scenario or a sweep")
+    doc = load_mapping(path, "a scenario or a sweep")
+    return "param" in doc or "seeds" in doc
 
 
 def load_sweep(path: Path) -> SweepSpec:
@@ -70,14 +79,20 @@ def load_sweep(path: Path) -> SweepSpec:
     unknown = set(doc) - SWEEP_KEYS
     if unknown:
         raise TwinInputError(sorted(unknown)[0], f"not a sweep key; keys are {', '.join(sorted(SWEEP_KEYS))}")
-    for key in ("scenario", "param", "values"):
+    seeds = parse_seeds(doc["seeds"]) if "seeds" in doc else None
+    ensemble = seeds is not None and "param" not in doc
+    for key in ("scenario",) if ensemble else ("scenario", "param", "values"):
         if doc.get(key) in (None, "", []):
-            raise TwinInputError(key, "is required")
-    if not isinstance(doc["scenario"], str) or not isinstance(doc["param"], str):
+            raise TwinInputError(key, "is required" + ("" if seeds else " (or seeds, for an ensemble)"))
+    if ensemble and "values" in doc:
+        raise TwinInputError("values", "values need a param to sweep; an ensemble has seeds only")
+    if not isinstance(doc["scenario"], str) or not (ensemble or isinstance(doc["param"], str)):
         raise TwinInputError("scenario" if not isinstance(doc["scenario"], str) else "param", "must be text")
-    values = doc["values"]
-    if not isinstance(values, list) or len(values) < 2:
+    values = [] if ensemble else doc["values"]
+    if not ensemble and (not isinstance(values, list) or len(values) < 2):
         raise TwinInputError("values", "give a list of at least two values")
+    if seeds and doc.get("seed") is not None:
+        raise TwinInputError("seed", "give seed or seeds, not both")
     for key in ("hubs", "seed", "shards"):
         v = doc.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1)):
@@ -93,10 +108,10 @@ def load_sweep(path: Path) -> SweepSpec:
     if isinstance(quantile, bool) or not isinstance(quantile, int | float) or not 0 < quantile < 1:
         raise TwinInputError("breaking_point.quantile", f"must be between 0 and 1, got {quantile!r}")
     klass = capacity_class(str(bp.get("class", "on-demand")), "breaking_point.class")
-    return SweepSpec(scenario=(path.parent / doc["scenario"]).resolve(), param=doc["param"], values=values,
+    return SweepSpec(scenario=(path.parent / doc["scenario"]).resolve(), param=doc.get("param"), values=values,
                      name=str(doc.get("name") or path.stem), description=str(doc.get("description") or ""),
                      hubs=doc.get("hubs"), seed=doc.get("seed"), shards=doc.get("shards"), klass=klass,
-                     quantile=float(quantile), over=over)
+                     quantile=float(quantile), over=over, seeds=seeds)
 
 
 def set_param(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -154,13 +169,16 @@ class _CapacityOnly:
 
 def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs: int | None = None,
               seed: int | None = None, shards: int | None = None, klass: TrafficClass = TrafficClass.ON_DEMAND,
-              quantile: float = 0.99, over: str = "half-hour", name: str = "", description: str = ""
-              ) -> dict[str, Any]:
+              quantile: float = 0.99, over: str = "half-hour", name: str = "", description: str = "",
+              seeds: list[int] | None = None) -> dict[str, Any]:
     """Run every point and a baseline (Ray must be started) and write sweep.json and sweep.html
     to `out`: per point the peak figures and its capacity figures; per CSP the breaking point
-    (`breaking_points`) of `klass` at `quantile`, and the headroom at the baseline."""
-    import ray
+    (`breaking_points`) of `klass` at `quantile`, and the headroom at the baseline.
 
+    With `seeds` (twin.studies.ensemble.parse_seeds), every point and the baseline run once per
+    seed (points x seeds runs, `seed` is then ignored): a point's figures are the means over its
+    seeds, with each figure's spread (twin.studies.ensemble.describe) under `spread`, and the
+    breaking point is found on the mean share within target of each point."""
     from twin.studies.scenario import load_scenario
 
     base = yaml.safe_load(scenario.read_text())
@@ -176,28 +194,146 @@ def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs:
         tmp.write_text(yaml.safe_dump(doc))
         load_scenario(tmp, hubs=hubs, seed=seed)  # validate every point before running any
         tmp.unlink()
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    shards = shards or max(1, int(cpus // len(docs)))
-    per_shard = min(1.0, cpus / (len(docs) * shards))
-    # Each point drives its own shards (which hold the CPUs); the driving task only waits on them.
-    task = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_run_point)
     dirs = [f"point-{i}" for i in range(len(values))] + ["baseline"]
-    refs = [task.remote(d, str(out / p), hubs, seed, shards, per_shard, int(klass), quantile)
-            for d, p in zip(docs, dirs, strict=True)]
-    *reports, baseline = ray.get(refs)
+    run_seeds: list[int | None] = list(seeds) if seeds else [seed]
+    jobs = [(d, str(out / (p if not seeds else f"{p}/seed-{s}")), s) for d, p in zip(docs, dirs, strict=True)
+            for s in run_seeds]
+    t = time.perf_counter()
+    done = run_jobs(jobs, hubs=hubs, shards=shards, klass=klass, quantile=quantile)
+    wall = time.perf_counter() - t
+    by_point = [done[i * len(run_seeds):(i + 1) * len(run_seeds)] for i in range(len(docs))]
+    if seeds:
+        *reports, baseline = [_mean_report(rs, run_seeds, quantile=quantile) for rs in by_point]
+    else:
+        *reports, baseline = [rs[0] for rs in by_point]
     rows = [_row(v, r) for v, r in zip(values, reports, strict=True)]
     result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name,
               "description": description, "scenario": str(scenario), "param": param, "values": values,
               "points": rows, "baseline": _row(None, baseline),
-              "series": {str(v): {"time": r["series"]["time"], "dark_hubs": r["series"]["dark_hubs"]}
-                         for v, r in zip(values, reports, strict=True)}}
+              # Dark hubs over time per point, by day or longer for long runs (the highest half-hour).
+              "series": {str(v): downsample_series(r["series"], kinds={"dark_hubs": "max"})
+                         for v, r in zip(values, reports, strict=True)},
+              "seeds": list(seeds) if seeds else None,
+              "throughput": throughput([r for rs in by_point for r in rs], wall)}
     result.update(breaking_point_report(values, reports, baseline, klass=klass, quantile=quantile, over=over))
+    if seeds:
+        result["breaking_point"]["on"] = f"the mean over {len(seeds)} seeds of each point's share within target"
     (out / "sweep.json").write_text(json.dumps(result, indent=1) + "\n")
     _write_html(result, out / "sweep.html")
     return result
 
 
+def run_jobs(jobs: list[tuple[dict[str, Any], str, int | None]], *, hubs: int | None, shards: int | None,
+             klass: TrafficClass = TrafficClass.ON_DEMAND, quantile: float = 0.99,
+             max_in_flight: int | None = None) -> list[dict[str, Any]]:
+    """Run scenario documents as Ray tasks, each (doc, run directory, seed or None for the
+    document's), at most `max_in_flight` at once (default: twice the cluster's CPUs, at least 8),
+    the shards of those in flight sharing the CPUs; returns their reports in the jobs' order."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    in_flight = max(1, min(len(jobs), max_in_flight or max(8, int(2 * cpus))))
+    shards = shards or max(1, int(cpus // in_flight))
+    per_shard = min(1.0, cpus / (in_flight * shards))
+    # Each run drives its own shards (which hold the CPUs); the driving task only waits on them.
+    task = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_run_point)
+    results: dict[int, dict[str, Any]] = {}
+    pending: dict[Any, int] = {}
+    todo = list(enumerate(jobs))
+    while todo or pending:
+        while todo and len(pending) < in_flight:
+            i, (doc, run_dir, s) = todo.pop(0)
+            pending[task.remote(doc, run_dir, hubs, s, shards, per_shard, int(klass), quantile)] = i
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            results[pending.pop(ref)] = ray.get(ref)
+    return [results[i] for i in range(len(jobs))]
+
+
+def throughput(reports: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """Hub-days simulated by `reports` (hubs x days, summed over the runs) per second of the
+    study's wall time (all runs, start to finish, including each run's build)."""
+    hub_days = sum(r["config"]["hubs"] * r["config"]["days"] for r in reports)
+    return {"runs": len(reports), "hub_days": hub_days, "wall_s": round(wall_s, 3),
+            "hub_days_per_s": round(hub_days / wall_s, 1) if wall_s > 0 else None}
+
+
+def _mean_report(reports: list[dict[str, Any]], seeds: list[int | None], *, quantile: float) -> dict[str, Any]:
+    """One point's runs over its seeds as one report for `_row` and the breaking point: each
+    figure of the row the mean over the seeds of that seed's figure (a mean of peaks, not the peak
+    of a mean series), the mean capacity figures (twin.studies.ensemble.mean_capacity) and the
+    mean per-tick series for the plots; the seeds' own figures, their spread and their state
+    hashes ride along."""
+    from twin.studies.ensemble import mean_capacity, run_figures, summarise
+
+    rows = [_row(seed, r) for seed, r in zip(seeds, reports, strict=True)]
+    figures = [run_figures(row, r["summary"]) for row, r in zip(rows, reports, strict=True)]
+
+    def mean(xs: list[Any]) -> Any:
+        if isinstance(xs[0], dict):
+            return {k: mean([x[k] for x in xs]) for k in xs[0]}
+        return round(float(np.mean(xs)), 4)
+
+    row = {k: mean([r[k] for r in rows]) for k in ("peak_messages_per_tick", "peak_messages_per_s",
+                                                   "peak_alerts_per_s", "max_dark_hubs", "hh_periods_lost")}
+    capacity = mean_capacity([r["capacity"] for r in reports], quantile=quantile)
+    klass = capacity.get("class") or CLASS_LABEL[TrafficClass.ON_DEMAND]
+    row |= {"state_hash": None, "capacity": capacity, "spread": summarise(figures, klass=klass),
+            "seeds": [{"seed": x["value"], "state_hash": x["state_hash"], "figures": f}
+                      for x, f in zip(rows, figures, strict=True)]}
+    series = {"time": reports[0]["series"]["time"],
+              "dark_hubs": np.mean([r["series"]["dark_hubs"] for r in reports], axis=0).tolist()}
+    return {"row": row, "series": series, "capacity": capacity, "target_s": reports[0].get("target_s"),
+            "config": reports[0]["config"]}
+
+
+def run_ensemble(scenario: Path, *, seeds: list[int], out: Path, hubs: int | None = None,
+                 shards: int | None = None, klass: TrafficClass = TrafficClass.ON_DEMAND, quantile: float = 0.99,
+                 name: str = "", description: str = "") -> dict[str, Any]:
+    """Run `scenario` once per seed (Ray must be started; the runs in parallel, see `run_jobs`)
+    and write ensemble.json and ensemble.html to `out`: per run its seed, state hash, wall time
+    and figures (twin.studies.ensemble.run_figures), per figure its mean, standard deviation,
+    range and 95% interval (`summarise`), and the throughput in hub-days per second."""
+    from twin.reporting.ensemble import write_ensemble_html
+    from twin.studies.ensemble import run_figures, summarise
+    from twin.studies.scenario import load_scenario
+
+    load_scenario(scenario, hubs=hubs, seed=seeds[0])  # checked before any run starts
+    doc = yaml.safe_load(scenario.read_text())
+    jobs = [(doc, str(out / f"seed-{s}"), s) for s in seeds]
+    t = time.perf_counter()
+    reports = run_jobs(jobs, hubs=hubs, shards=shards, klass=klass, quantile=quantile)
+    wall = time.perf_counter() - t
+    runs = []
+    for s, r in zip(seeds, reports, strict=True):
+        row = _row(s, r)
+        runs.append({"seed": s, "state_hash": r["summary"]["state_hash"], "wall_s": r["summary"]["wall_s"],
+                     "figures": run_figures(row, r["summary"]), "series": _seed_series(r)})
+    cfg = reports[0]["config"]
+    result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name or scenario.stem,
+              "description": description, "scenario": str(scenario), "seeds": seeds,
+              "hubs": cfg["hubs"], "days": cfg["days"], "shards_per_run": cfg["shards"],
+              "class": CLASS_LABEL[klass], "quantile": quantile,
+              "figures": summarise([r["figures"] for r in runs], klass=CLASS_LABEL[klass]), "runs": runs,
+              "throughput": throughput(reports, wall)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ensemble.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_ensemble_html(result, out / "ensemble.html")
+    return result
+
+
+def _seed_series(report: dict[str, Any]) -> dict[str, Any]:
+    """What the ensemble page plots of one run: dark hubs (the highest half-hour) and messages
+    (all CSPs, summed) per tick, or by day or longer for a long run (twin.reporting.downsample)."""
+    s = report["series"]
+    return downsample_series({"time": s["time"], "dark_hubs": s["dark_hubs"],
+                              "messages": np.sum([s["messages_by_csp"][c] for c in CSPS], axis=0).tolist()},
+                             kinds={"dark_hubs": "max", "messages": "sum"})
+
+
 def _row(value: Any, r: dict[str, Any]) -> dict[str, Any]:
+    if "row" in r:  # a point's seeds as one (`_mean_report`)
+        return {"value": value} | r["row"]
     s = r["series"]
     msgs = np.array([s["messages_by_csp"][c] for c in CSPS])
     return {"value": value, "peak_messages_per_tick": {c: int(msgs[i].max()) for i, c in enumerate(CSPS)},
@@ -254,7 +390,9 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
     figs.append(f1)
     f2 = go.Figure([go.Scatter(x=s["time"], y=s["dark_hubs"], name=f"{result['param']}={v}", mode="lines")
                     for v, s in result["series"].items()])
-    f2.update_layout(title="Dark hubs over time")
+    period = next((s.get("period") for s in result["series"].values()), None) or "half-hour"
+    f2.update_layout(title="Dark hubs over time" + (f" ({period_phrase(period, 'max')})" if period != "half-hour"
+                                                     else ""))
     figs.append(f2)
     f3 = go.Figure([go.Bar(x=xs, y=[p["hh_periods_lost"] for p in pts], name="lost"),
                     go.Bar(x=xs, y=[p["peak_alerts_per_s"] for p in pts], name="peak alerts/s")])
@@ -302,6 +440,20 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
         + f"<td>{p['peak_alerts_per_s']}</td><td>{p['max_dark_hubs']}</td><td>{p['hh_periods_lost']}</td></tr>"
         for p in pts)
     body = "".join(pio.to_html(f, include_plotlyjs=(i == 0), full_html=False) for i, f in enumerate(figs))
+    tp = result.get("throughput") or {}
+    if tp:
+        verdict += (f"<p>{tp['runs']} runs, {tp['hub_days']:,.0f} hub-days in {tp['wall_s']:.1f} s: "
+                    f"{tp['hub_days_per_s']:,.0f} hub-days per second.</p>")
+    if result.get("seeds"):
+        from twin.reporting.ensemble import ci_method, spread_table_html
+
+        seeds = result["seeds"]
+        verdict += (f"<h2>Spread over {len(seeds)} seeds</h2><p>Each point ran once per seed ({seeds[0]}..{seeds[-1]}); "
+                    "the table above and the plots give each figure's mean over the seeds, and the breaking point "
+                    f"is found on the mean share within target. Interval: "
+                    f"{html.escape(ci_method(pts[0]['spread']))}.</p>"
+                    + "".join(f"<h3>{html.escape(_point_label(result['param'], p['value']))}</h3>"
+                              + spread_table_html(p["spread"]) for p in [*pts, result["baseline"]]))
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>Sweep {html.escape(result['param'])}</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}</style></head>"
@@ -309,3 +461,7 @@ def _write_html(result: dict[str, Any], path: Path) -> None:
         f"<p>{html.escape(result.get('description', ''))}</p>{verdict}"
         "<table><tr><th>value</th><th>North msgs/s</th><th>Central msgs/s</th><th>South msgs/s</th>"
         f"<th>peak alerts/s</th><th>max dark hubs</th><th>HH lost</th></tr>{rows}</table>{body}</body></html>")
+
+
+def _point_label(param: str, value: Any) -> str:
+    return "baseline" if value is None else f"{param} = {value}"
