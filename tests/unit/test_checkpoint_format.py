@@ -150,7 +150,7 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         assert payload is not None
         if p.name != "COMPLETE":
             header, _ = peek(payload)
-            versions = {"twin.shard-checkpoint": 1, "twin.planner": 2}
+            versions = {"twin.shard-checkpoint": 1, "twin.planner": 3}
             assert header["format"] in versions and header["version"] == versions[header["format"]]
 
 

@@ -24,7 +24,7 @@ from twin.model.records import RecordFormatError, RecordTypes, decode, encode, p
 
 SHARD_OPS_FORMAT = "twin.shard-ops"
 PLANNER_FORMAT = "twin.planner"
-VERSION = 2  # 2: the planner holds the network's queues
+VERSION = 3  # 2: the planner holds the network's queues; 3: it retires finished operations
 
 
 def _classes() -> list[type]:
