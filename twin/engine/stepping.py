@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 
+from twin.engine.controls_log import SPILL_NAME, ControlsLog
 from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.operations import Controls, OperationsStore
 from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory
@@ -76,8 +77,9 @@ class StepPipeline:
         self.run = run
         self.ops = ops
         # Controls sent with each tick since checkpoint `base` (-1: the start of the run): what a
-        # restarted shard needs to replay to reach the others exactly.
-        self.controls_log: Controls = {}
+        # restarted shard needs to replay to reach the others exactly. Without checkpoints that is
+        # every control since the start: the older ones go to a file (twin.engine.controls_log).
+        self.controls_log = ControlsLog(spill=None if run.checkpoint_every else run.path / SPILL_NAME, keep=LAG)
         self.base = -1
         self.recoveries: list[dict[str, Any]] = []
         self.local_reads: LocalReads | None = None  # once enable_local_reads() is called
@@ -134,7 +136,7 @@ class StepPipeline:
                         raise RunStateError(f"the journal holds a command for tick {next_submit} accepted after it")
                     break
                 controls = self.ops.controls_for(next_submit)
-                self.controls_log[next_submit] = controls
+                self.controls_log.record(next_submit, controls)
                 # One copy of the controls in the object store for all shards.
                 controls_ref = ray.put(controls) if controls else None
                 pending.append((next_submit, [self._submit_step(i, next_submit, controls_ref)
@@ -159,7 +161,7 @@ class StepPipeline:
 
     def _checkpoint(self, tick: int) -> None:
         """The shards wrote their state with `tick`'s step; now the fleet half, then the mark."""
-        later = {t: c for t, c in self.controls_log.items() if t > tick}
+        later = self.controls_log.after(tick)
         self.run.write_planner_snapshot(tick, self.ops.snapshot(later))
         # Summaries up to the checkpoint are on disk before it counts: a resume from it
         # summarises only the ticks after it again.
@@ -167,7 +169,7 @@ class StepPipeline:
         checkpoints = self.run.checkpoints
         checkpoints.mark_complete(tick, len(self.shards), {"time": self.config.time_of(tick + 1).isoformat()})
         checkpoints.prune(keep=KEEP_CHECKPOINTS, now=tick + 1, every=self.run.checkpoint_every or 1)
-        self.controls_log = {t: c for t, c in self.controls_log.items() if t > tick}
+        self.controls_log.cut(tick)
         self.base = tick
 
     def _submit_step(self, i: int, t: int, controls: Any = None) -> ray.ObjectRef:
@@ -229,8 +231,8 @@ class StepPipeline:
             if not ray.get(shard.restore.remote(self.base)):
                 raise RuntimeError(f"shard {i} cannot read checkpoint {self.base}")
             last = self.base
-        for t in range(last + 1, tick):
-            ray.get(shard.step.remote(t, self.controls_log.get(t)))
+        for t, controls in self.controls_log.replay(last + 1, tick):
+            ray.get(shard.step.remote(t, controls))
         return last, tick - 1 - last, ray.get(self._submit_step(i, tick))
 
     def _record(self, s: TickSummary) -> None:
@@ -258,7 +260,7 @@ class StepPipeline:
     def restart_at(self, checkpoint: int, controls: Controls) -> None:
         """Under the operations lock, the shards restored: the next tick is the one after
         `checkpoint`, with the controls the planner had sent for the ticks after it."""
-        self.controls_log = controls
+        self.controls_log.reset(controls)
         self.base = checkpoint
         self.tick = checkpoint + 1
 
