@@ -25,6 +25,7 @@ from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.history import HistoryStore
 from twin.engine.journal import Journal
 from twin.engine.latency import LatencyTable
+from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY
 from twin.engine.operations import OperationFilter, OperationsStore
 from twin.engine.queries import FleetQueries
 from twin.engine.recovery import RunRecovery
@@ -56,7 +57,8 @@ class FleetSupervisor:
     - the clock's condition: the clock's state, speed, target and thread."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False,
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+                 resume: bool = False,
                  alert_retention_days: float = RETENTION_DAYS,
                  operation_retention_days: float | None = OPERATION_RETENTION_DAYS):
         if not ray.is_initialized():
