@@ -150,6 +150,16 @@ def test_a_progress_series_is_bounded_and_evenly_spaced():
     assert steps == {op.history_stride} and op.history_stride == 8
 
 
+def test_a_progress_series_keeps_changes_only():
+    from twin.model.ops.base import FleetOp
+
+    cmd = FirmwareRollout(at=0, device_type=int(DeviceType.ESME), model_code=1, target_version="2.0", hubs=(3,))
+    op = FleetOp("firmware-rollout-1", cmd, CFG)
+    for t in range(1000):  # an SR 11.1 waiting for a dark hub: the same report every tick
+        op.observe(t, {"pending_no_wan": 1 if t < 900 else 0}, None)  # type: ignore[arg-type]
+    assert op.history == [(0, {"pending_no_wan": 1}), (900, {"pending_no_wan": 0})]
+
+
 # -- the controls log ------------------------------------------------------------------------------
 
 def _ctl(t: int) -> list[Control]:

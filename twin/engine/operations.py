@@ -322,8 +322,8 @@ class OperationsStore:
         raise TwinInputError("name", f"no operation named {name!r}")
 
     def operation_history(self, name: str) -> list[tuple[int, Progress]]:
-        """(tick, typed progress) of each tick operation `name` reported, oldest first; KeyError
-        if there is none."""
+        """(tick, typed progress) of each tick operation `name` reported a change (a step
+        series, thinned evenly past MAX_HISTORY points), oldest first; KeyError if there is none."""
         with self.lock:
             op = self.planner.ops[name.removeprefix("operations/")]
             return [(tick, op.progress(counters)) for tick, counters in op.history]

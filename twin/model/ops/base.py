@@ -124,7 +124,7 @@ class FleetOp:
         self.state = OperationState.PENDING
         self.reason = ""
         self.counters: dict[str, int] = {}
-        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of each report
+        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of the reports kept
 
     @property
     def done(self) -> bool:
@@ -140,9 +140,13 @@ class FleetOp:
         return []
 
     def _keep_report(self, tick: int) -> None:
-        """Add this tick's counters to `history`: the reports every `history_stride` ticks from
-        the start, and the newest; past MAX_HISTORY the stride doubles and half are let go."""
+        """Add this tick's counters to `history` if they changed (the series is a step function:
+        an SR 11.1 waiting weeks for a dark hub reports the same counters every tick): the
+        changes every `history_stride` ticks from the start, and the newest change; past
+        MAX_HISTORY the stride doubles and half are let go."""
         h, at = self.history, self.cmd.at
+        if h and h[-1][1] == self.counters:
+            return
         if h and (h[-1][0] - at) % self.history_stride:
             h.pop()  # kept only while it was the newest
         h.append((tick, dict(self.counters)))
