@@ -52,3 +52,17 @@ def test_a_shard_killed_in_a_run_without_checkpoints_replays_the_spilled_control
         assert sup.state_hash() == ref.state_hash()
     finally:
         sup.shutdown()
+
+
+def test_the_growth_bench_accounts_for_every_operation_and_holds_the_stores_bounded(tmp_path):
+    from twin.bench.growth import FIGURES, bench_growth
+
+    r = bench_growth(hubs=8_192, years=45 / 365, shards=2, sample_days=15, run_dir=tmp_path / "growth")
+    samples = r["samples"]
+    assert [s["day"] for s in samples] == [15, 30, 45]
+    last = samples[-1]
+    # Every operation accepted is held or retired, none lost, and finished requests were retired.
+    assert last["planner_ops"] + last["planner_retired"] == last["operations_accepted"] > 0
+    assert last["planner_retired"] > last["operations_accepted"] / 4
+    assert all(s["controls_log_ticks"] <= 48 for s in samples)  # cut at each daily checkpoint
+    assert r["requests"]["accepted"] > 0 and set(r["slopes"]) == set(FIGURES)

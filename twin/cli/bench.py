@@ -25,6 +25,7 @@ from twin.cli.base import (
     parse_shards,
     whole_arg,
 )
+from twin.util.grammar import GrammarError, parse_number, shown
 
 # suite -> {option dest: default}; only the options a suite uses appear under it.
 SUITES: dict[str, dict[str, Any]] = {
@@ -34,6 +35,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
     "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
     "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
+    "growth": {"hubs": "100k", "years": "2", "seed": "1", "out": "bench-results/growth.json"},
 }
 DEFAULT_SUITE = "engine"
 # The reliability suite's chaos run: ticks simulated and seconds between shard kills.
@@ -63,6 +65,17 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     return {dest: default if getattr(args, dest) is None else getattr(args, dest) for dest, default in used.items()}
 
 
+def _years(text: str) -> float:
+    """--years: simulated years, more than 0 and at most 100."""
+    try:
+        years = parse_number(text)
+    except GrammarError:
+        raise UsageError(f"--years: expected a number like 2 or 0.5, got {shown(text)}") from None
+    if not 0 < years <= 100:
+        raise UsageError(f"--years: must be more than 0 and at most 100, got {text}")
+    return years
+
+
 def _sizes(text: str) -> list[int]:
     return [parse_count(s, "sizes") for s in text.split(",")]
 
@@ -75,7 +88,9 @@ class BenchCommand(Command):
         parser.add_argument("suite", nargs="?", choices=tuple(SUITES), default=DEFAULT_SUITE,
                             help="engine (default): sizes x build/day/memory; events: event costs and scenarios; "
                                  "api: gRPC latency and throughput; dashboard: tick-to-browser time and update "
-                                 "sizes; reliability: kills, recovery, checkpoints, resume")
+                                 "sizes; reliability: kills, recovery, checkpoints, resume; capacity: the network "
+                                 "model's cost; growth: memory, snapshot, checkpoint and request cost over simulated "
+                                 "years, which must stay flat")
         parser.add_argument("--hubs", help="fleet size: events and api suites; reliability: the resume run's "
                                            f"({_defaults_help('hubs')})")
         parser.add_argument("--chaos-hubs", help=f"reliability suite: fleet size of the chaos run "
@@ -87,6 +102,7 @@ class BenchCommand(Command):
                             help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
         parser.add_argument("--days", help=f"engine and capacity suites: simulated days per size ({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
+        parser.add_argument("--years", help=f"growth suite: simulated years at full speed ({_defaults_help('years')})")
         parser.add_argument("--seed", help=f"fleet seed ({_defaults_help('seed')})")
         parser.add_argument("--out", help=f"results file, JSON ({_defaults_help('out')})")
 
@@ -106,6 +122,13 @@ class BenchCommand(Command):
             check_memory(resume_hubs, None)
             res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=RELIABILITY_TICKS,
                                         kill_every_s=RELIABILITY_KILL_EVERY_S, seed=seed, out=out, console=console)
+        elif args.suite == "growth":
+            from twin.bench.growth import run_growth_bench
+
+            hubs = parse_hubs(o["hubs"])
+            years = _years(o["years"])
+            check_memory(hubs, None)
+            res = run_growth_bench(hubs=hubs, years=years, seed=parse_seed(o["seed"]), out=out, console=console)
         elif args.suite == "capacity":
             sizes = _sizes(o["sizes"])
             for s in sizes:
