@@ -16,11 +16,14 @@ from twin.model.state import BYTES_PER_HUB
 GIB = 2**30
 
 # Peak RSS of the whole process tree (driver, Ray's GCS and raylet, the shard actors) against the
-# hub state's bytes: a straight line through `twin bench` (bench-results/engine-2026-11-30.json,
-# a day of 1M hubs: 1.07 GB, of 30M: 3.31 GB, state 50.8 MB and 1.50 GB, 2 shards) has a slope of
-# 1.49 and meets zero state at 1.0 GB. A `twin run` of 3M hubs for 2 days with checkpoints and
-# history peaked at 1.28 GB (1.22 GB by this line), measured for issue 16.
-MEMORY_PER_STATE_BYTE = 1.49
+# hub state's bytes, measured by `twin bench` on 2 shards: a day of 1M, 3M, 10M and 30M hubs peaked
+# at 1.02, 1.17, 1.69 and 3.45 GB (bench-results/engine.json, 2026-11-21; state 50 B/hub), and at
+# 1.07 and 3.31 GB for 1M and 30M (engine-2026-11-30.json); a `twin run` with checkpoints and
+# history peaked at 1.28 GB for 3M hubs over 2 days and at 1.70 GB for 10M over one (issue 16).
+# The steepest step, 10M to 30M, is 1.76 bytes per state byte, and small fleets sit near 1.0 GB:
+# the line 1.76 x state + 1.0 GB lies on or above every measurement (by at most 0.2 GB), so a
+# larger fleet is judged by the steepest growth seen, not the average.
+MEMORY_PER_STATE_BYTE = 1.76
 MEMORY_BASE_BYTES = 1_000_000_000
 # `twin up` serves the API and the dashboard too: 1,232 MiB at 1M hubs (issue 16) against the
 # 1.07 GB of the engine alone, about 0.4 GiB more.
