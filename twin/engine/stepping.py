@@ -81,7 +81,8 @@ class StepPipeline:
         # every control since the start: the older ones go to a file (twin.engine.controls_log).
         self.controls_log = ControlsLog(spill=None if run.checkpoint_every else run.path / SPILL_NAME, keep=LAG)
         self.base = -1
-        self.recoveries: list[dict[str, Any]] = []
+        # The newest shard recoveries (for operators and benchmarks), not every one of a long run.
+        self.recoveries: deque[dict[str, Any]] = deque(maxlen=1000)
         self.local_reads: LocalReads | None = None  # once enable_local_reads() is called
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.

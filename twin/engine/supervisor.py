@@ -169,7 +169,7 @@ class FleetSupervisor:
         return self.pipeline.totals
 
     @property
-    def recoveries(self) -> list[dict[str, Any]]:
+    def recoveries(self) -> deque[dict[str, Any]]:
         return self.pipeline.recoveries
 
     @property
