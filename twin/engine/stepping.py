@@ -281,8 +281,10 @@ class StepPipeline:
         """{version: devices} a rollout's selector matches now, over every shard."""
         if not isinstance(cmd, FirmwareRollout):
             return {}  # only a rollout's validation reads a census
-        # The same merge as the in-process model's (LocalFleet.census): one rule for both.
-        return fleet_census(ray.get([s.census.remote(cmd) for s in self.shards]))
+        # A rollout to named hubs (an SR 11.1) asks only the shards holding them: the others
+        # would answer {}. The same merge as the in-process model's (LocalFleet.census).
+        held = sorted({self.shard_of(h) for h in cmd.hubs}) if cmd.hubs else range(len(self.shards))
+        return fleet_census(ray.get([self.shards[i].census.remote(cmd) for i in held]))
 
     def state_hash(self) -> str:
         with self.tick_lock:
