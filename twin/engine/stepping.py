@@ -55,7 +55,9 @@ def make_shards(config: FleetConfig, spans: list[ShardSpan], *, run_dir: Path,
     go to every node; the supervisor stays with the driver."""
     cfg = config.to_dict()
     actor: Any = ShardActor  # Ray's stubs type the decorated class as the plain one, without options()
-    return [actor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(
+    # No Ray task events: the GCS would keep one per step (up to Ray's cap of 100,000 tasks), so
+    # its memory grew with the run's length; nothing here reads Ray's task state API.
+    return [actor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD", enable_task_events=False).remote(
                 cfg, s.first_block, s.n_blocks, run_dir=str(run_dir), index=i)
             for i, s in enumerate(spans)]
 
