@@ -27,17 +27,24 @@ from twin.model.readings import READ_SRVS
 
 SUPPLIERS = ("British Gas", "OVO Energy", "Octopus Energy", "E.ON Next")
 # The figures whose slope is judged, and how to read them from a sample.
-FIGURES = ("rss_bytes", "planner_ops", "planner_live", "planner_snapshot_bytes", "checkpoint_bytes",
+FIGURES = ("rss_bytes", "rss_driver_bytes", "rss_shards_bytes", "rss_ray_bytes",
+           "planner_ops", "planner_live", "planner_snapshot_bytes", "checkpoint_bytes",
            "controls_log_ticks", "request_ledger_ids", "submit_ms_p50", "read_ms_p50")
 
 
-def _tree_rss() -> int:
+def _tree_rss() -> dict[str, int]:
+    """RSS of the whole process tree, and its parts: this driver, the shard actors, and Ray's own
+    processes (GCS, raylet, agents, idle workers)."""
     me = psutil.Process()
-    total = 0
+    out = {"rss_bytes": 0, "rss_driver_bytes": 0, "rss_shards_bytes": 0, "rss_ray_bytes": 0}
     for p in [me, *me.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):  # a process that ended meanwhile
-            total += p.memory_info().rss
-    return total
+            rss = p.memory_info().rss
+            part = ("rss_driver_bytes" if p.pid == me.pid else
+                    "rss_shards_bytes" if "ShardActor" in " ".join(p.cmdline()) else "rss_ray_bytes")
+            out[part] += rss
+            out["rss_bytes"] += rss
+    return out
 
 
 def _dir_bytes(path: Path) -> int:
@@ -163,7 +170,7 @@ def bench_growth(*, hubs: int = 100_000, years: float = 10.0, shards: int = 2, s
                 planner = sup.planner
                 s = {
                     "day": day + 1, "tick": sup.tick, "wall_s": round(time.perf_counter() - t0, 2),
-                    "rss_bytes": _tree_rss(),
+                    **_tree_rss(),
                     "planner_ops": len(planner.ops), "planner_live": len(planner.live),
                     "planner_retired": planner.retired, "operations_accepted": planner.seq,
                     "planner_snapshot_bytes": len(sup.ops.snapshot({})),
