@@ -249,7 +249,7 @@ def test_nothing_in_a_checkpoint_folder_is_a_pickle(tmp_path):
         assert payload is not None
         if p.name != "COMPLETE" and p.suffix != ".pack":
             header, _ = peek(payload)
-            versions = {"twin.shard-checkpoint": 2, "twin.planner": 2}
+            versions = {"twin.shard-checkpoint": 2, "twin.planner": 3}
             assert header["format"] in versions and header["version"] == versions[header["format"]]
 
 

@@ -58,7 +58,8 @@ def test_pages_by_filter_and_get_by_name(tmp_path, journal):
              for r in ("South", "Central", "North")]
     kind = OperationFilter((OperationTerm(OperationField.KIND, "network_switch_off"),))
     page, nxt = ops.operations_page(kind, 0, 2)
-    assert [v["name"] for v in page] == names[:2] and nxt == 2
+    # The position to go on from is the next operation's number ("...-3"), not an index.
+    assert [v["name"] for v in page] == names[:2] and names[2].endswith(f"-{nxt}") and nxt == 3
     page, nxt = ops.operations_page(kind, nxt, 2)
     assert [v["name"] for v in page] == names[2:] and nxt == 0
     none = OperationFilter((OperationTerm(OperationField.KIND, "network_switch_off", negate=True),))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 from datetime import UTC, date, datetime
@@ -19,20 +20,16 @@ from rich.console import Console
 from rich.table import Table
 
 from twin.engine.address import RayAddressError
+from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY, RunNeeds, estimate_needs, free_disk_bytes
 from twin.launcher.process import LaunchError
 from twin.model.config import MAX_HUBS, FleetConfig, TwinInputError, parse_regions
 from twin.model.params import HALF_HOURS_PER_DAY
-from twin.model.state import BYTES_PER_HUB
 from twin.model.timeutil import parse_instant
 from twin.util.grammar import GrammarError, parse_decimal, parse_number, shown
 
 # Wide enough for the tables when output goes to a file or a pipe.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-# Ray and numpy temporaries on top of the columns; measured peak is ~1.2x state + ~0.6 GiB.
-_MEMORY_OVERHEAD = 1.5
-_MEMORY_BASE = 1.5 * 2**30
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and what it measured or ran did not succeed
@@ -192,18 +189,36 @@ def fleet_config(args: argparse.Namespace) -> FleetConfig:
     return FleetConfig(**kw)
 
 
-def check_memory(hubs: int, address: str | None) -> None:
-    """UsageError if `hubs` will not fit in this machine's available memory (a cluster's memory is
-    the cluster's business: no check with an `address`)."""
+def check_memory(hubs: int, address: str | None, *, needs: RunNeeds | None = None) -> None:
+    """UsageError naming memory if the run will not fit in this machine's available memory
+    (`needs`, or a plain run of `hubs` on one shard per CPU); a cluster's memory is the cluster's
+    business: no check with an `address`."""
     if address:
         return
-    need = hubs * BYTES_PER_HUB * _MEMORY_OVERHEAD + _MEMORY_BASE
+    if needs is None:
+        needs = estimate_needs(hubs, shards=os.cpu_count() or 1, checkpoint_every=None, days=None)
     have = psutil.virtual_memory().available
-    if need > have:
-        raise UsageError(
-            f"--hubs: {hubs:,} hubs need about {need / 2**30:.1f} GiB here and this machine has "
-            f"{have / 2**30:.1f} GiB available; use fewer hubs or a cluster (--address)"
-        )
+    if needs.memory_bytes > have:
+        raise UsageError(f"--hubs: {hubs:,} hubs need {needs.memory_text()} and this machine has "
+                         f"{have / 2**30:.1f} GiB available; use fewer hubs or a cluster (--address)")
+
+
+def check_needs(config: FleetConfig, *, address: str | None, run_dir: Path, shards: int | None,
+                days: float | None, serving: bool = False,
+                checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> RunNeeds:
+    """Before anything is built: say what the run will need (on stderr) and refuse with a
+    UsageError (exit 2) naming memory or disk, with what it needs and what is free, if either does
+    not fit. Memory is this machine's unless `address` names a cluster; the disk is always the run
+    directory's filesystem."""
+    needs = estimate_needs(config.hubs, shards=shards or os.cpu_count() or 1, checkpoint_every=checkpoint_every,
+                           days=days, serving=serving)
+    err.print(f"this run needs {needs.memory_text()}; {needs.disk_text()}", highlight=False, markup=False)
+    check_memory(config.hubs, address, needs=needs)
+    free = free_disk_bytes(run_dir)
+    if needs.disk_bytes > free:
+        raise UsageError(f"--run-dir: {config.hubs:,} hubs need {needs.disk_text()} and the filesystem of "
+                         f"{run_dir} has {free / 2**30:.2f} GiB free; use fewer hubs or days, or another --run-dir")
+    return needs
 
 
 def run_dir(args: argparse.Namespace, name: str) -> Path:

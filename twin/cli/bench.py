@@ -26,6 +26,7 @@ from twin.cli.base import (
     parse_shards,
     whole_arg,
 )
+from twin.util.grammar import GrammarError, parse_number, shown
 
 # suite -> {option dest: default}; only the options a suite uses appear under it.
 SUITES: dict[str, dict[str, Any]] = {
@@ -37,6 +38,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
     "horizon": {"hubs": "30M", "days": "7", "storage_hubs": "1M", "storage_days": "365", "seed": "1",
                 "out": "bench-results/horizon.json"},
+    "growth": {"hubs": "100k", "years": "2", "seed": "1", "out": "bench-results/growth.json"},
 }
 DEFAULT_SUITE = "engine"
 # The reliability suite's chaos run: ticks simulated and seconds between shard kills.
@@ -66,6 +68,17 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     return {dest: default if getattr(args, dest) is None else getattr(args, dest) for dest, default in used.items()}
 
 
+def _years(text: str) -> float:
+    """--years: simulated years, more than 0 and at most 100."""
+    try:
+        years = parse_number(text)
+    except GrammarError:
+        raise UsageError(f"--years: expected a number like 2 or 0.5, got {shown(text)}") from None
+    if not 0 < years <= 100:
+        raise UsageError(f"--years: must be more than 0 and at most 100, got {text}")
+    return years
+
+
 def _sizes(text: str) -> list[int]:
     return [parse_count(s, "sizes") for s in text.split(",")]
 
@@ -80,7 +93,8 @@ class BenchCommand(Command):
                                  "api: gRPC latency and throughput; dashboard: tick-to-browser time and update "
                                  "sizes; reliability: kills, recovery, checkpoints, resume; capacity: the network "
                                  "capacity model's cost; horizon: a simulated year and decade, time and checkpoint "
-                                 "storage")
+                                 "storage; growth: memory, snapshot, checkpoint and request cost over simulated "
+                                 "years, which must stay flat")
         parser.add_argument("--hubs", help="fleet size: events and api suites; reliability: the resume run's "
                                            f"({_defaults_help('hubs')})")
         parser.add_argument("--chaos-hubs", help=f"reliability suite: fleet size of the chaos run "
@@ -97,6 +111,7 @@ class BenchCommand(Command):
         parser.add_argument("--days", help="engine and capacity suites: simulated days per size; horizon: days timed "
                                                f"({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
+        parser.add_argument("--years", help=f"growth suite: simulated years at full speed ({_defaults_help('years')})")
         parser.add_argument("--seed", help=f"fleet seed ({_defaults_help('seed')})")
         parser.add_argument("--out", help=f"results file, JSON ({_defaults_help('out')})")
 
@@ -116,6 +131,13 @@ class BenchCommand(Command):
             check_memory(resume_hubs, None)
             res = run_reliability_bench(chaos_hubs=chaos_hubs, resume_hubs=resume_hubs, ticks=RELIABILITY_TICKS,
                                         kill_every_s=RELIABILITY_KILL_EVERY_S, seed=seed, out=out, console=console)
+        elif args.suite == "growth":
+            from twin.bench.growth import run_growth_bench
+
+            hubs = parse_hubs(o["hubs"])
+            years = _years(o["years"])
+            check_memory(hubs, None)
+            res = run_growth_bench(hubs=hubs, years=years, seed=parse_seed(o["seed"]), out=out, console=console)
         elif args.suite == "capacity":
             sizes = _sizes(o["sizes"])
             for s in sizes:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from twin.cli.base import (
     Command,
-    check_memory,
+    check_needs,
     console,
     err,
     fleet_args,
@@ -64,9 +64,9 @@ class RunCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         sc = scenario_of(args)
         config = sc.config
-        check_memory(config.hubs, args.address)
         shards = parse_shards(args)
         out_dir = run_dir(args, sc.name)
+        check_needs(config, address=args.address, run_dir=out_dir, shards=shards, days=sc.days)
         runtime.start_ray(address=args.address, num_cpus=None)
         ticks = sc.ticks
         err.print(f"scenario {sc.name}: {config.hubs:,} hubs from {format_instant(config.start)}, {sc.days:g} days, "

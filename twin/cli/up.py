@@ -9,7 +9,7 @@ from pathlib import Path
 from twin.cli.base import (
     Command,
     UsageError,
-    check_memory,
+    check_needs,
     err,
     fleet_args,
     fleet_config,
@@ -115,8 +115,9 @@ class UpCommand(Command):
             fleet = FleetSpec(run_dir=Path(args.resume), resume=True)
         else:
             config = fleet_config(args)
-            check_memory(config.hubs, args.address)
-            fleet = FleetSpec(config=config, shards=parse_shards(args), run_dir=run_dir(args, "live"))
+            shards, where = parse_shards(args), run_dir(args, "live")
+            check_needs(config, address=args.address, run_dir=where, shards=shards, days=None, serving=True)
+            fleet = FleetSpec(config=config, shards=shards, run_dir=where)
         options = UpOptions(
             speed=speed, status_every_s=args.status_every, address=args.address, home=Path(args.home),
             grpc_host=args.grpc_host, grpc_port=args.grpc_port, metrics_port=args.metrics_port,

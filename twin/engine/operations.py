@@ -5,7 +5,6 @@ per-kind progress of the model (`twin.model.ops.progress`), listed with a typed 
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from twin.model.config import FleetConfig, TwinInputError
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command, FirmwareRollout, OperationControl, command_from_dict, parse_command
 from twin.model.ops.progress import OperationAction, OperationState, Progress
-from twin.model.ops.runtime import FleetOp, FleetPlanner
+from twin.model.ops.runtime import OPERATION_RETENTION_DAYS, FleetOp, FleetPlanner, operation_seq, retention_ticks
 from twin.model.ops.snapshot import planner_from_bytes
 from twin.model.ops.validation import validate
 from twin.model.summary import TickSummary
@@ -136,9 +135,17 @@ class OperationFilter:
         return True
 
 
+class OperationRetired(TwinInputError):
+    """A read of an operation that finished and was retired after the run's retention (the API
+    answers NOT_FOUND with this message)."""
+
+
 class OperationsStore:
     """Every operation of the run: accepted through `submit` (validated, journaled durably, then
     given to the planner), replayed from the journal on resume and rewind, read as views.
+
+    A finished operation stays readable for `retention_days` of simulated time after it ended on
+    every shard (None: for ever), then is retired: reading it is NOT_FOUND, saying so.
 
     `lock` (the run's plan lock) guards the planner, `next_submit`, `last_applied` and the replay
     queue: the step pipeline takes it to plan a tick and to observe a tick's summary, submit to
@@ -146,14 +153,17 @@ class OperationsStore:
     Views are built under it, so none sees an operation half changed by a tick."""
 
     def __init__(self, config: FleetConfig, *, journal: Journal, census: Census,
-                 refuses_commands: Callable[[], str | None]) -> None:
+                 refuses_commands: Callable[[], str | None],
+                 retention_days: float | None = OPERATION_RETENTION_DAYS) -> None:
         self.config = config
+        self.retention_days = retention_days
+        self._retention = retention_ticks(retention_days)
         self.journal = journal
         # Request ids of the API requests that made journaled commands (retries get the first
         # answer, across restarts too); reads and the like are added by the services.
         self.requests = RequestLedger()
         self.requests.load(journal.records())
-        self.planner = FleetPlanner(config)
+        self.planner = self._new_planner()
         self.lock = threading.Lock()
         # Journal records not yet accepted (after a resume or rewind, or a branch's inherited
         # future), and the position of the newest one the planner has accepted.
@@ -229,6 +239,11 @@ class OperationsStore:
             for rec in self.replay.due(self.planner.observed):
                 self._apply(rec)
 
+    def _new_planner(self) -> FleetPlanner:
+        planner = FleetPlanner(self.config)
+        planner.retention = self._retention
+        return planner
+
     def _latency_locked(self) -> LatencyTable | None:
         cap = self.config.params.capacity
         return LatencyTable.of(self.planner.queues, cap, self.planner.observed) if cap.enabled else None
@@ -245,8 +260,9 @@ class OperationsStore:
         those due already accepted. Returns the controls the snapshot had sent for later ticks."""
         if snapshot is not None:
             planner, applied, controls = planner_from_bytes(snapshot, self.config)
+            planner.retention = self._retention  # this run's setting, not the one it was written with
         else:
-            planner, applied, controls = FleetPlanner(self.config), NOTHING_APPLIED, {}
+            planner, applied, controls = self._new_planner(), NOTHING_APPLIED, {}
         self.planner = planner
         for t, cs in controls.items():
             self.planner.pending[t] = list(cs) + self.planner.pending.get(t, [])
@@ -265,37 +281,57 @@ class OperationsStore:
 
     def operations_page(self, where: OperationFilter | None, start: int, limit: int
                         ) -> tuple[list[dict[str, Any]], int]:
-        """Views of up to `limit` operations `where` matches (all if None), from the `start`-th
-        operation accepted; and the position of the next one it matches (0 at the end). Positions
-        count every operation, so one that changes state between pages (and now passes or fails
-        the filter) moves no other from one page to another. Only the page's views are built: a
-        run can hold an operation per device-changing Service Request ever accepted."""
+        """Views of up to `limit` operations `where` matches (all if None), from the operation
+        numbered `start` on (its number is the N of "kind-N", increasing in acceptance order); and
+        the number of the next one it matches (0 at the end). Numbers never change, so an
+        operation that changes state between pages (and now passes or fails the filter), or one
+        retired meanwhile, moves no other from one page to another. Only the page's views are
+        built, and a filter on done=false looks only at the operations not yet finished."""
         with self.lock:
+            held = self.planner.ops
+            if where is not None and any(t.field is OperationField.DONE and (t.value == "false") != t.negate
+                                         for t in where.terms):
+                held = self.planner.live  # every operation not done is live
             page: list[FleetOp] = []
             nxt = 0
-            for i, op in enumerate(itertools.islice(self.planner.ops.values(), start, None), start):
-                if where is None or where.matches(op):
-                    if len(page) == limit:
-                        nxt = i
-                        break
-                    page.append(op)
+            for name, op in held.items():
+                seq = operation_seq(name) or 0
+                if seq < start or not (where is None or where.matches(op)):
+                    continue
+                if len(page) == limit:
+                    nxt = seq
+                    break
+                page.append(op)
             return [operation_view(op, self.config) for op in page], nxt
 
     def operation(self, name: str) -> dict[str, Any]:
-        """The view of operation `name` ("operations/ID" or "ID"); TwinInputError if there is none."""
+        """The view of operation `name` ("operations/ID" or "ID"); OperationRetired if it
+        finished and was retired, TwinInputError if there is none."""
         key = name.removeprefix("operations/")
         with self.lock:
             op = self.planner.ops.get(key)
             if op is None:
-                raise TwinInputError("name", f"no operation named {name!r}")
+                self._not_held(name, key)
             return operation_view(op, self.config)
 
+    def _not_held(self, name: str, key: str) -> None:
+        if self.planner.was_retired(key):
+            raise OperationRetired("name", f"operation {name!r} is not held: finished operations are kept for "
+                                           f"{self.retention_days:g} days of simulated time after they end, then "
+                                           "retired")
+        raise TwinInputError("name", f"no operation named {name!r}")
+
     def operation_history(self, name: str) -> list[tuple[int, Progress]]:
-        """(tick, typed progress) of each tick operation `name` reported, oldest first; KeyError
-        if there is none."""
+        """(tick, typed progress) of each tick operation `name` reported a change (a step
+        series, thinned evenly past MAX_HISTORY points), oldest first; KeyError if there is none."""
         with self.lock:
             op = self.planner.ops[name.removeprefix("operations/")]
             return [(tick, op.progress(counters)) for tick, counters in op.history]
+
+    def held_operations(self) -> int:
+        """How many operations the planner holds now (retired ones not counted)."""
+        with self.lock:
+            return len(self.planner.ops)
 
     def firmware_versions(self) -> VersionTable:
         """Every firmware version per device model, the catalog's and those rollouts added: a

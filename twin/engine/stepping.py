@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import ray
 
+from twin.engine.controls_log import SPILL_NAME, ControlsLog
 from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.operations import Controls, OperationsStore
 from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory
@@ -54,7 +55,9 @@ def make_shards(config: FleetConfig, spans: list[ShardSpan], *, run_dir: Path,
     go to every node; the supervisor stays with the driver."""
     cfg = config.to_dict()
     actor: Any = ShardActor  # Ray's stubs type the decorated class as the plain one, without options()
-    return [actor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD").remote(
+    # No Ray task events: the GCS would keep one per step (up to Ray's cap of 100,000 tasks), so
+    # its memory grew with the run's length; nothing here reads Ray's task state API.
+    return [actor.options(num_cpus=cpus_per_shard, scheduling_strategy="SPREAD", enable_task_events=False).remote(
                 cfg, s.first_block, s.n_blocks, run_dir=str(run_dir), index=i)
             for i, s in enumerate(spans)]
 
@@ -76,10 +79,12 @@ class StepPipeline:
         self.run = run
         self.ops = ops
         # Controls sent with each tick since checkpoint `base` (-1: the start of the run): what a
-        # restarted shard needs to replay to reach the others exactly.
-        self.controls_log: Controls = {}
+        # restarted shard needs to replay to reach the others exactly. Without checkpoints that is
+        # every control since the start: the older ones go to a file (twin.engine.controls_log).
+        self.controls_log = ControlsLog(spill=None if run.checkpoint_every else run.path / SPILL_NAME, keep=LAG)
         self.base = -1
-        self.recoveries: list[dict[str, Any]] = []
+        # The newest shard recoveries (for operators and benchmarks), not every one of a long run.
+        self.recoveries: deque[dict[str, Any]] = deque(maxlen=1000)
         self.local_reads: LocalReads | None = None  # once enable_local_reads() is called
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.
@@ -137,7 +142,7 @@ class StepPipeline:
                         raise RunStateError(f"the journal holds a command for tick {next_submit} accepted after it")
                     break
                 controls = self.ops.controls_for(next_submit)
-                self.controls_log[next_submit] = controls
+                self.controls_log.record(next_submit, controls)
                 # One copy of the controls in the object store for all shards.
                 controls_ref = ray.put(controls) if controls else None
                 pending.append((next_submit, [self._submit_step(i, next_submit, controls_ref)
@@ -166,7 +171,7 @@ class StepPipeline:
 
     def _checkpoint(self, tick: int) -> None:
         """The shards wrote their state with `tick`'s step; now the fleet half, then the mark."""
-        later = {t: c for t, c in self.controls_log.items() if t > tick}
+        later = self.controls_log.after(tick)
         self.run.write_planner_snapshot(tick, self.ops.snapshot(later))
         # Summaries up to the checkpoint are on disk before it counts: a resume from it
         # summarises only the ticks after it again.
@@ -174,7 +179,7 @@ class StepPipeline:
         checkpoints = self.run.checkpoints
         checkpoints.mark_complete(tick, len(self.shards), {"time": self.config.time_of(tick + 1).isoformat()})
         checkpoints.prune(keep=KEEP_CHECKPOINTS, now=tick + 1, every=self.run.checkpoint_every or 1)
-        self.controls_log = {t: c for t, c in self.controls_log.items() if t > tick}
+        self.controls_log.cut(tick)
         self.base = tick
 
     def _submit_step(self, i: int, t: int, controls: Any = None) -> ray.ObjectRef:
@@ -236,8 +241,8 @@ class StepPipeline:
             if not ray.get(shard.restore.remote(self.base)):
                 raise RuntimeError(f"shard {i} cannot read checkpoint {self.base}")
             last = self.base
-        for t in range(last + 1, tick):
-            ray.get(shard.step.remote(t, self.controls_log.get(t)))
+        for t, controls in self.controls_log.replay(last + 1, tick):
+            ray.get(shard.step.remote(t, controls))
         return last, tick - 1 - last, ray.get(self._submit_step(i, tick))
 
     def _record(self, s: TickSummary) -> None:
@@ -265,7 +270,7 @@ class StepPipeline:
     def restart_at(self, checkpoint: int, controls: Controls) -> None:
         """Under the operations lock, the shards restored: the next tick is the one after
         `checkpoint`, with the controls the planner had sent for the ticks after it."""
-        self.controls_log = controls
+        self.controls_log.reset(controls)
         self.base = checkpoint
         self.tick = checkpoint + 1
 
@@ -285,8 +290,10 @@ class StepPipeline:
         """{version: devices} a rollout's selector matches now, over every shard."""
         if not isinstance(cmd, FirmwareRollout):
             return {}  # only a rollout's validation reads a census
-        # The same merge as the in-process model's (LocalFleet.census): one rule for both.
-        return fleet_census(ray.get([s.census.remote(cmd) for s in self.shards]))
+        # A rollout to named hubs (an SR 11.1) asks only the shards holding them: the others
+        # would answer {}. The same merge as the in-process model's (LocalFleet.census).
+        held = sorted({self.shard_of(h) for h in cmd.hubs}) if cmd.hubs else range(len(self.shards))
+        return fleet_census(ray.get([self.shards[i].census.remote(cmd) for i in held]))
 
     def state_hash(self) -> str:
         with self.tick_lock:

@@ -25,6 +25,7 @@ from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.history import HistoryStore
 from twin.engine.journal import Journal
 from twin.engine.latency import LatencyTable
+from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY
 from twin.engine.operations import OperationFilter, OperationsStore
 from twin.engine.queries import FleetQueries
 from twin.engine.recovery import RunRecovery
@@ -36,7 +37,7 @@ from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
 from twin.model.ops.commands import Command
 from twin.model.ops.progress import Progress
-from twin.model.ops.runtime import FleetPlanner
+from twin.model.ops.runtime import OPERATION_RETENTION_DAYS, FleetPlanner
 from twin.model.summary import TickSummary
 
 if TYPE_CHECKING:
@@ -56,8 +57,10 @@ class FleetSupervisor:
     - the clock's condition: the clock's state, speed, target and thread."""
 
     def __init__(self, config: FleetConfig, *, run_dir: Path, shards: int | None = None, history: int = 48 * 28,
-                 cpus_per_shard: float | None = None, checkpoint_every: int | None = 48, resume: bool = False,
-                 alert_retention_days: float = RETENTION_DAYS):
+                 cpus_per_shard: float | None = None, checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
+                 resume: bool = False,
+                 alert_retention_days: float = RETENTION_DAYS,
+                 operation_retention_days: float | None = OPERATION_RETENTION_DAYS):
         if not ray.is_initialized():
             raise RuntimeError("start Ray first (twin.engine.runtime.start_ray)")
         self.config = config
@@ -75,7 +78,7 @@ class FleetSupervisor:
         self.run = RunDirectory(run_dir, config=config, shards=len(spans), checkpoint_every=checkpoint_every,
                                 alert_retention_days=alert_retention_days)
         self.ops = OperationsStore(config, journal=self.run.journal, census=self._census,
-                                   refuses_commands=self._refuses_commands)
+                                   refuses_commands=self._refuses_commands, retention_days=operation_retention_days)
         self.pipeline = StepPipeline(config, spans=spans, shards=actors, run=self.run, ops=self.ops, history=history)
         self.recovery = RunRecovery(self.run, self.pipeline, self.ops)
         self.queries = FleetQueries(config, pipeline=self.pipeline, ops=self.ops)
@@ -166,7 +169,7 @@ class FleetSupervisor:
         return self.pipeline.totals
 
     @property
-    def recoveries(self) -> list[dict[str, Any]]:
+    def recoveries(self) -> deque[dict[str, Any]]:
         return self.pipeline.recoveries
 
     @property

@@ -16,7 +16,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2, json_format
 
 from twin.engine.interface import FleetEngine
-from twin.engine.operations import OperationField, OperationFilter, OperationTerm
+from twin.engine.operations import OperationField, OperationFilter, OperationRetired, OperationTerm
 from twin.generated.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from twin.model.catalog import AlertKind
 from twin.model.config import TwinInputError
@@ -33,7 +33,7 @@ from twin.services.convert import (
     summary_message,
     ts,
 )
-from twin.services.errors import ApiError, conflict, invalid
+from twin.services.errors import ApiError, conflict, invalid, not_found
 from twin.services.operation_store import OperationStore
 from twin.services.pagination import next_page_token, page_of, slice_page
 from twin.services.retries import claim_request
@@ -151,6 +151,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         if first is not None:  # a retry: the first Operation as it is now, nothing applied again
             try:
                 return operation_message(await asyncio.to_thread(self.sup.operation, f"operations/{first.operation}"))
+            except OperationRetired as e:  # it finished longer ago than the run keeps operations
+                raise not_found("request_id", e.reason) from None
             except TwinInputError:  # journaled, not yet accepted again after a resume
                 return operations_pb2.Operation(name=f"operations/{first.operation}")
         if key is None:

@@ -9,7 +9,7 @@ from typing import Any
 from google.longrunning import operations_pb2
 
 from twin.engine.interface import FleetEngine
-from twin.engine.operations import OperationFilter
+from twin.engine.operations import OperationFilter, OperationRetired
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.config import TwinInputError
 from twin.model.ops.progress import OperationState
@@ -43,6 +43,8 @@ class OperationStore:
         """The engine's view of fleet operation `name` (NOT_FOUND naming `name` if none)."""
         try:
             return self.sup.operation(name)
+        except OperationRetired as e:  # finished and retired after the run's retention: said so
+            raise not_found("name", e.reason) from None
         except TwinInputError:
             raise not_found("name", f"no operation named {name!r}") from None
 
@@ -59,7 +61,7 @@ class OperationStore:
              ) -> tuple[list[operations_pb2.Operation], tuple[int, int] | None]:
         """Up to `size` operations `where` matches (all if None) from position `start`, and the
         position to continue from (None at the end). A position is (the fleet's position as its
-        operations_page counts it, 0) while in the fleet's operations, then (0, 1 + the index of
+        number of the next fleet operation, 0) while in the fleet's operations, then (0, 1 + the index of
         the next branch operation)."""
         fleet_at, branch_at = start
         out: list[operations_pb2.Operation] = []

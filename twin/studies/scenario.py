@@ -108,7 +108,9 @@ def run_scenario(sc: Scenario, *, run_dir: Path, shards: int | None = None,
 
     from twin.engine.supervisor import FleetSupervisor
 
-    sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir, cpus_per_shard=cpus_per_shard)
+    # A report shows every operation of the run, however long ago it finished: none is retired.
+    sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir, cpus_per_shard=cpus_per_shard,
+                          operation_retention_days=None)
     try:
         for i, cmd in enumerate(sc.commands):
             try:

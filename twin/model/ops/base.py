@@ -21,6 +21,9 @@ from twin.model.state import HubState
 from twin.model.summary import TickSummary
 
 LAG = 4  # ticks from a fleet-level decision to its effect (two hours)
+# Reports an operation keeps for its progress series: past this the series keeps every other one
+# (evenly spaced, the newest always), so a rollout running for years holds a bounded series.
+MAX_HISTORY = 2048
 
 
 class ShardContext(Protocol):
@@ -110,6 +113,7 @@ class FleetOp:
     """Fleet half of an operation: metadata for users, decisions for the shards."""
 
     never_started = False  # cancelled before its start was sent to the shards
+    history_stride = 1  # ticks between the reports `history` keeps (doubled as it fills)
     _shown: tuple[Any, ...] | None = None  # signature() when the planner last reported it changed
     _record_context = ("config",)  # not in checkpoints: the planner's config is supplied again
 
@@ -120,7 +124,7 @@ class FleetOp:
         self.state = OperationState.PENDING
         self.reason = ""
         self.counters: dict[str, int] = {}
-        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of each report
+        self.history: list[tuple[int, dict[str, int]]] = []  # (tick, counters) of the reports kept
 
     @property
     def done(self) -> bool:
@@ -130,10 +134,25 @@ class FleetOp:
         """Read this tick's merged report; return controls for tick + LAG."""
         if rep is not None:
             self.counters = {k: int(v) for k, v in rep.items() if not k.startswith("block")}
-            self.history.append((tick, dict(self.counters)))
+            self._keep_report(tick)
         if self.state == OperationState.PENDING and tick >= self.cmd.at:
             self.state = OperationState.RUNNING
         return []
+
+    def _keep_report(self, tick: int) -> None:
+        """Add this tick's counters to `history` if they changed (the series is a step function:
+        an SR 11.1 waiting weeks for a dark hub reports the same counters every tick): the
+        changes every `history_stride` ticks from the start, and the newest change; past
+        MAX_HISTORY the stride doubles and half are let go."""
+        h, at = self.history, self.cmd.at
+        if h and h[-1][1] == self.counters:
+            return
+        if h and (h[-1][0] - at) % self.history_stride:
+            h.pop()  # kept only while it was the newest
+        h.append((tick, dict(self.counters)))
+        if len(h) > MAX_HISTORY:
+            self.history_stride *= 2
+            self.history = [e for e in h[:-1] if (e[0] - at) % self.history_stride == 0] + h[-1:]
 
     def on_accept(self, planner: PlannerContext) -> None:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""

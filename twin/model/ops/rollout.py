@@ -55,27 +55,30 @@ CSP_KEYS = ("north", "central", "south")
 def select_devices(hs: HubState, cmd: FirmwareRollout, versions: VersionTable, target_index: int | None) -> np.ndarray:
     """Rows of this shard whose device matches the rollout's selector (`from_versions` looked up
     in this shard's `versions`), leaving out devices already on the target (`target_index`, None:
-    keep them; a device on the target has nothing to do)."""
-    n = hs.n_hubs
+    keep them; a device on the target has nothing to do), in row order.
+
+    A rollout to named hubs (an SR 11.1) tests only the named hubs this shard holds: its cost is
+    the hubs named, never the shard."""
+    if cmd.hubs:
+        named = np.asarray(cmd.hubs, np.int64)
+        rows = np.unique(hs.local(named[hs.holds(named)]))
+    else:
+        rows = np.arange(hs.n_hubs, dtype=np.int64)
     c = hs.cols
     dev = DeviceType(cmd.device_type).name.lower()
-    model = c[f"{dev}_model"][:n]
-    mask = model == cmd.model_code
-    fw = c[f"{dev}_fw"][:n]
+    mask = c[f"{dev}_model"][rows] == cmd.model_code
+    fw = c[f"{dev}_fw"][rows]
     if cmd.from_versions:
         held = [versions.find(cmd.device_type, cmd.model_code, v) for v in cmd.from_versions]
         mask &= np.isin(fw, [i for i in held if i is not None])
     if target_index is not None:
         mask &= fw != target_index
     if cmd.regions:
-        mask &= np.isin(AREA_CSP[c["area"][:n]], cmd.regions)
+        mask &= np.isin(AREA_CSP[c["area"][rows]], cmd.regions)
     if cmd.suppliers:
         col = "gas_supplier" if cmd.device_type == DeviceType.GSME else "supplier"
-        mask &= np.isin(c[col][:n], cmd.suppliers)
-    rows = np.flatnonzero(mask)
-    if cmd.hubs:
-        rows = np.intersect1d(rows, hs.local(np.asarray(cmd.hubs, np.int64)))
-    return rows
+        mask &= np.isin(c[col][rows], cmd.suppliers)
+    return rows[mask]
 
 
 def version_census(hs: HubState, cmd: FirmwareRollout, versions: VersionTable) -> dict[str, int]:

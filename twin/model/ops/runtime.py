@@ -8,20 +8,45 @@ never on timing or on how the fleet is split: the run stays a function of seed a
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from twin.model.capacity import NetworkQueues
-from twin.model.catalog import VersionTable
+from twin.model.catalog import Csp, VersionTable, WanTech
 from twin.model.config import FleetConfig
-from twin.model.network import NetworkPlan
+from twin.model.network import NEVER, NetworkPlan
 from twin.model.ops.base import LAG as LAG  # re-exported: the engine keeps LAG ticks in flight
 from twin.model.ops.base import Control as Control  # re-exported for the engine and checkpoints
 from twin.model.ops.base import FleetOp as FleetOp
 from twin.model.ops.base import ShardOp
 from twin.model.ops.commands import Command, OperationControl
 from twin.model.ops.registry import make_fleet_op, make_shard_op
+from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.state import HubState
 from twin.model.summary import TickSummary
+
+# How long a finished operation stays readable (AIP-151 GetOperation, ListOperations) after it has
+# ended on every shard, in simulated days; then it is retired and a read of it is NOT_FOUND. A run
+# holds one operation per device-changing Service Request, so keeping them all would grow with the
+# run's length, not with the work in flight. [U] a week, long enough for a DCC User's adapter to
+# collect an outcome it was told to follow; None keeps every operation (a scenario's report).
+OPERATION_RETENTION_DAYS = 7.0
+
+
+def retention_ticks(days: float | None) -> int | None:
+    """Ticks of a retention of `days` simulated days (None: for ever). ValueError if negative."""
+    if days is None:
+        return None
+    if not days >= 0:
+        raise ValueError(f"an operation retention must be zero or more days, got {days!r}")
+    return round(days * HALF_HOURS_PER_DAY)
+
+
+def operation_seq(name: str) -> int | None:
+    """The number in an operation's name ("firmware-rollout-12" -> 12), None if it has none."""
+    _, _, tail = name.rpartition("-")
+    return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 class ShardOps:
@@ -81,7 +106,9 @@ class FleetPlanner:
 
     def __init__(self, config: FleetConfig):
         self.config = config
-        self.ops: dict[str, FleetOp] = {}  # every accepted operation, for the views
+        # The operations users can read: every one accepted but those finished more than
+        # `retention` ticks ago (retired in observe), in acceptance order.
+        self.ops: dict[str, FleetOp] = {}
         # The operations observe() still visits: all but the done ones whose shard halves have all
         # retired, so a tick costs what is in flight, not every operation ever accepted.
         self.live: dict[str, FleetOp] = {}
@@ -99,6 +126,14 @@ class FleetPlanner:
         self.failed_suppliers: dict[int, tuple[int, int, str]] = {}
         # The network's queues (twin.model.capacity): fleet-level, so exact for any shard layout.
         self.queues = NetworkQueues()
+        # Retention of finished operations (ticks; None: kept for ever), and the finished ones in
+        # the order they left `live`, with that tick: retiring costs what retires, never a scan.
+        self.retention: int | None = retention_ticks(OPERATION_RETENTION_DAYS)
+        self.retiring: deque[tuple[int, str]] = deque()
+        # What retired operations fixed in the network schedule: rebuilding the schedule (a
+        # cancel before start) needs it, and a retired operation can no longer change it.
+        self.retired_network = NetworkPlan()
+        self.retired = 0  # operations retired so far
 
     def schedule(self, tick: int, controls: list[Control]) -> None:
         if controls:
@@ -142,6 +177,8 @@ class FleetPlanner:
         op.never_started = True
         self.failed_suppliers = {k: v for k, v in self.failed_suppliers.items() if v[2] != op.name}
         self.network.clear()
+        for region, wan, off, back in self.retired_network.to_array().tolist():
+            self.network.switch_off(Csp(region), WanTech(wan), off, None if back == NEVER else back)
         for other in self.ops.values():
             if not other.never_started:
                 other.schedule_network(self.network)
@@ -172,8 +209,11 @@ class FleetPlanner:
                     # Started, and no shard reported it: every shard half has retired (a live one
                     # reports each tick), so nothing about it will come again.
                     del self.live[name]
+                    if self.retention is not None:
+                        self.retiring.append((s.tick, name))
                 continue
             self.schedule(s.tick + LAG, op.observe(s.tick, rep, self))
+        self._retire(s.tick)
         changed = []
         for op in visited:
             sig = op.signature()
@@ -182,3 +222,23 @@ class FleetPlanner:
                 changed.append(op)
         return changed
 
+
+    def _retire(self, tick: int) -> None:
+        """Forget the operations that left `live` at least `retention` ticks before `tick`."""
+        if self.retention is None:
+            return
+        while self.retiring and self.retiring[0][0] + self.retention <= tick:
+            _, name = self.retiring.popleft()
+            op = self.ops.pop(name, None)
+            if op is not None:
+                if not op.never_started:
+                    op.schedule_network(self.retired_network)
+                self.retired += 1
+
+    def was_retired(self, name: str) -> bool:
+        """Whether `name` ("kind-N") names no operation held now but one numbered as this run's
+        operations were (N at most the last accepted): an operation finished and retired. The
+        number alone is kept, not every retired name, so a name of the wrong kind with a used
+        number also answers True."""
+        seq = operation_seq(name)
+        return name not in self.ops and seq is not None and 0 < seq <= self.seq and self.retired > 0

@@ -20,11 +20,11 @@ from twin.model.ops.common import CredentialSwaps
 from twin.model.ops.progress import OperationAction, OperationState
 from twin.model.ops.registry import IMPLEMENTATIONS
 from twin.model.ops.runtime import Control, FleetPlanner, ShardOps
-from twin.model.records import RecordFormatError, RecordTypes, decode, encode, pack, unpack
+from twin.model.records import RecordFormatError, RecordTypes, decode, encode, pack, pack_bytes, unpack
 
 SHARD_OPS_FORMAT = "twin.shard-ops"
 PLANNER_FORMAT = "twin.planner"
-VERSION = 2  # 2: the planner holds the network's queues
+VERSION = 3  # 2: the planner holds the network's queues; 3: it retires finished operations
 
 
 def _classes() -> list[type]:
@@ -99,3 +99,21 @@ def _check(record: Mapping[str, Any], fmt: str) -> None:
     if record.get("version") != VERSION:
         raise RecordFormatError(f"{fmt!r} record of version {record.get('version')!r}; this twin reads "
                                 f"version {VERSION} only (written by another release? start the run again)")
+
+
+CONTROLS_FORMAT = "twin.tick-controls"
+
+
+def controls_record(tick: int, controls: list[Control]) -> bytes:
+    """One tick's controls as a record (what a shard restarted without a checkpoint replays)."""
+    value, arrays = encode(list(controls), RECORD_TYPES)
+    return pack_bytes(CONTROLS_FORMAT, VERSION, {"tick": int(tick), "value": value}, arrays.items())
+
+
+def controls_from_record(data: bytes | memoryview) -> tuple[int, list[Control]]:
+    """(tick, controls) of a `controls_record`; RecordFormatError for another format or version."""
+    meta, arrays = unpack(data, CONTROLS_FORMAT, (VERSION,))
+    controls = decode(meta["value"], arrays, RECORD_TYPES, {})
+    if not isinstance(controls, list) or not all(isinstance(c, Control) for c in controls):
+        raise RecordFormatError("a tick-controls record that holds no list of controls")
+    return int(meta["tick"]), controls

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twin.engine.alert_log import AlertLog
 from twin.engine.interface import HubReads, ShardAccess
-from twin.engine.operations import OperationField, OperationFilter, OperationTerm
+from twin.engine.operations import OperationField, OperationFilter, OperationRetired, OperationTerm
 from twin.engine.requests import RequestIdError, RequestKey, RequestLedger, Seen
 from twin.model.catalog import MESSAGE_CLASS, Csp, MessageType, TrafficClass
 from twin.model.config import TwinInputError
@@ -189,6 +189,12 @@ class DccCore:
             name = f"operations/{seen.operation}"
             try:
                 view = await asyncio.to_thread(self.engine.operation, name)
+            except OperationRetired as e:
+                # Finished long ago: the answer it settled with, if this server still holds it.
+                if seen.answer:
+                    return ServiceResponse.decode(seen.answer)
+                raise not_found("request_id", f"request {request.request_id!r} was applied by {name}, which "
+                                              f"has since been retired ({e.reason})") from None
             except TwinInputError:  # journaled, not yet accepted again after a resume
                 view = {"name": name, "done": False}
             if view["done"] or not seen.answer:
@@ -382,10 +388,19 @@ class DccCore:
     async def _try_settle(self, p: Pending, tick: int) -> bool:
         now = self.engine.config.time_of(tick + 1)
         if p.operation:
-            view = await asyncio.to_thread(self.engine.operation, p.operation)
+            try:
+                view = await asyncio.to_thread(self.engine.operation, p.operation)
+            except OperationRetired as e:  # settled too late to see its outcome: said, not dropped
+                resp = self.responses.push(p.user_id, response(p.request, p.csp, ResponseStatus.FAILED, now,
+                                                               detail=f"its outcome is no longer held: {e.reason}",
+                                                               operation=p.operation))
+                self.ledger.finish(p.user_id, p.request.request_id, answer=resp.encode())
+                return True
             if not view["done"]:
                 return False
-            self.responses.push(p.user_id, operation_response(p.request, p.csp, view, now))
+            resp = self.responses.push(p.user_id, operation_response(p.request, p.csp, view, now))
+            # A retry gets this final answer, also once the operation has been retired.
+            self.ledger.finish(p.user_id, p.request.request_id, answer=resp.encode())
             return True
         srv = p.request.srv
         facts = await self.facts.call(p.hub, srv, _shard_fuel(p.fuel), srv in NEEDS_RECORD)
