@@ -272,9 +272,13 @@ class ApiMetrics:
         self.calls = Counter("twin_api_calls", "API calls answered, by method and gRPC status code",
                              ["method", "code"], registry=self.registry)
         self._httpd: Any = None  # the /metrics HTTP server, once serve_http is called
+        self._children: dict[tuple[str, grpc.StatusCode], Any] = {}  # one counter per pair, looked up once
 
     def count(self, method: str, code: grpc.StatusCode) -> None:
-        self.calls.labels(method, code.name).inc()
+        child = self._children.get((method, code))
+        if child is None:
+            child = self._children[(method, code)] = self.calls.labels(method, code.name)
+        child.inc()
 
     def by_code(self, method: str | None = None) -> dict[str, int]:
         """Calls answered so far per status code name (of one method, or all)."""
