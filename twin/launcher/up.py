@@ -5,7 +5,6 @@ through readiness files (launcher/process.py) and die with this process (launche
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import secrets
@@ -32,6 +31,7 @@ from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
 from twin.services.server import ApiServer
 from twin.util.child import write_ready
+from twin.util.heap import settle_heap
 
 _LOOP_S = 0.2  # how often the main loop looks for a stop request and a status line due
 
@@ -67,17 +67,6 @@ class UpOptions:
     ready_file: Path | None = None  # written once everything serves: where the API and dashboard are
 
 
-def settle_heap() -> None:
-    """Once a long-running process has built what it keeps for its whole life (the fleet, Ray's
-    driver, the servicers, every imported module): collect what the start left over, then move the
-    rest out of the collector's reach (gc.freeze). A full collection then walks only what was made
-    since (a few thousand objects), not the ~130,000 of the start: measured in `twin up --hubs 1M`
-    serving 1,000 GetHub/s, a full collection held the interpreter lock for 40-135 ms, and every
-    call that arrived meanwhile waited for it (after the freeze: about 5 ms)."""
-    gc.collect()
-    gc.freeze()
-
-
 class Launcher:
     """Start, run and stop `twin up`. `run()` returns the exit status (0) once stopped; a start
     that fails raises LaunchError (naming the option) with nothing left behind."""
@@ -108,7 +97,7 @@ class Launcher:
             except BaseException:
                 self._stop_all(grace_s=1.0)  # none left behind by a failed start, the shards' segments too
                 raise
-            settle_heap()
+            settle_heap()  # the engine, API and children are up: what the run keeps from its start
             sup.start_clock(speed=o.speed)
             config = sup.config
             pace = ("as fast as possible" if o.speed is None
