@@ -206,7 +206,7 @@ def test_a_bench_value_typed_is_the_value_used(argv, dest, value):
 @pytest.mark.parametrize(("suite", "expected"), [
     ("engine", {"sizes": "1M,3M,10M,30M", "days": "1", "shards": None, "seed": "1", "out": "bench-results/engine.json"}),
     ("events", {"hubs": "30M", "scenario_hubs": "3M", "seed": "1", "out": "bench-results/events.json"}),
-    ("api", {"hubs": "1M", "out": "bench-results/api.json"}),
+    ("api", {"hubs": "1M", "runs": 5, "out": "bench-results/api.json"}),
     ("dashboard", {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"}),
     ("reliability", {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"}),
 ])
@@ -230,7 +230,26 @@ def test_bench_api_at_30m_runs_30m(monkeypatch):
     assert seen["hubs"] == 30_000_000 and seen["out"] == Path("bench-results/api.json")
 
 
+def test_bench_api_runs_as_many_gethub_runs_as_asked(monkeypatch):
+    import twin.cli.bench
+
+    seen = {}
+
+    def record(**kw):
+        seen.update(kw)
+        return {"ok": True}
+
+    monkeypatch.setattr(twin.cli.bench, "run_api_bench", record)
+    assert main(["bench", "api", "--runs", "3"]) == 0
+    assert seen["runs"] == 3
+    seen.clear()
+    assert main(["bench", "api"]) == 0
+    assert seen["runs"] == 5
+
+
 @pytest.mark.parametrize(("argv", "needle"), [
+    (["bench", "api", "--runs", "0"], "--runs: at least 1, got 0"),
+    (["bench", "engine", "--runs", "2"], "--runs: the engine suite does not use it"),
     (["bench", "api", "--seed", "5"], "--seed: the api suite does not use it"),
     (["bench", "engine", "--hubs", "5M"], "--hubs: the engine suite does not use it"),
     (["bench", "dashboard", "--days", "2"], "--days: the dashboard suite does not use it"),

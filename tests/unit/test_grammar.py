@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from dashboard import forms
 from twin.cli import main
 from twin.cli.base import parse_count
-from twin.model.catalog import region_by_name, supplier_code
+from twin.model.catalog import DeviceType, region_by_name, supplier_code
 from twin.model.config import FleetConfig, TwinInputError
 from twin.model.ids import canonical_eui64, eui64, parse_hub_ref
 from twin.model.ops.commands import parse_command
@@ -172,3 +172,14 @@ def test_dashboard_form_numbers_are_ascii():
     assert req is None and set(errors) == {"installs_per_day"}
     req, errors = forms.build_request("power_outage", {"area": "12", "duration_min": "3\u0660", "fraction": "1"})
     assert req is None and set(errors) == {"duration_min"}
+
+
+@given(hub=st.integers(0, (1 << 40) - 1), seed=st.integers(0, 2**32), device=st.sampled_from(list(DeviceType)))
+def test_eui64_is_the_64_bit_id_as_eight_upper_case_octets(hub, seed, device):
+    """eui64 spells the device's 64-bit id (prefix, then 40 bits of the hub's scrambled index) as
+    eight upper-case hex octets joined by '-', and the id names the hub again."""
+    got = eui64(hub, seed, device)
+    raw = f"{int(got.replace('-', ''), 16):016X}"
+    assert got == "-".join(raw[i:i + 2] for i in range(0, 16, 2))
+    assert re.fullmatch(r"(?:[0-9A-F]{2}-){7}[0-9A-F]{2}", got)
+    assert parse_hub_ref(got, seed) == hub

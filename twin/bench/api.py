@@ -1,7 +1,8 @@
 """`twin bench api`: the API under load, from a separate process (as a client would be).
 
-Starts `twin up` (1M hubs, clock running), then measures GetHub latency at a fixed 1,000
-requests/s (open loop, so a slow answer cannot slow the offered load), read Service Requests
+Starts `twin up` (1M hubs, clock running, dashboard up), then measures GetHub latency at a fixed
+1,000 requests/s (open loop, so a slow answer cannot slow the offered load) in several runs of 15 s
+each (`--runs`, default 5: the target is a p99 under 10 ms in every one), read Service Requests
 answered per second (closed loop, 64 in flight: from h2load, a C client, when it is installed, and
 from a Python client), the same load against a server that answers with a constant (grpc.aio's own
 ceiling on this machine), and the time to deliver the alerts of a ~100k-hub power cut to the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import re
 import shutil
@@ -49,8 +51,9 @@ def _start_server(hubs: int, home: Path, run_dir: Path) -> subprocess.Popen:
                             "10", "--home", str(home)], check=True, capture_output=True, text=True)
     token = next(ln.split("token (shown once):")[1].strip() for ln in added.stdout.splitlines() if "token (shown" in ln)
     (home / "ed-east.token").write_text(token + "\n")
+    # The dashboard on a port the system picks: up in every run, never refused for a busy 8050.
     proc = start_twin_up(hubs, home, run_dir, "--grpc-port", str(PORT), "--anomaly-threshold", str(10**9),
-                         "--metrics-port", str(METRICS_PORT))
+                         "--metrics-port", str(METRICS_PORT), "--dash-port", "0")
     # Measure the running twin as a user meets it: after everything `twin up` starts (the
     # dashboard too) is up and has settled, not while it is still starting.
     time.sleep(3.0)
@@ -326,7 +329,40 @@ def _alert_delivery(addr: str, tokens: dict[str, str]) -> dict[str, Any]:
             "delivery_rate_per_s": round(len(received) / max(received[-1] - t_tick, 1e-3))}
 
 
-def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] | None:
+GET_HUB_RPS = 1000
+GET_HUB_RUN_S = 15.0
+GET_HUB_P99_TARGET_MS = 10.0
+
+
+def _gethub_runs(proc: subprocess.Popen, addr: str, token: str, hubs: int, runs: int,
+                 console: Console) -> dict[str, Any]:
+    """GetHub at GET_HUB_RPS for GET_HUB_RUN_S, `runs` times over, against the running twin: each
+    run's latency figures, the calls the server itself counted as not OK, the ticks the clock ran
+    meanwhile (it runs through every run), the API process's CPU per call and the machine's load
+    average (what else was running), and in how many runs the p99 met GET_HUB_P99_TARGET_MS."""
+    server = psutil.Process(proc.pid)
+    fleet = fleet_pb2_grpc.FleetServiceStub(grpc.insecure_channel(addr))
+    md = (("authorization", f"Bearer {token}"),)
+    out: list[dict[str, Any]] = []
+    for i in range(runs):
+        tick0 = fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=md).tick
+        before = _server_outcomes("GetHub")
+        cpu0 = _cpu([server])
+        run = asyncio.run(_gethub_latency(addr, token, hubs, GET_HUB_RPS, GET_HUB_RUN_S))
+        run["api_cpu_ms_per_request"] = round(1000 * (_cpu([server]) - cpu0) / run["requests"], 3)
+        run["server_errors_by_code"] = _not_ok_since(before, "GetHub")
+        run["clock_ticks"] = fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=md).tick - tick0
+        run["load_average_1m"] = round(os.getloadavg()[0], 2)
+        console.print(f"  run {i + 1} of {runs}: p99 {run['p99_ms']} ms, max {run['max_ms']} ms, "
+                      f"{run['errors']} not OK, {run['clock_ticks']} ticks, load {run['load_average_1m']}",
+                      highlight=False)
+        out.append(run)
+    met = sum(r["p99_ms"] < GET_HUB_P99_TARGET_MS and r["errors"] == 0 for r in out)
+    return {"offered_rps": GET_HUB_RPS, "seconds_per_run": GET_HUB_RUN_S, "dashboard": bool(proc.ready.get("dashboard")),  # type: ignore[attr-defined]
+            "p99_target_ms": GET_HUB_P99_TARGET_MS, "runs_meeting_target": met, "runs": out}
+
+
+def run_api_bench(*, hubs: int, out: Path, console: Console, runs: int = 5) -> dict[str, Any] | None:
     home = Path(tempfile.mkdtemp(prefix="twin-bench-api-"))
     console.print(f"starting twin up with {hubs:,} hubs…", highlight=False)
     proc = _start_server(hubs, home, home / "run")
@@ -334,10 +370,9 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
     try:
         tokens = json.loads((home / "tokens.json").read_text())
         result: dict[str, Any] = {"hubs": hubs}
-        console.print("GetHub at 1,000 requests/s for 15 s while the fleet runs…")
-        before = _server_outcomes("GetHub")
-        result["get_hub"] = asyncio.run(_gethub_latency(addr, tokens["operator"], hubs, 1000, 15))
-        result["get_hub"]["server_errors_by_code"] = _not_ok_since(before, "GetHub")
+        console.print(f"GetHub at {GET_HUB_RPS:,} requests/s, {runs} runs of {GET_HUB_RUN_S:g} s, while the fleet "
+                      "runs and the dashboard is up…")
+        result["get_hub"] = _gethub_runs(proc, addr, tokens["operator"], hubs, runs, console)
         ch = grpc.insecure_channel(addr)
         md = (("authorization", f"Bearer {tokens['operator']}"),)
         page = fleet_pb2_grpc.FleetServiceStub(ch).ListHubs(fleet_pb2.ListHubsRequest(

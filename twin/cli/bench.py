@@ -32,7 +32,7 @@ from twin.util.grammar import GrammarError, parse_number, shown
 SUITES: dict[str, dict[str, Any]] = {
     "engine": {"sizes": "1M,3M,10M,30M", "days": "1", "shards": None, "seed": "1", "out": "bench-results/engine.json"},
     "events": {"hubs": "30M", "scenario_hubs": "3M", "seed": "1", "out": "bench-results/events.json"},
-    "api": {"hubs": "1M", "out": "bench-results/api.json"},
+    "api": {"hubs": "1M", "runs": 5, "out": "bench-results/api.json"},
     "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
     "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
     "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
@@ -108,6 +108,8 @@ class BenchCommand(Command):
         parser.add_argument("--sizes", help=f"fleet sizes ({_defaults_help('sizes')})")
         parser.add_argument("--samples", type=whole_arg,
                             help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
+        parser.add_argument("--runs", type=whole_arg,
+                            help=f"api suite: GetHub runs of 15 s at 1,000 requests/s ({_defaults_help('runs')})")
         parser.add_argument("--days", help="engine and capacity suites: simulated days per size; horizon: days timed "
                                                f"({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
@@ -119,7 +121,9 @@ class BenchCommand(Command):
         o = resolve_options(args)
         out = Path(o["out"])
         if args.suite == "api":
-            res: Any = run_api_bench(hubs=parse_hubs(o["hubs"]), out=out, console=console)
+            if o["runs"] < 1:
+                raise UsageError(f"--runs: at least 1, got {o['runs']}")
+            res: Any = run_api_bench(hubs=parse_hubs(o["hubs"]), runs=o["runs"], out=out, console=console)
         elif args.suite == "dashboard":
             sizes = _sizes(o["sizes"])
             for s in sizes:

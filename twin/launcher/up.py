@@ -31,6 +31,7 @@ from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
 from twin.services.server import ApiServer
 from twin.util.child import write_ready
+from twin.util.heap import settle_heap
 
 _LOOP_S = 0.2  # how often the main loop looks for a stop request and a status line due
 
@@ -96,6 +97,7 @@ class Launcher:
             except BaseException:
                 self._stop_all(grace_s=1.0)  # none left behind by a failed start, the shards' segments too
                 raise
+            settle_heap()  # the engine, API and children are up: what the run keeps from its start
             sup.start_clock(speed=o.speed)
             config = sup.config
             pace = ("as fast as possible" if o.speed is None

@@ -4,6 +4,7 @@ in the columnar state; every table here maps a code to its label and back."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -422,6 +423,7 @@ class VersionTable:
         return vt
 
 
+@functools.cache  # asked for every device of every hub record an API call answers
 def models_of(device_type: DeviceType) -> tuple[DeviceModel, ...]:
     """Models of one device type, in code order: the model stored as code k is element k-1."""
     return tuple(m for m in DEVICE_MODELS if m.device_type == device_type)

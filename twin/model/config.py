@@ -5,6 +5,7 @@ deliberately not part of it."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,7 +54,7 @@ class FleetConfig:
     def n_blocks(self) -> int:
         return -(-self.hubs // self.block_size)
 
-    @property
+    @functools.cached_property  # (of a frozen config: computed once, read for every hub record)
     def start_tick_of_day(self) -> int:
         """The UTC half-hour of the day the start falls in (0-47); `start` is always UTC."""
         midnight = self.start.replace(hour=0, minute=0, second=0, microsecond=0)

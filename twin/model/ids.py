@@ -32,8 +32,7 @@ def _offset(seed: int) -> int:
 def eui64(hub: int, seed: int, device: DeviceType = DeviceType.CH) -> str:
     """Device id of a hub's device, formatted like `00-DB-12-4F-0A-91-3C-07`."""
     v = (_PREFIX[device] << _BITS) | (((hub * _MUL) + _offset(seed)) & _MASK)
-    raw = f"{v:016X}"
-    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+    return v.to_bytes(8, "big").hex("-").upper()
 
 
 def canonical_eui64(device_id: str) -> str:

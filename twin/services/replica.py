@@ -63,6 +63,7 @@ from twin.services.server import (
 )
 from twin.util.background import spawn
 from twin.util.child import on_parent_exit, write_ready
+from twin.util.heap import settle_heap
 from twin.util.netaddr import host_of, is_loopback
 
 log = logging.getLogger("twin.replica")
@@ -469,6 +470,7 @@ class Replica:
         # Its own loopback port too, so this process alone can be asked (its channelz counters).
         own_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
+        settle_heap()  # what this process keeps for its life is built: full collections skip it
         if started is not None:
             started.set_result((public_port, own_port))
         try:
