@@ -6,14 +6,20 @@ Who may call each method is the permission table's (twin.services.policy), appli
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 from google.protobuf import json_format, struct_pb2
+from google.rpc import code_pb2, status_pb2
 
 from twin.engine.requests import request_digest
+from twin.engine.supervisor import RunFailure, RunStateError
 from twin.generated.dcc.v1 import dcc_pb2, dcc_pb2_grpc
+from twin.model.config import TwinInputError
+from twin.model.ops.validation import CommandConflict, OperationStateConflict, UnknownOperation
 from twin.services.anomaly import AnomalyDetector, QuarantineEntry, entry_number
 from twin.services.convert import ts
 from twin.services.dcc import (
@@ -29,13 +35,19 @@ from twin.services.dcc import (
     StreamBehind,
     alert_kinds,
 )
-from twin.services.errors import ApiError, from_dcc, invalid
+from twin.services.errors import ApiError, conflict, from_dcc, invalid
 from twin.services.identity import current_identity
 from twin.services.pagination import next_page_token, page_of
 from twin.services.signing import SignatureChecker
 from twin.services.streams import StreamLimits, ahead, behind, expired
 
+log = logging.getLogger(__name__)
+
 QUARANTINE_PAGE, MAX_QUARANTINE_PAGE = 100, 1000
+# Requests in one SubmitServiceRequests batch: 10,000 small reads are about 0.7 MB, well inside
+# the 4 MiB message limit, and enough that a batch's fixed cost is a small share of its work.
+MAX_BATCH = 10_000
+_OK = status_pb2.Status(code=code_pb2.OK)
 QUARANTINE_PAGE_BYTES = 2 * 1024 * 1024  # half the 4 MiB message limit
 _STATUS = {ResponseStatus.COMPLETED: dcc_pb2.RESPONSE_STATUS_COMPLETED,
            ResponseStatus.ACKNOWLEDGED: dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED,
@@ -74,6 +86,33 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         except DccError as e:
             raise from_dcc(e) from None
         return dcc_pb2.SubmitServiceRequestResponse(response=response_message(resp))
+
+    async def SubmitServiceRequests(self, request_iterator, context):
+        """Batches of Service Requests, each answered in turn with one result per request: its
+        response (status OK) or the status SubmitServiceRequest would have refused it with, its
+        BadRequest field named in the batch ("requests[3].target"). A refused request never ends
+        the stream; a batch of more than MAX_BATCH requests does (INVALID_ARGUMENT naming
+        requests), as anything wrong with the call itself does."""
+        identity = current_identity()
+        batch = 0
+        async for message in request_iterator:
+            batch += 1
+            if len(message.requests) > MAX_BATCH:
+                raise invalid("requests", f"batch {batch} holds {len(message.requests):,} requests; at most "
+                                          f"{MAX_BATCH:,} a batch")
+            outcomes: list[ServiceResponse | Exception | None] = [None] * len(message.requests)
+            parsed: list[ServiceRequest] = []
+            where: list[int] = []
+            for i, r in enumerate(message.requests):
+                try:
+                    parsed.append(service_request(r))
+                    where.append(i)
+                except ApiError as e:
+                    outcomes[i] = e
+            for i, outcome in zip(where, await self.core.submit_many(identity, parsed), strict=True):
+                outcomes[i] = outcome
+            yield dcc_pb2.SubmitServiceRequestsResponse(
+                batch=batch, results=[_result(i, o) for i, o in enumerate(outcomes)])
 
     async def StreamResponses(self, request, context):
         """The caller's deferred responses in position order, from `start_after_position` if set
@@ -140,6 +179,39 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             return quarantined_message(self.core.delete(request.id))
         except DccError as e:
             raise from_dcc(e) from None
+
+
+def _result(index: int, outcome: ServiceResponse | Exception | None) -> dcc_pb2.ServiceRequestResult:
+    """One request's result in a batch: OK with its response, or its refusal's status with the
+    field at fault named by its place in the batch (AIP-193 field paths, "requests[3].target")."""
+    if isinstance(outcome, ServiceResponse):
+        return dcc_pb2.ServiceRequestResult(status=_OK, response=response_message(outcome))
+    err = refusal(outcome)
+    if err.field:
+        err.field = f"requests[{index}].{err.field}"
+    return dcc_pb2.ServiceRequestResult(status=err.proto())
+
+
+def refusal(e: Exception | None) -> ApiError:
+    """The status of one request of a batch that did not complete: what the unary call would have
+    ended with (the server's gate maps the engine's own exceptions for a unary call the same way)."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, DccError):
+        return from_dcc(e)
+    if isinstance(e, UnknownOperation):
+        return ApiError(grpc.StatusCode.NOT_FOUND, str(e), field=e.field)
+    if isinstance(e, OperationStateConflict | CommandConflict):
+        return conflict(e.field, str(e))
+    if isinstance(e, TwinInputError):
+        return invalid(e.field, e.reason)
+    if isinstance(e, RunStateError):
+        return conflict("run", str(e))
+    if isinstance(e, RunFailure):  # the run's own fault (storage, a shard), not the caller's
+        return ApiError(grpc.StatusCode.UNAVAILABLE, str(e))
+    # A fault of the twin's own, not of the request: said so, and logged with its trace.
+    log.error("a request of a SubmitServiceRequests batch failed", exc_info=e)
+    return ApiError(grpc.StatusCode.INTERNAL, f"the twin failed on this request: {type(e).__name__}")
 
 
 def _stream_error(e: DccError) -> ApiError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -156,6 +156,33 @@ class DccCore:
             raise
         self.ledger.finish(key.user, key.request_id, answer=resp.encode())
         return resp
+
+    async def submit_many(self, identity: Identity,
+                          requests: Sequence[ServiceRequest]) -> list[ServiceResponse | Exception]:
+        """Each of `requests` from `identity` exactly as `submit` does it (the same checks, the
+        same ledger, quarantine and capacity model), answered in order: its response, or the
+        exception that ended it (a DccError refusal, or what the engine raised: nothing applied
+        for that one). One refused request never stops the others. Requests run together, so
+        their hub facts share one shard call per shard; a request id that comes again later in
+        the same list is a retry of the earlier one and runs once that has been answered (so it
+        gets its answer, as a retry sent later would)."""
+        out: list[ServiceResponse | Exception | None] = [None] * len(requests)
+        # Rounds: the first occurrence of each id in round 0, the second in round 1, ...
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, request in enumerate(requests):
+            k = seen.get(request.request_id, 0)
+            seen[request.request_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        for idx in rounds:
+            answers = await asyncio.gather(*(self.submit(identity, requests[i]) for i in idx), return_exceptions=True)
+            for i, a in zip(idx, answers, strict=True):
+                if isinstance(a, BaseException) and not isinstance(a, Exception):
+                    raise a  # cancelled: the caller went away
+                out[i] = a
+        return out  # type: ignore[return-value]  # every slot is filled above
 
     async def _admit_and_process(self, identity: Identity, request: ServiceRequest, key: RequestKey) -> ServiceResponse:
         checked = await self.check(identity, request)

@@ -5,7 +5,7 @@ responses built from the hub's facts. No I/O, no gRPC."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -102,9 +102,12 @@ class ServiceResponse:
 
     def encode(self) -> bytes:
         """JSON bytes (kept by the request ledger to answer a retry the same)."""
-        d = asdict(self)
-        d["status"] = self.status.value
-        d["time"] = self.time.isoformat()
+        # Field by field, not dataclasses.asdict: asdict deep-copies the result, which cost more
+        # than the rest of a read's answer (the ledger encodes every answer it keeps).
+        d = {"request_id": self.request_id, "srv": self.srv, "target": self.target, "csp": self.csp,
+             "status": self.status.value, "time": self.time.isoformat(), "result": self.result,
+             "detail": self.detail, "operation": self.operation, "position": self.position,
+             "latency_s": self.latency_s}
         return json.dumps(d, separators=(",", ":")).encode()
 
     @classmethod
