@@ -250,9 +250,10 @@ def grpc_digest(request: ServiceRequest) -> str:
     """What a Service Request asks for (SRV, premises, parameters), for telling a retry from an id
     reused: the digest of the parameters' deterministic protobuf encoding, as the ids journaled
     by earlier runs were recorded (a request rebuilt from its quarantine copy has the same)."""
+    if not request.parameters:  # (an empty Struct encodes as no bytes)
+        return request_digest(request.srv, request.target, b"")
     st = struct_pb2.Struct()
-    if request.parameters:
-        st.update(request.parameters)
+    st.update(request.parameters)
     return request_digest(request.srv, request.target, st.SerializeToString(deterministic=True))
 
 

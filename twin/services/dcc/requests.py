@@ -29,6 +29,10 @@ MAX_DEADLINE_S = 2 * 86_400.0
 ACKNOWLEDGED_DETAIL = "accepted; it applies when the hub is reached, and the response follows on StreamResponses"
 
 
+# One encoder for every answer kept: json.dumps with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class ServiceRequest:
     """One Service Request as a DCC User sent it, whatever the front door.
@@ -108,7 +112,7 @@ class ServiceResponse:
              "status": self.status.value, "time": self.time.isoformat(), "result": self.result,
              "detail": self.detail, "operation": self.operation, "position": self.position,
              "latency_s": self.latency_s}
-        return json.dumps(d, separators=(",", ":")).encode()
+        return _ENCODER.encode(d).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> ServiceResponse:
