@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 from google.rpc import code_pb2, status_pb2
 
 from twin.engine.requests import request_digest
@@ -111,8 +111,9 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     outcomes[i] = e
             for i, outcome in zip(where, await self.core.submit_many(identity, parsed), strict=True):
                 outcomes[i] = outcome
+            stamps: dict[Any, Any] = {}
             yield dcc_pb2.SubmitServiceRequestsResponse(
-                batch=batch, results=[_result(i, o) for i, o in enumerate(outcomes)])
+                batch=batch, results=[_result(i, o, stamps) for i, o in enumerate(outcomes)])
 
     async def StreamResponses(self, request, context):
         """The caller's deferred responses in position order, from `start_after_position` if set
@@ -181,11 +182,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise from_dcc(e) from None
 
 
-def _result(index: int, outcome: ServiceResponse | Exception | None) -> dcc_pb2.ServiceRequestResult:
+def _result(index: int, outcome: ServiceResponse | Exception | None,
+            stamps: dict[Any, Any] | None = None) -> dcc_pb2.ServiceRequestResult:
     """One request's result in a batch: OK with its response, or its refusal's status with the
     field at fault named by its place in the batch (AIP-193 field paths, "requests[3].target")."""
     if isinstance(outcome, ServiceResponse):
-        return dcc_pb2.ServiceRequestResult(status=_OK, response=response_message(outcome))
+        return dcc_pb2.ServiceRequestResult(status=_OK, response=response_message(outcome, stamps))
     err = refusal(outcome)
     if err.field:
         err.field = f"requests[{index}].{err.field}"
@@ -257,14 +259,29 @@ def grpc_digest(request: ServiceRequest) -> str:
     return request_digest(request.srv, request.target, st.SerializeToString(deterministic=True))
 
 
-def response_message(r: ServiceResponse) -> dcc_pb2.ServiceResponse:
-    st = struct_pb2.Struct()
-    st.update(r.result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
+def response_message(r: ServiceResponse, stamps: dict[Any, Any] | None = None) -> dcc_pb2.ServiceResponse:
+    """The wire response. `stamps` (a dict the caller keeps for a batch) reuses the Timestamp and
+    Duration messages of times and latencies already converted: the reads of a batch share a few."""
     msg = dcc_pb2.ServiceResponse(request_id=r.request_id, srv=r.srv, target=r.target, csp=r.csp,
-                                  status=_STATUS[r.status], time=ts(r.time), result=st, detail=r.detail,
-                                  operation=r.operation, position=r.position)
+                                  status=_STATUS[r.status], detail=r.detail, operation=r.operation,
+                                  position=r.position)
+    stamp = stamps.get(r.time) if stamps is not None else None
+    if stamp is None:
+        stamp = ts(r.time)
+        if stamps is not None:
+            stamps[r.time] = stamp
+    msg.time.CopyFrom(stamp)
+    msg.result.update(r.result)  # plain numbers, strings, bools, lists and dicts: the model rounds to Python floats
+    if not r.result:
+        msg.result.SetInParent()  # (present, empty, as for any response)
     if r.latency_s is not None:
-        msg.latency.FromTimedelta(timedelta(seconds=r.latency_s))
+        latency = stamps.get(r.latency_s) if stamps is not None else None
+        if latency is None:
+            latency = duration_pb2.Duration()
+            latency.FromTimedelta(timedelta(seconds=r.latency_s))
+            if stamps is not None:
+                stamps[r.latency_s] = latency
+        msg.latency.CopyFrom(latency)
     return msg
 
 
