@@ -170,7 +170,7 @@ def _bulk_reads(addr: str, token: str, targets: list[str], requests: int, batch:
 
 
 def _bulk_runs(addr: str, token: str, targets: list[str], server: psutil.Process, runs: int = 5,
-               requests: int = 200_000) -> dict[str, Any]:
+               requests: int = 100_000) -> dict[str, Any]:
     """`runs` runs of `_bulk_reads`, each reported, with the API process's CPU per request."""
     out = []
     for _ in range(runs):
@@ -427,7 +427,7 @@ def run_api_bench(*, hubs: int, out: Path, console: Console) -> dict[str, Any] |
         cpu = _cpu([server]) - cpu0
         rr["api_process_cpu_ms_per_request"] = round(1000 * cpu / max(rr["requests"], 1), 3)
         rr["api_process_cpu_share"] = round(cpu / (time.perf_counter() - wall0), 2)
-        console.print("4.1.1 reads in bulk (SubmitServiceRequests, batches of 1,000), 5 runs of 200,000…")
+        console.print("4.1.1 reads in bulk (SubmitServiceRequests, batches of 1,000), 5 runs of 100,000…")
         before = _server_outcomes("SubmitServiceRequests")
         bulk = result["bulk_read_requests"] = _bulk_runs(addr, tokens["octopus-is"], targets, server)
         bulk["server_errors_by_code"] = _not_ok_since(before, "SubmitServiceRequests")

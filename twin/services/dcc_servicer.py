@@ -13,7 +13,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2
-from google.rpc import code_pb2, status_pb2
 
 from twin.engine.requests import request_digest
 from twin.engine.supervisor import RunFailure, RunStateError
@@ -47,7 +46,6 @@ QUARANTINE_PAGE, MAX_QUARANTINE_PAGE = 100, 1000
 # Requests in one SubmitServiceRequests batch: 10,000 small reads are about 0.7 MB, well inside
 # the 4 MiB message limit, and enough that a batch's fixed cost is a small share of its work.
 MAX_BATCH = 10_000
-_OK = status_pb2.Status(code=code_pb2.OK)
 QUARANTINE_PAGE_BYTES = 2 * 1024 * 1024  # half the 4 MiB message limit
 _STATUS = {ResponseStatus.COMPLETED: dcc_pb2.RESPONSE_STATUS_COMPLETED,
            ResponseStatus.ACKNOWLEDGED: dcc_pb2.RESPONSE_STATUS_ACKNOWLEDGED,
@@ -111,9 +109,12 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
                     outcomes[i] = e
             for i, outcome in zip(where, await self.core.submit_many(identity, parsed), strict=True):
                 outcomes[i] = outcome
+            answer = dcc_pb2.SubmitServiceRequestsResponse(batch=batch)
+            add = answer.results.add
             stamps: dict[Any, Any] = {}
-            yield dcc_pb2.SubmitServiceRequestsResponse(
-                batch=batch, results=[_result(i, o, stamps) for i, o in enumerate(outcomes)])
+            for i, outcome in enumerate(outcomes):
+                _fill_result(add(), i, outcome, stamps)
+            yield answer
 
     async def StreamResponses(self, request, context):
         """The caller's deferred responses in position order, from `start_after_position` if set
@@ -182,16 +183,19 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             raise from_dcc(e) from None
 
 
-def _result(index: int, outcome: ServiceResponse | Exception | None,
-            stamps: dict[Any, Any] | None = None) -> dcc_pb2.ServiceRequestResult:
-    """One request's result in a batch: OK with its response, or its refusal's status with the
-    field at fault named by its place in the batch (AIP-193 field paths, "requests[3].target")."""
+def _fill_result(out: dcc_pb2.ServiceRequestResult, index: int, outcome: ServiceResponse | Exception | None,
+                 stamps: dict[Any, Any]) -> None:
+    """One request's result in a batch, written into `out`: OK with its response, or its
+    refusal's status with the field at fault named by its place in the batch (AIP-193 field
+    paths, "requests[3].target")."""
     if isinstance(outcome, ServiceResponse):
-        return dcc_pb2.ServiceRequestResult(status=_OK, response=response_message(outcome, stamps))
+        out.status.SetInParent()  # code 0: OK
+        fill_response(out.response, outcome, stamps)
+        return
     err = refusal(outcome)
     if err.field:
         err.field = f"requests[{index}].{err.field}"
-    return dcc_pb2.ServiceRequestResult(status=err.proto())
+    out.status.CopyFrom(err.proto())
 
 
 def refusal(e: Exception | None) -> ApiError:
@@ -259,12 +263,25 @@ def grpc_digest(request: ServiceRequest) -> str:
     return request_digest(request.srv, request.target, st.SerializeToString(deterministic=True))
 
 
-def response_message(r: ServiceResponse, stamps: dict[Any, Any] | None = None) -> dcc_pb2.ServiceResponse:
-    """The wire response. `stamps` (a dict the caller keeps for a batch) reuses the Timestamp and
-    Duration messages of times and latencies already converted: the reads of a batch share a few."""
-    msg = dcc_pb2.ServiceResponse(request_id=r.request_id, srv=r.srv, target=r.target, csp=r.csp,
-                                  status=_STATUS[r.status], detail=r.detail, operation=r.operation,
-                                  position=r.position)
+def response_message(r: ServiceResponse) -> dcc_pb2.ServiceResponse:
+    msg = dcc_pb2.ServiceResponse()
+    fill_response(msg, r)
+    return msg
+
+
+def fill_response(msg: dcc_pb2.ServiceResponse, r: ServiceResponse, stamps: dict[Any, Any] | None = None) -> None:
+    """Write the wire response of `r` into the empty `msg` (in place: a batch's answers are
+    written straight into the batch message, not built and copied in). `stamps` (a dict the
+    caller keeps for a batch) reuses the Timestamp and Duration messages of times and latencies
+    already converted: the reads of a batch share a few."""
+    msg.request_id, msg.srv, msg.target, msg.csp = r.request_id, r.srv, r.target, r.csp
+    msg.status = _STATUS[r.status]
+    if r.detail:
+        msg.detail = r.detail
+    if r.operation:
+        msg.operation = r.operation
+    if r.position:
+        msg.position = r.position
     stamp = stamps.get(r.time) if stamps is not None else None
     if stamp is None:
         stamp = ts(r.time)
@@ -282,7 +299,6 @@ def response_message(r: ServiceResponse, stamps: dict[Any, Any] | None = None) -
             if stamps is not None:
                 stamps[r.latency_s] = latency
         msg.latency.CopyFrom(latency)
-    return msg
 
 
 def alert_message(a: DeviceAlert) -> dcc_pb2.DeviceAlert:
