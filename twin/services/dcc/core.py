@@ -232,6 +232,7 @@ class DccCore:
                 live.append(j)
             except DccError as e:
                 out[j] = e
+                self._refused(key)
         try:
             facts = await self._register_facts([asked[j].hub for j in live], live, asked)  # type: ignore[union-attr]
         except BaseException:
