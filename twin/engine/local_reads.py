@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import ray
@@ -117,7 +117,7 @@ class LocalReads:
             return None
         view, tick = got
         up = self.sup.planner.network.up_by_area(max(tick, 0))
-        return register_facts(view, self.sup.config, up, np.arange(len(hubs)), tick, fuel)
+        return register_facts(cast(Any, view), self.sup.config, up, np.arange(len(hubs)), tick, fuel)
 
     def call(self, method: str, hub: int, *args: Any) -> Any:
         """The shortcut for a ShardBatcher method, or None."""

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -201,9 +201,10 @@ class DccCore:
             for a in answers:
                 if isinstance(a, BaseException) and not isinstance(a, Exception):
                     raise a  # cancelled: the caller went away
-            if isinstance(answers[0], Exception):
-                raise answers[0]  # (each read's own refusal is in its slot: this is a fault of the batch)
-            for i, a in zip([*reads, *others], [*answers[0], *answers[1:]], strict=True):
+            first, rest = answers[0], answers[1:]
+            if isinstance(first, BaseException):
+                raise first  # (each read's own refusal is in its slot: this is a fault of the batch)
+            for i, a in zip([*reads, *others], [*cast(list[Any], first), *rest], strict=True):
                 out[i] = a
         return out  # type: ignore[return-value]  # every slot is filled above
 
@@ -260,7 +261,7 @@ class DccCore:
                     if latency is None and table is not None:
                         latency = latencies[link] = self.response_time(request, checked)[0]  # type: ignore[assignment]
                     deadline = self.deadline_s(request)
-                    resp = self.answer_read(identity, request, checked, reading,  # type: ignore[arg-type]
+                    resp = self.answer_read(identity, request, checked, reading,
                                             self.engine.config.time_of(tick + 1), latency, deadline)
                 else:
                     resp = await self.process(identity, request, checked, key=keys[j])
