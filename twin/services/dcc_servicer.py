@@ -5,6 +5,7 @@ Who may call each method is the permission table's (twin.services.policy), appli
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import aclosing
@@ -34,6 +35,7 @@ from twin.services.dcc import (
     StreamBehind,
     alert_kinds,
 )
+from twin.services.dcc.core import YIELD_EVERY
 from twin.services.errors import ApiError, conflict, from_dcc, invalid
 from twin.services.identity import current_identity
 from twin.services.pagination import next_page_token, page_of
@@ -113,6 +115,8 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
             add = answer.results.add
             stamps: dict[Any, Any] = {}
             for i, outcome in enumerate(outcomes):
+                if i % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # (a big batch never holds the loop for long)
                 _fill_result(add(), i, outcome, stamps)
             yield answer
 

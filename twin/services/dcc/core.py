@@ -68,7 +68,10 @@ READ_MESSAGE = MessageType.ON_DEMAND_READ
 MAX_RELEASED = 10_000
 # The read a bulk submission checks and answers in bulk (the register read, the commonest
 # on-demand read); other SRVs of a batch go one by one through `submit`.
-BULK_READ = "4.1.1"  # answers of recent releases kept, so a retried release answers the same
+BULK_READ = "4.1.1"
+# A bulk batch gives the event loop back every this many requests (a few milliseconds of work),
+# so a batch of 10,000 never holds up the other calls the server answers (GetHub) for long.
+YIELD_EVERY = 200  # answers of recent releases kept, so a retried release answers the same
 
 
 class DccEngine(HubReads, ShardAccess, Protocol):
@@ -219,6 +222,8 @@ class DccCore:
         asked: list[Asked | None] = [None] * len(requests)
         live: list[int] = []
         for j, request in enumerate(requests):
+            if j % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             try:
                 key, first = await self.claim(identity, request)
             except DccError as e:
@@ -242,7 +247,9 @@ class DccCore:
             raise
         table = self.engine.latency_table()
         latencies: dict[tuple[str, int, int], float] = {}
-        for j in live:
+        for n, j in enumerate(live):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             request, a = requests[j], asked[j]
             assert a is not None
             rec, reading, tick = facts[j]
