@@ -93,6 +93,33 @@ class TwinClient:
         """Send a Service Request. `response_deadline_s`: how long, in simulated seconds, to wait
         for the answer (unset: the request's Target Response Time); a read the network answers
         later is acknowledged and its response follows on `follow_responses`."""
+        req = self.service_request(srv, target, parameters, request_id=request_id, sign=sign,
+                                   response_deadline_s=response_deadline_s)
+        return self.dcc.SubmitServiceRequest(req, **self._kw())
+
+    def submit_many(self, requests: Iterable[dcc_pb2.SubmitServiceRequestRequest], *, batch_size: int = 1000,
+                    timeout_s: float | None = None) -> Iterator[dcc_pb2.ServiceRequestResult]:
+        """Send many Service Requests on one SubmitServiceRequests stream, `batch_size` to a
+        message (at most 10,000), and yield one result per request in the order given: its
+        `status` (code 0: OK, with `response`; else the refusal, its BadRequest field named
+        "requests[i].<field>" with i its place in its batch). Build the requests with
+        `service_request` (signed when critical). Requests are read from `requests` as the
+        stream sends them, so a generator of millions is fine; results come as each batch is
+        answered. A status that ends the whole stream (unknown caller, an operator's identity)
+        is raised as grpc.RpcError. `timeout_s` bounds the whole stream (default: none)."""
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError(f"batch_size must be 1 to 10,000, got {batch_size}")
+        it = iter(requests)
+        batches = (dcc_pb2.SubmitServiceRequestsRequest(requests=chunk)
+                   for chunk in iter(lambda: list(itertools.islice(it, batch_size)), []))
+        for answer in self.dcc.SubmitServiceRequests(batches, metadata=self.metadata, timeout=timeout_s):
+            yield from answer.results
+
+    def service_request(self, srv: str, target: str, parameters: dict[str, Any] | None = None, *,
+                        request_id: str | None = None, sign: bool | None = None,
+                        response_deadline_s: float | None = None) -> dcc_pb2.SubmitServiceRequestRequest:
+        """A Service Request message as `submit` sends it (a fresh UUID as its id unless given;
+        signed if `sign`, or by default when the client holds a private key), for `submit_many`."""
         req = dcc_pb2.SubmitServiceRequestRequest(srv=srv, target=target, request_id=request_id or uuid.uuid4().hex,
                                                   issued_at_ms=int(time.time() * 1000))
         if response_deadline_s is not None:
@@ -107,7 +134,7 @@ class TwinClient:
             req.signature = sign_bytes(self.private_key, user_id=self.user_id, srv=srv, target=target,
                                        request_id=req.request_id, issued_at_ms=req.issued_at_ms,
                                        payload=dict(parameters or {}))
-        return self.dcc.SubmitServiceRequest(req, **self._kw())
+        return req
 
     def responses(self, start_after_position: int | None = None) -> Iterator[dcc_pb2.ServiceResponse]:
         """One StreamResponses call (from now, or after a position)."""

@@ -603,6 +603,10 @@ def test_the_error_table_holds_against_a_live_server(api, duis_base):
             ("DccService.SubmitServiceRequest", "SR 11.3 with no image distributed"):
                 lambda: is_c.submit("11.3", f"hubs/{api.hub2['device_id']}"),
             ("DccService.SubmitServiceRequest", "past the user's threshold: quarantined"): lambda: q_c.submit("4.1.1", target),
+            ("DccService.SubmitServiceRequests", "sent by an operator (ends the stream)"):
+                "tests/integration/test_api_bulk.py::test_stream_level_faults_end_the_stream",
+            ("DccService.SubmitServiceRequests", "a batch of more than 10,000 requests (ends the stream)"):
+                "tests/integration/test_api_bulk.py::test_stream_level_faults_end_the_stream",
             ("DccService.StreamAlerts", "an unknown alert kind"): lambda: next(is_c.alerts(["NOPE"])),
             ("DccService.ListQuarantinedRequests", "a user asks for another user's"):
                 lambda: D.ListQuarantinedRequests(d.ListQuarantinedRequestsRequest(user_id="gs"), metadata=umd),

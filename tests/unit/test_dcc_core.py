@@ -19,7 +19,7 @@ from twin.model.catalog import Csp, MessageType, WanTech
 from twin.model.config import FleetConfig
 from twin.model.fleet import LocalFleet
 from twin.model.params import CapacityParams, ModelParams
-from twin.model.readings import read, service_facts
+from twin.model.readings import read, register_facts, service_facts
 from twin.services.anomaly import AnomalyDetector
 from twin.services.dcc import (
     Code,
@@ -73,6 +73,22 @@ class LocalEngine:
         cap = self.config.params.capacity
         planner = self.fleet.planner
         return LatencyTable.of(planner.queues, cap, planner.observed) if cap.enabled else None
+
+    # One state, so one "shard", whose columns this process reads itself (as the API reads the
+    # shards' shared memory): the bulk path's facts.
+    shards = ()
+
+    def shard_of(self, hub: int) -> int:
+        return 0
+
+    @property
+    def local_reads(self) -> LocalEngine:
+        return self
+
+    def register_facts(self, shard: int, hubs: Any, fuel: str) -> dict[str, Any]:
+        tick = self.state.last_tick
+        return register_facts(self.state, self.config, self.fleet.network.up_by_area(max(tick, 0)),
+                              hubs - self.state.offset, tick, fuel)
 
     async def call(self, hub: int, srv: str, fuel: str, record: bool) -> dict[str, Any]:
         """The shards' service facts (the DCC's facts source)."""
@@ -466,3 +482,41 @@ def test_late_answers_come_due_in_time_order_ties_by_arrival():
     assert len(due) == 1 and due.requests() == ["d"]
     with pytest.raises(ValueError):
         due.add(Pending("u", ServiceRequest("4.1.1", "hubs/1", "x"), 1, "electricity", "South", -1))
+
+
+def _outcome(x: Any) -> Any:
+    return (x.code, x.field) if isinstance(x, DccError) else x
+
+
+_BULK_TARGETS = st.one_of(st.integers(0, 4095).map(lambda h: f"hubs/{h}"),
+                          st.sampled_from(["hubs/4096", "hubs/", "hubs/\u00b2", "\U0001f4a5", "hubs/1 2"]))
+_BULK_READS = st.tuples(st.sampled_from(["4.1.1", "4.1.1", "4.1.1", "4.6.1", "4.99"]), _BULK_TARGETS,
+                        st.sampled_from([None, {"fuel": "gas"}, {"fuel": "water"}]),
+                        st.sampled_from(["a", "b", "c", "d", "e", "f"]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(drawn=st.lists(_BULK_READS, min_size=1, max_size=20), deadline=st.sampled_from([None, 0.0, 1e5]))
+def test_a_batch_is_answered_as_the_same_requests_one_by_one(drawn, deadline):
+    """Property: submit_many (register reads checked and read together) gives each request what
+    submit gives it sent alone, in the same order: the same response or the same refusal (code
+    and field); repeated ids in the batch are retries or reuses exactly as sent one after another."""
+    fleet = LocalFleet(FleetConfig(hubs=4096, seed=11, block_size=1024))
+    fleet.run(2)
+    engine = LocalEngine(fleet)
+    user = SUPPLIER(engine, 0)
+    requests = [ServiceRequest(srv, target, rid, parameters=params, deadline_s=deadline)
+                for srv, target, params, rid in drawn]
+
+    def core() -> DccCore:
+        return DccCore(engine, users=lambda: [user], digest=_digest, facts=engine, anomaly=AnomalyDetector())
+
+    bulk = run(core().submit_many(user, requests))
+    one = core()
+    alone = []
+    for r in requests:
+        try:
+            alone.append(run(one.submit(user, r)))
+        except DccError as e:
+            alone.append(e)
+    assert [_outcome(b) for b in bulk] == [_outcome(a) for a in alone]

@@ -5,7 +5,8 @@ Starts `twin up` (1M hubs, clock running, dashboard up), then measures GetHub la
 each (`--runs`, default 5: the target is a p99 under 10 ms in every one), read Service Requests
 answered per second (closed loop, 64 in flight: from h2load, a C client, when it is installed, and
 from a Python client), the same load against a server that answers with a constant (grpc.aio's own
-ceiling on this machine), and the time to deliver the alerts of a ~100k-hub power cut to the
+ceiling on this machine), read Service Requests in bulk on one SubmitServiceRequests stream
+(batches of 1,000, five runs, each reported), and the time to deliver the alerts of a ~100k-hub power cut to the
 subscribed network operator. Every call that does not end OK is counted by status code twice: by
 the client, and by the server's own counters (`twin up --metrics-port`)."""
 
@@ -122,6 +123,66 @@ async def _read_throughput(addr: str, token: str, targets: list[str], seconds: f
         wall = time.perf_counter() - t
     return {"requests": done, "completed": completed, "per_s": round(done / wall), "in_flight": inflight,
             "errors": sum(errors.values()), "errors_by_code": errors}
+
+
+def _bulk_batches(targets: list[str], requests: int, batch: int) -> list[bytes]:
+    """`requests` 4.1.1 reads over `targets`, each with its own id, as serialized
+    SubmitServiceRequests batches of `batch` (built before the clock starts: the figure is the
+    server's, not the client's message building)."""
+    rng = random.Random(7)
+    out = []
+    for start in range(0, requests, batch):
+        msg = dcc_pb2.SubmitServiceRequestsRequest(requests=[
+            dcc_pb2.SubmitServiceRequestRequest(srv="4.1.1", target=rng.choice(targets), request_id=uuid.uuid4().hex)
+            for _ in range(min(batch, requests - start))])
+        out.append(msg.SerializeToString())
+    return out
+
+
+def _bulk_reads(addr: str, token: str, targets: list[str], requests: int, batch: int = 1000,
+                in_flight: int = 4) -> dict[str, Any]:
+    """4.1.1 reads on one SubmitServiceRequests stream, `batch` to a message and at most
+    `in_flight` batches unanswered, from this process (a separate one from the server's): every
+    request's own status counted by code, read requests answered per second."""
+    bodies = _bulk_batches(targets, requests, batch)
+    md = (("authorization", f"Bearer {token}"),)
+    answered = threading.Semaphore(in_flight)
+    codes: dict[str, int] = {}
+    completed = 0
+
+    def send():
+        for body in bodies:
+            answered.acquire()
+            yield body
+
+    with grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 64 * 2**20)]) as ch:
+        call = ch.stream_stream("/twin.dcc.v1.DccService/SubmitServiceRequests", request_serializer=lambda b: b,
+                                response_deserializer=dcc_pb2.SubmitServiceRequestsResponse.FromString)
+        t0 = time.perf_counter()
+        for answer in call(send(), metadata=md, timeout=600):
+            answered.release()
+            for r in answer.results:
+                if r.status.code:
+                    name = next(c.name for c in grpc.StatusCode if c.value[0] == r.status.code)
+                    codes[name] = codes.get(name, 0) + 1
+                else:
+                    completed += r.response.status == dcc_pb2.RESPONSE_STATUS_COMPLETED
+        wall = time.perf_counter() - t0
+    return {"requests": requests, "batch": batch, "batches_in_flight": in_flight, "seconds": round(wall, 2),
+            "per_s": round(requests / wall), "completed": completed, "not_ok_by_code": codes}
+
+
+def _bulk_runs(addr: str, token: str, targets: list[str], server: psutil.Process, runs: int = 5,
+               requests: int = 100_000) -> dict[str, Any]:
+    """`runs` runs of `_bulk_reads`, each reported, with the API process's CPU per request."""
+    out = []
+    for _ in range(runs):
+        cpu0 = _cpu([server])
+        r = _bulk_reads(addr, token, targets, requests)
+        r["api_process_cpu_us_per_request"] = round(1e6 * (_cpu([server]) - cpu0) / requests, 1)
+        out.append(r)
+    rates = [r["per_s"] for r in out]
+    return {"runs": out, "per_s_each_run": rates, "per_s_min": min(rates), "per_s_median": sorted(rates)[len(rates) // 2]}
 
 
 def _server_outcomes(method: str) -> dict[str, int]:
@@ -401,6 +462,10 @@ def run_api_bench(*, hubs: int, out: Path, console: Console, runs: int = 5) -> d
         cpu = _cpu([server]) - cpu0
         rr["api_process_cpu_ms_per_request"] = round(1000 * cpu / max(rr["requests"], 1), 3)
         rr["api_process_cpu_share"] = round(cpu / (time.perf_counter() - wall0), 2)
+        console.print("4.1.1 reads in bulk (SubmitServiceRequests, batches of 1,000), 5 runs of 100,000…")
+        before = _server_outcomes("SubmitServiceRequests")
+        bulk = result["bulk_read_requests"] = _bulk_runs(addr, tokens["octopus-is"], targets, server)
+        bulk["server_errors_by_code"] = _not_ok_since(before, "SubmitServiceRequests")
         tokens["ed-east"] = _ed_token(home)
         console.print("alerts of a ~100k-hub outage to the area's network operator…")
         result["alert_stream"] = _alert_delivery(addr, tokens)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import numpy as np
 import ray
 
 from twin.engine.shared_state import SharedReader, sweep_stale, unlink
 from twin.model.config import FleetConfig
 from twin.model.ops.runtime import FleetPlanner
 from twin.model.query import hub_record
-from twin.model.readings import service_facts
+from twin.model.readings import register_facts, service_facts
 
 log = logging.getLogger("twin.engine")
 
@@ -105,6 +106,18 @@ class LocalReads:
         planner = self.sup.planner
         return service_facts(row, self.sup.config, planner.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
                              record, versions=planner.versions)
+
+    def register_facts(self, shard: int, hubs: np.ndarray, fuel: str) -> dict[str, Any] | None:
+        """readings.register_facts of `hubs` (all held by shard `shard`) from its shared memory,
+        or None (no segment here, or the shard kept writing: ask the shard)."""
+        with self._lock:
+            reader = self.readers[shard] if shard < len(self.readers) else None
+            got = reader.rows(hubs) if reader is not None else None
+        if got is None:
+            return None
+        view, tick = got
+        up = self.sup.planner.network.up_by_area(max(tick, 0))
+        return register_facts(cast(Any, view), self.sup.config, up, np.arange(len(hubs)), tick, fuel)
 
     def call(self, method: str, hub: int, *args: Any) -> Any:
         """The shortcut for a ShardBatcher method, or None."""

@@ -143,6 +143,17 @@ class Shard:
         return service_facts(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), hub, tick, srv, fuel,
                              record, versions=self.ops.versions)
 
+    def register_facts(self, hubs: np.ndarray, fuel: str) -> dict[str, Any]:
+        """readings.register_facts of `hubs` (dense ids, all of this shard): the premises and SR
+        4.1.1 readings of many hubs in one call (a bulk submission's). KeyError for a hub not here."""
+        from twin.model.readings import register_facts
+
+        rows = np.asarray(hubs, dtype=np.int64) - self.state.offset
+        if rows.size and (rows.min() < 0 or rows.max() >= self.state.n_hubs):
+            raise KeyError("hubs outside this shard")
+        tick = self.state.last_tick
+        return register_facts(self.state, self.config, self.ops.network.up_by_area(max(tick, 0)), rows, tick, fuel)
+
     def hubs(self, calls: list[tuple[int]]) -> list[Any]:
         """Several hub() calls in one (API batching); a missing hub comes back as its KeyError."""
         out: list[Any] = []
@@ -234,6 +245,10 @@ class ShardActor(Shard):
     @ray.method(concurrency_group="query")
     def hubs(self, calls: list[tuple[int]]) -> list[Any]:  # type: ignore[override]
         return Shard.hubs(self, calls)
+
+    @ray.method(concurrency_group="query")
+    def register_facts(self, hubs: np.ndarray, fuel: str) -> dict[str, Any]:  # type: ignore[override]
+        return Shard.register_facts(self, hubs, fuel)
 
     @ray.method(concurrency_group="query")
     def service_facts_many(self, calls: list[tuple[int, str, str, bool]]) -> list[Any]:  # type: ignore[override]

@@ -150,6 +150,23 @@ class SharedReader:
                 return None
             time.sleep(0.0005)
 
+    def rows(self, hubs: np.ndarray, wait_s: float = 0.05) -> tuple[SimpleNamespace, int] | None:
+        """`row` for many hubs at once (int array of hub ids, all of this shard): a consistent
+        copy of their columns, as a HubState-like view whose rows 0..len(hubs)-1 are `hubs`, and
+        the tick they describe; None if the shard kept writing."""
+        r = np.asarray(hubs, dtype=np.int64) - self.descriptor.offset
+        end = time.monotonic() + wait_s
+        while True:
+            s1 = int(self.header[0])
+            if not s1 & 1:
+                cols = {k: v[r] for k, v in self.cols.items()}
+                tick = int(self.header[1])
+                if int(self.header[0]) == s1:
+                    return SimpleNamespace(offset=0, n_hubs=len(r), cols=cols), tick
+            if time.monotonic() > end:
+                return None
+            time.sleep(0.0005)
+
     def retire(self) -> None:
         """Mark the segment as being written for good (its shard is dead): a reader in another
         process that still maps it (an API replica) never takes a row from it again."""

@@ -38,20 +38,24 @@ def eui64(hub: int, seed: int, device: DeviceType = DeviceType.CH) -> str:
 def canonical_eui64(device_id: str) -> str:
     """The canonical spelling of an EUI-64 (upper-case hex, octets joined by '-'), from any of the
     accepted spellings ('00-db-12-...', '00:DB:12:...', '00DB12...'); GrammarError otherwise."""
+    raw = _eui_hex(device_id)
+    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+
+
+def _eui_hex(device_id: str) -> str:
+    """The 16 upper-case hex digits of an EUI-64 in any accepted spelling; GrammarError otherwise."""
     if not isinstance(device_id, str):
         raise GrammarError(f"{shown(device_id)} is not an EUI-64 device id")
     s = device_id.strip(BLANKS)
     if not _EUI_RE.fullmatch(s):
         raise GrammarError(f"{shown(device_id)} is not an EUI-64 device id like 00-DB-12-4F-0A-91-3C-07 "
                            "(8 pairs of hex digits)")
-    raw = s.replace("-", "").replace(":", "").upper()
-    return "-".join(raw[i : i + 2] for i in range(0, 16, 2))
+    return s.replace("-", "").replace(":", "").upper()
 
 
 def parse_eui64(device_id: str, seed: int) -> tuple[int, DeviceType]:
     """Hub index and device type of a device id; GrammarError (a ValueError) if it is not one of ours."""
-    s = canonical_eui64(device_id)
-    v = int(s.replace("-", ""), 16)
+    v = int(_eui_hex(device_id), 16)  # (the canonical spelling's digits, without joining them)
     prefix = v >> _BITS
     if prefix not in _TYPE_BY_PREFIX:
         raise GrammarError(f"{shown(device_id)} is not a device of this fleet")

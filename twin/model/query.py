@@ -35,7 +35,7 @@ from twin.model.ids import eui64
 from twin.model.metering import kwh_between, register_kwh
 from twin.model.params import HALF_HOURS_PER_DAY
 from twin.model.prepayment import balance_pence
-from twin.model.reach import on_dcc, reachable
+from twin.model.reach import on_dcc, reachable, reachable_now
 from twin.model.state import HubState
 
 
@@ -57,21 +57,36 @@ def _device(device_type: DeviceType, model_code: int, fw: int, hub: int, seed: i
 REGION_OF_AREA = {a.id: Csp(a.region).name.title() for a in AREA_BY_ID.values()}
 
 
+# The columns a premises' facts are read from (premises_columns).
+PREMISES_COLUMNS = ("area", "supplier", "gas_supplier", "flags", "smets", "fault", "wan", "cell")
+
+
+def premises_columns(state: HubState, up_area: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """`premises` for many hubs at once, as arrays of len(rows) (rows: int array of row numbers in
+    `state`, not hub ids): area_id, supplier_code, gas_supplier_code, has_gas, dcc_connected,
+    reachable, wan_code and cell (the region is REGION_OF_AREA of the area). One fancy index
+    per column: the cost grows with the rows asked for, not with the shard."""
+    c = {k: np.asarray(state.cols[k]) for k in PREMISES_COLUMNS}
+    area, smets, fault, wan = c["area"][rows], c["smets"][rows], c["fault"][rows], c["wan"][rows]
+    return {"area_id": area, "supplier_code": c["supplier"][rows], "gas_supplier_code": c["gas_supplier"][rows],
+            "has_gas": (c["flags"][rows] & int(Flag.HAS_GAS)) != 0, "dcc_connected": on_dcc(smets),
+            "reachable": reachable_now(smets=smets, fault=fault, area=area, wan=wan, up_area=up_area),
+            "wan_code": wan, "cell": c["cell"][rows]}
+
+
 def premises(state: HubState, up_area: np.ndarray, hub: int) -> dict[str, Any]:
     """The few facts that decide who may address a hub and whether it answers now: its parties,
     area, region and reachability, and the network link it is reached over (`wan_code`, a
     WanTech code, and `cell`, its North base station or cell site) for its response time. A
-    Service Request needs only these, so they are read without building the whole record."""
+    Service Request needs only these, so they are read without building the whole record.
+    (premises_columns for one hub: the bulk path reads many with the same code.)"""
     if not state.offset <= hub < state.offset + state.n_hubs:
         raise KeyError(hub)
-    r = hub - state.offset
-    c = state.cols
-    area = int(c["area"][r])
-    dcc = bool(on_dcc(c["smets"][r]))
-    return {"area_id": area, "region": REGION_OF_AREA[area], "supplier_code": int(c["supplier"][r]),
-            "gas_supplier_code": int(c["gas_supplier"][r]), "has_gas": bool(int(c["flags"][r]) & Flag.HAS_GAS),
-            "dcc_connected": dcc, "reachable": bool(reachable(state, r, up_area)),
-            "wan_code": int(c["wan"][r]), "cell": int(c["cell"][r])}
+    f = {k: v[0].item() for k, v in premises_columns(state, up_area, np.array([hub - state.offset])).items()}
+    return {"area_id": f["area_id"], "region": REGION_OF_AREA[f["area_id"]], "supplier_code": f["supplier_code"],
+            "gas_supplier_code": f["gas_supplier_code"], "has_gas": f["has_gas"],
+            "dcc_connected": f["dcc_connected"], "reachable": f["reachable"], "wan_code": f["wan_code"],
+            "cell": f["cell"]}
 
 
 def hub_record(state: HubState, config: FleetConfig, up_area: np.ndarray, hub: int, tick: int,

@@ -28,8 +28,11 @@ class ApiError(Exception):
         self.precondition = precondition  # the subject of a PreconditionFailure (FAILED_PRECONDITION)
 
     def status(self) -> grpc.Status:
-        st = status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=self.details())
-        return rpc_status.to_status(st)
+        return rpc_status.to_status(self.proto())
+
+    def proto(self) -> status_pb2.Status:
+        """This error as a google.rpc.Status message (code, message, details)."""
+        return status_pb2.Status(code=getattr(code_pb2, self.code.name), message=self.message, details=self.details())
 
     def details(self) -> list[any_pb2.Any]:
         """The google.rpc details of this error, packed."""

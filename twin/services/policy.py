@@ -75,6 +75,8 @@ RPC_RULES: Mapping[str, Rule] = {
     "twin.dcc.v1.DccService": _ANYONE,
     "twin.dcc.v1.DccService/SubmitServiceRequest": Rule(
         Access.DCC_USER, "operators do not send Service Requests; use a DCC User identity", field="srv"),
+    "twin.dcc.v1.DccService/SubmitServiceRequests": Rule(
+        Access.DCC_USER, "operators do not send Service Requests; use a DCC User identity"),
     "twin.dcc.v1.DccService/ReleaseQuarantinedRequest": Rule(
         Access.OPERATOR, "only an operator may release a quarantined request"),
     "twin.dcc.v1.DccService/DeleteQuarantinedRequest": Rule(

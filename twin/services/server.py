@@ -139,11 +139,11 @@ class _Gate:
         the callers its rule in the permission table (`policy.RPC_RULES`) allows. Raises KeyError
         for a method the table has no rule for."""
         for method in service.methods:
-            if method.client_streaming:
+            if method.client_streaming and not method.server_streaming:
                 raise ValueError(f"{service.full_name}.{method.name}: client streaming is not gated")
             fn = getattr(servicer, method.name)
             rule = rpc_rule(service.full_name, method.name)
-            if method.server_streaming:
+            if method.server_streaming:  # (a bidirectional stream too: `request` is its iterator)
                 setattr(servicer, method.name, self._stream(fn, rule, method.name))
             else:
                 setattr(servicer, method.name, self._unary(fn, rule, f"/{service.full_name}/{method.name}"))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import numpy as np
 
 from twin.engine.alert_log import AlertLog
 from twin.engine.interface import HubReads, ShardAccess
@@ -24,6 +26,7 @@ from twin.model.catalog import MESSAGE_CLASS, Csp, MessageType, TrafficClass
 from twin.model.config import TwinInputError
 from twin.model.ops.validation import CommandConflict
 from twin.model.params import HALF_HOURS_PER_DAY
+from twin.model.query import REGION_OF_AREA
 from twin.model.readings import READ_SRVS
 from twin.services import duis
 from twin.services.anomaly import AnomalyDetector, QuarantineEntry, QuarantineFull
@@ -62,7 +65,13 @@ ANSWER_WITHIN_S = 3.0  # how long a device-changing request waits for its tick b
 # The network message a read Service Request is carried as (its class gives the queue it waits in
 # and the Target Response Time that is its default deadline).
 READ_MESSAGE = MessageType.ON_DEMAND_READ
-MAX_RELEASED = 10_000  # answers of recent releases kept, so a retried release answers the same
+MAX_RELEASED = 10_000
+# The read a bulk submission checks and answers in bulk (the register read, the commonest
+# on-demand read); other SRVs of a batch go one by one through `submit`.
+BULK_READ = "4.1.1"
+# A bulk batch gives the event loop back every this many requests (a few milliseconds of work),
+# so a batch of 10,000 never holds up the other calls the server answers (GetHub) for long.
+YIELD_EVERY = 200  # answers of recent releases kept, so a retried release answers the same
 
 
 class DccEngine(HubReads, ShardAccess, Protocol):
@@ -101,6 +110,15 @@ class Checked:
     record: dict[str, Any]
     reading: dict[str, Any] | None
     reading_tick: int | None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a request asks, as its own checks found it: the SRV, the hub index, the fuel asked."""
+
+    srv: duis.Srv
+    hub: int
+    fuel: str
 
 
 def _shard_fuel(fuel: str) -> str:
@@ -157,6 +175,152 @@ class DccCore:
         self.ledger.finish(key.user, key.request_id, answer=resp.encode())
         return resp
 
+    async def submit_many(self, identity: Identity,
+                          requests: Sequence[ServiceRequest]) -> list[ServiceResponse | Exception]:
+        """Each of `requests` from `identity` exactly as `submit` does it (the same checks, the
+        same ledger, quarantine and capacity model), answered in order: its response, or the
+        exception that ended it (a DccError refusal, or what the engine raised: nothing applied
+        for that one). One refused request never stops the others. Requests run together, so
+        their hub facts share one shard call per shard; a request id that comes again later in
+        the same list is a retry of the earlier one and runs once that has been answered (so it
+        gets its answer, as a retry sent later would)."""
+        out: list[ServiceResponse | Exception | None] = [None] * len(requests)
+        # Rounds: the first occurrence of each id in round 0, the second in round 1, ...
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, request in enumerate(requests):
+            k = seen.get(request.request_id, 0)
+            seen[request.request_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        for idx in rounds:
+            # Register reads (SR 4.1.1) in bulk, the rest one by one beside them.
+            reads = [i for i in idx if requests[i].srv == BULK_READ]
+            others = [i for i in idx if requests[i].srv != BULK_READ]
+            answers = await asyncio.gather(self._submit_reads(identity, [requests[i] for i in reads]),
+                                           *(self.submit(identity, requests[i]) for i in others),
+                                           return_exceptions=True)
+            for a in answers:
+                if isinstance(a, BaseException) and not isinstance(a, Exception):
+                    raise a  # cancelled: the caller went away
+            first, rest = answers[0], answers[1:]
+            if isinstance(first, BaseException):
+                raise first  # (each read's own refusal is in its slot: this is a fault of the batch)
+            for i, a in zip([*reads, *others], [*cast(list[Any], first), *rest], strict=True):
+                out[i] = a
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    async def _submit_reads(self, identity: Identity,
+                            requests: Sequence[ServiceRequest]) -> list[ServiceResponse | Exception]:
+        """`submit` for many SR 4.1.1 reads with distinct ids, the same steps in the same order,
+        with the premises' facts and readings read for all of them at once (one shard call or
+        shared-memory read per shard: twin.model.readings.register_facts) and the response time
+        looked up once per network link. Each read's answer or refusal in its slot."""
+        out: list[ServiceResponse | Exception | None] = [None] * len(requests)
+        keys: list[RequestKey | None] = [None] * len(requests)
+        asked: list[Asked | None] = [None] * len(requests)
+        live: list[int] = []
+        for j, request in enumerate(requests):
+            if j % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            try:
+                key, first = await self.claim(identity, request)
+            except DccError as e:
+                out[j] = e
+                continue
+            if first is not None:
+                out[j] = first
+                continue
+            keys[j] = key
+            try:
+                asked[j] = self.check_request(identity, request)
+                live.append(j)
+            except DccError as e:
+                out[j] = e
+                self._refused(key)
+        try:
+            facts = await self._register_facts([asked[j].hub for j in live], live, asked)  # type: ignore[union-attr]
+        except BaseException:
+            for j in live:
+                self._refused(keys[j])  # type: ignore[arg-type]
+            raise
+        table = self.engine.latency_table()
+        latencies: dict[tuple[str, int, int], float] = {}
+        for n, j in enumerate(live):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            request, a = requests[j], asked[j]
+            assert a is not None
+            rec, reading, tick = facts[j]
+            try:
+                self.check_premises(identity, request, a, rec,
+                                    "the premises has no gas meter" if rec["reachable"] and reading is None else None)
+                checked = Checked(a.srv, a.hub, a.fuel, rec, reading, tick if reading is not None else None)
+                entry = self.anomaly.admit(identity.user_id, a.srv.srv, request.quarantine_copy)
+                if entry is not None:
+                    self.ledger.hold(identity.user_id, request.request_id, entry.id)
+                    raise quarantined(entry.id, f"{entry.count} {a.srv.srv} requests from {identity.user_id} in the "
+                                                f"window passed the threshold of {entry.threshold}")
+                if rec["reachable"]:
+                    link = (rec["region"], rec["wan_code"], rec["cell"])
+                    latency = latencies.get(link)
+                    if latency is None and table is not None:
+                        latency = latencies[link] = self.response_time(request, checked)[0]  # type: ignore[assignment]
+                    deadline = self.deadline_s(request)
+                    resp = self.answer_read(identity, request, checked, reading,
+                                            self.engine.config.time_of(tick + 1), latency, deadline)
+                else:
+                    resp = await self.process(identity, request, checked, key=keys[j])
+            except QuarantineFull as e:
+                out[j] = DccError(Code.RESOURCE_EXHAUSTED, str(e), quota="quarantine")
+                self._refused(keys[j])  # type: ignore[arg-type]
+                continue
+            except Exception as e:
+                out[j] = e
+                self._refused(keys[j])  # type: ignore[arg-type]
+                continue
+            self.ledger.finish(identity.user_id, request.request_id, answer=resp.encode())
+            out[j] = resp
+        return out  # type: ignore[return-value]  # every slot is filled above
+
+    def _refused(self, key: RequestKey) -> None:
+        """A claimed request was refused before anything applied: its id is free again (as `submit` does)."""
+        if self.ledger.fail(key.user, key.request_id):
+            self.signatures.forget(key.user, key.request_id)
+
+    async def _register_facts(self, hubs: list[int], live: list[int],
+                              asked: list[Asked | None]) -> dict[int, tuple[dict[str, Any], Any, int]]:
+        """(premises record, 4.1.1 reading or None, tick) per slot of `live` (hub `hubs[k]`, fuel
+        asked[live[k]].fuel): one read per shard and fuel, from shared memory when this process
+        has the shard's segment, else one call to the shard."""
+        by: dict[tuple[int, str], list[int]] = {}
+        for k, hub in enumerate(hubs):
+            by.setdefault((self.engine.shard_of(hub), _shard_fuel(asked[live[k]].fuel)), []).append(k)  # type: ignore[union-attr]
+        local = self.engine.local_reads
+
+        async def one(shard: int, fuel: str, ks: list[int]) -> dict[str, Any]:
+            arr = np.fromiter((hubs[k] for k in ks), dtype=np.int64, count=len(ks))
+            got = local.register_facts(shard, arr, fuel) if local is not None else None
+            if got is None:
+                got = await self.engine.shards[shard].register_facts.remote(arr, fuel)
+            return got
+
+        groups = list(by.items())
+        results = await asyncio.gather(*(one(shard, fuel, ks) for (shard, fuel), ks in groups))
+        out: dict[int, tuple[dict[str, Any], Any, int]] = {}
+        for ((_, _), ks), got in zip(groups, results, strict=True):
+            p = {k: v.tolist() for k, v in got["premises"].items()}
+            tick, reads = got["tick"], got["reads"]
+            for n, k in enumerate(ks):
+                area = p["area_id"][n]
+                rec = {"area_id": area, "region": REGION_OF_AREA[area], "supplier_code": p["supplier_code"][n],
+                       "gas_supplier_code": p["gas_supplier_code"][n], "has_gas": p["has_gas"][n],
+                       "dcc_connected": p["dcc_connected"][n], "reachable": p["reachable"][n],
+                       "wan_code": p["wan_code"][n], "cell": p["cell"][n]}
+                out[live[k]] = (rec, reads[n] if rec["reachable"] else None, tick)
+        return out
+
     async def _admit_and_process(self, identity: Identity, request: ServiceRequest, key: RequestKey) -> ServiceResponse:
         checked = await self.check(identity, request)
         try:
@@ -212,7 +376,19 @@ class DccCore:
         """Validate and authorise. DccError: INVALID_ARGUMENT naming srv, parameters, target,
         request_id, signature or parameters.<name>; UNIMPLEMENTED for an SRV the twin does not
         model; NOT_FOUND for no such hub; PERMISSION_DENIED naming srv (not eligible), target (not
-        a premises it may address) or signature (rejected)."""
+        a premises it may address) or signature (rejected). The checks are `check_request` (the
+        request alone) and `check_premises` (against the premises' facts), which the bulk path
+        calls too."""
+        asked = self.check_request(identity, request)
+        # One shard call: the premises' facts, and the answer if it is a read (discarded if the
+        # checks below refuse the request).
+        facts = await self.facts.call(asked.hub, asked.srv.srv, _shard_fuel(asked.fuel), asked.srv.srv in NEEDS_RECORD)
+        self.check_premises(identity, request, asked, facts["hub"], facts.get("error"))
+        return Checked(asked.srv, asked.hub, asked.fuel, facts["hub"], facts.get("result"), facts.get("tick"))
+
+    def check_request(self, identity: Identity, request: ServiceRequest) -> Asked:
+        """The checks of a request that need no premises facts: SRV, deadline, parameters' size,
+        target, a DUIS RequestID's target, the fuel asked. DccError as `check` says."""
         try:
             srv = duis.lookup(request.srv)
         except duis.UnknownSrv as e:
@@ -225,15 +401,17 @@ class DccCore:
         cfg = self.engine.config
         hub = hub_of(request.target, cfg.seed, cfg.hubs)
         check_duis_target(request.request_id, hub, cfg.seed)
+        return Asked(srv, hub, read_fuel(identity.role, request.params))
+
+    def check_premises(self, identity: Identity, request: ServiceRequest, asked: Asked, rec: dict[str, Any],
+                       error: str | None) -> None:
+        """The checks against the premises' facts `rec` (twin.model.query.premises): eligibility
+        and premises (policy.authorise), the signature of a critical SRV, the SRV's parameters,
+        and `error`, the shard's refusal of the fuel asked (no gas meter). DccError as `check`."""
+        srv, params = asked.srv, request.params
         fuel = duis.FUEL.get(srv.srv, "either")
-        params = request.params
-        asked_fuel = read_fuel(identity.role, params)
-        # One shard call: the premises' facts, and the answer if it is a read (discarded if the
-        # checks below refuse the request).
-        facts = await self.facts.call(hub, srv.srv, _shard_fuel(asked_fuel), srv.srv in NEEDS_RECORD)
-        rec = facts["hub"]
         try:
-            authorise(identity, srv, fuel=fuel if fuel != "either" else role_fuel(identity.role, asked_fuel),
+            authorise(identity, srv, fuel=fuel if fuel != "either" else role_fuel(identity.role, asked.fuel),
                       hub_supplier=rec["supplier_code"], hub_gas_supplier=rec["gas_supplier_code"],
                       hub_area=rec["area_id"], has_gas=rec["has_gas"])
         except PolicyError as e:
@@ -248,9 +426,8 @@ class DccCore:
                     raise invalid("signature", f"SRV {srv.srv} is critical and must be signed") from None
                 raise denied(f"signature rejected: {e.reason}", "signature") from None
         check_params(srv.srv, params)
-        if "error" in facts:
-            raise invalid("parameters.fuel", facts["error"])
-        return Checked(srv, hub, asked_fuel, rec, facts.get("result"), facts.get("tick"))
+        if error is not None:
+            raise invalid("parameters.fuel", error)
 
     def response_time(self, request: ServiceRequest, checked: Checked) -> tuple[float | None, float]:
         """(seconds the network takes to answer this read, the caller's deadline in seconds): the
@@ -258,10 +435,7 @@ class DccCore:
         class, queueing + transfer + device time (None when the run's capacity model is off); the
         request's own deadline, or the class's Target Response Time if it gave none. Both are
         simulated seconds from the fleet's now (the start of the next tick)."""
-        cap = self.engine.config.params.capacity
-        deadline = request.deadline_s
-        if deadline is None:
-            deadline = float(cap.target_response_s[TrafficClass(int(MESSAGE_CLASS[READ_MESSAGE])).name])
+        deadline = self.deadline_s(request)
         table = self.engine.latency_table()
         if table is None:
             return None, deadline
@@ -269,6 +443,14 @@ class DccCore:
         latency = table.seconds(csp=int(Csp[rec["region"].upper()]), wan=int(rec["wan_code"]), cell=int(rec["cell"]),
                                 message=READ_MESSAGE)
         return latency, deadline
+
+    def deadline_s(self, request: ServiceRequest) -> float:
+        """The caller's deadline for a read, simulated seconds: its own, or the Target Response
+        Time of the read's traffic class if it gave none."""
+        if request.deadline_s is not None:
+            return request.deadline_s
+        cap = self.engine.config.params.capacity
+        return float(cap.target_response_s[TrafficClass(int(MESSAGE_CLASS[READ_MESSAGE])).name])
 
     async def process(self, identity: Identity, request: ServiceRequest, checked: Checked, *,
                       key: RequestKey | None = None) -> ServiceResponse:
@@ -291,15 +473,7 @@ class DccCore:
             if rec["reachable"]:
                 result = checked.reading if checked.reading is not None else await self._read(srv.srv, hub, fuel, rec)
                 latency, deadline = self.response_time(request, checked)
-                if latency is None or latency <= deadline:
-                    return response(request, csp, ResponseStatus.COMPLETED, now, result, latency_s=latency)
-                due = engine.config.time_of(engine.tick) + timedelta(seconds=latency)
-                self.late.add(Pending(identity.user_id, request, hub, fuel, csp, -1, due=due, result=result,
-                                      latency_s=latency))
-                return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
-                                detail=f"the network answers in {latency:,.1f} s, beyond the deadline of "
-                                       f"{deadline:,.1f} s: the response follows on StreamResponses at "
-                                       f"{due.isoformat()}")
+                return self.answer_read(identity, request, checked, result, now, latency, deadline)
             self.pending.append(Pending(identity.user_id, request, hub, fuel, csp,
                                         engine.tick + round(PENDING_READ_DAYS * HALF_HOURS_PER_DAY)))
             return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
@@ -328,6 +502,23 @@ class DccCore:
             waited += 0.05
         self.pending.append(Pending(identity.user_id, request, hub, fuel, csp, -1, operation=name))
         return response(request, csp, ResponseStatus.ACKNOWLEDGED, now, operation=name, detail=ACKNOWLEDGED_DETAIL)
+
+    def answer_read(self, identity: Identity, request: ServiceRequest, checked: Checked, result: dict[str, Any],
+                    now: datetime, latency: float | None, deadline: float) -> ServiceResponse:
+        """The answer to a read of a reachable hub whose reading is `result` (stamped `now`): at
+        once with its latency if the network answers within the caller's deadline (or the
+        capacity model is off), else acknowledged, and answered on the user's response log when
+        the simulated clock passes the time the network answers it."""
+        csp = checked.record["region"]
+        if latency is None or latency <= deadline:
+            return response(request, csp, ResponseStatus.COMPLETED, now, result, latency_s=latency)
+        engine = self.engine
+        due = engine.config.time_of(engine.tick) + timedelta(seconds=latency)
+        self.late.add(Pending(identity.user_id, request, checked.hub, checked.fuel, csp, -1, due=due, result=result,
+                              latency_s=latency))
+        return response(request, csp, ResponseStatus.ACKNOWLEDGED, now,
+                        detail=f"the network answers in {latency:,.1f} s, beyond the deadline of "
+                               f"{deadline:,.1f} s: the response follows on StreamResponses at {due.isoformat()}")
 
     def _activation(self, hub: int) -> dict[str, Any]:
         """SR 11.3: activate the image an SR 11.1 distributed to this device and still holds.

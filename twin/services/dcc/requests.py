@@ -5,7 +5,7 @@ responses built from the hub's facts. No I/O, no gRPC."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -27,6 +27,10 @@ MAX_REQUEST_ID = 100  # characters of an AIP-155 request id
 # takes longer than this to give would outlive the two days a deferred read is held [U].
 MAX_DEADLINE_S = 2 * 86_400.0
 ACKNOWLEDGED_DETAIL = "accepted; it applies when the hub is reached, and the response follows on StreamResponses"
+
+
+# One encoder for every answer kept: json.dumps with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -102,10 +106,13 @@ class ServiceResponse:
 
     def encode(self) -> bytes:
         """JSON bytes (kept by the request ledger to answer a retry the same)."""
-        d = asdict(self)
-        d["status"] = self.status.value
-        d["time"] = self.time.isoformat()
-        return json.dumps(d, separators=(",", ":")).encode()
+        # Field by field, not dataclasses.asdict: asdict deep-copies the result, which cost more
+        # than the rest of a read's answer (the ledger encodes every answer it keeps).
+        d = {"request_id": self.request_id, "srv": self.srv, "target": self.target, "csp": self.csp,
+             "status": self.status.value, "time": self.time.isoformat(), "result": self.result,
+             "detail": self.detail, "operation": self.operation, "position": self.position,
+             "latency_s": self.latency_s}
+        return _ENCODER.encode(d).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> ServiceResponse:

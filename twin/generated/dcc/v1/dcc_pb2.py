@@ -26,39 +26,46 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15twin/dcc/v1/dcc.proto\x12\x0btwin.dcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x1bSubmitServiceRequestRequest\x12\x0b\n\x03srv\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x03\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x34\n\x11response_deadline\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb0\x02\n\x0fServiceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.twin.dcc.v1.ResponseStatus\x12\x0b\n\x03\x63sp\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12\x11\n\toperation\x18\t \x01(\t\x12\x10\n\x08position\x18\n \x01(\x03\x12*\n\x07latency\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\"N\n\x1cSubmitServiceRequestResponse\x12.\n\x08response\x18\x01 \x01(\x0b\x32\x1c.twin.dcc.v1.ServiceResponse\"T\n\x16StreamResponsesRequest\x12!\n\x14start_after_position\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_start_after_position\"`\n\x13StreamAlertsRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\x12!\n\x14start_after_position\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_start_after_position\"\x90\x01\n\x0b\x44\x65viceAlert\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x0f\n\x07\x61rea_id\x18\x03 \x01(\x05\x12\x0b\n\x03\x63sp\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\x03\"\xaa\x01\n\x12QuarantinedRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03srv\x18\x03 \x01(\t\x12\x14\n\x0crequest_json\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x03\x12\x32\n\x0equarantined_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x1eListQuarantinedRequestsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"m\n\x1fListQuarantinedRequestsResponse\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.twin.dcc.v1.QuarantinedRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n ReleaseQuarantinedRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x1f\x44\x65leteQuarantinedRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x8e\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x01\x12 \n\x1cRESPONSE_STATUS_ACKNOWLEDGED\x10\x02\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x03\x32\xf7\x04\n\nDccService\x12k\n\x14SubmitServiceRequest\x12(.twin.dcc.v1.SubmitServiceRequestRequest\x1a).twin.dcc.v1.SubmitServiceRequestResponse\x12V\n\x0fStreamResponses\x12#.twin.dcc.v1.StreamResponsesRequest\x1a\x1c.twin.dcc.v1.ServiceResponse0\x01\x12L\n\x0cStreamAlerts\x12 .twin.dcc.v1.StreamAlertsRequest\x1a\x18.twin.dcc.v1.DeviceAlert0\x01\x12t\n\x17ListQuarantinedRequests\x12+.twin.dcc.v1.ListQuarantinedRequestsRequest\x1a,.twin.dcc.v1.ListQuarantinedRequestsResponse\x12u\n\x19ReleaseQuarantinedRequest\x12-.twin.dcc.v1.ReleaseQuarantinedRequestRequest\x1a).twin.dcc.v1.SubmitServiceRequestResponse\x12i\n\x18\x44\x65leteQuarantinedRequest\x12,.twin.dcc.v1.DeleteQuarantinedRequestRequest\x1a\x1f.twin.dcc.v1.QuarantinedRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15twin/dcc/v1/dcc.proto\x12\x0btwin.dcc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xda\x01\n\x1bSubmitServiceRequestRequest\x12\x0b\n\x03srv\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x03\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x34\n\x11response_deadline\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"Z\n\x1cSubmitServiceRequestsRequest\x12:\n\x08requests\x18\x01 \x03(\x0b\x32(.twin.dcc.v1.SubmitServiceRequestRequest\"b\n\x1dSubmitServiceRequestsResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32!.twin.dcc.v1.ServiceRequestResult\x12\r\n\x05\x62\x61tch\x18\x02 \x01(\x03\"j\n\x14ServiceRequestResult\x12\"\n\x06status\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1c.twin.dcc.v1.ServiceResponse\"\xb0\x02\n\x0fServiceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03srv\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.twin.dcc.v1.ResponseStatus\x12\x0b\n\x03\x63sp\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06result\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12\x11\n\toperation\x18\t \x01(\t\x12\x10\n\x08position\x18\n \x01(\x03\x12*\n\x07latency\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\"N\n\x1cSubmitServiceRequestResponse\x12.\n\x08response\x18\x01 \x01(\x0b\x32\x1c.twin.dcc.v1.ServiceResponse\"T\n\x16StreamResponsesRequest\x12!\n\x14start_after_position\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_start_after_position\"`\n\x13StreamAlertsRequest\x12\r\n\x05kinds\x18\x01 \x03(\t\x12!\n\x14start_after_position\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x17\n\x15_start_after_position\"\x90\x01\n\x0b\x44\x65viceAlert\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x0f\n\x07\x61rea_id\x18\x03 \x01(\x05\x12\x0b\n\x03\x63sp\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\x03\"\xaa\x01\n\x12QuarantinedRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03srv\x18\x03 \x01(\t\x12\x14\n\x0crequest_json\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x03\x12\x11\n\tthreshold\x18\x06 \x01(\x03\x12\x32\n\x0equarantined_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x1eListQuarantinedRequestsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"m\n\x1fListQuarantinedRequestsResponse\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.twin.dcc.v1.QuarantinedRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n ReleaseQuarantinedRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\"-\n\x1f\x44\x65leteQuarantinedRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t*\x8e\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_STATUS_COMPLETED\x10\x01\x12 \n\x1cRESPONSE_STATUS_ACKNOWLEDGED\x10\x02\x12\x1a\n\x16RESPONSE_STATUS_FAILED\x10\x03\x32\xeb\x05\n\nDccService\x12k\n\x14SubmitServiceRequest\x12(.twin.dcc.v1.SubmitServiceRequestRequest\x1a).twin.dcc.v1.SubmitServiceRequestResponse\x12r\n\x15SubmitServiceRequests\x12).twin.dcc.v1.SubmitServiceRequestsRequest\x1a*.twin.dcc.v1.SubmitServiceRequestsResponse(\x01\x30\x01\x12V\n\x0fStreamResponses\x12#.twin.dcc.v1.StreamResponsesRequest\x1a\x1c.twin.dcc.v1.ServiceResponse0\x01\x12L\n\x0cStreamAlerts\x12 .twin.dcc.v1.StreamAlertsRequest\x1a\x18.twin.dcc.v1.DeviceAlert0\x01\x12t\n\x17ListQuarantinedRequests\x12+.twin.dcc.v1.ListQuarantinedRequestsRequest\x1a,.twin.dcc.v1.ListQuarantinedRequestsResponse\x12u\n\x19ReleaseQuarantinedRequest\x12-.twin.dcc.v1.ReleaseQuarantinedRequestRequest\x1a).twin.dcc.v1.SubmitServiceRequestResponse\x12i\n\x18\x44\x65leteQuarantinedRequest\x12,.twin.dcc.v1.DeleteQuarantinedRequestRequest\x1a\x1f.twin.dcc.v1.QuarantinedRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'twin.dcc.v1.dcc_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESPONSESTATUS']._serialized_start=1542
-  _globals['_RESPONSESTATUS']._serialized_end=1684
-  _globals['_SUBMITSERVICEREQUESTREQUEST']._serialized_start=134
-  _globals['_SUBMITSERVICEREQUESTREQUEST']._serialized_end=352
-  _globals['_SERVICERESPONSE']._serialized_start=355
-  _globals['_SERVICERESPONSE']._serialized_end=659
-  _globals['_SUBMITSERVICEREQUESTRESPONSE']._serialized_start=661
-  _globals['_SUBMITSERVICEREQUESTRESPONSE']._serialized_end=739
-  _globals['_STREAMRESPONSESREQUEST']._serialized_start=741
-  _globals['_STREAMRESPONSESREQUEST']._serialized_end=825
-  _globals['_STREAMALERTSREQUEST']._serialized_start=827
-  _globals['_STREAMALERTSREQUEST']._serialized_end=923
-  _globals['_DEVICEALERT']._serialized_start=926
-  _globals['_DEVICEALERT']._serialized_end=1070
-  _globals['_QUARANTINEDREQUEST']._serialized_start=1073
-  _globals['_QUARANTINEDREQUEST']._serialized_end=1243
-  _globals['_LISTQUARANTINEDREQUESTSREQUEST']._serialized_start=1245
-  _globals['_LISTQUARANTINEDREQUESTSREQUEST']._serialized_end=1333
-  _globals['_LISTQUARANTINEDREQUESTSRESPONSE']._serialized_start=1335
-  _globals['_LISTQUARANTINEDREQUESTSRESPONSE']._serialized_end=1444
-  _globals['_RELEASEQUARANTINEDREQUESTREQUEST']._serialized_start=1446
-  _globals['_RELEASEQUARANTINEDREQUESTREQUEST']._serialized_end=1492
-  _globals['_DELETEQUARANTINEDREQUESTREQUEST']._serialized_start=1494
-  _globals['_DELETEQUARANTINEDREQUESTREQUEST']._serialized_end=1539
-  _globals['_DCCSERVICE']._serialized_start=1687
-  _globals['_DCCSERVICE']._serialized_end=2318
+  _globals['_RESPONSESTATUS']._serialized_start=1867
+  _globals['_RESPONSESTATUS']._serialized_end=2009
+  _globals['_SUBMITSERVICEREQUESTREQUEST']._serialized_start=159
+  _globals['_SUBMITSERVICEREQUESTREQUEST']._serialized_end=377
+  _globals['_SUBMITSERVICEREQUESTSREQUEST']._serialized_start=379
+  _globals['_SUBMITSERVICEREQUESTSREQUEST']._serialized_end=469
+  _globals['_SUBMITSERVICEREQUESTSRESPONSE']._serialized_start=471
+  _globals['_SUBMITSERVICEREQUESTSRESPONSE']._serialized_end=569
+  _globals['_SERVICEREQUESTRESULT']._serialized_start=571
+  _globals['_SERVICEREQUESTRESULT']._serialized_end=677
+  _globals['_SERVICERESPONSE']._serialized_start=680
+  _globals['_SERVICERESPONSE']._serialized_end=984
+  _globals['_SUBMITSERVICEREQUESTRESPONSE']._serialized_start=986
+  _globals['_SUBMITSERVICEREQUESTRESPONSE']._serialized_end=1064
+  _globals['_STREAMRESPONSESREQUEST']._serialized_start=1066
+  _globals['_STREAMRESPONSESREQUEST']._serialized_end=1150
+  _globals['_STREAMALERTSREQUEST']._serialized_start=1152
+  _globals['_STREAMALERTSREQUEST']._serialized_end=1248
+  _globals['_DEVICEALERT']._serialized_start=1251
+  _globals['_DEVICEALERT']._serialized_end=1395
+  _globals['_QUARANTINEDREQUEST']._serialized_start=1398
+  _globals['_QUARANTINEDREQUEST']._serialized_end=1568
+  _globals['_LISTQUARANTINEDREQUESTSREQUEST']._serialized_start=1570
+  _globals['_LISTQUARANTINEDREQUESTSREQUEST']._serialized_end=1658
+  _globals['_LISTQUARANTINEDREQUESTSRESPONSE']._serialized_start=1660
+  _globals['_LISTQUARANTINEDREQUESTSRESPONSE']._serialized_end=1769
+  _globals['_RELEASEQUARANTINEDREQUESTREQUEST']._serialized_start=1771
+  _globals['_RELEASEQUARANTINEDREQUESTREQUEST']._serialized_end=1817
+  _globals['_DELETEQUARANTINEDREQUESTREQUEST']._serialized_start=1819
+  _globals['_DELETEQUARANTINEDREQUESTREQUEST']._serialized_end=1864
+  _globals['_DCCSERVICE']._serialized_start=2012
+  _globals['_DCCSERVICE']._serialized_end=2759
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -41,6 +42,28 @@ class SubmitServiceRequestRequest(_message.Message):
     signature: bytes
     response_deadline: _duration_pb2.Duration
     def __init__(self, srv: _Optional[str] = ..., target: _Optional[str] = ..., request_id: _Optional[str] = ..., issued_at_ms: _Optional[int] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., signature: _Optional[bytes] = ..., response_deadline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class SubmitServiceRequestsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SubmitServiceRequestRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SubmitServiceRequestRequest, _Mapping]]] = ...) -> None: ...
+
+class SubmitServiceRequestsResponse(_message.Message):
+    __slots__ = ("results", "batch")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ServiceRequestResult]
+    batch: int
+    def __init__(self, results: _Optional[_Iterable[_Union[ServiceRequestResult, _Mapping]]] = ..., batch: _Optional[int] = ...) -> None: ...
+
+class ServiceRequestResult(_message.Message):
+    __slots__ = ("status", "response")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    status: _status_pb2.Status
+    response: ServiceResponse
+    def __init__(self, status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., response: _Optional[_Union[ServiceResponse, _Mapping]] = ...) -> None: ...
 
 class ServiceResponse(_message.Message):
     __slots__ = ("request_id", "srv", "target", "status", "csp", "time", "result", "detail", "operation", "position", "latency")

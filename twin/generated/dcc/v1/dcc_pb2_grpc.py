@@ -43,6 +43,11 @@ class DccServiceStub:
                 request_serializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestRequest.SerializeToString,
                 response_deserializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestResponse.FromString,
                 _registered_method=True)
+        self.SubmitServiceRequests = channel.stream_stream(
+                '/twin.dcc.v1.DccService/SubmitServiceRequests',
+                request_serializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsRequest.SerializeToString,
+                response_deserializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsResponse.FromString,
+                _registered_method=True)
         self.StreamResponses = channel.unary_stream(
                 '/twin.dcc.v1.DccService/StreamResponses',
                 request_serializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.StreamResponsesRequest.SerializeToString,
@@ -82,6 +87,26 @@ class DccServiceServicer:
         Response Time of its class); otherwise, and for a dark hub, the call returns an
         acknowledgement and the response follows on StreamResponses, once the simulated clock passes
         the time the network answers it. Excess requests are quarantined (RESOURCE_EXHAUSTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitServiceRequests(self, request_iterator, context):
+        """Submit many Service Requests on one call: for DCC Users that send thousands a second. The
+        caller sends batches of requests and gets one answer per batch, in the order sent, with one
+        result per request in the order of the batch. Each request is checked and processed exactly
+        as SubmitServiceRequest does (eligibility, premises, signature, quarantine, request ids,
+        deadlines and the capacity model) and gets its own google.rpc.Status: a refused request is
+        answered with its code and a BadRequest field violation naming it in the batch
+        ("requests[3].target"), changes nothing, and never ends the stream. The call itself ends with
+        an error only for a fault of the call (an unknown caller, a role that may not send Service
+        Requests, a batch over the size limit).
+
+        Bidirectional rather than a client stream or a repeated unary call: a client stream would
+        hold every answer until the caller stops sending, and a unary call per batch pays the cost of
+        a call (headers, authentication, a handler) per batch; on one stream the caller keeps batches
+        in flight and reads answers as they come, and the server authenticates once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +162,11 @@ def add_DccServiceServicer_to_server(servicer, server):
                     servicer.SubmitServiceRequest,
                     request_deserializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestRequest.FromString,
                     response_serializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestResponse.SerializeToString,
+            ),
+            'SubmitServiceRequests': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitServiceRequests,
+                    request_deserializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsRequest.FromString,
+                    response_serializer=twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsResponse.SerializeToString,
             ),
             'StreamResponses': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamResponses,
@@ -194,6 +224,33 @@ class DccService:
             '/twin.dcc.v1.DccService/SubmitServiceRequest',
             twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestRequest.SerializeToString,
             twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitServiceRequests(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/twin.dcc.v1.DccService/SubmitServiceRequests',
+            twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsRequest.SerializeToString,
+            twin_dot_dcc_dot_v1_dot_dcc__pb2.SubmitServiceRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,
