@@ -13,7 +13,8 @@ import pytest
 
 from twin.cli import main
 from twin.engine.needs import (
-    CHECKPOINT_BYTES_PER_HUB,
+    CHECKPOINT_FIRST_BYTES_PER_HUB,
+    CHECKPOINT_KEPT_BYTES_PER_HUB,
     GIB,
     HISTORY_BYTES_PER_TICK,
     MEMORY_BASE_BYTES,
@@ -41,14 +42,19 @@ def nothing_starts(monkeypatch):
 def test_the_estimate_is_the_measured_factors_times_the_fleet():
     n = estimate_needs(100_000_000, shards=2, checkpoint_every=48, days=1)
     state = 100_000_000 * BYTES_PER_HUB
-    ckpt = 100_000_000 * CHECKPOINT_BYTES_PER_HUB
+    ckpt = 100_000_000 * CHECKPOINT_FIRST_BYTES_PER_HUB  # one checkpoint: the first, every column compressed
     assert n.state_bytes == state and n.checkpoint_bytes == ckpt
-    assert n.memory_bytes == int(state * MEMORY_PER_STATE_BYTE + MEMORY_BASE_BYTES + ckpt / 2)
+    # The state at its measured peak, the shards' copy of the last checkpoint, and a restore's packs.
+    assert n.memory_bytes == int(state * MEMORY_PER_STATE_BYTE + MEMORY_BASE_BYTES + state + ckpt / 2)
     assert n.checkpoints_kept == 1 and n.history_bytes == 48 * HISTORY_BYTES_PER_TICK
     assert n.disk_bytes == ckpt + 48 * HISTORY_BYTES_PER_TICK
     served = estimate_needs(100_000_000, shards=2, checkpoint_every=48, days=1, serving=True)
     assert served.memory_bytes - n.memory_bytes == SERVING_BYTES
-    assert estimate_needs(10, shards=1, checkpoint_every=None, days=30).checkpoints_kept == 0
+    none = estimate_needs(10, shards=1, checkpoint_every=None, days=30)
+    assert none.checkpoints_kept == 0 and none.checkpoint_bytes == 0
+    year = estimate_needs(30_000_000, shards=2, checkpoint_every=48, days=365)
+    assert year.checkpoint_bytes == 30_000_000 * (CHECKPOINT_FIRST_BYTES_PER_HUB
+                                                  + CHECKPOINT_KEPT_BYTES_PER_HUB * (year.checkpoints_kept - 1))
 
 
 def test_checkpoints_kept_grow_with_the_log_of_the_run_not_its_length():
@@ -74,7 +80,7 @@ def test_a_fleet_beyond_this_machine_is_refused_naming_memory_before_anything_bu
 def test_a_hundred_million_hubs_states_what_they_need():
     n = estimate_needs(100_000_000, shards=2, checkpoint_every=48, days=1)
     assert n.memory_text().startswith(f"about {n.memory_bytes / GIB:.1f} GiB of memory (4.66 GiB of hub state")
-    assert "GiB of disk for 1 days (1 checkpoint(s) of 4.84 GiB, 52 B/hub" in n.disk_text()
+    assert "GiB of disk for 1 days (1 checkpoint(s) in 1.86 GiB of column packs, 20 B/hub for the first" in n.disk_text()
 
 
 @pytest.fixture
@@ -113,8 +119,8 @@ def test_up_checks_the_same_way(capsys, tiny_filesystem, monkeypatch):
         raise AssertionError("nothing may be built when the run cannot fit")
 
     monkeypatch.setattr(twin.launcher.up.Launcher, "run", never)
-    assert main(["up", "--hubs", "1M", "--run-dir", str(tiny_filesystem / "live"), "--no-dashboard"]) == 2
-    assert "--run-dir: 1,000,000 hubs need about" in capsys.readouterr().err
+    assert main(["up", "--hubs", "3M", "--run-dir", str(tiny_filesystem / "live"), "--no-dashboard"]) == 2
+    assert "--run-dir: 3,000,000 hubs need about" in capsys.readouterr().err
 
 
 def test_free_disk_is_that_of_the_nearest_existing_directory(tmp_path):

@@ -28,10 +28,17 @@ MEMORY_BASE_BYTES = 1_000_000_000
 # `twin up` serves the API and the dashboard too: 1,232 MiB at 1M hubs (issue 16) against the
 # 1.07 GB of the engine alone, about 0.4 GiB more.
 SERVING_BYTES = int(0.4 * GIB)
-# One checkpoint (every shard's columns, its operations and the planner), uncompressed: 52.1 B per
-# hub at 30M (bench-results/reliability.json, resume), 50.9 at 3M (`twin run`, issue 16). The lead
-# changes this when compressed checkpoints land.
-CHECKPOINT_BYTES_PER_HUB = 52
+# Checkpoints are column packs (twin.engine.packs): the first writes every column compressed, each
+# later one only the chunks that changed, as deltas, and kept checkpoints share what did not change.
+# Measured by `twin bench horizon` (2026-12-01): the first checkpoint 17.9 B/hub (1M hubs); a year of
+# daily checkpoints of 1M hubs kept 97.5 B/hub in 16 checkpoints, 45 B/hub in 9 after 30 days; a year
+# of 100k hubs (columns smaller than one chunk, so less shared) 150 B/hub in 17. The line 20 + 8 per
+# checkpoint kept lies on or above each.
+CHECKPOINT_FIRST_BYTES_PER_HUB = 20
+CHECKPOINT_KEPT_BYTES_PER_HUB = 8
+# A shard that writes checkpoints keeps a copy of its columns as of the last one (to write only
+# what changed): one more state's worth of memory.
+SHADOW_BYTES_PER_STATE_BYTE = 1.0
 # The tick history (DuckDB/Parquet) holds fleet-level summaries, so its size per tick does not
 # grow with the fleet: 95,026 bytes for 96 ticks of 3M hubs (`twin run`, issue 16), rounded up.
 HISTORY_BYTES_PER_TICK = 1_024
@@ -48,25 +55,26 @@ class RunNeeds:
     shards: int
     state_bytes: int  # the hub columns
     memory_bytes: int  # peak of the process tree, restores and serving included
-    checkpoint_bytes: int  # one checkpoint
+    checkpoint_bytes: int  # every checkpoint kept, their shared packs counted once
     checkpoints_kept: int  # at the most, the one being written included
     history_bytes: int
     days: float | None  # None: open-ended (judged for OPEN_ENDED_DAYS)
 
     @property
     def disk_bytes(self) -> int:
-        return self.checkpoint_bytes * self.checkpoints_kept + self.history_bytes
+        return self.checkpoint_bytes + self.history_bytes
 
     def memory_text(self) -> str:
         return (f"about {self.memory_bytes / GIB:.1f} GiB of memory ({self.state_bytes / GIB:.2f} GiB of hub state, "
                 f"{BYTES_PER_HUB} B/hub, x {MEMORY_PER_STATE_BYTE} measured peak + "
-                f"{MEMORY_BASE_BYTES / GIB:.2f} GiB for Ray and the interpreters, and one shard's checkpoint "
-                "read back on a restore)")
+                f"{MEMORY_BASE_BYTES / GIB:.2f} GiB for Ray and the interpreters, the shards' copy of the last "
+                "checkpoint, and one shard's checkpoint read back on a restore)")
 
     def disk_text(self) -> str:
         span = f"{self.days:g} days" if self.days is not None else f"the first {OPEN_ENDED_DAYS:g} day"
         return (f"about {self.disk_bytes / GIB:.1f} GiB of disk for {span} ({self.checkpoints_kept} checkpoint(s) "
-                f"of {self.checkpoint_bytes / GIB:.2f} GiB, {CHECKPOINT_BYTES_PER_HUB} B/hub, and "
+                f"in {self.checkpoint_bytes / GIB:.2f} GiB of column packs, {CHECKPOINT_FIRST_BYTES_PER_HUB} B/hub "
+                f"for the first and {CHECKPOINT_KEPT_BYTES_PER_HUB} for each more, and "
                 f"{self.history_bytes / 2**20:.1f} MiB of history)")
 
 
@@ -93,14 +101,15 @@ def estimate_needs(hubs: int, *, shards: int, checkpoint_every: int | None, days
     if shards < 1:
         raise ValueError("shards must be at least 1")
     state = hubs * BYTES_PER_HUB
-    checkpoint = hubs * CHECKPOINT_BYTES_PER_HUB
-    # A shard restoring (a restart, resume or rewind) reads its checkpoint whole beside its state.
-    memory = int(state * MEMORY_PER_STATE_BYTE + MEMORY_BASE_BYTES + checkpoint / shards
-                 + (SERVING_BYTES if serving else 0))
     ticks = max(1, round((days if days is not None else OPEN_ENDED_DAYS) * HALF_HOURS_PER_DAY))
-    return RunNeeds(hubs=hubs, shards=shards, state_bytes=state, memory_bytes=memory, checkpoint_bytes=checkpoint,
-                    checkpoints_kept=checkpoints_kept(ticks, checkpoint_every),
-                    history_bytes=ticks * HISTORY_BYTES_PER_TICK, days=days)
+    kept = checkpoints_kept(ticks, checkpoint_every)
+    checkpoints = hubs * (CHECKPOINT_FIRST_BYTES_PER_HUB + CHECKPOINT_KEPT_BYTES_PER_HUB * (kept - 1)) if kept else 0
+    shadow = state * SHADOW_BYTES_PER_STATE_BYTE if kept else 0
+    # A shard restoring (a restart, resume or rewind) reads its packs beside its state.
+    memory = int(state * MEMORY_PER_STATE_BYTE + MEMORY_BASE_BYTES + shadow + checkpoints / shards
+                 + (SERVING_BYTES if serving else 0))
+    return RunNeeds(hubs=hubs, shards=shards, state_bytes=state, memory_bytes=memory, checkpoint_bytes=checkpoints,
+                    checkpoints_kept=kept, history_bytes=ticks * HISTORY_BYTES_PER_TICK, days=days)
 
 
 def free_disk_bytes(run_dir: Path) -> int:
