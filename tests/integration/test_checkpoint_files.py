@@ -41,7 +41,7 @@ def test_the_engine_writes_no_pickle_and_resumes_from_its_records():
             payload = read_verified(store.tick_dir(tick) / name)
             assert payload is not None
             header, _ = peek(payload)
-            assert (header["format"], header["version"]) in {("twin.planner", 2), ("twin.shard-checkpoint", 2)}
+            assert (header["format"], header["version"]) in {("twin.planner", 3), ("twin.shard-checkpoint", 2)}
             # Pickle protocol 2+ opens with 0x80 and names classes by module: neither is here.
             assert not payload.startswith(b"\x80") and b"twin.model" not in payload and b"builtins" not in payload
     ref = LocalFleet(CFG, splits=2)
