@@ -92,14 +92,14 @@ class SweepCommand(Command):
             window = "in the worst half-hour" if bp["over"] == "half-hour" else "over the run"
             console.print(f"breaking point (p{bp['quantile'] * 100:g} {bp['class']} latency {window} passes "
                           f"{bp['target_s']:g} s), and headroom at the baseline:", highlight=False)
-            for csp, e in bp["per_csp"].items():
+            for csp, edge in bp["per_csp"].items():
                 h = res["headroom"][csp]
-                if e["status"] == "crossed":
-                    at = f"{param}={e['value']:g} (between {e['bracket'][0]:g} and {e['bracket'][1]:g})"
-                elif e["status"] == "within":
+                if edge["status"] == "crossed":
+                    at = f"{param}={edge['value']:g} (between {edge['bracket'][0]:g} and {edge['bracket'][1]:g})"
+                elif edge["status"] == "within":
                     at = "not reached in the range swept"
                 else:
-                    at = f"at or below {param}={e['value']:g}"
+                    at = f"at or below {param}={edge['value']:g}"
                 console.print(f"  {csp}: {at}; baseline within target {h['within_target']:.2%}, worst p99 "
                               f"{h['worst_tick_p99_s']} s, busiest link {h['busiest_link']} with "
                               f"{h['link_headroom']} of its capacity left", highlight=False)

@@ -5,13 +5,13 @@ verifies and the COMPLETE marker (written last) names them."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from twin.engine.files import read_verified, write_atomic
 from twin.engine.packs import PACKS, ColumnPacks, pack_dir, referenced_packs
 from twin.model.config import FleetConfig
 from twin.model.ops.runtime import Control, FleetPlanner, ShardOps
@@ -24,50 +24,6 @@ from twin.model.ops.snapshot import (
 )
 from twin.model.records import RecordFormatError, pack, unpack
 from twin.model.state import HubState
-
-MAGIC = b"TWINCKPT1\n"
-
-
-def write_atomic(path: Path, payload: bytes | Sequence[bytes | memoryview]) -> str:
-    """Write `payload` (one buffer, or several written in turn and never joined) with its
-    checksum; returns the hex digest. The digest goes in front, so it is written last."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = [payload] if isinstance(payload, bytes | bytearray | memoryview) else payload
-    h = hashlib.sha256()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(MAGIC + bytes(32))
-        for chunk in chunks:
-            h.update(chunk)
-            fh.write(chunk)
-        fh.seek(len(MAGIC))
-        fh.write(h.digest())
-    replace_synced(tmp, path)
-    return h.hexdigest()
-
-
-def replace_synced(tmp: Path, path: Path, *, sync_dir: bool = True) -> None:
-    """Put the finished file `tmp` in `path`'s place durably: `tmp` synced, renamed over `path`
-    (a reader sees the old file or the new one, never part of one), then the folder synced so
-    the rename itself survives a crash (skip that with sync_dir=False when several files are
-    renamed into one folder and the caller syncs it once with `sync_folder`)."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if sync_dir:
-        sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 # A shard checkpoint is one versioned record (twin.model.records): a JSON header with the state's
 # meta, the operations' record and the table of its hub columns' chunks in column packs
@@ -135,19 +91,6 @@ def load_planner_applied(path: Path) -> tuple[int, int] | None:
     """The journal position a planner file had accepted (None: missing or corrupt)."""
     payload = read_verified(path)
     return None if payload is None else planner_applied(payload)
-
-
-def read_verified(path: Path) -> bytes | None:
-    """The payload, or None if the file is missing, truncated or corrupt."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    head = len(MAGIC) + 32
-    if len(data) < head or not data.startswith(MAGIC):
-        return None
-    digest, payload = data[len(MAGIC):head], data[head:]
-    return payload if hashlib.sha256(payload).digest() == digest else None
 
 
 class CheckpointStore:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import duckdb
 import numpy as np
 
-from twin.engine.checkpoint import replace_synced, sync_folder
+from twin.engine.files import replace_synced, sync_folder
 from twin.model.capacity import CapacityReport
 from twin.model.catalog import CLASS_LABEL, N_WAN, SUPPLIERS, WAN_LABEL, AlertKind, Csp, MessageType, TrafficClass, WanTech
 from twin.model.config import FleetConfig

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from twin.engine.checkpoint import planner_snapshot
 from twin.engine.errors import RunStateError
@@ -314,7 +314,7 @@ class OperationsStore:
                 self._not_held(name, key)
             return operation_view(op, self.config)
 
-    def _not_held(self, name: str, key: str) -> None:
+    def _not_held(self, name: str, key: str) -> NoReturn:
         if self.planner.was_retired(key):
             raise OperationRetired("name", f"operation {name!r} is not held: finished operations are kept for "
                                            f"{self.retention_days:g} days of simulated time after they end, then "

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import zstandard
 
+from twin.engine.files import read_verified, sync_folder, write_atomic
+
 CHUNK_BYTES = 1 << 20
 ZSTD_LEVEL = 1  # measured 2026-12-01: level 3 was 5x slower for 2% less on a 1M-hub state
 PACKS = "packs"
@@ -95,8 +97,6 @@ class ColumnPacks:
         """Write the chunks of `columns` that changed since the last checkpoint into packs of
         `tick`; returns the manifest's column table {name: {dtype, shape, chunks: [[pack, off, len]]}}.
         The shadow moves on only once every pack is on disk (an OSError leaves it as it was)."""
-        from twin.engine.checkpoint import sync_folder, write_atomic
-
         self.dir.mkdir(parents=True, exist_ok=True)
         table: dict[str, dict[str, Any]] = {}
         moves: list[tuple[str, np.ndarray, list[int], list[Ref]]] = []
@@ -105,7 +105,7 @@ class ColumnPacks:
             old, refs = self.shadow.get(name), self.refs.get(name)
             fresh = old is None or refs is None or old.size != raw.size
             changed = [i for i, at in enumerate(_chunks(raw))
-                       if fresh or not np.array_equal(raw[at:at + CHUNK_BYTES], old[at:at + CHUNK_BYTES])]
+                       if old is None or fresh or not np.array_equal(raw[at:at + CHUNK_BYTES], old[at:at + CHUNK_BYTES])]
             new_refs = list(refs) if not fresh and refs is not None else [_NONE] * len(_chunks(raw))
             if changed:
                 pack = f"{name}-{tick:09d}-{uuid.uuid4().hex[:12]}.pack"
@@ -186,8 +186,6 @@ class ColumnPacks:
 
 
 def read_verified_pack(folder: Path, name: str) -> bytes | None:
-    from twin.engine.checkpoint import read_verified
-
     return read_verified(folder / name) if name and "/" not in name and not name.startswith(".") else None
 
 

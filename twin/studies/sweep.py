@@ -207,7 +207,7 @@ def run_sweep(scenario: Path, *, param: str, values: list[Any], out: Path, hubs:
     else:
         *reports, baseline = [rs[0] for rs in by_point]
     rows = [_row(v, r) for v, r in zip(values, reports, strict=True)]
-    result = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name,
+    result: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "name": name,
               "description": description, "scenario": str(scenario), "param": param, "values": values,
               "points": rows, "baseline": _row(None, baseline),
               # Dark hubs over time per point, by day or longer for long runs (the highest half-hour).
@@ -300,7 +300,7 @@ def run_ensemble(scenario: Path, *, seeds: list[int], out: Path, hubs: int | Non
 
     load_scenario(scenario, hubs=hubs, seed=seeds[0])  # checked before any run starts
     doc = yaml.safe_load(scenario.read_text())
-    jobs = [(doc, str(out / f"seed-{s}"), s) for s in seeds]
+    jobs: list[tuple[dict[str, Any], str, int | None]] = [(doc, str(out / f"seed-{s}"), s) for s in seeds]
     t = time.perf_counter()
     reports = run_jobs(jobs, hubs=hubs, shards=shards, klass=klass, quantile=quantile)
     wall = time.perf_counter() - t
