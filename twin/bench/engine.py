@@ -339,13 +339,14 @@ def start_twin_up(hubs: int, home: Path, run_dir: Path, *extra: str) -> subproce
     return proc
 
 
-def write_results(figures: dict[str, Any], out: Path, console: Console) -> dict[str, Any]:
-    """Stamp figures with the time and machine, write them as JSON and show them."""
+def write_results(figures: dict[str, Any], out: Path, console: Console, *, show: bool = True) -> dict[str, Any]:
+    """Stamp figures with the time and machine, write them as JSON and (if `show`) print them."""
     result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **figures}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print_json(json.dumps(result))
-    console.print(f"results written to {out}")
+    if show:
+        console.print_json(json.dumps(result))
+        console.print(f"results written to {out}")
     return result
 
 

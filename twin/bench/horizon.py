@@ -24,7 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from twin.bench.engine import TreeRssSampler, child_json
+from twin.bench.engine import TreeRssSampler, child_json, write_results
 from twin.model.params import HALF_HOURS_PER_DAY
 
 DAYS_PER_YEAR = 365.25
@@ -102,7 +102,7 @@ def run_horizon_bench(*, hubs: int, days: float, storage_hubs: int, storage_days
     timed = child_json(["twin.bench.horizon", str(hubs), str(days), str(seed), "0"], f"{hubs:,} hubs", console)
     if timed is None:
         return None
-    console.print(f"keeping a simulated year of {storage_hubs:,} hubs' checkpoints…", highlight=False)
+    console.print(f"keeping {storage_days:g} simulated days of {storage_hubs:,} hubs' checkpoints…", highlight=False)
     kept = child_json(["twin.bench.horizon", str(storage_hubs), str(storage_days), str(seed), "30"],
                       f"{storage_hubs:,} hubs", console)
     if kept is None:
@@ -114,7 +114,7 @@ def run_horizon_bench(*, hubs: int, days: float, storage_hubs: int, storage_days
         "checkpoint_bytes_per_hub_year": round(per_hub, 2),
         "checkpoint_bytes_year_at_hubs": round(per_hub * hubs),
     }
-    result = _write(figures, out)
+    result = write_results(figures, out, console, show=False)
     t = Table(title="twin bench horizon", title_justify="left")
     t.add_column("figure")
     t.add_column("value", justify="right")
@@ -127,22 +127,11 @@ def run_horizon_bench(*, hubs: int, days: float, storage_hubs: int, storage_days
     t.add_row("day / floor", f"{timed['day_over_floor']:.1f}")
     t.add_row(f"a year at this rate (projected from {timed['days']:g} days)", f"{timed['year_projected_min']:.1f} min")
     t.add_row("a decade at this rate (projected)", f"{timed['decade_projected_min']:.1f} min")
-    t.add_row(f"checkpoints kept after a year of {storage_hubs:,} hubs (run)",
+    t.add_row(f"checkpoints kept after {kept['days']:g} days of {storage_hubs:,} hubs (run)",
               f"{kept['checkpoint_bytes'] / 2**20:,.0f} MiB in {kept['samples'][-1]['checkpoints_kept']} checkpoints")
     t.add_row(f"  the same per hub, at {hubs:,} hubs", f"{per_hub * hubs / 2**30:.2f} GiB")
     console.print(t)
     console.print(f"results written to {out}")
-    return result
-
-
-def _write(figures: dict[str, Any], out: Path) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    from twin.bench.engine import machine
-
-    result = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(), **figures}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

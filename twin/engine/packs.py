@@ -103,19 +103,23 @@ class ColumnPacks:
         for name, arr in columns:
             raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
             old, refs = self.shadow.get(name), self.refs.get(name)
-            fresh = old is None or refs is None or old.size != raw.size
-            changed = [i for i, at in enumerate(_chunks(raw))
-                       if old is None or fresh or not np.array_equal(raw[at:at + CHUNK_BYTES], old[at:at + CHUNK_BYTES])]
-            new_refs = list(refs) if not fresh and refs is not None else [_NONE] * len(_chunks(raw))
+            if old is None or refs is None or old.size != raw.size:  # no earlier checkpoint of it: all of it
+                old = None
+                changed = list(range(len(_chunks(raw))))
+                new_refs = [_NONE] * len(changed)
+            else:
+                changed = [i for i, at in enumerate(_chunks(raw))
+                           if not np.array_equal(raw[at:at + CHUNK_BYTES], old[at:at + CHUNK_BYTES])]
+                new_refs = list(refs)
             if changed:
                 pack = f"{name}-{tick:09d}-{uuid.uuid4().hex[:12]}.pack"
                 parts, off = [], 0
                 for i in changed:
                     at = i * CHUNK_BYTES
                     piece = raw[at:at + CHUNK_BYTES]
-                    prev = None if fresh or _depth(new_refs[i]) > MAX_DELTAS else new_refs[i]
-                    if prev is not None:
-                        piece = np.bitwise_xor(piece, old[at:at + CHUNK_BYTES])  # type: ignore[index]
+                    prev = None if old is None or _depth(new_refs[i]) > MAX_DELTAS else new_refs[i]
+                    if old is not None and prev is not None:
+                        piece = np.bitwise_xor(piece, old[at:at + CHUNK_BYTES])
                     z = self._cctx.compress(piece.data)
                     parts.append(z)
                     new_refs[i] = (pack, off, len(z), prev)

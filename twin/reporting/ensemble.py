@@ -51,16 +51,21 @@ def ci_method(figures: Mapping[str, Mapping[str, Any]]) -> str:
     return next((d["ci_method"] for d in figures.values() if d.get("ci_method")), "")
 
 
+def _spread_table(title: str, figures: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Figures' mean, spread and interval over the seeds, as a terminal table."""
+    t = Table(title=title, title_justify="left")
+    for i, h in enumerate(HEAD):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for row in _rows(figures):
+        t.add_row(*row)
+    return t
+
+
 def print_ensemble(result: Mapping[str, Any], console: Console) -> None:
     """The ensemble's figures as a terminal table, then its throughput."""
     seeds = result["seeds"]
-    t = Table(title=f"Ensemble of {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {result['hubs']:,} hubs, "
-                    f"{result['days']:g} days", title_justify="left")
-    for i, h in enumerate(HEAD):
-        t.add_column(h, justify="left" if i == 0 else "right")
-    for row in _rows(result["figures"]):
-        t.add_row(*row)
-    console.print(t)
+    console.print(_spread_table(f"Ensemble of {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}), {result['hubs']:,} hubs, "
+                                f"{result['days']:g} days", result["figures"]))
     console.print(f"interval: {ci_method(result['figures'])}", highlight=False)
     tp = result["throughput"]
     console.print(f"{tp['runs']} runs, {tp['hub_days']:,.0f} hub-days in {tp['wall_s']:.1f} s: "
@@ -71,12 +76,7 @@ def print_sweep_spread(result: Mapping[str, Any], console: Console) -> None:
     """A sweep with seeds: per point, each figure's mean, spread and interval over the seeds."""
     for p in [*result["points"], result["baseline"]]:
         value = "baseline" if p["value"] is None else f"{result['param']}={p['value']}"
-        t = Table(title=f"{value}, over {len(result['seeds'])} seeds", title_justify="left")
-        for i, h in enumerate(HEAD):
-            t.add_column(h, justify="left" if i == 0 else "right")
-        for row in _rows(p["spread"]):
-            t.add_row(*row)
-        console.print(t)
+        console.print(_spread_table(f"{value}, over {len(result['seeds'])} seeds", p["spread"]))
     console.print(f"interval: {ci_method(result['points'][0]['spread'])}", highlight=False)
 
 
