@@ -41,10 +41,10 @@ def _report_ready_when_serving(server: DashboardServer, path: Path) -> None:
             if server.server.should_exit:
                 return
             time.sleep(0.05)
-        sockets = [sock for srv in server.server.servers for sock in srv.sockets]
-        if not sockets:
+        port = server.bound_port()
+        if port is None:
             return  # stopped as it started (Ctrl-C during start-up): never ready, nothing to report
-        write_ready(path, url=server.url, port=sockets[0].getsockname()[1])
+        write_ready(path, url=server.url, port=port)
 
     threading.Thread(target=watch, name="dashboard-ready", daemon=True).start()
 

@@ -267,11 +267,17 @@ class DashboardServer:
         self.host, self.port = host, port
         self._thread: threading.Thread | None = None
 
+    def bound_port(self) -> int | None:
+        """The port uvicorn listens on, once started; None before, or once its sockets closed
+        (stopped, say by Ctrl-C as it started)."""
+        if not self.server.started:
+            return None
+        sockets = [sock for srv in self.server.servers for sock in srv.sockets]
+        return sockets[0].getsockname()[1] if sockets else None
+
     @property
     def url(self) -> str:
-        port = self.port
-        if self.server.started and self.server.servers:
-            port = self.server.servers[0].sockets[0].getsockname()[1]
+        port = self.bound_port() or self.port
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{port}"
 
