@@ -66,13 +66,27 @@ def wait_for(pred, timeout=120.0):
     return False
 
 
+def on_schedule(sup, fake: FakeTime) -> bool:
+    """The running clock's thread is waiting for a tick still in the (fake) future: until the fake
+    clock moves, it takes no tick."""
+    due = sup.wall_clock.next_due
+    return due is not None and due > fake.monotonic()
+
+
 def settle(sup, fake: FakeTime, seconds: float, expect_tick: int) -> None:
-    """Move the fake clock on and wake the clock's thread; it must reach `expect_tick` and stay
-    there (the fake clock no longer moves, so any further tick is off the schedule)."""
+    """Move the fake clock on and wake the clock's thread; it must reach `expect_tick` and stop
+    there. Time moves only once the thread has set its schedule after the last tick (moving it
+    while a tick is finishing would count the move into that tick's schedule)."""
+    running = sup.clock_state == "running"
+    if running:
+        assert wait_for(lambda: on_schedule(sup, fake))
     fake.advance(seconds)
     sup.wall_clock.wake()
     assert wait_for(lambda: sup.tick >= expect_tick), (sup.tick, expect_tick)
-    time.sleep(0.3)  # a tick beyond the schedule would start within this
+    if running:
+        assert wait_for(lambda: on_schedule(sup, fake))  # waiting again, for a tick not yet due
+    else:
+        time.sleep(0.3)  # a paused clock's thread has no schedule: a stray tick would start within this
     assert sup.tick == expect_tick
 
 
@@ -80,7 +94,7 @@ def test_pause_stops_ticks_and_step_advances_exactly_n(sup):
     sup.start_clock(speed=None)  # flat out
     assert wait_for(lambda: sup.tick > 5)
     sup.pause()
-    time.sleep(0.2)  # a tick in flight may finish
+    assert wait_for(lambda: not sup.wall_clock.ticking)  # a tick in flight finishes; no other starts
     frozen = sup.tick
     time.sleep(0.5)
     assert sup.tick == frozen

@@ -44,6 +44,8 @@ class Clock:
         self._target: int | None = None  # the tick at which a running clock pauses by itself
         self._thread: threading.Thread | None = None
         self._error: str | None = None
+        self._waiting_for: float | None = None  # the schedule time the thread is sleeping until
+        self._in_tick = False  # the thread decided (under the lock) to run a tick and has not finished it
         self._failure_listeners: list[ClockFailureListener] = []
 
     # -- reading ------------------------------------------------------------------------------
@@ -59,6 +61,22 @@ class Clock:
     @property
     def speed(self) -> float | None:
         return self._speed
+
+    @property
+    def next_due(self) -> float | None:
+        """The `time.monotonic()` time the running clock's thread is waiting for before its next
+        tick; None while a tick runs, while paused or flat out. A test moving a fake clock waits
+        for this so that it moves time only once the schedule after a tick is set."""
+        with self._cv:
+            return self._waiting_for
+
+    @property
+    def ticking(self) -> bool:
+        """The clock's thread is running a tick. Set under the lock in the same hold that saw the
+        clock running, so once `pause()` has returned and this reads False no further tick starts
+        until a resume."""
+        with self._cv:
+            return self._in_tick
 
     # -- control ------------------------------------------------------------------------------
     def start(self, *, speed: float | None = DEFAULT_SPEED, running: bool = True) -> None:
@@ -174,9 +192,17 @@ class Clock:
                 if speed is not None:
                     delay = next_due - time.monotonic()
                     if delay > 0:
+                        self._waiting_for = next_due
                         self._cv.wait(timeout=delay)
+                        self._waiting_for = None
                         continue
-            self._step(1)
+                self._in_tick = True
+            try:
+                self._step(1)
+            finally:
+                with self._cv:
+                    self._in_tick = False
+                    self._cv.notify_all()
             if speed is not None:
                 # Pace from the schedule, not from when the tick finished, so a tick's own
                 # duration does not slow the clock (unless the fleet cannot keep up).
