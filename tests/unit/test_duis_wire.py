@@ -286,12 +286,12 @@ def test_missing_parameter() -> None:
     ("2.2", "TopUpAmountPence", "12.5"),
     ("2.2", "TopUpAmountPence", "ten"),
     ("2.2", "TopUpAmountPence", "\u0661\u0662"),  # Arabic-Indic digits
-    ("2.2", "TopUpAmountPence", "１２"),  # full-width digits
+    ("2.2", "TopUpAmountPence", "\uff11\uff12"),  # full-width digits
     ("2.2", "TopUpAmountPence", "1" * 40),
     ("2.2", "UTRN", "123"),
     ("1.1.1", "UnitRatePence", "1e3"),
     ("1.1.1", "UnitRatePence", "NaN"),
-    ("1.1.1", "UnitRatePence", "２4.5"),
+    ("1.1.1", "UnitRatePence", "\uff124.5"),
     ("11.1", "FirmwareVersion", ""),
     ("11.1", "FirmwareVersion", "v\u00e9rsion"),
     ("11.1", "Device", "esme"),
