@@ -25,9 +25,14 @@ from twin.services.duis_gateway.delivery import Delivery, FailedMessage, Message
 FAST = (0.02, 0.05, 0.1)  # backoff for tests: real seconds between attempts
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up mid-request (the delivery stopping) is expected here
+
+
 class Receiver:
     """A User's receive endpoint on 127.0.0.1. mode: "up" (204), "503", "drop" (close the connection
-    unanswered) or "stopped" (the listening socket closed). When up, a body in `answers` is answered
+    unanswered), "hang" (never answer) or "stopped" (the listening socket closed). When up, a body in `answers` is answered
     with the next status of its list (204 once the list is spent) and counts as accepted on a 2xx."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
@@ -37,6 +42,7 @@ class Receiver:
         self.answers: dict[bytes, list[int]] = {}
         self.connections: set[tuple[str, int]] = set()
         self.lock = threading.Lock()
+        self.released = threading.Event()
         self.tls = tls
         self.port = 0
         self._server: http.server.ThreadingHTTPServer | None = None
@@ -63,7 +69,9 @@ class Receiver:
                     code = 503 if mode == "503" else planned.pop(0) if planned else 204
                     if mode == "up" and 200 <= code < 300:
                         rx.accepted.append(body)
-                if mode in ("drop", "stopped"):
+                if mode == "hang":
+                    rx.released.wait()  # never answer until the test ends
+                if mode in ("drop", "stopped", "hang"):
                     self.close_connection = True
                     return
                 self.send_response(code)
@@ -78,7 +86,7 @@ class Receiver:
         return Handler
 
     def start(self) -> None:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server = _QuietServer(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = True
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
@@ -96,6 +104,7 @@ class Receiver:
             self.mode = mode
 
     def close(self) -> None:
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -310,6 +319,25 @@ def test_a_transient_status_is_retried_and_then_delivered_once(receiver: Receive
     assert (d.stats()["retried"], d.failed("u1")) == (2, [])
 
 
+def test_a_receiver_that_never_answers_times_out_and_fails(receiver: Receiver) -> None:
+    receivers = Receivers()
+    receivers.set("u1", receiver.url)
+    d = delivery(receivers, retry_for_s=0.5, timeout_s=0.2)
+
+    async def scenario() -> None:
+        receiver.set("hang")
+        await d.start()
+        try:
+            d.enqueue(msg("u1", 0))
+            await until(lambda: d.stats()["failed"] == 1, "failed after timeouts")
+        finally:
+            await d.stop()
+
+    run(scenario)
+    [failed] = d.failed("u1")
+    assert failed.last_error == "timeout after 0.2 s" and failed.attempts >= 1
+
+
 # -- (4) one User's receiver down does not delay another's --------------------------------------------
 
 def test_one_user_down_does_not_delay_another(receiver: Receiver, receiver2: Receiver) -> None:
@@ -328,7 +356,8 @@ def test_one_user_down_does_not_delay_another(receiver: Receiver, receiver2: Rec
                 d.enqueue(m)
             for m in u2:
                 d.enqueue(m)
-            await until(lambda: receiver2.bodies() == [m.xml for m in u2], "u2's messages delivered")
+            await until(lambda: d.stats()["delivered"] == 5, "u2's messages delivered")
+            assert receiver2.bodies() == [m.xml for m in u2]
             # u2 got everything while u1's head is still retrying inside its 600 s window.
             assert d.stats()["queued"] == 5
             assert d.failed("u1") == []
@@ -614,3 +643,30 @@ def test_an_unverifiable_https_receiver_is_retried_then_failed_with_the_reason(t
         assert rx.bodies() == []
     finally:
         rx.close()
+
+
+def test_a_worker_that_always_crashes_still_ends_its_head_in_the_failed_queue(
+        receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    receivers = Receivers()
+    receivers.set("u1", receiver.url)
+    d = delivery(receivers, retry_for_s=0.3)
+
+    async def always_crash(self: Delivery, message: Message) -> tuple[str, str]:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(Delivery, "_attempt", always_crash)  # fault injection, as above
+    sent = [msg("u1", 0), msg("u1", 1)]
+
+    async def scenario() -> None:
+        await d.start()
+        try:
+            for m in sent:
+                d.enqueue(m)
+            await until(lambda: d.stats()["failed"] == 2, "both failed despite the crashes")
+        finally:
+            await d.stop()
+
+    run(scenario)
+    assert [f.message for f in d.failed("u1")] == sent
+    assert {f.last_error for f in d.failed("u1")} == {"internal error: RuntimeError: injected fault"}
+    assert d.stats()["worker_crashes"] >= 2 and len(d.errors) == d.stats()["worker_crashes"]

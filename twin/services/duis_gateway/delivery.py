@@ -455,7 +455,13 @@ class Delivery:
             if entry.attempts > 1:
                 with self._lock:
                     self._counts.retried += 1
-            kind, detail = await self._attempt(entry.message)
+            try:
+                kind, detail = await self._attempt(entry.message)
+            except Exception as exc:
+                # A bug, not the receiver's doing: the worker crashes (reported, restarted) and the
+                # head keeps its window, so a crash that repeats ends in the failed queue, saying so.
+                entry.last_error = f"internal error: {type(exc).__name__}: {exc}"
+                raise
             if kind == _OK:
                 return _OK
             entry.last_error = detail
