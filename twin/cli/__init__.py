@@ -32,6 +32,8 @@ COMMANDS: dict[str, CommandInfo] = {
                          "run a scenario at several values of one parameter, in parallel"),
     "users": CommandInfo("twin.cli.users", "UsersCommand", "list DCC Users, or add one (prints its token once)"),
     "certs": CommandInfo("twin.cli.certs", "CertsCommand", "make a development CA and server certificate for TLS"),
+    "duis-pki": CommandInfo("twin.cli.duis", "DuisPkiCommand",
+                            "issue the DUIS test PKI for a home's DCC Users and set their receive URLs"),
     "hub": CommandInfo("twin.cli.hub", "HubCommand", "describe one hub of a fleet at its start"),
     "history": CommandInfo("twin.cli.history", "HistoryCommand",
                            "query a run's tick-summary history (DuckDB SQL; takes no lock, so it is safe "

@@ -60,6 +60,12 @@ def check_serving_args(args: argparse.Namespace) -> None:
     if not args.tls_cert and not is_loopback(args.grpc_host):
         raise UsageError(f"--grpc-host: {args.grpc_host} is beyond loopback; serving there needs TLS "
                          "(--tls-cert/--tls-key; `twin certs` makes development ones)")
+    if args.duis_port is not None:
+        if not 0 <= args.duis_port <= 65535:
+            raise UsageError(f"--duis-port: must be 0-65535, got {args.duis_port}")
+        if not args.tls_cert and not is_loopback(args.duis_host):
+            raise UsageError(f"--duis-host: {args.duis_host} is beyond loopback; DUIS is served there only over HTTPS "
+                             "(--tls-cert/--tls-key)")
     if args.no_dashboard:
         return
     if not 0 <= args.dash_port <= 65535:
@@ -103,6 +109,16 @@ class UpCommand(Command):
         parser.add_argument("--api-processes", type=api_processes_arg, default=1,
                             help="processes serving the API port (default 1); each more one answers read Service "
                                  "Requests from the shards' shared memory, so reads scale with cores")
+        parser.add_argument("--duis-port", type=whole_arg, default=None,
+                            help="serve the DUIS gateway (signed DUIS XML, as DCC User adapters speak it) on this port "
+                                 "(8079 is DCC's test system's; 0 picks a free one; default: not served)")
+        parser.add_argument("--duis-host", default="127.0.0.1",
+                            help="DUIS gateway address (default 127.0.0.1; beyond loopback it needs --tls-cert/--tls-key)")
+        parser.add_argument("--duis-pki", metavar="MANIFEST",
+                            help="the DUIS test PKI's manifest (twin duis-pki writes one; default HOME/duis/duis.json, "
+                                 "issued for the development users if missing); receive URLs are set there per User")
+        parser.add_argument("--duis-receiver-host", action="append", default=[], metavar="HOST",
+                            help="a host beyond loopback that receive URLs may name (HTTPS only); repeat for more")
         parser.add_argument("--ready-file", metavar="PATH",
                             help="once everything serves, write there (JSON) the API address, each API process's own "
                                  "port, the dashboard URL and the run directory: how a script learns that the twin "
@@ -124,5 +140,8 @@ class UpCommand(Command):
             tls=(Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None,
             anomaly_threshold=args.anomaly_threshold, api_processes=args.api_processes,
             dashboard=not args.no_dashboard, dash_host=args.dash_host, dash_port=args.dash_port,
-            ready_file=Path(args.ready_file) if args.ready_file else None)
+            ready_file=Path(args.ready_file) if args.ready_file else None,
+            duis_port=args.duis_port, duis_host=args.duis_host,
+            duis_pki=Path(args.duis_pki) if args.duis_pki else None,
+            duis_receiver_hosts=frozenset(args.duis_receiver_host))
         return Launcher(fleet, options, err=err).run()

@@ -140,6 +140,25 @@ class RequestLedger:
             self._put(key, Seen(digest))
             return None
 
+    def check_fresh(self, user: str, request_id: str) -> None:
+        """Raise RequestIdError ("stale") unless `claim` would take `request_id` as a new request
+        now: a DUIS id whose counter is above the last used from its originator (or equal to it
+        while that request was refused before it applied), an opaque id not seen. Claims nothing
+        (a front door checks an id this way before it answers without applying: DUIS's Transform)."""
+        duis = parse_request_id(request_id)
+        with self._lock:
+            seen = self._ids.get((user, request_id))
+            retryable = seen is not None and seen.state == "failed"
+            if duis is None:
+                if seen is not None and not retryable:
+                    raise RequestIdError("stale", f"{request_id!r} was used already")
+                return
+            last = self._counters.get((user, duis.originator), -1)
+            if duis.counter < last or (duis.counter == last and not retryable):
+                raise RequestIdError("stale", f"counter {duis.counter} is not above {last}, the last one used from "
+                                              f"originator {duis.originator}: a DUIS RequestID counter must strictly "
+                                              "increase")
+
     def finish(self, user: str, request_id: str, *, operation: str = "", answer: bytes = b"") -> None:
         """The request was accepted: later retries get `answer` (or its operation)."""
         with self._lock:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from grpc.experimental.aio import init_grpc_aio
 from rich.console import Console
@@ -29,9 +30,13 @@ from twin.reporting.capacity import status_figure
 from twin.reporting.compare import comparison_page
 from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
+from twin.services.identity import UserStore
 from twin.services.server import ApiServer
 from twin.util.child import write_ready
 from twin.util.heap import settle_heap
+
+if TYPE_CHECKING:
+    from twin.services.duis_gateway.app import DuisSettings
 
 _LOOP_S = 0.2  # how often the main loop looks for a stop request and a status line due
 
@@ -65,6 +70,10 @@ class UpOptions:
     dash_host: str
     dash_port: int
     ready_file: Path | None = None  # written once everything serves: where the API and dashboard are
+    duis_port: int | None = None  # the DUIS gateway's port; None: not served
+    duis_host: str = "127.0.0.1"
+    duis_pki: Path | None = None  # its PKI manifest; None: HOME/duis/duis.json, issued if missing
+    duis_receiver_hosts: frozenset[str] = frozenset()
 
 
 class Launcher:
@@ -104,7 +113,7 @@ class Launcher:
                     else f"{o.speed:g}x real time ({TICK_SECONDS / o.speed:.2f} s per tick)")
             if o.ready_file is not None:
                 write_ready(o.ready_file, grpc=api.address, own_ports=self._own_ports(api), dashboard=dash_url,
-                            run_dir=str(sup.run_dir))
+                            run_dir=str(sup.run_dir), duis=api.duis.server.url if api.duis is not None else None)
             self.err.print(f"twin is running: simulated clock from {format_instant(config.time_of(sup.tick))}, "
                            f"{pace}. Ctrl-C stops.")
             try:
@@ -150,19 +159,25 @@ class Launcher:
         o = self.options
         users, tokens = load_or_create_users(o.home)
         replicas = o.api_processes - 1
+        duis = self._duis_settings(users) if o.duis_port is not None else None
         api = ApiServer(sup, users, host=o.grpc_host, port=o.grpc_port, tls=o.tls,
                         anomaly=AnomalyDetector(default_threshold=o.anomaly_threshold),
                         replica_token=secrets.token_urlsafe(32) if replicas else None, metrics_port=o.metrics_port,
-                        write_comparison=comparison_page)
+                        write_comparison=comparison_page, duis=duis)
         try:
             api.start()
         except OSError as e:
-            raise LaunchError(f"--grpc-port: {e}") from None
+            raise LaunchError(f"--grpc-port or --duis-port: {e}") from None
+        except ValueError as e:
+            raise LaunchError(f"--duis-pki: {e}") from None
         self.api = api
         for i in range(replicas):
             self.children.append(self._start_replica(api, i))
         self.err.print(f"gRPC API on {api.address} ({'TLS' if o.tls else 'plaintext, loopback only'}); bearer tokens "
                        f"of the development users in {tokens}", highlight=False)
+        if api.duis is not None and api.duis_settings is not None:
+            self.err.print(f"DUIS gateway on {api.duis.server.url}/api/v1/serviceS|serviceD|serviceT; DCC Users' "
+                           f"keys and certificates in {api.duis_settings.pki.parent}", highlight=False)
         if api.metrics_port is not None:
             self.err.print(f"API call counters (Prometheus) on http://127.0.0.1:{api.metrics_port}/metrics",
                            highlight=False)
@@ -172,6 +187,25 @@ class Launcher:
             self.err.print(f"{o.api_processes} API processes share {api.address}; own ports: "
                            f"{own[0]} (this one), {', '.join(own[1:])}", highlight=False)
         return api
+
+    def _duis_settings(self, users: UserStore) -> DuisSettings:
+        """The DUIS gateway's settings; the development users' test PKI issued in HOME/duis if no
+        manifest is named and none is there yet."""
+        from twin.services.duis_gateway.app import DuisSettings
+        from twin.services.duis_gateway.pki import issue
+        from twin.services.identity import OPERATOR
+
+        o = self.options
+        assert o.duis_port is not None
+        manifest = o.duis_pki
+        if manifest is None:
+            manifest = o.home / "duis" / "duis.json"
+            if not manifest.exists():
+                issue(manifest.parent, [u.user_id for u in users.users() if u.role != OPERATOR])
+        elif not manifest.exists():
+            raise LaunchError(f"--duis-pki: no manifest at {manifest} (twin duis-pki issues one)")
+        return DuisSettings(pki=manifest, host=o.duis_host, port=o.duis_port, tls=o.tls,
+                            receiver_hosts=o.duis_receiver_hosts)
 
     def _own_ports(self, api: ApiServer) -> list[str]:
         """Each API process's own address, this one first (the replicas' from their readiness files);

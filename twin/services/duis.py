@@ -64,7 +64,7 @@ def lookup(srv: str) -> Srv:
 # The SR variants the twin can carry out, as spelled in the DUIS matrix.
 IMPLEMENTED: tuple[str, ...] = (
     "4.1.1", "4.6.1", "4.8.1", "4.17", "2.2", "1.1.1", "6.23", "7.1", "7.2",
-    "11.1", "11.2", "11.3", "8.14.1", "8.14.2", "8.14.3", "8.14.4", "12.1",
+    "11.1", "11.2", "11.3", "8.14.1", "8.14.2", "8.14.3", "8.14.4", "12.1", "8.2",
 )  # fmt: skip
 
 # Which fuel's supplier may address a premises with each implemented SR:
@@ -88,4 +88,5 @@ FUEL: dict[str, str] = {
     "8.14.3": "none",
     "8.14.4": "none",
     "12.1": "none",  # the WAN matrix is a DCC coverage lookup, not a device command
+    "8.2": "none",  # the inventory is the DCC's record of the premises' devices
 }

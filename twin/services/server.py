@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,6 +35,9 @@ from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStor
 from twin.services.policy import PolicyError, Rule, check_call, rpc_rule
 from twin.services.streams import StreamLimits
 from twin.util.netaddr import is_loopback
+
+if TYPE_CHECKING:  # (the DUIS gateway's libraries load only when it is served)
+    from twin.services.duis_gateway.app import DuisFrontDoor, DuisSettings
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +344,7 @@ class ApiServer:
                  tls: tuple[Path, Path] | None = None, max_in_flight: int = 256,
                  anomaly: Any = None, local_reads: bool = True, replica_token: str | None = None,
                  metrics_port: int | None = None, streams: StreamLimits | None = None,
-                 write_comparison: ComparisonWriter | None = None):
+                 write_comparison: ComparisonWriter | None = None, duis: DuisSettings | None = None):
         if tls is None and not is_loopback(host):
             raise ValueError(f"refusing to serve plaintext on {host}: beyond loopback the API needs TLS "
                              "(twin certs makes development certificates)")
@@ -365,6 +368,9 @@ class ApiServer:
         self.streams = streams or StreamLimits()
         # Writes CompareBranches' page (twin.reporting.compare.comparison_page; None: its JSON only).
         self.write_comparison = write_comparison
+        # The DUIS front door beside the gRPC API, over the same DCC (None: not served).
+        self.duis_settings = duis
+        self.duis: DuisFrontDoor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         # The health service, and the clock-failure listener that turns it NOT_SERVING.
@@ -445,6 +451,14 @@ class ApiServer:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._server = server
         self.dcc, self.fleet = dcc, fleet
+        if self.duis_settings is not None:
+            try:
+                await self._start_duis(self.duis_settings)
+            except BaseException:
+                await server.stop(0)
+                self._server = None
+                self.metrics.stop_http()
+                raise
         self._listeners = [lambda s: self.call_soon(lambda: dcc.on_tick(s)),
                            lambda s: self.call_soon(lambda: fleet.on_tick(s))]
         for fn in self._listeners:
@@ -456,6 +470,29 @@ class ApiServer:
             self.supervisor.add_failure_listener(self._on_clock)
             if self.supervisor.clock_error is not None:
                 self._clock_health(self.supervisor.clock_error)
+
+    async def _start_duis(self, settings: DuisSettings) -> None:
+        from twin.services.duis_gateway.app import start_duis
+
+        self.duis = await start_duis(settings, self.dcc.core, self.users)
+
+    def serve_duis(self, settings: DuisSettings) -> DuisFrontDoor:
+        """Start the DUIS front door over this server's DCC (the gRPC API's, so both doors share
+        its ledger, quarantine and response logs) on the server's loop; returns it once it listens.
+        ValueError for a PKI or receive URL that cannot be used, OSError for a port in use."""
+        if self._loop is None or self._server is None:
+            raise RuntimeError("start the API server first")
+        if self.duis is not None:
+            raise RuntimeError("the DUIS front door is served already")
+        asyncio.run_coroutine_threadsafe(self._start_duis(settings), self._loop).result(timeout=30)
+        assert self.duis is not None
+        return self.duis
+
+    def stop_duis(self) -> None:
+        """Stop the DUIS front door (its HTTP server, followers and deliveries), if served."""
+        if self.duis is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.duis.stop(), self._loop).result(timeout=30)
+        self.duis = None
 
     def _clock_health(self, error: str | None) -> None:
         """On the server loop: a failed clock makes every service NOT_SERVING (a load balancer or
@@ -478,6 +515,7 @@ class ApiServer:
             self.supervisor.remove_listener(fn)
         if self._on_clock is not None and hasattr(self.supervisor, "remove_failure_listener"):
             self.supervisor.remove_failure_listener(self._on_clock)
+        self.stop_duis()
         fut = asyncio.run_coroutine_threadsafe(self._server.stop(grace_s), self._loop)
         fut.result(timeout=grace_s + 5)
         self._server = None

@@ -48,6 +48,7 @@ from twin.services.dcc.requests import (
     coverage,
     device_list,
     hub_of,
+    inventory,
     operation_response,
     read_fuel,
     response,
@@ -416,7 +417,7 @@ class DccCore:
                       hub_area=rec["area_id"], has_gas=rec["has_gas"])
         except PolicyError as e:
             raise _policy_error(e) from None
-        if srv.critical:
+        if srv.critical and not request.countersigned:
             try:
                 self.signatures.verify(identity, request.signature or None, srv=srv.srv, target=request.target,
                                        request_id=request.request_id, issued_at_ms=request.issued_at_ms,
@@ -469,6 +470,8 @@ class DccCore:
         now = engine.config.time_of(engine.tick if checked.reading_tick is None else checked.reading_tick + 1)
         if srv.srv == "12.1":
             return response(request, csp, ResponseStatus.COMPLETED, now, coverage(rec))
+        if srv.srv == "8.2":
+            return response(request, csp, ResponseStatus.COMPLETED, now, inventory(rec))
         if srv.srv in READ_SRVS or srv.srv == "11.2":
             if rec["reachable"]:
                 result = checked.reading if checked.reading is not None else await self._read(srv.srv, hub, fuel, rec)

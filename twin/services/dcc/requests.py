@@ -20,7 +20,7 @@ from twin.util.grammar import GrammarError, name_key, shown
 # SRVs that change a device: each becomes a `service_request` command applied at a tick.
 DEVICE_CHANGES = frozenset({"2.2", "1.1.1", "7.1", "7.2", "8.14.1", "8.14.2", "8.14.3", "8.14.4"})
 # SRVs answered from the whole hub record (coverage, devices); the rest need only the premises' facts.
-NEEDS_RECORD = frozenset({"12.1", "11.1", "11.2"})
+NEEDS_RECORD = frozenset({"12.1", "11.1", "11.2", "8.2"})
 MAX_PARAMETERS_BYTES = 64 * 1024
 MAX_REQUEST_ID = 100  # characters of an AIP-155 request id
 # The longest response deadline a request may give, simulated seconds: an answer the network
@@ -42,7 +42,10 @@ class ServiceRequest:
     or a DUIS RequestID (originator:target:counter); `parameters` the SRV's parameters (None when
     the request carries none); `parameters_bytes` their size on the wire (checked against
     MAX_PARAMETERS_BYTES); `signature` the Ed25519 signature of a critical SRV (b"" if unsigned);
-    `issued_at_ms` the signing time, milliseconds since the epoch; `deadline_s` how long, in
+    `issued_at_ms` the signing time, milliseconds since the epoch; `countersigned` that the front
+    door has itself verified the sender's signature of this critical command in its own wire format
+    (DUIS: the User's signature of the pre-command the twin issued), so `signature` is not
+    checked; `deadline_s` how long, in
     simulated seconds, the caller waits for the answer (None: the Target Response Time of the
     request's traffic class; see `DccCore.process`). The deadline is how the caller waits, not
     what it asks: a retry with another deadline is the same request."""
@@ -55,6 +58,7 @@ class ServiceRequest:
     signature: bytes = b""
     issued_at_ms: int = 0
     deadline_s: float | None = None
+    countersigned: bool = False
 
     @property
     def params(self) -> dict[str, Any]:
@@ -208,6 +212,31 @@ def coverage(rec: dict[str, Any]) -> dict[str, Any]:
     return {"technology": rec["wan"], "available": rec["reachable"] or (
         "network switched off" not in rec["dark_reasons"] and "no WAN coverage" not in rec["dark_reasons"]),
         "mesh": rec["mesh"], "vwan_eligible": rec["vwan_eligible"], "region": rec["region"]}
+
+
+# DUIS device types of the twin's devices (the comms hub is its Communications Hub Function).
+INVENTORY_TYPE = {"CH": "CHF", "ESME": "ESME", "GSME": "GSME", "PPMID": "PPMID"}
+
+
+def inventory(rec: dict[str, Any]) -> dict[str, Any]:
+    """The SR 8.2 answer (the DCC's inventory of the premises' devices) from the hub record: per
+    device its id, DUIS device type (CHF, ESME, GSME, PPMID; the Gas Proxy Function is not
+    modelled as a device of its own), SMI status ("Commissioned" for a device of a hub the DCC
+    serves, "InstalledNotCommissioned" for a SMETS1 hub not migrated [D]), manufacturer, model,
+    firmware version, and the CSP region as DUIS names it (North, Central, South; "4G ..." for a
+    hub on 4G; "SMETS1" for a SMETS1 hub; DUIS.md)."""
+    region = rec["region"]
+    if rec["smets"] == "SMETS1":
+        csp = "SMETS1"
+    elif rec["wan"] == "4G":
+        csp = f"4G {region}"
+    else:
+        csp = region
+    status = "Commissioned" if rec["dcc_connected"] else "InstalledNotCommissioned"
+    devices = [d for d in [rec["comms_hub"], *rec["meters"], rec["ppmid"]] if d]
+    return {"devices": [{"device_id": d["device_id"], "type": INVENTORY_TYPE[d["type"]], "status": status,
+                         "manufacturer": d["manufacturer"], "model": d["model"], "firmware_version": d["firmware"],
+                         "csp_region": csp} for d in devices]}
 
 
 def device_list(rec: dict[str, Any]) -> dict[str, Any]:

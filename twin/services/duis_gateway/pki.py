@@ -126,6 +126,20 @@ def issue(out_dir: Path, users: Iterable[str], *, days: int = 365) -> Path:
     return manifest_path
 
 
+def set_receive_url(manifest: Path, user_id: str, url: str | None) -> None:
+    """Set (or clear, with None) the URL a User's responses and alerts are POSTed to, in the
+    manifest (rewritten atomically). KeyError for a user the manifest does not hold; the URL's
+    form is checked by twin.services.duis_gateway.delivery.Receivers where it is served."""
+    manifest = Path(manifest)
+    doc = json.loads(manifest.read_text("utf-8"))
+    if user_id not in doc["users"]:
+        raise KeyError(user_id)
+    doc["users"][user_id]["receive_url"] = url
+    tmp = manifest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
+    tmp.replace(manifest)
+
+
 @dataclass(frozen=True)
 class Party:
     """One credential holder: `user_id` ("dcc" for the twin), its EUI-64, its certificate (PEM),
@@ -146,8 +160,9 @@ class Party:
 class Pki:
     """The parties of a manifest written by `issue`, looked up by EUI, user id or issuer and serial."""
 
-    def __init__(self, ca: x509.Certificate, dcc: Party, users: dict[str, Party]) -> None:
+    def __init__(self, ca: x509.Certificate, dcc: Party, users: dict[str, Party], manifest: Path | None = None) -> None:
         self.ca = ca
+        self.manifest = manifest  # the file it was loaded from
         self.dcc = dcc
         self.users = users
         every = [dcc, *users.values()]
@@ -218,7 +233,11 @@ class Pki:
         euis = [dcc.eui, *(p.eui for p in users.values())]
         if len(set(euis)) != len(euis):
             raise ValueError(f"DUIS PKI manifest {manifest}: two parties share an EUI")
-        return cls(ca, dcc, users)
+        return cls(ca, dcc, users, manifest)
+
+    def parties(self) -> list[Party]:
+        """The twin's own party first, then the DCC Users in manifest order."""
+        return [self.dcc, *self.users.values()]
 
     def by_eui(self, eui: str) -> Party | None:
         """The party of an EUI-64 (any case), None if none."""

@@ -378,8 +378,9 @@ def signed_pre_command_payload(request: DuisRequest) -> bytes:
     return _base64(el, "Body/SignedPreCommand/GBCSPayload", request.request_id)
 
 
-# Per SRV: parameter element -> (parameter name, kind, required).
-_PARAMS: dict[str, dict[str, tuple[str, str, bool]]] = {
+# Per SRV: parameter element -> (the twin's parameter name, kind, required); a name of "" is
+# accepted and not used (2.2's UTRN).
+PARAMETERS: dict[str, dict[str, tuple[str, str, bool]]] = {
     "2.2": {"TopUpAmountPence": ("amount_pence", "int", True), "UTRN": ("", "utrn", False)},
     "1.1.1": {"UnitRatePence": ("unit_rate_pence", "decimal", True)},
     "11.1": {"FirmwareVersion": ("target_version", "version", True), "Device": ("device", "device", False),
@@ -389,7 +390,7 @@ _PARAMS: dict[str, dict[str, tuple[str, str, bool]]] = {
 
 
 def _parameters(srv: str, item: _Element, path: str, rid: RequestId) -> dict[str, Any]:
-    spec = _PARAMS.get(srv, {})
+    spec = PARAMETERS.get(srv, {})
     _no_text(item, path, rid)
     out: dict[str, Any] = {}
     seen: set[str] = set()
