@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from lxml import etree
 
+from tests.integration.test_duis_interop import needs_parser, node
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREA_BY_ID
 from twin.services.dcc.requests import ResponseStatus
@@ -295,3 +296,46 @@ def test_alerts_are_posted_signed_to_the_receive_url(gw, api):
     codes = {t.findtext(f".//{{{wire.NS_SR}}}DCCAlertCode") for t in alerts}
     assert "AD1" in codes
     api.settle()
+
+
+@needs_parser
+def test_the_dcc_tool_builds_requests_the_twin_answers_and_parses_all_it_sends(gw, api):
+    """DCC's own client library (@smartdcc/duis-parser) builds the requests (signed with the
+    User's key, as an adapter signs them) and parses every answer and every message the twin
+    POSTed to the receive URL in this module."""
+    srvs = ["4.1.1", "4.6.1", "4.17", "11.2", "8.2", "12.1", "2.2"]
+    with gw.client("is") as c:
+        rids = [c.next_id(gw.target) for _ in srvs]
+        items = []
+        for rid, srv in zip(rids, srvs, strict=True):
+            cv = 8 if srv in ("8.2", "12.1") else 1
+            items.append({"version": "5.3", "duis": {
+                "header": {"type": "request", "requestId": {"originatorId": rid.originator.lower(),
+                                                            "targetId": rid.target.lower(), "counter": rid.counter},
+                           "commandVariant": cv, "serviceReference": ".".join(srv.split(".")[:2]),
+                           "serviceReferenceVariant": srv},
+                "body": {wire.BODIES[srv]: {"TopUpAmountPence": "250"} if srv == "2.2" else ""}}})
+        built = node("construct", items)
+        answers = []
+        for rid, srv, xml in zip(rids, srvs, built, strict=True):
+            signed = c.signer.sign(etree.fromstring(xml.encode()))
+            r = c.post("D" if srv in ("8.2", "12.1") else "S", signed)
+            answers.append(r.content)
+            assert c.answer(r, rid).code == ("I99" if srv == "2.2" else "I0"), srv
+    parsed = node("parse", [a.decode() for a in answers])
+    for rid, srv, p in zip(rids, srvs, parsed, strict=True):
+        assert p["header"]["type"] == "response"
+        assert p["header"]["responseCode"] == ("I99" if srv == "2.2" else "I0")
+        assert p["header"]["requestId"]["counter"] == str(rid.counter)
+        if srv != "2.2":
+            assert p["body"]["ResponseMessage"]["ServiceReferenceVariant"] == srv
+    api.sup.step(2)  # the top-up applies; its response is posted
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and gw.front.delivery.stats()["queued"]:
+        time.sleep(0.05)
+    posted = node("parse", [b.decode() for b in gw.receiver.got])
+    assert posted
+    for p in posted:
+        assert p["header"]["type"] == "response" and p["header"]["responseCode"] in wire.RESPONSE_CODES
+        if p["header"]["responseCode"] == "I0":
+            assert set(p["body"]) & {"ResponseMessage", "DeviceAlertMessage", "DCCAlertMessage"}, p
