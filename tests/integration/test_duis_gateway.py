@@ -339,3 +339,18 @@ def test_the_dcc_tool_builds_requests_the_twin_answers_and_parses_all_it_sends(g
         assert p["header"]["type"] == "response" and p["header"]["responseCode"] in wire.RESPONSE_CODES
         if p["header"]["responseCode"] == "I0":
             assert set(p["body"]) & {"ResponseMessage", "DeviceAlertMessage", "DCCAlertMessage"}, p
+
+
+def test_past_its_in_flight_limit_the_gateway_says_busy_and_applies_nothing(gw, api):
+    gateway = gw.front.gateway
+    with gw.client("is") as c:
+        rid = c.next_id(gw.target)
+        data = c.signer.sign(request_tree(rid, "2.2", cv=1, parameters={"amount_pence": 300}))
+        gateway.in_flight = gateway.max_in_flight  # as if that many were being answered now
+        try:
+            r = c.post("S", data)
+        finally:
+            gateway.in_flight = 0
+        assert (r.status_code, c.answer(r, rid).code) == (503, "E16")
+        assert api.server.dcc.core.ledger.get("is", str(rid)) is None
+        assert c.answer(c.post("S", data), rid).code == "I99"  # sent again later, it is taken

@@ -33,6 +33,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "engine": {"sizes": "1M,3M,10M,30M", "days": "1", "shards": None, "seed": "1", "out": "bench-results/engine.json"},
     "events": {"hubs": "30M", "scenario_hubs": "3M", "seed": "1", "out": "bench-results/events.json"},
     "api": {"hubs": "1M", "runs": 5, "out": "bench-results/api.json"},
+    "duis": {"hubs": "1M", "runs": 3, "out": "bench-results/duis.json"},
     "dashboard": {"sizes": "1M,30M", "samples": 60, "out": "bench-results/dashboard.json"},
     "reliability": {"hubs": "30M", "chaos_hubs": "1M", "seed": "1", "out": "bench-results/reliability.json"},
     "capacity": {"sizes": "1M,30M", "days": "1", "seed": "1", "out": "bench-results/capacity.json"},
@@ -90,7 +91,8 @@ class BenchCommand(Command):
         # Every default is None: the suite's own comes from SUITES in resolve_options.
         parser.add_argument("suite", nargs="?", choices=tuple(SUITES), default=DEFAULT_SUITE,
                             help="engine (default): sizes x build/day/memory; events: event costs and scenarios; "
-                                 "api: gRPC latency and throughput; dashboard: tick-to-browser time and update "
+                                 "api: gRPC latency and throughput; duis: signed DUIS reads per second, response "
+                                 "times and the signatures' share of the cost; dashboard: tick-to-browser time and update "
                                  "sizes; reliability: kills, recovery, checkpoints, resume; capacity: the network "
                                  "capacity model's cost; horizon: a simulated year and decade, time and checkpoint "
                                  "storage; growth: memory, snapshot, checkpoint and request cost over simulated "
@@ -109,7 +111,8 @@ class BenchCommand(Command):
         parser.add_argument("--samples", type=whole_arg,
                             help=f"dashboard suite: ticks timed per size ({_defaults_help('samples')})")
         parser.add_argument("--runs", type=whole_arg,
-                            help=f"api suite: GetHub runs of 15 s at 1,000 requests/s ({_defaults_help('runs')})")
+                            help="api suite: GetHub runs of 15 s at 1,000 requests/s; duis suite: runs of 10 s of "
+                                 f"signed reads ({_defaults_help('runs')})")
         parser.add_argument("--days", help="engine and capacity suites: simulated days per size; horizon: days timed "
                                                f"({_defaults_help('days')})")
         parser.add_argument("--shards", help="engine suite: shard actors (default: one per CPU)")
@@ -124,6 +127,13 @@ class BenchCommand(Command):
             if o["runs"] < 1:
                 raise UsageError(f"--runs: at least 1, got {o['runs']}")
             res: Any = run_api_bench(hubs=parse_hubs(o["hubs"]), runs=o["runs"], out=out, console=console)
+        elif args.suite == "duis":
+            from twin.bench.duis import DUIS_SECONDS, DUIS_USERS, run_duis_bench
+
+            if o["runs"] < 1:
+                raise UsageError(f"--runs: at least 1, got {o['runs']}")
+            res = run_duis_bench(hubs=parse_hubs(o["hubs"]), runs=o["runs"], users=DUIS_USERS, seconds=DUIS_SECONDS,
+                                 out=out, console=console)
         elif args.suite == "dashboard":
             sizes = _sizes(o["sizes"])
             for s in sizes:

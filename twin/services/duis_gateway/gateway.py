@@ -25,7 +25,7 @@ meanings and sources):
 | accepted, then the device could not be reached | E20 | 200 |
 | an SRV the twin does not model | E14 | 200 |
 | held in quarantine | E15 | 200 |
-| the twin is busy | E16 | 200 |
+| the twin is busy (more than `max_in_flight` requests at once, or its quarantine full) | E16 | 503 / 200 |
 
 Every answer, refusals included, is signed with the twin's own DUIS credential; a refusal changes
 nothing (nothing applied, no counter used)."""
@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 SERVICE_VARIANTS = {"S": frozenset({1, 2, 3, 5, 6, 7}), "D": frozenset({8}), "T": frozenset({4})}
 MODELLED_VARIANTS = frozenset({1, 4, 5, 8})
 GBCS_VERSION = "4.0"  # the GBCS version a pre-command is issued under [U]
+MAX_IN_FLIGHT = 256  # requests answered at once; more are told E16 (busy), as the gRPC API says RESOURCE_EXHAUSTED
 PRE_COMMANDS_KEPT = 10_000  # pre-commands issued and not yet sent back signed (oldest dropped first)
 SIGNATURE_BYTES = 64  # a raw ECDSA P-256 signature, r || s, as GBCS appends it to a command
 
@@ -109,7 +110,8 @@ def dcc_code(e: DccError) -> str:
     if e.code is Code.UNIMPLEMENTED:
         return "E14"
     if e.code is Code.RESOURCE_EXHAUSTED:
-        return "E15" if e.quota != "in_flight" and "quarantin" in (e.quota + e.message) else "E16"
+        # A request held (quota: its quarantine entry) is E15; the quarantine full, E16 busy.
+        return "E15" if e.quota not in ("", "quarantine") else "E16"
     if field == "request_id":
         return "E8"
     if e.code in (Code.FAILED_PRECONDITION, Code.ABORTED, Code.ALREADY_EXISTS):
@@ -166,8 +168,10 @@ class DuisGateway:
     wall time responses are stamped with."""
 
     def __init__(self, core: DccCore, pki: Pki, users: Callable[[], Iterable[Identity]], *,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), max_in_flight: int = MAX_IN_FLIGHT):
         self.core = core
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.pki = pki
         self.users = users
         self.now = now
@@ -178,7 +182,17 @@ class DuisGateway:
     # -- the synchronous path -------------------------------------------------------------------
     async def handle(self, service: str, data: bytes) -> Answer:
         """Answer one DUIS request sent to `service` ("S" Send Command, "D" Non-Device, "T"
-        Transform). Never raises for bad input: every refusal is a signed DUIS Response."""
+        Transform). Never raises for bad input: every refusal is a signed DUIS Response. Past
+        `max_in_flight` requests being answered at once, E16 (HTTP 503) at once: send it again later."""
+        if self.in_flight >= self.max_in_flight:
+            return self._answer(503, "E16", None, None, detail=f"{self.in_flight} requests in flight")
+        self.in_flight += 1
+        try:
+            return await self._handle(service, data)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, service: str, data: bytes) -> Answer:
         try:
             req = wire.parse_request(data)
         except wire.DuisRefusal as e:
