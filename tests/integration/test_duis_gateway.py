@@ -354,3 +354,21 @@ def test_past_its_in_flight_limit_the_gateway_says_busy_and_applies_nothing(gw, 
         assert (r.status_code, c.answer(r, rid).code) == (503, "E16")
         assert api.server.dcc.core.ledger.get("is", str(rid)) is None
         assert c.answer(c.post("S", data), rid).code == "I99"  # sent again later, it is taken
+
+
+def test_a_request_past_the_anomaly_threshold_is_quarantined_and_applies_only_when_released(gw, api):
+    core = api.server.dcc.core
+    core.anomaly.user_thresholds[("is", "2.2")] = 0  # every top-up from this User is held
+    try:
+        with gw.client("is") as c:
+            held = c.send("2.2", gw.target, {"amount_pence": 400})
+            assert held.code == "E15"
+            seen = core.ledger.get("is", str(held.request_id))
+            assert seen is not None and seen.state == "held"
+            assert c.send("2.2", gw.target, {"amount_pence": 400}, rid=held.request_id).code == "E8"
+        entry = core.anomaly.list("is")[-1]
+        assert (entry.srv, entry.request["request_id"]) == ("2.2", str(held.request_id))
+    finally:
+        del core.anomaly.user_thresholds[("is", "2.2")]
+    core.delete(entry.id)  # an operator deletes it: nothing applied
+    assert core.ledger.get("is", str(held.request_id)).state == "failed"
