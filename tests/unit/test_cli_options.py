@@ -111,7 +111,7 @@ def test_cluster_addresses(text, expected):
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every command the `twin` command had before it became a package (issue 12): none may be lost.
-EXPECTED_COMMANDS = ["up", "run", "bench", "submit", "sweep", "users", "certs", "hub", "history", "fork", "compare"]
+EXPECTED_COMMANDS = ["up", "run", "bench", "submit", "sweep", "users", "certs", "duis-pki", "hub", "history", "fork", "compare"]
 HEAVY = ("ray", "grpc", "dash", "duckdb", "plotly")
 
 
