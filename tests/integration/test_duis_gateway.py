@@ -5,8 +5,11 @@ with its certificate; asynchronous responses and alerts POSTed to a real receive
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -18,6 +21,8 @@ from lxml import etree
 from tests.integration.test_duis_interop import needs_parser, node
 from twin.generated.fleet.v1 import fleet_pb2
 from twin.model.catalog import AREA_BY_ID
+from twin.model.ids import parse_hub_ref
+from twin.services import duis
 from twin.services.dcc.requests import ResponseStatus
 from twin.services.duis_gateway import wire
 from twin.services.duis_gateway.app import DuisSettings
@@ -28,6 +33,7 @@ from twin.services.duis_gateway.signing import verify
 pytestmark = pytest.mark.usefixtures("ray_session")
 USERS = ("is", "es", "gs", "ed", "gt", "rsa", "ou", "other-is", "far-ed", "operator")
 READS = ("4.1.1", "4.6.1", "4.8.1", "4.17", "11.2")
+RETRY_FOR_S = 3.0
 
 
 class Receiver:
@@ -67,9 +73,16 @@ class Gateway:
         self.manifest = issue(tmp / "duis", [u for u in USERS if u != "operator"])
         set_receive_url(self.manifest, "is", self.receiver.url)
         self.pki = Pki.load(self.manifest)
-        self.front = api.server.serve_duis(DuisSettings(pki=self.manifest, port=0, retry_for_s=60.0))
+        # Messages undelivered for 3 s go to the failed-delivery queue (300 s in service), so a test
+        # can see them there without waiting five minutes: the same code path.
+        self.front = api.server.serve_duis(DuisSettings(pki=self.manifest, port=0, retry_for_s=RETRY_FOR_S))
         self.url = self.front.server.url
         self.target = api.hub["device_id"]
+
+    def posted_for(self, rid: wire.RequestId, since: int = 0) -> list:
+        """The messages posted to the receiver (from the `since`-th) answering `rid`, verified."""
+        trees = [verify(b, self.pki.dcc.cert_pem) for b in self.receiver.got[since:]]
+        return [t for t in trees if t.findtext(f"{{{wire.NS_SR}}}Header/{{{wire.NS_SR}}}RequestID") == str(rid)]
 
     def client(self, user: str) -> DuisClient:
         return DuisClient(self.url, self.pki, user)
@@ -134,12 +147,8 @@ def test_a_device_change_is_acknowledged_and_its_response_posted_to_the_receive_
         answer = c.send("2.2", gw.target, {"amount_pence": 700})
     assert (answer.status, answer.code) == (200, "I99")  # the clock is stepped by hand: it applies at a tick
     api.sup.step(2)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(gw.receiver.got) == before:
-        time.sleep(0.05)
-    posted = [verify(b, gw.pki.dcc.cert_pem) for b in gw.receiver.got[before:]]
-    mine = [t for t in posted
-            if t.findtext(f"{{{wire.NS_SR}}}Header/{{{wire.NS_SR}}}RequestID") == str(answer.request_id)]
+    assert _wait(lambda: gw.posted_for(answer.request_id, before))
+    mine = gw.posted_for(answer.request_id, before)
     assert len(mine) == 1
     assert mine[0].findtext(f"{{{wire.NS_SR}}}Header/{{{wire.NS_SR}}}ResponseCode") == "I0"
 
@@ -286,15 +295,16 @@ def test_alerts_are_posted_signed_to_the_receive_url(gw, api):
     with api.client("operator") as c:
         c.create_event(power_outage=fleet_pb2.PowerOutage(area=str(area), fraction=0.5, duration_min=30))
         c.step(3)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(gw.receiver.got) == before:
-        time.sleep(0.05)
-    posted = [verify(b, gw.pki.dcc.cert_pem) for b in gw.receiver.got[before:]]
-    alerts = [t for t in posted if t.find(f"{{{wire.NS_SR}}}Body/{{{wire.NS_SR}}}DCCAlertMessage") is not None
-              or t.find(f"{{{wire.NS_SR}}}Body/{{{wire.NS_SR}}}DeviceAlertMessage") is not None]
-    assert alerts, "no alert was posted"
-    codes = {t.findtext(f".//{{{wire.NS_SR}}}DCCAlertCode") for t in alerts}
-    assert "AD1" in codes
+
+    def outage_alerts() -> list:
+        posted = [verify(b, gw.pki.dcc.cert_pem) for b in gw.receiver.got[before:]]
+        return [t for t in posted if t.findtext(f".//{{{wire.NS_SR}}}DCCAlertCode") == "AD1"]
+
+    assert _wait(outage_alerts), "no power-outage alert was posted"
+    for t in outage_alerts():  # each names a comms hub in the area cut, and when its power went
+        alert = t.find(f"{{{wire.NS_SR}}}Body/{{{wire.NS_SR}}}DCCAlertMessage/{{{wire.NS_SR}}}DCCAlert")
+        hub = api.sup.hub(parse_hub_ref(alert.findtext(f".//{{{wire.NS_SR}}}CommsHubID"), api.sup.config.seed))
+        assert hub["area"]["id"] == area and hub["supplier"] == api.hub["supplier"]
     api.settle()
 
 
@@ -330,9 +340,7 @@ def test_the_dcc_tool_builds_requests_the_twin_answers_and_parses_all_it_sends(g
         if srv != "2.2":
             assert p["body"]["ResponseMessage"]["ServiceReferenceVariant"] == srv
     api.sup.step(2)  # the top-up applies; its response is posted
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and gw.front.delivery.stats()["queued"]:
-        time.sleep(0.05)
+    assert _wait(lambda: gw.posted_for(rids[-1]))
     posted = node("parse", [b.decode() for b in gw.receiver.got])
     assert posted
     for p in posted:
@@ -372,3 +380,95 @@ def test_a_request_past_the_anomaly_threshold_is_quarantined_and_applies_only_wh
         del core.anomaly.user_thresholds[("is", "2.2")]
     core.delete(entry.id)  # an operator deletes it: nothing applied
     assert core.ledger.get("is", str(held.request_id)).state == "failed"
+
+
+def _wait(pred, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_receiver_down_past_the_retry_window_finds_its_messages_in_the_failed_queue(gw, api):
+    delivery = gw.front.delivery
+    auth = {"authorization": f"Bearer {api.tokens['is']}"}
+    gw.receiver.up = False
+    try:
+        with gw.client("is") as c:
+            answer = c.send("2.2", gw.target, {"amount_pence": 900})
+        assert answer.code == "I99"
+        api.sup.step(2)
+        want = str(answer.request_id.response_id())
+        assert _wait(lambda: any(f.message.message_id == want for f in delivery.failed("is")))
+        held = httpx.get(f"{gw.url}/twin/v1/failed-deliveries", headers=auth).json()["failed"]
+        mine = [f for f in held if f["message_id"] == want]
+        assert len(mine) == 1 and mine[0]["attempts"] >= 1 and mine[0]["last_error"] == "HTTP 503"
+        assert httpx.get(f"{gw.url}/twin/v1/failed-deliveries").status_code == 401  # no token
+    finally:
+        gw.receiver.up = True
+    before = len(gw.receiver.got)
+    r = httpx.post(f"{gw.url}/twin/v1/redeliver", headers=auth).json()
+    assert r["redelivered"] >= 1
+    assert _wait(lambda: not delivery.failed("is") and delivery.stats()["queued"] == 0)
+    ids = [verify(b, gw.pki.dcc.cert_pem).findtext(f"{{{wire.NS_SR}}}Header/{{{wire.NS_SR}}}ResponseID")
+           for b in gw.receiver.got[before:]]
+    assert ids.count(want) == 1  # delivered once, on re-delivery
+
+
+XMLSEC1 = shutil.which("xmlsec1")
+
+
+@pytest.mark.skipif(XMLSEC1 is None, reason="xmlsec1 (Debian package xmlsec1) is not installed")
+def test_xmlsec1_verifies_a_live_answer_with_the_twins_certificate(gw, api, tmp_path):
+    with gw.client("is") as c:
+        rid = c.next_id(gw.target)
+        r = c.post("S", c.signer.sign(request_tree(rid, "4.1.1", cv=1)))
+    (tmp_path / "answer.xml").write_bytes(r.content)
+    (tmp_path / "dcc.pem").write_bytes(gw.pki.dcc.cert_pem)
+    ok = subprocess.run([XMLSEC1, "--verify", "--pubkey-cert-pem", str(tmp_path / "dcc.pem"),
+                         str(tmp_path / "answer.xml")], capture_output=True, check=False)
+    assert ok.returncode == 0, ok.stderr.decode()
+    (tmp_path / "other.pem").write_bytes(gw.pki.by_user("is").cert_pem)  # not the twin's key
+    bad = subprocess.run([XMLSEC1, "--verify", "--pubkey-cert-pem", str(tmp_path / "other.pem"),
+                          str(tmp_path / "answer.xml")], capture_output=True, check=False)
+    assert bad.returncode != 0
+
+
+def _grpc_outcome(api, srv: str, target: str, params: dict) -> str:
+    """The DUIS code the gRPC API's outcome for the same request corresponds to."""
+    import grpc
+
+    from twin.services.dcc.errors import Code, DccError
+    from twin.services.duis_gateway.gateway import dcc_code
+    from twin.services.errors import bad_request_fields
+
+    with api.client("is") as c:
+        try:
+            resp = c.submit(srv, f"hubs/{target}", params, sign=duis.lookup(srv).critical).response
+        except grpc.RpcError as e:
+            fields = bad_request_fields(e)
+            return dcc_code(DccError(Code[e.code().name], e.details(), field=fields[0] if fields else ""))
+        if srv == "11.1":  # leave no distribution waiting on the device (as test_api does)
+            api.sup.submit({"type": "operation_control", "action": "cancel",
+                            "operation": resp.operation.split("/")[1]})
+            api.sup.step(1)
+        return {1: "I0", 2: "I99"}.get(resp.status, "E20" if "unreachable" in resp.detail else "E5")
+
+
+@pytest.mark.parametrize("srv", duis.IMPLEMENTED)
+def test_every_srv_over_duis_gets_the_outcome_the_grpc_api_gives(gw, api, srv):
+    target = api.hub2["device_id"]  # the premises requests that change a hub go to
+    params = {"2.2": {"amount_pence": 500}, "1.1.1": {"unit_rate_pence": 26.1},
+              "11.1": {"target_version": f"9.{uuid.uuid4().int % 10**6}"}}.get(srv, {})
+    want = _grpc_outcome(api, srv, target, params)
+    if srv == "11.1":
+        params = {"target_version": f"9.{uuid.uuid4().int % 10**6}"}
+    with gw.client("is") as c:
+        got = c.critical(srv, target, params) if duis.lookup(srv).critical else c.send(srv, target, params)
+    if srv == "11.1" and got.code == "I99":  # cancel its distribution too (the operation its ack names)
+        op = next(p.operation for p in api.server.dcc.core.pending if p.request.request_id == str(got.request_id))
+        api.sup.submit({"type": "operation_control", "action": "cancel", "operation": op.split("/")[1]})
+        api.sup.step(1)
+    assert got.code == want, (srv, got.code, want)
