@@ -472,3 +472,9 @@ def test_every_srv_over_duis_gets_the_outcome_the_grpc_api_gives(gw, api, srv):
         api.sup.submit({"type": "operation_control", "action": "cancel", "operation": op.split("/")[1]})
         api.sup.step(1)
     assert got.code == want, (srv, got.code, want)
+
+
+def test_healthz_reports_deliveries_and_recent_failures(gw, api):
+    h = httpx.get(f"{gw.url}/healthz").json()
+    assert h["serving"] is True and h["in_flight"] == 0
+    assert set(h["delivery"]) >= {"delivered", "failed", "queued"} and isinstance(h["recent_errors"], list)

@@ -5,6 +5,7 @@ request reaches the same DccCore as a gRPC one without crossing a thread):
   Non-Device (8), `POST /api/v1/serviceT` Transform (4): a signed DUIS request as
   `application/xml`; the answer is a signed DUIS Response (see twin.services.duis_gateway.gateway
   for the response codes and HTTP statuses).
+- `GET /healthz`: serving, the deliveries' counts and recent failures (no token: nothing private).
 - `GET /twin/v1/failed-deliveries` and `POST /twin/v1/redeliver`: a DCC User's failed-delivery
   queue and its re-delivery, with the User's bearer token (the gRPC API's user store), since DUIS
   itself has no message for them [U].
@@ -50,8 +51,18 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(gateway: DuisGateway, delivery: Delivery | None, users: UserStore) -> FastAPI:
+def create_app(gateway: DuisGateway, delivery: Delivery | None, users: UserStore,
+               followers: Followers | None = None) -> FastAPI:
     app = FastAPI(title="twin DUIS gateway", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """Serving, with the deliveries' counts and the last failures of delivery and of the
+        tasks following the DCC's logs (a failing loop is reported here, never hidden)."""
+        errors = [*(followers.errors if followers else []), *(e.splitlines()[0] for e in
+                                                              (delivery.errors if delivery else [])[-10:])]
+        return JSONResponse({"serving": True, "in_flight": gateway.in_flight,
+                             "delivery": delivery.stats() if delivery else {}, "recent_errors": errors})
 
     async def serve(service: str, request: Request) -> Response:
         body = await read_body(request, wire.MAX_BODY_BYTES)
@@ -181,7 +192,7 @@ async def start_duis(settings: DuisSettings, core: DccCore, users: UserStore) ->
     await delivery.start()
     followers = Followers(gateway, delivery)
     followers.start()
-    server = DuisServer(create_app(gateway, delivery, users), host=settings.host, port=settings.port,
+    server = DuisServer(create_app(gateway, delivery, users, followers), host=settings.host, port=settings.port,
                         tls=settings.tls)
     try:
         await server.start()

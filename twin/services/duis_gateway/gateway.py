@@ -50,7 +50,7 @@ from cryptography.x509 import Certificate
 from twin.engine.requests import RequestIdError
 from twin.services.dcc.alerts import DeviceAlert
 from twin.services.dcc.core import DccCore
-from twin.services.dcc.errors import Code, DccError, StreamBehind
+from twin.services.dcc.errors import Code, DccError, PositionExpired, StreamBehind
 from twin.services.dcc.requests import MAX_PARAMETERS_BYTES, ResponseStatus, ServiceRequest, ServiceResponse
 from twin.services.duis_gateway import wire
 from twin.services.duis_gateway.delivery import Delivery, Message
@@ -380,16 +380,20 @@ class Followers:
                 raise
             except StreamBehind as e:
                 after = e.resume_after  # resumed after the last response handed over
+            except PositionExpired as e:  # fell behind what the log keeps: said, then the oldest kept
+                self._gap(f"responses of {identity.user_id}", e)
+                after = e.oldest
             except Exception as e:  # reported, then resumed where it was
                 self._failed(f"responses of {identity.user_id}", e)
                 await asyncio.sleep(1.0)
 
     async def _alerts(self, party: Party, identity: Identity) -> None:
         feed = self.gateway.core.alerts
-        after: int | None = None
+        after: int | None = None  # from the next tick, the first time
         while True:
             try:
                 cursor = feed.start(identity, set(), after)
+                after = cursor.after  # (a restart resumes here, never from a later "now")
                 async for alert in feed.follow(cursor, delivery_s=self.delivery_s):
                     self.delivery.enqueue(self.gateway.alert_message(party, alert))
                     after = alert.position
@@ -397,9 +401,17 @@ class Followers:
                 raise
             except StreamBehind:
                 continue  # resumed after the last alert handed over
+            except PositionExpired as e:
+                self._gap(f"alerts of {identity.user_id}", e)
+                after = e.oldest
             except Exception as e:
                 self._failed(f"alerts of {identity.user_id}", e)
                 await asyncio.sleep(1.0)
+
+    def _gap(self, what: str, e: PositionExpired) -> None:
+        log.error("DUIS delivery of %s fell behind retention: positions %d to %d are no longer held and were not "
+                  "delivered", what, e.requested + 1, e.oldest)
+        self.errors = [*self.errors[-9:], f"{what}: positions {e.requested + 1} to {e.oldest} expired undelivered"]
 
     def _failed(self, what: str, e: Exception) -> None:
         log.exception("DUIS delivery of %s failed; resuming where it was", what)
