@@ -183,3 +183,24 @@ def test_eui64_is_the_64_bit_id_as_eight_upper_case_octets(hub, seed, device):
     assert got == "-".join(raw[i:i + 2] for i in range(0, 16, 2))
     assert re.fullmatch(r"(?:[0-9A-F]{2}-){7}[0-9A-F]{2}", got)
     assert parse_hub_ref(got, seed) == hub
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("supplier=octopus", {"supplier": 1}),
+    ("supplier=Octopus", {"supplier": 1}),
+    ('supplier="Octopus Energy"', {"supplier": 1}),
+    ("supplier=eon-next AND payment=prepayment", {"supplier": 3, "payment": True}),
+    ('credit_state="emergency credit"', {"credit_state": 2}),
+    ('area="South West England" and reachable=true', {"area": 22, "reachable": True}),
+])
+def test_list_hubs_filters_take_names_short_ids_and_quoted_values(text, want):
+    from twin.model.query import parse_filter
+
+    assert parse_filter(text) == want
+
+
+def test_an_unknown_supplier_is_refused_listing_the_short_ids():
+    from twin.model.query import parse_filter
+
+    with pytest.raises(ValueError, match="short id .*octopus, british-gas"):
+        parse_filter("supplier=Octopuss")

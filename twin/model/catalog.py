@@ -442,27 +442,28 @@ class Supplier:
     name: str
     market_share: float  # of domestic electricity customers [U]
     prepay_share: float  # of its customers on prepayment [U]
+    short_id: str  # what a filter or a command may name it by instead ("octopus" for Octopus Energy)
 
 
 # Ofgem's retail market indicators put the market at roughly these shares in 2025; the figures
 # are rounded and only approximate [U]. The long tail is merged into "Other suppliers".
 SUPPLIERS: tuple[Supplier, ...] = (
-    Supplier("Octopus Energy", 0.240, 0.10),
-    Supplier("British Gas", 0.190, 0.14),
-    Supplier("E.ON Next", 0.140, 0.13),
-    Supplier("OVO Energy", 0.110, 0.12),
-    Supplier("EDF Energy", 0.100, 0.12),
-    Supplier("Scottish Power", 0.080, 0.15),
-    Supplier("Utility Warehouse", 0.030, 0.05),
-    Supplier("Utilita", 0.025, 0.90),
-    Supplier("So Energy", 0.020, 0.05),
-    Supplier("Outfox the Market", 0.012, 0.05),
-    Supplier("Co-op Energy", 0.010, 0.10),
-    Supplier("Good Energy", 0.006, 0.05),
-    Supplier("Ecotricity", 0.006, 0.05),
-    Supplier("Fuse Energy", 0.006, 0.05),
-    Supplier("Rebel Energy", 0.005, 0.05),
-    Supplier("Other suppliers", 0.020, 0.10),
+    Supplier("Octopus Energy", 0.240, 0.10, "octopus"),
+    Supplier("British Gas", 0.190, 0.14, "british-gas"),
+    Supplier("E.ON Next", 0.140, 0.13, "eon-next"),
+    Supplier("OVO Energy", 0.110, 0.12, "ovo"),
+    Supplier("EDF Energy", 0.100, 0.12, "edf"),
+    Supplier("Scottish Power", 0.080, 0.15, "scottish-power"),
+    Supplier("Utility Warehouse", 0.030, 0.05, "utility-warehouse"),
+    Supplier("Utilita", 0.025, 0.90, "utilita"),
+    Supplier("So Energy", 0.020, 0.05, "so-energy"),
+    Supplier("Outfox the Market", 0.012, 0.05, "outfox"),
+    Supplier("Co-op Energy", 0.010, 0.10, "co-op"),
+    Supplier("Good Energy", 0.006, 0.05, "good-energy"),
+    Supplier("Ecotricity", 0.006, 0.05, "ecotricity"),
+    Supplier("Fuse Energy", 0.006, 0.05, "fuse"),
+    Supplier("Rebel Energy", 0.005, 0.05, "rebel"),
+    Supplier("Other suppliers", 0.020, 0.10, "other"),
 )
 # Supplier code k (1-based) is SUPPLIERS[k-1]; code 0 means "no supplier" (no gas meter).
 
@@ -477,11 +478,14 @@ def _name_key(name: object) -> str | None:
 
 
 def supplier_code(name: str) -> int:
+    """The code (1-based) of the supplier `name` names: its name or its short id, in any case
+    ("Octopus Energy", "octopus"). KeyError listing the short ids for anything else."""
     key = _name_key(name)
     for code, s in enumerate(SUPPLIERS, start=1):
-        if s.name.lower() == key:
+        if key in (s.name.lower(), s.short_id):
             return code
-    raise KeyError(f"unknown supplier {ascii(name)[:40]}")
+    known = ", ".join(s.short_id for s in SUPPLIERS)
+    raise KeyError(f"unknown supplier {ascii(name)[:40]}; give a supplier's name or short id ({known})")
 
 
 def region_by_name(name: str) -> Csp:
