@@ -202,5 +202,5 @@ def test_list_hubs_filters_take_names_short_ids_and_quoted_values(text, want):
 def test_an_unknown_supplier_is_refused_listing_the_short_ids():
     from twin.model.query import parse_filter
 
-    with pytest.raises(ValueError, match="short id .*octopus, british-gas"):
+    with pytest.raises(ValueError, match=r"short id .*octopus, british-gas"):
         parse_filter("supplier=Octopuss")
