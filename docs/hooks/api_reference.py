@@ -22,14 +22,6 @@ MESSAGE, ENUM, SERVICE = 4, 5, 6
 FIELD, NESTED, NESTED_ENUM, METHOD, ENUM_VALUE = 2, 3, 4, 2, 2
 
 
-def _include_roots() -> list[Path]:
-    roots = [ROOT / "protos"]
-    third = ROOT / "third_party" / "protos"
-    if third.exists():  # (older layouts vendored the Google protos there)
-        roots.append(third)
-    return roots
-
-
 def descriptor_set() -> Any:
     """The FileDescriptorSet of the public protos, with comments. RuntimeError if protoc fails."""
     import grpc_tools
@@ -39,7 +31,7 @@ def descriptor_set() -> Any:
     well_known = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto, shipped with protoc
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "api.pb"
-        args = ["protoc", *(f"-I{r}" for r in _include_roots()), f"-I{well_known}", "--include_source_info",
+        args = ["protoc", f"-I{ROOT / 'protos'}", f"-I{well_known}", "--include_source_info",
                 f"--descriptor_set_out={out}", *PUBLIC]
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed on {PUBLIC}")
