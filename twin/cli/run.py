@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -49,6 +50,17 @@ def scenario_of(args: argparse.Namespace) -> Scenario:
                     days=days if days is not None else BASELINE_DAYS, events=[])
 
 
+def operation_line(op: dict[str, Any]) -> str:
+    """One operation of a run report at the end of the run, in words: "operations/power-outage-1
+    power_outage: DONE, 100% done (reason)"; one still pending did not start within the run."""
+    md = op["metadata"]
+    state = str(md["state"])
+    how = ("did not start within the run" if state == "PENDING"
+           else f"{state}, {float(md.get('percent_done') or 0):.0f}% done")
+    reason = f" ({md['reason']})" if md.get("reason") else ""
+    return f"{op['name']} {op.get('kind', '')}: {how}{reason}"
+
+
 class RunCommand(Command):
     name = "run"
 
@@ -89,9 +101,7 @@ class RunCommand(Command):
             report = run_scenario(sc, run_dir=out_dir, shards=shards, progress=on_tick)
         print_summary(report["summary"], console)
         for op in report["operations"]:
-            md = op["metadata"]
-            console.print(f"{op['name']}: {md['state']}" + (f" ({md['reason']})" if md.get("reason") else ""),
-                          highlight=False)
+            console.print(operation_line(op), highlight=False)
         if args.json:
             path = Path(args.json)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """`twin up`'s processes: the engine in this process (on local Ray, or a cluster), the gRPC API in
 this process, its replica processes and the dashboard process beside it, the clock, a status line
-every few seconds, and a clean stop on Ctrl-C or SIGTERM. Children report readiness and ports
-through readiness files (launcher/process.py) and die with this process (launcher/child.py)."""
+every few seconds with the story's lines between them (launcher/story.py), and a clean stop on
+Ctrl-C or SIGTERM. Children report readiness and ports through readiness files
+(launcher/process.py) and die with this process (launcher/child.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rich.console import Console
 from twin.engine import runtime
 from twin.engine.supervisor import FleetSupervisor, read_manifest
 from twin.launcher.process import Child, LaunchError, start_child, stop_children
+from twin.launcher.story import Story
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant
@@ -107,6 +109,8 @@ class Launcher:
                 self._stop_all(grace_s=1.0)  # none left behind by a failed start, the shards' segments too
                 raise
             settle_heap()  # the engine, API and children are up: what the run keeps from its start
+            story = Story(sup.config)
+            sup.add_listener(story.observe)  # before the clock: no tick's operations go untold
             sup.start_clock(speed=o.speed)
             config = sup.config
             pace = ("as fast as possible" if o.speed is None
@@ -117,7 +121,7 @@ class Launcher:
             self.err.print(f"twin is running: simulated clock from {format_instant(config.time_of(sup.tick))}, "
                            f"{pace}. Ctrl-C stops.")
             try:
-                self._status_loop(sup)
+                self._status_loop(sup, story)
             finally:
                 if o.ready_file is not None:
                     o.ready_file.unlink(missing_ok=True)  # no longer ready: a script waiting on it must not see it
@@ -247,14 +251,17 @@ class Launcher:
         self.err.print(f"dashboard on {url}", highlight=False)
         return url
 
-    def _status_loop(self, sup: FleetSupervisor) -> None:
-        """Until a stop is asked: one plain status line every status_every_s (to stdout)."""
+    def _status_loop(self, sup: FleetSupervisor, story: Story) -> None:
+        """Until a stop is asked: one plain status line every status_every_s, and the story's lines
+        (operations starting, progressing and ending, alert peaks) as they come (to stdout)."""
         config = sup.config
         last_print = 0.0
         last_tick = 0
         t_last = time.monotonic()
         while not self._stop:
             time.sleep(_LOOP_S)
+            for line in story.drain():
+                print(line, flush=True)
             now = time.monotonic()
             if now - last_print < self.options.status_every_s:
                 continue

@@ -73,23 +73,80 @@ def run_summary(*, config: dict[str, Any], summaries: list[TickSummary], shards:
     }
 
 
-# The alert rows of the run summary: each kind's short label sits beside the kind itself, so a
-# row's title names exactly the counts it prints (every AlertKind in one row, once).
-ALERT_ROWS: tuple[tuple[tuple[AlertKind, str], ...], ...] = (
-    ((AlertKind.POWER_OUTAGE, "outage"), (AlertKind.POWER_RESTORED, "restored"),
-     (AlertKind.LOW_BATTERY, "low battery")),
-    ((AlertKind.FIRMWARE_TRANSFER_OK, "firmware transfer ok"), (AlertKind.FIRMWARE_TRANSFER_FAIL, "failed"),
-     (AlertKind.FIRMWARE_ACTIVATED, "activated")),
-    ((AlertKind.EMERGENCY_CREDIT_ACTIVATED, "emergency credit"), (AlertKind.CREDIT_BELOW_DISABLEMENT, "disabled"),
-     (AlertKind.SUPPLY_ARMED, "armed")),
-)
+# What each device alert kind is, as a person reads it (the DCC alert code in brackets): the run
+# summary, `twin up`'s alert peaks and anything else that names a kind use these words.
+ALERT_LABELS: dict[AlertKind, str] = {
+    AlertKind.POWER_OUTAGE: "power outage (AD1)",
+    AlertKind.POWER_RESTORED: "power restored (8F36)",
+    AlertKind.LOW_BATTERY: "gas meter low battery (8F1F)",
+    AlertKind.FIRMWARE_TRANSFER_OK: "firmware transfer ok (8F8A)",
+    AlertKind.FIRMWARE_TRANSFER_FAIL: "firmware transfer failed (8F89)",
+    AlertKind.FIRMWARE_ACTIVATED: "firmware activated (8F43)",
+    AlertKind.EMERGENCY_CREDIT_ACTIVATED: "emergency credit on (81AB)",
+    AlertKind.CREDIT_BELOW_DISABLEMENT: "supply off, no credit (8F0F)",
+    AlertKind.SUPPLY_ARMED: "supply armed by a top-up (8F32)",
+}
 
 
 def alert_rows(alerts: dict[str, int]) -> list[tuple[str, str]]:
-    """(label, figures) per summary row, e.g. ("alerts (outage / restored / low battery)",
-    "12 / 10 / 3"), from a run summary's alert counts by AlertKind name."""
-    return [(f"alerts ({' / '.join(label for _, label in row)})",
-             " / ".join(f"{alerts[kind.name]:,}" for kind, _ in row)) for row in ALERT_ROWS]
+    """(label, count) rows of the device alerts modelled events sent (outages, batteries, firmware,
+    prepayment; not the background volume of alert messages): their total, then one indented row
+    per kind in AlertKind order, e.g. ("  power outage (AD1)", "12"), from a run summary's alert counts by
+    AlertKind name (a kind missing counts 0)."""
+    return [("alerts of modelled events", f"{sum(alerts.get(k.name, 0) for k in AlertKind):,}"),
+            *((f"  {ALERT_LABELS[k]}", f"{alerts.get(k.name, 0):,}") for k in AlertKind)]
+
+
+def _share_of(part: int, whole: int) -> str:
+    return f" ({part / whole:.1%})" if whole else ""
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run summary (`run_summary`'s dict) as (label, value) rows for people: every label says
+    what is counted and over what, every value carries its unit; dicts by region or reason are
+    spelt out, none is printed raw. The state hash is the last row. Rows the dict lacks (an older
+    report) are left out."""
+    cfg = r["config"]
+    ticks = int(r["ticks"])
+    rows = [
+        ("hubs", f"{r['hubs']:,}"),
+        ("hubs on the DCC / not enrolled", f"{r['dcc_hubs']:,} / {r['off_dcc_hubs']:,}"),
+        ("meters", f"{r['meters']:,}"),
+        ("seed / shards", f"{cfg['seed']} / {r['shards']}"),
+        ("simulated time", f"{ticks:,} half hours ({ticks / HALF_HOURS_PER_DAY:,.1f} days)"),
+        ("messages, all types", f"{r['messages_total']:,}"),
+        ("non-alert messages per meter-month", f"{r['messages_per_reachable_meter_month']:.1f}"),
+        # Every device alert the DCC carries, the calibrated background volume included (its
+        # kinds are not published); the rows by kind below count the alerts of modelled events.
+        ("alert messages per meter-month", f"{r['device_alerts_per_reachable_meter_month']:.1f}"),
+        ("daily reads, % of non-alert messages", f"{r['daily_read_share']:.1%}"),
+        *alert_rows(r["alerts"]),
+    ]
+    if "alerts_undelivered" in r:
+        rows.append(("alerts not sent (hub out of reach)", f"{r['alerts_undelivered']:,}"))
+    rows.append(("peak device alerts per second", f"{r['peak_alerts_per_s']:,}"))
+    reachable, dark = sum(r["reachable_hubs"].values()), sum(r["dark_hubs"].values())
+    rows.append(("reachable hubs at the end", f"{reachable:,}"))
+    rows.append(("dark hubs at the end", f"{dark:,}{_share_of(dark, reachable + dark)}"))
+    for region, n in r["dark_hubs"].items():
+        rows.append((f"  in {region}", f"{n:,}"))
+    for reason, n in (r.get("dark_by_reason") or {}).items():
+        if n:
+            rows.append((f"  cause: {reason}", f"{n:,}"))
+    rows.append(("half-hourly reads lost, all meters", f"{r['hh_periods_lost']:,} periods"))
+    rows.append(("half-hourly reads at risk (end)", f"{r['hh_periods_at_risk']:,} periods"))
+    pp = r.get("prepayment")
+    if pp:
+        rows.append(("prepayment: off supply (end)", f"{pp['off_supply']:,} of {pp['premises']:,} premises"))
+        rows.append(("prepayment: emergency credit (end)", f"{pp['emergency_credit']:,} of {pp['premises']:,} premises"))
+        rows.append(("prepayment: top-ups", f"{pp['topups']:,}"))
+    rows.append(("state per hub", f"{r['bytes_per_hub']:.1f} bytes"))
+    rows.append(("fleet build time", f"{r['build_s']:.2f} s"))
+    rows.append(("run time (wall clock)", f"{r['wall_s']:.2f} s"))
+    rate = r.get("hub_ticks_per_s")
+    rows.append(("hub-ticks per second (tick: 30 min)", f"{rate:,}" if rate else "-"))
+    rows.append(("state hash (SHA-256)", r["state_hash"]))
+    return rows
 
 
 def _age_labels() -> list[str]:
@@ -99,37 +156,16 @@ def _age_labels() -> list[str]:
 
 def print_summary(r: dict[str, Any], console: Console) -> None:
     t = Table(title="Run summary", show_header=False, title_justify="left")
-    # The labels stay short and the figure column unwrapped so the state hash prints on one line
-    # (people and tests copy it from there).
     t.add_column("figure")
     t.add_column("value", justify="right", no_wrap=True)
-    cfg = r["config"]
-    t.add_row("hubs", f"{r['hubs']:,}")
-    t.add_row("meters", f"{r['meters']:,}")
-    t.add_row("hubs on the DCC / not enrolled", f"{r['dcc_hubs']:,} / {r['off_dcc_hubs']:,}")
-    t.add_row("seed / shards / ticks", f"{cfg['seed']} / {r['shards']} / {r['ticks']:,}")
-    t.add_row("messages", f"{r['messages_total']:,}")
-    t.add_row("messages per meter per month (besides alerts)", f"{r['messages_per_reachable_meter_month']:.1f}")
-    t.add_row("device alerts per meter per month", f"{r['device_alerts_per_reachable_meter_month']:.1f}")
-    t.add_row("daily-read share", f"{r['daily_read_share']:.1%}")
-    for label, figures in alert_rows(r["alerts"]):
-        t.add_row(label, figures)
-    t.add_row("peak alerts per second", f"{r['peak_alerts_per_s']:,}")
-    t.add_row("reachable hubs", f"{sum(r['reachable_hubs'].values()):,}")
-    t.add_row("dark hubs", f"{sum(r['dark_hubs'].values()):,}")
-    t.add_row("half-hourly periods lost", f"{r['hh_periods_lost']:,}")
-    t.add_row("half-hourly periods at risk", f"{r['hh_periods_at_risk']:,}")
-    pp = r.get("prepayment")
-    if pp:
-        t.add_row("prepayment off supply / on emergency credit",
-                  f"{pp['off_supply']:,} / {pp['emergency_credit']:,} of {pp['premises']:,}")
-        t.add_row("prepayment top-ups", f"{pp['topups']:,}")
-    t.add_row("state bytes per hub", f"{r['bytes_per_hub']:.1f}")
-    t.add_row("build time", f"{r['build_s']:.2f} s")
-    t.add_row("run wall time", f"{r['wall_s']:.2f} s")
-    t.add_row("hub-ticks per second", f"{r['hub_ticks_per_s']:,}" if r["hub_ticks_per_s"] else "-")
-    t.add_row("state hash", r["state_hash"])
+    *rows, (hash_label, state_hash) = summary_rows(r)
+    for label, value in rows:
+        t.add_row(label, value)
     console.print(t)
+    # On a line of its own, never wrapped, so people and tests copy it whole (and the table's
+    # labels keep the width the 64 characters would take).
+    console.print(f"{hash_label}: {state_hash}", soft_wrap=True, highlight=False)
+    pp = r.get("prepayment")
 
     m = Table(title="Messages by CSP and type", title_justify="left")
     m.add_column("type")
@@ -137,8 +173,8 @@ def print_summary(r: dict[str, Any], console: Console) -> None:
         m.add_column(c, justify="right")
     for name in [*(mt.name for mt in MessageType), "TOTAL"]:
         m.add_row(name.lower().replace("_", " "), *(f"{r['messages'][c][name]:,}" for c in CSP_NAMES))
-    m.add_row("reachable hubs", *(f"{r['reachable_hubs'][c]:,}" for c in CSP_NAMES))
-    m.add_row("dark hubs", *(f"{r['dark_hubs'][c]:,}" for c in CSP_NAMES))
+    m.add_row("reachable hubs at the end", *(f"{r['reachable_hubs'][c]:,}" for c in CSP_NAMES))
+    m.add_row("dark hubs at the end", *(f"{r['dark_hubs'][c]:,}" for c in CSP_NAMES))
     console.print(m)
     if pp and pp["by_supplier"]:
         p = Table(title="Prepayment by supplier (end of run)", title_justify="left")

@@ -1,0 +1,67 @@
+"""`twin up`'s terminal tells the story: a power outage injected through the API appears on its
+stdout as it starts, as its power cut lands, as the alerts peak, and as it ends."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from tests.support import ENV, TWIN
+from twin.client import TwinClient
+from twin.generated.fleet.v1 import fleet_pb2
+from twin.launcher.process import wait_ready
+
+# The simulated time every line of `twin up` starts with.
+TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}  "
+
+
+def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: Path) -> None:
+    ready_file = tmp_path / "ready.json"
+    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20k", "--speed", "max", "--no-dashboard", "--shards", "1",
+                             "--grpc-port", "0", "--status-every", "2", "--home", str(tmp_path / "home"),
+                             "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        ready = wait_ready(proc, ready_file, timeout_s=240, name="twin up")
+        token = json.loads((tmp_path / "home" / "tokens.json").read_text())["operator"]
+        with TwinClient(ready["grpc"], token=token) as c:
+            op = c.create_event(power_outage=fleet_pb2.PowerOutage(area="London", fraction=0.5, duration_min=60))
+            name = op.name
+            done = c.wait_operation(name, timeout_s=240)
+        assert done.done
+        end = re.compile(TIME + re.escape(name) + r" power_outage DONE")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(end.match(x) for x in list(lines)):
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(timeout=10)
+            err = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+    story = [x.rstrip("\n") for x in lines if name in x or "ALERT PEAK" in x]
+    print("\n".join(story))  # what a user sees, for the test log
+    assert "Traceback" not in err
+    mine = [x for x in story if name in x]
+    assert re.fullmatch(TIME + re.escape(name) + r" power_outage started: London, 50% for 60 min", mine[0]), mine
+    assert any(re.fullmatch(TIME + re.escape(name) + r" power_outage power cut at [\d,]+ of [\d,]+ premises in the area", x)
+               for x in mine), mine
+    assert re.match(TIME + re.escape(name) + r" power_outage DONE", mine[-1]), mine
+    # The outage's alerts stand far above a quiet 20k fleet's: told as a peak, by kind.
+    assert any("ALERT PEAK" in x and "power outage (AD1)" in x for x in story), story
+    # Every line one plain line, the time first.
+    assert all(re.match(TIME, x) for x in story)
