@@ -523,7 +523,14 @@ def _op_block(op: Mapping[str, Any], raw: Mapping[str, Any], series: Mapping[str
     incident) the dark hubs per CSP region around it, with that time marked; else a sentence."""
     kind = str(op.get("kind", ""))
     title = f"{OPERATION_LABELS.get(kind, _human(kind).capitalize() or 'Operation')}: {op.get('name', '?')}"
-    metadata = op.get("metadata") or {}
+    given = op.get("metadata") or {}
+    # Empty text left out; a scheduled tick also as the time it falls at.
+    metadata = {k: v for k, v in given.items() if v != ""}
+    for k in SCHEDULE_KEYS:
+        if isinstance(metadata.get(k), int) and metadata[k] >= 0:
+            when = _tick_time(metadata[k], raw, series)
+            metadata[k] = f"{metadata[k]:,}" + (f" ({str(when)[:16].replace('T', ' ')} UTC)" if when else
+                                                " (after the run's end)")
     op_series = op.get("series") or {}
     counters = {k: v for k, v in op_series.items() if k not in ("tick", "time") and k not in SCHEDULE_KEYS
                 and _has(v)}
@@ -539,11 +546,14 @@ def _op_block(op: Mapping[str, Any], raw: Mapping[str, Any], series: Mapping[str
             counters = {k: [*v, v[-1]] for k, v in counters.items()}
         fig = _new(title, OPERATION_UNITS.get(kind, "count"), period if dates else "half-hour", dates=dates)
         left_out = _lines(fig, x, counters, COUNTER_LABELS, shape="hv")
+        if dates and _has(end):
+            # The whole run on the x axis, as on the fleet's charts above: one started late shows so.
+            fig.update_xaxes(range=[end[0], end[-1]])
         if fig.data:
             return Block(title, fig, _left_out(left_out), metadata)
         return Block(title, None, f"Its counts ({_and(left_out)}) stayed at zero throughout the run.", metadata)
-    marks = {label: _tick_time(int(metadata[k]), raw, series) for k, label in SCHEDULE_KEYS.items()
-             if isinstance(metadata.get(k), int | float) and metadata[k] >= 0}
+    marks = {label: _tick_time(int(given[k]), raw, series) for k, label in SCHEDULE_KEYS.items()
+             if isinstance(given.get(k), int | float) and given[k] >= 0}
     marks = {label: t for label, t in marks.items() if t is not None}
     dark = {"all regions": _get(series, "dark_hubs")} | _named(series, "dark_by_csp")
     xs = list(_get(series, "time"))
