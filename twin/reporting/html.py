@@ -67,7 +67,7 @@ COUNTER_LABELS = {
     "off_tick": "switched off at tick", "end_tick": "ends at tick", "awaiting_activation": "awaiting activation",
     "target_version": "target version", "current_wave": "current wave"}
 # Ticks an operation is scheduled at: a time, not a count that progresses.
-SCHEDULE_KEYS = {"off_tick": "switch-off", "end_tick": "end", "next_wave_tick": "next wave"}
+SCHEDULE_KEYS = {"off_tick": "switch-off", "end_tick": "its end", "next_wave_tick": "next wave"}
 # A chart of fewer points than this marks each (a week's run by day is seven points).
 MARKED_POINTS = 32
 TOP_SUPPLIERS = 8
@@ -568,8 +568,11 @@ def _op_block(op: Mapping[str, Any], raw: Mapping[str, Any], series: Mapping[str
             # A trace, not a shape: it is named in the legend and hovers with its time.
             fig.add_trace(go.Scatter(x=[t, t], y=[0, top], mode="lines", name=label, hoverinfo="name+x",
                                      line={"color": "#b00020", "dash": "dash", "width": 1.5}))
-        note = (f"A {OPERATION_LABELS.get(kind, _human(kind)).lower()} applies at one time and reports no counts; "
-                "what it did is seen in the hubs it left dark. ") + _left_out(left_out)
+        label = OPERATION_LABELS.get(kind, _human(kind).capitalize())
+        marked = _and([m if m.startswith("its") else f"the {m}" for m in marks])
+        note = (f"The {label[0].lower() + label[1:] if label[1:2].islower() else label} reports no counts over "
+                f"time; what it did shows in the hubs left dark, with {marked} marked. "
+                + _left_out(left_out))
         return Block(title, fig, note.strip(), metadata)
     if marks or metadata.get("state"):
         return Block(title, None, "Nothing to draw: the operation reported no counts over the run.", metadata)
