@@ -257,7 +257,7 @@ def test_the_html_report_has_a_capacity_section(storm, plain, tmp_path):
     assert f"<th>South 3G</th><td class=num>{100 * peak:.0f}%</td>" in page_html
     # A plain day: what is all zero is a sentence, not an empty chart.
     plain_figures = dict(build_figures(plain.report()))
-    assert not any(t.startswith(("Backlog", "Device alerts", "Share answered")) for t in plain_figures)
+    assert not any(t.startswith(("Backlog", "Device alerts under load", "Share answered")) for t in plain_figures)
     write_html(plain.report(), path)
     page_html = path.read_text(encoding="utf-8")
     assert "No message was queued at the end of any half-hour" in page_html

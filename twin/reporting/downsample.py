@@ -51,6 +51,23 @@ CAPACITY_KINDS: dict[str, str] = {
 CAPACITY_ALERT_LEVELS = ("failed_queue",)  # within capacity "alerts": a level, not a count
 
 
+# A chart of more half-hours than this reads as a wall of bars: the HTML report draws longer runs
+# by day at least (readable_period), while report.json keeps half-hours up to MAX_POINTS.
+READABLE_TICKS = 3 * TICKS_PER_DAY
+
+
+def readable_period(n_ticks: int, max_points: int = MAX_POINTS) -> str:
+    """The period a chart draws `n_ticks` half-hours by: half-hours up to three days
+    (READABLE_TICKS), else by day, or the shortest longer period (choose_period) that keeps
+    within `max_points` points. ValueError for a negative count."""
+    if n_ticks < 0:
+        raise ValueError(f"n_ticks must be >= 0, got {n_ticks}")
+    if n_ticks <= READABLE_TICKS:
+        return "half-hour"
+    period = choose_period(n_ticks, max_points)
+    return "day" if period == "half-hour" else period
+
+
 def choose_period(n_ticks: int, max_points: int = MAX_POINTS) -> str:
     """The shortest period (PERIODS) that keeps `n_ticks` half-hours within `max_points` points."""
     for period in PERIODS:
@@ -209,14 +226,16 @@ def downsample_operation(op_series: Mapping[str, Any], series: Mapping[str, Any]
     return {"tick": [ticks[i] for i in starts], "time": agg["time"], **{k: agg[k] for k in counters}}
 
 
-def downsample_run_report(report: Mapping[str, Any], *, max_points: int = MAX_POINTS) -> dict[str, Any]:
+def downsample_run_report(report: Mapping[str, Any], *, max_points: int = MAX_POINTS,
+                          period: str | None = None) -> dict[str, Any]:
     """A run report (twin.studies.scenario.build_report) with its series and its operations'
     series within `max_points` points each (the same report when the run is short enough):
-    what report.json and report.html carry of a long run."""
+    what report.json carries of a long run. `period` (PERIODS) forces the aggregation, as the
+    HTML report does by readable_period. A report aggregated already is returned as it is."""
     raw = report.get("series") or {}
     if raw.get("period") not in (None, "half-hour"):
         return dict(report)  # aggregated already
-    series = downsample_report(raw, max_points=max_points)
+    series = downsample_report(raw, max_points=max_points, period=period)
     period = series.get("period", "half-hour")
     if period == "half-hour":
         return dict(report)
