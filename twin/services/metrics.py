@@ -57,27 +57,30 @@ class ApiMetrics:
                                  "Seconds a unary API call took in the server, by method and gRPC status code",
                                  ["method", "code"], buckets=CALL_BUCKETS_S, registry=self.registry)
         self._httpd: Any = None  # the /metrics HTTP server, once serve_http is called
-        # One (counter, histogram) child per pair, looked up once: labels() costs a lock and a dict
-        # lookup on tuples of strings, a measurable share of a hub read.
-        self._children: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        # The children per (method, code), looked up once: labels() costs a lock and a dict lookup
+        # on tuples of strings, a measurable share of a hub read. A stream's pair gets no histogram
+        # (it would export an always-empty one).
+        self._counted: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._timed: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
         self._collector: ServerCollector | None = None
 
-    def _child(self, method: str, code: grpc.StatusCode) -> tuple[Any, Any]:
-        child = self._children.get((method, code))
+    def _counter(self, method: str, code: grpc.StatusCode) -> Any:
+        child = self._counted.get((method, code))
         if child is None:
-            child = self._children[(method, code)] = (self.calls.labels(method, code.name),
-                                                      self.latency.labels(method, code.name))
+            child = self._counted[(method, code)] = self.calls.labels(method, code.name)
         return child
 
     def count(self, method: str, code: grpc.StatusCode) -> None:
         """Count a call that ended with `code` (a stream's, which is not timed)."""
-        self._child(method, code)[0].inc()
+        self._counter(method, code).inc()
 
     def answered(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count a unary call that ended with `code` after `seconds` in the server."""
-        counter, histogram = self._child(method, code)
-        counter.inc()
-        histogram.observe(seconds)
+        pair = self._timed.get((method, code))
+        if pair is None:
+            pair = self._timed[(method, code)] = (self._counter(method, code), self.latency.labels(method, code.name))
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def by_code(self, method: str | None = None) -> dict[str, int]:
         """Calls answered so far per status code name (of one method, or all)."""

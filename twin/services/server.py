@@ -192,8 +192,8 @@ class _Gate:
                 out = await serve(request, context)
             except ApiError as e:
                 await gate._refuse(context, method, e, started)
-            except BaseException:  # a relayed status, the client gone, or a fault: counted as it ends
-                gate.metrics.answered(method, _code_of(context), time.perf_counter() - started)
+            except BaseException as e:  # a relayed status, the client gone, or a fault: counted as it ends
+                gate.metrics.answered(method, _code_of(context, e), time.perf_counter() - started)
                 raise
             gate.metrics.answered(method, grpc.StatusCode.OK, time.perf_counter() - started)
             return out
@@ -246,22 +246,25 @@ class _Gate:
             except ApiError as e:
                 await gate._refuse(context, method, e)
                 return
-            except BaseException:
-                gate.metrics.count(method, _code_of(context))
+            except BaseException as e:
+                gate.metrics.count(method, _code_of(context, e))
                 raise
             gate.metrics.count(method, grpc.StatusCode.OK)
         return call
 
 
-def _code_of(context) -> grpc.StatusCode:
+def _code_of(context, error: BaseException) -> grpc.StatusCode:
     """The status a call that did not return is ending with: what abort set, CANCELLED if the
-    client went away (asyncio cancelled the handler), UNKNOWN for anything else."""
+    client went away (asyncio cancelled the handler: grpc.aio's `context.cancelled()` still says
+    False then), UNKNOWN for anything else."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(code, int):  # grpc.aio keeps the raw status number
         return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    return grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
+    if isinstance(error, asyncio.CancelledError) or context.cancelled():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
 
 
 def channelz_server_ids() -> set[int]:
