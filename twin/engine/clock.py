@@ -83,11 +83,12 @@ class Clock:
             return self._in_tick
 
     def behind(self) -> float:
-        """How far the running clock's next tick is behind its schedule, in ticks at its speed
-        (e.g. 2.5: the tick due 2.5 tick-intervals ago has not started); 0.0 when on time, paused,
-        stopped, failed or flat out. The schedule never falls more than a second behind now (see
-        `slipped_s`), so this stays small while the fleet cannot keep up; a steady climb of
-        `slipped_s` is the sign of that."""
+        """How far the running clock is behind its schedule, in ticks at its speed: the wall time
+        since the tick it is running (or about to run) was due, times ticks per wall second (e.g.
+        2.5: that tick was due 2.5 tick-intervals ago); 0.0 when on time, paused, stopped, failed
+        or flat out. The schedule never restarts more than a second behind now (see `slipped_s`),
+        so this stays small while the fleet cannot keep up; a steady climb of `slipped_s` is the
+        sign of that."""
         with self._cv:
             if self._state != ClockState.RUNNING or self._speed is None or self._due is None:
                 return 0.0

@@ -138,7 +138,7 @@ class StepPipeline:
         next_submit = first
         # A tick's duration runs from when it was sent or the tick before it ended, whichever is
         # later, to its end (recorded, checkpointed): with ticks in flight together, what each
-        # adds to the wall time, so the durations of a run add up to its wall time.
+        # adds to the wall time.
         prev_end = 0.0
         while len(out) < n:
             while next_submit < first + n and len(pending) < self.window:

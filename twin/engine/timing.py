@@ -21,8 +21,9 @@ class TickTimings:
     - cumulative: ticks that took at most each bound, then all ticks (len(bounds) + 1 counts,
       non-decreasing; the last equals `count`), since the engine started.
     - sum_s: wall seconds of all those ticks; count: how many.
-    - behind_ticks: how far the running clock's next tick is behind its schedule, in ticks at the
-      clock's speed (0.0 when on time, paused, stopped, failed or running flat out).
+    - behind_ticks: how far the running clock is behind its schedule (since the tick it runs or
+      is about to run was due), in ticks at the clock's speed (0.0 when on time, paused, stopped,
+      failed or running flat out).
     - slipped_s: wall seconds of schedule the running clock gave up, in total, because ticks took
       longer than its pace allows (it never catches up more than a second in a burst)."""
 

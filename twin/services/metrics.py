@@ -13,8 +13,8 @@ Read when scraped (`ServerCollector`; nothing is pushed per tick or per stream i
 - `twin_engine_tick`: the tick the clock is at (the next to run, as GetClock says).
 - `twin_engine_tick_duration_seconds`: wall seconds each tick took since the engine started (a
   histogram the engine keeps: twin.engine.timing).
-- `twin_engine_ticks_behind`: how far the running clock's next tick is behind its schedule, in
-  ticks (0 when on time, paused or flat out).
+- `twin_engine_ticks_behind`: how far the running clock is behind its schedule (since the tick it
+  runs or is about to run was due), in ticks (0 when on time, paused or flat out).
 - `twin_engine_clock_slip_seconds_total`: wall seconds of schedule the running clock gave up
   because ticks took longer than its pace allows (rising steadily: the fleet cannot keep the speed).
 - `twin_engine_clock_state{state}`: 1 for the clock's state (running, paused, stopped, failed), 0 for the others.
@@ -131,7 +131,7 @@ class ServerCollector:
                                     "Wall seconds each tick took (sent to the shards, or the tick before it "
                                     "ended, to recorded)", buckets=buckets, sum_value=t.sum_s)
         yield GaugeMetricFamily("twin_engine_ticks_behind",
-                                "How far the running clock's next tick is behind its schedule, in ticks",
+                                "How far the running clock is behind its schedule, in ticks",
                                 value=t.behind_ticks)
         yield CounterMetricFamily("twin_engine_clock_slip_seconds",
                                   "Wall seconds of schedule the running clock gave up because ticks took longer "
