@@ -82,7 +82,18 @@ def value(m: dict[str, Any], name: str, **labels: str) -> float | None:
     return m.get((name, tuple(sorted(labels.items()))))
 
 
+def calls_by_method_and_code(m: dict[str, Any], sample: str = "twin_api_calls_total") -> dict[tuple[str, str], float]:
+    out = {}
+    for key, n in m.items():
+        if isinstance(key, tuple) and key[0] == sample:
+            labels = dict(key[1])
+            if "le" not in labels:
+                out[(labels["method"], labels["code"])] = n
+    return out
+
+
 def test_calls_are_counted_and_timed_by_method_and_code(stack):
+    before = stack.scrape()  # (the module's other tests, in any order, make calls of their own)
     stack.fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=stack.auth(stack.operator))
     with pytest.raises(grpc.RpcError) as refused:
         stack.fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=stack.auth("not-a-token"))
@@ -92,18 +103,16 @@ def test_calls_are_counted_and_timed_by_method_and_code(stack):
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     m = stack.scrape()
-    calls = {}
-    for key, n in m.items():
-        if isinstance(key, tuple) and key[0] == "twin_api_calls_total":
-            labels = dict(key[1])
-            calls[(labels["method"], labels["code"])] = n
-    calls = {k: n for k, n in calls.items() if k[0] in ("GetClock", "GetHub")}
-    assert calls == {("GetClock", "OK"): 1, ("GetClock", "UNAUTHENTICATED"): 1, ("GetHub", "PERMISSION_DENIED"): 1}
-    for (method, code), n in calls.items():
-        assert value(m, "twin_api_call_duration_seconds_count", method=method, code=code) == n
-        # Every call fell in some bucket at most 10 s, and +Inf holds them all.
-        assert value(m, "twin_api_call_duration_seconds_bucket", method=method, code=code, le="+Inf") == n
-        assert value(m, "twin_api_call_duration_seconds_bucket", method=method, code=code, le="10.0") == n
+    made = {("GetClock", "OK"): 1, ("GetClock", "UNAUTHENTICATED"): 1, ("GetHub", "PERMISSION_DENIED"): 1}
+    for sample in ("twin_api_calls_total", "twin_api_call_duration_seconds_count"):
+        was, now = calls_by_method_and_code(before, sample), calls_by_method_and_code(m, sample)
+        grown = {k: n - was.get(k, 0) for k, n in now.items() if n != was.get(k, 0)}
+        assert grown == made, sample
+    for method, code in made:
+        count = value(m, "twin_api_call_duration_seconds_count", method=method, code=code)
+        # Every call fell in a bucket of at most 10 s, and +Inf holds them all.
+        assert value(m, "twin_api_call_duration_seconds_bucket", method=method, code=code, le="+Inf") == count
+        assert value(m, "twin_api_call_duration_seconds_bucket", method=method, code=code, le="10.0") == count
         assert value(m, "twin_api_call_duration_seconds_sum", method=method, code=code) > 0
     assert value(m, "twin_api_calls_in_flight") == 0
 
