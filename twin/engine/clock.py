@@ -46,6 +46,10 @@ class Clock:
         self._error: str | None = None
         self._waiting_for: float | None = None  # the schedule time the thread is sleeping until
         self._in_tick = False  # the thread decided (under the lock) to run a tick and has not finished it
+        # The schedule time of the next tick while running at a speed (None otherwise), and the
+        # wall seconds of schedule given up so far: what `behind()` and `slipped_s` report.
+        self._due: float | None = None
+        self._slipped_s = 0.0
         self._failure_listeners: list[ClockFailureListener] = []
 
     # -- reading ------------------------------------------------------------------------------
@@ -77,6 +81,25 @@ class Clock:
         until a resume."""
         with self._cv:
             return self._in_tick
+
+    def behind(self) -> float:
+        """How far the running clock is behind its schedule, in ticks at its speed: the wall time
+        since the tick it is running (or about to run) was due, times ticks per wall second (e.g.
+        2.5: that tick was due 2.5 tick-intervals ago); 0.0 when on time, paused, stopped, failed
+        or flat out. The schedule never restarts more than a second behind now (see `slipped_s`),
+        so this stays small while the fleet cannot keep up; a steady climb of `slipped_s` is the
+        sign of that."""
+        with self._cv:
+            if self._state != ClockState.RUNNING or self._speed is None or self._due is None:
+                return 0.0
+            return max(0.0, (time.monotonic() - self._due) * self._speed / TICK_SECONDS)
+
+    @property
+    def slipped_s(self) -> float:
+        """Wall seconds of its schedule the running clock has given up since it was made, because
+        ticks took longer than its pace allows (it catches up at most one second in a burst)."""
+        with self._cv:
+            return self._slipped_s
 
     # -- control ------------------------------------------------------------------------------
     def start(self, *, speed: float | None = DEFAULT_SPEED, running: bool = True) -> None:
@@ -181,14 +204,17 @@ class Clock:
         while True:
             with self._cv:
                 while self._state == ClockState.PAUSED:
+                    self._due = None
                     self._cv.wait()
                     next_due = time.monotonic()
                 if self._state == ClockState.STOPPED:
+                    self._due = None
                     return
                 if self._target is not None and self._tick() >= self._target:
                     self._state, self._target = ClockState.PAUSED, None
                     continue
                 speed = self._speed
+                self._due = next_due if speed is not None else None
                 if speed is not None:
                     delay = next_due - time.monotonic()
                     if delay > 0:
@@ -202,8 +228,11 @@ class Clock:
             finally:
                 with self._cv:
                     self._in_tick = False
+                    if speed is not None:
+                        # Pace from the schedule, not from when the tick finished, so a tick's own
+                        # duration does not slow the clock (unless the fleet cannot keep up: then
+                        # the schedule restarts a second behind now, and what it gave up is counted).
+                        on_time, floor = next_due + TICK_SECONDS / speed, time.monotonic() - 1.0
+                        self._slipped_s += max(0.0, floor - on_time)
+                        next_due = self._due = max(on_time, floor)
                     self._cv.notify_all()
-            if speed is not None:
-                # Pace from the schedule, not from when the tick finished, so a tick's own
-                # duration does not slow the clock (unless the fleet cannot keep up).
-                next_due = max(next_due + TICK_SECONDS / speed, time.monotonic() - 1.0)

@@ -16,6 +16,7 @@ import numpy as np
 
 from twin.engine.clock import ClockFailureListener, ClockState
 from twin.engine.operations import OperationFilter
+from twin.engine.timing import TickTimings
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
@@ -134,6 +135,10 @@ class FleetEngine(HubReads, ShardAccess, Protocol):
 
     def step(self, n: int = 1) -> list[TickSummary]:
         """Run n ticks now; RunFailure if the run could not."""
+
+    def tick_timings(self) -> TickTimings:
+        """How long the ticks took (wall seconds, a cumulative histogram since the engine
+        started) and how far the running clock lags its schedule (ticks); cheap, any thread."""
 
     def rewind(self, tick: int) -> dict[str, Any]:
         """Back to `tick` (TwinInputError "tick" outside 0..tick); {tick, from_checkpoint, replayed, seconds}."""

@@ -22,6 +22,7 @@ from twin.engine.errors import RunFailure, RunStateError
 from twin.engine.operations import Controls, OperationsStore
 from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory
 from twin.engine.shard import ShardActor
+from twin.engine.timing import DurationHistogram
 from twin.model.config import FleetConfig
 from twin.model.fleet import fleet_hash
 from twin.model.ops.commands import Command, FirmwareRollout
@@ -97,6 +98,8 @@ class StepPipeline:
         # Seconds the driver spent marking checkpoints (planner snapshot, history flush, mark,
         # prune) and recording ticks (history, alert log, listeners): twin bench horizon.
         self.timing = {"checkpoint_mark_s": 0.0, "record_s": 0.0}
+        # Each tick's wall seconds (twin.engine.timing), exported by the API's metrics.
+        self.durations = DurationHistogram()
 
     # -- listeners -------------------------------------------------------------------------------
     def add_listener(self, fn: TickListener) -> None:
@@ -130,9 +133,13 @@ class StepPipeline:
 
     def _run_ticks(self, n: int, progress: TickListener | None = None) -> list[TickSummary]:
         first = self.tick
-        pending: deque[tuple[int, list[ray.ObjectRef]]] = deque()
+        pending: deque[tuple[int, float, list[ray.ObjectRef]]] = deque()
         out: list[TickSummary] = []
         next_submit = first
+        # A tick's duration runs from when it was sent or the tick before it ended, whichever is
+        # later, to its end (recorded, checkpointed): with ticks in flight together, what each
+        # adds to the wall time.
+        prev_end = 0.0
         while len(out) < n:
             while next_submit < first + n and len(pending) < self.window:
                 if self.ops.blocks(next_submit):
@@ -145,14 +152,14 @@ class StepPipeline:
                 self.controls_log.record(next_submit, controls)
                 # One copy of the controls in the object store for all shards.
                 controls_ref = ray.put(controls) if controls else None
-                pending.append((next_submit, [self._submit_step(i, next_submit, controls_ref)
-                                              for i in range(len(self.shards))]))
+                pending.append((next_submit, time.perf_counter(),
+                                [self._submit_step(i, next_submit, controls_ref) for i in range(len(self.shards))]))
                 next_submit += 1
-            tick, refs = pending.popleft()
+            tick, sent, refs = pending.popleft()
             parts, recovered = self._gather(tick, refs)
             for i in recovered:
                 # Its steps already in flight went to the dead process: send them again, in order.
-                for t, later in pending:
+                for t, _sent, later in pending:
                     later[i] = self._submit_step(i, t)
             summary = finish(merge(parts), self.config)
             self.ops.observe(summary)
@@ -164,6 +171,9 @@ class StepPipeline:
             if self.run.is_checkpoint_tick(tick):
                 self._checkpoint(tick)
                 self.timing["checkpoint_mark_s"] += time.perf_counter() - t_mark
+            end = time.perf_counter()
+            self.durations.observe(end - max(sent, prev_end))
+            prev_end = end
             if progress:
                 progress(summary)
             out.append(summary)

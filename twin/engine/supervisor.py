@@ -32,6 +32,7 @@ from twin.engine.recovery import RunRecovery
 from twin.engine.requests import RequestKey, RequestLedger
 from twin.engine.rundir import KEEP_CHECKPOINTS, RunDirectory, read_manifest, write_manifest
 from twin.engine.stepping import ShardSpan, StepPipeline, TickListener, make_shards, partition
+from twin.engine.timing import TickTimings
 from twin.model.catalog import VersionTable
 from twin.model.config import FleetConfig
 from twin.model.network import NetworkPlan
@@ -245,6 +246,13 @@ class FleetSupervisor:
         """{tick, time, state, speed, error}: the clock as the API shows it."""
         return {"tick": self.tick, "time": self.config.time_of(self.tick), "state": self.clock_state,
                 "speed": self.speed, "error": self.clock_error}
+
+    def tick_timings(self) -> TickTimings:
+        """Every tick's wall seconds since this supervisor started (a histogram) and how far the
+        running clock lags its schedule; cheap, from any thread."""
+        cumulative, sum_s, count = self.pipeline.durations.snapshot()
+        return TickTimings(bounds=self.pipeline.durations.bounds, cumulative=cumulative, sum_s=sum_s, count=count,
+                           behind_ticks=self.wall_clock.behind(), slipped_s=self.wall_clock.slipped_s)
 
     # -- queries ---------------------------------------------------------------------------------
     def shard_of(self, hub: int) -> int:

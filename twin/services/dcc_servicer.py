@@ -41,6 +41,7 @@ from twin.services.identity import current_identity
 from twin.services.pagination import next_page_token, page_of
 from twin.services.signing import SignatureChecker
 from twin.services.streams import StreamLimits, ahead, behind, expired
+from twin.services.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         self.limits = limits or StreamLimits()
         self.core = core or DccCore(supervisor, users=lambda: server.users.users(), digest=grpc_digest,
                                     anomaly=anomaly, signatures=signatures, responses_kept=self.limits.responses_kept)
-        self.response_streams = 0  # StreamResponses calls open now
+        # The StreamAlerts and StreamResponses calls open now, and how far behind (metrics).
+        self.alert_subscribers = Subscribers()
+        self.response_subscribers = Subscribers()
 
     @property
     def anomaly(self) -> AnomalyDetector:
@@ -73,8 +76,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
 
     @property
     def alert_streams(self) -> int:
-        """StreamAlerts calls open now."""
-        return self.core.alerts.open
+        """StreamAlerts calls open now (the DUIS front door's followers are not calls)."""
+        return self.alert_subscribers.open
+
+    @property
+    def response_streams(self) -> int:
+        """StreamResponses calls open now."""
+        return self.response_subscribers.open
 
     def on_tick(self, summary: Any) -> None:
         """On the server loop after each tick."""
@@ -128,15 +136,13 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         after = request.start_after_position if request.HasField("start_after_position") else None
         try:
             cursor = log.start(after)
-            async with aclosing(log.follow(cursor, delivery_s=self.limits.response_delivery_s,
-                                           opened=self._count_response_stream)) as responses:
-                async for resp in responses:
-                    yield response_message(resp)
+            with self.response_subscribers.subscribe() as sub:
+                async with aclosing(log.follow(cursor, delivery_s=self.limits.response_delivery_s,
+                                               subscriber=sub)) as responses:
+                    async for resp in responses:
+                        yield response_message(resp)
         except DccError as e:
             raise _stream_error(e) from None
-
-    def _count_response_stream(self, delta: int) -> None:
-        self.response_streams += delta
 
     async def StreamAlerts(self, request, context):
         """The alerts the caller may see and asked for, in position order: from the alert log
@@ -147,9 +153,11 @@ class DccServicer(dcc_pb2_grpc.DccServiceServicer):
         after = request.start_after_position if request.HasField("start_after_position") else None
         try:
             reader = self.core.alerts.start(current_identity(), alert_kinds(request.kinds), after)
-            async with aclosing(self.core.alerts.follow(reader, delivery_s=self.limits.alert_delivery_s)) as alerts:
-                async for alert in alerts:
-                    yield alert_message(alert)
+            with self.alert_subscribers.subscribe() as sub:
+                async with aclosing(self.core.alerts.follow(reader, delivery_s=self.limits.alert_delivery_s,
+                                                            subscriber=sub)) as alerts:
+                    async for alert in alerts:
+                        yield alert_message(alert)
         except DccError as e:
             raise _stream_error(e) from None
 

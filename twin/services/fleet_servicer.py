@@ -38,6 +38,7 @@ from twin.services.operation_store import OperationStore
 from twin.services.pagination import next_page_token, page_of, slice_page
 from twin.services.retries import claim_request
 from twin.services.streams import RUN_REWOUND, StreamEnd, StreamLimits, behind, expired
+from twin.services.subscribers import Subscriber, Subscribers
 from twin.util.grammar import shown
 
 MAX_PAGE = 1000
@@ -77,7 +78,7 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         self.limits = limits or StreamLimits()
         self._tick_event = asyncio.Event()  # set (and replaced) when a tick is recorded
         self._recorded_at: dict[int, float] = {}  # tick -> time.monotonic() it reached this server
-        self.watch_streams = 0  # WatchFleet calls open now
+        self.watchers = Subscribers()  # the WatchFleet calls open now, and how far behind (metrics)
         self._built: tuple[Any, fleet_pb2.TickSummary] | None = None  # the newest summary's message
         self.hubs = ShardBatcher(supervisor, "hubs")
         self.branches = Branches(supervisor, write_comparison=write_comparison)
@@ -288,14 +289,16 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         else:
             cursor = newest if latest else max(newest - request.backlog, oldest - 1)
         began = time.monotonic()
-        self.watch_streams += 1
-        try:
-            async for msg in self._watch(cursor, began, latest):
+        with self.watchers.subscribe() as sub:
+            async for msg in self._watch(cursor, began, latest, sub):
                 yield msg
-        finally:
-            self.watch_streams -= 1
 
-    async def _watch(self, cursor: int, began: float, latest: bool):
+    @property
+    def watch_streams(self) -> int:
+        """WatchFleet calls open now."""
+        return self.watchers.open
+
+    async def _watch(self, cursor: int, began: float, latest: bool, sub: Subscriber):
         while True:
             wake = self._tick_event
             oldest, newest = self._history_span()
@@ -307,8 +310,13 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                                 f"rewound or restarted; resume with start_after_tick={newest}", reason=RUN_REWOUND,
                                 metadata={"resume_after_tick": newest})
             if newest <= cursor:
+                sub.waiting_since = None
                 await wake.wait()
                 continue
+            # The newest summary (latest mode) or the next one waits undelivered since it was
+            # recorded here, if after the stream began (as in the delivery window).
+            at = self._recorded_at.get(newest if latest else cursor + 1, 0.0)
+            sub.waiting_since = at if at >= began else None
             if latest:
                 s = self._summary(newest)
                 if s is None:  # the history moved under us (a rewind replacing it): look again
@@ -324,7 +332,6 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                 continue
             if cursor + 1 < oldest:
                 raise expired("start_after_tick", cursor, oldest - 1, "tick summaries")
-            at = self._recorded_at.get(cursor + 1, 0.0)
             if at >= began and time.monotonic() - at > self.limits.watch_delivery_s:
                 raise behind("tick summary", "resume_after_tick", cursor, self.limits.watch_delivery_s)
             s = self._summary(cursor + 1)

@@ -4,8 +4,9 @@ Cross-cutting concerns live in one gate wrapped around every RPC method: bearer-
 authentication (the identity is handed to the servicer in a context variable), a cap on calls in
 flight (overload answers RESOURCE_EXHAUSTED with a RetryInfo instead of queueing without bound),
 turning ApiError and bad input into statuses so no call ends UNKNOWN, and counting every call's
-outcome by method and status code (Prometheus counters, `twin up --metrics-port`). Health checking and reflection are
-open to all; channelz (the server's own call and socket counters) to operators only. Plaintext is
+outcome by method and status code and timing every unary call (Prometheus, `twin up --metrics-port`,
+with the engine's tick figures and the streams' subscribers: twin.services.metrics). Health
+checking and reflection are open to all; channelz (the server's own call and socket counters) to operators only. Plaintext is
 allowed on loopback only; any other address needs TLS."""
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from twin.model.ops.validation import CommandConflict, OperationStateConflict, U
 from twin.services.branching import ComparisonWriter
 from twin.services.errors import ApiError, conflict, denied, invalid, overloaded
 from twin.services.identity import IDENTITY, Identity, Unauthenticated, UserStore, bearer_token
+from twin.services.metrics import STREAM_KINDS, ApiMetrics
 from twin.services.policy import PolicyError, Rule, check_call, rpc_rule
 from twin.services.streams import StreamLimits
 from twin.util.netaddr import is_loopback
@@ -171,9 +173,13 @@ class _Gate:
         IDENTITY.set(identity)
         return identity
 
-    async def _refuse(self, context, method: str, error: ApiError) -> None:
-        """Count the call, then end it with `error` (counted first: aborting sends the status at once)."""
-        self.metrics.count(method, error.code)
+    async def _refuse(self, context, method: str, error: ApiError, started: float | None = None) -> None:
+        """Count the call (and time it, if unary: `started` is its time.perf_counter() start), then
+        end it with `error` (counted first: aborting sends the status at once)."""
+        if started is None:
+            self.metrics.count(method, error.code)
+        else:
+            self.metrics.answered(method, error.code, time.perf_counter() - started)
         await context.abort_with_status(error.status())
 
     def _unary(self, fn: Callable, rule: Rule, path: str) -> Callable:
@@ -181,14 +187,15 @@ class _Gate:
         method = path.rsplit("/", 1)[-1]
 
         async def call(request, context):
+            started = time.perf_counter()
             try:
                 out = await serve(request, context)
             except ApiError as e:
-                await gate._refuse(context, method, e)
-            except BaseException:  # a relayed status, the client gone, or a fault: counted as it ends
-                gate.metrics.count(method, _code_of(context))
+                await gate._refuse(context, method, e, started)
+            except BaseException as e:  # a relayed status, the client gone, or a fault: counted as it ends
+                gate.metrics.answered(method, _code_of(context, e), time.perf_counter() - started)
                 raise
-            gate.metrics.count(method, grpc.StatusCode.OK)
+            gate.metrics.answered(method, grpc.StatusCode.OK, time.perf_counter() - started)
             return out
 
         async def serve(request, context):
@@ -239,22 +246,25 @@ class _Gate:
             except ApiError as e:
                 await gate._refuse(context, method, e)
                 return
-            except BaseException:
-                gate.metrics.count(method, _code_of(context))
+            except BaseException as e:
+                gate.metrics.count(method, _code_of(context, e))
                 raise
             gate.metrics.count(method, grpc.StatusCode.OK)
         return call
 
 
-def _code_of(context) -> grpc.StatusCode:
+def _code_of(context, error: BaseException) -> grpc.StatusCode:
     """The status a call that did not return is ending with: what abort set, CANCELLED if the
-    client went away (asyncio cancelled the handler), UNKNOWN for anything else."""
+    client went away (asyncio cancelled the handler: grpc.aio's `context.cancelled()` still says
+    False then), UNKNOWN for anything else."""
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(code, int):  # grpc.aio keeps the raw status number
         return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
-    return grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
+    if isinstance(error, asyncio.CancelledError) or context.cancelled():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
 
 
 def channelz_server_ids() -> set[int]:
@@ -262,49 +272,6 @@ def channelz_server_ids() -> set[int]:
     from grpc._cython import cygrpc
 
     return {int(srv["ref"]["serverId"]) for srv in json.loads(cygrpc.channelz_get_servers(0)).get("server", [])}
-
-
-class ApiMetrics:
-    """Every answered call counted by method and status code, in a Prometheus registry of its own
-    (one per server, so several servers in one process, as in the tests, count apart)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter
-
-        self.registry = CollectorRegistry()
-        self.calls = Counter("twin_api_calls", "API calls answered, by method and gRPC status code",
-                             ["method", "code"], registry=self.registry)
-        self._httpd: Any = None  # the /metrics HTTP server, once serve_http is called
-        self._children: dict[tuple[str, grpc.StatusCode], Any] = {}  # one counter per pair, looked up once
-
-    def count(self, method: str, code: grpc.StatusCode) -> None:
-        child = self._children.get((method, code))
-        if child is None:
-            child = self._children[(method, code)] = self.calls.labels(method, code.name)
-        child.inc()
-
-    def by_code(self, method: str | None = None) -> dict[str, int]:
-        """Calls answered so far per status code name (of one method, or all)."""
-        out: dict[str, int] = {}
-        for fam in self.registry.collect():
-            for s in fam.samples:
-                if s.name.endswith("_total") and (method is None or s.labels["method"] == method):
-                    out[s.labels["code"]] = out.get(s.labels["code"], 0) + int(s.value)
-        return out
-
-    def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve the counters in Prometheus text format at http://host:port/metrics; the port."""
-        from prometheus_client import start_http_server
-
-        self._httpd, _ = start_http_server(port, addr=host, registry=self.registry)
-        return self._httpd.server_address[1]
-
-    def stop_http(self) -> None:
-        httpd = self._httpd
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-            self._httpd = None
 
 
 def add_port(server: grpc.aio.Server, address: str, tls: tuple[Path, Path] | None) -> int:
@@ -361,7 +328,9 @@ class ApiServer:
         # present, and the loopback port where they reach this process alone.
         self.replica_token = replica_token
         self.internal_port = 0
-        # Outcomes of every call by method and code; served over HTTP on loopback if a port is given.
+        # Outcomes of every call by method and code, unary calls' latency, the engine's tick figures
+        # and the streams' subscribers (twin.services.metrics); served over HTTP on loopback if a
+        # port is given.
         self.metrics = ApiMetrics()
         self.metrics_port = metrics_port
         # How long a message may wait undelivered on a stream before it ends with a resume point.
@@ -445,6 +414,8 @@ class ApiServer:
         if self.replica_token is not None:
             self.internal_port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
+        streams = dict(zip(STREAM_KINDS, (fleet.watchers, dcc.alert_subscribers, dcc.response_subscribers), strict=True))
+        self.metrics.watch(self.supervisor, streams, lambda: gate.in_flight)
         if self.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(self.metrics_port)
         for name in [*names[:len(services)], ""]:

@@ -20,6 +20,7 @@ from twin.model.query import REGION_OF_AREA
 from twin.services.dcc.errors import PositionExpired, StreamBehind, invalid
 from twin.services.identity import Identity
 from twin.services.policy import ALERT_SCOPE, NO_PREPAYMENT_ALERTS
+from twin.services.subscribers import Subscriber
 
 # GBCS alert codes of each alert kind (AD1 is the DCC's own power-outage alert; the rest are the
 # GBCS Alert Codes of domain/gbcs-alert-codes.txt).
@@ -110,25 +111,30 @@ class AlertFeed:
             raise PositionExpired("start_after_position", after, log.oldest_position(), "alerts")
         return reader
 
-    async def follow(self, reader: AlertCursor, *, delivery_s: float) -> AsyncIterator[DeviceAlert]:
+    async def follow(self, reader: AlertCursor, *, delivery_s: float,
+                     subscriber: Subscriber | None = None) -> AsyncIterator[DeviceAlert]:
         """The cursor's alerts in position order, replayed then live, forever. Nothing is copied
         per subscriber but the indices of its alerts in the tick it is reading. Ends with
         StreamBehind once an alert sent after it began waits undelivered longer than `delivery_s`
-        (resume after what it delivered last), PositionExpired if a replay falls behind retention."""
+        (resume after what it delivered last), PositionExpired if a replay falls behind retention.
+        `subscriber` (if given) is kept told since when its oldest undelivered alert has waited."""
         log = self._log()
         began = time.monotonic()
+        sub = subscriber or Subscriber()
         self.open += 1
         try:
             while True:
                 wake = self._tick_event
                 tick = reader.next_tick()
                 if tick is None:
+                    sub.waiting_since = None
                     await wake.wait()
                     continue
                 ta = log.cached(tick) or await asyncio.to_thread(log.get, tick)
                 if ta is None:  # pruned while this stream replayed older ticks
                     raise PositionExpired("start_after_position", reader.after, log.oldest_position(), "alerts")
                 fresh = ta.recorded_at >= began
+                sub.waiting_since = ta.recorded_at if fresh else None
                 t0 = self._time_of(tick)
                 seed = self._seed()
                 for chunk in reader.chunks(ta):

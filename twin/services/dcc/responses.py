@@ -8,13 +8,14 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from twin.services.dcc.errors import PositionAhead, PositionExpired, StreamBehind
 from twin.services.dcc.requests import ServiceRequest, ServiceResponse
+from twin.services.subscribers import Subscriber
 
 PENDING_READ_DAYS = 2.0  # an acknowledged read fails if the hub stays dark this long [U]
 
@@ -107,28 +108,31 @@ class ResponseLog:
         return after
 
     async def follow(self, cursor: int, *, delivery_s: float,
-                     opened: Callable[[int], None] = lambda _: None) -> AsyncIterator[ServiceResponse]:
+                     subscriber: Subscriber | None = None) -> AsyncIterator[ServiceResponse]:
         """The responses after `cursor` in position order, replayed then live, forever. Ends with
         StreamBehind once a response produced after it began waits undelivered longer than
         `delivery_s` (the subscriber resumes after what it got), PositionExpired if a replay falls
-        behind the responses kept. `opened(+1/-1)` counts the streams open."""
+        behind the responses kept. `subscriber` (if given) is kept told since when its oldest
+        undelivered response has waited."""
         began = time.monotonic()
-        opened(1)
+        sub = subscriber or Subscriber()
         try:
             while True:
                 wake = self.wake
                 if cursor >= self.last:
+                    sub.waiting_since = None
                     await wake.wait()
                     continue
                 if cursor < self.first - 1:  # a replay slower than responses arrive outran the kept ones
                     raise PositionExpired("start_after_position", cursor, self.first - 1, "responses")
                 at, resp = self.items[cursor + 1 - self.first]
+                sub.waiting_since = at if at >= began else None
                 if at >= began and time.monotonic() - at > delivery_s:
                     raise StreamBehind("response", "resume_after_position", cursor, delivery_s)
                 yield resp
                 cursor += 1
         finally:
-            opened(-1)
+            sub.waiting_since = None
 
 
 class ResponseLogs:
