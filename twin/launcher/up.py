@@ -183,7 +183,7 @@ class Launcher:
             self.err.print(f"DUIS gateway on {api.duis.server.url}/api/v1/serviceS|serviceD|serviceT; DCC Users' "
                            f"keys and certificates in {api.duis_settings.pki.parent}", highlight=False)
         if api.metrics_port is not None:
-            self.err.print(f"API call counters (Prometheus) on http://127.0.0.1:{api.metrics_port}/metrics",
+            self.err.print(f"API and engine metrics (Prometheus) on http://127.0.0.1:{api.metrics_port}/metrics",
                            highlight=False)
         if replicas:
             # Each process's own loopback port, to ask one of them (its channelz counters) directly.
