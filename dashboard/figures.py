@@ -167,18 +167,21 @@ def hbar(labels: list[str], values: list[float], title: str, colour: str = "#1f7
     return fig
 
 
-def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
+def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure | None:
     """One bar per region and technology with a switch-off: from its off time to its on time (or
-    a year on, for permanent), with a line at the simulated now."""
+    a year on, for permanent), with a line at the simulated now; None when there is none (the
+    page says so in words rather than draw empty axes)."""
     from datetime import datetime, timedelta
 
-    fig = go.Figure()
     rows = []
     for region, info in network.items():
         for so in info.get("switch_offs", []):
             start = datetime.fromisoformat(so["off_from"])
             end = datetime.fromisoformat(so["on_from"]) if so["on_from"] else start + timedelta(days=365)
             rows.append((f"{region} {so['technology']}", start, end, "off" if not so["on_from"] else "outage"))
+    if not rows:
+        return None
+    fig = go.Figure()
     for label, start, end, kind in rows:
         fig.add_trace(go.Scatter(x=[start, end], y=[label, label], mode="lines", line=dict(width=14,
                       color="#d62728" if kind == "off" else "#ff9896"), name=label, showlegend=False,
@@ -188,8 +191,4 @@ def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
     fig.update_layout(**layout)
     if now_iso:
         fig.add_vline(x=datetime.fromisoformat(now_iso).timestamp() * 1000, line=dict(color="#333", dash="dot"))
-    if not rows:
-        fig.add_annotation(text="no switch-offs scheduled", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
     return fig

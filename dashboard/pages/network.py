@@ -47,6 +47,16 @@ def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], n
         html.Tbody(rows)])
 
 
+def timeline_panel(network: dict[str, Any], now_iso: str) -> Any:
+    """The switch-off timeline, or the words that nothing is switched off or planned to be."""
+    fig = F.switch_off_timeline(network, now_iso)
+    if fig is None:
+        return html.Div([html.H3("Switch-offs and network outages"),
+                         html.Div("No switch-off or network outage is scheduled." if network else "Loading the network "
+                                  "plans…", className="muted", id="net-no-switch-offs")])
+    return graph("net-timeline", fig)
+
+
 def layout(feed, actions=None) -> html.Div:
     latest, cur, net = feed.latest(), feed.current(), feed.network()
     return html.Div([
@@ -57,7 +67,7 @@ def layout(feed, actions=None) -> html.Div:
                 html.H3("At risk: hubs on a network being switched off"),
                 html.Div(countdown(net, latest.get("hubs_by_wan", {}), cur.get("time", "")), id="net-countdown")]),
         ]),
-        html.Div(className="panel", children=[graph("net-timeline", F.switch_off_timeline(net, cur.get("time", "")))]),
+        html.Div(className="panel", id="net-timeline-box", children=timeline_panel(net, cur.get("time", ""))),
         html.Div(className="panel", children=[html.H3("4G swap, VWAN and switch-off programmes"),
                                               html.Div(ops_table(feed.operations(), SWAP_KINDS, empty=NO_PROGRAMMES),
                                                        id="net-ops")]),
@@ -87,7 +97,7 @@ def region_table(cur: dict[str, Any]) -> Any:
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline", "figure"),
+    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline-box", "children"),
                   Output("net-ops", "children"), Output("net-regions", "children"), Output("net-seen", "data"),
                   Input("net-pulse", "n_intervals"), State("net-seen", "data"))
     def update(_n, seen):
@@ -98,5 +108,5 @@ def register(app, feed, actions) -> None:
         mix = Patch()
         for i, ys in enumerate(F.technology_mix_y(latest.get("hubs_by_wan", {}))):
             mix["data"][i]["y"] = ys
-        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), F.switch_off_timeline(net, cur["time"]),
+        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), timeline_panel(net, cur["time"]),
                 ops_table(feed.operations(), SWAP_KINDS, empty=NO_PROGRAMMES), region_table(cur), cur["tick"])
