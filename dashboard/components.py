@@ -59,6 +59,18 @@ def progress_bar(fraction: float, label: str = "", bar_id: str | None = None) ->
                               html.Span(label or f"{pct:.1f}%", className="progress-label")])
 
 
+def minutes(value: Any) -> str:
+    """A duration given in minutes, in the largest units that keep it whole: "90 min", "4 d"."""
+    try:
+        m = float(value)
+    except (TypeError, ValueError):
+        return f"{value} min"
+    for unit, size in (("d", 1440), ("h", 60)):
+        if m >= size and m % size == 0:
+            return f"{m / size:g} {unit}"
+    return f"{m:g} min"
+
+
 def short_op(name: str) -> str:
     return name.removeprefix("operations/")
 
@@ -80,7 +92,7 @@ def op_summary(op: dict[str, Any]) -> str:
         return " ".join(p for p in parts if p)
     if kind == "power_outage":
         area = f"{c['area_name']} ({c.get('area')})" if c.get("area_name") else str(c.get("area"))
-        return f"{area} x {c.get('fraction', 1)} for {c.get('duration_min', '')} min"
+        return f"{area} x {c.get('fraction', 1)} for {minutes(c.get('duration_min'))}"
     if kind == "churn_campaign":
         return f"{c.get('switches_per_month', 0):,} switches/month for {c.get('days', '')} d"
     if kind == "supplier_switch":

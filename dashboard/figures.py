@@ -21,8 +21,8 @@ WAN_COLOURS = {"long-range radio": "#6a3d9a", "2G": "#e31a1c", "3G": "#fb9a99", 
 # Light for little, dark for much (explicit, so no named scale's direction can surprise): the
 # colour bar's title, its unit suffix, the number format of its ends, and the scale.
 MAP_MODES = {
-    "dark": ("Dark hubs, % of DCC hubs", "%", ".2f", [[0.0, "#fff7bc"], [0.4, "#fe9929"], [1.0, "#99000d"]]),
-    "density": ("Hubs per km²", "", ",.1f", [[0.0, "#eff3ff"], [0.5, "#6baed6"], [1.0, "#08306b"]]),
+    "dark": ("Dark hubs, % of DCC hubs", "%", ".2~f", [[0.0, "#fff7bc"], [0.4, "#fe9929"], [1.0, "#99000d"]]),
+    "density": ("Hubs per km²", "", ",.1~f", [[0.0, "#eff3ff"], [0.5, "#6baed6"], [1.0, "#08306b"]]),
     "alerts": ("Alerts this tick", "", ",.0f", [[0.0, "#f2f0f7"], [0.5, "#9e9ac8"], [1.0, "#3f007d"]]),
 }
 LIVE_POINTS = 480  # points a live chart keeps (extendData trims to this)
@@ -63,9 +63,18 @@ def map_scale(values: dict[int, float], mode: str) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + max(abs(lo) * 0.01, 1e-6))
 
 
+def scale_text(mode: str, lo: float, hi: float) -> str:
+    """The scale in words, shown under the map: the colour bar's ends are not always ticked."""
+    label, unit, fmt, _ = MAP_MODES[mode]
+    fmt = fmt.replace("~", "")  # d3's "trim zeros" has no Python equivalent
+    return (f"{label}: the colours span the areas' own range, from {lo:{fmt}}{unit} (lightest) to "
+            f"{hi:{fmt}}{unit} (darkest).")
+
+
 def map_title(mode: str, lo: float, hi: float) -> str:
     """The colour bar's title, stating the scale: what is shown and the range the colours span."""
     label, unit, fmt, _ = MAP_MODES[mode]
+    fmt = fmt.replace("~", "")
     return f"{label}<br><sup>scaled to the areas: {lo:{fmt}}{unit} to {hi:{fmt}}{unit}</sup>"
 
 

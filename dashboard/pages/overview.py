@@ -54,6 +54,7 @@ def layout(feed, actions=None) -> html.Div:
                                             {"label": " hub density", "value": "density"},
                                             {"label": " alerts", "value": "alerts"}])]),
                 graph("ov-map", F.gb_map(latest.get("areas", []), "dark")),
+                html.Div(scale_line(latest.get("areas", []), "dark"), id="ov-map-scale", className="small"),
                 html.Div(geo.ATTRIBUTION, className="attribution")]),
             html.Div(className="panel col", children=[
                 graph("ov-msgs", F.series(ticks, "Messages per tick by CSP", MSGS)),
@@ -61,6 +62,10 @@ def layout(feed, actions=None) -> html.Div:
             ]),
         ]),
     ])
+
+
+def scale_line(areas: list[dict[str, Any]], mode: str) -> str:
+    return F.scale_text(mode, *F.map_scale(F.area_values(areas, mode), mode)) if areas else ""
 
 
 def map_patch(areas: list[dict[str, Any]], mode: str) -> Patch:
@@ -83,7 +88,8 @@ def map_patch(areas: list[dict[str, Any]], mode: str) -> Patch:
 
 def register(app, feed, actions) -> None:
     @app.callback(
-        Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-msgs", "extendData"),
+        Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-map-scale", "children"),
+        Output("ov-msgs", "extendData"),
         Output("ov-dark", "extendData"), Output("ov-seen", "data"),
         Input("ov-pulse", "n_intervals"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
     )
@@ -94,6 +100,7 @@ def register(app, feed, actions) -> None:
         latest = feed.latest()
         cur = feed.current()
         map_fig = map_patch(latest.get("areas", []), mode or "dark")
+        scale = scale_line(latest.get("areas", []), mode or "dark")
         if not new:
-            return no_update, map_fig, no_update, no_update, no_update
-        return (kpis(cur), map_fig, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])
+            return no_update, map_fig, scale, no_update, no_update, no_update
+        return (kpis(cur), map_fig, scale, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])
