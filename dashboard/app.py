@@ -7,7 +7,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
-from dashboard.components import PULSE_MS, data_attrs
+from dashboard.components import PULSE_MS, data_attrs, tick_label
 from dashboard.pages import PAGES
 
 
@@ -20,7 +20,7 @@ def clock_text(feed) -> str:
     pace = "" if state != "running" else (" · flat out" if not speed else f" · {speed:g}x real time")
     if state == "failed":
         pace = f" · CLOCK FAILED: {clock.get('error', '')}"
-    return f"{cur['time'][:16].replace('T', ' ')} UTC · tick {cur['tick']} · {state}{pace}"
+    return f"{tick_label(cur)} · {state}{pace}"
 
 
 def create_dash(feed, *, actions) -> Dash:

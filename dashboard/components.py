@@ -25,6 +25,12 @@ def graph(id_: str, figure: Any, **kw: Any) -> dcc.Graph:
     return dcc.Graph(id=id_, figure=figure, config=GRAPH_CONFIG, **kw)
 
 
+def tick_label(cur: dict[str, Any]) -> str:
+    """The newest tick as every page names it: the time at its end and its number, e.g.
+    "2026-11-04 08:30 UTC · tick 160" (the header and the Scenario page's clock say the same)."""
+    return f"{cur['time'][:16].replace('T', ' ')} UTC · tick {cur['tick']}"
+
+
 def num(n: float | int) -> str:
     n = float(n)
     for unit, div in (("bn", 1e9), ("M", 1e6), ("k", 1e3)):
@@ -53,6 +59,18 @@ def progress_bar(fraction: float, label: str = "", bar_id: str | None = None) ->
                               html.Span(label or f"{pct:.1f}%", className="progress-label")])
 
 
+def minutes(value: Any) -> str:
+    """A duration given in minutes, in the largest units that keep it whole: "90 min", "4 d"."""
+    try:
+        m = float(value)
+    except (TypeError, ValueError):
+        return f"{value} min"
+    for unit, size in (("d", 1440), ("h", 60)):
+        if m >= size and m % size == 0:
+            return f"{m / size:g} {unit}"
+    return f"{m:g} min"
+
+
 def short_op(name: str) -> str:
     return name.removeprefix("operations/")
 
@@ -74,7 +92,7 @@ def op_summary(op: dict[str, Any]) -> str:
         return " ".join(p for p in parts if p)
     if kind == "power_outage":
         area = f"{c['area_name']} ({c.get('area')})" if c.get("area_name") else str(c.get("area"))
-        return f"{area} x {c.get('fraction', 1)} for {c.get('duration_min', '')} min"
+        return f"{area} x {c.get('fraction', 1)} for {minutes(c.get('duration_min'))}"
     if kind == "churn_campaign":
         return f"{c.get('switches_per_month', 0):,} switches/month for {c.get('days', '')} d"
     if kind == "supplier_switch":
@@ -90,36 +108,59 @@ def op_summary(op: dict[str, Any]) -> str:
 
 
 # The fields of each kind's progress message (twin.fleet.v1 *Progress) a table row shows, with
-# their labels; nested fields as "message.field".
+# their labels; nested fields as "message.field". Fields that name a tick are shown as "tick N".
 HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
     "firmware_rollout": (("targeted", "targeted"), ("distributed", "distributed"), ("activated", "activated"),
                          ("failed", "failed"), ("bricked", "bricked"), ("pending_no_wan", "pending no wan")),
     "supplier_switch": (("switches", "switches"), ("swaps.dumb", "dumb")),
     "churn_campaign": (("switches", "switches"), ("swaps.dumb", "dumb")),
     "supplier_failure": (("customers", "customers"), ("moved", "moved"), ("swaps.dumb", "dumb")),
+    "network_switch_off": (("off_tick", "off at"),),
     "swap_programme": (("done", "swapped"), ("eligible", "eligible")),
     "vwan_fallback": (("done", "onboarded"), ("eligible", "eligible")),
+    "power_outage": (("premises_cut", "premises cut"), ("premises_in_area", "in the area"),
+                     ("premises_already_unpowered", "already off"), ("end_tick", "restored at")),
+    "base_station_failure": (("hubs_affected", "hubs affected"), ("end_tick", "restored at")),
+    "csp_incident": (("end_tick", "restored at"),),
     "mhhs_migration": (("migrated", "migrated"), ("targeted", "targeted"), ("waves_done", "waves done")),
     "on_demand_reads": (("answered", "answered"), ("failed", "failed"), ("planned", "planned")),
 }
+TICK_FIELDS = ("off_tick", "end_tick", "next_wave_tick")
+
+
+def _headline(op: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The kind's HEADLINE, or for a kind it does not list (one the API added since) every plain
+    number of its progress, so no operation's counters are ever blank."""
+    kind = op.get("kind", "")
+    if kind in HEADLINE:
+        return HEADLINE[kind]
+    progress = op.get("progress", {})
+    return tuple((k, k.replace("_", " ")) for k, v in progress.items()
+                 if isinstance(v, int | float) and not isinstance(v, bool))
 
 
 def progress_text(op: dict[str, Any]) -> str:
-    """The headline counts of an operation's progress, e.g. "targeted 1,200 · activated 300"."""
+    """The headline counts of an operation's progress, e.g. "targeted 1,200 · activated 300", or
+    for one that has none "restored at tick 57"."""
     out = []
-    for path, label in HEADLINE.get(op.get("kind", ""), ()):
+    for path, label in _headline(op):
         value: Any = op.get("progress", {})
         for part in path.split("."):
             value = value.get(part, 0) if isinstance(value, dict) else 0
-        out.append(f"{label} {value:,}")
+        if path in TICK_FIELDS:
+            out.append(f"{label} tick {value}")
+        else:
+            out.append(f"{label} {value:,}")
     return " · ".join(out)
 
 
 def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
-              controls: bool = False) -> html.Div | html.Table:
+              controls: bool = False, empty: str = "No operations yet.") -> html.Div | html.Table:
+    """The operations of `kinds` (all when None), newest first, with their progress and counters;
+    `empty` says in words that there are none."""
     rows = [o for o in ops if kinds is None or o["kind"] in kinds]
     if not rows:
-        return html.Div("No operations yet.", className="muted")
+        return html.Div(empty, className="muted")
     head = ["Operation", "Kind", "What", "State", "Progress", "Counters"] + (["Actions"] if controls else [])
     body = []
     for o in reversed(rows):
@@ -127,7 +168,7 @@ def ops_table(ops: list[dict[str, Any]], kinds: tuple[str, ...] | None = None,
         cells = [html.Td(oid, className="mono"), html.Td(o["kind"]), html.Td(op_summary(o)),
                  html.Td(o["state"], className=f"state state-{o['state'].lower()}", title=o.get("reason") or o["error"]),
                  html.Td(progress_bar(progress_fraction(o), bar_id=f"progress-{oid}")),
-                 html.Td(progress_text(o), className="small")]
+                 html.Td(progress_text(o), className="small counters")]
         if controls:
             allowed = set(o.get("actions", ()))
             cells.append(html.Td([

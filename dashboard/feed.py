@@ -73,6 +73,7 @@ def tick_record(s: fleet_pb2.TickSummary) -> dict[str, Any]:
         "peak_alerts_per_s": s.peak_alerts_per_s,
         "messages": {c.csp: sum(c.messages.values()) for c in s.csps},
         "dark_by_csp": {c.csp: c.dark_hubs for c in s.csps},
+        "reachable_by_csp": {c.csp: c.reachable_hubs for c in s.csps},
         "alerts": alerts,
         "capacity": capacity_record(s),
     }

@@ -18,18 +18,24 @@ CSP_COLOURS = {"North": "#1f77b4", "Central": "#ff7f0e", "South": "#2ca02c"}
 WAN_ORDER = ("long-range radio", "2G", "3G", "4G", "VWAN", "none")
 WAN_COLOURS = {"long-range radio": "#6a3d9a", "2G": "#e31a1c", "3G": "#fb9a99", "4G": "#1f78b4", "VWAN": "#33a02c",
                "none": "#b2b2b2"}
-# Light for little, dark for much (explicit, so no named scale's direction can surprise).
+# Light for little, dark for much (explicit, so no named scale's direction can surprise): the
+# colour bar's title, its unit suffix, the number format of its ends, and the scale.
 MAP_MODES = {
-    "dark": ("Dark hubs, % of DCC hubs", [[0.0, "#fff7bc"], [0.4, "#fe9929"], [1.0, "#99000d"]]),
-    "density": ("Hubs per km²", [[0.0, "#eff3ff"], [0.5, "#6baed6"], [1.0, "#08306b"]]),
-    "alerts": ("Alerts this tick", [[0.0, "#f2f0f7"], [0.5, "#9e9ac8"], [1.0, "#3f007d"]]),
+    "dark": ("Dark hubs, % of DCC hubs", "%", ".2~f", [[0.0, "#fff7bc"], [0.4, "#fe9929"], [1.0, "#99000d"]]),
+    "density": ("Hubs per km²", "", ",.1~f", [[0.0, "#eff3ff"], [0.5, "#6baed6"], [1.0, "#08306b"]]),
+    "alerts": ("Alerts this tick", "", ",.0f", [[0.0, "#f2f0f7"], [0.5, "#9e9ac8"], [1.0, "#3f007d"]]),
 }
 LIVE_POINTS = 480  # points a live chart keeps (extendData trims to this)
 
 
+# The legend beside the plot, top right: below it, a legend sat on the date labels of time axes
+# (two lines each) and clipped them; beside it, the margin grows to fit it (autoexpand).
+LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top")
+
+
 def base_layout(title: str = "", height: int = 300, **kw: Any) -> dict[str, Any]:
     return dict(title=dict(text=title, x=0.01, font=dict(size=14)), height=height, margin=dict(l=50, r=10, t=36, b=36),
-                template="plotly_white", legend=dict(orientation="h", y=-0.2), uirevision="keep", **kw)
+                template="plotly_white", legend=LEGEND, uirevision="keep", **kw)
 
 
 # -- the map ------------------------------------------------------------------------------
@@ -47,16 +53,36 @@ def area_values(areas: list[dict[str, Any]], mode: str) -> dict[int, float]:
 
 
 def map_scale(values: dict[int, float], mode: str) -> tuple[float, float]:
-    if mode == "dark":
-        return 0.0, max(5.0, max(values.values(), default=0.0))
-    return 0.0, max(1.0, max(values.values(), default=0.0))
+    """The colour range: the areas' own lowest to highest value, so differences show at baseline
+    (dark shares of 0.4 to 0.7% on a fixed 0 to 5% scale all drew the same pale yellow). When
+    every area has the same value (or there are none) the range is that value to a little above
+    it, so every area draws the lightest colour."""
+    if not values:
+        return 0.0, 1.0
+    lo, hi = min(values.values()), max(values.values())
+    return (lo, hi) if hi > lo else (lo, lo + max(abs(lo) * 0.01, 1e-6))
+
+
+def scale_text(mode: str, lo: float, hi: float) -> str:
+    """The scale in words, shown under the map: the colour bar's ends are not always ticked."""
+    label, unit, fmt, _ = MAP_MODES[mode]
+    fmt = fmt.replace("~", "")  # d3's "trim zeros" has no Python equivalent
+    return (f"{label}: the colours span the areas' own range, from {lo:{fmt}}{unit} (lightest) to "
+            f"{hi:{fmt}}{unit} (darkest).")
+
+
+def map_title(mode: str, lo: float, hi: float) -> str:
+    """The colour bar's title, stating the scale: what is shown and the range the colours span."""
+    label, unit, fmt, _ = MAP_MODES[mode]
+    fmt = fmt.replace("~", "")
+    return f"{label}<br><sup>scaled to the areas: {lo:{fmt}}{unit} to {hi:{fmt}}{unit}</sup>"
 
 
 def map_style(areas: list[dict[str, Any]], mode: str) -> tuple[list[str], list[str], tuple[float, float]]:
     """Fill colour and hover text of each area (in geo.areas() order), and the colour range."""
     values = area_values(areas, mode)
     lo, hi = map_scale(values, mode)
-    scale = MAP_MODES[mode][1]
+    scale = MAP_MODES[mode][3]
     by_id = {a["area_id"]: a for a in areas}
     colours, texts = [], []
     for shape in geo.areas():
@@ -75,24 +101,31 @@ def map_style(areas: list[dict[str, Any]], mode: str) -> tuple[list[str], list[s
 
 def gb_map(areas: list[dict[str, Any]], mode: str = "dark", height: int = 560) -> go.Figure:
     colours, texts, (lo, hi) = map_style(areas, mode)
+    values = area_values(areas, mode)
     fig = go.Figure()
     for shape, colour, text in zip(geo.areas(), colours, texts, strict=True):
+        # meta: the area's value, so the figure says what each colour stands for (the tests read it).
         fig.add_trace(go.Scatter(x=shape.lon, y=shape.lat, mode="lines", fill="toself", fillcolor=colour,
                                  line=dict(color="#555", width=0.6), name=shape.name, text=text, hoveron="fills",
-                                 hoverinfo="text", showlegend=False))
+                                 hoverinfo="text", showlegend=False, meta=values.get(shape.id, 0.0)))
     olon, olat = geo.outline()
     fig.add_trace(go.Scatter(x=olon, y=olat, mode="lines", line=dict(color="#222", width=0.5), hoverinfo="skip",
                              showlegend=False, name="coast"))
     # A hidden marker carries the colour bar.
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip", name="scale",
-                             marker=dict(colorscale=MAP_MODES[mode][1], cmin=lo, cmax=hi, color=[lo], showscale=True,
-                                         colorbar=dict(title=dict(text=MAP_MODES[mode][0], side="right"),
-                                                       thickness=12, len=0.6))))
+                             marker=dict(colorscale=MAP_MODES[mode][3], cmin=lo, cmax=hi, color=[lo], showscale=True,
+                                         colorbar=colorbar(mode, lo, hi))))
     fig.update_layout(**base_layout("", height), showlegend=False)
     fig.update_xaxes(visible=False, range=[-8.8, 2.0])
     fig.update_yaxes(visible=False, range=[49.8, 61.0], scaleanchor="x", scaleratio=geo.ASPECT)
     fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), plot_bgcolor="#eaf2f8")
     return fig
+
+
+def colorbar(mode: str, lo: float, hi: float) -> dict[str, Any]:
+    """The map's colour bar: its title states the scale, and its ticks carry the unit."""
+    return dict(title=dict(text=map_title(mode, lo, hi), side="right"), thickness=12, len=0.6,
+                ticksuffix=MAP_MODES[mode][1], tickformat=MAP_MODES[mode][2], nticks=6)
 
 
 # -- live series -----------------------------------------------------------------------------
@@ -143,18 +176,21 @@ def hbar(labels: list[str], values: list[float], title: str, colour: str = "#1f7
     return fig
 
 
-def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
+def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure | None:
     """One bar per region and technology with a switch-off: from its off time to its on time (or
-    a year on, for permanent), with a line at the simulated now."""
+    a year on, for permanent), with a line at the simulated now; None when there is none (the
+    page says so in words rather than draw empty axes)."""
     from datetime import datetime, timedelta
 
-    fig = go.Figure()
     rows = []
     for region, info in network.items():
         for so in info.get("switch_offs", []):
             start = datetime.fromisoformat(so["off_from"])
             end = datetime.fromisoformat(so["on_from"]) if so["on_from"] else start + timedelta(days=365)
             rows.append((f"{region} {so['technology']}", start, end, "off" if not so["on_from"] else "outage"))
+    if not rows:
+        return None
+    fig = go.Figure()
     for label, start, end, kind in rows:
         fig.add_trace(go.Scatter(x=[start, end], y=[label, label], mode="lines", line=dict(width=14,
                       color="#d62728" if kind == "off" else "#ff9896"), name=label, showlegend=False,
@@ -164,8 +200,4 @@ def switch_off_timeline(network: dict[str, Any], now_iso: str) -> go.Figure:
     fig.update_layout(**layout)
     if now_iso:
         fig.add_vline(x=datetime.fromisoformat(now_iso).timestamp() * 1000, line=dict(color="#333", dash="dot"))
-    if not rows:
-        fig.add_annotation(text="no switch-offs scheduled", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
     return fig

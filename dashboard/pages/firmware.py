@@ -18,8 +18,15 @@ KINDS = ("firmware_rollout",)
 DEVICES = {"ch_firmware": "Comms hubs", "esme_firmware": "Electricity meters", "gsme_firmware": "Gas meters"}
 
 
-def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
-    """Failure rate per wave of each rollout: failed / (passed + failed) as waves finish."""
+NO_ROLLOUTS = "No firmware rollout yet: inject one on the Scenario page."
+NO_WAVES = "No rollout has finished a wave yet: the failure rate of each wave shows here once one has."
+NO_VERSIONS = "Counting the fleet's firmware versions…"
+BAR_PX = 18  # height per bar of the versions chart: every version's label gets a line of its own
+
+
+def wave_failures(ops: list[dict[str, Any]]) -> go.Figure | None:
+    """Failure rate per wave of each rollout: failed / (passed + failed) as waves finish; None
+    while no wave of any rollout has finished (the page says so in words, not empty axes)."""
     fig = go.Figure()
     for o in ops:
         if o["kind"] != "firmware_rollout":
@@ -30,18 +37,29 @@ def wave_failures(ops: list[dict[str, Any]]) -> go.Figure:
             if failed + passed:
                 xs.append(f"wave {w['index'] + 1}")
                 ys.append(100.0 * failed / (failed + passed))
-        fig.add_trace(go.Bar(x=xs, y=ys, name=o["name"].removeprefix("operations/")))
-    fig.update_layout(**F.base_layout("Failure rate per wave, %", 300), barmode="group")
+        if xs:
+            fig.add_trace(go.Bar(x=xs, y=ys, name=o["name"].removeprefix("operations/")))
     if not fig.data:
-        fig.add_annotation(text="no rollout has finished a wave yet", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
+        return None
+    fig.update_layout(**F.base_layout("Failure rate per wave, % of devices whose transfer is over", 300),
+                      barmode="group", showlegend=True)
+    fig.update_yaxes(title_text="% failed", rangemode="tozero")
     return fig
 
 
-def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Reference) -> go.Figure:
+def waves_panel(ops: list[dict[str, Any]]) -> Any:
+    fig = wave_failures(ops)
+    if fig is None:
+        return html.Div([html.H3("Failure rate per wave"), html.Div(NO_WAVES, className="muted", id="fw-no-waves")])
+    return graph("fw-waves", fig)
+
+
+def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Reference) -> go.Figure | None:
     """Devices by model and version, one bar group per device type: the 12 largest groups, each
-    model's versions in the version order the API's catalog gives (1.9 before 1.12)."""
+    model's versions in the version order the API's catalog gives (1.9 before 1.12). Every bar
+    has its label (the chart grows with them); None before the first count."""
     fig = go.Figure()
+    bars = 0
     for key, label in DEVICES.items():
         device = key.removesuffix("_firmware").upper()
         rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
@@ -50,30 +68,47 @@ def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Refere
             return reference.version_order(device, r["version"])
 
         rows.sort(key=order)
+        bars += len(rows)
         fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))
-    fig.update_layout(**F.base_layout("Firmware versions in the fleet (devices)", 520))
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    if not bars:
+        return None
+    fig.update_layout(**F.base_layout("Firmware versions in the fleet", 90 + BAR_PX * bars))
+    # A category axis labels every other bar when it thinks them crowded: one a line, each labelled.
+    fig.update_yaxes(autorange="reversed", automargin=True, type="category", dtick=1, tickfont=dict(size=11))
+    fig.update_xaxes(title_text="devices")
     return fig
+
+
+def versions_panel(versions: dict[str, list[dict[str, Any]]], reference: Reference) -> Any:
+    fig = versions_figure(versions, reference)
+    if fig is None:
+        return html.Div(NO_VERSIONS, className="muted", id="fw-no-versions")
+    return graph("fw-versions", fig)
 
 
 def layout(feed, actions=None) -> html.Div:
     ops = feed.operations()
     return html.Div([
         *pulse("fw", feed.last_tick()),
-        html.Div(className="panel", children=[html.H3("Rollouts"), html.Div(ops_table(ops, KINDS), id="fw-ops")]),
+        html.Div(className="panel", children=[html.H3("Rollouts"),
+                                              html.Div(ops_table(ops, KINDS, empty=NO_ROLLOUTS), id="fw-ops")]),
         html.Div(className="row", children=[
-            html.Div(className="panel col", children=[graph("fw-waves", wave_failures(ops))]),
-            html.Div(className="panel col", children=[graph("fw-versions", versions_figure(feed.versions(), feed.reference()))]),
+            html.Div(className="panel col", id="fw-waves-box", children=waves_panel(ops)),
+            html.Div(className="panel col", id="fw-versions-box",
+                     children=versions_panel(feed.versions(), feed.reference())),
         ]),
     ])
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(Output("fw-ops", "children"), Output("fw-waves", "figure"), Output("fw-versions", "figure"),
-                  Output("fw-seen", "data"), Input("fw-pulse", "n_intervals"), State("fw-seen", "data"))
+    @app.callback(Output("fw-ops", "children"), Output("fw-waves-box", "children"),
+                  Output("fw-versions-box", "children"), Output("fw-seen", "data"),
+                  Input("fw-pulse", "n_intervals"), State("fw-seen", "data"))
     def update(_n, seen):
         tick = feed.last_tick()
         if tick == seen:
             raise PreventUpdate
-        ops = feed.operations()
-        return ops_table(ops, KINDS), wave_failures(ops), versions_figure(feed.versions(), feed.reference()), tick
+        ops, versions = feed.operations(), feed.versions()
+        # Until the first count arrives, look again each pulse (even with the clock paused).
+        return (ops_table(ops, KINDS, empty=NO_ROLLOUTS), waves_panel(ops), versions_panel(versions, feed.reference()),
+                tick if versions else None)

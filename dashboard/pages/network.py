@@ -16,6 +16,7 @@ from twin.util.instants import format_instant
 PATH = "/network"
 TITLE = "Network"
 SWAP_KINDS = ("swap_programme", "vwan_fallback", "network_switch_off")
+NO_PROGRAMMES = "No 4G swap, VWAN fallback or switch-off yet: inject one on the Scenario page."
 
 
 def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], now_iso: str) -> html.Div | html.Table:
@@ -46,6 +47,16 @@ def countdown(network: dict[str, Any], hubs_by_wan: dict[str, dict[str, int]], n
         html.Tbody(rows)])
 
 
+def timeline_panel(network: dict[str, Any], now_iso: str) -> Any:
+    """The switch-off timeline, or the words that nothing is switched off or planned to be."""
+    fig = F.switch_off_timeline(network, now_iso)
+    if fig is None:
+        return html.Div([html.H3("Switch-offs and network outages"),
+                         html.Div("No switch-off or network outage is scheduled." if network else "Loading the network "
+                                  "plans…", className="muted", id="net-no-switch-offs")])
+    return graph("net-timeline", fig)
+
+
 def layout(feed, actions=None) -> html.Div:
     latest, cur, net = feed.latest(), feed.current(), feed.network()
     return html.Div([
@@ -56,25 +67,37 @@ def layout(feed, actions=None) -> html.Div:
                 html.H3("At risk: hubs on a network being switched off"),
                 html.Div(countdown(net, latest.get("hubs_by_wan", {}), cur.get("time", "")), id="net-countdown")]),
         ]),
-        html.Div(className="panel", children=[graph("net-timeline", F.switch_off_timeline(net, cur.get("time", "")))]),
+        html.Div(className="panel", id="net-timeline-box", children=timeline_panel(net, cur.get("time", ""))),
         html.Div(className="panel", children=[html.H3("4G swap, VWAN and switch-off programmes"),
-                                              html.Div(ops_table(feed.operations(), SWAP_KINDS), id="net-ops")]),
-        html.Div(className="panel", children=[html.H3("Reachable and dark hubs by region"),
+                                              html.Div(ops_table(feed.operations(), SWAP_KINDS, empty=NO_PROGRAMMES),
+                                                       id="net-ops")]),
+        html.Div(className="panel", children=[html.H3("Reachable and dark hubs by region, end of the newest tick"),
                                               html.Div(region_table(feed.current()), id="net-regions")]),
     ])
 
 
+REGION_COLUMNS = ("CSP region", "Reachable hubs", "Dark hubs", "Dark %", "Messages this tick")
+
+
 def region_table(cur: dict[str, Any]) -> Any:
+    """Per CSP region at the end of the newest tick: reachable and dark hubs, the dark share
+    (dark / (reachable + dark)), and the tick's messages."""
     if not cur:
         return html.Div("Waiting for the fleet…", className="muted")
-    return html.Table(className="table", children=[
-        html.Thead(html.Tr([html.Th(h) for h in ("CSP region", "Messages this tick", "Dark hubs")])),
-        html.Tbody([html.Tr([html.Td(c), html.Td(num(cur["messages"].get(c, 0)), className="num"),
-                             html.Td(f"{cur['dark_by_csp'].get(c, 0):,}", className="num")]) for c in F.CSPS])])
+
+    def row(c: str) -> html.Tr:
+        reachable, dark = cur.get("reachable_by_csp", {}).get(c, 0), cur["dark_by_csp"].get(c, 0)
+        return html.Tr([html.Td(c), html.Td(f"{reachable:,}", className="num"), html.Td(f"{dark:,}", className="num"),
+                        html.Td(f"{100 * dark / max(reachable + dark, 1):.2f}%", className="num"),
+                        html.Td(num(cur["messages"].get(c, 0)), className="num")])
+
+    return html.Table(className="table", id="net-region-table", children=[
+        html.Thead(html.Tr([html.Th(h, className="" if h == "CSP region" else "num") for h in REGION_COLUMNS])),
+        html.Tbody([row(c) for c in F.CSPS])])
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline", "figure"),
+    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline-box", "children"),
                   Output("net-ops", "children"), Output("net-regions", "children"), Output("net-seen", "data"),
                   Input("net-pulse", "n_intervals"), State("net-seen", "data"))
     def update(_n, seen):
@@ -85,5 +108,5 @@ def register(app, feed, actions) -> None:
         mix = Patch()
         for i, ys in enumerate(F.technology_mix_y(latest.get("hubs_by_wan", {}))):
             mix["data"][i]["y"] = ys
-        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), F.switch_off_timeline(net, cur["time"]),
-                ops_table(feed.operations(), SWAP_KINDS), region_table(cur), cur["tick"])
+        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), timeline_panel(net, cur["time"]),
+                ops_table(feed.operations(), SWAP_KINDS, empty=NO_PROGRAMMES), region_table(cur), cur["tick"])

@@ -28,9 +28,14 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
         html.Div(kpi("Dark", f"{cur['dark']:,}", f"{100 * cur['dark'] / hubs:.3f}% of hubs"), id="kpi-dark",
                  **data_attrs(value=str(cur["dark"]))),
         kpi("HH data at risk", num(cur["hh_at_risk"]), "unread half-hours on dark hubs", kid="kpi-risk"),
-        kpi("HH data lost", num(cur["hh_lost_total"]), f"+{cur['hh_lost']:,} this tick", kid="kpi-lost"),
-        kpi("Messages", num(sum(cur["messages"].values())), "this tick, all CSPs", kid="kpi-msgs"),
-        kpi("Alerts", num(cur["alerts_total"]), f"peak {cur['peak_alerts_per_s']:,}/s this tick", kid="kpi-alerts"),
+        # Cumulative figures say "since the run began"; per-tick ones "this tick" (never one
+        # figure of each kind under a single label).
+        kpi("HH data lost", num(cur["hh_lost_total"]), f"since the run began · +{cur['hh_lost']:,} this tick",
+            kid="kpi-lost"),
+        kpi("Messages this tick", num(sum(cur["messages"].values())), "all CSPs", kid="kpi-msgs"),
+        kpi("Alerts this tick", num(sum(cur["alerts"].values())), f"peak {cur['peak_alerts_per_s']:,}/s within it",
+            kid="kpi-alerts"),
+        kpi("Alerts since start", num(cur["alerts_total"]), "cumulative, whole run", kid="kpi-alerts-total"),
     ]
 
 
@@ -49,34 +54,42 @@ def layout(feed, actions=None) -> html.Div:
                                             {"label": " hub density", "value": "density"},
                                             {"label": " alerts", "value": "alerts"}])]),
                 graph("ov-map", F.gb_map(latest.get("areas", []), "dark")),
+                html.Div(scale_line(latest.get("areas", []), "dark"), id="ov-map-scale", className="small"),
                 html.Div(geo.ATTRIBUTION, className="attribution")]),
             html.Div(className="panel col", children=[
                 graph("ov-msgs", F.series(ticks, "Messages per tick by CSP", MSGS)),
-                graph("ov-dark", F.series(ticks, "Dark hubs by CSP", DARK)),
+                graph("ov-dark", F.series(ticks, "Dark hubs by CSP at the end of each tick", DARK)),
             ]),
         ]),
     ])
 
 
+def scale_line(areas: list[dict[str, Any]], mode: str) -> str:
+    return F.scale_text(mode, *F.map_scale(F.area_values(areas, mode), mode)) if areas else ""
+
+
 def map_patch(areas: list[dict[str, Any]], mode: str) -> Patch:
     """Only the areas' colours and hover texts (and the colour bar) change: 14 small strings."""
     colours, texts, (lo, hi) = F.map_style(areas, mode)
+    values = F.area_values(areas, mode)
     p = Patch()
-    for i, (c, t) in enumerate(zip(colours, texts, strict=True)):
+    for i, (shape, c, t) in enumerate(zip(geo.areas(), colours, texts, strict=True)):
         p["data"][i]["fillcolor"] = c
         p["data"][i]["text"] = t
+        p["data"][i]["meta"] = values.get(shape.id, 0.0)
     bar = len(colours) + 1  # after the areas and the coast
     p["data"][bar]["marker"]["cmin"] = lo
     p["data"][bar]["marker"]["cmax"] = hi
     p["data"][bar]["marker"]["color"] = [lo]
-    p["data"][bar]["marker"]["colorscale"] = F.MAP_MODES[mode][1]
-    p["data"][bar]["marker"]["colorbar"]["title"]["text"] = F.MAP_MODES[mode][0]
+    p["data"][bar]["marker"]["colorscale"] = F.MAP_MODES[mode][3]
+    p["data"][bar]["marker"]["colorbar"] = F.colorbar(mode, lo, hi)
     return p
 
 
 def register(app, feed, actions) -> None:
     @app.callback(
-        Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-msgs", "extendData"),
+        Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-map-scale", "children"),
+        Output("ov-msgs", "extendData"),
         Output("ov-dark", "extendData"), Output("ov-seen", "data"),
         Input("ov-pulse", "n_intervals"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
     )
@@ -87,6 +100,7 @@ def register(app, feed, actions) -> None:
         latest = feed.latest()
         cur = feed.current()
         map_fig = map_patch(latest.get("areas", []), mode or "dark")
+        scale = scale_line(latest.get("areas", []), mode or "dark")
         if not new:
-            return no_update, map_fig, no_update, no_update, no_update
-        return (kpis(cur), map_fig, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])
+            return no_update, map_fig, scale, no_update, no_update, no_update
+        return (kpis(cur), map_fig, scale, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])

@@ -12,7 +12,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import forms
-from dashboard.components import ops_table, pulse
+from dashboard.components import data_attrs, ops_table, pulse, tick_label
 from dashboard.errors import error_box
 from dashboard.reference import Reference
 from twin.generated.fleet.v1 import fleet_pb2
@@ -45,11 +45,13 @@ def event_form(event: str, reference: Reference) -> list[Any]:
     return [field_input(event, spec, reference.area_labels()) for spec in forms.fields(event, reference)]
 
 
-def clock_panel(clock: dict[str, Any]) -> list[Any]:
+def clock_panel(cur: dict[str, Any], clock: dict[str, Any]) -> list[Any]:
+    """The newest tick (`cur`, named as the header names it: one tick on the page) and the clock's
+    state and speed."""
     state = clock.get("state", "?")
     speed = clock.get("speed", 0)
-    return [html.Span(f"tick {clock.get('tick', '?')} · {str(clock.get('time', ''))[:16].replace('T', ' ')} UTC · ",
-                      id="sc-clock-text"),
+    return [html.Span(f"{tick_label(cur) if cur else 'no tick yet'} · ", id="sc-clock-text",
+                      **data_attrs(tick=str(cur.get("tick", -1)))),
             html.Strong(state, id="sc-clock-state", className=f"state state-{state}"),
             html.Span(f" · {'flat out' if not speed else f'{speed:g}x real time'}")]
 
@@ -60,7 +62,7 @@ def layout(feed, actions=None) -> html.Div:
         dcc.Store(id="sc-ops-sig"),
         html.Div(className="panel", children=[
             html.H3("Clock"),
-            html.Div(clock_panel(feed.clock()), id="sc-clock", className="clock-line"),
+            html.Div(clock_panel(feed.current(), feed.clock()), id="sc-clock", className="clock-line"),
             html.Div(className="form-row", children=[
                 html.Button("Pause", id="sc-pause", n_clicks=0, className="btn"),
                 html.Button("Resume", id="sc-resume", n_clicks=0, className="btn"),
@@ -180,11 +182,11 @@ def register(app, feed, actions) -> None:
     def refresh(_n, sig, seen):
         ops = feed.operations()
         new_sig = json.dumps([[o["name"], o["state"], o["progress"]] for o in ops], sort_keys=True)
-        clock = feed.clock()
+        clock, cur = feed.clock(), feed.current()
         # The clock line changes with the tick, and also when it is paused, resumed or sped up.
-        clock_sig = json.dumps([clock.get("tick"), clock.get("state"), clock.get("speed")])
+        clock_sig = json.dumps([cur.get("tick"), clock.get("state"), clock.get("speed")])
         if new_sig == sig and clock_sig == seen:
             raise PreventUpdate
         # Redraw the table only when an operation changed, so a button is never swapped mid-click.
-        return (clock_panel(clock) if clock_sig != seen else no_update,
+        return (clock_panel(cur, clock) if clock_sig != seen else no_update,
                 ops_table(ops, controls=True) if new_sig != sig else no_update, new_sig, clock_sig)

@@ -14,6 +14,8 @@ PATH = "/switching"
 TITLE = "Switching"
 CAMPAIGNS = ("churn_campaign", "supplier_switch")
 SOLR = ("supplier_failure",)
+NO_SOLR = "No supplier has failed: no customers to move to a Supplier of Last Resort."
+NO_CAMPAIGNS = "No churn campaign or single switch yet: inject one on the Scenario page."
 
 
 def shares(supplier_hubs: dict[str, int]) -> tuple[list[str], list[float]]:
@@ -48,12 +50,14 @@ def layout(feed, actions=None) -> html.Div:
         html.Div(className="row", children=[
             html.Div(className="panel col", children=[
                 graph("sw-shares", F.hbar(labels, values, "Supplier shares, % of premises (electricity)", "#9467bd",
-                                          520, "%")),
+                                          520, "% of premises")),
                 html.H3("Prepayment: off supply for credit"),
                 html.Div(prepay_table(feed.latest()), id="sw-prepay")]),
             html.Div(className="panel col", children=[
-                html.H3("Supplier of Last Resort"), html.Div(ops_table(feed.operations(), SOLR), id="sw-solr"),
-                html.H3("Campaigns and switches"), html.Div(ops_table(feed.operations(), CAMPAIGNS), id="sw-campaigns")]),
+                html.H3("Supplier of Last Resort"),
+                html.Div(ops_table(feed.operations(), SOLR, empty=NO_SOLR), id="sw-solr"),
+                html.H3("Campaigns and switches"),
+                html.Div(ops_table(feed.operations(), CAMPAIGNS, empty=NO_CAMPAIGNS), id="sw-campaigns")]),
         ]),
     ])
 
@@ -71,4 +75,5 @@ def register(app, feed, actions) -> None:
         fig["data"][0]["x"] = values
         fig["data"][0]["y"] = labels
         ops = feed.operations()
-        return fig, ops_table(ops, SOLR), ops_table(ops, CAMPAIGNS), prepay_table(feed.latest()), tick
+        return (fig, ops_table(ops, SOLR, empty=NO_SOLR), ops_table(ops, CAMPAIGNS, empty=NO_CAMPAIGNS),
+                prepay_table(feed.latest()), tick)
