@@ -144,7 +144,7 @@ def test_operation_summaries_come_from_the_named_command():
         "South 3G first"
     assert summary({"type": "network_switch_off", "region": "Central", "technology": "2G"}) == "Central 2G"
     assert summary({"type": "power_outage", "area": "12", "fraction": 0.5, "duration_min": 30}) == \
-        "London (12) x 0.5 for 30.0 min"
+        "London (12) x 0.5 for 30 min"
     assert summary({"type": "supplier_switch", "hub": "7", "to_supplier": "Utilita"}) == "hub 7 → Utilita"
 
 
