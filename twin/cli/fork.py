@@ -66,6 +66,8 @@ class ForkCommand(Command):
             except ValueError as e:
                 raise UsageError(f"--event: not JSON ({e}): {text!r}") from None
         runtime.start_ray(address=args.address)
+        if args.address:
+            runtime.check_run_dir_shared(Path(args.out) if args.out else parent)
         err.print(f"forking {parent} at tick {at} ({format_instant(config.time_of(at))}) with {len(events)} event(s) "
                   f"added and {len(drop)} left out, running to tick {until}…", highlight=False)
         out = branches.fork(parent, at=at, until=until, events=events, drop=drop, name=args.name,

@@ -80,6 +80,8 @@ class RunCommand(Command):
         out_dir = run_dir(args, sc.name)
         check_needs(config, address=args.address, run_dir=out_dir, shards=shards, days=sc.days)
         runtime.start_ray(address=args.address, num_cpus=None)
+        if args.address:
+            runtime.check_run_dir_shared(out_dir)
         ticks = sc.ticks
         err.print(f"scenario {sc.name}: {config.hubs:,} hubs from {format_instant(config.start)}, {sc.days:g} days, "
                   f"{len(sc.commands)} event(s); "

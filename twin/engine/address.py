@@ -46,3 +46,47 @@ def check_reachable(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> No
         reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
         raise RayAddressError(f"--address: cannot reach a Ray cluster at {address} ({reason} within "
                               f"{timeout_s:g} s)") from None
+
+
+class NodeLocalRunDir(RayAddressError):
+    """A run directory on this machine's own disk for a run on a cluster with other machines (the
+    CLI says so, exit 2): a shard Ray restarts on another node could not read its checkpoints."""
+
+
+# Filesystem types every node of a cluster can mount at the same path (network and cluster
+# filesystems); "fuse.*" (s3fs, gcsfuse, sshfs, juicefs...) are taken as shared too. Anything else
+# (ext4, xfs, btrfs, zfs, tmpfs, overlay...) is this machine's own.
+SHARED_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre", "beegfs",
+                                "gpfs", "9p", "virtiofs", "efs", "ocfs2", "gfs2"})
+
+
+def filesystem_of(path: str, partitions: list[tuple[str, str]]) -> tuple[str, str]:
+    """(mount point, filesystem type) of the mount that holds `path` (an absolute path; it need not
+    exist yet), from `partitions` as (mount point, type) pairs: the longest mount point that is a
+    prefix of it. ("/", "unknown") if none is."""
+    best, best_len = ("/", "unknown"), -1
+    for mount, fstype in partitions:
+        m = mount.rstrip("/") or "/"
+        inside = m == "/" or path == m or path.startswith(m + "/")
+        # The longest mount point holding it; of two at the same point, the later (mounted on top).
+        if inside and len(m) >= best_len:
+            best, best_len = (m, fstype), len(m)
+    return best
+
+
+def node_local_reason(run_dir: str, *, node_ips: set[str], this_ip: str,
+                      partitions: list[tuple[str, str]]) -> str | None:
+    """Why `run_dir` (absolute) cannot serve a cluster whose alive nodes have `node_ips`, seen from
+    the machine `this_ip`: None when every node is this machine, or the directory is on a shared
+    filesystem; else a sentence for the user naming the filesystem and the other machines."""
+    others = sorted(ip for ip in node_ips if ip != this_ip)
+    if not others:
+        return None
+    mount, fstype = filesystem_of(run_dir, partitions)
+    if fstype in SHARED_FILESYSTEMS or fstype.startswith("fuse."):
+        return None
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return (f"--run-dir: {run_dir} is on this machine's own disk ({fstype} mounted at {mount}), but the cluster has "
+            f"nodes on {len(others)} other machine(s) ({shown}): a shard Ray restarts on one of them could not read "
+            "its checkpoints, and the run could not recover. Give a directory every node mounts at the same path "
+            "(NFS, a shared volume), or run on this machine alone (no --address).")

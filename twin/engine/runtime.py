@@ -9,7 +9,7 @@ from typing import Any
 
 import ray
 
-from twin.engine.address import CONNECT_TIMEOUT_S, RayAddressError, check_reachable
+from twin.engine.address import CONNECT_TIMEOUT_S, NodeLocalRunDir, RayAddressError, check_reachable, node_local_reason
 
 
 def start_ray(*, address: str | None = None, num_cpus: int | None = None,
@@ -42,6 +42,22 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None,
     else:
         local_only()
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def check_run_dir_shared(run_dir: os.PathLike[str] | str) -> None:
+    """On a cluster with nodes on other machines, refuse (NodeLocalRunDir) a run directory on
+    this machine's own disk: checkpoints must be reachable from every node, or a shard restarted
+    elsewhere cannot restore. Nothing to check for an embedded Ray or a cluster on this machine."""
+    import psutil
+
+    if not ray.is_initialized():
+        return
+    ips = {str(n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")}
+    this = ray.util.get_node_ip_address()
+    parts = [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    reason = node_local_reason(os.path.abspath(os.fspath(run_dir)), node_ips=ips, this_ip=this, partitions=parts)
+    if reason is not None:
+        raise NodeLocalRunDir(reason)
 
 
 def local_only() -> None:

@@ -144,6 +144,8 @@ class Launcher:
                 raise LaunchError(f"--resume: {spec.run_dir} is not a run directory (no readable manifest.json)")
             config = FleetConfig.from_dict(manifest["config"])
             runtime.start_ray(address=self.options.address, num_cpus=None)
+            if self.options.address:
+                runtime.check_run_dir_shared(spec.run_dir)
             with self.err.status(f"resuming {spec.run_dir}…"):
                 self.sup = FleetSupervisor(config, shards=manifest.get("shards"), run_dir=spec.run_dir, resume=True)
             self.err.print(f"[green]resumed {spec.run_dir} at tick {self.sup.tick} "
@@ -152,6 +154,8 @@ class Launcher:
             return self.sup
         assert spec.config is not None
         runtime.start_ray(address=self.options.address, num_cpus=None)
+        if self.options.address:
+            runtime.check_run_dir_shared(spec.run_dir)
         with self.err.status(f"building a fleet of {spec.config.hubs:,} hubs…"):
             self.sup = FleetSupervisor(spec.config, shards=spec.shards, run_dir=spec.run_dir)
         self.err.print(f"[green]fleet of {spec.config.hubs:,} hubs built on {len(self.sup.shards)} shard(s) in "
