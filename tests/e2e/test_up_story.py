@@ -65,3 +65,43 @@ def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: 
     assert any("ALERT PEAK" in x and "power outage (AD1)" in x for x in story), story
     # Every line one plain line, the time first.
     assert all(re.match(TIME, x) for x in story)
+
+
+def test_a_shard_whose_process_dies_is_told_recovered(tmp_path: Path) -> None:
+    import psutil
+
+    ready_file = tmp_path / "ready.json"
+    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20k", "--speed", "max", "--no-dashboard", "--shards", "2",
+                             "--grpc-port", "0", "--status-every", "2", "--home", str(tmp_path / "home"),
+                             "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    recovered = re.compile(TIME + r"shard \d RECOVERED: its process died; (restored from the checkpoint of .+|"
+                                  r"rebuilt from the seed) on [0-9a-f.:]+, caught up \d+ half-hour\(s\) in [\d.]+ s")
+    try:
+        wait_ready(proc, ready_file, timeout_s=240, name="twin up")
+        # One of this twin's shard processes (a descendant of it: Ray's workers are started by it).
+        shards = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if "ShardActor" in " ".join(p.cmdline())]
+        assert len(shards) == 2, shards
+        shards[0].kill()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(recovered.match(x) for x in list(lines)):
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(timeout=10)
+            err = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+    told = [x.rstrip("\n") for x in lines if "RECOVERED" in x]
+    print("\n".join(told))
+    assert len(told) == 1 and recovered.fullmatch(told[0]), (told, err[-2000:])

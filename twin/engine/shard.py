@@ -218,6 +218,7 @@ class Shard:
             "checkpoint_s": self.checkpoint_s,
             "checkpoints_written": self.checkpoints_written,
             "tick": self.state.last_tick,
+            "node_ip": ray.util.get_node_ip_address(),  # the machine this shard's process runs on
             # Operations this shard steps and reports each tick: the work in flight here.
             "live_operations": len(self.ops.ops),
             "pid": proc.pid,

@@ -86,6 +86,7 @@ class StepPipeline:
         self.base = -1
         # The newest shard recoveries (for operators and benchmarks), not every one of a long run.
         self.recoveries: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.recovery_count = 0  # every recovery of the run so far (the deque keeps the newest)
         self.local_reads: LocalReads | None = None  # once enable_local_reads() is called
         # Fleet-level decisions for tick t are made from the summary of t - LAG, so at most LAG
         # ticks may be in flight.
@@ -220,7 +221,7 @@ class StepPipeline:
         t0 = time.perf_counter()
         for _attempt in range(20):
             try:
-                last, replayed, summary = self._catch_up(i, tick)
+                last, replayed, summary, node = self._catch_up(i, tick)
                 break
             except ray.exceptions.RayActorError:
                 continue
@@ -230,10 +231,11 @@ class StepPipeline:
             self.local_reads.refresh(i)  # the restarted shard has a new shared segment
         self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
                                 "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3),
-                                "done_at": time.monotonic()})
+                                "done_at": time.monotonic(), "node_ip": node})
+        self.recovery_count += 1
         return summary
 
-    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary]:
+    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary, str]:
         shard = self.shards[i]
         info = None
         for _ in range(600):
@@ -253,7 +255,7 @@ class StepPipeline:
             last = self.base
         for t, controls in self.controls_log.replay(last + 1, tick):
             ray.get(shard.step.remote(t, controls))
-        return last, tick - 1 - last, ray.get(self._submit_step(i, tick))
+        return last, tick - 1 - last, ray.get(self._submit_step(i, tick)), str(info.get("node_ip", ""))
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)

@@ -174,6 +174,18 @@ class FleetSupervisor:
         return self.pipeline.recoveries
 
     @property
+    def recovery_count(self) -> int:
+        """Shard recoveries so far in this process (`recoveries` keeps the newest 1,000)."""
+        return self.pipeline.recovery_count
+
+    def shards_per_node(self) -> dict[str, int]:
+        """How many shards run on each machine, by its IP address (asks every shard once)."""
+        out: dict[str, int] = {}
+        for info in self.pipeline.info():
+            out[info["node_ip"]] = out.get(info["node_ip"], 0) + 1
+        return dict(sorted(out.items()))
+
+    @property
     def resumed_from(self) -> int | None:
         return self.recovery.resumed_from
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from grpc.experimental.aio import init_grpc_aio
 from rich.console import Console
@@ -76,6 +76,17 @@ class UpOptions:
     duis_host: str = "127.0.0.1"
     duis_pki: Path | None = None  # its PKI manifest; None: HOME/duis/duis.json, issued if missing
     duis_receiver_hosts: frozenset[str] = frozenset()
+
+
+def recovery_line(config: FleetConfig, r: dict[str, Any]) -> str:
+    """The status line of one shard recovery (a record of FleetSupervisor.recoveries). Like the
+    story's lines it leaves out the word "tick", which marks the periodic status lines."""
+    at = config.time_of(r["tick"] + 1).strftime("%Y-%m-%d %H:%M")
+    base = ("rebuilt from the seed" if r["from_tick"] < 0
+            else f"restored from the checkpoint of {format_instant(config.time_of(r['from_tick'] + 1))}")
+    where = f" on {r['node_ip']}" if r.get("node_ip") else ""
+    return (f"{at}  shard {r['shard']} RECOVERED: its process died; {base}{where}, caught up "
+            f"{r['replayed']} half-hour(s) in {r['seconds']:.1f} s")
 
 
 class Launcher:
@@ -151,6 +162,7 @@ class Launcher:
             self.err.print(f"[green]resumed {spec.run_dir} at tick {self.sup.tick} "
                            f"({format_instant(config.time_of(self.sup.tick))}), "
                            f"{len(self.sup.operations())} operation(s)")
+            self._say_placement(self.sup)
             return self.sup
         assert spec.config is not None
         runtime.start_ray(address=self.options.address, num_cpus=None)
@@ -160,7 +172,15 @@ class Launcher:
             self.sup = FleetSupervisor(spec.config, shards=spec.shards, run_dir=spec.run_dir)
         self.err.print(f"[green]fleet of {spec.config.hubs:,} hubs built on {len(self.sup.shards)} shard(s) in "
                        f"{self.sup.build_s:.1f} s; run directory {spec.run_dir}")
+        self._say_placement(self.sup)
         return self.sup
+
+    def _say_placement(self, sup: FleetSupervisor) -> None:
+        """On a cluster, which machine runs how many shards (on one machine, nothing to say)."""
+        nodes = sup.shards_per_node()
+        if len(nodes) > 1:
+            self.err.print(f"{len(sup.shards)} shards on {len(nodes)} nodes: "
+                           + ", ".join(f"{ip} ({n})" for ip, n in nodes.items()), highlight=False)
 
     def _start_api(self, sup: FleetSupervisor) -> ApiServer:
         """The API in this process, and its replica processes if api_processes asks for more."""
@@ -262,10 +282,15 @@ class Launcher:
         last_print = 0.0
         last_tick = 0
         t_last = time.monotonic()
+        recovered = sup.recovery_count
         while not self._stop:
             time.sleep(_LOOP_S)
             for line in story.drain():
                 print(line, flush=True)
+            if sup.recovery_count != recovered:
+                new, recovered = sup.recovery_count - recovered, sup.recovery_count
+                for r in list(sup.recoveries)[-new:]:
+                    print(recovery_line(config, r), flush=True)
             now = time.monotonic()
             if now - last_print < self.options.status_every_s:
                 continue
