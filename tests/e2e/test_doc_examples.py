@@ -3,7 +3,8 @@
 One `twin up` (20,000 hubs, the clock running, the DUIS gateway on, no dashboard) on the ports the
 docs name (gRPC 50051, DUIS 8079), started in a fresh directory that then holds what the docs
 expect beside it: `.twin/` (tokens, keys, the DUIS PKI) and the run directory `runs/storm`. Each
-```python block runs in a process of its own, in that directory, exactly as written."""
+```python block runs in a process of its own, in that directory, exactly as written, in any order
+(each example stands alone: the suite's order is random)."""
 
 from __future__ import annotations
 
