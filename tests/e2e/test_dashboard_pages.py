@@ -16,7 +16,7 @@ from dashboard.pages import PAGES
 from dashboard.pages.alerts import OUTAGE_POINTS
 from dashboard.pages.firmware import NO_WAVES
 from dashboard.pages.network import REGION_COLUMNS
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS, READY, SHOTS, Stack
+from tests.e2e.test_dashboard import READY, SHOTS, Stack
 from twin.generated.fleet.v1 import fleet_pb2
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -86,16 +86,6 @@ def stack(tmp_path_factory):
     s = Stack(tmp_path_factory.mktemp("pages"))
     yield s
     s.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,14 @@ stdout as it starts, as its power cut lands, as the alerts peak, and as it ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support import ENV, TWIN
@@ -20,18 +22,38 @@ from twin.launcher.process import wait_ready
 TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}  "
 
 
-def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def twin_up(tmp_path: Path, *, shards: int) -> Iterator[tuple[subprocess.Popen[str], list[str], dict, list[str]]]:
+    """A real `twin up` (20k hubs, flat out, no dashboard) with its stdout lines collected as they
+    come: yields (process, lines, what its readiness file said, a list that holds its stderr once it
+    has stopped); stopped with Ctrl-C on the way out, and it must exit 0."""
     ready_file = tmp_path / "ready.json"
-    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20k", "--speed", "max", "--no-dashboard", "--shards", "1",
+    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20k", "--speed", "max", "--no-dashboard", "--shards", str(shards),
                              "--grpc-port", "0", "--status-every", "2", "--home", str(tmp_path / "home"),
                              "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     assert proc.stdout is not None and proc.stderr is not None
     lines: list[str] = []
+    err: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
     reader.start()
     try:
-        ready = wait_ready(proc, ready_file, timeout_s=240, name="twin up")
+        yield proc, lines, wait_ready(proc, ready_file, timeout_s=240, name="twin up"), err
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(timeout=10)
+            err.append(proc.stderr.read())
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: Path) -> None:
+    with twin_up(tmp_path, shards=1) as (_proc, lines, ready, errs):
         token = json.loads((tmp_path / "home" / "tokens.json").read_text())["operator"]
         with TwinClient(ready["grpc"], token=token) as c:
             op = c.create_event(power_outage=fleet_pb2.PowerOutage(area="London", fraction=0.5, duration_min=60))
@@ -42,17 +64,7 @@ def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(end.match(x) for x in list(lines)):
             time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            reader.join(timeout=10)
-            err = proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
+    err = errs[0]
     story = [x.rstrip("\n") for x in lines if name in x or "ALERT PEAK" in x]
     print("\n".join(story))  # what a user sees, for the test log
     assert "Traceback" not in err
@@ -70,19 +82,9 @@ def test_an_outage_injected_through_the_api_is_told_from_start_to_end(tmp_path: 
 def test_a_shard_whose_process_dies_is_told_recovered(tmp_path: Path) -> None:
     import psutil
 
-    ready_file = tmp_path / "ready.json"
-    proc = subprocess.Popen([*TWIN, "up", "--hubs", "20k", "--speed", "max", "--no-dashboard", "--shards", "2",
-                             "--grpc-port", "0", "--status-every", "2", "--home", str(tmp_path / "home"),
-                             "--run-dir", str(tmp_path / "run"), "--ready-file", str(ready_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    assert proc.stdout is not None and proc.stderr is not None
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
-    reader.start()
     recovered = re.compile(TIME + r"shard \d RECOVERED: its process died; (restored from the checkpoint of .+|"
                                   r"rebuilt from the seed) on [0-9a-f.:]+, caught up \d+ half-hour\(s\) in [\d.]+ s")
-    try:
-        wait_ready(proc, ready_file, timeout_s=240, name="twin up")
+    with twin_up(tmp_path, shards=2) as (proc, lines, _ready, errs):
         # One of this twin's shard processes (a descendant of it: Ray's workers are started by it).
         shards = [p for p in psutil.Process(proc.pid).children(recursive=True)
                   if "ShardActor" in " ".join(p.cmdline())]
@@ -91,17 +93,7 @@ def test_a_shard_whose_process_dies_is_told_recovered(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(recovered.match(x) for x in list(lines)):
             time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(timeout=60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            reader.join(timeout=10)
-            err = proc.stderr.read()
-            proc.stdout.close()
-            proc.stderr.close()
+    err = errs[0]
     told = [x.rstrip("\n") for x in lines if "RECOVERED" in x]
     print("\n".join(told))
     assert len(told) == 1 and recovered.fullmatch(told[0]), (told, err[-2000:])

@@ -33,7 +33,7 @@ from twin.reporting.compare import comparison_page
 from twin.services.anomaly import AnomalyDetector
 from twin.services.bootstrap import load_or_create_users
 from twin.services.identity import UserStore
-from twin.services.server import ApiServer, stop_shared_loop
+from twin.services.server import ApiServer
 from twin.util.child import write_ready
 from twin.util.heap import release_heap, settle_heap
 
@@ -325,7 +325,6 @@ class Launcher:
         if self.api is not None:
             self.api.stop(grace_s=grace_s)
             self.api = None
-            stop_shared_loop()
         if self.sup is not None:
             self.sup.shutdown()
             self.sup = None

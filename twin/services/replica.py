@@ -63,7 +63,7 @@ from twin.services.server import (
 )
 from twin.util.background import spawn
 from twin.util.child import on_parent_exit, write_ready
-from twin.util.heap import settle_heap
+from twin.util.heap import release_heap, settle_heap
 from twin.util.netaddr import host_of, is_loopback
 
 log = logging.getLogger("twin.replica")
@@ -488,6 +488,7 @@ class Replica:
             await server.stop(2.0)
             view.close()
             await channel.close()
+            release_heap()  # (as `twin up` does: frozen objects outliving finalisation print leak reports)
 
 
 def _check_args(args: argparse.Namespace, token: str) -> str:

@@ -69,47 +69,19 @@ _BACKLOG_SAMPLE_NEAR_S = 0.005
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
-_LOOP_THREAD: threading.Thread | None = None
 _LOOP_LOCK = threading.Lock()
 
 
 def _shared_loop() -> asyncio.AbstractEventLoop:
     """One event loop thread for every API server in the process: grpc.aio is built for a single
     loop, and several servers on several loops interfere."""
-    global _LOOP, _LOOP_THREAD
+    global _LOOP
     with _LOOP_LOCK:
-        if _LOOP is None or _LOOP.is_closed() or _LOOP_THREAD is None or not _LOOP_THREAD.is_alive():
+        if _LOOP is None or _LOOP.is_closed():
             loop = asyncio.new_event_loop()
-            _LOOP_THREAD = threading.Thread(target=loop.run_forever, name="twin-grpc", daemon=True)
-            _LOOP_THREAD.start()
+            threading.Thread(target=loop.run_forever, name="twin-grpc", daemon=True).start()
             _LOOP = loop
         return _LOOP
-
-
-def stop_shared_loop(timeout_s: float = 10.0) -> None:
-    """End the shared loop's thread once every server on it has stopped (a process on its way out:
-    `twin up` after Ctrl-C). Its remaining tasks are cancelled first. A daemon thread still running
-    at exit keeps the modules its frames reach alive through the interpreter's finalisation, and
-    DuckDB's bindings then print a screen of "nanobind: leaked" lines that read like a crash."""
-    global _LOOP, _LOOP_THREAD
-    with _LOOP_LOCK:
-        loop, thread = _LOOP, _LOOP_THREAD
-        _LOOP = _LOOP_THREAD = None
-    if loop is None or thread is None or not thread.is_alive():
-        return
-
-    async def cancel_rest() -> None:
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    try:
-        asyncio.run_coroutine_threadsafe(cancel_rest(), loop).result(timeout=timeout_s)
-    except Exception:  # (a task that will not end is left; the thread is stopped all the same)
-        log.warning("some API tasks did not end when the API stopped", exc_info=True)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout_s)
 
 
 class Forward(Exception):

@@ -66,10 +66,7 @@ def create_app(gateway: DuisGateway, delivery: Delivery | None, users: UserStore
 
     async def serve(service: str, request: Request) -> Response:
         body = await read_body(request, wire.MAX_BODY_BYTES)
-        if body is None:
-            answer = await gateway.handle(service, b"\0" * (wire.MAX_BODY_BYTES + 1))
-        else:
-            answer = await gateway.handle(service, body)
+        answer = gateway.too_large() if body is None else await gateway.handle(service, body)
         return Response(answer.xml, status_code=answer.status, media_type=XML)
 
     for path, service in SERVICES.items():

@@ -192,6 +192,11 @@ class DuisGateway:
         finally:
             self.in_flight -= 1
 
+    def too_large(self) -> Answer:
+        """The answer to a body over wire.MAX_BODY_BYTES (read no further than that): E10, HTTP 413."""
+        return self._answer(413, "E10", None, None,
+                            detail=f"Request: larger than {wire.MAX_BODY_BYTES:,} bytes")
+
     async def _handle(self, service: str, data: bytes) -> Answer:
         try:
             req = wire.parse_request(data)
