@@ -40,6 +40,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "horizon": {"hubs": "30M", "days": "7", "storage_hubs": "1M", "storage_days": "365", "seed": "1",
                 "out": "bench-results/horizon.json"},
     "growth": {"hubs": "100k", "years": "2", "seed": "1", "out": "bench-results/growth.json"},
+    "nodes": {"sizes": "1M,10M", "days": "3", "seed": "1", "out": "bench-results/node-death.json"},
 }
 DEFAULT_SUITE = "engine"
 # The reliability suite's chaos run: ticks simulated and seconds between shard kills.
@@ -96,7 +97,8 @@ class BenchCommand(Command):
                                  "sizes; reliability: kills, recovery, checkpoints, resume; capacity: the network "
                                  "capacity model's cost; horizon: a simulated year and decade, time and checkpoint "
                                  "storage; growth: memory, snapshot, checkpoint and request cost over simulated "
-                                 "years, which must stay flat")
+                                 "years, which must stay flat; nodes: a worker node killed mid-run on a cluster of "
+                                 "three (needs root): recovery time and slowdown")
         parser.add_argument("--hubs", help="fleet size: events and api suites; reliability: the resume run's "
                                            f"({_defaults_help('hubs')})")
         parser.add_argument("--chaos-hubs", help=f"reliability suite: fleet size of the chaos run "
@@ -164,6 +166,11 @@ class BenchCommand(Command):
             res = run_horizon_bench(hubs=hubs, days=parse_days(o["days"]), storage_hubs=storage_hubs,
                                     storage_days=parse_days(o["storage_days"]), seed=parse_seed(o["seed"]),
                                     out=out, console=console)
+        elif args.suite == "nodes":
+            from twin.bench.node_death import run_node_death_bench
+
+            res = run_node_death_bench(_sizes(o["sizes"]), days=parse_days(o["days"]), seed=parse_seed(o["seed"]),
+                                       out=out, console=console)
         elif args.suite == "events":
             seed = parse_seed(o["seed"])
             hubs = parse_hubs(o["hubs"])

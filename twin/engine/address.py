@@ -53,13 +53,6 @@ class NodeLocalRunDir(RayAddressError):
     CLI says so, exit 2): a shard Ray restarts on another node could not read its checkpoints."""
 
 
-# Filesystem types every node of a cluster can mount at the same path (network and cluster
-# filesystems); "fuse.*" (s3fs, gcsfuse, sshfs, juicefs...) are taken as shared too. Anything else
-# (ext4, xfs, btrfs, zfs, tmpfs, overlay...) is this machine's own.
-SHARED_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre", "beegfs",
-                                "gpfs", "9p", "virtiofs", "efs", "ocfs2", "gfs2"})
-
-
 def filesystem_of(path: str, partitions: list[tuple[str, str]]) -> tuple[str, str]:
     """(mount point, filesystem type) of the mount that holds `path` (an absolute path; it need not
     exist yet), from `partitions` as (mount point, type) pairs: the longest mount point that is a
@@ -74,19 +67,18 @@ def filesystem_of(path: str, partitions: list[tuple[str, str]]) -> tuple[str, st
     return best
 
 
-def node_local_reason(run_dir: str, *, node_ips: set[str], this_ip: str,
+def node_local_reason(run_dir: str, *, blind: dict[str, str], nodes: int,
                       partitions: list[tuple[str, str]]) -> str | None:
-    """Why `run_dir` (absolute) cannot serve a cluster whose alive nodes have `node_ips`, seen from
-    the machine `this_ip`: None when every node is this machine, or the directory is on a shared
-    filesystem; else a sentence for the user naming the filesystem and the other machines."""
-    others = sorted(ip for ip in node_ips if ip != this_ip)
-    if not others:
+    """Why `run_dir` (absolute) cannot serve a cluster of `nodes` alive nodes of which `blind`
+    ({node IP: what it found instead}) could not read a file this machine had just written there;
+    None when every node could. The sentence names the directory's filesystem as this machine
+    sees it and the nodes that cannot see it."""
+    if not blind:
         return None
     mount, fstype = filesystem_of(run_dir, partitions)
-    if fstype in SHARED_FILESYSTEMS or fstype.startswith("fuse."):
-        return None
-    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    return (f"--run-dir: {run_dir} is on this machine's own disk ({fstype} mounted at {mount}), but the cluster has "
-            f"nodes on {len(others)} other machine(s) ({shown}): a shard Ray restarts on one of them could not read "
-            "its checkpoints, and the run could not recover. Give a directory every node mounts at the same path "
-            "(NFS, a shared volume), or run on this machine alone (no --address).")
+    shown = ", ".join(f"{ip} ({what})" for ip, what in sorted(blind.items())[:3])
+    more = f" and {len(blind) - 3} more" if len(blind) > 3 else ""
+    return (f"--run-dir: {run_dir} is not shared by the cluster: {len(blind)} of its {nodes} nodes cannot read a file "
+            f"written there from this one ({shown}{more}); here it is on {fstype} mounted at {mount}. A shard Ray "
+            "restarts on such a node could not read its checkpoints, and the run could not recover. Give a directory "
+            "every node mounts at the same path (NFS, a shared volume), or run on this machine alone (no --address).")

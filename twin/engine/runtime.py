@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from typing import Any
 
 import ray
@@ -44,18 +45,70 @@ def start_ray(*, address: str | None = None, num_cpus: int | None = None,
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
+PROBE_TIMEOUT_S = 60.0  # a node that has not read the probe by then is named as not answering
+
+
+def _read_probe(path: str) -> str:
+    """What this node finds at `path`: the file's text, or "" when it cannot read it."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def check_run_dir_shared(run_dir: os.PathLike[str] | str) -> None:
-    """On a cluster with nodes on other machines, refuse (NodeLocalRunDir) a run directory on
-    this machine's own disk: checkpoints must be reachable from every node, or a shard restarted
-    elsewhere cannot restore. Nothing to check for an embedded Ray or a cluster on this machine."""
+    """Refuse (NodeLocalRunDir) a run directory that some node of the cluster cannot read: the
+    checkpoints a shard restores from must be reachable from every node, or a shard Ray restarts
+    elsewhere (its node died) cannot restore.
+
+    Asked of the nodes themselves, not guessed from the filesystem's type: a file with a random
+    token is written in the directory and a task pinned to each alive node (NodeAffinity, no CPU
+    taken) reads it back. A node that finds nothing, another file, or does not answer within
+    PROBE_TIMEOUT_S is named. Nodes that join later are not asked (a shard restarted on one that
+    cannot see the directory fails its recovery with the checkpoint path named). Nothing to do
+    for an embedded Ray or a cluster of one node."""
     import psutil
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not ray.is_initialized():
         return
-    ips = {str(n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")}
-    this = ray.util.get_node_ip_address()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        return
+    folder = os.path.abspath(os.fspath(run_dir))
+    os.makedirs(folder, exist_ok=True)
+    token = secrets.token_hex(16)
+    probe = os.path.join(folder, f".twin-probe-{token}")
+    with open(probe, "w", encoding="ascii") as fh:
+        fh.write(token)
+        fh.flush()
+        os.fsync(fh.fileno())
+    reader: Any = ray.remote(num_cpus=0, max_retries=0)(_read_probe)
+    try:
+        # By node id: several nodes may share an IP (nodes started on one machine).
+        refs = {str(n["NodeID"]): reader.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            str(n["NodeID"]), soft=False)).remote(probe) for n in nodes}
+        ips = {str(n["NodeID"]): str(n["NodeManagerAddress"]) for n in nodes}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+        blind: dict[str, str] = {}
+        for node, ref in refs.items():
+            ip = f"{ips[node]} node {node[:8]}" if list(ips.values()).count(ips[node]) > 1 else ips[node]
+            if ref not in ready:
+                blind[ip] = f"no answer within {PROBE_TIMEOUT_S:g} s"
+                ray.cancel(ref, force=True)
+                continue
+            try:
+                seen = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                blind[ip] = f"could not look: {type(e).__name__}"
+                continue
+            if seen != token:
+                blind[ip] = "another file" if seen else "no such file"
+    finally:
+        os.unlink(probe)
     parts = [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
-    reason = node_local_reason(os.path.abspath(os.fspath(run_dir)), node_ips=ips, this_ip=this, partitions=parts)
+    reason = node_local_reason(folder, blind=blind, nodes=len(nodes), partitions=parts)
     if reason is not None:
         raise NodeLocalRunDir(reason)
 

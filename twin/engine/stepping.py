@@ -37,6 +37,13 @@ TickListener = Callable[[TickSummary], None]
 log = logging.getLogger("twin.engine.supervisor")  # the name operators' log filters already use
 
 
+# A step whose shard is gone: its process died (RayActorError), the task failed in it, or its
+# summary was in the object store of a node that died before the driver fetched it (a summary over
+# Ray's inline limit is; ObjectLostError). In each case the shard's process is gone and Ray restarts
+# it, so the step is recovered the same way.
+SHARD_LOST = (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.ObjectLostError)
+
+
 @dataclass(frozen=True)
 class ShardSpan:
     first_block: int
@@ -203,13 +210,13 @@ class StepPipeline:
         Returns the summaries and the shards that had to be recovered."""
         try:
             return ray.get(refs), []
-        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+        except SHARD_LOST:
             pass
         out, recovered = [], []
         for i, ref in enumerate(refs):
             try:
                 out.append(ray.get(ref))
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+            except SHARD_LOST:
                 out.append(self._recover(i, tick))
                 recovered.append(i)
         return out, recovered
@@ -221,7 +228,7 @@ class StepPipeline:
         t0 = time.perf_counter()
         for _attempt in range(20):
             try:
-                last, replayed, summary, node = self._catch_up(i, tick)
+                last, replayed, summary, node, back_s = self._catch_up(i, tick)
                 break
             except ray.exceptions.RayActorError:
                 continue
@@ -229,14 +236,19 @@ class StepPipeline:
             raise RuntimeError(f"shard {i} kept dying while it caught up to tick {tick}")
         if self.local_reads is not None:
             self.local_reads.refresh(i)  # the restarted shard has a new shared segment
+        took = time.perf_counter() - t0
+        # seconds: from the step's failure reaching the driver to the shard caught up, of which
+        # restart_s waiting for Ray to restart it and for it to restore its checkpoint (on a node's
+        # death, Ray first has to notice the node is gone), and replay_s the ticks replayed.
         self.recoveries.append({"shard": i, "tick": tick, "from_tick": last, "replayed": replayed,
-                                "attempts": _attempt + 1, "seconds": round(time.perf_counter() - t0, 3),
-                                "done_at": time.monotonic(), "node_ip": node})
+                                "attempts": _attempt + 1, "seconds": round(took, 3), "restart_s": round(back_s, 3),
+                                "replay_s": round(took - back_s, 3), "done_at": time.monotonic(), "node_ip": node})
         self.recovery_count += 1
         return summary
 
-    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary, str]:
+    def _catch_up(self, i: int, tick: int) -> tuple[int, int, TickSummary, str, float]:
         shard = self.shards[i]
+        t0 = time.perf_counter()
         info = None
         for _ in range(600):
             try:
@@ -246,6 +258,7 @@ class StepPipeline:
                 time.sleep(0.1)
         if info is None:
             raise RuntimeError(f"shard {i} did not come back")
+        back_s = time.perf_counter() - t0
         last = info["tick"]
         if last != self.base:
             # Ray restarted it from the newest checkpoint on disk; the controls logged since
@@ -255,7 +268,7 @@ class StepPipeline:
             last = self.base
         for t, controls in self.controls_log.replay(last + 1, tick):
             ray.get(shard.step.remote(t, controls))
-        return last, tick - 1 - last, ray.get(self._submit_step(i, tick)), str(info.get("node_ip", ""))
+        return last, tick - 1 - last, ray.get(self._submit_step(i, tick)), str(info.get("node_ip", "")), back_s
 
     def _record(self, s: TickSummary) -> None:
         self.history.append(s)
