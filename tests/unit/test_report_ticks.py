@@ -49,13 +49,14 @@ def test_read_back_it_gives_the_report_the_summaries_give(tmp_path, capacity):
     ss = summaries(config)
     assert (ss[0].capacity is not None) == capacity
     record(tmp_path, ss)
-    r, back, run_s = ReportTicks.resume(tmp_path, RECORDED_FIELDS, upto=TICKS - 1)
+    r, back, run_s = ReportTicks.resume(tmp_path, RECORDED_FIELDS, upto=TICKS - 1, trim=for_report)
     r.close()
     assert len(back) == TICKS and run_s == 0.5 * TICKS
     # As the run holds them: the earlier ticks cut to the report's fields, the last whole.
     held = [for_report(s) for s in ss[:-1]] + ss[-1:]
     assert report_of(config, back) == report_of(config, held)
     assert not hasattr(back[0], "area_alerts")  # what the report never reads is not kept
+    assert not hasattr(back[0], "dark_age") and back[-1].dark_age.tolist() == ss[-1].dark_age.tolist()
 
 
 def test_a_resume_cuts_the_record_back_to_its_checkpoint_torn_row_and_all(tmp_path):

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -176,13 +176,11 @@ class ReportTicks:
     `sync=True` makes the file durable (fsync), which the caller does before a checkpoint is
     marked complete, so every complete checkpoint has its rows on disk."""
 
-    def __init__(self, path: Path, fields: frozenset[str], *, layout: _Layout | None, rows: int,
-                 header_bytes: int) -> None:
+    def __init__(self, path: Path, fields: frozenset[str], *, layout: _Layout | None, rows: int) -> None:
         self.path = path
         self.fields = fields
         self._layout = layout
         self.rows = rows  # ticks recorded: the next row is tick `rows`
-        self._header_bytes = header_bytes
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     @classmethod
@@ -191,14 +189,17 @@ class ReportTicks:
         fields to keep ("capacity" for the capacity report)."""
         path = run_dir / FILE
         path.unlink(missing_ok=True)
-        return cls(path, fields, layout=None, rows=0, header_bytes=0)
+        return cls(path, fields, layout=None, rows=0)
 
     @classmethod
-    def resume(cls, run_dir: Path, fields: frozenset[str], *, upto: int) -> tuple[ReportTicks, list[TickSummary], float]:
+    def resume(cls, run_dir: Path, fields: frozenset[str], *, upto: int,
+               trim: Callable[[TickSummary], TickSummary] | None = None
+               ) -> tuple[ReportTicks, list[TickSummary], float]:
         """The record of a run resumed after tick `upto` (its checkpoint; -1: from the start):
-        the recorder, the summaries of ticks 0..upto (the recorded fields only) and the run's
-        wall seconds up to then. Rows after `upto` are cut off. Raises ReportTicksError if the
-        file lacks a tick up to `upto` or is damaged."""
+        the recorder, the summaries of ticks 0..upto (the recorded fields only; each but the
+        last passed through `trim` if given, as it is read) and the run's wall seconds up to
+        then. Rows after `upto` are cut off. Raises ReportTicksError if the file lacks a tick up
+        to `upto` or is damaged."""
         path = run_dir / FILE
         if upto < 0:
             return cls.create(run_dir, fields), [], 0.0
@@ -208,20 +209,21 @@ class ReportTicks:
                 if not line.endswith(b"\n"):
                     raise ReportTicksError(f"{path} has no header")
                 layout = _Layout.from_header(line, path)
-                data = fh.read((upto + 1) * layout.row_bytes)
+                summaries, run_s = [], 0.0
+                # Row by row: a decade's record is hundreds of MB, never held twice.
+                for t in range(upto + 1):
+                    row = fh.read(layout.row_bytes)
+                    if len(row) < layout.row_bytes:
+                        held = f"ticks 0-{t - 1} only" if t else "no tick"
+                        raise ReportTicksError(f"{path} holds {held}; the checkpoint the run resumes from is at "
+                                               f"tick {upto}")
+                    s, run_s = layout.decode(row, t, path)
+                    summaries.append(trim(s) if trim is not None and t < upto else s)
         except FileNotFoundError:
             raise ReportTicksError(f"{path} is missing: the run's report figures of ticks 0-{upto} are not "
                                    "in the run directory") from None
-        rows = len(data) // layout.row_bytes
-        if rows < upto + 1:
-            raise ReportTicksError(f"{path} holds ticks 0-{rows - 1} only; the checkpoint the run resumes "
-                                   f"from is at tick {upto}")
-        summaries, run_s = [], 0.0
-        for t in range(upto + 1):
-            s, run_s = layout.decode(data[t * layout.row_bytes:(t + 1) * layout.row_bytes], t, path)
-            summaries.append(s)
         os.truncate(path, len(line) + (upto + 1) * layout.row_bytes)
-        return cls(path, fields, layout=layout, rows=upto + 1, header_bytes=len(line)), summaries, run_s
+        return cls(path, fields, layout=layout, rows=upto + 1), summaries, run_s
 
     def append(self, s: TickSummary, run_s: float, *, sync: bool = False) -> None:
         """Record tick `s.tick` (the next one), with the run's wall seconds up to its end."""
@@ -231,7 +233,6 @@ class ReportTicks:
         if self._layout is None:
             self._layout = _Layout.of(s, self.fields)
             out = self._layout.header()
-            self._header_bytes = len(out)
         out += self._layout.encode(s, run_s)
         # One write of the whole row (O_APPEND): a kill leaves whole rows and at most one torn
         # one at the end, which a resume cuts off with everything after its checkpoint.

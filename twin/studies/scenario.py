@@ -182,7 +182,8 @@ class ScenarioRun:
                               checkpoint_every=manifest.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY),
                               resume=True, operation_retention_days=None)
         try:
-            record, summaries, run_s = ReportTicks.resume(run_dir, RECORDED_FIELDS, upto=sup.tick - 1)
+            record, summaries, run_s = ReportTicks.resume(run_dir, RECORDED_FIELDS, upto=sup.tick - 1,
+                                                          trim=for_report)
         except ReportTicksError as e:
             sup.shutdown()
             raise NotResumable(str(e)) from None
