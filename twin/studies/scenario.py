@@ -14,18 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY
 from twin.model.catalog import SUPPLIERS, WAN_LABEL, AlertKind, Csp, WanTech
 from twin.model.config import FleetConfig, TwinInputError, parse_regions
 from twin.model.ops.commands import Command, parse_command
 from twin.model.params import HALF_HOURS_PER_DAY, ModelParams
 from twin.model.summary import TickSummary
 from twin.model.timeutil import parse_instant
+from twin.studies.report_ticks import ReportTicks, ReportTicksError
+
+if TYPE_CHECKING:
+    from twin.engine.supervisor import FleetSupervisor
 
 FLEET_KEYS = {"hubs", "seed", "days", "start", "regions", "block_size", "params"}
 TOP_KEYS = {"name", "description", "fleet", "events"}
@@ -102,40 +107,213 @@ def _parse_event(i: int, event: Any, config: FleetConfig) -> Command:
 
 def run_scenario(sc: Scenario, *, run_dir: Path, shards: int | None = None,
                  progress: Callable[[TickSummary], None] | None = None,
-                 cpus_per_shard: float | None = None) -> dict[str, Any]:
+                 cpus_per_shard: float | None = None,
+                 checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> dict[str, Any]:
     """Run a scenario on the engine (Ray must be started); returns the report and writes it."""
-    import time
+    run = ScenarioRun.start(sc, run_dir=run_dir, shards=shards, cpus_per_shard=cpus_per_shard,
+                            checkpoint_every=checkpoint_every)
+    return run.finish(progress)
 
-    from twin.engine.supervisor import FleetSupervisor
 
-    # A report shows every operation of the run, however long ago it finished: none is retired.
-    sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir, cpus_per_shard=cpus_per_shard,
-                          operation_retention_days=None)
-    try:
-        for i, cmd in enumerate(sc.commands):
-            try:
-                sup.submit_command(cmd)
-            except TwinInputError as e:
-                raise TwinInputError(f"events[{i}].{e.field}", e.reason) from None
-        summaries: list[TickSummary] = []
+class NotResumable(TwinInputError):
+    """A run directory `twin run --resume` cannot continue; the message says why (field "--resume")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("--resume", reason)
+
+
+class ScenarioRun:
+    """A scenario on the engine, started (`start`) or continued from its run directory after its
+    driver died (`resume`); `finish` runs it to its last tick and writes the report, the same
+    report either way.
+
+    As the run goes, what the report reads of every tick is appended to the run directory
+    (twin.studies.report_ticks), durably before each checkpoint counts, so a resume from a
+    checkpoint reads back the ticks before it instead of running them again."""
+
+    def __init__(self, sc: Scenario, sup: FleetSupervisor, record: ReportTicks, summaries: list[TickSummary],
+                 run_s: float) -> None:
+        self.sc = sc
+        self.sup = sup
+        self.record = record
+        # The newest summary whole (the report's end state), the earlier ones with only what the
+        # report reads per tick: a year's summaries whole would hold ~0.5 GB.
+        self.summaries = summaries
+        self.run_s = run_s  # the run's wall seconds before this process (0 unless resumed)
+        self._closed = False
+
+    @classmethod
+    def start(cls, sc: Scenario, *, run_dir: Path, shards: int | None = None, cpus_per_shard: float | None = None,
+              checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> ScenarioRun:
+        """Build the fleet in a new run directory and submit the scenario's events (journaled).
+        Raises RunStateError if `run_dir` already holds a run, TwinInputError ("events[i]...")
+        for an event the engine refuses."""
+        from twin.engine.supervisor import FleetSupervisor
+
+        # A report shows every operation of the run, however long ago it finished: none is retired.
+        sup = FleetSupervisor(sc.config, shards=shards, run_dir=run_dir, cpus_per_shard=cpus_per_shard,
+                              checkpoint_every=checkpoint_every, operation_retention_days=None)
+        try:
+            # Once the supervisor has refused a directory holding another run (whose record this
+            # would replace), and before any event is journaled or tick run.
+            write_scenario_record(sc, run_dir)
+            for i, cmd in enumerate(sc.commands):
+                try:
+                    sup.submit_command(cmd)
+                except TwinInputError as e:
+                    raise TwinInputError(f"events[{i}].{e.field}", e.reason) from None
+            record = ReportTicks.create(run_dir, RECORDED_FIELDS)
+        except BaseException:
+            sup.shutdown()
+            raise
+        return cls(sc, sup, record, [], 0.0)
+
+    @classmethod
+    def resume(cls, sc: Scenario, *, run_dir: Path, cpus_per_shard: float | None = None) -> ScenarioRun:
+        """Continue the run in `run_dir` (`sc` from `load_resumable`; Ray must be started): the
+        shards restore the newest complete checkpoint, the planner its snapshot, the journal
+        replays (the events are not submitted again: they are in it), and the report's figures of
+        the ticks up to the checkpoint are read back. Raises NotResumable if they cannot be."""
+        from twin.engine.rundir import read_manifest
+        from twin.engine.supervisor import FleetSupervisor
+
+        manifest = read_manifest(run_dir)
+        sup = FleetSupervisor(sc.config, shards=manifest.get("shards"), run_dir=run_dir, cpus_per_shard=cpus_per_shard,
+                              checkpoint_every=manifest.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY),
+                              resume=True, operation_retention_days=None)
+        try:
+            record, summaries, run_s = ReportTicks.resume(run_dir, RECORDED_FIELDS, upto=sup.tick - 1,
+                                                          trim=for_report)
+        except ReportTicksError as e:
+            sup.shutdown()
+            raise NotResumable(str(e)) from None
+        except BaseException:
+            sup.shutdown()
+            raise
+        return cls(sc, sup, record, summaries, run_s)
+
+    @property
+    def tick(self) -> int:
+        """The next tick to run."""
+        return self.sup.tick
+
+    @property
+    def resumed_from(self) -> int | None:
+        """The checkpoint tick a resumed run continued from (-1: from the start), else None."""
+        return self.sup.resumed_from
+
+    def finish(self, progress: Callable[[TickSummary], None] | None = None) -> dict[str, Any]:
+        """Run to the scenario's last tick (`progress` hears each tick run), then build the report,
+        shut the fleet down and write report.json and report.html. Returns the report."""
+        import time
+
+        sup, sc = self.sup, self.sc
+        t = time.perf_counter()
 
         def on_tick(s: TickSummary) -> None:
-            # The newest summary whole (the report's end state), the earlier ones with only what
-            # the report reads per tick: a year's summaries whole would hold ~0.5 GB.
-            if summaries:
-                summaries[-1] = for_report(summaries[-1])
-            summaries.append(s)
-            if progress:
-                progress(s)
+            # A tick listener, so it runs before the tick's checkpoint is marked: the record is
+            # synced first, and every complete checkpoint has its ticks' rows on disk.
+            if self.summaries:
+                self.summaries[-1] = for_report(self.summaries[-1])
+            self.summaries.append(s)
+            self.record.append(s, self.run_s + time.perf_counter() - t, sync=sup.run.is_checkpoint_tick(s.tick))
 
-        t = time.perf_counter()
-        sup.run_until(sc.ticks, progress=on_tick)
-        wall = time.perf_counter() - t
-        report = build_report(sc, summaries, sup, wall)
-    finally:
-        sup.shutdown()
-    write_report(report, run_dir)
-    return report
+        try:
+            sup.add_listener(on_tick)
+            sup.run_until(sc.ticks, progress=progress)
+            report = build_report(sc, self.summaries, sup, self.run_s + time.perf_counter() - t)
+        finally:
+            self.close()
+        write_report(report, sup.run_dir)
+        return report
+
+    def close(self) -> None:
+        """Shut the fleet down and close the record (once; `finish` does it)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.record.close()
+            finally:
+                self.sup.shutdown()
+
+
+# -- the scenario record: what `twin run --resume` needs besides the engine's files ---------------
+SCENARIO_FILE = "scenario.json"
+SCENARIO_FORMAT = "twin.scenario-run"
+SCENARIO_VERSION = 1
+
+
+def _json_safe(value: Any) -> Any:
+    """An event as JSON holds it: times (YAML reads an unquoted ISO time as a datetime) as ISO
+    text, which the event grammar reads back to the same instant."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_scenario_record(sc: Scenario, run_dir: Path) -> None:
+    """RUN_DIR/scenario.json, atomically: the scenario's name, description, file, days and events
+    (the fleet config and shards are in manifest.json)."""
+    import json
+
+    from twin.engine.files import replace_synced
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"format": SCENARIO_FORMAT, "version": SCENARIO_VERSION, "name": sc.name, "description": sc.description,
+           "file": sc.file, "days": sc.days, "ticks": sc.ticks, "events": _json_safe(sc.events)}
+    path = run_dir / SCENARIO_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    replace_synced(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_resumable(run_dir: Path) -> Scenario:
+    """The scenario of the run in `run_dir`, for `twin run --resume`: from its manifest (config)
+    and its scenario record, events parsed again (they are not submitted again: the journal holds
+    them). Reads files only (Ray need not be started). Raises NotResumable for a directory that
+    is not a twin run, a run that already finished (its report is written) or a run written by a
+    twin without the scenario record."""
+    manifest = _read_json(run_dir / "manifest.json")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+        raise NotResumable(f"{run_dir} is not a twin run directory (no readable manifest.json)")
+    report = _read_json(run_dir / "report.json")
+    if isinstance(report, dict):
+        try:
+            done, days = int(report["summary"]["ticks"]), float(report["config"]["days"])
+        except (KeyError, TypeError, ValueError):
+            done, days = 0, 0.0
+        if done and done >= max(1, round(days * HALF_HOURS_PER_DAY)):
+            raise NotResumable(f"the run in {run_dir} already finished: its report, to its last tick ({done - 1}), "
+                               f"is {run_dir / 'report.json'} and {run_dir / 'report.html'}")
+    doc = _read_json(run_dir / SCENARIO_FILE)
+    if doc is None:
+        raise NotResumable(f"{run_dir} holds no scenario record ({SCENARIO_FILE}): its run was started by an older "
+                           "twin (or is not a `twin run`; `twin up --resume` continues a live twin's run), "
+                           "so twin run cannot tell how to finish it; run the scenario again")
+    if not isinstance(doc, dict) or doc.get("format") != SCENARIO_FORMAT or doc.get("version") != SCENARIO_VERSION:
+        raise NotResumable(f"{run_dir / SCENARIO_FILE} is not a scenario record this twin reads "
+                           f"({SCENARIO_FORMAT!r} version {SCENARIO_VERSION})")
+    try:
+        config = FleetConfig.from_dict(manifest["config"])
+        sc = Scenario(name=str(doc["name"]), description=str(doc["description"]), config=config,
+                      days=float(doc["days"]), events=list(doc["events"]), file=str(doc["file"]))
+        sc.commands = [_parse_event(i, e, config) for i, e in enumerate(sc.events)]
+    except (KeyError, TypeError, ValueError) as e:
+        raise NotResumable(f"{run_dir}: its manifest or scenario record cannot be read ({e})") from None
+    return sc
 
 
 # What the report reads of every tick's summary (series, run_summary, the capacity figures); the
@@ -144,6 +322,13 @@ _REPORT_FIELDS = frozenset({
     "tick", "messages", "alerts", "alerts_undelivered", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "prepay_topups",
     "dcc_hubs", "reachable_hubs", "reachable_meters", "hubs_by_wan", "supplier_hubs", "credit_off_supplier",
     "credit_ec_supplier", "capacity"})
+
+
+# What it reads of the last tick besides (the end state: hubs, meters, dark hubs by reason and
+# age, prepayment). A resume whose checkpoint is the last tick has only the record's last tick.
+_END_FIELDS = frozenset({"off_dcc_hubs", "meters", "dark_by_reason", "dark_age", "prepay_supplier"})
+# What the run directory keeps of every tick (twin.studies.report_ticks) for a resumed run's report.
+RECORDED_FIELDS = _REPORT_FIELDS | _END_FIELDS
 
 
 def for_report(s: TickSummary) -> TickSummary:
