@@ -107,8 +107,8 @@ class ShardLocator:
                 if i not in self._pending:
                     self._pending[i] = shard.info.remote()
             refs = list(self._pending.values())
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=max(timeout_s, 0.0), fetch_local=True)
-            done = set(ready)
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=max(timeout_s, 0.0), fetch_local=True)[0]
+                       if refs else [])
             answered: set[int] = set()
             for i, ref in list(self._pending.items()):
                 if ref not in done:
