@@ -12,6 +12,8 @@ One feed serves every browser session, so the API's load does not grow with view
   firmware version counts, which cost the API a fleet scan) only when they can have changed:
   after a tick has run (events apply at ticks) or an operator action, and at most every
   SLOW_EVERY_S, so a paused fleet costs the API nothing;
+- the cluster (GetCluster: the Ray nodes, the shards on each, the newest shard recoveries) every
+  CLUSTER_EVERY_S, a few dozen numbers whatever the fleet;
 - the API's reference data (GetFleetCatalog: the names forms offer, the firmware version order)
   is fetched once, and again only when a version count names a version it does not list (a
   rollout introduced it).
@@ -47,6 +49,7 @@ SLOW_EVERY_S = 10.0  # network plans and version counts at most this often
 VERSIONS_WANTED_S = 30.0  # version counts (a fleet scan in the shards) only while someone looks
 REFERENCE_TIMEOUT_S = 3.0  # GetFleetCatalog is a few kB from memory: a page load waits no longer
 REFERENCE_RETRY_S = 5.0  # while the API cannot be reached, a page tries again at most this often
+CLUSTER_EVERY_S = 5.0  # GetCluster: nodes come and go in seconds, not faster
 
 
 def _iso(t) -> str:
@@ -122,6 +125,28 @@ def message_record(msg: Message) -> dict[str, Any]:
     return out
 
 
+def _duration_s(d: Any) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def cluster_record(c: fleet_pb2.Cluster) -> dict[str, Any]:
+    """The compact record of GetCluster's answer: nodes (with their shards), shards on no node yet,
+    the newest recoveries (newest first, seconds as a number, times as ISO text, '' when unset)."""
+    def shard(p: fleet_pb2.ShardPlacement) -> dict[str, Any]:
+        return {"shard": p.shard, "hubs": p.hubs, "pid": p.pid, "responding": p.responding}
+
+    return {
+        "nodes": [{"node_id": n.node_id, "ip": n.ip_address, "alive": n.alive, "cpus": n.cpu_count,
+                   "memory_bytes": n.memory_bytes, "shards": [shard(p) for p in n.shards]} for n in c.nodes],
+        "unplaced": [shard(p) for p in c.unplaced_shards],
+        "recoveries": [{"shard": r.shard, "tick": r.tick, "time": _iso(r.time), "checkpoint_tick": r.checkpoint_tick,
+                        "checkpoint_time": _iso(r.checkpoint_time), "replayed_ticks": r.replayed_ticks,
+                        "seconds": _duration_s(r.duration), "node_ip": r.node_ip_address, "attempts": r.attempts,
+                        "complete_time": _iso(r.complete_time)} for r in c.recoveries],
+        "recovery_count": c.recovery_count,
+    }
+
+
 def _repeated(f: Any) -> bool:
     return bool(f.is_repeated) if hasattr(f, "is_repeated") else f.label == f.LABEL_REPEATED
 
@@ -169,6 +194,7 @@ class FleetFeed:
         self._clock: dict[str, Any] = {}
         self._operations: dict[str, dict[str, Any]] = {}  # by name, in the order they were accepted
         self._network: dict[str, Any] = {}
+        self._cluster: dict[str, Any] = {}  # cluster_record of the newest GetCluster; {} before the first
         self._versions: dict[str, list[dict[str, Any]]] = {}
         self._versions_wanted = 0.0  # monotonic time a page last asked for version counts
         self._reference: Reference | None = None  # GetFleetCatalog, once fetched
@@ -257,6 +283,11 @@ class FleetFeed:
     def network(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._network)
+
+    def cluster(self) -> dict[str, Any]:
+        """The newest cluster_record ({} until the first GetCluster answered)."""
+        with self._lock:
+            return dict(self._cluster)
 
     def versions(self) -> dict[str, list[dict[str, Any]]]:
         """Firmware version counts. Each costs the fleet a scan, so they are fetched only while a
@@ -374,7 +405,7 @@ class FleetFeed:
             self.status.last_tick_wall = time.time()
 
     def _poll_loop(self) -> None:
-        last_slow = last_versions = -1e9
+        last_slow = last_versions = last_cluster = -1e9
         network_tick = versions_tick = None  # the tick each was last fetched at
         while not self._stop.is_set():
             try:
@@ -392,6 +423,9 @@ class FleetFeed:
                 if wanted and ((tick != versions_tick and now - last_versions > SLOW_EVERY_S) or not self._versions):
                     self._poll_versions()
                     last_versions, versions_tick = now, tick
+                if now - last_cluster >= CLUSTER_EVERY_S:  # last: an API without GetCluster costs only this
+                    last_cluster = now
+                    self._poll_cluster()
             except grpc.RpcError as e:
                 self.status.last_error = f"poll: {e.code().name}: {e.details()}"
             self._stop.wait(1.0)
@@ -404,6 +438,12 @@ class FleetFeed:
         with self._lock:
             self._clock = {"tick": clock.tick, "time": _iso(clock.time), "state": state, "speed": clock.speed,
                            "error": clock.error}
+
+    def _poll_cluster(self) -> None:
+        c = self.client
+        rec = cluster_record(c.fleet.GetCluster(fleet_pb2.GetClusterRequest(), **c._kw()))
+        with self._lock:
+            self._cluster = rec
 
     def _poll_network(self) -> None:
         c = self.client

@@ -1,6 +1,7 @@
-"""Scenario: clock control, a form for every operator event, and the Operations with their
-progress, pause, resume and cancel. Every action goes through the gRPC API as the signed-in
-operator; what the server rejects is shown with its own error text."""
+"""Scenario: clock control, where the run lives (nodes, shards per node, shard recoveries), a form
+for every operator event, and the Operations with their progress, pause, resume and cancel. Every
+action goes through the gRPC API as the signed-in operator; what the server rejects is shown with
+its own error text."""
 
 from __future__ import annotations
 
@@ -56,6 +57,61 @@ def clock_panel(cur: dict[str, Any], clock: dict[str, Any]) -> list[Any]:
             html.Span(f" · {'flat out' if not speed else f'{speed:g}x real time'}")]
 
 
+NO_RECOVERIES = "No shard recoveries: every shard has run without a break since the API started."
+RECOVERIES_SHOWN = 10
+
+
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def cluster_panel(cluster: dict[str, Any]) -> list[Any]:
+    """The nodes (alive or dead, CPUs, memory, shards on each), and the newest shard recoveries
+    (when, shard, node, the checkpoint restored, ticks replayed, seconds) or a plain sentence when
+    there were none. `cluster` is FleetFeed.cluster()'s record ({} before the first answer)."""
+    if not cluster:
+        return [html.Div("Waiting for the API's view of the cluster…", className="muted")]
+    nodes = cluster["nodes"]
+    alive = sum(n["alive"] for n in nodes)
+    rows = []
+    for n in nodes:
+        shards = n["shards"]
+        quiet = sum(not p["responding"] for p in shards)
+        state = "alive" if n["alive"] else "dead"
+        rows.append(html.Tr(className="node-row", **data_attrs(ip=n["ip"], alive=str(n["alive"]).lower(),
+                                                               shards=str(len(shards))), children=[
+            html.Td(n["ip"], className="mono"), html.Td(html.Strong(state, className=f"state state-{state}")),
+            html.Td(f"{n['cpus']:g}"), html.Td(f"{n['memory_bytes'] / 2**30:.1f} GiB"),
+            html.Td(f"{len(shards)}" + (f" ({', '.join(str(p['shard']) for p in shards)})" if shards else "")
+                    + (f", {quiet} not answering" if quiet else ""))]))
+    head = f"{alive} of {len(nodes)} node{'s' if len(nodes) != 1 else ''} alive"
+    if cluster["unplaced"]:
+        head += f"; {len(cluster['unplaced'])} shard(s) starting, on no node yet"
+    out: list[Any] = [
+        html.Div(head, id="sc-cluster-head", **data_attrs(alive=str(alive), nodes=str(len(nodes)))),
+        html.Table(className="table", id="sc-nodes", children=[
+            html.Thead(html.Tr([html.Th(h) for h in ("Node", "State", "CPUs", "Memory", "Shards")])),
+            html.Tbody(rows)])]
+    recs = cluster["recoveries"][:RECOVERIES_SHOWN]
+    count = cluster["recovery_count"]
+    if not recs:
+        out.append(html.P(NO_RECOVERIES, id="sc-recoveries", className="muted", **data_attrs(count="0")))
+        return out
+    out.append(html.H4(f"Shard recoveries: {count}" + (f" (the newest {len(recs)})" if count > len(recs) else "")))
+    out.append(html.Table(className="table", id="sc-recoveries", **data_attrs(count=str(count)), children=[
+        html.Thead(html.Tr([html.Th(h) for h in ("When (simulated)", "Completed (UTC)", "Shard", "Node",
+                                                 "Restored from", "Replayed", "Seconds")])),
+        html.Tbody([html.Tr(className="recovery-row", **data_attrs(shard=str(r["shard"]), replayed=str(r["replayed_ticks"])),
+                            children=[
+            html.Td(f"{_when(r['time'])} · tick {r['tick']}"), html.Td(_when(r["complete_time"])),
+            html.Td(str(r["shard"])), html.Td(r["node_ip"] or "?", className="mono"),
+            html.Td(f"checkpoint of {_when(r['checkpoint_time'])}" if r["checkpoint_tick"] >= 0 else "the seed (rebuilt)"),
+            html.Td(f"{r['replayed_ticks']} tick{'s' if r['replayed_ticks'] != 1 else ''}"),
+            html.Td(f"{r['seconds']:.1f}" + (f" ({r['attempts']} attempts)" if r["attempts"] > 1 else ""))])
+            for r in recs])]))
+    return out
+
+
 def layout(feed, actions=None) -> html.Div:
     return html.Div([
         *pulse("sc", feed.last_tick()),
@@ -71,6 +127,10 @@ def layout(feed, actions=None) -> html.Div:
                 dcc.Input(id="sc-speed", type="text", placeholder="speed x, 0 = flat out", className="input"),
                 html.Button("Set speed", id="sc-set-speed", n_clicks=0, className="btn")]),
             html.Div(id="sc-clock-msg")]),
+        html.Div(className="panel", children=[
+            html.H3("Cluster"),
+            dcc.Store(id="sc-cluster-sig"),
+            html.Div(cluster_panel(feed.cluster()), id="sc-cluster")]),
         html.Div(className="panel", children=[
             html.H3("Inject an operator event"),
             html.Div(className="form-row", children=[
@@ -175,6 +235,16 @@ def register(app, feed, actions) -> None:
             return error_box(e)
         feed.update_operation(op)
         return html.Div(f"{trig['action'].title()} sent for {trig['op']}.", className="ok", role="status")
+
+    @app.callback(Output("sc-cluster", "children"), Output("sc-cluster-sig", "data"), Input("sc-pulse", "n_intervals"),
+                  State("sc-cluster-sig", "data"))
+    def cluster(_n, sig):
+        """Redrawn only when the feed's view changed (a few times a minute at most)."""
+        view = feed.cluster()
+        new_sig = json.dumps(view, sort_keys=True)
+        if new_sig == sig:
+            raise PreventUpdate
+        return cluster_panel(view), new_sig
 
     @app.callback(Output("sc-clock", "children"), Output("sc-ops", "children"), Output("sc-ops-sig", "data"),
                   Output("sc-seen", "data"), Input("sc-pulse", "n_intervals"), State("sc-ops-sig", "data"),

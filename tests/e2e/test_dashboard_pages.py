@@ -6,16 +6,20 @@ that order, whatever order the tests run in."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from typing import Any
 
 import pytest
+import ray
 
 from dashboard.pages import PAGES
 from dashboard.pages.alerts import OUTAGE_POINTS
 from dashboard.pages.firmware import NO_WAVES
 from dashboard.pages.network import REGION_COLUMNS
+from dashboard.pages.scenario import NO_RECOVERIES
 from tests.e2e.test_dashboard import READY, SHOTS, Stack
 from twin.generated.fleet.v1 import fleet_pb2
 
@@ -225,3 +229,37 @@ def test_the_outage_table_lists_only_areas_with_an_outage(baseline, switched_off
     assert OUTAGE_AREA in areas and len(rows) == 6
     shares = [float(r[3].rstrip("%")) for r in rows]
     assert shares == sorted(shares, reverse=True) and min(shares) >= OUTAGE_POINTS
+
+
+def test_the_scenario_page_shows_the_node_its_shards_and_a_shard_recovery(stack, browser):
+    """The Cluster panel: the one node alive with both shards, a plain sentence while no shard has
+    needed recovery, then the recovery of a shard whose process was killed (screenshot
+    SHOTS/cluster-recovery-scenario.png)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    sup = stack.sup
+    try:
+        page.goto(stack.url + "/scenario")
+        page.wait_for_selector("#sc-nodes tr.node-row", timeout=30_000)
+        row = page.query_selector("#sc-nodes tr.node-row")
+        assert (row.get_attribute("data-alive"), row.get_attribute("data-shards")) == ("true", str(len(sup.shards)))
+        assert page.inner_text("#sc-cluster-head") == "1 of 1 node alive"
+        before = sup.recovery_count
+        if before == 0:  # (another test of the module may have killed one already)
+            assert page.inner_text("#sc-recoveries") == NO_RECOVERIES
+        pid = int(ray.get(sup.shards[1].info.remote(), timeout=30)["pid"])
+        os.kill(pid, signal.SIGKILL)  # the clock runs: the next tick finds it dead and recovers it
+        page.wait_for_selector(f"#sc-recoveries[data-count='{before + 1}']", timeout=60_000)
+        page.screenshot(path=str(SHOTS / "cluster-recovery-scenario.png"), full_page=True)
+        r = next(x for x in reversed(sup.recoveries) if x["shard"] == 1)
+        cells = page.eval_on_selector("#sc-recoveries tbody tr.recovery-row",
+                                      "tr => [...tr.children].map(c => c.innerText)")
+        restored = "the seed (rebuilt)" if r["from_tick"] < 0 else "checkpoint of " + \
+            sup.config.time_of(r["from_tick"] + 1).strftime("%Y-%m-%d %H:%M")
+        assert cells[0].endswith(f"tick {r['tick']}") and cells[2] == "1" and cells[3] == r["node_ip"]
+        assert cells[4] == restored
+        assert cells[5] == f"{r['replayed']} tick{'s' if r['replayed'] != 1 else ''}"
+        assert cells[6].startswith(f"{r['seconds']:.1f}")
+    finally:
+        ctx.close()

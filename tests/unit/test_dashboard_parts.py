@@ -140,3 +140,43 @@ def test_the_feed_keeps_operations_from_the_ticks_newer_than_its_listing():
         assert [(o["name"], o["state"]) for o in feed.operations()] == [("operations/power-outage-1", "DONE")]
     finally:
         feed.client.channel.close()
+
+
+def test_the_cluster_panel_reads_getcluster_a_dead_node_and_its_recoveries():
+    from dash import html
+
+    from dashboard.feed import cluster_record
+    from dashboard.pages.scenario import NO_RECOVERIES, cluster_panel
+
+    def walk(node):  # every component of a panel, depth first
+        yield node
+        kids = getattr(node, "children", None)
+        for k in kids if isinstance(kids, list | tuple) else [kids] if kids is not None else []:
+            yield from walk(k)
+
+    def text(parts, tag=None):
+        return [c.children for p in parts for c in walk(p) if isinstance(c, tag or html.Td) and isinstance(c.children, str)]
+
+    place = fleet_pb2.ShardPlacement
+    msg = fleet_pb2.Cluster(nodes=[
+        fleet_pb2.ClusterNode(node_id="aa", ip_address="10.0.0.1", alive=True, cpu_count=8, memory_bytes=16 * 2**30,
+                              shards=[place(shard=0, hubs=10, pid=7, responding=True)]),
+        fleet_pb2.ClusterNode(node_id="bb", ip_address="10.0.0.3", alive=False,
+                              shards=[place(shard=1, hubs=10, pid=8), place(shard=2, hubs=10, pid=9)])])
+    quiet = cluster_record(msg)
+    parts = cluster_panel(quiet)
+    assert text(parts, html.Div)[0] == "1 of 2 nodes alive"
+    assert text(parts)[:5] == ["10.0.0.1", "8", "16.0 GiB", "1 (0)", "10.0.0.3"]
+    assert "2 (1, 2), 2 not answering" in text(parts)
+    assert NO_RECOVERIES in text(parts, html.P)
+    rec = fleet_pb2.ShardRecovery(shard=2, tick=40, replayed_ticks=1, checkpoint_tick=-1, node_ip_address="10.0.0.4",
+                                  attempts=2)
+    rec.duration.FromMilliseconds(2500)
+    rec.time.FromJsonString("2026-11-01T20:30:00Z")
+    msg.recoveries.append(rec)
+    msg.recovery_count = 12
+    cells = text(cluster_panel(cluster_record(msg)))
+    assert cells[-7:] == ["2026-11-01 20:30 · tick 40", "", "2", "10.0.0.4", "the seed (rebuilt)", "1 tick",
+                          "2.5 (2 attempts)"]
+    assert "Shard recoveries: 12 (the newest 1)" in text(cluster_panel(cluster_record(msg)), html.H4)
+    assert cluster_panel({})[0].children == "Waiting for the API's view of the cluster…"

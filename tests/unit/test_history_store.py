@@ -143,3 +143,55 @@ def test_the_networks_capacity_figures_are_kept_per_tick(tmp_path):
     assert got[("within_target_ppm", "Central/on-demand")] == round(float(r.within_target[1, 2]) * 1e6)
     assert got[("stage", "dsp_utilisation_ppm")] == round(float(r.dsp_utilisation) * 1e6)
     assert ("link_backlog", "North/G2") not in got  # no such link is modelled
+
+
+def _recovered(tick: int, *shard_seconds: tuple[int, float]) -> TickSummary:
+    """A tick during which the given shards' recoveries completed (as StepPipeline records them)."""
+    s = summary(tick, 1)
+    s.recoveries = [{"shard": i, "tick": tick, "from_tick": tick - 3, "replayed": 2, "attempts": 1, "seconds": sec,
+                     "done_at": 0.0, "node_ip": "10.0.0.3"} for i, sec in shard_seconds]
+    return s
+
+
+RECOVERY_SQL = "SELECT tick, recoveries, recovery_s, recovered_shards FROM ticks ORDER BY tick"
+
+
+def test_recoveries_are_columns_of_their_tick_and_older_segments_read_as_none(tmp_path):
+    store = HistoryStore(tmp_path, branch="run", config=CFG, flush_ticks=10**6)
+    for t in range(3):
+        store.record(summary(t, 1))
+    store.close()
+    # Those segments as a run written before the recovery columns existed left them.
+    for f in (tmp_path / history.DIR).glob("ticks-*.parquet"):
+        with duckdb.connect() as con:
+            con.execute(f"COPY (SELECT * EXCLUDE (recoveries, recovery_s, recovered_shards) FROM read_parquet('{f}')) "
+                        f"TO '{f}.old' (FORMAT parquet)")
+            assert "recoveries" not in [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{f}.old')").fetchall()]
+        Path(f"{f}.old").replace(f)
+    assert query(tmp_path, RECOVERY_SQL)[1] == [(0, 0, 0.0, ""), (1, 0, 0.0, ""), (2, 0, 0.0, "")]
+    # Resumed: new segments with recoveries, merged with the old ones (two at a time) as it goes.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(history, "MERGE_FANOUT", 2)
+        again = HistoryStore(tmp_path, branch="run", config=CFG, flush_ticks=1)
+        again.record(_recovered(3, (1, 2.5), (3, 0.25)))
+        again.record(summary(4, 1))
+        again.record(_recovered(5, (0, 1.0)))
+        again.close()
+    live = history._live(segments(tmp_path / history.DIR))
+    # The old segment of ticks (flush 1) merged with the new ones (flushes 2..4).
+    assert [(s.lo, s.hi) for s in live] == [(0, 0), (1, 4)]
+    _, rows = query(tmp_path, RECOVERY_SQL)
+    assert rows == [(0, 0, 0.0, ""), (1, 0, 0.0, ""), (2, 0, 0.0, ""), (3, 2, 2.75, "1,3"), (4, 0, 0.0, ""),
+                    (5, 1, 1.0, "0")]
+    # Every recovery of the run and its duration, by SQL and by day.
+    assert query(tmp_path, "SELECT sum(recoveries), sum(recovery_s) FROM ticks WHERE recoveries > 0")[1] == [(3, 3.75)]
+    _, days = history.aggregate_ticks(tmp_path, period="day", columns=["recoveries", "recovery_s"])
+    assert [(d[3], d[4]) for d in days] == [(3, 3.75)]
+
+
+def test_a_legacy_store_without_the_recovery_columns_reads_none(tmp_path):
+    _legacy(tmp_path, range(4), version=1)
+    with duckdb.connect(str(tmp_path / history.FILE)) as con:
+        for c in history.RECOVERY_COLS:
+            con.execute(f"ALTER TABLE ticks DROP COLUMN {c}")
+    assert query(tmp_path, RECOVERY_SQL)[1] == [(t, 0, 0.0, "") for t in range(4)]

@@ -73,12 +73,17 @@ WIDE_INT_COLS: list[str] = [
     "alerts", *ALERT_COLS, "alerts_undelivered", "peak_alerts_per_s", "hh_lost", "hh_at_risk", *DARK_COLS, *WAN_COLS,
     "prepay_emergency_credit", "prepay_off_supply", "prepay_topups",
 ]
+# Shard recoveries completed during the tick (its process died; restored from a checkpoint and
+# caught up): how many, their seconds in all, and which shards ("3,5"). 0, 0.0 and '' on ordinary
+# ticks. Not figures of the fleet: a comparison of two runs leaves them out (WIDE_INT_COLS only).
+RECOVERY_COLS = {"recoveries": "BIGINT", "recovery_s": "DOUBLE", "recovered_shards": "VARCHAR"}
+RECOVERY_DEFAULTS = {"recoveries": "0::BIGINT", "recovery_s": "0.0::DOUBLE", "recovered_shards": "''::VARCHAR"}
 LONG_BREAKDOWNS = ("messages", "alerts", "dark_by_reason", "hubs_by_wan", "supplier_hubs", "gas_supplier_hubs",
                    "credit_ec_supplier", "credit_off_supplier")
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS ticks (branch VARCHAR NOT NULL, tick BIGINT NOT NULL, time_utc TIMESTAMP NOT NULL, "
-    + ", ".join(f"{c} BIGINT" for c in WIDE_INT_COLS) + ")",
+    + ", ".join([*(f"{c} BIGINT" for c in WIDE_INT_COLS), *(f"{c} {t}" for c, t in RECOVERY_COLS.items())]) + ")",
     "CREATE TABLE IF NOT EXISTS metrics (branch VARCHAR NOT NULL, tick BIGINT NOT NULL, metric VARCHAR NOT NULL, "
     "key VARCHAR NOT NULL, value BIGINT NOT NULL)",
 ]
@@ -128,6 +133,9 @@ def wide_rows(batch: list[TickSummary], config: FleetConfig) -> dict[str, np.nda
         "prepay_emergency_credit": stack("credit_ec_supplier").sum(axis=1),
         "prepay_off_supply": stack("credit_off_supplier").sum(axis=1),
         "prepay_topups": np.array([s.prepay_topups for s in batch], np.int64),
+        "recoveries": np.array([len(s.recoveries) for s in batch], np.int64),
+        "recovery_s": np.array([sum(float(r["seconds"]) for r in s.recoveries) for s in batch], np.float64),
+        "recovered_shards": np.array([",".join(str(r["shard"]) for r in s.recoveries) for s in batch], dtype=object),
     }
     for i, c in enumerate(CSPS):
         out[f"messages_{c}"] = msgs[:, i].sum(axis=1)
@@ -385,7 +393,8 @@ class HistoryStore:
             if len(tail) < MERGE_FANOUT or len({s.level for s in tail}) != 1 or tail[0].level >= MAX_MERGE_LEVEL:
                 break
             merged = Segment(tail[0].lo, tail[-1].hi)
-            rows = {table: "SELECT * EXCLUDE ({}) FROM read_parquet([{}]) {}".format(
+            # By name: a segment written before a column was added (the recovery columns) lacks it.
+            rows = {table: "SELECT * EXCLUDE ({}) FROM read_parquet([{}], union_by_name = true) {}".format(
                 ", ".join(SEG_COLS), ", ".join(f"'{_quote(s.path(self.folder, table))}'" for s in tail), LATEST)
                 for table in TABLES}
             self._write_segment(self._con, merged, rows)
@@ -491,8 +500,16 @@ def attach_views(con: duckdb.DuckDBPyConnection, run_dir: Path, *, schema: str =
             parts.append(f"SELECT * FROM read_parquet('{_quote(folder)}/{table}-*.parquet', union_by_name = true)")
         if has_legacy:
             parts.append(f"SELECT *, -1::BIGINT AS seg_lo, -1::BIGINT AS seg_hi FROM {legacy_alias}.{table}")
+        replace = ""
+        if table == "ticks":
+            # Segments written before the recovery columns existed have none: a relation with no
+            # rows and only those columns gives every row of the union the columns (NULL where a
+            # segment lacks them, then the ordinary tick's value), so old and new runs read alike.
+            parts.append("SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in RECOVERY_COLS.items()) + " WHERE false")
+            replace = " REPLACE ({})".format(", ".join(f"coalesce({c}, {RECOVERY_DEFAULTS[c]}) AS {c}"
+                                                       for c in RECOVERY_COLS))
         body = " UNION ALL BY NAME ".join(parts)
-        con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS SELECT * EXCLUDE ({', '.join(SEG_COLS)}) "
+        con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS SELECT * EXCLUDE ({', '.join(SEG_COLS)}){replace} "
                     f"FROM ({body}) {LATEST}")
 
 
@@ -539,7 +556,7 @@ def _retrying(fn: Callable[[], T]) -> T:
 PERIODS = ("day", "week", "month")
 TICK_KINDS: dict[str, str] = {
     **dict.fromkeys(["messages", *(f"messages_{c}" for c in CSPS), "alerts", *ALERT_COLS, "alerts_undelivered",
-                     "hh_lost", "prepay_topups"], "sum"),
+                     "hh_lost", "prepay_topups", *(c for c in RECOVERY_COLS if c != "recovered_shards")], "sum"),
     **dict.fromkeys(["dark_hubs", *(f"dark_{c}" for c in CSPS), *DARK_COLS, "peak_alerts_per_s", "hh_at_risk",
                      "prepay_emergency_credit", "prepay_off_supply"], "max"),
     **dict.fromkeys(["reachable_hubs", *(f"reachable_{c}" for c in CSPS)], "min"),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from twin.engine.history import HistoryStore
     from twin.engine.latency import LatencyTable
     from twin.engine.local_reads import LocalReads
+    from twin.engine.placement import ClusterView
     from twin.engine.requests import RequestKey, RequestLedger
 
 TickListener = Callable[[TickSummary], None]
@@ -182,4 +183,8 @@ class FleetEngine(HubReads, ShardAccess, Protocol):
 
     def schedule_view(self) -> tuple[int, np.ndarray, int, list[int]]:
         """(last completed tick, the schedule's windows, the tick it is final before, each shard's first hub)."""
+
+    def cluster(self, *, timeout_s: float = ...) -> ClusterView:
+        """The Ray nodes, the shards on each and the newest shard recoveries (blocking, at most
+        `timeout_s` waited for the shards)."""
 

@@ -170,6 +170,8 @@ class StepPipeline:
                 for t, _sent, later in pending:
                     later[i] = self._submit_step(i, t)
             summary = finish(merge(parts), self.config)
+            if recovered:  # their records, newest last: the tick summary and its history row carry them
+                summary.recoveries = list(self.recoveries)[-len(recovered):]
             self.ops.observe(summary)
             self.tick = tick + 1
             t_rec = time.perf_counter()

@@ -27,6 +27,7 @@ from twin.engine.journal import Journal
 from twin.engine.latency import LatencyTable
 from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY
 from twin.engine.operations import OperationFilter, OperationsStore
+from twin.engine.placement import ClusterView, ShardLocator, cluster_view
 from twin.engine.queries import FleetQueries
 from twin.engine.recovery import RunRecovery
 from twin.engine.requests import RequestKey, RequestLedger
@@ -76,6 +77,7 @@ class FleetSupervisor:
         actors = make_shards(config, spans, run_dir=run_dir, cpus_per_shard=cpus_per_shard)
         self.shard_info: list[dict[str, Any]] = ray.get([a.info.remote() for a in actors])
         self.build_s = time.perf_counter() - t
+        self._locator = ShardLocator([int(i["hubs"]) for i in self.shard_info])  # cluster(): where shards run
         self.run = RunDirectory(run_dir, config=config, shards=len(spans), checkpoint_every=checkpoint_every,
                                 alert_retention_days=alert_retention_days)
         self.ops = OperationsStore(config, journal=self.run.journal, census=self._census,
@@ -184,6 +186,13 @@ class FleetSupervisor:
         for info in self.pipeline.info():
             out[info["node_ip"]] = out.get(info["node_ip"], 0) + 1
         return dict(sorted(out.items()))
+
+    def cluster(self, *, timeout_s: float = 1.0) -> ClusterView:
+        """The Ray nodes (alive or dead), the shards on each and the newest recoveries
+        (twin.engine.placement): no per-hub work, at most `timeout_s` waited for the shards, so
+        safe while a node is dead (its shards show where they last answered, not responding)."""
+        return cluster_view(self._locator, self.shards, self.pipeline.recoveries, self.pipeline.recovery_count,
+                            timeout_s=timeout_s)
 
     @property
     def resumed_from(self) -> int | None:

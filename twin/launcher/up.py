@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from grpc.experimental.aio import init_grpc_aio
 from rich.console import Console
 
 from twin.engine import runtime
+from twin.engine.placement import ClusterView
 from twin.engine.supervisor import FleetSupervisor, read_manifest
 from twin.launcher.process import Child, LaunchError, start_child, stop_children
 from twin.launcher.story import Story
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
     from twin.services.duis_gateway.app import DuisSettings
 
 _LOOP_S = 0.2  # how often the main loop looks for a stop request and a status line due
+# How often the main loop looks at the cluster's nodes (one GCS call; the shards' answers are
+# collected on the next look, never waited for, so a dead node cannot hold up the status lines).
+_NODES_EVERY_S = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +92,45 @@ def recovery_line(config: FleetConfig, r: dict[str, Any]) -> str:
     where = f" on {r['node_ip']}" if r.get("node_ip") else ""
     return (f"{at}  shard {r['shard']} RECOVERED: its process died; {base}{where}, caught up "
             f"{r['replayed']} half-hour(s) in {r['seconds']:.1f} s")
+
+
+def _shards(n: int) -> str:
+    return f"{n} shard{'s' if n != 1 else ''}"
+
+
+def node_lines(before: ClusterView | None, after: ClusterView, at: datetime) -> list[str]:
+    """The lines for nodes that left or joined the cluster between two views (none for the first
+    view, `before` None); `at` is the simulated time now. A node that left is named with the
+    shards it held, which Ray restarts elsewhere; their recoveries get lines of their own."""
+    if before is None:
+        return []
+    was = {n.node_id: n for n in before.nodes if n.alive}
+    now = {n.node_id: n for n in after.nodes}
+    stamp = f"{at:%Y-%m-%d %H:%M}  node"
+    out = []
+    for node_id, n in was.items():
+        gone = now.get(node_id)
+        if gone is None or not gone.alive:
+            held = len(gone.shards if gone is not None and gone.shards else n.shards)
+            what = f"{_shards(held)} restarting elsewhere" if held else "it held no shards"
+            out.append(f"{stamp} {n.ip} LOST: {what}")
+    for node_id, n in now.items():
+        if n.alive and node_id not in was:
+            out.append(f"{stamp} {n.ip} joined: {n.cpus:g} CPUs, {n.memory_bytes / 2**30:.1f} GiB")
+    return out
+
+
+def cluster_line(view: ClusterView, at: datetime) -> str | None:
+    """The periodic cluster line: nodes alive and shards per node (those not answering, as on a
+    dead node, counted); None on a single machine (one node, never another), which says nothing."""
+    if len(view.nodes) < 2:
+        return None
+    per = ", ".join(f"{n.ip} {len(n.shards)}" + ("" if n.alive else " (dead)") for n in view.nodes if n.shards)
+    quiet = sum(not p.responding for n in view.nodes for p in n.shards) + len(view.unplaced)
+    return (f"{at:%Y-%m-%d %H:%M}  cluster: {len(view.alive)} of {len(view.nodes)} nodes alive; shards per node: "
+            f"{per or 'none placed'}" + (f"; {_shards(quiet)} not answering" if quiet else "")
+            + (f"; {view.recovery_count} recover{'ies' if view.recovery_count != 1 else 'y'} so far"
+               if view.recovery_count else ""))
 
 
 class Launcher:
@@ -283,6 +327,8 @@ class Launcher:
         last_tick = 0
         t_last = time.monotonic()
         recovered = sup.recovery_count
+        view: ClusterView | None = None
+        last_nodes = -1e9
         while not self._stop:
             time.sleep(_LOOP_S)
             for line in story.drain():
@@ -292,6 +338,11 @@ class Launcher:
                 for r in list(sup.recoveries)[-new:]:
                     print(recovery_line(config, r), flush=True)
             now = time.monotonic()
+            if now - last_nodes >= _NODES_EVERY_S:
+                last_nodes = now
+                before, view = view, sup.cluster(timeout_s=0.0)
+                for line in node_lines(before, view, config.time_of(sup.tick)):
+                    print(line, flush=True)
             if now - last_print < self.options.status_every_s:
                 continue
             if sup.clock_state == "failed":
@@ -314,6 +365,8 @@ class Launcher:
                 + (f"  {cap}" if (cap := status_figure(s.capacity, config.params.capacity)) else ""),
                 flush=True,
             )
+            if view is not None and (cl := cluster_line(view, config.time_of(s.tick + 1))):
+                print(cl, flush=True)
 
     def _stop_all(self, *, grace_s: float) -> None:
         """The children, then the API, then the engine (the shards' shared segments go with them).

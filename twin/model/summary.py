@@ -102,6 +102,11 @@ class TickSummary:
     # How the network carried this tick (twin.model.capacity.CapacityReport), set by the fleet
     # planner when it observes the merged summary; never merged.
     capacity: Any = None
+    # The shard recoveries that completed during this tick (a shard's process died; it was
+    # restored from a checkpoint and caught up), as the engine records them: dicts with shard,
+    # from_tick, replayed, seconds, node_ip, ... Set by the engine; not part of the figures
+    # (to_dict: a run with a recovery has the same figures as one without), never merged.
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def hubs(self) -> int:

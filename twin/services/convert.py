@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from google.longrunning import operations_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -38,7 +39,11 @@ from twin.services.errors import invalid, not_found
 from twin.util.grammar import GrammarError, shown
 from twin.util.rpc_status import pack_any
 
+if TYPE_CHECKING:
+    from twin.engine.placement import ClusterView, ShardPlace
+
 CSP_NAMES = [c.name.title() for c in Csp]
+TimeOf = Callable[[int], datetime]  # a tick -> simulated time at its start (FleetConfig.time_of)
 
 def region_name(code: int) -> str:
     """A CSP region code (catalog.Csp, 0..2) -> the API's region name: 'North', 'Central' or 'South'."""
@@ -122,11 +127,12 @@ def hub_message(r: dict[str, Any]) -> fleet_pb2.Hub:
         prepayment=fleet_pb2.HubPrepayment(**r["prepayment"]) if "prepayment" in r else None)
 
 
-def summary_message(s: TickSummary, time: datetime, *,
-                    capacity: CapacityParams | None = None) -> fleet_pb2.TickSummary:
+def summary_message(s: TickSummary, time: datetime, *, capacity: CapacityParams | None = None,
+                    time_of: TimeOf | None = None) -> fleet_pb2.TickSummary:
     """A tick summary as WatchFleet sends it; `time` is the end of the tick. With the run's
     `capacity` parameters (they give the Target Response Times) and a summary the capacity model
-    reported on, `capacity` is filled (see `capacity_message`)."""
+    reported on, `capacity` is filled (see `capacity_message`); with the run's `time_of`, the
+    tick's shard recoveries (`recovery_message`)."""
     csps = []
     for i, name in enumerate(CSP_NAMES):
         csps.append(fleet_pb2.CspTraffic(
@@ -145,7 +151,40 @@ def summary_message(s: TickSummary, time: datetime, *,
                                    prepay_emergency_credit=a["emergency_credit"]) for a in d["areas"]],
         hh_lost_total=s.totals.get("hh_lost", 0), alerts_total=s.totals.get("alerts", 0),
         prepayment=_prepayment_message(d["prepayment"]), operations=[operation_message(v) for v in s.operations],
-        capacity=capacity_message(s.capacity, capacity) if s.capacity is not None and capacity is not None else None)
+        capacity=capacity_message(s.capacity, capacity) if s.capacity is not None and capacity is not None else None,
+        recoveries=[recovery_message(r, time_of) for r in s.recoveries] if time_of is not None else [])
+
+
+def recovery_message(r: Mapping[str, Any], time_of: TimeOf) -> fleet_pb2.ShardRecovery:
+    """One shard recovery (a StepPipeline.recoveries record: shard, tick, from_tick, replayed,
+    attempts, seconds, node_ip; `wall_time` in Unix seconds when the record has it) as the API
+    gives it, with simulated times from the run's `time_of`."""
+    msg = fleet_pb2.ShardRecovery(
+        shard=int(r["shard"]), tick=int(r["tick"]), time=ts(time_of(int(r["tick"]) + 1)),
+        checkpoint_tick=int(r["from_tick"]), replayed_ticks=int(r["replayed"]),
+        duration=duration_pb2.Duration(seconds=int(r["seconds"]), nanos=round(r["seconds"] % 1 * 1e9)),
+        node_ip_address=str(r.get("node_ip") or ""), attempts=int(r.get("attempts", 1)))
+    if r["from_tick"] >= 0:
+        msg.checkpoint_time.CopyFrom(ts(time_of(int(r["from_tick"]) + 1)))
+    if "wall_time" in r:
+        msg.complete_time.CopyFrom(ts(datetime.fromtimestamp(float(r["wall_time"]), UTC)))
+    return msg
+
+
+def _placement_message(p: ShardPlace) -> fleet_pb2.ShardPlacement:
+    return fleet_pb2.ShardPlacement(shard=p.index, hubs=p.hubs, pid=p.pid, responding=p.responding)
+
+
+def cluster_message(view: ClusterView, time_of: TimeOf) -> fleet_pb2.Cluster:
+    """GetCluster's answer from the engine's ClusterView (twin.engine.placement): nodes with their
+    shards, unplaced shards, recoveries newest first."""
+    return fleet_pb2.Cluster(
+        nodes=[fleet_pb2.ClusterNode(node_id=n.node_id, ip_address=n.ip, alive=n.alive, cpu_count=n.cpus,
+                                     memory_bytes=n.memory_bytes, shards=[_placement_message(p) for p in n.shards])
+               for n in view.nodes],
+        unplaced_shards=[_placement_message(p) for p in view.unplaced],
+        recoveries=[recovery_message(r, time_of) for r in reversed(view.recoveries)],
+        recovery_count=view.recovery_count)
 
 
 def link_names(link: int) -> tuple[str, str]:

@@ -27,6 +27,7 @@ from twin.services.branching import Branches, ComparisonWriter
 from twin.services.catalog import fleet_catalog
 from twin.services.convert import (
     ALERT_CODES,
+    cluster_message,
     hub_index,
     hub_message,
     operation_message,
@@ -50,6 +51,7 @@ _PAST = {OperationAction.PAUSE: "paused", OperationAction.RESUME: "resumed", Ope
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
 RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
+CLUSTER_WAIT_S = 1.0  # GetCluster waits this long for the shards; one that has not answered shows where it last did
 
 
 def _event_dict(req: fleet_pb2.CreateEventRequest) -> dict[str, Any]:
@@ -359,7 +361,8 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         (the live case) rather than once per stream."""
         if self._built is None or self._built[0] is not s:
             cfg = self.sup.config
-            self._built = (s, summary_message(s, cfg.time_of(s.tick + 1), capacity=cfg.params.capacity))
+            self._built = (s, summary_message(s, cfg.time_of(s.tick + 1), capacity=cfg.params.capacity,
+                                              time_of=cfg.time_of))
         return self._built[1]
 
     def _history_span(self) -> tuple[int, int]:
@@ -386,6 +389,11 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
         """Reference data for any signed-in caller (names only, nothing about the run but the
         firmware versions its rollouts introduced)."""
         return fleet_catalog(await asyncio.to_thread(self.sup.firmware_versions))
+
+    async def GetCluster(self, request, context):
+        """Nodes, shards per node and the newest recoveries (a second's wait at most, off the loop)."""
+        view = await asyncio.to_thread(self.sup.cluster, timeout_s=CLUSTER_WAIT_S)
+        return cluster_message(view, self.sup.config.time_of)
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):

@@ -2,6 +2,7 @@
 import datetime
 
 from google.longrunning import operations_pb2 as _operations_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -773,7 +774,7 @@ class CspTraffic(_message.Message):
     def __init__(self, csp: _Optional[str] = ..., messages: _Optional[_Mapping[str, int]] = ..., reachable_hubs: _Optional[int] = ..., dark_hubs: _Optional[int] = ..., alerts: _Optional[_Mapping[str, int]] = ..., hubs_by_wan: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TickSummary(_message.Message):
-    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "operations", "prepayment", "capacity")
+    __slots__ = ("tick", "time", "csps", "peak_alerts_per_s", "hh_lost", "hh_at_risk", "dark_by_reason", "supplier_hubs", "areas", "hubs", "meters", "hh_lost_total", "alerts_total", "skipped_ticks", "operations", "recoveries", "prepayment", "capacity")
     class DarkByReasonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -803,6 +804,7 @@ class TickSummary(_message.Message):
     ALERTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_TICKS_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    RECOVERIES_FIELD_NUMBER: _ClassVar[int]
     PREPAYMENT_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     tick: int
@@ -820,9 +822,10 @@ class TickSummary(_message.Message):
     alerts_total: int
     skipped_ticks: int
     operations: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
+    recoveries: _containers.RepeatedCompositeFieldContainer[ShardRecovery]
     prepayment: PrepaymentCounts
     capacity: NetworkCapacity
-    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ..., capacity: _Optional[_Union[NetworkCapacity, _Mapping]] = ...) -> None: ...
+    def __init__(self, tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., csps: _Optional[_Iterable[_Union[CspTraffic, _Mapping]]] = ..., peak_alerts_per_s: _Optional[int] = ..., hh_lost: _Optional[int] = ..., hh_at_risk: _Optional[int] = ..., dark_by_reason: _Optional[_Mapping[str, int]] = ..., supplier_hubs: _Optional[_Mapping[str, int]] = ..., areas: _Optional[_Iterable[_Union[AreaState, _Mapping]]] = ..., hubs: _Optional[int] = ..., meters: _Optional[int] = ..., hh_lost_total: _Optional[int] = ..., alerts_total: _Optional[int] = ..., skipped_ticks: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., recoveries: _Optional[_Iterable[_Union[ShardRecovery, _Mapping]]] = ..., prepayment: _Optional[_Union[PrepaymentCounts, _Mapping]] = ..., capacity: _Optional[_Union[NetworkCapacity, _Mapping]] = ...) -> None: ...
 
 class NetworkCapacity(_message.Message):
     __slots__ = ("links", "classes", "base_station_peak_utilisation", "base_stations_congested", "base_station_backlog", "dsp_utilisation", "alerts")
@@ -1147,3 +1150,71 @@ class CatalogAlertKind(_message.Message):
     name: str
     code: str
     def __init__(self, name: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Cluster(_message.Message):
+    __slots__ = ("nodes", "unplaced_shards", "recoveries", "recovery_count")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    UNPLACED_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    RECOVERIES_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[ClusterNode]
+    unplaced_shards: _containers.RepeatedCompositeFieldContainer[ShardPlacement]
+    recoveries: _containers.RepeatedCompositeFieldContainer[ShardRecovery]
+    recovery_count: int
+    def __init__(self, nodes: _Optional[_Iterable[_Union[ClusterNode, _Mapping]]] = ..., unplaced_shards: _Optional[_Iterable[_Union[ShardPlacement, _Mapping]]] = ..., recoveries: _Optional[_Iterable[_Union[ShardRecovery, _Mapping]]] = ..., recovery_count: _Optional[int] = ...) -> None: ...
+
+class ClusterNode(_message.Message):
+    __slots__ = ("node_id", "ip_address", "alive", "cpu_count", "memory_bytes", "shards")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    ip_address: str
+    alive: bool
+    cpu_count: float
+    memory_bytes: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardPlacement]
+    def __init__(self, node_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., alive: _Optional[bool] = ..., cpu_count: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardPlacement, _Mapping]]] = ...) -> None: ...
+
+class ShardPlacement(_message.Message):
+    __slots__ = ("shard", "hubs", "pid", "responding")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    HUBS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    RESPONDING_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    hubs: int
+    pid: int
+    responding: bool
+    def __init__(self, shard: _Optional[int] = ..., hubs: _Optional[int] = ..., pid: _Optional[int] = ..., responding: _Optional[bool] = ...) -> None: ...
+
+class ShardRecovery(_message.Message):
+    __slots__ = ("shard", "tick", "time", "checkpoint_tick", "checkpoint_time", "replayed_ticks", "duration", "node_ip_address", "attempts", "complete_time")
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_TICK_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_TICKS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    NODE_IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    shard: int
+    tick: int
+    time: _timestamp_pb2.Timestamp
+    checkpoint_tick: int
+    checkpoint_time: _timestamp_pb2.Timestamp
+    replayed_ticks: int
+    duration: _duration_pb2.Duration
+    node_ip_address: str
+    attempts: int
+    complete_time: _timestamp_pb2.Timestamp
+    def __init__(self, shard: _Optional[int] = ..., tick: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_tick: _Optional[int] = ..., checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed_ticks: _Optional[int] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., node_ip_address: _Optional[str] = ..., attempts: _Optional[int] = ..., complete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

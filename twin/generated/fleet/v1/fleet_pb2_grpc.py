@@ -124,6 +124,11 @@ class FleetServiceStub:
                 request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.SerializeToString,
                 response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.FromString,
                 _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/twin.fleet.v1.FleetService/GetCluster',
+                request_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Cluster.FromString,
+                _registered_method=True)
 
 
 class FleetServiceServicer:
@@ -266,6 +271,16 @@ class FleetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCluster(self, request, context):
+        """Where the run lives: the Ray nodes (alive or dead, CPUs, memory), the shards on each, and the
+        newest shard recoveries. Cheap (no per-hub work) and answered within about a second even
+        while a node is dead: a shard that does not answer in time is shown where it last answered
+        from, with `responding` false.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -353,6 +368,11 @@ def add_FleetServiceServicer_to_server(servicer, server):
                     servicer.GetFleetCatalog,
                     request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.FromString,
                     response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.GetClusterRequest.FromString,
+                    response_serializer=twin_dot_fleet_dot_v1_dot_fleet__pb2.Cluster.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -817,6 +837,33 @@ class FleetService:
             '/twin.fleet.v1.FleetService/GetFleetCatalog',
             twin_dot_fleet_dot_v1_dot_fleet__pb2.GetFleetCatalogRequest.SerializeToString,
             twin_dot_fleet_dot_v1_dot_fleet__pb2.FleetCatalog.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fleet.v1.FleetService/GetCluster',
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.GetClusterRequest.SerializeToString,
+            twin_dot_fleet_dot_v1_dot_fleet__pb2.Cluster.FromString,
             options,
             channel_credentials,
             insecure,
