@@ -124,7 +124,7 @@ def test_the_head_dies_mid_run_and_resume_on_a_new_head_reaches_the_fault_free_s
         try:
             wait_for_checkpoint(run_dir, p)
             first.kill_node("head")  # the GCS, the head's raylet, the `twin run` driver with them
-            p.wait(timeout=60)
+            p.communicate(timeout=60)
         finally:
             if p.poll() is None:
                 p.kill()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from twin.engine.placement import ClusterView, ShardPlace, build_view
-from twin.launcher.up import cluster_line, node_lines
+from twin.launcher.story import cluster_line, node_lines
 from twin.model.config import FleetConfig
 from twin.services.convert import cluster_message, recovery_message
 

@@ -30,6 +30,7 @@ from twin.cli.base import (
 from twin.engine import runtime
 from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY, estimate_needs
 from twin.engine.rundir import read_manifest
+from twin.launcher.story import recovery_line
 from twin.model.summary import TickSummary
 from twin.model.timeutil import format_instant
 from twin.reporting.summary import print_summary
@@ -166,6 +167,8 @@ class RunCommand(Command):
                 elapsed = time.perf_counter() - t
                 progress.update(task, advance=1, description=f"{config.time_of(s.tick + 1):%Y-%m-%d %H:%M}",
                                 rate=f"{config.hubs * done / max(elapsed, 1e-9) / 1e6:,.1f}M hub-ticks/s")
+                for r in s.recoveries:  # a shard's process (or its whole node) died and was recovered
+                    progress.console.print(recovery_line(config, r), highlight=False)
 
             report = run.finish(on_tick)
         print_summary(report["summary"], console)

@@ -15,7 +15,8 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,8 +35,12 @@ from twin.model.ops.progress import (
     SupplierFailureProgress,
     SupplierSwitchProgress,
 )
+from twin.model.timeutil import format_instant
 from twin.reporting.summary import ALERT_LABELS
 from twin.services.convert import command_view
+
+if TYPE_CHECKING:
+    from twin.engine.placement import ClusterView
 
 # Progress told at each quarter (the end is told by the DONE line).
 MILESTONES = 4
@@ -298,3 +303,53 @@ class Story:
         level = (f"{total / mean:,.0f}x the recent level of {mean:,.1f} a half hour" if mean > 0
                  else "the recent level: none")
         return f"ALERT PEAK {total:,} device alerts in half an hour ({parts}); {level}"
+
+
+def recovery_line(config: FleetConfig, r: dict[str, Any]) -> str:
+    """The status line of one shard recovery (a record of FleetSupervisor.recoveries). Like the
+    story's lines it leaves out the word "tick", which marks the periodic status lines."""
+    at = config.time_of(r["tick"] + 1).strftime("%Y-%m-%d %H:%M")
+    base = ("rebuilt from the seed" if r["from_tick"] < 0
+            else f"restored from the checkpoint of {format_instant(config.time_of(r['from_tick'] + 1))}")
+    where = f" on {r['node_ip']}" if r.get("node_ip") else ""
+    return (f"{at}  shard {r['shard']} RECOVERED: its process died; {base}{where}, caught up "
+            f"{r['replayed']} half-hour(s) in {r['seconds']:.1f} s")
+
+
+def _shards(n: int) -> str:
+    return f"{n} shard{'s' if n != 1 else ''}"
+
+
+def node_lines(before: ClusterView | None, after: ClusterView, at: datetime) -> list[str]:
+    """The lines for nodes that left or joined the cluster between two views (none for the first
+    view, `before` None); `at` is the simulated time now. A node that left is named with the
+    shards it held, which Ray restarts elsewhere; their recoveries get lines of their own."""
+    if before is None:
+        return []
+    was = {n.node_id: n for n in before.nodes if n.alive}
+    now = {n.node_id: n for n in after.nodes}
+    stamp = f"{at:%Y-%m-%d %H:%M}  node"
+    out = []
+    for node_id, n in was.items():
+        gone = now.get(node_id)
+        if gone is None or not gone.alive:
+            held = len(gone.shards if gone is not None and gone.shards else n.shards)
+            what = f"{_shards(held)} restarting elsewhere" if held else "it held no shards"
+            out.append(f"{stamp} {n.ip} LOST: {what}")
+    for node_id, n in now.items():
+        if n.alive and node_id not in was:
+            out.append(f"{stamp} {n.ip} joined: {n.cpus:g} CPUs, {n.memory_bytes / 2**30:.1f} GiB")
+    return out
+
+
+def cluster_line(view: ClusterView, at: datetime) -> str | None:
+    """The periodic cluster line: nodes alive and shards per node (those not answering, as on a
+    dead node, counted); None on a single machine (one node, never another), which says nothing."""
+    if len(view.nodes) < 2:
+        return None
+    per = ", ".join(f"{n.ip} {len(n.shards)}" + ("" if n.alive else " (dead)") for n in view.nodes if n.shards)
+    quiet = sum(not p.responding for n in view.nodes for p in n.shards) + len(view.unplaced)
+    return (f"{at:%Y-%m-%d %H:%M}  cluster: {len(view.alive)} of {len(view.nodes)} nodes alive; shards per node: "
+            f"{per or 'none placed'}" + (f"; {_shards(quiet)} not answering" if quiet else "")
+            + (f"; {view.recovery_count} recover{'ies' if view.recovery_count != 1 else 'y'} so far"
+               if view.recovery_count else ""))
