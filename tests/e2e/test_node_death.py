@@ -111,9 +111,19 @@ def test_a_worker_node_dies_mid_run_and_the_run_ends_with_the_fault_free_state(c
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert len(journal) == len(load_scenario(SCENARIO, hubs=HUBS, days=DAYS).commands)
     assert [op["metadata"]["state"] for op in report["operations"]] == ["DONE"] * len(journal)
-    # The recovery is on the record: which shard, from which checkpoint, how long.
-    assert "RECOVERED" in err and "checkpoint of" in err, err[-3000:]
+    # The shards were on three nodes; the recovery is on the record (which shard, from which
+    # checkpoint, on which surviving node, how long).
+    said = " ".join(err.split())
+    assert "3 shards on 3 nodes: 10.213.0.1 (1), 10.213.0.2 (1), 10.213.0.3 (1)" in said
+    assert "RECOVERED: its process died; restored from the checkpoint of" in said, said[-3000:]
     assert first >= 0
+    # The node comes back and is used again: a new run spreads its shards over all three.
+    cluster.add_worker("w1")
+    r = cluster.run([sys.executable, "-m", "twin.cli", "run", str(SCENARIO), "--hubs", "50k", "--days", "0.25",
+                     "--shards", "3", "--run-dir", str(tmp_path / "runs" / "after"), "--address", cluster.address],
+                    timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "3 shards on 3 nodes: 10.213.0.1 (1), 10.213.0.2 (1), 10.213.0.3 (1)" in " ".join(r.stderr.split())
 
 
 def test_the_head_dies_mid_run_and_resume_on_a_new_head_reaches_the_fault_free_state(tmp_path, expected_hash):

@@ -38,10 +38,11 @@ def cluster_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 KUBERAY = sorted((CLUSTER / "kuberay").glob("*.yaml"))
+RAY_MANIFESTS = [p for p in KUBERAY if any(cluster_specs(d) for d in docs(p))]  # a RayCluster or RayJob
 
 
 def test_there_are_kuberay_manifests_to_check():
-    assert {p.name for p in KUBERAY} >= {"raycluster.yaml", "rayjob.yaml"}
+    assert {p.name for p in RAY_MANIFESTS} == {"raycluster.yaml", "rayjob.yaml"}
 
 
 @pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
@@ -61,7 +62,7 @@ def test_kuberay_keeps_the_dashboard_job_server_and_gcs_inside(path):
             assert "hostNetwork" not in node or node["hostNetwork"] is False, path.name
 
 
-@pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RAY_MANIFESTS, ids=lambda p: p.name)
 def test_kuberay_turns_token_authentication_on(path):
     specs = [s for d in docs(path) for s in cluster_specs(d)]
     assert specs, path.name
@@ -103,3 +104,20 @@ def test_no_config_names_a_registry_host():
             image = node.get("image")
             if isinstance(image, str):
                 assert "/" not in image.split(":")[0] or image.startswith("rayproject/"), (path.name, image)
+
+
+@pytest.mark.parametrize("path", RAY_MANIFESTS, ids=lambda p: p.name)
+def test_every_ray_node_mounts_the_shared_run_volume_at_one_path(path):
+    # Node death (issue 15): a shard Ray restarts on another node restores from the run
+    # directory, so the head and every worker group mount the same ReadWriteMany claim at one path.
+    for spec in [s for d in docs(path) for s in cluster_specs(d)]:
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            pod = group["template"]["spec"]
+            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
+                      if "persistentVolumeClaim" in v}
+            for c in pod["containers"]:
+                mounts = {m["mountPath"]: claims.get(m["name"]) for m in c.get("volumeMounts", [])}
+                assert mounts.get("/data/runs") == "twin-runs", (path.name, group.get("groupName", "head"))
+    pvc = docs(CLUSTER / "kuberay" / "runs-pvc.yaml")[0]
+    assert pvc["kind"] == "PersistentVolumeClaim" and pvc["metadata"]["name"] == "twin-runs"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]

@@ -126,3 +126,12 @@ def test_up_checks_the_same_way(capsys, tiny_filesystem, monkeypatch):
 def test_free_disk_is_that_of_the_nearest_existing_directory(tmp_path):
     assert free_disk_bytes(tmp_path / "a" / "b" / "c") == free_disk_bytes(tmp_path) > 0
     assert isinstance(free_disk_bytes(Path("relative/not/there")), int)
+
+
+def test_a_scenario_run_counts_its_report_figures_per_tick_on_disk():
+    from twin.engine.needs import REPORT_BYTES_PER_TICK, estimate_needs
+
+    plain = estimate_needs(1_000_000, shards=2, checkpoint_every=48, days=10)
+    run = estimate_needs(1_000_000, shards=2, checkpoint_every=48, days=10, report=True)
+    assert run.disk_bytes - plain.disk_bytes == 480 * REPORT_BYTES_PER_TICK
+    assert run.disk_text().endswith(", 1.5 MiB of report figures)") and plain.disk_text().endswith("of history)")

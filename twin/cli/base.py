@@ -205,13 +205,13 @@ def check_memory(hubs: int, address: str | None, *, needs: RunNeeds | None = Non
 
 def check_needs(config: FleetConfig, *, address: str | None, run_dir: Path, shards: int | None,
                 days: float | None, serving: bool = False,
-                checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> RunNeeds:
+                checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY, report: bool = False) -> RunNeeds:
     """Before anything is built: say what the run will need (on stderr) and refuse with a
     UsageError (exit 2) naming memory or disk, with what it needs and what is free, if either does
     not fit. Memory is this machine's unless `address` names a cluster; the disk is always the run
     directory's filesystem."""
     needs = estimate_needs(config.hubs, shards=shards or os.cpu_count() or 1, checkpoint_every=checkpoint_every,
-                           days=days, serving=serving)
+                           days=days, serving=serving, report=report)
     err.print(f"this run needs {needs.memory_text()}; {needs.disk_text()}", highlight=False, markup=False)
     check_memory(config.hubs, address, needs=needs)
     free = free_disk_bytes(run_dir)

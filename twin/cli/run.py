@@ -30,7 +30,7 @@ from twin.cli.base import (
 from twin.engine import runtime
 from twin.engine.needs import DEFAULT_CHECKPOINT_EVERY, estimate_needs
 from twin.engine.rundir import read_manifest
-from twin.launcher.story import recovery_line
+from twin.launcher.story import placement_line, recovery_line
 from twin.model.summary import TickSummary
 from twin.model.timeutil import format_instant
 from twin.reporting.summary import print_summary
@@ -108,7 +108,7 @@ class RunCommand(Command):
         out_dir = run_dir(args, sc.name)
         every = DEFAULT_CHECKPOINT_EVERY if args.checkpoint_every is None else args.checkpoint_every or None
         check_needs(config, address=args.address, run_dir=out_dir, shards=shards, days=sc.days,
-                    checkpoint_every=every)
+                    checkpoint_every=every, report=True)
         runtime.start_ray(address=args.address, num_cpus=None)
         if args.address:
             runtime.check_run_dir_shared(out_dir)
@@ -153,6 +153,9 @@ class RunCommand(Command):
         """The progress bar while `run` runs to its end, then the summary and where the report is."""
         sc, config = run.sc, run.sc.config
         first = run.tick
+        line = placement_line(len(run.sup.shards), run.sup.shards_per_node())
+        if line:  # on a cluster: which machine runs how many shards
+            err.print(line, highlight=False)
         done = 0
         t = time.perf_counter()
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),

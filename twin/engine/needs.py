@@ -42,6 +42,10 @@ SHADOW_BYTES_PER_STATE_BYTE = 1.0
 # The tick history (DuckDB/Parquet) holds fleet-level summaries, so its size per tick does not
 # grow with the fleet: 95,026 bytes for 96 ticks of 3M hubs (`twin run`, issue 16), rounded up.
 HISTORY_BYTES_PER_TICK = 1_024
+# A scenario run (`twin run`) also keeps the figures its report reads of every tick, so a run
+# resumed after its driver died writes the whole report (twin.studies.report_ticks): 1,504,886
+# bytes for 480 ticks of the storm-outage scenario, capacity model on, rounded up.
+REPORT_BYTES_PER_TICK = 3_200
 # Without a length (`twin up`), the disk is judged for the checkpoints a day keeps.
 OPEN_ENDED_DAYS = 1.0
 DEFAULT_CHECKPOINT_EVERY = 48  # ticks: a checkpoint a simulated day, as `twin run` and `twin up` run
@@ -59,10 +63,11 @@ class RunNeeds:
     checkpoints_kept: int  # at the most, the one being written included
     history_bytes: int
     days: float | None  # None: open-ended (judged for OPEN_ENDED_DAYS)
+    report_bytes: int = 0  # a scenario run's per-tick report figures (none for `twin up`)
 
     @property
     def disk_bytes(self) -> int:
-        return self.checkpoint_bytes + self.history_bytes
+        return self.checkpoint_bytes + self.history_bytes + self.report_bytes
 
     def memory_text(self) -> str:
         return (f"about {self.memory_bytes / GIB:.1f} GiB of memory ({self.state_bytes / GIB:.2f} GiB of hub state, "
@@ -75,7 +80,8 @@ class RunNeeds:
         return (f"about {self.disk_bytes / GIB:.1f} GiB of disk for {span} ({self.checkpoints_kept} checkpoint(s) "
                 f"in {self.checkpoint_bytes / GIB:.2f} GiB of column packs, {CHECKPOINT_FIRST_BYTES_PER_HUB} B/hub "
                 f"for the first and {CHECKPOINT_KEPT_BYTES_PER_HUB} for each more, and "
-                f"{self.history_bytes / 2**20:.1f} MiB of history)")
+                f"{self.history_bytes / 2**20:.1f} MiB of history"
+                + (f", {self.report_bytes / 2**20:.1f} MiB of report figures)" if self.report_bytes else ")"))
 
 
 def checkpoints_kept(ticks: int, every: int | None) -> int:
@@ -94,10 +100,11 @@ def checkpoints_kept(ticks: int, every: int | None) -> int:
 
 
 def estimate_needs(hubs: int, *, shards: int, checkpoint_every: int | None, days: float | None,
-                   serving: bool = False) -> RunNeeds:
+                   serving: bool = False, report: bool = False) -> RunNeeds:
     """What a run of `hubs` hubs on `shards` shard actors needs, checkpointing every
     `checkpoint_every` ticks (None: never), for `days` simulated days (None: open-ended), with the
-    API and dashboard if `serving`. ValueError for a shard count below one."""
+    API and dashboard if `serving`, keeping its report's figures per tick if `report` (`twin
+    run`). ValueError for a shard count below one."""
     if shards < 1:
         raise ValueError("shards must be at least 1")
     state = hubs * BYTES_PER_HUB
@@ -109,7 +116,8 @@ def estimate_needs(hubs: int, *, shards: int, checkpoint_every: int | None, days
     memory = int(state * MEMORY_PER_STATE_BYTE + MEMORY_BASE_BYTES + shadow + checkpoints / shards
                  + (SERVING_BYTES if serving else 0))
     return RunNeeds(hubs=hubs, shards=shards, state_bytes=state, memory_bytes=memory, checkpoint_bytes=checkpoints,
-                    checkpoints_kept=kept, history_bytes=ticks * HISTORY_BYTES_PER_TICK, days=days)
+                    checkpoints_kept=kept, history_bytes=ticks * HISTORY_BYTES_PER_TICK, days=days,
+                    report_bytes=ticks * REPORT_BYTES_PER_TICK if report else 0)
 
 
 def free_disk_bytes(run_dir: Path) -> int:

@@ -353,3 +353,12 @@ def cluster_line(view: ClusterView, at: datetime) -> str | None:
             f"{per or 'none placed'}" + (f"; {_shards(quiet)} not answering" if quiet else "")
             + (f"; {view.recovery_count} recover{'ies' if view.recovery_count != 1 else 'y'} so far"
                if view.recovery_count else ""))
+
+
+def placement_line(shards: int, per_node: Mapping[str, int]) -> str | None:
+    """Which machine runs how many of the run's `shards` ({node IP: shards}), said once the
+    fleet is built: "3 shards on 3 nodes: 10.0.0.5 (1), 10.0.0.6 (1), 10.0.0.7 (1)". None on one
+    machine, where it says nothing."""
+    if len(per_node) <= 1:
+        return None
+    return f"{shards} shards on {len(per_node)} nodes: " + ", ".join(f"{ip} ({n})" for ip, n in per_node.items())

@@ -25,7 +25,7 @@ from twin.engine import runtime
 from twin.engine.placement import ClusterView
 from twin.engine.supervisor import FleetSupervisor, read_manifest
 from twin.launcher.process import Child, LaunchError, start_child, stop_children
-from twin.launcher.story import Story, cluster_line, node_lines, recovery_line
+from twin.launcher.story import Story, cluster_line, node_lines, placement_line, recovery_line
 from twin.model.config import FleetConfig
 from twin.model.params import TICK_SECONDS
 from twin.model.timeutil import format_instant
@@ -170,10 +170,9 @@ class Launcher:
 
     def _say_placement(self, sup: FleetSupervisor) -> None:
         """On a cluster, which machine runs how many shards (on one machine, nothing to say)."""
-        nodes = sup.shards_per_node()
-        if len(nodes) > 1:
-            self.err.print(f"{len(sup.shards)} shards on {len(nodes)} nodes: "
-                           + ", ".join(f"{ip} ({n})" for ip, n in nodes.items()), highlight=False)
+        line = placement_line(len(sup.shards), sup.shards_per_node())
+        if line:
+            self.err.print(line, highlight=False)
 
     def _start_api(self, sup: FleetSupervisor) -> ApiServer:
         """The API in this process, and its replica processes if api_processes asks for more."""
