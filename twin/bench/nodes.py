@@ -34,6 +34,7 @@ from typing import Any
 
 SUBNET = "10.213.0"  # private; routed nowhere: the bridge has no address outside its namespace
 GCS_PORT = 6379
+CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
 
 
 def available() -> str | None:
@@ -82,6 +83,9 @@ class NamespacedCluster:
     def ray_env(self) -> dict[str, str]:
         """The environment a process needs to join this cluster (nodes and drivers alike)."""
         return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
+                # A process that started an embedded Ray turned multi-node clusters off in its own
+                # environment (twin.engine.runtime.local_only); these nodes are a cluster.
+                CLUSTERS_ENV: "1",
                 **self.env, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
     @property
