@@ -137,7 +137,7 @@ def run_node_death_bench(sizes: list[int], *, days: float, seed: int, out: Path,
     runs = []
     # Ray's defaults for every size, then the smallest with failure detection tightened (what an
     # operator can set on the head: a dead node is declared after about 3 s instead of 15 s).
-    plans = [(hubs, {}) for hubs in sizes] + [(min(sizes), TIGHT_DETECTION)]
+    plans: list[tuple[int, dict[str, str]]] = [(hubs, {}) for hubs in sizes] + [(min(sizes), TIGHT_DETECTION)]
     for hubs, env in plans:
         with NamespacedCluster(workers=2, cpus=2, object_store_bytes=2 * 2**30, env=dict(env)) as c:
             c.start()
