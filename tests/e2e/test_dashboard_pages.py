@@ -183,7 +183,16 @@ def test_the_scenario_page_names_one_tick(stack, browser):
     page = ctx.new_page()
     with stack.client() as c:
         c.fleet.UpdateClock(fleet_pb2.UpdateClockRequest(state=fleet_pb2.CLOCK_STATE_PAUSED), metadata=c.metadata)
-        last = c.fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=c.metadata).tick - 1
+        # A pause stops the clock after the tick in flight (a tick of a shard recovery can take
+        # seconds): the tick is final once two reads 2 s apart agree.
+        seen, deadline = -1, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tick = c.fleet.GetClock(fleet_pb2.GetClockRequest(), metadata=c.metadata).tick
+            if tick == seen:
+                break
+            seen = tick
+            time.sleep(2.0)
+        last = seen - 1
     try:
         page.goto(stack.url + "/scenario")
         page.wait_for_function(f"document.querySelector('#sc-clock-text') && "
