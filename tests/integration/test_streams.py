@@ -294,6 +294,26 @@ def test_watch_fleet_ends_aborted_when_the_run_is_rewound_behind_it(streams):
         sup.run_until(head + 1)
 
 
+@pytest.mark.timeout(120)
+def test_a_rewind_that_replays_nothing_still_ends_the_streams_ahead_of_it(streams):
+    # Rewound to just after a checkpoint, the run restores it and replays no tick: no summary is
+    # recorded, yet a stream ahead of the run must still end (it used to wait for a tick forever).
+    sup = streams.sup
+    with streams.client("operator") as c:
+        sup.step(max(1, 9 - sup.tick))
+        mark = max(t for t in sup.checkpoints.marked_ticks() if t + 1 < sup.tick - 1)
+        head = sup.tick - 1
+        stream = c.watch_fleet(start_after_tick=head - 1)
+        assert next(stream).tick == head
+        sup.rewind(mark + 1)
+        with pytest.raises(grpc.RpcError) as e:
+            next(stream)
+        assert e.value.code() == grpc.StatusCode.ABORTED
+        reason, md = error_info(e.value)
+        assert reason == "RUN_REWOUND" and int(md["resume_after_tick"]) == mark
+        sup.run_until(head + 1)
+
+
 def test_stream_responses_resume_after_falling_behind(streams, tmp_path):
     sup = streams.sup
     recs, _ = sup.list_hubs({"reachable": True, "area": streams.area}, 0, 200)

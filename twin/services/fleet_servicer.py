@@ -51,6 +51,7 @@ _PAST = {OperationAction.PAUSE: "paused", OperationAction.RESUME: "resumed", Ope
 MAX_EVENTS_PAGE = 500
 MAX_BACKLOG = 2000
 RECORDED_KEPT = 48 * 56  # ticks whose arrival time is kept: twice the supervisor's default history
+WATCH_RECHECK_S = 1.0  # an idle WatchFleet stream looks at the run this often (a rewind may record no tick)
 CLUSTER_WAIT_S = 1.0  # GetCluster waits this long for the shards; one that has not answered shows where it last did
 
 
@@ -232,6 +233,9 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             raise ApiError(grpc.StatusCode.OUT_OF_RANGE, f"tick: {request.tick} is beyond the current tick "
                                                          f"{self.sup.tick}; rewind goes back only", field="tick")
         await asyncio.to_thread(self.sup.rewind, int(request.tick))
+        # The streams ahead of the rewound run end now, not at the next tick or recheck.
+        wake, self._tick_event = self._tick_event, asyncio.Event()
+        wake.set()
         return self._clock()
 
     async def CreateBranch(self, request, context):
@@ -313,7 +317,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
                                 metadata={"resume_after_tick": newest})
             if newest <= cursor:
                 sub.waiting_since = None
-                await wake.wait()
+                # Woken by the next tick; and every WATCH_RECHECK_S to look again, since a rewind
+                # to just after a checkpoint replays no tick and records nothing.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=WATCH_RECHECK_S)
                 continue
             # The newest summary (latest mode) or the next one waits undelivered since it was
             # recorded here, if after the stream began (as in the delivery window).
