@@ -111,3 +111,17 @@ class Api:
     def close(self) -> None:
         self.server.stop(1.0)
         self.sup.shutdown()
+
+
+def scenario_state_hash(path: Path, *, hubs: int, days: float) -> str:
+    """The final state hash of scenario file `path` at `hubs` hubs for `days` days, run by the
+    in-process model: what a fault-free run on any engine or cluster must end with."""
+    from twin.model.fleet import LocalFleet
+    from twin.studies.scenario import load_scenario
+
+    sc = load_scenario(path, hubs=hubs, days=days)
+    f = LocalFleet(sc.config)
+    for cmd in sc.commands:
+        f.accept(cmd)
+    f.run(sc.ticks)
+    return f.state_hash()

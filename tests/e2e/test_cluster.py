@@ -16,8 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from twin.model.fleet import LocalFleet
-from twin.studies.scenario import load_scenario
+from tests.support import scenario_state_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY_VERSION = "2.60.0"
@@ -25,12 +24,7 @@ SCENARIO = ROOT / "scenarios" / "storm-outage.yaml"
 
 
 def local_hash(hubs: int, days: float) -> str:
-    sc = load_scenario(SCENARIO, hubs=hubs, days=days)
-    f = LocalFleet(sc.config)
-    for cmd in sc.commands:
-        f.accept(cmd)
-    f.run(sc.ticks)
-    return f.state_hash()
+    return scenario_state_hash(SCENARIO, hubs=hubs, days=days)
 
 
 def test_one_and_three_nodes_give_the_same_final_state():

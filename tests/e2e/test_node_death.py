@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import scenario_state_hash
 from twin.bench.nodes import NamespacedCluster, available
 from twin.engine.checkpoint import CheckpointStore
-from twin.model.fleet import LocalFleet
 from twin.studies.scenario import load_scenario
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
@@ -35,18 +35,9 @@ SCENARIO = ROOT / "scenarios" / "storm-outage.yaml"
 HUBS, DAYS = 1_000_000, 10  # about 25 s of run on this machine: long enough to die in the middle
 
 
-def fault_free_hash(hubs: int, days: float) -> str:
-    sc = load_scenario(SCENARIO, hubs=hubs, days=days)
-    f = LocalFleet(sc.config)
-    for cmd in sc.commands:
-        f.accept(cmd)
-    f.run(sc.ticks)
-    return f.state_hash()
-
-
 @pytest.fixture(scope="module")
 def expected_hash() -> str:
-    return fault_free_hash(HUBS, DAYS)
+    return scenario_state_hash(SCENARIO, hubs=HUBS, days=DAYS)
 
 
 @pytest.fixture
