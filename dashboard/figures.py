@@ -129,24 +129,68 @@ def colorbar(mode: str, lo: float, hi: float) -> dict[str, Any]:
 
 
 # -- live series -----------------------------------------------------------------------------
+def shown_lines(ticks: list[dict[str, Any]], lines: dict[str, Any]) -> list[str]:
+    """The names of `lines` (trace name -> function of a tick record) not zero throughout `ticks`,
+    in their order: a chart leaves the others out of its plot and legend."""
+    return [name for name, fn in lines.items() if any(fn(r) for r in ticks)]
+
+
+def span_text(ticks: list[dict[str, Any]]) -> str:
+    """How long `ticks` (half-hour records) cover, in words: "3 h", "2.5 d"."""
+    hours = len(ticks) / 2
+    return f"{hours:g} h" if hours <= 48 else f"{hours / 24:g} d"
+
+
+def empty_note(fig: go.Figure, text: str) -> go.Figure:
+    """`text` in the middle of a chart with nothing to draw, its axes hidden (no empty grid)."""
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=13, color="#777"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
 def series(ticks: list[dict[str, Any]], title: str, lines: dict[str, Any], height: int = 260,
-           y_title: str = "") -> go.Figure:
-    """A live line chart: `lines` maps a trace name to a function of a tick record."""
+           y_title: str = "", empty: str = "") -> go.Figure:
+    """A live line chart: `lines` maps a trace name to a function of a tick record. Only the lines
+    not zero throughout `ticks` are drawn (`shown_lines`; the figure's meta lists them, in trace
+    order); with none, the chart says so in words: `empty` ("{span}" replaced by how long the
+    ticks cover), or that every line was zero."""
     fig = go.Figure()
     x = [r["time"] for r in ticks]
-    for name, fn in lines.items():
-        fig.add_trace(go.Scatter(x=x, y=[fn(r) for r in ticks], mode="lines", name=name,
+    shown = shown_lines(ticks, lines)
+    for name in shown:
+        fig.add_trace(go.Scatter(x=x, y=[lines[name](r) for r in ticks], mode="lines", name=name,
                                  line=dict(color=CSP_COLOURS.get(name))))
-    fig.update_layout(**base_layout(title, height))
+    fig.update_layout(**base_layout(title, height), meta={"lines": shown})
     fig.update_yaxes(title_text=y_title, rangemode="tozero")
+    if not shown:
+        text = ("Waiting for the fleet…" if not ticks else
+                (empty or "Nothing to draw: every series was zero in the last {span}.").replace("{span}",
+                                                                                               span_text(ticks)))
+        empty_note(fig, text)
     return fig
 
 
 def extend(ticks: list[dict[str, Any]], lines: dict[str, Any]) -> tuple[dict[str, Any], list[int], int]:
-    """extendData for a series() chart: only the new points travel."""
+    """extendData for a series() chart: only the new points travel (`lines` the ones it draws)."""
     x = [r["time"] for r in ticks]
     return ({"x": [x] * len(lines), "y": [[fn(r) for r in ticks] for fn in lines.values()]},
             list(range(len(lines))), LIVE_POINTS)
+
+
+def live_update(window: list[dict[str, Any]], new: list[dict[str, Any]], shown: list[str] | None, title: str,
+                lines: dict[str, Any], **kw: Any) -> tuple[go.Figure | None, tuple[Any, ...] | None, list[str]]:
+    """What a series() chart's update sends: (the whole figure, None) when the lines to draw over
+    `window` (the chart's last LIVE_POINTS ticks) are no longer the `shown` ones (a kind of alert
+    seen for the first time, or one gone from the window), else (None, extendData of the `new`
+    ticks, or None when nothing is drawn); and the names drawn now (for the page to keep)."""
+    names = shown_lines(window, lines)
+    if shown is None or names != list(shown):
+        return series(window, title, lines, **kw), None, names
+    if not names:
+        return None, None, names
+    return None, extend(new, {n: lines[n] for n in names}), names
 
 
 def csp_lines(key: str) -> dict[str, Any]:
@@ -154,17 +198,29 @@ def csp_lines(key: str) -> dict[str, Any]:
 
 
 # -- bars --------------------------------------------------------------------------------------
+def technologies_shown(hubs_by_wan: dict[str, dict[str, int]]) -> list[str]:
+    """The WAN technologies (WAN_ORDER) some CSP region has hubs on: the others are left out of
+    the technology mix and its legend."""
+    return [wan for wan in WAN_ORDER if any(hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS)]
+
+
 def technology_mix(hubs_by_wan: dict[str, dict[str, int]]) -> go.Figure:
+    """Stacked bars of hubs per CSP region (x) by WAN technology, one trace per technology with
+    hubs (`technologies_shown`, in that order); in words when there are none yet."""
     fig = go.Figure()
-    for wan in WAN_ORDER:
+    for wan in technologies_shown(hubs_by_wan):
         fig.add_trace(go.Bar(x=list(CSPS), y=[hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS], name=wan,
                              marker_color=WAN_COLOURS[wan]))
     fig.update_layout(**base_layout("Hubs by WAN technology per CSP region", 320), barmode="stack")
+    fig.update_yaxes(title_text="hubs")
+    if not fig.data:
+        empty_note(fig, "Waiting for the fleet…")
     return fig
 
 
 def technology_mix_y(hubs_by_wan: dict[str, dict[str, int]]) -> list[list[int]]:
-    return [[hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS] for wan in WAN_ORDER]
+    """Each drawn trace's y values (the order of `technologies_shown`), for a patch of the figure."""
+    return [[hubs_by_wan.get(c, {}).get(wan, 0) for c in CSPS] for wan in technologies_shown(hubs_by_wan)]
 
 
 def hbar(labels: list[str], values: list[float], title: str, colour: str = "#1f77b4", height: int = 320,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Input, Output, State, html
+from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
@@ -16,6 +16,11 @@ KINDS = ("POWER_OUTAGE", "POWER_RESTORED", "LOW_BATTERY", "FIRMWARE_TRANSFER_OK"
          "FIRMWARE_ACTIVATED", "EMERGENCY_CREDIT_ACTIVATED", "CREDIT_BELOW_DISABLEMENT", "SUPPLY_ARMED")
 RATES = {k.replace("_", " ").lower(): (lambda r, k=k: r["alerts"].get(k, 0)) for k in KINDS}
 PEAK = {"peak alerts/s": lambda r: r["peak_alerts_per_s"]}
+# The live charts: id -> (title, lines, the words when every line is zero in the window).
+CHARTS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "al-rates": ("Alerts per tick by kind", RATES, "No device alert in the last {span}."),
+    "al-peak": ("Peak alerts per second within each tick", PEAK, "No device alert in the last {span}."),
+}
 
 
 OUTAGE_POINTS = 1.0  # percentage points above the median area's dark share that make an outage
@@ -70,9 +75,10 @@ def layout(feed, actions=None) -> html.Div:
     return html.Div([
         *pulse("al", feed.last_tick()),
         html.Div(className="row", children=[
-            html.Div(className="panel col", children=[graph("al-rates", F.series(ticks, "Alerts per tick by kind", RATES))]),
-            html.Div(className="panel col", children=[
-                graph("al-peak", F.series(ticks, "Peak alerts per second within each tick", PEAK))]),
+            *(html.Div(className="panel col", children=[
+                graph(id_, F.series(ticks, title, lines, empty=empty)),
+                dcc.Store(id=f"{id_}-shown", data=F.shown_lines(ticks, lines))])
+              for id_, (title, lines, empty) in CHARTS.items()),
         ]),
         html.Div(className="row", children=[
             html.Div(className="panel col", children=[html.H3("Outage areas"),
@@ -83,12 +89,19 @@ def layout(feed, actions=None) -> html.Div:
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(Output("al-rates", "extendData"), Output("al-peak", "extendData"), Output("al-areas", "children"),
-                  Output("al-reasons", "figure"), Output("al-seen", "data"),
-                  Input("al-pulse", "n_intervals"), State("al-seen", "data"))
-    def update(_n, seen):
+    charts = [(Output(i, "figure"), Output(i, "extendData"), Output(f"{i}-shown", "data")) for i in CHARTS]
+
+    @app.callback(*[o for c in charts for o in c], Output("al-areas", "children"), Output("al-reasons", "figure"),
+                  Output("al-seen", "data"), Input("al-pulse", "n_intervals"), State("al-seen", "data"),
+                  *[State(f"{i}-shown", "data") for i in CHARTS])
+    def update(_n, seen, *shown):
         new = feed.ticks_since(-1 if seen is None else seen)
         if not new:
             raise PreventUpdate
+        window = feed.ticks_since(-1, F.LIVE_POINTS)
+        out: list[Any] = []
+        for (title, lines, empty), was in zip(CHARTS.values(), shown, strict=True):
+            fig, ext, names = F.live_update(window, new, was, title, lines, empty=empty)
+            out += [no_update if fig is None else fig, no_update if ext is None else ext, names]
         latest = feed.latest()
-        return F.extend(new, RATES), F.extend(new, PEAK), outage_table(latest), reasons_figure(latest), new[-1]["tick"]
+        return (*out, outage_table(latest), reasons_figure(latest), new[-1]["tick"])

@@ -144,6 +144,8 @@ def latency_figure(cap: dict[str, Any]) -> go.Figure:
             hover.append(f"{csp} {klass}: p50 {format_seconds(sv['latency_p50_s'])} · p95 {format_seconds(sv['latency_p95_s'])}"
                          f" · p99 {format_seconds(sv['latency_p99_s'])}<br>target {format_seconds(sv['target_response_s'])}"
                          f" · {sv['messages']:,} messages · {100 * sv['within_target']:.1f}% within target")
+        if not xs:
+            continue  # no message of any class in this region: no point, no legend entry
         colour = F.CSP_COLOURS[csp]
         # p95 first, so the p99 marker (the figure held against the target) is drawn on top.
         fig.add_trace(go.Scatter(x=xs, y=p95, mode="markers", name=f"{csp} p95", legendgroup=csp, showlegend=False,

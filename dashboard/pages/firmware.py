@@ -24,20 +24,28 @@ NO_VERSIONS = "Counting the fleet's firmware versions…"
 BAR_PX = 18  # height per bar of the versions chart: every version's label gets a line of its own
 
 
+def _wave_rates(o: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """A rollout's finished waves ("wave N") and their failure rates, %."""
+    xs, ys = [], []
+    for w in o["progress"].get("waves", []):
+        failed, passed = w["failed"], w["passed"]
+        if failed + passed:
+            xs.append(f"wave {w['index'] + 1}")
+            ys.append(100.0 * failed / (failed + passed))
+    return xs, ys
+
+
 def wave_failures(ops: list[dict[str, Any]]) -> go.Figure | None:
-    """Failure rate per wave of each rollout: failed / (passed + failed) as waves finish; None
-    while no wave of any rollout has finished (the page says so in words, not empty axes)."""
+    """Failure rate per wave of each rollout: failed / (passed + failed) as waves finish, one
+    trace per rollout with a failed device in a finished wave (a rollout at 0% throughout is left
+    out of the chart and its legend); None when there is no such rollout (the page says so in
+    words, not empty axes: `waves_panel`)."""
     fig = go.Figure()
     for o in ops:
         if o["kind"] != "firmware_rollout":
             continue
-        xs, ys = [], []
-        for w in o["progress"].get("waves", []):
-            failed, passed = w["failed"], w["passed"]
-            if failed + passed:
-                xs.append(f"wave {w['index'] + 1}")
-                ys.append(100.0 * failed / (failed + passed))
-        if xs:
+        xs, ys = _wave_rates(o)
+        if any(ys):
             fig.add_trace(go.Bar(x=xs, y=ys, name=o["name"].removeprefix("operations/")))
     if not fig.data:
         return None
@@ -50,7 +58,11 @@ def wave_failures(ops: list[dict[str, Any]]) -> go.Figure | None:
 def waves_panel(ops: list[dict[str, Any]]) -> Any:
     fig = wave_failures(ops)
     if fig is None:
-        return html.Div([html.H3("Failure rate per wave"), html.Div(NO_WAVES, className="muted", id="fw-no-waves")])
+        finished = [o["name"].removeprefix("operations/") for o in ops
+                    if o["kind"] == "firmware_rollout" and _wave_rates(o)[0]]
+        text = (NO_WAVES if not finished else
+                f"No device has failed in a finished wave ({', '.join(finished)}): every rate is 0%.")
+        return html.Div([html.H3("Failure rate per wave"), html.Div(text, className="muted", id="fw-no-waves")])
     return graph("fw-waves", fig)
 
 
@@ -62,11 +74,14 @@ def versions_figure(versions: dict[str, list[dict[str, Any]]], reference: Refere
     bars = 0
     for key, label in DEVICES.items():
         device = key.removesuffix("_firmware").upper()
-        rows = [r for r in versions.get(key, []) if r["version"] != "none"][:12]
+        # A version no device runs now has no bar; a device type with none, no legend entry.
+        rows = [r for r in versions.get(key, []) if r["version"] != "none" and r["hubs"]][:12]
 
         def order(r: dict[str, Any], device: str = device) -> tuple[str, int, str]:
             return reference.version_order(device, r["version"])
 
+        if not rows:
+            continue
         rows.sort(key=order)
         bars += len(rows)
         fig.add_trace(go.Bar(y=[r["version"] for r in rows], x=[r["hubs"] for r in rows], orientation="h", name=label))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from dash import Input, Output, Patch, State, html
+from dash import Input, Output, Patch, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
@@ -62,7 +62,9 @@ def layout(feed, actions=None) -> html.Div:
     return html.Div([
         *pulse("net", cur.get("tick", -1)),
         html.Div(className="row", children=[
-            html.Div(className="panel col", children=[graph("net-mix", F.technology_mix(latest.get("hubs_by_wan", {})))]),
+            html.Div(className="panel col", children=[
+                graph("net-mix", F.technology_mix(latest.get("hubs_by_wan", {}))),
+                dcc.Store(id="net-mix-shown", data=F.technologies_shown(latest.get("hubs_by_wan", {})))]),
             html.Div(className="panel col", children=[
                 html.H3("At risk: hubs on a network being switched off"),
                 html.Div(countdown(net, latest.get("hubs_by_wan", {}), cur.get("time", "")), id="net-countdown")]),
@@ -97,16 +99,24 @@ def region_table(cur: dict[str, Any]) -> Any:
 
 
 def register(app, feed, actions) -> None:
-    @app.callback(Output("net-mix", "figure"), Output("net-countdown", "children"), Output("net-timeline-box", "children"),
+    @app.callback(Output("net-mix", "figure"), Output("net-mix-shown", "data"), Output("net-countdown", "children"),
+                  Output("net-timeline-box", "children"),
                   Output("net-ops", "children"), Output("net-regions", "children"), Output("net-seen", "data"),
-                  Input("net-pulse", "n_intervals"), State("net-seen", "data"))
-    def update(_n, seen):
+                  Input("net-pulse", "n_intervals"), State("net-seen", "data"), State("net-mix-shown", "data"))
+    def update(_n, seen, shown):
         cur = feed.current()
         if not cur or cur["tick"] == seen:
             raise PreventUpdate
         latest, net = feed.latest(), feed.network()
-        mix = Patch()
-        for i, ys in enumerate(F.technology_mix_y(latest.get("hubs_by_wan", {}))):
-            mix["data"][i]["y"] = ys
-        return (mix, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), timeline_panel(net, cur["time"]),
+        by_wan = latest.get("hubs_by_wan", {})
+        techs = F.technologies_shown(by_wan)
+        if techs != shown:
+            # A technology gained its first hubs or lost its last (3G after a swap programme):
+            # the traces change, so the whole figure goes.
+            mix: Any = F.technology_mix(by_wan)
+        else:
+            mix = Patch()
+            for i, ys in enumerate(F.technology_mix_y(by_wan)):
+                mix["data"][i]["y"] = ys
+        return (mix, techs, countdown(net, latest.get("hubs_by_wan", {}), cur["time"]), timeline_panel(net, cur["time"]),
                 ops_table(feed.operations(), SWAP_KINDS, empty=NO_PROGRAMMES), region_table(cur), cur["tick"])

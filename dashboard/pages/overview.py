@@ -15,6 +15,11 @@ PATH = "/"
 TITLE = "Overview"
 MSGS = F.csp_lines("messages")
 DARK = F.csp_lines("dark_by_csp")
+# The live charts: id -> (title, lines, the words when every line is zero in the window).
+CHARTS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "ov-msgs": ("Messages per tick by CSP", MSGS, "No message in the last {span}."),
+    "ov-dark": ("Dark hubs by CSP at the end of each tick", DARK, "No dark hub in the last {span}."),
+}
 
 
 def kpis(cur: dict[str, Any]) -> list[Any]:
@@ -57,8 +62,9 @@ def layout(feed, actions=None) -> html.Div:
                 html.Div(scale_line(latest.get("areas", []), "dark"), id="ov-map-scale", className="small"),
                 html.Div(geo.ATTRIBUTION, className="attribution")]),
             html.Div(className="panel col", children=[
-                graph("ov-msgs", F.series(ticks, "Messages per tick by CSP", MSGS)),
-                graph("ov-dark", F.series(ticks, "Dark hubs by CSP at the end of each tick", DARK)),
+                item for id_, (title, lines, empty) in CHARTS.items()
+                for item in (graph(id_, F.series(ticks, title, lines, empty=empty)),
+                             dcc.Store(id=f"{id_}-shown", data=F.shown_lines(ticks, lines)))
             ]),
         ]),
     ])
@@ -89,11 +95,12 @@ def map_patch(areas: list[dict[str, Any]], mode: str) -> Patch:
 def register(app, feed, actions) -> None:
     @app.callback(
         Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-map-scale", "children"),
-        Output("ov-msgs", "extendData"),
-        Output("ov-dark", "extendData"), Output("ov-seen", "data"),
+        *[o for i in CHARTS for o in (Output(i, "figure"), Output(i, "extendData"), Output(f"{i}-shown", "data"))],
+        Output("ov-seen", "data"),
         Input("ov-pulse", "n_intervals"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
+        *[State(f"{i}-shown", "data") for i in CHARTS],
     )
-    def update(_n, mode, seen):
+    def update(_n, mode, seen, *shown):
         new = feed.ticks_since(-1 if seen is None else seen)
         if not new and ctx.triggered_id != "ov-map-mode":
             raise PreventUpdate
@@ -102,5 +109,10 @@ def register(app, feed, actions) -> None:
         map_fig = map_patch(latest.get("areas", []), mode or "dark")
         scale = scale_line(latest.get("areas", []), mode or "dark")
         if not new:
-            return no_update, map_fig, scale, no_update, no_update, no_update
-        return (kpis(cur), map_fig, scale, F.extend(new, MSGS), F.extend(new, DARK), new[-1]["tick"])
+            return (no_update, map_fig, scale, *[no_update] * (3 * len(CHARTS)), no_update)
+        window = feed.ticks_since(-1, F.LIVE_POINTS)
+        charts: list[Any] = []
+        for (title, lines, empty), was in zip(CHARTS.values(), shown, strict=True):
+            fig, ext, names = F.live_update(window, new, was, title, lines, empty=empty)
+            charts += [no_update if fig is None else fig, no_update if ext is None else ext, names]
+        return (kpis(cur), map_fig, scale, *charts, new[-1]["tick"])

@@ -251,7 +251,9 @@ def register(app, feed, actions) -> None:
                   State("sc-seen", "data"))
     def refresh(_n, sig, seen):
         ops = feed.operations()
-        new_sig = json.dumps([[o["name"], o["state"], o["progress"]] for o in ops], sort_keys=True)
+        # percent_done too: a power outage's moves every tick while its counts stand still.
+        new_sig = json.dumps([[o["name"], o["state"], o["progress"], o.get("percent_done")] for o in ops],
+                             sort_keys=True)
         clock, cur = feed.clock(), feed.current()
         # The clock line changes with the tick, and also when it is paused, resumed or sped up.
         clock_sig = json.dumps([cur.get("tick"), clock.get("state"), clock.get("speed")])

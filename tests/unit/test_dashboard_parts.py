@@ -180,3 +180,61 @@ def test_the_cluster_panel_reads_getcluster_a_dead_node_and_its_recoveries():
                           "2.5 (2 attempts)"]
     assert "Shard recoveries: 12 (the newest 1)" in text(cluster_panel(cluster_record(msg)), html.H4)
     assert cluster_panel({})[0].children == "Waiting for the API's view of the cluster…"
+
+
+# -- charts leave out all-zero series (issue 14: alert kinds at zero throughout in the legend) --
+def _tick(t: int, alerts: dict[str, int]) -> dict:
+    return {"tick": t, "time": f"2026-11-01T{t // 2:02d}:{30 * (t % 2):02d}:00+00:00", "alerts": alerts,
+            "peak_alerts_per_s": 0.0}
+
+
+def test_a_live_chart_draws_only_the_series_that_are_not_zero_and_says_so_when_none_is():
+    from dashboard import figures as F
+    from dashboard.pages.alerts import RATES
+
+    ticks = [_tick(t, {"POWER_OUTAGE": 5 * t, "LOW_BATTERY": 0}) for t in range(4)]
+    fig = F.series(ticks, "Alerts per tick by kind", RATES)
+    assert [tr.name for tr in fig.data] == ["power outage"]
+    assert list(fig.data[0].y) == [0, 5, 10, 15] and fig.layout.meta == {"lines": ["power outage"]}
+    quiet = [_tick(t, {}) for t in range(6)]
+    fig = F.series(quiet, "Alerts per tick by kind", RATES, empty="No device alert in the last {span}.")
+    assert not fig.data
+    assert [a.text for a in fig.layout.annotations] == ["No device alert in the last 3 h."]
+
+
+def test_a_live_chart_is_redrawn_when_a_kind_first_shows_and_extended_otherwise():
+    from dashboard import figures as F
+    from dashboard.pages.alerts import RATES
+
+    window = [_tick(t, {"POWER_OUTAGE": 3}) for t in range(3)]
+    fig, ext, names = F.live_update(window, window[-1:], ["power outage"], "t", RATES)
+    assert fig is None and names == ["power outage"]
+    assert ext == ({"x": [[window[-1]["time"]]], "y": [[3]]}, [0], F.LIVE_POINTS)
+    window.append(_tick(3, {"POWER_OUTAGE": 3, "POWER_RESTORED": 7}))
+    fig, ext, names = F.live_update(window, window[-1:], ["power outage"], "t", RATES)
+    assert ext is None and names == ["power outage", "power restored"]
+    assert [tr.name for tr in fig.data] == names and list(fig.data[1].y) == [0, 0, 0, 7]
+
+
+def test_the_technology_mix_leaves_out_technologies_no_region_has_hubs_on():
+    from dashboard import figures as F
+
+    by_wan = {"North": {"long-range radio": 40, "4G": 0, "none": 0}, "Central": {"3G": 12, "4G": 5, "none": 0},
+              "South": {"3G": 0, "VWAN": 0}}
+    fig = F.technology_mix(by_wan)
+    assert [tr.name for tr in fig.data] == ["long-range radio", "3G", "4G"]
+    assert F.technology_mix_y(by_wan) == [[40, 0, 0], [0, 12, 0], [0, 5, 0]]
+
+
+def test_the_wave_failure_chart_leaves_out_rollouts_with_no_failure_and_says_so():
+    from dashboard.pages.firmware import wave_failures, waves_panel
+
+    def rollout(name: str, failed: int) -> dict:
+        return {"name": f"operations/{name}", "kind": "firmware_rollout",
+                "progress": {"waves": [{"index": 0, "failed": failed, "passed": 100 - failed}]}}
+
+    fig = wave_failures([rollout("firmware-rollout-1", 0), rollout("firmware-rollout-2", 25)])
+    assert [(tr.name, list(tr.y)) for tr in fig.data] == [("firmware-rollout-2", [25.0])]
+    assert wave_failures([rollout("firmware-rollout-1", 0)]) is None
+    text = waves_panel([rollout("firmware-rollout-1", 0)]).children[1].children
+    assert text == "No device has failed in a finished wave (firmware-rollout-1): every rate is 0%."

@@ -146,3 +146,13 @@ def test_commands_are_described_by_name_not_code():
     cmd = parse_command({"type": "csp_incident", "region": "Central", "duration_min": 45, "at": 0}, CONFIG,
                         now_tick=0)
     assert describe_command(cmd.to_dict()) == "Central for 45 min"
+
+
+def test_a_csp_incident_and_a_switch_off_say_their_figures_in_words():
+    from twin.launcher.story import progress_text
+    from twin.model.ops.progress import CspIncidentProgress, NetworkSwitchOffProgress
+
+    assert progress_text(CspIncidentProgress().seeing({"hubs_cut_off": 12345})) == "12,345 hubs cut off from the network"
+    assert progress_text(NetworkSwitchOffProgress().seeing({"hubs_on_network": 900})) == "900 hubs still on the network"
+    assert progress_text(NetworkSwitchOffProgress().seeing({"hubs_on_network": 0, "hubs_cut_off": 870})) == \
+        "870 hubs cut off"

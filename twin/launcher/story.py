@@ -25,9 +25,11 @@ from twin.model.config import FleetConfig
 from twin.model.ops.progress import (
     BaseStationFailureProgress,
     ChurnCampaignProgress,
+    CspIncidentProgress,
     FieldProgrammeProgress,
     FirmwareRolloutProgress,
     MhhsMigrationProgress,
+    NetworkSwitchOffProgress,
     OnDemandReadsProgress,
     OperationState,
     PowerOutageProgress,
@@ -135,6 +137,12 @@ def progress_text(p: Progress) -> str:
         return f"power cut at {_n(p.premises_cut)} of {_n(p.premises_in_area)} premises in the area"
     if isinstance(p, BaseStationFailureProgress):
         return f"{_n(p.hubs_affected)} hubs without their base station"
+    if isinstance(p, CspIncidentProgress):
+        return f"{_n(p.observed.get('hubs_cut_off', 0))} hubs cut off from the network"
+    if isinstance(p, NetworkSwitchOffProgress):
+        if p.observed.get("hubs_cut_off"):
+            return f"{_n(p.observed['hubs_cut_off'])} hubs cut off"
+        return f"{_n(p.observed.get('hubs_on_network', 0))} hubs still on the network"
     if isinstance(p, SupplierSwitchProgress):
         return (f"{_n(p.switches)} switched, {_n(p.withdrawn)} withdrawn"
                 if p.switches or p.withdrawn else "")
@@ -278,7 +286,8 @@ class Story:
             quarter = min(MILESTONES - 1, math.floor(percent / 100 * MILESTONES + 1e-9))
             if quarter > seen.milestone:
                 seen.milestone = quarter
-                out.append(f"{head} {100 * quarter // MILESTONES}% done: {progress_text(p)}")
+                text = progress_text(p)
+                out.append(f"{head} {100 * quarter // MILESTONES}% done" + (f": {text}" if text else ""))
         return out
 
     # -- alerts ----------------------------------------------------------------------------------

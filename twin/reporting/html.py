@@ -55,7 +55,8 @@ OPERATION_UNITS = {
     "firmware_rollout": "devices", "supplier_switch": "switches", "churn_campaign": "switches",
     "supplier_failure": "customers", "swap_programme": "premises", "vwan_fallback": "premises",
     "power_outage": "premises", "base_station_failure": "hubs", "service_request": "requests",
-    "mhhs_migration": "meters (ESMEs)", "on_demand_reads": "reads"}
+    "mhhs_migration": "meters (ESMEs)", "on_demand_reads": "reads", "network_switch_off": "hubs",
+    "csp_incident": "hubs"}
 COUNTER_LABELS = {
     "done": "done (swapped or onboarded)", "eligible": "still eligible", "eligible_priority": "still eligible, priority",
     "pending_no_wan": "waiting, hub has no WAN", "activating_no_wan": "activating, hub has no WAN",
@@ -65,7 +66,8 @@ COUNTER_LABELS = {
     "hubs_affected": "hubs affected", "waves_done": "waves applied", "waves": "waves planned",
     "credit_pence": "credit, pence", "tariff_dp": "tariff, decimal places", "percent_done": "done, %",
     "off_tick": "switched off at tick", "end_tick": "ends at tick", "awaiting_activation": "awaiting activation",
-    "target_version": "target version", "current_wave": "current wave"}
+    "target_version": "target version", "current_wave": "current wave",
+    "hubs_on_network": "on the network", "hubs_cut_off": "cut off (dark)"}
 # Ticks an operation is scheduled at: a time, not a count that progresses.
 SCHEDULE_KEYS = {"off_tick": "switch-off", "end_tick": "its end", "next_wave_tick": "next wave"}
 # A chart of fewer points than this marks each (a week's run by day is seven points).

@@ -154,6 +154,14 @@ class FleetOp:
             self.history_stride *= 2
             self.history = [e for e in h[:-1] if (e[0] - at) % self.history_stride == 0] + h[-1:]
 
+    def watch(self, s: TickSummary) -> dict[str, int]:
+        """Figures of this operation the planner reads from the merged summary of tick `s.tick`,
+        none by default: what no shard counts for it (the hubs on a network a switch-off turns
+        off) or only the fleet knows (the ticks a timed operation has run). They join the shards'
+        counters before `observe`, so `counters`, `history` and `progress` carry them like the
+        others. Observations only: no decision of any operation reads them."""
+        return {}
+
     def on_accept(self, planner: PlannerContext) -> None:
         """Record fleet-level facts the command fixes in advance (versions, network schedule)."""
         self.schedule_network(planner.network)

@@ -36,6 +36,8 @@ from twin.model.ops.common import (
     take_by_block,
 )
 from twin.model.ops.progress import (
+    TICKS_RUN,
+    TICKS_TOTAL,
     BaseStationFailureProgress,
     CspIncidentProgress,
     FieldProgrammeProgress,
@@ -66,12 +68,27 @@ class SwitchOffShard(ShardOp):
 class InstantFleet(FleetOp):
     """Applies in one tick: done once the shards have applied it."""
 
+    cmd: NetworkSwitchOff
+
     def schedule_network(self, plan) -> None:
         if isinstance(self.cmd, NetworkSwitchOff):
             plan.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
     def progress(self, counters: dict[str, int] | None = None) -> NetworkSwitchOffProgress:
-        return NetworkSwitchOffProgress(off_tick=self.cmd.at)
+        c = self.counters if counters is None else counters
+        return NetworkSwitchOffProgress(off_tick=self.cmd.at).seeing(
+            {k: c[k] for k in ("hubs_on_network", "hubs_cut_off") if k in c})
+
+    def watch(self, s: TickSummary) -> dict[str, int]:
+        # DCC hubs in the region on the technology: before the switch-off those it will cut off
+        # (a swap programme moves some first), at its tick those it cut off (a hub keeps its WAN
+        # technology when its network goes, dark). It is done then, and observed no more.
+        if self.never_started:
+            return {}
+        on = int(s.hubs_by_wan[self.cmd.region, self.cmd.technology])
+        if s.tick < self.cmd.at:
+            return {"hubs_on_network": on}
+        return {"hubs_on_network": on, "hubs_cut_off": on}
 
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)
@@ -108,13 +125,34 @@ class TimedFleet(FleetOp):
 
     def progress(self, counters: dict[str, int] | None = None) -> Progress:
         c, end = self.counters if counters is None else counters, self.end_tick()
+        p: Progress
         if self.cmd.kind == "power_outage":
-            return PowerOutageProgress(premises_in_area=c.get("premises_in_area", 0),
-                                       premises_cut=c.get("premises_cut", 0),
-                                       premises_already_unpowered=c.get("premises_already_unpowered", 0), end_tick=end)
-        if self.cmd.kind == "base_station_failure":
-            return BaseStationFailureProgress(hubs_affected=c.get("hubs_affected", 0), end_tick=end)
-        return CspIncidentProgress(end_tick=end)
+            p = PowerOutageProgress(premises_in_area=c.get("premises_in_area", 0),
+                                    premises_cut=c.get("premises_cut", 0),
+                                    premises_already_unpowered=c.get("premises_already_unpowered", 0), end_tick=end)
+        elif self.cmd.kind == "base_station_failure":
+            p = BaseStationFailureProgress(hubs_affected=c.get("hubs_affected", 0), end_tick=end)
+        else:
+            p = CspIncidentProgress(end_tick=end)
+        seen = {TICKS_RUN: c.get(TICKS_RUN, 0), TICKS_TOTAL: end - self.cmd.at}
+        if "hubs_cut_off" in c:
+            seen["hubs_cut_off"] = c["hubs_cut_off"]
+        return p.seeing(seen)
+
+    def watch(self, s: TickSummary) -> dict[str, int]:
+        # Its clock: ticks from its start to the tick observed, held once it is done (a cancel's
+        # shard halves report for LAG ticks more) and at most its whole span.
+        if s.tick < self.cmd.at or self.never_started:
+            return {}
+        run = self.counters.get(TICKS_RUN, 0) if self.done else min(s.tick - self.cmd.at, self.end_tick() - self.cmd.at)
+        out = {TICKS_RUN: run}
+        if isinstance(self.cmd, CspIncident):
+            # No shard counts an incident (it is the network schedule's): the DCC hubs in the
+            # region on the networks it takes down, each tick it runs.
+            techs = CSP_TECHS[Csp(self.cmd.region)] + ((WanTech.G4,) if self.cmd.include_4g else ())
+            out["hubs_cut_off"] = (self.counters.get("hubs_cut_off", 0) if self.done
+                                   else int(s.hubs_by_wan[self.cmd.region, list(techs)].sum()))
+        return out
 
     def observe(self, tick, rep, planner) -> list[Control]:
         super().observe(tick, rep, planner)

@@ -8,9 +8,11 @@ no reader downstream (engine, API, dashboard, reports) parses counter names."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, Self
 
 
 class OperationState(StrEnum):
@@ -50,7 +52,20 @@ class OperationAction(StrEnum):
 
 @dataclass(frozen=True)
 class Progress:
-    """Base of the per-kind records. `fraction` is how far the operation has got, 0..1."""
+    """Base of the per-kind records. `fraction` is how far the operation has got, 0..1.
+
+    `observed` holds what the planner itself sees of an operation, beside the fields its shards
+    count (which the API's message mirrors one to one): the ticks it has run (`TICKS_RUN`, what a
+    timed operation's fraction is made of) and figures read from the merged tick summary (a
+    switch-off's hubs on the network it turns off). Not a dataclass field, so neither the API
+    message, `as_dict` nor `result` carry it; `figures` does (a run report plots it)."""
+
+    observed: ClassVar[Mapping[str, int]] = MappingProxyType({})
+
+    def seeing(self, observed: Mapping[str, int]) -> Self:
+        """This record holding `observed` (ints by name; the planner's own observations, above)."""
+        object.__setattr__(self, "observed", MappingProxyType(dict(observed)))
+        return self
 
     def fraction(self, state: OperationState) -> float:
         return 1.0 if state == OperationState.DONE else 0.0
@@ -68,8 +83,17 @@ class Progress:
         return out
 
     def figures(self) -> dict[str, int | float]:
-        """The counts worth following over time (a run report's series of the operation)."""
-        return self.result()
+        """The counts worth following over time (a run report's series of the operation): its
+        fields' (`result`) and the figures the planner observed, its clock left out."""
+        out = self.result()
+        out.update({k: v for k, v in self.observed.items() if k not in CLOCK_KEYS})
+        return out
+
+    def _elapsed(self, state: OperationState) -> float:
+        """A timed operation's fraction: the share of its ticks run (`observed`), 1 when DONE."""
+        if state == OperationState.DONE:
+            return 1.0
+        return _share(self.observed.get(TICKS_RUN, 0), self.observed.get(TICKS_TOTAL, 0))
 
 
 def _flatten(record: Any, out: dict[str, int | float], prefix: str) -> None:
@@ -79,6 +103,13 @@ def _flatten(record: Any, out: dict[str, int | float], prefix: str) -> None:
             _flatten(value, out, f"{f.name}_" if isinstance(value, InFlight) else "")
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[prefix + f.name] = value
+
+
+# The clock of a timed operation, in its `observed` figures: ticks from its start tick to the tick
+# last observed, and from its start tick to its end tick (when it is DONE).
+TICKS_RUN = "ticks_run"
+TICKS_TOTAL = "ticks_total"
+CLOCK_KEYS = frozenset({TICKS_RUN, TICKS_TOTAL})
 
 
 def _share(done: int, total: int) -> float:
@@ -163,6 +194,15 @@ class SupplierSwitchProgress(Progress):
     withdrawn: int = 0  # the gaining supplier failed before the switch
     swaps: CredentialSwapProgress = CredentialSwapProgress()
 
+    def fraction(self, state: OperationState) -> float:
+        """Two steps per premises: the switch itself, then its credential swap settled (smart,
+        dumb or failed). A switch waits days for the swap when the hub is dark, so half of it
+        shows done in the meantime instead of 0 until it ends."""
+        if state == OperationState.DONE:
+            return 1.0
+        sw = self.swaps
+        return _share(self.switches + sw.switched_smart + sw.dumb + sw.failed, 2 * max(self.switches, 1))
+
 
 @dataclass(frozen=True)
 class ChurnCampaignProgress(Progress):
@@ -191,7 +231,11 @@ class SupplierFailureProgress(Progress):
 
 @dataclass(frozen=True)
 class NetworkSwitchOffProgress(Progress):
-    """A 2G/3G switch-off: applies in one tick (the network schedule holds it)."""
+    """A 2G/3G switch-off: applies in one tick (the network schedule holds it), so its fraction is
+    0 until that tick and 1 from it. Its `observed` figures (the planner reads them from the
+    merged summary, DCC hubs in the region on the technology): `hubs_on_network` each tick from
+    its acceptance to the switch-off (those a swap programme moves first leave it), and
+    `hubs_cut_off`, those on it at the switch-off (dark because of it)."""
 
     off_tick: int = 0
 
@@ -211,27 +255,42 @@ class FieldProgrammeProgress(Progress):
 
 @dataclass(frozen=True)
 class PowerOutageProgress(Progress):
-    """A power cut over a network-operator area."""
+    """A power cut over a network-operator area. Its fraction is the share of its ticks run: from
+    its start tick to `end_tick`, when it is DONE (ticks of `duration_min`). Restoration
+    staggered over `restore_spread_min` continues at the premises after that (the operation
+    ends with the duration), so it is not counted; hubs restored over hubs cut would sit at 0 for
+    the whole duration and move only in the restoration spread (not at all without one)."""
 
     premises_in_area: int = 0
     premises_cut: int = 0
     premises_already_unpowered: int = 0
     end_tick: int = 0  # the first tick after restoration
 
+    def fraction(self, state: OperationState) -> float:
+        return self._elapsed(state)
+
 
 @dataclass(frozen=True)
 class BaseStationFailureProgress(Progress):
-    """North base stations down."""
+    """North base stations down. Its fraction is the share of its ticks run, start to `end_tick`."""
 
     hubs_affected: int = 0
     end_tick: int = 0
 
+    def fraction(self, state: OperationState) -> float:
+        return self._elapsed(state)
+
 
 @dataclass(frozen=True)
 class CspIncidentProgress(Progress):
-    """A CSP-wide WAN incident."""
+    """A CSP-wide WAN incident. Its fraction is the share of its ticks run, start to `end_tick`;
+    its `observed` figure `hubs_cut_off` is the DCC hubs in the region on the networks it takes
+    down (read by the planner from the merged summary each tick it runs)."""
 
     end_tick: int = 0
+
+    def fraction(self, state: OperationState) -> float:
+        return self._elapsed(state)
 
 
 @dataclass(frozen=True)

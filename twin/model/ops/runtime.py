@@ -212,6 +212,10 @@ class FleetPlanner:
                     if self.retention is not None:
                         self.retiring.append((s.tick, name))
                 continue
+            seen = op.watch(s)
+            if seen:
+                # A new dict: the summary's own reports stay as the shards made them.
+                rep = {**(rep or {}), **seen}
             self.schedule(s.tick + LAG, op.observe(s.tick, rep, self))
         self._retire(s.tick)
         changed = []
