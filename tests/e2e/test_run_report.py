@@ -127,7 +127,8 @@ def test_a_weeks_switch_off_report_reads_well(tmp_path):
         assert heading.endswith(name) and "_" not in heading.split(":")[0]
         assert any(f["title"].startswith(heading) for f in figures), f"no progress plot for {heading}"
     switch_off = next(f for f in figures if f["title"].startswith("Network switch-off"))
-    assert "switch-off" in [t["name"] for t in switch_off["traces"]]
+    # Its figures, not only its state: hubs still on the network until the switch-off, and those it cut off.
+    assert [t["name"] for t in switch_off["traces"]] == ["cut off (dark)", "on the network"]
     # Words, not report keys.
     for key in ("hh_periods_at_risk", "wall_s", "POWER_OUTAGE", "network_switch_off", "messages_total", "{"):
         assert key not in text

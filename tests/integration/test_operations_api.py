@@ -119,10 +119,11 @@ def test_watch_fleet_carries_an_operations_change_at_the_tick_it_happened(served
         for o in s.operations:
             if o.name == op.name:
                 seen[s.tick] = TwinClient.progress(o)
-    # Accepted (pending), started, restored: each change at its own tick, and nothing between.
-    assert {t: m.state for t, m in seen.items()} == {accepted_at: fleet_pb2.OPERATION_STATE_PENDING,
-                                                     start: fleet_pb2.OPERATION_STATE_RUNNING,
-                                                     end: fleet_pb2.OPERATION_STATE_DONE}
+    # Accepted (pending), started, a third of its hour run each tick, restored: each change at the
+    # tick it happened, and nothing after the end.
+    R, P, D = fleet_pb2.OPERATION_STATE_RUNNING, fleet_pb2.OPERATION_STATE_PENDING, fleet_pb2.OPERATION_STATE_DONE
+    assert {t: (m.state, round(m.percent_done, 1)) for t, m in seen.items()} == {
+        accepted_at: (P, 0.0), start: (R, 0.0), start + 1: (R, 33.3), start + 2: (R, 66.7), end: (D, 100.0)}
     assert seen[start].power_outage.premises_cut == sup.operation(op.name)["metadata"]["progress"].premises_cut > 0
 
 
