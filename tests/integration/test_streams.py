@@ -27,7 +27,7 @@ from twin.services.server import ApiServer
 from twin.services.streams import StreamLimits
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-HUBS = 60_000
+HUBS = 16_384  # four blocks: two a shard
 # A client that reads nothing holds at most this much in flight (HTTP/2 flow control), so a
 # stalled reader stalls the server's stream after a few dozen messages instead of a few MB.
 SMALL_WINDOW = [("grpc.http2.lookahead_bytes", 16_384), ("grpc.http2.bdp_probe", 0)]

@@ -67,16 +67,21 @@ def test_the_views_hold_the_latest_row_of_every_tick_through_rewrites_and_merges
         again.close()
 
 
-def test_segments_are_merged_so_a_long_run_keeps_few_files(tmp_path):
+def test_segments_are_merged_so_a_long_run_keeps_few_files(tmp_path, monkeypatch):
+    # Merged two at a time (the engine's fan-in is 8): the same tiers and the same cap on how often
+    # a row is rewritten, in 41 flushes instead of 8**3.
+    monkeypatch.setattr(history, "MERGE_FANOUT", 2)
     store = HistoryStore(tmp_path, branch="run", config=CFG, flush_ticks=1)
-    for t in range(600):
+    for t in range(40):
         store.record(summary(t, 1))
     store.close()
     live = history._live(segments(tmp_path / history.DIR))
-    # 601 segments written (the empty first one included), merged eight at a time: 601 = 512 + 64 + 3 x 8 + 1.
-    assert [s.hi - s.lo + 1 for s in live] == [512, 64, 8, 8, 8, 1]
+    # 41 segments written (the empty first one included), merged two at a time, never past
+    # 2**MAX_MERGE_LEVEL flushes: 41 = 16 + 16 + 8 + 1.
+    assert history.MAX_MERGE_LEVEL == 4
+    assert [s.hi - s.lo + 1 for s in live] == [16, 16, 8, 1]
     _, rows = query(tmp_path, "SELECT count(*), count(DISTINCT tick), sum(hh_lost) FROM ticks")
-    assert rows == [(600, 600, 600)]
+    assert rows == [(40, 40, 40)]
 
 
 def _legacy(d: Path, ticks: range, version: int) -> None:
