@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import ENV, TWIN, twin
+from tests.support import ENV, TWIN, scenario_state_hash, twin
 from twin.cli import main
-from twin.model.fleet import LocalFleet
-from twin.studies.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "storm-outage.yaml"  # three events: an outage, a base station, a CSP incident
@@ -30,16 +28,6 @@ TICKS = round(DAYS * 48)
 FLEET = ["--hubs", str(HUBS), "--days", f"{DAYS:g}", "--shards", "2", "--checkpoint-every", str(EVERY)]
 TIMING = {"wall_s", "build_s", "hub_ticks_per_s"}  # a resumed run's differ, as any two runs' do
 RESUMED = re.compile(r"resumed at .+ \(tick (\d+)\) from .+; (\d+) ticks to go")
-
-
-def local_hash() -> str:
-    """The final state of the scenario run in this process without Ray (tests/e2e/test_cluster.py)."""
-    sc = load_scenario(SCENARIO, hubs=HUBS, days=DAYS)
-    f = LocalFleet(sc.config)
-    for cmd in sc.commands:
-        f.accept(cmd)
-    f.run(sc.ticks)
-    return f.state_hash()
 
 
 def comparable(run_dir: Path) -> dict[str, Any]:
@@ -85,7 +73,7 @@ def test_a_run_killed_with_its_process_group_resumes_to_the_fault_free_state_and
     assert tick % EVERY == 0 and 0 < tick < TICKS and tick + to_go == TICKS
     report = json.loads((d / "report.json").read_text())
     assert report["summary"]["ticks"] == TICKS
-    assert report["summary"]["state_hash"] == local_hash()
+    assert report["summary"]["state_hash"] == scenario_state_hash(SCENARIO, hubs=HUBS, days=DAYS)
     assert comparable(d) == comparable(fault_free)
     assert json.loads((tmp_path / "summary.json").read_text())["state_hash"] == report["summary"]["state_hash"]
 
