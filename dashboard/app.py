@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html
-from dash.exceptions import PreventUpdate
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard.components import PULSE_MS, data_attrs, tick_label
 from dashboard.pages import PAGES
 
 
-def clock_text(feed) -> str:
-    cur, clock = feed.current(), feed.clock()
+def clock_text(feed, cur: dict[str, Any] | None = None) -> str:
+    """The header's clock line for the tick of `cur` (the feed's newest when not given)."""
+    cur = feed.current() if cur is None else cur
+    clock = feed.clock()
     if not cur:
         return "waiting for the fleet…"
     state = clock.get("state", "")
@@ -48,13 +49,18 @@ def create_dash(feed, *, actions) -> Dash:
             return html.Div([html.H2("Not found"), html.P(f"No page at {path}.")], className="panel")
         return page.layout(feed, actions)
 
-    @app.callback(Output("hdr-clock", "children"), Output("hdr-clock", "data-tick"), Input("hdr-pulse", "n_intervals"),
-                  State("hdr-clock", "children"))
-    def clock(_n: int, shown: str) -> tuple[str, str]:
-        text = clock_text(feed)
+    # One timer for the header and the page: each pulse the header names the newest tick and
+    # hands the same tick to the page's frame (components.pulse), so both draw one tick.
+    @app.callback(Output("hdr-clock", "children"), Output("hdr-clock", "data-tick"),
+                  Output({"type": "pulse", "page": ALL}, "data"), Input("hdr-pulse", "n_intervals"),
+                  State("hdr-clock", "children"), State({"type": "pulse", "page": ALL}, "id"))
+    def clock(n: int | None, shown: str, frames: list[Any]) -> tuple[Any, Any, list[dict[str, Any]]]:
+        cur = feed.current()
+        text = clock_text(feed, cur)
+        frame = {"tick": cur.get("tick", -1), "n": n or 0}
         if text == shown:
-            raise PreventUpdate
-        return text, str(feed.last_tick())
+            return no_update, no_update, [frame] * len(frames)
+        return text, str(cur.get("tick", -1)), [frame] * len(frames)
 
     for p in PAGES:
         p.register(app, feed, actions)

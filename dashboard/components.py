@@ -10,9 +10,30 @@ GRAPH_CONFIG: Any = {"displayModeBar": False}  # Plotly config (Dash types it as
 PULSE_MS = 1000  # live pages refresh at most once a second
 
 
+def pulse_id(page: str) -> dict[str, str]:
+    """The id of a page's frame (see `pulse`); a page's callbacks take `Input(pulse_id(page), "data")`."""
+    return {"type": "pulse", "page": f"{page}-pulse"}
+
+
+def frame_tick(frame: Any) -> int | None:
+    """The tick a page's frame names (None before the shell's first pulse)."""
+    return frame.get("tick") if isinstance(frame, dict) else None
+
+
+def upto(records: list[dict[str, Any]], tick: int | None) -> list[dict[str, Any]]:
+    """Tick records up to the frame's tick (a tick that arrived since the header's pulse waits
+    for the next frame)."""
+    return records if tick is None else [r for r in records if r["tick"] <= tick]
+
+
 def pulse(page: str, seen: int) -> list[Any]:
-    """A page's own timer and the last tick it drew (so updates carry only what is new)."""
-    return [dcc.Interval(id=f"{page}-pulse", interval=PULSE_MS), dcc.Store(id=f"{page}-seen", data=seen)]
+    """A page's frame and the last tick it drew (so updates carry only what is new).
+
+    The frame is a store the shell's one timer writes, in the same callback as the header's clock:
+    {"tick": the tick the header names, "n": the pulse count}. A page draws that tick (the feed's
+    `at(tick)`), so the header and the page name one tick, also while the clock runs flat out; with
+    a timer of its own each page would fire a moment before or after the header, a tick apart."""
+    return [dcc.Store(id=pulse_id(page), data={"tick": seen, "n": 0}), dcc.Store(id=f"{page}-seen", data=seen)]
 
 
 def data_attrs(**values: str) -> dict[str, Any]:

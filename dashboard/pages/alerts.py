@@ -8,7 +8,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
-from dashboard.components import graph, pulse
+from dashboard.components import frame_tick, graph, pulse, pulse_id, upto
 
 PATH = "/alerts"
 TITLE = "Alerts"
@@ -92,13 +92,14 @@ def register(app, feed, actions) -> None:
     charts = [(Output(i, "figure"), Output(i, "extendData"), Output(f"{i}-shown", "data")) for i in CHARTS]
 
     @app.callback(*[o for c in charts for o in c], Output("al-areas", "children"), Output("al-reasons", "figure"),
-                  Output("al-seen", "data"), Input("al-pulse", "n_intervals"), State("al-seen", "data"),
+                  Output("al-seen", "data"), Input(pulse_id("al"), "data"), State("al-seen", "data"),
                   *[State(f"{i}-shown", "data") for i in CHARTS])
-    def update(_n, seen, *shown):
-        new = feed.ticks_since(-1 if seen is None else seen)
+    def update(frame, seen, *shown):
+        tick = frame_tick(frame)
+        new = upto(feed.ticks_since(-1 if seen is None else seen), tick)
         if not new:
             raise PreventUpdate
-        window = feed.ticks_since(-1, F.LIVE_POINTS)
+        window = upto(feed.ticks_since(-1, F.LIVE_POINTS), tick)
         out: list[Any] = []
         for (title, lines, empty), was in zip(CHARTS.values(), shown, strict=True):
             fig, ext, names = F.live_update(window, new, was, title, lines, empty=empty)

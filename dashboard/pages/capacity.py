@@ -12,7 +12,7 @@ from dash import Input, Output, State, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
-from dashboard.components import data_attrs, graph, kpi, pulse
+from dashboard.components import data_attrs, frame_tick, graph, kpi, pulse, pulse_id, upto
 from twin.util import units
 from twin.util.units import ALERT_OUTCOMES, format_seconds
 
@@ -300,17 +300,17 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     ]
 
 
-def content(feed) -> tuple[str, list[Any]]:
-    """(message, panels) for the newest tick. The panels' contents in PANELS order (kpis,
+def content(feed, tick: int | None = None) -> tuple[str, list[Any]]:
+    """(message, panels) for `tick` (a page frame's; the newest when None). The panels' contents in PANELS order (kpis,
     headroom, latency, within, alerts, backlog, age); the message, when there is nothing to draw,
     says why (and the panels are hidden)."""
-    cur = feed.current()
+    cur = feed.at(tick)
     if not cur:
         return "Waiting for the fleet…", [[], "", "", "", "", "", ""]
     cap = cur.get("capacity")
     if not cap:
         return NO_CAPACITY, [[], "", "", "", "", "", ""]
-    window = _capacity_ticks(feed.ticks_since(-1, WINDOW))
+    window = _capacity_ticks(upto(feed.ticks_since(-1, WINDOW), cur["tick"]))
     return "", [kpis(cur), [graph("cap-links-fig", headroom_figure(cap, window)), band_key(window)],
                 graph("cap-latency-fig", latency_figure(cap)), within_table(cap), alerts_panel(window),
                 backlog_panel(window), age_panel(window)]
@@ -354,10 +354,11 @@ def layout(feed, actions=None) -> html.Div:
 def register(app, feed, actions) -> None:
     @app.callback(*(Output(p, "children") for p in PANELS), Output("cap-message", "children"),
                   Output("cap-message-panel", "style"), Output("cap-body", "style"), Output("cap-kpis", "data-tick"),
-                  Output("cap-seen", "data"), Input("cap-pulse", "n_intervals"), State("cap-seen", "data"))
-    def update(_n, seen):
-        tick = feed.last_tick()
+                  Output("cap-seen", "data"), Input(pulse_id("cap"), "data"), State("cap-seen", "data"))
+    def update(frame, seen):
+        tick = frame_tick(frame)
+        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
-        message, panels = content(feed)
+        message, panels = content(feed, tick)
         return (*panels, message, {} if message else HIDDEN, HIDDEN if message else {}, str(tick), tick)

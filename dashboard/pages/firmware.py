@@ -9,7 +9,7 @@ from dash import Input, Output, State, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
-from dashboard.components import graph, ops_table, pulse
+from dashboard.components import frame_tick, graph, ops_table, pulse, pulse_id
 from dashboard.reference import Reference
 
 PATH = "/firmware"
@@ -118,9 +118,10 @@ def layout(feed, actions=None) -> html.Div:
 def register(app, feed, actions) -> None:
     @app.callback(Output("fw-ops", "children"), Output("fw-waves-box", "children"),
                   Output("fw-versions-box", "children"), Output("fw-seen", "data"),
-                  Input("fw-pulse", "n_intervals"), State("fw-seen", "data"))
-    def update(_n, seen):
-        tick = feed.last_tick()
+                  Input(pulse_id("fw"), "data"), State("fw-seen", "data"))
+    def update(frame, seen):
+        tick = frame_tick(frame)
+        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
         ops, versions = feed.operations(), feed.versions()

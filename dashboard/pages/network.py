@@ -10,7 +10,7 @@ from dash import Input, Output, Patch, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
-from dashboard.components import graph, num, ops_table, pulse
+from dashboard.components import frame_tick, graph, num, ops_table, pulse, pulse_id
 from twin.util.instants import format_instant
 
 PATH = "/network"
@@ -102,9 +102,9 @@ def register(app, feed, actions) -> None:
     @app.callback(Output("net-mix", "figure"), Output("net-mix-shown", "data"), Output("net-countdown", "children"),
                   Output("net-timeline-box", "children"),
                   Output("net-ops", "children"), Output("net-regions", "children"), Output("net-seen", "data"),
-                  Input("net-pulse", "n_intervals"), State("net-seen", "data"), State("net-mix-shown", "data"))
-    def update(_n, seen, shown):
-        cur = feed.current()
+                  Input(pulse_id("net"), "data"), State("net-seen", "data"), State("net-mix-shown", "data"))
+    def update(frame, seen, shown):
+        cur = feed.at(frame_tick(frame))
         if not cur or cur["tick"] == seen:
             raise PreventUpdate
         latest, net = feed.latest(), feed.network()

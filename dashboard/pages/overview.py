@@ -9,7 +9,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
 from dashboard import geo
-from dashboard.components import data_attrs, graph, kpi, num, pulse
+from dashboard.components import data_attrs, frame_tick, graph, kpi, num, pulse, pulse_id, upto
 
 PATH = "/"
 TITLE = "Overview"
@@ -97,20 +97,21 @@ def register(app, feed, actions) -> None:
         Output("ov-kpis", "children"), Output("ov-map", "figure"), Output("ov-map-scale", "children"),
         *[o for i in CHARTS for o in (Output(i, "figure"), Output(i, "extendData"), Output(f"{i}-shown", "data"))],
         Output("ov-seen", "data"),
-        Input("ov-pulse", "n_intervals"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
+        Input(pulse_id("ov"), "data"), Input("ov-map-mode", "value"), State("ov-seen", "data"),
         *[State(f"{i}-shown", "data") for i in CHARTS],
     )
-    def update(_n, mode, seen, *shown):
-        new = feed.ticks_since(-1 if seen is None else seen)
+    def update(frame, mode, seen, *shown):
+        tick = frame_tick(frame)
+        new = upto(feed.ticks_since(-1 if seen is None else seen), tick)
         if not new and ctx.triggered_id != "ov-map-mode":
             raise PreventUpdate
         latest = feed.latest()
-        cur = feed.current()
+        cur = feed.at(tick)
         map_fig = map_patch(latest.get("areas", []), mode or "dark")
         scale = scale_line(latest.get("areas", []), mode or "dark")
         if not new:
             return (no_update, map_fig, scale, *[no_update] * (3 * len(CHARTS)), no_update)
-        window = feed.ticks_since(-1, F.LIVE_POINTS)
+        window = upto(feed.ticks_since(-1, F.LIVE_POINTS), tick)
         charts: list[Any] = []
         for (title, lines, empty), was in zip(CHARTS.values(), shown, strict=True):
             fig, ext, names = F.live_update(window, new, was, title, lines, empty=empty)

@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import forms
-from dashboard.components import data_attrs, ops_table, pulse, tick_label
+from dashboard.components import data_attrs, frame_tick, ops_table, pulse, pulse_id, tick_label
 from dashboard.errors import error_box
 from dashboard.reference import Reference
 from twin.generated.fleet.v1 import fleet_pb2
@@ -236,7 +236,7 @@ def register(app, feed, actions) -> None:
         feed.update_operation(op)
         return html.Div(f"{trig['action'].title()} sent for {trig['op']}.", className="ok", role="status")
 
-    @app.callback(Output("sc-cluster", "children"), Output("sc-cluster-sig", "data"), Input("sc-pulse", "n_intervals"),
+    @app.callback(Output("sc-cluster", "children"), Output("sc-cluster-sig", "data"), Input(pulse_id("sc"), "data"),
                   State("sc-cluster-sig", "data"))
     def cluster(_n, sig):
         """Redrawn only when the feed's view changed (a few times a minute at most)."""
@@ -247,14 +247,14 @@ def register(app, feed, actions) -> None:
         return cluster_panel(view), new_sig
 
     @app.callback(Output("sc-clock", "children"), Output("sc-ops", "children"), Output("sc-ops-sig", "data"),
-                  Output("sc-seen", "data"), Input("sc-pulse", "n_intervals"), State("sc-ops-sig", "data"),
+                  Output("sc-seen", "data"), Input(pulse_id("sc"), "data"), State("sc-ops-sig", "data"),
                   State("sc-seen", "data"))
-    def refresh(_n, sig, seen):
+    def refresh(frame, sig, seen):
         ops = feed.operations()
         # percent_done too: a power outage's moves every tick while its counts stand still.
         new_sig = json.dumps([[o["name"], o["state"], o["progress"], o.get("percent_done")] for o in ops],
                              sort_keys=True)
-        clock, cur = feed.clock(), feed.current()
+        clock, cur = feed.clock(), feed.at(frame_tick(frame))
         # The clock line changes with the tick, and also when it is paused, resumed or sped up.
         clock_sig = json.dumps([cur.get("tick"), clock.get("state"), clock.get("speed")])
         if new_sig == sig and clock_sig == seen:

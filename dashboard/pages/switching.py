@@ -8,7 +8,7 @@ from dash import Input, Output, Patch, State, html
 from dash.exceptions import PreventUpdate
 
 from dashboard import figures as F
-from dashboard.components import graph, ops_table, pulse
+from dashboard.components import frame_tick, graph, ops_table, pulse, pulse_id
 
 PATH = "/switching"
 TITLE = "Switching"
@@ -64,10 +64,11 @@ def layout(feed, actions=None) -> html.Div:
 
 def register(app, feed, actions) -> None:
     @app.callback(Output("sw-shares", "figure"), Output("sw-solr", "children"), Output("sw-campaigns", "children"),
-                  Output("sw-prepay", "children"), Output("sw-seen", "data"), Input("sw-pulse", "n_intervals"),
+                  Output("sw-prepay", "children"), Output("sw-seen", "data"), Input(pulse_id("sw"), "data"),
                   State("sw-seen", "data"))
-    def update(_n, seen) -> tuple[Any, ...]:
-        tick = feed.last_tick()
+    def update(frame, seen) -> tuple[Any, ...]:
+        tick = frame_tick(frame)
+        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
         labels, values = shares(feed.latest().get("supplier_hubs", {}))

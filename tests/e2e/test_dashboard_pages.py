@@ -208,6 +208,38 @@ def test_the_scenario_page_names_one_tick(stack, browser):
         stack.run_clock()
         ctx.close()
 
+def test_the_header_and_the_scenario_page_name_the_same_ticks_while_the_clock_runs(stack, browser):
+    """Two ticks a second, a pulse a second: the header and the Scenario page's clock are drawn
+    from one frame, so every tick the header names the panel names too, and no other (with a timer
+    each, the two sampled the running clock at different moments and named different ticks)."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    stack.run_clock()
+    try:
+        page.goto(stack.url + "/scenario")
+        page.wait_for_selector("#sc-clock-text")
+        # Every tick each one shows, in order, as the browser draws it.
+        page.evaluate("""() => {
+            window.named = {hdr: [], panel: []};
+            const note = (k, t) => { const a = window.named[k]; if (t && a[a.length - 1] !== t) a.push(t); };
+            const hdr = document.querySelector('#hdr-clock');
+            const all = {attributes: true, childList: true, subtree: true};
+            new MutationObserver(() => note("hdr", hdr.dataset.tick)).observe(hdr, all);
+            const box = document.querySelector('#sc-clock');
+            new MutationObserver(() => { const t = document.querySelector('#sc-clock-text');
+                                         note('panel', t && t.dataset.tick); })
+                .observe(box, all);
+        }""")
+        page.wait_for_timeout(8000)
+        named = page.evaluate("() => window.named")
+    finally:
+        ctx.close()
+    hdr, panel = [int(t) for t in named["hdr"]], [int(t) for t in named["panel"]]
+    assert len(hdr) >= 5 and hdr == sorted(hdr) and hdr[-1] - hdr[0] >= 8, named  # it ran, pulse by pulse
+    # The first and last may be drawn by one before the observers started or after they stopped.
+    assert set(hdr[1:-1]) <= set(panel) and set(panel[1:-1]) <= set(hdr), named
+
+
 
 def test_alert_figures_say_whether_they_are_cumulative_or_per_tick(baseline):
     kpis = dict(baseline["/"]["kpis"])
