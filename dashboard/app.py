@@ -57,10 +57,11 @@ def create_dash(feed, *, actions) -> Dash:
     def clock(n: int | None, shown: str, frames: list[Any]) -> tuple[Any, Any, list[dict[str, Any]]]:
         cur = feed.current()
         text = clock_text(feed, cur)
-        frame = {"tick": cur.get("tick", -1), "n": n or 0}
+        tick = cur.get("tick", -1)
+        each = [{"tick": tick, "n": n or 0}] * len(frames)
         if text == shown:
-            return no_update, no_update, [frame] * len(frames)
-        return text, str(cur.get("tick", -1)), [frame] * len(frames)
+            return no_update, no_update, each
+        return text, str(tick), each
 
     for p in PAGES:
         p.register(app, feed, actions)

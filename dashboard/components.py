@@ -15,15 +15,15 @@ def pulse_id(page: str) -> dict[str, str]:
     return {"type": "pulse", "page": f"{page}-pulse"}
 
 
-def frame_tick(frame: Any) -> int | None:
-    """The tick a page's frame names (None before the shell's first pulse)."""
-    return frame.get("tick") if isinstance(frame, dict) else None
+def frame_tick(frame: dict[str, int]) -> int:
+    """The tick a page's frame names (-1 when the page was built before the first tick)."""
+    return int(frame["tick"])
 
 
-def upto(records: list[dict[str, Any]], tick: int | None) -> list[dict[str, Any]]:
+def upto(records: list[dict[str, Any]], tick: int) -> list[dict[str, Any]]:
     """Tick records up to the frame's tick (a tick that arrived since the header's pulse waits
     for the next frame)."""
-    return records if tick is None else [r for r in records if r["tick"] <= tick]
+    return [r for r in records if r["tick"] <= tick]
 
 
 def pulse(page: str, seen: int) -> list[Any]:

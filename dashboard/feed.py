@@ -260,15 +260,14 @@ class FleetFeed:
         with self._lock:
             return dict(self._ticks[-1]) if self._ticks else {}
 
-    def at(self, tick: int | None) -> dict[str, Any]:
+    def at(self, tick: int) -> dict[str, Any]:
         """The record of `tick` (the tick a page's frame names) while the feed still holds it;
         else the newest (a rewind took it away, or it is older than the backlog); {} before the
         first tick."""
         with self._lock:
-            if tick is not None and self._ticks and self._ticks[0]["tick"] <= tick <= self._ticks[-1]["tick"]:
-                for r in reversed(self._ticks):
-                    if r["tick"] == tick:
-                        return dict(r)
+            for r in reversed(self._ticks):  # the frame's tick is nearly always the newest
+                if r["tick"] == tick:
+                    return dict(r)
             return dict(self._ticks[-1]) if self._ticks else {}
 
     def clock(self) -> dict[str, Any]:

@@ -300,10 +300,10 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     ]
 
 
-def content(feed, tick: int | None = None) -> tuple[str, list[Any]]:
-    """(message, panels) for `tick` (a page frame's; the newest when None). The panels' contents in PANELS order (kpis,
-    headroom, latency, within, alerts, backlog, age); the message, when there is nothing to draw,
-    says why (and the panels are hidden)."""
+def content(feed, tick: int) -> tuple[str, list[Any]]:
+    """(message, panels) for `tick` (a page frame's; the newest when the feed no longer holds
+    it). The panels' contents in PANELS order (kpis, headroom, latency, within, alerts, backlog,
+    age); the message, when there is nothing to draw, says why (and the panels are hidden)."""
     cur = feed.at(tick)
     if not cur:
         return "Waiting for the fleet…", [[], "", "", "", "", "", ""]
@@ -321,8 +321,8 @@ HIDDEN = {"display": "none"}
 
 
 def layout(feed, actions=None) -> html.Div:
-    message, (kp, links_, latency, within, alerts, backlog, age) = content(feed)
     tick = feed.last_tick()
+    message, (kp, links_, latency, within, alerts, backlog, age) = content(feed, tick)
     return html.Div([
         *pulse("cap", tick),
         html.Div(kp, id="cap-kpis", className="kpis", **data_attrs(tick=str(tick))),
@@ -357,7 +357,6 @@ def register(app, feed, actions) -> None:
                   Output("cap-seen", "data"), Input(pulse_id("cap"), "data"), State("cap-seen", "data"))
     def update(frame, seen):
         tick = frame_tick(frame)
-        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
         message, panels = content(feed, tick)

@@ -121,7 +121,6 @@ def register(app, feed, actions) -> None:
                   Input(pulse_id("fw"), "data"), State("fw-seen", "data"))
     def update(frame, seen):
         tick = frame_tick(frame)
-        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
         ops, versions = feed.operations(), feed.versions()

@@ -68,7 +68,6 @@ def register(app, feed, actions) -> None:
                   State("sw-seen", "data"))
     def update(frame, seen) -> tuple[Any, ...]:
         tick = frame_tick(frame)
-        tick = feed.last_tick() if tick is None else tick
         if tick == seen:
             raise PreventUpdate
         labels, values = shares(feed.latest().get("supplier_hubs", {}))

@@ -71,8 +71,7 @@ class InstantFleet(FleetOp):
     cmd: NetworkSwitchOff
 
     def schedule_network(self, plan) -> None:
-        if isinstance(self.cmd, NetworkSwitchOff):
-            plan.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
+        plan.switch_off(Csp(self.cmd.region), WanTech(self.cmd.technology), self.cmd.at)
 
     def progress(self, counters: dict[str, int] | None = None) -> NetworkSwitchOffProgress:
         c = self.counters if counters is None else counters
