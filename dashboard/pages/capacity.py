@@ -300,11 +300,11 @@ def kpis(cur: dict[str, Any]) -> list[Any]:
     ]
 
 
-def content(feed, tick: int) -> tuple[str, list[Any]]:
-    """(message, panels) for `tick` (a page frame's; the newest when the feed no longer holds
-    it). The panels' contents in PANELS order (kpis, headroom, latency, within, alerts, backlog,
+def content(feed, tick: int | None = None) -> tuple[str, list[Any]]:
+    """(message, panels) for `tick` (a page frame's; the newest when None or no longer held by
+    the feed). The panels' contents in PANELS order (kpis, headroom, latency, within, alerts, backlog,
     age); the message, when there is nothing to draw, says why (and the panels are hidden)."""
-    cur = feed.at(tick)
+    cur = feed.current() if tick is None else feed.at(tick)
     if not cur:
         return "Waiting for the fleet…", [[], "", "", "", "", "", ""]
     cap = cur.get("capacity")
