@@ -27,12 +27,13 @@ def pytest_collection_finish(session):
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Marker names by node id of the whole suite, every tier and `slow` included, collected once
-    in a subprocess (collecting the suite imports all of it: seconds)."""
+    in a subprocess (collecting the suite imports all of it: seconds). `--assert=plain`: markers do
+    not depend on assertion rewriting, which is most of a collection's time here."""
     d = tmp_path_factory.mktemp("tiers")
     (d / "tiers_dump.py").write_text(DUMP_PLUGIN)
     out = d / "items.json"
     env = {**os.environ, "TIERS_DUMP": str(out), "PYTHONPATH": os.pathsep.join([str(d), str(ROOT)])}
-    p = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly",
+    p = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "--assert=plain", "-p", "no:randomly",
                         "-p", "no:cacheprovider", "-p", "tiers_dump", "-m", "", "tests"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
