@@ -106,12 +106,16 @@ def aggregate(values: Sequence[float], starts: np.ndarray, how: str) -> list[Any
     raw = list(values)
     if not raw:
         return []
-    ints = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in raw)
     if how == "last":
         ends = np.append(starts[1:], len(raw)) - 1
         return [raw[i] for i in ends]
+    # The values' types, not each value, decide (a decade is 175,000 values a series).
+    types = set(map(type, raw))
+    ints = all(issubclass(t, int | np.integer) and t is not bool for t in types)
     fill = {"sum": 0.0, "max": -np.inf, "min": np.inf}[how]
-    a = np.array([fill if v is None else v for v in raw], dtype=np.int64 if ints else float)
+    if type(None) in types:
+        raw = [fill if v is None else v for v in raw]
+    a = np.array(raw, dtype=np.int64 if ints else float)
     ufunc = {"sum": np.add, "max": np.maximum, "min": np.minimum}[how]
     out = ufunc.reduceat(a, starts)
     if ints:
