@@ -4,9 +4,11 @@ counts per supplier and area; and the customers' top-up habits against values fr
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +42,44 @@ def _fleet(splits: int = 1, **prepay) -> LocalFleet:
     return LocalFleet(FleetConfig(hubs=HUBS, seed=SEED, block_size=1024, params=params), splits=splits)
 
 
+@dataclass
+class NoTopUpsRun:
+    """A fleet without top-ups run for TICKS, its summaries, and copies of its prepayment columns
+    before the run (the run changes credit_p and elec_reg0 at each disablement)."""
+
+    fleet: LocalFleet
+    summaries: list[TickSummary]
+    before: dict[str, np.ndarray]
+
+
+@pytest.fixture(scope="module")
+def no_topups() -> NoTopUpsRun:
+    """The 30-day run without top-ups, once for the tests that read it (none changes it; the top-up
+    test continues a deep copy). enable_wait_h = 0 is read only after a top-up arms a supply, so
+    it changes nothing in this run; the top-up test needs it."""
+    f = _fleet(topups=False, enable_wait_h=0.0)
+    before = {k: f.states[0].cols[k].copy() for k in ("credit_p", "elec_reg0")}
+    return NoTopUpsRun(f, f.run(TICKS), before)
+
+
+@dataclass
+class DefaultRun:
+    """A fleet with the default prepayment parameters run for 15 days in one state, and a deep copy
+    of it taken after 10 days."""
+
+    fleet: LocalFleet
+    summaries: list[TickSummary]
+    at_10_days: LocalFleet
+
+
+@pytest.fixture(scope="module")
+def default_run() -> DefaultRun:
+    f = _fleet()
+    ss = f.run(10 * 48)
+    at_10 = copy.deepcopy(f)
+    return DefaultRun(f, ss + f.run(5 * 48), at_10)
+
+
 def _run_out_tick(st, cfg, rows: np.ndarray, topup_p: float = 0.0) -> np.ndarray:
     """First tick at whose end each row's balance (initial credit + topup_p, no spend stopped)
     reaches minus the emergency credit; TICKS if not within the run."""
@@ -51,17 +91,18 @@ def _run_out_tick(st, cfg, rows: np.ndarray, topup_p: float = 0.0) -> np.ndarray
     return np.where(hit.any(axis=1), hit.argmax(axis=1), TICKS)
 
 
-def test_without_top_ups_every_premises_whose_credit_ran_out_is_off_supply_once_and_bounded():
-    f = _fleet(topups=False)
+def test_without_top_ups_every_premises_whose_credit_ran_out_is_off_supply_once_and_bounded(no_topups):
+    f, ss = no_topups.fleet, no_topups.summaries
     st, cfg = f.states[0], f.config
     rows = st.prepay_rows.astype(np.int64)
     c = st.cols
-    credit0, reg0 = c["credit_p"][rows].astype(np.float64), c["elec_reg0"][rows].astype(np.float64)
+    credit0 = no_topups.before["credit_p"][rows].astype(np.float64)
+    reg0 = no_topups.before["elec_reg0"][rows].astype(np.float64)
     rate = c["tariff_dp"][rows].astype(np.float64) * c["elec_kwh_year"][rows] / 10
     spent = rate * spend_factor(cfg, TICKS)
     ran_out = credit0 + EC_P <= spent
     on_ec = ~ran_out & (credit0 <= spent)
-    ss = f.run(TICKS)
+    assert f.tick == TICKS
     last = ss[-1]
 
     status = c["status"][rows]
@@ -102,10 +143,10 @@ def test_without_top_ups_every_premises_whose_credit_ran_out_is_off_supply_once_
                                                         + (on_ec & dcc & ~reach).sum())
 
 
-def test_a_top_up_arms_a_disabled_supply_and_the_consumer_enables_it():
-    f = _fleet(topups=False, enable_wait_h=0.0)
+def test_a_top_up_arms_a_disabled_supply_and_the_consumer_enables_it(no_topups):
+    f = copy.deepcopy(no_topups.fleet)  # the 30-day run without top-ups, continued here alone
+    assert f.tick == TICKS and f.config.params.prepayment.enable_wait_h == 0.0
     st, cfg, c = f.states[0], f.config, f.states[0].cols
-    f.run(TICKS)
     rows = st.prepay_rows
     off = rows[(c["status"][rows] & Status.CREDIT_OFF) != 0]
     dcc_off = off[c["smets"][off] != Smets.SMETS1_NOT_ENROLLED]
@@ -175,12 +216,14 @@ def test_share_still_off_after_disablement_matches_the_wait_parameter():
     assert got > 0
 
 
-def test_prepayment_counts_identical_for_any_split_and_match_a_recount():
+def test_prepayment_counts_identical_for_any_split_and_match_a_recount(default_run):
     runs = []
-    for k in (1, 3):
-        f = _fleet(splits=k, habit_wait_h={"ahead": 12.0, "at_emergency": 12.0, "at_disablement": 2.0,
-                                           "self_disconnect": 72.0})
-        ss = f.run(15 * 48)
+    # The default habit waits (ahead 12 h, at_emergency 12 h, at_disablement 2 h, self_disconnect
+    # 72 h); one state is the module's default run, three states run here.
+    assert default_run.fleet.config == _fleet().config
+    for f, ss in ((default_run.fleet, default_run.summaries), (_fleet(splits=3), None)):
+        assert f.tick == 0 if ss is None else f.tick == len(ss) == 15 * 48
+        ss = f.run(15 * 48) if ss is None else ss
         runs.append(([s.to_dict() for s in ss], f.state_hash()))
         for state in f.states:
             before = state.prepay_credit.copy()
@@ -283,26 +326,24 @@ def test_history_records_prepayment_counts_and_an_older_history_gains_the_new_co
     assert by_sup["Utilita"] == int(ss[-1].credit_off_supplier[8]) and sum(by_sup.values()) == off
 
 
-def test_a_restored_checkpoint_continues_exactly_like_the_run_it_came_from():
-    a, b = _fleet(), _fleet()
-    a.run(10 * 48)
-    b.run(10 * 48)
-    b.states[0] = HubState.from_bytes(b.states[0].to_bytes())  # the derived look-ahead cache is rebuilt
-    assert np.isneginf(b.states[0].prepay_due).all() and not np.isneginf(a.states[0].prepay_due).all()
-    sa, sb = a.run(5 * 48), b.run(5 * 48)
+def test_a_restored_checkpoint_continues_exactly_like_the_run_it_came_from(default_run):
+    # a: the module's default run, 10 days then 5 more; b: a copy of it after the 10 days whose
+    # state is restored from its checkpoint bytes (the derived look-ahead cache is rebuilt).
+    a, b = default_run.fleet, copy.deepcopy(default_run.at_10_days)
+    assert b.tick == 10 * 48 and not np.isneginf(b.states[0].prepay_due).all()
+    b.states[0] = HubState.from_bytes(b.states[0].to_bytes())
+    assert np.isneginf(b.states[0].prepay_due).all()
+    sa, sb = default_run.summaries[10 * 48:], b.run(5 * 48)
     assert [s.to_dict() for s in sa] == [s.to_dict() for s in sb]
     assert a.state_hash() == b.state_hash()
     assert sa[-1].prepayment()["off_supply"] > 0
 
 
-def test_the_api_views_agree_with_the_counts_group_filter_and_hub_record():
-    import pytest
-
+def test_the_api_views_agree_with_the_counts_group_filter_and_hub_record(no_topups):
     from twin.model.query import aggregate_counts, hub_record, label_counts, match_hubs, parse_filter
     from twin.services.convert import hub_message
 
-    f = _fleet(topups=False)
-    last = f.run(TICKS)[-1]
+    f, last = no_topups.fleet, no_topups.summaries[-1]
     st, cfg = f.states[0], f.config
     up = f.network.up_by_area(f.tick - 1)
     rows = {r["credit_state"]: r["hubs"] for r in label_counts(["credit_state"],

@@ -31,7 +31,7 @@ from twin.model.catalog import (
     Status,
 )
 from twin.model.config import FleetConfig
-from twin.model.params import HALF_HOURS_PER_DAY, LOG_DAYS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.params import HALF_HOURS_PER_DAY, TICK_SECONDS, TICKS_PER_YEAR
 from twin.model.prepayment import count_prepay, prepay_pass
 from twin.model.reach import on_dcc, reachable_now, wan_up
 from twin.model.rng import Purpose, fleet_rng, hash_uniform
@@ -42,7 +42,6 @@ from twin.model.traffic import count_messages
 if TYPE_CHECKING:
     from twin.model.ops.base import Control, ShardOperations
 
-LOG_TICKS = LOG_DAYS * HALF_HOURS_PER_DAY
 _DARK_AGE_EDGES_TICKS = np.array(DARK_AGE_EDGES_DAYS) * HALF_HOURS_PER_DAY
 # (area code) x (CSP) one-hot, so per-area integer counts sum exactly into per-CSP counts.
 _AREA_CSP = np.zeros((N_AREA_CODES, N_CSP), dtype=np.int64)
@@ -366,7 +365,8 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
     # Daily reads from reachable hubs, and catch-up reads of the days they missed.
     rc, rw, rcell = csp[reach], view("wan")[reach], view("cell")[reach]
     count_messages(s, MessageType.DAILY_READ, rc, rw, rcell, daily[reach])
-    missed = np.clip(gap[reach] // HALF_HOURS_PER_DAY - 1, 0, LOG_DAYS)
+    log_days = config.params.shares.meter_log_days
+    missed = np.clip(gap[reach] // HALF_HOURS_PER_DAY - 1, 0, log_days)
     if missed.any():
         count_messages(s, MessageType.BACKLOG_READ, rc, rw, rcell, missed * daily[reach])
     # ESMEs migrated to half-hourly settlement (twin.model.ops.mhhs): one retrieval of the day's
@@ -376,17 +376,18 @@ def slot_pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, u
         count_messages(s, MessageType.SETTLEMENT_READ, rc[hh], rw[hh], rcell[hh], 1 + missed[hh])
     last[reach] = tick
 
-    # Dark hubs: the meter log holds LOG_DAYS; older unread periods roll off and are lost.
+    # Dark hubs: the meter log holds log_days; older unread periods roll off and are lost.
+    log_ticks = log_days * HALF_HOURS_PER_DAY
     g_dark = gap[dark]
     m_dark = meters[dark]
-    over = np.clip(g_dark - LOG_TICKS, 0, HALF_HOURS_PER_DAY)
+    over = np.clip(g_dark - log_ticks, 0, HALF_HOURS_PER_DAY)
     s.hh_lost += int((over * m_dark).sum())
     if over.any():
         lost_days = view("lost_days")
         bump = np.zeros(dark.shape, dtype=bool)
         bump[dark] = over > 0
         lost_days[bump] = np.minimum(lost_days[bump].astype(np.int64) + 1, np.iinfo(np.uint16).max)
-    state.slot_at_risk[slot] = int((np.minimum(g_dark, LOG_TICKS) * m_dark).sum())
+    state.slot_at_risk[slot] = int((np.minimum(g_dark, log_ticks) * m_dark).sum())
     state.slot_dark_age[slot] = np.bincount(np.searchsorted(_DARK_AGE_EDGES_TICKS, g_dark, side="right"),
                                             minlength=len(_DARK_AGE_EDGES_TICKS) + 1)
 

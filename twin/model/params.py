@@ -27,7 +27,6 @@ HALF_HOURS_PER_DAY = 48
 TICK_SECONDS = 1800
 TICKS_PER_YEAR = 365.25 * HALF_HOURS_PER_DAY
 DAYS_PER_MONTH = 30.44
-LOG_DAYS = 396  # ESME Profile Data Log holds 13 months of HH data [C] (13 x 30.44 d, rounded)
 
 
 @dataclass(frozen=True)
@@ -88,6 +87,16 @@ class FleetShares:
     gsme_battery_life_years: float = 15.0
     gsme_low_battery_pct: float = 10.0  # low-battery alert threshold [U]
     gsme_replacement_days: float = 60.0  # mean time from alert to field replacement [U]
+    # Days of half-hourly data a meter's log holds, whole days: the ESME Profile Data Log holds 13
+    # months of HH data [C] (13 x 30.44 d, rounded). A hub out of reach for longer loses the
+    # periods that roll off; catch-up reads fetch at most this many missed days.
+    meter_log_days: int = 396
+
+    def __post_init__(self) -> None:
+        v = self.meter_log_days
+        if not _whole(v) or not 1 <= v <= 36_525:
+            raise TwinInputError("params.shares.meter_log_days",
+                                 f"must be a whole number of days from 1 to 36,525, got {v!r}")
 
 
 # Published volumes per connected meter per month, by year: (messages besides alerts, device
