@@ -1,6 +1,7 @@
 """What-if branches: a fork with no changes reproduces its parent exactly; a fork with an event
 added (or a parent's command left out) is identical to the parent before the fork tick and differs
-from the tick the change takes effect; two runs compare side by side (CLI and report)."""
+from the tick the change takes effect; two runs compare side by side (the report; the `twin fork` and
+`twin compare` commands are tested as processes in tests/e2e/test_cli_runs.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import pytest
 
 from tests.integration.conftest import run_dir
-from tests.support import twin
 from twin.engine.branches import fork, list_branches, plan_fork
 from twin.engine.compare import compare_runs
 from twin.engine.history import query
@@ -102,19 +102,3 @@ def test_leaving_out_a_parent_command_changes_only_what_follows_it(parent):
     with pytest.raises(TwinInputError, match=r"events\[0\]\.area"):
         plan_fork(d, at=35, events=[OUTAGE | {"area": "Atlantis"}])
 
-
-def test_fork_and_compare_from_the_command_line(parent, tmp_path):
-    d, _ = parent
-    what_if = tmp_path / "what-if.yaml"
-    what_if.write_text("description: the outage a day later\ndrop: [power-outage-2]\nevents:\n"
-                       "  - {type: power_outage, area: Yorkshire, fraction: 0.5, duration_min: 90, at: 6h}\n")
-    p = twin("fork", str(d), "--at", "34", "--until", "50", "--scenario", str(what_if), "--name", "later")
-    assert p.returncode == 0, p.stderr
-    b = d / "branches" / "later"
-    assert "twin compare" in p.stdout
-    p = twin("compare", str(d), str(b))
-    assert p.returncode == 0, p.stderr
-    assert "first difference at tick 40" in p.stdout and "max dark hubs" in p.stdout
-    assert (b / "compare-" f"{d.name}" / "comparison.html").exists()
-    p = twin("fork", str(d), "--at", "34", "--until", "20")
-    assert p.returncode == 2 and "--until" in p.stderr

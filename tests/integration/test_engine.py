@@ -16,7 +16,7 @@ from twin.model.state import HubState
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 CFG = FleetConfig(hubs=30_000, seed=17, block_size=1024)
-TICKS = 100
+TICKS = 50  # over a day: every half-hour of the daily schedule once
 
 
 @pytest.fixture(scope="module")

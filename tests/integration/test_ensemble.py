@@ -20,12 +20,19 @@ HUBS = 5_000
 SEEDS = [3, 4, 5]
 
 
+DAYS = 14 / 24
+
+
 @pytest.fixture(scope="module")
 def storm(tmp_path_factory) -> Path:
-    """The shipped storm scenario, one day (the outage, the base-station failure and the
-    incident all fall in it)."""
+    """The shipped storm scenario with its events brought forward 16 hours (the outage from 2h,
+    the base-station failure at 4h, the incident at 8h), run for 14 hours: the outage, its
+    staggered restorations, the base-station failure and the incident all fall in it."""
     doc = yaml.safe_load((ROOT / "scenarios" / "storm-outage.yaml").read_text())
-    doc["fleet"]["days"] = 1.25
+    assert [e["at"] for e in doc["events"]] == ["18h", "20h", "1d"]
+    for e, at in zip(doc["events"], ["2h", "4h", "8h"], strict=True):
+        e["at"] = at
+    doc["fleet"]["days"] = DAYS
     path = tmp_path_factory.mktemp("storm") / "storm.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -40,7 +47,7 @@ def test_each_seed_is_its_own_run_and_the_report_is_written(ensemble, tmp_path_f
     assert [r["seed"] for r in ensemble["runs"]] == SEEDS
     assert len({r["state_hash"] for r in ensemble["runs"]}) == 3
     tp = ensemble["throughput"]
-    assert tp["runs"] == 3 and tp["hub_days"] == pytest.approx(3 * HUBS * 1.25)
+    assert tp["runs"] == 3 and tp["hub_days"] == pytest.approx(3 * HUBS * DAYS)
     assert tp["hub_days_per_s"] == pytest.approx(tp["hub_days"] / tp["wall_s"], rel=1e-3)
     # The storm's alerts and dark hubs differ between seeds: there is a spread to report.
     assert ensemble["figures"]["peak_alerts_per_s"]["std"] > 0
@@ -80,8 +87,10 @@ def test_the_same_seeds_give_the_same_figures(ray_session, ensemble, storm, tmp_
 
 
 def test_a_sweep_with_seeds_gives_each_point_the_mean_of_its_seeds(ray_session, tmp_path):
+    # The MHHS scenario for half a day, its migration starting at 01:00 (two of its waves in).
     doc = yaml.safe_load((ROOT / "scenarios" / "mhhs-migration.yaml").read_text())
-    doc["fleet"]["days"] = 1
+    doc["fleet"]["days"] = 0.5
+    doc["events"][0]["at"] = "1h"
     scenario = tmp_path / "mhhs.yaml"
     scenario.write_text(yaml.safe_dump(doc))
     res = run_sweep(scenario, param="events[0].share", values=[0.25, 1.0], out=tmp_path / "out", hubs=HUBS,

@@ -27,7 +27,7 @@ from twin.services.server import ApiServer
 from twin.services.streams import StreamLimits
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-HUBS = 16_384  # four blocks: two a shard
+HUBS = 8_192  # four blocks: two a shard
 # A client that reads nothing holds at most this much in flight (HTTP/2 flow control), so a
 # stalled reader stalls the server's stream after a few dozen messages instead of a few MB.
 SMALL_WINDOW = [("grpc.http2.lookahead_bytes", 16_384), ("grpc.http2.bdp_probe", 0)]
@@ -39,7 +39,7 @@ class Streams:
     a GB-wide power cut leaves every premises with alerts and a changed state."""
 
     def __init__(self, tmp: Path):
-        self.sup = FleetSupervisor(FleetConfig(hubs=HUBS, seed=17, block_size=4096), shards=2, run_dir=run_dir("streams"),
+        self.sup = FleetSupervisor(FleetConfig(hubs=HUBS, seed=17, block_size=2048), shards=2, run_dir=run_dir("streams"),
                                    checkpoint_every=4, cpus_per_shard=0.5)
         self.sup.step(1)
         self.users = UserStore()

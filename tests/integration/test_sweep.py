@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_mhhs_sweep_finds_each_csps_breaking_point_and_the_baseline_headroom(ray_session, tmp_path):
     spec = load_sweep(ROOT / "sweeps" / "mhhs-breaking-point.yaml")
-    # Small: 20,000 hubs, two days, three of its shares.
+    # Small: 20,000 hubs, one day with the migration starting at 01:00 (four of its nine waves
+    # in), three of its shares.
     doc = yaml.safe_load(spec.scenario.read_text())
-    doc["fleet"]["days"] = 2
+    doc["fleet"]["days"] = 1
+    doc["events"][0]["at"] = "1h"
     scenario = tmp_path / "mhhs.yaml"
     scenario.write_text(yaml.safe_dump(doc))
     values = [0.25, 0.5, 1.0]

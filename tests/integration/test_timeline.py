@@ -4,12 +4,9 @@ same final state)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.integration.conftest import run_dir
-from tests.support import twin
 from twin.engine.history import query
 from twin.engine.supervisor import FleetSupervisor, RunStateError
 from twin.model.config import FleetConfig, TwinInputError
@@ -63,17 +60,6 @@ def test_history_has_one_row_per_tick_and_survives_a_resume():
     finally:
         ref.shutdown()
     assert _rows(d) == _rows(ref_dir)
-
-    # The same store from the command line.
-    p = twin("history", str(d), "--sql", "SELECT count(*) AS n, max(tick) AS last FROM ticks", "--format", "json")
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == [{"n": 40, "last": 39}]
-    p = twin("history", str(d), "--limit", "3")
-    assert p.returncode == 0 and "39" in p.stdout and "dark_hubs" in p.stdout
-    p = twin("history", str(d), "--sql", "SELECT nope FROM ticks")
-    assert p.returncode == 2 and "--sql:" in p.stderr and "Traceback" not in p.stderr
-    p = twin("history", str(d / "checkpoints"))
-    assert p.returncode == 2 and "not a run directory" in p.stderr
 
 
 def test_rewind_reaches_a_fresh_runs_state_and_replays_to_the_same_end():
