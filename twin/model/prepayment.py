@@ -14,6 +14,8 @@ habits are a static hash of the hub id (no state).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from twin.model.alerts import count_alerts
@@ -30,8 +32,13 @@ from twin.model.summary import TickSummary
 def spend_factor(config: FleetConfig, ticks: int) -> float:
     """Energy used in the first `ticks` ticks of the run, as a fraction of a year's (the shared
     electricity profile): a premises has used `elec_kwh_year x spend_factor` kWh."""
-    doy = config.start.timetuple().tm_yday - 1
-    return cumulative_factor("elec", doy, config.start_tick_of_day, max(ticks, 0)) / TICKS_PER_YEAR
+    return _spend_factor(config.start.timetuple().tm_yday - 1, config.start_tick_of_day, max(ticks, 0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _spend_factor(first_day_of_year: int, start_tick_of_day: int, ticks: int) -> float:
+    # A pure function, asked several times a tick for the same few ticks: cached.
+    return cumulative_factor("elec", first_day_of_year, start_tick_of_day, ticks) / TICKS_PER_YEAR
 
 
 def balance_pence(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: FleetConfig, tick: int) -> np.ndarray:
@@ -319,7 +326,7 @@ def count_prepay(state: HubState, s: TickSummary) -> None:
     """Prepayment premises, on emergency credit and off supply for credit, by supplier and area:
     from the state's counters, O(areas x suppliers)."""
     n_sup = s.prepay_supplier.shape[0]
-    by_sup = state.prepay_credit.sum(axis=0)[:n_sup]  # (supplier, credit state)
+    by_sup = state.prepay_credit[:, :n_sup].sum(axis=0)  # (supplier, credit state)
     s.prepay_supplier += by_sup.sum(axis=1)
     s.credit_ec_supplier += by_sup[:, 1]
     s.credit_off_supplier += by_sup[:, 2]
