@@ -345,6 +345,7 @@ class _Constants:
     wan_rate: np.ndarray
     device: np.ndarray
     target: np.ndarray
+    mean_size: np.ndarray  # bytes by class, the mean over its message types (a class that sent nothing)
 
 
 _CONSTANTS: dict[int, tuple[weakref.ref[CapacityParams], _Constants]] = {}
@@ -355,12 +356,14 @@ def _constants(p: CapacityParams) -> _Constants:
     held = _CONSTANTS.get(id(p))
     if held is not None and held[0]() is p:
         return held[1]
+    sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
     k = _Constants(
         order=None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp),
-        sizes=np.array([p.message_bytes[m.name] for m in MessageType], float),
+        sizes=sizes,
         wan_rate=np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)]),
         device=np.array([p.device_time_s[c.name] for c in TrafficClass], float),
-        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float))
+        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float),
+        mean_size=(sizes[None, :] @ _ONEHOT) / _ONEHOT.sum(axis=0))
     if len(_CONSTANTS) > 16:  # parameter sets come and go with branches and sweeps
         _CONSTANTS.clear()
     _CONSTANTS[id(p)] = (weakref.ref(p), k)
@@ -498,8 +501,7 @@ class NetworkQueues:
         # Transfer and device time per class (the class's mean over its types on each link).
         wan_rate = k.wan_rate
         bytes_class = (arrivals * sizes[None, :]) @ onehot
-        mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0),
-                              (sizes[None, :] @ onehot) / onehot.sum(axis=0))
+        mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0), k.mean_size)
         transfer = mean_bytes / wan_rate[:, None]
         device, target = k.device, k.target
         base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
