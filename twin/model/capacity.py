@@ -70,6 +70,11 @@ LINK_NAMES = tuple(f"{Csp(c).name}/{WanTech(w).name}" for c in range(N_CSP) for 
 _LRR_NORTH = Csp.NORTH * N_WAN + WanTech.LRR
 _LINK_CSP = np.repeat(np.arange(N_CSP), N_WAN)
 _ALERT = int(TrafficClass.ALERT)
+# The latency group (CSP x N_CLASSES + class) of every (link, class, bin), and its class.
+_GRP = np.broadcast_to((_LINK_CSP[:, None, None] * N_CLASSES + np.arange(N_CLASSES)[None, :, None]),
+                       (N_LINKS, N_CLASSES, N_BINS))
+_GRP_FLAT = _GRP.ravel()
+_GRP_CLASS_FLAT = _GRP_FLAT % N_CLASSES
 BS_MIN_METERS = 2_000  # [U] see NetworkQueues.size
 
 
@@ -200,19 +205,19 @@ def serve_bins(backlog: np.ndarray, work: np.ndarray, budget: np.ndarray, order:
     budget = np.asarray(budget, float)
     served_budget = budget * n_bins
     if order is None:
-        total_b = lindley(backlog.sum(axis=1), work.sum(axis=1), budget)  # (links, bins)
+        old = backlog.sum(axis=1)  # (links,)
+        w_tot = work.sum(axis=1)  # (links, bins)
+        total_b = lindley(old, w_tot, budget)  # (links, bins)
         waits = np.repeat(total_b[:, None, :], n_cls, axis=1)
         end = total_b[:, -1]
-        w_tot = work.sum(axis=1)  # (links, bins)
         after = np.cumsum(w_tot[:, ::-1], axis=1)[:, ::-1] - w_tot  # arrived after each bin
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(w_tot > 0, (end[:, None] - after) / np.where(w_tot > 0, w_tot, 1.0), 0.0)
-            old = backlog.sum(axis=1)
             arrived = w_tot.sum(axis=1)
             keep_old = np.where(old > 0, (end - arrived) / np.where(old > 0, old, 1.0), 0.0)
         frac = np.clip(frac, 0.0, 1.0)
         out = (work * frac[:, None, :]).sum(axis=2) + backlog * np.clip(keep_old, 0.0, 1.0)[:, None]
-        left = served_budget - (backlog.sum(axis=1) + arrived - end)
+        left = served_budget - (old + arrived - end)
         return out, waits, np.maximum(left, 0.0)
     order = np.asarray(order, np.intp)
     # Prefixes of the priority order: queue k holds the classes order[0..k].
@@ -340,6 +345,7 @@ class _Constants:
     wan_rate: np.ndarray
     device: np.ndarray
     target: np.ndarray
+    mean_size: np.ndarray  # bytes by class, the mean over its message types (a class that sent nothing)
 
 
 _CONSTANTS: dict[int, tuple[weakref.ref[CapacityParams], _Constants]] = {}
@@ -350,12 +356,14 @@ def _constants(p: CapacityParams) -> _Constants:
     held = _CONSTANTS.get(id(p))
     if held is not None and held[0]() is p:
         return held[1]
+    sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
     k = _Constants(
         order=None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp),
-        sizes=np.array([p.message_bytes[m.name] for m in MessageType], float),
+        sizes=sizes,
         wan_rate=np.array([p.wan_bytes_per_s.get(WanTech(i % N_WAN).name, np.inf) for i in range(N_LINKS)]),
         device=np.array([p.device_time_s[c.name] for c in TrafficClass], float),
-        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float))
+        target=np.array([p.target_response_s[c.name] for c in TrafficClass], float),
+        mean_size=(sizes[None, :] @ _ONEHOT) / _ONEHOT.sum(axis=0))
     if len(_CONSTANTS) > 16:  # parameter sets come and go with branches and sweeps
         _CONSTANTS.clear()
     _CONSTANTS[id(p)] = (weakref.ref(p), k)
@@ -421,17 +429,22 @@ class NetworkQueues:
         the network carried them. Sets `s.alert_events["throttled"]` (bool per alert). Sizes
         the stages on the first call. Costs links x classes x bins plus the tick's alerts
         (about 1 ms a tick without a storm on the reference machine), never the fleet."""
+        # Divisions here guard their zero denominators with np.where (the discarded lanes may warn):
+        # one errstate for the whole tick, entering one costs about as much as a small array op.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._step(s, p, traffic)
+
+    def _step(self, s: TickSummary, p: CapacityParams, traffic: TrafficParams) -> CapacityReport:
         if not self.sized:
             self.size(s, p, traffic)
         k = _constants(p)
         order, sizes, onehot = k.order, k.sizes, _ONEHOT
         cap = self.link_msgs_per_s
         modelled = cap > 0
-        with np.errstate(divide="ignore"):
-            per_msg = np.where(modelled[:, None],
-                               np.maximum(1.0 / np.where(modelled, cap, 1.0)[:, None],
-                                          sizes[None, :] / np.where(modelled, self.link_bytes_per_s, 1.0)[:, None]),
-                               0.0)  # (links, types) seconds of link time per message
+        per_msg = np.where(modelled[:, None],
+                           np.maximum(1.0 / np.where(modelled, cap, 1.0)[:, None],
+                                      sizes[None, :] / np.where(modelled, self.link_bytes_per_s, 1.0)[:, None]),
+                           0.0)  # (links, types) seconds of link time per message
         arrivals = s.link_messages.astype(float)  # (links, types)
         n_class = arrivals @ onehot  # (links, classes) messages
         w_class = (arrivals * per_msg) @ onehot  # seconds of work
@@ -440,8 +453,7 @@ class NetworkQueues:
         alert_total = alert_bins.sum(axis=1)
         spread = n_class.copy()
         spread[:, _ALERT] = np.maximum(n_class[:, _ALERT] - alert_total, 0.0)  # background alerts
-        with np.errstate(invalid="ignore", divide="ignore"):
-            work_per = np.where(n_class > 0, w_class / np.where(n_class > 0, n_class, 1.0), 0.0)
+        work_per = np.where(n_class > 0, w_class / np.where(n_class > 0, n_class, 1.0), 0.0)
         n_bins = np.repeat((spread / N_BINS)[:, :, None], N_BINS, axis=2)  # (links, classes, bins)
         n_bins[:, _ALERT, :] += alert_bins
         w_bins = n_bins * work_per[:, :, None]
@@ -488,10 +500,8 @@ class NetworkQueues:
 
         # Transfer and device time per class (the class's mean over its types on each link).
         wan_rate = k.wan_rate
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bytes_class = (arrivals * sizes[None, :]) @ onehot
-            mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0),
-                                  (sizes[None, :] @ onehot) / onehot.sum(axis=0))
+        bytes_class = (arrivals * sizes[None, :]) @ onehot
+        mean_bytes = np.where(n_class > 0, bytes_class / np.where(n_class > 0, n_class, 1.0), k.mean_size)
         transfer = mean_bytes / wan_rate[:, None]
         device, target = k.device, k.target
         base = waits + dsp_waits[None, :, :] + (transfer + device[None, :])[:, :, None]  # (links, classes, bins)
@@ -500,9 +510,8 @@ class NetworkQueues:
         # messages as weight; percentiles are exact weighted quantiles of these (a few thousand
         # values, never per message), and within-target counts exact.
         n_grp = N_CSP * N_CLASSES
-        grp = (_LINK_CSP[:, None, None] * N_CLASSES + np.arange(N_CLASSES)[None, :, None]) + np.zeros(
-            (1, 1, N_BINS), np.intp)  # (links, classes, bins)
-        within = np.zeros(n_grp)
+        grp = _GRP  # (links, classes, bins)
+        within: np.ndarray = np.zeros(n_grp)
         others = np.ones(N_LINKS, bool)
         lat_parts, wt_parts, grp_parts = [], [], []
         congested = np.flatnonzero(bs_wait > 0)
@@ -523,15 +532,20 @@ class NetworkQueues:
             np.add.at(within, Csp.NORTH * N_CLASSES + np.arange(N_CLASSES), (lrr_n * ok).sum(axis=1))
             cuts = np.linspace(0, w_sorted.size, min(BS_LATENCY_GROUPS, w_sorted.size) + 1).astype(np.intp)
             g_share = np.add.reduceat(s_sorted, cuts[:-1])
-            with np.errstate(invalid="ignore", divide="ignore"):  # a base station with a backlog, no arrivals
-                g_wait = np.where(g_share > 0, np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share, 0.0)
+            # (A base station with a backlog may have no arrivals: no share, no wait.)
+            g_wait = np.where(g_share > 0, np.add.reduceat(w_sorted * s_sorted, cuts[:-1]) / g_share, 0.0)
             g_wait = np.concatenate([[0.0], g_wait])
             g_share = np.concatenate([[rest], g_share])
             lat_parts.append((lrr_base[:, :, None] + g_wait).ravel())
             wt_parts.append((lrr_n[:, :, None] * g_share).ravel())
             grp_parts.append(np.repeat(grp[_LRR_NORTH].ravel(), g_wait.size))
-        lat_o, n_o, grp_o = base[others].ravel(), n_bins[others].ravel(), grp[others].ravel()
-        np.add.at(within, grp_o, n_o * (lat_o <= target[grp_o % N_CLASSES]))
+        if others.all():  # no base station congested: every (link, class, bin), in its constant group
+            lat_o, n_o, grp_o = base.ravel(), n_bins.ravel(), _GRP_FLAT
+            # Into zeros, in index order, as np.add.at would: the same sums, bit for bit.
+            within = np.bincount(grp_o, weights=n_o * (lat_o <= target[_GRP_CLASS_FLAT]), minlength=n_grp)
+        else:
+            lat_o, n_o, grp_o = base[others].ravel(), n_bins[others].ravel(), grp[others].ravel()
+            np.add.at(within, grp_o, n_o * (lat_o <= target[grp_o % N_CLASSES]))
         lat_parts.append(lat_o)
         wt_parts.append(n_o)
         grp_parts.append(grp_o)
@@ -539,17 +553,15 @@ class NetworkQueues:
                                    n_grp, (0.50, 0.95, 0.99))
         p50, p95, p99 = (quant[:, i].reshape(N_CSP, N_CLASSES) for i in range(3))
 
-        messages = np.zeros((N_CSP, N_CLASSES))
-        np.add.at(messages, _LINK_CSP, n_class)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            within_csp = within.reshape(N_CSP, N_CLASSES)
-            within_share = np.where(messages > 0, np.minimum(within_csp / np.where(messages > 0, messages, 1.0), 1.0),
-                                    1.0)
+        # Whole message counts (floats holding integers): exact in any order of summation.
+        messages = n_class.reshape(N_CSP, N_WAN, N_CLASSES).sum(axis=1)
+        within_csp = within.reshape(N_CSP, N_CLASSES)
+        within_share = np.where(messages > 0, np.minimum(within_csp / np.where(messages > 0, messages, 1.0), 1.0),
+                                1.0)
 
         # Backlog in messages, and the age of the oldest queued message.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            last_per = np.where(work_per > 0, work_per, self._work_per_fallback(per_msg, onehot))
-            backlog_msgs = np.where(last_per > 0, self.backlog / last_per, 0.0)
+        last_per = np.where(work_per > 0, work_per, self._work_per_fallback(per_msg, onehot))
+        backlog_msgs = np.where(last_per > 0, self.backlog / last_per, 0.0)
         age = self._oldest(s.tick, w_class)
 
         # Alerts: delayed (queued over `alert_delayed_s`), failed (not through the queues within the retry
@@ -558,27 +570,29 @@ class NetworkQueues:
         # the DCC's to its Users, not the WAN's), expired when held `failed_alert_hold_s`.
         alert_wait = waits[:, _ALERT, :] + dsp_waits[None, _ALERT, :]  # (links, bins)
         a_bins = n_bins[:, _ALERT, :]
-        a_csp = np.zeros((N_CSP, N_BINS))
-        np.add.at(a_csp, _LINK_CSP, a_bins)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        if thr_bins.any():  # else every alert is kept (a share of 1: the same numbers)
+            a_csp = np.zeros((N_CSP, N_BINS))
+            np.add.at(a_csp, _LINK_CSP, a_bins)
             # The throttled ones, shared among their CSP's links as that minute's alerts are.
             kept = np.where(a_csp > 0, 1.0 - np.minimum(thr_bins / np.where(a_csp > 0, a_csp, 1.0), 1.0), 1.0)
-        a_bins = a_bins * kept[_LINK_CSP]
+            a_bins = a_bins * kept[_LINK_CSP]
         delayed_l = (a_bins * (alert_wait > p.alert_delayed_s)).sum(axis=1)
         failed_l = (a_bins * (alert_wait > p.alert_retry_s)).sum(axis=1)
         hold = self.failed.shape[0]
         slot = s.tick % hold
-        expired_l = self.failed[slot].copy()  # failed `hold` ticks ago, never redelivered
-        self.failed[slot] = 0.0
-        ring = (slot + np.arange(1, hold + 1)) % hold  # oldest first
-        per_slot = self.failed[ring].sum(axis=1)
-        can = float(dsp_left[0]) / dsp_per  # messages the DSP stage could still pass this tick
-        take = np.clip(can - (np.cumsum(per_slot) - per_slot), 0.0, per_slot)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        if self.failed.any():
+            expired_l = self.failed[slot].copy()  # failed `hold` ticks ago, never redelivered
+            self.failed[slot] = 0.0
+            ring = (slot + np.arange(1, hold + 1)) % hold  # oldest first
+            per_slot = self.failed[ring].sum(axis=1)
+            can = float(dsp_left[0]) / dsp_per  # messages the DSP stage could still pass this tick
+            take = np.clip(can - (np.cumsum(per_slot) - per_slot), 0.0, per_slot)
             share = np.where(per_slot > 0, take / np.where(per_slot > 0, per_slot, 1.0), 0.0)
-        moved = self.failed[ring] * share[:, None]
-        self.failed[ring] -= moved
-        redelivered_l = moved.sum(axis=0)
+            moved = self.failed[ring] * share[:, None]
+            self.failed[ring] -= moved
+            redelivered_l = moved.sum(axis=0)
+        else:  # an empty failed-alert queue: nothing expires, nothing to redeliver
+            expired_l = redelivered_l = np.zeros(N_LINKS)
         self.failed[slot] = failed_l
 
         def per_csp(a: np.ndarray) -> np.ndarray:
@@ -588,13 +602,11 @@ class NetworkQueues:
 
         self.last_wait = waits[:, :, -1]
         self.last_dsp_wait = dsp_waits[:, -1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            util = np.where(modelled, w_class.sum(axis=1) / TICK_SECONDS, 0.0)
-            bs_util = bs_in / bs_cap if bs_cap > 0 else np.zeros_like(bs_in)
+        util = np.where(modelled, w_class.sum(axis=1) / TICK_SECONDS, 0.0)
+        bs_util = bs_in / bs_cap if bs_cap > 0 else np.zeros_like(bs_in)
         backlog_csp = np.zeros((N_CSP, N_CLASSES))
         np.add.at(backlog_csp, _LINK_CSP, backlog_msgs)
-        age_csp = np.zeros((N_CSP, N_CLASSES))
-        np.maximum.at(age_csp, _LINK_CSP, age)
+        age_csp = age.reshape(N_CSP, N_WAN, N_CLASSES).max(axis=1)  # ages are >= 0
         return CapacityReport(
             tick=s.tick, link_capacity=np.where(modelled, cap, 0.0), link_utilisation=util,
             link_backlog=np.rint(backlog_msgs.sum(axis=1)).astype(np.int64),
@@ -670,15 +682,19 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, groups: np.ndarr
     out = np.zeros((n_groups, len(qs)))
     if values.size == 0:
         return out
-    order = np.lexsort((values, groups))
+    # By group, then value (ties in input order): np.lexsort((values, groups)) as two stable
+    # sorts, the same permutation; the groups' sort is a radix sort on small unsigned codes.
+    order = np.argsort(values, kind="stable")
+    small = np.uint8 if n_groups <= 1 << 8 else np.uint16 if n_groups <= 1 << 16 else np.int64
+    order = order[np.argsort(groups[order].astype(small), kind="stable")]
     v, w, g = values[order], weights[order], groups[order]
     cum = np.cumsum(w)
     total = np.bincount(g, weights=w, minlength=n_groups)
     before = np.concatenate([[0.0], np.cumsum(total)[:-1]])  # weight of the groups before each
     present = total > 0
-    for i, q in enumerate(qs):
-        # A relative tolerance keeps the exact rank (q x total) from missing by rounding.
-        want = before + q * total * (1 - 1e-12)
-        k = np.minimum(np.searchsorted(cum, want, side="left"), v.size - 1)
-        out[:, i] = np.where(present, v[k], 0.0)
+    # A relative tolerance keeps the exact rank (q x total) from missing by rounding. All qs at
+    # once: (groups, qs).
+    want = before[:, None] + np.asarray(qs, float)[None, :] * total[:, None] * (1 - 1e-12)
+    k = np.minimum(np.searchsorted(cum, want.ravel(), side="left"), v.size - 1).reshape(want.shape)
+    out[:] = np.where(present[:, None], v[k], 0.0)
     return out

@@ -49,7 +49,9 @@ for _area in range(N_AREA_CODES):
     if AREA_CSP[_area] != NO_CSP:
         _AREA_CSP[_area, AREA_CSP[_area]] = 1
 _FAULT_BITS = tuple(FAULT_LABEL)
-_FAULT_VALUES = np.arange(256)
+# (fault byte) x (fault bit) 0/1: DCC hubs by (area, fault byte) @ it gives dark hubs by (area,
+# fault bit), one integer product instead of a masked sum per bit.
+_FAULT_BIT_MATRIX = ((np.arange(256)[:, None] & np.array(_FAULT_BITS, np.int64)[None, :]) != 0).astype(np.int64)
 
 
 def slot_bounds(config: FleetConfig) -> np.ndarray:
@@ -95,6 +97,11 @@ def draw_background_incidents(config: FleetConfig, tick: int) -> list[IncidentDr
     for bit, purpose, per_year, median_s, sigma in _incident_kinds(config):
         rng = fleet_rng(config.seed, tick, purpose)
         k = int(rng.poisson(config.hubs * per_year / TICKS_PER_YEAR))
+        if k == 0:  # most ticks of a small fleet: nothing more to draw from this stream
+            none = np.zeros(0, np.int64)
+            out.append(IncidentDraw(bit=int(bit), hub=none, start_s=none, end_s=none, alert_backoff_s=none,
+                                    restore_backoff_s=none))
+            continue
         hub = rng.integers(0, config.hubs, k)
         start = t0 + rng.integers(0, TICK_SECONDS, k)
         dur = np.maximum(1, median_s * np.exp(sigma * rng.standard_normal(k))).astype(np.int64)
@@ -433,25 +440,29 @@ def _battery(state: HubState, s: TickSummary, tick: int, config: FleetConfig, vi
 
 def count_hubs(state: HubState, s: TickSummary, up_area: np.ndarray) -> None:
     """Reachable and dark hubs by CSP from the group counters: O(areas x technologies)."""
-    s.dcc_hubs += state.dcc_hubs.sum(axis=1) @ _AREA_CSP
-    s.reachable_hubs += (state.ok_hubs * up_area).sum(axis=1) @ _AREA_CSP
-    s.reachable_meters += (state.ok_meters * up_area).sum(axis=1) @ _AREA_CSP
-    s.reachable_meters_by_wan += _AREA_CSP.T @ (state.ok_meters * up_area)
+    # All integer counts: regrouping the sums changes nothing.
+    dcc_by_area = state.dcc_hubs.sum(axis=1)
+    ok_by_area = (state.ok_hubs * up_area).sum(axis=1)
+    ok_meters = state.ok_meters * up_area
+    s.dcc_hubs += dcc_by_area @ _AREA_CSP
+    s.reachable_hubs += ok_by_area @ _AREA_CSP
+    s.reachable_meters += ok_meters.sum(axis=1) @ _AREA_CSP
+    s.reachable_meters_by_wan += _AREA_CSP.T @ ok_meters
     s.off_dcc_hubs += state.off_dcc_hubs @ _AREA_CSP
     s.meters += state.meters @ _AREA_CSP
-    s.area_dcc_hubs += state.dcc_hubs.sum(axis=1)
+    s.area_dcc_hubs += dcc_by_area
     s.area_off_dcc_hubs += state.off_dcc_hubs
-    s.area_reachable += (state.ok_hubs * up_area).sum(axis=1)
+    s.area_reachable += ok_by_area
     s.area_meters += state.meters
-    reasons = np.zeros((N_AREA_CODES, N_DARK_REASONS), dtype=np.int64)
-    for i, bit in enumerate(_FAULT_BITS):
-        reasons[:, i] = state.dcc_fault[:, (_FAULT_VALUES & bit) != 0].sum(axis=1)
+    reasons = np.empty((N_AREA_CODES, N_DARK_REASONS), dtype=np.int64)
+    reasons[:, :-1] = state.dcc_fault @ _FAULT_BIT_MATRIX
     reasons[:, -1] = (state.ok_hubs * ~up_area).sum(axis=1)
     s.dark_by_reason += _AREA_CSP.T @ reasons
     s.hubs_by_wan += _AREA_CSP.T @ state.dcc_hubs
+    # Only the suppliers' rows and columns the summary holds (codes past them are unused).
     n_sup = s.supplier_hubs.size
-    s.supplier_hubs += state.supplier_pairs.sum(axis=1)[:n_sup]
-    s.gas_supplier_hubs += state.supplier_pairs.sum(axis=0)[:n_sup]
+    s.supplier_hubs += state.supplier_pairs[:n_sup].sum(axis=1)
+    s.gas_supplier_hubs += state.supplier_pairs[:, :n_sup].sum(axis=0)
     s.hh_at_risk += int(state.slot_at_risk.sum())
     s.dark_age += state.slot_dark_age.sum(axis=0)
 

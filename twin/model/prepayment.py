@@ -14,13 +14,16 @@ habits are a static hash of the hub id (no state).
 
 from __future__ import annotations
 
+import functools
+import weakref
+
 import numpy as np
 
 from twin.model.alerts import count_alerts
 from twin.model.catalog import AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
-from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR
+from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR, PrepaymentParams
 from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import PREPAY_NO_ACTION, HubState
@@ -30,8 +33,13 @@ from twin.model.summary import TickSummary
 def spend_factor(config: FleetConfig, ticks: int) -> float:
     """Energy used in the first `ticks` ticks of the run, as a fraction of a year's (the shared
     electricity profile): a premises has used `elec_kwh_year x spend_factor` kWh."""
-    doy = config.start.timetuple().tm_yday - 1
-    return cumulative_factor("elec", doy, config.start_tick_of_day, max(ticks, 0)) / TICKS_PER_YEAR
+    return _spend_factor(config.start.timetuple().tm_yday - 1, config.start_tick_of_day, max(ticks, 0))
+
+
+@functools.lru_cache(maxsize=1024)
+def _spend_factor(first_day_of_year: int, start_tick_of_day: int, ticks: int) -> float:
+    # A pure function, asked several times a tick for the same few ticks: cached.
+    return cumulative_factor("elec", first_day_of_year, start_tick_of_day, ticks) / TICKS_PER_YEAR
 
 
 def balance_pence(cols: dict[str, np.ndarray], rows: np.ndarray | int, config: FleetConfig, tick: int) -> np.ndarray:
@@ -169,6 +177,22 @@ def _geometric_tick(seed: int, purpose: int, hubs: np.ndarray, tick: int, p: np.
     return np.minimum(tick + first + wait, PREPAY_NO_ACTION - 1).astype(np.int32)
 
 
+_TOPUP_CHANCE: dict[int, tuple[weakref.ref[PrepaymentParams], np.ndarray]] = {}
+
+
+def _topup_chance(pp: PrepaymentParams) -> np.ndarray:
+    """Chance per tick of a waiting customer topping up, by habit (PREPAY_HABITS order): built
+    once per parameter set (a run has one), not once per tick."""
+    held = _TOPUP_CHANCE.get(id(pp))
+    if held is not None and held[0]() is pp:
+        return held[1]
+    chance = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
+    if len(_TOPUP_CHANCE) > 16:  # parameter sets come and go with branches and sweeps
+        _TOPUP_CHANCE.clear()
+    _TOPUP_CHANCE[id(pp)] = (weakref.ref(pp), chance)
+    return chance
+
+
 def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray, pos: np.ndarray,
           f_prev: float, f_now: float) -> None:
     pp = config.params.prepayment
@@ -220,7 +244,7 @@ def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_ar
     # once), and the top-up comes at its end if the trigger still holds.
     habit = habits(state.seed, hubs, pp.habit_shares) if pp.topups else None
     if habit is not None:
-        p_topup = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
+        p_topup = _topup_chance(pp)
         trig = _trigger(habit, bal, new_status, pp) & ~armed_before
         begin = np.flatnonzero(trig & (act == PREPAY_NO_ACTION))
         if begin.size:
@@ -277,7 +301,8 @@ def _trigger(habit: np.ndarray, bal: np.ndarray, status: np.ndarray, pp) -> np.n
     """Whether each customer's habit calls for a top-up now: ahead below the trigger amount, at
     emergency once on emergency credit (or off), the others once supply is disabled."""
     off = (status & Status.CREDIT_OFF) != 0
-    return np.stack([bal < pp.ahead_below_gbp * 100, bal <= 0, off, off])[habit, np.arange(bal.size)]
+    # Each row's habit picks its row of these (in PREPAY_HABITS order).
+    return np.choose(habit, (bal < pp.ahead_below_gbp * 100, bal <= 0, off, off))
 
 
 def _next_due(c: dict[str, np.ndarray], rows: np.ndarray, status: np.ndarray, habit: np.ndarray | None, pp,
@@ -319,7 +344,7 @@ def count_prepay(state: HubState, s: TickSummary) -> None:
     """Prepayment premises, on emergency credit and off supply for credit, by supplier and area:
     from the state's counters, O(areas x suppliers)."""
     n_sup = s.prepay_supplier.shape[0]
-    by_sup = state.prepay_credit.sum(axis=0)[:n_sup]  # (supplier, credit state)
+    by_sup = state.prepay_credit[:, :n_sup].sum(axis=0)  # (supplier, credit state)
     s.prepay_supplier += by_sup.sum(axis=1)
     s.credit_ec_supplier += by_sup[:, 1]
     s.credit_off_supplier += by_sup[:, 2]

@@ -4,6 +4,7 @@ finishing step (background traffic drawn from the merged reachable-meter counts)
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from twin.model.catalog import (
     WanTech,
 )
 from twin.model.config import FleetConfig
-from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY, NORTH_BASE_STATIONS, TICK_SECONDS
+from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY, NORTH_BASE_STATIONS, TICK_SECONDS, TrafficParams
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import N_DARK_AGE
 
@@ -251,16 +252,33 @@ def background_rates(config: FleetConfig) -> np.ndarray:
     return rates
 
 
+_BACKGROUND: dict[int, tuple[weakref.ref[TrafficParams], np.ndarray, np.ndarray]] = {}
+
+
+def _background(config: FleetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(`background_rates`, the background profile over its mean) of `config`'s traffic
+    parameters, built once per parameter set (a run has one), not once per tick."""
+    tp = config.params.traffic
+    held = _BACKGROUND.get(id(tp))
+    if held is not None and held[0]() is tp:
+        return held[1], held[2]
+    profile = np.asarray(tp.background_profile, dtype=np.float64)
+    rates, relative = background_rates(config), profile / profile.mean()
+    if len(_BACKGROUND) > 16:  # parameter sets come and go with branches and sweeps
+        _BACKGROUND.clear()
+    _BACKGROUND[id(tp)] = (weakref.ref(tp), rates, relative)
+    return rates, relative
+
+
 def finish(summary: TickSummary, config: FleetConfig) -> TickSummary:
     """Fleet-level step after merging: draw background traffic, compute the alert peak.
 
     Background traffic depends only on merged integer counts and a fleet-keyed stream, so it is
     identical for any shard layout. It is drawn by CSP and type, then shared among the CSP's
     links (WAN technologies) by their reachable meters."""
-    tp = config.params.traffic
     tod = (config.start_tick_of_day + summary.tick) % HALF_HOURS_PER_DAY
-    profile = np.asarray(tp.background_profile, dtype=np.float64)
-    lam = np.outer(summary.reachable_meters, background_rates(config)) * (profile[tod] / profile.mean())
+    rates, profile = _background(config)
+    lam = np.outer(summary.reachable_meters, rates) * profile[tod]
     rng = fleet_rng(config.seed, summary.tick, Purpose.BACKGROUND_TRAFFIC)
     drawn = rng.poisson(lam)
     summary.messages += drawn
