@@ -8,9 +8,7 @@ import json
 
 import pytest
 
-from tests.integration.test_branches import CFG as BRANCHES_CFG
-from tests.integration.test_branches import END, OUTAGE
-from tests.integration.test_branches import ROLLOUT as BRANCHES_ROLLOUT
+from tests.integration.test_branches import parent_run
 from tests.integration.test_timeline import CFG as TIMELINE_CFG
 from tests.integration.test_timeline import ROLLOUT as TIMELINE_ROLLOUT
 from tests.support import run_dir, twin
@@ -52,16 +50,7 @@ def test_history_from_the_command_line_after_a_resume():
 @pytest.fixture(scope="module")
 def parent():
     """test_branches' parent run: a rollout from the start and an outage accepted at tick 30 for 40."""
-    d = run_dir("parent-cli")
-    sup = FleetSupervisor(BRANCHES_CFG, shards=2, run_dir=d, checkpoint_every=12)
-    try:
-        sup.submit(dict(BRANCHES_ROLLOUT))
-        sup.run_until(30)
-        sup.submit(OUTAGE | {"at": 40})
-        sup.run_until(END)
-    finally:
-        sup.shutdown()
-    return d
+    return parent_run("parent-cli")[0]
 
 
 def test_fork_and_compare_from_the_command_line(parent, tmp_path):

@@ -6,6 +6,7 @@ from the tick the change takes effect; two runs compare side by side (the report
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,10 +27,10 @@ OUTAGE = {"type": "power_outage", "area": "Yorkshire", "fraction": 0.5, "duratio
 END = 60
 
 
-@pytest.fixture(scope="module")
-def parent():
-    """A run with a rollout from the start and an outage accepted at tick 30 for tick 40."""
-    d = run_dir("parent")
+def parent_run(name: str) -> tuple[Path, str]:
+    """A run with a rollout from the start and an outage accepted at tick 30 for tick 40, to END:
+    its run directory (named `name`) and final state hash."""
+    d = run_dir(name)
     sup = FleetSupervisor(CFG, shards=2, run_dir=d, checkpoint_every=12)
     try:
         sup.submit(dict(ROLLOUT))
@@ -40,6 +41,12 @@ def parent():
     finally:
         sup.shutdown()
     return d, h
+
+
+@pytest.fixture(scope="module")
+def parent():
+    """The parent run of the branches below (`parent_run`)."""
+    return parent_run("parent")
 
 
 def _rows(d, lo=0, hi=10**9):

@@ -30,7 +30,6 @@ of a failed delivery is the model's [U]."""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -58,6 +57,7 @@ from twin.model.params import (
     TICK_SECONDS,
     CapacityParams,
     TrafficParams,
+    once_per_params,
 )
 from twin.model.summary import BIN_SECONDS, N_BINS, TickSummary
 
@@ -348,14 +348,9 @@ class _Constants:
     mean_size: np.ndarray  # bytes by class, the mean over its message types (a class that sent nothing)
 
 
-_CONSTANTS: dict[int, tuple[weakref.ref[CapacityParams], _Constants]] = {}
-
-
+@once_per_params
 def _constants(p: CapacityParams) -> _Constants:
     """`p` as arrays, built once per parameter set (a run has one), not once per tick."""
-    held = _CONSTANTS.get(id(p))
-    if held is not None and held[0]() is p:
-        return held[1]
     sizes = np.array([p.message_bytes[m.name] for m in MessageType], float)
     k = _Constants(
         order=None if p.policy == "fifo" else np.array([TrafficClass[c] for c in p.priority], np.intp),
@@ -364,9 +359,6 @@ def _constants(p: CapacityParams) -> _Constants:
         device=np.array([p.device_time_s[c.name] for c in TrafficClass], float),
         target=np.array([p.target_response_s[c.name] for c in TrafficClass], float),
         mean_size=(sizes[None, :] @ _ONEHOT) / _ONEHOT.sum(axis=0))
-    if len(_CONSTANTS) > 16:  # parameter sets come and go with branches and sweeps
-        _CONSTANTS.clear()
-    _CONSTANTS[id(p)] = (weakref.ref(p), k)
     return k
 
 

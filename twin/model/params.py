@@ -6,9 +6,12 @@ Tags follow shared/domain/FACTS.md: [C] confirmed by a cited source, [D] derived
 
 from __future__ import annotations
 
+import functools
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from twin.model.errors import TwinInputError
 
@@ -22,6 +25,32 @@ AREA_PREMISES_M: dict[int, float] = {
 # Base stations (North, Arqiva) and cellular sites (Central/South) hubs attach to [U].
 NORTH_BASE_STATIONS = 1800
 CELL_SITES_PER_CS_REGION = 6000
+
+_P = TypeVar("_P")
+_R = TypeVar("_R")
+
+
+def once_per_params(build: Callable[[_P], _R]) -> Callable[[_P], _R]:
+    """`build(p)`, computed once per parameter object `p` (a run has one) instead of once a tick.
+
+    Keyed by identity, with a weak reference to tell a reused id from the same object: parameter
+    sets are frozen dataclasses holding dicts, so they cannot be hashed for functools' caches.
+    At most 17 are held; branches and sweeps bring new ones, and the oldest are simply rebuilt."""
+    held: dict[int, tuple[weakref.ref[Any], _R]] = {}
+
+    @functools.wraps(build)
+    def get(p: _P) -> _R:
+        hit = held.get(id(p))
+        if hit is not None and hit[0]() is p:
+            return hit[1]
+        value = build(p)
+        if len(held) > 16:
+            held.clear()
+        held[id(p)] = (weakref.ref(p), value)
+        return value
+
+    return get
+
 
 HALF_HOURS_PER_DAY = 48
 TICK_SECONDS = 1800

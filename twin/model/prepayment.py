@@ -15,7 +15,6 @@ habits are a static hash of the hub id (no state).
 from __future__ import annotations
 
 import functools
-import weakref
 
 import numpy as np
 
@@ -23,7 +22,7 @@ from twin.model.alerts import count_alerts
 from twin.model.catalog import AlertKind, Flag, Status
 from twin.model.config import FleetConfig
 from twin.model.metering import REGISTER_MODULUS, cumulative_factor, register_kwh
-from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR, PrepaymentParams
+from twin.model.params import PREPAY_HABITS, TICK_SECONDS, TICKS_PER_YEAR, PrepaymentParams, once_per_params
 from twin.model.reach import on_dcc, reachable
 from twin.model.rng import Purpose, hash_uniform
 from twin.model.state import PREPAY_NO_ACTION, HubState
@@ -177,20 +176,11 @@ def _geometric_tick(seed: int, purpose: int, hubs: np.ndarray, tick: int, p: np.
     return np.minimum(tick + first + wait, PREPAY_NO_ACTION - 1).astype(np.int32)
 
 
-_TOPUP_CHANCE: dict[int, tuple[weakref.ref[PrepaymentParams], np.ndarray]] = {}
-
-
+@once_per_params
 def _topup_chance(pp: PrepaymentParams) -> np.ndarray:
     """Chance per tick of a waiting customer topping up, by habit (PREPAY_HABITS order): built
     once per parameter set (a run has one), not once per tick."""
-    held = _TOPUP_CHANCE.get(id(pp))
-    if held is not None and held[0]() is pp:
-        return held[1]
-    chance = np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
-    if len(_TOPUP_CHANCE) > 16:  # parameter sets come and go with branches and sweeps
-        _TOPUP_CHANCE.clear()
-    _TOPUP_CHANCE[id(pp)] = (weakref.ref(pp), chance)
-    return chance
+    return np.array([per_tick_probability(pp.habit_wait_h.get(h, 0.0)) for h in PREPAY_HABITS])
 
 
 def _pass(state: HubState, s: TickSummary, tick: int, config: FleetConfig, up_area: np.ndarray, pos: np.ndarray,

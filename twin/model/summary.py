@@ -4,7 +4,6 @@ finishing step (background traffic drawn from the merged reachable-meter counts)
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,14 @@ from twin.model.catalog import (
     WanTech,
 )
 from twin.model.config import FleetConfig
-from twin.model.params import DAYS_PER_MONTH, HALF_HOURS_PER_DAY, NORTH_BASE_STATIONS, TICK_SECONDS, TrafficParams
+from twin.model.params import (
+    DAYS_PER_MONTH,
+    HALF_HOURS_PER_DAY,
+    NORTH_BASE_STATIONS,
+    TICK_SECONDS,
+    TrafficParams,
+    once_per_params,
+)
 from twin.model.rng import Purpose, fleet_rng
 from twin.model.state import N_DARK_AGE
 
@@ -241,7 +247,10 @@ def background_rates(config: FleetConfig) -> np.ndarray:
     """Expected background messages per reachable meter per tick, by message type (mean over
     day): the month's messages beside the daily read bursts (drawn per hub), split by the
     background mix, and the month's device alerts (TrafficParams)."""
-    tp = config.params.traffic
+    return _background_rates(config.params.traffic)
+
+
+def _background_rates(tp: TrafficParams) -> np.ndarray:
     per_tick = 1.0 / (DAYS_PER_MONTH * HALF_HOURS_PER_DAY)
     rest = max(tp.monthly_messages - tp.daily_reads_per_meter_month, 0.0) * per_tick
     rates = np.zeros(N_MESSAGE_TYPES)
@@ -252,22 +261,12 @@ def background_rates(config: FleetConfig) -> np.ndarray:
     return rates
 
 
-_BACKGROUND: dict[int, tuple[weakref.ref[TrafficParams], np.ndarray, np.ndarray]] = {}
-
-
-def _background(config: FleetConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(`background_rates`, the background profile over its mean) of `config`'s traffic
-    parameters, built once per parameter set (a run has one), not once per tick."""
-    tp = config.params.traffic
-    held = _BACKGROUND.get(id(tp))
-    if held is not None and held[0]() is tp:
-        return held[1], held[2]
+@once_per_params
+def _background(tp: TrafficParams) -> tuple[np.ndarray, np.ndarray]:
+    """(`background_rates`, the background profile over its mean) of traffic parameters `tp`,
+    built once per parameter set (a run has one), not once per tick."""
     profile = np.asarray(tp.background_profile, dtype=np.float64)
-    rates, relative = background_rates(config), profile / profile.mean()
-    if len(_BACKGROUND) > 16:  # parameter sets come and go with branches and sweeps
-        _BACKGROUND.clear()
-    _BACKGROUND[id(tp)] = (weakref.ref(tp), rates, relative)
-    return rates, relative
+    return _background_rates(tp), profile / profile.mean()
 
 
 def finish(summary: TickSummary, config: FleetConfig) -> TickSummary:
@@ -277,7 +276,7 @@ def finish(summary: TickSummary, config: FleetConfig) -> TickSummary:
     identical for any shard layout. It is drawn by CSP and type, then shared among the CSP's
     links (WAN technologies) by their reachable meters."""
     tod = (config.start_tick_of_day + summary.tick) % HALF_HOURS_PER_DAY
-    rates, profile = _background(config)
+    rates, profile = _background(config.params.traffic)
     lam = np.outer(summary.reachable_meters, rates) * profile[tod]
     rng = fleet_rng(config.seed, summary.tick, Purpose.BACKGROUND_TRAFFIC)
     drawn = rng.poisson(lam)
