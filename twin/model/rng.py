@@ -52,10 +52,11 @@ _COUNTER0 = np.zeros(4, np.uint64)
 
 
 def _philox(seed: int, *identity: int) -> np.random.Generator:
-    # The key as Philox makes it of a list (np.asarray(...).astype(np.uint64), numpy's
-    # int_to_array), so every stream is unchanged; given as arrays, key and counter skip that
-    # conversion, half the cost of a generator (several are made a tick).
-    key = np.asarray([seed & _MASK64, _mix64(*identity)]).astype(np.uint64)
+    # Built as uint64 outright: a list of a small seed and an identity of 2**63 or more becomes
+    # float64 in numpy, which drops the identity's low 11 bits (and rounds the top 1,024 values to
+    # 2**64, an overflow), so streams whose identities differ there would be one stream. Given as
+    # arrays, key and counter skip Philox's own conversion, half the cost of a generator.
+    key = np.array([seed & _MASK64, _mix64(*identity)], dtype=np.uint64)
     return np.random.Generator(np.random.Philox(key=key, counter=_COUNTER0))
 
 
