@@ -16,6 +16,7 @@ from twin.model.params import EventParams, IncidentParams, ModelParams
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
+RAY_STARTED = False  # set by ray_session: the Ray of this test process is the suite's
 
 
 def quiet_params(**incident_overrides: Any) -> ModelParams:
@@ -25,9 +26,16 @@ def quiet_params(**incident_overrides: Any) -> ModelParams:
     return ModelParams(incidents=replace(ip, **incident_overrides))
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier (its folder under tests/); a test outside the three tiers, or a
-    unit test that asks for Ray, is a collection error rather than a silently mis-sorted test."""
+    unit test that asks for Ray, is a collection error rather than a silently mis-sorted test.
+
+    Under pytest-xdist (`-n`, `--dist loadgroup`, the default run) the integration tests that use
+    Ray are one group, run in turn on one worker: one local Ray at a time, since they size their
+    fleets for the machine's two CPUs (two Rays on it time out). The end-to-end tier is one group
+    too (its processes, browsers and clusters one at a time). The other tests spread over the
+    other workers meanwhile."""
     for item in items:
         rel = Path(str(item.path)).resolve().relative_to(TESTS)
         tier = rel.parts[0] if len(rel.parts) > 1 else ""
@@ -36,6 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier == "unit" and "ray_session" in getattr(item, "fixturenames", ()):
             raise pytest.UsageError(f"{item.nodeid}: unit tests never start Ray (move it to tests/integration)")
         item.add_marker(getattr(pytest.mark, tier))
+        if tier == "e2e" or "ray_session" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(tier))
 
 
 @pytest.fixture
@@ -51,7 +61,9 @@ def ray_session() -> Iterator[None]:
 
     from twin.engine.runtime import start_ray
 
+    global RAY_STARTED
     start_ray(num_cpus=2)
+    RAY_STARTED = True
     yield
     ray.shutdown()
 
