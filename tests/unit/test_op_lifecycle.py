@@ -145,9 +145,11 @@ def test_a_change_of_supplier_lives_only_on_its_hubs_shard_until_settled():
 
 def test_an_image_for_one_hub_lives_only_on_its_shard_until_activated():
     f = quiet_fleet(hubs=HUBS, seed=SEED, splits=2)
-    hub = _hub_pools()["credit"][3]  # in the first half of the fleet
+    esme = models_of(DeviceType.ESME)
+    # A credit premises in the first half of the fleet whose meter takes a SMETS2 version (99.0.0).
+    hub = next(h for h in _hub_pools()["credit"] if esme[int(f.states[0].cols["esme_model"][h]) - 1].smets == "SMETS2")
     assert f.states[0].holds(np.array([hub]))[0]
-    model = models_of(DeviceType.ESME)[int(f.states[0].cols["esme_model"][hub]) - 1]
+    model = esme[int(f.states[0].cols["esme_model"][hub]) - 1]
     op = f.submit({"type": "firmware_rollout", "device": "ESME", "manufacturer": model.manufacturer,
                    "model": model.model, "target_version": "99.0.0", "hubs": [hub], "waves": [1.0],
                    "hold_activation": True, "failure_prob": 0.0, "brick_prob": 0.0})
